@@ -1,0 +1,7 @@
+//! The Slope compiler as a library: no I/O, never exits the process.
+//!
+//! See `ARCHITECTURE.md` for the pipeline. Entry points: [`driver`] (compile a
+//! program, run passes by name), [`ir::interp`] (the reference interpreter).
+pub mod diagnostic;
+pub mod syntax;
+pub mod types;

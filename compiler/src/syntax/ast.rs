@@ -1,0 +1,218 @@
+//! The abstract syntax tree, as the parser builds it and the type checker
+//! annotates it.
+//!
+//! Every node carries a byte [`Span`]. Expressions also carry a `ty` slot that
+//! is [`Type::Unknown`] after parsing and holds the node's fully resolved type
+//! after type checking (the checker fills it in place), so the elaborator can
+//! be type-directed without a side table.
+
+use crate::diagnostic::Span;
+use crate::types::Type;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Name {
+    pub text: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Module {
+    pub items: Vec<Item>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Import { path: String, span: Span },
+    Def(Def),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Def {
+    pub name: Name,
+    pub is_entry: bool,
+    pub size_params: Vec<Name>,
+    pub params: Vec<Param>,
+    pub ret: Option<TypeExpr>,
+    pub body: Expr,
+    /// `with jvp p1 … pk t1 … tk = e`: a custom derivative rule.
+    pub jvp_rule: Option<JvpRule>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub pat: Pat,
+    pub ty: TypeExpr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JvpRule {
+    /// Primal patterns followed by tangent patterns; the checker splits them.
+    pub pats: Vec<Pat>,
+    pub body: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pat {
+    Var(Name),
+    Wildcard(Span),
+    Tuple(Vec<Pat>, Span),
+    Typed(Box<Pat>, TypeExpr, Span),
+}
+
+impl Pat {
+    pub fn span(&self) -> Span {
+        match self {
+            Pat::Var(n) => n.span,
+            Pat::Wildcard(s) | Pat::Tuple(_, s) | Pat::Typed(_, _, s) => *s,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TypeExpr {
+    Named(Name),
+    Array {
+        dim: DimExpr,
+        elem: Box<TypeExpr>,
+        span: Span,
+    },
+    Tuple(Vec<TypeExpr>, Span),
+    Record(Vec<(Name, TypeExpr)>, Span),
+    Func(Box<TypeExpr>, Box<TypeExpr>, Span),
+}
+
+impl TypeExpr {
+    pub fn span(&self) -> Span {
+        match self {
+            TypeExpr::Named(n) => n.span,
+            TypeExpr::Array { span, .. }
+            | TypeExpr::Tuple(_, span)
+            | TypeExpr::Record(_, span)
+            | TypeExpr::Func(_, _, span) => *span,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DimExpr {
+    Name(Name),
+    Const(u64, Span),
+    Any(Span),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Pow,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+            BinOp::Pow => "**",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    Neg,
+    Not,
+}
+
+/// Literal type suffix: `3f32`, `2i64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suffix {
+    None,
+    I64,
+    F32,
+    F64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+    /// Filled in by the type checker.
+    pub ty: Type,
+}
+
+impl Expr {
+    pub fn new(kind: ExprKind, span: Span) -> Expr {
+        Expr {
+            kind,
+            span,
+            ty: Type::Unknown,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexArg {
+    Index(Expr),
+    Slice(Option<Expr>, Option<Expr>, Span),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoopForm {
+    For(Name, Box<Expr>),
+    While(Box<Expr>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Var(String),
+    Int(i64, Suffix),
+    Float(f64, Suffix),
+    Bool(bool),
+    Tuple(Vec<Expr>),
+    Record(Vec<(Name, Expr)>),
+    ArrayLit(Vec<Expr>),
+    /// An operator used as a function: `(+)`.
+    OpSection(BinOp),
+    Lambda(Vec<Pat>, Option<TypeExpr>, Box<Expr>),
+    App(Box<Expr>, Vec<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    Unary(UnOp, Box<Expr>),
+    Let(Pat, Box<Expr>, Box<Expr>),
+    If(Box<Expr>, Box<Expr>, Box<Expr>),
+    Loop {
+        pat: Pat,
+        init: Box<Expr>,
+        form: LoopForm,
+        body: Box<Expr>,
+    },
+    Index(Box<Expr>, Vec<IndexArg>),
+    Field(Box<Expr>, Name),
+    TupleIndex(Box<Expr>, usize, Span),
+    Ascribe(Box<Expr>, TypeExpr),
+    Coerce(Box<Expr>, TypeExpr),
+}

@@ -1,0 +1,1 @@
+//! AST printer (placeholder until written).

@@ -1,0 +1,1515 @@
+//! The type checker: Hindley–Milner-style unification over [`Type`], with
+//! size variables for array dimensions.
+//!
+//! Input: the parsed modules of a program, in dependency order. Output: the
+//! same definitions with every expression's `ty` filled in, plus a table of
+//! definitions ([`DefInfo`]). Definitions are checked in order and may only use
+//! earlier ones, so recursion is impossible by construction (it is reported as
+//! `E0113`). Numeric literals have kinded type variables that default to `i64`
+//! and `f64`. Lambda arguments are checked after the other arguments of a
+//! call, so that `map (\p -> p.x) ps` knows the type of `p`.
+//!
+//! Sizes: a definition's size parameters are rigid ([`Dim::Named`]) in its
+//! body and instantiated with fresh [`Dim::Var`]s at each use. Two different
+//! known sizes are a static error (`E0109`); sizes unknown statically
+//! ([`Dim::Any`]) are checked at run time by the elaborated code.
+
+use super::builtins;
+use super::{Dim, ScalarType, Type, VarKind};
+use crate::diagnostic::{Code, Diagnostic, FileId, Span};
+use crate::syntax::ast::*;
+use std::collections::HashMap;
+
+/// What the rest of the compiler needs to know about a checked definition.
+#[derive(Clone, Debug)]
+pub struct DefInfo {
+    /// Curried type with the size parameters as [`Dim::Named`].
+    pub ty: Type,
+    pub size_params: Vec<String>,
+    pub param_types: Vec<Type>,
+    pub ret: Type,
+    pub is_entry: bool,
+    pub span: Span,
+    /// Index into [`CheckedProgram::defs`].
+    pub index: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckedProgram {
+    pub defs: Vec<Def>,
+    pub infos: HashMap<String, DefInfo>,
+}
+
+impl CheckedProgram {
+    pub fn def(&self, name: &str) -> Option<(&Def, &DefInfo)> {
+        let info = self.infos.get(name)?;
+        Some((&self.defs[info.index], info))
+    }
+    pub fn entries(&self) -> impl Iterator<Item = &Def> {
+        self.defs.iter().filter(|d| d.is_entry)
+    }
+}
+
+/// Checks definitions in order. Returns every definition's first error.
+pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnostic>> {
+    let mut program = CheckedProgram::default();
+    let mut diags = Vec::new();
+    for module in modules {
+        for item in module.items {
+            let Item::Def(def) = item else { continue };
+            if let Some(prev) = program.infos.get(&def.name.text) {
+                diags.push(
+                    Diagnostic::error(
+                        Code::E0006,
+                        format!("`{}` is defined twice", def.name.text),
+                        def.name.span,
+                        "second definition",
+                    )
+                    .with_secondary(prev.span, "first defined here")
+                    .with_help("rename one of them"),
+                );
+                continue;
+            }
+            let mut checker = Checker::new(&program);
+            match checker.check_def(def) {
+                Ok((def, mut info)) => {
+                    info.index = program.defs.len();
+                    program.infos.insert(def.name.text.clone(), info);
+                    program.defs.push(def);
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+    if diags.is_empty() {
+        Ok(program)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Checks one expression against the definitions of a program (REPL, tests).
+pub fn check_expr(program: &CheckedProgram, expr: &mut Expr) -> Result<(), Diagnostic> {
+    let mut checker = Checker::new(program);
+    checker.infer(expr)?;
+    checker.finish(expr)
+}
+
+struct Checker<'p> {
+    program: &'p CheckedProgram,
+    vars: Vec<(Option<Type>, VarKind)>,
+    dims: Vec<Option<Dim>>,
+    locals: Vec<(String, Type)>,
+    size_params: Vec<String>,
+    current: Option<String>,
+}
+
+type R<T> = Result<T, Diagnostic>;
+
+impl<'p> Checker<'p> {
+    fn new(program: &'p CheckedProgram) -> Checker<'p> {
+        Checker {
+            program,
+            vars: Vec::new(),
+            dims: Vec::new(),
+            locals: Vec::new(),
+            size_params: Vec::new(),
+            current: None,
+        }
+    }
+
+    fn fresh(&mut self, kind: VarKind) -> Type {
+        self.vars.push((None, kind));
+        Type::Var(self.vars.len() as u32 - 1)
+    }
+
+    fn fresh_dim(&mut self) -> Dim {
+        self.dims.push(None);
+        Dim::Var(self.dims.len() as u32 - 1)
+    }
+
+    // ---- Definitions ----
+
+    fn check_def(&mut self, mut def: Def) -> R<(Def, DefInfo)> {
+        self.current = Some(def.name.text.clone());
+        self.size_params = def.size_params.iter().map(|n| n.text.clone()).collect();
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for n in &def.size_params {
+            if let Some(prev) = seen.insert(&n.text, n.span) {
+                return Err(dup_error(&n.text, n.span, prev));
+            }
+        }
+        // Size names used in parameter types are bound implicitly.
+        for p in &def.params {
+            collect_dim_names(&p.ty, &mut self.size_params);
+        }
+        let mut param_types = Vec::new();
+        for p in &def.params {
+            let ty = self.resolve_type_expr(&p.ty, false)?;
+            param_types.push(ty);
+        }
+        let mut bound: HashMap<String, Span> = HashMap::new();
+        for (p, ty) in def.params.iter().zip(&param_types) {
+            self.bind_pat(&p.pat, ty.clone(), &mut bound)?;
+        }
+        let declared_ret = match &def.ret {
+            Some(t) => Some(self.resolve_type_expr(t, false)?),
+            None => None,
+        };
+        let body_ty = self.infer(&mut def.body)?;
+        if let Some(ret) = &declared_ret {
+            self.unify(&body_ty, ret)
+                .map_err(|e| self.mismatch(e, ret, &body_ty, def.body.span, "the body"))?;
+        }
+        let ret = self.zonk(&body_ty, def.body.span)?;
+        self.finish(&mut def.body)?;
+        let param_types: Vec<Type> = param_types
+            .iter()
+            .map(|t| self.zonk(t, def.name.span))
+            .collect::<R<_>>()?;
+        if let Some(rule) = &mut def.jvp_rule {
+            self.check_jvp_rule(rule, &param_types, &ret)?;
+        }
+        if def.is_entry {
+            for (p, t) in def.params.iter().zip(&param_types) {
+                if !t.is_first_order() {
+                    return Err(Diagnostic::error(
+                        Code::E0114,
+                        "an entry point cannot take a function",
+                        p.span,
+                        format!("this parameter has type {t}"),
+                    )
+                    .with_help("entry points are called with data; make this a `def` and call it from an entry"));
+                }
+            }
+            if !ret.is_first_order() {
+                return Err(Diagnostic::error(
+                    Code::E0114,
+                    "an entry point cannot return a function",
+                    def.name.span,
+                    format!("returns {ret}"),
+                ));
+            }
+        }
+        let ty = Type::func(param_types.clone(), ret.clone());
+        let info = DefInfo {
+            ty,
+            size_params: self.size_params.clone(),
+            param_types,
+            ret,
+            is_entry: def.is_entry,
+            span: def.name.span,
+            index: 0,
+        };
+        Ok((def, info))
+    }
+
+    fn check_jvp_rule(&mut self, rule: &mut JvpRule, params: &[Type], ret: &Type) -> R<()> {
+        if rule.pats.len() != 2 * params.len() {
+            return Err(Diagnostic::error(
+                Code::E0119,
+                "a jvp rule binds each parameter and then its tangent",
+                rule.span,
+                format!(
+                    "expected {} patterns, found {}",
+                    2 * params.len(),
+                    rule.pats.len()
+                ),
+            )
+            .with_help("write `with jvp x y x_tan y_tan = …` for a function of x and y"));
+        }
+        self.locals.clear();
+        let mut bound = HashMap::new();
+        for (i, pat) in rule.pats.iter().enumerate() {
+            let ty = params[i % params.len()].clone();
+            self.bind_pat(pat, ty, &mut bound)?;
+        }
+        let ty = self.infer(&mut rule.body)?;
+        self.unify(&ty, ret)
+            .map_err(|e| self.mismatch(e, ret, &ty, rule.body.span, "the tangent of the result"))?;
+        self.finish(&mut rule.body)
+    }
+
+    /// Resolves all type variables of an expression tree, applying defaults.
+    fn finish(&mut self, expr: &mut Expr) -> R<()> {
+        let ty = std::mem::replace(&mut expr.ty, Type::Unknown);
+        expr.ty = self.zonk(&ty, expr.span)?;
+        let mut result = Ok(());
+        for_each_child(expr, &mut |child| {
+            if result.is_ok() {
+                result = self.finish(child);
+            }
+        });
+        result
+    }
+
+    // ---- Types from annotations ----
+
+    fn resolve_type_expr(&mut self, t: &TypeExpr, allow_new_sizes: bool) -> R<Type> {
+        Ok(match t {
+            TypeExpr::Named(n) => match ScalarType::from_name(&n.text) {
+                Some(s) => Type::Scalar(s),
+                None => {
+                    return Err(Diagnostic::error(
+                        Code::E0120,
+                        format!("unknown type `{}`", n.text),
+                        n.span,
+                        "not a type",
+                    )
+                    .with_help("the scalar types are f64, f32, i64 and bool"))
+                }
+            },
+            TypeExpr::Array { dim, elem, .. } => {
+                let d = match dim {
+                    DimExpr::Const(k, _) => Dim::Const(*k),
+                    DimExpr::Any(_) => Dim::Any,
+                    DimExpr::Name(n) => {
+                        if self.size_params.contains(&n.text) || allow_new_sizes {
+                            Dim::Named(n.text.clone())
+                        } else {
+                            return Err(Diagnostic::error(Code::E0115, format!("unknown size `{}`", n.text), n.span, "not a size in scope")
+                                .with_help("sizes are bound by `[n]` after the function name or by the parameter types"));
+                        }
+                    }
+                };
+                Type::array(self.resolve_type_expr(elem, allow_new_sizes)?, d)
+            }
+            TypeExpr::Tuple(ts, _) => Type::Tuple(
+                ts.iter()
+                    .map(|t| self.resolve_type_expr(t, allow_new_sizes))
+                    .collect::<R<_>>()?,
+            ),
+            TypeExpr::Record(fs, span) => {
+                let mut fields = Vec::new();
+                for (n, t) in fs {
+                    if fields.iter().any(|(m, _): &(String, Type)| *m == n.text) {
+                        return Err(dup_error(&n.text, n.span, *span));
+                    }
+                    fields.push((n.text.clone(), self.resolve_type_expr(t, allow_new_sizes)?));
+                }
+                fields.sort_by(|a, b| a.0.cmp(&b.0));
+                Type::Record(fields)
+            }
+            TypeExpr::Func(a, b, _) => Type::Func(
+                Box::new(self.resolve_type_expr(a, allow_new_sizes)?),
+                Box::new(self.resolve_type_expr(b, allow_new_sizes)?),
+            ),
+        })
+    }
+
+    /// Instantiates a builtin's scheme with fresh variables.
+    fn instantiate_builtin(&mut self, scheme: &str) -> Type {
+        let parsed =
+            crate::syntax::parser::parse_type(scheme, FileId(0)).expect("builtin schemes parse");
+        let mut tvars = HashMap::new();
+        let mut dvars = HashMap::new();
+        self.scheme_type(&parsed, &mut tvars, &mut dvars)
+    }
+
+    fn scheme_type(
+        &mut self,
+        t: &TypeExpr,
+        tvars: &mut HashMap<String, Type>,
+        dvars: &mut HashMap<String, Dim>,
+    ) -> Type {
+        match t {
+            TypeExpr::Named(n) => {
+                if let Some(s) = ScalarType::from_name(&n.text) {
+                    return Type::Scalar(s);
+                }
+                if let Some(t) = tvars.get(&n.text) {
+                    return t.clone();
+                }
+                let kind = match n.text.as_str() {
+                    "T" => VarKind::Num,
+                    "F" => VarKind::Float,
+                    _ => VarKind::Any,
+                };
+                let v = self.fresh(kind);
+                tvars.insert(n.text.clone(), v.clone());
+                v
+            }
+            TypeExpr::Array { dim, elem, .. } => {
+                let d = match dim {
+                    DimExpr::Name(n) => match dvars.get(&n.text) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = self.fresh_dim();
+                            dvars.insert(n.text.clone(), d.clone());
+                            d
+                        }
+                    },
+                    DimExpr::Const(k, _) => Dim::Const(*k),
+                    DimExpr::Any(_) => Dim::Any,
+                };
+                Type::array(self.scheme_type(elem, tvars, dvars), d)
+            }
+            TypeExpr::Tuple(ts, _) => Type::Tuple(
+                ts.iter()
+                    .map(|t| self.scheme_type(t, tvars, dvars))
+                    .collect(),
+            ),
+            TypeExpr::Record(..) => unreachable!("builtin schemes have no records"),
+            TypeExpr::Func(a, b, _) => Type::Func(
+                Box::new(self.scheme_type(a, tvars, dvars)),
+                Box::new(self.scheme_type(b, tvars, dvars)),
+            ),
+        }
+    }
+
+    /// A definition's type with its size parameters replaced by fresh size variables.
+    fn instantiate_def(&mut self, info: &DefInfo) -> Type {
+        let map: HashMap<String, Dim> = info
+            .size_params
+            .iter()
+            .map(|p| (p.clone(), self.fresh_dim()))
+            .collect();
+        subst_named(&info.ty, &map)
+    }
+
+    // ---- Unification ----
+
+    fn shallow(&self, t: &Type) -> Type {
+        let mut t = t.clone();
+        while let Type::Var(v) = t {
+            match &self.vars[v as usize].0 {
+                Some(b) => t = b.clone(),
+                None => break,
+            }
+        }
+        t
+    }
+
+    fn shallow_dim(&self, d: &Dim) -> Dim {
+        let mut d = d.clone();
+        while let Dim::Var(v) = d {
+            match &self.dims[v as usize] {
+                Some(b) => d = b.clone(),
+                None => break,
+            }
+        }
+        d
+    }
+
+    fn unify(&mut self, a: &Type, b: &Type) -> Result<(), UnifyError> {
+        let a = self.shallow(a);
+        let b = self.shallow(b);
+        match (&a, &b) {
+            (Type::Var(x), Type::Var(y)) if x == y => Ok(()),
+            (Type::Var(x), _) => self.bind_var(*x, &b),
+            (_, Type::Var(y)) => self.bind_var(*y, &a),
+            (Type::Scalar(x), Type::Scalar(y)) if x == y => Ok(()),
+            (Type::Array(ea, da), Type::Array(eb, db)) => {
+                self.unify_dim(da, db)?;
+                self.unify(ea, eb)
+            }
+            (Type::Tuple(xs), Type::Tuple(ys)) if xs.len() == ys.len() => {
+                for (x, y) in xs.iter().zip(ys) {
+                    self.unify(x, y)?;
+                }
+                Ok(())
+            }
+            (Type::Record(xs), Type::Record(ys))
+                if xs.len() == ys.len() && xs.iter().zip(ys).all(|((n, _), (m, _))| n == m) =>
+            {
+                for ((_, x), (_, y)) in xs.iter().zip(ys) {
+                    self.unify(x, y)?;
+                }
+                Ok(())
+            }
+            (Type::Func(pa, ra), Type::Func(pb, rb)) => {
+                self.unify(pa, pb)?;
+                self.unify(ra, rb)
+            }
+            _ => Err(UnifyError::Types),
+        }
+    }
+
+    fn bind_var(&mut self, v: u32, t: &Type) -> Result<(), UnifyError> {
+        if self.occurs(v, t) {
+            return Err(UnifyError::Types);
+        }
+        let kind = self.vars[v as usize].1;
+        if kind != VarKind::Any {
+            match t {
+                Type::Var(w) => {
+                    let wk = &mut self.vars[*w as usize].1;
+                    *wk = match (*wk, kind) {
+                        (VarKind::Float, _) | (_, VarKind::Float) => VarKind::Float,
+                        _ => VarKind::Num,
+                    };
+                }
+                Type::Scalar(s) if kind == VarKind::Num && s.is_numeric() => {}
+                Type::Scalar(s) if kind == VarKind::Float && s.is_float() => {}
+                _ => return Err(UnifyError::Kind(kind)),
+            }
+        }
+        self.vars[v as usize].0 = Some(t.clone());
+        Ok(())
+    }
+
+    fn occurs(&self, v: u32, t: &Type) -> bool {
+        match self.shallow(t) {
+            Type::Var(w) => w == v,
+            Type::Array(e, _) => self.occurs(v, &e),
+            Type::Tuple(ts) => ts.iter().any(|t| self.occurs(v, t)),
+            Type::Record(fs) => fs.iter().any(|(_, t)| self.occurs(v, t)),
+            Type::Func(a, b) => self.occurs(v, &a) || self.occurs(v, &b),
+            _ => false,
+        }
+    }
+
+    fn unify_dim(&mut self, a: &Dim, b: &Dim) -> Result<(), UnifyError> {
+        let a = self.shallow_dim(a);
+        let b = self.shallow_dim(b);
+        match (&a, &b) {
+            (Dim::Var(x), Dim::Var(y)) if x == y => Ok(()),
+            (Dim::Var(x), _) => {
+                self.dims[*x as usize] = Some(b.clone());
+                Ok(())
+            }
+            (_, Dim::Var(y)) => {
+                self.dims[*y as usize] = Some(a.clone());
+                Ok(())
+            }
+            (Dim::Any, _) | (_, Dim::Any) => Ok(()),
+            (Dim::Const(x), Dim::Const(y)) if x == y => Ok(()),
+            (Dim::Named(x), Dim::Named(y)) if x == y => Ok(()),
+            _ => Err(UnifyError::Dims(a.clone(), b.clone())),
+        }
+    }
+
+    /// Requires a type to be numeric (or float), refining a type variable's kind.
+    fn require_kind(&mut self, t: &Type, kind: VarKind) -> bool {
+        match self.shallow(t) {
+            Type::Var(v) => {
+                let k = &mut self.vars[v as usize].1;
+                *k = match (*k, kind) {
+                    (VarKind::Float, _) | (_, VarKind::Float) => VarKind::Float,
+                    _ => VarKind::Num,
+                };
+                true
+            }
+            Type::Scalar(s) => match kind {
+                VarKind::Num => s.is_numeric(),
+                VarKind::Float => s.is_float(),
+                VarKind::Any => true,
+            },
+            _ => false,
+        }
+    }
+
+    /// Substitutes all solved variables; applies literal defaults; fails on unsolved type variables.
+    fn zonk(&mut self, t: &Type, span: Span) -> R<Type> {
+        Ok(match self.shallow(t) {
+            Type::Var(v) => {
+                let default = match self.vars[v as usize].1 {
+                    VarKind::Num => Type::I64,
+                    VarKind::Float => Type::F64,
+                    VarKind::Any => {
+                        return Err(Diagnostic::error(
+                            Code::E0111,
+                            "cannot infer the type of this expression",
+                            span,
+                            "type unknown",
+                        )
+                        .with_help(
+                            "add a type annotation, e.g. `(e : [3]f64)` or `\\(x: f64) -> …`",
+                        ))
+                    }
+                };
+                self.vars[v as usize].0 = Some(default.clone());
+                default
+            }
+            Type::Array(e, d) => {
+                let d = match self.shallow_dim(&d) {
+                    Dim::Var(_) => Dim::Any,
+                    d => d,
+                };
+                Type::array(self.zonk(&e, span)?, d)
+            }
+            Type::Tuple(ts) => {
+                Type::Tuple(ts.iter().map(|t| self.zonk(t, span)).collect::<R<_>>()?)
+            }
+            Type::Record(fs) => Type::Record(
+                fs.iter()
+                    .map(|(n, t)| Ok((n.clone(), self.zonk(t, span)?)))
+                    .collect::<R<_>>()?,
+            ),
+            Type::Func(a, b) => Type::Func(
+                Box::new(self.zonk(&a, span)?),
+                Box::new(self.zonk(&b, span)?),
+            ),
+            t => t,
+        })
+    }
+
+    /// A type for messages: solved variables substituted, nothing defaulted.
+    fn show(&self, t: &Type) -> Type {
+        match self.shallow(t) {
+            Type::Array(e, d) => Type::array(self.show(&e), self.shallow_dim(&d)),
+            Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.show(t)).collect()),
+            Type::Record(fs) => {
+                Type::Record(fs.iter().map(|(n, t)| (n.clone(), self.show(t))).collect())
+            }
+            Type::Func(a, b) => Type::Func(Box::new(self.show(&a)), Box::new(self.show(&b))),
+            t => t,
+        }
+    }
+
+    fn describe(&self, t: &Type) -> String {
+        match self.shallow(t) {
+            Type::Var(v) => match self.vars[v as usize].1 {
+                VarKind::Num => "a number".into(),
+                VarKind::Float => "a float".into(),
+                VarKind::Any => "an unknown type".into(),
+            },
+            _ => format!("`{}`", self.show(t)),
+        }
+    }
+
+    fn mismatch(
+        &self,
+        e: UnifyError,
+        expected: &Type,
+        found: &Type,
+        span: Span,
+        what: &str,
+    ) -> Diagnostic {
+        match e {
+            UnifyError::Dims(a, b) => Diagnostic::error(
+                Code::E0109,
+                format!(
+                    "size mismatch: {what} has type {}, expected {}",
+                    self.describe(found),
+                    self.describe(expected)
+                ),
+                span,
+                format!("sizes `{}` and `{}` differ", show_dim(&a), show_dim(&b)),
+            )
+            .with_help("if the sizes are equal at run time, coerce with `(e :> [n]f64)`"),
+            UnifyError::Kind(k) => Diagnostic::error(
+                Code::E0102,
+                format!(
+                    "type mismatch: {what} has type {}, expected {}",
+                    self.describe(found),
+                    self.describe(expected)
+                ),
+                span,
+                match k {
+                    VarKind::Float => "a float is needed here".to_string(),
+                    _ => "a number is needed here".to_string(),
+                },
+            ),
+            UnifyError::Types => Diagnostic::error(
+                Code::E0102,
+                format!(
+                    "type mismatch: expected {}, found {}",
+                    self.describe(expected),
+                    self.describe(found)
+                ),
+                span,
+                format!("{what} has type {}", self.describe(found)),
+            ),
+        }
+    }
+
+    // ---- Patterns ----
+
+    fn bind_pat(&mut self, pat: &Pat, ty: Type, bound: &mut HashMap<String, Span>) -> R<()> {
+        match pat {
+            Pat::Var(n) => {
+                if let Some(prev) = bound.insert(n.text.clone(), n.span) {
+                    return Err(dup_error(&n.text, n.span, prev));
+                }
+                self.locals.push((n.text.clone(), ty));
+                Ok(())
+            }
+            Pat::Wildcard(_) => Ok(()),
+            Pat::Typed(p, t, span) => {
+                let ann = self.resolve_type_expr(t, false)?;
+                self.unify(&ty, &ann)
+                    .map_err(|e| self.mismatch(e, &ann, &ty, *span, "the value"))?;
+                self.bind_pat(p, ann, bound)
+            }
+            Pat::Tuple(ps, span) => {
+                let elems = match self.shallow(&ty) {
+                    Type::Tuple(ts) if ts.len() == ps.len() => ts,
+                    Type::Var(_) => {
+                        let ts: Vec<Type> = ps.iter().map(|_| self.fresh(VarKind::Any)).collect();
+                        let tuple = Type::Tuple(ts.clone());
+                        self.unify(&ty, &tuple)
+                            .map_err(|e| self.mismatch(e, &tuple, &ty, *span, "the value"))?;
+                        ts
+                    }
+                    _ => {
+                        return Err(Diagnostic::error(
+                            Code::E0118,
+                            format!(
+                                "a pattern of {} elements cannot match a value of type {}",
+                                ps.len(),
+                                self.describe(&ty)
+                            ),
+                            *span,
+                            "this pattern",
+                        ))
+                    }
+                };
+                for (p, t) in ps.iter().zip(elems) {
+                    self.bind_pat(p, t, bound)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ---- Expressions ----
+
+    fn infer(&mut self, e: &mut Expr) -> R<Type> {
+        let ty = self.infer_kind(e)?;
+        e.ty = ty.clone();
+        Ok(ty)
+    }
+
+    fn infer_kind(&mut self, e: &mut Expr) -> R<Type> {
+        let span = e.span;
+        match &mut e.kind {
+            ExprKind::Var(name) => self.lookup(name, span),
+            ExprKind::Int(_, s) => Ok(match s {
+                Suffix::None => self.fresh(VarKind::Num),
+                Suffix::I64 => Type::I64,
+                Suffix::F32 => Type::Scalar(ScalarType::F32),
+                Suffix::F64 => Type::F64,
+            }),
+            ExprKind::Float(_, s) => Ok(match s {
+                Suffix::F32 => Type::Scalar(ScalarType::F32),
+                Suffix::F64 => Type::F64,
+                _ => self.fresh(VarKind::Float),
+            }),
+            ExprKind::Bool(_) => Ok(Type::BOOL),
+            ExprKind::Tuple(es) => Ok(Type::Tuple(
+                es.iter_mut().map(|e| self.infer(e)).collect::<R<_>>()?,
+            )),
+            ExprKind::Record(fs) => {
+                let mut fields: Vec<(String, Type)> = Vec::new();
+                let mut spans: HashMap<String, Span> = HashMap::new();
+                for (n, e) in fs.iter_mut() {
+                    if let Some(prev) = spans.insert(n.text.clone(), n.span) {
+                        return Err(dup_error(&n.text, n.span, prev));
+                    }
+                    fields.push((n.text.clone(), self.infer(e)?));
+                }
+                fields.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(Type::Record(fields))
+            }
+            ExprKind::ArrayLit(es) => {
+                let elem = self.fresh(VarKind::Any);
+                for x in es.iter_mut() {
+                    let t = self.infer(x)?;
+                    self.unify(&t, &elem)
+                        .map_err(|err| self.mismatch(err, &elem, &t, x.span, "this element"))?;
+                    if !self.show(&t).is_first_order() {
+                        return Err(first_order_error(x.span, "an array element"));
+                    }
+                }
+                Ok(Type::array(elem, Dim::Const(es.len() as u64)))
+            }
+            ExprKind::OpSection(op) => {
+                let op = *op;
+                Ok(self.op_type(op))
+            }
+            ExprKind::Lambda(..) => self.infer_lambda(e, None),
+            ExprKind::App(..) => self.infer_app(e),
+            ExprKind::Binary(op, a, b) => {
+                let op = *op;
+                let ta = self.infer(a)?;
+                let tb = self.infer(b)?;
+                let (a_span, b_span) = (a.span, b.span);
+                let (param, ret) = match self.op_type(op) {
+                    Type::Func(p, r) => match *r {
+                        Type::Func(_, r) => (*p, *r),
+                        _ => unreachable!(),
+                    },
+                    _ => unreachable!(),
+                };
+                self.unify(&ta, &param)
+                    .map_err(|err| self.operand_error(err, op, &ta, a_span))?;
+                self.unify(&tb, &param).map_err(|err| {
+                    self.operand_error(err, op, &tb, b_span).with_secondary(
+                        a_span,
+                        format!("left operand has type {}", self.describe(&ta)),
+                    )
+                })?;
+                Ok(ret)
+            }
+            ExprKind::Unary(op, a) => {
+                let op = *op;
+                let t = self.infer(a)?;
+                match op {
+                    UnOp::Neg => {
+                        if !self.require_kind(&t, VarKind::Num) {
+                            return Err(Diagnostic::error(
+                                Code::E0102,
+                                format!("cannot negate a value of type {}", self.describe(&t)),
+                                a.span,
+                                "not a number",
+                            ));
+                        }
+                    }
+                    UnOp::Not => {
+                        self.unify(&t, &Type::BOOL).map_err(|err| {
+                            self.mismatch(err, &Type::BOOL, &t, a.span, "the operand of `!`")
+                        })?;
+                    }
+                }
+                Ok(t)
+            }
+            ExprKind::Let(pat, value, body) => {
+                let t = self.infer(value)?;
+                let mark = self.locals.len();
+                self.bind_pat(pat, t, &mut HashMap::new())?;
+                let r = self.infer(body);
+                self.locals.truncate(mark);
+                r
+            }
+            ExprKind::If(c, t, f) => {
+                let tc = self.infer(c)?;
+                if self.unify(&tc, &Type::BOOL).is_err() {
+                    return Err(Diagnostic::error(
+                        Code::E0110,
+                        "the condition of `if` must be a bool",
+                        c.span,
+                        format!("this has type {}", self.describe(&tc)),
+                    )
+                    .with_help("compare explicitly, e.g. `x != 0`"));
+                }
+                let tt = self.infer(t)?;
+                let tf = self.infer(f)?;
+                self.unify(&tf, &tt).map_err(|err| {
+                    self.mismatch(err, &tt, &tf, f.span, "the else branch")
+                        .with_secondary(
+                            t.span,
+                            format!("the then branch has type {}", self.describe(&tt)),
+                        )
+                })?;
+                Ok(tt)
+            }
+            ExprKind::Loop {
+                pat,
+                init,
+                form,
+                body,
+            } => {
+                let ti = self.infer(init)?;
+                if !self.show(&ti).is_first_order() {
+                    return Err(first_order_error(init.span, "a loop variable"));
+                }
+                let mark = self.locals.len();
+                match form {
+                    LoopForm::For(i, bound) => {
+                        let tb = self.infer(bound)?;
+                        self.unify(&tb, &Type::I64).map_err(|err| {
+                            self.mismatch(err, &Type::I64, &tb, bound.span, "the loop bound")
+                        })?;
+                        self.bind_pat(pat, ti.clone(), &mut HashMap::new())?;
+                        self.locals.push((i.text.clone(), Type::I64));
+                    }
+                    LoopForm::While(cond) => {
+                        self.bind_pat(pat, ti.clone(), &mut HashMap::new())?;
+                        let tc = self.infer(cond)?;
+                        if self.unify(&tc, &Type::BOOL).is_err() {
+                            self.locals.truncate(mark);
+                            return Err(Diagnostic::error(
+                                Code::E0110,
+                                "the condition of `while` must be a bool",
+                                cond.span,
+                                format!("this has type {}", self.describe(&tc)),
+                            ));
+                        }
+                    }
+                }
+                let tb = self.infer(body);
+                self.locals.truncate(mark);
+                let tb = tb?;
+                self.unify(&tb, &ti).map_err(|err| {
+                    self.mismatch(err, &ti, &tb, body.span, "the loop body")
+                        .with_note("the body must return a value of the loop variable's type")
+                })?;
+                Ok(ti)
+            }
+            ExprKind::Index(a, args) => {
+                let ta = self.infer(a)?;
+                let mut t = self.show(&ta);
+                let mut result_dims = Vec::new();
+                for arg in args.iter_mut() {
+                    let (elem, dim) = match self.shallow(&t) {
+                        Type::Array(e, d) => (*e, d),
+                        Type::Var(_) => {
+                            return Err(Diagnostic::error(
+                                Code::E0111,
+                                "cannot infer the type of the indexed value",
+                                a.span,
+                                "type unknown here",
+                            )
+                            .with_help("add a type annotation to the value being indexed"))
+                        }
+                        other => {
+                            let code = if result_dims.is_empty() && !matches!(ta, Type::Array(..)) {
+                                Code::E0107
+                            } else {
+                                Code::E0108
+                            };
+                            let msg = if code == Code::E0107 {
+                                format!("cannot index a value of type {}", self.describe(&other))
+                            } else {
+                                format!(
+                                    "too many indices for a value of type {}",
+                                    self.describe(&ta)
+                                )
+                            };
+                            return Err(Diagnostic::error(code, msg, span, "indexed here"));
+                        }
+                    };
+                    match arg {
+                        IndexArg::Index(ix) => {
+                            let ti = self.infer(ix)?;
+                            self.unify(&ti, &Type::I64).map_err(|err| {
+                                self.mismatch(err, &Type::I64, &ti, ix.span, "an index")
+                            })?;
+                        }
+                        IndexArg::Slice(lo, hi, _) => {
+                            let full = lo.is_none() && hi.is_none();
+                            for bound in [lo, hi].into_iter().flatten() {
+                                let tb = self.infer(bound)?;
+                                self.unify(&tb, &Type::I64).map_err(|err| {
+                                    self.mismatch(err, &Type::I64, &tb, bound.span, "a slice bound")
+                                })?;
+                            }
+                            let d = if full { dim } else { Dim::Any };
+                            result_dims.push(Some(d));
+                            t = elem;
+                            continue;
+                        }
+                    }
+                    result_dims.push(None);
+                    t = elem;
+                }
+                // Re-wrap sliced dimensions, innermost last.
+                for d in result_dims.into_iter().rev().flatten() {
+                    t = Type::array(t, d);
+                }
+                Ok(t)
+            }
+            ExprKind::Field(r, name) => {
+                let tr = self.infer(r)?;
+                match self.shallow(&tr) {
+                    Type::Record(fs) => match fs.iter().find(|(n, _)| *n == name.text) {
+                        Some((_, t)) => Ok(t.clone()),
+                        None => Err(Diagnostic::error(
+                            Code::E0105,
+                            format!("no field `{}` in {}", name.text, self.describe(&tr)),
+                            name.span,
+                            "unknown field",
+                        )
+                        .with_note(format!(
+                            "the fields are {}",
+                            fs.iter()
+                                .map(|(n, _)| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))),
+                    },
+                    Type::Var(_) => Err(Diagnostic::error(
+                        Code::E0111,
+                        format!("cannot infer the record type for field `{}`", name.text),
+                        r.span,
+                        "type unknown here",
+                    )
+                    .with_help("annotate the value, e.g. `\\(p: {x: f64, y: f64}) -> p.x`")),
+                    _ => Err(Diagnostic::error(
+                        Code::E0105,
+                        format!(
+                            "no field `{}`: the value has type {}",
+                            name.text,
+                            self.describe(&tr)
+                        ),
+                        name.span,
+                        "not a record",
+                    )),
+                }
+            }
+            ExprKind::TupleIndex(t, i, ispan) => {
+                let tt = self.infer(t)?;
+                match self.shallow(&tt) {
+                    Type::Tuple(ts) => ts.get(*i).cloned().ok_or_else(|| {
+                        Diagnostic::error(
+                            Code::E0106,
+                            format!("tuple index {i} out of range for {}", self.describe(&tt)),
+                            *ispan,
+                            format!("the tuple has {} elements", ts.len()),
+                        )
+                    }),
+                    Type::Var(_) => Err(Diagnostic::error(
+                        Code::E0111,
+                        "cannot infer the tuple type for this projection",
+                        t.span,
+                        "type unknown here",
+                    )
+                    .with_help("annotate the value with its tuple type")),
+                    _ => Err(Diagnostic::error(
+                        Code::E0106,
+                        format!("cannot take element {i} of {}", self.describe(&tt)),
+                        *ispan,
+                        "not a tuple",
+                    )),
+                }
+            }
+            ExprKind::Ascribe(x, t) => {
+                let tx = self.infer(x)?;
+                let ann = self.resolve_type_expr(t, false)?;
+                self.unify(&tx, &ann)
+                    .map_err(|err| self.mismatch(err, &ann, &tx, x.span, "the expression"))?;
+                Ok(ann)
+            }
+            ExprKind::Coerce(x, t) => {
+                let tx = self.infer(x)?;
+                let ann = self.resolve_type_expr(t, false)?;
+                let erased = self.erase_dims(&ann);
+                self.unify(&tx, &erased).map_err(|err| {
+                    self.mismatch(err, &ann, &tx, x.span, "the coerced expression")
+                })?;
+                Ok(ann)
+            }
+        }
+    }
+
+    /// The same type with every size replaced by a fresh size variable.
+    fn erase_dims(&mut self, t: &Type) -> Type {
+        match t {
+            Type::Array(e, _) => {
+                let d = self.fresh_dim();
+                Type::array(self.erase_dims(e), d)
+            }
+            Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.erase_dims(t)).collect()),
+            Type::Record(fs) => Type::Record(
+                fs.iter()
+                    .map(|(n, t)| (n.clone(), self.erase_dims(t)))
+                    .collect(),
+            ),
+            Type::Func(a, b) => {
+                Type::Func(Box::new(self.erase_dims(a)), Box::new(self.erase_dims(b)))
+            }
+            t => t.clone(),
+        }
+    }
+
+    fn operand_error(&self, err: UnifyError, op: BinOp, found: &Type, span: Span) -> Diagnostic {
+        let needs = match op {
+            BinOp::And | BinOp::Or => "bool operands",
+            BinOp::Eq | BinOp::Ne => "two operands of the same scalar type",
+            _ => "numeric operands of the same type",
+        };
+        let d = Diagnostic::error(
+            Code::E0102,
+            format!("operator `{}` needs {needs}", op.symbol()),
+            span,
+            format!("this has type {}", self.describe(found)),
+        );
+        match err {
+            UnifyError::Dims(..) | UnifyError::Types | UnifyError::Kind(_) => {
+                d.with_help("convert explicitly with `f64 x` or `i64 x`; operators work on scalars (use `map2` for arrays)")
+            }
+        }
+    }
+
+    fn op_type(&mut self, op: BinOp) -> Type {
+        match op {
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem | BinOp::Pow => {
+                let t = self.fresh(VarKind::Num);
+                Type::func(vec![t.clone(), t.clone()], t)
+            }
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let t = self.fresh(VarKind::Num);
+                Type::func(vec![t.clone(), t], Type::BOOL)
+            }
+            BinOp::Eq | BinOp::Ne => {
+                let t = self.fresh(VarKind::Any);
+                // Restrict to scalars by unifying later uses; a tuple compare fails at unification with the scalar check below.
+                Type::func(vec![t.clone(), t], Type::BOOL)
+            }
+            BinOp::And | BinOp::Or => Type::func(vec![Type::BOOL, Type::BOOL], Type::BOOL),
+        }
+    }
+
+    fn lookup(&mut self, name: &str, span: Span) -> R<Type> {
+        if let Some((_, t)) = self.locals.iter().rev().find(|(n, _)| n == name) {
+            return Ok(t.clone());
+        }
+        if self.size_params.iter().any(|p| p == name) {
+            return Ok(Type::I64);
+        }
+        if self.current.as_deref() == Some(name) {
+            return Err(Diagnostic::error(
+                Code::E0113,
+                format!("`{name}` refers to itself"),
+                span,
+                "recursive use",
+            )
+            .with_help("Slope has no recursion: write the repetition as a `loop`"));
+        }
+        if let Some(info) = self.program.infos.get(name) {
+            let info = info.clone();
+            return Ok(self.instantiate_def(&info));
+        }
+        if let Some((scheme, _)) = builtins::lookup(name) {
+            return Ok(self.instantiate_builtin(scheme));
+        }
+        let mut d = Diagnostic::error(
+            Code::E0101,
+            format!("unknown name `{name}`"),
+            span,
+            "not defined",
+        );
+        let candidates = self
+            .locals
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(self.program.infos.keys().map(String::as_str))
+            .chain(builtins::BUILTINS.iter().map(|(n, _, _)| *n));
+        if let Some(best) = closest(name, candidates) {
+            d = d.with_help(format!("did you mean `{best}`?"));
+        } else {
+            d = d.with_help("definitions must come before their use; stdlib modules are brought in with `import \"name\"`");
+        }
+        Err(d)
+    }
+
+    fn infer_lambda(&mut self, e: &mut Expr, expected: Option<&Type>) -> R<Type> {
+        let ExprKind::Lambda(pats, ret, body) = &mut e.kind else {
+            unreachable!()
+        };
+        let mut expected_params = Vec::new();
+        let mut expected_ret = None;
+        if let Some(exp) = expected {
+            let mut t = self.show(exp);
+            for _ in 0..pats.len() {
+                match self.shallow(&t) {
+                    Type::Func(p, r) => {
+                        expected_params.push(Some(*p));
+                        t = *r;
+                    }
+                    _ => {
+                        expected_params.push(None);
+                        t = self.fresh(VarKind::Any);
+                    }
+                }
+            }
+            expected_ret = Some(t);
+        }
+        let mark = self.locals.len();
+        let mut param_types = Vec::new();
+        let mut bound = HashMap::new();
+        let result = (|| {
+            for (i, p) in pats.iter().enumerate() {
+                let t = match expected_params.get(i).cloned().flatten() {
+                    Some(t) => t,
+                    None => self.fresh(VarKind::Any),
+                };
+                self.bind_pat(p, t.clone(), &mut bound)?;
+                param_types.push(t);
+            }
+            let tb = self.infer(body)?;
+            if let Some(r) = ret {
+                let ann = self.resolve_type_expr(r, false)?;
+                self.unify(&tb, &ann)
+                    .map_err(|err| self.mismatch(err, &ann, &tb, body.span, "the lambda body"))?;
+            }
+            if let Some(r) = &expected_ret {
+                if let Err(err) = self.unify(&tb, r) {
+                    return Err(self.mismatch(err, r, &tb, body.span, "the lambda body"));
+                }
+            }
+            Ok(Type::func(param_types.clone(), tb))
+        })();
+        self.locals.truncate(mark);
+        let t = result?;
+        e.ty = t.clone();
+        Ok(t)
+    }
+
+    fn infer_app(&mut self, e: &mut Expr) -> R<Type> {
+        let span = e.span;
+        let ExprKind::App(f, args) = &mut e.kind else {
+            unreachable!()
+        };
+        let tf = self.infer(f)?;
+        let builtin = match &f.kind {
+            ExprKind::Var(n) if self.is_builtin_ref(n) => Some(n.clone()),
+            _ => None,
+        };
+        // Peel one parameter per argument.
+        let mut params = Vec::new();
+        let mut t = tf.clone();
+        for (i, arg) in args.iter().enumerate() {
+            match self.shallow(&t) {
+                Type::Func(p, r) => {
+                    params.push(*p);
+                    t = *r;
+                }
+                Type::Var(_) => {
+                    let p = self.fresh(VarKind::Any);
+                    let r = self.fresh(VarKind::Any);
+                    let ft = Type::Func(Box::new(p.clone()), Box::new(r.clone()));
+                    self.unify(&t, &ft)
+                        .map_err(|err| self.mismatch(err, &ft, &t, f.span, "the function"))?;
+                    params.push(p);
+                    t = r;
+                }
+                other => {
+                    let d = if i == 0 {
+                        Diagnostic::error(
+                            Code::E0104,
+                            format!(
+                                "this is not a function: it has type {}",
+                                self.describe(&other)
+                            ),
+                            f.span,
+                            "applied to arguments here",
+                        )
+                        .with_secondary(arg.span, "argument")
+                        .with_help("to index an array write `a[i]` with no space before `[`")
+                    } else {
+                        Diagnostic::error(
+                            Code::E0103,
+                            format!("too many arguments: the function takes {i}"),
+                            arg.span,
+                            "extra argument",
+                        )
+                        .with_secondary(f.span, format!("this has type {}", self.describe(&tf)))
+                    };
+                    return Err(d);
+                }
+            }
+        }
+        // Non-lambda arguments first, then lambdas with their expected types known.
+        for (arg, p) in args.iter_mut().zip(&params) {
+            if matches!(arg.kind, ExprKind::Lambda(..)) {
+                continue;
+            }
+            let ta = self.infer(arg)?;
+            self.unify(&ta, p)
+                .map_err(|err| self.mismatch(err, p, &ta, arg.span, "this argument"))?;
+        }
+        for (arg, p) in args.iter_mut().zip(&params) {
+            if !matches!(arg.kind, ExprKind::Lambda(..)) {
+                continue;
+            }
+            let ta = self.infer_lambda(arg, Some(p))?;
+            self.unify(&ta, p)
+                .map_err(|err| self.mismatch(err, p, &ta, arg.span, "this function argument"))?;
+        }
+        let mut result = t;
+        if let Some(name) = builtin {
+            result = self.builtin_result(&name, args, &params, result, span)?;
+        }
+        Ok(result)
+    }
+
+    fn is_builtin_ref(&self, name: &str) -> bool {
+        !self.locals.iter().any(|(n, _)| n == name)
+            && !self.size_params.iter().any(|p| p == name)
+            && !self.program.infos.contains_key(name)
+            && builtins::lookup(name).is_some()
+    }
+
+    /// Result types that depend on argument values or on the function's type.
+    fn builtin_result(
+        &mut self,
+        name: &str,
+        args: &[Expr],
+        params: &[Type],
+        result: Type,
+        span: Span,
+    ) -> R<Type> {
+        match name {
+            "iota" | "replicate" | "tabulate" => {
+                let dim = self.static_size(&args[0]);
+                Ok(match self.shallow(&result) {
+                    Type::Array(e, _) => Type::array(*e, dim),
+                    other => other,
+                })
+            }
+            "jvp" | "vjp" | "grad" | "jacfwd" | "jacrev" | "hessian" => {
+                let Some(fty) = params.first() else {
+                    return Ok(result);
+                };
+                let fty = self.show(fty);
+                let (input, output) = match &fty {
+                    Type::Func(a, b) => ((**a).clone(), (**b).clone()),
+                    _ => return Ok(result),
+                };
+                for (t, what) in [(&input, "input"), (&output, "output")] {
+                    if let Some(bad) = self.non_differentiable(t) {
+                        return Err(Diagnostic::error(
+                            Code::E0116,
+                            format!("`{name}` needs a function whose {what} is made of floats, but it has type {}", self.describe(t)),
+                            args[0].span,
+                            format!("contains {bad}"),
+                        )
+                        .with_help("pass integer or boolean data as free variables of the function (a lambda that captures them), not as its argument"));
+                    }
+                }
+                match name {
+                    "jacfwd" | "jacrev" | "hessian" => {
+                        if args.len() < 2 {
+                            return Ok(result);
+                        }
+                        let input = self.zonk(&input, span)?;
+                        let output = self.zonk(&output, span)?;
+                        let jac = if name == "hessian" {
+                            jacobian_type(&input, &input)
+                        } else {
+                            jacobian_type(&output, &input)
+                        };
+                        self.unify(&result, &jac).map_err(|err| {
+                            self.mismatch(err, &jac, &result, span, "the jacobian")
+                        })?;
+                        Ok(jac)
+                    }
+                    _ => Ok(result),
+                }
+            }
+            _ => Ok(result),
+        }
+    }
+
+    /// Describes the first non-float leaf of a type, if any (type variables count as floats).
+    fn non_differentiable(&self, t: &Type) -> Option<String> {
+        match self.shallow(t) {
+            Type::Scalar(s) if s.is_float() => None,
+            Type::Scalar(s) => Some(format!("`{}`", s.name())),
+            Type::Var(_) => None,
+            Type::Array(e, _) => self.non_differentiable(&e),
+            Type::Tuple(ts) => ts.iter().find_map(|t| self.non_differentiable(t)),
+            Type::Record(fs) => fs.iter().find_map(|(_, t)| self.non_differentiable(t)),
+            Type::Func(..) => Some("a function".into()),
+            Type::Unknown => None,
+        }
+    }
+
+    fn static_size(&self, e: &Expr) -> Dim {
+        match &e.kind {
+            ExprKind::Int(v, _) if *v >= 0 => Dim::Const(*v as u64),
+            ExprKind::Var(n)
+                if self.size_params.contains(n) && !self.locals.iter().any(|(m, _)| m == n) =>
+            {
+                Dim::Named(n.clone())
+            }
+            _ => Dim::Any,
+        }
+    }
+}
+
+/// The type of a Jacobian: for each float leaf of `output` (with array shape
+/// `S`), the structure of `input` with each float leaf's shape prefixed by `S`
+/// (JAX's convention: output dimensions first).
+pub fn jacobian_type(output: &Type, input: &Type) -> Type {
+    fn prefix(dims: &[Dim], t: &Type) -> Type {
+        dims.iter()
+            .rev()
+            .fold(t.clone(), |acc, d| Type::array(acc, d.clone()))
+    }
+    fn per_input(out_dims: &[Dim], input: &Type) -> Type {
+        match input {
+            Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| per_input(out_dims, t)).collect()),
+            Type::Record(fs) => Type::Record(
+                fs.iter()
+                    .map(|(n, t)| (n.clone(), per_input(out_dims, t)))
+                    .collect(),
+            ),
+            t => prefix(out_dims, t),
+        }
+    }
+    fn walk(output: &Type, dims: &mut Vec<Dim>, input: &Type) -> Type {
+        match output {
+            Type::Array(e, d) => {
+                dims.push(d.clone());
+                let r = walk(e, dims, input);
+                dims.pop();
+                // An array of tuples: distribute happens via the element.
+                r
+            }
+            Type::Tuple(ts) => Type::Tuple(
+                ts.iter()
+                    .map(|t| walk(t, &mut dims.clone(), input))
+                    .collect(),
+            ),
+            Type::Record(fs) => Type::Record(
+                fs.iter()
+                    .map(|(n, t)| (n.clone(), walk(t, &mut dims.clone(), input)))
+                    .collect(),
+            ),
+            _ => per_input(dims, input),
+        }
+    }
+    walk(output, &mut Vec::new(), input)
+}
+
+#[derive(Debug)]
+enum UnifyError {
+    Types,
+    Kind(VarKind),
+    Dims(Dim, Dim),
+}
+
+fn show_dim(d: &Dim) -> String {
+    match d {
+        Dim::Const(k) => k.to_string(),
+        Dim::Named(n) => n.clone(),
+        _ => "?".into(),
+    }
+}
+
+fn dup_error(name: &str, span: Span, prev: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::E0117,
+        format!("`{name}` is bound twice"),
+        span,
+        "second binding",
+    )
+    .with_secondary(prev, "first bound here")
+}
+
+fn first_order_error(span: Span, what: &str) -> Diagnostic {
+    Diagnostic::error(Code::E0112, format!("{what} cannot be a function"), span, "this is a function")
+        .with_help("functions can be passed to functions and combinators, but not stored in arrays, loops or branches")
+}
+
+fn subst_named(t: &Type, map: &HashMap<String, Dim>) -> Type {
+    match t {
+        Type::Array(e, Dim::Named(n)) if map.contains_key(n) => {
+            Type::array(subst_named(e, map), map[n].clone())
+        }
+        Type::Array(e, d) => Type::array(subst_named(e, map), d.clone()),
+        Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| subst_named(t, map)).collect()),
+        Type::Record(fs) => Type::Record(
+            fs.iter()
+                .map(|(n, t)| (n.clone(), subst_named(t, map)))
+                .collect(),
+        ),
+        Type::Func(a, b) => {
+            Type::Func(Box::new(subst_named(a, map)), Box::new(subst_named(b, map)))
+        }
+        t => t.clone(),
+    }
+}
+
+fn collect_dim_names(t: &TypeExpr, out: &mut Vec<String>) {
+    match t {
+        TypeExpr::Named(_) => {}
+        TypeExpr::Array { dim, elem, .. } => {
+            if let DimExpr::Name(n) = dim {
+                if !out.contains(&n.text) {
+                    out.push(n.text.clone());
+                }
+            }
+            collect_dim_names(elem, out);
+        }
+        TypeExpr::Tuple(ts, _) => ts.iter().for_each(|t| collect_dim_names(t, out)),
+        TypeExpr::Record(fs, _) => fs.iter().for_each(|(_, t)| collect_dim_names(t, out)),
+        TypeExpr::Func(a, b, _) => {
+            collect_dim_names(a, out);
+            collect_dim_names(b, out);
+        }
+    }
+}
+
+/// Calls `f` on each direct sub-expression.
+pub fn for_each_child(e: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
+    match &mut e.kind {
+        ExprKind::Var(_)
+        | ExprKind::Int(..)
+        | ExprKind::Float(..)
+        | ExprKind::Bool(_)
+        | ExprKind::OpSection(_) => {}
+        ExprKind::Tuple(es) | ExprKind::ArrayLit(es) => es.iter_mut().for_each(f),
+        ExprKind::Record(fs) => fs.iter_mut().for_each(|(_, e)| f(e)),
+        ExprKind::Lambda(_, _, b) => f(b),
+        ExprKind::App(g, args) => {
+            f(g);
+            args.iter_mut().for_each(f);
+        }
+        ExprKind::Binary(_, a, b) => {
+            f(a);
+            f(b);
+        }
+        ExprKind::Unary(_, a)
+        | ExprKind::Field(a, _)
+        | ExprKind::TupleIndex(a, _, _)
+        | ExprKind::Ascribe(a, _)
+        | ExprKind::Coerce(a, _) => f(a),
+        ExprKind::Let(_, v, b) => {
+            f(v);
+            f(b);
+        }
+        ExprKind::If(c, t, e) => {
+            f(c);
+            f(t);
+            f(e);
+        }
+        ExprKind::Loop {
+            init, form, body, ..
+        } => {
+            f(init);
+            match form {
+                LoopForm::For(_, n) => f(n),
+                LoopForm::While(c) => f(c),
+            }
+            f(body);
+        }
+        ExprKind::Index(a, args) => {
+            f(a);
+            for arg in args {
+                match arg {
+                    IndexArg::Index(e) => f(e),
+                    IndexArg::Slice(lo, hi, _) => {
+                        if let Some(lo) = lo {
+                            f(lo);
+                        }
+                        if let Some(hi) = hi {
+                            f(hi);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The candidate closest to `name` by edit distance, if any is close.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.len() / 3).max(1);
+    candidates
+        .filter(|c| *c != name)
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + (ca != *cb) as usize)
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

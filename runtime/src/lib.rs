@@ -1,0 +1,13 @@
+//! Runtime values of Slope: what crosses the boundary of a compiled entry point.
+//!
+//! Input: JSON documents (decoded against the entry point's declared
+//! [`ValueType`]) and NumPy `.npy` files. Output: [`Value`]s for the
+//! interpreter or compiled code, and their JSON / `.npy` encodings.
+//! Invariant: this crate never depends on the compiler, so tools that only
+//! move data (test harnesses, benchmark drivers) can use it on its own.
+
+pub mod json;
+pub mod npy;
+pub mod value;
+
+pub use value::*;
