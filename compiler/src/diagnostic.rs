@@ -25,19 +25,11 @@ pub struct FileId(pub u32);
 
 impl Span {
     pub fn new(file: FileId, start: usize, end: usize) -> Span {
-        Span {
-            file,
-            start: start as u32,
-            end: end as u32,
-        }
+        Span { file, start: start as u32, end: end as u32 }
     }
     /// The smallest span covering both (they must be in the same file).
     pub fn to(self, other: Span) -> Span {
-        Span {
-            file: self.file,
-            start: self.start.min(other.start),
-            end: self.end.max(other.end),
-        }
+        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 }
 
@@ -65,30 +57,19 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(
-        code: Code,
-        message: impl Into<String>,
-        span: Span,
-        label: impl Into<String>,
-    ) -> Diagnostic {
+    pub fn error(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             code,
             message: message.into(),
-            primary: Label {
-                span,
-                message: label.into(),
-            },
+            primary: Label { span, message: label.into() },
             secondary: Vec::new(),
             notes: Vec::new(),
             help: None,
         }
     }
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.secondary.push(Label {
-            span,
-            message: message.into(),
-        });
+        self.secondary.push(Label { span, message: message.into() });
         self
     }
     pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
@@ -258,11 +239,8 @@ pub fn emit_to_stderr(sources: &SourceMap, diagnostics: &[Diagnostic]) {
     for (name, text) in &sources.files {
         files.add(name.clone(), text.clone());
     }
-    let choice = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ColorChoice::Auto
-    } else {
-        ColorChoice::Never
-    };
+    let choice =
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) { ColorChoice::Auto } else { ColorChoice::Never };
     let stream = StandardStream::stderr(choice);
     let config = term::Config::default();
     for d in diagnostics {
@@ -287,11 +265,7 @@ fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<usize> {
     let label = |l: &Label, primary: bool| {
         let range = l.span.start as usize..l.span.end as usize;
         let file = l.span.file.0 as usize;
-        let lab = if primary {
-            cs::Label::primary(file, range)
-        } else {
-            cs::Label::secondary(file, range)
-        };
+        let lab = if primary { cs::Label::primary(file, range) } else { cs::Label::secondary(file, range) };
         lab.with_message(l.message.clone())
     };
     let mut labels = vec![label(&d.primary, true)];
@@ -300,8 +274,5 @@ fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<usize> {
     if let Some(help) = &d.help {
         notes.push(format!("help: {help}"));
     }
-    base.with_code(d.code.as_str())
-        .with_message(d.message.clone())
-        .with_labels(labels)
-        .with_notes(notes)
+    base.with_code(d.code.as_str()).with_message(d.message.clone()).with_labels(labels).with_notes(notes)
 }

@@ -77,11 +77,7 @@ pub fn decode(json: &Json, ty: &ValueType, path: &str) -> Result<Value, DecodeEr
             Ok(Value::Record(out))
         }
         ValueType::Array { .. } => {
-            let root = Item {
-                json,
-                parent: Rc::from(path),
-                step: Step::Root,
-            };
+            let root = Item { json, parent: Rc::from(path), step: Step::Root };
             decode_batch(vec![root], Vec::new(), ty)
         }
     }
@@ -120,23 +116,14 @@ impl Item<'_> {
 /// an array of shape `shape` (row-major, `items.len() == product(shape)`).
 /// Every array in the result has `shape` prepended to its own dimensions;
 /// this is what turns an array of tuples into a tuple of arrays.
-fn decode_batch(
-    items: Vec<Item<'_>>,
-    mut shape: Vec<usize>,
-    ty: &ValueType,
-) -> Result<Value, DecodeError> {
+fn decode_batch(items: Vec<Item<'_>>, mut shape: Vec<usize>, ty: &ValueType) -> Result<Value, DecodeError> {
     match ty {
         ValueType::Scalar(e) => {
             let mut data = ArrayData::with_capacity(*e, items.len());
             for item in &items {
                 match decode_scalar_message(item.json, *e) {
                     Ok(s) => data.push(s),
-                    Err(message) => {
-                        return Err(DecodeError {
-                            path: item.path(),
-                            message,
-                        })
-                    }
+                    Err(message) => return Err(DecodeError { path: item.path(), message }),
                 }
             }
             Ok(Value::Array(Rc::new(Array::new(shape, data))))
@@ -151,11 +138,7 @@ fn decode_batch(
             for (j, t) in ts.iter().enumerate() {
                 let column = lists
                     .iter()
-                    .map(|(list, path)| Item {
-                        json: &list[j],
-                        parent: path.clone(),
-                        step: Step::Elem(j),
-                    })
+                    .map(|(list, path)| Item { json: &list[j], parent: path.clone(), step: Step::Elem(j) })
                     .collect();
                 out.push(decode_batch(column, shape.clone(), t)?);
             }
@@ -223,34 +206,23 @@ fn decode_batch(
 /// The error for a list whose length differs from its siblings'.
 fn ragged(item: &Item<'_>, n: usize, m: usize) -> DecodeError {
     match item.step {
-        Step::Row(i) => DecodeError {
-            path: item.parent.to_string(),
-            message: format!("row {i} has length {n}, expected {m}"),
-        },
+        Step::Row(i) => {
+            DecodeError { path: item.parent.to_string(), message: format!("row {i} has length {n}, expected {m}") }
+        }
         // Tuple components and record fields of an array of tuples/records:
         // the siblings are the same component of other elements.
-        _ => DecodeError {
-            path: item.path(),
-            message: format!("has length {n}, expected {m} like the other elements"),
-        },
+        _ => {
+            DecodeError { path: item.path(), message: format!("has length {n}, expected {m} like the other elements") }
+        }
     }
 }
 
 fn expect_tuple<'a>(json: &'a Json, n: usize, path: &str) -> Result<&'a Vec<Json>, DecodeError> {
-    let err = |message| DecodeError {
-        path: path.to_string(),
-        message,
-    };
+    let err = |message| DecodeError { path: path.to_string(), message };
     match json {
         Json::Array(items) if items.len() == n => Ok(items),
-        Json::Array(items) => Err(err(format!(
-            "expected a tuple of {n} elements, found a list of {}",
-            items.len()
-        ))),
-        _ => Err(err(format!(
-            "expected a tuple (a list of {n} elements), found {}",
-            describe(json)
-        ))),
+        Json::Array(items) => Err(err(format!("expected a tuple of {n} elements, found a list of {}", items.len()))),
+        _ => Err(err(format!("expected a tuple (a list of {n} elements), found {}", describe(json)))),
     }
 }
 
@@ -259,37 +231,22 @@ fn expect_record<'a>(
     fields: &[(String, ValueType)],
     path: &str,
 ) -> Result<&'a Map<String, Json>, DecodeError> {
-    let err = |message| DecodeError {
-        path: path.to_string(),
-        message,
-    };
+    let err = |message| DecodeError { path: path.to_string(), message };
     let Json::Object(obj) = json else {
-        return Err(err(format!(
-            "expected a record (an object), found {}",
-            describe(json)
-        )));
+        return Err(err(format!("expected a record (an object), found {}", describe(json))));
     };
     if let Some((name, _)) = fields.iter().find(|(name, _)| !obj.contains_key(name)) {
         return Err(err(format!("missing field `{name}`")));
     }
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !fields.iter().any(|(name, _)| name == *k))
-    {
+    if let Some(key) = obj.keys().find(|k| !fields.iter().any(|(name, _)| name == *k)) {
         let expected: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(err(format!(
-            "unexpected field `{key}` (expected fields: {})",
-            expected.join(", ")
-        )));
+        return Err(err(format!("unexpected field `{key}` (expected fields: {})", expected.join(", "))));
     }
     Ok(obj)
 }
 
 fn decode_scalar(json: &Json, elem: ElemType, path: &str) -> Result<Scalar, DecodeError> {
-    decode_scalar_message(json, elem).map_err(|message| DecodeError {
-        path: path.to_string(),
-        message,
-    })
+    decode_scalar_message(json, elem).map_err(|message| DecodeError { path: path.to_string(), message })
 }
 
 fn decode_scalar_message(json: &Json, elem: ElemType) -> Result<Scalar, String> {
@@ -315,9 +272,7 @@ fn decode_scalar_message(json: &Json, elem: ElemType) -> Result<Scalar, String> 
             }
         }
         (ElemType::Bool, Json::Bool(b)) => Ok(Scalar::Bool(*b)),
-        (ElemType::F64 | ElemType::F32, _) => {
-            Err(format!("expected a number, found {}", describe(json)))
-        }
+        (ElemType::F64 | ElemType::F32, _) => Err(format!("expected a number, found {}", describe(json))),
         (ElemType::I64, _) => Err(format!("expected an integer, found {}", describe(json))),
         (ElemType::Bool, _) => Err(format!("expected a bool, found {}", describe(json))),
     }
@@ -353,10 +308,7 @@ pub fn encode(value: &Value) -> Result<Json, EncodeError> {
 
 fn encode_at(value: &Value, path: &str) -> Result<Json, EncodeError> {
     match value {
-        Value::Scalar(s) => encode_scalar(*s).map_err(|message| EncodeError {
-            path: path.to_string(),
-            message,
-        }),
+        Value::Scalar(s) => encode_scalar(*s).map_err(|message| EncodeError { path: path.to_string(), message }),
         Value::Array(a) => encode_array(a, path),
         Value::Tuple(vs) => {
             let mut out = Vec::with_capacity(vs.len());
@@ -404,12 +356,7 @@ fn encode_array(a: &Array, path: &str) -> Result<Json, EncodeError> {
     for i in 0..a.data.len() {
         match encode_scalar(a.data.get(i)) {
             Ok(j) => leaves.push(j),
-            Err(message) => {
-                return Err(EncodeError {
-                    path: format!("{path}{}", index_path(&a.shape, i)),
-                    message,
-                })
-            }
+            Err(message) => return Err(EncodeError { path: format!("{path}{}", index_path(&a.shape, i)), message }),
         }
     }
     let mut leaves = leaves.into_iter();
@@ -446,10 +393,7 @@ pub fn encode_typed(value: &Value, ty: &ValueType) -> Result<Json, EncodeError> 
 }
 
 fn encode_typed_at(value: &Value, ty: &ValueType, path: &str) -> Result<Json, EncodeError> {
-    let mismatch = || EncodeError {
-        path: path.to_string(),
-        message: format!("value does not match type {ty}"),
-    };
+    let mismatch = || EncodeError { path: path.to_string(), message: format!("value does not match type {ty}") };
     match (ty, value) {
         (ValueType::Scalar(e), Value::Scalar(s)) if s.elem_type() == *e => encode_at(value, path),
         (ValueType::Tuple(ts), Value::Tuple(vs)) if ts.len() == vs.len() => {
@@ -464,19 +408,14 @@ fn encode_typed_at(value: &Value, ty: &ValueType, path: &str) -> Result<Json, En
         {
             let mut out = Map::with_capacity(vs.len());
             for ((name, v), (_, t)) in vs.iter().zip(fs) {
-                out.insert(
-                    name.clone(),
-                    encode_typed_at(v, t, &format!("{path}.{name}"))?,
-                );
+                out.insert(name.clone(), encode_typed_at(v, t, &format!("{path}.{name}"))?);
             }
             Ok(Json::Object(out))
         }
         (ValueType::Array { .. }, _) => {
             let (depth, leaf) = peel(ty);
             match (leaf, value) {
-                (ValueType::Scalar(e), Value::Array(a))
-                    if a.elem_type() == *e && a.rank() >= depth =>
-                {
+                (ValueType::Scalar(e), Value::Array(a)) if a.elem_type() == *e && a.rank() >= depth => {
                     encode_array(a, path)
                 }
                 (ValueType::Tuple(ts), Value::Tuple(vs)) if ts.len() == vs.len() => {
@@ -496,8 +435,7 @@ fn encode_typed_at(value: &Value, ty: &ValueType, path: &str) -> Result<Json, En
                         columns.push(encode_typed_at(v, &column_ty, &format!("{path}.{name}"))?);
                     }
                     let names: Vec<String> = fs.iter().map(|(n, _)| n.clone()).collect();
-                    let make =
-                        |xs: Vec<Json>| Json::Object(names.iter().cloned().zip(xs).collect());
+                    let make = |xs: Vec<Json>| Json::Object(names.iter().cloned().zip(xs).collect());
                     zip(columns, depth, &make).ok_or_else(mismatch)
                 }
                 _ => Err(mismatch()),
@@ -521,10 +459,7 @@ fn peel(ty: &ValueType) -> (usize, &ValueType) {
 /// `ty` with its innermost non-array element replaced by `leaf`.
 fn rewrap(ty: &ValueType, leaf: ValueType) -> ValueType {
     match ty {
-        ValueType::Array { elem, len } => ValueType::Array {
-            elem: Box::new(rewrap(elem, leaf)),
-            len: *len,
-        },
+        ValueType::Array { elem, len } => ValueType::Array { elem: Box::new(rewrap(elem, leaf)), len: *len },
         _ => leaf,
     }
 }
@@ -547,10 +482,7 @@ fn zip(columns: Vec<Json>, depth: usize, make: &dyn Fn(Vec<Json>) -> Json) -> Op
     }
     let mut out = Vec::with_capacity(n.unwrap_or(0));
     for _ in 0..n.unwrap_or(0) {
-        let row: Vec<Json> = iters
-            .iter_mut()
-            .map(|it| it.next())
-            .collect::<Option<_>>()?;
+        let row: Vec<Json> = iters.iter_mut().map(|it| it.next()).collect::<Option<_>>()?;
         out.push(zip(row, depth - 1, make)?);
     }
     Some(Json::Array(out))
@@ -580,12 +512,7 @@ mod tests {
         ValueType::array(elem, Some(n))
     }
     fn rec(fields: &[(&str, ValueType)]) -> ValueType {
-        ValueType::Record(
-            fields
-                .iter()
-                .map(|(n, t)| (n.to_string(), t.clone()))
-                .collect(),
-        )
+        ValueType::Record(fields.iter().map(|(n, t)| (n.to_string(), t.clone())).collect())
     }
     fn dec(j: Json, ty: &ValueType) -> Value {
         decode(&j, ty, "input").unwrap()
@@ -594,10 +521,7 @@ mod tests {
         decode(&j, ty, "input").unwrap_err()
     }
     fn err(path: &str, message: &str) -> DecodeError {
-        DecodeError {
-            path: path.into(),
-            message: message.into(),
-        }
+        DecodeError { path: path.into(), message: message.into() }
     }
     /// Decodes, then checks that both encoders give back the same JSON.
     fn round_trip(j: Json, ty: &ValueType) -> Value {
@@ -622,67 +546,37 @@ mod tests {
 
     #[test]
     fn f32_out_of_range_is_error() {
-        assert_eq!(
-            dec_err(json!(1e300), &f32t()),
-            err("input", "1e+300 is out of range for f32")
-        );
+        assert_eq!(dec_err(json!(1e300), &f32t()), err("input", "1e+300 is out of range for f32"));
     }
 
     #[test]
     fn i64_accepts_integers() {
         assert_eq!(dec(json!(-7), &i64t()), Value::Scalar(Scalar::I64(-7)));
-        assert_eq!(
-            dec(json!(i64::MAX), &i64t()),
-            Value::Scalar(Scalar::I64(i64::MAX))
-        );
+        assert_eq!(dec(json!(i64::MAX), &i64t()), Value::Scalar(Scalar::I64(i64::MAX)));
     }
 
     #[test]
     fn i64_rejects_float() {
-        assert_eq!(
-            dec_err(json!(1.5), &i64t()),
-            err("input", "expected an integer, found 1.5")
-        );
-        assert_eq!(
-            dec_err(json!(2.0), &i64t()).message,
-            "expected an integer, found 2.0"
-        );
+        assert_eq!(dec_err(json!(1.5), &i64t()), err("input", "expected an integer, found 1.5"));
+        assert_eq!(dec_err(json!(2.0), &i64t()).message, "expected an integer, found 2.0");
     }
 
     #[test]
     fn i64_rejects_too_large() {
-        assert_eq!(
-            dec_err(json!(u64::MAX), &i64t()).message,
-            "18446744073709551615 is out of range for i64"
-        );
+        assert_eq!(dec_err(json!(u64::MAX), &i64t()).message, "18446744073709551615 is out of range for i64");
     }
 
     #[test]
     fn bool_decodes() {
-        assert_eq!(
-            dec(json!(true), &boolt()),
-            Value::Scalar(Scalar::Bool(true))
-        );
-        assert_eq!(
-            dec_err(json!(1), &boolt()),
-            err("input", "expected a bool, found 1")
-        );
+        assert_eq!(dec(json!(true), &boolt()), Value::Scalar(Scalar::Bool(true)));
+        assert_eq!(dec_err(json!(1), &boolt()), err("input", "expected a bool, found 1"));
     }
 
     #[test]
     fn wrong_type_errors() {
-        assert_eq!(
-            dec_err(json!("x"), &f64t()),
-            err("input", "expected a number, found a string")
-        );
-        assert_eq!(
-            dec_err(json!(null), &i64t()).message,
-            "expected an integer, found null"
-        );
-        assert_eq!(
-            dec_err(json!(1.0), &arr(f64t())),
-            err("input", "expected a list, found 1.0")
-        );
+        assert_eq!(dec_err(json!("x"), &f64t()), err("input", "expected a number, found a string"));
+        assert_eq!(dec_err(json!(null), &i64t()).message, "expected an integer, found null");
+        assert_eq!(dec_err(json!(1.0), &arr(f64t())), err("input", "expected a list, found 1.0"));
         assert_eq!(
             dec_err(json!([1, 2]), &rec(&[("a", f64t())])).message,
             "expected a record (an object), found a list"
@@ -706,10 +600,7 @@ mod tests {
     #[test]
     fn rank1_array() {
         let v = round_trip(json!([1.0, 2.0, 3.0]), &arr(f64t()));
-        assert_eq!(
-            v,
-            Value::array(vec![3], ArrayData::F64(vec![1.0, 2.0, 3.0]))
-        );
+        assert_eq!(v, Value::array(vec![3], ArrayData::F64(vec![1.0, 2.0, 3.0])));
     }
 
     #[test]
@@ -721,25 +612,13 @@ mod tests {
     #[test]
     fn rank2_array_is_flat_row_major() {
         let v = round_trip(json!([[1, 2, 3], [4, 5, 6]]), &arr(arr(i64t())));
-        assert_eq!(
-            v,
-            Value::array(vec![2, 3], ArrayData::I64(vec![1, 2, 3, 4, 5, 6]))
-        );
+        assert_eq!(v, Value::array(vec![2, 3], ArrayData::I64(vec![1, 2, 3, 4, 5, 6])));
     }
 
     #[test]
     fn rank3_array() {
-        let v = round_trip(
-            json!([[[true], [false]], [[false], [true]]]),
-            &arr(arr(arr(boolt()))),
-        );
-        assert_eq!(
-            v,
-            Value::array(
-                vec![2, 2, 1],
-                ArrayData::Bool(vec![true, false, false, true])
-            )
-        );
+        let v = round_trip(json!([[[true], [false]], [[false], [true]]]), &arr(arr(arr(boolt()))));
+        assert_eq!(v, Value::array(vec![2, 2, 1], ArrayData::Bool(vec![true, false, false, true])));
     }
 
     #[test]
@@ -771,27 +650,18 @@ mod tests {
     #[test]
     fn ragged_array_is_error() {
         let j = json!([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2]]);
-        assert_eq!(
-            dec_err(j, &arr(arr(f64t()))),
-            err("input", "row 3 has length 2, expected 4")
-        );
+        assert_eq!(dec_err(j, &arr(arr(f64t()))), err("input", "row 3 has length 2, expected 4"));
     }
 
     #[test]
     fn ragged_deep_names_parent() {
         let j = json!([[[1], [2]], [[3], [4, 5]]]);
-        assert_eq!(
-            dec_err(j, &arr(arr(arr(f64t())))),
-            err("input[1]", "row 1 has length 2, expected 1")
-        );
+        assert_eq!(dec_err(j, &arr(arr(arr(f64t())))), err("input[1]", "row 1 has length 2, expected 1"));
     }
 
     #[test]
     fn declared_length_mismatch() {
-        assert_eq!(
-            dec_err(json!([1, 2, 3, 4, 5]), &arr_n(f64t(), 3)),
-            err("input", "expected 3 elements, found 5")
-        );
+        assert_eq!(dec_err(json!([1, 2, 3, 4, 5]), &arr_n(f64t(), 3)), err("input", "expected 3 elements, found 5"));
         assert_eq!(
             dec_err(json!([[1, 2], [3]]), &arr(arr_n(f64t(), 2))),
             err("input[1]", "expected 2 elements, found 1")
@@ -801,10 +671,7 @@ mod tests {
     #[test]
     fn element_error_path() {
         let j = json!([[1, 2], [3, "x"]]);
-        assert_eq!(
-            dec_err(j, &arr(arr(f64t()))),
-            err("input[1][1]", "expected a number, found a string")
-        );
+        assert_eq!(dec_err(j, &arr(arr(f64t()))), err("input[1][1]", "expected a number, found a string"));
     }
 
     #[test]
@@ -844,19 +711,13 @@ mod tests {
     #[test]
     fn tuple_wrong_length() {
         let ty = ValueType::Tuple(vec![f64t(), f64t()]);
-        assert_eq!(
-            dec_err(json!([1, 2, 3]), &ty),
-            err("input", "expected a tuple of 2 elements, found a list of 3")
-        );
+        assert_eq!(dec_err(json!([1, 2, 3]), &ty), err("input", "expected a tuple of 2 elements, found a list of 3"));
     }
 
     #[test]
     fn tuple_element_path() {
         let ty = ValueType::Tuple(vec![f64t(), i64t()]);
-        assert_eq!(
-            dec_err(json!([1, 0.5]), &ty),
-            err("input[1]", "expected an integer, found 0.5")
-        );
+        assert_eq!(dec_err(json!([1, 0.5]), &ty), err("input[1]", "expected an integer, found 0.5"));
     }
 
     #[test]
@@ -867,10 +728,7 @@ mod tests {
             v,
             Value::Record(vec![
                 ("b".into(), Value::Scalar(Scalar::I64(3))),
-                (
-                    "a".into(),
-                    Value::array(vec![2], ArrayData::F64(vec![1.0, 2.0]))
-                ),
+                ("a".into(), Value::array(vec![2], ArrayData::F64(vec![1.0, 2.0]))),
             ])
         );
         assert_eq!(encode(&v).unwrap().to_string(), r#"{"b":3,"a":[1.0,2.0]}"#);
@@ -879,28 +737,19 @@ mod tests {
     #[test]
     fn record_missing_key() {
         let ty = rec(&[("a", f64t()), ("b", f64t())]);
-        assert_eq!(
-            dec_err(json!({"a": 1}), &ty),
-            err("input", "missing field `b`")
-        );
+        assert_eq!(dec_err(json!({"a": 1}), &ty), err("input", "missing field `b`"));
     }
 
     #[test]
     fn record_extra_key() {
         let ty = rec(&[("a", f64t())]);
-        assert_eq!(
-            dec_err(json!({"a": 1, "z": 2}), &ty),
-            err("input", "unexpected field `z` (expected fields: a)")
-        );
+        assert_eq!(dec_err(json!({"a": 1, "z": 2}), &ty), err("input", "unexpected field `z` (expected fields: a)"));
     }
 
     #[test]
     fn record_field_path() {
         let ty = rec(&[("alpha", arr(f64t()))]);
-        assert_eq!(
-            dec_err(json!({"alpha": [1, true]}), &ty),
-            err("input.alpha[1]", "expected a number, found true")
-        );
+        assert_eq!(dec_err(json!({"alpha": [1, true]}), &ty), err("input.alpha[1]", "expected a number, found true"));
     }
 
     // ---- arrays of tuples and records (struct-of-arrays)
@@ -923,21 +772,12 @@ mod tests {
     #[test]
     fn array_of_records_is_record_of_arrays() {
         let ty = arr(rec(&[("x", f64t()), ("v", arr_n(i64t(), 2))]));
-        let v = round_trip(
-            json!([{"x": 1.0, "v": [1, 2]}, {"x": 2.0, "v": [3, 4]}]),
-            &ty,
-        );
+        let v = round_trip(json!([{"x": 1.0, "v": [1, 2]}, {"x": 2.0, "v": [3, 4]}]), &ty);
         assert_eq!(
             v,
             Value::Record(vec![
-                (
-                    "x".into(),
-                    Value::array(vec![2], ArrayData::F64(vec![1.0, 2.0]))
-                ),
-                (
-                    "v".into(),
-                    Value::array(vec![2, 2], ArrayData::I64(vec![1, 2, 3, 4]))
-                ),
+                ("x".into(), Value::array(vec![2], ArrayData::F64(vec![1.0, 2.0]))),
+                ("v".into(), Value::array(vec![2, 2], ArrayData::I64(vec![1, 2, 3, 4]))),
             ])
         );
     }
@@ -945,10 +785,7 @@ mod tests {
     #[test]
     fn rank2_array_of_tuples() {
         let ty = arr(arr(ValueType::Tuple(vec![boolt(), f64t()])));
-        let v = round_trip(
-            json!([[[true, 1.0], [false, 2.0]], [[true, 3.0], [true, 4.0]]]),
-            &ty,
-        );
+        let v = round_trip(json!([[[true, 1.0], [false, 2.0]], [[true, 3.0], [true, 4.0]]]), &ty);
         assert_eq!(
             v,
             Value::Tuple(vec![
@@ -965,10 +802,7 @@ mod tests {
         assert_eq!(
             v,
             Value::Tuple(vec![
-                Value::Record(vec![(
-                    "a".into(),
-                    Value::array(vec![2], ArrayData::I64(vec![1, 2]))
-                )]),
+                Value::Record(vec![("a".into(), Value::array(vec![2], ArrayData::I64(vec![1, 2])))]),
                 Value::array(vec![2], ArrayData::F64(vec![0.5, 1.5])),
             ])
         );
@@ -992,15 +826,9 @@ mod tests {
         let ty = arr(ValueType::Tuple(vec![f64t(), f64t()]));
         assert_eq!(
             dec_err(json!([[1, 2], [3]]), &ty),
-            err(
-                "input[1]",
-                "expected a tuple of 2 elements, found a list of 1"
-            )
+            err("input[1]", "expected a tuple of 2 elements, found a list of 1")
         );
-        assert_eq!(
-            dec_err(json!([[1, 2], [3, null]]), &ty),
-            err("input[1][1]", "expected a number, found null")
-        );
+        assert_eq!(dec_err(json!([[1, 2], [3, null]]), &ty), err("input[1][1]", "expected a number, found null"));
     }
 
     #[test]
@@ -1008,20 +836,14 @@ mod tests {
         let ty = arr(ValueType::Tuple(vec![f64t(), arr(f64t())]));
         assert_eq!(
             dec_err(json!([[1, [1, 2]], [2, [3]]]), &ty),
-            err(
-                "input[1][1]",
-                "has length 1, expected 2 like the other elements"
-            )
+            err("input[1][1]", "has length 1, expected 2 like the other elements")
         );
     }
 
     #[test]
     fn array_of_records_key_errors() {
         let ty = arr(rec(&[("a", f64t())]));
-        assert_eq!(
-            dec_err(json!([{"a": 1}, {}]), &ty),
-            err("input[1]", "missing field `a`")
-        );
+        assert_eq!(dec_err(json!([{"a": 1}, {}]), &ty), err("input[1]", "missing field `a`"));
         assert_eq!(
             dec_err(json!([{"a": 1, "b": 2}]), &ty),
             err("input[0]", "unexpected field `b` (expected fields: a)")
@@ -1035,23 +857,14 @@ mod tests {
         let v = Value::array(vec![4], ArrayData::F64(vec![0.0, 1.0, 2.0, f64::NAN]));
         assert_eq!(
             encode(&v).unwrap_err(),
-            EncodeError {
-                path: "[3]".into(),
-                message: "nan cannot be represented in JSON".into()
-            }
+            EncodeError { path: "[3]".into(), message: "nan cannot be represented in JSON".into() }
         );
     }
 
     #[test]
     fn infinity_in_record_names_field_and_index() {
-        let a = Value::array(
-            vec![2, 2],
-            ArrayData::F32(vec![0.0, 1.0, f32::NEG_INFINITY, 2.0]),
-        );
-        let v = Value::Record(vec![
-            ("beta".into(), Value::Scalar(Scalar::I64(1))),
-            ("alpha".into(), a),
-        ]);
+        let a = Value::array(vec![2, 2], ArrayData::F32(vec![0.0, 1.0, f32::NEG_INFINITY, 2.0]));
+        let v = Value::Record(vec![("beta".into(), Value::Scalar(Scalar::I64(1))), ("alpha".into(), a)]);
         let e = encode(&v).unwrap_err();
         assert_eq!(e.path, ".alpha[1][0]");
         assert_eq!(e.message, "-inf cannot be represented in JSON");
@@ -1059,23 +872,14 @@ mod tests {
 
     #[test]
     fn infinity_scalar_in_tuple() {
-        let v = Value::Tuple(vec![
-            Value::Scalar(Scalar::F64(1.0)),
-            Value::Scalar(Scalar::F64(f64::INFINITY)),
-        ]);
-        assert_eq!(
-            encode(&v).unwrap_err().to_string(),
-            "at [1]: inf cannot be represented in JSON"
-        );
+        let v = Value::Tuple(vec![Value::Scalar(Scalar::F64(1.0)), Value::Scalar(Scalar::F64(f64::INFINITY))]);
+        assert_eq!(encode(&v).unwrap_err().to_string(), "at [1]: inf cannot be represented in JSON");
     }
 
     #[test]
     fn encode_typed_rejects_mismatch() {
         let v = Value::Scalar(Scalar::I64(1));
-        assert_eq!(
-            encode_typed(&v, &f64t()).unwrap_err().message,
-            "value does not match type f64"
-        );
+        assert_eq!(encode_typed(&v, &f64t()).unwrap_err().message, "value does not match type f64");
         let v = Value::Tuple(vec![Value::array(vec![2], ArrayData::F64(vec![1.0, 2.0]))]);
         assert!(encode_typed(&v, &arr(ValueType::Tuple(vec![f64t(), f64t()]))).is_err());
     }

@@ -35,9 +35,7 @@ impl fmt::Display for NpyError {
 impl std::error::Error for NpyError {}
 
 fn err<T>(message: impl Into<String>) -> Result<T, NpyError> {
-    Err(NpyError {
-        message: message.into(),
-    })
+    Err(NpyError { message: message.into() })
 }
 
 /// The element encodings this reader understands.
@@ -91,20 +89,14 @@ pub fn read_npy(bytes: &[u8]) -> Result<Array, NpyError> {
     };
     let header = parse_header(header)?;
     if header.fortran_order {
-        return err(
-            "fortran-order .npy files are not supported, save a C-order array \
-             (np.ascontiguousarray)",
-        );
+        return err("fortran-order .npy files are not supported, save a C-order array \
+             (np.ascontiguousarray)");
     }
     if header.shape.is_empty() {
         return err("0-d arrays are not supported, use a JSON scalar");
     }
     let dtype = parse_descr(&header.descr)?;
-    let Some(count) = header
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
-    else {
+    let Some(count) = header.shape.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n)) else {
         return err("the .npy shape is too large");
     };
     let Some(nbytes) = count.checked_mul(dtype.size()) else {
@@ -112,16 +104,10 @@ pub fn read_npy(bytes: &[u8]) -> Result<Array, NpyError> {
     };
     let data = &bytes[data_start..];
     if data.len() < nbytes {
-        return err(format!(
-            "truncated .npy file: expected {nbytes} bytes of data, found {}",
-            data.len()
-        ));
+        return err(format!("truncated .npy file: expected {nbytes} bytes of data, found {}", data.len()));
     }
     if data.len() > nbytes {
-        return err(format!(
-            "{} unexpected bytes after the .npy data",
-            data.len() - nbytes
-        ));
+        return err(format!("{} unexpected bytes after the .npy data", data.len() - nbytes));
     }
     let data = decode_data(dtype, data)?;
     Ok(Array::new(header.shape, data))
@@ -129,26 +115,12 @@ pub fn read_npy(bytes: &[u8]) -> Result<Array, NpyError> {
 
 fn decode_data(dtype: Dtype, data: &[u8]) -> Result<ArrayData, NpyError> {
     Ok(match dtype {
-        Dtype::F64 => ArrayData::F64(
-            data.chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        Dtype::F32 => ArrayData::F32(
-            data.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        Dtype::I64 => ArrayData::I64(
-            data.chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        Dtype::I32 => ArrayData::I64(
-            data.chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-                .collect(),
-        ),
+        Dtype::F64 => ArrayData::F64(data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()),
+        Dtype::F32 => ArrayData::F32(data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
+        Dtype::I64 => ArrayData::I64(data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
+        Dtype::I32 => {
+            ArrayData::I64(data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect())
+        }
         Dtype::Bool => {
             let mut out = Vec::with_capacity(data.len());
             for &b in data {
@@ -170,13 +142,10 @@ fn parse_descr(descr: &str) -> Result<Dtype, NpyError> {
         "<i8" => Ok(Dtype::I64),
         "<i4" => Ok(Dtype::I32),
         "|b1" => Ok(Dtype::Bool),
-        d if d.starts_with('>') => err(format!(
-            "big-endian dtype '{d}' is not supported, convert with .astype('<{}')",
-            &d[1..]
-        )),
-        d => err(format!(
-            "unsupported dtype '{d}' (expected '<f8', '<f4', '<i8', '<i4' or '|b1')"
-        )),
+        d if d.starts_with('>') => {
+            err(format!("big-endian dtype '{d}' is not supported, convert with .astype('<{}')", &d[1..]))
+        }
+        d => err(format!("unsupported dtype '{d}' (expected '<f8', '<f4', '<i8', '<i4' or '|b1')")),
     }
 }
 
@@ -196,10 +165,7 @@ enum Literal {
 /// Parses the header dict, e.g.
 /// `{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }`.
 fn parse_header(text: &str) -> Result<Header, NpyError> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = Parser { s: text.as_bytes(), i: 0 };
     let (mut descr, mut fortran_order, mut shape) = (None, None, None);
     p.expect(b'{')?;
     loop {
@@ -226,9 +192,7 @@ fn parse_header(text: &str) -> Result<Header, NpyError> {
             break;
         }
     }
-    let missing = |k: &str| NpyError {
-        message: format!("the .npy header has no '{k}'"),
-    };
+    let missing = |k: &str| NpyError { message: format!("the .npy header has no '{k}'") };
     Ok(Header {
         descr: descr.ok_or_else(|| missing("descr"))?,
         fortran_order: fortran_order.ok_or_else(|| missing("fortran_order"))?,
@@ -322,10 +286,7 @@ impl Parser<'_> {
         if self.s.get(self.i) == Some(&b'L') {
             self.i += 1;
         }
-        std::str::from_utf8(digits)
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .map_or_else(|| self.bad(), Ok)
+        std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()).map_or_else(|| self.bad(), Ok)
     }
 }
 
@@ -351,8 +312,7 @@ pub fn write_npy(array: &Array) -> Vec<u8> {
     let unpadded = MAGIC.len() + 2 + 2 + header.len() + 1;
     header.extend(std::iter::repeat_n(' ', (64 - unpadded % 64) % 64));
     header.push('\n');
-    let header_len =
-        u16::try_from(header.len()).expect("a .npy 1.0 header of a Slope array fits in u16");
+    let header_len = u16::try_from(header.len()).expect("a .npy 1.0 header of a Slope array fits in u16");
 
     let mut out = Vec::with_capacity(10 + header.len() + array.data.len() * 8);
     out.extend_from_slice(MAGIC);
@@ -360,15 +320,9 @@ pub fn write_npy(array: &Array) -> Vec<u8> {
     out.extend_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     match &array.data {
-        ArrayData::F64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        ArrayData::F32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        ArrayData::I64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        ArrayData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        ArrayData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        ArrayData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         ArrayData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
     }
     out
@@ -422,10 +376,7 @@ mod tests {
     fn data_starts_at_multiple_of_64() {
         for shape in [vec![1], vec![123456, 0], vec![2, 3, 4]] {
             let n = shape.iter().product();
-            let bytes = write_npy(&Array::new(
-                shape,
-                ArrayData::zeros(crate::ElemType::I64, n),
-            ));
+            let bytes = write_npy(&Array::new(shape, ArrayData::zeros(crate::ElemType::I64, n)));
             let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
             assert_eq!((10 + header_len) % 64, 0);
             assert_eq!(bytes[10 + header_len - 1], b'\n');
@@ -435,42 +386,27 @@ mod tests {
     #[test]
     fn round_trip_f64_ranks_1_to_3() {
         round_trip(Array::new(vec![3], ArrayData::F64(vec![1.5, -2.0, 3.25])));
-        round_trip(Array::new(
-            vec![2, 2],
-            ArrayData::F64(vec![1.0, 2.0, 3.0, 4.0]),
-        ));
-        round_trip(Array::new(
-            vec![1, 2, 3],
-            ArrayData::F64((0..6).map(f64::from).collect()),
-        ));
+        round_trip(Array::new(vec![2, 2], ArrayData::F64(vec![1.0, 2.0, 3.0, 4.0])));
+        round_trip(Array::new(vec![1, 2, 3], ArrayData::F64((0..6).map(f64::from).collect())));
     }
 
     #[test]
     fn round_trip_f32_ranks_1_to_3() {
         round_trip(Array::new(vec![2], ArrayData::F32(vec![0.1, 7.0])));
         round_trip(Array::new(vec![3, 1], ArrayData::F32(vec![1.0, 2.0, 3.0])));
-        round_trip(Array::new(
-            vec![2, 1, 2],
-            ArrayData::F32(vec![1.0, 2.0, 3.0, 4.0]),
-        ));
+        round_trip(Array::new(vec![2, 1, 2], ArrayData::F32(vec![1.0, 2.0, 3.0, 4.0])));
     }
 
     #[test]
     fn round_trip_i64_ranks_1_to_3() {
-        round_trip(Array::new(
-            vec![2],
-            ArrayData::I64(vec![i64::MIN, i64::MAX]),
-        ));
+        round_trip(Array::new(vec![2], ArrayData::I64(vec![i64::MIN, i64::MAX])));
         round_trip(Array::new(vec![1, 3], ArrayData::I64(vec![1, -2, 3])));
         round_trip(Array::new(vec![2, 2, 2], ArrayData::I64((0..8).collect())));
     }
 
     #[test]
     fn round_trip_bool_ranks_1_to_3() {
-        round_trip(Array::new(
-            vec![3],
-            ArrayData::Bool(vec![true, false, true]),
-        ));
+        round_trip(Array::new(vec![3], ArrayData::Bool(vec![true, false, true])));
         round_trip(Array::new(vec![2, 1], ArrayData::Bool(vec![false, true])));
         round_trip(Array::new(vec![1, 1, 2], ArrayData::Bool(vec![true, true])));
     }
@@ -478,9 +414,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_nan_and_infinity_bits() {
         let a = Array::new(vec![2], ArrayData::F64(vec![f64::NAN, f64::NEG_INFINITY]));
-        let ArrayData::F64(back) = read_npy(&write_npy(&a)).unwrap().data else {
-            panic!("expected f64 data")
-        };
+        let ArrayData::F64(back) = read_npy(&write_npy(&a)).unwrap().data else { panic!("expected f64 data") };
         assert!(back[0].is_nan());
         assert_eq!(back[1], f64::NEG_INFINITY);
     }
@@ -494,52 +428,28 @@ mod tests {
     #[test]
     fn reads_i4_widened_to_i64() {
         let data: Vec<u8> = [-1i32, 5].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let bytes = file(
-            1,
-            "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }",
-            &data,
-        );
-        assert_eq!(
-            read_npy(&bytes).unwrap(),
-            Array::new(vec![2], ArrayData::I64(vec![-1, 5]))
-        );
+        let bytes = file(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", &data);
+        assert_eq!(read_npy(&bytes).unwrap(), Array::new(vec![2], ArrayData::I64(vec![-1, 5])));
     }
 
     #[test]
     fn reads_versions_2_and_3() {
         let data = 4.0f32.to_le_bytes();
         for v in [2, 3] {
-            let bytes = file(
-                v,
-                "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1)}",
-                &data,
-            );
-            assert_eq!(
-                read_npy(&bytes).unwrap(),
-                Array::new(vec![1, 1], ArrayData::F32(vec![4.0]))
-            );
+            let bytes = file(v, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1)}", &data);
+            assert_eq!(read_npy(&bytes).unwrap(), Array::new(vec![1, 1], ArrayData::F32(vec![4.0])));
         }
     }
 
     #[test]
     fn tolerates_key_order_and_double_quotes() {
-        let bytes = file(
-            1,
-            r#"{"shape": (1,), "fortran_order": False, "descr": "|b1"}"#,
-            &[1],
-        );
-        assert_eq!(
-            read_npy(&bytes).unwrap(),
-            Array::new(vec![1], ArrayData::Bool(vec![true]))
-        );
+        let bytes = file(1, r#"{"shape": (1,), "fortran_order": False, "descr": "|b1"}"#, &[1]);
+        assert_eq!(read_npy(&bytes).unwrap(), Array::new(vec![1], ArrayData::Bool(vec![true])));
     }
 
     #[test]
     fn bad_magic() {
-        assert_eq!(
-            read_err(b"PK\x03\x04 not numpy"),
-            "not a .npy file (bad magic)"
-        );
+        assert_eq!(read_err(b"PK\x03\x04 not numpy"), "not a .npy file (bad magic)");
         assert_eq!(read_err(b""), "not a .npy file (bad magic)");
     }
 
@@ -553,23 +463,14 @@ mod tests {
     #[test]
     fn truncated_header() {
         let bytes = write_npy(&Array::new(vec![1], ArrayData::F64(vec![1.0])));
-        assert_eq!(
-            read_err(&bytes[..9]),
-            "truncated .npy file: no header length"
-        );
-        assert_eq!(
-            read_err(&bytes[..40]),
-            "truncated .npy file: header is cut short"
-        );
+        assert_eq!(read_err(&bytes[..9]), "truncated .npy file: no header length");
+        assert_eq!(read_err(&bytes[..40]), "truncated .npy file: header is cut short");
     }
 
     #[test]
     fn truncated_data() {
         let bytes = write_npy(&Array::new(vec![2, 2], ArrayData::F64(vec![0.0; 4])));
-        assert_eq!(
-            read_err(&bytes[..bytes.len() - 3]),
-            "truncated .npy file: expected 32 bytes of data, found 29"
-        );
+        assert_eq!(read_err(&bytes[..bytes.len() - 3]), "truncated .npy file: expected 32 bytes of data, found 29");
     }
 
     #[test]
@@ -581,88 +482,47 @@ mod tests {
 
     #[test]
     fn fortran_order_rejected() {
-        let bytes = file(
-            1,
-            "{'descr': '<f8', 'fortran_order': True, 'shape': (1, 1), }",
-            &[0; 8],
-        );
+        let bytes = file(1, "{'descr': '<f8', 'fortran_order': True, 'shape': (1, 1), }", &[0; 8]);
         assert!(read_err(&bytes).starts_with("fortran-order .npy files are not supported"));
     }
 
     #[test]
     fn zero_d_rejected() {
-        let bytes = file(
-            1,
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
-            &[0; 8],
-        );
-        assert_eq!(
-            read_err(&bytes),
-            "0-d arrays are not supported, use a JSON scalar"
-        );
+        let bytes = file(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", &[0; 8]);
+        assert_eq!(read_err(&bytes), "0-d arrays are not supported, use a JSON scalar");
     }
 
     #[test]
     fn big_endian_rejected() {
-        let bytes = file(
-            1,
-            "{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }",
-            &[0; 8],
-        );
-        assert_eq!(
-            read_err(&bytes),
-            "big-endian dtype '>f8' is not supported, convert with .astype('<f8')"
-        );
+        let bytes = file(1, "{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }", &[0; 8]);
+        assert_eq!(read_err(&bytes), "big-endian dtype '>f8' is not supported, convert with .astype('<f8')");
     }
 
     #[test]
     fn unsupported_dtype_rejected() {
-        let bytes = file(
-            1,
-            "{'descr': '<u2', 'fortran_order': False, 'shape': (1,), }",
-            &[0; 2],
-        );
+        let bytes = file(1, "{'descr': '<u2', 'fortran_order': False, 'shape': (1,), }", &[0; 2]);
         assert!(read_err(&bytes).starts_with("unsupported dtype '<u2'"));
     }
 
     #[test]
     fn invalid_bool_byte() {
-        let bytes = file(
-            1,
-            "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }",
-            &[1, 7],
-        );
+        let bytes = file(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", &[1, 7]);
         assert_eq!(read_err(&bytes), "invalid bool byte 7 in .npy data");
     }
 
     #[test]
     fn malformed_header() {
-        let bytes = file(
-            1,
-            "{'descr': '<f8', 'fortran_order': False, 'shape': [1], }",
-            &[0; 8],
-        );
+        let bytes = file(1, "{'descr': '<f8', 'fortran_order': False, 'shape': [1], }", &[0; 8]);
         assert!(read_err(&bytes).starts_with("malformed .npy header"));
         let bytes = file(1, "{'descr': '<f8', 'fortran_order': False}", &[]);
         assert_eq!(read_err(&bytes), "the .npy header has no 'shape'");
-        let bytes = file(
-            1,
-            "{'descr': 8, 'fortran_order': False, 'shape': (1,)}",
-            &[],
-        );
+        let bytes = file(1, "{'descr': 8, 'fortran_order': False, 'shape': (1,)}", &[]);
         assert!(read_err(&bytes).starts_with("malformed .npy header"));
     }
 
     #[test]
     fn huge_shape_does_not_overflow() {
-        let dict = format!(
-            "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}), }}",
-            usize::MAX,
-            usize::MAX
-        );
-        assert_eq!(
-            read_err(&file(1, &dict, &[])),
-            "the .npy shape is too large"
-        );
+        let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}), }}", usize::MAX, usize::MAX);
+        assert_eq!(read_err(&file(1, &dict, &[])), "the .npy shape is too large");
     }
 }

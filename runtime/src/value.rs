@@ -142,11 +142,7 @@ impl ArrayData {
             (ArrayData::F32(v), Scalar::F32(x)) => v.push(x),
             (ArrayData::I64(v), Scalar::I64(x)) => v.push(x),
             (ArrayData::Bool(v), Scalar::Bool(x)) => v.push(x),
-            (data, s) => panic!(
-                "cannot push a {} into an array of {}",
-                s.elem_type(),
-                data.elem_type()
-            ),
+            (data, s) => panic!("cannot push a {} into an array of {}", s.elem_type(), data.elem_type()),
         }
     }
 }
@@ -213,10 +209,7 @@ impl Value {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ValueType {
     Scalar(ElemType),
-    Array {
-        elem: Box<ValueType>,
-        len: Option<usize>,
-    },
+    Array { elem: Box<ValueType>, len: Option<usize> },
     Tuple(Vec<ValueType>),
     Record(Vec<(String, ValueType)>),
 }
@@ -224,10 +217,7 @@ pub enum ValueType {
 impl ValueType {
     /// Shorthand for `Array { elem, len }`.
     pub fn array(elem: ValueType, len: Option<usize>) -> ValueType {
-        ValueType::Array {
-            elem: Box::new(elem),
-            len,
-        }
+        ValueType::Array { elem: Box::new(elem), len }
     }
 }
 
@@ -301,10 +291,7 @@ mod tests {
         assert_eq!(d.get(2), Scalar::I64(7));
         assert_eq!(d.get(0), Scalar::I64(0));
         assert_eq!(d.elem_type(), ElemType::I64);
-        assert_eq!(
-            ArrayData::zeros(ElemType::Bool, 1).get(0),
-            Scalar::Bool(false)
-        );
+        assert_eq!(ArrayData::zeros(ElemType::Bool, 1).get(0), Scalar::Bool(false));
     }
 
     #[test]
@@ -339,10 +326,7 @@ mod tests {
         assert_eq!(t.to_string(), "(f64, i64)");
         let r = ValueType::Record(vec![
             ("a".into(), f64s()),
-            (
-                "b".into(),
-                ValueType::array(ValueType::Scalar(ElemType::I64), Some(2)),
-            ),
+            ("b".into(), ValueType::array(ValueType::Scalar(ElemType::I64), Some(2))),
         ]);
         assert_eq!(r.to_string(), "{a: f64, b: [2]i64}");
     }

@@ -74,11 +74,7 @@ impl Pat {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypeExpr {
     Named(Name),
-    Array {
-        dim: DimExpr,
-        elem: Box<TypeExpr>,
-        span: Span,
-    },
+    Array { dim: DimExpr, elem: Box<TypeExpr>, span: Span },
     Tuple(Vec<TypeExpr>, Span),
     Record(Vec<(Name, TypeExpr)>, Span),
     Func(Box<TypeExpr>, Box<TypeExpr>, Span),
@@ -167,11 +163,7 @@ pub struct Expr {
 
 impl Expr {
     pub fn new(kind: ExprKind, span: Span) -> Expr {
-        Expr {
-            kind,
-            span,
-            ty: Type::Unknown,
-        }
+        Expr { kind, span, ty: Type::Unknown }
     }
 }
 

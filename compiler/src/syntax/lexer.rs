@@ -198,10 +198,7 @@ pub struct Lexer<'src> {
 
 impl<'src> Lexer<'src> {
     pub fn new(source: &'src str) -> Lexer<'src> {
-        Lexer {
-            inner: Token::lexer(source).spanned(),
-            prev_indexable_end: None,
-        }
+        Lexer { inner: Token::lexer(source).spanned(), prev_indexable_end: None }
     }
 }
 
@@ -218,11 +215,7 @@ impl Iterator for Lexer<'_> {
                 self.prev_indexable_end = indexable.then_some(span.end);
                 Ok((span.start, token, span.end))
             }
-            Err(kind) => Err(LexError {
-                kind,
-                start: span.start,
-                end: span.end,
-            }),
+            Err(kind) => Err(LexError { kind, start: span.start, end: span.end }),
         })
     }
 }
@@ -243,39 +236,23 @@ mod tests {
 
     #[test]
     fn index_bracket_is_glued() {
-        assert_eq!(
-            kinds("a[i] f [1]"),
-            ["a", "idx[", "i", "]", "f", "[", "1", "]"]
-        );
+        assert_eq!(kinds("a[i] f [1]"), ["a", "idx[", "i", "]", "f", "[", "1", "]"]);
         assert_eq!(kinds("[n][m]f64"), ["[", "n", "]", "idx[", "m", "]", "f64"]);
     }
 
     #[test]
     fn numbers_and_comments() {
-        assert_eq!(
-            kinds("1 2.5 1e-3 3f32 -- comment\nx"),
-            ["1", "2.5", "1e-3", "3f32", "x"]
-        );
+        assert_eq!(kinds("1 2.5 1e-3 3f32 -- comment\nx"), ["1", "2.5", "1e-3", "3f32", "x"]);
         assert_eq!(kinds("t.0"), ["t", ".", "0"]);
     }
 
     #[test]
     fn errors_keep_spans() {
         let toks: Vec<_> = Lexer::new("a $ b").collect();
-        assert_eq!(
-            toks[1],
-            Err(LexError {
-                kind: LexErrorKind::InvalidCharacter,
-                start: 2,
-                end: 3
-            })
-        );
+        assert_eq!(toks[1], Err(LexError { kind: LexErrorKind::InvalidCharacter, start: 2, end: 3 }));
         assert!(matches!(
             Lexer::new("\"abc").next(),
-            Some(Err(LexError {
-                kind: LexErrorKind::UnterminatedString,
-                ..
-            }))
+            Some(Err(LexError { kind: LexErrorKind::UnterminatedString, .. }))
         ));
     }
 }

@@ -14,16 +14,12 @@ lalrpop_util::lalrpop_mod!(
 
 /// Parses a whole module (a file, a stdlib module or a REPL definition).
 pub fn parse_module(source: &str, file: FileId) -> Result<Module, Diagnostic> {
-    grammar::ModuleParser::new()
-        .parse(file, Lexer::new(source))
-        .map_err(|e| convert_error(e, source, file))
+    grammar::ModuleParser::new().parse(file, Lexer::new(source)).map_err(|e| convert_error(e, source, file))
 }
 
 /// Parses a single expression (REPL input, test inputs).
 pub fn parse_expr(source: &str, file: FileId) -> Result<Expr, Diagnostic> {
-    grammar::ExprParser::new()
-        .parse(file, Lexer::new(source))
-        .map_err(|e| convert_error(e, source, file))
+    grammar::ExprParser::new().parse(file, Lexer::new(source)).map_err(|e| convert_error(e, source, file))
 }
 
 /// Splits an integer literal's suffix and checks its range.
@@ -62,11 +58,7 @@ pub(crate) fn float_literal(
 }
 
 fn split_suffix(text: &str) -> (&str, Suffix) {
-    for (s, suffix) in [
-        ("i64", Suffix::I64),
-        ("f64", Suffix::F64),
-        ("f32", Suffix::F32),
-    ] {
+    for (s, suffix) in [("i64", Suffix::I64), ("f64", Suffix::F64), ("f32", Suffix::F32)] {
         if let Some(d) = text.strip_suffix(s) {
             return (d, suffix);
         }
@@ -75,20 +67,10 @@ fn split_suffix(text: &str) -> (&str, Suffix) {
 }
 
 fn bad_number(start: usize, end: usize) -> ParseError<usize, Token, LexError> {
-    ParseError::User {
-        error: LexError {
-            kind: LexErrorKind::BadNumber,
-            start,
-            end,
-        },
-    }
+    ParseError::User { error: LexError { kind: LexErrorKind::BadNumber, start, end } }
 }
 
-fn convert_error(
-    err: ParseError<usize, Token, LexError>,
-    source: &str,
-    file: FileId,
-) -> Diagnostic {
+fn convert_error(err: ParseError<usize, Token, LexError>, source: &str, file: FileId) -> Diagnostic {
     match err {
         ParseError::InvalidToken { location } => Diagnostic::error(
             Code::E0003,
@@ -98,18 +80,10 @@ fn convert_error(
         ),
         ParseError::UnrecognizedEof { location, expected } => {
             let at = location.min(source.len());
-            Diagnostic::error(
-                Code::E0002,
-                "unexpected end of input",
-                Span::new(file, at, at),
-                "input ends here",
-            )
-            .with_note(expected_note(&expected))
+            Diagnostic::error(Code::E0002, "unexpected end of input", Span::new(file, at, at), "input ends here")
+                .with_note(expected_note(&expected))
         }
-        ParseError::UnrecognizedToken {
-            token: (l, token, r),
-            expected,
-        } => {
+        ParseError::UnrecognizedToken { token: (l, token, r), expected } => {
             let mut d = Diagnostic::error(
                 Code::E0001,
                 format!("unexpected token `{token}`"),
@@ -122,14 +96,9 @@ fn convert_error(
             }
             d
         }
-        ParseError::ExtraToken {
-            token: (l, token, r),
-        } => Diagnostic::error(
-            Code::E0001,
-            format!("unexpected token `{token}`"),
-            Span::new(file, l, r),
-            "extra token",
-        ),
+        ParseError::ExtraToken { token: (l, token, r) } => {
+            Diagnostic::error(Code::E0001, format!("unexpected token `{token}`"), Span::new(file, l, r), "extra token")
+        }
         ParseError::User { error } => lex_error(error, file),
     }
 }
@@ -137,34 +106,20 @@ fn convert_error(
 fn lex_error(error: LexError, file: FileId) -> Diagnostic {
     let span = Span::new(file, error.start, error.end);
     match error.kind {
-        LexErrorKind::InvalidCharacter => Diagnostic::error(
-            Code::E0003,
-            "invalid character",
-            span,
-            "not part of the language",
-        )
-        .with_help("comments start with `--`; custom derivative rules are written `with jvp …`"),
-        LexErrorKind::BadNumber => Diagnostic::error(
-            Code::E0004,
-            "malformed number literal",
-            span,
-            "cannot be read as a number",
-        )
-        .with_help("integer literals must fit in 64 bits; float literals must be finite"),
-        LexErrorKind::UntypedParam => Diagnostic::error(
-            Code::E0001,
-            "a parameter needs a type",
-            span,
-            "no type given",
-        )
-        .with_help("write parameters as `(x: f64)`; lambdas (`\\x -> …`) may leave types out"),
-        LexErrorKind::UnterminatedString => Diagnostic::error(
-            Code::E0005,
-            "unterminated string literal",
-            span,
-            "string starts here",
-        )
-        .with_help("close it with `\"`"),
+        LexErrorKind::InvalidCharacter => {
+            Diagnostic::error(Code::E0003, "invalid character", span, "not part of the language")
+                .with_help("comments start with `--`; custom derivative rules are written `with jvp …`")
+        }
+        LexErrorKind::BadNumber => {
+            Diagnostic::error(Code::E0004, "malformed number literal", span, "cannot be read as a number")
+                .with_help("integer literals must fit in 64 bits; float literals must be finite")
+        }
+        LexErrorKind::UntypedParam => Diagnostic::error(Code::E0001, "a parameter needs a type", span, "no type given")
+            .with_help("write parameters as `(x: f64)`; lambdas (`\\x -> …`) may leave types out"),
+        LexErrorKind::UnterminatedString => {
+            Diagnostic::error(Code::E0005, "unterminated string literal", span, "string starts here")
+                .with_help("close it with `\"`")
+        }
     }
 }
 
@@ -192,7 +147,5 @@ fn expected_note(expected: &[String]) -> String {
 
 /// Parses a type (builtin schemes, command-line type annotations).
 pub fn parse_type(source: &str, file: FileId) -> Result<super::ast::TypeExpr, Diagnostic> {
-    grammar::TypeParser::new()
-        .parse(file, Lexer::new(source))
-        .map_err(|e| convert_error(e, source, file))
+    grammar::TypeParser::new().parse(file, Lexer::new(source)).map_err(|e| convert_error(e, source, file))
 }

@@ -12,97 +12,29 @@
 /// `:help` and `docs/language.md` show.
 pub const BUILTINS: &[(&str, &str, &str)] = &[
     // Array combinators.
-    (
-        "map",
-        "(A -> B) -> [n]A -> [n]B",
-        "apply a function to every element",
-    ),
-    (
-        "map2",
-        "(A -> B -> C) -> [n]A -> [n]B -> [n]C",
-        "apply a function elementwise to two arrays",
-    ),
-    (
-        "map3",
-        "(A -> B -> C -> D) -> [n]A -> [n]B -> [n]C -> [n]D",
-        "apply a function elementwise to three arrays",
-    ),
-    (
-        "reduce",
-        "(A -> A -> A) -> A -> [n]A -> A",
-        "fold with an associative operator and its neutral element",
-    ),
-    (
-        "scan",
-        "(A -> A -> A) -> A -> [n]A -> [n]A",
-        "inclusive prefix scan with an associative operator",
-    ),
+    ("map", "(A -> B) -> [n]A -> [n]B", "apply a function to every element"),
+    ("map2", "(A -> B -> C) -> [n]A -> [n]B -> [n]C", "apply a function elementwise to two arrays"),
+    ("map3", "(A -> B -> C -> D) -> [n]A -> [n]B -> [n]C -> [n]D", "apply a function elementwise to three arrays"),
+    ("reduce", "(A -> A -> A) -> A -> [n]A -> A", "fold with an associative operator and its neutral element"),
+    ("scan", "(A -> A -> A) -> A -> [n]A -> [n]A", "inclusive prefix scan with an associative operator"),
     ("sum", "[n]T -> T", "sum of the elements"),
     ("product", "[n]T -> T", "product of the elements"),
-    (
-        "maximum",
-        "[n]T -> T",
-        "largest element (the array must not be empty)",
-    ),
-    (
-        "minimum",
-        "[n]T -> T",
-        "smallest element (the array must not be empty)",
-    ),
-    (
-        "argmax",
-        "[n]T -> i64",
-        "index of the largest element (first on ties)",
-    ),
-    (
-        "argmin",
-        "[n]T -> i64",
-        "index of the smallest element (first on ties)",
-    ),
+    ("maximum", "[n]T -> T", "largest element (the array must not be empty)"),
+    ("minimum", "[n]T -> T", "smallest element (the array must not be empty)"),
+    ("argmax", "[n]T -> i64", "index of the largest element (first on ties)"),
+    ("argmin", "[n]T -> i64", "index of the smallest element (first on ties)"),
     ("iota", "i64 -> []i64", "the array 0, 1, …, n-1"),
-    (
-        "replicate",
-        "i64 -> A -> []A",
-        "an array of n copies of a value",
-    ),
-    (
-        "tabulate",
-        "i64 -> (i64 -> A) -> []A",
-        "the array f 0, f 1, …, f (n-1)",
-    ),
+    ("replicate", "i64 -> A -> []A", "an array of n copies of a value"),
+    ("tabulate", "i64 -> (i64 -> A) -> []A", "the array f 0, f 1, …, f (n-1)"),
     ("zip", "[n]A -> [n]B -> [n](A, B)", "pair up two arrays"),
-    (
-        "zip3",
-        "[n]A -> [n]B -> [n]C -> [n](A, B, C)",
-        "triple up three arrays",
-    ),
-    (
-        "unzip",
-        "[n](A, B) -> ([n]A, [n]B)",
-        "split an array of pairs",
-    ),
-    (
-        "unzip3",
-        "[n](A, B, C) -> ([n]A, [n]B, [n]C)",
-        "split an array of triples",
-    ),
-    (
-        "transpose",
-        "[n][m]A -> [m][n]A",
-        "swap the two outer dimensions",
-    ),
+    ("zip3", "[n]A -> [n]B -> [n]C -> [n](A, B, C)", "triple up three arrays"),
+    ("unzip", "[n](A, B) -> ([n]A, [n]B)", "split an array of pairs"),
+    ("unzip3", "[n](A, B, C) -> ([n]A, [n]B, [n]C)", "split an array of triples"),
+    ("transpose", "[n][m]A -> [m][n]A", "swap the two outer dimensions"),
     ("reverse", "[n]A -> [n]A", "the elements in reverse order"),
     ("concat", "[n]A -> [m]A -> []A", "one array after the other"),
-    (
-        "flatten",
-        "[n][m]A -> []A",
-        "merge the two outer dimensions",
-    ),
-    (
-        "unflatten",
-        "i64 -> i64 -> [k]A -> [][]A",
-        "split the outer dimension into n rows of m",
-    ),
+    ("flatten", "[n][m]A -> []A", "merge the two outer dimensions"),
+    ("unflatten", "i64 -> i64 -> [k]A -> [][]A", "split the outer dimension into n rows of m"),
     (
         "scatter",
         "[n]A -> [m]i64 -> [m]A -> [n]A",
@@ -113,11 +45,7 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
         "[n]A -> (A -> A -> A) -> A -> [m]i64 -> [m]A -> [n]A",
         "histogram: dest[is[k]] = op dest[is[k]] vs[k] (out-of-range indices are ignored)",
     ),
-    (
-        "length",
-        "[n]A -> i64",
-        "number of elements (outer dimension)",
-    ),
+    ("length", "[n]A -> i64", "number of elements (outer dimension)"),
     // Scalar math.
     ("exp", "F -> F", "e to the power x"),
     ("log", "F -> F", "natural logarithm"),
@@ -131,66 +59,27 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("sigmoid", "F -> F", "1 / (1 + exp (-x))"),
     ("floor", "F -> F", "largest integer not above x"),
     ("ceil", "F -> F", "smallest integer not below x"),
-    (
-        "lgamma",
-        "F -> F",
-        "log of the absolute value of the gamma function",
-    ),
+    ("lgamma", "F -> F", "log of the absolute value of the gamma function"),
     ("erf", "F -> F", "the error function"),
     ("abs", "T -> T", "absolute value"),
     ("min", "T -> T -> T", "the smaller of two values"),
     ("max", "T -> T -> T", "the larger of two values"),
     ("f64", "T -> f64", "convert to f64"),
     ("f32", "T -> f32", "convert to f32"),
-    (
-        "i64",
-        "T -> i64",
-        "convert to i64 (floats truncate toward zero)",
-    ),
+    ("i64", "T -> i64", "convert to i64 (floats truncate toward zero)"),
     ("inf", "f64", "positive infinity"),
     ("nan", "f64", "not a number"),
     ("pi", "f64", "π"),
     // Differentiation.
-    (
-        "jvp",
-        "(A -> B) -> A -> A -> B",
-        "forward mode: the derivative of f at x applied to a tangent",
-    ),
-    (
-        "vjp",
-        "(A -> B) -> A -> B -> A",
-        "reverse mode: a cotangent of the result pulled back to x",
-    ),
-    (
-        "grad",
-        "(A -> F) -> A -> A",
-        "gradient of a scalar function",
-    ),
-    (
-        "jacfwd",
-        "(A -> B) -> A -> R",
-        "Jacobian by forward mode (result shape: output shape, then input shape)",
-    ),
-    (
-        "jacrev",
-        "(A -> B) -> A -> R",
-        "Jacobian by reverse mode (same shape as jacfwd)",
-    ),
-    (
-        "hessian",
-        "(A -> F) -> A -> R",
-        "Hessian of a scalar function (forward over reverse)",
-    ),
-    (
-        "stop_gradient",
-        "A -> A",
-        "the value, treated as a constant by differentiation",
-    ),
+    ("jvp", "(A -> B) -> A -> A -> B", "forward mode: the derivative of f at x applied to a tangent"),
+    ("vjp", "(A -> B) -> A -> B -> A", "reverse mode: a cotangent of the result pulled back to x"),
+    ("grad", "(A -> F) -> A -> A", "gradient of a scalar function"),
+    ("jacfwd", "(A -> B) -> A -> R", "Jacobian by forward mode (result shape: output shape, then input shape)"),
+    ("jacrev", "(A -> B) -> A -> R", "Jacobian by reverse mode (same shape as jacfwd)"),
+    ("hessian", "(A -> F) -> A -> R", "Hessian of a scalar function (forward over reverse)"),
+    ("stop_gradient", "A -> A", "the value, treated as a constant by differentiation"),
 ];
 
 pub fn lookup(name: &str) -> Option<(&'static str, &'static str)> {
-    BUILTINS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, s, d)| (*s, *d))
+    BUILTINS.iter().find(|(n, _, _)| *n == name).map(|(_, s, d)| (*s, *d))
 }

@@ -158,15 +158,11 @@ impl<'p> Checker<'p> {
         };
         let body_ty = self.infer(&mut def.body)?;
         if let Some(ret) = &declared_ret {
-            self.unify(&body_ty, ret)
-                .map_err(|e| self.mismatch(e, ret, &body_ty, def.body.span, "the body"))?;
+            self.unify(&body_ty, ret).map_err(|e| self.mismatch(e, ret, &body_ty, def.body.span, "the body"))?;
         }
         let ret = self.zonk(&body_ty, def.body.span)?;
         self.finish(&mut def.body)?;
-        let param_types: Vec<Type> = param_types
-            .iter()
-            .map(|t| self.zonk(t, def.name.span))
-            .collect::<R<_>>()?;
+        let param_types: Vec<Type> = param_types.iter().map(|t| self.zonk(t, def.name.span)).collect::<R<_>>()?;
         if let Some(rule) = &mut def.jvp_rule {
             self.check_jvp_rule(rule, &param_types, &ret)?;
         }
@@ -210,11 +206,7 @@ impl<'p> Checker<'p> {
                 Code::E0119,
                 "a jvp rule binds each parameter and then its tangent",
                 rule.span,
-                format!(
-                    "expected {} patterns, found {}",
-                    2 * params.len(),
-                    rule.pats.len()
-                ),
+                format!("expected {} patterns, found {}", 2 * params.len(), rule.pats.len()),
             )
             .with_help("write `with jvp x y x_tan y_tan = …` for a function of x and y"));
         }
@@ -225,8 +217,7 @@ impl<'p> Checker<'p> {
             self.bind_pat(pat, ty, &mut bound)?;
         }
         let ty = self.infer(&mut rule.body)?;
-        self.unify(&ty, ret)
-            .map_err(|e| self.mismatch(e, ret, &ty, rule.body.span, "the tangent of the result"))?;
+        self.unify(&ty, ret).map_err(|e| self.mismatch(e, ret, &ty, rule.body.span, "the tangent of the result"))?;
         self.finish(&mut rule.body)
     }
 
@@ -267,18 +258,21 @@ impl<'p> Checker<'p> {
                         if self.size_params.contains(&n.text) || allow_new_sizes {
                             Dim::Named(n.text.clone())
                         } else {
-                            return Err(Diagnostic::error(Code::E0115, format!("unknown size `{}`", n.text), n.span, "not a size in scope")
-                                .with_help("sizes are bound by `[n]` after the function name or by the parameter types"));
+                            return Err(Diagnostic::error(
+                                Code::E0115,
+                                format!("unknown size `{}`", n.text),
+                                n.span,
+                                "not a size in scope",
+                            )
+                            .with_help("sizes are bound by `[n]` after the function name or by the parameter types"));
                         }
                     }
                 };
                 Type::array(self.resolve_type_expr(elem, allow_new_sizes)?, d)
             }
-            TypeExpr::Tuple(ts, _) => Type::Tuple(
-                ts.iter()
-                    .map(|t| self.resolve_type_expr(t, allow_new_sizes))
-                    .collect::<R<_>>()?,
-            ),
+            TypeExpr::Tuple(ts, _) => {
+                Type::Tuple(ts.iter().map(|t| self.resolve_type_expr(t, allow_new_sizes)).collect::<R<_>>()?)
+            }
             TypeExpr::Record(fs, span) => {
                 let mut fields = Vec::new();
                 for (n, t) in fs {
@@ -299,8 +293,7 @@ impl<'p> Checker<'p> {
 
     /// Instantiates a builtin's scheme with fresh variables.
     fn instantiate_builtin(&mut self, scheme: &str) -> Type {
-        let parsed =
-            crate::syntax::parser::parse_type(scheme, FileId(0)).expect("builtin schemes parse");
+        let parsed = crate::syntax::parser::parse_type(scheme, FileId(0)).expect("builtin schemes parse");
         let mut tvars = HashMap::new();
         let mut dvars = HashMap::new();
         self.scheme_type(&parsed, &mut tvars, &mut dvars)
@@ -344,26 +337,17 @@ impl<'p> Checker<'p> {
                 };
                 Type::array(self.scheme_type(elem, tvars, dvars), d)
             }
-            TypeExpr::Tuple(ts, _) => Type::Tuple(
-                ts.iter()
-                    .map(|t| self.scheme_type(t, tvars, dvars))
-                    .collect(),
-            ),
+            TypeExpr::Tuple(ts, _) => Type::Tuple(ts.iter().map(|t| self.scheme_type(t, tvars, dvars)).collect()),
             TypeExpr::Record(..) => unreachable!("builtin schemes have no records"),
-            TypeExpr::Func(a, b, _) => Type::Func(
-                Box::new(self.scheme_type(a, tvars, dvars)),
-                Box::new(self.scheme_type(b, tvars, dvars)),
-            ),
+            TypeExpr::Func(a, b, _) => {
+                Type::Func(Box::new(self.scheme_type(a, tvars, dvars)), Box::new(self.scheme_type(b, tvars, dvars)))
+            }
         }
     }
 
     /// A definition's type with its size parameters replaced by fresh size variables.
     fn instantiate_def(&mut self, info: &DefInfo) -> Type {
-        let map: HashMap<String, Dim> = info
-            .size_params
-            .iter()
-            .map(|p| (p.clone(), self.fresh_dim()))
-            .collect();
+        let map: HashMap<String, Dim> = info.size_params.iter().map(|p| (p.clone(), self.fresh_dim())).collect();
         subst_named(&info.ty, &map)
     }
 
@@ -513,9 +497,7 @@ impl<'p> Checker<'p> {
                             span,
                             "type unknown",
                         )
-                        .with_help(
-                            "add a type annotation, e.g. `(e : [3]f64)` or `\\(x: f64) -> …`",
-                        ))
+                        .with_help("add a type annotation, e.g. `(e : [3]f64)` or `\\(x: f64) -> …`"))
                     }
                 };
                 self.vars[v as usize].0 = Some(default.clone());
@@ -528,18 +510,11 @@ impl<'p> Checker<'p> {
                 };
                 Type::array(self.zonk(&e, span)?, d)
             }
-            Type::Tuple(ts) => {
-                Type::Tuple(ts.iter().map(|t| self.zonk(t, span)).collect::<R<_>>()?)
+            Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.zonk(t, span)).collect::<R<_>>()?),
+            Type::Record(fs) => {
+                Type::Record(fs.iter().map(|(n, t)| Ok((n.clone(), self.zonk(t, span)?))).collect::<R<_>>()?)
             }
-            Type::Record(fs) => Type::Record(
-                fs.iter()
-                    .map(|(n, t)| Ok((n.clone(), self.zonk(t, span)?)))
-                    .collect::<R<_>>()?,
-            ),
-            Type::Func(a, b) => Type::Func(
-                Box::new(self.zonk(&a, span)?),
-                Box::new(self.zonk(&b, span)?),
-            ),
+            Type::Func(a, b) => Type::Func(Box::new(self.zonk(&a, span)?), Box::new(self.zonk(&b, span)?)),
             t => t,
         })
     }
@@ -549,9 +524,7 @@ impl<'p> Checker<'p> {
         match self.shallow(t) {
             Type::Array(e, d) => Type::array(self.show(&e), self.shallow_dim(&d)),
             Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.show(t)).collect()),
-            Type::Record(fs) => {
-                Type::Record(fs.iter().map(|(n, t)| (n.clone(), self.show(t))).collect())
-            }
+            Type::Record(fs) => Type::Record(fs.iter().map(|(n, t)| (n.clone(), self.show(t))).collect()),
             Type::Func(a, b) => Type::Func(Box::new(self.show(&a)), Box::new(self.show(&b))),
             t => t,
         }
@@ -568,14 +541,7 @@ impl<'p> Checker<'p> {
         }
     }
 
-    fn mismatch(
-        &self,
-        e: UnifyError,
-        expected: &Type,
-        found: &Type,
-        span: Span,
-        what: &str,
-    ) -> Diagnostic {
+    fn mismatch(&self, e: UnifyError, expected: &Type, found: &Type, span: Span, what: &str) -> Diagnostic {
         match e {
             UnifyError::Dims(a, b) => Diagnostic::error(
                 Code::E0109,
@@ -603,11 +569,7 @@ impl<'p> Checker<'p> {
             ),
             UnifyError::Types => Diagnostic::error(
                 Code::E0102,
-                format!(
-                    "type mismatch: expected {}, found {}",
-                    self.describe(expected),
-                    self.describe(found)
-                ),
+                format!("type mismatch: expected {}, found {}", self.describe(expected), self.describe(found)),
                 span,
                 format!("{what} has type {}", self.describe(found)),
             ),
@@ -628,8 +590,7 @@ impl<'p> Checker<'p> {
             Pat::Wildcard(_) => Ok(()),
             Pat::Typed(p, t, span) => {
                 let ann = self.resolve_type_expr(t, false)?;
-                self.unify(&ty, &ann)
-                    .map_err(|e| self.mismatch(e, &ann, &ty, *span, "the value"))?;
+                self.unify(&ty, &ann).map_err(|e| self.mismatch(e, &ann, &ty, *span, "the value"))?;
                 self.bind_pat(p, ann, bound)
             }
             Pat::Tuple(ps, span) => {
@@ -638,8 +599,7 @@ impl<'p> Checker<'p> {
                     Type::Var(_) => {
                         let ts: Vec<Type> = ps.iter().map(|_| self.fresh(VarKind::Any)).collect();
                         let tuple = Type::Tuple(ts.clone());
-                        self.unify(&ty, &tuple)
-                            .map_err(|e| self.mismatch(e, &tuple, &ty, *span, "the value"))?;
+                        self.unify(&ty, &tuple).map_err(|e| self.mismatch(e, &tuple, &ty, *span, "the value"))?;
                         ts
                     }
                     _ => {
@@ -687,9 +647,7 @@ impl<'p> Checker<'p> {
                 _ => self.fresh(VarKind::Float),
             }),
             ExprKind::Bool(_) => Ok(Type::BOOL),
-            ExprKind::Tuple(es) => Ok(Type::Tuple(
-                es.iter_mut().map(|e| self.infer(e)).collect::<R<_>>()?,
-            )),
+            ExprKind::Tuple(es) => Ok(Type::Tuple(es.iter_mut().map(|e| self.infer(e)).collect::<R<_>>()?)),
             ExprKind::Record(fs) => {
                 let mut fields: Vec<(String, Type)> = Vec::new();
                 let mut spans: HashMap<String, Span> = HashMap::new();
@@ -706,8 +664,7 @@ impl<'p> Checker<'p> {
                 let elem = self.fresh(VarKind::Any);
                 for x in es.iter_mut() {
                     let t = self.infer(x)?;
-                    self.unify(&t, &elem)
-                        .map_err(|err| self.mismatch(err, &elem, &t, x.span, "this element"))?;
+                    self.unify(&t, &elem).map_err(|err| self.mismatch(err, &elem, &t, x.span, "this element"))?;
                     if !self.show(&t).is_first_order() {
                         return Err(first_order_error(x.span, "an array element"));
                     }
@@ -732,13 +689,10 @@ impl<'p> Checker<'p> {
                     },
                     _ => unreachable!(),
                 };
-                self.unify(&ta, &param)
-                    .map_err(|err| self.operand_error(err, op, &ta, a_span))?;
+                self.unify(&ta, &param).map_err(|err| self.operand_error(err, op, &ta, a_span))?;
                 self.unify(&tb, &param).map_err(|err| {
-                    self.operand_error(err, op, &tb, b_span).with_secondary(
-                        a_span,
-                        format!("left operand has type {}", self.describe(&ta)),
-                    )
+                    self.operand_error(err, op, &tb, b_span)
+                        .with_secondary(a_span, format!("left operand has type {}", self.describe(&ta)))
                 })?;
                 Ok(ret)
             }
@@ -757,9 +711,8 @@ impl<'p> Checker<'p> {
                         }
                     }
                     UnOp::Not => {
-                        self.unify(&t, &Type::BOOL).map_err(|err| {
-                            self.mismatch(err, &Type::BOOL, &t, a.span, "the operand of `!`")
-                        })?;
+                        self.unify(&t, &Type::BOOL)
+                            .map_err(|err| self.mismatch(err, &Type::BOOL, &t, a.span, "the operand of `!`"))?;
                     }
                 }
                 Ok(t)
@@ -787,19 +740,11 @@ impl<'p> Checker<'p> {
                 let tf = self.infer(f)?;
                 self.unify(&tf, &tt).map_err(|err| {
                     self.mismatch(err, &tt, &tf, f.span, "the else branch")
-                        .with_secondary(
-                            t.span,
-                            format!("the then branch has type {}", self.describe(&tt)),
-                        )
+                        .with_secondary(t.span, format!("the then branch has type {}", self.describe(&tt)))
                 })?;
                 Ok(tt)
             }
-            ExprKind::Loop {
-                pat,
-                init,
-                form,
-                body,
-            } => {
+            ExprKind::Loop { pat, init, form, body } => {
                 let ti = self.infer(init)?;
                 if !self.show(&ti).is_first_order() {
                     return Err(first_order_error(init.span, "a loop variable"));
@@ -808,9 +753,8 @@ impl<'p> Checker<'p> {
                 match form {
                     LoopForm::For(i, bound) => {
                         let tb = self.infer(bound)?;
-                        self.unify(&tb, &Type::I64).map_err(|err| {
-                            self.mismatch(err, &Type::I64, &tb, bound.span, "the loop bound")
-                        })?;
+                        self.unify(&tb, &Type::I64)
+                            .map_err(|err| self.mismatch(err, &Type::I64, &tb, bound.span, "the loop bound"))?;
                         self.bind_pat(pat, ti.clone(), &mut HashMap::new())?;
                         self.locals.push((i.text.clone(), Type::I64));
                     }
@@ -862,10 +806,7 @@ impl<'p> Checker<'p> {
                             let msg = if code == Code::E0107 {
                                 format!("cannot index a value of type {}", self.describe(&other))
                             } else {
-                                format!(
-                                    "too many indices for a value of type {}",
-                                    self.describe(&ta)
-                                )
+                                format!("too many indices for a value of type {}", self.describe(&ta))
                             };
                             return Err(Diagnostic::error(code, msg, span, "indexed here"));
                         }
@@ -873,17 +814,15 @@ impl<'p> Checker<'p> {
                     match arg {
                         IndexArg::Index(ix) => {
                             let ti = self.infer(ix)?;
-                            self.unify(&ti, &Type::I64).map_err(|err| {
-                                self.mismatch(err, &Type::I64, &ti, ix.span, "an index")
-                            })?;
+                            self.unify(&ti, &Type::I64)
+                                .map_err(|err| self.mismatch(err, &Type::I64, &ti, ix.span, "an index"))?;
                         }
                         IndexArg::Slice(lo, hi, _) => {
                             let full = lo.is_none() && hi.is_none();
                             for bound in [lo, hi].into_iter().flatten() {
                                 let tb = self.infer(bound)?;
-                                self.unify(&tb, &Type::I64).map_err(|err| {
-                                    self.mismatch(err, &Type::I64, &tb, bound.span, "a slice bound")
-                                })?;
+                                self.unify(&tb, &Type::I64)
+                                    .map_err(|err| self.mismatch(err, &Type::I64, &tb, bound.span, "a slice bound"))?;
                             }
                             let d = if full { dim } else { Dim::Any };
                             result_dims.push(Some(d));
@@ -913,10 +852,7 @@ impl<'p> Checker<'p> {
                         )
                         .with_note(format!(
                             "the fields are {}",
-                            fs.iter()
-                                .map(|(n, _)| format!("`{n}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            fs.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
                         ))),
                     },
                     Type::Var(_) => Err(Diagnostic::error(
@@ -928,11 +864,7 @@ impl<'p> Checker<'p> {
                     .with_help("annotate the value, e.g. `\\(p: {x: f64, y: f64}) -> p.x`")),
                     _ => Err(Diagnostic::error(
                         Code::E0105,
-                        format!(
-                            "no field `{}`: the value has type {}",
-                            name.text,
-                            self.describe(&tr)
-                        ),
+                        format!("no field `{}`: the value has type {}", name.text, self.describe(&tr)),
                         name.span,
                         "not a record",
                     )),
@@ -967,17 +899,15 @@ impl<'p> Checker<'p> {
             ExprKind::Ascribe(x, t) => {
                 let tx = self.infer(x)?;
                 let ann = self.resolve_type_expr(t, false)?;
-                self.unify(&tx, &ann)
-                    .map_err(|err| self.mismatch(err, &ann, &tx, x.span, "the expression"))?;
+                self.unify(&tx, &ann).map_err(|err| self.mismatch(err, &ann, &tx, x.span, "the expression"))?;
                 Ok(ann)
             }
             ExprKind::Coerce(x, t) => {
                 let tx = self.infer(x)?;
                 let ann = self.resolve_type_expr(t, false)?;
                 let erased = self.erase_dims(&ann);
-                self.unify(&tx, &erased).map_err(|err| {
-                    self.mismatch(err, &ann, &tx, x.span, "the coerced expression")
-                })?;
+                self.unify(&tx, &erased)
+                    .map_err(|err| self.mismatch(err, &ann, &tx, x.span, "the coerced expression"))?;
                 Ok(ann)
             }
         }
@@ -991,14 +921,8 @@ impl<'p> Checker<'p> {
                 Type::array(self.erase_dims(e), d)
             }
             Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.erase_dims(t)).collect()),
-            Type::Record(fs) => Type::Record(
-                fs.iter()
-                    .map(|(n, t)| (n.clone(), self.erase_dims(t)))
-                    .collect(),
-            ),
-            Type::Func(a, b) => {
-                Type::Func(Box::new(self.erase_dims(a)), Box::new(self.erase_dims(b)))
-            }
+            Type::Record(fs) => Type::Record(fs.iter().map(|(n, t)| (n.clone(), self.erase_dims(t))).collect()),
+            Type::Func(a, b) => Type::Func(Box::new(self.erase_dims(a)), Box::new(self.erase_dims(b))),
             t => t.clone(),
         }
     }
@@ -1016,9 +940,9 @@ impl<'p> Checker<'p> {
             format!("this has type {}", self.describe(found)),
         );
         match err {
-            UnifyError::Dims(..) | UnifyError::Types | UnifyError::Kind(_) => {
-                d.with_help("convert explicitly with `f64 x` or `i64 x`; operators work on scalars (use `map2` for arrays)")
-            }
+            UnifyError::Dims(..) | UnifyError::Types | UnifyError::Kind(_) => d.with_help(
+                "convert explicitly with `f64 x` or `i64 x`; operators work on scalars (use `map2` for arrays)",
+            ),
         }
     }
 
@@ -1049,13 +973,8 @@ impl<'p> Checker<'p> {
             return Ok(Type::I64);
         }
         if self.current.as_deref() == Some(name) {
-            return Err(Diagnostic::error(
-                Code::E0113,
-                format!("`{name}` refers to itself"),
-                span,
-                "recursive use",
-            )
-            .with_help("Slope has no recursion: write the repetition as a `loop`"));
+            return Err(Diagnostic::error(Code::E0113, format!("`{name}` refers to itself"), span, "recursive use")
+                .with_help("Slope has no recursion: write the repetition as a `loop`"));
         }
         if let Some(info) = self.program.infos.get(name) {
             let info = info.clone();
@@ -1064,12 +983,7 @@ impl<'p> Checker<'p> {
         if let Some((scheme, _)) = builtins::lookup(name) {
             return Ok(self.instantiate_builtin(scheme));
         }
-        let mut d = Diagnostic::error(
-            Code::E0101,
-            format!("unknown name `{name}`"),
-            span,
-            "not defined",
-        );
+        let mut d = Diagnostic::error(Code::E0101, format!("unknown name `{name}`"), span, "not defined");
         let candidates = self
             .locals
             .iter()
@@ -1079,15 +993,15 @@ impl<'p> Checker<'p> {
         if let Some(best) = closest(name, candidates) {
             d = d.with_help(format!("did you mean `{best}`?"));
         } else {
-            d = d.with_help("definitions must come before their use; stdlib modules are brought in with `import \"name\"`");
+            d = d.with_help(
+                "definitions must come before their use; stdlib modules are brought in with `import \"name\"`",
+            );
         }
         Err(d)
     }
 
     fn infer_lambda(&mut self, e: &mut Expr, expected: Option<&Type>) -> R<Type> {
-        let ExprKind::Lambda(pats, ret, body) = &mut e.kind else {
-            unreachable!()
-        };
+        let ExprKind::Lambda(pats, ret, body) = &mut e.kind else { unreachable!() };
         let mut expected_params = Vec::new();
         let mut expected_ret = None;
         if let Some(exp) = expected {
@@ -1121,8 +1035,7 @@ impl<'p> Checker<'p> {
             let tb = self.infer(body)?;
             if let Some(r) = ret {
                 let ann = self.resolve_type_expr(r, false)?;
-                self.unify(&tb, &ann)
-                    .map_err(|err| self.mismatch(err, &ann, &tb, body.span, "the lambda body"))?;
+                self.unify(&tb, &ann).map_err(|err| self.mismatch(err, &ann, &tb, body.span, "the lambda body"))?;
             }
             if let Some(r) = &expected_ret {
                 if let Err(err) = self.unify(&tb, r) {
@@ -1139,9 +1052,7 @@ impl<'p> Checker<'p> {
 
     fn infer_app(&mut self, e: &mut Expr) -> R<Type> {
         let span = e.span;
-        let ExprKind::App(f, args) = &mut e.kind else {
-            unreachable!()
-        };
+        let ExprKind::App(f, args) = &mut e.kind else { unreachable!() };
         let tf = self.infer(f)?;
         let builtin = match &f.kind {
             ExprKind::Var(n) if self.is_builtin_ref(n) => Some(n.clone()),
@@ -1160,8 +1071,7 @@ impl<'p> Checker<'p> {
                     let p = self.fresh(VarKind::Any);
                     let r = self.fresh(VarKind::Any);
                     let ft = Type::Func(Box::new(p.clone()), Box::new(r.clone()));
-                    self.unify(&t, &ft)
-                        .map_err(|err| self.mismatch(err, &ft, &t, f.span, "the function"))?;
+                    self.unify(&t, &ft).map_err(|err| self.mismatch(err, &ft, &t, f.span, "the function"))?;
                     params.push(p);
                     t = r;
                 }
@@ -1169,10 +1079,7 @@ impl<'p> Checker<'p> {
                     let d = if i == 0 {
                         Diagnostic::error(
                             Code::E0104,
-                            format!(
-                                "this is not a function: it has type {}",
-                                self.describe(&other)
-                            ),
+                            format!("this is not a function: it has type {}", self.describe(&other)),
                             f.span,
                             "applied to arguments here",
                         )
@@ -1197,16 +1104,14 @@ impl<'p> Checker<'p> {
                 continue;
             }
             let ta = self.infer(arg)?;
-            self.unify(&ta, p)
-                .map_err(|err| self.mismatch(err, p, &ta, arg.span, "this argument"))?;
+            self.unify(&ta, p).map_err(|err| self.mismatch(err, p, &ta, arg.span, "this argument"))?;
         }
         for (arg, p) in args.iter_mut().zip(&params) {
             if !matches!(arg.kind, ExprKind::Lambda(..)) {
                 continue;
             }
             let ta = self.infer_lambda(arg, Some(p))?;
-            self.unify(&ta, p)
-                .map_err(|err| self.mismatch(err, p, &ta, arg.span, "this function argument"))?;
+            self.unify(&ta, p).map_err(|err| self.mismatch(err, p, &ta, arg.span, "this function argument"))?;
         }
         let mut result = t;
         if let Some(name) = builtin {
@@ -1223,14 +1128,7 @@ impl<'p> Checker<'p> {
     }
 
     /// Result types that depend on argument values or on the function's type.
-    fn builtin_result(
-        &mut self,
-        name: &str,
-        args: &[Expr],
-        params: &[Type],
-        result: Type,
-        span: Span,
-    ) -> R<Type> {
+    fn builtin_result(&mut self, name: &str, args: &[Expr], params: &[Type], result: Type, span: Span) -> R<Type> {
         match name {
             "iota" | "replicate" | "tabulate" => {
                 let dim = self.static_size(&args[0]);
@@ -1271,9 +1169,8 @@ impl<'p> Checker<'p> {
                         } else {
                             jacobian_type(&output, &input)
                         };
-                        self.unify(&result, &jac).map_err(|err| {
-                            self.mismatch(err, &jac, &result, span, "the jacobian")
-                        })?;
+                        self.unify(&result, &jac)
+                            .map_err(|err| self.mismatch(err, &jac, &result, span, "the jacobian"))?;
                         Ok(jac)
                     }
                     _ => Ok(result),
@@ -1300,9 +1197,7 @@ impl<'p> Checker<'p> {
     fn static_size(&self, e: &Expr) -> Dim {
         match &e.kind {
             ExprKind::Int(v, _) if *v >= 0 => Dim::Const(*v as u64),
-            ExprKind::Var(n)
-                if self.size_params.contains(n) && !self.locals.iter().any(|(m, _)| m == n) =>
-            {
+            ExprKind::Var(n) if self.size_params.contains(n) && !self.locals.iter().any(|(m, _)| m == n) => {
                 Dim::Named(n.clone())
             }
             _ => Dim::Any,
@@ -1315,18 +1210,12 @@ impl<'p> Checker<'p> {
 /// (JAX's convention: output dimensions first).
 pub fn jacobian_type(output: &Type, input: &Type) -> Type {
     fn prefix(dims: &[Dim], t: &Type) -> Type {
-        dims.iter()
-            .rev()
-            .fold(t.clone(), |acc, d| Type::array(acc, d.clone()))
+        dims.iter().rev().fold(t.clone(), |acc, d| Type::array(acc, d.clone()))
     }
     fn per_input(out_dims: &[Dim], input: &Type) -> Type {
         match input {
             Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| per_input(out_dims, t)).collect()),
-            Type::Record(fs) => Type::Record(
-                fs.iter()
-                    .map(|(n, t)| (n.clone(), per_input(out_dims, t)))
-                    .collect(),
-            ),
+            Type::Record(fs) => Type::Record(fs.iter().map(|(n, t)| (n.clone(), per_input(out_dims, t))).collect()),
             t => prefix(out_dims, t),
         }
     }
@@ -1339,16 +1228,10 @@ pub fn jacobian_type(output: &Type, input: &Type) -> Type {
                 // An array of tuples: distribute happens via the element.
                 r
             }
-            Type::Tuple(ts) => Type::Tuple(
-                ts.iter()
-                    .map(|t| walk(t, &mut dims.clone(), input))
-                    .collect(),
-            ),
-            Type::Record(fs) => Type::Record(
-                fs.iter()
-                    .map(|(n, t)| (n.clone(), walk(t, &mut dims.clone(), input)))
-                    .collect(),
-            ),
+            Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| walk(t, &mut dims.clone(), input)).collect()),
+            Type::Record(fs) => {
+                Type::Record(fs.iter().map(|(n, t)| (n.clone(), walk(t, &mut dims.clone(), input))).collect())
+            }
             _ => per_input(dims, input),
         }
     }
@@ -1371,13 +1254,8 @@ fn show_dim(d: &Dim) -> String {
 }
 
 fn dup_error(name: &str, span: Span, prev: Span) -> Diagnostic {
-    Diagnostic::error(
-        Code::E0117,
-        format!("`{name}` is bound twice"),
-        span,
-        "second binding",
-    )
-    .with_secondary(prev, "first bound here")
+    Diagnostic::error(Code::E0117, format!("`{name}` is bound twice"), span, "second binding")
+        .with_secondary(prev, "first bound here")
 }
 
 fn first_order_error(span: Span, what: &str) -> Diagnostic {
@@ -1387,19 +1265,11 @@ fn first_order_error(span: Span, what: &str) -> Diagnostic {
 
 fn subst_named(t: &Type, map: &HashMap<String, Dim>) -> Type {
     match t {
-        Type::Array(e, Dim::Named(n)) if map.contains_key(n) => {
-            Type::array(subst_named(e, map), map[n].clone())
-        }
+        Type::Array(e, Dim::Named(n)) if map.contains_key(n) => Type::array(subst_named(e, map), map[n].clone()),
         Type::Array(e, d) => Type::array(subst_named(e, map), d.clone()),
         Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| subst_named(t, map)).collect()),
-        Type::Record(fs) => Type::Record(
-            fs.iter()
-                .map(|(n, t)| (n.clone(), subst_named(t, map)))
-                .collect(),
-        ),
-        Type::Func(a, b) => {
-            Type::Func(Box::new(subst_named(a, map)), Box::new(subst_named(b, map)))
-        }
+        Type::Record(fs) => Type::Record(fs.iter().map(|(n, t)| (n.clone(), subst_named(t, map))).collect()),
+        Type::Func(a, b) => Type::Func(Box::new(subst_named(a, map)), Box::new(subst_named(b, map))),
         t => t.clone(),
     }
 }
@@ -1427,11 +1297,7 @@ fn collect_dim_names(t: &TypeExpr, out: &mut Vec<String>) {
 /// Calls `f` on each direct sub-expression.
 pub fn for_each_child(e: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
     match &mut e.kind {
-        ExprKind::Var(_)
-        | ExprKind::Int(..)
-        | ExprKind::Float(..)
-        | ExprKind::Bool(_)
-        | ExprKind::OpSection(_) => {}
+        ExprKind::Var(_) | ExprKind::Int(..) | ExprKind::Float(..) | ExprKind::Bool(_) | ExprKind::OpSection(_) => {}
         ExprKind::Tuple(es) | ExprKind::ArrayLit(es) => es.iter_mut().for_each(f),
         ExprKind::Record(fs) => fs.iter_mut().for_each(|(_, e)| f(e)),
         ExprKind::Lambda(_, _, b) => f(b),
@@ -1457,9 +1323,7 @@ pub fn for_each_child(e: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
             f(t);
             f(e);
         }
-        ExprKind::Loop {
-            init, form, body, ..
-        } => {
+        ExprKind::Loop { init, form, body, .. } => {
             f(init);
             match form {
                 LoopForm::For(_, n) => f(n),
@@ -1503,11 +1367,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + (ca != *cb) as usize)
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+            cur.push((prev[j] + (ca != *cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
     }

@@ -98,10 +98,7 @@ impl Type {
         Type::Array(Box::new(elem), dim)
     }
     pub fn func(params: Vec<Type>, ret: Type) -> Type {
-        params
-            .into_iter()
-            .rev()
-            .fold(ret, |acc, p| Type::Func(Box::new(p), Box::new(acc)))
+        params.into_iter().rev().fold(ret, |acc, p| Type::Func(Box::new(p), Box::new(acc)))
     }
     /// The element type after stripping every array dimension, and the rank.
     pub fn strip_arrays(&self) -> (&Type, usize) {
