@@ -3,5 +3,6 @@
 //! See `ARCHITECTURE.md` for the pipeline. Entry points: [`driver`] (compile a
 //! program, run passes by name), [`ir::interp`] (the reference interpreter).
 pub mod diagnostic;
+pub mod ir;
 pub mod syntax;
 pub mod types;

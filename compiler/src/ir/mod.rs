@@ -1,0 +1,529 @@
+//! The typed array IR: the core every pass after elaboration works on.
+//!
+//! Shape of the IR (after Futhark's core language):
+//! - **First order, monomorphic, flat.** All user functions are inlined by
+//!   elaboration; lambdas appear only as operands of combinators and AD
+//!   operators. Tuples and records are flattened away: every variable holds a
+//!   scalar or a regular array of scalars, and multi-valued expressions (a
+//!   `map` returning pairs, a loop with several accumulators) bind several
+//!   variables at once.
+//! - **ANF.** Operands are [`Atom`]s (variables or constants); every
+//!   compound expression is bound by a [`Stmt`].
+//! - **SSA.** Each [`Var`] is bound exactly once in a program; its type lives
+//!   in the program's [`VarTable`] (entities are `u32` indices, as in
+//!   Cranelift).
+//!
+//! Invariants (checked by [`verify`]): every use is dominated by its binding;
+//! no variable is bound twice; every expression is applied to operands of the
+//! types it expects; lambdas of `map` take one element per input array.
+
+pub mod interp;
+pub mod print;
+pub mod verify;
+
+use crate::diagnostic::Span;
+use crate::types::ScalarType;
+use std::fmt;
+
+/// A variable: an index into the program's [`VarTable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Var(pub u32);
+
+/// The type of an IR variable: a scalar (`rank == 0`) or a regular array.
+/// Sizes are values in the IR (`Expr::Shape`), checked at run time where the
+/// type checker could not prove them equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IrType {
+    pub elem: ScalarType,
+    pub rank: u32,
+}
+
+impl IrType {
+    pub const F64: IrType = IrType { elem: ScalarType::F64, rank: 0 };
+    pub const I64: IrType = IrType { elem: ScalarType::I64, rank: 0 };
+    pub const BOOL: IrType = IrType { elem: ScalarType::Bool, rank: 0 };
+    pub fn scalar(elem: ScalarType) -> IrType {
+        IrType { elem, rank: 0 }
+    }
+    pub fn array(elem: ScalarType, rank: u32) -> IrType {
+        IrType { elem, rank }
+    }
+    pub fn is_scalar(self) -> bool {
+        self.rank == 0
+    }
+    /// The type of one element of the outer dimension.
+    pub fn row(self) -> IrType {
+        debug_assert!(self.rank > 0);
+        IrType { elem: self.elem, rank: self.rank - 1 }
+    }
+    /// The type of an array whose elements have this type.
+    pub fn lift(self) -> IrType {
+        IrType { elem: self.elem, rank: self.rank + 1 }
+    }
+}
+
+impl fmt::Display for IrType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for _ in 0..self.rank {
+            f.write_str("[]")?;
+        }
+        f.write_str(self.elem.name())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Const {
+    F64(f64),
+    F32(f32),
+    I64(i64),
+    Bool(bool),
+}
+
+impl Const {
+    pub fn ty(self) -> ScalarType {
+        match self {
+            Const::F64(_) => ScalarType::F64,
+            Const::F32(_) => ScalarType::F32,
+            Const::I64(_) => ScalarType::I64,
+            Const::Bool(_) => ScalarType::Bool,
+        }
+    }
+    /// The constant `v` of a numeric type (`0` and `1` are the usual ones).
+    pub fn of(ty: ScalarType, v: f64) -> Const {
+        match ty {
+            ScalarType::F64 => Const::F64(v),
+            ScalarType::F32 => Const::F32(v as f32),
+            ScalarType::I64 => Const::I64(v as i64),
+            ScalarType::Bool => Const::Bool(v != 0.0),
+        }
+    }
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Const::F64(v) => v,
+            Const::F32(v) => v as f64,
+            Const::I64(v) => v as f64,
+            Const::Bool(b) => b as i64 as f64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Atom {
+    Var(Var),
+    Const(Const),
+}
+
+impl Atom {
+    pub fn var(self) -> Option<Var> {
+        match self {
+            Atom::Var(v) => Some(v),
+            Atom::Const(_) => None,
+        }
+    }
+    pub fn f64(v: f64) -> Atom {
+        Atom::Const(Const::F64(v))
+    }
+    pub fn i64(v: i64) -> Atom {
+        Atom::Const(Const::I64(v))
+    }
+}
+
+impl From<Var> for Atom {
+    fn from(v: Var) -> Atom {
+        Atom::Var(v)
+    }
+}
+
+/// Scalar unary operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnOp {
+    Neg,
+    Not,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tan,
+    Tanh,
+    Sqrt,
+    Abs,
+    Log1p,
+    Expm1,
+    Sigmoid,
+    Floor,
+    Ceil,
+    Lgamma,
+    Erf,
+    /// Identity on values; differentiation treats the result as a constant.
+    StopGradient,
+}
+
+impl UnOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnOp::Neg => "neg",
+            UnOp::Not => "not",
+            UnOp::Exp => "exp",
+            UnOp::Log => "log",
+            UnOp::Sin => "sin",
+            UnOp::Cos => "cos",
+            UnOp::Tan => "tan",
+            UnOp::Tanh => "tanh",
+            UnOp::Sqrt => "sqrt",
+            UnOp::Abs => "abs",
+            UnOp::Log1p => "log1p",
+            UnOp::Expm1 => "expm1",
+            UnOp::Sigmoid => "sigmoid",
+            UnOp::Floor => "floor",
+            UnOp::Ceil => "ceil",
+            UnOp::Lgamma => "lgamma",
+            UnOp::Erf => "erf",
+            UnOp::StopGradient => "stop_gradient",
+        }
+    }
+    pub fn from_builtin(name: &str) -> Option<UnOp> {
+        Some(match name {
+            "exp" => UnOp::Exp,
+            "log" => UnOp::Log,
+            "sin" => UnOp::Sin,
+            "cos" => UnOp::Cos,
+            "tan" => UnOp::Tan,
+            "tanh" => UnOp::Tanh,
+            "sqrt" => UnOp::Sqrt,
+            "abs" => UnOp::Abs,
+            "log1p" => UnOp::Log1p,
+            "expm1" => UnOp::Expm1,
+            "sigmoid" => UnOp::Sigmoid,
+            "floor" => UnOp::Floor,
+            "ceil" => UnOp::Ceil,
+            "lgamma" => UnOp::Lgamma,
+            "erf" => UnOp::Erf,
+            "stop_gradient" => UnOp::StopGradient,
+            _ => return None,
+        })
+    }
+}
+
+/// Scalar binary operations. Comparisons and `And`/`Or` return `bool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Pow,
+    Min,
+    Max,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+            BinOp::Pow => "**",
+            BinOp::Min => "min",
+            BinOp::Max => "max",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
+        }
+    }
+    /// Written as a function (`min a b`) rather than infix.
+    pub fn is_prefix(self) -> bool {
+        matches!(self, BinOp::Min | BinOp::Max)
+    }
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
+    }
+}
+
+/// A function body: statements, then the returned atoms.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Body {
+    pub stmts: Vec<Stmt>,
+    pub result: Vec<Atom>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stmt {
+    /// The variables bound, one per value the expression produces (none for checks).
+    pub binds: Vec<Var>,
+    pub expr: Expr,
+    pub span: Span,
+}
+
+/// An anonymous function: only as an operand of a combinator or AD operator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lambda {
+    pub params: Vec<Var>,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoopForm {
+    /// `for index < bound`.
+    For { index: Var, bound: Atom },
+    /// `while cond`, where `cond` is evaluated with the loop parameters bound.
+    While { cond: Body },
+}
+
+/// Run-time checks that elaboration inserts where sizes were not proved equal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckKind {
+    /// Two sizes must agree; the message says what they are.
+    SizeEq { what: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Atom(Atom),
+    Unary(UnOp, Atom),
+    Binary(BinOp, Atom, Atom),
+    /// Numeric conversion.
+    Convert(ScalarType, Atom),
+    /// `if c then t else f` on scalars without branching (both operands are evaluated).
+    Select(Atom, Atom, Atom),
+    If {
+        cond: Atom,
+        then_body: Body,
+        else_body: Body,
+    },
+    /// `a[i, j, …]`: a scalar, or a sub-array when fewer indices than the rank. Bounds-checked.
+    Index {
+        array: Var,
+        indices: Vec<Atom>,
+    },
+    /// `a[start:end]` on the outer dimension. Bounds-checked.
+    Slice {
+        array: Var,
+        start: Atom,
+        end: Atom,
+    },
+    /// The size of dimension `dim` of an array.
+    Shape {
+        array: Var,
+        dim: u32,
+    },
+    Iota(Atom),
+    Replicate {
+        count: Atom,
+        value: Atom,
+    },
+    /// An array literal of scalars or of equally shaped arrays.
+    ArrayLit {
+        elem: IrType,
+        elems: Vec<Atom>,
+    },
+    /// Applies `lam` to the elements of `arrays` (all of outer size `width`); binds one array per lambda result.
+    Map {
+        width: Atom,
+        lam: Lambda,
+        arrays: Vec<Var>,
+    },
+    /// Associative fold: `lam` takes `k` accumulators then `k` elements; `neutral` has `k` atoms.
+    Reduce {
+        lam: Lambda,
+        neutral: Vec<Atom>,
+        arrays: Vec<Var>,
+    },
+    /// Inclusive scan, same operator shape as `Reduce`.
+    Scan {
+        lam: Lambda,
+        neutral: Vec<Atom>,
+        arrays: Vec<Var>,
+    },
+    /// Sequential loop over `params` (initialised from `init`); binds the final values.
+    Loop {
+        params: Vec<Var>,
+        init: Vec<Atom>,
+        form: LoopForm,
+        body: Body,
+    },
+    /// A copy of `dest` with `dest[indices[k]] = values[k]`; out-of-range indices are skipped.
+    Scatter {
+        dest: Var,
+        indices: Var,
+        values: Var,
+    },
+    /// A copy of `dest` with `dest[indices[k]] = lam(dest[indices[k]], values[k])`; out-of-range skipped.
+    Hist {
+        dest: Var,
+        lam: Lambda,
+        neutral: Atom,
+        indices: Var,
+        values: Var,
+    },
+    Transpose(Var),
+    Reverse(Var),
+    Concat(Var, Var),
+    Flatten(Var),
+    /// Splits the outer dimension into `rows × cols` (must multiply to it).
+    Unflatten {
+        array: Var,
+        rows: Atom,
+        cols: Atom,
+    },
+    /// Fails with a run-time error unless `a == b` (sizes). Binds nothing.
+    Check {
+        kind: CheckKind,
+        a: Atom,
+        b: Atom,
+    },
+    /// Forward-mode derivative of `lam` at `primals` applied to `tangents`; binds the result tangents.
+    Jvp {
+        lam: Lambda,
+        primals: Vec<Atom>,
+        tangents: Vec<Atom>,
+    },
+    /// Reverse-mode derivative of `lam` at `primals` applied to `cotangents`; binds the input cotangents.
+    Vjp {
+        lam: Lambda,
+        primals: Vec<Atom>,
+        cotangents: Vec<Atom>,
+    },
+}
+
+/// Name and type of every variable in a program.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VarTable {
+    names: Vec<String>,
+    types: Vec<IrType>,
+}
+
+impl VarTable {
+    pub fn fresh(&mut self, name: &str, ty: IrType) -> Var {
+        self.names.push(name.to_string());
+        self.types.push(ty);
+        Var(self.names.len() as u32 - 1)
+    }
+    pub fn ty(&self, v: Var) -> IrType {
+        self.types[v.0 as usize]
+    }
+    pub fn base_name(&self, v: Var) -> &str {
+        &self.names[v.0 as usize]
+    }
+    /// The printed name: `base_N`, unique in the program.
+    pub fn display(&self, v: Var) -> String {
+        format!("{}_{}", self.names[v.0 as usize], v.0)
+    }
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+    pub fn atom_type(&self, a: Atom) -> IrType {
+        match a {
+            Atom::Var(v) => self.ty(v),
+            Atom::Const(c) => IrType::scalar(c.ty()),
+        }
+    }
+}
+
+/// The surface-level signature of an entry point: how to decode its arguments
+/// and encode its result (records and tuples are flattened in the IR).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    pub params: Vec<(String, crate::types::Type)>,
+    pub ret: crate::types::Type,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Func {
+    pub name: String,
+    /// The flattened parameters, in the order of the signature's leaves.
+    pub params: Vec<Var>,
+    pub body: Body,
+    pub signature: Signature,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Program {
+    pub funcs: Vec<Func>,
+    pub vars: VarTable,
+}
+
+impl Program {
+    pub fn func(&self, name: &str) -> Option<&Func> {
+        self.funcs.iter().find(|f| f.name == name)
+    }
+}
+
+impl Expr {
+    /// Calls `f` on each nested body (lambda bodies, branches, loop bodies).
+    pub fn for_each_body(&self, f: &mut dyn FnMut(&Body)) {
+        match self {
+            Expr::If { then_body, else_body, .. } => {
+                f(then_body);
+                f(else_body);
+            }
+            Expr::Map { lam, .. }
+            | Expr::Reduce { lam, .. }
+            | Expr::Scan { lam, .. }
+            | Expr::Hist { lam, .. }
+            | Expr::Jvp { lam, .. }
+            | Expr::Vjp { lam, .. } => f(&lam.body),
+            Expr::Loop { form, body, .. } => {
+                if let LoopForm::While { cond } = form {
+                    f(cond);
+                }
+                f(body);
+            }
+            _ => {}
+        }
+    }
+
+    /// The atoms this expression reads directly (not those inside nested bodies).
+    pub fn operands(&self) -> Vec<Atom> {
+        let v = |x: &Var| Atom::Var(*x);
+        match self {
+            Expr::Atom(a) | Expr::Unary(_, a) | Expr::Convert(_, a) | Expr::Iota(a) => vec![*a],
+            Expr::Binary(_, a, b) => vec![*a, *b],
+            Expr::Select(c, a, b) => vec![*c, *a, *b],
+            Expr::If { cond, .. } => vec![*cond],
+            Expr::Index { array, indices } => std::iter::once(v(array)).chain(indices.iter().copied()).collect(),
+            Expr::Slice { array, start, end } => vec![v(array), *start, *end],
+            Expr::Shape { array, .. } => vec![v(array)],
+            Expr::Replicate { count, value } => vec![*count, *value],
+            Expr::ArrayLit { elems, .. } => elems.clone(),
+            Expr::Map { width, arrays, .. } => std::iter::once(*width).chain(arrays.iter().map(v)).collect(),
+            Expr::Reduce { neutral, arrays, .. } | Expr::Scan { neutral, arrays, .. } => {
+                neutral.iter().copied().chain(arrays.iter().map(v)).collect()
+            }
+            Expr::Loop { init, form, .. } => {
+                let mut ops = init.clone();
+                if let LoopForm::For { bound, .. } = form {
+                    ops.push(*bound);
+                }
+                ops
+            }
+            Expr::Scatter { dest, indices, values } => vec![v(dest), v(indices), v(values)],
+            Expr::Hist { dest, neutral, indices, values, .. } => vec![v(dest), *neutral, v(indices), v(values)],
+            Expr::Transpose(a) | Expr::Reverse(a) | Expr::Flatten(a) => vec![v(a)],
+            Expr::Concat(a, b) => vec![v(a), v(b)],
+            Expr::Unflatten { array, rows, cols } => vec![v(array), *rows, *cols],
+            Expr::Check { a, b, .. } => vec![*a, *b],
+            Expr::Jvp { primals, tangents, .. } => primals.iter().chain(tangents).copied().collect(),
+            Expr::Vjp { primals, cotangents, .. } => primals.iter().chain(cotangents).copied().collect(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The IR printer (being written).
