@@ -144,6 +144,7 @@ codes! {
     E0118 => "invalid pattern",
     E0119 => "invalid custom derivative rule",
     E0120 => "unknown type",
+    E0121 => "unsupported construct",
     // Run time.
     E0201 => "index out of bounds",
     E0202 => "size mismatch at run time",

@@ -6,3 +6,8 @@ pub mod diagnostic;
 pub mod ir;
 pub mod syntax;
 pub mod types;
+pub mod elab;
+pub mod driver;
+pub mod stdlib;
+pub mod values;
+pub mod api;

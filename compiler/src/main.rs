@@ -1,1 +1,68 @@
-fn main() {}
+//! The `slope` command-line compiler: a thin shell over the library.
+//!
+//! Every failure is a diagnostic on stderr and a non-zero exit status (1 for
+//! errors in the program or its inputs, 2 for command-line misuse); results go
+//! to stdout as JSON.
+
+use clap::{Parser, Subcommand};
+mod cli;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "slope", version, about = "Slope: an array language with compile-time automatic differentiation")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and type-check a program; print diagnostics only.
+    Check { file: PathBuf },
+    /// Run an entry point and print its result as JSON.
+    Run {
+        file: PathBuf,
+        /// The entry point to run (default: the only entry, or `main`).
+        #[arg(long)]
+        entry: Option<String>,
+        /// A JSON file mapping parameter names to values (a bare value for a one-parameter entry).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Use the reference interpreter.
+        #[arg(long)]
+        interp: bool,
+        /// Arguments in parameter order: JSON literals, or paths to .json / .npy files.
+        args: Vec<String>,
+    },
+    /// Print a compiler stage: ast, typed or ir.
+    Emit {
+        #[arg(long, default_value = "ir")]
+        stage: String,
+        file: PathBuf,
+        /// Print only this entry point (IR stages).
+        #[arg(long)]
+        entry: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Check { file } => cli::check(&file),
+        Command::Run { file, entry, input, interp: _, args } => cli::run(&file, entry.as_deref(), input.as_deref(), &args),
+        Command::Emit { stage, file, entry } => cli::emit(&file, &stage, entry.as_deref()),
+    };
+    match result {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            failure.report();
+            ExitCode::from(1)
+        }
+    }
+}

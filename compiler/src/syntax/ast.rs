@@ -24,6 +24,8 @@ pub struct Module {
 pub enum Item {
     Import { path: String, span: Span },
     Def(Def),
+    /// `type name = T`: a name for a type, usable after its definition.
+    TypeAlias { name: Name, ty: TypeExpr, span: Span },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -51,6 +51,8 @@ pub enum Token {
     Do,
     #[token("with")]
     With,
+    #[token("type")]
+    Type,
     #[token("true")]
     True,
     #[token("false")]
@@ -145,6 +147,7 @@ impl fmt::Display for Token {
             Token::While => "while",
             Token::Do => "do",
             Token::With => "with",
+            Token::Type => "type",
             Token::True => "true",
             Token::False => "false",
             Token::Ident(s) | Token::Int(s) | Token::Float(s) => return f.write_str(s),

@@ -38,6 +38,8 @@ pub struct DefInfo {
 pub struct CheckedProgram {
     pub defs: Vec<Def>,
     pub infos: HashMap<String, DefInfo>,
+    /// Type aliases, already expanded (they may only use earlier aliases).
+    pub aliases: HashMap<String, TypeExpr>,
 }
 
 impl CheckedProgram {
@@ -56,7 +58,28 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
     let mut diags = Vec::new();
     for module in modules {
         for item in module.items {
-            let Item::Def(def) = item else { continue };
+            let def = match item {
+                Item::Def(def) => def,
+                Item::TypeAlias { name, ty, span } => {
+                    if program.aliases.contains_key(&name.text) || ScalarType::from_name(&name.text).is_some() {
+                        diags.push(Diagnostic::error(
+                            Code::E0006,
+                            format!("type `{}` is defined twice", name.text),
+                            name.span,
+                            "second definition",
+                        ));
+                        continue;
+                    }
+                    match expand_aliases(&ty, &program.aliases) {
+                        Ok(expanded) => {
+                            program.aliases.insert(name.text.clone(), expanded);
+                        }
+                        Err(d) => diags.push(d.with_secondary(span, "in this type definition")),
+                    }
+                    continue;
+                }
+                Item::Import { .. } => continue,
+            };
             if let Some(prev) = program.infos.get(&def.name.text) {
                 diags.push(
                     Diagnostic::error(
@@ -131,6 +154,12 @@ impl<'p> Checker<'p> {
     // ---- Definitions ----
 
     fn check_def(&mut self, mut def: Def) -> R<(Def, DefInfo)> {
+        for p in &mut def.params {
+            p.ty = expand_aliases(&p.ty, &self.program.aliases)?;
+        }
+        if let Some(ret) = &def.ret {
+            def.ret = Some(expand_aliases(ret, &self.program.aliases)?);
+        }
         self.current = Some(def.name.text.clone());
         self.size_params = def.size_params.iter().map(|n| n.text.clone()).collect();
         let mut seen: HashMap<&str, Span> = HashMap::new();
@@ -240,6 +269,10 @@ impl<'p> Checker<'p> {
         Ok(match t {
             TypeExpr::Named(n) => match ScalarType::from_name(&n.text) {
                 Some(s) => Type::Scalar(s),
+                None if self.program.aliases.contains_key(&n.text) => {
+                    let alias = self.program.aliases[&n.text].clone();
+                    return self.resolve_type_expr(&alias, allow_new_sizes);
+                }
                 None => {
                     return Err(Diagnostic::error(
                         Code::E0120,
@@ -1272,6 +1305,31 @@ fn subst_named(t: &Type, map: &HashMap<String, Dim>) -> Type {
         Type::Func(a, b) => Type::Func(Box::new(subst_named(a, map)), Box::new(subst_named(b, map))),
         t => t.clone(),
     }
+}
+
+/// Replaces alias names by their definitions (aliases are stored expanded).
+fn expand_aliases(t: &TypeExpr, aliases: &HashMap<String, TypeExpr>) -> Result<TypeExpr, Diagnostic> {
+    Ok(match t {
+        TypeExpr::Named(n) => match aliases.get(&n.text) {
+            Some(a) => a.clone(),
+            None if ScalarType::from_name(&n.text).is_some() => t.clone(),
+            None => {
+                return Err(Diagnostic::error(Code::E0120, format!("unknown type `{}`", n.text), n.span, "not a type")
+                    .with_help("the scalar types are f64, f32, i64 and bool; `type name = …` defines a name for a type before its use"))
+            }
+        },
+        TypeExpr::Array { dim, elem, span } => {
+            TypeExpr::Array { dim: dim.clone(), elem: Box::new(expand_aliases(elem, aliases)?), span: *span }
+        }
+        TypeExpr::Tuple(ts, span) => TypeExpr::Tuple(ts.iter().map(|t| expand_aliases(t, aliases)).collect::<Result<_, _>>()?, *span),
+        TypeExpr::Record(fs, span) => TypeExpr::Record(
+            fs.iter().map(|(n, t)| Ok((n.clone(), expand_aliases(t, aliases)?))).collect::<Result<_, Diagnostic>>()?,
+            *span,
+        ),
+        TypeExpr::Func(a, b, span) => {
+            TypeExpr::Func(Box::new(expand_aliases(a, aliases)?), Box::new(expand_aliases(b, aliases)?), *span)
+        }
+    })
 }
 
 fn collect_dim_names(t: &TypeExpr, out: &mut Vec<String>) {

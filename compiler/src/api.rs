@@ -1,0 +1,207 @@
+//! The library API: compile a source, look up an entry point, call it on
+//! values. The CLI, the REPL, the test suite and benchmarks all go through it.
+//!
+//! No I/O happens here: imports other than the stdlib come through the
+//! caller's [`Loader`], and values arrive as JSON or as arrays the caller
+//! has read (e.g. from `.npy` files).
+
+use crate::diagnostic::{render, Code, Diagnostic, RenderStyle, SourceMap, Span};
+use crate::driver::{self, Loader};
+use crate::ir::{self, interp};
+use crate::types::{CheckedProgram, Type};
+use crate::values;
+use slope_runtime::{json, Array, Value};
+
+/// Diagnostics together with the sources they point into.
+#[derive(Clone)]
+pub struct Failure {
+    pub sources: SourceMap,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Failure {
+    pub fn render(&self, style: RenderStyle) -> String {
+        render(&self.sources, &self.diagnostics, style)
+    }
+    pub fn codes(&self) -> Vec<Code> {
+        self.diagnostics.iter().map(|d| d.code).collect()
+    }
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(RenderStyle::Short))
+    }
+}
+
+/// One argument of an entry point, as the caller has it.
+pub enum Arg {
+    Json(serde_json::Value),
+    Array(Array),
+}
+
+/// A compiled program.
+pub struct Program {
+    pub sources: SourceMap,
+    /// The main file as parsed (for `emit --stage ast`).
+    pub main: crate::syntax::ast::Module,
+    pub checked: CheckedProgram,
+    pub ir: ir::Program,
+}
+
+impl Program {
+    pub fn compile(name: &str, text: &str, loader: &Loader<'_>) -> Result<Program, Failure> {
+        let mut sources = SourceMap::new();
+        match driver::compile(&mut sources, name, text, loader) {
+            Ok((main, checked, ir)) => Ok(Program { sources, main, checked, ir }),
+            Err(diagnostics) => Err(Failure { sources, diagnostics }),
+        }
+    }
+
+    fn fail(&self, d: Diagnostic) -> Failure {
+        Failure { sources: self.sources.clone(), diagnostics: vec![d] }
+    }
+
+    fn main_span(&self) -> Span {
+        Span { file: crate::diagnostic::FileId(0), start: 0, end: 0 }
+    }
+
+    /// The entry points, in definition order.
+    pub fn entries(&self) -> Vec<&str> {
+        self.checked.entries().map(|d| d.name.text.as_str()).collect()
+    }
+
+    /// Resolves the entry to run: the named one, else the only one, else `main`.
+    pub fn entry_name(&self, name: Option<&str>) -> Result<String, Failure> {
+        let entries = self.entries();
+        let list = || {
+            if entries.is_empty() {
+                "the program has no `entry` definitions".to_string()
+            } else {
+                format!("the entry points are {}", entries.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", "))
+            }
+        };
+        match name {
+            Some(n) if entries.contains(&n) => Ok(n.to_string()),
+            Some(n) => Err(self.fail(
+                Diagnostic::error(Code::E0301, format!("no entry point named `{n}`"), self.main_span(), "in this program")
+                    .with_note(list()),
+            )),
+            None if entries.len() == 1 => Ok(entries[0].to_string()),
+            None if entries.contains(&"main") => Ok("main".into()),
+            None => Err(self.fail(
+                Diagnostic::error(Code::E0301, "which entry point should run?", self.main_span(), "in this program")
+                    .with_note(list())
+                    .with_help("name one with `--entry NAME`"),
+            )),
+        }
+    }
+
+    fn signature(&self, entry: &str) -> &ir::Signature {
+        &self.ir.func(entry).expect("entries are elaborated").signature
+    }
+
+    /// Calls an entry with a JSON input: an object mapping parameter names to
+    /// values, or a bare value for an entry with one parameter.
+    pub fn call_json(&self, entry: &str, input: &serde_json::Value) -> Result<serde_json::Value, Failure> {
+        let sig = self.signature(entry).clone();
+        let args: Vec<Arg> = match input {
+            serde_json::Value::Object(map) if sig.params.iter().all(|(n, _)| map.contains_key(n)) && !(sig.params.len() == 1 && !map.contains_key(&sig.params[0].0)) => {
+                let extra: Vec<&String> = map.keys().filter(|k| !sig.params.iter().any(|(n, _)| n == *k)).collect();
+                if let Some(k) = extra.first() {
+                    return Err(self.input_error(format!("the input has a field `{k}` that `{entry}` does not take"), &sig));
+                }
+                sig.params.iter().map(|(n, _)| Arg::Json(map[n].clone())).collect()
+            }
+            v if sig.params.len() == 1 => vec![Arg::Json(v.clone())],
+            serde_json::Value::Object(map) => {
+                let missing: Vec<&str> = sig.params.iter().map(|(n, _)| n.as_str()).filter(|n| !map.contains_key(*n)).collect();
+                return Err(self.input_error(format!("the input lacks {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")), &sig));
+            }
+            _ => return Err(self.input_error(format!("`{entry}` takes {} parameters: the input must be a JSON object", sig.params.len()), &sig)),
+        };
+        let value = self.call(entry, args)?;
+        json::encode_typed(&value, &values::value_type(&sig.ret)).map_err(|e| {
+            self.fail(Diagnostic::error(Code::E0304, format!("the result cannot be written as JSON {e}"), self.func_span(entry), "returned by this entry point"))
+        })
+    }
+
+    fn func_span(&self, entry: &str) -> Span {
+        self.ir.func(entry).map(|f| f.span).unwrap_or_else(|| self.main_span())
+    }
+
+    fn input_error(&self, message: String, sig: &ir::Signature) -> Failure {
+        let params: Vec<String> = sig.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+        self.fail(
+            Diagnostic::error(Code::E0302, message, self.main_span(), "for this program")
+                .with_note(format!("parameters: {}", params.join(", "))),
+        )
+    }
+
+    /// Calls an entry on arguments in parameter order and returns its result.
+    pub fn call(&self, entry: &str, args: Vec<Arg>) -> Result<Value, Failure> {
+        let func = self.ir.func(entry).expect("entries are elaborated");
+        let sig = &func.signature;
+        if args.len() != sig.params.len() {
+            return Err(self.input_error(format!("`{entry}` takes {} arguments, {} given", sig.params.len(), args.len()), sig));
+        }
+        let mut leaves = Vec::new();
+        for (arg, (name, ty)) in args.into_iter().zip(&sig.params) {
+            let value = self.decode_arg(arg, name, ty, sig)?;
+            values::flatten(&value, &mut leaves);
+        }
+        let (results, _) = interp::run(&self.ir, entry, leaves, &interp::Options::default())
+            .map_err(|e| self.fail(e.to_diagnostic()))?;
+        Ok(values::unflatten(&sig.ret, &mut results.into_iter()))
+    }
+
+    fn decode_arg(&self, arg: Arg, name: &str, ty: &Type, sig: &ir::Signature) -> Result<Value, Failure> {
+        let vt = values::value_type(ty);
+        match arg {
+            Arg::Json(j) => json::decode(&j, &vt, name).map_err(|e| self.input_error(e.to_string(), sig)),
+            Arg::Array(a) => {
+                let (elem, rank) = ty.strip_arrays();
+                let ok = match elem {
+                    Type::Scalar(s) => values::elem_type(*s) == a.elem_type() && rank == a.rank(),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(self.input_error(format!("`{name}` has type {ty}, but the array is {}-dimensional {}", a.rank(), a.elem_type()), sig));
+                }
+                Ok(Value::Array(std::rc::Rc::new(a)))
+            }
+        }
+    }
+
+    /// Prints a stage of the pipeline (`ast`, `typed`, `ir`), optionally for one entry.
+    pub fn emit(&self, stage: &str, entry: Option<&str>) -> Result<String, Failure> {
+        match stage {
+            "ast" if entry.is_none() => Ok(crate::syntax::print::print_module(&self.main, false)),
+            "ast" | "typed" => {
+                let typed = stage == "typed";
+                let defs: Vec<&crate::syntax::ast::Def> = self
+                    .checked
+                    .defs
+                    .iter()
+                    .filter(|d| d.span.file == crate::diagnostic::FileId(0))
+                    .filter(|d| entry.is_none_or(|e| d.name.text == e))
+                    .collect();
+                Ok(defs.iter().map(|d| crate::syntax::print::print_def(d, typed)).collect::<Vec<_>>().join("\n"))
+            }
+            "ir" => match entry {
+                Some(e) => {
+                    let name = self.entry_name(Some(e))?;
+                    Ok(ir::print::print_func(&self.ir, self.ir.func(&name).expect("entry")))
+                }
+                None => Ok(ir::print::print_program(&self.ir)),
+            },
+            other => {
+                let stages: Vec<&str> = driver::PASSES.iter().map(|p| p.name).collect();
+                Err(self.fail(
+                    Diagnostic::error(Code::E0305, format!("unknown stage `{other}`"), self.main_span(), "for this program")
+                        .with_note(format!("the stages are {}", stages.join(", "))),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The CLI commands: read files, call the library API, format the result.
+
+use slope::api::{Arg, Failure, Program};
+use slope::diagnostic::{emit_to_stderr, Code, Diagnostic, SourceMap, Span};
+use std::path::{Path, PathBuf};
+
+/// Reads imports relative to the importing file.
+fn file_loader(importer: &str, path: &str) -> Result<(String, String), String> {
+    let base = Path::new(importer).parent().unwrap_or(Path::new("."));
+    let mut candidate: PathBuf = base.join(path);
+    if candidate.extension().is_none() {
+        candidate.set_extension("slope");
+    }
+    std::fs::read_to_string(&candidate)
+        .map(|text| (candidate.display().to_string(), text))
+        .map_err(|e| format!("cannot read {}: {e}", candidate.display()))
+}
+
+pub struct CliFailure(Failure);
+
+impl CliFailure {
+    pub fn report(&self) {
+        emit_to_stderr(&self.0.sources, &self.0.diagnostics);
+    }
+}
+
+impl From<Failure> for CliFailure {
+    fn from(f: Failure) -> CliFailure {
+        CliFailure(f)
+    }
+}
+
+fn plain_error(code: Code, message: String, help: Option<String>) -> CliFailure {
+    let mut sources = SourceMap::new();
+    let file = sources.add("<command line>", "");
+    let mut d = Diagnostic::error(code, message, Span::new(file, 0, 0), "");
+    if let Some(h) = help {
+        d = d.with_help(h);
+    }
+    CliFailure(Failure { sources, diagnostics: vec![d] })
+}
+
+fn read(path: &Path) -> Result<String, CliFailure> {
+    std::fs::read_to_string(path).map_err(|e| plain_error(Code::E0303, format!("cannot read {}: {e}", path.display()), None))
+}
+
+fn compile(file: &Path) -> Result<Program, CliFailure> {
+    let text = read(file)?;
+    Ok(Program::compile(&file.display().to_string(), &text, &file_loader)?)
+}
+
+pub fn check(file: &Path) -> Result<String, CliFailure> {
+    compile(file)?;
+    Ok(String::new())
+}
+
+fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, CliFailure> {
+    serde_json::from_str(text).map_err(|e| plain_error(Code::E0302, format!("{what} is not valid JSON: {e}"), None))
+}
+
+fn read_arg(arg: &str) -> Result<Arg, CliFailure> {
+    if arg.ends_with(".npy") {
+        let bytes = std::fs::read(arg).map_err(|e| plain_error(Code::E0303, format!("cannot read {arg}: {e}"), None))?;
+        let array = slope_runtime::npy::read_npy(&bytes).map_err(|e| plain_error(Code::E0302, format!("{arg}: {e}"), None))?;
+        return Ok(Arg::Array(array));
+    }
+    if arg.ends_with(".json") {
+        return Ok(Arg::Json(parse_json(&read(Path::new(arg))?, arg)?));
+    }
+    Ok(Arg::Json(parse_json(arg, &format!("the argument `{arg}`"))?))
+}
+
+pub fn run(file: &Path, entry: Option<&str>, input: Option<&Path>, args: &[String]) -> Result<String, CliFailure> {
+    let program = compile(file)?;
+    let entry = program.entry_name(entry)?;
+    let result = match input {
+        Some(path) => {
+            if !args.is_empty() {
+                return Err(plain_error(Code::E0305, "give either --input or arguments, not both".into(), None));
+            }
+            let json = parse_json(&read(path)?, &path.display().to_string())?;
+            program.call_json(&entry, &json)?
+        }
+        None => {
+            let args: Vec<Arg> = args.iter().map(|a| read_arg(a)).collect::<Result<_, _>>()?;
+            let value = program.call(&entry, args)?;
+            let sig = &program.ir.func(&entry).expect("entry").signature;
+            slope_runtime::json::encode_typed(&value, &slope::values::value_type(&sig.ret))
+                .map_err(|e| plain_error(Code::E0304, format!("the result cannot be written as JSON {e}"), None))?
+        }
+    };
+    Ok(result.to_string())
+}
+
+pub fn emit(file: &Path, stage: &str, entry: Option<&str>) -> Result<String, CliFailure> {
+    let program = compile(file)?;
+    Ok(program.emit(stage, entry)?)
+}

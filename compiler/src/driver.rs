@@ -1,0 +1,136 @@
+//! The driver: loads a program and its imports, and runs the pipeline as a
+//! list of named passes.
+//!
+//! The library does no I/O: files other than the stdlib come through a
+//! [`Loader`] that the caller (CLI, REPL, tests) provides. Each pass is a value
+//! with a name and a one-line description ([`PASSES`]); the driver can stop
+//! after any of them, and in debug builds and tests it runs the IR verifier
+//! after every IR pass.
+
+use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap, Span};
+use crate::ir;
+use crate::syntax::ast::{Item, Module};
+use crate::syntax::parser;
+use crate::types::{self, CheckedProgram};
+use std::collections::HashMap;
+
+/// Reads an imported file: `(importing file name, import path)` → `(file name, text)`.
+pub type Loader<'l> = dyn Fn(&str, &str) -> Result<(String, String), String> + 'l;
+
+/// A loader that refuses every non-stdlib import (for sources without a file system).
+pub fn no_files(_: &str, path: &str) -> Result<(String, String), String> {
+    Err(format!("no file system access to load `{path}`"))
+}
+
+/// A named stage of the pipeline.
+pub struct Pass {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// The pipeline, in order. `slope emit --stage NAME` stops after the pass of that name.
+pub const PASSES: &[Pass] = &[
+    Pass { name: "ast", description: "parse the program and its imports" },
+    Pass { name: "typed", description: "infer and check types and sizes" },
+    Pass { name: "ir", description: "inline and specialise into the flat, first-order array IR" },
+];
+
+/// Everything the compiler knows about a program after the front end.
+pub struct Frontend {
+    pub sources: SourceMap,
+    /// Parsed modules, dependencies first; the main file is last.
+    pub modules: Vec<Module>,
+    pub main_file: FileId,
+}
+
+/// Parses `text` (named `name`) and, recursively, its imports.
+pub fn parse_program(
+    sources: &mut SourceMap,
+    name: &str,
+    text: &str,
+    loader: &Loader<'_>,
+) -> Result<(Vec<Module>, FileId), Vec<Diagnostic>> {
+    let mut state = ImportState { modules: Vec::new(), loaded: HashMap::new(), in_progress: Vec::new() };
+    let main = sources.add(name, text);
+    state.load(sources, main, loader)?;
+    Ok((state.modules, main))
+}
+
+struct ImportState {
+    modules: Vec<Module>,
+    /// Import key → file already loaded.
+    loaded: HashMap<String, FileId>,
+    in_progress: Vec<String>,
+}
+
+impl ImportState {
+    fn load(&mut self, sources: &mut SourceMap, file: FileId, loader: &Loader<'_>) -> Result<(), Vec<Diagnostic>> {
+        let module = parser::parse_module(sources.text(file), file).map_err(|d| vec![d])?;
+        let key = sources.name(file).to_string();
+        self.in_progress.push(key.clone());
+        for item in &module.items {
+            let Item::Import { path, span } = item else { continue };
+            let (import_key, name, text) = match crate::stdlib::lookup(path) {
+                Some(text) => (format!("stdlib/{path}.slope"), format!("stdlib/{path}.slope"), text.to_string()),
+                None => match loader(&key, path) {
+                    Ok((name, text)) => (name.clone(), name, text),
+                    Err(reason) => {
+                        let available: Vec<&str> = crate::stdlib::MODULES.iter().map(|(n, _)| *n).collect();
+                        return Err(vec![Diagnostic::error(Code::E0007, format!("cannot import `{path}`"), *span, reason)
+                            .with_note(format!("the standard library modules are {}", available.join(", ")))]);
+                    }
+                },
+            };
+            if self.in_progress.contains(&import_key) {
+                return Err(vec![Diagnostic::error(
+                    Code::E0008,
+                    format!("import cycle: `{path}` imports itself through `{key}`"),
+                    *span,
+                    "this import closes the cycle",
+                )]);
+            }
+            if self.loaded.contains_key(&import_key) {
+                continue;
+            }
+            let id = sources.add(name, text);
+            self.loaded.insert(import_key, id);
+            self.load(sources, id, loader)?;
+        }
+        self.in_progress.pop();
+        self.modules.push(module);
+        Ok(())
+    }
+}
+
+/// The result of compiling a program as far as the IR.
+pub struct Compiled {
+    pub sources: SourceMap,
+    pub checked: CheckedProgram,
+    pub program: ir::Program,
+}
+
+/// Parses, checks and elaborates a program. Diagnostics point into `sources`.
+pub fn compile(
+    sources: &mut SourceMap,
+    name: &str,
+    text: &str,
+    loader: &Loader<'_>,
+) -> Result<(Module, CheckedProgram, ir::Program), Vec<Diagnostic>> {
+    let (modules, _) = parse_program(sources, name, text, loader)?;
+    let main = modules.last().cloned().unwrap_or(Module { items: Vec::new() });
+    let checked = types::check_program(modules)?;
+    let program = crate::elab::elaborate(&checked).map_err(|d| vec![d])?;
+    verify(&program, "ir")?;
+    Ok((main, checked, program))
+}
+
+/// Runs the verifier after a pass in debug builds (and so in tests).
+pub fn verify(program: &ir::Program, pass: &str) -> Result<(), Vec<Diagnostic>> {
+    if cfg!(debug_assertions) {
+        if let Err(errors) = ir::verify::verify_program(program) {
+            let span = program.funcs.first().map(|f| f.span).unwrap_or_else(Span::default);
+            return Err(errors.iter().map(|e| Diagnostic::internal(pass, e.to_string(), span)).collect());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! Elaboration of the built-in functions: combinators become IR nodes with
+//! lambdas specialised on the spot, AD operators become `jvp`/`vjp` nodes
+//! (Jacobians and Hessians as maps of those), math becomes scalar operations.
+
+use super::{collect_leaves, leaf, Callee, Closure, Elaborator, SVal, R};
+use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::ir::{Atom, BinOp, Const, Expr as IrExpr, IrType, UnOp, Var};
+use crate::types::{builtins::BUILTINS, ScalarType, Type};
+use std::rc::Rc;
+
+/// The canonical name and the number of arguments of a builtin.
+pub(super) fn arity(name: &str) -> Option<(&'static str, usize)> {
+    let (bname, scheme, _) = BUILTINS.iter().find(|(n, _, _)| *n == name)?;
+    // Count top-level arrows of the scheme.
+    let mut depth = 0i32;
+    let mut arrows = 0;
+    let bytes = scheme.as_bytes();
+    for (i, c) in bytes.iter().enumerate() {
+        match c {
+            b'(' | b'[' => depth += 1,
+            b')' | b']' => depth -= 1,
+            b'-' if depth == 0 && bytes.get(i + 1) == Some(&b'>') => arrows += 1,
+            _ => {}
+        }
+    }
+    Some((bname, arrows))
+}
+
+impl<'a> Elaborator<'a> {
+    pub(super) fn builtin(&mut self, name: &str, args: Vec<SVal<'a>>, _app_ty: &Type, span: Span) -> R<SVal<'a>> {
+        let mut args = args.into_iter();
+        let mut next = || args.next().expect("builtins are applied to all their arguments");
+        Ok(match name {
+            "map" | "map2" | "map3" => {
+                let f = next();
+                let arrays: Vec<SVal<'a>> = std::iter::from_fn(|| args.next()).collect();
+                self.map_n(f, arrays, span)?
+            }
+            "tabulate" => {
+                let n = leaf(&next());
+                let f = next();
+                let iota = self.emit1(IrExpr::Iota(n), IrType::array(ScalarType::I64, 1), "iota", span);
+                self.map_n(f, vec![SVal::Leaf(iota)], span)?
+            }
+            "reduce" | "scan" => {
+                let (op, ne, xs) = (next(), next(), next());
+                self.reduce_like(name == "scan", op, ne, xs, span)?
+            }
+            "sum" | "product" | "maximum" | "minimum" => {
+                let xs = leaf(&next());
+                let t = self.ty(xs).row();
+                let (op, ne) = match name {
+                    "sum" => (BinOp::Add, Const::of(t.elem, 0.0)),
+                    "product" => (BinOp::Mul, Const::of(t.elem, 1.0)),
+                    "maximum" => (BinOp::Max, lowest(t.elem)),
+                    _ => (BinOp::Min, highest(t.elem)),
+                };
+                SVal::Leaf(self.reduce_scalar(op, ne, xs, span)?)
+            }
+            "argmax" | "argmin" => {
+                let xs = leaf(&next());
+                SVal::Leaf(self.arg_extremum(name == "argmax", xs, span)?)
+            }
+            "iota" => {
+                let n = leaf(&next());
+                SVal::Leaf(self.emit1(IrExpr::Iota(n), IrType::array(ScalarType::I64, 1), "iota", span))
+            }
+            "replicate" => {
+                let n = leaf(&next());
+                let v = next();
+                self.per_leaf(&v, span, |el, l| {
+                    let t = el.ty(l).lift();
+                    Ok(el.emit1(IrExpr::Replicate { count: n, value: l }, t, "rep", span))
+                })?
+            }
+            "zip" | "zip3" => {
+                let arrays: Vec<SVal<'a>> = std::iter::from_fn(|| args.next()).collect();
+                self.check_same_outer(&arrays, "arguments of zip", span)?;
+                SVal::Tuple(arrays)
+            }
+            "unzip" | "unzip3" => next(),
+            "transpose" | "reverse" | "flatten" => {
+                let v = next();
+                self.per_leaf(&v, span, |el, l| {
+                    let Atom::Var(a) = l else { unreachable!() };
+                    let t = el.ty(l);
+                    Ok(match name {
+                        "transpose" => el.emit1(IrExpr::Transpose(a), t, "tr", span),
+                        "reverse" => el.emit1(IrExpr::Reverse(a), t, "rev", span),
+                        _ => el.emit1(IrExpr::Flatten(a), IrType { elem: t.elem, rank: t.rank - 1 }, "flat", span),
+                    })
+                })?
+            }
+            "unflatten" => {
+                let (rows, cols, v) = (leaf(&next()), leaf(&next()), next());
+                self.per_leaf(&v, span, |el, l| {
+                    let Atom::Var(a) = l else { unreachable!() };
+                    let t = el.ty(l).lift();
+                    Ok(el.emit1(IrExpr::Unflatten { array: a, rows, cols }, t, "unflat", span))
+                })?
+            }
+            "concat" => {
+                let (a, b) = (next(), next());
+                let bl = self.first_order_leaves(&b, span, "an argument of concat")?;
+                let mut bl = bl.into_iter();
+                self.per_leaf(&a, span, |el, l| {
+                    let (Atom::Var(x), Some(Atom::Var(y))) = (l, bl.next()) else { unreachable!() };
+                    let t = el.ty(l);
+                    Ok(el.emit1(IrExpr::Concat(x, y), t, "cat", span))
+                })?
+            }
+            "scatter" => {
+                let (dest, is, vs) = (next(), leaf(&next()), next());
+                let Atom::Var(indices) = is else { unreachable!() };
+                let vl = self.first_order_leaves(&vs, span, "the values of scatter")?;
+                let mut vl = vl.into_iter();
+                self.per_leaf(&dest, span, |el, l| {
+                    let (Atom::Var(d), Some(Atom::Var(v))) = (l, vl.next()) else { unreachable!() };
+                    let t = el.ty(l);
+                    Ok(el.emit1(IrExpr::Scatter { dest: d, indices, values: v }, t, "scat", span))
+                })?
+            }
+            "reduce_by_index" => {
+                let (dest, op, ne, is, vs) = (next(), next(), next(), leaf(&next()), next());
+                let (SVal::Leaf(Atom::Var(d)), SVal::Leaf(Atom::Var(v)), SVal::Leaf(ne), Atom::Var(indices)) = (&dest, &vs, &ne, is)
+                else {
+                    return Err(Diagnostic::error(
+                        Code::E0121,
+                        "reduce_by_index over tuples or records is not supported",
+                        span,
+                        "used here",
+                    )
+                    .with_help("call reduce_by_index once per component"));
+                };
+                let t = self.vars.ty(*d);
+                let row = t.row();
+                let lam = self.lambda(&[row, row], &["acc", "x"], |el, ps| {
+                    let r = el.apply(op, vec![SVal::Leaf(Atom::Var(ps[0])), SVal::Leaf(Atom::Var(ps[1]))], span)?;
+                    Ok(vec![leaf(&r)])
+                })?;
+                SVal::Leaf(self.emit1(
+                    IrExpr::Hist { dest: *d, lam, neutral: *ne, indices, values: *v },
+                    t,
+                    "hist",
+                    span,
+                ))
+            }
+            "length" => {
+                let v = next();
+                let mut leaves = Vec::new();
+                let _ = collect_leaves(&v, &mut leaves);
+                match leaves.first() {
+                    Some(l) => SVal::Leaf(self.shape(*l, 0, span)),
+                    None => SVal::Leaf(Atom::i64(0)),
+                }
+            }
+            "abs" | "exp" | "log" | "sin" | "cos" | "tan" | "tanh" | "sqrt" | "log1p" | "expm1" | "sigmoid" | "floor"
+            | "ceil" | "lgamma" | "erf" => {
+                let x = leaf(&next());
+                let op = UnOp::from_builtin(name).expect("math builtin");
+                let t = self.ty(x);
+                SVal::Leaf(self.emit1(IrExpr::Unary(op, x), t, "t", span))
+            }
+            "min" | "max" => {
+                let (a, b) = (leaf(&next()), leaf(&next()));
+                let op = if name == "min" { BinOp::Min } else { BinOp::Max };
+                let t = self.ty(a);
+                SVal::Leaf(self.binop(op, a, b, t, span))
+            }
+            "f64" | "f32" | "i64" => {
+                let x = leaf(&next());
+                let to = ScalarType::from_name(name).expect("conversion name");
+                if self.ty(x).elem == to {
+                    SVal::Leaf(x)
+                } else if let Atom::Const(c) = x {
+                    SVal::Leaf(Atom::Const(convert_const(c, to)))
+                } else {
+                    SVal::Leaf(self.emit1(IrExpr::Convert(to, x), IrType::scalar(to), "t", span))
+                }
+            }
+            "inf" => SVal::Leaf(Atom::f64(f64::INFINITY)),
+            "nan" => SVal::Leaf(Atom::f64(f64::NAN)),
+            "pi" => SVal::Leaf(Atom::f64(std::f64::consts::PI)),
+            "stop_gradient" => {
+                let v = next();
+                self.per_leaf(&v, span, |el, l| el.elementwise(l, span, &|el, x| {
+                    let t = el.ty(x);
+                    Ok(el.emit1(IrExpr::Unary(UnOp::StopGradient, x), t, "sg", span))
+                }))?
+            }
+            "jvp" => {
+                let (f, x, dx) = (next(), next(), next());
+                let tangents = self.first_order_leaves(&dx, span, "a tangent")?;
+                let (binds, out) = self.jvp(&f, &x, tangents, span)?;
+                Elaborator::same_shape(&out, &mut binds.into_iter())
+            }
+            "vjp" => {
+                let (f, x, dy) = (next(), next(), next());
+                let cotangents = self.first_order_leaves(&dy, span, "a cotangent")?;
+                let binds = self.vjp(&f, &x, |_| Ok(cotangents), span)?;
+                Elaborator::same_shape(&x, &mut binds.into_iter())
+            }
+            "grad" => {
+                let (f, x) = (next(), next());
+                let binds = self.vjp(
+                    &f,
+                    &x,
+                    |results| Ok(results.iter().map(|(_, t)| Atom::Const(Const::of(t.elem, 1.0))).collect()),
+                    span,
+                )?;
+                Elaborator::same_shape(&x, &mut binds.into_iter())
+            }
+            "jacfwd" => {
+                let (f, x) = (next(), next());
+                self.jacfwd(&f, &x, span)?
+            }
+            "jacrev" => {
+                let (f, x) = (next(), next());
+                self.jacrev(&f, &x, span)?
+            }
+            "hessian" => {
+                let (f, x) = (next(), next());
+                let (gname, garity) = arity("grad").expect("grad is a builtin");
+                let grad_f = SVal::Closure(Rc::new(Closure {
+                    callee: Callee::Builtin { name: gname, arity: garity, app_ty: Type::Unknown },
+                    args: vec![f],
+                }));
+                self.jacfwd(&grad_f, &x, span)?
+            }
+            other => return Err(Diagnostic::internal("elaboration", format!("builtin `{other}` has no elaboration"), span)),
+        })
+    }
+
+    /// Applies `f` to each leaf (scalar or array) of a value, keeping its structure.
+    fn per_leaf(&mut self, v: &SVal<'a>, span: Span, mut f: impl FnMut(&mut Self, Atom) -> R<Atom>) -> R<SVal<'a>> {
+        let leaves = self.first_order_leaves(v, span, "this value")?;
+        let mut out = Vec::new();
+        for l in leaves {
+            out.push(f(self, l)?);
+        }
+        Ok(Elaborator::same_shape(v, &mut out.into_iter()))
+    }
+
+    /// Applies a scalar function to every element of a leaf of any rank (nested maps).
+    pub(super) fn elementwise(
+        &mut self,
+        x: Atom,
+        span: Span,
+        f: &dyn Fn(&mut Self, Atom) -> R<Atom>,
+    ) -> R<Atom> {
+        let t = self.ty(x);
+        if t.is_scalar() {
+            return f(self, x);
+        }
+        let Atom::Var(xv) = x else { unreachable!() };
+        let width = self.shape(x, 0, span);
+        let mut rt = t.row();
+        let lam = self.lambda(&[t.row()], &["x"], |el, ps| {
+            let r = el.elementwise(Atom::Var(ps[0]), span, f)?;
+            rt = el.ty(r);
+            Ok(vec![r])
+        })?;
+        Ok(self.emit1(IrExpr::Map { width, lam, arrays: vec![xv] }, rt.lift(), "m", span))
+    }
+
+    fn check_same_outer(&mut self, arrays: &[SVal<'a>], what: &str, span: Span) -> R<Option<Atom>> {
+        let mut first: Option<Atom> = None;
+        for a in arrays {
+            let leaves = self.first_order_leaves(a, span, what)?;
+            let Some(l) = leaves.first() else { continue };
+            let n = self.shape(*l, 0, span);
+            match first {
+                None => first = Some(n),
+                Some(m) => self.check_eq(m, n, format!("{what} have different lengths"), span),
+            }
+        }
+        Ok(first)
+    }
+
+    /// `map f a1 … ak`: one IR map over all leaves of all arrays.
+    pub(super) fn map_n(&mut self, f: SVal<'a>, arrays: Vec<SVal<'a>>, span: Span) -> R<SVal<'a>> {
+        let width = self.check_same_outer(&arrays, "arrays passed to map", span)?.unwrap_or(Atom::i64(0));
+        let mut leaves = Vec::new();
+        for a in &arrays {
+            leaves.extend(self.first_order_leaves(a, span, "an array passed to map")?);
+        }
+        let row_types: Vec<IrType> = leaves.iter().map(|l| self.ty(*l).row()).collect();
+        let mut shape: Option<SVal<'a>> = None;
+        let lam = self.lambda(&row_types, &["x"], |el, ps| {
+            let mut params = ps.iter().map(|v| Atom::Var(*v));
+            let rows: Vec<SVal<'a>> = arrays.iter().map(|a| Elaborator::same_shape(a, &mut params)).collect();
+            let r = el.apply(f, rows, span)?;
+            let out = el.first_order_leaves(&r, span, "the result of a map")?;
+            shape = Some(r);
+            Ok(out)
+        })?;
+        let result_types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a).lift()).collect();
+        let arrays: Vec<Var> = leaves.iter().filter_map(|l| l.var()).collect();
+        let binds = self.emit(IrExpr::Map { width, lam, arrays }, &result_types, &["m"], span);
+        Ok(Elaborator::same_shape(&shape.expect("lambda built"), &mut binds.into_iter().map(Atom::Var)))
+    }
+
+    fn reduce_like(&mut self, is_scan: bool, op: SVal<'a>, ne: SVal<'a>, xs: SVal<'a>, span: Span) -> R<SVal<'a>> {
+        let neutral = self.first_order_leaves(&ne, span, "the neutral element")?;
+        let arrays = self.first_order_leaves(&xs, span, "the reduced array")?;
+        let row_types: Vec<IrType> = arrays.iter().map(|l| self.ty(*l).row()).collect();
+        let mut param_types = row_types.clone();
+        param_types.extend(row_types.iter().copied());
+        let k = arrays.len();
+        let lam = self.lambda(&param_types, &["acc", "x"], |el, ps| {
+            let acc = Elaborator::same_shape(&ne, &mut ps[..k].iter().map(|v| Atom::Var(*v)));
+            let x = Elaborator::same_shape(&ne, &mut ps[k..].iter().map(|v| Atom::Var(*v)));
+            let r = el.apply(op, vec![acc, x], span)?;
+            el.first_order_leaves(&r, span, "the result of the operator")
+        })?;
+        let arrays: Vec<Var> = arrays.iter().filter_map(|l| l.var()).collect();
+        let binds = if is_scan {
+            let types: Vec<IrType> = row_types.iter().map(|t| t.lift()).collect();
+            self.emit(IrExpr::Scan { lam, neutral, arrays }, &types, &["scan"], span)
+        } else {
+            self.emit(IrExpr::Reduce { lam, neutral, arrays }, &row_types, &["red"], span)
+        };
+        Ok(Elaborator::same_shape(&ne, &mut binds.into_iter().map(Atom::Var)))
+    }
+
+    pub(super) fn reduce_scalar(&mut self, op: BinOp, ne: Const, xs: Atom, span: Span) -> R<Atom> {
+        let t = self.ty(xs).row();
+        let lam = self.lambda(&[t, t], &["acc", "x"], |el, ps| {
+            Ok(vec![el.binop(op, Atom::Var(ps[0]), Atom::Var(ps[1]), t, span)])
+        })?;
+        let Atom::Var(xv) = xs else { unreachable!() };
+        let name = match op {
+            BinOp::Add => "sum",
+            BinOp::Mul => "prod",
+            BinOp::Max => "max",
+            _ => "min",
+        };
+        Ok(self.emit1(IrExpr::Reduce { lam, neutral: vec![Atom::Const(ne)], arrays: vec![xv] }, t, name, span))
+    }
+
+    /// Index of the first largest (smallest) element, as an associative reduction over (value, index).
+    fn arg_extremum(&mut self, is_max: bool, xs: Atom, span: Span) -> R<Atom> {
+        let t = self.ty(xs).row();
+        let n = self.shape(xs, 0, span);
+        let iota = self.emit1(IrExpr::Iota(n), IrType::array(ScalarType::I64, 1), "iota", span);
+        let lam = self.lambda(&[t, IrType::I64, t, IrType::I64], &["v1", "i1", "v2", "i2"], |el, ps| {
+            let [v1, i1, v2, i2] = [ps[0], ps[1], ps[2], ps[3]].map(Atom::Var);
+            let better = el.binop(if is_max { BinOp::Gt } else { BinOp::Lt }, v2, v1, t, span);
+            let equal = el.binop(BinOp::Eq, v2, v1, t, span);
+            let earlier = el.binop(BinOp::Lt, i2, i1, IrType::I64, span);
+            let tie = el.binop(BinOp::And, equal, earlier, IrType::BOOL, span);
+            let take = el.binop(BinOp::Or, better, tie, IrType::BOOL, span);
+            let v = el.emit1(IrExpr::Select(take, v2, v1), t, "v", span);
+            let i = el.emit1(IrExpr::Select(take, i2, i1), IrType::I64, "i", span);
+            Ok(vec![v, i])
+        })?;
+        let (Atom::Var(xv), Atom::Var(iv)) = (xs, iota) else { unreachable!() };
+        let ne = if is_max { lowest(t.elem) } else { highest(t.elem) };
+        let binds = self.emit(
+            IrExpr::Reduce { lam, neutral: vec![Atom::Const(ne), Atom::i64(i64::MAX)], arrays: vec![xv, iv] },
+            &[t, IrType::I64],
+            &["best", "arg"],
+            span,
+        );
+        Ok(Atom::Var(binds[1]))
+    }
+
+    // ---- Differentiation ----
+
+    /// Builds the lambda `\leaves(x) -> leaves(f x)`; returns it with the result value's shape.
+    fn diff_lambda(&mut self, f: &SVal<'a>, x: &SVal<'a>, span: Span) -> R<(crate::ir::Lambda, SVal<'a>)> {
+        let primals = self.first_order_leaves(x, span, "the point of differentiation")?;
+        let types: Vec<IrType> = primals.iter().map(|a| self.ty(*a)).collect();
+        let mut shape = None;
+        let lam = self.lambda(&types, &["x"], |el, ps| {
+            let arg = Elaborator::same_shape(x, &mut ps.iter().map(|v| Atom::Var(*v)));
+            let r = el.apply(f.clone(), vec![arg], span)?;
+            let out = el.first_order_leaves(&r, span, "the result of a differentiated function")?;
+            shape = Some(r);
+            Ok(out)
+        })?;
+        Ok((lam, shape.expect("lambda built")))
+    }
+
+    fn jvp(&mut self, f: &SVal<'a>, x: &SVal<'a>, tangents: Vec<Atom>, span: Span) -> R<(Vec<Atom>, SVal<'a>)> {
+        let primals = self.first_order_leaves(x, span, "the point of differentiation")?;
+        let (lam, out) = self.diff_lambda(f, x, span)?;
+        let types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a)).collect();
+        let binds = self.emit(IrExpr::Jvp { lam, primals, tangents }, &types, &["tan"], span);
+        Ok((binds.into_iter().map(Atom::Var).collect(), out))
+    }
+
+    /// `vjp`: the cotangents are computed from the result leaves and their types.
+    fn vjp(
+        &mut self,
+        f: &SVal<'a>,
+        x: &SVal<'a>,
+        cotangents: impl FnOnce(&[(Atom, IrType)]) -> R<Vec<Atom>>,
+        span: Span,
+    ) -> R<Vec<Atom>> {
+        let primals = self.first_order_leaves(x, span, "the point of differentiation")?;
+        let (lam, _) = self.diff_lambda(f, x, span)?;
+        let results: Vec<(Atom, IrType)> = lam.body.result.iter().map(|a| (*a, self.ty(*a))).collect();
+        let cotangents = cotangents(&results)?;
+        let types: Vec<IrType> = primals.iter().map(|a| self.ty(*a)).collect();
+        let binds = self.emit(IrExpr::Vjp { lam, primals, cotangents }, &types, &["adj"], span);
+        Ok(binds.into_iter().map(Atom::Var).collect())
+    }
+
+    /// Zeros with the shape of a leaf.
+    fn zeros_like(&mut self, x: Atom, span: Span) -> Atom {
+        let t = self.ty(x);
+        let mut acc = Atom::Const(Const::of(t.elem, 0.0));
+        for d in (0..t.rank).rev() {
+            let n = self.shape(x, d, span);
+            let ty = IrType { elem: t.elem, rank: t.rank - d };
+            acc = self.emit1(IrExpr::Replicate { count: n, value: acc }, ty, "zeros", span);
+        }
+        acc
+    }
+
+    /// A one-hot array of the shape `sizes` with a one at `position`.
+    fn one_hot(&mut self, elem: ScalarType, sizes: &[Atom], position: &[Atom], span: Span) -> R<Atom> {
+        self.one_hot_from(elem, sizes, position, &[], span)
+    }
+
+    fn one_hot_from(&mut self, elem: ScalarType, sizes: &[Atom], position: &[Atom], seen: &[Atom], span: Span) -> R<Atom> {
+        let k = seen.len();
+        if k == sizes.len() {
+            let mut cond = Atom::Const(Const::Bool(true));
+            for (q, p) in seen.iter().zip(position) {
+                let eq = self.binop(BinOp::Eq, *q, *p, IrType::I64, span);
+                cond = if cond == Atom::Const(Const::Bool(true)) {
+                    eq
+                } else {
+                    self.binop(BinOp::And, cond, eq, IrType::BOOL, span)
+                };
+            }
+            let one = Atom::Const(Const::of(elem, 1.0));
+            let zero = Atom::Const(Const::of(elem, 0.0));
+            return Ok(self.emit1(IrExpr::Select(cond, one, zero), IrType::scalar(elem), "hot", span));
+        }
+        let iota = self.emit1(IrExpr::Iota(sizes[k]), IrType::array(ScalarType::I64, 1), "iota", span);
+        let rank = (sizes.len() - k) as u32;
+        let lam = self.lambda(&[IrType::I64], &["q"], |el, ps| {
+            let mut seen = seen.to_vec();
+            seen.push(Atom::Var(ps[0]));
+            Ok(vec![el.one_hot_from(elem, sizes, position, &seen, span)?])
+        })?;
+        let Atom::Var(iv) = iota else { unreachable!() };
+        Ok(self.emit1(IrExpr::Map { width: sizes[k], lam, arrays: vec![iv] }, IrType::array(elem, rank), "onehot", span))
+    }
+
+    /// Nested maps over the index space `sizes`; `body` gets the index and returns leaves.
+    fn over_indices(
+        &mut self,
+        sizes: &[Atom],
+        index: &mut Vec<Atom>,
+        span: Span,
+        body: &mut dyn FnMut(&mut Self, &[Atom]) -> R<Vec<Atom>>,
+    ) -> R<Vec<Atom>> {
+        if index.len() == sizes.len() {
+            return body(self, index);
+        }
+        let k = index.len();
+        let iota = self.emit1(IrExpr::Iota(sizes[k]), IrType::array(ScalarType::I64, 1), "iota", span);
+        let lam = self.lambda(&[IrType::I64], &["i"], |el, ps| {
+            index.push(Atom::Var(ps[0]));
+            let r = el.over_indices(sizes, index, span, body);
+            index.pop();
+            r
+        })?;
+        let types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a).lift()).collect();
+        let Atom::Var(iv) = iota else { unreachable!() };
+        let binds = self.emit(IrExpr::Map { width: sizes[k], lam, arrays: vec![iv] }, &types, &["jac"], span);
+        Ok(binds.into_iter().map(Atom::Var).collect())
+    }
+
+    fn shapes(&mut self, x: Atom, span: Span) -> Vec<Atom> {
+        (0..self.ty(x).rank).map(|d| self.shape(x, d, span)).collect()
+    }
+
+    /// Moves the outer dimension of an array to position `to`.
+    fn move_outer_dim(&mut self, x: Atom, to: u32, span: Span) -> R<Atom> {
+        if to == 0 {
+            return Ok(x);
+        }
+        let Atom::Var(xv) = x else { unreachable!() };
+        let t = self.ty(x);
+        let tr = self.emit1(IrExpr::Transpose(xv), t, "tr", span);
+        if to == 1 {
+            return Ok(tr);
+        }
+        let width = self.shape(tr, 0, span);
+        let lam = self.lambda(&[t.row()], &["row"], |el, ps| Ok(vec![el.move_outer_dim(Atom::Var(ps[0]), to - 1, span)?]))?;
+        let Atom::Var(trv) = tr else { unreachable!() };
+        Ok(self.emit1(IrExpr::Map { width, lam, arrays: vec![trv] }, t, "moved", span))
+    }
+
+    /// Rebuilds the Jacobian value: the output's structure with, at each output
+    /// leaf `i`, the input's structure holding the blocks `blocks[i][j]`.
+    fn assemble_jacobian(&self, out: &SVal<'a>, x: &SVal<'a>, blocks: Vec<Vec<Atom>>) -> SVal<'a> {
+        let mut rows = blocks.into_iter();
+        fn go<'a>(v: &SVal<'a>, x: &SVal<'a>, rows: &mut impl Iterator<Item = Vec<Atom>>) -> SVal<'a> {
+            match v {
+                SVal::Leaf(_) => Elaborator::same_shape(x, &mut rows.next().expect("a block row per output leaf").into_iter()),
+                SVal::Tuple(vs) => SVal::Tuple(vs.iter().map(|v| go(v, x, rows)).collect()),
+                SVal::Record(fs) => SVal::Record(fs.iter().map(|(n, v)| (n.clone(), go(v, x, rows))).collect()),
+                SVal::Closure(c) => SVal::Closure(c.clone()),
+            }
+        }
+        go(out, x, &mut rows)
+    }
+
+    fn jacfwd(&mut self, f: &SVal<'a>, x: &SVal<'a>, span: Span) -> R<SVal<'a>> {
+        let inputs = self.first_order_leaves(x, span, "the point of differentiation")?;
+        let mut out_shape = None;
+        // blocks[j][i]: derivative of output leaf i along input leaf j, shape S_j ++ T_i.
+        let mut by_input = Vec::new();
+        for (j, &xj) in inputs.iter().enumerate() {
+            let sizes = self.shapes(xj, span);
+            let elem = self.ty(xj).elem;
+            let inputs_c = inputs.clone();
+            let mut body = |el: &mut Self, index: &[Atom]| -> R<Vec<Atom>> {
+                let mut tangents = Vec::new();
+                for (k, &xk) in inputs_c.iter().enumerate() {
+                    tangents.push(if k == j {
+                        if sizes.is_empty() {
+                            Atom::Const(Const::of(elem, 1.0))
+                        } else {
+                            el.one_hot(elem, &sizes, index, span)?
+                        }
+                    } else {
+                        el.zeros_like(xk, span)
+                    });
+                }
+                let (r, shape) = el.jvp(f, x, tangents, span)?;
+                out_shape = Some(shape);
+                Ok(r)
+            };
+            let results = self.over_indices(&sizes, &mut Vec::new(), span, &mut body)?;
+            // Move the input dimensions behind the output dimensions.
+            let mut moved = Vec::new();
+            for r in results {
+                let total = self.ty(r).rank;
+                let mut a = r;
+                for _ in 0..sizes.len() {
+                    a = self.move_outer_dim(a, total - 1, span)?;
+                }
+                moved.push(a);
+            }
+            by_input.push(moved);
+        }
+        let Some(out) = out_shape else {
+            return Ok(x.clone());
+        };
+        let n_out = by_input.first().map_or(0, Vec::len);
+        let blocks: Vec<Vec<Atom>> = (0..n_out).map(|i| by_input.iter().map(|row| row[i]).collect()).collect();
+        Ok(self.assemble_jacobian(&out, x, blocks))
+    }
+
+    fn jacrev(&mut self, f: &SVal<'a>, x: &SVal<'a>, span: Span) -> R<SVal<'a>> {
+        // Evaluate f once for the shapes of its result.
+        let y = self.apply(f.clone(), vec![x.clone()], span)?;
+        let outputs = self.first_order_leaves(&y, span, "the result of a differentiated function")?;
+        let mut blocks = Vec::new();
+        for (i, &yi) in outputs.iter().enumerate() {
+            let sizes = self.shapes(yi, span);
+            let elem = self.ty(yi).elem;
+            let outputs_c = outputs.clone();
+            let mut body = |el: &mut Self, index: &[Atom]| -> R<Vec<Atom>> {
+                let mut cots = Vec::new();
+                for (k, &yk) in outputs_c.iter().enumerate() {
+                    cots.push(if k == i {
+                        if sizes.is_empty() {
+                            Atom::Const(Const::of(elem, 1.0))
+                        } else {
+                            el.one_hot(elem, &sizes, index, span)?
+                        }
+                    } else {
+                        el.zeros_like(yk, span)
+                    });
+                }
+                el.vjp(f, x, |_| Ok(cots), span)
+            };
+            blocks.push(self.over_indices(&sizes, &mut Vec::new(), span, &mut body)?);
+        }
+        Ok(self.assemble_jacobian(&y, x, blocks))
+    }
+}
+
+fn lowest(t: ScalarType) -> Const {
+    match t {
+        ScalarType::I64 => Const::I64(i64::MIN),
+        ScalarType::F32 => Const::F32(f32::NEG_INFINITY),
+        ScalarType::Bool => Const::Bool(false),
+        ScalarType::F64 => Const::F64(f64::NEG_INFINITY),
+    }
+}
+
+fn highest(t: ScalarType) -> Const {
+    match t {
+        ScalarType::I64 => Const::I64(i64::MAX),
+        ScalarType::F32 => Const::F32(f32::INFINITY),
+        ScalarType::Bool => Const::Bool(true),
+        ScalarType::F64 => Const::F64(f64::INFINITY),
+    }
+}
+
+fn convert_const(c: Const, to: ScalarType) -> Const {
+    match (c, to) {
+        (Const::I64(v), ScalarType::F64) => Const::F64(v as f64),
+        (Const::I64(v), ScalarType::F32) => Const::F32(v as f32),
+        (Const::F64(v), ScalarType::I64) => Const::I64(v as i64),
+        (Const::F32(v), ScalarType::I64) => Const::I64(v as i64),
+        (Const::F64(v), ScalarType::F32) => Const::F32(v as f32),
+        (Const::F32(v), ScalarType::F64) => Const::F64(v as f64),
+        (Const::Bool(b), t) => Const::of(t, b as i64 as f64),
+        (c, ScalarType::Bool) => Const::Bool(c.as_f64() != 0.0),
+        (c, _) => c,
+    }
+}
