@@ -245,39 +245,28 @@ impl<'a> Elaborator<'a> {
         let program = self.program;
         let info = &program.infos[&def.name.text];
         let mut known: HashMap<String, Atom> = HashMap::new();
+        let mut sized = Vec::new();
         for (ty, arg) in param_types.iter().zip(args) {
-            let mut dims = Vec::new();
-            let mut t = ty;
-            while let Type::Array(e, d) = t {
-                dims.push(d.clone());
-                t = e;
-            }
-            let mut leaves = Vec::new();
-            if dims.is_empty() || collect_leaves(arg, &mut leaves).is_err() || leaves.is_empty() {
-                continue;
-            }
-            for (k, d) in dims.iter().enumerate() {
-                match d {
-                    Dim::Named(name) => {
-                        let actual = self.shape(leaves[0], k as u32, def.span);
-                        match known.get(name) {
-                            Some(prev) => {
-                                let prev = *prev;
-                                let what = format!("size `{name}` in the call of `{}`", def.name.text);
-                                self.check_eq(prev, actual, what, def.span)
-                            }
-                            None => {
-                                known.insert(name.clone(), actual);
-                            }
-                        }
+            sized_dims(ty, arg, &mut sized);
+        }
+        for (leaf, k, d) in sized {
+            let actual = self.shape(leaf, k, def.span);
+            match d {
+                Dim::Named(name) => match known.get(&name) {
+                    Some(prev) => {
+                        let prev = *prev;
+                        let what = format!("size `{name}` in the call of `{}`", def.name.text);
+                        self.check_eq(prev, actual, what, def.span)
                     }
-                    Dim::Const(c) => {
-                        let actual = self.shape(leaves[0], k as u32, def.span);
-                        let what = format!("an argument of `{}` with a dimension of fixed size", def.name.text);
-                        self.check_eq(actual, Atom::i64(*c as i64), what, def.span);
+                    None => {
+                        known.insert(name, actual);
                     }
-                    _ => {}
+                },
+                Dim::Const(c) => {
+                    let what = format!("an argument of `{}` with a dimension of fixed size", def.name.text);
+                    self.check_eq(actual, Atom::i64(c as i64), what, def.span);
                 }
+                _ => {}
             }
         }
         for name in &info.size_params {
@@ -709,6 +698,31 @@ impl<'a> Elaborator<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The statically named or constant dimensions of a value of type `ty`:
+/// `(an array leaf, dimension index, size)`.
+fn sized_dims(ty: &Type, v: &SVal<'_>, out: &mut Vec<(Atom, u32, Dim)>) {
+    match (ty, v) {
+        (Type::Tuple(ts), SVal::Tuple(vs)) => ts.iter().zip(vs).for_each(|(t, v)| sized_dims(t, v, out)),
+        (Type::Record(ts), SVal::Record(vs)) => ts.iter().zip(vs).for_each(|((_, t), (_, v))| sized_dims(t, v, out)),
+        (Type::Array(..), _) => {
+            let mut leaves = Vec::new();
+            if collect_leaves(v, &mut leaves).is_err() || leaves.is_empty() {
+                return;
+            }
+            let mut t = ty;
+            let mut k = 0;
+            while let Type::Array(e, d) = t {
+                if matches!(d, Dim::Named(_) | Dim::Const(_)) {
+                    out.push((leaves[0], k, d.clone()));
+                }
+                k += 1;
+                t = e;
+            }
+        }
+        _ => {}
     }
 }
 

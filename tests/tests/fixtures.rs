@@ -1,0 +1,84 @@
+//! GradBench fixtures: every `function` of every eval in `../shared/fixtures`
+//! that Slope implements runs through the library API (as `slope run --input`
+//! does) and must match the reference output. GradBench accepts a normalised
+//! error of 1e-4; we require 1e-8.
+
+use slope::api::Program;
+use slope::diagnostic::RenderStyle;
+use slope_tests::{file_loader, json_close, workspace_dir};
+use std::path::PathBuf;
+
+fn fixtures_dir() -> PathBuf {
+    workspace_dir().parent().expect("workspace has a parent").join("shared/fixtures")
+}
+
+/// Runs every fixture of `eval_dir` whose function is in `functions`.
+fn check(eval_dir: &str, module: &str, functions: &[&str]) {
+    let source_path = workspace_dir().join(format!("examples/gradbench/{module}.slope"));
+    let text = std::fs::read_to_string(&source_path).expect("example exists");
+    let program = Program::compile(&source_path.display().to_string(), &text, &file_loader)
+        .unwrap_or_else(|f| panic!("{module} does not compile:\n{}", f.render(RenderStyle::Rich)));
+    let dir = fixtures_dir().join(eval_dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut ran = 0;
+    for file in files {
+        let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let function = fixture["function"].as_str().unwrap();
+        if !functions.contains(&function) {
+            continue;
+        }
+        let output = program
+            .call_json(function, &fixture["input"])
+            .unwrap_or_else(|f| panic!("{}: {function} failed:\n{}", file.display(), f.render(RenderStyle::Rich)));
+        if let Err(e) = json_close(&output, &fixture["output"], 1e-8, function) {
+            panic!("{}: {e}", file.display());
+        }
+        ran += 1;
+    }
+    assert!(ran > 0, "no fixture of {eval_dir} ran");
+}
+
+#[test]
+fn hello_square() {
+    check("hello", "hello", &["square"]);
+}
+
+#[test]
+fn lse_primal() {
+    check("lse", "lse", &["primal"]);
+}
+
+#[test]
+fn ode_primal() {
+    check("ode", "ode", &["primal"]);
+}
+
+#[test]
+fn gmm_objective() {
+    check("gmm", "gmm", &["objective"]);
+}
+
+#[test]
+fn lstm_objective() {
+    check("lstm", "lstm", &["objective"]);
+}
+
+#[test]
+fn ba_objective() {
+    check("ba", "ba", &["objective"]);
+}
+
+#[test]
+fn ht_objective_simple() {
+    check("ht", "ht", &["objective"]);
+}
+
+#[test]
+fn ht_objective_complicated() {
+    check("ht-complicated", "ht", &["objective"]);
+}
