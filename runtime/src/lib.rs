@@ -7,6 +7,7 @@
 //! move data (test harnesses, benchmark drivers) can use it on its own.
 
 pub mod json;
+pub mod math;
 pub mod npy;
 pub mod value;
 
