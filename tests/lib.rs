@@ -64,7 +64,9 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
                 header.cases.push(Case { entry: entry.clone(), input: i, expect: Expect::Output(json(value)?) });
             }
             "error" => match input.take() {
-                Some(i) => header.cases.push(Case { entry: entry.clone(), input: i, expect: Expect::Error(value.into()) }),
+                Some(i) => {
+                    header.cases.push(Case { entry: entry.clone(), input: i, expect: Expect::Error(value.into()) })
+                }
                 None => header.compile_error = Some(value.to_string()),
             },
             _ => {}
@@ -77,7 +79,12 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
 }
 
 /// GradBench's comparison, tightened: |a - e| / max(1, |a| + |e|) <= tol, same structure.
-pub fn json_close(actual: &serde_json::Value, expected: &serde_json::Value, tol: f64, path: &str) -> Result<(), String> {
+pub fn json_close(
+    actual: &serde_json::Value,
+    expected: &serde_json::Value,
+    tol: f64,
+    path: &str,
+) -> Result<(), String> {
     use serde_json::Value as J;
     match (actual, expected) {
         (J::Number(a), J::Number(e)) => {
@@ -146,9 +153,8 @@ pub fn run_program(relative: &str) {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {relative}: {e}"));
     let header = parse_header(&text).unwrap_or_else(|e| panic!("{relative}: bad header: {e}"));
     let stem = relative.trim_start_matches("programs/").trim_end_matches(".slope").replace('/', "__");
-    let compiled = Program::compile(relative, &text, &|importer, p| {
-        file_loader(&dir.join(importer).display().to_string(), p)
-    });
+    let compiled =
+        Program::compile(relative, &text, &|importer, p| file_loader(&dir.join(importer).display().to_string(), p));
     match (&header.compile_error, compiled) {
         (Some(code), Err(failure)) => {
             let rendered = failure.render(RenderStyle::Rich);
@@ -191,10 +197,18 @@ fn run_case(relative: &str, program: &Program, case: &Case) {
                 panic!("{relative}: {entry} {}: {e}\n  got {actual}", case.input);
             }
         }
-        (Expect::Output(_), Err(f)) => panic!("{relative}: {entry} {} failed:\n{}", case.input, f.render(RenderStyle::Rich)),
-        (Expect::Error(code), Ok(actual)) => panic!("{relative}: {entry} {}: expected {code}, got {actual}", case.input),
+        (Expect::Output(_), Err(f)) => {
+            panic!("{relative}: {entry} {} failed:\n{}", case.input, f.render(RenderStyle::Rich))
+        }
+        (Expect::Error(code), Ok(actual)) => {
+            panic!("{relative}: {entry} {}: expected {code}, got {actual}", case.input)
+        }
         (Expect::Error(code), Err(f)) => {
-            assert!(f.codes().iter().any(|c| c.as_str() == code), "{relative}: expected {code}, got:\n{}", f.render(RenderStyle::Rich));
+            assert!(
+                f.codes().iter().any(|c| c.as_str() == code),
+                "{relative}: expected {code}, got:\n{}",
+                f.render(RenderStyle::Rich)
+            );
         }
     }
 }

@@ -78,14 +78,22 @@ impl Program {
             if entries.is_empty() {
                 "the program has no `entry` definitions".to_string()
             } else {
-                format!("the entry points are {}", entries.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "the entry points are {}",
+                    entries.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+                )
             }
         };
         match name {
             Some(n) if entries.contains(&n) => Ok(n.to_string()),
             Some(n) => Err(self.fail(
-                Diagnostic::error(Code::E0301, format!("no entry point named `{n}`"), self.main_span(), "in this program")
-                    .with_note(list()),
+                Diagnostic::error(
+                    Code::E0301,
+                    format!("no entry point named `{n}`"),
+                    self.main_span(),
+                    "in this program",
+                )
+                .with_note(list()),
             )),
             None if entries.len() == 1 => Ok(entries[0].to_string()),
             None if entries.contains(&"main") => Ok("main".into()),
@@ -106,23 +114,45 @@ impl Program {
     pub fn call_json(&self, entry: &str, input: &serde_json::Value) -> Result<serde_json::Value, Failure> {
         let sig = self.signature(entry).clone();
         let args: Vec<Arg> = match input {
-            serde_json::Value::Object(map) if sig.params.iter().all(|(n, _)| map.contains_key(n)) && !(sig.params.len() == 1 && !map.contains_key(&sig.params[0].0)) => {
+            serde_json::Value::Object(map)
+                if sig.params.iter().all(|(n, _)| map.contains_key(n))
+                    && !(sig.params.len() == 1 && !map.contains_key(&sig.params[0].0)) =>
+            {
                 let extra: Vec<&String> = map.keys().filter(|k| !sig.params.iter().any(|(n, _)| n == *k)).collect();
                 if let Some(k) = extra.first() {
-                    return Err(self.input_error(format!("the input has a field `{k}` that `{entry}` does not take"), &sig));
+                    return Err(
+                        self.input_error(format!("the input has a field `{k}` that `{entry}` does not take"), &sig)
+                    );
                 }
                 sig.params.iter().map(|(n, _)| Arg::Json(map[n].clone())).collect()
             }
             v if sig.params.len() == 1 => vec![Arg::Json(v.clone())],
             serde_json::Value::Object(map) => {
-                let missing: Vec<&str> = sig.params.iter().map(|(n, _)| n.as_str()).filter(|n| !map.contains_key(*n)).collect();
-                return Err(self.input_error(format!("the input lacks {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")), &sig));
+                let missing: Vec<&str> =
+                    sig.params.iter().map(|(n, _)| n.as_str()).filter(|n| !map.contains_key(*n)).collect();
+                return Err(self.input_error(
+                    format!(
+                        "the input lacks {}",
+                        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                    &sig,
+                ));
             }
-            _ => return Err(self.input_error(format!("`{entry}` takes {} parameters: the input must be a JSON object", sig.params.len()), &sig)),
+            _ => {
+                return Err(self.input_error(
+                    format!("`{entry}` takes {} parameters: the input must be a JSON object", sig.params.len()),
+                    &sig,
+                ))
+            }
         };
         let value = self.call(entry, args)?;
         json::encode_typed(&value, &values::value_type(&sig.ret)).map_err(|e| {
-            self.fail(Diagnostic::error(Code::E0304, format!("the result cannot be written as JSON {e}"), self.func_span(entry), "returned by this entry point"))
+            self.fail(Diagnostic::error(
+                Code::E0304,
+                format!("the result cannot be written as JSON {e}"),
+                self.func_span(entry),
+                "returned by this entry point",
+            ))
         })
     }
 
@@ -143,7 +173,9 @@ impl Program {
         let func = self.ir.func(entry).expect("entries are elaborated");
         let sig = &func.signature;
         if args.len() != sig.params.len() {
-            return Err(self.input_error(format!("`{entry}` takes {} arguments, {} given", sig.params.len(), args.len()), sig));
+            return Err(
+                self.input_error(format!("`{entry}` takes {} arguments, {} given", sig.params.len(), args.len()), sig)
+            );
         }
         let mut leaves = Vec::new();
         for (arg, (name, ty)) in args.into_iter().zip(&sig.params) {
@@ -166,7 +198,10 @@ impl Program {
                     _ => false,
                 };
                 if !ok {
-                    return Err(self.input_error(format!("`{name}` has type {ty}, but the array is {}-dimensional {}", a.rank(), a.elem_type()), sig));
+                    return Err(self.input_error(
+                        format!("`{name}` has type {ty}, but the array is {}-dimensional {}", a.rank(), a.elem_type()),
+                        sig,
+                    ));
                 }
                 Ok(Value::Array(std::rc::Rc::new(a)))
             }
@@ -198,8 +233,13 @@ impl Program {
             other => {
                 let stages: Vec<&str> = driver::PASSES.iter().map(|p| p.name).collect();
                 Err(self.fail(
-                    Diagnostic::error(Code::E0305, format!("unknown stage `{other}`"), self.main_span(), "for this program")
-                        .with_note(format!("the stages are {}", stages.join(", "))),
+                    Diagnostic::error(
+                        Code::E0305,
+                        format!("unknown stage `{other}`"),
+                        self.main_span(),
+                        "for this program",
+                    )
+                    .with_note(format!("the stages are {}", stages.join(", "))),
                 ))
             }
         }

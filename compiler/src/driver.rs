@@ -76,8 +76,13 @@ impl ImportState {
                     Ok((name, text)) => (name.clone(), name, text),
                     Err(reason) => {
                         let available: Vec<&str> = crate::stdlib::MODULES.iter().map(|(n, _)| *n).collect();
-                        return Err(vec![Diagnostic::error(Code::E0007, format!("cannot import `{path}`"), *span, reason)
-                            .with_note(format!("the standard library modules are {}", available.join(", ")))]);
+                        return Err(vec![Diagnostic::error(
+                            Code::E0007,
+                            format!("cannot import `{path}`"),
+                            *span,
+                            reason,
+                        )
+                        .with_note(format!("the standard library modules are {}", available.join(", ")))]);
                     }
                 },
             };

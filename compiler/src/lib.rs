@@ -2,12 +2,12 @@
 //!
 //! See `ARCHITECTURE.md` for the pipeline. Entry points: [`driver`] (compile a
 //! program, run passes by name), [`ir::interp`] (the reference interpreter).
+pub mod api;
 pub mod diagnostic;
+pub mod driver;
+pub mod elab;
 pub mod ir;
+pub mod stdlib;
 pub mod syntax;
 pub mod types;
-pub mod elab;
-pub mod driver;
-pub mod stdlib;
 pub mod values;
-pub mod api;

@@ -50,7 +50,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Check { file } => cli::check(&file),
-        Command::Run { file, entry, input, interp: _, args } => cli::run(&file, entry.as_deref(), input.as_deref(), &args),
+        Command::Run { file, entry, input, interp: _, args } => {
+            cli::run(&file, entry.as_deref(), input.as_deref(), &args)
+        }
         Command::Emit { stage, file, entry } => cli::emit(&file, &stage, entry.as_deref()),
     };
     match result {

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 fn sources() -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    let mut dirs = vec![workspace_dir().join("tests/programs"), workspace_dir().join("examples"), workspace_dir().join("stdlib")];
+    let mut dirs =
+        vec![workspace_dir().join("tests/programs"), workspace_dir().join("examples"), workspace_dir().join("stdlib")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();

@@ -41,7 +41,8 @@ fn plain_error(code: Code, message: String, help: Option<String>) -> CliFailure 
 }
 
 fn read(path: &Path) -> Result<String, CliFailure> {
-    std::fs::read_to_string(path).map_err(|e| plain_error(Code::E0303, format!("cannot read {}: {e}", path.display()), None))
+    std::fs::read_to_string(path)
+        .map_err(|e| plain_error(Code::E0303, format!("cannot read {}: {e}", path.display()), None))
 }
 
 fn compile(file: &Path) -> Result<Program, CliFailure> {
@@ -60,8 +61,10 @@ fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, CliFailure> {
 
 fn read_arg(arg: &str) -> Result<Arg, CliFailure> {
     if arg.ends_with(".npy") {
-        let bytes = std::fs::read(arg).map_err(|e| plain_error(Code::E0303, format!("cannot read {arg}: {e}"), None))?;
-        let array = slope_runtime::npy::read_npy(&bytes).map_err(|e| plain_error(Code::E0302, format!("{arg}: {e}"), None))?;
+        let bytes =
+            std::fs::read(arg).map_err(|e| plain_error(Code::E0303, format!("cannot read {arg}: {e}"), None))?;
+        let array =
+            slope_runtime::npy::read_npy(&bytes).map_err(|e| plain_error(Code::E0302, format!("{arg}: {e}"), None))?;
         return Ok(Arg::Array(array));
     }
     if arg.ends_with(".json") {

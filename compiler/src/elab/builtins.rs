@@ -122,7 +122,8 @@ impl<'a> Elaborator<'a> {
             }
             "reduce_by_index" => {
                 let (dest, op, ne, is, vs) = (next(), next(), next(), leaf(&next()), next());
-                let (SVal::Leaf(Atom::Var(d)), SVal::Leaf(Atom::Var(v)), SVal::Leaf(ne), Atom::Var(indices)) = (&dest, &vs, &ne, is)
+                let (SVal::Leaf(Atom::Var(d)), SVal::Leaf(Atom::Var(v)), SVal::Leaf(ne), Atom::Var(indices)) =
+                    (&dest, &vs, &ne, is)
                 else {
                     return Err(Diagnostic::error(
                         Code::E0121,
@@ -154,8 +155,8 @@ impl<'a> Elaborator<'a> {
                     None => SVal::Leaf(Atom::i64(0)),
                 }
             }
-            "abs" | "exp" | "log" | "sin" | "cos" | "tan" | "tanh" | "sqrt" | "log1p" | "expm1" | "sigmoid" | "floor"
-            | "ceil" | "lgamma" | "erf" => {
+            "abs" | "exp" | "log" | "sin" | "cos" | "tan" | "tanh" | "sqrt" | "log1p" | "expm1" | "sigmoid"
+            | "floor" | "ceil" | "lgamma" | "erf" => {
                 let x = leaf(&next());
                 let op = UnOp::from_builtin(name).expect("math builtin");
                 let t = self.ty(x);
@@ -183,10 +184,12 @@ impl<'a> Elaborator<'a> {
             "pi" => SVal::Leaf(Atom::f64(std::f64::consts::PI)),
             "stop_gradient" => {
                 let v = next();
-                self.per_leaf(&v, span, |el, l| el.elementwise(l, span, &|el, x| {
-                    let t = el.ty(x);
-                    Ok(el.emit1(IrExpr::Unary(UnOp::StopGradient, x), t, "sg", span))
-                }))?
+                self.per_leaf(&v, span, |el, l| {
+                    el.elementwise(l, span, &|el, x| {
+                        let t = el.ty(x);
+                        Ok(el.emit1(IrExpr::Unary(UnOp::StopGradient, x), t, "sg", span))
+                    })
+                })?
             }
             "jvp" => {
                 let (f, x, dx) = (next(), next(), next());
@@ -227,7 +230,9 @@ impl<'a> Elaborator<'a> {
                 }));
                 self.jacfwd(&grad_f, &x, span)?
             }
-            other => return Err(Diagnostic::internal("elaboration", format!("builtin `{other}` has no elaboration"), span)),
+            other => {
+                return Err(Diagnostic::internal("elaboration", format!("builtin `{other}` has no elaboration"), span))
+            }
         })
     }
 
@@ -242,12 +247,7 @@ impl<'a> Elaborator<'a> {
     }
 
     /// Applies a scalar function to every element of a leaf of any rank (nested maps).
-    pub(super) fn elementwise(
-        &mut self,
-        x: Atom,
-        span: Span,
-        f: &dyn Fn(&mut Self, Atom) -> R<Atom>,
-    ) -> R<Atom> {
+    pub(super) fn elementwise(&mut self, x: Atom, span: Span, f: &dyn Fn(&mut Self, Atom) -> R<Atom>) -> R<Atom> {
         let t = self.ty(x);
         if t.is_scalar() {
             return f(self, x);
@@ -424,7 +424,14 @@ impl<'a> Elaborator<'a> {
         self.one_hot_from(elem, sizes, position, &[], span)
     }
 
-    fn one_hot_from(&mut self, elem: ScalarType, sizes: &[Atom], position: &[Atom], seen: &[Atom], span: Span) -> R<Atom> {
+    fn one_hot_from(
+        &mut self,
+        elem: ScalarType,
+        sizes: &[Atom],
+        position: &[Atom],
+        seen: &[Atom],
+        span: Span,
+    ) -> R<Atom> {
         let k = seen.len();
         if k == sizes.len() {
             let mut cond = Atom::Const(Const::Bool(true));
@@ -448,7 +455,12 @@ impl<'a> Elaborator<'a> {
             Ok(vec![el.one_hot_from(elem, sizes, position, &seen, span)?])
         })?;
         let Atom::Var(iv) = iota else { unreachable!() };
-        Ok(self.emit1(IrExpr::Map { width: sizes[k], lam, arrays: vec![iv] }, IrType::array(elem, rank), "onehot", span))
+        Ok(self.emit1(
+            IrExpr::Map { width: sizes[k], lam, arrays: vec![iv] },
+            IrType::array(elem, rank),
+            "onehot",
+            span,
+        ))
     }
 
     /// Nested maps over the index space `sizes`; `body` gets the index and returns leaves.
@@ -492,7 +504,8 @@ impl<'a> Elaborator<'a> {
             return Ok(tr);
         }
         let width = self.shape(tr, 0, span);
-        let lam = self.lambda(&[t.row()], &["row"], |el, ps| Ok(vec![el.move_outer_dim(Atom::Var(ps[0]), to - 1, span)?]))?;
+        let lam =
+            self.lambda(&[t.row()], &["row"], |el, ps| Ok(vec![el.move_outer_dim(Atom::Var(ps[0]), to - 1, span)?]))?;
         let Atom::Var(trv) = tr else { unreachable!() };
         Ok(self.emit1(IrExpr::Map { width, lam, arrays: vec![trv] }, t, "moved", span))
     }
@@ -503,7 +516,9 @@ impl<'a> Elaborator<'a> {
         let mut rows = blocks.into_iter();
         fn go<'a>(v: &SVal<'a>, x: &SVal<'a>, rows: &mut impl Iterator<Item = Vec<Atom>>) -> SVal<'a> {
             match v {
-                SVal::Leaf(_) => Elaborator::same_shape(x, &mut rows.next().expect("a block row per output leaf").into_iter()),
+                SVal::Leaf(_) => {
+                    Elaborator::same_shape(x, &mut rows.next().expect("a block row per output leaf").into_iter())
+                }
                 SVal::Tuple(vs) => SVal::Tuple(vs.iter().map(|v| go(v, x, rows)).collect()),
                 SVal::Record(fs) => SVal::Record(fs.iter().map(|(n, v)| (n.clone(), go(v, x, rows))).collect()),
                 SVal::Closure(c) => SVal::Closure(c.clone()),

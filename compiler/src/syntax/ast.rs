@@ -22,10 +22,17 @@ pub struct Module {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
-    Import { path: String, span: Span },
+    Import {
+        path: String,
+        span: Span,
+    },
     Def(Def),
     /// `type name = T`: a name for a type, usable after its definition.
-    TypeAlias { name: Name, ty: TypeExpr, span: Span },
+    TypeAlias {
+        name: Name,
+        ty: TypeExpr,
+        span: Span,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

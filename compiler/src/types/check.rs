@@ -1313,15 +1313,22 @@ fn expand_aliases(t: &TypeExpr, aliases: &HashMap<String, TypeExpr>) -> Result<T
         TypeExpr::Named(n) => match aliases.get(&n.text) {
             Some(a) => a.clone(),
             None if ScalarType::from_name(&n.text).is_some() => t.clone(),
-            None => {
-                return Err(Diagnostic::error(Code::E0120, format!("unknown type `{}`", n.text), n.span, "not a type")
-                    .with_help("the scalar types are f64, f32, i64 and bool; `type name = …` defines a name for a type before its use"))
-            }
+            None => return Err(Diagnostic::error(
+                Code::E0120,
+                format!("unknown type `{}`", n.text),
+                n.span,
+                "not a type",
+            )
+            .with_help(
+                "the scalar types are f64, f32, i64 and bool; `type name = …` defines a name for a type before its use",
+            )),
         },
         TypeExpr::Array { dim, elem, span } => {
             TypeExpr::Array { dim: dim.clone(), elem: Box::new(expand_aliases(elem, aliases)?), span: *span }
         }
-        TypeExpr::Tuple(ts, span) => TypeExpr::Tuple(ts.iter().map(|t| expand_aliases(t, aliases)).collect::<Result<_, _>>()?, *span),
+        TypeExpr::Tuple(ts, span) => {
+            TypeExpr::Tuple(ts.iter().map(|t| expand_aliases(t, aliases)).collect::<Result<_, _>>()?, *span)
+        }
         TypeExpr::Record(fs, span) => TypeExpr::Record(
             fs.iter().map(|(n, t)| Ok((n.clone(), expand_aliases(t, aliases)?))).collect::<Result<_, Diagnostic>>()?,
             *span,
