@@ -46,6 +46,9 @@ pub struct Program {
     /// The main file as parsed (for `emit --stage ast`).
     pub main: crate::syntax::ast::Module,
     pub checked: CheckedProgram,
+    /// The IR out of elaboration (`emit --stage ir`).
+    pub elaborated: ir::Program,
+    /// The IR that runs: after the AD pass (`emit --stage ad`).
     pub ir: ir::Program,
 }
 
@@ -53,7 +56,13 @@ impl Program {
     pub fn compile(name: &str, text: &str, loader: &Loader<'_>) -> Result<Program, Failure> {
         let mut sources = SourceMap::new();
         match driver::compile(&mut sources, name, text, loader) {
-            Ok((main, checked, ir)) => Ok(Program { sources, main, checked, ir }),
+            Ok(st) => Ok(Program {
+                sources,
+                main: st.main,
+                checked: st.checked,
+                elaborated: st.elaborated,
+                ir: st.differentiated,
+            }),
             Err(diagnostics) => Err(Failure { sources, diagnostics }),
         }
     }
@@ -223,13 +232,16 @@ impl Program {
                     .collect();
                 Ok(defs.iter().map(|d| crate::syntax::print::print_def(d, typed)).collect::<Vec<_>>().join("\n"))
             }
-            "ir" => match entry {
-                Some(e) => {
-                    let name = self.entry_name(Some(e))?;
-                    Ok(ir::print::print_func(&self.ir, self.ir.func(&name).expect("entry")))
+            "ir" | "ad" => {
+                let program = if stage == "ir" { &self.elaborated } else { &self.ir };
+                match entry {
+                    Some(e) => {
+                        let name = self.entry_name(Some(e))?;
+                        Ok(ir::print::print_func(program, program.func(&name).expect("entry")))
+                    }
+                    None => Ok(ir::print::print_program(program)),
                 }
-                None => Ok(ir::print::print_program(&self.ir)),
-            },
+            }
             other => {
                 let stages: Vec<&str> = driver::PASSES.iter().map(|p| p.name).collect();
                 Err(self.fail(

@@ -33,6 +33,7 @@ pub const PASSES: &[Pass] = &[
     Pass { name: "ast", description: "parse the program and its imports" },
     Pass { name: "typed", description: "infer and check types and sizes" },
     Pass { name: "ir", description: "inline and specialise into the flat, first-order array IR" },
+    Pass { name: "ad", description: "apply all AD operators, leaving AD-free IR (forward and reverse mode)" },
 ];
 
 /// Everything the compiler knows about a program after the front end.
@@ -114,19 +115,42 @@ pub struct Compiled {
     pub program: ir::Program,
 }
 
-/// Parses, checks and elaborates a program. Diagnostics point into `sources`.
+/// What [`compile`] produces: every stage a user can print.
+pub struct Stages {
+    /// The main file as parsed.
+    pub main: Module,
+    pub checked: CheckedProgram,
+    /// The IR straight out of elaboration (may contain AD operators).
+    pub elaborated: ir::Program,
+    /// The IR after the AD pass: what runs.
+    pub differentiated: ir::Program,
+}
+
+/// Parses, checks, elaborates and differentiates a program. Diagnostics point into `sources`.
 pub fn compile(
     sources: &mut SourceMap,
     name: &str,
     text: &str,
     loader: &Loader<'_>,
-) -> Result<(Module, CheckedProgram, ir::Program), Vec<Diagnostic>> {
+) -> Result<Stages, Vec<Diagnostic>> {
     let (modules, _) = parse_program(sources, name, text, loader)?;
     let main = modules.last().cloned().unwrap_or(Module { items: Vec::new() });
     let checked = types::check_program(modules)?;
-    let program = crate::elab::elaborate(&checked).map_err(|d| vec![d])?;
-    verify(&program, "ir")?;
-    Ok((main, checked, program))
+    let elaborated = crate::elab::elaborate(&checked).map_err(|d| vec![d])?;
+    verify(&elaborated, "ir")?;
+    let differentiated = run_ad(&elaborated)?;
+    Ok(Stages { main, checked, elaborated, differentiated })
+}
+
+/// The AD pass with its invariant checks: the verifier passes and no AD operator remains.
+pub fn run_ad(program: &ir::Program) -> Result<ir::Program, Vec<Diagnostic>> {
+    let mut out = program.clone();
+    crate::ad::differentiate(&mut out).map_err(|d| vec![d])?;
+    verify(&out, "ad")?;
+    if let Some(f) = out.funcs.iter().find(|f| crate::ad::contains_ad(&f.body)) {
+        return Err(vec![Diagnostic::internal("ad", "an AD operator survived the AD pass", f.span)]);
+    }
+    Ok(out)
 }
 
 /// Runs the verifier after a pass in debug builds (and so in tests).

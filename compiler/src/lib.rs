@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the pipeline. Entry points: [`driver`] (compile a
 //! program, run passes by name), [`ir::interp`] (the reference interpreter).
+pub mod ad;
 pub mod api;
 pub mod diagnostic;
 pub mod driver;

@@ -287,6 +287,10 @@ fn scalar_at(data: &ArrayData, i: usize) -> Val {
 }
 
 /// Number of scalars in one outer row of an array of this shape.
+fn a_shape_tail(shape: &[usize], skip: usize) -> Vec<usize> {
+    shape[skip..].to_vec()
+}
+
 fn row_len(shape: &[usize]) -> usize {
     shape[1..].iter().product()
 }
@@ -443,6 +447,29 @@ impl Interp<'_> {
         Ok(())
     }
 
+    /// Like [`Self::body`], but results bound inside the body are moved out of
+    /// their slots rather than shared, so that a buffer threaded through a loop
+    /// or a branch stays uniquely owned and `UpdateAt` can work in place.
+    fn body_moving(&mut self, body: &Body, out: &mut Vec<Val>, span: Span) -> Result<(), RuntimeError> {
+        for stmt in &body.stmts {
+            self.stmt(&stmt.binds, &stmt.expr, stmt.span)?;
+        }
+        for &a in &body.result {
+            let local = match a {
+                Atom::Var(v) => body.stmts.iter().any(|s| s.binds.contains(&v)),
+                Atom::Const(_) => false,
+            };
+            match (local, a) {
+                (true, Atom::Var(v)) if matches!(self.env[v.0 as usize], Some(Val::Arr(_))) => {
+                    let moved = self.env[v.0 as usize].take();
+                    out.push(moved.expect("checked above"));
+                }
+                _ => out.push(self.atom(a, span)?),
+            }
+        }
+        Ok(())
+    }
+
     /// Binds `params` to `args` then runs the lambda body into `out` (cleared first).
     fn call(
         &mut self,
@@ -510,10 +537,13 @@ impl Interp<'_> {
             Expr::If { cond, then_body, else_body } => {
                 let body = if self.bool_atom(*cond, span)? { then_body } else { else_body };
                 let mut out = Vec::with_capacity(binds.len());
-                self.body(body, &mut out, span)?;
+                self.body_moving(body, &mut out, span)?;
                 return self.bind_all(binds, out, span);
             }
             Expr::Index { array, indices } => self.index(*array, indices, span)?,
+            Expr::UpdateAt { array, indices, value, accumulate } => {
+                self.update_at(*array, indices, *value, *accumulate, span)?
+            }
             Expr::Slice { array, start, end } => {
                 self.cost.indexings += 1;
                 let a = self.array(*array, span)?;
@@ -710,6 +740,108 @@ impl Interp<'_> {
         Ok(self.new_array(rest.to_vec(), data))
     }
 
+    /// `UpdateAt`: the array operand is consumed (see Note [Consumed arrays]
+    /// in ir/mod.rs), so it is taken out of its slot and updated in place
+    /// whenever no other value shares its buffer.
+    fn update_at(
+        &mut self,
+        array: Var,
+        indices: &[Atom],
+        value: Atom,
+        accumulate: bool,
+        span: Span,
+    ) -> Result<Val, RuntimeError> {
+        self.cost.indexings += 1;
+        let value = self.atom(value, span)?;
+        let mut idx = Vec::with_capacity(indices.len());
+        for &ix in indices {
+            idx.push(self.i64_atom(ix, span)?);
+        }
+        let taken = self.env[array.0 as usize].take();
+        let Some(Val::Arr(mut a)) = taken else {
+            return ice(span, format!("`{}` should be an array", self.program.vars.display(array)));
+        };
+        if idx.len() > a.rank() {
+            return ice(span, format!("{} indices into a rank-{} array", idx.len(), a.rank()));
+        }
+        let mut flat = 0usize;
+        for (d, &i) in idx.iter().enumerate() {
+            let n = a.shape[d];
+            if i < 0 || i as u64 >= n as u64 {
+                return err(Code::E0201, span, format!("index {i} out of bounds for dimension {d} of size {n}"));
+            }
+            flat = flat * n + i as usize;
+        }
+        let block: usize = a.shape[idx.len()..].iter().product();
+        if Rc::strong_count(&a) > 1 {
+            self.cost.elements_written += a.data.len() as u64;
+        }
+        let target = Rc::make_mut(&mut a);
+        let start = flat * block;
+        let ok = match (&mut target.data, &value) {
+            (ArrayData::F64(d), Val::F64(x)) if block == 1 => {
+                d[start] = if accumulate { d[start] + x } else { *x };
+                true
+            }
+            (ArrayData::F32(d), Val::F32(x)) if block == 1 => {
+                d[start] = if accumulate { d[start] + x } else { *x };
+                true
+            }
+            (ArrayData::I64(d), Val::I64(x)) if block == 1 => {
+                d[start] = if accumulate { d[start].wrapping_add(*x) } else { *x };
+                true
+            }
+            (ArrayData::Bool(d), Val::Bool(x)) if block == 1 && !accumulate => {
+                d[start] = *x;
+                true
+            }
+            (data, Val::Arr(v)) if v.data.len() == block && v.shape[..] == a_shape_tail(&target.shape, idx.len()) => {
+                self.cost.elements_written += block as u64;
+                match (data, &v.data) {
+                    (ArrayData::F64(d), ArrayData::F64(s)) => {
+                        for (o, x) in d[start..start + block].iter_mut().zip(s) {
+                            *o = if accumulate { *o + x } else { *x };
+                        }
+                        true
+                    }
+                    (ArrayData::F32(d), ArrayData::F32(s)) => {
+                        for (o, x) in d[start..start + block].iter_mut().zip(s) {
+                            *o = if accumulate { *o + x } else { *x };
+                        }
+                        true
+                    }
+                    (ArrayData::I64(d), ArrayData::I64(s)) => {
+                        for (o, x) in d[start..start + block].iter_mut().zip(s) {
+                            *o = if accumulate { o.wrapping_add(*x) } else { *x };
+                        }
+                        true
+                    }
+                    (ArrayData::Bool(d), ArrayData::Bool(s)) if !accumulate => {
+                        d[start..start + block].copy_from_slice(s);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            (_, Val::Arr(v)) => {
+                return err(
+                    Code::E0202,
+                    span,
+                    format!(
+                        "size mismatch: updating a block of shape {:?} with a value of shape {:?}",
+                        a_shape_tail(&target.shape, idx.len()),
+                        v.shape
+                    ),
+                )
+            }
+            _ => false,
+        };
+        if !ok {
+            return ice(span, "update of an array with a value of another type".to_string());
+        }
+        Ok(Val::Arr(a))
+    }
+
     fn array_lit(&mut self, elem: IrType, elems: &[Atom], span: Span) -> Result<Val, RuntimeError> {
         let mut data = ArrayData::with_capacity(elem_type(elem.elem), elems.len());
         let mut row_shape: Option<Vec<usize>> = None;
@@ -860,7 +992,7 @@ impl Interp<'_> {
         let mut out = Vec::with_capacity(params.len());
         let step = |this: &mut Self, out: &mut Vec<Val>| -> Result<(), RuntimeError> {
             out.clear();
-            this.body(body, out, span)?;
+            this.body_moving(body, out, span)?;
             if out.len() != params.len() {
                 return ice(span, format!("loop body returns {} values for {} parameters", out.len(), params.len()));
             }
@@ -898,7 +1030,11 @@ impl Interp<'_> {
                 }
             }
         }
-        params.iter().map(|&p| self.get(p, span).cloned()).collect()
+        // The parameters are local to the loop: move their final values out.
+        params
+            .iter()
+            .map(|&p| self.env[p.0 as usize].take().map_or_else(|| ice(span, "loop parameter unbound"), Ok))
+            .collect()
     }
 
     /// `scatter` (`lam == None`: overwrite) and `hist` (`lam`: combine with the
@@ -1005,6 +1141,8 @@ macro_rules! float_unary {
             UnOp::Floor => x.floor(),
             UnOp::Ceil => x.ceil(),
             UnOp::Lgamma => math::lgamma(x as f64) as $T,
+            UnOp::Digamma => math::digamma(x as f64) as $T,
+            UnOp::Trigamma => math::trigamma(x as f64) as $T,
             UnOp::Erf => math::erf(x as f64) as $T,
             UnOp::StopGradient => x,
             UnOp::Not => return None,

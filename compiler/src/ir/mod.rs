@@ -153,6 +153,10 @@ pub enum UnOp {
     Floor,
     Ceil,
     Lgamma,
+    /// The derivative of `lgamma`.
+    Digamma,
+    /// The derivative of `digamma`.
+    Trigamma,
     Erf,
     /// Identity on values; differentiation treats the result as a constant.
     StopGradient,
@@ -177,6 +181,8 @@ impl UnOp {
             UnOp::Floor => "floor",
             UnOp::Ceil => "ceil",
             UnOp::Lgamma => "lgamma",
+            UnOp::Digamma => "digamma",
+            UnOp::Trigamma => "trigamma",
             UnOp::Erf => "erf",
             UnOp::StopGradient => "stop_gradient",
         }
@@ -197,6 +203,8 @@ impl UnOp {
             "floor" => UnOp::Floor,
             "ceil" => UnOp::Ceil,
             "lgamma" => UnOp::Lgamma,
+            "digamma" => UnOp::Digamma,
+            "trigamma" => UnOp::Trigamma,
             "erf" => UnOp::Erf,
             "stop_gradient" => UnOp::StopGradient,
             _ => return None,
@@ -381,6 +389,16 @@ pub enum Expr {
         rows: Atom,
         cols: Atom,
     },
+    /// `array` with the element or sub-array at `indices` replaced by `value`, or
+    /// increased by it when `accumulate`. Bounds-checked. It *consumes* `array`:
+    /// the passes that emit it (AD) guarantee `array` is not used afterwards, so
+    /// implementations update in place. See Note [Consumed arrays].
+    UpdateAt {
+        array: Var,
+        indices: Vec<Atom>,
+        value: Atom,
+        accumulate: bool,
+    },
     /// Fails with a run-time error unless `a == b` (sizes). Binds nothing.
     Check {
         kind: CheckKind,
@@ -522,8 +540,21 @@ impl Expr {
             Expr::Concat(a, b) => vec![v(a), v(b)],
             Expr::Unflatten { array, rows, cols } => vec![v(array), *rows, *cols],
             Expr::Check { a, b, .. } => vec![*a, *b],
+            Expr::UpdateAt { array, indices, value, .. } => {
+                std::iter::once(v(array)).chain(indices.iter().copied()).chain(std::iter::once(*value)).collect()
+            }
             Expr::Jvp { primals, tangents, .. } => primals.iter().chain(tangents).copied().collect(),
             Expr::Vjp { primals, cotangents, .. } => primals.iter().chain(cotangents).copied().collect(),
         }
     }
 }
+
+// Note [Consumed arrays]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// Reverse mode accumulates adjoints of indexed arrays one element at a time
+// (`x_adj[i] += z`). Copying the adjoint array for each update would make a
+// loop of n indexings cost O(n²) — the classic one-hot adjoint trap. Instead
+// `UpdateAt` consumes its array operand: the AD pass threads each adjoint
+// array linearly (every version is used exactly once), so the interpreter and
+// the code generator may update the buffer in place and stay O(1) per update.
+// The meaning stays pure: the result is a new array value.

@@ -131,6 +131,11 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
             format!("{head} {form_text} do\n{}", print_body(p, body, indent + 4))
         }
         Expr::Scatter { dest, indices, values } => format!("scatter {} {} {}", v(dest), v(indices), v(values)),
+        Expr::UpdateAt { array, indices, value, accumulate } => {
+            let ix: Vec<String> = indices.iter().map(|a| print_atom(p, *a)).collect();
+            let op = if *accumulate { "+=" } else { "=" };
+            format!("{} with [{}] {op} {}", v(array), ix.join(", "), print_atom(p, *value))
+        }
         Expr::Hist { dest, lam, neutral, indices, values } => with_lambda(
             p,
             &format!("reduce_by_index {}", v(dest)),

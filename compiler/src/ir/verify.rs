@@ -602,6 +602,28 @@ impl Checker<'_> {
                 self.check_returns(body, &pts, "loop body", errs);
                 None
             }
+            Expr::UpdateAt { array, indices, value, accumulate } => {
+                let t = self.ty(*array);
+                if indices.is_empty() || indices.len() as u32 > t.rank {
+                    errs.push(format!("{} indices into a rank-{} array", indices.len(), t.rank));
+                    return None;
+                }
+                let mut ok = true;
+                for ix in indices {
+                    ok &= self.expect(*ix, IrType::I64, "an index", errs);
+                }
+                let block = IrType { elem: t.elem, rank: t.rank - indices.len() as u32 };
+                ok &= self.expect(*value, block, "the updated value", errs);
+                if *accumulate && t.elem == S::Bool {
+                    errs.push("cannot accumulate into a bool array".to_string());
+                    ok = false;
+                }
+                if ok {
+                    one(t)
+                } else {
+                    None
+                }
+            }
             Expr::Scatter { dest, indices, values } => {
                 let mut ok = self.expect_rank_at_least(*dest, 1, "scatter destination", errs);
                 ok &= self.expect(Atom::Var(*indices), IrType::array(S::I64, 1), "indices", errs);
@@ -709,6 +731,7 @@ fn expr_kind(e: &Expr) -> &'static str {
         Expr::Flatten(_) => "flatten",
         Expr::Unflatten { .. } => "unflatten",
         Expr::Check { .. } => "check_size",
+        Expr::UpdateAt { .. } => "update",
         Expr::Jvp { .. } => "jvp",
         Expr::Vjp { .. } => "vjp",
     }

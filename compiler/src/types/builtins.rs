@@ -61,6 +61,8 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("ceil", "F -> F", "smallest integer not below x"),
     ("lgamma", "F -> F", "log of the absolute value of the gamma function"),
     ("erf", "F -> F", "the error function"),
+    ("digamma", "F -> F", "the derivative of lgamma"),
+    ("trigamma", "F -> F", "the derivative of digamma"),
     ("abs", "T -> T", "absolute value"),
     ("min", "T -> T -> T", "the smaller of two values"),
     ("max", "T -> T -> T", "the larger of two values"),

@@ -1,0 +1,542 @@
+//! Shared machinery of the AD transformations: a statement builder over a
+//! program's [`VarTable`], renaming (so a body can be copied while keeping
+//! SSA), free variables, activity analysis and zero values.
+
+use crate::diagnostic::Span;
+use crate::ir::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var, VarTable};
+use crate::types::ScalarType;
+use std::collections::{HashMap, HashSet};
+
+/// Emits statements into nested blocks; the last block is the current one.
+pub struct Builder<'v> {
+    pub vars: &'v mut VarTable,
+    pub blocks: Vec<Vec<Stmt>>,
+    pub span: Span,
+}
+
+impl<'v> Builder<'v> {
+    pub fn new(vars: &'v mut VarTable, span: Span) -> Builder<'v> {
+        Builder { vars, blocks: vec![Vec::new()], span }
+    }
+
+    pub fn ty(&self, a: Atom) -> IrType {
+        self.vars.atom_type(a)
+    }
+
+    pub fn fresh(&mut self, name: &str, ty: IrType) -> Var {
+        self.vars.fresh(name, ty)
+    }
+
+    pub fn push(&mut self, stmt: Stmt) {
+        self.blocks.last_mut().expect("a block is open").push(stmt);
+    }
+
+    pub fn emit(&mut self, expr: Expr, types: &[IrType], name: &str) -> Vec<Var> {
+        let binds: Vec<Var> = types.iter().map(|t| self.vars.fresh(name, *t)).collect();
+        let span = self.span;
+        self.push(Stmt { binds: binds.clone(), expr, span });
+        binds
+    }
+
+    pub fn emit1(&mut self, expr: Expr, ty: IrType, name: &str) -> Atom {
+        Atom::Var(self.emit(expr, &[ty], name)[0])
+    }
+
+    /// Runs `f` in a fresh block; returns the block's statements and `f`'s result.
+    pub fn block<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> (Vec<Stmt>, T) {
+        self.blocks.push(Vec::new());
+        let r = f(self);
+        (self.blocks.pop().expect("pushed above"), r)
+    }
+
+    pub fn body(&mut self, f: impl FnOnce(&mut Self) -> Vec<Atom>) -> Body {
+        let (stmts, result) = self.block(f);
+        Body { stmts, result }
+    }
+
+    pub fn lambda(&mut self, types: &[IrType], name: &str, f: impl FnOnce(&mut Self, &[Var]) -> Vec<Atom>) -> Lambda {
+        let params: Vec<Var> = types.iter().map(|t| self.vars.fresh(name, *t)).collect();
+        let body = self.body(|b| f(b, &params));
+        Lambda { params, body }
+    }
+
+    pub fn shape(&mut self, array: Atom, dim: u32) -> Atom {
+        let Atom::Var(v) = array else { panic!("internal compiler error: shape of a constant") };
+        self.emit1(Expr::Shape { array: v, dim }, IrType::I64, "n")
+    }
+
+    pub fn iota(&mut self, n: Atom) -> Var {
+        self.emit(Expr::Iota(n), &[IrType::array(ScalarType::I64, 1)], "iota")[0]
+    }
+
+    // ---- Scalar arithmetic with constant folding of the trivial cases ----
+
+    pub fn bin(&mut self, op: BinOp, a: Atom, b: Atom) -> Atom {
+        let t = self.ty(a);
+        let rt = if op.is_comparison() { IrType::BOOL } else { t };
+        self.emit1(Expr::Binary(op, a, b), rt, "t")
+    }
+
+    pub fn add(&mut self, a: Atom, b: Atom) -> Atom {
+        if is_const(a, 0.0) {
+            return b;
+        }
+        if is_const(b, 0.0) {
+            return a;
+        }
+        self.bin(BinOp::Add, a, b)
+    }
+
+    pub fn sub(&mut self, a: Atom, b: Atom) -> Atom {
+        if is_const(b, 0.0) {
+            return a;
+        }
+        self.bin(BinOp::Sub, a, b)
+    }
+
+    pub fn mul(&mut self, a: Atom, b: Atom) -> Atom {
+        if is_const(a, 1.0) {
+            return b;
+        }
+        if is_const(b, 1.0) {
+            return a;
+        }
+        self.bin(BinOp::Mul, a, b)
+    }
+
+    pub fn div(&mut self, a: Atom, b: Atom) -> Atom {
+        if is_const(b, 1.0) {
+            return a;
+        }
+        self.bin(BinOp::Div, a, b)
+    }
+
+    pub fn neg(&mut self, a: Atom) -> Atom {
+        let t = self.ty(a);
+        self.emit1(Expr::Unary(UnOp::Neg, a), t, "t")
+    }
+
+    pub fn unary(&mut self, op: UnOp, a: Atom) -> Atom {
+        let t = self.ty(a);
+        self.emit1(Expr::Unary(op, a), t, "t")
+    }
+
+    pub fn select(&mut self, c: Atom, a: Atom, b: Atom) -> Atom {
+        let t = self.ty(a);
+        self.emit1(Expr::Select(c, a, b), t, "t")
+    }
+
+    pub fn constant(&self, like: IrType, v: f64) -> Atom {
+        Atom::Const(Const::of(like.elem, v))
+    }
+
+    /// Zeros with the type and shape of `x`.
+    pub fn zeros_like(&mut self, x: Atom) -> Atom {
+        let t = self.ty(x);
+        let mut acc = self.constant(t, 0.0);
+        for d in (0..t.rank).rev() {
+            let n = self.shape(x, d);
+            acc = self.emit1(
+                Expr::Replicate { count: n, value: acc },
+                IrType { elem: t.elem, rank: t.rank - d },
+                "zeros",
+            );
+        }
+        acc
+    }
+
+    /// Elementwise `a + b` for values of any rank.
+    pub fn add_values(&mut self, a: Atom, b: Atom) -> Atom {
+        let t = self.ty(a);
+        if t.is_scalar() {
+            return self.add(a, b);
+        }
+        self.zip_with(a, b, &|bl, x, y| bl.add(x, y))
+    }
+
+    /// Elementwise combination of two equally shaped arrays (nested maps).
+    pub fn zip_with(&mut self, a: Atom, b: Atom, f: &dyn Fn(&mut Self, Atom, Atom) -> Atom) -> Atom {
+        let t = self.ty(a);
+        if t.is_scalar() {
+            return f(self, a, b);
+        }
+        let (Atom::Var(av), Atom::Var(bv)) = (a, b) else { panic!("internal compiler error: arrays are variables") };
+        let width = self.shape(a, 0);
+        let mut rt = t.row();
+        let lam = self.lambda(&[t.row(), t.row()], "x", |bl, ps| {
+            let r = bl.zip_with(Atom::Var(ps[0]), Atom::Var(ps[1]), f);
+            rt = bl.ty(r);
+            vec![r]
+        });
+        self.emit1(Expr::Map { width, lam, arrays: vec![av, bv] }, rt.lift(), "m")
+    }
+
+    /// Elementwise map of one array of any rank.
+    pub fn map_values(&mut self, a: Atom, f: &dyn Fn(&mut Self, Atom) -> Atom) -> Atom {
+        let t = self.ty(a);
+        if t.is_scalar() {
+            return f(self, a);
+        }
+        let Atom::Var(av) = a else { panic!("internal compiler error: arrays are variables") };
+        let width = self.shape(a, 0);
+        let mut rt = t.row();
+        let lam = self.lambda(&[t.row()], "x", |bl, ps| {
+            let r = bl.map_values(Atom::Var(ps[0]), f);
+            rt = bl.ty(r);
+            vec![r]
+        });
+        self.emit1(Expr::Map { width, lam, arrays: vec![av] }, rt.lift(), "m")
+    }
+
+    /// Sum over the outer dimension of an array (any rank): the transpose of replicate.
+    pub fn sum_outer(&mut self, a: Atom) -> Atom {
+        let t = self.ty(a);
+        let row = t.row();
+        let Atom::Var(av) = a else { panic!("internal compiler error: arrays are variables") };
+        let lam = self.lambda(&[row, row], "acc", |bl, ps| vec![bl.add_values(Atom::Var(ps[0]), Atom::Var(ps[1]))]);
+        let neutral = if row.is_scalar() {
+            self.constant(row, 0.0)
+        } else {
+            // The neutral element of a vector sum: zeros shaped like a row.
+            let first = self.emit1(Expr::Index { array: av, indices: vec![Atom::i64(0)] }, row, "row");
+            self.zeros_like(first)
+        };
+        self.emit1(Expr::Reduce { lam, neutral: vec![neutral], arrays: vec![av] }, row, "sum")
+    }
+
+    /// Inlines a lambda applied to `args`: each parameter becomes a fresh copy
+    /// of its argument (never the argument itself: a free use of the same
+    /// variable inside the body must stay distinct, see Note [Copies of
+    /// parameters]); the body is renamed. Returns the renamed results.
+    pub fn inline(&mut self, lam: &Lambda, args: &[Atom]) -> (Vec<Var>, Vec<Atom>) {
+        let (params, body) = self.prepare(lam, args);
+        for s in body.stmts {
+            self.push(s);
+        }
+        (params, body.result)
+    }
+
+    /// Like [`Self::inline`] but returns the renamed body instead of emitting it
+    /// (the parameter copies are emitted).
+    pub fn prepare(&mut self, lam: &Lambda, args: &[Atom]) -> (Vec<Var>, Body) {
+        let mut subst = HashMap::new();
+        let mut params = Vec::new();
+        for (&p, &a) in lam.params.iter().zip(args) {
+            let ty = self.vars.ty(p);
+            let name = self.vars.base_name(p).to_string();
+            let copy = self.emit(Expr::Atom(a), &[ty], &name)[0];
+            subst.insert(p, Atom::Var(copy));
+            params.push(copy);
+        }
+        let body = rename_body(self.vars, &lam.body, &mut subst);
+        (params, body)
+    }
+}
+
+pub fn is_const(a: Atom, v: f64) -> bool {
+    matches!(a, Atom::Const(c) if c.as_f64() == v && !matches!(c, Const::Bool(_)))
+}
+
+pub fn is_float(t: IrType) -> bool {
+    t.elem.is_float()
+}
+
+// ---- Renaming ----
+
+fn sub_atom(a: Atom, subst: &HashMap<Var, Atom>) -> Atom {
+    match a {
+        Atom::Var(v) => subst.get(&v).copied().unwrap_or(a),
+        c => c,
+    }
+}
+
+fn sub_var(v: Var, subst: &HashMap<Var, Atom>) -> Var {
+    match subst.get(&v) {
+        Some(Atom::Var(w)) => *w,
+        Some(Atom::Const(_)) => panic!("internal compiler error: an array variable replaced by a constant"),
+        None => v,
+    }
+}
+
+fn fresh_like(vars: &mut VarTable, v: Var, subst: &mut HashMap<Var, Atom>) -> Var {
+    let ty = vars.ty(v);
+    let name = vars.base_name(v).to_string();
+    let w = vars.fresh(&name, ty);
+    subst.insert(v, Atom::Var(w));
+    w
+}
+
+/// A copy of `body` with every variable it binds renamed to a fresh one and
+/// every use rewritten through `subst` (which it extends).
+pub fn rename_body(vars: &mut VarTable, body: &Body, subst: &mut HashMap<Var, Atom>) -> Body {
+    let mut stmts = Vec::with_capacity(body.stmts.len());
+    for s in &body.stmts {
+        let expr = rename_expr(vars, &s.expr, subst);
+        let binds = s.binds.iter().map(|b| fresh_like(vars, *b, subst)).collect();
+        stmts.push(Stmt { binds, expr, span: s.span });
+    }
+    Body { stmts, result: body.result.iter().map(|a| sub_atom(*a, subst)).collect() }
+}
+
+pub fn rename_lambda(vars: &mut VarTable, lam: &Lambda, subst: &mut HashMap<Var, Atom>) -> Lambda {
+    let params = lam.params.iter().map(|p| fresh_like(vars, *p, subst)).collect();
+    Lambda { params, body: rename_body(vars, &lam.body, subst) }
+}
+
+fn rename_expr(vars: &mut VarTable, e: &Expr, subst: &mut HashMap<Var, Atom>) -> Expr {
+    let a = |x: &Atom| sub_atom(*x, subst);
+    let v = |x: &Var| sub_var(*x, subst);
+    match e {
+        Expr::Atom(x) => Expr::Atom(a(x)),
+        Expr::Unary(op, x) => Expr::Unary(*op, a(x)),
+        Expr::Binary(op, x, y) => Expr::Binary(*op, a(x), a(y)),
+        Expr::Convert(t, x) => Expr::Convert(*t, a(x)),
+        Expr::Select(c, x, y) => Expr::Select(a(c), a(x), a(y)),
+        Expr::If { cond, then_body, else_body } => {
+            let cond = a(cond);
+            Expr::If {
+                cond,
+                then_body: rename_body(vars, then_body, subst),
+                else_body: rename_body(vars, else_body, subst),
+            }
+        }
+        Expr::Index { array, indices } => Expr::Index { array: v(array), indices: indices.iter().map(a).collect() },
+        Expr::UpdateAt { array, indices, value, accumulate } => Expr::UpdateAt {
+            array: v(array),
+            indices: indices.iter().map(a).collect(),
+            value: a(value),
+            accumulate: *accumulate,
+        },
+        Expr::Slice { array, start, end } => Expr::Slice { array: v(array), start: a(start), end: a(end) },
+        Expr::Shape { array, dim } => Expr::Shape { array: v(array), dim: *dim },
+        Expr::Iota(n) => Expr::Iota(a(n)),
+        Expr::Replicate { count, value } => Expr::Replicate { count: a(count), value: a(value) },
+        Expr::ArrayLit { elem, elems } => Expr::ArrayLit { elem: *elem, elems: elems.iter().map(a).collect() },
+        Expr::Map { width, lam, arrays } => {
+            let width = a(width);
+            let arrays = arrays.iter().map(v).collect();
+            Expr::Map { width, lam: rename_lambda(vars, lam, subst), arrays }
+        }
+        Expr::Reduce { lam, neutral, arrays } => {
+            let neutral = neutral.iter().map(a).collect();
+            let arrays = arrays.iter().map(v).collect();
+            Expr::Reduce { lam: rename_lambda(vars, lam, subst), neutral, arrays }
+        }
+        Expr::Scan { lam, neutral, arrays } => {
+            let neutral = neutral.iter().map(a).collect();
+            let arrays = arrays.iter().map(v).collect();
+            Expr::Scan { lam: rename_lambda(vars, lam, subst), neutral, arrays }
+        }
+        Expr::Loop { params, init, form, body } => {
+            let init = init.iter().map(a).collect();
+            let form = match form {
+                LoopForm::For { index, bound } => {
+                    let bound = a(bound);
+                    LoopForm::For { index: fresh_like(vars, *index, subst), bound }
+                }
+                LoopForm::While { .. } => LoopForm::While { cond: Body::default() },
+            };
+            let params: Vec<Var> = params.iter().map(|p| fresh_like(vars, *p, subst)).collect();
+            let form = match (form, e) {
+                (LoopForm::While { .. }, Expr::Loop { form: LoopForm::While { cond }, .. }) => {
+                    LoopForm::While { cond: rename_body(vars, cond, subst) }
+                }
+                (f, _) => f,
+            };
+            Expr::Loop { params, init, form, body: rename_body(vars, body, subst) }
+        }
+        Expr::Scatter { dest, indices, values } => {
+            Expr::Scatter { dest: v(dest), indices: v(indices), values: v(values) }
+        }
+        Expr::Hist { dest, lam, neutral, indices, values } => {
+            let (dest, neutral, indices, values) = (v(dest), a(neutral), v(indices), v(values));
+            Expr::Hist { dest, lam: rename_lambda(vars, lam, subst), neutral, indices, values }
+        }
+        Expr::Transpose(x) => Expr::Transpose(v(x)),
+        Expr::Reverse(x) => Expr::Reverse(v(x)),
+        Expr::Concat(x, y) => Expr::Concat(v(x), v(y)),
+        Expr::Flatten(x) => Expr::Flatten(v(x)),
+        Expr::Unflatten { array, rows, cols } => Expr::Unflatten { array: v(array), rows: a(rows), cols: a(cols) },
+        Expr::Check { kind, a: x, b: y } => Expr::Check { kind: kind.clone(), a: a(x), b: a(y) },
+        Expr::Jvp { lam, primals, tangents } => {
+            let primals = primals.iter().map(a).collect();
+            let tangents = tangents.iter().map(a).collect();
+            Expr::Jvp { lam: rename_lambda(vars, lam, subst), primals, tangents }
+        }
+        Expr::Vjp { lam, primals, cotangents } => {
+            let primals = primals.iter().map(a).collect();
+            let cotangents = cotangents.iter().map(a).collect();
+            Expr::Vjp { lam: rename_lambda(vars, lam, subst), primals, cotangents }
+        }
+    }
+}
+
+// ---- Free variables ----
+
+/// Variables a body uses but does not bind (in order of first use).
+pub fn free_vars(body: &Body) -> Vec<Var> {
+    let mut bound = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    free_in_body(body, &mut bound, &mut seen, &mut out);
+    out
+}
+
+pub fn free_vars_lambda(lam: &Lambda) -> Vec<Var> {
+    let mut bound: HashSet<Var> = lam.params.iter().copied().collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    free_in_body(&lam.body, &mut bound, &mut seen, &mut out);
+    out
+}
+
+fn use_atom(a: Atom, bound: &HashSet<Var>, seen: &mut HashSet<Var>, out: &mut Vec<Var>) {
+    if let Atom::Var(v) = a {
+        if !bound.contains(&v) && seen.insert(v) {
+            out.push(v);
+        }
+    }
+}
+
+fn free_in_body(body: &Body, bound: &mut HashSet<Var>, seen: &mut HashSet<Var>, out: &mut Vec<Var>) {
+    for s in &body.stmts {
+        for a in s.expr.operands() {
+            use_atom(a, bound, seen, out);
+        }
+        free_in_nested(&s.expr, bound, seen, out);
+        bound.extend(s.binds.iter().copied());
+    }
+    for a in &body.result {
+        use_atom(*a, bound, seen, out);
+    }
+}
+
+fn free_in_nested(e: &Expr, bound: &mut HashSet<Var>, seen: &mut HashSet<Var>, out: &mut Vec<Var>) {
+    match e {
+        Expr::Map { lam, .. }
+        | Expr::Reduce { lam, .. }
+        | Expr::Scan { lam, .. }
+        | Expr::Hist { lam, .. }
+        | Expr::Jvp { lam, .. }
+        | Expr::Vjp { lam, .. } => {
+            let mut inner = bound.clone();
+            inner.extend(lam.params.iter().copied());
+            free_in_body(&lam.body, &mut inner, seen, out);
+        }
+        Expr::If { then_body, else_body, .. } => {
+            free_in_body(then_body, &mut bound.clone(), seen, out);
+            free_in_body(else_body, &mut bound.clone(), seen, out);
+        }
+        Expr::Loop { params, form, body, .. } => {
+            let mut inner = bound.clone();
+            inner.extend(params.iter().copied());
+            match form {
+                LoopForm::For { index, .. } => {
+                    inner.insert(*index);
+                }
+                LoopForm::While { cond } => free_in_body(cond, &mut inner.clone(), seen, out),
+            }
+            free_in_body(body, &mut inner, seen, out);
+        }
+        _ => {}
+    }
+}
+
+// ---- Activity analysis ----
+
+/// The float variables that depend on `seeds`: only they get tangents or adjoints.
+pub fn active_vars(vars: &VarTable, body: &Body, seeds: &[Var]) -> HashSet<Var> {
+    let mut active: HashSet<Var> = seeds.iter().copied().filter(|v| is_float(vars.ty(*v))).collect();
+    // Loops make this a fixpoint; two or three rounds are enough in practice.
+    loop {
+        let before = active.len();
+        mark_body(vars, body, &mut active);
+        if active.len() == before {
+            return active;
+        }
+    }
+}
+
+fn depends(a: Atom, active: &HashSet<Var>) -> bool {
+    matches!(a, Atom::Var(v) if active.contains(&v))
+}
+
+fn mark_body(vars: &VarTable, body: &Body, active: &mut HashSet<Var>) {
+    for s in &body.stmts {
+        let mut any = s.expr.operands().iter().any(|a| depends(*a, active));
+        match &s.expr {
+            Expr::Map { lam, arrays, .. } => {
+                for (p, a) in lam.params.iter().zip(arrays) {
+                    if active.contains(a) && is_float(vars.ty(*p)) {
+                        active.insert(*p);
+                    }
+                }
+                mark_body(vars, &lam.body, active);
+                any |= lam.body.result.iter().any(|a| depends(*a, active));
+            }
+            Expr::Reduce { lam, neutral, arrays } | Expr::Scan { lam, neutral, arrays } => {
+                let k = neutral.len();
+                let inputs_active =
+                    neutral.iter().any(|a| depends(*a, active)) || arrays.iter().any(|a| active.contains(a));
+                if inputs_active {
+                    for p in &lam.params {
+                        if is_float(vars.ty(*p)) {
+                            active.insert(*p);
+                        }
+                    }
+                }
+                mark_body(vars, &lam.body, active);
+                any |= inputs_active || lam.body.result.iter().any(|a| depends(*a, active));
+                let _ = k;
+            }
+            Expr::Hist { lam, .. } => {
+                if any {
+                    for p in &lam.params {
+                        active.insert(*p);
+                    }
+                }
+                mark_body(vars, &lam.body, active);
+            }
+            Expr::If { then_body, else_body, .. } => {
+                mark_body(vars, then_body, active);
+                mark_body(vars, else_body, active);
+                any |= then_body.result.iter().chain(&else_body.result).any(|a| depends(*a, active));
+            }
+            Expr::Loop { params, init, form, body } => {
+                for (p, i) in params.iter().zip(init) {
+                    if depends(*i, active) && is_float(vars.ty(*p)) {
+                        active.insert(*p);
+                    }
+                }
+                if let LoopForm::While { cond } = form {
+                    mark_body(vars, cond, active);
+                }
+                mark_body(vars, body, active);
+                for (p, r) in params.iter().zip(&body.result) {
+                    if depends(*r, active) && is_float(vars.ty(*p)) {
+                        active.insert(*p);
+                    }
+                }
+                any |= params.iter().any(|p| active.contains(p));
+            }
+            Expr::Jvp { .. } | Expr::Vjp { .. } => {}
+            Expr::Unary(UnOp::StopGradient, _) => any = false,
+            _ => {}
+        }
+        if any {
+            for b in &s.binds {
+                if is_float(vars.ty(*b)) {
+                    active.insert(*b);
+                }
+            }
+        }
+    }
+}
+
+// Note [Copies of parameters]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `jvp (\y -> y * x) x dx` must give `x * dx`, not `2 * x * dx`: the lambda's
+// parameter `y` and the captured `x` are different variables even though the
+// caller passes `x` for `y`. Substituting the argument for the parameter would
+// merge them and confuse the perturbations (Siskind & Pearlmutter). So a
+// parameter is bound to a *copy* of its argument, and only the copy is seeded.

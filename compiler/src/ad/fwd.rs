@@ -1,0 +1,546 @@
+//! Forward mode: the tangent (dual-number) transformation of the IR.
+//!
+//! Input: an AD-free body whose variables are fresh (a renamed copy of a
+//! `jvp` lambda) and tangents for some of its free variables and parameters.
+//! Output: the same statements, with every float variable `x` that depends on
+//! a seeded variable paired with a tangent `x_tan` computed next to it.
+//! Combinators get dual lambdas (a `map` maps over the primal and tangent
+//! arrays at once; a `reduce` reduces pairs, which is associative when the
+//! operator is), loops carry tangents as extra loop variables.
+//!
+//! Tangents are `Option<Atom>`: `None` is a symbolic zero, so constants,
+//! integers and inactive values cost nothing.
+
+use super::build::{is_float, Builder};
+use super::rules;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};
+use std::collections::HashMap;
+
+pub struct Fwd<'b, 'v> {
+    pub b: &'b mut Builder<'v>,
+    pub tan: HashMap<Var, Atom>,
+}
+
+type R<T> = Result<T, Diagnostic>;
+
+impl<'b, 'v> Fwd<'b, 'v> {
+    pub fn new(b: &'b mut Builder<'v>) -> Fwd<'b, 'v> {
+        Fwd { b, tan: HashMap::new() }
+    }
+
+    pub fn tan(&self, a: Atom) -> Option<Atom> {
+        match a {
+            Atom::Var(v) => self.tan.get(&v).copied(),
+            Atom::Const(_) => None,
+        }
+    }
+
+    fn tan_or_zero(&mut self, a: Atom) -> Atom {
+        match self.tan(a) {
+            Some(t) => t,
+            None => self.b.zeros_like(a),
+        }
+    }
+
+    fn set(&mut self, v: Var, t: Option<Atom>) {
+        if let Some(t) = t {
+            if is_float(self.b.vars.ty(v)) {
+                self.tan.insert(v, t);
+            }
+        }
+    }
+
+    /// `Σ partial_i · tangent_i`, skipping symbolic zeros.
+    fn combine(&mut self, terms: &[(Option<Atom>, Option<Atom>)]) -> Option<Atom> {
+        let mut acc: Option<Atom> = None;
+        for (d, t) in terms {
+            let (Some(d), Some(t)) = (d, t) else { continue };
+            let term = self.b.mul(*d, *t);
+            acc = Some(match acc {
+                None => term,
+                Some(a) => self.b.add(a, term),
+            });
+        }
+        acc
+    }
+
+    /// Emits a body's statements with their tangents; returns the results' tangents.
+    pub fn body(&mut self, body: Body) -> R<Vec<Option<Atom>>> {
+        for s in body.stmts {
+            self.stmt(s)?;
+        }
+        Ok(body.result.iter().map(|a| self.tan(*a)).collect())
+    }
+
+    fn emit(&mut self, s: Stmt) {
+        self.b.push(s);
+    }
+
+    fn stmt(&mut self, s: Stmt) -> R<()> {
+        let span = s.span;
+        self.b.span = span;
+        let binds = s.binds.clone();
+        let x = binds.first().map(|v| Atom::Var(*v));
+        match s.expr {
+            Expr::Atom(a) => {
+                self.emit(Stmt { binds, expr: Expr::Atom(a), span });
+                let t = self.tan(a);
+                self.set(s.binds[0], t);
+            }
+            Expr::Unary(op, a) => {
+                self.emit(Stmt { binds, expr: Expr::Unary(op, a), span });
+                let Some(ta) = self.tan(a) else { return Ok(()) };
+                let t = match op {
+                    UnOp::Neg => Some(self.b.neg(ta)),
+                    _ => {
+                        let d = rules::unary_partial(self.b, op, a, x.expect("unary binds one"));
+                        self.combine(&[(d, Some(ta))])
+                    }
+                };
+                self.set(s.binds[0], t);
+            }
+            Expr::Binary(op, a, c) => {
+                self.emit(Stmt { binds, expr: Expr::Binary(op, a, c), span });
+                let (ta, tc) = (self.tan(a), self.tan(c));
+                if ta.is_none() && tc.is_none() {
+                    return Ok(());
+                }
+                let t = match op {
+                    BinOp::Add => match (ta, tc) {
+                        (Some(p), Some(q)) => Some(self.b.add(p, q)),
+                        (p, q) => p.or(q),
+                    },
+                    BinOp::Sub => match (ta, tc) {
+                        (Some(p), Some(q)) => Some(self.b.sub(p, q)),
+                        (Some(p), None) => Some(p),
+                        (None, Some(q)) => Some(self.b.neg(q)),
+                        (None, None) => None,
+                    },
+                    _ => {
+                        let (da, dc) = rules::binary_partials(
+                            self.b,
+                            op,
+                            a,
+                            c,
+                            x.expect("one bind"),
+                            (ta.is_some(), tc.is_some()),
+                        );
+                        self.combine(&[(da, ta), (dc, tc)])
+                    }
+                };
+                self.set(s.binds[0], t);
+            }
+            Expr::Convert(to, a) => {
+                self.emit(Stmt { binds, expr: Expr::Convert(to, a), span });
+                if let (Some(ta), true) = (self.tan(a), to.is_float()) {
+                    let t = self.b.emit1(Expr::Convert(to, ta), IrType::scalar(to), "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Select(c, a, d) => {
+                self.emit(Stmt { binds, expr: Expr::Select(c, a, d), span });
+                if self.tan(a).is_some() || self.tan(d).is_some() {
+                    let (ta, td) = (self.tan_or_zero(a), self.tan_or_zero(d));
+                    let t = self.b.select(c, ta, td);
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Index { array, indices } => {
+                let ta = self.tan(Atom::Var(array));
+                self.emit(Stmt { binds, expr: Expr::Index { array, indices: indices.clone() }, span });
+                if let Some(Atom::Var(tv)) = ta {
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let t = self.b.emit1(Expr::Index { array: tv, indices }, ty, "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::UpdateAt { array, indices, value, accumulate } => {
+                let (ta, tv) = (self.tan(Atom::Var(array)), self.tan(value));
+                let needs = ta.is_some() || tv.is_some();
+                // The tangent array is built before the primal one consumes `array`.
+                let base = if needs { Some(ta.unwrap_or_else(|| self.b.zeros_like(Atom::Var(array)))) } else { None };
+                self.emit(Stmt {
+                    binds,
+                    expr: Expr::UpdateAt { array, indices: indices.clone(), value, accumulate },
+                    span,
+                });
+                if let Some(Atom::Var(base)) = base {
+                    let t = match (tv, accumulate) {
+                        (None, true) => Atom::Var(base),
+                        _ => {
+                            let tv = tv.unwrap_or_else(|| self.b.constant(self.b.ty(value), 0.0));
+                            let tv = if self.b.ty(tv) == self.b.ty(value) { tv } else { self.b.zeros_like(value) };
+                            let ty = self.b.vars.ty(s.binds[0]);
+                            self.b.emit1(Expr::UpdateAt { array: base, indices, value: tv, accumulate }, ty, "tan")
+                        }
+                    };
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Slice { array, start, end } => {
+                self.emit(Stmt { binds, expr: Expr::Slice { array, start, end }, span });
+                if let Some(Atom::Var(ta)) = self.tan(Atom::Var(array)) {
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let t = self.b.emit1(Expr::Slice { array: ta, start, end }, ty, "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Replicate { count, value } => {
+                self.emit(Stmt { binds, expr: Expr::Replicate { count, value }, span });
+                if let Some(tv) = self.tan(value) {
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let t = self.b.emit1(Expr::Replicate { count, value: tv }, ty, "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::ArrayLit { elem, elems } => {
+                self.emit(Stmt { binds, expr: Expr::ArrayLit { elem, elems: elems.clone() }, span });
+                if elems.iter().any(|e| self.tan(*e).is_some()) {
+                    let tans: Vec<Atom> = elems.iter().map(|e| self.tan_or_zero(*e)).collect();
+                    let t = self.b.emit1(Expr::ArrayLit { elem, elems: tans }, elem.lift(), "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Transpose(a) | Expr::Reverse(a) | Expr::Flatten(a) => {
+                let ta = self.tan(Atom::Var(a));
+                let rebuild = |v: Var, e: &Expr| match e {
+                    Expr::Transpose(_) => Expr::Transpose(v),
+                    Expr::Reverse(_) => Expr::Reverse(v),
+                    _ => Expr::Flatten(v),
+                };
+                let tangent_expr = ta.and_then(|t| t.var()).map(|tv| rebuild(tv, &s.expr));
+                self.emit(Stmt { binds, expr: s.expr, span });
+                if let Some(e) = tangent_expr {
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let t = self.b.emit1(e, ty, "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Unflatten { array, rows, cols } => {
+                self.emit(Stmt { binds, expr: Expr::Unflatten { array, rows, cols }, span });
+                if let Some(Atom::Var(ta)) = self.tan(Atom::Var(array)) {
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let t = self.b.emit1(Expr::Unflatten { array: ta, rows, cols }, ty, "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Concat(a, c) => {
+                self.emit(Stmt { binds, expr: Expr::Concat(a, c), span });
+                if self.tan(Atom::Var(a)).is_some() || self.tan(Atom::Var(c)).is_some() {
+                    let (Atom::Var(ta), Atom::Var(tc)) =
+                        (self.tan_or_zero(Atom::Var(a)), self.tan_or_zero(Atom::Var(c)))
+                    else {
+                        unreachable!("array tangents are variables")
+                    };
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let t = self.b.emit1(Expr::Concat(ta, tc), ty, "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Scatter { dest, indices, values } => {
+                self.emit(Stmt { binds, expr: Expr::Scatter { dest, indices, values }, span });
+                if self.tan(Atom::Var(dest)).is_some() || self.tan(Atom::Var(values)).is_some() {
+                    let (Atom::Var(td), Atom::Var(tv)) =
+                        (self.tan_or_zero(Atom::Var(dest)), self.tan_or_zero(Atom::Var(values)))
+                    else {
+                        unreachable!("array tangents are variables")
+                    };
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let t = self.b.emit1(Expr::Scatter { dest: td, indices, values: tv }, ty, "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Hist { dest, lam, neutral, indices, values } => {
+                let active = self.tan(Atom::Var(dest)).is_some() || self.tan(Atom::Var(values)).is_some();
+                if active && !is_addition(&lam) {
+                    return Err(unsupported(
+                        "forward mode through `reduce_by_index` with an operator other than `+`",
+                        span,
+                    ));
+                }
+                let lam_copy = active.then(|| rename(self.b, &lam));
+                self.emit(Stmt { binds, expr: Expr::Hist { dest, lam, neutral, indices, values }, span });
+                if let Some(lam2) = lam_copy {
+                    let (Atom::Var(td), Atom::Var(tv)) =
+                        (self.tan_or_zero(Atom::Var(dest)), self.tan_or_zero(Atom::Var(values)))
+                    else {
+                        unreachable!("array tangents are variables")
+                    };
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let zero = self.b.constant(ty, 0.0);
+                    let t =
+                        self.b.emit1(Expr::Hist { dest: td, lam: lam2, neutral: zero, indices, values: tv }, ty, "tan");
+                    self.set(s.binds[0], Some(t));
+                }
+            }
+            Expr::Map { width, lam, arrays } => self.map(binds, width, lam, arrays, span)?,
+            Expr::Reduce { lam, neutral, arrays } => self.reduce(binds, lam, neutral, arrays, false, span)?,
+            Expr::Scan { lam, neutral, arrays } => self.reduce(binds, lam, neutral, arrays, true, span)?,
+            Expr::If { cond, then_body, else_body } => self.if_(binds, cond, then_body, else_body, span)?,
+            Expr::Loop { params, init, form, body } => self.loop_(binds, params, init, form, body, span)?,
+            e @ (Expr::Shape { .. } | Expr::Iota(_) | Expr::Check { .. }) => self.emit(Stmt { binds, expr: e, span }),
+            Expr::Jvp { .. } | Expr::Vjp { .. } => {
+                return Err(Diagnostic::internal("ad", "nested AD operator reached forward mode", span));
+            }
+        }
+        Ok(())
+    }
+
+    fn map(
+        &mut self,
+        binds: Vec<Var>,
+        width: Atom,
+        lam: Lambda,
+        arrays: Vec<Var>,
+        span: crate::diagnostic::Span,
+    ) -> R<()> {
+        let array_tans: Vec<Option<Atom>> = arrays.iter().map(|a| self.tan(Atom::Var(*a))).collect();
+        let mut params = lam.params.clone();
+        let mut all_arrays = arrays.clone();
+        for (k, t) in array_tans.iter().enumerate() {
+            if let Some(Atom::Var(tv)) = t {
+                let p = lam.params[k];
+                let ty = self.b.vars.ty(p);
+                let tp = self.b.fresh("tan", ty);
+                self.tan.insert(p, Atom::Var(tp));
+                params.push(tp);
+                all_arrays.push(*tv);
+            }
+        }
+        let body = lam.body;
+        let mut body_results = body.result.clone();
+        let (stmts, result_tans) = self.b_block(|f| f.body(body))?;
+        let mut tan_binds = Vec::new();
+        for (k, t) in result_tans.iter().enumerate() {
+            if let Some(t) = t {
+                body_results.push(*t);
+                let ty = self.b.vars.ty(binds[k]);
+                tan_binds.push((k, self.b.fresh("tan", ty)));
+            }
+        }
+        let new_lam = Lambda { params, body: Body { stmts, result: body_results } };
+        let mut all_binds = binds.clone();
+        all_binds.extend(tan_binds.iter().map(|(_, v)| *v));
+        self.b.push(Stmt { binds: all_binds, expr: Expr::Map { width, lam: new_lam, arrays: all_arrays }, span });
+        for (k, v) in tan_binds {
+            self.tan.insert(binds[k], Atom::Var(v));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in a fresh block of the builder.
+    fn b_block<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<(Vec<Stmt>, T)> {
+        self.b.blocks.push(Vec::new());
+        let r = f(self);
+        let stmts = self.b.blocks.pop().expect("pushed above");
+        Ok((stmts, r?))
+    }
+
+    fn reduce(
+        &mut self,
+        binds: Vec<Var>,
+        lam: Lambda,
+        neutral: Vec<Atom>,
+        arrays: Vec<Var>,
+        is_scan: bool,
+        span: crate::diagnostic::Span,
+    ) -> R<()> {
+        let k = arrays.len();
+        let active =
+            arrays.iter().any(|a| self.tan(Atom::Var(*a)).is_some()) || neutral.iter().any(|n| self.tan(*n).is_some());
+        if !active {
+            let expr =
+                if is_scan { Expr::Scan { lam, neutral, arrays } } else { Expr::Reduce { lam, neutral, arrays } };
+            self.b.push(Stmt { binds, expr, span });
+            return Ok(());
+        }
+        // Dual operator on (values, tangents): parameters [acc, acc_tan, x, x_tan].
+        let row_types: Vec<IrType> = lam.params[..k].iter().map(|p| self.b.vars.ty(*p)).collect();
+        let acc_tans: Vec<Var> = row_types.iter().map(|t| self.b.fresh("acc_tan", *t)).collect();
+        let x_tans: Vec<Var> = row_types.iter().map(|t| self.b.fresh("x_tan", *t)).collect();
+        for i in 0..k {
+            if is_float(row_types[i]) {
+                self.tan.insert(lam.params[i], Atom::Var(acc_tans[i]));
+                self.tan.insert(lam.params[k + i], Atom::Var(x_tans[i]));
+            }
+        }
+        let (stmts, tans) = self.b_block(|f| f.body(lam.body.clone()))?;
+        let mut result = lam.body.result.clone();
+        for (i, t) in tans.iter().enumerate() {
+            let t = match t {
+                Some(t) => *t,
+                None => self.b.constant(row_types[i], 0.0),
+            };
+            result.push(t);
+        }
+        let mut params: Vec<Var> = lam.params[..k].to_vec();
+        params.extend(&acc_tans);
+        params.extend(&lam.params[k..]);
+        params.extend(&x_tans);
+        let new_lam = Lambda { params, body: Body { stmts, result } };
+        let mut new_neutral = neutral.clone();
+        for n in &neutral {
+            let z = match self.tan(*n) {
+                Some(t) => t,
+                None => self.b.zeros_like(*n),
+            };
+            new_neutral.push(z);
+        }
+        let mut new_arrays = arrays.clone();
+        for a in &arrays {
+            let Atom::Var(t) = self.tan_or_zero(Atom::Var(*a)) else { unreachable!("array tangents are variables") };
+            new_arrays.push(t);
+        }
+        let tan_binds: Vec<Var> = binds.iter().map(|b| self.b.fresh("tan", self.b.vars.ty(*b))).collect();
+        let mut all_binds = binds.clone();
+        all_binds.extend(&tan_binds);
+        let expr = if is_scan {
+            Expr::Scan { lam: new_lam, neutral: new_neutral, arrays: new_arrays }
+        } else {
+            Expr::Reduce { lam: new_lam, neutral: new_neutral, arrays: new_arrays }
+        };
+        self.b.push(Stmt { binds: all_binds, expr, span });
+        for (b, t) in binds.iter().zip(tan_binds) {
+            self.set(*b, Some(Atom::Var(t)));
+        }
+        Ok(())
+    }
+
+    fn if_(
+        &mut self,
+        binds: Vec<Var>,
+        cond: Atom,
+        then_body: Body,
+        else_body: Body,
+        span: crate::diagnostic::Span,
+    ) -> R<()> {
+        let (then_stmts, then_tans) = self.b_block(|f| f.body(then_body.clone()))?;
+        let (else_stmts, else_tans) = self.b_block(|f| f.body(else_body.clone()))?;
+        let mut then_result = then_body.result.clone();
+        let mut else_result = else_body.result.clone();
+        let mut then_stmts = then_stmts;
+        let mut else_stmts = else_stmts;
+        let mut tan_binds = Vec::new();
+        for k in 0..binds.len() {
+            if then_tans[k].is_none() && else_tans[k].is_none() {
+                continue;
+            }
+            let ty = self.b.vars.ty(binds[k]);
+            let t_then = match then_tans[k] {
+                Some(t) => t,
+                None => {
+                    let (stmts, z) = self.b.block(|b| b.zeros_like(then_body.result[k]));
+                    then_stmts.extend(stmts);
+                    z
+                }
+            };
+            let t_else = match else_tans[k] {
+                Some(t) => t,
+                None => {
+                    let (stmts, z) = self.b.block(|b| b.zeros_like(else_body.result[k]));
+                    else_stmts.extend(stmts);
+                    z
+                }
+            };
+            then_result.push(t_then);
+            else_result.push(t_else);
+            tan_binds.push((k, self.b.fresh("tan", ty)));
+        }
+        let mut all_binds = binds.clone();
+        all_binds.extend(tan_binds.iter().map(|(_, v)| *v));
+        self.b.push(Stmt {
+            binds: all_binds,
+            expr: Expr::If {
+                cond,
+                then_body: Body { stmts: then_stmts, result: then_result },
+                else_body: Body { stmts: else_stmts, result: else_result },
+            },
+            span,
+        });
+        for (k, v) in tan_binds {
+            self.tan.insert(binds[k], Atom::Var(v));
+        }
+        Ok(())
+    }
+
+    fn loop_(
+        &mut self,
+        binds: Vec<Var>,
+        params: Vec<Var>,
+        init: Vec<Atom>,
+        form: LoopForm,
+        body: Body,
+        span: crate::diagnostic::Span,
+    ) -> R<()> {
+        // Every float loop variable carries a tangent (zero when its initial value has none):
+        // whether the body makes it active is only known after the transformation.
+        let dual: Vec<usize> = (0..params.len()).filter(|k| is_float(self.b.vars.ty(params[*k]))).collect();
+        let any_seed = init.iter().any(|a| self.tan(*a).is_some()) || {
+            let fv = super::build::free_vars(&body);
+            fv.iter().any(|v| self.tan.contains_key(v))
+        };
+        if !any_seed {
+            self.b.push(Stmt { binds, expr: Expr::Loop { params, init, form, body }, span });
+            return Ok(());
+        }
+        let mut tan_params = Vec::new();
+        let mut tan_init = Vec::new();
+        for &k in &dual {
+            let ty = self.b.vars.ty(params[k]);
+            let tp = self.b.fresh("tan", ty);
+            self.tan.insert(params[k], Atom::Var(tp));
+            tan_params.push(tp);
+            tan_init.push(self.tan_or_zero(init[k]));
+        }
+        let (mut stmts, tans) = self.b_block(|f| f.body(body.clone()))?;
+        let mut result = body.result.clone();
+        for &k in &dual {
+            let t = match tans[k] {
+                Some(t) => t,
+                None => {
+                    let (zs, z) = self.b.block(|b| b.zeros_like(body.result[k]));
+                    stmts.extend(zs);
+                    z
+                }
+            };
+            result.push(t);
+        }
+        let mut all_params = params.clone();
+        all_params.extend(&tan_params);
+        let mut all_init = init.clone();
+        all_init.extend(tan_init);
+        let tan_binds: Vec<Var> = dual.iter().map(|k| self.b.fresh("tan", self.b.vars.ty(binds[*k]))).collect();
+        let mut all_binds = binds.clone();
+        all_binds.extend(&tan_binds);
+        self.b.push(Stmt {
+            binds: all_binds,
+            expr: Expr::Loop { params: all_params, init: all_init, form, body: Body { stmts, result } },
+            span,
+        });
+        for (k, t) in dual.iter().zip(tan_binds) {
+            self.tan.insert(binds[*k], Atom::Var(t));
+        }
+        Ok(())
+    }
+}
+
+fn rename(b: &mut Builder, lam: &Lambda) -> Lambda {
+    super::build::rename_lambda(b.vars, lam, &mut HashMap::new())
+}
+
+/// Whether a two-parameter operator is `+` (either argument order).
+pub fn is_addition(lam: &Lambda) -> bool {
+    if lam.params.len() != 2 || lam.body.stmts.len() != 1 || lam.body.result.len() != 1 {
+        return false;
+    }
+    let s = &lam.body.stmts[0];
+    let (p, q) = (Atom::Var(lam.params[0]), Atom::Var(lam.params[1]));
+    matches!(s.expr, Expr::Binary(BinOp::Add, a, b) if (a == p && b == q) || (a == q && b == p))
+        && lam.body.result[0] == Atom::Var(s.binds[0])
+}
+
+pub fn unsupported(what: &str, span: crate::diagnostic::Span) -> Diagnostic {
+    Diagnostic::error(Code::E0121, format!("{what} is not supported"), span, "differentiated here")
+        .with_help("rewrite this part with `map`, `reduce` or a loop, or apply `stop_gradient` to it")
+}

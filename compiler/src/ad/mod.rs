@@ -1,0 +1,150 @@
+//! Automatic differentiation as a source transformation: the pass that
+//! removes every `jvp` and `vjp` node and leaves ordinary IR.
+//!
+//! Input: IR from elaboration (possibly with nested AD operators, also inside
+//! combinator lambdas). Output: IR with no AD operator (the verifier checks
+//! it). Operators are expanded innermost first, so a nested derivative is
+//! ordinary code by the time the enclosing one transforms it — which is why
+//! nesting works to any depth and perturbations cannot be confused (each level
+//! has its own fresh variables, see Note [Copies of parameters] in build.rs).
+//!
+//! - `jvp` → [`fwd`]: the tangent transformation.
+//! - `vjp` → [`rev`]: forward sweep + backward sweep with symbolic zeros.
+//! - Both share one table of derivative rules, [`rules`].
+
+pub mod build;
+pub mod fwd;
+pub mod rev;
+pub mod rules;
+
+use crate::diagnostic::Diagnostic;
+use crate::ir::{Atom, Body, Expr, Lambda, LoopForm, Program, Stmt, VarTable};
+use build::{active_vars, is_const, is_float, Builder};
+
+type R<T> = Result<T, Diagnostic>;
+
+/// The AD pass: every function of the program, in place.
+pub fn differentiate(program: &mut Program) -> R<()> {
+    let mut funcs = std::mem::take(&mut program.funcs);
+    for f in &mut funcs {
+        let body = std::mem::take(&mut f.body);
+        f.body = eliminate_body(&mut program.vars, body)?;
+    }
+    program.funcs = funcs;
+    Ok(())
+}
+
+/// Whether a body still contains AD operators (for the driver's invariant check).
+pub fn contains_ad(body: &Body) -> bool {
+    body.stmts.iter().any(|s| {
+        matches!(s.expr, Expr::Jvp { .. } | Expr::Vjp { .. }) || {
+            let mut found = false;
+            s.expr.for_each_body(&mut |b| found |= contains_ad(b));
+            found
+        }
+    })
+}
+
+fn eliminate_body(vars: &mut VarTable, body: Body) -> R<Body> {
+    if !contains_ad(&body) {
+        return Ok(body);
+    }
+    let mut stmts = Vec::with_capacity(body.stmts.len());
+    for s in body.stmts {
+        let span = s.span;
+        let expr = eliminate_nested(vars, s.expr)?;
+        match expr {
+            Expr::Jvp { lam, primals, tangents } => {
+                let mut b = Builder::new(vars, span);
+                let results = expand_jvp(&mut b, &lam, &primals, &tangents)?;
+                let mut new = b.blocks.pop().expect("builder block");
+                bind_results(&mut new, &s.binds, results, span);
+                stmts.extend(new);
+            }
+            Expr::Vjp { lam, primals, cotangents } => {
+                let mut b = Builder::new(vars, span);
+                let results = expand_vjp(&mut b, &lam, &primals, &cotangents)?;
+                let mut new = b.blocks.pop().expect("builder block");
+                bind_results(&mut new, &s.binds, results, span);
+                stmts.extend(new);
+            }
+            expr => stmts.push(Stmt { binds: s.binds, expr, span }),
+        }
+    }
+    Ok(Body { stmts, result: body.result })
+}
+
+fn bind_results(stmts: &mut Vec<Stmt>, binds: &[crate::ir::Var], results: Vec<Atom>, span: crate::diagnostic::Span) {
+    for (v, a) in binds.iter().zip(results) {
+        stmts.push(Stmt { binds: vec![*v], expr: Expr::Atom(a), span });
+    }
+}
+
+fn eliminate_lambda(vars: &mut VarTable, lam: Lambda) -> R<Lambda> {
+    Ok(Lambda { params: lam.params, body: eliminate_body(vars, lam.body)? })
+}
+
+/// Removes AD operators from the bodies nested in an expression.
+fn eliminate_nested(vars: &mut VarTable, e: Expr) -> R<Expr> {
+    Ok(match e {
+        Expr::Map { width, lam, arrays } => Expr::Map { width, lam: eliminate_lambda(vars, lam)?, arrays },
+        Expr::Reduce { lam, neutral, arrays } => Expr::Reduce { lam: eliminate_lambda(vars, lam)?, neutral, arrays },
+        Expr::Scan { lam, neutral, arrays } => Expr::Scan { lam: eliminate_lambda(vars, lam)?, neutral, arrays },
+        Expr::Hist { dest, lam, neutral, indices, values } => {
+            Expr::Hist { dest, lam: eliminate_lambda(vars, lam)?, neutral, indices, values }
+        }
+        Expr::If { cond, then_body, else_body } => {
+            Expr::If { cond, then_body: eliminate_body(vars, then_body)?, else_body: eliminate_body(vars, else_body)? }
+        }
+        Expr::Loop { params, init, form, body } => {
+            let form = match form {
+                LoopForm::While { cond } => LoopForm::While { cond: eliminate_body(vars, cond)? },
+                f => f,
+            };
+            Expr::Loop { params, init, form, body: eliminate_body(vars, body)? }
+        }
+        Expr::Jvp { lam, primals, tangents } => Expr::Jvp { lam: eliminate_lambda(vars, lam)?, primals, tangents },
+        Expr::Vjp { lam, primals, cotangents } => Expr::Vjp { lam: eliminate_lambda(vars, lam)?, primals, cotangents },
+        e => e,
+    })
+}
+
+/// Forward mode: the tangents of `lam`'s results at `primals` along `tangents`.
+pub fn expand_jvp(b: &mut Builder, lam: &Lambda, primals: &[Atom], tangents: &[Atom]) -> R<Vec<Atom>> {
+    let (params, body) = b.prepare(lam, primals);
+    let mut fwd = fwd::Fwd::new(b);
+    for (p, t) in params.iter().zip(tangents) {
+        if is_float(fwd.b.vars.ty(*p)) && !is_const(*t, 0.0) {
+            fwd.tan.insert(*p, *t);
+        }
+    }
+    let results = body.result.clone();
+    let tans = fwd.body(body)?;
+    Ok(results
+        .iter()
+        .zip(tans)
+        .map(|(r, t)| match t {
+            Some(t) => t,
+            None => fwd.b.zeros_like(*r),
+        })
+        .collect())
+}
+
+/// Reverse mode: `cotangents` of `lam`'s results pulled back to its parameters.
+pub fn expand_vjp(b: &mut Builder, lam: &Lambda, primals: &[Atom], cotangents: &[Atom]) -> R<Vec<Atom>> {
+    let (params, body) = b.prepare(lam, primals);
+    let active = active_vars(b.vars, &body, &params);
+    let mut rev = rev::Rev::new(b, active);
+    rev.forward(&body.stmts)?;
+    for (r, c) in body.result.iter().zip(cotangents) {
+        rev.contribute(*r, *c);
+    }
+    rev.backward(&body.stmts)?;
+    Ok(params
+        .iter()
+        .map(|p| match rev.take(*p) {
+            Some(a) => a,
+            None => rev.b.zeros_like(Atom::Var(*p)),
+        })
+        .collect())
+}

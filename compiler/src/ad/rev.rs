@@ -1,0 +1,963 @@
+//! Reverse mode: a forward sweep that records what the backward sweep needs
+//! (loop tapes), then a backward sweep over the statements in reverse order
+//! that accumulates adjoints.
+//!
+//! This is the partially evaluated form of reverse mode on the unary form
+//! (Huot & Shaikhha): walking the statements backwards with a table of
+//! adjoints in which a missing entry is a symbolic zero is exactly what
+//! beta-reducing the continuations of the unary-form transformation leaves
+//! (`notes/ad-algorithms.md` §1.12), so no continuation is ever built. Each
+//! rule touches at most the operands of one statement, so the gradient costs
+//! a constant factor of the primal.
+//!
+//! Adjoints of arrays have two parts (see [`Adj`]): a dense part, which may be
+//! shared with other adjoints, and an owned buffer that sparse contributions
+//! (`a[i]`) update in place with `UpdateAt` — never a one-hot array. Nested
+//! scopes (map bodies, branches, loop bodies, reduction operators) are
+//! recomputed in the backward sweep and differentiated with a child sweep whose
+//! contributions to free variables accumulate into loop state; sequential
+//! loops store their state per iteration on a tape. See Note [Reverse mode of
+//! loops] and Note [While loops].
+
+use super::build::{active_vars, free_vars, free_vars_lambda, is_float, rename_body, Builder};
+use super::fwd::{is_addition, unsupported};
+use super::rules;
+use crate::diagnostic::Diagnostic;
+use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};
+use crate::types::ScalarType;
+use std::collections::{HashMap, HashSet};
+
+type R<T> = Result<T, Diagnostic>;
+
+/// The adjoint of one variable, as accumulated so far.
+#[derive(Clone, Copy, Default, Debug)]
+struct Adj {
+    /// Sum of dense contributions (may be shared with other adjoints: never updated in place).
+    dense: Option<Atom>,
+    /// An owned array that sparse contributions update in place.
+    buffer: Option<Atom>,
+}
+
+/// The tape of a loop in the forward sweep: the loop state at the start of every iteration.
+#[derive(Clone, Debug)]
+struct Tape {
+    tapes: Vec<Var>,
+    bound: Atom,
+}
+
+pub struct Rev<'b, 'v> {
+    pub b: &'b mut Builder<'v>,
+    active: HashSet<Var>,
+    adj: HashMap<Var, Adj>,
+    tapes: HashMap<Var, Tape>,
+}
+
+impl<'b, 'v> Rev<'b, 'v> {
+    pub fn new(b: &'b mut Builder<'v>, active: HashSet<Var>) -> Rev<'b, 'v> {
+        Rev { b, active, adj: HashMap::new(), tapes: HashMap::new() }
+    }
+
+    fn child<'c>(&'c mut self, active: HashSet<Var>) -> Rev<'c, 'v> {
+        Rev { b: &mut *self.b, active, adj: HashMap::new(), tapes: HashMap::new() }
+    }
+
+    fn is_active(&self, a: Atom) -> bool {
+        matches!(a, Atom::Var(v) if self.active.contains(&v))
+    }
+
+    /// `x_adj += c` (dense).
+    pub fn contribute(&mut self, x: Atom, c: Atom) {
+        let Atom::Var(v) = x else { return };
+        if !self.active.contains(&v) {
+            return;
+        }
+        let entry = self.adj.get(&v).copied().unwrap_or_default();
+        let dense = match entry.dense {
+            None => c,
+            Some(d) => self.b.add_values(d, c),
+        };
+        self.adj.insert(v, Adj { dense: Some(dense), ..entry });
+    }
+
+    /// `x_adj[indices] += value`, in place in the owned buffer.
+    fn contribute_at(&mut self, x: Var, indices: Vec<Atom>, value: Atom) {
+        if !self.active.contains(&x) {
+            return;
+        }
+        let entry = self.adj.get(&x).copied().unwrap_or_default();
+        let buffer = match entry.buffer {
+            Some(buf) => buf,
+            None => self.b.zeros_like(Atom::Var(x)),
+        };
+        let Atom::Var(buf) = buffer else { unreachable!("buffers are arrays") };
+        let ty = self.b.vars.ty(x);
+        let updated = self.b.emit1(Expr::UpdateAt { array: buf, indices, value, accumulate: true }, ty, "adj");
+        self.adj.insert(x, Adj { buffer: Some(updated), ..entry });
+    }
+
+    /// Removes and returns the accumulated adjoint of `x` (`None`: zero).
+    pub fn take(&mut self, x: Var) -> Option<Atom> {
+        let entry = self.adj.remove(&x)?;
+        match (entry.dense, entry.buffer) {
+            (Some(d), Some(b)) => Some(self.b.add_values(b, d)),
+            (d, b) => d.or(b),
+        }
+    }
+
+    fn take_or_zero(&mut self, x: Var) -> Atom {
+        match self.take(x) {
+            Some(a) => a,
+            None => self.b.zeros_like(Atom::Var(x)),
+        }
+    }
+
+    // ---- Forward sweep ----
+
+    /// Emits the statements, recording loop tapes for active loops.
+    pub fn forward(&mut self, stmts: &[Stmt]) -> R<()> {
+        for s in stmts {
+            self.b.span = s.span;
+            match &s.expr {
+                Expr::Loop { params, init, form, body } if s.binds.iter().any(|v| self.active.contains(v)) => {
+                    self.forward_loop(s, params, init, form, body)?;
+                }
+                _ => self.b.push(s.clone()),
+            }
+        }
+        Ok(())
+    }
+
+    fn forward_loop(&mut self, s: &Stmt, params: &[Var], init: &[Atom], form: &LoopForm, body: &Body) -> R<()> {
+        let (index, bound, taped_body, taped_params, taped_init) = match form {
+            LoopForm::For { index, bound } => (*index, *bound, body.clone(), params.to_vec(), init.to_vec()),
+            LoopForm::While { cond } => {
+                // Run the loop once counting iterations; then re-run it as a taped for loop.
+                let count = self.b.fresh("count", IrType::I64);
+                let mut p = params.to_vec();
+                p.push(count);
+                let mut i = init.to_vec();
+                i.push(Atom::i64(0));
+                let mut counted = body.clone();
+                let next = self.b.fresh("count", IrType::I64);
+                counted.stmts.push(Stmt {
+                    binds: vec![next],
+                    expr: Expr::Binary(BinOp::Add, Atom::Var(count), Atom::i64(1)),
+                    span: s.span,
+                });
+                counted.result.push(Atom::Var(next));
+                let n = self.b.fresh("iterations", IrType::I64);
+                let mut binds = s.binds.clone();
+                binds.push(n);
+                self.b.push(Stmt {
+                    binds,
+                    expr: Expr::Loop {
+                        params: p,
+                        init: i,
+                        form: LoopForm::While { cond: cond.clone() },
+                        body: counted,
+                    },
+                    span: s.span,
+                });
+                let mut subst = HashMap::new();
+                let fresh_params: Vec<Var> = params
+                    .iter()
+                    .map(|q| {
+                        let w = self.b.fresh(&self.b.vars.base_name(*q).to_string(), self.b.vars.ty(*q));
+                        subst.insert(*q, Atom::Var(w));
+                        w
+                    })
+                    .collect();
+                let renamed = rename_body(self.b.vars, body, &mut subst);
+                let index = self.b.fresh("i", IrType::I64);
+                (index, Atom::Var(n), renamed, fresh_params, init.to_vec())
+            }
+        };
+        let is_while = matches!(form, LoopForm::While { .. });
+        let zero = Atom::i64(0);
+        let count = self.b.bin(BinOp::Max, bound, zero);
+        let mut tape_params = Vec::new();
+        let mut tape_init = Vec::new();
+        for (p, i) in taped_params.iter().zip(&taped_init) {
+            let ty = self.b.vars.ty(*p);
+            let t = self.b.emit1(Expr::Replicate { count, value: *i }, ty.lift(), "tape");
+            tape_init.push(t);
+            tape_params.push(self.b.fresh("tape", ty.lift()));
+        }
+        let mut stmts = Vec::new();
+        let mut next_tapes = Vec::new();
+        for (tp, p) in tape_params.iter().zip(&taped_params) {
+            let ty = self.b.vars.ty(*tp);
+            let nt = self.b.fresh("tape", ty);
+            stmts.push(Stmt {
+                binds: vec![nt],
+                expr: Expr::UpdateAt {
+                    array: *tp,
+                    indices: vec![Atom::Var(index)],
+                    value: Atom::Var(*p),
+                    accumulate: false,
+                },
+                span: s.span,
+            });
+            next_tapes.push(Atom::Var(nt));
+        }
+        let tape_binds: Vec<Var> = tape_params.iter().map(|tp| self.b.fresh("tape", self.b.vars.ty(*tp))).collect();
+        if is_while {
+            // Only the tapes of the re-run are used.
+            stmts.extend(taped_body.stmts);
+            let mut all_params = taped_params.clone();
+            all_params.extend(&tape_params);
+            let mut all_init = taped_init.clone();
+            all_init.extend(tape_init);
+            let mut result = taped_body.result.clone();
+            result.extend(next_tapes);
+            let mut binds: Vec<Var> = taped_params.iter().map(|p| self.b.fresh("rerun", self.b.vars.ty(*p))).collect();
+            binds.extend(&tape_binds);
+            self.b.push(Stmt {
+                binds,
+                expr: Expr::Loop {
+                    params: all_params,
+                    init: all_init,
+                    form: LoopForm::For { index, bound: count },
+                    body: Body { stmts, result },
+                },
+                span: s.span,
+            });
+        } else {
+            stmts.extend(body.stmts.iter().cloned());
+            let mut all_params = params.to_vec();
+            all_params.extend(&tape_params);
+            let mut all_init = init.to_vec();
+            all_init.extend(tape_init);
+            let mut result = body.result.clone();
+            result.extend(next_tapes);
+            let mut binds = s.binds.clone();
+            binds.extend(&tape_binds);
+            self.b.push(Stmt {
+                binds,
+                expr: Expr::Loop {
+                    params: all_params,
+                    init: all_init,
+                    form: LoopForm::For { index, bound: count },
+                    body: Body { stmts, result },
+                },
+                span: s.span,
+            });
+        }
+        self.tapes.insert(s.binds[0], Tape { tapes: tape_binds, bound: count });
+        Ok(())
+    }
+
+    // ---- Backward sweep ----
+
+    pub fn backward(&mut self, stmts: &[Stmt]) -> R<()> {
+        for s in stmts.iter().rev() {
+            self.b.span = s.span;
+            let zs: Vec<Option<Atom>> = s.binds.iter().map(|v| self.take(*v)).collect();
+            if zs.iter().all(Option::is_none) {
+                continue;
+            }
+            self.stmt(s, &zs)?;
+        }
+        Ok(())
+    }
+
+    fn stmt(&mut self, s: &Stmt, zs: &[Option<Atom>]) -> R<()> {
+        let span = s.span;
+        let z = zs.first().copied().flatten();
+        let x = s.binds.first().map(|v| Atom::Var(*v));
+        match &s.expr {
+            Expr::Atom(a) => {
+                if let Some(z) = z {
+                    self.contribute(*a, z);
+                }
+            }
+            Expr::Unary(op, a) => {
+                let (Some(z), true) = (z, self.is_active(*a)) else { return Ok(()) };
+                let c = match op {
+                    UnOp::Neg => Some(self.b.neg(z)),
+                    _ => rules::unary_partial(self.b, *op, *a, x.expect("one bind")).map(|d| self.b.mul(d, z)),
+                };
+                if let Some(c) = c {
+                    self.contribute(*a, c);
+                }
+            }
+            Expr::Binary(op, a, c) => {
+                let Some(z) = z else { return Ok(()) };
+                let want = (self.is_active(*a), self.is_active(*c));
+                match op {
+                    BinOp::Add => {
+                        self.contribute(*a, z);
+                        self.contribute(*c, z);
+                    }
+                    BinOp::Sub => {
+                        self.contribute(*a, z);
+                        if want.1 {
+                            let n = self.b.neg(z);
+                            self.contribute(*c, n);
+                        }
+                    }
+                    _ => {
+                        let (da, dc) = rules::binary_partials(self.b, *op, *a, *c, x.expect("one bind"), want);
+                        if let (Some(d), true) = (da, want.0) {
+                            let t = self.b.mul(d, z);
+                            self.contribute(*a, t);
+                        }
+                        if let (Some(d), true) = (dc, want.1) {
+                            let t = self.b.mul(d, z);
+                            self.contribute(*c, t);
+                        }
+                    }
+                }
+            }
+            Expr::Convert(to, a) => {
+                if let (Some(z), true) = (z, to.is_float() && self.is_active(*a)) {
+                    let from = self.b.ty(*a).elem;
+                    let c = self.b.emit1(Expr::Convert(from, z), IrType::scalar(from), "adj");
+                    self.contribute(*a, c);
+                }
+            }
+            Expr::Select(c, a, d) => {
+                let Some(z) = z else { return Ok(()) };
+                let zero = self.b.zeros_like(z);
+                if self.is_active(*a) {
+                    let t = self.b.select(*c, z, zero);
+                    self.contribute(*a, t);
+                }
+                if self.is_active(*d) {
+                    let t = self.b.select(*c, zero, z);
+                    self.contribute(*d, t);
+                }
+            }
+            Expr::Index { array, indices } => {
+                if let Some(z) = z {
+                    self.contribute_at(*array, indices.clone(), z);
+                }
+            }
+            Expr::UpdateAt { array, indices, value, accumulate } => {
+                let Some(Atom::Var(zv)) = z else { return Ok(()) };
+                if self.is_active(*value) {
+                    let ty = self.b.ty(*value);
+                    let part = self.b.emit1(Expr::Index { array: zv, indices: indices.clone() }, ty, "adj");
+                    self.contribute(*value, part);
+                }
+                if self.is_active(Atom::Var(*array)) {
+                    if *accumulate {
+                        self.contribute(Atom::Var(*array), Atom::Var(zv));
+                    } else {
+                        // The overwritten element gets no cotangent: zero it in a copy.
+                        let copy = self.b.map_values(Atom::Var(zv), &|_, e| e);
+                        let Atom::Var(cv) = copy else { unreachable!() };
+                        let vty = self.b.ty(*value);
+                        let zero = self.b.constant(vty, 0.0);
+                        let zero = if vty.is_scalar() { zero } else { self.b.zeros_like(*value) };
+                        let ty = self.b.vars.ty(*array);
+                        let cleared = self.b.emit1(
+                            Expr::UpdateAt { array: cv, indices: indices.clone(), value: zero, accumulate: false },
+                            ty,
+                            "adj",
+                        );
+                        self.contribute(Atom::Var(*array), cleared);
+                    }
+                }
+            }
+            Expr::Slice { array, start, end } => {
+                let Some(z) = z else { return Ok(()) };
+                let full = self.unslice(*array, *start, *end, z);
+                self.contribute(Atom::Var(*array), full);
+            }
+            Expr::Replicate { value, .. } => {
+                if let (Some(z), true) = (z, self.is_active(*value)) {
+                    let s = self.b.sum_outer(z);
+                    self.contribute(*value, s);
+                }
+            }
+            Expr::ArrayLit { elem, elems } => {
+                let Some(Atom::Var(zv)) = z else { return Ok(()) };
+                for (k, e) in elems.iter().enumerate() {
+                    if self.is_active(*e) {
+                        let part =
+                            self.b.emit1(Expr::Index { array: zv, indices: vec![Atom::i64(k as i64)] }, *elem, "adj");
+                        self.contribute(*e, part);
+                    }
+                }
+            }
+            Expr::Transpose(a) | Expr::Reverse(a) | Expr::Flatten(a) => {
+                let Some(Atom::Var(zv)) = z else { return Ok(()) };
+                let ty = self.b.vars.ty(*a);
+                let c = match &s.expr {
+                    Expr::Transpose(_) => self.b.emit1(Expr::Transpose(zv), ty, "adj"),
+                    Expr::Reverse(_) => self.b.emit1(Expr::Reverse(zv), ty, "adj"),
+                    _ => {
+                        let rows = self.b.shape(Atom::Var(*a), 0);
+                        let cols = self.b.shape(Atom::Var(*a), 1);
+                        self.b.emit1(Expr::Unflatten { array: zv, rows, cols }, ty, "adj")
+                    }
+                };
+                self.contribute(Atom::Var(*a), c);
+            }
+            Expr::Unflatten { array, .. } => {
+                let Some(Atom::Var(zv)) = z else { return Ok(()) };
+                let ty = self.b.vars.ty(*array);
+                let c = self.b.emit1(Expr::Flatten(zv), ty, "adj");
+                self.contribute(Atom::Var(*array), c);
+            }
+            Expr::Concat(a, c) => {
+                let Some(Atom::Var(zv)) = z else { return Ok(()) };
+                let na = self.b.shape(Atom::Var(*a), 0);
+                let nz = self.b.shape(Atom::Var(zv), 0);
+                let ty = self.b.vars.ty(*a);
+                if self.is_active(Atom::Var(*a)) {
+                    let part = self.b.emit1(Expr::Slice { array: zv, start: Atom::i64(0), end: na }, ty, "adj");
+                    self.contribute(Atom::Var(*a), part);
+                }
+                if self.is_active(Atom::Var(*c)) {
+                    let part = self.b.emit1(Expr::Slice { array: zv, start: na, end: nz }, ty, "adj");
+                    self.contribute(Atom::Var(*c), part);
+                }
+            }
+            Expr::Scatter { dest, indices, values } => {
+                let Some(Atom::Var(zv)) = z else { return Ok(()) };
+                self.rev_scatter(*dest, *indices, *values, zv)?;
+            }
+            Expr::Hist { dest, lam, indices, values, .. } => {
+                let Some(Atom::Var(zv)) = z else { return Ok(()) };
+                if !is_addition(lam) {
+                    return Err(unsupported(
+                        "reverse mode through `reduce_by_index` with an operator other than `+`",
+                        span,
+                    ));
+                }
+                self.contribute(Atom::Var(*dest), Atom::Var(zv));
+                if self.is_active(Atom::Var(*values)) {
+                    let g = self.gather_in_range(zv, *indices);
+                    self.contribute(Atom::Var(*values), g);
+                }
+            }
+            Expr::Map { width, lam, arrays } => self.rev_map(s, zs, *width, lam, arrays)?,
+            Expr::Reduce { lam, neutral, arrays } => self.rev_reduce(zs, lam, neutral, arrays, false)?,
+            Expr::Scan { lam, neutral, arrays } => self.rev_reduce(zs, lam, neutral, arrays, true)?,
+            Expr::If { cond, then_body, else_body } => self.rev_if(zs, *cond, then_body, else_body)?,
+            Expr::Loop { params, init, form, body } => self.rev_loop(s, zs, params, init, form, body)?,
+            Expr::Shape { .. } | Expr::Iota(_) | Expr::Check { .. } => {}
+            Expr::Jvp { .. } | Expr::Vjp { .. } => {
+                return Err(Diagnostic::internal("ad", "nested AD operator reached reverse mode", span));
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeros shaped like `array` with `z` in rows `start..end`.
+    fn unslice(&mut self, array: Var, start: Atom, end: Atom, z: Atom) -> Atom {
+        let ty = self.b.vars.ty(array);
+        let n = self.b.shape(Atom::Var(array), 0);
+        let iota = self.b.iota(n);
+        let Atom::Var(zv) = z else { unreachable!("array adjoints are variables") };
+        let Atom::Var(av) = Atom::Var(array) else { unreachable!() };
+        let lam = self.b.lambda(&[IrType::I64], "i", |b, ps| {
+            let i = Atom::Var(ps[0]);
+            let lo = b.bin(BinOp::Ge, i, start);
+            let hi = b.bin(BinOp::Lt, i, end);
+            let inside = b.bin(BinOp::And, lo, hi);
+            let then_body = b.body(|b| {
+                let k = b.sub(i, start);
+                vec![b.emit1(Expr::Index { array: zv, indices: vec![k] }, ty.row(), "adj")]
+            });
+            let else_body = b.body(|b| {
+                if ty.row().is_scalar() {
+                    vec![b.constant(ty.row(), 0.0)]
+                } else {
+                    let row = b.emit1(Expr::Index { array: av, indices: vec![i] }, ty.row(), "row");
+                    vec![b.zeros_like(row)]
+                }
+            });
+            vec![b.emit1(Expr::If { cond: inside, then_body, else_body }, ty.row(), "adj")]
+        });
+        self.b.emit1(Expr::Map { width: n, lam, arrays: vec![iota] }, ty, "adj")
+    }
+
+    /// `map (\k -> if 0 <= is[k] < n then z[is[k]] else 0) (iota m)`.
+    fn gather_in_range(&mut self, z: Var, indices: Var) -> Atom {
+        let zty = self.b.vars.ty(z);
+        let n = self.b.shape(Atom::Var(z), 0);
+        let m = self.b.shape(Atom::Var(indices), 0);
+        let lam = self.b.lambda(&[IrType::I64], "ix", |b, ps| {
+            let i = Atom::Var(ps[0]);
+            let lo = b.bin(BinOp::Ge, i, Atom::i64(0));
+            let hi = b.bin(BinOp::Lt, i, n);
+            let inside = b.bin(BinOp::And, lo, hi);
+            let then_body = b.body(|b| vec![b.emit1(Expr::Index { array: z, indices: vec![i] }, zty.row(), "adj")]);
+            let else_body = b.body(|b| {
+                if zty.row().is_scalar() {
+                    vec![b.constant(zty.row(), 0.0)]
+                } else {
+                    let row = b.emit1(Expr::Index { array: z, indices: vec![Atom::i64(0)] }, zty.row(), "row");
+                    vec![b.zeros_like(row)]
+                }
+            });
+            vec![b.emit1(Expr::If { cond: inside, then_body, else_body }, zty.row(), "adj")]
+        });
+        let _ = m;
+        self.b.emit1(Expr::Map { width: m, lam, arrays: vec![indices] }, zty, "adj")
+    }
+
+    fn rev_scatter(&mut self, dest: Var, indices: Var, values: Var, z: Var) -> R<()> {
+        let n = self.b.shape(Atom::Var(dest), 0);
+        let m = self.b.shape(Atom::Var(indices), 0);
+        let ity = IrType::array(ScalarType::I64, 1);
+        if self.is_active(Atom::Var(values)) {
+            // The last write to each position wins: find the winner of each position.
+            let none = self.b.emit1(Expr::Replicate { count: n, value: Atom::i64(-1) }, ity, "winner");
+            let ks = self.b.iota(m);
+            let Atom::Var(nv) = none else { unreachable!() };
+            let winner = self.b.emit(Expr::Scatter { dest: nv, indices, values: ks }, &[ity], "winner")[0];
+            let vty = self.b.vars.ty(values);
+            let lam = self.b.lambda(&[IrType::I64, IrType::I64], "k", |b, ps| {
+                let (k, i) = (Atom::Var(ps[0]), Atom::Var(ps[1]));
+                let lo = b.bin(BinOp::Ge, i, Atom::i64(0));
+                let hi = b.bin(BinOp::Lt, i, n);
+                let inside = b.bin(BinOp::And, lo, hi);
+                let then_body = b.body(|b| {
+                    let w = b.emit1(Expr::Index { array: winner, indices: vec![i] }, IrType::I64, "w");
+                    let won = b.bin(BinOp::Eq, w, k);
+                    let row = b.emit1(Expr::Index { array: z, indices: vec![i] }, vty.row(), "adj");
+                    let zero = b.zeros_like(row);
+                    vec![b.select(won, row, zero)]
+                });
+                let else_body = b.body(|b| {
+                    if vty.row().is_scalar() {
+                        vec![b.constant(vty.row(), 0.0)]
+                    } else {
+                        let row = b.emit1(Expr::Index { array: values, indices: vec![k] }, vty.row(), "row");
+                        vec![b.zeros_like(row)]
+                    }
+                });
+                vec![b.emit1(Expr::If { cond: inside, then_body, else_body }, vty.row(), "adj")]
+            });
+            let c = self.b.emit1(Expr::Map { width: m, lam, arrays: vec![ks, indices] }, vty, "adj");
+            self.contribute(Atom::Var(values), c);
+        }
+        if self.is_active(Atom::Var(dest)) {
+            let zeros = self.b.zeros_like(Atom::Var(values));
+            let Atom::Var(zv) = zeros else { unreachable!() };
+            let ty = self.b.vars.ty(dest);
+            let cleared = self.b.emit1(Expr::Scatter { dest: z, indices, values: zv }, ty, "adj");
+            self.contribute(Atom::Var(dest), cleared);
+        }
+        Ok(())
+    }
+
+    /// The active free variables of a scope, and loop state accumulating their adjoints.
+    fn free_state(&mut self, free: Vec<Var>) -> Vec<(Var, Atom)> {
+        let free: Vec<Var> = free.into_iter().filter(|v| self.active.contains(v)).collect();
+        free.into_iter()
+            .map(|v| {
+                let init = self.take_or_zero(v);
+                (v, init)
+            })
+            .collect()
+    }
+
+    /// Seeds a child sweep's adjoint table with loop-state accumulators of free variables.
+    fn seed_child(child: &mut Rev, free: &[(Var, Var)]) {
+        for (v, state) in free {
+            let ty = child.b.vars.ty(*v);
+            let entry = if ty.is_scalar() {
+                Adj { dense: Some(Atom::Var(*state)), buffer: None }
+            } else {
+                Adj { dense: None, buffer: Some(Atom::Var(*state)) }
+            };
+            child.adj.insert(*v, entry);
+        }
+    }
+
+    /// Stores loop results back as adjoints of free variables.
+    fn store_free(&mut self, free: &[Var], results: &[Var]) {
+        for (v, r) in free.iter().zip(results) {
+            let ty = self.b.vars.ty(*v);
+            let entry = if ty.is_scalar() {
+                Adj { dense: Some(Atom::Var(*r)), buffer: None }
+            } else {
+                Adj { dense: None, buffer: Some(Atom::Var(*r)) }
+            };
+            self.adj.insert(*v, entry);
+        }
+    }
+
+    /// A backward loop `for j < n` visiting `i = n - 1 - j`, with state `init`;
+    /// `step` builds the body from (i, state params) and returns the new state.
+    fn backward_loop(
+        &mut self,
+        n: Atom,
+        init: Vec<Atom>,
+        step: impl FnOnce(&mut Rev, Atom, &[Var]) -> R<Vec<Atom>>,
+    ) -> R<Vec<Var>> {
+        let types: Vec<IrType> = init.iter().map(|a| self.b.ty(*a)).collect();
+        let params: Vec<Var> = types.iter().map(|t| self.b.fresh("adj", *t)).collect();
+        let j = self.b.fresh("j", IrType::I64);
+        self.b.blocks.push(Vec::new());
+        let last = self.b.sub(n, Atom::i64(1));
+        let i = self.b.sub(last, Atom::Var(j));
+        let r = step(self, i, &params);
+        let stmts = self.b.blocks.pop().expect("pushed above");
+        let result = r?;
+        let binds: Vec<Var> = types.iter().map(|t| self.b.fresh("adj", *t)).collect();
+        let span = self.b.span;
+        self.b.push(Stmt {
+            binds: binds.clone(),
+            expr: Expr::Loop { params, init, form: LoopForm::For { index: j, bound: n }, body: Body { stmts, result } },
+            span,
+        });
+        Ok(binds)
+    }
+
+    fn rev_map(&mut self, _s: &Stmt, zs: &[Option<Atom>], width: Atom, lam: &Lambda, arrays: &[Var]) -> R<()> {
+        let active_arrays: Vec<usize> = (0..arrays.len()).filter(|k| self.active.contains(&arrays[*k])).collect();
+        let free = self.free_state(free_vars_lambda(lam));
+        let mut init: Vec<Atom> = Vec::new();
+        for &k in &active_arrays {
+            init.push(self.take_or_zero(arrays[k]));
+        }
+        init.extend(free.iter().map(|(_, a)| *a));
+        let free_vars: Vec<Var> = free.iter().map(|(v, _)| *v).collect();
+        let outer_active = self.active.clone();
+        let results = self.backward_loop(width, init, |rev, i, state| {
+            let rows: Vec<Atom> = arrays
+                .iter()
+                .map(|a| {
+                    let ty = rev.b.vars.ty(*a).row();
+                    rev.b.emit1(Expr::Index { array: *a, indices: vec![i] }, ty, "row")
+                })
+                .collect();
+            let zrows: Vec<Option<Atom>> = zs
+                .iter()
+                .map(|z| {
+                    z.map(|z| {
+                        let ty = rev.b.ty(z).row();
+                        let Atom::Var(zv) = z else { unreachable!() };
+                        rev.b.emit1(Expr::Index { array: zv, indices: vec![i] }, ty, "adj")
+                    })
+                })
+                .collect();
+            let (params, body) = rev.b.prepare(lam, &rows);
+            let mut seeds: Vec<Var> = active_arrays.iter().map(|k| params[*k]).collect();
+            seeds.extend(&free_vars);
+            let mut active = active_vars(rev.b.vars, &body, &seeds);
+            active.extend(free_vars.iter().copied().filter(|v| outer_active.contains(v)));
+            let n_arrays = active_arrays.len();
+            let free_state: Vec<(Var, Var)> =
+                free_vars.iter().copied().zip(state[n_arrays..].iter().copied()).collect();
+            let mut child = rev.child(active);
+            Rev::seed_child(&mut child, &free_state);
+            child.forward(&body.stmts)?;
+            for (r, z) in body.result.iter().zip(&zrows) {
+                if let Some(z) = z {
+                    child.contribute(*r, *z);
+                }
+            }
+            child.backward(&body.stmts)?;
+            let mut out = Vec::new();
+            for (slot, &k) in active_arrays.iter().enumerate() {
+                let buf = state[slot];
+                out.push(match child.take(params[k]) {
+                    Some(c) => {
+                        let ty = child.b.vars.ty(buf);
+                        child.b.emit1(
+                            Expr::UpdateAt { array: buf, indices: vec![i], value: c, accumulate: true },
+                            ty,
+                            "adj",
+                        )
+                    }
+                    None => Atom::Var(buf),
+                });
+            }
+            for (v, st) in &free_state {
+                out.push(child.take(*v).unwrap_or(Atom::Var(*st)));
+            }
+            Ok(out)
+        })?;
+        for (slot, &k) in active_arrays.iter().enumerate() {
+            self.adj.insert(arrays[k], Adj { dense: None, buffer: Some(Atom::Var(results[slot])) });
+        }
+        self.store_free(&free_vars, &results[active_arrays.len()..]);
+        Ok(())
+    }
+
+    fn rev_reduce(
+        &mut self,
+        zs: &[Option<Atom>],
+        lam: &Lambda,
+        neutral: &[Atom],
+        arrays: &[Var],
+        is_scan: bool,
+    ) -> R<()> {
+        let k = arrays.len();
+        // Sum: the adjoint of every element is the adjoint of the result.
+        if !is_scan && k == 1 && is_addition(lam) {
+            let z = zs[0].expect("some adjoint is present");
+            if self.is_active(Atom::Var(arrays[0])) {
+                let n = self.b.shape(Atom::Var(arrays[0]), 0);
+                let ty = self.b.vars.ty(arrays[0]);
+                let rep = self.b.emit1(Expr::Replicate { count: n, value: z }, ty, "adj");
+                self.contribute(Atom::Var(arrays[0]), rep);
+            }
+            self.contribute(neutral[0], z);
+            return Ok(());
+        }
+        // General operator: a sequential reversal of the left fold, with the
+        // accumulator before each step taken from an inclusive scan.
+        let row_types: Vec<IrType> = arrays.iter().map(|a| self.b.vars.ty(*a).row()).collect();
+        let prefix: Vec<Var> = {
+            let lam2 = super::build::rename_lambda(self.b.vars, lam, &mut HashMap::new());
+            let types: Vec<IrType> = row_types.iter().map(|t| t.lift()).collect();
+            self.b.emit(Expr::Scan { lam: lam2, neutral: neutral.to_vec(), arrays: arrays.to_vec() }, &types, "prefix")
+        };
+        let n = self.b.shape(Atom::Var(arrays[0]), 0);
+        let active_arrays: Vec<usize> = (0..k).filter(|j| self.active.contains(&arrays[*j])).collect();
+        let free = self.free_state(free_vars_lambda(lam));
+        let free_vars: Vec<Var> = free.iter().map(|(v, _)| *v).collect();
+        let mut init = Vec::new();
+        for (j, t) in row_types.iter().enumerate() {
+            init.push(match (is_scan, zs[j]) {
+                (false, Some(z)) => z,
+                _ => {
+                    if t.is_scalar() {
+                        self.b.constant(*t, 0.0)
+                    } else {
+                        self.b.zeros_like(neutral[j])
+                    }
+                }
+            });
+        }
+        for &j in &active_arrays {
+            init.push(self.take_or_zero(arrays[j]));
+        }
+        init.extend(free.iter().map(|(_, a)| *a));
+        let outer_active = self.active.clone();
+        let results = self.backward_loop(n, init, |rev, i, state| {
+            // The cotangent of this step's output.
+            let mut acc_adj: Vec<Atom> = state[..k].iter().map(|v| Atom::Var(*v)).collect();
+            if is_scan {
+                for (j, z) in zs.iter().enumerate() {
+                    if let Some(Atom::Var(zv)) = z {
+                        let zi = rev.b.emit1(Expr::Index { array: *zv, indices: vec![i] }, row_types[j], "adj");
+                        acc_adj[j] = rev.b.add_values(acc_adj[j], zi);
+                    }
+                }
+            }
+            let first = rev.b.bin(BinOp::Eq, i, Atom::i64(0));
+            let then_body = Body { stmts: Vec::new(), result: neutral.to_vec() };
+            let else_body = rev.b.body(|b| {
+                let prev = b.sub(i, Atom::i64(1));
+                prefix
+                    .iter()
+                    .zip(&row_types)
+                    .map(|(p, t)| b.emit1(Expr::Index { array: *p, indices: vec![prev] }, *t, "acc"))
+                    .collect()
+            });
+            let before: Vec<Atom> = rev
+                .b
+                .emit(Expr::If { cond: first, then_body, else_body }, &row_types, "acc")
+                .into_iter()
+                .map(Atom::Var)
+                .collect();
+            let xs: Vec<Atom> = arrays
+                .iter()
+                .zip(&row_types)
+                .map(|(a, t)| rev.b.emit1(Expr::Index { array: *a, indices: vec![i] }, *t, "x"))
+                .collect();
+            let mut args = before.clone();
+            args.extend(&xs);
+            let (params, body) = rev.b.prepare(lam, &args);
+            let mut seeds: Vec<Var> = params.iter().copied().filter(|p| is_float(rev.b.vars.ty(*p))).collect();
+            seeds.extend(&free_vars);
+            let mut active = active_vars(rev.b.vars, &body, &seeds);
+            active.extend(free_vars.iter().copied().filter(|v| outer_active.contains(v)));
+            let n_arrays = active_arrays.len();
+            let free_state: Vec<(Var, Var)> =
+                free_vars.iter().copied().zip(state[k + n_arrays..].iter().copied()).collect();
+            let mut child = rev.child(active);
+            Rev::seed_child(&mut child, &free_state);
+            child.forward(&body.stmts)?;
+            for (r, z) in body.result.iter().zip(&acc_adj) {
+                child.contribute(*r, *z);
+            }
+            child.backward(&body.stmts)?;
+            let mut out = Vec::new();
+            for j in 0..k {
+                out.push(match child.take(params[j]) {
+                    Some(a) => a,
+                    None => {
+                        if row_types[j].is_scalar() {
+                            child.b.constant(row_types[j], 0.0)
+                        } else {
+                            child.b.zeros_like(before[j])
+                        }
+                    }
+                });
+            }
+            for (slot, &j) in active_arrays.iter().enumerate() {
+                let buf = state[k + slot];
+                out.push(match child.take(params[k + j]) {
+                    Some(c) => {
+                        let ty = child.b.vars.ty(buf);
+                        child.b.emit1(
+                            Expr::UpdateAt { array: buf, indices: vec![i], value: c, accumulate: true },
+                            ty,
+                            "adj",
+                        )
+                    }
+                    None => Atom::Var(buf),
+                });
+            }
+            for (v, st) in &free_state {
+                out.push(child.take(*v).unwrap_or(Atom::Var(*st)));
+            }
+            Ok(out)
+        })?;
+        for j in 0..k {
+            self.contribute(neutral[j], Atom::Var(results[j]));
+        }
+        for (slot, &j) in active_arrays.iter().enumerate() {
+            self.adj.insert(arrays[j], Adj { dense: None, buffer: Some(Atom::Var(results[k + slot])) });
+        }
+        self.store_free(&free_vars, &results[k + active_arrays.len()..]);
+        Ok(())
+    }
+
+    fn rev_if(&mut self, zs: &[Option<Atom>], cond: Atom, then_body: &Body, else_body: &Body) -> R<()> {
+        let mut free: Vec<Var> = free_vars(then_body);
+        for v in free_vars(else_body) {
+            if !free.contains(&v) {
+                free.push(v);
+            }
+        }
+        free.retain(|v| self.active.contains(v) && is_float(self.b.vars.ty(*v)));
+        if free.is_empty() {
+            return Ok(());
+        }
+        let outer_active = self.active.clone();
+        let branch = |rev: &mut Rev, body: &Body| -> R<Body> {
+            rev.b.blocks.push(Vec::new());
+            let renamed = rename_body(rev.b.vars, body, &mut HashMap::new());
+            let mut active = active_vars(rev.b.vars, &renamed, &free);
+            active.extend(free.iter().copied().filter(|v| outer_active.contains(v)));
+            let mut child = rev.child(active);
+            let r = (|| {
+                child.forward(&renamed.stmts)?;
+                for (r, z) in renamed.result.iter().zip(zs) {
+                    if let Some(z) = z {
+                        child.contribute(*r, *z);
+                    }
+                }
+                child.backward(&renamed.stmts)?;
+                Ok(free.iter().map(|v| child.take_or_zero(*v)).collect::<Vec<Atom>>())
+            })();
+            let stmts = rev.b.blocks.pop().expect("pushed above");
+            Ok(Body { stmts, result: r? })
+        };
+        let then_adj = branch(self, then_body)?;
+        let else_adj = branch(self, else_body)?;
+        let types: Vec<IrType> = free.iter().map(|v| self.b.vars.ty(*v)).collect();
+        let binds = self.b.emit(Expr::If { cond, then_body: then_adj, else_body: else_adj }, &types, "adj");
+        for (v, b) in free.iter().zip(binds) {
+            self.contribute(Atom::Var(*v), Atom::Var(b));
+        }
+        Ok(())
+    }
+
+    fn rev_loop(
+        &mut self,
+        s: &Stmt,
+        zs: &[Option<Atom>],
+        params: &[Var],
+        init: &[Atom],
+        form: &LoopForm,
+        body: &Body,
+    ) -> R<()> {
+        let Some(tape) = self.tapes.get(&s.binds[0]).cloned() else {
+            return Err(Diagnostic::internal("ad", "a loop without a tape in the backward sweep", s.span));
+        };
+        let index = match form {
+            LoopForm::For { index, .. } => Some(*index),
+            LoopForm::While { .. } => None,
+        };
+        let dual: Vec<usize> = (0..params.len()).filter(|k| is_float(self.b.vars.ty(params[*k]))).collect();
+        let mut body_free = free_vars(body);
+        body_free.retain(|v| !params.contains(v) && Some(*v) != index);
+        let free = self.free_state(body_free);
+        let free_vars: Vec<Var> = free.iter().map(|(v, _)| *v).collect();
+        let mut state_init = Vec::new();
+        for &k in &dual {
+            state_init.push(match zs[k] {
+                Some(z) => z,
+                None => self.b.zeros_like(Atom::Var(s.binds[k])),
+            });
+        }
+        state_init.extend(free.iter().map(|(_, a)| *a));
+        let outer_active = self.active.clone();
+        let results = self.backward_loop(tape.bound, state_init, |rev, i, state| {
+            let restored: Vec<Atom> = tape
+                .tapes
+                .iter()
+                .zip(params)
+                .map(|(t, p)| {
+                    let ty = rev.b.vars.ty(*p);
+                    rev.b.emit1(Expr::Index { array: *t, indices: vec![i] }, ty, "state")
+                })
+                .collect();
+            let mut lam_params = params.to_vec();
+            let mut args = restored;
+            if let Some(ix) = index {
+                lam_params.push(ix);
+                args.push(i);
+            }
+            let lam = Lambda { params: lam_params, body: body.clone() };
+            let (copies, renamed) = rev.b.prepare(&lam, &args);
+            let mut seeds: Vec<Var> = dual.iter().map(|k| copies[*k]).collect();
+            seeds.extend(&free_vars);
+            let mut active = active_vars(rev.b.vars, &renamed, &seeds);
+            active.extend(free_vars.iter().copied().filter(|v| outer_active.contains(v)));
+            active.extend(dual.iter().map(|k| copies[*k]));
+            let free_state: Vec<(Var, Var)> =
+                free_vars.iter().copied().zip(state[dual.len()..].iter().copied()).collect();
+            let mut child = rev.child(active);
+            Rev::seed_child(&mut child, &free_state);
+            child.forward(&renamed.stmts)?;
+            for (slot, &k) in dual.iter().enumerate() {
+                child.contribute(renamed.result[k], Atom::Var(state[slot]));
+            }
+            child.backward(&renamed.stmts)?;
+            let mut out = Vec::new();
+            for &k in &dual {
+                out.push(child.take_or_zero(copies[k]));
+            }
+            for (v, st) in &free_state {
+                out.push(child.take(*v).unwrap_or(Atom::Var(*st)));
+            }
+            Ok(out)
+        })?;
+        for (slot, &k) in dual.iter().enumerate() {
+            self.contribute(init[k], Atom::Var(results[slot]));
+        }
+        self.store_free(&free_vars, &results[dual.len()..]);
+        Ok(())
+    }
+}
+
+// Note [Reverse mode of loops]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The forward sweep rewrites an active `for` loop so that iteration i first
+// writes the loop state into tape arrays (`UpdateAt`, in place). The backward
+// sweep is a loop over i = n-1 … 0 that restores the state from the tapes,
+// recomputes the body, and runs the body's backward sweep with the adjoints
+// of the loop state as loop variables; contributions to free variables are
+// further loop variables. Memory is O(iterations × state), as in Futhark;
+// free variables (like a data array the body reads) are not taped.
+//
+// Note [While loops]
+// ~~~~~~~~~~~~~~~~~~
+// A `while` loop has no bound to size its tape. The forward sweep runs it
+// once while counting iterations, then re-runs the body as a taped `for` loop
+// of that many iterations (the body is pure, so the states are the same).
+// This needs no annotation from the user, at the price of running the primal
+// loop twice.

@@ -1,0 +1,137 @@
+//! The derivative table: one entry per scalar primitive, shared by forward
+//! and reverse mode (Futhark keeps its equivalent in `AD/Derivatives.hs`).
+//!
+//! Each rule emits the partial derivatives of a primitive at a point, as
+//! atoms; `None` means "identically zero". Forward mode multiplies them by
+//! tangents, reverse mode by the cotangent.
+//!
+//! Conventions at non-differentiable points (documented in docs/ad.md):
+//! `abs'(0) = 0`; `min`/`max` send the whole derivative to the first argument
+//! on ties; `floor`, `ceil`, comparisons and integer operations have zero
+//! derivative; `sqrt'(0) = +inf` (the limit); `x ** y` has no derivative with
+//! respect to a constant exponent, so `x ** 2.0` is fine at `x <= 0`.
+
+use super::build::{is_const, Builder};
+use crate::ir::{Atom, BinOp, Const, Expr, UnOp};
+
+/// d op(x) / dx, given the operand `x` and the result `y`.
+pub fn unary_partial(b: &mut Builder, op: UnOp, x: Atom, y: Atom) -> Option<Atom> {
+    let t = b.ty(x);
+    let one = b.constant(t, 1.0);
+    Some(match op {
+        UnOp::Neg => b.constant(t, -1.0),
+        UnOp::Not | UnOp::Floor | UnOp::Ceil | UnOp::StopGradient => return None,
+        UnOp::Exp => y,
+        UnOp::Log => b.div(one, x),
+        UnOp::Sin => b.unary(UnOp::Cos, x),
+        UnOp::Cos => {
+            let s = b.unary(UnOp::Sin, x);
+            b.neg(s)
+        }
+        UnOp::Tan => {
+            let yy = b.mul(y, y);
+            b.add(one, yy)
+        }
+        UnOp::Tanh => {
+            let yy = b.mul(y, y);
+            b.sub(one, yy)
+        }
+        UnOp::Sqrt => {
+            let half = b.constant(t, 0.5);
+            b.div(half, y)
+        }
+        UnOp::Abs => {
+            let zero = b.constant(t, 0.0);
+            let pos = b.bin(BinOp::Gt, x, zero);
+            let negc = b.bin(BinOp::Lt, x, zero);
+            let minus = b.constant(t, -1.0);
+            let inner = b.select(negc, minus, zero);
+            b.select(pos, one, inner)
+        }
+        UnOp::Log1p => {
+            let d = b.add(one, x);
+            b.div(one, d)
+        }
+        UnOp::Expm1 => b.add(y, one),
+        UnOp::Sigmoid => {
+            let c = b.sub(one, y);
+            b.mul(y, c)
+        }
+        UnOp::Lgamma => b.unary(UnOp::Digamma, x),
+        UnOp::Digamma => b.unary(UnOp::Trigamma, x),
+        UnOp::Trigamma => return None,
+        UnOp::Erf => {
+            let xx = b.mul(x, x);
+            let nxx = b.neg(xx);
+            let e = b.unary(UnOp::Exp, nxx);
+            let k = b.constant(t, std::f64::consts::FRAC_2_SQRT_PI);
+            b.mul(k, e)
+        }
+    })
+}
+
+/// (d op / da, d op / db) at `a op b = y`; `want` says which are needed.
+pub fn binary_partials(
+    b: &mut Builder,
+    op: BinOp,
+    x: Atom,
+    z: Atom,
+    y: Atom,
+    want: (bool, bool),
+) -> (Option<Atom>, Option<Atom>) {
+    let t = b.ty(x);
+    if !t.elem.is_float() {
+        return (None, None);
+    }
+    let one = b.constant(t, 1.0);
+    let zero = b.constant(t, 0.0);
+    match op {
+        BinOp::Add => (Some(one), Some(one)),
+        BinOp::Sub => (Some(one), Some(b.constant(t, -1.0))),
+        BinOp::Mul => (Some(z), Some(x)),
+        BinOp::Div => {
+            let da = if want.0 { Some(b.div(one, z)) } else { None };
+            let db = if want.1 {
+                let q = b.div(y, z);
+                Some(b.neg(q))
+            } else {
+                None
+            };
+            (da, db)
+        }
+        BinOp::Pow => {
+            let da = if want.0 {
+                // b * a ** (b - 1), written as a power so that a = 0 stays finite.
+                let e = b.sub(z, one);
+                let p = if is_const(e, 0.0) { one } else { b.bin(BinOp::Pow, x, e) };
+                Some(b.mul(z, p))
+            } else {
+                None
+            };
+            let db = if want.1 && !matches!(z, Atom::Const(_)) {
+                let l = b.unary(UnOp::Log, x);
+                Some(b.mul(l, y))
+            } else {
+                None
+            };
+            (da, db)
+        }
+        BinOp::Rem => {
+            let q = b.div(x, z);
+            let tq = b.emit1(Expr::Convert(crate::types::ScalarType::I64, q), crate::ir::IrType::I64, "t");
+            let tf = b.emit1(Expr::Convert(t.elem, tq), t, "t");
+            (Some(one), Some(b.neg(tf)))
+        }
+        BinOp::Min | BinOp::Max => {
+            let cmp = if op == BinOp::Min { BinOp::Le } else { BinOp::Ge };
+            let first = b.bin(cmp, x, z);
+            (Some(b.select(first, one, zero)), Some(b.select(first, zero, one)))
+        }
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::And | BinOp::Or => (None, None),
+    }
+}
+
+/// `Some(1)` as a constant of the type of `like`.
+pub fn one_like(b: &Builder, like: Atom) -> Atom {
+    Atom::Const(Const::of(b.ty(like).elem, 1.0))
+}
