@@ -95,6 +95,27 @@ impl<'b, 'v> Rev<'b, 'v> {
         self.adj.insert(x, Adj { buffer: Some(updated), ..entry });
     }
 
+    /// Adds an owned array (a loop result) to the adjoint of `x`: it becomes the
+    /// buffer when there is none, else a dense contribution.
+    fn absorb(&mut self, x: Var, owned: Atom) {
+        if !self.active.contains(&x) {
+            return;
+        }
+        let ty = self.b.vars.ty(x);
+        match self.adj.get(&x).copied() {
+            Some(entry) if ty.is_scalar() || entry.buffer.is_some() => self.contribute(Atom::Var(x), owned),
+            Some(entry) => {
+                self.adj.insert(x, Adj { buffer: Some(owned), ..entry });
+            }
+            None if ty.is_scalar() => {
+                self.adj.insert(x, Adj { dense: Some(owned), buffer: None });
+            }
+            None => {
+                self.adj.insert(x, Adj { dense: None, buffer: Some(owned) });
+            }
+        }
+    }
+
     /// Removes and returns the accumulated adjoint of `x` (`None`: zero).
     pub fn take(&mut self, x: Var) -> Option<Atom> {
         let entry = self.adj.remove(&x)?;
@@ -573,13 +594,7 @@ impl<'b, 'v> Rev<'b, 'v> {
     /// Stores loop results back as adjoints of free variables.
     fn store_free(&mut self, free: &[Var], results: &[Var]) {
         for (v, r) in free.iter().zip(results) {
-            let ty = self.b.vars.ty(*v);
-            let entry = if ty.is_scalar() {
-                Adj { dense: Some(Atom::Var(*r)), buffer: None }
-            } else {
-                Adj { dense: None, buffer: Some(Atom::Var(*r)) }
-            };
-            self.adj.insert(*v, entry);
+            self.absorb(*v, Atom::Var(*r));
         }
     }
 
@@ -676,7 +691,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             Ok(out)
         })?;
         for (slot, &k) in active_arrays.iter().enumerate() {
-            self.adj.insert(arrays[k], Adj { dense: None, buffer: Some(Atom::Var(results[slot])) });
+            self.absorb(arrays[k], Atom::Var(results[slot]));
         }
         self.store_free(&free_vars, &results[active_arrays.len()..]);
         Ok(())
@@ -818,7 +833,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             self.contribute(neutral[j], Atom::Var(results[j]));
         }
         for (slot, &j) in active_arrays.iter().enumerate() {
-            self.adj.insert(arrays[j], Adj { dense: None, buffer: Some(Atom::Var(results[k + slot])) });
+            self.absorb(arrays[j], Atom::Var(results[k + slot]));
         }
         self.store_free(&free_vars, &results[k + active_arrays.len()..]);
         Ok(())
@@ -835,6 +850,12 @@ impl<'b, 'v> Rev<'b, 'v> {
         if free.is_empty() {
             return Ok(());
         }
+        // Array adjoints are threaded through the branches (so sparse updates stay
+        // in place); scalar contributions come out as values.
+        let incoming: Vec<Option<Atom>> = free
+            .iter()
+            .map(|v| if self.b.vars.ty(*v).is_scalar() { None } else { Some(self.take_or_zero(*v)) })
+            .collect();
         let outer_active = self.active.clone();
         let branch = |rev: &mut Rev, body: &Body| -> R<Body> {
             rev.b.blocks.push(Vec::new());
@@ -842,6 +863,11 @@ impl<'b, 'v> Rev<'b, 'v> {
             let mut active = active_vars(rev.b.vars, &renamed, &free);
             active.extend(free.iter().copied().filter(|v| outer_active.contains(v)));
             let mut child = rev.child(active);
+            for (v, inc) in free.iter().zip(&incoming) {
+                if let Some(buf) = inc {
+                    child.adj.insert(*v, Adj { dense: None, buffer: Some(*buf) });
+                }
+            }
             let r = (|| {
                 child.forward(&renamed.stmts)?;
                 for (r, z) in renamed.result.iter().zip(zs) {
@@ -850,7 +876,14 @@ impl<'b, 'v> Rev<'b, 'v> {
                     }
                 }
                 child.backward(&renamed.stmts)?;
-                Ok(free.iter().map(|v| child.take_or_zero(*v)).collect::<Vec<Atom>>())
+                Ok(free
+                    .iter()
+                    .zip(&incoming)
+                    .map(|(v, inc)| match inc {
+                        Some(buf) => child.take(*v).unwrap_or(*buf),
+                        None => child.take_or_zero(*v),
+                    })
+                    .collect::<Vec<Atom>>())
             })();
             let stmts = rev.b.blocks.pop().expect("pushed above");
             Ok(Body { stmts, result: r? })
@@ -859,8 +892,12 @@ impl<'b, 'v> Rev<'b, 'v> {
         let else_adj = branch(self, else_body)?;
         let types: Vec<IrType> = free.iter().map(|v| self.b.vars.ty(*v)).collect();
         let binds = self.b.emit(Expr::If { cond, then_body: then_adj, else_body: else_adj }, &types, "adj");
-        for (v, b) in free.iter().zip(binds) {
-            self.contribute(Atom::Var(*v), Atom::Var(b));
+        for ((v, b), inc) in free.iter().zip(binds).zip(&incoming) {
+            if inc.is_some() {
+                self.absorb(*v, Atom::Var(b));
+            } else {
+                self.contribute(Atom::Var(*v), Atom::Var(b));
+            }
         }
         Ok(())
     }
