@@ -122,6 +122,27 @@ impl Program {
     /// values, or a bare value for an entry with one parameter.
     pub fn call_json(&self, entry: &str, input: &serde_json::Value) -> Result<serde_json::Value, Failure> {
         let sig = self.signature(entry).clone();
+        let args = self.json_args(entry, input)?;
+        let value = self.call(entry, args)?;
+        json::encode_typed(&value, &values::value_type(&sig.ret)).map_err(|e| {
+            self.fail(Diagnostic::error(
+                Code::E0304,
+                format!("the result cannot be written as JSON {e}"),
+                self.func_span(entry),
+                "returned by this entry point",
+            ))
+        })
+    }
+
+    /// Decodes a JSON input (as [`Self::call_json`] takes it) into argument values.
+    pub fn decode_json_args(&self, entry: &str, input: &serde_json::Value) -> Result<Vec<Value>, Failure> {
+        let sig = self.signature(entry).clone();
+        let args = self.json_args(entry, input)?;
+        args.into_iter().zip(&sig.params).map(|(a, (name, ty))| self.decode_arg(a, name, ty, &sig)).collect()
+    }
+
+    fn json_args(&self, entry: &str, input: &serde_json::Value) -> Result<Vec<Arg>, Failure> {
+        let sig = self.signature(entry).clone();
         let args: Vec<Arg> = match input {
             serde_json::Value::Object(map)
                 if sig.params.iter().all(|(n, _)| map.contains_key(n))
@@ -154,15 +175,7 @@ impl Program {
                 ))
             }
         };
-        let value = self.call(entry, args)?;
-        json::encode_typed(&value, &values::value_type(&sig.ret)).map_err(|e| {
-            self.fail(Diagnostic::error(
-                Code::E0304,
-                format!("the result cannot be written as JSON {e}"),
-                self.func_span(entry),
-                "returned by this entry point",
-            ))
-        })
+        Ok(args)
     }
 
     fn func_span(&self, entry: &str) -> Span {

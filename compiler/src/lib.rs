@@ -12,3 +12,4 @@ pub mod stdlib;
 pub mod syntax;
 pub mod types;
 pub mod values;
+pub mod gradcheck;
