@@ -1,0 +1,282 @@
+//! End-to-end tests of the `slope` command line: exit codes (0 success, 1 an
+//! error in the program or its inputs, 2 command-line misuse), diagnostics on
+//! stderr, JSON results on stdout, and no panics anywhere.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory under the system temp dir, unique per test process and call.
+fn temp_dir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("slope-cli-{}-{tag}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Writes `text` to `name` inside a fresh temp directory and returns its path.
+fn write_temp(tag: &str, name: &str, text: &str) -> PathBuf {
+    let path = temp_dir(tag).join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}
+
+fn slope(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_slope")).args(args).output().expect("run slope");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "slope {args:?} panicked:\n{stderr}");
+    out
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Asserts success and returns stdout parsed as JSON.
+fn json_ok(out: &Output) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(0), "expected success, stderr:\n{}", stderr(out));
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(out)))
+}
+
+/// Asserts exit status 1 with `error[CODE]` on stderr.
+fn fails_with(out: &Output, code: &str) {
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stdout: {} stderr:\n{}", stdout(out), stderr(out));
+    assert!(stderr(out).contains(&format!("error[{code}]")), "expected {code}, stderr:\n{}", stderr(out));
+}
+
+const GOOD: &str = "\
+def sq (x: f64) : f64 = x * x
+
+entry scale [n] (xs: [n]f64) (k: f64) : [n]f64 = map (\\x -> k * x) xs
+
+entry square (x: f64) : f64 = sq x
+";
+
+const ONE_ENTRY: &str = "entry total [n] (xs: [n]f64) : f64 = sum xs\n";
+
+#[test]
+fn check_good_file() {
+    let file = write_temp("check", "good.slope", GOOD);
+    let out = slope(&["check", p(&file)]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn check_bad_file() {
+    let file = write_temp("check", "bad_types.slope", "entry f (n: i64) (x: f64) : f64 = x + n\n");
+    let out = slope(&["check", p(&file)]);
+    fails_with(&out, "E0102");
+    assert!(stderr(&out).contains("bad_types.slope"), "the diagnostic names the file:\n{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn run_positional_json_args() {
+    let file = write_temp("run", "prog.slope", GOOD);
+    let out = slope(&["run", p(&file), "--entry", "scale", "[1.0, -2.0, 3.5]", "2"]);
+    assert_eq!(json_ok(&out), serde_json::json!([2.0, -4.0, 7.0]));
+}
+
+#[test]
+fn run_positional_json_file_arg() {
+    let file = write_temp("run", "prog.slope", ONE_ENTRY);
+    let arg = write_temp("run", "xs.json", "[1.5, 2.5]");
+    let out = slope(&["run", p(&file), p(&arg)]);
+    assert_eq!(json_ok(&out), serde_json::json!(4.0));
+}
+
+#[test]
+fn run_with_input_object() {
+    let file = write_temp("run", "prog.slope", GOOD);
+    let input = write_temp("run", "input.json", r#"{"xs": [1.0, 2.0], "k": -1.0}"#);
+    let out = slope(&["run", p(&file), "--entry", "scale", "--input", p(&input)]);
+    assert_eq!(json_ok(&out), serde_json::json!([-1.0, -2.0]));
+}
+
+#[test]
+fn run_with_bare_input_for_one_parameter() {
+    let file = write_temp("run", "prog.slope", ONE_ENTRY);
+    let input = write_temp("run", "input.json", "[1.0, 2.0, 3.0]");
+    let out = slope(&["run", p(&file), "--input", p(&input)]);
+    assert_eq!(json_ok(&out), serde_json::json!(6.0));
+}
+
+#[test]
+fn run_with_npy_argument() {
+    use slope_runtime::{Array, ArrayData};
+    let file = write_temp("npy", "prog.slope", "entry rowsums [n][m] (a: [n][m]f64) : [n]f64 = map (\\r -> sum r) a\n");
+    let array = Array::new(vec![2, 3], ArrayData::F64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+    let npy = temp_dir("npy").join("a.npy");
+    std::fs::write(&npy, slope_runtime::npy::write_npy(&array)).expect("write npy");
+    let out = slope(&["run", p(&file), p(&npy)]);
+    assert_eq!(json_ok(&out), serde_json::json!([6.0, 15.0]));
+}
+
+#[test]
+fn run_npy_of_wrong_type_is_invalid_input() {
+    use slope_runtime::{Array, ArrayData};
+    let file = write_temp("npy", "prog.slope", ONE_ENTRY);
+    let array = Array::new(vec![2], ArrayData::Bool(vec![true, false]));
+    let npy = temp_dir("npy").join("b.npy");
+    std::fs::write(&npy, slope_runtime::npy::write_npy(&array)).expect("write npy");
+    fails_with(&slope(&["run", p(&file), p(&npy)]), "E0302");
+}
+
+#[test]
+fn run_selects_entry() {
+    let file = write_temp("entry", "prog.slope", GOOD);
+    assert_eq!(json_ok(&slope(&["run", p(&file), "--entry", "square", "3"])), serde_json::json!(9.0));
+    assert_eq!(json_ok(&slope(&["run", p(&file), "--entry", "scale", "[1.0]", "3"])), serde_json::json!([3.0]));
+}
+
+#[test]
+fn run_unknown_entry() {
+    let file = write_temp("entry", "prog.slope", GOOD);
+    let out = slope(&["run", p(&file), "--entry", "nope", "3"]);
+    fails_with(&out, "E0301");
+}
+
+#[test]
+fn run_several_entries_without_entry_flag() {
+    let file = write_temp("entry", "prog.slope", GOOD);
+    fails_with(&slope(&["run", p(&file), "3"]), "E0301");
+}
+
+#[test]
+fn run_invalid_json_argument() {
+    let file = write_temp("input", "prog.slope", ONE_ENTRY);
+    fails_with(&slope(&["run", p(&file), "[1.0, "]), "E0302");
+}
+
+#[test]
+fn run_invalid_json_input_file() {
+    let file = write_temp("input", "prog.slope", ONE_ENTRY);
+    let input = write_temp("input", "input.json", "{\"xs\": [1.0,");
+    fails_with(&slope(&["run", p(&file), "--input", p(&input)]), "E0302");
+}
+
+#[test]
+fn run_argument_of_wrong_type() {
+    let file = write_temp("input", "prog.slope", ONE_ENTRY);
+    fails_with(&slope(&["run", p(&file), "\"not numbers\""]), "E0302");
+    fails_with(&slope(&["run", p(&file), "[[1.0], [2.0, 3.0]]"]), "E0302");
+}
+
+#[test]
+fn run_wrong_number_of_arguments() {
+    let file = write_temp("input", "prog.slope", GOOD);
+    fails_with(&slope(&["run", p(&file), "--entry", "scale", "[1.0]"]), "E0302");
+}
+
+#[test]
+fn missing_source_file() {
+    let missing = temp_dir("missing").join("does_not_exist.slope");
+    fails_with(&slope(&["check", p(&missing)]), "E0303");
+    fails_with(&slope(&["run", p(&missing)]), "E0303");
+    fails_with(&slope(&["emit", p(&missing)]), "E0303");
+}
+
+#[test]
+fn missing_input_files() {
+    let file = write_temp("missing", "prog.slope", ONE_ENTRY);
+    let dir = temp_dir("missing");
+    fails_with(&slope(&["run", p(&file), "--input", p(&dir.join("nope.json"))]), "E0303");
+    fails_with(&slope(&["run", p(&file), p(&dir.join("nope.npy"))]), "E0303");
+    fails_with(&slope(&["run", p(&file), p(&dir.join("nope.json"))]), "E0303");
+}
+
+#[test]
+fn emit_unknown_stage() {
+    let file = write_temp("emit", "prog.slope", GOOD);
+    fails_with(&slope(&["emit", "--stage", "nonsense", p(&file)]), "E0305");
+}
+
+#[test]
+fn input_and_positional_args_together() {
+    let file = write_temp("emit", "prog.slope", ONE_ENTRY);
+    let input = write_temp("emit", "input.json", "[1.0]");
+    fails_with(&slope(&["run", p(&file), "--input", p(&input), "[2.0]"]), "E0305");
+}
+
+#[test]
+fn emit_stages_print_the_entry() {
+    let file = write_temp("emit", "prog.slope", GOOD);
+    for stage in ["ast", "typed", "ir"] {
+        let out = slope(&["emit", "--stage", stage, p(&file)]);
+        assert_eq!(out.status.code(), Some(0), "stage {stage}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("scale") && text.contains("square"), "stage {stage} output:\n{text}");
+    }
+    // The default stage is ir.
+    let out = slope(&["emit", p(&file)]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("entry square"), "{}", stdout(&out));
+}
+
+#[test]
+fn emit_ir_of_one_entry() {
+    let file = write_temp("emit", "prog.slope", GOOD);
+    let out = slope(&["emit", "--stage", "ir", "--entry", "square", p(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("square"));
+    assert!(!stdout(&out).contains("entry scale"), "{}", stdout(&out));
+}
+
+#[test]
+fn import_relative_file() {
+    let dir = temp_dir("import");
+    std::fs::write(dir.join("helpers.slope"), "def twice (x: f64) : f64 = 2.0 * x\n").unwrap();
+    std::fs::write(dir.join("main.slope"), "import \"helpers\"\n\nentry f (x: f64) : f64 = twice x + 1.0\n").unwrap();
+    let main = dir.join("main.slope");
+    assert_eq!(slope(&["check", p(&main)]).status.code(), Some(0));
+    assert_eq!(json_ok(&slope(&["run", p(&main), "4"])), serde_json::json!(9.0));
+}
+
+#[test]
+fn import_cycle() {
+    let dir = temp_dir("cycle");
+    std::fs::write(dir.join("a.slope"), "import \"b\"\n\ndef fa (x: f64) : f64 = x\n\nentry f (x: f64) : f64 = fa x\n")
+        .unwrap();
+    std::fs::write(dir.join("b.slope"), "import \"a\"\n\ndef fb (x: f64) : f64 = x\n").unwrap();
+    let out = slope(&["check", p(&dir.join("a.slope"))]);
+    fails_with(&out, "E0008");
+}
+
+#[test]
+fn import_self() {
+    let file = write_temp("cycle", "selfish.slope", "import \"selfish\"\n\nentry f (x: f64) : f64 = x\n");
+    fails_with(&slope(&["check", p(&file)]), "E0008");
+}
+
+#[test]
+fn run_time_error_exit_code() {
+    let file = write_temp("runtime", "prog.slope", "entry at [n] (xs: [n]f64) (i: i64) : f64 = xs[i]\n");
+    let out = slope(&["run", p(&file), "[1.0, 2.0]", "5"]);
+    fails_with(&out, "E0201");
+    assert!(stderr(&out).contains("prog.slope"), "{}", stderr(&out));
+}
+
+#[test]
+fn nan_result_is_not_json() {
+    let file = write_temp("runtime", "prog.slope", "entry f (x: f64) : f64 = log x\n");
+    fails_with(&slope(&["run", p(&file), "--", "-1.0"]), "E0304");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(slope(&[]).status.code(), Some(2));
+    assert_eq!(slope(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(slope(&["run"]).status.code(), Some(2));
+    assert_eq!(slope(&["check", "a.slope", "--no-such-flag"]).status.code(), Some(2));
+}
