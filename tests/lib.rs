@@ -14,6 +14,9 @@
 //! case, closed by `output:` (a JSON value, floats compared with a relative
 //! tolerance of 1e-9) or `error:` (a run-time error code). An `error:` line
 //! before any input means the program must fail to compile with that code.
+//! `gradcheck: JSON` checks the current entry's derivatives at that point (and
+//! two random points near it): forward mode against reverse mode with the
+//! dot-product test, and both against central finite differences.
 //! Every program also gets `insta` snapshots of its AST, typed AST and IR (or
 //! of its diagnostics), and its printed AST must re-parse to the same text.
 
@@ -25,6 +28,8 @@ use std::path::{Path, PathBuf};
 pub struct Header {
     pub compile_error: Option<String>,
     pub cases: Vec<Case>,
+    /// `(entry, point)` pairs from `-- gradcheck: JSON` lines.
+    pub gradchecks: Vec<(Option<String>, serde_json::Value)>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +68,7 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
                 let i = input.take().ok_or(format!("line {}: output without input", n + 1))?;
                 header.cases.push(Case { entry: entry.clone(), input: i, expect: Expect::Output(json(value)?) });
             }
+            "gradcheck" => header.gradchecks.push((entry.clone(), json(value)?)),
             "error" => match input.take() {
                 Some(i) => {
                     header.cases.push(Case { entry: entry.clone(), input: i, expect: Expect::Error(value.into()) })
@@ -174,6 +180,13 @@ pub fn run_program(relative: &str) {
             snapshot(&format!("{stem}__ir"), &program.emit("ir", None).expect("ir prints"));
             for case in &header.cases {
                 run_case(relative, &program, case);
+            }
+            for (entry, point) in &header.gradchecks {
+                let entry = program.entry_name(entry.as_deref()).unwrap_or_else(|f| panic!("{relative}: {f:?}"));
+                let report = slope::gradcheck::gradcheck(&program, &entry, point, 2, 7).unwrap_or_else(|f| {
+                    panic!("{relative}: gradcheck of {entry} failed to run:\n{}", f.render(RenderStyle::Rich))
+                });
+                assert!(report.ok, "{relative}: {report}");
             }
         }
     }

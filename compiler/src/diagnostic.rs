@@ -151,6 +151,7 @@ codes! {
     E0203 => "integer division by zero",
     E0204 => "invalid argument",
     E0205 => "while loop exceeded its iteration limit",
+    E0206 => "derivative check failed",
     // Values at the boundary and the command line.
     E0301 => "no such entry point",
     E0302 => "invalid input value",

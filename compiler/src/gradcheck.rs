@@ -86,7 +86,13 @@ impl Rng {
 
 /// Checks the derivatives of `entry` at `input` (JSON, as for `call_json`) and at
 /// `extra_points` random perturbations of it.
-pub fn gradcheck(program: &Program, entry: &str, input: &serde_json::Value, extra_points: usize, seed: u64) -> Result<Report, Failure> {
+pub fn gradcheck(
+    program: &Program,
+    entry: &str,
+    input: &serde_json::Value,
+    extra_points: usize,
+    seed: u64,
+) -> Result<Report, Failure> {
     let fail = |d: Diagnostic| Failure { sources: program.sources.clone(), diagnostics: vec![d] };
     let func = program.elaborated.func(entry).expect("entry exists").clone();
     let args = program.decode_json_args(entry, input)?;
@@ -101,7 +107,11 @@ pub fn gradcheck(program: &Program, entry: &str, input: &serde_json::Value, extr
         let x: Vec<Val> = if p == 0 {
             leaves.clone()
         } else {
-            leaves.iter().enumerate().map(|(k, v)| if checker.is_diff_param(k) { perturb(v, &mut rng) } else { v.clone() }).collect()
+            leaves
+                .iter()
+                .enumerate()
+                .map(|(k, v)| if checker.is_diff_param(k) { perturb(v, &mut rng) } else { v.clone() })
+                .collect()
         };
         points.push(checker.check_point(&x, &mut rng).map_err(|e| fail(e.to_diagnostic()))?);
     }
@@ -129,10 +139,13 @@ fn random_like(v: &Val, rng: &mut Rng) -> Val {
         Val::F64(_) => Val::F64(rng.signed()),
         Val::F32(_) => Val::F32(rng.signed() as f32),
         Val::Arr(a) => match &a.data {
-            ArrayData::F64(d) => Val::Arr(Rc::new(Array::new(a.shape.clone(), ArrayData::F64(d.iter().map(|_| rng.signed()).collect())))),
-            ArrayData::F32(d) => {
-                Val::Arr(Rc::new(Array::new(a.shape.clone(), ArrayData::F32(d.iter().map(|_| rng.signed() as f32).collect()))))
+            ArrayData::F64(d) => {
+                Val::Arr(Rc::new(Array::new(a.shape.clone(), ArrayData::F64(d.iter().map(|_| rng.signed()).collect()))))
             }
+            ArrayData::F32(d) => Val::Arr(Rc::new(Array::new(
+                a.shape.clone(),
+                ArrayData::F32(d.iter().map(|_| rng.signed() as f32).collect()),
+            ))),
             _ => v.clone(),
         },
         v => v.clone(),
@@ -160,9 +173,10 @@ fn axpy(x: &Val, h: f64, v: &Val) -> Val {
     match (x, v) {
         (Val::F64(a), Val::F64(b)) => Val::F64(a + h * b),
         (Val::Arr(a), Val::Arr(b)) => match (&a.data, &b.data) {
-            (ArrayData::F64(p), ArrayData::F64(q)) => {
-                Val::Arr(Rc::new(Array::new(a.shape.clone(), ArrayData::F64(p.iter().zip(q).map(|(s, t)| s + h * t).collect()))))
-            }
+            (ArrayData::F64(p), ArrayData::F64(q)) => Val::Arr(Rc::new(Array::new(
+                a.shape.clone(),
+                ArrayData::F64(p.iter().zip(q).map(|(s, t)| s + h * t).collect()),
+            ))),
             _ => x.clone(),
         },
         _ => x.clone(),
@@ -235,7 +249,11 @@ impl Checker {
         let (seeds, expr, bind_types): (Vec<Var>, Expr, Vec<IrType>) = if forward {
             let tangents: Vec<Var> = lam_params.iter().map(|p| vars.fresh("v", vars.ty(*p))).collect();
             let types = result_types.clone();
-            (tangents.clone(), Expr::Jvp { lam, primals, tangents: tangents.iter().map(|v| Atom::Var(*v)).collect() }, types)
+            (
+                tangents.clone(),
+                Expr::Jvp { lam, primals, tangents: tangents.iter().map(|v| Atom::Var(*v)).collect() },
+                types,
+            )
         } else {
             let cots: Vec<Var> = result_types.iter().map(|t| vars.fresh("w", *t)).collect();
             let types: Vec<IrType> = lam_params.iter().map(|p| vars.ty(*p)).collect();

@@ -35,7 +35,21 @@ enum Command {
         /// Arguments in parameter order: JSON literals, or paths to .json / .npy files.
         args: Vec<String>,
     },
-    /// Print a compiler stage: ast, typed or ir.
+    /// Check an entry's derivatives: forward vs reverse (dot-product test) and both vs finite differences.
+    Gradcheck {
+        file: PathBuf,
+        #[arg(long)]
+        entry: Option<String>,
+        /// The point: a JSON file as for `run --input`.
+        #[arg(long)]
+        input: PathBuf,
+        /// How many random points near the input to check besides it.
+        #[arg(long, default_value_t = 3)]
+        points: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Print a compiler stage: ast, typed, ir or ad.
     Emit {
         #[arg(long, default_value = "ir")]
         stage: String,
@@ -54,6 +68,9 @@ fn main() -> ExitCode {
             cli::run(&file, entry.as_deref(), input.as_deref(), &args)
         }
         Command::Emit { stage, file, entry } => cli::emit(&file, &stage, entry.as_deref()),
+        Command::Gradcheck { file, entry, input, points, seed } => {
+            cli::gradcheck(&file, entry.as_deref(), &input, points, seed)
+        }
     };
     match result {
         Ok(out) => {

@@ -99,3 +99,28 @@ pub fn emit(file: &Path, stage: &str, entry: Option<&str>) -> Result<String, Cli
     let program = compile(file)?;
     Ok(program.emit(stage, entry)?)
 }
+
+pub fn gradcheck(
+    file: &Path,
+    entry: Option<&str>,
+    input: &Path,
+    points: usize,
+    seed: u64,
+) -> Result<String, CliFailure> {
+    let program = compile(file)?;
+    let entry = program.entry_name(entry)?;
+    let json = parse_json(&read(input)?, &input.display().to_string())?;
+    let report = slope::gradcheck::gradcheck(&program, &entry, &json, points, seed)?;
+    if report.ok {
+        Ok(report.to_string().trim_end().to_string())
+    } else {
+        print!("{report}");
+        let file_id = program.sources.len().saturating_sub(1);
+        let _ = file_id;
+        Err(plain_error(
+            Code::E0206,
+            format!("the derivatives of `{entry}` do not agree"),
+            Some("forward and reverse mode must agree to rounding, and both with finite differences".into()),
+        ))
+    }
+}

@@ -350,6 +350,10 @@ impl<'a> Elaborator<'a> {
             let earlier = el.binop(BinOp::Lt, i2, i1, IrType::I64, span);
             let tie = el.binop(BinOp::And, equal, earlier, IrType::BOOL, span);
             let take = el.binop(BinOp::Or, better, tie, IrType::BOOL, span);
+            // The neutral element (index i64::MAX) always loses, so an array of
+            // NaNs (where every comparison is false) still yields index 0.
+            let neutral = el.binop(BinOp::Eq, i1, Atom::i64(i64::MAX), IrType::I64, span);
+            let take = el.binop(BinOp::Or, take, neutral, IrType::BOOL, span);
             let v = el.emit1(IrExpr::Select(take, v2, v1), t, "v", span);
             let i = el.emit1(IrExpr::Select(take, i2, i1), IrType::I64, "i", span);
             Ok(vec![v, i])

@@ -56,6 +56,8 @@ impl CheckedProgram {
 pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnostic>> {
     let mut program = CheckedProgram::default();
     let mut diags = Vec::new();
+    // Definitions that failed to check: later uses are not reported again.
+    let mut failed: Vec<String> = Vec::new();
     for module in modules {
         for item in module.items {
             let def = match item {
@@ -93,14 +95,21 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
                 );
                 continue;
             }
+            let name = def.name.text.clone();
             let mut checker = Checker::new(&program);
+            checker.failed = &failed;
             match checker.check_def(def) {
                 Ok((def, mut info)) => {
                     info.index = program.defs.len();
                     program.infos.insert(def.name.text.clone(), info);
                     program.defs.push(def);
                 }
-                Err(d) => diags.push(d),
+                Err(d) => {
+                    if !d.message.ends_with(CASCADE) {
+                        diags.push(d);
+                    }
+                    failed.push(name);
+                }
             }
         }
     }
@@ -118,8 +127,12 @@ pub fn check_expr(program: &CheckedProgram, expr: &mut Expr) -> Result<(), Diagn
     checker.finish(expr)
 }
 
+/// Marks an error caused by an earlier, already reported one.
+const CASCADE: &str = "(reported above)";
+
 struct Checker<'p> {
     program: &'p CheckedProgram,
+    failed: &'p [String],
     vars: Vec<(Option<Type>, VarKind)>,
     dims: Vec<Option<Dim>>,
     locals: Vec<(String, Type)>,
@@ -133,6 +146,7 @@ impl<'p> Checker<'p> {
     fn new(program: &'p CheckedProgram) -> Checker<'p> {
         Checker {
             program,
+            failed: &[],
             vars: Vec::new(),
             dims: Vec::new(),
             locals: Vec::new(),
@@ -252,15 +266,18 @@ impl<'p> Checker<'p> {
 
     /// Resolves all type variables of an expression tree, applying defaults.
     fn finish(&mut self, expr: &mut Expr) -> R<()> {
-        let ty = std::mem::replace(&mut expr.ty, Type::Unknown);
-        expr.ty = self.zonk(&ty, expr.span)?;
+        // Children first, so that an unknown type is reported at the innermost
+        // expression that has it (`[]` rather than the `length` applied to it).
         let mut result = Ok(());
         for_each_child(expr, &mut |child| {
             if result.is_ok() {
                 result = self.finish(child);
             }
         });
-        result
+        result?;
+        let ty = std::mem::replace(&mut expr.ty, Type::Unknown);
+        expr.ty = self.zonk(&ty, expr.span)?;
+        Ok(())
     }
 
     // ---- Types from annotations ----
@@ -1015,6 +1032,9 @@ impl<'p> Checker<'p> {
         }
         if let Some((scheme, _)) = builtins::lookup(name) {
             return Ok(self.instantiate_builtin(scheme));
+        }
+        if self.failed.iter().any(|f| f == name) {
+            return Err(Diagnostic::error(Code::E0101, format!("`{name}` has errors {CASCADE}"), span, "used here"));
         }
         let mut d = Diagnostic::error(Code::E0101, format!("unknown name `{name}`"), span, "not defined");
         let candidates = self
