@@ -134,6 +134,13 @@ impl Program {
         })
     }
 
+    /// The interpreter's operation counts for one call (the cost model of the
+    /// cheap-gradient tests and of `slope cost`).
+    pub fn cost_json(&self, entry: &str, input: &serde_json::Value) -> Result<interp::Cost, Failure> {
+        let args = self.json_args(entry, input)?;
+        self.call_with_cost(entry, args).map(|(_, c)| c)
+    }
+
     /// Decodes a JSON input (as [`Self::call_json`] takes it) into argument values.
     pub fn decode_json_args(&self, entry: &str, input: &serde_json::Value) -> Result<Vec<Value>, Failure> {
         let sig = self.signature(entry).clone();
@@ -192,6 +199,11 @@ impl Program {
 
     /// Calls an entry on arguments in parameter order and returns its result.
     pub fn call(&self, entry: &str, args: Vec<Arg>) -> Result<Value, Failure> {
+        self.call_with_cost(entry, args).map(|(v, _)| v)
+    }
+
+    /// Like [`Self::call`], also returning the interpreter's operation counts.
+    pub fn call_with_cost(&self, entry: &str, args: Vec<Arg>) -> Result<(Value, interp::Cost), Failure> {
         let func = self.ir.func(entry).expect("entries are elaborated");
         let sig = &func.signature;
         if args.len() != sig.params.len() {
@@ -204,9 +216,9 @@ impl Program {
             let value = self.decode_arg(arg, name, ty, sig)?;
             values::flatten(&value, &mut leaves);
         }
-        let (results, _) = interp::run(&self.ir, entry, leaves, &interp::Options::default())
+        let (results, cost) = interp::run(&self.ir, entry, leaves, &interp::Options::default())
             .map_err(|e| self.fail(e.to_diagnostic()))?;
-        Ok(values::unflatten(&sig.ret, &mut results.into_iter()))
+        Ok((values::unflatten(&sig.ret, &mut results.into_iter()), cost))
     }
 
     fn decode_arg(&self, arg: Arg, name: &str, ty: &Type, sig: &ir::Signature) -> Result<Value, Failure> {

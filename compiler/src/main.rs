@@ -49,6 +49,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Run an entry in the interpreter and print its operation counts (the cost model).
+    Cost {
+        file: PathBuf,
+        #[arg(long)]
+        entry: Option<String>,
+        #[arg(long)]
+        input: PathBuf,
+    },
     /// Print a compiler stage: ast, typed, ir or ad.
     Emit {
         #[arg(long, default_value = "ir")]
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
             cli::run(&file, entry.as_deref(), input.as_deref(), &args)
         }
         Command::Emit { stage, file, entry } => cli::emit(&file, &stage, entry.as_deref()),
+        Command::Cost { file, entry, input } => cli::cost(&file, entry.as_deref(), &input),
         Command::Gradcheck { file, entry, input, points, seed } => {
             cli::gradcheck(&file, entry.as_deref(), &input, points, seed)
         }

@@ -115,12 +115,24 @@ pub fn gradcheck(
         Ok(report.to_string().trim_end().to_string())
     } else {
         print!("{report}");
-        let file_id = program.sources.len().saturating_sub(1);
-        let _ = file_id;
         Err(plain_error(
             Code::E0206,
             format!("the derivatives of `{entry}` do not agree"),
             Some("forward and reverse mode must agree to rounding, and both with finite differences".into()),
         ))
     }
+}
+
+pub fn cost(file: &Path, entry: Option<&str>, input: &Path) -> Result<String, CliFailure> {
+    let program = compile(file)?;
+    let entry = program.entry_name(entry)?;
+    let json = parse_json(&read(input)?, &input.display().to_string())?;
+    let c = program.cost_json(&entry, &json)?;
+    Ok(format!(
+        "{entry}: {} operations ({} scalar operations, {} array elements written, {} indexings)",
+        c.total(),
+        c.scalar_ops,
+        c.elements_written,
+        c.indexings
+    ))
 }
