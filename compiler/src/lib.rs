@@ -7,6 +7,7 @@ pub mod diagnostic;
 pub mod driver;
 pub mod elab;
 pub mod ir;
+pub mod session;
 pub mod stdlib;
 pub mod syntax;
 pub mod types;
