@@ -44,6 +44,8 @@ enum Command {
         #[arg(long)]
         entry: Option<String>,
     },
+    /// Start an interactive session (reads plain lines when stdin is not a terminal).
+    Repl,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
             cli::run(&file, entry.as_deref(), input.as_deref(), &args)
         }
         Command::Emit { stage, file, entry } => cli::emit(&file, &stage, entry.as_deref()),
+        Command::Repl => return cli::repl::run(),
     };
     match result {
         Ok(out) => {
