@@ -262,7 +262,10 @@ impl Session {
     /// and the candidates for it (commands, stages, definitions, builtins and
     /// keywords), sorted.
     pub fn complete(&self, line: &str, pos: usize) -> (usize, Vec<String>) {
-        let pos = pos.min(line.len());
+        let mut pos = pos.min(line.len());
+        while !line.is_char_boundary(pos) {
+            pos -= 1;
+        }
         let before = &line[..pos];
         let start = before
             .char_indices()

@@ -96,3 +96,19 @@ fn completeness_of_partial_inputs() {
         assert!(Session::is_complete(complete), "{complete:?} should be complete");
     }
 }
+
+#[test]
+fn line_helpers_accept_any_prefix() {
+    let session = Session::new(|_| Err("no files".into()));
+    for name in NAMES {
+        let text = std::fs::read_to_string(workspace_dir().join(format!("tests/repl/{name}.in"))).unwrap();
+        for line in text.lines().chain(["π → ∂ [1, (2", ":emit ir \u{e9}"]) {
+            for pos in 0..=line.len() {
+                let _ = session.complete(line, pos);
+                if line.is_char_boundary(pos) {
+                    let _ = Session::is_complete(&line[..pos]);
+                }
+            }
+        }
+    }
+}

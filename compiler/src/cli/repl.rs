@@ -11,7 +11,7 @@ use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
-use rustyline::{Context, Editor, Helper};
+use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use slope::session::{LineBuffer, Reply, Session};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -102,7 +102,9 @@ fn history_path() -> Option<PathBuf> {
 }
 
 fn interactive(session: Session) -> ExitCode {
-    let mut editor: Editor<ReplHelper, _> = match Editor::new() {
+    // Tab lists the candidates and completes their common prefix, as shells do.
+    let config = Config::builder().completion_type(CompletionType::List).auto_add_history(false).build();
+    let mut editor: Editor<ReplHelper, _> = match Editor::with_config(config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot start line editing: {e}");
