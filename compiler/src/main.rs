@@ -66,6 +66,8 @@ enum Command {
         #[arg(long)]
         entry: Option<String>,
     },
+    /// Start an interactive session (reads plain lines when stdin is not a terminal).
+    Repl,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Gradcheck { file, entry, input, points, seed } => {
             cli::gradcheck(&file, entry.as_deref(), &input, points, seed)
         }
+        Command::Repl => return cli::repl::run(),
     };
     match result {
         Ok(out) => {

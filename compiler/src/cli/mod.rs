@@ -1,5 +1,7 @@
 //! The CLI commands: read files, call the library API, format the result.
 
+pub mod repl;
+
 use slope::api::{Arg, Failure, Program};
 use slope::diagnostic::{emit_to_stderr, Code, Diagnostic, SourceMap, Span};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,41 @@
+//! `slope repl` with piped input: no prompts, replies on stdout, diagnostics
+//! on stderr, and a failing input makes the exit status 1.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn repl(input: &str) -> (String, String, Option<i32>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slope"))
+        .arg("repl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the slope binary starts");
+    child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("input is written");
+    let out = child.wait_with_output().expect("slope repl finishes");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn piped_session_prints_values() {
+    let (stdout, stderr, code) =
+        repl("def sq (x: f64) : f64 = x * x\nsq 3.0\ndef poly (x: f64) : f64 =\n  sq x + 1.0\npoly 2.0\n");
+    assert_eq!(
+        stdout, "defined sq : f64 -> f64\n9.0 : f64\ndefined poly : f64 -> f64\n5.0 : f64\n",
+        "stderr: {stderr}"
+    );
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn piped_errors_go_to_stderr_and_the_session_goes_on() {
+    let (stdout, stderr, code) = repl("[1.0, 2.0][5]\nnope\n1 + 1\n:quit\n2 + 2\n");
+    assert!(stderr.contains("E0201") && stderr.contains("E0101"), "stderr: {stderr}");
+    assert_eq!(stdout, "2 : i64\n");
+    assert_eq!(code, Some(1));
+}
