@@ -354,7 +354,7 @@ mod tests {
 
 /// The digamma function ψ(x) = d/dx ln Γ(x): the derivative of [`lgamma`].
 ///
-/// Shifts x upwards with ψ(x) = ψ(x + 1) − 1/x until x ≥ 6, then uses the
+/// Shifts x upwards with ψ(x) = ψ(x + 1) − 1/x until x ≥ 12, then uses the
 /// asymptotic series; reflection ψ(1 − x) − π cot(πx) for x < 0.5.
 /// Poles (x = 0, −1, …) give NaN.
 pub fn digamma(x: f64) -> f64 {
@@ -367,7 +367,7 @@ pub fn digamma(x: f64) -> f64 {
     }
     let mut acc = 0.0;
     let mut x = x;
-    while x < 6.0 {
+    while x < 12.0 {
         acc -= 1.0 / x;
         x += 1.0;
     }
@@ -379,7 +379,7 @@ pub fn digamma(x: f64) -> f64 {
 }
 
 /// The trigamma function ψ'(x): the derivative of [`digamma`].
-/// Shift to x ≥ 6, then the asymptotic series; reflection below 0.5.
+/// Shift to x ≥ 20, then the asymptotic series; reflection below 0.5.
 pub fn trigamma(x: f64) -> f64 {
     if x.is_nan() || (x <= 0.0 && x == x.floor()) {
         return f64::NAN;
@@ -391,7 +391,7 @@ pub fn trigamma(x: f64) -> f64 {
     }
     let mut acc = 0.0;
     let mut x = x;
-    while x < 6.0 {
+    while x < 20.0 {
         acc += 1.0 / (x * x);
         x += 1.0;
     }
