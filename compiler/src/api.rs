@@ -50,6 +50,8 @@ pub struct Program {
     pub elaborated: ir::Program,
     /// The IR that runs: after the AD pass (`emit --stage ad`).
     pub ir: ir::Program,
+    /// Interpreter settings (the `while` iteration limit).
+    pub options: interp::Options,
 }
 
 impl Program {
@@ -62,6 +64,7 @@ impl Program {
                 checked: st.checked,
                 elaborated: st.elaborated,
                 ir: st.differentiated,
+                options: interp::Options::default(),
             }),
             Err(diagnostics) => Err(Failure { sources, diagnostics }),
         }
@@ -216,8 +219,8 @@ impl Program {
             let value = self.decode_arg(arg, name, ty, sig)?;
             values::flatten(&value, &mut leaves);
         }
-        let (results, cost) = interp::run(&self.ir, entry, leaves, &interp::Options::default())
-            .map_err(|e| self.fail(e.to_diagnostic()))?;
+        let (results, cost) =
+            interp::run(&self.ir, entry, leaves, &self.options).map_err(|e| self.fail(e.to_diagnostic()))?;
         Ok((values::unflatten(&sig.ret, &mut results.into_iter()), cost))
     }
 

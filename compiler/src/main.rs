@@ -32,7 +32,11 @@ enum Command {
         /// Use the reference interpreter.
         #[arg(long)]
         interp: bool,
+        /// Fail (E0205) when a `while` loop runs more iterations than this.
+        #[arg(long, default_value_t = 1_000_000_000)]
+        while_limit: u64,
         /// Arguments in parameter order: JSON literals, or paths to .json / .npy files.
+        #[arg(allow_negative_numbers = true)]
         args: Vec<String>,
     },
     /// Check an entry's derivatives: forward vs reverse (dot-product test) and both vs finite differences.
@@ -74,8 +78,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Check { file } => cli::check(&file),
-        Command::Run { file, entry, input, interp: _, args } => {
-            cli::run(&file, entry.as_deref(), input.as_deref(), &args)
+        Command::Run { file, entry, input, interp: _, while_limit, args } => {
+            cli::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit)
         }
         Command::Emit { stage, file, entry } => cli::emit(&file, &stage, entry.as_deref()),
         Command::Cost { file, entry, input } => cli::cost(&file, entry.as_deref(), &input),

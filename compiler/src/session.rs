@@ -127,6 +127,7 @@ impl Session {
             checked: Default::default(),
             elaborated: Default::default(),
             ir: Default::default(),
+            options: Default::default(),
         };
         Session {
             reader: Box::new(reader),

@@ -280,3 +280,32 @@ fn usage_errors_exit_2() {
     assert_eq!(slope(&["run"]).status.code(), Some(2));
     assert_eq!(slope(&["check", "a.slope", "--no-such-flag"]).status.code(), Some(2));
 }
+
+#[test]
+fn gradcheck_passes_on_a_smooth_function() {
+    let file = write_temp("gradcheck", "prog.slope", "entry f (x: [3]f64) : f64 = sum (map (\\v -> sin v * v) x)\n");
+    let input = write_temp("gradcheck", "input.json", "{\"x\": [0.5, 1.0, 2.0]}");
+    let out = slope(&["gradcheck", p(&file), "--input", p(&input)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gradcheck f: ok"));
+}
+
+/// A jump at the point: forward and reverse agree (derivative 1 on either side)
+/// but finite differences see the jump, so the check must fail with E0206.
+#[test]
+fn gradcheck_fails_at_a_discontinuity() {
+    let file = write_temp("gradcheck", "jump.slope", "entry f (x: f64) : f64 = if x > 0.0 then x + 1.0 else x\n");
+    let input = write_temp("gradcheck", "input.json", "{\"x\": 0.0}");
+    let out = slope(&["gradcheck", p(&file), "--input", p(&input)]);
+    fails_with(&out, "E0206");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED"));
+}
+
+#[test]
+fn while_loop_limit() {
+    let file = write_temp("while", "spin.slope", "entry f (x: f64) : f64 = loop y = x while y > 0.0 do y + 1.0\n");
+    fails_with(&slope(&["run", "--while-limit", "1000", p(&file), "1.0"]), "E0205");
+    let out = slope(&["run", "--while-limit", "1000", p(&file), "-1.0"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "-1.0");
+}

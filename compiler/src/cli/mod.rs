@@ -75,8 +75,15 @@ fn read_arg(arg: &str) -> Result<Arg, CliFailure> {
     Ok(Arg::Json(parse_json(arg, &format!("the argument `{arg}`"))?))
 }
 
-pub fn run(file: &Path, entry: Option<&str>, input: Option<&Path>, args: &[String]) -> Result<String, CliFailure> {
-    let program = compile(file)?;
+pub fn run(
+    file: &Path,
+    entry: Option<&str>,
+    input: Option<&Path>,
+    args: &[String],
+    while_limit: u64,
+) -> Result<String, CliFailure> {
+    let mut program = compile(file)?;
+    program.options.while_limit = while_limit;
     let entry = program.entry_name(entry)?;
     let result = match input {
         Some(path) => {
