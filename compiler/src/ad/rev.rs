@@ -625,7 +625,90 @@ impl<'b, 'v> Rev<'b, 'v> {
         Ok(binds)
     }
 
-    fn rev_map(&mut self, _s: &Stmt, zs: &[Option<Atom>], width: Atom, lam: &Lambda, arrays: &[Var]) -> R<()> {
+    fn rev_map(&mut self, s: &Stmt, zs: &[Option<Atom>], width: Atom, lam: &Lambda, arrays: &[Var]) -> R<()> {
+        let free_active: Vec<Var> = free_vars_lambda(lam).into_iter().filter(|v| self.active.contains(v)).collect();
+        if free_active.iter().all(|v| self.b.vars.ty(*v).is_scalar()) {
+            return self.rev_map_parallel(zs, width, lam, arrays, free_active);
+        }
+        self.rev_map_sequential(s, zs, width, lam, arrays)
+    }
+
+    /// The reverse of a `map` whose body reads no active free array: another
+    /// `map` computing each element's adjoints (and each element's contribution
+    /// to free scalars, summed afterwards). See Note [Reverse mode of map].
+    fn rev_map_parallel(
+        &mut self,
+        zs: &[Option<Atom>],
+        width: Atom,
+        lam: &Lambda,
+        arrays: &[Var],
+        free: Vec<Var>,
+    ) -> R<()> {
+        let active_arrays: Vec<usize> = (0..arrays.len()).filter(|k| self.active.contains(&arrays[*k])).collect();
+        let present: Vec<(usize, Var)> =
+            zs.iter().enumerate().filter_map(|(j, z)| z.and_then(|z| z.var()).map(|v| (j, v))).collect();
+        let mut param_types: Vec<IrType> = arrays.iter().map(|a| self.b.vars.ty(*a).row()).collect();
+        param_types.extend(present.iter().map(|(_, z)| self.b.vars.ty(*z).row()));
+        let outer_active = self.active.clone();
+        let mut result = Ok(());
+        let lam2 = self.b.lambda(&param_types, "x", |b, ps| {
+            let rows: Vec<Atom> = ps[..arrays.len()].iter().map(|v| Atom::Var(*v)).collect();
+            let (params, body) = b.prepare(lam, &rows);
+            let mut seeds: Vec<Var> = active_arrays.iter().map(|k| params[*k]).collect();
+            seeds.extend(&free);
+            let mut active = active_vars(b.vars, &body, &seeds);
+            active.extend(free.iter().copied().filter(|v| outer_active.contains(v)));
+            let mut child = Rev::new(b, active);
+            let r = (|| -> R<Vec<Atom>> {
+                child.forward(&body.stmts)?;
+                for (slot, (j, _)) in present.iter().enumerate() {
+                    child.contribute(body.result[*j], Atom::Var(ps[arrays.len() + slot]));
+                }
+                child.backward(&body.stmts)?;
+                let mut out = Vec::new();
+                for &k in &active_arrays {
+                    out.push(child.take_or_zero(params[k]));
+                }
+                for f in &free {
+                    out.push(match child.take(*f) {
+                        Some(a) => a,
+                        None => child.b.constant(child.b.vars.ty(*f), 0.0),
+                    });
+                }
+                Ok(out)
+            })();
+            match r {
+                Ok(out) => out,
+                Err(e) => {
+                    result = Err(e);
+                    Vec::new()
+                }
+            }
+        });
+        result?;
+        let mut inputs = arrays.to_vec();
+        inputs.extend(present.iter().map(|(_, z)| *z));
+        let types: Vec<IrType> = lam2.body.result.iter().map(|a| self.b.ty(*a).lift()).collect();
+        let binds = self.b.emit(Expr::Map { width, lam: lam2, arrays: inputs }, &types, "adj");
+        for (slot, &k) in active_arrays.iter().enumerate() {
+            self.contribute(Atom::Var(arrays[k]), Atom::Var(binds[slot]));
+        }
+        for (slot, f) in free.iter().enumerate() {
+            let per_element = Atom::Var(binds[active_arrays.len() + slot]);
+            let total = self.b.sum_outer(per_element);
+            self.contribute(Atom::Var(*f), total);
+        }
+        Ok(())
+    }
+
+    fn rev_map_sequential(
+        &mut self,
+        _s: &Stmt,
+        zs: &[Option<Atom>],
+        width: Atom,
+        lam: &Lambda,
+        arrays: &[Var],
+    ) -> R<()> {
         let active_arrays: Vec<usize> = (0..arrays.len()).filter(|k| self.active.contains(&arrays[*k])).collect();
         let free = self.free_state(free_vars_lambda(lam));
         let mut init: Vec<Atom> = Vec::new();
@@ -990,6 +1073,17 @@ impl<'b, 'v> Rev<'b, 'v> {
 // of the loop state as loop variables; contributions to free variables are
 // further loop variables. Memory is O(iterations × state), as in Futhark;
 // free variables (like a data array the body reads) are not taped.
+//
+// Note [Reverse mode of map]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// When a map body reads no active free array, the adjoints of its elements are
+// independent: the reverse is another map, over the inputs and the result
+// adjoints, that recomputes the body and runs its backward sweep (one joint VJP
+// of the body, not one per input, which avoids Huot & Shaikhha's 3^p factor).
+// Contributions to free scalars are per-element results, summed afterwards.
+// When the body indexes an active free array, the contributions are sparse
+// updates of that array's adjoint: then the reverse is a sequential loop whose
+// state holds the adjoint buffer, updated in place (Futhark's accumulators).
 //
 // Note [While loops]
 // ~~~~~~~~~~~~~~~~~~
