@@ -368,6 +368,11 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, subst: &mut HashMap<Var, Atom>) ->
             let cotangents = cotangents.iter().map(a).collect();
             Expr::Vjp { lam: rename_lambda(vars, lam, subst), primals, cotangents }
         }
+        Expr::Custom { primal, jvp, args } => {
+            let args = args.iter().map(a).collect();
+            let primal = rename_lambda(vars, primal, subst);
+            Expr::Custom { primal, jvp: rename_lambda(vars, jvp, subst), args }
+        }
     }
 }
 
@@ -422,6 +427,13 @@ fn free_in_nested(e: &Expr, bound: &mut HashSet<Var>, seen: &mut HashSet<Var>, o
             let mut inner = bound.clone();
             inner.extend(lam.params.iter().copied());
             free_in_body(&lam.body, &mut inner, seen, out);
+        }
+        Expr::Custom { primal, jvp, .. } => {
+            for lam in [primal, jvp] {
+                let mut inner = bound.clone();
+                inner.extend(lam.params.iter().copied());
+                free_in_body(&lam.body, &mut inner, seen, out);
+            }
         }
         Expr::If { then_body, else_body, .. } => {
             free_in_body(then_body, &mut bound.clone(), seen, out);

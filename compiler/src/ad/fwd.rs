@@ -280,6 +280,26 @@ impl<'b, 'v> Fwd<'b, 'v> {
             Expr::If { cond, then_body, else_body } => self.if_(binds, cond, then_body, else_body, span)?,
             Expr::Loop { params, init, form, body } => self.loop_(binds, params, init, form, body, span)?,
             e @ (Expr::Shape { .. } | Expr::Iota(_) | Expr::Check { .. }) => self.emit(Stmt { binds, expr: e, span }),
+            Expr::Custom { primal, jvp, args } => {
+                let active = args.iter().any(|a| self.tan(*a).is_some());
+                let rule = active.then(|| rename(self.b, &jvp));
+                self.emit(Stmt { binds, expr: Expr::Custom { primal, jvp, args: args.clone() }, span });
+                if let Some(rule) = rule {
+                    // The user's rule gives the tangents directly.
+                    let mut rule_args = args.clone();
+                    for a in &args {
+                        let t = match self.tan(*a) {
+                            Some(t) => t,
+                            None => self.b.zeros_like(*a),
+                        };
+                        rule_args.push(t);
+                    }
+                    let (_, results) = self.b.inline(&rule, &rule_args);
+                    for (v, t) in s.binds.iter().zip(results) {
+                        self.set(*v, Some(t));
+                    }
+                }
+            }
             Expr::Jvp { .. } | Expr::Vjp { .. } => {
                 return Err(Diagnostic::internal("ad", "nested AD operator reached forward mode", span));
             }

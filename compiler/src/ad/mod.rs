@@ -105,6 +105,9 @@ fn eliminate_nested(vars: &mut VarTable, e: Expr) -> R<Expr> {
         }
         Expr::Jvp { lam, primals, tangents } => Expr::Jvp { lam: eliminate_lambda(vars, lam)?, primals, tangents },
         Expr::Vjp { lam, primals, cotangents } => Expr::Vjp { lam: eliminate_lambda(vars, lam)?, primals, cotangents },
+        Expr::Custom { primal, jvp, args } => {
+            Expr::Custom { primal: eliminate_lambda(vars, primal)?, jvp: eliminate_lambda(vars, jvp)?, args }
+        }
         e => e,
     })
 }

@@ -460,8 +460,40 @@ impl<'b, 'v> Rev<'b, 'v> {
             Expr::If { cond, then_body, else_body } => self.rev_if(zs, *cond, then_body, else_body)?,
             Expr::Loop { params, init, form, body } => self.rev_loop(s, zs, params, init, form, body)?,
             Expr::Shape { .. } | Expr::Iota(_) | Expr::Check { .. } => {}
+            Expr::Custom { jvp, args, .. } => self.rev_custom(s, zs, jvp, args)?,
             Expr::Jvp { .. } | Expr::Vjp { .. } => {
                 return Err(Diagnostic::internal("ad", "nested AD operator reached reverse mode", span));
+            }
+        }
+        Ok(())
+    }
+
+    /// The transpose of a custom rule: the rule is linear in the tangents, so
+    /// reverse mode of `t ↦ jvp(args, t)` (at any `t`) gives the adjoints.
+    fn rev_custom(&mut self, s: &Stmt, zs: &[Option<Atom>], jvp: &Lambda, args: &[Atom]) -> R<()> {
+        let k = args.len();
+        // A lambda of the tangents only; the primal parameters are bound to the arguments inside it.
+        let mut stmts: Vec<Stmt> = jvp.params[..k]
+            .iter()
+            .zip(args)
+            .map(|(p, a)| Stmt { binds: vec![*p], expr: Expr::Atom(*a), span: s.span })
+            .collect();
+        stmts.extend(jvp.body.stmts.iter().cloned());
+        let tangent_lam =
+            Lambda { params: jvp.params[k..].to_vec(), body: Body { stmts, result: jvp.body.result.clone() } };
+        let zero_tangents: Vec<Atom> = args.iter().map(|a| self.b.zeros_like(*a)).collect();
+        let cotangents: Vec<Atom> = zs
+            .iter()
+            .zip(&s.binds)
+            .map(|(z, v)| match z {
+                Some(z) => *z,
+                None => self.b.zeros_like(Atom::Var(*v)),
+            })
+            .collect();
+        let adjoints = super::expand_vjp(self.b, &tangent_lam, &zero_tangents, &cotangents)?;
+        for (a, adj) in args.iter().zip(adjoints) {
+            if is_float(self.b.ty(*a)) {
+                self.contribute(*a, adj);
             }
         }
         Ok(())
@@ -1084,6 +1116,15 @@ impl<'b, 'v> Rev<'b, 'v> {
 // When the body indexes an active free array, the contributions are sparse
 // updates of that array's adjoint: then the reverse is a sequential loop whose
 // state holds the adjoint buffer, updated in place (Futhark's accumulators).
+//
+// Note [Custom derivatives]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `def f (x: f64) : f64 = … with jvp x x_tan = …` gives f's tangent map. Forward
+// mode inlines it. Reverse mode needs the transpose of that map; since the rule
+// is linear in the tangents, reverse mode applied to `t ↦ rule(x, t)` computes
+// exactly that transpose (its value at t = 0 is irrelevant). So one rule serves
+// both modes, as JAX's custom_jvp does; a rule that is not linear in its
+// tangents gives wrong reverse-mode results (documented in docs/ad.md).
 //
 // Note [While loops]
 // ~~~~~~~~~~~~~~~~~~

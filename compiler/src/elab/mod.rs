@@ -332,6 +332,9 @@ impl<'a> Elaborator<'a> {
                 }
                 self.expr(body, &env)
             }
+            Callee::Def { name } if self.program.def(name).is_some_and(|(d, _)| d.jvp_rule.is_some()) => {
+                self.call_custom(name, args, span)
+            }
             Callee::Def { name } => {
                 let program = self.program;
                 let (def, info) = program.def(name).expect("checked definition");
@@ -353,6 +356,57 @@ impl<'a> Elaborator<'a> {
         };
         self.depth -= 1;
         r
+    }
+
+    /// A call of a definition with a custom derivative rule: an `Custom` node
+    /// holding the body and the rule as lambdas over the arguments' leaves.
+    fn call_custom(&mut self, name: &str, args: Vec<SVal<'a>>, span: Span) -> R<SVal<'a>> {
+        let program = self.program;
+        let (def, info) = program.def(name).expect("checked definition");
+        let rule = def.jvp_rule.as_ref().expect("checked by the caller");
+        let mut leaves = Vec::new();
+        for a in &args {
+            leaves.extend(self.first_order_leaves(a, span, "an argument of a function with a custom derivative")?);
+        }
+        let types: Vec<IrType> = leaves.iter().map(|a| self.ty(*a)).collect();
+        let rebuild = |ps: &[Var]| -> Vec<SVal<'a>> {
+            let mut it = ps.iter().map(|v| Atom::Var(*v));
+            args.iter().map(|a| Elaborator::same_shape(a, &mut it)).collect()
+        };
+        let mut shape = None;
+        let primal = self.lambda(&types, &["x"], |el, ps| {
+            let vals = rebuild(ps);
+            let mut env = Env::default();
+            el.bind_sizes(def, &info.param_types, &vals, &mut env)?;
+            for (p, v) in def.params.iter().zip(vals) {
+                el.bind_pat(&p.pat, v, &mut env);
+            }
+            let r = el.expr(&def.body, &env)?;
+            let out = el.first_order_leaves(&r, def.body.span, "the result of a function with a custom derivative")?;
+            shape = Some(r);
+            Ok(out)
+        })?;
+        let mut both = types.clone();
+        both.extend(types.iter().copied());
+        let n = leaves.len();
+        let jvp = self.lambda(&both, &["x"], |el, ps| {
+            let primals = rebuild(&ps[..n]);
+            let tangents = rebuild(&ps[n..]);
+            let mut env = Env::default();
+            el.bind_sizes(def, &info.param_types, &primals, &mut env)?;
+            let k = def.params.len();
+            for (pat, v) in rule.pats[..k].iter().zip(primals) {
+                el.bind_pat(pat, v, &mut env);
+            }
+            for (pat, v) in rule.pats[k..].iter().zip(tangents) {
+                el.bind_pat(pat, v, &mut env);
+            }
+            let r = el.expr(&rule.body, &env)?;
+            el.first_order_leaves(&r, rule.body.span, "the tangent of a custom derivative rule")
+        })?;
+        let result_types: Vec<IrType> = primal.body.result.iter().map(|a| self.ty(*a)).collect();
+        let binds = self.emit(IrExpr::Custom { primal, jvp, args: leaves }, &result_types, &["r"], span);
+        Ok(Self::same_shape(&shape.expect("primal built"), &mut binds.into_iter().map(Atom::Var)))
     }
 
     fn bind_pat(&mut self, pat: &'a Pat, value: SVal<'a>, env: &mut Env<'a>) {

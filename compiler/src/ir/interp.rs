@@ -712,6 +712,12 @@ impl Interp<'_> {
             Expr::Jvp { .. } | Expr::Vjp { .. } => {
                 return ice(span, "AD operator reached the interpreter");
             }
+            Expr::Custom { primal, args, .. } => {
+                let vals = args.iter().map(|a| self.atom(*a, span)).collect::<Result<Vec<_>, _>>()?;
+                let mut out = Vec::with_capacity(binds.len());
+                self.call(primal, vals, &mut out, span)?;
+                return self.bind_all(binds, out, span);
+            }
         };
         self.bind_one(binds, v, span)
     }

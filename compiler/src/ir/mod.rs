@@ -405,6 +405,15 @@ pub enum Expr {
         a: Atom,
         b: Atom,
     },
+    /// A function with a custom derivative rule (`def … with jvp …`): evaluates
+    /// `primal` on `args`; differentiation uses `jvp` (parameters: the primal
+    /// arguments, then their tangents; results: the tangents of the results),
+    /// and reverse mode its transpose. See Note [Custom derivatives] in ad/rev.rs.
+    Custom {
+        primal: Lambda,
+        jvp: Lambda,
+        args: Vec<Atom>,
+    },
     /// Forward-mode derivative of `lam` at `primals` applied to `tangents`; binds the result tangents.
     Jvp {
         lam: Lambda,
@@ -506,6 +515,10 @@ impl Expr {
                 }
                 f(body);
             }
+            Expr::Custom { primal, jvp, .. } => {
+                f(&primal.body);
+                f(&jvp.body);
+            }
             _ => {}
         }
     }
@@ -544,6 +557,7 @@ impl Expr {
                 std::iter::once(v(array)).chain(indices.iter().copied()).chain(std::iter::once(*value)).collect()
             }
             Expr::Jvp { primals, tangents, .. } => primals.iter().chain(tangents).copied().collect(),
+            Expr::Custom { args, .. } => args.clone(),
             Expr::Vjp { primals, cotangents, .. } => primals.iter().chain(cotangents).copied().collect(),
         }
     }

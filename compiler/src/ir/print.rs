@@ -158,6 +158,10 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
         Expr::Vjp { lam, primals, cotangents } => {
             with_lambda(p, "vjp", lam, &format!("{} {}", tuple(primals), tuple(cotangents)), indent)
         }
+        Expr::Custom { primal, jvp, args } => {
+            let rule = with_lambda(p, "with_jvp", jvp, &tuple(args), indent);
+            with_lambda(p, "custom", primal, &rule, indent)
+        }
     }
 }
 

@@ -162,6 +162,11 @@ impl Checker<'_> {
                         self.note_out_of_range(v, out);
                     }
                 }
+                Expr::Custom { primal, jvp, .. } => {
+                    for &v in primal.params.iter().chain(&jvp.params) {
+                        self.note_out_of_range(v, out);
+                    }
+                }
                 Expr::Loop { params, form, .. } => {
                     for &v in params {
                         self.note_out_of_range(v, out);
@@ -254,6 +259,10 @@ impl Checker<'_> {
             | Expr::Hist { lam, .. }
             | Expr::Jvp { lam, .. }
             | Expr::Vjp { lam, .. } => self.nested(&lam.params, &lam.body),
+            Expr::Custom { primal, jvp, .. } => {
+                self.nested(&primal.params, &primal.body);
+                self.nested(&jvp.params, &jvp.body);
+            }
             Expr::Loop { params, form, body, .. } => {
                 // Loop parameters are visible in both the condition and the body
                 // but are bound once: bind them in a scope around both.
@@ -688,6 +697,21 @@ impl Checker<'_> {
                 self.check_atoms(cotangents, &self.result_types(&lam.body), "cotangent", errs);
                 Some(pts)
             }
+            Expr::Custom { primal, jvp, args } => {
+                let pts: Vec<IrType> = primal.params.iter().map(|v| self.ty(*v)).collect();
+                self.check_atoms(args, &pts, "argument", errs);
+                let mut both = pts.clone();
+                both.extend(pts.iter().copied());
+                let jts: Vec<IrType> = jvp.params.iter().map(|v| self.ty(*v)).collect();
+                if jts != both {
+                    errs.push("a custom rule takes the primal arguments and then their tangents".to_string());
+                }
+                let results = self.result_types(&primal.body);
+                if self.result_types(&jvp.body) != results {
+                    errs.push("a custom rule returns one tangent per result".to_string());
+                }
+                Some(results)
+            }
         }
     }
 
@@ -734,6 +758,7 @@ fn expr_kind(e: &Expr) -> &'static str {
         Expr::UpdateAt { .. } => "update",
         Expr::Jvp { .. } => "jvp",
         Expr::Vjp { .. } => "vjp",
+        Expr::Custom { .. } => "custom",
     }
 }
 
