@@ -260,6 +260,18 @@ impl Program {
                     .collect();
                 Ok(defs.iter().map(|d| crate::syntax::print::print_def(d, typed)).collect::<Vec<_>>().join("\n"))
             }
+            "unary" => {
+                let program = match entry {
+                    Some(e) => {
+                        let name = self.entry_name(Some(e))?;
+                        let mut one = self.elaborated.clone();
+                        one.funcs.retain(|f| f.name == name);
+                        one
+                    }
+                    None => self.elaborated.clone(),
+                };
+                Ok(crate::ad::unary::print_program(&program))
+            }
             "ir" | "ad" => {
                 let program = if stage == "ir" { &self.elaborated } else { &self.ir };
                 match entry {

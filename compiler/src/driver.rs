@@ -33,6 +33,7 @@ pub const PASSES: &[Pass] = &[
     Pass { name: "ast", description: "parse the program and its imports" },
     Pass { name: "typed", description: "infer and check types and sizes" },
     Pass { name: "ir", description: "inline and specialise into the flat, first-order array IR" },
+    Pass { name: "unary", description: "translate each reverse-mode (vjp) body into unary form (printed, verified)" },
     Pass { name: "ad", description: "apply all AD operators, leaving AD-free IR (forward and reverse mode)" },
 ];
 

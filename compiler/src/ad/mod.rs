@@ -16,6 +16,7 @@ pub mod build;
 pub mod fwd;
 pub mod rev;
 pub mod rules;
+pub mod unary;
 
 use crate::diagnostic::Diagnostic;
 use crate::ir::{Atom, Body, Expr, Lambda, LoopForm, Program, Stmt, VarTable};
@@ -137,12 +138,17 @@ pub fn expand_jvp(b: &mut Builder, lam: &Lambda, primals: &[Atom], tangents: &[A
 pub fn expand_vjp(b: &mut Builder, lam: &Lambda, primals: &[Atom], cotangents: &[Atom]) -> R<Vec<Atom>> {
     let (params, body) = b.prepare(lam, primals);
     let active = active_vars(b.vars, &body, &params);
+    // The top level of a vjp goes through the unary form; nested scopes
+    // (map bodies, branches, loop bodies) use the IR-level sweep of rev.rs.
+    let unf = unary::translate(b.vars, &params, &body);
+    if cfg!(debug_assertions) {
+        if let Err(e) = unary::verify(b.vars, &unf) {
+            return Err(Diagnostic::internal("ad", format!("unary form: {e}"), b.span));
+        }
+    }
     let mut rev = rev::Rev::new(b, active);
     rev.forward(&body.stmts)?;
-    for (r, c) in body.result.iter().zip(cotangents) {
-        rev.contribute(*r, *c);
-    }
-    rev.backward(&body.stmts)?;
+    unary::reverse(&mut rev, &unf, cotangents)?;
     Ok(params
         .iter()
         .map(|p| match rev.take(*p) {

@@ -61,7 +61,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         Rev { b: &mut *self.b, active, adj: HashMap::new(), tapes: HashMap::new() }
     }
 
-    fn is_active(&self, a: Atom) -> bool {
+    pub fn is_active(&self, a: Atom) -> bool {
         matches!(a, Atom::Var(v) if self.active.contains(&v))
     }
 
@@ -280,6 +280,12 @@ impl<'b, 'v> Rev<'b, 'v> {
             self.stmt(s, &zs)?;
         }
         Ok(())
+    }
+
+    /// The IR-level reverse rule of one statement, given its results' cotangents.
+    pub fn block(&mut self, s: &Stmt, zs: &[Option<Atom>]) -> R<()> {
+        self.b.span = s.span;
+        self.stmt(s, zs)
     }
 
     fn stmt(&mut self, s: &Stmt, zs: &[Option<Atom>]) -> R<()> {

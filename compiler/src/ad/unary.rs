@@ -1,0 +1,451 @@
+//! The unary form (UNF) of Huot & Shaikhha, and reverse mode on it.
+//!
+//! In unary form a term has no variable names: it maps a typed stack (the
+//! context Γ: the lambda's parameters and free variables) to a longer stack.
+//! Every instruction takes the whole stack and extends or shrinks it:
+//!
+//! - `var i` pushes a copy of slot `i`; `const c` pushes a constant;
+//! - `op p` pushes `p` applied to the top `arity(p)` slots, which it keeps;
+//! - `proj k d` forgets `d` slots above the bottom `k` (scoping: it hides the
+//!   operand copies and the `let`-bound intermediates);
+//! - `block s` runs an IR statement that is not a scalar primitive (a map,
+//!   a loop, an indexing…) reading slots, and pushes its results. As in the
+//!   paper, the bodies of combinators stay in the source language (IR).
+//!
+//! Input: an AD-free IR body and its context. Output: a [`Unf`] term, which
+//! prints (`slope emit --stage unary`) and verifies (stack typing).
+//!
+//! Reverse mode is a functor on this form: each instruction has a transposed
+//! Jacobian that maps the cotangent of its output stack to that of its input
+//! stack — `var` adds the copy's cotangent to the slot (the transpose of copy
+//! is add), `op` adds `∂op · z` to its operands, `proj` inserts zeros (the
+//! transpose of forget). [`reverse`] applies them in reverse order to a
+//! *symbolic* cotangent stack whose entries are atoms or zero: that is the
+//! partial evaluation of the continuation-passing reverse program, so no
+//! continuation is ever built and the output is straight-line IR (§1.12 of
+//! `notes/ad-algorithms.md`). Blocks are transposed by the IR-level rules of
+//! [`super::rev`].
+
+use super::build::{free_vars, is_float};
+use super::rev::Rev;
+use super::rules;
+use crate::diagnostic::Diagnostic;
+use crate::ir::{self, Atom, BinOp, Body, Const, Expr, IrType, Stmt, UnOp, Var};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// A scalar primitive of the unary form.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Prim {
+    Unary(UnOp),
+    Binary(BinOp),
+    Convert(crate::types::ScalarType),
+    /// `select c a b` (arity 3).
+    Select,
+}
+
+impl Prim {
+    pub fn arity(self) -> usize {
+        match self {
+            Prim::Unary(_) | Prim::Convert(_) => 1,
+            Prim::Binary(_) => 2,
+            Prim::Select => 3,
+        }
+    }
+    fn name(self) -> String {
+        match self {
+            Prim::Unary(op) => op.name().to_string(),
+            Prim::Binary(op) => format!("({})", op.symbol()),
+            Prim::Convert(t) => t.name().to_string(),
+            Prim::Select => "select".to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Instr {
+    Var(usize),
+    Const(Const),
+    Op(Prim),
+    Proj { keep: usize, drop: usize },
+    /// Statement `index` of the body, reading the slots `reads`.
+    Block { index: usize, reads: Vec<usize> },
+}
+
+/// A unary-form term over the context `context` (slot types and, for
+/// printing and reverse mode, the IR variable or value each slot holds).
+#[derive(Clone, Debug)]
+pub struct Unf {
+    pub context: Vec<Var>,
+    pub instrs: Vec<Instr>,
+    /// The stack after each instruction, as IR atoms (the primal values).
+    pub stacks: Vec<Vec<Atom>>,
+    /// For each stack of `stacks`, which slots are temporary copies (operands
+    /// and results being assembled) rather than the slot of a bound variable.
+    pub temps: Vec<Vec<bool>>,
+    /// The body translated (its statements are the blocks' targets).
+    pub body: Body,
+}
+
+/// Translates a body into unary form. The context is `params` followed by
+/// the body's other free variables.
+pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
+    let mut context: Vec<Var> = params.to_vec();
+    for v in free_vars(body) {
+        if !context.contains(&v) {
+            context.push(v);
+        }
+    }
+    let mut stack: Vec<Atom> = context.iter().map(|v| Atom::Var(*v)).collect();
+    let mut temp: Vec<bool> = vec![false; context.len()];
+    let mut instrs = Vec::new();
+    let mut stacks = Vec::new();
+    let mut temps = Vec::new();
+    let mut push = |instrs: &mut Vec<Instr>, stacks: &mut Vec<Vec<Atom>>, stack: &Vec<Atom>, temp: &Vec<bool>, i: Instr| {
+        instrs.push(i);
+        stacks.push(stack.clone());
+        temps.push(temp.clone());
+    };
+    let slot_of = |stack: &[Atom], a: Atom| -> Option<usize> { stack.iter().rposition(|s| *s == a) };
+    let _ = vars;
+    for (index, s) in body.stmts.iter().enumerate() {
+        let prim = match &s.expr {
+            Expr::Unary(op, a) => Some((Prim::Unary(*op), vec![*a])),
+            Expr::Binary(op, a, b) => Some((Prim::Binary(*op), vec![*a, *b])),
+            Expr::Convert(t, a) => Some((Prim::Convert(*t), vec![*a])),
+            Expr::Select(c, a, b) if vars.atom_type(*a).is_scalar() => Some((Prim::Select, vec![*c, *a, *b])),
+            _ => None,
+        };
+        match (prim, &s.expr) {
+            (Some((p, operands)), _) => {
+                let base = stack.len();
+                for a in &operands {
+                    let i = match a {
+                        Atom::Var(_) => Instr::Var(slot_of(&stack, *a).expect("operands are in the context")),
+                        Atom::Const(c) => Instr::Const(*c),
+                    };
+                    stack.push(*a);
+                    temp.push(true);
+                    push(&mut instrs, &mut stacks, &stack, &temp, i);
+                }
+                stack.push(Atom::Var(s.binds[0]));
+                temp.push(false);
+                push(&mut instrs, &mut stacks, &stack, &temp, Instr::Op(p));
+                // Forget the operand copies, keep the result.
+                stack.drain(base..base + operands.len());
+                temp.drain(base..base + operands.len());
+                push(&mut instrs, &mut stacks, &stack, &temp, Instr::Proj { keep: base, drop: operands.len() });
+            }
+            (None, Expr::Atom(a)) => {
+                let i = match a {
+                    Atom::Var(_) => Instr::Var(slot_of(&stack, *a).expect("operands are in the context")),
+                    Atom::Const(c) => Instr::Const(*c),
+                };
+                stack.push(Atom::Var(s.binds[0]));
+                temp.push(false);
+                push(&mut instrs, &mut stacks, &stack, &temp, i);
+            }
+            (None, _) => {
+                let single = Body { stmts: vec![s.clone()], result: Vec::new() };
+                let reads: Vec<usize> =
+                    free_vars(&single).iter().filter_map(|v| slot_of(&stack, Atom::Var(*v))).collect();
+                stack.extend(s.binds.iter().map(|v| Atom::Var(*v)));
+                temp.extend(s.binds.iter().map(|_| false));
+                push(&mut instrs, &mut stacks, &stack, &temp, Instr::Block { index, reads });
+            }
+        }
+    }
+    // Push the results and hide every intermediate: Γ ⇒ Γ, results.
+    let base = context.len();
+    let intermediates = stack.len() - base;
+    for r in &body.result {
+        let i = match r {
+            Atom::Var(_) => Instr::Var(slot_of(&stack, *r).expect("results are in scope")),
+            Atom::Const(c) => Instr::Const(*c),
+        };
+        stack.push(*r);
+        temp.push(true);
+        push(&mut instrs, &mut stacks, &stack, &temp, i);
+    }
+    stack.drain(base..base + intermediates);
+    temp.drain(base..base + intermediates);
+    push(&mut instrs, &mut stacks, &stack, &temp, Instr::Proj { keep: base, drop: intermediates });
+    Unf { context, instrs, stacks, temps, body: body.clone() }
+}
+
+/// Checks the stack discipline: every slot index is in range, every `op` has
+/// its operands, and the term maps Γ to Γ followed by the results.
+pub fn verify(vars: &ir::VarTable, unf: &Unf) -> Result<(), String> {
+    let mut depth = unf.context.len();
+    let mut types: Vec<IrType> = unf.context.iter().map(|v| vars.ty(*v)).collect();
+    for (k, i) in unf.instrs.iter().enumerate() {
+        let at = |msg: String| format!("instruction {k} ({}): {msg}", show_instr(i, &unf.body, vars));
+        match i {
+            Instr::Var(s) => {
+                if *s >= depth {
+                    return Err(at(format!("slot {s} of a stack of {depth}")));
+                }
+                types.push(types[*s]);
+            }
+            Instr::Const(c) => types.push(IrType::scalar(c.ty())),
+            Instr::Op(p) => {
+                let n = p.arity();
+                if n > depth {
+                    return Err(at(format!("needs {n} operands on a stack of {depth}")));
+                }
+                let operands = &types[depth - n..];
+                let result = match p {
+                    Prim::Binary(op) => {
+                        if operands[0] != operands[1] {
+                            return Err(at(format!("operands {} and {} differ", operands[0], operands[1])));
+                        }
+                        if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) && operands[0].elem.is_float() {
+                            IrType::BOOL
+                        } else {
+                            operands[0]
+                        }
+                    }
+                    Prim::Unary(_) => operands[0],
+                    Prim::Convert(t) => IrType::scalar(*t),
+                    Prim::Select => operands[1],
+                };
+                types.push(result);
+            }
+            Instr::Proj { keep, drop } => {
+                if *keep + *drop > depth {
+                    return Err(at(format!("forgets slots {keep}..{} of a stack of {depth}", keep + drop)));
+                }
+                types.drain(*keep..*keep + *drop);
+            }
+            Instr::Block { index, reads } => {
+                if let Some(bad) = reads.iter().find(|r| **r >= depth) {
+                    return Err(at(format!("reads slot {bad} of a stack of {depth}")));
+                }
+                let Some(stmt) = unf.body.stmts.get(*index) else {
+                    return Err(at(format!("no statement {index}")));
+                };
+                types.extend(stmt.binds.iter().map(|v| vars.ty(*v)));
+            }
+        }
+        depth = types.len();
+        if unf.stacks[k].len() != depth {
+            return Err(at(format!("recorded stack has {} slots, the typing {depth}", unf.stacks[k].len())));
+        }
+    }
+    let expected = unf.context.len() + unf.body.result.len();
+    if depth != expected {
+        return Err(format!("the term leaves {depth} slots, not Γ and the {} results", unf.body.result.len()));
+    }
+    Ok(())
+}
+
+fn show_instr(i: &Instr, body: &Body, vars: &ir::VarTable) -> String {
+    match i {
+        Instr::Var(s) => format!("var {s}"),
+        Instr::Const(c) => format!("const {}", crate::ir::print::print_const(*c)),
+        Instr::Op(p) => format!("op {}", p.name()),
+        Instr::Proj { keep, drop } => format!("proj {keep} {drop}"),
+        Instr::Block { index, reads } => {
+            let s = &body.stmts[*index];
+            let what = match &s.expr {
+                Expr::Map { .. } => "map",
+                Expr::Reduce { .. } => "reduce",
+                Expr::Scan { .. } => "scan",
+                Expr::Loop { .. } => "loop",
+                Expr::If { .. } => "if",
+                Expr::Index { .. } => "index",
+                Expr::UpdateAt { .. } => "update",
+                Expr::Shape { .. } => "shape",
+                _ => "block",
+            };
+            let names: Vec<String> = s.binds.iter().map(|v| vars.display(*v)).collect();
+            format!("block {what} {reads:?} -> {}", names.join(", "))
+        }
+    }
+}
+
+/// Prints a term: one instruction per line, with the stack after it.
+pub fn print(vars: &ir::VarTable, unf: &Unf) -> String {
+    let name = |a: &Atom| match a {
+        Atom::Var(v) => vars.display(*v),
+        Atom::Const(c) => crate::ir::print::print_const(*c),
+    };
+    let ctx: Vec<String> = unf.context.iter().map(|v| format!("{}: {}", vars.display(*v), vars.ty(*v))).collect();
+    let mut out = format!("unary [{}] ⇒ [Γ, {}]\n", ctx.join(", "), unf.body.result.iter().map(name).collect::<Vec<_>>().join(", "));
+    let width = unf.instrs.iter().map(|i| show_instr(i, &unf.body, vars).chars().count()).max().unwrap_or(0);
+    for (k, (i, stack)) in unf.instrs.iter().zip(&unf.stacks).enumerate() {
+        let text = show_instr(i, &unf.body, vars);
+        let pad = width - text.chars().count();
+        let slots: Vec<String> = stack.iter().map(name).collect();
+        let _ = writeln!(out, "  {k:>3}  {text}{}  [{}]", " ".repeat(pad), slots.join(", "));
+    }
+    out
+}
+
+/// Reverse mode on the unary form. `rev` has already emitted the forward
+/// sweep of `unf.body` (with its loop tapes); `cotangents` are those of the
+/// results. Walks the instructions backwards with a symbolic cotangent stack:
+/// temporary slots (operand and result copies) keep their cotangent on the
+/// stack, the slot of a bound variable keeps it in `rev`'s adjoint table (one
+/// slot per variable, so the two views agree; and array adjoints stay buffers
+/// that sparse updates can modify in place). The cotangents of the context end
+/// up in `rev`'s table.
+pub fn reverse(rev: &mut Rev, unf: &Unf, cotangents: &[Atom]) -> Result<(), Diagnostic> {
+    // The stack after the last instruction: Γ, then the result copies.
+    let mut cot: Vec<Option<Atom>> = vec![None; unf.context.len()];
+    cot.extend(cotangents.iter().map(|c| Some(*c)));
+    let context_stack: Vec<Atom> = unf.context.iter().map(|v| Atom::Var(*v)).collect();
+    let context_temps = vec![false; unf.context.len()];
+    for k in (0..unf.instrs.len()).rev() {
+        let (before, before_temp): (&[Atom], &[bool]) =
+            if k == 0 { (&context_stack, &context_temps) } else { (&unf.stacks[k - 1], &unf.temps[k - 1]) };
+        let after = &unf.stacks[k];
+        let after_temp = &unf.temps[k];
+        // The cotangent of the top slot of the stack after instruction k.
+        let pop = |rev: &mut Rev, cot: &mut Vec<Option<Atom>>| -> Option<Atom> {
+            let at = cot.len() - 1;
+            let c = cot.pop().flatten();
+            if after_temp[at] {
+                c
+            } else {
+                match after[at] {
+                    Atom::Var(v) => rev.take(v),
+                    Atom::Const(_) => None,
+                }
+            }
+        };
+        let add = |rev: &mut Rev, cot: &mut Vec<Option<Atom>>, slot: usize, c: Atom| {
+            if before_temp[slot] {
+                cot[slot] = Some(match cot[slot] {
+                    None => c,
+                    Some(old) => rev.b.add_values(old, c),
+                });
+            } else {
+                rev.contribute(before[slot], c);
+            }
+        };
+        match &unf.instrs[k] {
+            Instr::Var(s) => {
+                if let Some(z) = pop(rev, &mut cot) {
+                    add(rev, &mut cot, *s, z);
+                }
+            }
+            Instr::Const(_) => {
+                pop(rev, &mut cot);
+            }
+            Instr::Op(p) => {
+                let result = after[after.len() - 1];
+                let Some(z) = pop(rev, &mut cot) else { continue };
+                let n = p.arity();
+                let top = before.len();
+                let operand = |j: usize| before[top - n + j];
+                match p {
+                    Prim::Unary(UnOp::Neg) => {
+                        let c = rev.b.neg(z);
+                        add(rev, &mut cot, top - 1, c);
+                    }
+                    Prim::Unary(op) => {
+                        if let Some(d) = rules::unary_partial(rev.b, *op, operand(0), result) {
+                            let c = rev.b.mul(d, z);
+                            add(rev, &mut cot, top - 1, c);
+                        }
+                    }
+                    Prim::Binary(BinOp::Add) => {
+                        add(rev, &mut cot, top - 2, z);
+                        add(rev, &mut cot, top - 1, z);
+                    }
+                    Prim::Binary(BinOp::Sub) => {
+                        add(rev, &mut cot, top - 2, z);
+                        let c = rev.b.neg(z);
+                        add(rev, &mut cot, top - 1, c);
+                    }
+                    Prim::Binary(op) => {
+                        let (a, b) = (operand(0), operand(1));
+                        let want = (rev.is_active(a), rev.is_active(b));
+                        let (da, db) = rules::binary_partials(rev.b, *op, a, b, result, want);
+                        if let (Some(d), true) = (da, want.0) {
+                            let c = rev.b.mul(d, z);
+                            add(rev, &mut cot, top - 2, c);
+                        }
+                        if let (Some(d), true) = (db, want.1) {
+                            let c = rev.b.mul(d, z);
+                            add(rev, &mut cot, top - 1, c);
+                        }
+                    }
+                    Prim::Convert(to) => {
+                        let a = operand(0);
+                        if to.is_float() && is_float(rev.b.ty(a)) {
+                            let from = rev.b.ty(a).elem;
+                            let c = rev.b.emit1(Expr::Convert(from, z), IrType::scalar(from), "adj");
+                            add(rev, &mut cot, top - 1, c);
+                        }
+                    }
+                    Prim::Select => {
+                        let c = operand(0);
+                        let zero = rev.b.zeros_like(z);
+                        let t = rev.b.select(c, z, zero);
+                        add(rev, &mut cot, top - 2, t);
+                        let f = rev.b.select(c, zero, z);
+                        add(rev, &mut cot, top - 1, f);
+                    }
+                }
+            }
+            Instr::Proj { keep, drop } => {
+                // The transpose of forgetting is inserting zeros.
+                let tail = cot.split_off(*keep);
+                cot.extend(std::iter::repeat_n(None, *drop));
+                cot.extend(tail);
+            }
+            Instr::Block { index, .. } => {
+                let stmt: &Stmt = &unf.body.stmts[*index];
+                let mut zs = Vec::new();
+                for _ in &stmt.binds {
+                    zs.push(pop(rev, &mut cot));
+                }
+                zs.reverse();
+                if zs.iter().any(Option::is_some) {
+                    // The IR-level rule contributes to the variables the block
+                    // reads, which are slots of bound variables: the adjoint table.
+                    rev.block(stmt, &zs)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Translations of every `vjp` lambda of a program, for `emit --stage unary`.
+pub fn print_program(program: &ir::Program) -> String {
+    let mut out = String::new();
+    for f in &program.funcs {
+        let mut found = Vec::new();
+        collect_vjps(&f.body, &mut found);
+        if found.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "-- entry {}", f.name);
+        for lam in &found {
+            let unf = translate(&program.vars, &lam.params, &lam.body);
+            out.push_str(&print(&program.vars, &unf));
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("-- no vjp in this program: reverse mode is not used\n");
+    }
+    out
+}
+
+fn collect_vjps(body: &Body, out: &mut Vec<ir::Lambda>) {
+    for s in &body.stmts {
+        if let Expr::Vjp { lam, .. } = &s.expr {
+            out.push(lam.clone());
+        }
+        s.expr.for_each_body(&mut |b| collect_vjps(b, out));
+    }
+}
+
+/// The slot of each context variable (for tests).
+pub fn context_slots(unf: &Unf) -> HashMap<Var, usize> {
+    unf.context.iter().enumerate().map(|(i, v)| (*v, i)).collect()
+}
