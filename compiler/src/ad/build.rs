@@ -258,34 +258,62 @@ fn sub_var(v: Var, subst: &HashMap<Var, Atom>) -> Var {
     }
 }
 
-fn fresh_like(vars: &mut VarTable, v: Var, subst: &mut HashMap<Var, Atom>) -> Var {
+/// Renaming state: the substitution, and the variables bound inside the code
+/// being copied (see Note [Renaming consumed arrays]).
+struct Renaming<'s> {
+    subst: &'s mut HashMap<Var, Atom>,
+    locals: HashSet<Var>,
+}
+
+fn fresh_like(vars: &mut VarTable, v: Var, r: &mut Renaming) -> Var {
     let ty = vars.ty(v);
     let name = vars.base_name(v).to_string();
     let w = vars.fresh(&name, ty);
-    subst.insert(v, Atom::Var(w));
+    r.subst.insert(v, Atom::Var(w));
+    r.locals.insert(v);
     w
 }
 
 /// A copy of `body` with every variable it binds renamed to a fresh one and
 /// every use rewritten through `subst` (which it extends).
 pub fn rename_body(vars: &mut VarTable, body: &Body, subst: &mut HashMap<Var, Atom>) -> Body {
-    let mut stmts = Vec::with_capacity(body.stmts.len());
-    for s in &body.stmts {
-        let expr = rename_expr(vars, &s.expr, subst);
-        let binds = s.binds.iter().map(|b| fresh_like(vars, *b, subst)).collect();
-        stmts.push(Stmt { binds, expr, span: s.span });
-    }
-    Body { stmts, result: body.result.iter().map(|a| sub_atom(*a, subst)).collect() }
+    let mut r = Renaming { subst, locals: HashSet::new() };
+    rename_body_in(vars, body, &mut r)
 }
 
 pub fn rename_lambda(vars: &mut VarTable, lam: &Lambda, subst: &mut HashMap<Var, Atom>) -> Lambda {
-    let params = lam.params.iter().map(|p| fresh_like(vars, *p, subst)).collect();
-    Lambda { params, body: rename_body(vars, &lam.body, subst) }
+    let mut r = Renaming { subst, locals: HashSet::new() };
+    rename_lambda_in(vars, lam, &mut r)
 }
 
-fn rename_expr(vars: &mut VarTable, e: &Expr, subst: &mut HashMap<Var, Atom>) -> Expr {
-    let a = |x: &Atom| sub_atom(*x, subst);
-    let v = |x: &Var| sub_var(*x, subst);
+fn rename_body_in(vars: &mut VarTable, body: &Body, r: &mut Renaming) -> Body {
+    let mut stmts = Vec::with_capacity(body.stmts.len());
+    for s in &body.stmts {
+        let mut expr = rename_expr(vars, &s.expr, r);
+        // An update of an array bound outside the copied code must not consume
+        // it: the original code (or a later read) still uses that variable.
+        if let (Expr::UpdateAt { array, .. }, Expr::UpdateAt { array: renamed, .. }) = (&s.expr, &mut expr) {
+            if !r.locals.contains(array) {
+                let ty = vars.ty(*renamed);
+                let copy = vars.fresh("copy", ty);
+                stmts.push(Stmt { binds: vec![copy], expr: Expr::Atom(Atom::Var(*renamed)), span: s.span });
+                *renamed = copy;
+            }
+        }
+        let binds = s.binds.iter().map(|b| fresh_like(vars, *b, r)).collect();
+        stmts.push(Stmt { binds, expr, span: s.span });
+    }
+    Body { stmts, result: body.result.iter().map(|a| sub_atom(*a, r.subst)).collect() }
+}
+
+fn rename_lambda_in(vars: &mut VarTable, lam: &Lambda, r: &mut Renaming) -> Lambda {
+    let params = lam.params.iter().map(|p| fresh_like(vars, *p, r)).collect();
+    Lambda { params, body: rename_body_in(vars, &lam.body, r) }
+}
+
+fn rename_expr(vars: &mut VarTable, e: &Expr, r: &mut Renaming) -> Expr {
+    let a = |x: &Atom| sub_atom(*x, r.subst);
+    let v = |x: &Var| sub_var(*x, r.subst);
     match e {
         Expr::Atom(x) => Expr::Atom(a(x)),
         Expr::Unary(op, x) => Expr::Unary(*op, a(x)),
@@ -296,8 +324,8 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, subst: &mut HashMap<Var, Atom>) ->
             let cond = a(cond);
             Expr::If {
                 cond,
-                then_body: rename_body(vars, then_body, subst),
-                else_body: rename_body(vars, else_body, subst),
+                then_body: rename_body_in(vars, then_body, r),
+                else_body: rename_body_in(vars, else_body, r),
             }
         }
         Expr::Index { array, indices } => Expr::Index { array: v(array), indices: indices.iter().map(a).collect() },
@@ -315,42 +343,42 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, subst: &mut HashMap<Var, Atom>) ->
         Expr::Map { width, lam, arrays } => {
             let width = a(width);
             let arrays = arrays.iter().map(v).collect();
-            Expr::Map { width, lam: rename_lambda(vars, lam, subst), arrays }
+            Expr::Map { width, lam: rename_lambda_in(vars, lam, r), arrays }
         }
         Expr::Reduce { lam, neutral, arrays } => {
             let neutral = neutral.iter().map(a).collect();
             let arrays = arrays.iter().map(v).collect();
-            Expr::Reduce { lam: rename_lambda(vars, lam, subst), neutral, arrays }
+            Expr::Reduce { lam: rename_lambda_in(vars, lam, r), neutral, arrays }
         }
         Expr::Scan { lam, neutral, arrays } => {
             let neutral = neutral.iter().map(a).collect();
             let arrays = arrays.iter().map(v).collect();
-            Expr::Scan { lam: rename_lambda(vars, lam, subst), neutral, arrays }
+            Expr::Scan { lam: rename_lambda_in(vars, lam, r), neutral, arrays }
         }
         Expr::Loop { params, init, form, body } => {
             let init = init.iter().map(a).collect();
             let form = match form {
                 LoopForm::For { index, bound } => {
                     let bound = a(bound);
-                    LoopForm::For { index: fresh_like(vars, *index, subst), bound }
+                    LoopForm::For { index: fresh_like(vars, *index, r), bound }
                 }
                 LoopForm::While { .. } => LoopForm::While { cond: Body::default() },
             };
-            let params: Vec<Var> = params.iter().map(|p| fresh_like(vars, *p, subst)).collect();
+            let params: Vec<Var> = params.iter().map(|p| fresh_like(vars, *p, r)).collect();
             let form = match (form, e) {
                 (LoopForm::While { .. }, Expr::Loop { form: LoopForm::While { cond }, .. }) => {
-                    LoopForm::While { cond: rename_body(vars, cond, subst) }
+                    LoopForm::While { cond: rename_body_in(vars, cond, r) }
                 }
                 (f, _) => f,
             };
-            Expr::Loop { params, init, form, body: rename_body(vars, body, subst) }
+            Expr::Loop { params, init, form, body: rename_body_in(vars, body, r) }
         }
         Expr::Scatter { dest, indices, values } => {
             Expr::Scatter { dest: v(dest), indices: v(indices), values: v(values) }
         }
         Expr::Hist { dest, lam, neutral, indices, values } => {
             let (dest, neutral, indices, values) = (v(dest), a(neutral), v(indices), v(values));
-            Expr::Hist { dest, lam: rename_lambda(vars, lam, subst), neutral, indices, values }
+            Expr::Hist { dest, lam: rename_lambda_in(vars, lam, r), neutral, indices, values }
         }
         Expr::Transpose(x) => Expr::Transpose(v(x)),
         Expr::Reverse(x) => Expr::Reverse(v(x)),
@@ -361,17 +389,17 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, subst: &mut HashMap<Var, Atom>) ->
         Expr::Jvp { lam, primals, tangents } => {
             let primals = primals.iter().map(a).collect();
             let tangents = tangents.iter().map(a).collect();
-            Expr::Jvp { lam: rename_lambda(vars, lam, subst), primals, tangents }
+            Expr::Jvp { lam: rename_lambda_in(vars, lam, r), primals, tangents }
         }
         Expr::Vjp { lam, primals, cotangents } => {
             let primals = primals.iter().map(a).collect();
             let cotangents = cotangents.iter().map(a).collect();
-            Expr::Vjp { lam: rename_lambda(vars, lam, subst), primals, cotangents }
+            Expr::Vjp { lam: rename_lambda_in(vars, lam, r), primals, cotangents }
         }
         Expr::Custom { primal, jvp, args } => {
             let args = args.iter().map(a).collect();
-            let primal = rename_lambda(vars, primal, subst);
-            Expr::Custom { primal, jvp: rename_lambda(vars, jvp, subst), args }
+            let primal = rename_lambda_in(vars, primal, r);
+            Expr::Custom { primal, jvp: rename_lambda_in(vars, jvp, r), args }
         }
     }
 }
@@ -545,6 +573,16 @@ fn mark_body(vars: &VarTable, body: &Body, active: &mut HashSet<Var>) {
     }
 }
 
+// Note [Renaming consumed arrays]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `UpdateAt` consumes its array (Note [Consumed arrays] in ir/mod.rs). Reverse
+// mode recomputes code (map bodies, branches, loop bodies) by emitting renamed
+// copies next to the original; a copy that updated an array bound *outside*
+// the copied code would consume a variable the original, or a later statement,
+// still reads. So renaming routes such an update through a fresh copy of the
+// variable: the interpreter then sees a shared buffer and copies on write.
+// Updates of arrays bound inside the copy stay in place.
+//
 // Note [Copies of parameters]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // `jvp (\y -> y * x) x dx` must give `x * dx`, not `2 * x * dx`: the lambda's

@@ -142,7 +142,10 @@ impl<'b, 'v> Rev<'b, 'v> {
                 Expr::Loop { params, init, form, body } if s.binds.iter().any(|v| self.active.contains(v)) => {
                     self.forward_loop(s, params, init, form, body)?;
                 }
-                _ => self.b.push(s.clone()),
+                _ => {
+                    let s = copy_on_write(self.b.vars, s);
+                    self.b.push(s);
+                }
             }
         }
         Ok(())
@@ -224,7 +227,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         let tape_binds: Vec<Var> = tape_params.iter().map(|tp| self.b.fresh("tape", self.b.vars.ty(*tp))).collect();
         if is_while {
             // Only the tapes of the re-run are used.
-            stmts.extend(taped_body.stmts);
+            stmts.extend(taped_body.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
             let mut all_params = taped_params.clone();
             all_params.extend(&tape_params);
             let mut all_init = taped_init.clone();
@@ -244,7 +247,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                 span: s.span,
             });
         } else {
-            stmts.extend(body.stmts.iter().cloned());
+            stmts.extend(body.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
             let mut all_params = params.to_vec();
             all_params.extend(&tape_params);
             let mut all_init = init.to_vec();
@@ -1102,6 +1105,51 @@ impl<'b, 'v> Rev<'b, 'v> {
     }
 }
 
+/// The statement with every `UpdateAt` in it (also in nested bodies) made
+/// non-consuming (an update of a fresh copy of the variable). The forward
+/// sweep must not destroy values the backward sweep reads or recomputes from:
+/// see Note [Consumption in the forward sweep].
+fn copy_on_write(vars: &mut crate::ir::VarTable, s: &Stmt) -> Stmt {
+    let mut s = s.clone();
+    cow_expr(vars, &mut s.expr, s.span);
+    s
+}
+
+fn cow_body(vars: &mut crate::ir::VarTable, body: &mut Body) {
+    let mut out = Vec::with_capacity(body.stmts.len());
+    for mut s in std::mem::take(&mut body.stmts) {
+        if let Expr::UpdateAt { array, .. } = &mut s.expr {
+            let ty = vars.ty(*array);
+            let copy = vars.fresh("copy", ty);
+            out.push(Stmt { binds: vec![copy], expr: Expr::Atom(Atom::Var(*array)), span: s.span });
+            *array = copy;
+        }
+        cow_expr(vars, &mut s.expr, s.span);
+        out.push(s);
+    }
+    body.stmts = out;
+}
+
+fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnostic::Span) {
+    match e {
+        Expr::Map { lam, .. } | Expr::Reduce { lam, .. } | Expr::Scan { lam, .. } | Expr::Hist { lam, .. } => {
+            cow_body(vars, &mut lam.body)
+        }
+        Expr::If { then_body, else_body, .. } => {
+            cow_body(vars, then_body);
+            cow_body(vars, else_body);
+        }
+        Expr::Loop { form, body, .. } => {
+            if let LoopForm::While { cond } = form {
+                cow_body(vars, cond);
+            }
+            cow_body(vars, body);
+        }
+        Expr::Custom { primal, .. } => cow_body(vars, &mut primal.body),
+        _ => {}
+    }
+}
+
 // Note [Reverse mode of loops]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The forward sweep rewrites an active `for` loop so that iteration i first
@@ -1111,6 +1159,16 @@ impl<'b, 'v> Rev<'b, 'v> {
 // of the loop state as loop variables; contributions to free variables are
 // further loop variables. Memory is O(iterations × state), as in Futhark;
 // free variables (like a data array the body reads) are not taped.
+//
+// Note [Consumption in the forward sweep]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Primal code differentiated a second time (reverse over reverse) contains the
+// in-place `UpdateAt`s of the first derivative. The backward sweep reads primal
+// values and recomputes scopes from them, so the forward sweep must not consume
+// anything: its updates write to copies. First derivatives of user code never
+// pay for this (users cannot write `UpdateAt`); higher-order reverse mode
+// through indexing pays an O(n) copy per update. The tape updates that
+// forward_loop itself adds stay in place (nothing else reads a tape parameter).
 //
 // Note [Reverse mode of map]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~

@@ -67,9 +67,15 @@ pub enum Instr {
     Var(usize),
     Const(Const),
     Op(Prim),
-    Proj { keep: usize, drop: usize },
+    Proj {
+        keep: usize,
+        drop: usize,
+    },
     /// Statement `index` of the body, reading the slots `reads`.
-    Block { index: usize, reads: Vec<usize> },
+    Block {
+        index: usize,
+        reads: Vec<usize>,
+    },
 }
 
 /// A unary-form term over the context `context` (slot types and, for
@@ -101,11 +107,12 @@ pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
     let mut instrs = Vec::new();
     let mut stacks = Vec::new();
     let mut temps = Vec::new();
-    let mut push = |instrs: &mut Vec<Instr>, stacks: &mut Vec<Vec<Atom>>, stack: &Vec<Atom>, temp: &Vec<bool>, i: Instr| {
-        instrs.push(i);
-        stacks.push(stack.clone());
-        temps.push(temp.clone());
-    };
+    let mut push =
+        |instrs: &mut Vec<Instr>, stacks: &mut Vec<Vec<Atom>>, stack: &Vec<Atom>, temp: &Vec<bool>, i: Instr| {
+            instrs.push(i);
+            stacks.push(stack.clone());
+            temps.push(temp.clone());
+        };
     let slot_of = |stack: &[Atom], a: Atom| -> Option<usize> { stack.iter().rposition(|s| *s == a) };
     let _ = vars;
     for (index, s) in body.stmts.iter().enumerate() {
@@ -271,7 +278,11 @@ pub fn print(vars: &ir::VarTable, unf: &Unf) -> String {
         Atom::Const(c) => crate::ir::print::print_const(*c),
     };
     let ctx: Vec<String> = unf.context.iter().map(|v| format!("{}: {}", vars.display(*v), vars.ty(*v))).collect();
-    let mut out = format!("unary [{}] ⇒ [Γ, {}]\n", ctx.join(", "), unf.body.result.iter().map(name).collect::<Vec<_>>().join(", "));
+    let mut out = format!(
+        "unary [{}] ⇒ [Γ, {}]\n",
+        ctx.join(", "),
+        unf.body.result.iter().map(name).collect::<Vec<_>>().join(", ")
+    );
     let width = unf.instrs.iter().map(|i| show_instr(i, &unf.body, vars).chars().count()).max().unwrap_or(0);
     for (k, (i, stack)) in unf.instrs.iter().zip(&unf.stacks).enumerate() {
         let text = show_instr(i, &unf.body, vars);
