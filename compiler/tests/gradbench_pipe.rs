@@ -79,7 +79,6 @@ fn answers_are_flushed_one_by_one() {
     assert_eq!(exchange(r#"{"id":0,"kind":"start","eval":"hello"}"#), "{\"id\":0,\"tool\":\"slope\"}\n");
     let answer = exchange(r#"{"id":1,"kind":"evaluate","module":"hello","function":"square","input":5.0}"#);
     assert!(answer.starts_with(r#"{"id":1,"success":true,"output":25.0,"#), "{answer}");
-    drop(exchange);
     drop(stdin);
     assert_eq!(child.wait().expect("slope gradbench exits").code(), Some(0));
 }
