@@ -7,6 +7,7 @@ pub mod api;
 pub mod diagnostic;
 pub mod driver;
 pub mod elab;
+pub mod gradbench;
 pub mod gradcheck;
 pub mod ir;
 pub mod session;

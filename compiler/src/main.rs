@@ -72,6 +72,12 @@ enum Command {
     },
     /// Start an interactive session (reads plain lines when stdin is not a terminal).
     Repl,
+    /// Act as a GradBench tool: protocol messages on stdin, responses on stdout.
+    Gradbench {
+        /// Where `<module>.slope` files are read from.
+        #[arg(long, default_value = "examples/gradbench")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
             cli::gradcheck(&file, entry.as_deref(), &input, points, seed)
         }
         Command::Repl => return cli::repl::run(),
+        Command::Gradbench { dir } => return cli::gradbench::run(&dir),
     };
     match result {
         Ok(out) => {

@@ -1,5 +1,6 @@
 //! The CLI commands: read files, call the library API, format the result.
 
+pub mod gradbench;
 pub mod repl;
 
 use slope::api::{Arg, Failure, Program};
