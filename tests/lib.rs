@@ -19,6 +19,8 @@
 //! dot-product test, and both against central finite differences.
 //! Every program also gets `insta` snapshots of its AST, typed AST and IR (or
 //! of its diagnostics), and its printed AST must re-parse to the same text.
+//! Programs that differentiate also get the unary form of their reverse-mode
+//! bodies and the derivative program (the `ad` stage).
 
 use slope::api::Program;
 use slope::diagnostic::RenderStyle;
@@ -177,7 +179,16 @@ pub fn run_program(relative: &str) {
             check_round_trip(relative, &ast);
             snapshot(&format!("{stem}__ast"), &ast);
             snapshot(&format!("{stem}__typed"), &program.emit("typed", None).expect("typed prints"));
-            snapshot(&format!("{stem}__ir"), &program.emit("ir", None).expect("ir prints"));
+            let ir = program.emit("ir", None).expect("ir prints");
+            snapshot(&format!("{stem}__ir"), &ir);
+            // Programs that differentiate: the unary form of their reverse-mode
+            // bodies and the derivative program itself.
+            if ir.contains(" vjp ") || ir.contains(" jvp ") || ir.contains("= custom") {
+                if ir.contains(" vjp ") {
+                    snapshot(&format!("{stem}__unary"), &program.emit("unary", None).expect("unary prints"));
+                }
+                snapshot(&format!("{stem}__ad"), &program.emit("ad", None).expect("ad prints"));
+            }
             for case in &header.cases {
                 run_case(relative, &program, case);
             }

@@ -9,7 +9,9 @@
 //! `abs'(0) = 0`; `min`/`max` send the whole derivative to the first argument
 //! on ties; `floor`, `ceil`, comparisons and integer operations have zero
 //! derivative; `sqrt'(0) = +inf` (the limit); `x ** y` has no derivative with
-//! respect to a constant exponent, so `x ** 2.0` is fine at `x <= 0`.
+//! respect to a constant exponent, so `x ** 2.0` is fine at `x <= 0`;
+//! `lgamma` is differentiable twice (`digamma`, `trigamma`): a third derivative
+//! is NaN rather than a wrong number.
 
 use super::build::{is_const, Builder};
 use crate::ir::{Atom, BinOp, Const, Expr, UnOp};
@@ -59,7 +61,8 @@ pub fn unary_partial(b: &mut Builder, op: UnOp, x: Atom, y: Atom) -> Option<Atom
         }
         UnOp::Lgamma => b.unary(UnOp::Digamma, x),
         UnOp::Digamma => b.unary(UnOp::Trigamma, x),
-        UnOp::Trigamma => return None,
+        // ψ'' is not implemented: a NaN, not a silent zero, if it is ever used.
+        UnOp::Trigamma => b.constant(t, f64::NAN),
         UnOp::Erf => {
             let xx = b.mul(x, x);
             let nxx = b.neg(xx);

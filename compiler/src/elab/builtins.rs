@@ -156,7 +156,7 @@ impl<'a> Elaborator<'a> {
                 }
             }
             "abs" | "exp" | "log" | "sin" | "cos" | "tan" | "tanh" | "sqrt" | "log1p" | "expm1" | "sigmoid"
-            | "floor" | "ceil" | "lgamma" | "erf" => {
+            | "floor" | "ceil" | "lgamma" | "digamma" | "trigamma" | "erf" => {
                 let x = leaf(&next());
                 let op = UnOp::from_builtin(name).expect("math builtin");
                 let t = self.ty(x);
