@@ -56,8 +56,17 @@ pub struct Program {
 
 impl Program {
     pub fn compile(name: &str, text: &str, loader: &Loader<'_>) -> Result<Program, Failure> {
+        Program::compile_with(name, text, loader, &driver::Options::default())
+    }
+
+    pub fn compile_with(
+        name: &str,
+        text: &str,
+        loader: &Loader<'_>,
+        options: &driver::Options,
+    ) -> Result<Program, Failure> {
         let mut sources = SourceMap::new();
-        match driver::compile(&mut sources, name, text, loader) {
+        match driver::compile_with(&mut sources, name, text, loader, options) {
             Ok(st) => Ok(Program {
                 sources,
                 main: st.main,

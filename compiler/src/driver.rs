@@ -134,19 +134,39 @@ pub fn compile(
     text: &str,
     loader: &Loader<'_>,
 ) -> Result<Stages, Vec<Diagnostic>> {
+    compile_with(sources, name, text, loader, &Options::default())
+}
+
+/// Options of the whole pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub ad: crate::ad::Options,
+}
+
+pub fn compile_with(
+    sources: &mut SourceMap,
+    name: &str,
+    text: &str,
+    loader: &Loader<'_>,
+    options: &Options,
+) -> Result<Stages, Vec<Diagnostic>> {
     let (modules, _) = parse_program(sources, name, text, loader)?;
     let main = modules.last().cloned().unwrap_or(Module { items: Vec::new() });
     let checked = types::check_program(modules)?;
     let elaborated = crate::elab::elaborate(&checked).map_err(|d| vec![d])?;
     verify(&elaborated, "ir")?;
-    let differentiated = run_ad(&elaborated)?;
+    let differentiated = run_ad_with(&elaborated, options.ad)?;
     Ok(Stages { main, checked, elaborated, differentiated })
 }
 
 /// The AD pass with its invariant checks: the verifier passes and no AD operator remains.
 pub fn run_ad(program: &ir::Program) -> Result<ir::Program, Vec<Diagnostic>> {
+    run_ad_with(program, crate::ad::Options::default())
+}
+
+pub fn run_ad_with(program: &ir::Program, options: crate::ad::Options) -> Result<ir::Program, Vec<Diagnostic>> {
     let mut out = program.clone();
-    crate::ad::differentiate(&mut out).map_err(|d| vec![d])?;
+    crate::ad::differentiate_with(&mut out, options).map_err(|d| vec![d])?;
     verify(&out, "ad")?;
     if let Some(f) = out.funcs.iter().find(|f| crate::ad::contains_ad(&f.body)) {
         return Err(vec![Diagnostic::internal("ad", "an AD operator survived the AD pass", f.span)]);

@@ -12,6 +12,9 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "slope", version, about = "Slope: an array language with compile-time automatic differentiation")]
 struct Args {
+    /// Reverse mode through loops keeps √n checkpoints instead of taping every iteration.
+    #[arg(long, global = true)]
+    checkpoint: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +85,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
     let result = match args.command {
         Command::Check { file } => cli::check(&file),
         Command::Run { file, entry, input, interp: _, while_limit, args } => {

@@ -12,11 +12,13 @@ pub struct Builder<'v> {
     pub vars: &'v mut VarTable,
     pub blocks: Vec<Vec<Stmt>>,
     pub span: Span,
+    /// Reverse mode of loops keeps √n checkpoints instead of a full tape.
+    pub checkpoint: bool,
 }
 
 impl<'v> Builder<'v> {
     pub fn new(vars: &'v mut VarTable, span: Span) -> Builder<'v> {
-        Builder { vars, blocks: vec![Vec::new()], span }
+        Builder { vars, blocks: vec![Vec::new()], span, checkpoint: false }
     }
 
     pub fn ty(&self, a: Atom) -> IrType {

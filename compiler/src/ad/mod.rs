@@ -24,12 +24,25 @@ use build::{active_vars, is_const, is_float, Builder};
 
 type R<T> = Result<T, Diagnostic>;
 
+/// Options of the AD pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Reverse mode through `for`/`while` loops stores a checkpoint every
+    /// ⌈√n⌉ iterations and recomputes each segment, instead of taping every
+    /// iteration: O(√n) memory for about one extra forward pass.
+    pub checkpoint: bool,
+}
+
 /// The AD pass: every function of the program, in place.
 pub fn differentiate(program: &mut Program) -> R<()> {
+    differentiate_with(program, Options::default())
+}
+
+pub fn differentiate_with(program: &mut Program, options: Options) -> R<()> {
     let mut funcs = std::mem::take(&mut program.funcs);
     for f in &mut funcs {
         let body = std::mem::take(&mut f.body);
-        f.body = eliminate_body(&mut program.vars, body)?;
+        f.body = eliminate_body(&mut program.vars, body, options)?;
     }
     program.funcs = funcs;
     Ok(())
@@ -46,17 +59,18 @@ pub fn contains_ad(body: &Body) -> bool {
     })
 }
 
-fn eliminate_body(vars: &mut VarTable, body: Body) -> R<Body> {
+fn eliminate_body(vars: &mut VarTable, body: Body, options: Options) -> R<Body> {
     if !contains_ad(&body) {
         return Ok(body);
     }
     let mut stmts = Vec::with_capacity(body.stmts.len());
     for s in body.stmts {
         let span = s.span;
-        let expr = eliminate_nested(vars, s.expr)?;
+        let expr = eliminate_nested(vars, s.expr, options)?;
         match expr {
             Expr::Jvp { lam, primals, tangents } => {
                 let mut b = Builder::new(vars, span);
+                b.checkpoint = options.checkpoint;
                 let results = expand_jvp(&mut b, &lam, &primals, &tangents)?;
                 let mut new = b.blocks.pop().expect("builder block");
                 bind_results(&mut new, &s.binds, results, span);
@@ -64,6 +78,7 @@ fn eliminate_body(vars: &mut VarTable, body: Body) -> R<Body> {
             }
             Expr::Vjp { lam, primals, cotangents } => {
                 let mut b = Builder::new(vars, span);
+                b.checkpoint = options.checkpoint;
                 let results = expand_vjp(&mut b, &lam, &primals, &cotangents)?;
                 let mut new = b.blocks.pop().expect("builder block");
                 bind_results(&mut new, &s.binds, results, span);
@@ -81,34 +96,46 @@ fn bind_results(stmts: &mut Vec<Stmt>, binds: &[crate::ir::Var], results: Vec<At
     }
 }
 
-fn eliminate_lambda(vars: &mut VarTable, lam: Lambda) -> R<Lambda> {
-    Ok(Lambda { params: lam.params, body: eliminate_body(vars, lam.body)? })
+fn eliminate_lambda(vars: &mut VarTable, lam: Lambda, options: Options) -> R<Lambda> {
+    Ok(Lambda { params: lam.params, body: eliminate_body(vars, lam.body, options)? })
 }
 
 /// Removes AD operators from the bodies nested in an expression.
-fn eliminate_nested(vars: &mut VarTable, e: Expr) -> R<Expr> {
+fn eliminate_nested(vars: &mut VarTable, e: Expr, options: Options) -> R<Expr> {
     Ok(match e {
-        Expr::Map { width, lam, arrays } => Expr::Map { width, lam: eliminate_lambda(vars, lam)?, arrays },
-        Expr::Reduce { lam, neutral, arrays } => Expr::Reduce { lam: eliminate_lambda(vars, lam)?, neutral, arrays },
-        Expr::Scan { lam, neutral, arrays } => Expr::Scan { lam: eliminate_lambda(vars, lam)?, neutral, arrays },
+        Expr::Map { width, lam, arrays } => Expr::Map { width, lam: eliminate_lambda(vars, lam, options)?, arrays },
+        Expr::Reduce { lam, neutral, arrays } => {
+            Expr::Reduce { lam: eliminate_lambda(vars, lam, options)?, neutral, arrays }
+        }
+        Expr::Scan { lam, neutral, arrays } => {
+            Expr::Scan { lam: eliminate_lambda(vars, lam, options)?, neutral, arrays }
+        }
         Expr::Hist { dest, lam, neutral, indices, values } => {
-            Expr::Hist { dest, lam: eliminate_lambda(vars, lam)?, neutral, indices, values }
+            Expr::Hist { dest, lam: eliminate_lambda(vars, lam, options)?, neutral, indices, values }
         }
-        Expr::If { cond, then_body, else_body } => {
-            Expr::If { cond, then_body: eliminate_body(vars, then_body)?, else_body: eliminate_body(vars, else_body)? }
-        }
+        Expr::If { cond, then_body, else_body } => Expr::If {
+            cond,
+            then_body: eliminate_body(vars, then_body, options)?,
+            else_body: eliminate_body(vars, else_body, options)?,
+        },
         Expr::Loop { params, init, form, body } => {
             let form = match form {
-                LoopForm::While { cond } => LoopForm::While { cond: eliminate_body(vars, cond)? },
+                LoopForm::While { cond } => LoopForm::While { cond: eliminate_body(vars, cond, options)? },
                 f => f,
             };
-            Expr::Loop { params, init, form, body: eliminate_body(vars, body)? }
+            Expr::Loop { params, init, form, body: eliminate_body(vars, body, options)? }
         }
-        Expr::Jvp { lam, primals, tangents } => Expr::Jvp { lam: eliminate_lambda(vars, lam)?, primals, tangents },
-        Expr::Vjp { lam, primals, cotangents } => Expr::Vjp { lam: eliminate_lambda(vars, lam)?, primals, cotangents },
-        Expr::Custom { primal, jvp, args } => {
-            Expr::Custom { primal: eliminate_lambda(vars, primal)?, jvp: eliminate_lambda(vars, jvp)?, args }
+        Expr::Jvp { lam, primals, tangents } => {
+            Expr::Jvp { lam: eliminate_lambda(vars, lam, options)?, primals, tangents }
         }
+        Expr::Vjp { lam, primals, cotangents } => {
+            Expr::Vjp { lam: eliminate_lambda(vars, lam, options)?, primals, cotangents }
+        }
+        Expr::Custom { primal, jvp, args } => Expr::Custom {
+            primal: eliminate_lambda(vars, primal, options)?,
+            jvp: eliminate_lambda(vars, jvp, options)?,
+            args,
+        },
         e => e,
     })
 }

@@ -43,6 +43,8 @@ struct Adj {
 struct Tape {
     tapes: Vec<Var>,
     bound: Atom,
+    /// With checkpointing: the segment length (the tapes hold one state per segment).
+    segment: Option<Atom>,
 }
 
 pub struct Rev<'b, 'v> {
@@ -199,27 +201,41 @@ impl<'b, 'v> Rev<'b, 'v> {
         let is_while = matches!(form, LoopForm::While { .. });
         let zero = Atom::i64(0);
         let count = self.b.bin(BinOp::Max, bound, zero);
+        // Checkpointing keeps the state at the start of every segment of
+        // ⌈√n⌉ iterations (see Note [Checkpointing]).
+        let segment = if self.b.checkpoint { Some(self.segment_length(count)) } else { None };
+        let tape_len = match segment {
+            Some(seg) => {
+                let nseg = self.ceil_div(count, seg);
+                self.b.add(nseg, Atom::i64(1))
+            }
+            None => count,
+        };
         let mut tape_params = Vec::new();
         let mut tape_init = Vec::new();
         for (p, i) in taped_params.iter().zip(&taped_init) {
             let ty = self.b.vars.ty(*p);
-            let t = self.b.emit1(Expr::Replicate { count, value: *i }, ty.lift(), "tape");
+            let t = self.b.emit1(Expr::Replicate { count: tape_len, value: *i }, ty.lift(), "tape");
             tape_init.push(t);
             tape_params.push(self.b.fresh("tape", ty.lift()));
         }
-        let mut stmts = Vec::new();
+        let (mut stmts, position) = self.b.block(|b| match segment {
+            // Iteration i writes slot ⌈i / seg⌉: slot j ends up holding the state
+            // at iteration j·seg, the start of segment j.
+            Some(seg) => {
+                let up = b.sub(seg, Atom::i64(1));
+                let t = b.add(Atom::Var(index), up);
+                b.bin(BinOp::Div, t, seg)
+            }
+            None => Atom::Var(index),
+        });
         let mut next_tapes = Vec::new();
         for (tp, p) in tape_params.iter().zip(&taped_params) {
             let ty = self.b.vars.ty(*tp);
             let nt = self.b.fresh("tape", ty);
             stmts.push(Stmt {
                 binds: vec![nt],
-                expr: Expr::UpdateAt {
-                    array: *tp,
-                    indices: vec![Atom::Var(index)],
-                    value: Atom::Var(*p),
-                    accumulate: false,
-                },
+                expr: Expr::UpdateAt { array: *tp, indices: vec![position], value: Atom::Var(*p), accumulate: false },
                 span: s.span,
             });
             next_tapes.push(Atom::Var(nt));
@@ -267,8 +283,24 @@ impl<'b, 'v> Rev<'b, 'v> {
                 span: s.span,
             });
         }
-        self.tapes.insert(s.binds[0], Tape { tapes: tape_binds, bound: count });
+        self.tapes.insert(s.binds[0], Tape { tapes: tape_binds, bound: count, segment });
         Ok(())
+    }
+
+    /// ⌈√n⌉, at least 1.
+    fn segment_length(&mut self, n: Atom) -> Atom {
+        let f = self.b.emit1(Expr::Convert(ScalarType::F64, n), IrType::F64, "t");
+        let r = self.b.unary(UnOp::Sqrt, f);
+        let c = self.b.unary(UnOp::Ceil, r);
+        let k = self.b.emit1(Expr::Convert(ScalarType::I64, c), IrType::I64, "seg");
+        self.b.bin(BinOp::Max, k, Atom::i64(1))
+    }
+
+    /// ⌈a / b⌉ for a ≥ 0, b > 0.
+    fn ceil_div(&mut self, a: Atom, b: Atom) -> Atom {
+        let up = self.b.sub(b, Atom::i64(1));
+        let t = self.b.add(a, up);
+        self.b.bin(BinOp::Div, t, b)
     }
 
     // ---- Backward sweep ----
@@ -1026,6 +1058,133 @@ impl<'b, 'v> Rev<'b, 'v> {
         Ok(())
     }
 
+    /// One iteration of a loop's backward sweep: restore the state from slot
+    /// `at` of `tapes`, recompute the body at loop index `index_value`, and run
+    /// its backward sweep with the state adjoints in `state`.
+    fn backward_step(
+        &mut self,
+        step: &LoopStep,
+        tapes: &[Var],
+        at: Atom,
+        index_value: Atom,
+        state: &[Var],
+    ) -> R<Vec<Atom>> {
+        let restored: Vec<Atom> = tapes
+            .iter()
+            .zip(step.params)
+            .map(|(t, p)| {
+                let ty = self.b.vars.ty(*p);
+                self.b.emit1(Expr::Index { array: *t, indices: vec![at] }, ty, "state")
+            })
+            .collect();
+        let mut lam_params = step.params.to_vec();
+        let mut args = restored;
+        if let Some(ix) = step.index {
+            lam_params.push(ix);
+            args.push(index_value);
+        }
+        let lam = Lambda { params: lam_params, body: step.body.clone() };
+        let (copies, renamed) = self.b.prepare(&lam, &args);
+        let dual = step.dual;
+        let mut seeds: Vec<Var> = dual.iter().map(|k| copies[*k]).collect();
+        seeds.extend(step.free_vars);
+        let mut active = active_vars(self.b.vars, &renamed, &seeds);
+        active.extend(step.free_vars.iter().copied().filter(|v| step.outer_active.contains(v)));
+        active.extend(dual.iter().map(|k| copies[*k]));
+        let free_state: Vec<(Var, Var)> =
+            step.free_vars.iter().copied().zip(state[dual.len()..].iter().copied()).collect();
+        let mut child = self.child(active);
+        Rev::seed_child(&mut child, &free_state);
+        child.forward(&renamed.stmts)?;
+        for (slot, &k) in dual.iter().enumerate() {
+            child.contribute(renamed.result[k], Atom::Var(state[slot]));
+        }
+        child.backward(&renamed.stmts)?;
+        let mut out = Vec::new();
+        for &k in dual {
+            out.push(child.take_or_zero(copies[k]));
+        }
+        for (v, st) in &free_state {
+            out.push(child.take(*v).unwrap_or(Atom::Var(*st)));
+        }
+        Ok(out)
+    }
+
+    /// Re-runs `len` iterations from checkpoint `j`, returning a local tape of
+    /// the state at each of them (slot r: iteration start + r).
+    fn recompute_segment(
+        &mut self,
+        step: &LoopStep,
+        checkpoints: &[Var],
+        j: Atom,
+        start: Atom,
+        seg: Atom,
+        len: Atom,
+    ) -> R<Vec<Var>> {
+        let span = self.b.span;
+        let mut params = Vec::new();
+        let mut init = Vec::new();
+        let mut subst = HashMap::new();
+        for (p, c) in step.params.iter().zip(checkpoints) {
+            let ty = self.b.vars.ty(*p);
+            init.push(self.b.emit1(Expr::Index { array: *c, indices: vec![j] }, ty, "checkpoint"));
+            let q = self.b.fresh(&self.b.vars.base_name(*p).to_string(), ty);
+            subst.insert(*p, Atom::Var(q));
+            params.push(q);
+        }
+        let r = self.b.fresh("r", IrType::I64);
+        let mut tape_params = Vec::new();
+        let mut tape_init = Vec::new();
+        for (q, i) in params.iter().zip(init.clone()) {
+            let ty = self.b.vars.ty(*q).lift();
+            tape_init.push(self.b.emit1(Expr::Replicate { count: seg, value: i }, ty, "tape"));
+            tape_params.push(self.b.fresh("tape", ty));
+        }
+        let mut stmts = Vec::new();
+        let mut next = Vec::new();
+        for (tp, q) in tape_params.iter().zip(&params) {
+            let ty = self.b.vars.ty(*tp);
+            let nt = self.b.fresh("tape", ty);
+            stmts.push(Stmt {
+                binds: vec![nt],
+                expr: Expr::UpdateAt {
+                    array: *tp,
+                    indices: vec![Atom::Var(r)],
+                    value: Atom::Var(*q),
+                    accumulate: false,
+                },
+                span,
+            });
+            next.push(Atom::Var(nt));
+        }
+        if let Some(ix) = step.index {
+            let i = self.b.fresh("i", IrType::I64);
+            stmts.push(Stmt { binds: vec![i], expr: Expr::Binary(BinOp::Add, start, Atom::Var(r)), span });
+            subst.insert(ix, Atom::Var(i));
+        }
+        let renamed = rename_body(self.b.vars, step.body, &mut subst);
+        stmts.extend(renamed.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
+        let mut result = renamed.result.clone();
+        result.extend(next);
+        let mut all_params = params.clone();
+        all_params.extend(&tape_params);
+        init.extend(tape_init);
+        let mut binds: Vec<Var> = params.iter().map(|q| self.b.fresh("rerun", self.b.vars.ty(*q))).collect();
+        let tape_binds: Vec<Var> = tape_params.iter().map(|t| self.b.fresh("tape", self.b.vars.ty(*t))).collect();
+        binds.extend(&tape_binds);
+        self.b.push(Stmt {
+            binds,
+            expr: Expr::Loop {
+                params: all_params,
+                init,
+                form: LoopForm::For { index: r, bound: len },
+                body: Body { stmts, result },
+            },
+            span,
+        });
+        Ok(tape_binds)
+    }
+
     fn rev_loop(
         &mut self,
         s: &Stmt,
@@ -1056,53 +1215,45 @@ impl<'b, 'v> Rev<'b, 'v> {
         }
         state_init.extend(free.iter().map(|(_, a)| *a));
         let outer_active = self.active.clone();
-        let results = self.backward_loop(tape.bound, state_init, |rev, i, state| {
-            let restored: Vec<Atom> = tape
-                .tapes
-                .iter()
-                .zip(params)
-                .map(|(t, p)| {
-                    let ty = rev.b.vars.ty(*p);
-                    rev.b.emit1(Expr::Index { array: *t, indices: vec![i] }, ty, "state")
-                })
-                .collect();
-            let mut lam_params = params.to_vec();
-            let mut args = restored;
-            if let Some(ix) = index {
-                lam_params.push(ix);
-                args.push(i);
+        let step = LoopStep { params, index, body, dual: &dual, free_vars: &free_vars, outer_active: &outer_active };
+        let results = match tape.segment {
+            None => self.backward_loop(tape.bound, state_init, |rev, i, state| {
+                rev.backward_step(&step, &tape.tapes, i, i, state)
+            })?,
+            Some(seg) => {
+                let nseg = self.ceil_div(tape.bound, seg);
+                self.backward_loop(nseg, state_init, |rev, j, state| {
+                    // Recompute segment j from its checkpoint, taping it locally…
+                    let start = rev.b.mul(j, seg);
+                    let rest = rev.b.sub(tape.bound, start);
+                    let len = rev.b.bin(BinOp::Min, seg, rest);
+                    let local = rev.recompute_segment(&step, &tape.tapes, j, start, seg, len)?;
+                    // …then run the segment's iterations backwards.
+                    let inner =
+                        rev.backward_loop(len, state.iter().map(|v| Atom::Var(*v)).collect(), |rev, r, st| {
+                            let i = rev.b.add(start, r);
+                            rev.backward_step(&step, &local, r, i, st)
+                        })?;
+                    Ok(inner.into_iter().map(Atom::Var).collect())
+                })?
             }
-            let lam = Lambda { params: lam_params, body: body.clone() };
-            let (copies, renamed) = rev.b.prepare(&lam, &args);
-            let mut seeds: Vec<Var> = dual.iter().map(|k| copies[*k]).collect();
-            seeds.extend(&free_vars);
-            let mut active = active_vars(rev.b.vars, &renamed, &seeds);
-            active.extend(free_vars.iter().copied().filter(|v| outer_active.contains(v)));
-            active.extend(dual.iter().map(|k| copies[*k]));
-            let free_state: Vec<(Var, Var)> =
-                free_vars.iter().copied().zip(state[dual.len()..].iter().copied()).collect();
-            let mut child = rev.child(active);
-            Rev::seed_child(&mut child, &free_state);
-            child.forward(&renamed.stmts)?;
-            for (slot, &k) in dual.iter().enumerate() {
-                child.contribute(renamed.result[k], Atom::Var(state[slot]));
-            }
-            child.backward(&renamed.stmts)?;
-            let mut out = Vec::new();
-            for &k in &dual {
-                out.push(child.take_or_zero(copies[k]));
-            }
-            for (v, st) in &free_state {
-                out.push(child.take(*v).unwrap_or(Atom::Var(*st)));
-            }
-            Ok(out)
-        })?;
+        };
         for (slot, &k) in dual.iter().enumerate() {
             self.contribute(init[k], Atom::Var(results[slot]));
         }
         self.store_free(&free_vars, &results[dual.len()..]);
         Ok(())
     }
+}
+
+/// What every backward iteration of one loop shares.
+struct LoopStep<'a> {
+    params: &'a [Var],
+    index: Option<Var>,
+    body: &'a Body,
+    dual: &'a [usize],
+    free_vars: &'a [Var],
+    outer_active: &'a HashSet<Var>,
 }
 
 /// The statement with every `UpdateAt` in it (also in nested bodies) made
@@ -1150,6 +1301,17 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
     }
 }
 
+// Note [Checkpointing]
+// ~~~~~~~~~~~~~~~~~~~~~
+// With `--checkpoint`, a loop of n iterations is cut into segments of
+// s = ⌈√n⌉. The forward sweep keeps only the state at the start of each
+// segment (n/s + 1 slots); the backward sweep visits the segments last to
+// first, re-runs each one from its checkpoint with a local tape of s states,
+// and then runs that segment's iterations backwards. Memory for the loop
+// state drops from n to about 2√n states, for one extra forward pass. (The
+// position written at iteration i is ⌈i/s⌉, so no branch is needed: slot j is
+// rewritten during segment j−1 and holds the state at iteration j·s at last.)
+//
 // Note [Reverse mode of loops]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The forward sweep rewrites an active `for` loop so that iteration i first

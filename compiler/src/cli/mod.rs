@@ -48,9 +48,14 @@ fn read(path: &Path) -> Result<String, CliFailure> {
         .map_err(|e| plain_error(Code::E0303, format!("cannot read {}: {e}", path.display()), None))
 }
 
+/// Set from `--checkpoint` before compiling (one command per process).
+pub static CHECKPOINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn compile(file: &Path) -> Result<Program, CliFailure> {
     let text = read(file)?;
-    Ok(Program::compile(&file.display().to_string(), &text, &file_loader)?)
+    let mut options = slope::driver::Options::default();
+    options.ad.checkpoint = CHECKPOINT.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Program::compile_with(&file.display().to_string(), &text, &file_loader, &options)?)
 }
 
 pub fn check(file: &Path) -> Result<String, CliFailure> {
