@@ -664,6 +664,23 @@ impl<'b, 'v> Rev<'b, 'v> {
         }
     }
 
+    /// `buf[i] += row` (in place) when the row's adjoint is not zero.
+    fn accumulate_row(&mut self, buf: Var, i: Atom, row: Option<Atom>) -> Atom {
+        match row {
+            Some(c) => {
+                let ty = self.b.vars.ty(buf);
+                self.b.emit1(Expr::UpdateAt { array: buf, indices: vec![i], value: c, accumulate: true }, ty, "adj")
+            }
+            None => Atom::Var(buf),
+        }
+    }
+
+    /// The new loop state for free-variable accumulators: what the child
+    /// accumulated, or the state unchanged.
+    fn free_results(&mut self, free_state: &[(Var, Var)]) -> Vec<Atom> {
+        free_state.iter().map(|(v, st)| self.take(*v).unwrap_or(Atom::Var(*st))).collect()
+    }
+
     /// Stores loop results back as adjoints of free variables.
     fn store_free(&mut self, free: &[Var], results: &[Var]) {
         for (v, r) in free.iter().zip(results) {
@@ -828,22 +845,10 @@ impl<'b, 'v> Rev<'b, 'v> {
             child.backward(&body.stmts)?;
             let mut out = Vec::new();
             for (slot, &k) in active_arrays.iter().enumerate() {
-                let buf = state[slot];
-                out.push(match child.take(params[k]) {
-                    Some(c) => {
-                        let ty = child.b.vars.ty(buf);
-                        child.b.emit1(
-                            Expr::UpdateAt { array: buf, indices: vec![i], value: c, accumulate: true },
-                            ty,
-                            "adj",
-                        )
-                    }
-                    None => Atom::Var(buf),
-                });
+                let row = child.take(params[k]);
+                out.push(child.accumulate_row(state[slot], i, row));
             }
-            for (v, st) in &free_state {
-                out.push(child.take(*v).unwrap_or(Atom::Var(*st)));
-            }
+            out.extend(child.free_results(&free_state));
             Ok(out)
         })?;
         for (slot, &k) in active_arrays.iter().enumerate() {
@@ -967,22 +972,10 @@ impl<'b, 'v> Rev<'b, 'v> {
                 });
             }
             for (slot, &j) in active_arrays.iter().enumerate() {
-                let buf = state[k + slot];
-                out.push(match child.take(params[k + j]) {
-                    Some(c) => {
-                        let ty = child.b.vars.ty(buf);
-                        child.b.emit1(
-                            Expr::UpdateAt { array: buf, indices: vec![i], value: c, accumulate: true },
-                            ty,
-                            "adj",
-                        )
-                    }
-                    None => Atom::Var(buf),
-                });
+                let row = child.take(params[k + j]);
+                out.push(child.accumulate_row(state[k + slot], i, row));
             }
-            for (v, st) in &free_state {
-                out.push(child.take(*v).unwrap_or(Atom::Var(*st)));
-            }
+            out.extend(child.free_results(&free_state));
             Ok(out)
         })?;
         for j in 0..k {
@@ -1104,9 +1097,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         for &k in dual {
             out.push(child.take_or_zero(copies[k]));
         }
-        for (v, st) in &free_state {
-            out.push(child.take(*v).unwrap_or(Atom::Var(*st)));
-        }
+        out.extend(child.free_results(&free_state));
         Ok(out)
     }
 
