@@ -9,6 +9,7 @@ pub mod driver;
 pub mod elab;
 pub mod gradcheck;
 pub mod ir;
+pub mod opt;
 pub mod session;
 pub mod stdlib;
 pub mod syntax;
