@@ -48,7 +48,9 @@ pub struct Program {
     pub checked: CheckedProgram,
     /// The IR out of elaboration (`emit --stage ir`).
     pub elaborated: ir::Program,
-    /// The IR that runs: after the AD pass (`emit --stage ad`).
+    /// The IR after the AD pass, before optimisation (`emit --stage ad`).
+    pub differentiated: ir::Program,
+    /// The IR that runs: after the AD pass and the optimiser (`emit --stage opt`).
     pub ir: ir::Program,
     /// Interpreter settings (the `while` iteration limit).
     pub options: interp::Options,
@@ -72,7 +74,8 @@ impl Program {
                 main: st.main,
                 checked: st.checked,
                 elaborated: st.elaborated,
-                ir: st.differentiated,
+                differentiated: st.differentiated,
+                ir: st.optimised,
                 options: interp::Options::default(),
             }),
             Err(diagnostics) => Err(Failure { sources, diagnostics }),
@@ -288,8 +291,28 @@ impl Program {
         }
     }
 
-    /// Prints a stage of the pipeline (`ast`, `typed`, `ir`), optionally for one entry.
+    /// Prints a stage of the pipeline (`ast`, `typed`, `ir`, `ad`, `opt`), optionally for one entry.
     pub fn emit(&self, stage: &str, entry: Option<&str>) -> Result<String, Failure> {
+        self.emit_with_schedule(stage, entry, None)
+    }
+
+    /// Like [`Self::emit`]; `schedule` (strategy-language text) replaces the
+    /// default optimiser schedule for the `opt` stage.
+    pub fn emit_with_schedule(
+        &self,
+        stage: &str,
+        entry: Option<&str>,
+        schedule: Option<&str>,
+    ) -> Result<String, Failure> {
+        let rescheduled;
+        let optimised = match schedule {
+            Some(text) => {
+                rescheduled = driver::run_opt(&self.differentiated, Some(text))
+                    .map_err(|diagnostics| Failure { sources: self.sources.clone(), diagnostics })?;
+                &rescheduled
+            }
+            None => &self.ir,
+        };
         match stage {
             "ast" if entry.is_none() => Ok(crate::syntax::print::print_module(&self.main, false)),
             "ast" | "typed" => {
@@ -315,8 +338,12 @@ impl Program {
                 };
                 Ok(crate::ad::unary::print_program(&program))
             }
-            "ir" | "ad" => {
-                let program = if stage == "ir" { &self.elaborated } else { &self.ir };
+            "ir" | "ad" | "opt" => {
+                let program = match stage {
+                    "ir" => &self.elaborated,
+                    "ad" => &self.differentiated,
+                    _ => optimised,
+                };
                 match entry {
                     Some(e) => {
                         let name = self.entry_name(Some(e))?;

@@ -35,6 +35,10 @@ pub const PASSES: &[Pass] = &[
     Pass { name: "ir", description: "inline and specialise into the flat, first-order array IR" },
     Pass { name: "unary", description: "translate each reverse-mode (vjp) body into unary form (printed, verified)" },
     Pass { name: "ad", description: "apply all AD operators, leaving AD-free IR (forward and reverse mode)" },
+    Pass {
+        name: "opt",
+        description: "simplify, fuse and hoist with the default rewrite schedule (opt::DEFAULT_SCHEDULE)",
+    },
 ];
 
 /// Everything the compiler knows about a program after the front end.
@@ -123,8 +127,10 @@ pub struct Stages {
     pub checked: CheckedProgram,
     /// The IR straight out of elaboration (may contain AD operators).
     pub elaborated: ir::Program,
-    /// The IR after the AD pass: what runs.
+    /// The IR after the AD pass.
     pub differentiated: ir::Program,
+    /// The IR after the optimiser: what runs.
+    pub optimised: ir::Program,
 }
 
 /// Parses, checks, elaborates and differentiates a program. Diagnostics point into `sources`.
@@ -156,7 +162,8 @@ pub fn compile_with(
     let elaborated = crate::elab::elaborate(&checked).map_err(|d| vec![d])?;
     verify(&elaborated, "ir")?;
     let differentiated = run_ad_with(&elaborated, options.ad)?;
-    Ok(Stages { main, checked, elaborated, differentiated })
+    let optimised = run_opt(&differentiated, None)?;
+    Ok(Stages { main, checked, elaborated, differentiated, optimised })
 }
 
 /// The AD pass with its invariant checks: the verifier passes and no AD operator remains.
@@ -171,6 +178,23 @@ pub fn run_ad_with(program: &ir::Program, options: crate::ad::Options) -> Result
     if let Some(f) = out.funcs.iter().find(|f| crate::ad::contains_ad(&f.body)) {
         return Err(vec![Diagnostic::internal("ad", "an AD operator survived the AD pass", f.span)]);
     }
+    Ok(out)
+}
+
+/// The optimiser pass: the default schedule, or `schedule` (text in the
+/// strategy language, e.g. from `slope emit --schedule`), then the verifier.
+/// A bad or failing user schedule is an E0305 error; the default schedule
+/// failing is an internal error.
+pub fn run_opt(program: &ir::Program, schedule: Option<&str>) -> Result<ir::Program, Vec<Diagnostic>> {
+    let span = program.funcs.first().map(|f| f.span).unwrap_or_default();
+    let out = crate::opt::optimise(program, schedule.unwrap_or(crate::opt::DEFAULT_SCHEDULE)).map_err(|e| {
+        vec![match schedule {
+            Some(text) => Diagnostic::error(Code::E0305, e.to_string(), span, "while optimising this program")
+                .with_note(format!("the schedule: {text}")),
+            None => Diagnostic::internal("opt", e.to_string(), span),
+        }]
+    })?;
+    verify(&out, "opt")?;
     Ok(out)
 }
 

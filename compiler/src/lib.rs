@@ -10,6 +10,7 @@ pub mod elab;
 pub mod gradbench;
 pub mod gradcheck;
 pub mod ir;
+pub mod opt;
 pub mod session;
 pub mod stdlib;
 pub mod syntax;

@@ -64,7 +64,7 @@ enum Command {
         #[arg(long)]
         input: PathBuf,
     },
-    /// Print a compiler stage: ast, typed, ir or ad.
+    /// Print a compiler stage: ast, typed, ir, ad or opt.
     Emit {
         #[arg(long, default_value = "ir")]
         stage: String,
@@ -72,6 +72,9 @@ enum Command {
         /// Print only this entry point (IR stages).
         #[arg(long)]
         entry: Option<String>,
+        /// Optimise with this schedule (strategy language) instead of the default, for `--stage opt`.
+        #[arg(long)]
+        schedule: Option<String>,
     },
     /// Start an interactive session (reads plain lines when stdin is not a terminal).
     Repl,
@@ -91,7 +94,9 @@ fn main() -> ExitCode {
         Command::Run { file, entry, input, interp: _, while_limit, args } => {
             cli::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit)
         }
-        Command::Emit { stage, file, entry } => cli::emit(&file, &stage, entry.as_deref()),
+        Command::Emit { stage, file, entry, schedule } => {
+            cli::emit(&file, &stage, entry.as_deref(), schedule.as_deref())
+        }
         Command::Cost { file, entry, input } => cli::cost(&file, entry.as_deref(), &input),
         Command::Gradcheck { file, entry, input, points, seed } => {
             cli::gradcheck(&file, entry.as_deref(), &input, points, seed)

@@ -126,6 +126,7 @@ impl Session {
             main: crate::syntax::ast::Module { items: Vec::new() },
             checked: Default::default(),
             elaborated: Default::default(),
+            differentiated: Default::default(),
             ir: Default::default(),
             options: Default::default(),
         };

@@ -110,9 +110,9 @@ pub fn run(
     Ok(result.to_string())
 }
 
-pub fn emit(file: &Path, stage: &str, entry: Option<&str>) -> Result<String, CliFailure> {
+pub fn emit(file: &Path, stage: &str, entry: Option<&str>, schedule: Option<&str>) -> Result<String, CliFailure> {
     let program = compile(file)?;
-    Ok(program.emit(stage, entry)?)
+    Ok(program.emit_with_schedule(stage, entry, schedule)?)
 }
 
 pub fn gradcheck(

@@ -1156,7 +1156,7 @@ macro_rules! float_unary {
     }};
 }
 
-fn unary(op: UnOp, x: Val, span: Span) -> Result<Val, RuntimeError> {
+pub(crate) fn unary(op: UnOp, x: Val, span: Span) -> Result<Val, RuntimeError> {
     let r = match x {
         Val::F64(v) => (|| float_unary!(op, v, f64))().map(Val::F64),
         Val::F32(v) => (|| float_unary!(op, v, f32))().map(Val::F32),
@@ -1233,7 +1233,7 @@ fn wrapping_pow(mut base: i64, mut exp: u64) -> i64 {
     acc
 }
 
-fn binary(op: BinOp, x: Val, y: Val, span: Span) -> Result<Val, RuntimeError> {
+pub(crate) fn binary(op: BinOp, x: Val, y: Val, span: Span) -> Result<Val, RuntimeError> {
     let r = match (&x, &y) {
         (&Val::F64(a), &Val::F64(b)) => (|| float_binary!(op, a, b, Val::F64))(),
         (&Val::F32(a), &Val::F32(b)) => (|| float_binary!(op, a, b, Val::F32))(),
@@ -1283,7 +1283,7 @@ fn binary(op: BinOp, x: Val, y: Val, span: Span) -> Result<Val, RuntimeError> {
     }
 }
 
-fn convert(to: ScalarType, x: Val, span: Span) -> Result<Val, RuntimeError> {
+pub(crate) fn convert(to: ScalarType, x: Val, span: Span) -> Result<Val, RuntimeError> {
     // `as` from float to int truncates toward zero, saturates, and maps NaN to 0.
     Ok(match (to, &x) {
         (_, Val::Arr(_)) => return bad_operands(&format!("convert to {}", to.name()), &[&x], span),

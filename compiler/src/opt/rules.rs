@@ -1,0 +1,630 @@
+//! The rule library: rewrites of one body, each checking its side conditions.
+//!
+//! Input: a body and the run's [`Cx`] (use counts, value facts, consumed
+//! arrays, fresh variables). Output: the rewritten body, or `None` when the
+//! rule finds nothing to do (it then fails, in strategy terms).
+//!
+//! Invariants every rule keeps:
+//! - the result verifies (SSA, scoping, types) when the input does;
+//! - meaning is preserved, except that a program that would have failed at
+//!   run time may succeed instead (Note [What may move]); no rule introduces a
+//!   failure, duplicates work, or moves a use of a consumed array.
+//!
+//! [`RULES`] lists them by name for the schedule language.
+
+use super::strategy::{Cx, Fact, Rule};
+use super::walk;
+use crate::ad::build::is_const;
+use crate::ir::interp::{self, Val};
+use crate::ir::{Atom, BinOp, Body, Const, Expr, Lambda, LoopForm, Stmt, Var};
+use crate::types::ScalarType;
+use std::collections::{HashMap, HashSet};
+
+pub static RULES: &[Rule] = &[
+    Rule { name: "copy_prop", description: "inline `let x = y` and `let x = constant`", apply: copy_prop },
+    Rule {
+        name: "dce",
+        description: "remove unused pure statements, unused map results and trivially true checks",
+        apply: dce,
+    },
+    Rule { name: "cse", description: "reuse an earlier identical pure statement (this body and below)", apply: cse },
+    Rule { name: "fold", description: "evaluate scalar operations on constants", apply: fold },
+    Rule { name: "ring", description: "x*1, 1*x, x+0, 0+x, x-0, x/1, x**1, and integer x*0", apply: ring },
+    Rule {
+        name: "float_zero",
+        description: "x*0.0 → 0.0 on floats (unsound for inf and NaN: not in the default schedule)",
+        apply: float_zero,
+    },
+    Rule {
+        name: "simplify_if",
+        description: "select c a a → a; `if` on a constant or with equal trivial branches",
+        apply: simplify_if,
+    },
+    Rule { name: "index_pull", description: "(replicate n v)[i] → v, (iota n)[i] → i", apply: index_pull },
+    Rule {
+        name: "shape_pull",
+        description: "shape of replicate, iota and map results from their operands",
+        apply: shape_pull,
+    },
+    Rule {
+        name: "map_replicate_arg",
+        description: "a map argument `replicate n v` becomes the free value v",
+        apply: map_replicate_arg,
+    },
+    Rule {
+        name: "map_identity",
+        description: "a map result that is a parameter is the array; a free or constant one a replicate",
+        apply: map_identity,
+    },
+    Rule {
+        name: "fuse_map_map",
+        description: "map f (map g xs) → map (f ∘ g) xs when the inner result is used only there",
+        apply: fuse_map_map,
+    },
+    Rule {
+        name: "licm",
+        description: "hoist statements that cannot fail and use no bound variable out of lambdas and loops",
+        apply: licm,
+    },
+];
+
+pub fn lookup(name: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.name == name)
+}
+
+// ---- helpers ----
+
+/// Rewrites statements of `body` one at a time: `f` returns the replacement
+/// statements of one statement, or `None` to keep it. `None` overall when
+/// nothing changed.
+fn each_stmt(cx: &mut Cx, body: &Body, mut f: impl FnMut(&mut Cx, &Stmt) -> Option<Vec<Stmt>>) -> Option<Body> {
+    let mut out: Option<Vec<Stmt>> = None;
+    for (i, s) in body.stmts.iter().enumerate() {
+        match f(cx, s) {
+            Some(new) => {
+                let stmts = out.get_or_insert_with(|| body.stmts[..i].to_vec());
+                stmts.extend(new);
+            }
+            None => {
+                if let Some(stmts) = &mut out {
+                    stmts.push(s.clone());
+                }
+            }
+        }
+    }
+    out.map(|stmts| Body { stmts, result: body.result.clone() })
+}
+
+fn with_expr(s: &Stmt, expr: Expr) -> Stmt {
+    Stmt { binds: s.binds.clone(), expr, span: s.span }
+}
+
+fn let_atom(s: &Stmt, bind: Var, a: Atom) -> Stmt {
+    Stmt { binds: vec![bind], expr: Expr::Atom(a), span: s.span }
+}
+
+fn to_const(v: Val) -> Option<Const> {
+    Some(match v {
+        Val::F64(x) => Const::F64(x),
+        Val::F32(x) => Const::F32(x),
+        Val::I64(x) => Const::I64(x),
+        Val::Bool(x) => Const::Bool(x),
+        Val::Arr(_) => return None,
+    })
+}
+
+fn to_val(c: Const) -> Val {
+    match c {
+        Const::F64(x) => Val::F64(x),
+        Const::F32(x) => Val::F32(x),
+        Const::I64(x) => Val::I64(x),
+        Const::Bool(x) => Val::Bool(x),
+    }
+}
+
+fn same_atom(a: Atom, b: Atom) -> bool {
+    match (a, b) {
+        (Atom::Var(x), Atom::Var(y)) => x == y,
+        // Bitwise, so that 0.0 and -0.0 stay apart (and NaN equals itself).
+        (Atom::Const(x), Atom::Const(y)) => format!("{x:?}") == format!("{y:?}"),
+        _ => false,
+    }
+}
+
+// ---- copy propagation ----
+
+/// `let x = a` where `a` is a variable or a constant: uses of `x` become `a`.
+/// Scope: `a` is in scope wherever `x` is. Consumed arrays: see [`Cx::may_alias`];
+/// statements are visited last to first so that an alias chain ending in a
+/// consumed use marks every link consumed (only the last link may then go).
+fn copy_prop(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut subst: HashMap<Var, Atom> = HashMap::new();
+    let mut consumed_here: HashSet<Var> = HashSet::new();
+    for s in body.stmts.iter().rev() {
+        let (Expr::Atom(a), [x]) = (&s.expr, s.binds.as_slice()) else { continue };
+        let x_consumed = cx.is_consumed(*x) || consumed_here.contains(x);
+        let ok = match a {
+            Atom::Const(_) => true,
+            Atom::Var(y) => !(x_consumed || cx.is_consumed(*y)) || cx.uses(*y) == 1,
+        };
+        if ok {
+            if let (true, Atom::Var(y)) = (x_consumed, a) {
+                consumed_here.insert(*y);
+            }
+            subst.insert(*x, *a);
+        }
+    }
+    if subst.is_empty() {
+        return None;
+    }
+    // Resolve chains (`let x = y; let z = x`) so one substitution suffices.
+    let keys: Vec<Var> = subst.keys().copied().collect();
+    for k in keys {
+        let mut a = subst[&k];
+        while let Atom::Var(v) = a {
+            match subst.get(&v) {
+                Some(next) if v != k => a = *next,
+                _ => break,
+            }
+        }
+        subst.insert(k, a);
+    }
+    let mut out = Body {
+        stmts: body
+            .stmts
+            .iter()
+            .filter(|s| !(s.binds.len() == 1 && subst.contains_key(&s.binds[0]) && matches!(s.expr, Expr::Atom(_))))
+            .cloned()
+            .collect(),
+        result: body.result.clone(),
+    };
+    walk::substitute(&mut out, &subst);
+    Some(out)
+}
+
+// ---- dead code ----
+
+/// A check that cannot fail: both sides the same variable or equal constants.
+fn trivially_true(e: &Expr) -> bool {
+    matches!(e, Expr::Check { a, b, .. } if same_atom(*a, *b))
+}
+
+/// Removes, last to first, statements none of whose results is used (all
+/// expressions but `Check` are pure; see Note [What may move]), checks that
+/// cannot fail, and unused results of multi-result maps.
+fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut removed: HashMap<Var, u32> = HashMap::new();
+    let live = |cx: &Cx, removed: &HashMap<Var, u32>, v: Var| cx.uses(v) > removed.get(&v).copied().unwrap_or(0);
+    let mut kept: Vec<Stmt> = Vec::new();
+    let mut changed = false;
+    for s in body.stmts.iter().rev() {
+        let dead = match &s.expr {
+            Expr::Check { .. } => trivially_true(&s.expr),
+            _ => !s.binds.iter().any(|b| live(cx, &removed, *b)),
+        };
+        if dead {
+            changed = true;
+            let one = Body { stmts: vec![s.clone()], result: Vec::new() };
+            walk::for_each_use(&one, &mut |v| *removed.entry(v).or_insert(0) += 1);
+            continue;
+        }
+        if let Expr::Map { width, lam, arrays } = &s.expr {
+            let keep: Vec<bool> = s.binds.iter().map(|b| live(cx, &removed, *b)).collect();
+            if keep.iter().any(|k| !k) {
+                changed = true;
+                for (i, k) in keep.iter().enumerate() {
+                    if let (false, Atom::Var(v)) = (k, lam.body.result[i]) {
+                        *removed.entry(v).or_insert(0) += 1;
+                    }
+                }
+                let pick = |xs: &[Atom]| xs.iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| *x).collect();
+                let lam = Lambda {
+                    params: lam.params.clone(),
+                    body: Body { stmts: lam.body.stmts.clone(), result: pick(&lam.body.result) },
+                };
+                let binds = s.binds.iter().zip(&keep).filter(|(_, k)| **k).map(|(b, _)| *b).collect();
+                kept.push(Stmt { binds, expr: Expr::Map { width: *width, lam, arrays: arrays.clone() }, span: s.span });
+                continue;
+            }
+        }
+        kept.push(s.clone());
+    }
+    if !changed {
+        return None;
+    }
+    kept.reverse();
+    Some(Body { stmts: kept, result: body.result.clone() })
+}
+
+// ---- common subexpressions ----
+
+/// The key two statements share when they compute the same value: the
+/// expression's text, operands of commutative operators sorted.
+fn cse_key(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Binary(
+            op @ (BinOp::Add | BinOp::Mul | BinOp::Min | BinOp::Max | BinOp::Eq | BinOp::Ne | BinOp::And | BinOp::Or),
+            a,
+            b,
+        ) => {
+            let (mut x, mut y) = (format!("{a:?}"), format!("{b:?}"));
+            if x > y {
+                std::mem::swap(&mut x, &mut y);
+            }
+            Some(format!("{op:?} {x} {y}"))
+        }
+        Expr::Check { a, b, .. } => {
+            let (mut x, mut y) = (format!("{a:?}"), format!("{b:?}"));
+            if x > y {
+                std::mem::swap(&mut x, &mut y);
+            }
+            Some(format!("check {x} {y}"))
+        }
+        Expr::UpdateAt { .. } => None,
+        e if walk::nested(e).is_empty() => Some(format!("{e:?}")),
+        _ => None,
+    }
+}
+
+/// Replaces a pure statement by the results of an identical earlier one that
+/// dominates it (in this body or an enclosing one; this rule walks the whole
+/// subtree with scoped tables). A second identical size check is dropped.
+/// Array-valued statements are only merged in functions without `UpdateAt`,
+/// since merging two arrays makes them aliases (Note [Consumed arrays]).
+fn cse(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut out = body.clone();
+    let mut subst = HashMap::new();
+    let mut changed = false;
+    cse_body(cx, &mut out, &mut HashMap::new(), &mut subst, &mut changed);
+    changed.then_some(out)
+}
+
+fn cse_body(
+    cx: &Cx,
+    body: &mut Body,
+    table: &mut HashMap<String, Vec<Var>>,
+    subst: &mut HashMap<Var, Atom>,
+    changed: &mut bool,
+) {
+    let any_consumed = cx.any_consumed();
+    let stmts = std::mem::take(&mut body.stmts);
+    for mut s in stmts {
+        walk::substitute_expr(&mut s.expr, subst);
+        for b in walk::nested_mut(&mut s.expr) {
+            cse_body(cx, b, &mut table.clone(), subst, changed);
+        }
+        let arrays = s.binds.iter().any(|b| !cx.vars.ty(*b).is_scalar());
+        if let Some(key) = cse_key(&s.expr).filter(|_| !(arrays && any_consumed)) {
+            if let Some(prev) = table.get(&key) {
+                for (b, p) in s.binds.iter().zip(prev) {
+                    subst.insert(*b, Atom::Var(*p));
+                }
+                *changed = true;
+                continue;
+            }
+            table.insert(key, s.binds.clone());
+        }
+        body.stmts.push(s);
+    }
+    for a in &mut body.result {
+        if let Atom::Var(v) = a {
+            if let Some(r) = subst.get(v) {
+                *a = *r;
+            }
+        }
+    }
+}
+
+// ---- scalar arithmetic ----
+
+fn fold(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |_, s| {
+        let span = s.span;
+        let v = match &s.expr {
+            Expr::Unary(op, Atom::Const(c)) => interp::unary(*op, to_val(*c), span).ok()?,
+            Expr::Binary(op, Atom::Const(a), Atom::Const(b)) => {
+                interp::binary(*op, to_val(*a), to_val(*b), span).ok()?
+            }
+            Expr::Convert(t, Atom::Const(c)) => interp::convert(*t, to_val(*c), span).ok()?,
+            Expr::Select(Atom::Const(Const::Bool(c)), a, b) => {
+                return Some(vec![with_expr(s, Expr::Atom(if *c { *a } else { *b }))]);
+            }
+            _ => return None,
+        };
+        Some(vec![with_expr(s, Expr::Atom(Atom::Const(to_const(v)?)))])
+    })
+}
+
+/// Ring identities that hold for every IEEE value except the sign of a zero
+/// result (`-0.0 + 0.0` is `+0.0`); see Note [Ring identities].
+fn ring(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |cx, s| {
+        let Expr::Binary(op, a, b) = &s.expr else { return None };
+        let (a, b) = (*a, *b);
+        let int = cx.vars.atom_type(a).elem == ScalarType::I64;
+        let r = match op {
+            BinOp::Mul if is_const(b, 1.0) => a,
+            BinOp::Mul if is_const(a, 1.0) => b,
+            BinOp::Mul if int && (is_const(a, 0.0) || is_const(b, 0.0)) => Atom::i64(0),
+            BinOp::Add if is_const(b, 0.0) => a,
+            BinOp::Add if is_const(a, 0.0) => b,
+            BinOp::Sub if is_const(b, 0.0) => a,
+            BinOp::Div if is_const(b, 1.0) => a,
+            BinOp::Pow if is_const(b, 1.0) && !int => a,
+            _ => return None,
+        };
+        Some(vec![with_expr(s, Expr::Atom(r))])
+    })
+}
+
+/// `x * 0.0 → 0.0` for floats: wrong when `x` is infinite or NaN. Opt-in only.
+fn float_zero(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |cx, s| {
+        let Expr::Binary(BinOp::Mul, a, b) = &s.expr else { return None };
+        let t = cx.vars.atom_type(*a);
+        if !t.elem.is_float() || !(is_const(*a, 0.0) || is_const(*b, 0.0)) {
+            return None;
+        }
+        Some(vec![with_expr(s, Expr::Atom(Atom::Const(Const::of(t.elem, 0.0))))])
+    })
+}
+
+fn simplify_if(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |_, s| match &s.expr {
+        Expr::Select(_, a, b) if same_atom(*a, *b) => Some(vec![with_expr(s, Expr::Atom(*a))]),
+        Expr::If { cond: Atom::Const(Const::Bool(c)), then_body, else_body } => {
+            let branch = if *c { then_body } else { else_body };
+            let mut out = branch.stmts.clone();
+            out.extend(s.binds.iter().zip(&branch.result).map(|(b, a)| let_atom(s, *b, *a)));
+            Some(out)
+        }
+        Expr::If { then_body, else_body, .. }
+            if then_body.stmts.is_empty()
+                && else_body.stmts.is_empty()
+                && then_body.result.iter().zip(&else_body.result).all(|(a, b)| same_atom(*a, *b)) =>
+        {
+            Some(s.binds.iter().zip(&then_body.result).map(|(b, a)| let_atom(s, *b, *a)).collect())
+        }
+        _ => None,
+    })
+}
+
+// ---- pull arrays ----
+
+fn index_pull(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |cx, s| {
+        let Expr::Index { array, indices } = &s.expr else { return None };
+        let e = match cx.fact(*array)? {
+            Fact::Replicate { value, .. } if indices.len() == 1 => Expr::Atom(value),
+            Fact::Replicate { value: Atom::Var(v), .. } => Expr::Index { array: v, indices: indices[1..].to_vec() },
+            Fact::Iota(_) => Expr::Atom(indices[0]),
+            _ => return None,
+        };
+        Some(vec![with_expr(s, e)])
+    })
+}
+
+fn shape_pull(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |cx, s| {
+        let Expr::Shape { array, dim } = &s.expr else { return None };
+        let e = match (cx.fact(*array)?, dim) {
+            (Fact::Replicate { count, .. }, 0) | (Fact::Iota(count), 0) | (Fact::Mapped { width: count }, 0) => {
+                Expr::Atom(count)
+            }
+            (Fact::Replicate { value: Atom::Var(v), .. }, d) => Expr::Shape { array: v, dim: d - 1 },
+            (Fact::Atom(Atom::Var(v)), d) => Expr::Shape { array: v, dim: *d },
+            _ => return None,
+        };
+        Some(vec![with_expr(s, e)])
+    })
+}
+
+// ---- maps ----
+
+/// `map (\x y -> …) xs (replicate n v)`: `y` is `v` in every iteration.
+fn map_replicate_arg(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |cx, s| {
+        let Expr::Map { width, lam, arrays } = &s.expr else { return None };
+        let reps: Vec<Option<Atom>> = arrays
+            .iter()
+            .map(|a| match cx.fact(*a) {
+                Some(Fact::Replicate { value, .. }) => Some(value),
+                _ => None,
+            })
+            .collect();
+        if reps.iter().all(Option::is_none) {
+            return None;
+        }
+        let mut params = Vec::new();
+        let mut kept = Vec::new();
+        let mut prelude = Vec::new();
+        for ((p, a), r) in lam.params.iter().zip(arrays).zip(&reps) {
+            match r {
+                Some(v) => prelude.push(let_atom(s, *p, *v)),
+                None => {
+                    params.push(*p);
+                    kept.push(*a);
+                }
+            }
+        }
+        prelude.extend(lam.body.stmts.iter().cloned());
+        let lam = Lambda { params, body: Body { stmts: prelude, result: lam.body.result.clone() } };
+        Some(vec![with_expr(s, Expr::Map { width: *width, lam, arrays: kept })])
+    })
+}
+
+/// A map result that is one of the lambda's parameters is that array; one
+/// that is a constant or a variable bound outside the lambda is a replicate.
+fn map_identity(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |cx, s| {
+        let Expr::Map { width, lam, arrays } = &s.expr else { return None };
+        let mut inner = HashSet::new();
+        walk::bound_in(&lam.body, &mut inner);
+        let mut after = Vec::new();
+        let mut keep = Vec::new();
+        for (b, r) in s.binds.iter().zip(&lam.body.result) {
+            let param = match r {
+                Atom::Var(v) => lam.params.iter().position(|p| p == v),
+                _ => None,
+            };
+            match (param, r) {
+                (Some(i), _) if cx.may_alias(*b, Atom::Var(arrays[i])) => {
+                    after.push(let_atom(s, *b, Atom::Var(arrays[i])));
+                    keep.push(false);
+                }
+                (None, Atom::Const(_)) => {
+                    after.push(with_expr(&let_atom(s, *b, *r), Expr::Replicate { count: *width, value: *r }));
+                    keep.push(false);
+                }
+                (None, Atom::Var(v)) if !inner.contains(v) && !lam.params.contains(v) => {
+                    after.push(with_expr(&let_atom(s, *b, *r), Expr::Replicate { count: *width, value: *r }));
+                    keep.push(false);
+                }
+                _ => keep.push(true),
+            }
+        }
+        if after.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        if keep.iter().any(|k| *k) {
+            let pick = |xs: &[Atom]| xs.iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| *x).collect();
+            let binds = s.binds.iter().zip(&keep).filter(|(_, k)| **k).map(|(b, _)| *b).collect();
+            let lam = Lambda {
+                params: lam.params.clone(),
+                body: Body { stmts: lam.body.stmts.clone(), result: pick(&lam.body.result) },
+            };
+            out.push(Stmt { binds, expr: Expr::Map { width: *width, lam, arrays: arrays.clone() }, span: s.span });
+        }
+        out.extend(after);
+        Some(out)
+    })
+}
+
+/// `ys = map g xs; zs = map f … ys …` → one map, when every used result of
+/// the producer is used only as an array of the consumer (so no work is
+/// duplicated) and the producer reads no consumed array (so it can move).
+fn fuse_map_map(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let producer_of: HashMap<Var, usize> = body
+        .stmts
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.expr, Expr::Map { .. }))
+        .flat_map(|(i, s)| s.binds.iter().map(move |b| (*b, i)))
+        .collect();
+    for (k, s) in body.stmts.iter().enumerate() {
+        let Expr::Map { width, lam, arrays } = &s.expr else { continue };
+        for a in arrays {
+            let Some(&j) = producer_of.get(a) else { continue };
+            let p = &body.stmts[j];
+            let Expr::Map { lam: plam, arrays: parrays, .. } = &p.expr else { continue };
+            let only_here = p.binds.iter().all(|b| cx.uses(*b) as usize == arrays.iter().filter(|x| *x == b).count());
+            let movable = walk::free_in_expr(&p.expr).iter().all(|v| !cx.is_consumed(*v));
+            if !only_here || !movable {
+                continue;
+            }
+            let mut params = Vec::new();
+            let mut new_arrays = Vec::new();
+            let mut stmts = plam.body.stmts.clone();
+            for (q, x) in lam.params.iter().zip(arrays) {
+                match p.binds.iter().position(|b| b == x) {
+                    Some(r) => stmts.push(let_atom(s, *q, plam.body.result[r])),
+                    None => {
+                        params.push(*q);
+                        new_arrays.push(*x);
+                    }
+                }
+            }
+            params.extend(plam.params.iter().copied());
+            new_arrays.extend(parrays.iter().copied());
+            stmts.extend(lam.body.stmts.iter().cloned());
+            let fused = Lambda { params, body: Body { stmts, result: lam.body.result.clone() } };
+            let mut out = Vec::with_capacity(body.stmts.len() - 1);
+            for (i, t) in body.stmts.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                if i == k {
+                    out.push(with_expr(s, Expr::Map { width: *width, lam: fused.clone(), arrays: new_arrays.clone() }));
+                } else {
+                    out.push(t.clone());
+                }
+            }
+            return Some(Body { stmts: out, result: body.result.clone() });
+        }
+    }
+    None
+}
+
+// ---- loop-invariant code motion ----
+
+/// Hoists, out of the bodies of `map`/`reduce`/`scan` lambdas and `for`/`while`
+/// loops, every statement that cannot fail and reads no variable bound by the
+/// lambda or loop (directly or through an earlier non-hoisted statement). The
+/// hoisted statements go just before the statement that owned them.
+fn licm(cx: &mut Cx, body: &Body) -> Option<Body> {
+    each_stmt(cx, body, |cx, s| {
+        let mut e = s.expr.clone();
+        let (bound, inner): (Vec<Var>, &mut Body) = match &mut e {
+            Expr::Map { lam, .. } | Expr::Reduce { lam, .. } | Expr::Scan { lam, .. } => {
+                (lam.params.clone(), &mut lam.body)
+            }
+            Expr::Loop { params, form, body, .. } => {
+                let mut bound = params.clone();
+                if let LoopForm::For { index, .. } = form {
+                    bound.push(*index);
+                }
+                (bound, body)
+            }
+            _ => return None,
+        };
+        let mut variant: HashSet<Var> = bound.into_iter().collect();
+        let mut hoisted = Vec::new();
+        let mut kept = Vec::new();
+        for t in std::mem::take(&mut inner.stmts) {
+            let int = |a: Atom| cx.vars.atom_type(a).elem == ScalarType::I64;
+            let reads_variant = t.expr.operands().iter().any(|a| matches!(a, Atom::Var(v) if variant.contains(v)));
+            if walk::is_total(&t.expr, int) && !reads_variant {
+                hoisted.push(t);
+            } else {
+                variant.extend(t.binds.iter().copied());
+                kept.push(t);
+            }
+        }
+        if hoisted.is_empty() {
+            return None;
+        }
+        inner.stmts = kept;
+        hoisted.push(with_expr(s, e));
+        Some(hoisted)
+    })
+}
+
+// Note [What may move]
+// ~~~~~~~~~~~~~~~~~~~~
+// Every IR expression except `Check` is pure: it computes a value or fails.
+// The rules treat failure asymmetrically, as Futhark's simplifier does:
+// - *Removing* a statement that might have failed is allowed (dead-code
+//   elimination of an out-of-bounds index, `(replicate n v)[i] → v` without
+//   checking `i`, dropping a map's implicit width check when the map becomes
+//   an identity). A program that failed may then succeed; one that succeeded
+//   computes the same values. Explicit size checks (`Check`) are the
+//   observable ones, and they are kept unless trivially true or repeated.
+// - *Adding* a failure is never allowed. So statements only move out of a
+//   body that may run zero times (a map lambda, a loop body) when they
+//   cannot fail at all (`walk::is_total`: scalar arithmetic except integer
+//   division, remainder and power, conversions, selects, shapes). Hoisting out
+//   of `if` branches is not done: it would add work to the other branch.
+//
+// Note [Ring identities]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// `x*1`, `x/1`, `x**1`, `x-0` are exact for every IEEE value. `x+0` and `0+x`
+// are exact except that `-0.0 + 0.0` is `+0.0`: we accept losing the sign of
+// a zero (as C compilers do under -fno-signed-zeros), because AD output is
+// full of `acc + 0.0` and zeros compare equal. `x*0 → 0` is exact for
+// integers only: for floats it is wrong when `x` is infinite or NaN (`inf*0`
+// is NaN), and the primal values AD multiplies by a zero tangent can be
+// infinite. So it is a separate rule, `float_zero`, that the default schedule
+// does not use; constant operands are handled by `fold`, and symbolic zeros
+// never reach the IR because the AD pass drops zero tangents and adjoints
+// before emitting code.

@@ -1,0 +1,488 @@
+//! The rewrite-strategy engine: ELEVATE / Stratego combinators over the IR.
+//!
+//! Input: a function body, a [`Strategy`] and a [`Cx`] (the program's
+//! `VarTable`, use counts, value facts, fuel). Output: the rewritten body, or a
+//! [`Stop`] saying which strategy failed or that the fuel ran out.
+//!
+//! The term tree is the tree of *bodies*: a body's children are the bodies
+//! nested in its statements (lambda bodies, `if` branches, loop conditions and
+//! bodies), in statement order. A rule is a function on one body: it may
+//! rewrite any number of that body's statements in one application and fails
+//! when it changes nothing (see Note [Rules on bodies]).
+//!
+//! Invariants:
+//! - every successful rewrite keeps the function verifiable and its meaning
+//!   (up to Note [What may move] in `rules.rs`);
+//! - [`Cx`]'s use counts are exact after every rewrite and every rollback
+//!   (see Note [Use counts]);
+//! - every rule application and every round of `repeat` spends one unit of
+//!   fuel; at zero the run stops with [`Stop::OutOfFuel`], which no
+//!   combinator catches, so no schedule can hang the compiler.
+
+use super::walk;
+use crate::ir::{Atom, Body, Expr, Var, VarTable};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// A rule: rewrites one body, or returns `None` when it does not apply.
+pub type RuleFn = fn(&mut Cx, &Body) -> Option<Body>;
+
+/// A named rule of the library (`rules.rs`).
+pub struct Rule {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub apply: RuleFn,
+}
+
+/// A strategy, as data: it prints in the schedule language and parses back.
+#[derive(Clone)]
+pub enum Strategy {
+    Id,
+    Fail,
+    Rule(&'static Rule),
+    /// `s1 ; s2`
+    Seq(Box<Strategy>, Box<Strategy>),
+    /// `s1 <+ s2`: `s2` on the original term when `s1` fails.
+    Choice(Box<Strategy>, Box<Strategy>),
+    Try(Box<Strategy>),
+    /// Apply until it fails or changes nothing (never fails).
+    Repeat(Box<Strategy>),
+    One(Box<Strategy>),
+    All(Box<Strategy>),
+    Some(Box<Strategy>),
+    /// `s <+ one(topDown(s))`: the first pre-order match, once.
+    TopDown(Box<Strategy>),
+    /// `one(bottomUp(s)) <+ s`: the first post-order match, once.
+    BottomUp(Box<Strategy>),
+    /// `s ; all(allTopDown(s))`
+    AllTopDown(Box<Strategy>),
+    /// `all(allBottomUp(s)) ; s`
+    AllBottomUp(Box<Strategy>),
+    /// `repeat(topDown(s))`
+    Normalize(Box<Strategy>),
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unary = |f: &mut fmt::Formatter<'_>, name: &str, s: &Strategy| write!(f, "{name}({s})");
+        match self {
+            Strategy::Id => f.write_str("id"),
+            Strategy::Fail => f.write_str("fail"),
+            Strategy::Rule(r) => f.write_str(r.name),
+            Strategy::Seq(a, b) => write!(f, "({a} ; {b})"),
+            Strategy::Choice(a, b) => write!(f, "({a} <+ {b})"),
+            Strategy::Try(s) => unary(f, "try", s),
+            Strategy::Repeat(s) => unary(f, "repeat", s),
+            Strategy::One(s) => unary(f, "one", s),
+            Strategy::All(s) => unary(f, "all", s),
+            Strategy::Some(s) => unary(f, "some", s),
+            Strategy::TopDown(s) => unary(f, "topDown", s),
+            Strategy::BottomUp(s) => unary(f, "bottomUp", s),
+            Strategy::AllTopDown(s) => unary(f, "allTopDown", s),
+            Strategy::AllBottomUp(s) => unary(f, "allBottomUp", s),
+            Strategy::Normalize(s) => unary(f, "normalize", s),
+        }
+    }
+}
+
+impl fmt::Debug for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a strategy did not succeed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stop {
+    /// The named strategy failed (an ordinary outcome, caught by `<+`, `try`, `repeat`).
+    Failed(String),
+    /// The fuel ran out inside the named strategy; the whole run stops.
+    OutOfFuel(String),
+}
+
+/// A success: the term is unchanged (nothing to copy) or rewritten.
+pub enum Outcome {
+    Same,
+    New(Body),
+}
+
+pub type Res = Result<Outcome, Stop>;
+
+/// What a rule knows about a variable's value, wherever it is used (SSA makes
+/// a fact about a binding true everywhere the variable is in scope).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fact {
+    Atom(Atom),
+    Replicate {
+        count: Atom,
+        value: Atom,
+    },
+    Iota(Atom),
+    /// The result of a `map` of this width.
+    Mapped {
+        width: Atom,
+    },
+}
+
+/// Options that change which rewrites are allowed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags {
+    /// Allow `x * 0.0 → 0.0` on floats (unsound for infinite or NaN `x`).
+    pub float_zero: bool,
+}
+
+/// The context of one run: shared by every rule application on one program.
+pub struct Cx<'v> {
+    pub vars: &'v mut VarTable,
+    uses: Vec<u32>,
+    facts: HashMap<Var, Fact>,
+    consumed: HashSet<Var>,
+    pub fuel: u64,
+    pub flags: Flags,
+    /// How many rule applications succeeded (for tests and statistics).
+    pub rewrites: u64,
+}
+
+impl<'v> Cx<'v> {
+    pub fn new(vars: &'v mut VarTable, fuel: u64) -> Cx<'v> {
+        Cx {
+            vars,
+            uses: Vec::new(),
+            facts: HashMap::new(),
+            consumed: HashSet::new(),
+            fuel,
+            flags: Flags::default(),
+            rewrites: 0,
+        }
+    }
+
+    /// Starts work on a function: counts the uses in its body and records facts.
+    pub fn enter_function(&mut self, body: &Body) {
+        self.uses.clear();
+        self.facts.clear();
+        self.consumed.clear();
+        self.count(body, 1);
+        self.learn(body);
+    }
+
+    /// How many times `v` is used in the function (each textual use once).
+    pub fn uses(&self, v: Var) -> u32 {
+        self.uses.get(v.0 as usize).copied().unwrap_or(0)
+    }
+
+    pub fn fact(&self, v: Var) -> Option<Fact> {
+        self.facts.get(&v).copied()
+    }
+
+    /// Whether `v` is the array operand of an `UpdateAt` anywhere (now or
+    /// earlier in the run: the set only grows, which is conservative).
+    pub fn is_consumed(&self, v: Var) -> bool {
+        self.consumed.contains(&v)
+    }
+
+    /// Whether the function consumes any array at all.
+    pub fn any_consumed(&self) -> bool {
+        !self.consumed.is_empty()
+    }
+
+    /// Whether replacing every use of `x` by `a` keeps consumed arrays linear:
+    /// neither side is consumed, or `x`'s definition is `a`'s only use (so the
+    /// replacement is a pure renaming). See Note [Consumed arrays] in `ir`.
+    pub fn may_alias(&self, x: Var, a: Atom) -> bool {
+        match a {
+            Atom::Const(_) => true,
+            Atom::Var(y) => !(self.is_consumed(x) || self.is_consumed(y)) || self.uses(y) == 1,
+        }
+    }
+
+    /// Records that `old` was replaced by `new` (a rewrite, or a rollback with
+    /// the arguments swapped). See Note [Use counts].
+    pub fn account(&mut self, old: &Body, new: &Body) {
+        self.count(old, -1);
+        self.count(new, 1);
+        self.learn(new);
+    }
+
+    fn count(&mut self, body: &Body, delta: i32) {
+        let uses = &mut self.uses;
+        walk::for_each_use(body, &mut |v| {
+            let i = v.0 as usize;
+            if uses.len() <= i {
+                uses.resize(i + 1, 0);
+            }
+            uses[i] = (uses[i] as i64 + delta as i64).max(0) as u32;
+        });
+    }
+
+    fn learn(&mut self, body: &Body) {
+        let (facts, consumed) = (&mut self.facts, &mut self.consumed);
+        walk::for_each_stmt(body, &mut |s| {
+            let fact = match &s.expr {
+                Expr::Atom(a) => Some(Fact::Atom(*a)),
+                Expr::Replicate { count, value } => Some(Fact::Replicate { count: *count, value: *value }),
+                Expr::Iota(n) => Some(Fact::Iota(*n)),
+                Expr::Map { width, .. } => Some(Fact::Mapped { width: *width }),
+                Expr::UpdateAt { array, .. } => {
+                    consumed.insert(*array);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(f) = fact {
+                for b in &s.binds {
+                    if !matches!(f, Fact::Atom(_) | Fact::Replicate { .. } | Fact::Iota(_)) || s.binds.len() == 1 {
+                        facts.insert(*b, f);
+                    }
+                }
+            }
+        });
+    }
+
+    fn tick(&mut self, what: &dyn Fn() -> String) -> Result<(), Stop> {
+        if self.fuel == 0 {
+            return Err(Stop::OutOfFuel(what()));
+        }
+        self.fuel -= 1;
+        Ok(())
+    }
+}
+
+fn failed(s: &Strategy) -> Stop {
+    Stop::Failed(s.to_string())
+}
+
+/// Applies `s` to `body`.
+pub fn apply(cx: &mut Cx, s: &Strategy, body: &Body) -> Res {
+    match s {
+        Strategy::Id => Ok(Outcome::Same),
+        Strategy::Fail => Err(failed(s)),
+        Strategy::Rule(r) => {
+            cx.tick(&|| r.name.to_string())?;
+            match (r.apply)(cx, body) {
+                Some(new) => {
+                    cx.account(body, &new);
+                    cx.rewrites += 1;
+                    Ok(Outcome::New(new))
+                }
+                None => Err(Stop::Failed(r.name.to_string())),
+            }
+        }
+        Strategy::Seq(a, b) => seq(cx, body, &|cx, t| apply(cx, a, t), &|cx, t| apply(cx, b, t)),
+        Strategy::Choice(a, b) => choice(cx, body, &|cx, t| apply(cx, a, t), &|cx, t| apply(cx, b, t)),
+        Strategy::Try(a) => choice(cx, body, &|cx, t| apply(cx, a, t), &|_, _| Ok(Outcome::Same)),
+        Strategy::Repeat(a) => repeat(cx, body, s, &|cx, t| apply(cx, a, t)),
+        Strategy::One(a) => one(cx, body, s, &|cx, t| apply(cx, a, t)),
+        Strategy::All(a) => all(cx, body, s, &|cx, t| apply(cx, a, t)),
+        Strategy::Some(a) => some(cx, body, s, &|cx, t| apply(cx, a, t)),
+        Strategy::TopDown(a) => top_down(cx, a, s, body),
+        Strategy::BottomUp(a) => bottom_up(cx, a, s, body),
+        Strategy::AllTopDown(a) => all_top_down(cx, a, s, body),
+        Strategy::AllBottomUp(a) => all_bottom_up(cx, a, s, body),
+        Strategy::Normalize(a) => {
+            let td = Strategy::TopDown(a.clone());
+            repeat(cx, body, s, &|cx, t| top_down(cx, a, &td, t))
+        }
+    }
+}
+
+type Step<'a> = &'a dyn Fn(&mut Cx, &Body) -> Res;
+
+fn seq(cx: &mut Cx, body: &Body, a: Step, b: Step) -> Res {
+    match a(cx, body)? {
+        Outcome::Same => b(cx, body),
+        Outcome::New(mid) => match b(cx, &mid) {
+            Ok(Outcome::Same) => Ok(Outcome::New(mid)),
+            Ok(new) => Ok(new),
+            Err(Stop::Failed(why)) => {
+                // Roll back the first step: the term is the original again.
+                cx.account(&mid, body);
+                Err(Stop::Failed(why))
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+fn choice(cx: &mut Cx, body: &Body, a: Step, b: Step) -> Res {
+    match a(cx, body) {
+        Err(Stop::Failed(_)) => b(cx, body),
+        other => other,
+    }
+}
+
+fn repeat(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {
+    let mut current: Option<Body> = None;
+    loop {
+        cx.tick(&|| s.to_string())?;
+        let t = current.as_ref().unwrap_or(body);
+        match a(cx, t) {
+            Ok(Outcome::New(n)) => current = Some(n),
+            // A success that changes nothing would repeat forever: it is the fixpoint.
+            Ok(Outcome::Same) | Err(Stop::Failed(_)) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(current.map_or(Outcome::Same, Outcome::New))
+}
+
+/// The children of a body, as (statement index, nested index) pairs.
+fn children(body: &Body) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (i, st) in body.stmts.iter().enumerate() {
+        for j in 0..walk::nested(&st.expr).len() {
+            out.push((i, j));
+        }
+    }
+    out
+}
+
+fn child(body: &Body, (i, j): (usize, usize)) -> &Body {
+    walk::nested(&body.stmts[i].expr)[j]
+}
+
+fn replace_children(body: &Body, new: Vec<((usize, usize), Body)>) -> Body {
+    let mut out = body.clone();
+    for ((i, j), b) in new {
+        *walk::nested_mut(&mut out.stmts[i].expr).into_iter().nth(j).expect("child exists") = b;
+    }
+    out
+}
+
+fn one(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {
+    for c in children(body) {
+        match a(cx, child(body, c)) {
+            Ok(Outcome::Same) => return Ok(Outcome::Same),
+            Ok(Outcome::New(n)) => return Ok(Outcome::New(replace_children(body, vec![(c, n)]))),
+            Err(Stop::Failed(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(failed(s))
+}
+
+fn all(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {
+    let mut changed = Vec::new();
+    for c in children(body) {
+        match a(cx, child(body, c)) {
+            Ok(Outcome::Same) => {}
+            Ok(Outcome::New(n)) => changed.push((c, n)),
+            Err(e) => {
+                for (c, n) in &changed {
+                    cx.account(n, child(body, *c));
+                }
+                return Err(match e {
+                    Stop::Failed(_) => failed(s),
+                    fuel => fuel,
+                });
+            }
+        }
+    }
+    Ok(if changed.is_empty() { Outcome::Same } else { Outcome::New(replace_children(body, changed)) })
+}
+
+fn some(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {
+    let mut changed = Vec::new();
+    let mut any = false;
+    for c in children(body) {
+        match a(cx, child(body, c)) {
+            Ok(Outcome::Same) => any = true,
+            Ok(Outcome::New(n)) => {
+                any = true;
+                changed.push((c, n))
+            }
+            Err(Stop::Failed(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !any {
+        return Err(failed(s));
+    }
+    Ok(if changed.is_empty() { Outcome::Same } else { Outcome::New(replace_children(body, changed)) })
+}
+
+fn top_down(cx: &mut Cx, a: &Strategy, s: &Strategy, body: &Body) -> Res {
+    match apply(cx, a, body) {
+        Err(Stop::Failed(_)) => one(cx, body, s, &|cx, t| top_down(cx, a, s, t)),
+        other => other,
+    }
+    .map_err(|e| match e {
+        Stop::Failed(_) => failed(s),
+        fuel => fuel,
+    })
+}
+
+fn bottom_up(cx: &mut Cx, a: &Strategy, s: &Strategy, body: &Body) -> Res {
+    match one(cx, body, s, &|cx, t| bottom_up(cx, a, s, t)) {
+        Err(Stop::Failed(_)) => apply(cx, a, body).map_err(|e| match e {
+            Stop::Failed(_) => failed(s),
+            fuel => fuel,
+        }),
+        other => other,
+    }
+}
+
+fn all_top_down(cx: &mut Cx, a: &Strategy, s: &Strategy, body: &Body) -> Res {
+    seq(cx, body, &|cx, t| apply(cx, a, t), &|cx, t| all(cx, t, s, &|cx, c| all_top_down(cx, a, s, c)))
+}
+
+fn all_bottom_up(cx: &mut Cx, a: &Strategy, s: &Strategy, body: &Body) -> Res {
+    seq(cx, body, &|cx, t| all(cx, t, s, &|cx, c| all_bottom_up(cx, a, s, c)), &|cx, t| apply(cx, a, t))
+}
+
+/// Runs `s` on every function of `program`, sharing `fuel`. A strategy that
+/// fails on a function leaves the program unchanged and reports the failure.
+pub fn run_program(
+    program: &mut crate::ir::Program,
+    s: &Strategy,
+    fuel: u64,
+    flags: Flags,
+) -> Result<u64, (String, Stop)> {
+    let crate::ir::Program { funcs, vars } = program;
+    let mut cx = Cx::new(vars, fuel);
+    cx.flags = flags;
+    let mut new_bodies = Vec::new();
+    for f in funcs.iter() {
+        cx.enter_function(&f.body);
+        match apply(&mut cx, s, &f.body) {
+            Ok(Outcome::Same) => new_bodies.push(None),
+            Ok(Outcome::New(b)) => new_bodies.push(Some(b)),
+            Err(e) => return Err((f.name.clone(), e)),
+        }
+    }
+    for (f, b) in funcs.iter_mut().zip(new_bodies) {
+        if let Some(b) = b {
+            f.body = b;
+        }
+    }
+    Ok(cx.rewrites)
+}
+
+// Note [Rules on bodies]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// In ANF there are no nested expressions: the natural unit of rewriting is a
+// body (a statement list and its result), because nearly every rule relates a
+// statement to others before or after it (a definition and its uses, a
+// producer and its consumer, a lambda and the body it can be hoisted into).
+// So the terms the combinators walk are bodies, and a rule applied to a body
+// may rewrite many of its statements at once ("batch" rules): `dce` removes
+// every dead statement of the body in one application. This keeps the number
+// of traversals small (the whole pipeline for ht stays in milliseconds) while
+// `normalize` still reaches the same fixpoint as one-rewrite-at-a-time rules.
+// A rule fails, like an ELEVATE rule, when it finds nothing to rewrite; the
+// combinators then behave exactly as in ELEVATE. One deliberate difference:
+// `repeat` stops when its strategy succeeds without changing anything, which
+// in ELEVATE would loop forever (`repeat(try(s))`).
+//
+// Note [Use counts]
+// ~~~~~~~~~~~~~~~~~
+// Rules need global facts: how often a variable is used (dead code, single
+// use for fusion), which arrays are consumed. Recomputing them for every rule
+// attempt would make the optimiser quadratic. Instead the engine keeps them in
+// `Cx` and updates them at every successful rule application by subtracting
+// the uses of the old body and adding those of the new one: a rule only ever
+// changes the body it is given (and what is nested in it), and since the IR is
+// SSA a variable's uses in that body are all the uses that can change. A
+// combinator that discards a rewrite (`seq` whose second step fails, `all`
+// with a failing child) accounts the rollback the same way. Value facts
+// (`Fact`) are only added: they describe values, which rewrites preserve, so
+// a fact learned from a statement that was later rewritten stays true.

@@ -1,0 +1,300 @@
+//! Tests of the optimiser: every rule preserves meaning on programs where it
+//! fires (random inputs through the interpreter, before and after), the
+//! combinators behave as in ELEVATE, fuel exhaustion is reported, and the
+//! schedule language parses and prints back.
+
+use super::strategy::{self, apply, Cx, Outcome, Stop};
+use super::{optimise, schedule, OptError, DEFAULT_SCHEDULE};
+use crate::api::Program;
+use crate::driver::no_files;
+use crate::ir::interp::{self, Val};
+use crate::ir::{self, verify};
+use slope_runtime::{Array, ArrayData};
+use std::rc::Rc;
+
+/// The AD output (`--stage ad`) of a source program.
+fn ad_ir(src: &str) -> ir::Program {
+    let p = Program::compile("t.slope", src, &no_files).unwrap_or_else(|f| panic!("{f:?}\n{src}"));
+    p.differentiated
+}
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Random arguments for `func`: every array of rank r has the shape
+/// `dims[..r]` (so size checks between parameters pass); floats in (0.1, 2.1),
+/// integers in 0..4 (valid indices when every dimension is at least 4).
+fn random_args(p: &ir::Program, func: &str, rng: &mut Rng) -> Vec<Val> {
+    let f = p.func(func).expect("function exists");
+    let dims = [4 + (rng.next() % 3) as usize, 4 + (rng.next() % 2) as usize, 4];
+    f.params
+        .iter()
+        .map(|v| {
+            let t = p.vars.ty(*v);
+            let len: usize = dims[..t.rank as usize].iter().product();
+            let mut float = || 0.1 + 2.0 * rng.unit();
+            if t.rank == 0 {
+                return match t.elem {
+                    crate::types::ScalarType::F64 => Val::F64(float()),
+                    crate::types::ScalarType::I64 => Val::I64((rng.next() % 4) as i64),
+                    crate::types::ScalarType::Bool => Val::Bool(rng.next() % 2 == 0),
+                    crate::types::ScalarType::F32 => Val::F32(float() as f32),
+                };
+            }
+            let data = match t.elem {
+                crate::types::ScalarType::F64 => ArrayData::F64((0..len).map(|_| 0.1 + 2.0 * rng.unit()).collect()),
+                crate::types::ScalarType::I64 => ArrayData::I64((0..len).map(|_| (rng.next() % 4) as i64).collect()),
+                crate::types::ScalarType::Bool => ArrayData::Bool((0..len).map(|_| rng.next() % 2 == 0).collect()),
+                crate::types::ScalarType::F32 => ArrayData::F32((0..len).map(|_| rng.unit() as f32).collect()),
+            };
+            Val::Arr(Rc::new(Array { shape: dims[..t.rank as usize].to_vec(), data }))
+        })
+        .collect()
+}
+
+/// Runs `schedule` on the AD output of `src`; asserts it changed `entry`, that
+/// the result verifies, and that on 20 random inputs the entry computes the
+/// same values before and after (a failure before may become a success after,
+/// never the other way; see Note [What may move] in `rules.rs`).
+fn check_preserves(src: &str, entry: &str, schedule: &str) -> ir::Program {
+    check_after(src, entry, "id", schedule)
+}
+
+/// Like [`check_preserves`], on the AD output first rewritten by `prep`.
+fn check_after(src: &str, entry: &str, prep: &str, schedule: &str) -> ir::Program {
+    let before = optimise(&ad_ir(src), prep).unwrap_or_else(|e| panic!("{prep}: {e}"));
+    let after = optimise(&before, schedule).unwrap_or_else(|e| panic!("{schedule}: {e}"));
+    assert_ne!(before.func(entry).unwrap().body, after.func(entry).unwrap().body, "`{schedule}` did not fire");
+    if let Err(errs) = verify::verify_program(&after) {
+        panic!("{schedule}: {errs:?}\n{}", ir::print::print_program(&after));
+    }
+    let mut rng = Rng(0x9E3779B97F4A7C15);
+    for _ in 0..20 {
+        let args = random_args(&before, entry, &mut rng);
+        let opts = interp::Options::default();
+        let Ok((want, _)) = interp::run(&before, entry, args.clone(), &opts) else { continue };
+        let (got, _) = interp::run(&after, entry, args, &opts)
+            .unwrap_or_else(|e| panic!("{schedule}: the optimised program fails: {}", e.message));
+        assert_eq!(want, got, "{schedule} changed the result\n{}", ir::print::print_program(&after));
+    }
+    after
+}
+
+/// Checks one rule: `topDown(rule)` (a single application) preserves meaning.
+fn check_rule(src: &str, entry: &str, rule: &str) {
+    check_preserves(src, entry, &format!("topDown({rule})"));
+    check_preserves(src, entry, &format!("normalize({rule})"));
+}
+
+const DOT_GRAD: &str = "entry g [n] (x: [n]f64) (y: [n]f64) : [n]f64 = grad (\\a -> sum (map2 (*) a y)) x";
+
+#[test]
+fn copy_prop_preserves_meaning() {
+    check_rule(DOT_GRAD, "g", "copy_prop");
+}
+
+#[test]
+fn dce_preserves_meaning() {
+    check_rule(DOT_GRAD, "g", "dce");
+}
+
+#[test]
+fn dce_drops_unused_map_results() {
+    let src = "entry f [n] (x: [n]f64) : [n]f64 = let (a, b) = unzip (map (\\v -> (v * 2.0, sin v)) x) in a";
+    check_rule(src, "f", "dce");
+}
+
+#[test]
+fn cse_preserves_meaning() {
+    check_rule(DOT_GRAD, "g", "cse");
+    check_rule("entry f (x: f64) (y: f64) : f64 = sin (x * y) + sin (y * x)", "f", "cse");
+}
+
+#[test]
+fn fold_preserves_meaning() {
+    check_rule("entry f (x: f64) : f64 = x * (2.0 + 3.0) + f64 (3 / 2) + exp 0.5", "f", "fold");
+}
+
+#[test]
+fn ring_preserves_meaning() {
+    check_rule("entry f (x: f64) (k: i64) : f64 = (x * 1.0 + 0.0) / 1.0 - 0.0 + f64 (k * 0 + 1 * k)", "f", "ring");
+}
+
+#[test]
+fn float_zero_fires_on_finite_values() {
+    check_rule("entry f (x: f64) : f64 = x * 0.0 + 2.0", "f", "float_zero");
+}
+
+#[test]
+fn simplify_if_preserves_meaning() {
+    check_rule(
+        "entry f (x: f64) (y: f64) : f64 = (if true then x else y) + (if x > y then y else y)",
+        "f",
+        "simplify_if",
+    );
+}
+
+#[test]
+fn index_pull_preserves_meaning() {
+    let src =
+        "entry f [n] (x: [n]f64) (i: i64) : f64 = let r = replicate n (x[0]) in let k = iota n in r[i] + f64 (k[i])";
+    check_rule(src, "f", "index_pull");
+}
+
+#[test]
+fn shape_pull_preserves_meaning() {
+    check_rule(DOT_GRAD, "g", "shape_pull");
+}
+
+#[test]
+fn map_replicate_arg_preserves_meaning() {
+    check_rule(DOT_GRAD, "g", "map_replicate_arg");
+}
+
+#[test]
+fn map_identity_preserves_meaning() {
+    let src =
+        "entry f [n] (x: [n]f64) (y: [n]f64) (s: f64) : ([n]f64, [n]f64) = (map2 (\\a b -> b) x y, map (\\a -> s) x)";
+    check_rule(src, "f", "map_identity");
+}
+
+#[test]
+fn fuse_map_map_preserves_meaning() {
+    let src = "entry f [n] (x: [n]f64) (y: [n]f64) : [n]f64 = map2 (\\a b -> a * b) (map (\\v -> sin v + 1.0) x) y";
+    // The inner map's result is also read by a size check's `shape`: pull that first.
+    let prep = "normalize(shape_pull <+ dce)";
+    check_after(src, "f", prep, "topDown(fuse_map_map)");
+    check_after(src, "f", prep, "normalize(fuse_map_map)");
+}
+
+#[test]
+fn licm_preserves_meaning() {
+    let src = "entry f [n] (x: [n]f64) (s: f64) (k: i64) : [n]f64 = map (\\a -> a * (s * 2.0) + f64 (k + 1)) x";
+    check_rule(src, "f", "licm");
+    let looped = "entry f (s: f64) (k: i64) : f64 = loop acc = 0.0 for i < k do acc + s * 3.0";
+    check_rule(looped, "f", "licm");
+}
+
+/// The whole default schedule on every example of the suite's AD programs.
+#[test]
+fn default_schedule_preserves_meaning() {
+    check_preserves(DOT_GRAD, "g", DEFAULT_SCHEDULE);
+    let src = "entry f [n] (x: [n]f64) : [n]f64 = grad (\\v -> sum (map (\\a -> sin a * a) v) * 2.0) x";
+    check_preserves(src, "f", DEFAULT_SCHEDULE);
+}
+
+// ---- combinators ----
+
+fn with_cx<T>(src: &str, f: impl FnOnce(&mut Cx, &ir::Body) -> T) -> T {
+    let mut p = ad_ir(src);
+    let body = p.funcs[0].body.clone();
+    let mut cx = Cx::new(&mut p.vars, 1_000_000);
+    cx.enter_function(&body);
+    f(&mut cx, &body)
+}
+
+fn strat(text: &str) -> strategy::Strategy {
+    schedule::parse(text).unwrap().strategy
+}
+
+#[test]
+fn id_and_fail() {
+    with_cx(DOT_GRAD, |cx, b| {
+        assert!(matches!(apply(cx, &strat("id"), b), Ok(Outcome::Same)));
+        assert_eq!(apply(cx, &strat("fail"), b).err(), Some(Stop::Failed("fail".into())));
+        assert!(matches!(apply(cx, &strat("fail <+ id"), b), Ok(Outcome::Same)));
+        assert!(matches!(apply(cx, &strat("try(fail)"), b), Ok(Outcome::Same)));
+        assert!(matches!(apply(cx, &strat("dce <+ fail"), b), Ok(Outcome::New(_))));
+    });
+}
+
+/// `s1 ; s2` fails when `s2` fails, and the use counts are those of the
+/// original term again (the rollback is accounted).
+#[test]
+fn seq_rolls_back() {
+    with_cx(DOT_GRAD, |cx, b| {
+        let vars: Vec<ir::Var> = (0..cx.vars.len() as u32).map(ir::Var).collect();
+        let before: Vec<u32> = vars.iter().map(|v| cx.uses(*v)).collect();
+        assert_eq!(apply(cx, &strat("copy_prop ; fail"), b).err(), Some(Stop::Failed("fail".into())));
+        let after: Vec<u32> = vars.iter().map(|v| cx.uses(*v)).collect();
+        assert_eq!(before, after);
+        assert!(matches!(apply(cx, &strat("copy_prop ; dce"), b), Ok(Outcome::New(_))));
+    });
+}
+
+#[test]
+fn traversals_report_which_strategy_failed() {
+    with_cx(DOT_GRAD, |cx, b| {
+        // No map consumes another map's result here.
+        assert_eq!(
+            apply(cx, &strat("topDown(fuse_map_map)"), b).err(),
+            Some(Stop::Failed("topDown(fuse_map_map)".into()))
+        );
+        // `one` and `all` act on the children (the lambda bodies), not the top body.
+        assert!(apply(cx, &strat("one(copy_prop)"), b).is_ok(), "a lambda body has parameter copies");
+        assert_eq!(apply(cx, &strat("all(copy_prop)"), b).err(), Some(Stop::Failed("all(copy_prop)".into())));
+        assert!(matches!(apply(cx, &strat("some(copy_prop)"), b), Ok(Outcome::New(_))));
+        assert!(matches!(apply(cx, &strat("bottomUp(copy_prop)"), b), Ok(Outcome::New(_))));
+        assert!(matches!(apply(cx, &strat("allTopDown(try(copy_prop))"), b), Ok(Outcome::New(_))));
+        assert!(matches!(apply(cx, &strat("allBottomUp(try(dce))"), b), Ok(Outcome::New(_))));
+        assert!(matches!(apply(cx, &strat("repeat(fail)"), b), Ok(Outcome::Same)));
+    });
+}
+
+/// `topDown` rewrites the first match only; `normalize` reaches the fixpoint.
+#[test]
+fn top_down_once_normalize_to_fixpoint() {
+    let p = ad_ir(DOT_GRAD);
+    let once = optimise(&p, "topDown(copy_prop)").unwrap();
+    let fix = optimise(&p, "normalize(copy_prop)").unwrap();
+    assert!(optimise(&fix, "topDown(copy_prop)").is_err(), "nothing left to propagate");
+    assert!(optimise(&once, "topDown(copy_prop)").is_ok(), "the lambda's copies are left after one step");
+}
+
+#[test]
+fn running_out_of_fuel_is_reported() {
+    let p = ad_ir(DOT_GRAD);
+    match optimise(&p, "fuel 3: normalize(copy_prop <+ dce <+ shape_pull)") {
+        Err(OptError::Stopped { func, stop: Stop::OutOfFuel(_) }) => assert_eq!(func, "g"),
+        other => panic!("expected out of fuel, got {:?}", other.map(|_| ())),
+    }
+    let e = optimise(&p, "fuel 3: repeat(try(dce))").err().map(|e| e.to_string());
+    assert!(e.is_none_or(|m| m.contains("fuel")));
+}
+
+// ---- the schedule language ----
+
+#[test]
+fn schedule_parses_and_prints_back() {
+    let s = schedule::parse("fuel 1_000: normalize(copy_prop <+ dce) ; try(cse) <+ id").unwrap();
+    assert_eq!(s.fuel, Some(1000));
+    // `;` binds tighter than `<+`.
+    assert_eq!(s.strategy.to_string(), "((normalize((copy_prop <+ dce)) ; try(cse)) <+ id)");
+    let again = schedule::parse(&s.strategy.to_string()).unwrap();
+    assert_eq!(again.strategy.to_string(), s.strategy.to_string());
+    assert!(schedule::parse(DEFAULT_SCHEDULE).is_ok());
+}
+
+#[test]
+fn schedule_errors_say_where() {
+    let e = schedule::parse("normalize(dce <+ nonsense)").unwrap_err();
+    assert!(e.message.contains("unknown rule or combinator `nonsense`"), "{e}");
+    assert_eq!(e.offset, 17);
+    assert_eq!(schedule::parse("topDown dce").unwrap_err().message, "expected `(` after `topDown`");
+    assert_eq!(schedule::parse("dce ;").unwrap_err().message, "expected a strategy, found the end");
+    assert_eq!(schedule::parse("(dce").unwrap_err().message, "expected `)`");
+    assert_eq!(schedule::parse("dce dce").unwrap_err().message, "expected `;`, `<+` or the end");
+    assert_eq!(schedule::parse("fuel x: dce").unwrap_err().message, "expected a number after `fuel`");
+    assert!(schedule::parse("dce % id").unwrap_err().message.contains("unexpected character"));
+}

@@ -1,0 +1,47 @@
+//! Golden snapshots of the optimiser: the default schedule brings the classic
+//! AD examples to closed form. Each snapshot shows the source, then the
+//! optimised entry (`slope emit --stage opt`).
+
+use slope::api::Program;
+use slope::diagnostic::RenderStyle;
+use slope_tests::file_loader;
+
+fn opt_snapshot(name: &str, src: &str, entry: &str) -> String {
+    let p =
+        Program::compile("opt.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
+    let text = p.emit("opt", Some(entry)).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    let shown = format!("{src}\n---\n{text}");
+    settings.bind(|| insta::assert_snapshot!(format!("opt__{name}"), shown));
+    text
+}
+
+#[test]
+fn gradient_of_dot_is_the_other_vector() {
+    let text = opt_snapshot(
+        "grad_dot",
+        "entry g [n] (x: [n]f64) (y: [n]f64) : [n]f64 = grad (\\a -> sum (map2 (*) a y)) x",
+        "g",
+    );
+    assert!(text.trim_end().ends_with("in y_1"), "{text}");
+    assert!(!text.contains("map"), "{text}");
+}
+
+#[test]
+fn gradient_of_sum_is_a_replicate_of_the_cotangent() {
+    let text = opt_snapshot("grad_sum", "entry g [n] (x: [n]f64) (c: f64) : [n]f64 = vjp (\\a -> sum a) x c", "g");
+    assert!(text.contains("replicate"), "{text}");
+    assert!(!text.contains("map") && !text.contains("reduce"), "{text}");
+}
+
+#[test]
+fn a_chain_of_maps_fuses_into_one() {
+    let text = opt_snapshot(
+        "map_chain",
+        "entry f [n] (x: [n]f64) : [n]f64 = map (\\a -> a * 2.0) (map (\\a -> sin a) (map (\\a -> a + 1.0) x))",
+        "f",
+    );
+    assert_eq!(text.matches("map").count(), 1, "{text}");
+}
