@@ -107,7 +107,9 @@ fn main() -> ExitCode {
     match result {
         Ok(out) => {
             if !out.is_empty() {
-                println!("{out}");
+                // A closed pipe (`slope emit … | head`) is not an error worth a panic.
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout().lock(), "{out}");
             }
             ExitCode::SUCCESS
         }
