@@ -45,3 +45,28 @@ fn a_chain_of_maps_fuses_into_one() {
     );
     assert_eq!(text.matches("map").count(), 1, "{text}");
 }
+
+/// The one-hot collapse: `jacfwd` seeds n one-hot directions, O(n²) as written;
+/// after the schedule each direction reads one element, O(n) in all.
+#[test]
+fn jacfwd_of_dot_is_linear() {
+    let text = opt_snapshot(
+        "jacfwd_dot",
+        "entry j [n] (x: [n]f64) (y: [n]f64) : [n]f64 = jacfwd (\\a -> sum (map2 (*) a y)) x",
+        "j",
+    );
+    assert_eq!(text.matches("map").count(), 1, "one map over the directions, nothing inside it:\n{text}");
+    assert!(!text.contains("reduce") && !text.contains("select"), "{text}");
+}
+
+/// The gradient of `product` multiplies prefix and suffix products: no division,
+/// so a zero element gives the right answer. (Check the values too.)
+#[test]
+fn gradient_of_product_uses_no_division() {
+    let src = "entry g [n] (x: [n]f64) : [n]f64 = grad product x";
+    let text = opt_snapshot("grad_product", src, "g");
+    assert!(!text.contains(" / "), "{text}");
+    let p = Program::compile("opt.slope", src, &file_loader).unwrap();
+    let out = p.call_json("g", &serde_json::json!({"x": [2.0, 0.0, 3.0, 4.0]})).unwrap();
+    assert_eq!(out, serde_json::json!([0.0, 24.0, 0.0, 0.0]));
+}

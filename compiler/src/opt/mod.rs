@@ -10,6 +10,7 @@
 //! - `schedule.rs`: the textual strategy language;
 //! - `walk.rs`: traversal, use counting and substitution helpers.
 
+pub mod onehot;
 pub mod rules;
 pub mod schedule;
 pub mod strategy;
@@ -24,7 +25,7 @@ use crate::ir;
 pub const DEFAULT_SCHEDULE: &str = "\
 normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ licm) ; \
+normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ reduce_fission <+ select_float <+ onehot_sum <+ iota_bounds <+ licm) ; \
 try(cse) ; \
 normalize(copy_prop <+ dce <+ ring <+ map_identity)";
 

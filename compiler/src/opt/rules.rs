@@ -62,6 +62,22 @@ pub static RULES: &[Rule] = &[
         apply: fuse_map_map,
     },
     Rule {
+        name: "reduce_fission",
+        description: "split a reduce whose accumulators do not interact into one reduce each",
+        apply: super::onehot::reduce_fission,
+    },
+    Rule { name: "select_float", description: "a * select c 1 0 → select c a 0", apply: super::onehot::select_float },
+    Rule {
+        name: "onehot_sum",
+        description: "sum of a map that is zero except at one index (a one-hot seed) → the body at that index",
+        apply: super::onehot::onehot_sum,
+    },
+    Rule {
+        name: "iota_bounds",
+        description: "inside a map over iota n, the index is known to lie in 0..n",
+        apply: super::onehot::iota_bounds,
+    },
+    Rule {
         name: "licm",
         description: "hoist statements that cannot fail and use no bound variable out of lambdas and loops",
         apply: licm,

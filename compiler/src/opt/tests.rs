@@ -178,6 +178,35 @@ fn fuse_map_map_preserves_meaning() {
     check_after(src, "f", prep, "normalize(fuse_map_map)");
 }
 
+const JACFWD_DOT: &str = "entry j [n] (x: [n]f64) (y: [n]f64) : [n]f64 = jacfwd (\\a -> sum (map2 (*) a y)) x";
+
+/// The steps of the one-hot collapse, each on the IR the previous ones leave.
+const ONEHOT_PREP: &str = "normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity) ; try(cse) ; normalize(copy_prop <+ dce <+ shape_pull <+ fuse_map_map)";
+
+#[test]
+fn reduce_fission_preserves_meaning() {
+    check_after(JACFWD_DOT, "j", ONEHOT_PREP, "topDown(reduce_fission)");
+    check_after(JACFWD_DOT, "j", ONEHOT_PREP, "normalize(reduce_fission)");
+}
+
+#[test]
+fn select_float_preserves_meaning() {
+    check_after(JACFWD_DOT, "j", ONEHOT_PREP, "topDown(select_float)");
+}
+
+#[test]
+fn onehot_sum_preserves_meaning() {
+    let prep = format!("{ONEHOT_PREP} ; normalize(reduce_fission <+ select_float <+ dce <+ copy_prop)");
+    check_after(JACFWD_DOT, "j", &prep, "topDown(onehot_sum)");
+    check_after(JACFWD_DOT, "j", &prep, "normalize(onehot_sum)");
+}
+
+#[test]
+fn iota_bounds_preserves_meaning() {
+    let prep = format!("{ONEHOT_PREP} ; normalize(reduce_fission <+ select_float <+ dce <+ copy_prop <+ onehot_sum)");
+    check_after(JACFWD_DOT, "j", &prep, "topDown(iota_bounds)");
+}
+
 #[test]
 fn licm_preserves_meaning() {
     let src = "entry f [n] (x: [n]f64) (s: f64) (k: i64) : [n]f64 = map (\\a -> a * (s * 2.0) + f64 (k + 1)) x";

@@ -1,0 +1,273 @@
+//! The one-hot collapse: the rules that turn a forward-mode Jacobian of n
+//! one-hot directions (O(n²)) back into O(n) work (§2.4–2.5 of
+//! `notes/ad-algorithms.md`, after dF~'s `foldConditional`).
+//!
+//! - [`reduce_fission`]: a `reduce` of several accumulators whose components
+//!   do not interact becomes one `reduce` per component (loop fission), so the
+//!   unused primal half of a dual reduction dies.
+//! - [`select_float`]: `a * select c 1 0 → select c a 0` (and `select c 1 0 *
+//!   a`), floating the condition out of the product.
+//! - [`onehot_sum`]: `reduce (+) 0 (map (\… q … -> select (q == e) v 0) … (iota n) …)`
+//!   with `e` not bound in the lambda is the body at `q = e`: the rows at `e`
+//!   are indexed, the body is evaluated once, guarded by `0 <= e < n`.
+//!
+//! Each rule checks its side conditions and fails (returns `None`) otherwise.
+
+use super::strategy::{Cx, Fact};
+use super::walk;
+use crate::ad::build::rename_body;
+use crate::ir::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, Stmt, Var};
+use std::collections::{HashMap, HashSet};
+
+/// Splits a multi-accumulator `reduce` into independent ones.
+pub fn reduce_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
+    for (k, s) in body.stmts.iter().enumerate() {
+        let Expr::Reduce { lam, neutral, arrays } = &s.expr else { continue };
+        let n = neutral.len();
+        if n < 2 {
+            continue;
+        }
+        // Component j may only depend on accumulator j and element j.
+        let mut slices = Vec::new();
+        for j in 0..n {
+            let allowed: HashSet<Var> = [lam.params[j], lam.params[n + j]].into_iter().collect();
+            let others: HashSet<Var> = lam.params.iter().copied().filter(|p| !allowed.contains(p)).collect();
+            let Some(slice) = slice_for(&lam.body, lam.body.result[j], &others) else { break };
+            slices.push(slice);
+        }
+        if slices.len() != n {
+            continue;
+        }
+        let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
+        for (j, stmts) in slices.into_iter().enumerate() {
+            let mut subst = HashMap::new();
+            let params: Vec<Var> = [lam.params[j], lam.params[n + j]]
+                .iter()
+                .map(|p| {
+                    let ty = cx.vars.ty(*p);
+                    let name = cx.vars.base_name(*p).to_string();
+                    let q = cx.vars.fresh(&name, ty);
+                    subst.insert(*p, Atom::Var(q));
+                    q
+                })
+                .collect();
+            let part = Body { stmts, result: vec![lam.body.result[j]] };
+            let renamed = rename_body(cx.vars, &part, &mut subst);
+            out.push(Stmt {
+                binds: vec![s.binds[j]],
+                expr: Expr::Reduce {
+                    lam: Lambda { params, body: renamed },
+                    neutral: vec![neutral[j]],
+                    arrays: vec![arrays[j]],
+                },
+                span: s.span,
+            });
+        }
+        out.extend(body.stmts[k + 1..].iter().cloned());
+        return Some(Body { stmts: out, result: body.result.clone() });
+    }
+    None
+}
+
+/// The statements of `body` that `target` depends on, in order; `None` if one
+/// of them reads a variable of `forbidden`.
+fn slice_for(body: &Body, target: Atom, forbidden: &HashSet<Var>) -> Option<Vec<Stmt>> {
+    let mut needed: HashSet<Var> = HashSet::new();
+    if let Atom::Var(v) = target {
+        if forbidden.contains(&v) {
+            return None;
+        }
+        needed.insert(v);
+    }
+    let mut keep = vec![false; body.stmts.len()];
+    for (i, s) in body.stmts.iter().enumerate().rev() {
+        if !s.binds.iter().any(|b| needed.contains(b)) {
+            continue;
+        }
+        keep[i] = true;
+        let single = Body { stmts: vec![s.clone()], result: Vec::new() };
+        for v in crate::ad::build::free_vars(&single) {
+            if forbidden.contains(&v) {
+                return None;
+            }
+            needed.insert(v);
+        }
+    }
+    Some(body.stmts.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s.clone()).collect())
+}
+
+/// `a * select c 1 0` → `select c a 0` (floats; either operand order).
+pub fn select_float(_cx: &mut Cx, body: &Body) -> Option<Body> {
+    let selects: HashMap<Var, (Atom, Atom, Atom)> = body
+        .stmts
+        .iter()
+        .filter_map(|s| match s.expr {
+            Expr::Select(c, a, b) => Some((s.binds[0], (c, a, b))),
+            _ => None,
+        })
+        .collect();
+    let is_unit = |a: Atom, v: f64| matches!(a, Atom::Const(c) if c.as_f64() == v && !matches!(c, Const::Bool(_)));
+    let mut changed = false;
+    let stmts: Vec<Stmt> = body
+        .stmts
+        .iter()
+        .map(|s| {
+            if let Expr::Binary(BinOp::Mul, x, y) = s.expr {
+                for (other, sel) in [(x, y), (y, x)] {
+                    let Atom::Var(sv) = sel else { continue };
+                    let Some(&(c, one, zero)) = selects.get(&sv) else { continue };
+                    if is_unit(one, 1.0) && is_unit(zero, 0.0) {
+                        changed = true;
+                        return Stmt { binds: s.binds.clone(), expr: Expr::Select(c, other, zero), span: s.span };
+                    }
+                }
+            }
+            s.clone()
+        })
+        .collect();
+    changed.then_some(Body { stmts, result: body.result.clone() })
+}
+
+/// `r = reduce (+) 0 m` where `m = map (\ps -> … select (q == e) v 0) … idx …`,
+/// `idx` an `iota` of the map's width, `e` free in the lambda and `m` used only
+/// here: `r` is the lambda body at the row `e`.
+pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let defs: HashMap<Var, usize> =
+        body.stmts.iter().enumerate().flat_map(|(i, s)| s.binds.iter().map(move |b| (*b, i))).collect();
+    for (k, s) in body.stmts.iter().enumerate() {
+        let Expr::Reduce { lam: op, neutral, arrays } = &s.expr else { continue };
+        if arrays.len() != 1
+            || !crate::ad::fwd::is_addition(op)
+            || !matches!(neutral[0], Atom::Const(c) if c.as_f64() == 0.0)
+        {
+            continue;
+        }
+        let m = arrays[0];
+        let Some(&j) = defs.get(&m) else { continue };
+        let producer = &body.stmts[j];
+        let Expr::Map { width, lam, arrays: margs } = &producer.expr else { continue };
+        if producer.binds.len() != 1 || cx.uses(m) != 1 || j > k {
+            continue;
+        }
+        // The lambda's result: `select (q == e) v 0`.
+        let Atom::Var(res) = lam.body.result[0] else { continue };
+        let Some(sel) = lam.body.stmts.iter().find(|t| t.binds.contains(&res)) else { continue };
+        let Expr::Select(Atom::Var(cond), v, zero) = sel.expr else { continue };
+        if !matches!(zero, Atom::Const(c) if c.as_f64() == 0.0) {
+            continue;
+        }
+        let Some(cmp) = lam.body.stmts.iter().find(|t| t.binds.contains(&cond)) else { continue };
+        let Expr::Binary(BinOp::Eq, l, r) = cmp.expr else { continue };
+        let bound: HashSet<Var> = {
+            let mut b: HashSet<Var> = lam.params.iter().copied().collect();
+            walk::bound_in(&lam.body, &mut b);
+            b
+        };
+        let iota_param = |a: Atom| -> Option<usize> {
+            let Atom::Var(p) = a else { return None };
+            let pos = lam.params.iter().position(|x| *x == p)?;
+            match cx.fact(margs[pos]) {
+                Some(Fact::Iota(n)) if n == *width || matches!((n, *width), (Atom::Var(x), Atom::Var(y)) if x == y) => {
+                    Some(pos)
+                }
+                _ => None,
+            }
+        };
+        let free = |a: Atom| !matches!(a, Atom::Var(x) if bound.contains(&x));
+        let (qpos, e) = match (iota_param(l), iota_param(r)) {
+            (Some(p), _) if free(r) => (p, r),
+            (_, Some(p)) if free(l) => (p, l),
+            _ => continue,
+        };
+        // The body at row `e`, guarded by 0 <= e < width.
+        let span = s.span;
+        let ty = cx.vars.ty(s.binds[0]);
+        let mut pre = Vec::new();
+        let ge = cx.vars.fresh("in", IrType::BOOL);
+        pre.push(Stmt { binds: vec![ge], expr: Expr::Binary(BinOp::Ge, e, Atom::i64(0)), span });
+        let lt = cx.vars.fresh("in", IrType::BOOL);
+        pre.push(Stmt { binds: vec![lt], expr: Expr::Binary(BinOp::Lt, e, *width), span });
+        let inside = cx.vars.fresh("in", IrType::BOOL);
+        pre.push(Stmt { binds: vec![inside], expr: Expr::Binary(BinOp::And, Atom::Var(ge), Atom::Var(lt)), span });
+        let mut then_stmts = Vec::new();
+        let mut subst = HashMap::new();
+        for (pos, (p, a)) in lam.params.iter().zip(margs).enumerate() {
+            if pos == qpos {
+                subst.insert(*p, e);
+                continue;
+            }
+            let row_ty = cx.vars.ty(*p);
+            let row = cx.vars.fresh("row", row_ty);
+            then_stmts.push(Stmt { binds: vec![row], expr: Expr::Index { array: *a, indices: vec![e] }, span });
+            subst.insert(*p, Atom::Var(row));
+        }
+        let at_e = Body { stmts: lam.body.stmts.clone(), result: vec![v] };
+        let renamed = rename_body(cx.vars, &at_e, &mut subst);
+        then_stmts.extend(renamed.stmts);
+        let then_body = Body { stmts: then_stmts, result: renamed.result };
+        let else_body = Body { stmts: Vec::new(), result: vec![Atom::Const(Const::of(ty.elem, 0.0))] };
+        let mut out: Vec<Stmt> = Vec::with_capacity(body.stmts.len() + 3);
+        for (i, t) in body.stmts.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            if i == k {
+                out.extend(pre.drain(..));
+                out.push(Stmt {
+                    binds: s.binds.clone(),
+                    expr: Expr::If {
+                        cond: Atom::Var(inside),
+                        then_body: then_body.clone(),
+                        else_body: else_body.clone(),
+                    },
+                    span,
+                });
+            } else {
+                out.push(t.clone());
+            }
+        }
+        return Some(Body { stmts: out, result: body.result.clone() });
+    }
+    None
+}
+
+/// Inside `map (\… q … -> …) … (iota n) …` of width `n`, `q >= 0` and `q < n`
+/// are true: the one-hot collapse leaves such guards behind.
+pub fn iota_bounds(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut changed = false;
+    let stmts: Vec<Stmt> = body
+        .stmts
+        .iter()
+        .map(|s| {
+            let Expr::Map { width, lam, arrays } = &s.expr else { return s.clone() };
+            let ranged: Vec<Var> = lam
+                .params
+                .iter()
+                .zip(arrays)
+                .filter(|(_, a)| matches!(cx.fact(**a), Some(Fact::Iota(n)) if n == *width))
+                .map(|(p, _)| *p)
+                .collect();
+            if ranged.is_empty() {
+                return s.clone();
+            }
+            let mut lam2 = lam.clone();
+            for t in &mut lam2.body.stmts {
+                let always = match t.expr {
+                    Expr::Binary(BinOp::Ge, Atom::Var(p), Atom::Const(c)) => ranged.contains(&p) && c.as_f64() <= 0.0,
+                    Expr::Binary(BinOp::Lt, Atom::Var(p), n) => ranged.contains(&p) && n == *width,
+                    _ => false,
+                };
+                if always {
+                    t.expr = Expr::Atom(Atom::Const(Const::Bool(true)));
+                    changed = true;
+                }
+            }
+            Stmt {
+                binds: s.binds.clone(),
+                expr: Expr::Map { width: *width, lam: lam2, arrays: arrays.clone() },
+                span: s.span,
+            }
+        })
+        .collect();
+    changed.then_some(Body { stmts, result: body.result.clone() })
+}
