@@ -54,6 +54,8 @@ pub struct Program {
     pub ir: ir::Program,
     /// Interpreter settings (the `while` iteration limit).
     pub options: interp::Options,
+    /// How long each pass took to compile this program.
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Program {
@@ -77,6 +79,7 @@ impl Program {
                 differentiated: st.differentiated,
                 ir: st.optimised,
                 options: interp::Options::default(),
+                timings: st.timings,
             }),
             Err(diagnostics) => Err(Failure { sources, diagnostics }),
         }

@@ -131,6 +131,8 @@ pub struct Stages {
     pub differentiated: ir::Program,
     /// The IR after the optimiser: what runs.
     pub optimised: ir::Program,
+    /// Wall-clock time of each pass, in pipeline order (`slope --timings`).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Parses, checks, elaborates and differentiates a program. Diagnostics point into `sources`.
@@ -156,14 +158,26 @@ pub fn compile_with(
     loader: &Loader<'_>,
     options: &Options,
 ) -> Result<Stages, Vec<Diagnostic>> {
+    let mut timings = Vec::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, std::time::Duration)>| {
+        let now = std::time::Instant::now();
+        timings.push((name, now - clock));
+        clock = now;
+    };
     let (modules, _) = parse_program(sources, name, text, loader)?;
     let main = modules.last().cloned().unwrap_or(Module { items: Vec::new() });
+    lap("ast", &mut timings);
     let checked = types::check_program(modules)?;
+    lap("typed", &mut timings);
     let elaborated = crate::elab::elaborate(&checked).map_err(|d| vec![d])?;
     verify(&elaborated, "ir")?;
+    lap("ir", &mut timings);
     let differentiated = run_ad_with(&elaborated, options.ad)?;
+    lap("ad", &mut timings);
     let optimised = run_opt(&differentiated, None)?;
-    Ok(Stages { main, checked, elaborated, differentiated, optimised })
+    lap("opt", &mut timings);
+    Ok(Stages { main, checked, elaborated, differentiated, optimised, timings })
 }
 
 /// The AD pass with its invariant checks: the verifier passes and no AD operator remains.

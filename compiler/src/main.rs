@@ -15,6 +15,9 @@ struct Args {
     /// Reverse mode through loops keeps √n checkpoints instead of taping every iteration.
     #[arg(long, global = true)]
     checkpoint: bool,
+    /// Print how long each compiler pass takes (stderr).
+    #[arg(long, global = true)]
+    timings: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,6 +92,7 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
+    cli::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);
     let result = match args.command {
         Command::Check { file } => cli::check(&file),
         Command::Run { file, entry, input, interp: _, while_limit, args } => {

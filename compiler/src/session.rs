@@ -129,6 +129,7 @@ impl Session {
             differentiated: Default::default(),
             ir: Default::default(),
             options: Default::default(),
+            timings: Vec::new(),
         };
         Session {
             reader: Box::new(reader),

@@ -50,12 +50,22 @@ fn read(path: &Path) -> Result<String, CliFailure> {
 
 /// Set from `--checkpoint` before compiling (one command per process).
 pub static CHECKPOINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set from `--timings`: print each pass's compile time to stderr.
+pub static TIMINGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn compile(file: &Path) -> Result<Program, CliFailure> {
     let text = read(file)?;
     let mut options = slope::driver::Options::default();
     options.ad.checkpoint = CHECKPOINT.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(Program::compile_with(&file.display().to_string(), &text, &file_loader, &options)?)
+    let program = Program::compile_with(&file.display().to_string(), &text, &file_loader, &options)?;
+    if TIMINGS.load(std::sync::atomic::Ordering::Relaxed) {
+        let total: std::time::Duration = program.timings.iter().map(|(_, d)| *d).sum();
+        for (pass, d) in &program.timings {
+            eprintln!("{pass:>8} {:9.3} ms", d.as_secs_f64() * 1e3);
+        }
+        eprintln!("{:>8} {:9.3} ms", "total", total.as_secs_f64() * 1e3);
+    }
+    Ok(program)
 }
 
 pub fn check(file: &Path) -> Result<String, CliFailure> {
