@@ -169,10 +169,7 @@ impl Program {
     fn json_args(&self, entry: &str, input: &serde_json::Value) -> Result<Vec<Arg>, Failure> {
         let sig = self.signature(entry).clone();
         let args: Vec<Arg> = match input {
-            serde_json::Value::Object(map)
-                if sig.params.iter().all(|(n, _)| map.contains_key(n))
-                    && !(sig.params.len() == 1 && !map.contains_key(&sig.params[0].0)) =>
-            {
+            serde_json::Value::Object(map) if sig.params.iter().all(|(n, _)| map.contains_key(n)) => {
                 let extra: Vec<&String> = map.keys().filter(|k| !sig.params.iter().any(|(n, _)| n == *k)).collect();
                 if let Some(k) = extra.first() {
                     return Err(

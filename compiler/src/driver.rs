@@ -7,7 +7,7 @@
 //! after any of them, and in debug builds and tests it runs the IR verifier
 //! after every IR pass.
 
-use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap, Span};
+use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap};
 use crate::ir;
 use crate::syntax::ast::{Item, Module};
 use crate::syntax::parser;
@@ -216,7 +216,7 @@ pub fn run_opt(program: &ir::Program, schedule: Option<&str>) -> Result<ir::Prog
 pub fn verify(program: &ir::Program, pass: &str) -> Result<(), Vec<Diagnostic>> {
     if cfg!(debug_assertions) {
         if let Err(errors) = ir::verify::verify_program(program) {
-            let span = program.funcs.first().map(|f| f.span).unwrap_or_else(Span::default);
+            let span = program.funcs.first().map(|f| f.span).unwrap_or_default();
             return Err(errors.iter().map(|e| Diagnostic::internal(pass, e.to_string(), span)).collect());
         }
     }

@@ -2,6 +2,11 @@
 //!
 //! See `ARCHITECTURE.md` for the pipeline. Entry points: [`driver`] (compile a
 //! program, run passes by name), [`ir::interp`] (the reference interpreter).
+
+// Errors are `Diagnostic`s (a few hundred bytes): they are returned on the
+// cold path only, so boxing them would buy nothing but noise.
+#![allow(clippy::result_large_err)]
+
 pub mod ad;
 pub mod api;
 pub mod diagnostic;

@@ -188,7 +188,8 @@ impl<'b, 'v> Rev<'b, 'v> {
                 let fresh_params: Vec<Var> = params
                     .iter()
                     .map(|q| {
-                        let w = self.b.fresh(&self.b.vars.base_name(*q).to_string(), self.b.vars.ty(*q));
+                        let (name, ty) = (self.b.vars.base_name(*q).to_string(), self.b.vars.ty(*q));
+                        let w = self.b.fresh(&name, ty);
                         subst.insert(*q, Atom::Var(w));
                         w
                     })
@@ -1119,7 +1120,8 @@ impl<'b, 'v> Rev<'b, 'v> {
         for (p, c) in step.params.iter().zip(checkpoints) {
             let ty = self.b.vars.ty(*p);
             init.push(self.b.emit1(Expr::Index { array: *c, indices: vec![j] }, ty, "checkpoint"));
-            let q = self.b.fresh(&self.b.vars.base_name(*p).to_string(), ty);
+            let name = self.b.vars.base_name(*p).to_string();
+            let q = self.b.fresh(&name, ty);
             subst.insert(*p, Atom::Var(q));
             params.push(q);
         }

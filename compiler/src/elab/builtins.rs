@@ -26,6 +26,9 @@ pub(super) fn arity(name: &str) -> Option<(&'static str, usize)> {
     Some((bname, arrows))
 }
 
+/// The body of [`Elaborator::over_indices`]: leaves for one index of the space.
+type IndexBody<'f, 'a> = dyn FnMut(&mut Elaborator<'a>, &[Atom]) -> R<Vec<Atom>> + 'f;
+
 impl<'a> Elaborator<'a> {
     pub(super) fn builtin(&mut self, name: &str, args: Vec<SVal<'a>>, _app_ty: &Type, span: Span) -> R<SVal<'a>> {
         let mut args = args.into_iter();
@@ -473,7 +476,7 @@ impl<'a> Elaborator<'a> {
         sizes: &[Atom],
         index: &mut Vec<Atom>,
         span: Span,
-        body: &mut dyn FnMut(&mut Self, &[Atom]) -> R<Vec<Atom>>,
+        body: &mut IndexBody<'_, 'a>,
     ) -> R<Vec<Atom>> {
         if index.len() == sizes.len() {
             return body(self, index);

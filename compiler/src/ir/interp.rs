@@ -843,7 +843,7 @@ impl Interp<'_> {
             _ => false,
         };
         if !ok {
-            return ice(span, "update of an array with a value of another type".to_string());
+            return ice(span, "update of an array with a value of another type");
         }
         Ok(Val::Arr(a))
     }

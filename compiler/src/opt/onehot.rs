@@ -212,7 +212,7 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
                 continue;
             }
             if i == k {
-                out.extend(pre.drain(..));
+                out.append(&mut pre);
                 out.push(Stmt {
                     binds: s.binds.clone(),
                     expr: Expr::If {

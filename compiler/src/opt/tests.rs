@@ -48,14 +48,16 @@ fn random_args(p: &ir::Program, func: &str, rng: &mut Rng) -> Vec<Val> {
                 return match t.elem {
                     crate::types::ScalarType::F64 => Val::F64(float()),
                     crate::types::ScalarType::I64 => Val::I64((rng.next() % 4) as i64),
-                    crate::types::ScalarType::Bool => Val::Bool(rng.next() % 2 == 0),
+                    crate::types::ScalarType::Bool => Val::Bool(rng.next().is_multiple_of(2)),
                     crate::types::ScalarType::F32 => Val::F32(float() as f32),
                 };
             }
             let data = match t.elem {
                 crate::types::ScalarType::F64 => ArrayData::F64((0..len).map(|_| 0.1 + 2.0 * rng.unit()).collect()),
                 crate::types::ScalarType::I64 => ArrayData::I64((0..len).map(|_| (rng.next() % 4) as i64).collect()),
-                crate::types::ScalarType::Bool => ArrayData::Bool((0..len).map(|_| rng.next() % 2 == 0).collect()),
+                crate::types::ScalarType::Bool => {
+                    ArrayData::Bool((0..len).map(|_| rng.next().is_multiple_of(2)).collect())
+                }
                 crate::types::ScalarType::F32 => ArrayData::F32((0..len).map(|_| rng.unit() as f32).collect()),
             };
             Val::Arr(Rc::new(Array { shape: dims[..t.rank as usize].to_vec(), data }))
