@@ -67,7 +67,24 @@ enum Command {
         #[arg(long)]
         input: PathBuf,
     },
-    /// Print a compiler stage: ast, typed, ir, ad or opt.
+    /// Benchmark the GradBench examples: compile time, primal and derivative time, ratio, peak memory.
+    Bench {
+        /// Where the example modules are.
+        #[arg(long, default_value = "examples/gradbench")]
+        dir: PathBuf,
+        /// GradBench fixtures (their inputs are workloads).
+        #[arg(long, default_value = "../shared/fixtures")]
+        fixtures: PathBuf,
+        /// Message files from `scripts/gradbench_inputs.py generate` (GradBench's default sizes).
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        /// Measured runs per function (the median is reported), after one warm-up.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Only these evals (e.g. `gmm lstm`).
+        evals: Vec<String>,
+    },
+    /// Print a compiler stage: ast, typed, ir, unary, ad or opt.
     Emit {
         #[arg(long, default_value = "ir")]
         stage: String,
@@ -89,6 +106,10 @@ enum Command {
     },
 }
 
+/// Counts heap bytes so that `slope bench` can report peak memory.
+#[global_allocator]
+static ALLOCATOR: cli::bench::memory::Counting = cli::bench::memory::Counting;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
@@ -104,6 +125,15 @@ fn main() -> ExitCode {
         Command::Cost { file, entry, input } => cli::cost(&file, entry.as_deref(), &input),
         Command::Gradcheck { file, entry, input, points, seed } => {
             cli::gradcheck(&file, entry.as_deref(), &input, points, seed)
+        }
+        Command::Bench { dir, fixtures, inputs, runs, evals } => {
+            match cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals) {
+                Ok(table) => Ok(table),
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::from(1);
+                }
+            }
         }
         Command::Repl => return cli::repl::run(),
         Command::Gradbench { dir } => return cli::gradbench::run(&dir),

@@ -309,3 +309,18 @@ fn while_loop_limit() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "-1.0");
 }
+
+/// `slope bench` prints its table (timings are printed, never asserted).
+#[test]
+fn bench_prints_a_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_slope"))
+        .current_dir(root)
+        .args(["bench", "--runs", "1", "hello"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| eval | workload | compile (ms)"), "{table}");
+    assert_eq!(table.matches("| hello |").count(), 4, "one row per hello fixture:\n{table}");
+}

@@ -1,5 +1,6 @@
 //! The CLI commands: read files, call the library API, format the result.
 
+pub mod bench;
 pub mod gradbench;
 pub mod repl;
 
@@ -8,7 +9,7 @@ use slope::diagnostic::{emit_to_stderr, Code, Diagnostic, SourceMap, Span};
 use std::path::{Path, PathBuf};
 
 /// Reads imports relative to the importing file.
-fn file_loader(importer: &str, path: &str) -> Result<(String, String), String> {
+pub(crate) fn file_loader(importer: &str, path: &str) -> Result<(String, String), String> {
     let base = Path::new(importer).parent().unwrap_or(Path::new("."));
     let mut candidate: PathBuf = base.join(path);
     if candidate.extension().is_none() {

@@ -1,0 +1,190 @@
+//! `slope bench`: the benchmark table of the GradBench examples.
+//!
+//! For each eval it compiles `examples/gradbench/<eval>.slope` (timing the
+//! compile), then for each workload runs the primal and the derivative
+//! function — one warm-up run, then `--runs` measured runs, reporting the
+//! median — and their ratio, plus the peak heap growth during one derivative
+//! call (measured by the binary's counting allocator). Timings are printed,
+//! never asserted: they belong in benchmarks, not tests.
+//!
+//! Workloads: every fixture in `--fixtures` (default `../shared/fixtures`),
+//! and, with `--inputs DIR`, the GradBench message files that
+//! `scripts/gradbench_inputs.py generate` writes (GradBench's default sizes).
+
+use slope::api::Program;
+use slope::diagnostic::RenderStyle;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Bytes currently allocated and the peak since the last reset (see main.rs).
+pub mod memory {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub struct Counting;
+
+    static CURRENT: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwards to the system allocator with the caller's layout.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` was allocated by `alloc` above with this layout.
+            unsafe { System.dealloc(ptr, layout) };
+            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a new peak measurement; returns the current allocation.
+    pub fn reset() -> usize {
+        let now = CURRENT.load(Ordering::Relaxed);
+        PEAK.store(now, Ordering::Relaxed);
+        now
+    }
+
+    pub fn peak() -> usize {
+        PEAK.load(Ordering::Relaxed)
+    }
+}
+
+/// The primal and derivative function of each eval, and the module it lives in.
+const EVALS: &[(&str, &str, &str, &str)] = &[
+    ("hello", "hello", "square", "double"),
+    ("lse", "lse", "primal", "gradient"),
+    ("ode", "ode", "primal", "gradient"),
+    ("gmm", "gmm", "objective", "jacobian"),
+    ("lstm", "lstm", "objective", "jacobian"),
+    ("ba", "ba", "objective", "jacobian"),
+    ("ht", "ht", "objective", "jacobian"),
+    ("ht-complicated", "ht", "objective", "jacobian"),
+];
+
+pub fn run(dir: &Path, fixtures: &Path, inputs: Option<&Path>, runs: usize, only: &[String]) -> Result<String, String> {
+    let mut rows = Vec::new();
+    for &(eval, module, primal, derivative) in EVALS {
+        if !only.is_empty() && !only.iter().any(|o| o == eval) {
+            continue;
+        }
+        let path = dir.join(format!("{module}.slope"));
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let start = Instant::now();
+        let program = Program::compile(&path.display().to_string(), &text, &super::file_loader)
+            .map_err(|f| f.render(RenderStyle::Short))?;
+        let compile = start.elapsed();
+        let mut workloads = fixture_workloads(&fixtures.join(eval), primal)?;
+        if let Some(inputs) = inputs {
+            workloads.extend(message_workloads(&inputs.join(format!("{eval}.jsonl")), primal)?);
+        }
+        for (name, input) in workloads {
+            let p = measure(&program, primal, &input, runs)?;
+            let d = measure(&program, derivative, &input, runs)?;
+            rows.push(Row { eval, workload: name, compile, primal: p.0, derivative: d.0, peak: d.1 });
+        }
+    }
+    Ok(table(&rows))
+}
+
+struct Row {
+    eval: &'static str,
+    workload: String,
+    compile: Duration,
+    primal: Duration,
+    derivative: Duration,
+    peak: usize,
+}
+
+/// Median time of `runs` calls after one warm-up, and the peak heap growth of one call.
+fn measure(
+    program: &Program,
+    entry: &str,
+    input: &serde_json::Value,
+    runs: usize,
+) -> Result<(Duration, usize), String> {
+    let args = program.decode_json_args(entry, input).map_err(|f| f.render(RenderStyle::Short))?;
+    let base = memory::reset();
+    program.call_values(entry, &args).map_err(|f| f.render(RenderStyle::Short))?;
+    let peak = memory::peak().saturating_sub(base);
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        program.call_values(entry, &args).map_err(|f| f.render(RenderStyle::Short))?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok((times[times.len() / 2], peak))
+}
+
+/// `(workload, input)` of every fixture of the primal function in `dir`.
+fn fixture_workloads(dir: &Path, primal: &str) -> Result<Vec<(String, serde_json::Value)>, String> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(d) => d.flatten().map(|e| e.path()).collect(),
+        Err(_) => return Ok(Vec::new()),
+    };
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        let fixture: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", f.display()))?;
+        if fixture["function"] != primal {
+            continue;
+        }
+        let stem = f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let name = fixture["workload"].as_str().map(str::to_string).unwrap_or(stem);
+        out.push((format!("{name} (fixture)"), fixture["input"].clone()));
+    }
+    Ok(out)
+}
+
+/// Workloads from a GradBench message file: the inputs of the primal's evaluate messages.
+fn message_workloads(file: &Path, primal: &str) -> Result<Vec<(String, serde_json::Value)>, String> {
+    let Ok(text) = std::fs::read_to_string(file) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let m: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", file.display()))?;
+        if m["kind"] != "evaluate" || m["function"] != primal {
+            continue;
+        }
+        let mut input = m["input"].clone();
+        if let Some(obj) = input.as_object_mut() {
+            obj.remove("min_runs");
+            obj.remove("min_seconds");
+        }
+        out.push((m["description"].as_str().unwrap_or("default").to_string(), input));
+    }
+    Ok(out)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| eval | workload | compile (ms) | primal (ms) | derivative (ms) | derivative / primal | peak heap, derivative (MB) |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let ratio = r.derivative.as_secs_f64() / r.primal.as_secs_f64().max(1e-9);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} |\n",
+            r.eval,
+            r.workload,
+            ms(r.compile),
+            ms(r.primal),
+            ms(r.derivative),
+            ratio,
+            r.peak as f64 / 1e6
+        ));
+    }
+    out.push_str("\nmedian of the measured runs after one warm-up; engine: reference interpreter\n");
+    out
+}
