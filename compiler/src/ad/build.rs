@@ -318,6 +318,7 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, r: &mut Renaming) -> Expr {
     let v = |x: &Var| sub_var(*x, r.subst);
     match e {
         Expr::Atom(x) => Expr::Atom(a(x)),
+        Expr::Opaque(x) => Expr::Opaque(a(x)),
         Expr::Unary(op, x) => Expr::Unary(*op, a(x)),
         Expr::Binary(op, x, y) => Expr::Binary(*op, a(x), a(y)),
         Expr::Convert(t, x) => Expr::Convert(*t, a(x)),

@@ -83,6 +83,11 @@ impl<'b, 'v> Fwd<'b, 'v> {
         let binds = s.binds.clone();
         let x = binds.first().map(|v| Atom::Var(*v));
         match s.expr {
+            Expr::Opaque(a) => {
+                self.emit(Stmt { binds, expr: Expr::Opaque(a), span });
+                let t = self.tan(a);
+                self.set(s.binds[0], t);
+            }
             Expr::Atom(a) => {
                 self.emit(Stmt { binds, expr: Expr::Atom(a), span });
                 let t = self.tan(a);

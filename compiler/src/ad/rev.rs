@@ -329,7 +329,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         let z = zs.first().copied().flatten();
         let x = s.binds.first().map(|v| Atom::Var(*v));
         match &s.expr {
-            Expr::Atom(a) => {
+            Expr::Atom(a) | Expr::Opaque(a) => {
                 if let Some(z) = z {
                     self.contribute(*a, z);
                 }

@@ -185,6 +185,13 @@ impl<'a> Elaborator<'a> {
             "inf" => SVal::Leaf(Atom::f64(f64::INFINITY)),
             "nan" => SVal::Leaf(Atom::f64(f64::NAN)),
             "pi" => SVal::Leaf(Atom::f64(std::f64::consts::PI)),
+            "opaque" => {
+                let v = next();
+                self.per_leaf(&v, span, |el, l| {
+                    let t = el.ty(l);
+                    Ok(el.emit1(IrExpr::Opaque(l), t, "opaque", span))
+                })?
+            }
             "stop_gradient" => {
                 let v = next();
                 self.per_leaf(&v, span, |el, l| {

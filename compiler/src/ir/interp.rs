@@ -541,6 +541,7 @@ impl Interp<'_> {
                 return self.bind_all(binds, out, span);
             }
             Expr::Index { array, indices } => self.index(*array, indices, span)?,
+            Expr::Opaque(a) => self.atom(*a, span)?,
             Expr::UpdateAt { array, indices, value, accumulate } => {
                 self.update_at(*array, indices, *value, *accumulate, span)?
             }

@@ -399,6 +399,10 @@ pub enum Expr {
         value: Atom,
         accumulate: bool,
     },
+    /// The operand itself, which optimisations must treat as an unknown value
+    /// (`opaque` in the language: benchmarks use it so the compiler cannot
+    /// exploit that replicated inputs are equal).
+    Opaque(Atom),
     /// Fails with a run-time error unless `a == b` (sizes). Binds nothing.
     Check {
         kind: CheckKind,
@@ -527,7 +531,7 @@ impl Expr {
     pub fn operands(&self) -> Vec<Atom> {
         let v = |x: &Var| Atom::Var(*x);
         match self {
-            Expr::Atom(a) | Expr::Unary(_, a) | Expr::Convert(_, a) | Expr::Iota(a) => vec![*a],
+            Expr::Atom(a) | Expr::Opaque(a) | Expr::Unary(_, a) | Expr::Convert(_, a) | Expr::Iota(a) => vec![*a],
             Expr::Binary(_, a, b) => vec![*a, *b],
             Expr::Select(c, a, b) => vec![*c, *a, *b],
             Expr::If { cond, .. } => vec![*cond],

@@ -131,6 +131,7 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
             format!("{head} {form_text} do\n{}", print_body(p, body, indent + 4))
         }
         Expr::Scatter { dest, indices, values } => format!("scatter {} {} {}", v(dest), v(indices), v(values)),
+        Expr::Opaque(x) => format!("opaque {}", print_atom(p, *x)),
         Expr::UpdateAt { array, indices, value, accumulate } => {
             let ix: Vec<String> = indices.iter().map(|a| print_atom(p, *a)).collect();
             let op = if *accumulate { "+=" } else { "=" };

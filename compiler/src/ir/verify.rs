@@ -402,7 +402,7 @@ impl Checker<'_> {
         let i64_ = IrType::I64;
         let one = |t: IrType| Some(vec![t]);
         match &s.expr {
-            Expr::Atom(a) => one(self.aty(*a)),
+            Expr::Atom(a) | Expr::Opaque(a) => one(self.aty(*a)),
             Expr::Unary(op, a) => {
                 let t = self.aty(*a);
                 let ok = t.is_scalar()
@@ -755,6 +755,7 @@ fn expr_kind(e: &Expr) -> &'static str {
         Expr::Flatten(_) => "flatten",
         Expr::Unflatten { .. } => "unflatten",
         Expr::Check { .. } => "check_size",
+        Expr::Opaque(_) => "opaque",
         Expr::UpdateAt { .. } => "update",
         Expr::Jvp { .. } => "jvp",
         Expr::Vjp { .. } => "vjp",

@@ -27,7 +27,9 @@ normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape
 try(cse) ; \
 normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ reduce_fission <+ select_float <+ onehot_sum <+ iota_bounds <+ licm) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce <+ ring <+ map_identity)";
+normalize(hoist_guarded) ; \
+try(cse) ; \
+normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm)";
 
 /// Fuel when the schedule names none: rule applications plus repeat rounds.
 pub const DEFAULT_FUEL: u64 = 10_000_000;

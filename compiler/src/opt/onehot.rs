@@ -271,3 +271,88 @@ pub fn iota_bounds(cx: &mut Cx, body: &Body) -> Option<Body> {
         .collect();
     changed.then_some(Body { stmts, result: body.result.clone() })
 }
+
+/// Hoists the statements of a `map` lambda that do not depend on the element
+/// (nor on anything that does) out of the map, even when they might fail,
+/// guarded by `width > 0`: a statement that fails would have failed in every
+/// iteration, and with no iteration nothing runs. The guard's other branch
+/// builds the empty results the map would have produced. This is what lifts
+/// the primal computation out of the per-direction map of `jacfwd` (the
+/// one-hot seeds vary, the primal does not). `licm` handles statements that
+/// cannot fail without a guard.
+pub fn hoist_guarded(cx: &mut Cx, body: &Body) -> Option<Body> {
+    for (k, s) in body.stmts.iter().enumerate() {
+        let Expr::Map { width, lam, arrays } = &s.expr else { continue };
+        let mut variant: HashSet<Var> = lam.params.iter().copied().collect();
+        let mut hoisted = Vec::new();
+        let mut kept = Vec::new();
+        for t in &lam.body.stmts {
+            let free = walk::free_in_expr(&t.expr);
+            let movable = !matches!(t.expr, Expr::UpdateAt { .. } | Expr::Check { .. })
+                && !free.iter().any(|v| variant.contains(v) || cx.is_consumed(*v))
+                && !t.binds.iter().any(|b| cx.is_consumed(*b))
+                && !contains_update(&t.expr);
+            if movable {
+                hoisted.push(t.clone());
+            } else {
+                variant.extend(t.binds.iter().copied());
+                kept.push(t.clone());
+            }
+        }
+        // Worth it only when something that does work moves.
+        if !hoisted.iter().any(|t| !matches!(t.expr, Expr::Atom(_) | Expr::Shape { .. })) {
+            continue;
+        }
+        let span = s.span;
+        let inner_binds: Vec<Var> =
+            s.binds.iter().map(|b| cx.vars.fresh(&cx.vars.base_name(*b).to_string(), cx.vars.ty(*b))).collect();
+        let mut then_stmts = hoisted;
+        then_stmts.push(Stmt {
+            binds: inner_binds.clone(),
+            expr: Expr::Map {
+                width: *width,
+                lam: Lambda { params: lam.params.clone(), body: Body { stmts: kept, result: lam.body.result.clone() } },
+                arrays: arrays.clone(),
+            },
+            span,
+        });
+        let then_body = Body { stmts: then_stmts, result: inner_binds.iter().map(|v| Atom::Var(*v)).collect() };
+        // The empty results of a map that runs no iteration: shape [0, 0, …].
+        let mut else_stmts = Vec::new();
+        let mut empties = Vec::new();
+        for b in &s.binds {
+            let ty = cx.vars.ty(*b);
+            let mut acc = Atom::Const(Const::of(ty.elem, 0.0));
+            for r in 1..=ty.rank {
+                let v = cx.vars.fresh("empty", IrType { elem: ty.elem, rank: r });
+                else_stmts.push(Stmt {
+                    binds: vec![v],
+                    expr: Expr::Replicate { count: Atom::i64(0), value: acc },
+                    span,
+                });
+                acc = Atom::Var(v);
+            }
+            empties.push(acc);
+        }
+        let else_body = Body { stmts: else_stmts, result: empties };
+        let guard = cx.vars.fresh("nonempty", IrType::BOOL);
+        let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
+        out.push(Stmt { binds: vec![guard], expr: Expr::Binary(BinOp::Gt, *width, Atom::i64(0)), span });
+        out.push(Stmt {
+            binds: s.binds.clone(),
+            expr: Expr::If { cond: Atom::Var(guard), then_body, else_body },
+            span,
+        });
+        out.extend(body.stmts[k + 1..].iter().cloned());
+        return Some(Body { stmts: out, result: body.result.clone() });
+    }
+    None
+}
+
+fn contains_update(e: &Expr) -> bool {
+    let mut found = false;
+    e.for_each_body(&mut |b| {
+        walk::for_each_stmt(b, &mut |t| found |= matches!(t.expr, Expr::UpdateAt { .. }));
+    });
+    found
+}

@@ -78,6 +78,11 @@ pub static RULES: &[Rule] = &[
         apply: super::onehot::iota_bounds,
     },
     Rule {
+        name: "hoist_guarded",
+        description: "hoist element-independent work (even if it may fail) out of a map, under `width > 0`",
+        apply: super::onehot::hoist_guarded,
+    },
+    Rule {
         name: "licm",
         description: "hoist statements that cannot fail and use no bound variable out of lambdas and loops",
         apply: licm,

@@ -210,6 +210,15 @@ fn iota_bounds_preserves_meaning() {
 }
 
 #[test]
+fn hoist_guarded_preserves_meaning() {
+    // The per-direction map of jacfwd recomputes `y[0]` (which could fail) for every direction.
+    let src = "entry j [n] (x: [n]f64) (y: [n]f64) : [n][n]f64 = jacfwd (\\a -> map (\\v -> v * y[0] + sin y[1]) a) x";
+    check_rule(src, "j", "hoist_guarded");
+    // An empty map must still give an empty result (the guard's other branch).
+    check_rule("entry f [n] (x: [n]f64) (y: [3]f64) : [n]f64 = map (\\v -> v * exp y[2]) x", "f", "hoist_guarded");
+}
+
+#[test]
 fn licm_preserves_meaning() {
     let src = "entry f [n] (x: [n]f64) (s: f64) (k: i64) : [n]f64 = map (\\a -> a * (s * 2.0) + f64 (k + 1)) x";
     check_rule(src, "f", "licm");

@@ -148,7 +148,7 @@ pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
     let atoms = |xs: &mut Vec<Atom>| xs.iter_mut().for_each(|a| sub_atom(a, subst));
     let vars = |xs: &mut Vec<Var>| xs.iter_mut().for_each(|v| sub_var(v, subst));
     match e {
-        Expr::Atom(a) | Expr::Unary(_, a) | Expr::Convert(_, a) | Expr::Iota(a) => sub_atom(a, subst),
+        Expr::Atom(a) | Expr::Opaque(a) | Expr::Unary(_, a) | Expr::Convert(_, a) | Expr::Iota(a) => sub_atom(a, subst),
         Expr::Binary(_, a, b) => {
             sub_atom(a, subst);
             sub_atom(b, subst);

@@ -80,6 +80,7 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("jacrev", "(A -> B) -> A -> R", "Jacobian by reverse mode (same shape as jacfwd)"),
     ("hessian", "(A -> F) -> A -> R", "Hessian of a scalar function (forward over reverse)"),
     ("stop_gradient", "A -> A", "the value, treated as a constant by differentiation"),
+    ("opaque", "A -> A", "the value, which the optimiser must treat as unknown (for honest benchmarks)"),
 ];
 
 pub fn lookup(name: &str) -> Option<(&'static str, &'static str)> {
