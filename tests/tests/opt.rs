@@ -70,3 +70,13 @@ fn gradient_of_product_uses_no_division() {
     let out = p.call_json("g", &serde_json::json!({"x": [2.0, 0.0, 3.0, 4.0]})).unwrap();
     assert_eq!(out, serde_json::json!([0.0, 24.0, 0.0, 0.0]));
 }
+
+/// docs/optimiser.md has a row for every rule of the library.
+#[test]
+fn every_rule_is_documented() {
+    let doc =
+        std::fs::read_to_string(slope_tests::workspace_dir().join("docs/optimiser.md")).expect("docs/optimiser.md");
+    for rule in slope::opt::rules::RULES {
+        assert!(doc.contains(&format!("| `{}` |", rule.name)), "docs/optimiser.md does not describe `{}`", rule.name);
+    }
+}
