@@ -29,7 +29,7 @@ normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape
 try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm)";
+normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ fuse_map_reduce)";
 
 /// Fuel when the schedule names none: rule applications plus repeat rounds.
 pub const DEFAULT_FUEL: u64 = 10_000_000;

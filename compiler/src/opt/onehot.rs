@@ -11,6 +11,9 @@
 //!   with `e` not bound in the lambda is the body at `q = e`: the rows at `e`
 //!   are indexed, the body is evaluated once, guarded by `0 <= e < n`.
 //!
+//! The file also holds the other loop-shaped rules: guarded hoisting out of
+//! maps ([`hoist_guarded`]) and map–reduce fusion ([`fuse_map_reduce`]).
+//!
 //! Each rule checks its side conditions and fails (returns `None`) otherwise.
 
 use super::strategy::{Cx, Fact};
@@ -355,4 +358,83 @@ fn contains_update(e: &Expr) -> bool {
         walk::for_each_stmt(b, &mut |t| found |= matches!(t.expr, Expr::UpdateAt { .. }));
     });
     found
+}
+
+/// `reduce op ne (map f xs)` (the map's results used only by the reduce) →
+/// one sequential loop that applies `f` to each row and folds it in at once:
+/// the intermediate array is never built. A `reduce` is a left fold in
+/// Slope's semantics, so the loop computes the same value in the same order.
+pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let producer_of: HashMap<Var, usize> = body
+        .stmts
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.expr, Expr::Map { .. }))
+        .flat_map(|(i, s)| s.binds.iter().map(move |b| (*b, i)))
+        .collect();
+    for (k, s) in body.stmts.iter().enumerate() {
+        let Expr::Reduce { lam: op, neutral, arrays } = &s.expr else { continue };
+        let Some(&j) = arrays.first().and_then(|a| producer_of.get(a)) else { continue };
+        if !arrays.iter().all(|a| producer_of.get(a) == Some(&j)) {
+            continue;
+        }
+        let producer = &body.stmts[j];
+        let Expr::Map { width, lam: f, arrays: xs } = &producer.expr else { continue };
+        let only_here =
+            producer.binds.iter().all(|b| cx.uses(*b) as usize == arrays.iter().filter(|a| *a == b).count());
+        let movable = walk::free_in_expr(&producer.expr).iter().all(|v| !cx.is_consumed(*v));
+        if !only_here || !movable || contains_update(&producer.expr) || contains_update(&s.expr) {
+            continue;
+        }
+        let span = s.span;
+        let n = neutral.len();
+        let accs: Vec<Var> = s.binds.iter().map(|b| cx.vars.fresh("acc", cx.vars.ty(*b))).collect();
+        let index = cx.vars.fresh("i", IrType::I64);
+        let mut stmts = Vec::new();
+        let mut subst = HashMap::new();
+        for (p, a) in f.params.iter().zip(xs) {
+            let row = cx.vars.fresh("row", cx.vars.ty(*p));
+            stmts.push(Stmt {
+                binds: vec![row],
+                expr: Expr::Index { array: *a, indices: vec![Atom::Var(index)] },
+                span,
+            });
+            subst.insert(*p, Atom::Var(row));
+        }
+        let mapped = rename_body(cx.vars, &f.body, &mut subst);
+        stmts.extend(mapped.stmts);
+        // The operator: accumulators, then this row's mapped values in the reduce's order.
+        let mut op_subst = HashMap::new();
+        for (i, p) in op.params.iter().enumerate() {
+            let value = if i < n {
+                Atom::Var(accs[i])
+            } else {
+                let a = arrays[i - n];
+                let r = producer.binds.iter().position(|b| *b == a).expect("a result of the producer");
+                mapped.result[r]
+            };
+            op_subst.insert(*p, value);
+        }
+        let folded = rename_body(cx.vars, &op.body, &mut op_subst);
+        stmts.extend(folded.stmts);
+        let fused = Stmt {
+            binds: s.binds.clone(),
+            expr: Expr::Loop {
+                params: accs,
+                init: neutral.clone(),
+                form: crate::ir::LoopForm::For { index, bound: *width },
+                body: Body { stmts, result: folded.result },
+            },
+            span,
+        };
+        let mut out = Vec::with_capacity(body.stmts.len() - 1);
+        for (i, t) in body.stmts.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            out.push(if i == k { fused.clone() } else { t.clone() });
+        }
+        return Some(Body { stmts: out, result: body.result.clone() });
+    }
+    None
 }

@@ -62,6 +62,11 @@ pub static RULES: &[Rule] = &[
         apply: fuse_map_map,
     },
     Rule {
+        name: "fuse_map_reduce",
+        description: "reduce op ne (map f xs) → one loop folding f's results in as they are computed",
+        apply: super::onehot::fuse_map_reduce,
+    },
+    Rule {
         name: "reduce_fission",
         description: "split a reduce whose accumulators do not interact into one reduce each",
         apply: super::onehot::reduce_fission,

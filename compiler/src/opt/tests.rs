@@ -219,6 +219,14 @@ fn hoist_guarded_preserves_meaning() {
 }
 
 #[test]
+fn fuse_map_reduce_preserves_meaning() {
+    let src = "entry f [n] (x: [n]f64) (y: [n]f64) : (f64, f64) =\n\
+               let (s, p) = reduce (\\(a, b) (c, d) -> (a + c, b * d)) (0.0, 1.0) (map2 (\\u v -> (u * v, sin u)) x y) in (s, p)";
+    check_rule(src, "f", "fuse_map_reduce");
+    check_rule("entry g [n] (x: [n]f64) : f64 = sum (map (\\v -> v * v) x)", "g", "fuse_map_reduce");
+}
+
+#[test]
 fn licm_preserves_meaning() {
     let src = "entry f [n] (x: [n]f64) (s: f64) (k: i64) : [n]f64 = map (\\a -> a * (s * 2.0) + f64 (k + 1)) x";
     check_rule(src, "f", "licm");
