@@ -438,3 +438,107 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
     }
     None
 }
+
+/// Loop fission: a `for` loop whose state splits into groups that never read
+/// each other becomes one loop per group (so a group that is not used dies,
+/// and each loop is smaller). `while` loops are left alone (their condition
+/// ties the state together).
+pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
+    for (k, s) in body.stmts.iter().enumerate() {
+        let Expr::Loop { params, init, form: crate::ir::LoopForm::For { index, bound }, body: lbody } = &s.expr else {
+            continue;
+        };
+        let n = params.len();
+        if n < 2 || contains_update(&s.expr) {
+            continue;
+        }
+        // Which parameters each result reads (through the statements it needs).
+        let mut reads: Vec<HashSet<usize>> = Vec::new();
+        for r in &lbody.result {
+            let Some(slice) = slice_for(lbody, *r, &HashSet::new()) else { break };
+            let part = Body { stmts: slice, result: vec![*r] };
+            let free: HashSet<Var> = crate::ad::build::free_vars(&part).into_iter().collect();
+            reads.push((0..n).filter(|p| free.contains(&params[*p])).collect());
+        }
+        // Union the components: result j belongs with every parameter it reads.
+        let mut group: Vec<usize> = (0..n).collect();
+        fn find(g: &mut Vec<usize>, x: usize) -> usize {
+            if g[x] != x {
+                let r = find(g, g[x]);
+                g[x] = r;
+            }
+            g[x]
+        }
+        for (j, rs) in reads.iter().enumerate() {
+            for &p in rs {
+                let (a, b) = (find(&mut group, j), find(&mut group, p));
+                group[a] = b;
+            }
+        }
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut seen: HashMap<usize, usize> = HashMap::new();
+        for j in 0..n {
+            let root = find(&mut group, j);
+            let g = *seen.entry(root).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(j);
+        }
+        if groups.len() < 2 {
+            continue;
+        }
+        // No statement may be needed by two groups: that would duplicate work.
+        let mut owner: HashMap<Vec<Var>, usize> = HashMap::new();
+        let mut shared = false;
+        for (gi, g) in groups.iter().enumerate() {
+            for j in g {
+                for t in slice_for(lbody, lbody.result[*j], &HashSet::new()).unwrap_or_default() {
+                    if *owner.entry(t.binds.clone()).or_insert(gi) != gi {
+                        shared = true;
+                    }
+                }
+            }
+        }
+        if shared {
+            continue;
+        }
+        let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
+        for g in &groups {
+            let results: Vec<Atom> = g.iter().map(|j| lbody.result[*j]).collect();
+            let mut needed = Vec::new();
+            for r in &results {
+                needed.extend(slice_for(lbody, *r, &HashSet::new()).unwrap_or_default());
+            }
+            // Keep body order and drop duplicates.
+            let keep: HashSet<Vec<Var>> = needed.iter().map(|t| t.binds.clone()).collect();
+            let stmts: Vec<Stmt> = lbody.stmts.iter().filter(|t| keep.contains(&t.binds)).cloned().collect();
+            let mut subst = HashMap::new();
+            let new_params: Vec<Var> = g
+                .iter()
+                .map(|j| {
+                    let p = params[*j];
+                    let q = cx.vars.fresh(&cx.vars.base_name(p).to_string(), cx.vars.ty(p));
+                    subst.insert(p, Atom::Var(q));
+                    q
+                })
+                .collect();
+            let new_index = cx.vars.fresh(&cx.vars.base_name(*index).to_string(), IrType::I64);
+            subst.insert(*index, Atom::Var(new_index));
+            let renamed = rename_body(cx.vars, &Body { stmts, result: results }, &mut subst);
+            out.push(Stmt {
+                binds: g.iter().map(|j| s.binds[*j]).collect(),
+                expr: Expr::Loop {
+                    params: new_params,
+                    init: g.iter().map(|j| init[*j]).collect(),
+                    form: crate::ir::LoopForm::For { index: new_index, bound: *bound },
+                    body: renamed,
+                },
+                span: s.span,
+            });
+        }
+        out.extend(body.stmts[k + 1..].iter().cloned());
+        return Some(Body { stmts: out, result: body.result.clone() });
+    }
+    None
+}

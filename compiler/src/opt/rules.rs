@@ -67,6 +67,11 @@ pub static RULES: &[Rule] = &[
         apply: super::onehot::fuse_map_reduce,
     },
     Rule {
+        name: "loop_fission",
+        description: "split a for loop whose state groups never read each other into one loop per group",
+        apply: super::onehot::loop_fission,
+    },
+    Rule {
         name: "reduce_fission",
         description: "split a reduce whose accumulators do not interact into one reduce each",
         apply: super::onehot::reduce_fission,

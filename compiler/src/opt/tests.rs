@@ -227,6 +227,13 @@ fn fuse_map_reduce_preserves_meaning() {
 }
 
 #[test]
+fn loop_fission_preserves_meaning() {
+    let src = "entry f (x: f64) (y: f64) (n: i64) : (f64, f64) =\n\
+               loop (a, b) = (x, y) for i < n do (sin a + f64 i, b * 0.5 + x)";
+    check_rule(src, "f", "loop_fission");
+}
+
+#[test]
 fn licm_preserves_meaning() {
     let src = "entry f [n] (x: [n]f64) (s: f64) (k: i64) : [n]f64 = map (\\a -> a * (s * 2.0) + f64 (k + 1)) x";
     check_rule(src, "f", "licm");
