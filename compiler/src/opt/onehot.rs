@@ -542,3 +542,31 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
     }
     None
 }
+
+/// `if c then a else b` whose branches compute nothing (atoms only, scalars)
+/// → `select c a b`: both values are already there, and a select can float
+/// (`select_float`) where a branch cannot.
+pub fn if_to_select(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut changed = false;
+    let mut out = Vec::with_capacity(body.stmts.len());
+    for s in &body.stmts {
+        if let Expr::If { cond, then_body, else_body } = &s.expr {
+            let trivial = then_body.stmts.is_empty()
+                && else_body.stmts.is_empty()
+                && s.binds.iter().all(|b| cx.vars.ty(*b).is_scalar());
+            if trivial {
+                changed = true;
+                for (k, b) in s.binds.iter().enumerate() {
+                    out.push(Stmt {
+                        binds: vec![*b],
+                        expr: Expr::Select(*cond, then_body.result[k], else_body.result[k]),
+                        span: s.span,
+                    });
+                }
+                continue;
+            }
+        }
+        out.push(s.clone());
+    }
+    changed.then_some(Body { stmts: out, result: body.result.clone() })
+}

@@ -76,6 +76,11 @@ pub static RULES: &[Rule] = &[
         description: "split a reduce whose accumulators do not interact into one reduce each",
         apply: super::onehot::reduce_fission,
     },
+    Rule {
+        name: "if_to_select",
+        description: "an `if` whose branches are plain scalar values → select (which can float)",
+        apply: super::onehot::if_to_select,
+    },
     Rule { name: "select_float", description: "a * select c 1 0 → select c a 0", apply: super::onehot::select_float },
     Rule {
         name: "onehot_sum",

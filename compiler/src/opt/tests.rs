@@ -234,6 +234,15 @@ fn loop_fission_preserves_meaning() {
 }
 
 #[test]
+fn if_to_select_preserves_meaning() {
+    check_rule(
+        "entry f (x: f64) (y: f64) : f64 = x * (if y > 0.0 then 1.0 else 0.0) + (if x < y then x else y)",
+        "f",
+        "if_to_select",
+    );
+}
+
+#[test]
 fn licm_preserves_meaning() {
     let src = "entry f [n] (x: [n]f64) (s: f64) (k: i64) : [n]f64 = map (\\a -> a * (s * 2.0) + f64 (k + 1)) x";
     check_rule(src, "f", "licm");
