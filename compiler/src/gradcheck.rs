@@ -218,7 +218,10 @@ impl Checker {
         let jvp = Self::derivative_func(&mut ir, func, &diff, &out_float, true);
         let vjp = Self::derivative_func(&mut ir, func, &diff, &out_float, false);
         ir.funcs = vec![jvp, vjp];
-        let ir = crate::driver::run_ad(&ir).map_err(|mut ds| ds.remove(0))?;
+        // Checked as it runs: differentiated, then optimised.
+        let ir = crate::driver::run_ad(&ir)
+            .and_then(|ir| crate::driver::run_opt(&ir, None))
+            .map_err(|mut ds| ds.remove(0))?;
         Ok(Checker { program: ir, diff, out_float, entry: func.name.clone(), original: program.ir.clone() })
     }
 

@@ -385,7 +385,7 @@ impl Session {
         if let Err(ds) = driver::verify(&ir, "ir") {
             return fail(ds);
         }
-        let ir = match driver::run_ad(&ir) {
+        let ir = match driver::run_ad(&ir).and_then(|ir| driver::run_opt(&ir, None)) {
             Ok(ir) => ir,
             Err(ds) => return fail(ds),
         };
