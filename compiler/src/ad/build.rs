@@ -518,7 +518,6 @@ fn mark_body(vars: &VarTable, body: &Body, active: &mut HashSet<Var>) {
                 any |= lam.body.result.iter().any(|a| depends(*a, active));
             }
             Expr::Reduce { lam, neutral, arrays } | Expr::Scan { lam, neutral, arrays } => {
-                let k = neutral.len();
                 let inputs_active =
                     neutral.iter().any(|a| depends(*a, active)) || arrays.iter().any(|a| active.contains(a));
                 if inputs_active {
@@ -530,7 +529,6 @@ fn mark_body(vars: &VarTable, body: &Body, active: &mut HashSet<Var>) {
                 }
                 mark_body(vars, &lam.body, active);
                 any |= inputs_active || lam.body.result.iter().any(|a| depends(*a, active));
-                let _ = k;
             }
             Expr::Hist { lam, .. } => {
                 if any {

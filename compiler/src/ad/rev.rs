@@ -591,7 +591,6 @@ impl<'b, 'v> Rev<'b, 'v> {
             });
             vec![b.emit1(Expr::If { cond: inside, then_body, else_body }, zty.row(), "adj")]
         });
-        let _ = m;
         self.b.emit1(Expr::Map { width: m, lam, arrays: vec![indices] }, zty, "adj")
     }
 

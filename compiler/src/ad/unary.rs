@@ -31,7 +31,6 @@ use super::rev::Rev;
 use super::rules;
 use crate::diagnostic::Diagnostic;
 use crate::ir::{self, Atom, BinOp, Body, Const, Expr, IrType, Stmt, UnOp, Var};
-use std::collections::HashMap;
 use std::fmt::Write;
 
 /// A scalar primitive of the unary form.
@@ -114,7 +113,6 @@ pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
             temps.push(temp.clone());
         };
     let slot_of = |stack: &[Atom], a: Atom| -> Option<usize> { stack.iter().rposition(|s| *s == a) };
-    let _ = vars;
     for (index, s) in body.stmts.iter().enumerate() {
         let prim = match &s.expr {
             Expr::Unary(op, a) => Some((Prim::Unary(*op), vec![*a])),
@@ -456,7 +454,89 @@ fn collect_vjps(body: &Body, out: &mut Vec<ir::Lambda>) {
     }
 }
 
-/// The slot of each context variable (for tests).
-pub fn context_slots(unf: &Unf) -> HashMap<Var, usize> {
-    unf.context.iter().enumerate().map(|(i, v)| (*v, i)).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Program;
+    use crate::driver::no_files;
+
+    /// The vjp lambda of an entry, and the program's variables.
+    fn vjp_of(src: &str) -> (ir::VarTable, ir::Lambda) {
+        let p = Program::compile("t.slope", src, &no_files).unwrap_or_else(|f| panic!("{f:?}"));
+        let mut found = Vec::new();
+        for f in &p.elaborated.funcs {
+            collect_vjps(&f.body, &mut found);
+        }
+        (p.elaborated.vars.clone(), found.remove(0))
+    }
+
+    const WORKED: &str = "entry df (x: f64) (y: f64) : (f64, f64) = grad (\\(a, b) -> a * b + sin a) (x, y)";
+
+    #[test]
+    fn translates_the_worked_example() {
+        // Huot & Shaikhha's example: 2 context slots, three primitives, each
+        // with its operand copies pushed and then forgotten.
+        let (vars, lam) = vjp_of(WORKED);
+        let unf = translate(&vars, &lam.params, &lam.body);
+        verify(&vars, &unf).unwrap();
+        let shape: Vec<String> = unf
+            .instrs
+            .iter()
+            .map(|i| match i {
+                Instr::Var(s) => format!("var {s}"),
+                Instr::Const(_) => "const".into(),
+                Instr::Op(p) => format!("op {}", p.name()),
+                Instr::Proj { keep, drop } => format!("proj {keep} {drop}"),
+                Instr::Block { .. } => "block".into(),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "var 0", "var 1", "op (*)", "proj 2 2", "var 0", "op sin", "proj 3 1", "var 2", "var 3", "op (+)",
+                "proj 4 2", "var 4", "proj 2 3"
+            ]
+        );
+        // The term maps Γ to Γ and the result.
+        assert_eq!(unf.stacks.last().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn verifier_rejects_a_broken_stack() {
+        let (vars, lam) = vjp_of(WORKED);
+        let mut unf = translate(&vars, &lam.params, &lam.body);
+        unf.instrs[0] = Instr::Var(7);
+        let err = verify(&vars, &unf).unwrap_err();
+        assert!(err.contains("slot 7"), "{err}");
+        let mut unf = translate(&vars, &lam.params, &lam.body);
+        unf.instrs.pop();
+        unf.stacks.pop();
+        unf.temps.pop();
+        assert!(verify(&vars, &unf).unwrap_err().contains("results"));
+    }
+
+    #[test]
+    fn combinators_are_blocks_reading_their_free_slots() {
+        let (vars, lam) =
+            vjp_of("entry g [n] (x: [n]f64) (c: f64) : [n]f64 = grad (\\v -> sum (map (\\e -> e * c) v)) x");
+        let unf = translate(&vars, &lam.params, &lam.body);
+        verify(&vars, &unf).unwrap();
+        let map_block = unf.instrs.iter().find_map(|i| match i {
+            Instr::Block { index, reads } if matches!(unf.body.stmts[*index].expr, Expr::Map { .. }) => Some(reads),
+            _ => None,
+        });
+        // The map reads the parameter and the captured `c` (both in Γ).
+        let reads = map_block.expect("a map block");
+        assert!(reads.iter().all(|r| *r < unf.context.len() || *r < unf.stacks.len()));
+        assert!(print(&vars, &unf).contains("block map"));
+    }
+
+    #[test]
+    fn reverse_on_the_unary_form_gives_the_gradient() {
+        let p = Program::compile("t.slope", WORKED, &no_files).unwrap();
+        let out = p.call_json("df", &serde_json::json!({"x": 2.0, "y": 3.0})).unwrap();
+        let want = [3.0 + 2f64.cos(), 2.0];
+        let got: Vec<f64> = out.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!((got[0] - want[0]).abs() < 1e-15 && (got[1] - want[1]).abs() < 1e-15, "{got:?}");
+    }
 }
