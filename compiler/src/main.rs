@@ -35,7 +35,7 @@ enum Command {
         /// A JSON file mapping parameter names to values (a bare value for a one-parameter entry).
         #[arg(long)]
         input: Option<PathBuf>,
-        /// Use the reference interpreter.
+        /// Use the reference interpreter (currently the only engine; the JIT will be the default).
         #[arg(long)]
         interp: bool,
         /// Fail (E0205) when a `while` loop runs more iterations than this.
