@@ -19,5 +19,6 @@ pub mod opt;
 pub mod session;
 pub mod stdlib;
 pub mod syntax;
+pub mod testfile;
 pub mod types;
 pub mod values;

@@ -84,6 +84,11 @@ enum Command {
         /// Only these evals (e.g. `gmm lstm`).
         evals: Vec<String>,
     },
+    /// Run test programs (files or directories of .slope files): the cases, errors and gradchecks of their headers.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Print a compiler stage: ast, typed, ir, unary, ad or opt.
     Emit {
         #[arg(long, default_value = "ir")]
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Test { paths } => return cli::test::run(&paths),
         Command::Repl => return cli::repl::run(),
         Command::Gradbench { dir } => return cli::gradbench::run(&dir),
     };

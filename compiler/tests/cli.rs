@@ -324,3 +324,24 @@ fn bench_prints_a_table() {
     assert!(table.contains("| eval | workload | compile (ms)"), "{table}");
     assert_eq!(table.matches("| hello |").count(), 4, "one row per hello fixture:\n{table}");
 }
+
+#[test]
+fn test_command_checks_headers() {
+    let good = write_temp(
+        "test-cmd",
+        "good.slope",
+        "-- input: {\"x\": 3.0}\n-- output: 9.0\n-- gradcheck: {\"x\": 3.0}\nentry sq (x: f64) : f64 = x * x\n",
+    );
+    let out = slope(&["test", p(&good)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed, 0 failed"));
+    let bad = write_temp(
+        "test-cmd",
+        "bad.slope",
+        "-- input: {\"x\": 3.0}\n-- output: 10.0\nentry sq (x: f64) : f64 = x * x\n",
+    );
+    let out = slope(&["test", p(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL") && stdout.contains("0 passed, 1 failed"), "{stdout}");
+}

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod gradbench;
 pub mod repl;
+pub mod test;
 
 use slope::api::{Arg, Failure, Program};
 use slope::diagnostic::{emit_to_stderr, Code, Diagnostic, SourceMap, Span};

@@ -1,0 +1,65 @@
+//! `slope test PATH…`: runs test programs — every `.slope` file given or found
+//! under a given directory — against the expectations in their comment
+//! headers (`slope::testfile`), and prints one line per program and a summary.
+//! Exit status 1 when any program fails.
+
+use slope::api::Program;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn run(paths: &[PathBuf]) -> ExitCode {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files);
+    }
+    files.sort();
+    if files.is_empty() {
+        eprintln!(
+            "error[E0303]: no .slope files under {}",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+        return ExitCode::from(1);
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        let name = file.display().to_string();
+        let failures = match std::fs::read_to_string(file) {
+            Err(e) => vec![format!("{name}: cannot read: {e}")],
+            Ok(text) => match slope::testfile::parse_header(&text) {
+                Err(e) => vec![format!("{name}: bad header: {e}")],
+                Ok(header) => {
+                    let compiled = Program::compile(&name, &text, &super::file_loader);
+                    slope::testfile::check_program(&name, &header, compiled.as_ref())
+                }
+            },
+        };
+        if failures.is_empty() {
+            passed += 1;
+            println!("ok   {name}");
+        } else {
+            failed += 1;
+            println!("FAIL {name}");
+            for f in failures {
+                for line in f.lines() {
+                    println!("     {line}");
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            collect(&entry.path(), out);
+        }
+    } else if path.extension().and_then(|e| e.to_str()) == Some("slope") || path.is_file() {
+        out.push(path.to_path_buf());
+    }
+}
