@@ -61,7 +61,17 @@ impl Gen {
         let mapped = self.expr(&["e".to_string(), "x".to_string()], 2);
         let looped = self.expr(&["acc".to_string(), "y".to_string()], 2);
         let idx = self.pick(4);
-        match self.pick(3) {
+        match self.pick(6) {
+            3 => format!(
+                "entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  let (acc, _) = loop (acc, k) = ({e1}, 0) while k < 3 do ({looped} * 0.5 + v[k], k + 1) in acc\n"
+            ),
+            4 => format!(
+                "entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  let w = scan (+) 0.0 (map (\\e -> {mapped}) v) in\n  sum (map2 (\\a b -> a * b) w (reverse v)) + {e1}\n"
+            ),
+            5 => format!(
+                "entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  let m = tabulate 2 (\\i -> tabulate 2 (\\j -> v[2 * i + j] * x)) in\n  let t = transpose m in\n  t[0, 1] * {e1} + sum (flatten m) + jvp (\\q -> q * {mapped_x}) y 1.0\n",
+                mapped_x = self.expr(&["q".to_string(), "x".to_string()], 2)
+            ),
             0 => format!("entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  {e1} + sum (map (\\e -> {mapped}) v) * v[{idx}]\n"),
             1 => format!(
                 "entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  let s = loop acc = {e1} for i < 3 do 0.5 * {looped} + v[i] in s * s\n"
