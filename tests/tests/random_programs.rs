@@ -4,12 +4,14 @@
 //! seed over smooth primitives (no kinks, so finite differences are
 //! meaningful), with sharing (`let`), arrays (`map`, `reduce`, indexing) and
 //! loops, so every part of both AD modes is exercised on shapes nobody wrote
-//! by hand.
+//! by hand. Each program is also run before and after the optimiser: the
+//! values must agree.
 
 use slope::api::Program;
 use slope::diagnostic::RenderStyle;
 use slope::driver::no_files;
 use slope::gradcheck::{gradcheck, Rng};
+use slope::ir::interp::{self, Val};
 
 struct Gen {
     rng: Rng,
@@ -104,6 +106,19 @@ fn forward_reverse_and_finite_differences_agree_on_random_programs() {
         let report = gradcheck(&program, entry, &input, 2, n as u64 + 1)
             .unwrap_or_else(|f| panic!("random program {n}:\n{src}\n{}", f.render(RenderStyle::Rich)));
         assert!(report.ok, "random program {n}:\n{src}\n{report}");
+        // The optimiser preserves meaning: the optimised program (what runs)
+        // and the raw AD output compute the same values.
+        let mut leaves = Vec::new();
+        for a in program.decode_json_args(entry, &input).unwrap() {
+            slope::values::flatten(&a, &mut leaves);
+        }
+        let opts = interp::Options::default();
+        let raw = interp::run(&program.differentiated, entry, leaves.clone(), &opts).expect("raw AD output runs").0;
+        let optimised = interp::run(&program.ir, entry, leaves, &opts).expect("optimised program runs").0;
+        for (a, b) in raw.iter().zip(&optimised) {
+            let (Val::F64(a), Val::F64(b)) = (a, b) else { continue };
+            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "random program {n}: optimised {b} vs raw {a}\n{src}");
+        }
         checked += 1;
     }
     assert_eq!(checked, 200);
