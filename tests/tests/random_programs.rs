@@ -119,6 +119,13 @@ fn forward_reverse_and_finite_differences_agree_on_random_programs() {
             let (Val::F64(a), Val::F64(b)) = (a, b) else { continue };
             assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "random program {n}: optimised {b} vs raw {a}\n{src}");
         }
+        // Checkpointed reverse mode gives the same derivatives.
+        let mut options = slope::driver::Options::default();
+        options.ad.checkpoint = true;
+        let checkpointed = Program::compile_with(&format!("random{n}.slope"), &src, &no_files, &options).unwrap();
+        let (a, b) = (program.call_json(entry, &input).unwrap(), checkpointed.call_json(entry, &input).unwrap());
+        slope_tests::json_close(&b, &a, 1e-12, entry)
+            .unwrap_or_else(|e| panic!("random program {n}, checkpointed: {e}\n{src}"));
         checked += 1;
     }
     assert_eq!(checked, 200);
