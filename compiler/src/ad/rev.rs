@@ -242,48 +242,32 @@ impl<'b, 'v> Rev<'b, 'v> {
             next_tapes.push(Atom::Var(nt));
         }
         let tape_binds: Vec<Var> = tape_params.iter().map(|tp| self.b.fresh("tape", self.b.vars.ty(*tp))).collect();
-        if is_while {
-            // Only the tapes of the re-run are used.
-            stmts.extend(taped_body.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
-            let mut all_params = taped_params.clone();
-            all_params.extend(&tape_params);
-            let mut all_init = taped_init.clone();
-            all_init.extend(tape_init);
-            let mut result = taped_body.result.clone();
-            result.extend(next_tapes);
-            let mut binds: Vec<Var> = taped_params.iter().map(|p| self.b.fresh("rerun", self.b.vars.ty(*p))).collect();
-            binds.extend(&tape_binds);
-            self.b.push(Stmt {
-                binds,
-                expr: Expr::Loop {
-                    params: all_params,
-                    init: all_init,
-                    form: LoopForm::For { index, bound: count },
-                    body: Body { stmts, result },
-                },
-                span: s.span,
-            });
+        // A while loop's re-run only produces tapes (its results were computed
+        // by the counting loop); a for loop's taped version replaces it.
+        let (loop_params, loop_init, loop_body, mut binds) = if is_while {
+            let binds: Vec<Var> = taped_params.iter().map(|p| self.b.fresh("rerun", self.b.vars.ty(*p))).collect();
+            (taped_params, taped_init, taped_body, binds)
         } else {
-            stmts.extend(body.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
-            let mut all_params = params.to_vec();
-            all_params.extend(&tape_params);
-            let mut all_init = init.to_vec();
-            all_init.extend(tape_init);
-            let mut result = body.result.clone();
-            result.extend(next_tapes);
-            let mut binds = s.binds.clone();
-            binds.extend(&tape_binds);
-            self.b.push(Stmt {
-                binds,
-                expr: Expr::Loop {
-                    params: all_params,
-                    init: all_init,
-                    form: LoopForm::For { index, bound: count },
-                    body: Body { stmts, result },
-                },
-                span: s.span,
-            });
-        }
+            (params.to_vec(), init.to_vec(), body.clone(), s.binds.clone())
+        };
+        stmts.extend(loop_body.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
+        let mut all_params = loop_params;
+        all_params.extend(&tape_params);
+        let mut all_init = loop_init;
+        all_init.extend(tape_init);
+        let mut result = loop_body.result.clone();
+        result.extend(next_tapes);
+        binds.extend(&tape_binds);
+        self.b.push(Stmt {
+            binds,
+            expr: Expr::Loop {
+                params: all_params,
+                init: all_init,
+                form: LoopForm::For { index, bound: count },
+                body: Body { stmts, result },
+            },
+            span: s.span,
+        });
         self.tapes.insert(s.binds[0], Tape { tapes: tape_binds, bound: count, segment });
         Ok(())
     }

@@ -365,13 +365,7 @@ fn contains_update(e: &Expr) -> bool {
 /// the intermediate array is never built. A `reduce` is a left fold in
 /// Slope's semantics, so the loop computes the same value in the same order.
 pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let producer_of: HashMap<Var, usize> = body
-        .stmts
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.expr, Expr::Map { .. }))
-        .flat_map(|(i, s)| s.binds.iter().map(move |b| (*b, i)))
-        .collect();
+    let producer_of = walk::map_producers(body);
     for (k, s) in body.stmts.iter().enumerate() {
         let Expr::Reduce { lam: op, neutral, arrays } = &s.expr else { continue };
         let Some(&j) = arrays.first().and_then(|a| producer_of.get(a)) else { continue };

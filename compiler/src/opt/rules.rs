@@ -541,13 +541,7 @@ fn map_identity(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// the producer is used only as an array of the consumer (so no work is
 /// duplicated) and the producer reads no consumed array (so it can move).
 fn fuse_map_map(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let producer_of: HashMap<Var, usize> = body
-        .stmts
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.expr, Expr::Map { .. }))
-        .flat_map(|(i, s)| s.binds.iter().map(move |b| (*b, i)))
-        .collect();
+    let producer_of = walk::map_producers(body);
     for (k, s) in body.stmts.iter().enumerate() {
         let Expr::Map { width, lam, arrays } = &s.expr else { continue };
         for a in arrays {

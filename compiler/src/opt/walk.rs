@@ -246,3 +246,13 @@ pub fn is_total(e: &Expr, int_operand: impl Fn(Atom) -> bool) -> bool {
         _ => false,
     }
 }
+
+/// For each variable bound by a `map` statement of `body`, that statement's index.
+pub fn map_producers(body: &Body) -> HashMap<Var, usize> {
+    body.stmts
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.expr, Expr::Map { .. }))
+        .flat_map(|(i, s)| s.binds.iter().map(move |b| (*b, i)))
+        .collect()
+}
