@@ -564,3 +564,34 @@ pub fn if_to_select(cx: &mut Cx, body: &Body) -> Option<Body> {
     }
     changed.then_some(Body { stmts: out, result: body.result.clone() })
 }
+
+/// `map (\i -> a[i]) (iota n)` → `a[0:n]`: the same elements, and the same
+/// failure (an index out of bounds) when `n` exceeds the length of `a`.
+pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut changed = false;
+    let stmts: Vec<Stmt> = body
+        .stmts
+        .iter()
+        .map(|s| {
+            let Expr::Map { width, lam, arrays } = &s.expr else { return s.clone() };
+            let ([p], [xs], [r], [t]) = (&lam.params[..], &arrays[..], &lam.body.result[..], &lam.body.stmts[..])
+            else {
+                return s.clone();
+            };
+            let over_iota = matches!(cx.fact(*xs), Some(Fact::Iota(n)) if n == *width);
+            let Expr::Index { array, indices } = &t.expr else { return s.clone() };
+            let indexes_by_param = indices.len() == 1 && indices[0] == Atom::Var(*p) && *r == Atom::Var(t.binds[0]);
+            let free = *array != *p && cx.vars.ty(*array).rank == cx.vars.ty(s.binds[0]).rank;
+            if !(over_iota && indexes_by_param && free) || cx.is_consumed(*array) {
+                return s.clone();
+            }
+            changed = true;
+            Stmt {
+                binds: s.binds.clone(),
+                expr: Expr::Slice { array: *array, start: Atom::i64(0), end: *width },
+                span: s.span,
+            }
+        })
+        .collect();
+    changed.then_some(Body { stmts, result: body.result.clone() })
+}

@@ -88,6 +88,11 @@ pub static RULES: &[Rule] = &[
         apply: super::onehot::onehot_sum,
     },
     Rule {
+        name: "map_index_slice",
+        description: "map (\\i -> a[i]) (iota n) → a[0:n]",
+        apply: super::onehot::map_index_slice,
+    },
+    Rule {
         name: "iota_bounds",
         description: "inside a map over iota n, the index is known to lie in 0..n",
         apply: super::onehot::iota_bounds,

@@ -243,6 +243,13 @@ fn if_to_select_preserves_meaning() {
 }
 
 #[test]
+fn map_index_slice_preserves_meaning() {
+    let src = "entry f [n] (x: [n]f64) (y: [n]f64) : [n]f64 = map (\\i -> y[i]) (iota n)";
+    // The map's width must first be recognised as the iota's length.
+    check_after(src, "f", "normalize(shape_pull <+ copy_prop <+ dce)", "topDown(map_index_slice)");
+}
+
+#[test]
 fn licm_preserves_meaning() {
     let src = "entry f [n] (x: [n]f64) (s: f64) (k: i64) : [n]f64 = map (\\a -> a * (s * 2.0) + f64 (k + 1)) x";
     check_rule(src, "f", "licm");
