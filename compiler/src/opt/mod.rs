@@ -25,7 +25,7 @@ use crate::ir;
 pub const DEFAULT_SCHEDULE: &str = "\
 normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ loop_fission <+ reduce_fission <+ if_to_select <+ select_float <+ onehot_sum <+ iota_bounds <+ map_index_slice <+ licm) ; \
+normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ loop_fission <+ reduce_fission <+ if_to_select <+ select_float <+ onehot_sum <+ iota_bounds <+ map_index_slice <+ slice_full <+ licm) ; \
 try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \

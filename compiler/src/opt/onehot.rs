@@ -595,3 +595,38 @@ pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
         .collect();
     changed.then_some(Body { stmts, result: body.result.clone() })
 }
+
+/// `a[0:n]` → `a` when `n` is the length of `a`: directly (`n = shape a 0`) or
+/// through an earlier size check `n == m` with `m = shape a 0` in the same body
+/// (past the check, the two sizes are equal).
+pub fn slice_full(_cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut length_of: HashMap<Var, Var> = HashMap::new(); // size variable → array whose length it is
+    let mut equal: Vec<(Atom, Atom)> = Vec::new();
+    let mut changed = false;
+    let mut out = Vec::with_capacity(body.stmts.len());
+    for s in &body.stmts {
+        match &s.expr {
+            Expr::Shape { array, dim: 0 } => {
+                length_of.insert(s.binds[0], *array);
+            }
+            Expr::Check { a, b, .. } => equal.push((*a, *b)),
+            Expr::Slice { array, start, end } if is_zero(*start) => {
+                let is_length = |e: Atom| matches!(e, Atom::Var(v) if length_of.get(&v) == Some(array));
+                let full = is_length(*end)
+                    || equal.iter().any(|(x, y)| (*x == *end && is_length(*y)) || (*y == *end && is_length(*x)));
+                if full {
+                    changed = true;
+                    out.push(Stmt { binds: s.binds.clone(), expr: Expr::Atom(Atom::Var(*array)), span: s.span });
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(s.clone());
+    }
+    changed.then_some(Body { stmts: out, result: body.result.clone() })
+}
+
+fn is_zero(a: Atom) -> bool {
+    matches!(a, Atom::Const(Const::I64(0)))
+}

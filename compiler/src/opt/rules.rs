@@ -93,6 +93,11 @@ pub static RULES: &[Rule] = &[
         apply: super::onehot::map_index_slice,
     },
     Rule {
+        name: "slice_full",
+        description: "a[0:n] → a when n is the length of a (directly or by an earlier size check)",
+        apply: super::onehot::slice_full,
+    },
+    Rule {
         name: "iota_bounds",
         description: "inside a map over iota n, the index is known to lie in 0..n",
         apply: super::onehot::iota_bounds,

@@ -250,6 +250,11 @@ fn map_index_slice_preserves_meaning() {
 }
 
 #[test]
+fn slice_full_preserves_meaning() {
+    check_rule("entry f [n] (x: [n]f64) (y: [n]f64) : [n]f64 = map2 (+) x[0:n] y", "f", "slice_full");
+}
+
+#[test]
 fn licm_preserves_meaning() {
     let src = "entry f [n] (x: [n]f64) (s: f64) (k: i64) : [n]f64 = map (\\a -> a * (s * 2.0) + f64 (k + 1)) x";
     check_rule(src, "f", "licm");
