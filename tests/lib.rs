@@ -18,6 +18,19 @@ pub fn workspace_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
 }
 
+/// The fixture files of one GradBench eval in `../shared/fixtures`, sorted.
+pub fn fixture_files(eval_dir: &str) -> Vec<PathBuf> {
+    let dir = workspace_dir().parent().expect("workspace has a parent").join("shared/fixtures").join(eval_dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+}
+
 /// Reads imports relative to the importing file (as the CLI does).
 pub fn file_loader(importer: &str, path: &str) -> Result<(String, String), String> {
     let base = Path::new(importer).parent().unwrap_or(Path::new("."));

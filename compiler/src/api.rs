@@ -219,21 +219,13 @@ impl Program {
 
     /// Like [`Self::call`], also returning the interpreter's operation counts.
     pub fn call_with_cost(&self, entry: &str, args: Vec<Arg>) -> Result<(Value, interp::Cost), Failure> {
-        let func = self.ir.func(entry).expect("entries are elaborated");
-        let sig = &func.signature;
-        if args.len() != sig.params.len() {
-            return Err(
-                self.input_error(format!("`{entry}` takes {} arguments, {} given", sig.params.len(), args.len()), sig)
-            );
-        }
-        let mut leaves = Vec::new();
-        for (arg, (name, ty)) in args.into_iter().zip(&sig.params) {
-            let value = self.decode_arg(arg, name, ty, sig)?;
-            values::flatten(&value, &mut leaves);
-        }
-        let (results, cost) =
-            interp::run(&self.ir, entry, leaves, &self.options).map_err(|e| self.fail(e.to_diagnostic()))?;
-        Ok((values::unflatten(&sig.ret, &mut results.into_iter()), cost))
+        let sig = self.call_signature(entry, args.len())?;
+        let values = args
+            .into_iter()
+            .zip(&sig.params)
+            .map(|(arg, (name, ty))| self.decode_arg(arg, name, ty, sig))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.run_values(entry, sig, &values)
     }
 
     /// Calls an entry on argument values already decoded (by
@@ -241,20 +233,28 @@ impl Program {
     /// times the call alone. Values are shared, not copied: an entry never
     /// mutates its inputs, so the same arguments can be passed again.
     pub fn call_values(&self, entry: &str, args: &[Value]) -> Result<Value, Failure> {
-        let func = self.ir.func(entry).expect("entries are elaborated");
-        let sig = &func.signature;
-        if args.len() != sig.params.len() {
-            return Err(
-                self.input_error(format!("`{entry}` takes {} arguments, {} given", sig.params.len(), args.len()), sig)
-            );
+        let sig = self.call_signature(entry, args.len())?;
+        self.run_values(entry, sig, args).map(|(v, _)| v)
+    }
+
+    /// The signature of `entry`, once `given` arguments are known to match it.
+    fn call_signature(&self, entry: &str, given: usize) -> Result<&ir::Signature, Failure> {
+        let sig = &self.ir.func(entry).expect("entries are elaborated").signature;
+        if given != sig.params.len() {
+            return Err(self.input_error(format!("`{entry}` takes {} arguments, {given} given", sig.params.len()), sig));
         }
+        Ok(sig)
+    }
+
+    /// Runs `entry` on decoded arguments of the right number and types.
+    fn run_values(&self, entry: &str, sig: &ir::Signature, args: &[Value]) -> Result<(Value, interp::Cost), Failure> {
         let mut leaves = Vec::new();
         for value in args {
             values::flatten(value, &mut leaves);
         }
-        let (results, _) =
+        let (results, cost) =
             interp::run(&self.ir, entry, leaves, &self.options).map_err(|e| self.fail(e.to_diagnostic()))?;
-        Ok(values::unflatten(&sig.ret, &mut results.into_iter()))
+        Ok((values::unflatten(&sig.ret, &mut results.into_iter()), cost))
     }
 
     /// Writes an entry's result as JSON (as [`Self::call_json`] does).

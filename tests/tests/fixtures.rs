@@ -5,12 +5,7 @@
 
 use slope::api::Program;
 use slope::diagnostic::RenderStyle;
-use slope_tests::{file_loader, json_close, workspace_dir};
-use std::path::PathBuf;
-
-fn fixtures_dir() -> PathBuf {
-    workspace_dir().parent().expect("workspace has a parent").join("shared/fixtures")
-}
+use slope_tests::{file_loader, fixture_files, json_close, workspace_dir};
 
 /// Runs every fixture of `eval_dir` whose function is in `functions`.
 fn check(eval_dir: &str, module: &str, functions: &[&str]) {
@@ -22,13 +17,7 @@ fn check_within(eval_dir: &str, module: &str, functions: &[&str], tolerance: f64
     let text = std::fs::read_to_string(&source_path).expect("example exists");
     let program = Program::compile(&source_path.display().to_string(), &text, &file_loader)
         .unwrap_or_else(|f| panic!("{module} does not compile:\n{}", f.render(RenderStyle::Rich)));
-    let dir = fixtures_dir().join(eval_dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
+    let files = fixture_files(eval_dir);
     let mut ran = 0;
     for file in files {
         let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();

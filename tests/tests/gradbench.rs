@@ -9,12 +9,7 @@
 
 use serde_json::{json, Value as J};
 use slope::gradbench::Adapter;
-use slope_tests::{file_loader, json_close, workspace_dir};
-use std::path::PathBuf;
-
-fn fixtures_dir() -> PathBuf {
-    workspace_dir().parent().expect("workspace has a parent").join("shared/fixtures")
-}
+use slope_tests::{file_loader, fixture_files, json_close, workspace_dir};
 
 /// An adapter reading modules from `examples/gradbench`, as `slope gradbench` does.
 fn adapter() -> Adapter<'static> {
@@ -90,14 +85,7 @@ fn assert_failure(response: &J) -> String {
 
 /// One eval session over every fixture file of `eval_dir`, as GradBench runs it.
 fn session(eval_dir: &str, module: &str) {
-    let dir = fixtures_dir().join(eval_dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    let files = fixture_files(eval_dir);
     let mut adapter = adapter();
     let mut clock = fake_clock(1_000);
     let start = json!({"id": 0, "kind": "start", "eval": module, "config": null});

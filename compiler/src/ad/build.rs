@@ -448,24 +448,12 @@ fn free_in_body(body: &Body, bound: &mut HashSet<Var>, seen: &mut HashSet<Var>, 
 }
 
 fn free_in_nested(e: &Expr, bound: &mut HashSet<Var>, seen: &mut HashSet<Var>, out: &mut Vec<Var>) {
+    for lam in e.lambdas() {
+        let mut inner = bound.clone();
+        inner.extend(lam.params.iter().copied());
+        free_in_body(&lam.body, &mut inner, seen, out);
+    }
     match e {
-        Expr::Map { lam, .. }
-        | Expr::Reduce { lam, .. }
-        | Expr::Scan { lam, .. }
-        | Expr::Hist { lam, .. }
-        | Expr::Jvp { lam, .. }
-        | Expr::Vjp { lam, .. } => {
-            let mut inner = bound.clone();
-            inner.extend(lam.params.iter().copied());
-            free_in_body(&lam.body, &mut inner, seen, out);
-        }
-        Expr::Custom { primal, jvp, .. } => {
-            for lam in [primal, jvp] {
-                let mut inner = bound.clone();
-                inner.extend(lam.params.iter().copied());
-                free_in_body(&lam.body, &mut inner, seen, out);
-            }
-        }
         Expr::If { then_body, else_body, .. } => {
             free_in_body(then_body, &mut bound.clone(), seen, out);
             free_in_body(else_body, &mut bound.clone(), seen, out);

@@ -502,28 +502,51 @@ impl Program {
 impl Expr {
     /// Calls `f` on each nested body (lambda bodies, branches, loop bodies).
     pub fn for_each_body(&self, f: &mut dyn FnMut(&Body)) {
+        for b in self.bodies() {
+            f(b);
+        }
+    }
+
+    /// The nested bodies, in a fixed order: branches; lambda bodies; a while
+    /// loop's condition, then the loop body; a custom rule's primal, then its rule.
+    pub fn bodies(&self) -> Vec<&Body> {
         match self {
-            Expr::If { then_body, else_body, .. } => {
-                f(then_body);
-                f(else_body);
-            }
+            Expr::If { then_body, else_body, .. } => vec![then_body, else_body],
+            Expr::Loop { form: LoopForm::While { cond }, body, .. } => vec![cond, body],
+            Expr::Loop { body, .. } => vec![body],
+            e => e.lambdas().into_iter().map(|l| &l.body).collect(),
+        }
+    }
+
+    /// [`Self::bodies`], mutably (same order).
+    pub fn bodies_mut(&mut self) -> Vec<&mut Body> {
+        match self {
+            Expr::If { then_body, else_body, .. } => vec![then_body, else_body],
+            Expr::Loop { form: LoopForm::While { cond }, body, .. } => vec![cond, body],
+            Expr::Loop { body, .. } => vec![body],
             Expr::Map { lam, .. }
             | Expr::Reduce { lam, .. }
             | Expr::Scan { lam, .. }
             | Expr::Hist { lam, .. }
             | Expr::Jvp { lam, .. }
-            | Expr::Vjp { lam, .. } => f(&lam.body),
-            Expr::Loop { form, body, .. } => {
-                if let LoopForm::While { cond } = form {
-                    f(cond);
-                }
-                f(body);
-            }
-            Expr::Custom { primal, jvp, .. } => {
-                f(&primal.body);
-                f(&jvp.body);
-            }
-            _ => {}
+            | Expr::Vjp { lam, .. } => vec![&mut lam.body],
+            Expr::Custom { primal, jvp, .. } => vec![&mut primal.body, &mut jvp.body],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The lambdas this expression carries (combinator operands, AD operands,
+    /// a custom rule's primal and rule).
+    pub fn lambdas(&self) -> Vec<&Lambda> {
+        match self {
+            Expr::Map { lam, .. }
+            | Expr::Reduce { lam, .. }
+            | Expr::Scan { lam, .. }
+            | Expr::Hist { lam, .. }
+            | Expr::Jvp { lam, .. }
+            | Expr::Vjp { lam, .. } => vec![lam],
+            Expr::Custom { primal, jvp, .. } => vec![primal, jvp],
+            _ => Vec::new(),
         }
     }
 

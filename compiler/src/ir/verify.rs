@@ -151,22 +151,12 @@ impl Checker<'_> {
                     self.note_out_of_range(v, out);
                 }
             }
+            for lam in s.expr.lambdas() {
+                for &v in &lam.params {
+                    self.note_out_of_range(v, out);
+                }
+            }
             match &s.expr {
-                Expr::Map { lam, .. }
-                | Expr::Reduce { lam, .. }
-                | Expr::Scan { lam, .. }
-                | Expr::Hist { lam, .. }
-                | Expr::Jvp { lam, .. }
-                | Expr::Vjp { lam, .. } => {
-                    for &v in &lam.params {
-                        self.note_out_of_range(v, out);
-                    }
-                }
-                Expr::Custom { primal, jvp, .. } => {
-                    for &v in primal.params.iter().chain(&jvp.params) {
-                        self.note_out_of_range(v, out);
-                    }
-                }
                 Expr::Loop { params, form, .. } => {
                     for &v in params {
                         self.note_out_of_range(v, out);

@@ -307,7 +307,7 @@ fn cse_key(e: &Expr) -> Option<String> {
             Some(format!("check {x} {y}"))
         }
         Expr::UpdateAt { .. } => None,
-        e if walk::nested(e).is_empty() => Some(format!("{e:?}")),
+        e if e.bodies().is_empty() => Some(format!("{e:?}")),
         _ => None,
     }
 }
@@ -336,7 +336,7 @@ fn cse_body(
     let stmts = std::mem::take(&mut body.stmts);
     for mut s in stmts {
         walk::substitute_expr(&mut s.expr, subst);
-        for b in walk::nested_mut(&mut s.expr) {
+        for b in s.expr.bodies_mut() {
             cse_body(cx, b, &mut table.clone(), subst, changed);
         }
         let arrays = s.binds.iter().any(|b| !cx.vars.ty(*b).is_scalar());

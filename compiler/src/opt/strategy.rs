@@ -329,7 +329,7 @@ fn repeat(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {
 fn children(body: &Body) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     for (i, st) in body.stmts.iter().enumerate() {
-        for j in 0..walk::nested(&st.expr).len() {
+        for j in 0..st.expr.bodies().len() {
             out.push((i, j));
         }
     }
@@ -337,13 +337,13 @@ fn children(body: &Body) -> Vec<(usize, usize)> {
 }
 
 fn child(body: &Body, (i, j): (usize, usize)) -> &Body {
-    walk::nested(&body.stmts[i].expr)[j]
+    body.stmts[i].expr.bodies()[j]
 }
 
 fn replace_children(body: &Body, new: Vec<((usize, usize), Body)>) -> Body {
     let mut out = body.clone();
     for ((i, j), b) in new {
-        *walk::nested_mut(&mut out.stmts[i].expr).into_iter().nth(j).expect("child exists") = b;
+        *out.stmts[i].expr.bodies_mut().into_iter().nth(j).expect("child exists") = b;
     }
     out
 }

@@ -1,5 +1,5 @@
-//! Traversal helpers the optimiser's engine and rules share: the nested bodies
-//! of a statement, use counts, substitution of variables, the variables a body
+//! Traversal helpers the optimiser's engine and rules share (the nested
+//! bodies of a statement are `Expr::bodies`): use counts, substitution of variables, the variables a body
 //! binds, and whether an expression can fail.
 //!
 //! Everything here works on one body and everything nested in it; nothing
@@ -10,45 +10,6 @@
 use crate::ir::{Atom, BinOp, Body, Expr, LoopForm, Var};
 use std::collections::{HashMap, HashSet};
 
-/// The bodies nested directly in `e`, in a fixed order (then/else, lambda
-/// body, while condition then loop body): the "children" of a statement.
-pub fn nested(e: &Expr) -> Vec<&Body> {
-    match e {
-        Expr::If { then_body, else_body, .. } => vec![then_body, else_body],
-        Expr::Map { lam, .. }
-        | Expr::Reduce { lam, .. }
-        | Expr::Scan { lam, .. }
-        | Expr::Hist { lam, .. }
-        | Expr::Jvp { lam, .. }
-        | Expr::Vjp { lam, .. } => vec![&lam.body],
-        Expr::Custom { primal, jvp, .. } => vec![&primal.body, &jvp.body],
-        Expr::Loop { form, body, .. } => match form {
-            LoopForm::While { cond } => vec![cond, body],
-            LoopForm::For { .. } => vec![body],
-        },
-        _ => Vec::new(),
-    }
-}
-
-/// Mutable version of [`nested`], same order.
-pub fn nested_mut(e: &mut Expr) -> Vec<&mut Body> {
-    match e {
-        Expr::If { then_body, else_body, .. } => vec![then_body, else_body],
-        Expr::Map { lam, .. }
-        | Expr::Reduce { lam, .. }
-        | Expr::Scan { lam, .. }
-        | Expr::Hist { lam, .. }
-        | Expr::Jvp { lam, .. }
-        | Expr::Vjp { lam, .. } => vec![&mut lam.body],
-        Expr::Custom { primal, jvp, .. } => vec![&mut primal.body, &mut jvp.body],
-        Expr::Loop { form, body, .. } => match form {
-            LoopForm::While { cond } => vec![cond, body],
-            LoopForm::For { .. } => vec![body],
-        },
-        _ => Vec::new(),
-    }
-}
-
 /// Calls `f` on every variable use in `body`, nested bodies included.
 pub fn for_each_use(body: &Body, f: &mut dyn FnMut(Var)) {
     for s in &body.stmts {
@@ -57,7 +18,7 @@ pub fn for_each_use(body: &Body, f: &mut dyn FnMut(Var)) {
                 f(v);
             }
         }
-        for b in nested(&s.expr) {
+        for b in s.expr.bodies() {
             for_each_use(b, f);
         }
     }
@@ -72,7 +33,7 @@ pub fn for_each_use(body: &Body, f: &mut dyn FnMut(Var)) {
 pub fn for_each_stmt(body: &Body, f: &mut dyn FnMut(&crate::ir::Stmt)) {
     for s in &body.stmts {
         f(s);
-        for b in nested(&s.expr) {
+        for b in s.expr.bodies() {
             for_each_stmt(b, f);
         }
     }
@@ -83,26 +44,16 @@ pub fn for_each_stmt(body: &Body, f: &mut dyn FnMut(&crate::ir::Stmt)) {
 pub fn bound_in(body: &Body, out: &mut HashSet<Var>) {
     for s in &body.stmts {
         out.extend(s.binds.iter().copied());
-        match &s.expr {
-            Expr::Map { lam, .. }
-            | Expr::Reduce { lam, .. }
-            | Expr::Scan { lam, .. }
-            | Expr::Hist { lam, .. }
-            | Expr::Jvp { lam, .. }
-            | Expr::Vjp { lam, .. } => out.extend(lam.params.iter().copied()),
-            Expr::Custom { primal, jvp, .. } => {
-                out.extend(primal.params.iter().copied());
-                out.extend(jvp.params.iter().copied());
-            }
-            Expr::Loop { params, form, .. } => {
-                out.extend(params.iter().copied());
-                if let LoopForm::For { index, .. } = form {
-                    out.insert(*index);
-                }
-            }
-            _ => {}
+        for lam in s.expr.lambdas() {
+            out.extend(lam.params.iter().copied());
         }
-        for b in nested(&s.expr) {
+        if let Expr::Loop { params, form, .. } = &s.expr {
+            out.extend(params.iter().copied());
+            if let LoopForm::For { index, .. } = form {
+                out.insert(*index);
+            }
+        }
+        for b in s.expr.bodies() {
             bound_in(b, out);
         }
     }
@@ -229,7 +180,7 @@ pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
         }
         Expr::Custom { args, .. } => atoms(args),
     }
-    for b in nested_mut(e) {
+    for b in e.bodies_mut() {
         substitute(b, subst);
     }
 }
