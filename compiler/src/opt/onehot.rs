@@ -16,6 +16,7 @@
 //!
 //! Each rule checks its side conditions and fails (returns `None`) otherwise.
 
+use super::rules::{each_stmt, with_expr};
 use super::strategy::{Cx, Fact};
 use super::walk;
 use crate::ad::build::rename_body;
@@ -100,7 +101,7 @@ fn slice_for(body: &Body, target: Atom, forbidden: &HashSet<Var>) -> Option<Vec<
 }
 
 /// `a * select c 1 0` → `select c a 0` (floats; either operand order).
-pub fn select_float(_cx: &mut Cx, body: &Body) -> Option<Body> {
+pub fn select_float(cx: &mut Cx, body: &Body) -> Option<Body> {
     let selects: HashMap<Var, (Atom, Atom, Atom)> = body
         .stmts
         .iter()
@@ -110,25 +111,14 @@ pub fn select_float(_cx: &mut Cx, body: &Body) -> Option<Body> {
         })
         .collect();
     let is_unit = |a: Atom, v: f64| matches!(a, Atom::Const(c) if c.as_f64() == v && !matches!(c, Const::Bool(_)));
-    let mut changed = false;
-    let stmts: Vec<Stmt> = body
-        .stmts
-        .iter()
-        .map(|s| {
-            if let Expr::Binary(BinOp::Mul, x, y) = s.expr {
-                for (other, sel) in [(x, y), (y, x)] {
-                    let Atom::Var(sv) = sel else { continue };
-                    let Some(&(c, one, zero)) = selects.get(&sv) else { continue };
-                    if is_unit(one, 1.0) && is_unit(zero, 0.0) {
-                        changed = true;
-                        return Stmt { binds: s.binds.clone(), expr: Expr::Select(c, other, zero), span: s.span };
-                    }
-                }
-            }
-            s.clone()
+    each_stmt(cx, body, |_, s| {
+        let Expr::Binary(BinOp::Mul, x, y) = s.expr else { return None };
+        [(x, y), (y, x)].into_iter().find_map(|(other, sel)| {
+            let Atom::Var(sv) = sel else { return None };
+            let &(c, one, zero) = selects.get(&sv)?;
+            (is_unit(one, 1.0) && is_unit(zero, 0.0)).then(|| vec![with_expr(s, Expr::Select(c, other, zero))])
         })
-        .collect();
-    changed.then_some(Body { stmts, result: body.result.clone() })
+    })
 }
 
 /// `r = reduce (+) 0 m` where `m = map (\ps -> … select (q == e) v 0) … idx …`,
@@ -237,42 +227,33 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// Inside `map (\… q … -> …) … (iota n) …` of width `n`, `q >= 0` and `q < n`
 /// are true: the one-hot collapse leaves such guards behind.
 pub fn iota_bounds(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut changed = false;
-    let stmts: Vec<Stmt> = body
-        .stmts
-        .iter()
-        .map(|s| {
-            let Expr::Map { width, lam, arrays } = &s.expr else { return s.clone() };
-            let ranged: Vec<Var> = lam
-                .params
-                .iter()
-                .zip(arrays)
-                .filter(|(_, a)| matches!(cx.fact(**a), Some(Fact::Iota(n)) if n == *width))
-                .map(|(p, _)| *p)
-                .collect();
-            if ranged.is_empty() {
-                return s.clone();
+    each_stmt(cx, body, |cx, s| {
+        let Expr::Map { width, lam, arrays } = &s.expr else { return None };
+        let ranged: Vec<Var> = lam
+            .params
+            .iter()
+            .zip(arrays)
+            .filter(|(_, a)| matches!(cx.fact(**a), Some(Fact::Iota(n)) if n == *width))
+            .map(|(p, _)| *p)
+            .collect();
+        if ranged.is_empty() {
+            return None;
+        }
+        let mut lam2 = lam.clone();
+        let mut changed = false;
+        for t in &mut lam2.body.stmts {
+            let always = match t.expr {
+                Expr::Binary(BinOp::Ge, Atom::Var(p), Atom::Const(c)) => ranged.contains(&p) && c.as_f64() <= 0.0,
+                Expr::Binary(BinOp::Lt, Atom::Var(p), n) => ranged.contains(&p) && n == *width,
+                _ => false,
+            };
+            if always {
+                t.expr = Expr::Atom(Atom::Const(Const::Bool(true)));
+                changed = true;
             }
-            let mut lam2 = lam.clone();
-            for t in &mut lam2.body.stmts {
-                let always = match t.expr {
-                    Expr::Binary(BinOp::Ge, Atom::Var(p), Atom::Const(c)) => ranged.contains(&p) && c.as_f64() <= 0.0,
-                    Expr::Binary(BinOp::Lt, Atom::Var(p), n) => ranged.contains(&p) && n == *width,
-                    _ => false,
-                };
-                if always {
-                    t.expr = Expr::Atom(Atom::Const(Const::Bool(true)));
-                    changed = true;
-                }
-            }
-            Stmt {
-                binds: s.binds.clone(),
-                expr: Expr::Map { width: *width, lam: lam2, arrays: arrays.clone() },
-                span: s.span,
-            }
-        })
-        .collect();
-    changed.then_some(Body { stmts, result: body.result.clone() })
+        }
+        changed.then(|| vec![with_expr(s, Expr::Map { width: *width, lam: lam2, arrays: arrays.clone() })])
+    })
 }
 
 /// Hoists the statements of a `map` lambda that do not depend on the element
@@ -541,70 +522,49 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// → `select c a b`: both values are already there, and a select can float
 /// (`select_float`) where a branch cannot.
 pub fn if_to_select(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut changed = false;
-    let mut out = Vec::with_capacity(body.stmts.len());
-    for s in &body.stmts {
-        if let Expr::If { cond, then_body, else_body } = &s.expr {
-            let trivial = then_body.stmts.is_empty()
-                && else_body.stmts.is_empty()
-                && s.binds.iter().all(|b| cx.vars.ty(*b).is_scalar());
-            if trivial {
-                changed = true;
-                for (k, b) in s.binds.iter().enumerate() {
-                    out.push(Stmt {
-                        binds: vec![*b],
-                        expr: Expr::Select(*cond, then_body.result[k], else_body.result[k]),
-                        span: s.span,
-                    });
-                }
-                continue;
-            }
-        }
-        out.push(s.clone());
-    }
-    changed.then_some(Body { stmts: out, result: body.result.clone() })
+    each_stmt(cx, body, |cx, s| {
+        let Expr::If { cond, then_body, else_body } = &s.expr else { return None };
+        let trivial = then_body.stmts.is_empty()
+            && else_body.stmts.is_empty()
+            && s.binds.iter().all(|b| cx.vars.ty(*b).is_scalar());
+        trivial.then(|| {
+            (s.binds.iter().enumerate())
+                .map(|(k, b)| Stmt {
+                    binds: vec![*b],
+                    expr: Expr::Select(*cond, then_body.result[k], else_body.result[k]),
+                    span: s.span,
+                })
+                .collect()
+        })
+    })
 }
 
 /// `map (\i -> a[i]) (iota n)` → `a[0:n]`: the same elements, and the same
 /// failure (an index out of bounds) when `n` exceeds the length of `a`.
 pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut changed = false;
-    let stmts: Vec<Stmt> = body
-        .stmts
-        .iter()
-        .map(|s| {
-            let Expr::Map { width, lam, arrays } = &s.expr else { return s.clone() };
-            let ([p], [xs], [r], [t]) = (&lam.params[..], &arrays[..], &lam.body.result[..], &lam.body.stmts[..])
-            else {
-                return s.clone();
-            };
-            let over_iota = matches!(cx.fact(*xs), Some(Fact::Iota(n)) if n == *width);
-            let Expr::Index { array, indices } = &t.expr else { return s.clone() };
-            let indexes_by_param = indices.len() == 1 && indices[0] == Atom::Var(*p) && *r == Atom::Var(t.binds[0]);
-            let free = *array != *p && cx.vars.ty(*array).rank == cx.vars.ty(s.binds[0]).rank;
-            if !(over_iota && indexes_by_param && free) || cx.is_consumed(*array) {
-                return s.clone();
-            }
-            changed = true;
-            Stmt {
-                binds: s.binds.clone(),
-                expr: Expr::Slice { array: *array, start: Atom::i64(0), end: *width },
-                span: s.span,
-            }
-        })
-        .collect();
-    changed.then_some(Body { stmts, result: body.result.clone() })
+    each_stmt(cx, body, |cx, s| {
+        let Expr::Map { width, lam, arrays } = &s.expr else { return None };
+        let ([p], [xs], [r], [t]) = (&lam.params[..], &arrays[..], &lam.body.result[..], &lam.body.stmts[..]) else {
+            return None;
+        };
+        let over_iota = matches!(cx.fact(*xs), Some(Fact::Iota(n)) if n == *width);
+        let Expr::Index { array, indices } = &t.expr else { return None };
+        let indexes_by_param = indices.len() == 1 && indices[0] == Atom::Var(*p) && *r == Atom::Var(t.binds[0]);
+        let free = *array != *p && cx.vars.ty(*array).rank == cx.vars.ty(s.binds[0]).rank;
+        if !(over_iota && indexes_by_param && free) || cx.is_consumed(*array) {
+            return None;
+        }
+        Some(vec![with_expr(s, Expr::Slice { array: *array, start: Atom::i64(0), end: *width })])
+    })
 }
 
 /// `a[0:n]` → `a` when `n` is the length of `a`: directly (`n = shape a 0`) or
 /// through an earlier size check `n == m` with `m = shape a 0` in the same body
 /// (past the check, the two sizes are equal).
-pub fn slice_full(_cx: &mut Cx, body: &Body) -> Option<Body> {
+pub fn slice_full(cx: &mut Cx, body: &Body) -> Option<Body> {
     let mut length_of: HashMap<Var, Var> = HashMap::new(); // size variable → array whose length it is
     let mut equal: Vec<(Atom, Atom)> = Vec::new();
-    let mut changed = false;
-    let mut out = Vec::with_capacity(body.stmts.len());
-    for s in &body.stmts {
+    each_stmt(cx, body, |_, s| {
         match &s.expr {
             Expr::Shape { array, dim: 0 } => {
                 length_of.insert(s.binds[0], *array);
@@ -615,16 +575,13 @@ pub fn slice_full(_cx: &mut Cx, body: &Body) -> Option<Body> {
                 let full = is_length(*end)
                     || equal.iter().any(|(x, y)| (*x == *end && is_length(*y)) || (*y == *end && is_length(*x)));
                 if full {
-                    changed = true;
-                    out.push(Stmt { binds: s.binds.clone(), expr: Expr::Atom(Atom::Var(*array)), span: s.span });
-                    continue;
+                    return Some(vec![with_expr(s, Expr::Atom(Atom::Var(*array)))]);
                 }
             }
             _ => {}
         }
-        out.push(s.clone());
-    }
-    changed.then_some(Body { stmts: out, result: body.result.clone() })
+        None
+    })
 }
 
 fn is_zero(a: Atom) -> bool {

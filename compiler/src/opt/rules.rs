@@ -123,7 +123,11 @@ pub fn lookup(name: &str) -> Option<&'static Rule> {
 /// Rewrites statements of `body` one at a time: `f` returns the replacement
 /// statements of one statement, or `None` to keep it. `None` overall when
 /// nothing changed.
-fn each_stmt(cx: &mut Cx, body: &Body, mut f: impl FnMut(&mut Cx, &Stmt) -> Option<Vec<Stmt>>) -> Option<Body> {
+pub(super) fn each_stmt(
+    cx: &mut Cx,
+    body: &Body,
+    mut f: impl FnMut(&mut Cx, &Stmt) -> Option<Vec<Stmt>>,
+) -> Option<Body> {
     let mut out: Option<Vec<Stmt>> = None;
     for (i, s) in body.stmts.iter().enumerate() {
         match f(cx, s) {
@@ -141,7 +145,8 @@ fn each_stmt(cx: &mut Cx, body: &Body, mut f: impl FnMut(&mut Cx, &Stmt) -> Opti
     out.map(|stmts| Body { stmts, result: body.result.clone() })
 }
 
-fn with_expr(s: &Stmt, expr: Expr) -> Stmt {
+/// `s` with its expression replaced (same binders and span).
+pub(super) fn with_expr(s: &Stmt, expr: Expr) -> Stmt {
     Stmt { binds: s.binds.clone(), expr, span: s.span }
 }
 
