@@ -67,25 +67,27 @@ fn eliminate_body(vars: &mut VarTable, body: Body, options: Options) -> R<Body> 
     for s in body.stmts {
         let span = s.span;
         let expr = eliminate_nested(vars, s.expr, options)?;
-        match expr {
+        let expand: fn(&mut Builder, &Lambda, &[Atom], &[Atom]) -> R<Vec<Atom>>;
+        let (lam, primals, seeds) = match expr {
             Expr::Jvp { lam, primals, tangents } => {
-                let mut b = Builder::new(vars, span);
-                b.checkpoint = options.checkpoint;
-                let results = expand_jvp(&mut b, &lam, &primals, &tangents)?;
-                let mut new = b.blocks.pop().expect("builder block");
-                bind_results(&mut new, &s.binds, results, span);
-                stmts.extend(new);
+                expand = expand_jvp;
+                (lam, primals, tangents)
             }
             Expr::Vjp { lam, primals, cotangents } => {
-                let mut b = Builder::new(vars, span);
-                b.checkpoint = options.checkpoint;
-                let results = expand_vjp(&mut b, &lam, &primals, &cotangents)?;
-                let mut new = b.blocks.pop().expect("builder block");
-                bind_results(&mut new, &s.binds, results, span);
-                stmts.extend(new);
+                expand = expand_vjp;
+                (lam, primals, cotangents)
             }
-            expr => stmts.push(Stmt { binds: s.binds, expr, span }),
-        }
+            expr => {
+                stmts.push(Stmt { binds: s.binds, expr, span });
+                continue;
+            }
+        };
+        let mut b = Builder::new(vars, span);
+        b.checkpoint = options.checkpoint;
+        let results = expand(&mut b, &lam, &primals, &seeds)?;
+        let mut new = b.blocks.pop().expect("builder block");
+        bind_results(&mut new, &s.binds, results, span);
+        stmts.extend(new);
     }
     Ok(Body { stmts, result: body.result })
 }

@@ -113,6 +113,11 @@ pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
             temps.push(temp.clone());
         };
     let slot_of = |stack: &[Atom], a: Atom| -> Option<usize> { stack.iter().rposition(|s| *s == a) };
+    // The instruction that pushes a copy of `a` (a slot of the stack, or a constant).
+    let copy = |stack: &[Atom], a: Atom| match a {
+        Atom::Var(_) => Instr::Var(slot_of(stack, a).expect("atoms are in scope")),
+        Atom::Const(c) => Instr::Const(c),
+    };
     for (index, s) in body.stmts.iter().enumerate() {
         let prim = match &s.expr {
             Expr::Unary(op, a) => Some((Prim::Unary(*op), vec![*a])),
@@ -125,10 +130,7 @@ pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
             (Some((p, operands)), _) => {
                 let base = stack.len();
                 for a in &operands {
-                    let i = match a {
-                        Atom::Var(_) => Instr::Var(slot_of(&stack, *a).expect("operands are in the context")),
-                        Atom::Const(c) => Instr::Const(*c),
-                    };
+                    let i = copy(&stack, *a);
                     stack.push(*a);
                     temp.push(true);
                     push(&mut instrs, &mut stacks, &stack, &temp, i);
@@ -142,10 +144,7 @@ pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
                 push(&mut instrs, &mut stacks, &stack, &temp, Instr::Proj { keep: base, drop: operands.len() });
             }
             (None, Expr::Atom(a)) => {
-                let i = match a {
-                    Atom::Var(_) => Instr::Var(slot_of(&stack, *a).expect("operands are in the context")),
-                    Atom::Const(c) => Instr::Const(*c),
-                };
+                let i = copy(&stack, *a);
                 stack.push(Atom::Var(s.binds[0]));
                 temp.push(false);
                 push(&mut instrs, &mut stacks, &stack, &temp, i);
@@ -164,10 +163,7 @@ pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
     let base = context.len();
     let intermediates = stack.len() - base;
     for r in &body.result {
-        let i = match r {
-            Atom::Var(_) => Instr::Var(slot_of(&stack, *r).expect("results are in scope")),
-            Atom::Const(c) => Instr::Const(*c),
-        };
+        let i = copy(&stack, *r);
         stack.push(*r);
         temp.push(true);
         push(&mut instrs, &mut stacks, &stack, &temp, i);
