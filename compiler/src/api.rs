@@ -52,9 +52,30 @@ pub struct Program {
     pub differentiated: ir::Program,
     /// The IR that runs: after the AD pass and the optimiser (`emit --stage opt`).
     pub ir: ir::Program,
-    /// Interpreter settings (the `while` iteration limit).
+    /// Interpreter settings (the `while` iteration limit; the JIT obeys it too).
     pub options: interp::Options,
+    /// Which engine runs calls ([`Engine::Jit`] unless the caller chooses).
+    pub engine: Engine,
     /// How long each pass took to compile this program.
+    pub timings: Vec<(&'static str, std::time::Duration)>,
+    /// The loop IR and native code, built on the first JIT call (or by [`Self::native`]).
+    native: std::cell::OnceCell<Result<NativeCode, Diagnostic>>,
+}
+
+/// What runs an entry point's calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Native code from the Cranelift JIT (the default).
+    Jit,
+    /// The reference interpreter (`slope run --interp`).
+    Interp,
+}
+
+/// The program lowered to loops and compiled to native code.
+pub struct NativeCode {
+    pub loops: crate::loops::Program,
+    pub code: crate::jit::Native,
+    /// Time to lower (`loops`) and to generate code (`jit`).
     pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
@@ -79,10 +100,43 @@ impl Program {
                 differentiated: st.differentiated,
                 ir: st.optimised,
                 options: interp::Options::default(),
+                engine: Engine::Jit,
                 timings: st.timings,
+                native: std::cell::OnceCell::new(),
             }),
             Err(diagnostics) => Err(Failure { sources, diagnostics }),
         }
+    }
+
+    /// A program with no definitions (the REPL's starting point).
+    pub fn empty(sources: SourceMap) -> Program {
+        Program {
+            sources,
+            main: crate::syntax::ast::Module { items: Vec::new() },
+            checked: Default::default(),
+            elaborated: Default::default(),
+            differentiated: Default::default(),
+            ir: Default::default(),
+            options: Default::default(),
+            engine: Engine::Jit,
+            timings: Vec::new(),
+            native: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The native code of this program, lowered and compiled on first use.
+    pub fn native(&self) -> Result<&NativeCode, Failure> {
+        let built = self.native.get_or_init(|| {
+            let span = self.ir.funcs.first().map(|f| f.span).unwrap_or_default();
+            let start = std::time::Instant::now();
+            let loops =
+                crate::loops::lower::lower_program(&self.ir).map_err(|e| Diagnostic::internal("loops", e, span))?;
+            let lowered = std::time::Instant::now();
+            let code = crate::jit::compile(&loops).map_err(|e| Diagnostic::internal("jit", e, span))?;
+            let timings = vec![("loops", lowered - start), ("jit", lowered.elapsed())];
+            Ok(NativeCode { loops, code, timings })
+        });
+        built.as_ref().map_err(|d| self.fail(d.clone()))
     }
 
     fn fail(&self, d: Diagnostic) -> Failure {
@@ -139,9 +193,21 @@ impl Program {
     /// Calls an entry with a JSON input: an object mapping parameter names to
     /// values, or a bare value for an entry with one parameter.
     pub fn call_json(&self, entry: &str, input: &serde_json::Value) -> Result<serde_json::Value, Failure> {
+        self.call_json_on(self.engine, entry, input)
+    }
+
+    /// [`Self::call_json`] on a given engine (differential tests run both).
+    pub fn call_json_on(
+        &self,
+        engine: Engine,
+        entry: &str,
+        input: &serde_json::Value,
+    ) -> Result<serde_json::Value, Failure> {
         let sig = self.signature(entry).clone();
         let args = self.json_args(entry, input)?;
-        let value = self.call(entry, args)?;
+        let call_sig = self.call_signature(entry, args.len())?;
+        let values = self.decode_args(args, call_sig)?;
+        let (value, _) = self.run_values(entry, call_sig, &values, engine)?;
         json::encode_typed(&value, &values::value_type(&sig.ret)).map_err(|e| {
             self.fail(Diagnostic::error(
                 Code::E0304,
@@ -214,18 +280,20 @@ impl Program {
 
     /// Calls an entry on arguments in parameter order and returns its result.
     pub fn call(&self, entry: &str, args: Vec<Arg>) -> Result<Value, Failure> {
-        self.call_with_cost(entry, args).map(|(v, _)| v)
+        let sig = self.call_signature(entry, args.len())?;
+        let values = self.decode_args(args, sig)?;
+        self.run_values(entry, sig, &values, self.engine).map(|(v, _)| v)
     }
 
-    /// Like [`Self::call`], also returning the interpreter's operation counts.
+    /// Like [`Self::call`] on the interpreter, also returning its operation counts.
     pub fn call_with_cost(&self, entry: &str, args: Vec<Arg>) -> Result<(Value, interp::Cost), Failure> {
         let sig = self.call_signature(entry, args.len())?;
-        let values = args
-            .into_iter()
-            .zip(&sig.params)
-            .map(|(arg, (name, ty))| self.decode_arg(arg, name, ty, sig))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.run_values(entry, sig, &values)
+        let values = self.decode_args(args, sig)?;
+        self.run_values(entry, sig, &values, Engine::Interp).map(|(v, c)| (v, c.unwrap_or_default()))
+    }
+
+    fn decode_args(&self, args: Vec<Arg>, sig: &ir::Signature) -> Result<Vec<Value>, Failure> {
+        args.into_iter().zip(&sig.params).map(|(arg, (name, ty))| self.decode_arg(arg, name, ty, sig)).collect()
     }
 
     /// Calls an entry on argument values already decoded (by
@@ -234,7 +302,7 @@ impl Program {
     /// mutates its inputs, so the same arguments can be passed again.
     pub fn call_values(&self, entry: &str, args: &[Value]) -> Result<Value, Failure> {
         let sig = self.call_signature(entry, args.len())?;
-        self.run_values(entry, sig, args).map(|(v, _)| v)
+        self.run_values(entry, sig, args, self.engine).map(|(v, _)| v)
     }
 
     /// The signature of `entry`, once `given` arguments are known to match it.
@@ -246,14 +314,34 @@ impl Program {
         Ok(sig)
     }
 
-    /// Runs `entry` on decoded arguments of the right number and types.
-    fn run_values(&self, entry: &str, sig: &ir::Signature, args: &[Value]) -> Result<(Value, interp::Cost), Failure> {
+    /// Runs `entry` on decoded arguments of the right number and types; the
+    /// interpreter also reports its operation counts.
+    fn run_values(
+        &self,
+        entry: &str,
+        sig: &ir::Signature,
+        args: &[Value],
+        engine: Engine,
+    ) -> Result<(Value, Option<interp::Cost>), Failure> {
         let mut leaves = Vec::new();
         for value in args {
             values::flatten(value, &mut leaves);
         }
-        let (results, cost) =
-            interp::run(&self.ir, entry, leaves, &self.options).map_err(|e| self.fail(e.to_diagnostic()))?;
+        let (results, cost) = match engine {
+            Engine::Interp => {
+                let (r, c) =
+                    interp::run(&self.ir, entry, leaves, &self.options).map_err(|e| self.fail(e.to_diagnostic()))?;
+                (r, Some(c))
+            }
+            Engine::Jit => {
+                let native = self.native()?;
+                let r = native
+                    .code
+                    .call(entry, &leaves, self.options.while_limit)
+                    .map_err(|e| self.fail(e.to_diagnostic()))?;
+                (r, None)
+            }
+        };
         Ok((values::unflatten(&sig.ret, &mut results.into_iter()), cost))
     }
 
@@ -337,6 +425,20 @@ impl Program {
                     None => self.elaborated.clone(),
                 };
                 Ok(crate::ad::unary::print_program(&program))
+            }
+            "loops" | "clif" => {
+                let native = self.native()?;
+                let mut program = native.loops.clone();
+                if let Some(e) = entry {
+                    let name = self.entry_name(Some(e))?;
+                    program.funcs.retain(|f| f.name == name);
+                }
+                if stage == "loops" {
+                    Ok(program.funcs.iter().map(crate::loops::print_func).collect::<Vec<_>>().join("\n"))
+                } else {
+                    let span = self.main_span();
+                    crate::jit::clif_text(&program).map_err(|e| self.fail(Diagnostic::internal("jit", e, span)))
+                }
             }
             "ir" | "ad" | "opt" => {
                 let program = match stage {

@@ -39,6 +39,8 @@ pub const PASSES: &[Pass] = &[
         name: "opt",
         description: "simplify, fuse and hoist with the default rewrite schedule (opt::DEFAULT_SCHEDULE)",
     },
+    Pass { name: "loops", description: "lower to loops over explicit buffers (allocation, views, bounds checks)" },
+    Pass { name: "clif", description: "generate Cranelift IR from the loops, then native code (the JIT)" },
 ];
 
 /// Everything the compiler knows about a program after the front end.

@@ -15,6 +15,8 @@ pub mod elab;
 pub mod gradbench;
 pub mod gradcheck;
 pub mod ir;
+pub mod jit;
+pub mod loops;
 pub mod opt;
 pub mod session;
 pub mod stdlib;

@@ -35,7 +35,7 @@ enum Command {
         /// A JSON file mapping parameter names to values (a bare value for a one-parameter entry).
         #[arg(long)]
         input: Option<PathBuf>,
-        /// Use the reference interpreter (currently the only engine; the JIT will be the default).
+        /// Run on the reference interpreter instead of native code (the JIT).
         #[arg(long)]
         interp: bool,
         /// Fail (E0205) when a `while` loop runs more iterations than this.
@@ -81,6 +81,9 @@ enum Command {
         /// Measured runs per function (the median is reported), after one warm-up.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Time the reference interpreter instead of native code.
+        #[arg(long)]
+        interp: bool,
         /// Only these evals (e.g. `gmm lstm`).
         evals: Vec<String>,
     },
@@ -89,7 +92,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Print a compiler stage: ast, typed, ir, unary, ad or opt.
+    /// Print a compiler stage: ast, typed, ir, unary, ad, opt, loops or clif.
     Emit {
         #[arg(long, default_value = "ir")]
         stage: String,
@@ -121,8 +124,8 @@ fn main() -> ExitCode {
     cli::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);
     let result = match args.command {
         Command::Check { file } => cli::check(&file),
-        Command::Run { file, entry, input, interp: _, while_limit, args } => {
-            cli::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit)
+        Command::Run { file, entry, input, interp, while_limit, args } => {
+            cli::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit, interp)
         }
         Command::Emit { stage, file, entry, schedule } => {
             cli::emit(&file, &stage, entry.as_deref(), schedule.as_deref())
@@ -131,8 +134,9 @@ fn main() -> ExitCode {
         Command::Gradcheck { file, entry, input, points, seed } => {
             cli::gradcheck(&file, entry.as_deref(), &input, points, seed)
         }
-        Command::Bench { dir, fixtures, inputs, runs, evals } => {
-            match cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals) {
+        Command::Bench { dir, fixtures, inputs, runs, interp, evals } => {
+            let engine = if interp { slope::api::Engine::Interp } else { slope::api::Engine::Jit };
+            match cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals, engine) {
                 Ok(table) => Ok(table),
                 Err(message) => {
                     eprintln!("error: {message}");

@@ -121,16 +121,7 @@ impl Session {
         inputs.add("<repl>", "");
         let mut sources = SourceMap::new();
         sources.add("<repl>", "");
-        let program = Program {
-            sources,
-            main: crate::syntax::ast::Module { items: Vec::new() },
-            checked: Default::default(),
-            elaborated: Default::default(),
-            differentiated: Default::default(),
-            ir: Default::default(),
-            options: Default::default(),
-            timings: Vec::new(),
-        };
+        let program = Program::empty(sources);
         Session {
             reader: Box::new(reader),
             inputs,

@@ -19,7 +19,7 @@
 //! `gradcheck: JSON` checks the current entry's derivatives at that point.
 //! This module is pure: callers read the files.
 
-use crate::api::{Failure, Program};
+use crate::api::{Engine, Failure, Program};
 use crate::diagnostic::RenderStyle;
 
 #[derive(Debug, Default)]
@@ -165,10 +165,15 @@ pub fn check_program(name: &str, header: &Header, compiled: Result<&Program, &Fa
     failures
 }
 
-/// Runs one case: the output within 1e-9, or the expected run-time error code.
+/// Runs one case on native code: the output within 1e-9, or the expected
+/// run-time error code. The interpreter runs it too, and the two engines must
+/// agree (see [`engines_agree`]).
 pub fn check_case(program: &Program, case: &Case) -> Result<(), String> {
     let entry = program.entry_name(case.entry.as_deref()).map_err(|f| f.render(RenderStyle::Short))?;
-    let result = program.call_json(&entry, &case.input);
+    let result = program.call_json_on(Engine::Jit, &entry, &case.input);
+    let reference = program.call_json_on(Engine::Interp, &entry, &case.input);
+    engines_agree(&result, &reference)
+        .map_err(|e| format!("{entry} {}: the JIT and the interpreter disagree: {e}", case.input))?;
     match (&case.expect, result) {
         (Expect::Output(expected), Ok(actual)) => json_close(&actual, expected, 1e-9, "result")
             .map_err(|e| format!("{entry} {}: {e}\n  got {actual}", case.input)),
@@ -180,6 +185,34 @@ pub fn check_case(program: &Program, case: &Case) -> Result<(), String> {
             } else {
                 Err(format!("{entry} {}: expected {code}, got:\n{}", case.input, f.render(RenderStyle::Short)))
             }
+        }
+    }
+}
+
+/// Differential check of the JIT (`native`) against the interpreter
+/// (`reference`): equal results up to 1e-12 (the engines evaluate the same
+/// operations in the same order, so in practice they are bit-identical), or
+/// the same error — code, span and message.
+pub fn engines_agree(
+    native: &Result<serde_json::Value, Failure>,
+    reference: &Result<serde_json::Value, Failure>,
+) -> Result<(), String> {
+    match (native, reference) {
+        (Ok(a), Ok(b)) if a == b => Ok(()),
+        (Ok(a), Ok(b)) => json_close(a, b, 1e-12, "result").map_err(|e| format!("{e}\n  jit {a}\n  interpreter {b}")),
+        (Err(a), Err(b)) => {
+            let (a, b) = (a.render(RenderStyle::Short), b.render(RenderStyle::Short));
+            if a == b {
+                Ok(())
+            } else {
+                Err(format!("different errors:\n  jit: {a}\n  interpreter: {b}"))
+            }
+        }
+        (Ok(a), Err(b)) => {
+            Err(format!("the jit returned {a}, the interpreter failed: {}", b.render(RenderStyle::Short)))
+        }
+        (Err(a), Ok(b)) => {
+            Err(format!("the interpreter returned {b}, the jit failed: {}", a.render(RenderStyle::Short)))
         }
     }
 }

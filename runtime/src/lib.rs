@@ -8,6 +8,7 @@
 
 pub mod json;
 pub mod math;
+pub mod native;
 pub mod npy;
 pub mod value;
 

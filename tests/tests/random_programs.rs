@@ -7,7 +7,7 @@
 //! by hand. Each program is also run before and after the optimiser: the
 //! values must agree.
 
-use slope::api::Program;
+use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
 use slope::driver::no_files;
 use slope::gradcheck::{gradcheck, Rng};
@@ -119,6 +119,11 @@ fn forward_reverse_and_finite_differences_agree_on_random_programs() {
             let (Val::F64(a), Val::F64(b)) = (a, b) else { continue };
             assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "random program {n}: optimised {b} vs raw {a}\n{src}");
         }
+        // Native code computes what the interpreter computes.
+        let native = program.call_json_on(Engine::Jit, entry, &input);
+        let reference = program.call_json_on(Engine::Interp, entry, &input);
+        slope::testfile::engines_agree(&native, &reference)
+            .unwrap_or_else(|e| panic!("random program {n}, jit vs interpreter: {e}\n{src}"));
         // Checkpointed reverse mode gives the same derivatives.
         let mut options = slope::driver::Options::default();
         options.ad.checkpoint = true;

@@ -7,11 +7,14 @@
 //! call (measured by the binary's counting allocator). Timings are printed,
 //! never asserted: they belong in benchmarks, not tests.
 //!
+//! Engine: native code (the JIT) unless `--interp`. Compile time is the
+//! whole pipeline, lowering and code generation included.
+//!
 //! Workloads: every fixture in `--fixtures` (default `../shared/fixtures`),
 //! and, with `--inputs DIR`, the GradBench message files that
 //! `scripts/gradbench_inputs.py generate` writes (GradBench's default sizes).
 
-use slope::api::Program;
+use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -67,7 +70,14 @@ const EVALS: &[(&str, &str, &str, &str)] = &[
     ("ht-complicated", "ht", "objective", "jacobian"),
 ];
 
-pub fn run(dir: &Path, fixtures: &Path, inputs: Option<&Path>, runs: usize, only: &[String]) -> Result<String, String> {
+pub fn run(
+    dir: &Path,
+    fixtures: &Path,
+    inputs: Option<&Path>,
+    runs: usize,
+    only: &[String],
+    engine: Engine,
+) -> Result<String, String> {
     let mut rows = Vec::new();
     for &(eval, module, primal, derivative) in EVALS {
         if !only.is_empty() && !only.iter().any(|o| o == eval) {
@@ -76,8 +86,12 @@ pub fn run(dir: &Path, fixtures: &Path, inputs: Option<&Path>, runs: usize, only
         let path = dir.join(format!("{module}.slope"));
         let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let start = Instant::now();
-        let program = Program::compile(&path.display().to_string(), &text, &super::file_loader)
+        let mut program = Program::compile(&path.display().to_string(), &text, &super::file_loader)
             .map_err(|f| f.render(RenderStyle::Short))?;
+        program.engine = engine;
+        if engine == Engine::Jit {
+            program.native().map_err(|f| f.render(RenderStyle::Short))?;
+        }
         let compile = start.elapsed();
         let mut workloads = fixture_workloads(&fixtures.join(eval), primal)?;
         if let Some(inputs) = inputs {
@@ -89,7 +103,7 @@ pub fn run(dir: &Path, fixtures: &Path, inputs: Option<&Path>, runs: usize, only
             rows.push(Row { eval, workload: name, compile, primal: p.0, derivative: d.0, peak: d.1 });
         }
     }
-    Ok(table(&rows))
+    Ok(table(&rows, engine))
 }
 
 struct Row {
@@ -167,7 +181,7 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
-fn table(rows: &[Row]) -> String {
+fn table(rows: &[Row], engine: Engine) -> String {
     let mut out = String::from(
         "| eval | workload | compile (ms) | primal (ms) | derivative (ms) | derivative / primal | peak heap, derivative (MB) |\n\
          |---|---|---:|---:|---:|---:|---:|\n",
@@ -185,6 +199,10 @@ fn table(rows: &[Row]) -> String {
             r.peak as f64 / 1e6
         ));
     }
-    out.push_str("\nmedian of the measured runs after one warm-up; engine: reference interpreter\n");
+    let engine = match engine {
+        Engine::Jit => "native code (Cranelift JIT)",
+        Engine::Interp => "reference interpreter",
+    };
+    out.push_str(&format!("\nmedian of the measured runs after one warm-up; engine: {engine}\n"));
     out
 }

@@ -61,8 +61,11 @@ fn compile(file: &Path) -> Result<Program, CliFailure> {
     options.ad.checkpoint = CHECKPOINT.load(std::sync::atomic::Ordering::Relaxed);
     let program = Program::compile_with(&file.display().to_string(), &text, &file_loader, &options)?;
     if TIMINGS.load(std::sync::atomic::Ordering::Relaxed) {
-        let total: std::time::Duration = program.timings.iter().map(|(_, d)| *d).sum();
-        for (pass, d) in &program.timings {
+        // The native code is built on first use; build it now to time it.
+        let mut timings = program.timings.clone();
+        timings.extend(program.native()?.timings.iter().copied());
+        let total: std::time::Duration = timings.iter().map(|(_, d)| *d).sum();
+        for (pass, d) in &timings {
             eprintln!("{pass:>8} {:9.3} ms", d.as_secs_f64() * 1e3);
         }
         eprintln!("{:>8} {:9.3} ms", "total", total.as_secs_f64() * 1e3);
@@ -99,9 +102,13 @@ pub fn run(
     input: Option<&Path>,
     args: &[String],
     while_limit: u64,
+    interp: bool,
 ) -> Result<String, CliFailure> {
     let mut program = compile(file)?;
     program.options.while_limit = while_limit;
+    if interp {
+        program.engine = slope::api::Engine::Interp;
+    }
     let entry = program.entry_name(entry)?;
     let result = match input {
         Some(path) => {

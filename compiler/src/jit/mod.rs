@@ -1,0 +1,1321 @@
+//! Native code for the loop IR, with Cranelift.
+//!
+//! Input: a [`loops::Program`]. Output: a [`Native`] holding one JIT-compiled
+//! function per [`loops::Func`], callable on interpreter [`Val`]s, or the
+//! CLIF text of the functions ([`clif_text`], for `slope emit --stage clif`).
+//!
+//! Each function has the C ABI
+//! `extern "C" fn(args: *const u64, results: *mut u64, ctx: *mut Ctx) -> i32`:
+//! argument word `k` (at `args + 8k`) initialises `func.params[k]` and result
+//! word `k` receives `func.results[k]`; a scalar sits in the low bytes of its
+//! word (`f32` in the low 4, `bool` as 0/1 in the low byte). The function
+//! returns 0, or 1 after a `Fail` recorded its site and arguments in the
+//! [`Ctx`]. Memory comes from the `Ctx` arena (`slope_runtime::native`), which
+//! [`Native::call`] empties after every call.
+//!
+//! Invariants relied on (established by `loops::lower`): loads and stores are
+//! in bounds (they are emitted as trusted, non-trapping accesses), integer
+//! divisors are non-zero and exponents non-negative, and every variable is
+//! assigned before it is read. Scalar operations compute exactly what
+//! `ir::interp` computes: wrapping integer arithmetic (`i64::MIN / -1`
+//! included), the interpreter's NaN rules for `min`/`max`, and the host's
+//! math functions for everything Cranelift has no instruction for.
+
+use crate::diagnostic::{Code, Span};
+use crate::ir::interp::{RuntimeError, Val};
+use crate::ir::{BinOp, Const, UnOp};
+use crate::loops::{self, Inst, LVar, Leaf, MTy, Operand, Rhs};
+use cranelift::codegen::ir::{ExtFuncData, ExternalName, FuncRef, Function, UserFuncName};
+use cranelift::codegen::print_errors::pretty_error;
+use cranelift::codegen::Context;
+use cranelift::prelude::*;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleError};
+use slope_runtime::native::{self as rt, Ctx};
+use slope_runtime::{Array, ArrayData, ElemType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The C signature of a compiled function.
+type Entry = unsafe extern "C" fn(*const u64, *mut u64, *mut Ctx) -> i32;
+
+/// The compiled functions of a program, ready to call.
+pub struct Native {
+    /// `None` only while dropping.
+    module: Option<JITModule>,
+    funcs: Vec<(loops::Func, Entry)>,
+    ctx: RefCell<Ctx>,
+}
+
+impl Drop for Native {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: the code pointers die with `self`; nothing can call them now.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+/// Compiles every function of `program` into one JIT module.
+pub fn compile(program: &loops::Program) -> Result<Native, String> {
+    let mut module = new_module()?;
+    let ids = match define_all(&mut module, program) {
+        Ok(ids) => ids,
+        Err(e) => {
+            // SAFETY: no code of this module was handed out.
+            unsafe { module.free_memory() };
+            return Err(e);
+        }
+    };
+    let funcs = program
+        .funcs
+        .iter()
+        .zip(ids)
+        .map(|(f, id)| {
+            let code = module.get_finalized_function(id);
+            // SAFETY: `build` gave the function exactly the `Entry` signature.
+            (f.clone(), unsafe { std::mem::transmute::<*const u8, Entry>(code) })
+        })
+        .collect();
+    Ok(Native { module: Some(module), funcs, ctx: RefCell::new(Ctx::new(0)) })
+}
+
+/// Defines and finalizes every function of `program` in `module`.
+fn define_all(module: &mut JITModule, program: &loops::Program) -> Result<Vec<FuncId>, String> {
+    let mut imports = Imports { ids: HashMap::new(), by_name: false };
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut ids = Vec::with_capacity(program.funcs.len());
+    for f in &program.funcs {
+        ctx.func.signature = entry_signature(module);
+        let id = module.declare_anonymous_function(&ctx.func.signature).map_err(|e| e.to_string())?;
+        build(module, &mut imports, f, &mut ctx.func, &mut fctx)?;
+        define(module, id, &mut ctx).map_err(|e| format!("cannot compile `{}`: {e}", f.name))?;
+        module.clear_context(&mut ctx);
+        ids.push(id);
+    }
+    module.finalize_definitions().map_err(|e| e.to_string())?;
+    Ok(ids)
+}
+
+/// The CLIF of every function of `program`, as built (before Cranelift optimises it).
+pub fn clif_text(program: &loops::Program) -> Result<String, String> {
+    let mut module = new_module()?;
+    let mut imports = Imports { ids: HashMap::new(), by_name: true };
+    let mut fctx = FunctionBuilderContext::new();
+    let mut out = String::new();
+    for f in &program.funcs {
+        let mut func = Function::with_name_signature(UserFuncName::testcase(&f.name), entry_signature(&module));
+        build(&mut module, &mut imports, f, &mut func, &mut fctx)?;
+        out.push_str(&func.display().to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A JIT module that can call the runtime's functions.
+fn new_module() -> Result<JITModule, String> {
+    let verify = if cfg!(debug_assertions) { "true" } else { "false" };
+    let flags = [("opt_level", "speed"), ("enable_verifier", verify)];
+    let mut jb = JITBuilder::with_flags(&flags, default_libcall_names()).map_err(|e| e.to_string())?;
+    for (name, ptr) in rt::symbols() {
+        jb.symbol(name, ptr);
+    }
+    let module = JITModule::new(jb);
+    if module.target_config().pointer_type() != types::I64 {
+        return Err("native code needs a 64-bit target".into());
+    }
+    Ok(module)
+}
+
+/// `(args, results, ctx) -> status`, all pointers 64-bit.
+fn entry_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    sig.params.extend([AbiParam::new(types::I64); 3]);
+    sig.returns.push(AbiParam::new(types::I32));
+    sig
+}
+
+/// Defines `id` from `ctx`, rendering a verifier error with the CLIF.
+fn define(module: &mut JITModule, id: FuncId, ctx: &mut Context) -> Result<(), String> {
+    match module.define_function(id, ctx) {
+        Ok(()) => Ok(()),
+        Err(ModuleError::Compilation(e)) => Err(pretty_error(&ctx.func, e)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The runtime functions a module imports, declared once per module.
+struct Imports {
+    ids: HashMap<String, FuncId>,
+    /// Import by symbol name instead of through the module (readable CLIF).
+    by_name: bool,
+}
+
+fn cl_type(t: MTy) -> Type {
+    match t {
+        MTy::F64 => types::F64,
+        MTy::F32 => types::F32,
+        MTy::I64 => types::I64,
+        MTy::Bool => types::I8,
+    }
+}
+
+/// Builds the CLIF of `f` into `func`, whose signature is already the entry signature.
+fn build(
+    module: &mut JITModule,
+    imports: &mut Imports,
+    f: &loops::Func,
+    func: &mut Function,
+    fctx: &mut FunctionBuilderContext,
+) -> Result<(), String> {
+    let mut b = FunctionBuilder::new(func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let (args, results, ctx) = (params[0], params[1], params[2]);
+    let vars = f.vars.iter().map(|&(_, t)| b.declare_var(cl_type(t))).collect();
+    let mut g = Gen { b, module, imports, refs: HashMap::new(), f, vars, ctx, fail_exit: None };
+
+    for (k, &p) in f.params.iter().enumerate() {
+        let v = g.b.ins().load(cl_type(f.ty(p)), MemFlagsData::trusted(), args, 8 * k as i32);
+        g.b.def_var(g.vars[p.0 as usize], v);
+    }
+    g.block(&f.body)?;
+    for (k, &r) in f.results.iter().enumerate() {
+        let v = g.operand(r);
+        g.b.ins().store(MemFlagsData::trusted(), v, results, 8 * k as i32);
+    }
+    let ok = g.b.ins().iconst(types::I32, 0);
+    g.b.ins().return_(&[ok]);
+
+    if let Some(fail_exit) = g.fail_exit {
+        g.b.switch_to_block(fail_exit);
+        g.b.seal_block(fail_exit);
+        g.b.set_cold_block(fail_exit);
+        let failed = g.b.ins().iconst(types::I32, 1);
+        g.b.ins().return_(&[failed]);
+    }
+    g.b.finalize(g.module.target_config());
+    Ok(())
+}
+
+/// The state of building one function.
+struct Gen<'a, 'm> {
+    b: FunctionBuilder<'a>,
+    module: &'m mut JITModule,
+    imports: &'m mut Imports,
+    /// Runtime functions imported into this function so far.
+    refs: HashMap<String, FuncRef>,
+    f: &'m loops::Func,
+    vars: Vec<Variable>,
+    /// The `*mut Ctx` parameter.
+    ctx: Value,
+    /// Returns 1; every `Fail` jumps here (created by the first one).
+    fail_exit: Option<Block>,
+}
+
+impl Gen<'_, '_> {
+    fn block(&mut self, insts: &[Inst]) -> Result<(), String> {
+        insts.iter().try_for_each(|i| self.inst(i))
+    }
+
+    fn var(&self, v: LVar) -> Variable {
+        self.vars[v.0 as usize]
+    }
+
+    fn ty(&self, o: Operand) -> MTy {
+        self.f.operand_type(o)
+    }
+
+    fn inst(&mut self, inst: &Inst) -> Result<(), String> {
+        match inst {
+            Inst::Let(v, rhs) => {
+                let val = self.rhs(rhs, self.f.ty(*v))?;
+                self.b.def_var(self.var(*v), val);
+            }
+            Inst::Store { elem, base, index, value } => {
+                let addr = self.address(*elem, *base, *index);
+                let v = self.operand(*value);
+                self.b.ins().store(MemFlagsData::trusted(), v, addr, 0);
+            }
+            Inst::Copy { elem, dst, src, count } => {
+                let (dst, src) = (self.operand(*dst), self.operand(*src));
+                let bytes = self.bytes(*elem, *count);
+                self.call_void("slope_copy", &[types::I64; 3], &[dst, src, bytes]);
+            }
+            Inst::For { index, bound, body } => {
+                let bound = self.operand(*bound);
+                // A counter of our own, so the body cannot change the trip count.
+                let counter = self.b.declare_var(types::I64);
+                let zero = self.b.ins().iconst(types::I64, 0);
+                self.b.def_var(counter, zero);
+                let (header, body_blk, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                self.b.ins().jump(header, &[]);
+                self.b.switch_to_block(header);
+                let i = self.b.use_var(counter);
+                let more = self.b.ins().icmp(IntCC::SignedLessThan, i, bound);
+                self.b.ins().brif(more, body_blk, &[], exit, &[]);
+                self.b.switch_to_block(body_blk);
+                self.b.seal_block(body_blk);
+                self.b.def_var(self.var(*index), i);
+                self.block(body)?;
+                let next = self.b.ins().iadd_imm_s(i, 1);
+                self.b.def_var(counter, next);
+                self.b.ins().jump(header, &[]);
+                self.b.seal_block(header);
+                self.b.switch_to_block(exit);
+                self.b.seal_block(exit);
+            }
+            Inst::While { cond, test, body } => {
+                let (header, body_blk, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                self.b.ins().jump(header, &[]);
+                self.b.switch_to_block(header);
+                self.block(cond)?;
+                let t = self.operand(*test);
+                self.b.ins().brif(t, body_blk, &[], exit, &[]);
+                self.b.switch_to_block(body_blk);
+                self.b.seal_block(body_blk);
+                self.block(body)?;
+                self.b.ins().jump(header, &[]);
+                self.b.seal_block(header);
+                self.b.switch_to_block(exit);
+                self.b.seal_block(exit);
+            }
+            Inst::If { cond, then, els } => {
+                let c = self.operand(*cond);
+                let (then_blk, merge) = (self.b.create_block(), self.b.create_block());
+                let else_blk = if els.is_empty() { merge } else { self.b.create_block() };
+                self.b.ins().brif(c, then_blk, &[], else_blk, &[]);
+                self.b.switch_to_block(then_blk);
+                self.b.seal_block(then_blk);
+                self.block(then)?;
+                self.b.ins().jump(merge, &[]);
+                if !els.is_empty() {
+                    self.b.switch_to_block(else_blk);
+                    self.b.seal_block(else_blk);
+                    self.block(els)?;
+                    self.b.ins().jump(merge, &[]);
+                }
+                self.b.switch_to_block(merge);
+                self.b.seal_block(merge);
+            }
+            Inst::Fail { site, args } => {
+                for &a in args {
+                    let w = self.word(a);
+                    let ctx = self.ctx;
+                    self.call_void("slope_fail_arg", &[types::I64; 2], &[ctx, w]);
+                }
+                let site = self.b.ins().iconst(types::I64, i64::from(*site));
+                let ctx = self.ctx;
+                self.call_void("slope_fail", &[types::I64; 2], &[ctx, site]);
+                let exit = *self.fail_exit.get_or_insert_with(|| self.b.create_block());
+                self.b.ins().jump(exit, &[]);
+                // Whatever follows is unreachable; give it a block of its own.
+                let dead = self.b.create_block();
+                self.b.switch_to_block(dead);
+                self.b.seal_block(dead);
+            }
+            Inst::Release { mark, keep } => {
+                let ctx = self.ctx;
+                for &k in keep {
+                    let p = self.operand(k);
+                    self.call_void("slope_keep", &[types::I64; 2], &[ctx, p]);
+                }
+                let mark = self.operand(*mark);
+                self.call_void("slope_release", &[types::I64; 2], &[ctx, mark]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of `rhs`, assigned to a variable of type `to`.
+    fn rhs(&mut self, rhs: &Rhs, to: MTy) -> Result<Value, String> {
+        Ok(match rhs {
+            Rhs::Use(o) => self.operand(*o),
+            Rhs::Unary(op, x) => self.unary(*op, *x)?,
+            Rhs::Binary(op, x, y) => self.binary(*op, *x, *y)?,
+            Rhs::Convert(t, x) => self.convert(*t, *x),
+            Rhs::Select(c, x, y) => {
+                let (c, x, y) = (self.operand(*c), self.operand(*x), self.operand(*y));
+                self.b.ins().select(c, x, y)
+            }
+            Rhs::Load { elem, base, index } => {
+                let addr = self.address(*elem, *base, *index);
+                self.b.ins().load(cl_type(*elem), MemFlagsData::trusted(), addr, 0)
+            }
+            Rhs::Offset { elem, base, index } => self.address(*elem, *base, *index),
+            Rhs::Alloc { elem, count } => {
+                let bytes = self.bytes(*elem, *count);
+                let ctx = self.ctx;
+                self.call("slope_alloc", &[types::I64; 2], types::I64, &[ctx, bytes])
+            }
+            Rhs::Mark => {
+                let ctx = self.ctx;
+                self.call("slope_mark", &[types::I64], types::I64, &[ctx])
+            }
+            Rhs::WhileLimit => self.b.ins().load(types::I64, MemFlagsData::trusted(), self.ctx, 0),
+        })
+        .and_then(|v| {
+            let got = self.b.func.dfg.value_type(v);
+            if got == cl_type(to) {
+                Ok(v)
+            } else {
+                Err(format!("internal error: `{rhs:?}` gives a {got}, assigned to a {}", to.name()))
+            }
+        })
+    }
+
+    fn operand(&mut self, o: Operand) -> Value {
+        match o {
+            Operand::Var(v) => self.b.use_var(self.var(v)),
+            Operand::Const(c) => match c {
+                Const::F64(x) => self.b.ins().f64const(x),
+                Const::F32(x) => self.b.ins().f32const(x),
+                Const::I64(x) => self.b.ins().iconst(types::I64, x),
+                Const::Bool(x) => self.b.ins().iconst(types::I8, i64::from(x)),
+            },
+        }
+    }
+
+    /// `o` as the i64 word a failure message is rendered from.
+    fn word(&mut self, o: Operand) -> Value {
+        let v = self.operand(o);
+        match self.ty(o) {
+            MTy::I64 => v,
+            MTy::Bool => self.b.ins().uextend(types::I64, v),
+            MTy::F64 => self.b.ins().bitcast(types::I64, MemFlagsData::new(), v),
+            MTy::F32 => {
+                let bits = self.b.ins().bitcast(types::I32, MemFlagsData::new(), v);
+                self.b.ins().uextend(types::I64, bits)
+            }
+        }
+    }
+
+    /// `base + index * size(elem)`.
+    fn address(&mut self, elem: MTy, base: Operand, index: Operand) -> Value {
+        let base = self.operand(base);
+        let offset = self.bytes(elem, index);
+        self.b.ins().iadd(base, offset)
+    }
+
+    /// `count * size(elem)`.
+    fn bytes(&mut self, elem: MTy, count: Operand) -> Value {
+        if let Some(n) = count.as_i64() {
+            return self.b.ins().iconst(types::I64, n.wrapping_mul(elem.size()));
+        }
+        let n = self.operand(count);
+        match elem.size() {
+            1 => n,
+            size => self.b.ins().ishl_imm_u(n, i64::from(size.trailing_zeros())),
+        }
+    }
+
+    /// The runtime function `name` with parameters `params` (and result `ret`).
+    fn import(&mut self, name: &str, params: &[Type], ret: Option<Type>) -> FuncRef {
+        if let Some(&r) = self.refs.get(name) {
+            return r;
+        }
+        let mut sig = self.module.make_signature();
+        sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+        sig.returns.extend(ret.map(AbiParam::new));
+        let r = if self.imports.by_name {
+            let signature = self.b.import_signature(sig);
+            let name = ExternalName::testcase(name);
+            self.b.import_function(ExtFuncData { name, signature, colocated: false, patchable: false })
+        } else {
+            let id = match self.imports.ids.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = self
+                        .module
+                        .declare_function(name, Linkage::Import, &sig)
+                        .expect("each runtime function is declared with one signature");
+                    self.imports.ids.insert(name.to_string(), id);
+                    id
+                }
+            };
+            self.module.declare_func_in_func(id, self.b.func)
+        };
+        self.refs.insert(name.to_string(), r);
+        r
+    }
+
+    /// Calls the runtime function `name`, which returns nothing.
+    fn call_void(&mut self, name: &str, params: &[Type], args: &[Value]) {
+        let r = self.import(name, params, None);
+        self.b.ins().call(r, args);
+    }
+
+    /// Calls the runtime function `name`, which returns a `ret`.
+    fn call(&mut self, name: &str, params: &[Type], ret: Type, args: &[Value]) -> Value {
+        let r = self.import(name, params, Some(ret));
+        let inst = self.b.ins().call(r, args);
+        self.b.inst_results(inst)[0]
+    }
+
+    /// Calls the host's `slope_{name}_{f64|f32}` on float arguments.
+    fn host_float(&mut self, name: &str, t: MTy, args: &[Value]) -> Value {
+        let ty = cl_type(t);
+        let params = vec![ty; args.len()];
+        self.call(&format!("slope_{name}_{}", t.name()), &params, ty, args)
+    }
+
+    fn float_const(&mut self, t: MTy, x: f64) -> Value {
+        match t {
+            MTy::F32 => self.b.ins().f32const(x as f32),
+            _ => self.b.ins().f64const(x),
+        }
+    }
+
+    fn unary(&mut self, op: UnOp, xo: Operand) -> Result<Value, String> {
+        let t = self.ty(xo);
+        let x = self.operand(xo);
+        let bad = || Err(format!("internal error: `{}` applied to a {}", op.name(), t.name()));
+        if op == UnOp::StopGradient {
+            return Ok(x);
+        }
+        Ok(match t {
+            MTy::F64 | MTy::F32 => match op {
+                UnOp::Neg => self.b.ins().fneg(x),
+                UnOp::Abs => self.b.ins().fabs(x),
+                UnOp::Sqrt => self.b.ins().sqrt(x),
+                UnOp::Sigmoid => {
+                    // 1 / (1 + exp(-x)), in the interpreter's order.
+                    let neg = self.b.ins().fneg(x);
+                    let e = self.host_float("exp", t, &[neg]);
+                    let one = self.float_const(t, 1.0);
+                    let d = self.b.ins().fadd(one, e);
+                    self.b.ins().fdiv(one, d)
+                }
+                UnOp::Exp => self.host_float("exp", t, &[x]),
+                UnOp::Log => self.host_float("log", t, &[x]),
+                UnOp::Sin => self.host_float("sin", t, &[x]),
+                UnOp::Cos => self.host_float("cos", t, &[x]),
+                UnOp::Tan => self.host_float("tan", t, &[x]),
+                UnOp::Tanh => self.host_float("tanh", t, &[x]),
+                UnOp::Log1p => self.host_float("log1p", t, &[x]),
+                UnOp::Expm1 => self.host_float("expm1", t, &[x]),
+                UnOp::Floor => self.host_float("floor", t, &[x]),
+                UnOp::Ceil => self.host_float("ceil", t, &[x]),
+                UnOp::Lgamma => self.host_float("lgamma", t, &[x]),
+                UnOp::Digamma => self.host_float("digamma", t, &[x]),
+                UnOp::Trigamma => self.host_float("trigamma", t, &[x]),
+                UnOp::Erf => self.host_float("erf", t, &[x]),
+                UnOp::Not | UnOp::StopGradient => return bad(),
+            },
+            MTy::I64 => match op {
+                UnOp::Neg => self.b.ins().ineg(x),
+                UnOp::Abs => self.b.ins().iabs(x),
+                _ => return bad(),
+            },
+            MTy::Bool => match op {
+                UnOp::Not => self.b.ins().bxor_imm_u(x, 1),
+                _ => return bad(),
+            },
+        })
+    }
+
+    fn binary(&mut self, op: BinOp, xo: Operand, yo: Operand) -> Result<Value, String> {
+        let (t, u) = (self.ty(xo), self.ty(yo));
+        if u != t {
+            return Err(format!("internal error: `{}` applied to a {} and a {}", op.symbol(), t.name(), u.name()));
+        }
+        let (a, b) = (self.operand(xo), self.operand(yo));
+        let bad = || Err(format!("internal error: `{}` applied to {}s", op.symbol(), t.name()));
+        Ok(match t {
+            MTy::F64 | MTy::F32 => match op {
+                BinOp::Add => self.b.ins().fadd(a, b),
+                BinOp::Sub => self.b.ins().fsub(a, b),
+                BinOp::Mul => self.b.ins().fmul(a, b),
+                BinOp::Div => self.b.ins().fdiv(a, b),
+                BinOp::Rem => self.host_float("fmod", t, &[a, b]),
+                BinOp::Pow => self.host_float("pow", t, &[a, b]),
+                // NaN in a gives a; else NaN in b gives b; else b if it wins, else a.
+                BinOp::Min | BinOp::Max => {
+                    let cc = if op == BinOp::Min { FloatCC::LessThan } else { FloatCC::GreaterThan };
+                    let wins = self.b.ins().fcmp(cc, b, a);
+                    let a_nan = self.b.ins().fcmp(FloatCC::Unordered, a, a);
+                    let b_nan = self.b.ins().fcmp(FloatCC::Unordered, b, b);
+                    let r = self.b.ins().select(wins, b, a);
+                    let r = self.b.ins().select(b_nan, b, r);
+                    self.b.ins().select(a_nan, a, r)
+                }
+                BinOp::Eq => self.b.ins().fcmp(FloatCC::Equal, a, b),
+                BinOp::Ne => self.b.ins().fcmp(FloatCC::NotEqual, a, b),
+                BinOp::Lt => self.b.ins().fcmp(FloatCC::LessThan, a, b),
+                BinOp::Le => self.b.ins().fcmp(FloatCC::LessThanOrEqual, a, b),
+                BinOp::Gt => self.b.ins().fcmp(FloatCC::GreaterThan, a, b),
+                BinOp::Ge => self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, a, b),
+                BinOp::And | BinOp::Or => return bad(),
+            },
+            MTy::I64 => match op {
+                BinOp::Add => self.b.ins().iadd(a, b),
+                BinOp::Sub => self.b.ins().isub(a, b),
+                BinOp::Mul => self.b.ins().imul(a, b),
+                BinOp::Div | BinOp::Rem => {
+                    // i64::MIN / -1 traps in hardware: divide by 1 instead and
+                    // fix the result up (a / -1 = -a wrapping, a % -1 = 0).
+                    let minus_one = self.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
+                    let one = self.b.ins().iconst(types::I64, 1);
+                    let safe = self.b.ins().select(minus_one, one, b);
+                    if op == BinOp::Div {
+                        let q = self.b.ins().sdiv(a, safe);
+                        let neg = self.b.ins().ineg(a);
+                        self.b.ins().select(minus_one, neg, q)
+                    } else {
+                        let r = self.b.ins().srem(a, safe);
+                        let zero = self.b.ins().iconst(types::I64, 0);
+                        self.b.ins().select(minus_one, zero, r)
+                    }
+                }
+                BinOp::Pow => self.call("slope_ipow", &[types::I64; 2], types::I64, &[a, b]),
+                BinOp::Min => self.b.ins().smin(a, b),
+                BinOp::Max => self.b.ins().smax(a, b),
+                BinOp::Eq => self.b.ins().icmp(IntCC::Equal, a, b),
+                BinOp::Ne => self.b.ins().icmp(IntCC::NotEqual, a, b),
+                BinOp::Lt => self.b.ins().icmp(IntCC::SignedLessThan, a, b),
+                BinOp::Le => self.b.ins().icmp(IntCC::SignedLessThanOrEqual, a, b),
+                BinOp::Gt => self.b.ins().icmp(IntCC::SignedGreaterThan, a, b),
+                BinOp::Ge => self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, a, b),
+                BinOp::And | BinOp::Or => return bad(),
+            },
+            // On 0/1 bytes, the unsigned comparisons are the bool orderings (false < true).
+            MTy::Bool => match op {
+                BinOp::And | BinOp::Min => self.b.ins().band(a, b),
+                BinOp::Or | BinOp::Max => self.b.ins().bor(a, b),
+                BinOp::Eq => self.b.ins().icmp(IntCC::Equal, a, b),
+                BinOp::Ne => self.b.ins().icmp(IntCC::NotEqual, a, b),
+                BinOp::Lt => self.b.ins().icmp(IntCC::UnsignedLessThan, a, b),
+                BinOp::Le => self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, b),
+                BinOp::Gt => self.b.ins().icmp(IntCC::UnsignedGreaterThan, a, b),
+                BinOp::Ge => self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, b),
+                _ => return bad(),
+            },
+        })
+    }
+
+    /// Rust `as` semantics (float to int truncates, saturates, NaN → 0); to bool is `x != 0`.
+    fn convert(&mut self, to: MTy, xo: Operand) -> Value {
+        let from = self.ty(xo);
+        let x = self.operand(xo);
+        match (from, to) {
+            _ if from == to => x,
+            (MTy::F32, MTy::F64) => self.b.ins().fpromote(types::F64, x),
+            (MTy::F64, MTy::F32) => self.b.ins().fdemote(types::F32, x),
+            (MTy::I64, MTy::F64 | MTy::F32) => self.b.ins().fcvt_from_sint(cl_type(to), x),
+            (MTy::Bool, MTy::F64 | MTy::F32) => {
+                let wide = self.b.ins().uextend(types::I64, x);
+                self.b.ins().fcvt_from_sint(cl_type(to), wide)
+            }
+            (MTy::F64 | MTy::F32, MTy::I64) => self.b.ins().fcvt_to_sint_sat(types::I64, x),
+            (MTy::Bool, MTy::I64) => self.b.ins().uextend(types::I64, x),
+            (MTy::F64 | MTy::F32, MTy::Bool) => {
+                // NaN != 0 is true, as in Rust.
+                let zero = self.float_const(from, 0.0);
+                self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
+            }
+            (MTy::I64, MTy::Bool) => self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
+            _ => unreachable!("every pair of machine types is covered"),
+        }
+    }
+}
+
+impl Native {
+    /// The compiled function `name`.
+    fn func(&self, name: &str) -> Option<&(loops::Func, Entry)> {
+        self.funcs.iter().find(|(f, _)| f.name == name)
+    }
+
+    /// Runs `name` on `args` (one value per parameter leaf), failing `while`
+    /// loops after `while_limit` iterations. Errors are the interpreter's.
+    pub fn call(&self, name: &str, args: &[Val], while_limit: u64) -> Result<Vec<Val>, RuntimeError> {
+        let Some((f, code)) = self.func(name) else {
+            return Err(error(Code::E0301, format!("no function named `{name}`")));
+        };
+        let words = arg_words(f, args)?;
+        let n_results: usize = f.result_leaves.iter().map(|l| l.words()).sum();
+        let mut results = vec![0u64; n_results];
+        let mut ctx = self.ctx.borrow_mut();
+        ctx.reset();
+        ctx.while_limit = i64::try_from(while_limit).unwrap_or(i64::MAX);
+        // SAFETY: `words` holds a word per parameter of `f` and the arrays
+        // behind its pointers outlive the call; `results` has a word per result.
+        let status = unsafe { code(words.as_ptr(), results.as_mut_ptr(), &mut *ctx) };
+        let out = match status {
+            // SAFETY: on success the result pointers point to live buffers of
+            // the dimensions next to them (the arena is not reset yet).
+            0 => Ok(unsafe { result_vals(f, &results) }),
+            _ => Err(match ctx.take_failure() {
+                Some((site, args)) if (site as usize) < f.sites.len() => {
+                    let s = &f.sites[site as usize];
+                    RuntimeError { code: s.code, span: s.span, message: s.message.render(&args) }
+                }
+                other => error(Code::E0900, format!("internal compiler error: native code failed with {other:?}")),
+            }),
+        };
+        ctx.reset();
+        out
+    }
+
+    /// The most arena bytes any call has held at once.
+    pub fn peak_bytes(&self) -> usize {
+        self.ctx.borrow().peak_bytes()
+    }
+}
+
+fn error(code: Code, message: String) -> RuntimeError {
+    RuntimeError { code, message, span: Span::default() }
+}
+
+fn elem_type(t: MTy) -> ElemType {
+    match t {
+        MTy::F64 => ElemType::F64,
+        MTy::F32 => ElemType::F32,
+        MTy::I64 => ElemType::I64,
+        MTy::Bool => ElemType::Bool,
+    }
+}
+
+/// The elements and rank of a value, and its type as the IR writes it.
+fn describe(v: &Val) -> (ElemType, usize, String) {
+    let (elem, rank) = match v {
+        Val::F64(_) => (ElemType::F64, 0),
+        Val::F32(_) => (ElemType::F32, 0),
+        Val::I64(_) => (ElemType::I64, 0),
+        Val::Bool(_) => (ElemType::Bool, 0),
+        Val::Arr(a) => (a.elem_type(), a.rank()),
+    };
+    (elem, rank, format!("{}{}", "[]".repeat(rank), elem.name()))
+}
+
+/// The argument words of `f` for `args`, checked against its parameter leaves.
+fn arg_words(f: &loops::Func, args: &[Val]) -> Result<Vec<u64>, RuntimeError> {
+    if args.len() != f.param_leaves.len() {
+        let message = format!("`{}` takes {} arguments but was given {}", f.name, f.param_leaves.len(), args.len());
+        return Err(error(Code::E0302, message));
+    }
+    let mut words = Vec::with_capacity(f.params.len());
+    for (i, (leaf, a)) in f.param_leaves.iter().zip(args).enumerate() {
+        let (elem, rank, got) = describe(a);
+        if elem != elem_type(leaf.elem) || rank != leaf.rank as usize {
+            let name = f.params.get(words.len()).map_or("?", |&p| f.vars[p.0 as usize].0.as_str());
+            let want = format!("{}{}", "[]".repeat(leaf.rank as usize), leaf.elem.name());
+            let message =
+                format!("argument {} of `{}` (`{name}`) must be {want}, but the value is {got}", i + 1, f.name);
+            return Err(error(Code::E0302, message));
+        }
+        match a {
+            Val::F64(x) => words.push(x.to_bits()),
+            Val::F32(x) => words.push(u64::from(x.to_bits())),
+            Val::I64(x) => words.push(*x as u64),
+            Val::Bool(x) => words.push(u64::from(*x)),
+            Val::Arr(a) => {
+                let ptr = match &a.data {
+                    ArrayData::F64(v) => v.as_ptr() as u64,
+                    ArrayData::F32(v) => v.as_ptr() as u64,
+                    ArrayData::I64(v) => v.as_ptr() as u64,
+                    ArrayData::Bool(v) => v.as_ptr() as u64,
+                };
+                words.push(ptr);
+                words.extend(a.shape.iter().map(|&d| d as u64));
+            }
+        }
+    }
+    debug_assert_eq!(words.len(), f.params.len(), "parameter leaves and words disagree");
+    Ok(words)
+}
+
+/// The results of `f` from its result words.
+///
+/// # Safety
+/// Every array leaf's pointer must point to `product(dims)` live elements.
+unsafe fn result_vals(f: &loops::Func, words: &[u64]) -> Vec<Val> {
+    let mut at = 0;
+    let mut out = Vec::with_capacity(f.result_leaves.len());
+    for &Leaf { elem, rank } in &f.result_leaves {
+        let w = words[at];
+        if rank == 0 {
+            out.push(match elem {
+                MTy::F64 => Val::F64(f64::from_bits(w)),
+                MTy::F32 => Val::F32(f32::from_bits(w as u32)),
+                MTy::I64 => Val::I64(w as i64),
+                MTy::Bool => Val::Bool(w as u8 != 0),
+            });
+        } else {
+            let shape: Vec<usize> =
+                words[at + 1..at + 1 + rank as usize].iter().map(|&d| (d as i64).max(0) as usize).collect();
+            let n: usize = shape.iter().product();
+            // SAFETY: the caller's promise; nothing is read when `n == 0`.
+            let data = unsafe {
+                match elem {
+                    MTy::F64 => ArrayData::F64(read(w, n)),
+                    MTy::F32 => ArrayData::F32(read(w, n)),
+                    MTy::I64 => ArrayData::I64(read(w, n)),
+                    MTy::Bool => ArrayData::Bool(read::<u8>(w, n).into_iter().map(|b| b != 0).collect()),
+                }
+            };
+            out.push(Val::Arr(Rc::new(Array::new(shape, data))));
+        }
+        at += Leaf { elem, rank }.words();
+    }
+    out
+}
+
+/// `n` elements of type `T` from address `ptr`.
+///
+/// # Safety
+/// When `n > 0`, `ptr` must point to `n` initialised, aligned elements.
+unsafe fn read<T: Copy>(ptr: u64, n: usize) -> Vec<T> {
+    if n == 0 {
+        return Vec::new();
+    }
+    unsafe { std::slice::from_raw_parts(ptr as *const T, n) }.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::FileId;
+    use crate::ir::interp;
+    use crate::loops::{Message, Site};
+    use crate::types::ScalarType;
+
+    /// Builds a `loops::Func` by hand.
+    struct Fb(loops::Func);
+
+    impl Fb {
+        fn new(name: &str) -> Fb {
+            Fb(loops::Func {
+                name: name.into(),
+                vars: vec![],
+                params: vec![],
+                param_leaves: vec![],
+                body: vec![],
+                results: vec![],
+                result_leaves: vec![],
+                sites: vec![],
+            })
+        }
+        fn var(&mut self, name: &str, t: MTy) -> LVar {
+            self.0.vars.push((name.into(), t));
+            LVar(self.0.vars.len() as u32 - 1)
+        }
+        /// A parameter leaf: its scalar, or its pointer then its dims.
+        fn param(&mut self, name: &str, elem: MTy, rank: u32) -> Vec<LVar> {
+            self.0.param_leaves.push(Leaf { elem, rank });
+            let words: Vec<LVar> = if rank == 0 {
+                vec![self.var(name, elem)]
+            } else {
+                (0..=rank).map(|_| self.var(name, MTy::I64)).collect()
+            };
+            self.0.params.extend(&words);
+            words
+        }
+        fn result(&mut self, elem: MTy, words: &[Operand]) {
+            self.0.result_leaves.push(Leaf { elem, rank: words.len() as u32 - 1 });
+            self.0.results.extend(words);
+        }
+        fn site(&mut self, code: Code, message: Message) -> u32 {
+            self.0.sites.push(Site { code, span: Span::new(FileId(0), 4, 7), message });
+            self.0.sites.len() as u32 - 1
+        }
+    }
+
+    fn v(x: LVar) -> Operand {
+        Operand::Var(x)
+    }
+    fn f64c(x: f64) -> Operand {
+        Operand::Const(Const::F64(x))
+    }
+    fn i64c(x: i64) -> Operand {
+        Operand::i64(x)
+    }
+    fn let_(x: LVar, rhs: Rhs) -> Inst {
+        Inst::Let(x, rhs)
+    }
+    fn bin(op: BinOp, a: Operand, b: Operand) -> Rhs {
+        Rhs::Binary(op, a, b)
+    }
+    fn f64s(xs: &[f64]) -> Val {
+        Val::Arr(Rc::new(Array::new(vec![xs.len()], ArrayData::F64(xs.to_vec()))))
+    }
+
+    fn native(funcs: Vec<Fb>) -> Native {
+        let program = loops::Program { funcs: funcs.into_iter().map(|f| f.0).collect() };
+        compile(&program).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `sum(xs: []f64) -> f64`.
+    fn sum_func() -> Fb {
+        let mut f = Fb::new("sum");
+        let xs = f.param("xs", MTy::F64, 1);
+        let (acc, i, x) = (f.var("acc", MTy::F64), f.var("i", MTy::I64), f.var("x", MTy::F64));
+        f.0.body = vec![
+            let_(acc, Rhs::Use(f64c(0.0))),
+            Inst::For {
+                index: i,
+                bound: v(xs[1]),
+                body: vec![
+                    let_(x, Rhs::Load { elem: MTy::F64, base: v(xs[0]), index: v(i) }),
+                    let_(acc, bin(BinOp::Add, v(acc), v(x))),
+                ],
+            },
+        ];
+        f.result(MTy::F64, &[v(acc)]);
+        f
+    }
+
+    #[test]
+    fn sum_loop_over_an_array() {
+        let n = native(vec![sum_func()]);
+        assert_eq!(n.call("sum", &[f64s(&[1.0, 2.0, 3.5])], 10), Ok(vec![Val::F64(6.5)]));
+        assert_eq!(n.call("sum", &[f64s(&[])], 10), Ok(vec![Val::F64(0.0)]));
+        let e = n.call("sum", &[Val::F64(1.0)], 10).unwrap_err();
+        assert_eq!(e.code, Code::E0302);
+        assert_eq!(e.message, "argument 1 of `sum` (`xs`) must be []f64, but the value is f64");
+        let e = n.call("sum", &[], 10).unwrap_err();
+        assert_eq!(e.message, "`sum` takes 1 arguments but was given 0");
+        assert_eq!(n.call("nope", &[], 10).unwrap_err().code, Code::E0301);
+    }
+
+    #[test]
+    fn alloc_and_store_return_an_array() {
+        let mut f = Fb::new("squares");
+        let n = f.param("n", MTy::I64, 0)[0];
+        let (buf, i, x, y) = (f.var("buf", MTy::I64), f.var("i", MTy::I64), f.var("x", MTy::F64), f.var("y", MTy::F64));
+        f.0.body = vec![
+            let_(buf, Rhs::Alloc { elem: MTy::F64, count: v(n) }),
+            Inst::For {
+                index: i,
+                bound: v(n),
+                body: vec![
+                    let_(x, Rhs::Convert(MTy::F64, v(i))),
+                    let_(y, bin(BinOp::Mul, v(x), v(x))),
+                    Inst::Store { elem: MTy::F64, base: v(buf), index: v(i), value: v(y) },
+                ],
+            },
+        ];
+        f.result(MTy::F64, &[v(buf), v(n)]);
+        let native = native(vec![f]);
+        assert_eq!(native.call("squares", &[Val::I64(4)], 10), Ok(vec![f64s(&[0.0, 1.0, 4.0, 9.0])]));
+        assert_eq!(native.call("squares", &[Val::I64(0)], 10), Ok(vec![f64s(&[])]));
+        assert_eq!(native.ctx.borrow().bytes_held(), 0, "the arena is emptied after every call");
+        assert!(native.peak_bytes() >= 32);
+    }
+
+    #[test]
+    fn fail_reports_the_site_with_its_message() {
+        let mut f = Fb::new("at");
+        let xs = f.param("xs", MTy::F64, 1);
+        let i = f.param("i", MTy::I64, 0)[0];
+        let (bad, x, after) = (f.var("bad", MTy::Bool), f.var("x", MTy::F64), f.var("after", MTy::I64));
+        let site = f.site(Code::E0201, Message::IndexOutOfBounds { dim: 0 });
+        f.0.body = vec![
+            let_(bad, bin(BinOp::Ge, v(i), v(xs[1]))),
+            Inst::If {
+                cond: v(bad),
+                then: vec![
+                    Inst::Fail { site, args: vec![v(i), v(xs[1])] },
+                    // Unreachable code after a `Fail` still compiles.
+                    let_(after, Rhs::Use(i64c(1))),
+                ],
+                els: vec![],
+            },
+            let_(x, Rhs::Load { elem: MTy::F64, base: v(xs[0]), index: v(i) }),
+        ];
+        f.result(MTy::F64, &[v(x)]);
+        let n = native(vec![f]);
+        let e = n.call("at", &[f64s(&[1.0, 2.0, 3.0]), Val::I64(5)], 10).unwrap_err();
+        assert_eq!(e.code, Code::E0201);
+        assert_eq!(e.span, Span::new(FileId(0), 4, 7));
+        assert_eq!(e.message, "index 5 out of bounds for dimension 0 of size 3");
+        // The next call starts clean.
+        assert_eq!(n.call("at", &[f64s(&[1.0, 2.0, 3.0]), Val::I64(2)], 10), Ok(vec![Val::F64(3.0)]));
+    }
+
+    #[test]
+    fn fail_args_of_every_type_are_words() {
+        let mut f = Fb::new("neq");
+        let a = f.param("a", MTy::F32, 0)[0];
+        let b = f.param("b", MTy::F32, 0)[0];
+        let site = f.site(Code::E0202, Message::SizeEq { what: "test".into(), ty: MTy::F32 });
+        f.0.body = vec![Inst::Fail { site, args: vec![v(a), v(b)] }];
+        f.result(MTy::F32, &[v(a)]);
+        let n = native(vec![f]);
+        let e = n.call("neq", &[Val::F32(1.5), Val::F32(-2.0)], 10).unwrap_err();
+        assert_eq!(e.message, "size mismatch: test: 1.5 vs -2.0");
+    }
+
+    #[test]
+    fn integer_division_wraps() {
+        let mut f = Fb::new("divrem");
+        let a = f.param("a", MTy::I64, 0)[0];
+        let b = f.param("b", MTy::I64, 0)[0];
+        let (q, r) = (f.var("q", MTy::I64), f.var("r", MTy::I64));
+        f.0.body = vec![let_(q, bin(BinOp::Div, v(a), v(b))), let_(r, bin(BinOp::Rem, v(a), v(b)))];
+        f.result(MTy::I64, &[v(q)]);
+        f.result(MTy::I64, &[v(r)]);
+        let n = native(vec![f]);
+        let run = |a: i64, b: i64| n.call("divrem", &[Val::I64(a), Val::I64(b)], 10).unwrap();
+        assert_eq!(run(i64::MIN, -1), vec![Val::I64(i64::MIN), Val::I64(0)]);
+        assert_eq!(run(7, -2), vec![Val::I64(-3), Val::I64(1)]);
+        assert_eq!(run(-7, 2), vec![Val::I64(-3), Val::I64(-1)]);
+    }
+
+    #[test]
+    fn float_min_and_max_follow_the_nan_rules() {
+        let mut f = Fb::new("minmax");
+        let a = f.param("a", MTy::F64, 0)[0];
+        let b = f.param("b", MTy::F64, 0)[0];
+        let (lo, hi) = (f.var("lo", MTy::F64), f.var("hi", MTy::F64));
+        f.0.body = vec![let_(lo, bin(BinOp::Min, v(a), v(b))), let_(hi, bin(BinOp::Max, v(a), v(b)))];
+        f.result(MTy::F64, &[v(lo)]);
+        f.result(MTy::F64, &[v(hi)]);
+        let n = native(vec![f]);
+        let run = |a: f64, b: f64| match n.call("minmax", &[Val::F64(a), Val::F64(b)], 10).unwrap()[..] {
+            [Val::F64(lo), Val::F64(hi)] => (lo, hi),
+            ref r => panic!("{r:?}"),
+        };
+        assert!(run(f64::NAN, 1.0).0.is_nan() && run(f64::NAN, 1.0).1.is_nan());
+        assert!(run(1.0, f64::NAN).0.is_nan() && run(1.0, f64::NAN).1.is_nan());
+        assert_eq!(run(2.0, 1.0), (1.0, 2.0));
+        // Ties keep `a`.
+        let (lo, hi) = run(0.0, -0.0);
+        assert!(lo.is_sign_positive() && hi.is_sign_positive());
+    }
+
+    #[test]
+    fn while_loop_and_its_limit() {
+        let mut f = Fb::new("count");
+        let n = f.param("n", MTy::I64, 0)[0];
+        let (i, s, c, lim, over) = (
+            f.var("i", MTy::I64),
+            f.var("s", MTy::I64),
+            f.var("c", MTy::Bool),
+            f.var("lim", MTy::I64),
+            f.var("over", MTy::Bool),
+        );
+        let site = f.site(Code::E0205, Message::WhileLimit);
+        f.0.body = vec![
+            let_(i, Rhs::Use(i64c(0))),
+            let_(s, Rhs::Use(i64c(0))),
+            Inst::While {
+                cond: vec![let_(c, bin(BinOp::Lt, v(i), v(n)))],
+                test: v(c),
+                body: vec![
+                    let_(lim, Rhs::WhileLimit),
+                    let_(over, bin(BinOp::Ge, v(i), v(lim))),
+                    Inst::If { cond: v(over), then: vec![Inst::Fail { site, args: vec![v(lim)] }], els: vec![] },
+                    let_(s, bin(BinOp::Add, v(s), v(i))),
+                    let_(i, bin(BinOp::Add, v(i), i64c(1))),
+                ],
+            },
+        ];
+        f.result(MTy::I64, &[v(s)]);
+        let native = native(vec![f]);
+        assert_eq!(native.call("count", &[Val::I64(5)], 100), Ok(vec![Val::I64(10)]));
+        assert_eq!(native.call("count", &[Val::I64(-5)], 100), Ok(vec![Val::I64(0)]));
+        let e = native.call("count", &[Val::I64(5)], 3).unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (Code::E0205, "while loop exceeded 3 iterations"));
+    }
+
+    #[test]
+    fn if_with_both_branches() {
+        let mut f = Fb::new("abs");
+        let x = f.param("x", MTy::F64, 0)[0];
+        let (neg, y) = (f.var("neg", MTy::Bool), f.var("y", MTy::F64));
+        f.0.body = vec![
+            let_(neg, bin(BinOp::Lt, v(x), f64c(0.0))),
+            Inst::If {
+                cond: v(neg),
+                then: vec![let_(y, Rhs::Unary(UnOp::Neg, v(x)))],
+                els: vec![let_(y, Rhs::Use(v(x)))],
+            },
+        ];
+        f.result(MTy::F64, &[v(y)]);
+        let n = native(vec![f]);
+        assert_eq!(n.call("abs", &[Val::F64(-2.5)], 10), Ok(vec![Val::F64(2.5)]));
+        assert_eq!(n.call("abs", &[Val::F64(4.0)], 10), Ok(vec![Val::F64(4.0)]));
+    }
+
+    #[test]
+    fn release_keeps_the_loop_state_and_bounds_memory() {
+        // acc = [0]; m = mark; for i < n { tmp = alloc 100; tmp[0] = i;
+        //   new = alloc 1; new[0] = acc[0] + tmp[0]; acc = new; release m keep acc }
+        // The mark is taken before the loop, so each release also frees the
+        // previous iteration's state.
+        let mut f = Fb::new("acc");
+        let n = f.param("n", MTy::I64, 0)[0];
+        let [acc, i, m, tmp, new] = ["acc", "i", "m", "tmp", "new"].map(|s| f.var(s, MTy::I64));
+        let [fi, a, t, s] = ["fi", "a", "t", "s"].map(|x| f.var(x, MTy::F64));
+        let load = |base| Rhs::Load { elem: MTy::F64, base: v(base), index: i64c(0) };
+        let store = |base, value| Inst::Store { elem: MTy::F64, base: v(base), index: i64c(0), value: v(value) };
+        f.0.body = vec![
+            let_(acc, Rhs::Alloc { elem: MTy::F64, count: i64c(1) }),
+            let_(m, Rhs::Mark),
+            Inst::For {
+                index: i,
+                bound: v(n),
+                body: vec![
+                    let_(tmp, Rhs::Alloc { elem: MTy::F64, count: i64c(100) }),
+                    let_(fi, Rhs::Convert(MTy::F64, v(i))),
+                    store(tmp, fi),
+                    let_(new, Rhs::Alloc { elem: MTy::F64, count: i64c(1) }),
+                    let_(a, load(acc)),
+                    let_(t, load(tmp)),
+                    let_(s, bin(BinOp::Add, v(a), v(t))),
+                    store(new, s),
+                    let_(acc, Rhs::Use(v(new))),
+                    Inst::Release { mark: v(m), keep: vec![v(acc)] },
+                ],
+            },
+        ];
+        f.result(MTy::F64, &[v(acc), i64c(1)]);
+        let native = native(vec![f]);
+        assert_eq!(native.call("acc", &[Val::I64(1000)], 10), Ok(vec![f64s(&[499500.0])]));
+        // The first and the current state, the previous one and one iteration's garbage.
+        assert_eq!(native.peak_bytes(), 16 + 16 + 800 + 16);
+        assert_eq!(native.ctx.borrow().bytes_held(), 0);
+    }
+
+    #[test]
+    fn copy_moves_overlapping_elements() {
+        // xs[1..4] = xs[0..3] in a copy of the input.
+        let mut f = Fb::new("shift");
+        let xs = f.param("xs", MTy::I64, 1);
+        let (buf, dst) = (f.var("buf", MTy::I64), f.var("dst", MTy::I64));
+        f.0.body = vec![
+            let_(buf, Rhs::Alloc { elem: MTy::I64, count: v(xs[1]) }),
+            Inst::Copy { elem: MTy::I64, dst: v(buf), src: v(xs[0]), count: v(xs[1]) },
+            let_(dst, Rhs::Offset { elem: MTy::I64, base: v(buf), index: i64c(1) }),
+            Inst::Copy { elem: MTy::I64, dst: v(dst), src: v(buf), count: i64c(3) },
+        ];
+        f.result(MTy::I64, &[v(buf), v(xs[1])]);
+        let n = native(vec![f]);
+        let arg = Val::Arr(Rc::new(Array::new(vec![4], ArrayData::I64(vec![1, 2, 3, 4]))));
+        let want = Val::Arr(Rc::new(Array::new(vec![4], ArrayData::I64(vec![1, 1, 2, 3]))));
+        assert_eq!(n.call("shift", &[arg], 10), Ok(vec![want]));
+    }
+
+    #[test]
+    fn bool_and_f32_leaves_cross_the_boundary() {
+        // not(bs) as a new bool array, and a rank-2 f32 array passed through.
+        let mut f = Fb::new("flip");
+        let bs = f.param("bs", MTy::Bool, 1);
+        let m = f.param("m", MTy::F32, 2);
+        let (out, i, b, nb) =
+            (f.var("out", MTy::I64), f.var("i", MTy::I64), f.var("b", MTy::Bool), f.var("nb", MTy::Bool));
+        f.0.body = vec![
+            let_(out, Rhs::Alloc { elem: MTy::Bool, count: v(bs[1]) }),
+            Inst::For {
+                index: i,
+                bound: v(bs[1]),
+                body: vec![
+                    let_(b, Rhs::Load { elem: MTy::Bool, base: v(bs[0]), index: v(i) }),
+                    let_(nb, Rhs::Unary(UnOp::Not, v(b))),
+                    Inst::Store { elem: MTy::Bool, base: v(out), index: v(i), value: v(nb) },
+                ],
+            },
+        ];
+        f.result(MTy::Bool, &[v(out), v(bs[1])]);
+        f.result(MTy::F32, &[v(m[0]), v(m[1]), v(m[2])]);
+        f.result(MTy::Bool, &[Operand::Const(Const::Bool(true))]);
+        let n = native(vec![f]);
+        let bools = |xs: &[bool]| Val::Arr(Rc::new(Array::new(vec![xs.len()], ArrayData::Bool(xs.to_vec()))));
+        let mat = Val::Arr(Rc::new(Array::new(vec![2, 2], ArrayData::F32(vec![1.0, 2.0, 3.0, 4.5]))));
+        let got = n.call("flip", &[bools(&[true, false, false]), mat.clone()], 10);
+        assert_eq!(got, Ok(vec![bools(&[false, true, true]), mat, Val::Bool(true)]));
+    }
+
+    #[test]
+    fn ill_typed_loops_are_an_error_not_a_crash() {
+        let mut f = Fb::new("bad");
+        let x = f.var("x", MTy::I64);
+        f.0.body = vec![let_(x, Rhs::Use(f64c(1.0)))];
+        f.result(MTy::I64, &[v(x)]);
+        let program = loops::Program { funcs: vec![f.0] };
+        let e = compile(&program).err().expect("ill-typed");
+        assert!(e.contains("internal error"), "{e}");
+    }
+
+    #[test]
+    fn clif_text_shows_every_function() {
+        let program = loops::Program { funcs: vec![sum_func().0] };
+        let text = clif_text(&program).unwrap();
+        assert!(text.contains("function %sum("), "{text}");
+        assert!(text.contains("load.f64"), "{text}");
+    }
+
+    fn scalar_values(t: MTy) -> Vec<Val> {
+        let fs = [0.0, -0.0, 0.5, -2.25, 3.0, 1e300, -7.75, f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+        match t {
+            MTy::F64 => fs.iter().map(|&x| Val::F64(x)).collect(),
+            MTy::F32 => fs.iter().map(|&x| Val::F32(x as f32)).collect(),
+            MTy::I64 => [0, 1, -1, 2, 7, -7, 62, 64, i64::MIN, i64::MAX].iter().map(|&x| Val::I64(x)).collect(),
+            MTy::Bool => vec![Val::Bool(false), Val::Bool(true)],
+        }
+    }
+
+    fn mty(v: &Val) -> MTy {
+        match v {
+            Val::F64(_) => MTy::F64,
+            Val::F32(_) => MTy::F32,
+            Val::I64(_) => MTy::I64,
+            Val::Bool(_) => MTy::Bool,
+            Val::Arr(_) => unreachable!(),
+        }
+    }
+
+    fn scalar_type(t: MTy) -> ScalarType {
+        match t {
+            MTy::F64 => ScalarType::F64,
+            MTy::F32 => ScalarType::F32,
+            MTy::I64 => ScalarType::I64,
+            MTy::Bool => ScalarType::Bool,
+        }
+    }
+
+    /// Equal, NaNs included (any NaN matches any NaN), and `0.0` differs from `-0.0`.
+    fn same(a: &Val, b: &Val) -> bool {
+        match (a, b) {
+            (Val::F64(x), Val::F64(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+            (Val::F32(x), Val::F32(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+            _ => a == b,
+        }
+    }
+
+    /// A function to compile: name, parameter types, body and result type.
+    type Case = (String, Vec<MTy>, Box<dyn Fn(&[Operand]) -> Rhs>, MTy);
+
+    const TYPES: [MTy; 4] = [MTy::F64, MTy::F32, MTy::I64, MTy::Bool];
+
+    /// Compiles `f(a[, b]) = rhs` for every case the interpreter accepts on a
+    /// sample and compares both on every value (pair).
+    fn agree(cases: Vec<Case>, reference: impl Fn(&str, &[Val]) -> Option<Val>) {
+        let mut funcs = vec![];
+        for (name, params, rhs, out) in &cases {
+            let mut f = Fb::new(name);
+            let ps: Vec<Operand> =
+                params.iter().enumerate().map(|(k, &t)| v(f.param(&format!("p{k}"), t, 0)[0])).collect();
+            let r = f.var("r", *out);
+            f.0.body = vec![let_(r, rhs(&ps))];
+            f.result(*out, &[v(r)]);
+            funcs.push(f);
+        }
+        let n = native(funcs);
+        let mut checked = 0;
+        for (name, params, _, _) in &cases {
+            let firsts = scalar_values(params[0]);
+            let seconds = if params.len() == 2 { scalar_values(params[1]) } else { vec![Val::Bool(false)] };
+            for a in &firsts {
+                for b in &seconds {
+                    let args: Vec<Val> = if params.len() == 2 { vec![a.clone(), b.clone()] } else { vec![a.clone()] };
+                    let Some(want) = reference(name, &args) else { continue };
+                    let got = n.call(name, &args, 10).unwrap();
+                    assert!(same(&got[0], &want), "{name}{args:?}: native {:?}, interpreter {want:?}", got[0]);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} cases checked");
+    }
+
+    const BINOPS: [BinOp; 16] = [
+        BinOp::Add,
+        BinOp::Sub,
+        BinOp::Mul,
+        BinOp::Div,
+        BinOp::Rem,
+        BinOp::Pow,
+        BinOp::Min,
+        BinOp::Max,
+        BinOp::Eq,
+        BinOp::Ne,
+        BinOp::Lt,
+        BinOp::Le,
+        BinOp::Gt,
+        BinOp::Ge,
+        BinOp::And,
+        BinOp::Or,
+    ];
+
+    #[test]
+    fn binary_operations_match_the_interpreter() {
+        let mut cases: Vec<Case> = vec![];
+        let mut ops = HashMap::new();
+        for t in TYPES {
+            for op in BINOPS {
+                let sample = scalar_values(t)[1].clone();
+                let Ok(r) = interp::binary(op, sample.clone(), sample, Span::default()) else { continue };
+                let name = format!("{}_{}", op.symbol(), t.name());
+                ops.insert(name.clone(), op);
+                cases.push((name, vec![t, t], Box::new(move |p| Rhs::Binary(op, p[0], p[1])), mty(&r)));
+            }
+        }
+        assert!(cases.len() > 40, "{} cases", cases.len());
+        agree(cases, |name, args| {
+            // Division by zero and negative exponents are checked before, by lowering.
+            interp::binary(ops[name], args[0].clone(), args[1].clone(), Span::default()).ok()
+        });
+    }
+
+    #[test]
+    fn unary_operations_and_conversions_match_the_interpreter() {
+        use UnOp::*;
+        let unops = [
+            Neg,
+            Not,
+            Exp,
+            Log,
+            Sin,
+            Cos,
+            Tan,
+            Tanh,
+            Sqrt,
+            Abs,
+            Log1p,
+            Expm1,
+            Sigmoid,
+            Floor,
+            Ceil,
+            Lgamma,
+            Digamma,
+            Trigamma,
+            Erf,
+            StopGradient,
+        ];
+        let mut cases: Vec<Case> = vec![];
+        let mut refs: HashMap<String, Box<dyn Fn(Val) -> Option<Val>>> = HashMap::new();
+        for t in TYPES {
+            for op in unops {
+                let sample = scalar_values(t)[1].clone();
+                let Ok(r) = interp::unary(op, sample, Span::default()) else { continue };
+                let name = format!("{}_{}", op.name(), t.name());
+                refs.insert(name.clone(), Box::new(move |x| interp::unary(op, x, Span::default()).ok()));
+                cases.push((name, vec![t], Box::new(move |p| Rhs::Unary(op, p[0])), mty(&r)));
+            }
+            for to in TYPES {
+                let name = format!("{}_to_{}", t.name(), to.name());
+                refs.insert(name.clone(), Box::new(move |x| interp::convert(scalar_type(to), x, Span::default()).ok()));
+                cases.push((name, vec![t], Box::new(move |p| Rhs::Convert(to, p[0])), to));
+            }
+        }
+        agree(cases, |name, args| refs[name](args[0].clone()));
+    }
+
+    #[test]
+    fn select_picks_by_a_bool() {
+        let mut f = Fb::new("pick");
+        let c = f.param("c", MTy::Bool, 0)[0];
+        let r = f.var("r", MTy::F32);
+        f.0.body = vec![let_(r, Rhs::Select(v(c), Operand::Const(Const::F32(1.5)), Operand::Const(Const::F32(-3.0))))];
+        f.result(MTy::F32, &[v(r)]);
+        let n = native(vec![f]);
+        assert_eq!(n.call("pick", &[Val::Bool(true)], 10), Ok(vec![Val::F32(1.5)]));
+        assert_eq!(n.call("pick", &[Val::Bool(false)], 10), Ok(vec![Val::F32(-3.0)]));
+    }
+}

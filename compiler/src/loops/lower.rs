@@ -1,0 +1,1582 @@
+//! Lowering: the optimised array IR → the loop IR.
+//!
+//! Every combinator becomes one loop; arrays become buffers with explicit
+//! allocation, and views (`a[i]` of a matrix, slices, flatten, unflatten)
+//! are pointer arithmetic, never copies. `iota n` is not allocated unless it
+//! is used as a general array: a `map` over it iterates the index itself, and
+//! indexing it is the index.
+//!
+//! Memory: see Note [Ownership and in-place updates] and Note [Releasing
+//! loop iterations] below. Bounds: every `Load`/`Store` is either proved in
+//! range (its index is a loop index whose bound is the dimension, see
+//! `Lower::facts`) or preceded by a check that `Fail`s with the same error
+//! and message as the interpreter.
+
+use super::{Func, Inst, LVar, Leaf, MTy, Message, Operand, Program, Rhs, Site};
+use crate::diagnostic::{Code, Span};
+use crate::ir::{self, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
+use std::collections::{HashMap, HashSet};
+
+/// Lowers every function of `program`. Fails (an internal error, the message
+/// naming the construct) only on IR the pipeline should not produce here.
+pub fn lower_program(program: &ir::Program) -> Result<Program, String> {
+    let funcs = program.funcs.iter().map(|f| lower_func(program, f)).collect::<Result<Vec<_>, _>>()?;
+    if cfg!(debug_assertions) {
+        for f in &funcs {
+            super::verify::verify_func(f)?;
+        }
+    }
+    Ok(Program { funcs })
+}
+
+pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
+    let mut uses = vec![0u32; program.vars.len()];
+    count_body(&f.body, &mut uses);
+    let mut l = Lower {
+        prog: program,
+        vars: Vec::new(),
+        sites: Vec::new(),
+        env: vec![None; program.vars.len()],
+        uses,
+        depth: 0,
+        facts: HashMap::new(),
+        out: Vec::new(),
+    };
+    let mut params = Vec::new();
+    let mut param_leaves = Vec::new();
+    for &p in &f.params {
+        let ty = program.vars.ty(p);
+        let name = program.vars.base_name(p).to_string();
+        let elem = MTy::of(ty.elem);
+        param_leaves.push(Leaf { elem, rank: ty.rank });
+        if ty.rank == 0 {
+            let v = l.fresh(&name, elem);
+            params.push(v);
+            l.env[p.0 as usize] = Some(LVal::Scalar(v.into()));
+        } else {
+            let ptr = l.fresh(&name, MTy::I64);
+            params.push(ptr);
+            let dims: Vec<Operand> = (0..ty.rank)
+                .map(|d| {
+                    let v = l.fresh(&format!("{name}_d{d}"), MTy::I64);
+                    params.push(v);
+                    v.into()
+                })
+                .collect();
+            l.env[p.0 as usize] = Some(LVal::Array(Arr { ptr: ptr.into(), dims, elem, owned: false, depth: 0 }));
+        }
+    }
+    let vals = l.body(&f.body)?;
+    let mut results = Vec::new();
+    let mut result_leaves = Vec::new();
+    for v in vals {
+        match v {
+            LVal::Scalar(o) => {
+                result_leaves.push(Leaf { elem: l.operand_type(o), rank: 0 });
+                results.push(o);
+            }
+            v => {
+                let a = l.materialize(v);
+                result_leaves.push(Leaf { elem: a.elem, rank: a.dims.len() as u32 });
+                results.push(a.ptr);
+                results.extend(a.dims);
+            }
+        }
+    }
+    Ok(Func {
+        name: f.name.clone(),
+        vars: l.vars,
+        params,
+        param_leaves,
+        body: l.out,
+        results,
+        result_leaves,
+        sites: l.sites,
+    })
+}
+
+// Note [Ownership and in-place updates]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `UpdateAt` consumes its array (Note [Consumed arrays] in ir/mod.rs): the AD
+// pass guarantees the *variable* is dead afterwards, not that no other
+// variable shares its buffer. Lowering tracks, per array value, whether its
+// buffer is `owned`: freshly allocated in this call and reachable through no
+// other live variable. Fresh buffers (map results, replicate, copies, an
+// update's result) are owned; parameters and views are not. Making an alias
+// or a view of an owned array takes the ownership away from the source
+// (`demote`) unless the source has no other use, in which case the alias
+// inherits it. An update of an owned array at the loop depth where it was
+// defined writes in place; anything else copies first. A loop parameter that
+// the body updates is made owned at entry (the initial value is taken over
+// when it is owned and used nowhere else, else copied) and kept owned across
+// iterations (a body result that is not owned is copied). So the adjoint
+// accumulations of reverse mode run in place, at O(1) per update.
+
+// Note [Releasing loop iterations]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Buffers come from the call's arena and are all freed when the call returns.
+// A loop whose body allocates would otherwise hold every iteration's
+// temporaries until then. Such a loop takes a `Mark` before its first
+// iteration and ends every iteration with a `Release` that frees what the
+// iteration allocated, keeping the blocks that hold the loop state (or a
+// `map`'s lazily allocated result). Loops whose bodies allocate nothing —
+// the innermost loops of the benchmarks — pay nothing.
+
+/// An array value: data pointer, dimensions, element type.
+#[derive(Clone, Debug)]
+struct Arr {
+    ptr: Operand,
+    dims: Vec<Operand>,
+    elem: MTy,
+    /// See Note [Ownership and in-place updates].
+    owned: bool,
+    /// The loop depth where the buffer became owned.
+    depth: u32,
+}
+
+#[derive(Clone, Debug)]
+enum LVal {
+    Scalar(Operand),
+    Array(Arr),
+    /// `iota n`, not allocated unless used as a general array.
+    Iota(Operand),
+}
+
+struct Lower<'p> {
+    prog: &'p ir::Program,
+    vars: Vec<(String, MTy)>,
+    sites: Vec<Site>,
+    env: Vec<Option<LVal>>,
+    /// Uses of each array-IR variable in the whole function.
+    uses: Vec<u32>,
+    /// Loop nesting: bodies of maps, reductions, scans, loops and hists.
+    depth: u32,
+    /// `v ↦ n`: `0 <= v < n` holds wherever `v` is in scope (loop indices).
+    facts: HashMap<LVar, Operand>,
+    /// The block being emitted.
+    out: Vec<Inst>,
+}
+
+type R<T> = Result<T, String>;
+
+impl Lower<'_> {
+    // ---- emission helpers -------------------------------------------------
+
+    fn fresh(&mut self, name: &str, ty: MTy) -> LVar {
+        self.vars.push((name.to_string(), ty));
+        LVar(self.vars.len() as u32 - 1)
+    }
+
+    fn operand_type(&self, o: Operand) -> MTy {
+        match o {
+            Operand::Var(v) => self.vars[v.0 as usize].1,
+            Operand::Const(c) => MTy::of(c.ty()),
+        }
+    }
+
+    fn emit(&mut self, i: Inst) {
+        self.out.push(i);
+    }
+
+    fn let_(&mut self, name: &str, ty: MTy, rhs: Rhs) -> Operand {
+        if let Some(c) = fold(&rhs) {
+            return c;
+        }
+        let v = self.fresh(name, ty);
+        self.emit(Inst::Let(v, rhs));
+        v.into()
+    }
+
+    fn assign(&mut self, v: LVar, o: Operand) {
+        self.emit(Inst::Let(v, Rhs::Use(o)));
+    }
+
+    fn bin(&mut self, name: &str, op: BinOp, a: Operand, b: Operand) -> Operand {
+        let ty =
+            if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) { MTy::Bool } else { self.operand_type(a) };
+        self.let_(name, ty, Rhs::Binary(op, a, b))
+    }
+
+    fn mul(&mut self, a: Operand, b: Operand) -> Operand {
+        self.bin("t", BinOp::Mul, a, b)
+    }
+
+    fn add(&mut self, a: Operand, b: Operand) -> Operand {
+        self.bin("t", BinOp::Add, a, b)
+    }
+
+    /// Runs `f` emitting into a fresh block, and returns the block.
+    fn block<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<(Vec<Inst>, T)> {
+        let saved = std::mem::take(&mut self.out);
+        let r = f(self);
+        let block = std::mem::replace(&mut self.out, saved);
+        Ok((block, r?))
+    }
+
+    fn site(&mut self, code: Code, span: Span, message: Message) -> u32 {
+        self.sites.push(Site { code, span, message });
+        self.sites.len() as u32 - 1
+    }
+
+    /// Fails with `message` unless `ok` holds.
+    fn check(&mut self, ok: Operand, code: Code, span: Span, message: Message, args: Vec<Operand>) {
+        if ok == Operand::Const(Const::Bool(true)) {
+            return;
+        }
+        let site = self.site(code, span, message);
+        self.emit(Inst::If { cond: ok, then: Vec::new(), els: vec![Inst::Fail { site, args }] });
+    }
+
+    /// `0 <= i < n`, unless a fact or constants prove it.
+    fn in_range(&mut self, i: Operand, n: Operand) -> Operand {
+        let proved = match (i, n) {
+            (Operand::Var(v), n) => self.facts.get(&v).is_some_and(|&b| same(b, n)),
+            (Operand::Const(Const::I64(i)), Operand::Const(Const::I64(n))) => 0 <= i && i < n,
+            _ => false,
+        };
+        if proved {
+            return Operand::Const(Const::Bool(true));
+        }
+        let lo = self.bin("lo", BinOp::Ge, i, Operand::i64(0));
+        let hi = self.bin("hi", BinOp::Lt, i, n);
+        self.bin("ok", BinOp::And, lo, hi)
+    }
+
+    fn check_index(&mut self, i: Operand, n: Operand, dim: u32, span: Span) {
+        let ok = self.in_range(i, n);
+        self.check(ok, Code::E0201, span, Message::IndexOutOfBounds { dim }, vec![i, n]);
+    }
+
+    /// A size operand, checked non-negative (E0204).
+    fn size(&mut self, n: Operand, span: Span) -> Operand {
+        let ok = self.bin("ok", BinOp::Ge, n, Operand::i64(0));
+        self.check(ok, Code::E0204, span, Message::NegativeSize, vec![n]);
+        n
+    }
+
+    fn product(&mut self, dims: &[Operand]) -> Operand {
+        let mut p = Operand::i64(1);
+        for &d in dims {
+            p = self.mul(p, d);
+        }
+        p
+    }
+
+    fn alloc(&mut self, name: &str, elem: MTy, count: Operand) -> Operand {
+        self.let_(name, MTy::I64, Rhs::Alloc { elem, count })
+    }
+
+    /// A fresh owned buffer holding a copy of `a`.
+    fn copy_array(&mut self, a: &Arr) -> Arr {
+        let n = self.product(&a.dims);
+        let ptr = self.alloc("copy", a.elem, n);
+        self.emit(Inst::Copy { elem: a.elem, dst: ptr, src: a.ptr, count: n });
+        Arr { ptr, dims: a.dims.clone(), elem: a.elem, owned: true, depth: self.depth }
+    }
+
+    /// The array behind `v`; allocates an `iota` that is used as an array.
+    fn materialize(&mut self, v: LVal) -> Arr {
+        match v {
+            LVal::Array(a) => a,
+            LVal::Iota(n) => {
+                let ptr = self.alloc("iota", MTy::I64, n);
+                let j = self.fresh("j", MTy::I64);
+                let body = vec![Inst::Store { elem: MTy::I64, base: ptr, index: j.into(), value: j.into() }];
+                self.emit(Inst::For { index: j, bound: n, body });
+                Arr { ptr, dims: vec![n], elem: MTy::I64, owned: true, depth: self.depth }
+            }
+            LVal::Scalar(_) => unreachable!("materialize of a scalar"),
+        }
+    }
+
+    // ---- environment ------------------------------------------------------
+
+    fn atom(&self, a: Atom) -> R<LVal> {
+        match a {
+            Atom::Const(c) => Ok(LVal::Scalar(Operand::Const(c))),
+            Atom::Var(v) => self.env[v.0 as usize].clone().ok_or_else(|| format!("unbound variable v{}", v.0)),
+        }
+    }
+
+    fn scalar(&self, a: Atom) -> R<Operand> {
+        match self.atom(a)? {
+            LVal::Scalar(o) => Ok(o),
+            _ => Err("an array where a scalar was expected".into()),
+        }
+    }
+
+    fn var(&self, v: Var) -> R<LVal> {
+        self.atom(Atom::Var(v))
+    }
+
+    fn array(&mut self, v: Var) -> R<Arr> {
+        match self.var(v)? {
+            LVal::Scalar(_) => Err("a scalar where an array was expected".into()),
+            a => Ok(self.materialize(a)),
+        }
+    }
+
+    /// The outer size of an array value.
+    fn outer(&self, v: &LVal) -> Operand {
+        match v {
+            LVal::Array(a) => a.dims[0],
+            LVal::Iota(n) => *n,
+            LVal::Scalar(_) => unreachable!("outer size of a scalar"),
+        }
+    }
+
+    fn bind(&mut self, v: Var, val: LVal) {
+        self.env[v.0 as usize] = Some(val);
+    }
+
+    fn demote(&mut self, v: Var) {
+        if let Some(LVal::Array(a)) = &mut self.env[v.0 as usize] {
+            a.owned = false;
+        }
+    }
+
+    /// An alias or view of `v`: inherits ownership when `v` has no other use.
+    fn alias_of(&mut self, v: Var, mut a: Arr) -> Arr {
+        if self.uses[v.0 as usize] > 1 {
+            self.demote(v);
+            a.owned = false;
+        }
+        a
+    }
+
+    fn ir_type(&self, v: Var) -> IrType {
+        self.prog.vars.ty(v)
+    }
+
+    // ---- bodies and statements ---------------------------------------------
+
+    fn body(&mut self, b: &Body) -> R<Vec<LVal>> {
+        for s in &b.stmts {
+            self.stmt(s)?;
+        }
+        b.result.iter().map(|&a| self.atom(a)).collect()
+    }
+
+    /// Binds `params` to `args` and lowers `body` (inlined, same depth).
+    fn inline(&mut self, lam: &Lambda, args: Vec<LVal>) -> R<Vec<LVal>> {
+        for (&p, a) in lam.params.iter().zip(args) {
+            self.bind(p, a);
+        }
+        self.body(&lam.body)
+    }
+
+    fn stmt(&mut self, s: &ir::Stmt) -> R<()> {
+        let span = s.span;
+        let one = |binds: &[Var]| -> R<Var> {
+            match binds {
+                [b] => Ok(*b),
+                _ => Err(format!("a statement binding {} variables", binds.len())),
+            }
+        };
+        let name = |l: &Self, v: Var| l.prog.vars.base_name(v).to_string();
+        match &s.expr {
+            Expr::Atom(a) | Expr::Opaque(a) => {
+                let b = one(&s.binds)?;
+                let val = match (a, self.atom(*a)?) {
+                    (Atom::Var(v), LVal::Array(arr)) => LVal::Array(self.alias_of(*v, arr)),
+                    (_, val) => val,
+                };
+                self.bind(b, val);
+            }
+            Expr::Unary(op, a) => {
+                let b = one(&s.binds)?;
+                let x = self.scalar(*a)?;
+                let ty = MTy::of(self.ir_type(b).elem);
+                let r = match op {
+                    UnOp::StopGradient => x,
+                    _ => self.let_(&name(self, b), ty, Rhs::Unary(*op, x)),
+                };
+                self.bind(b, LVal::Scalar(r));
+            }
+            Expr::Binary(op, a, c) => {
+                let b = one(&s.binds)?;
+                let (x, y) = (self.scalar(*a)?, self.scalar(*c)?);
+                let ty = MTy::of(self.ir_type(b).elem);
+                if self.operand_type(x) == MTy::I64 {
+                    match op {
+                        BinOp::Div | BinOp::Rem => {
+                            let ok = self.bin("ok", BinOp::Ne, y, Operand::i64(0));
+                            self.check(ok, Code::E0203, span, Message::DivisionByZero { op: *op }, vec![x]);
+                        }
+                        BinOp::Pow => {
+                            let ok = self.bin("ok", BinOp::Ge, y, Operand::i64(0));
+                            self.check(ok, Code::E0204, span, Message::NegativeExponent, vec![x, y]);
+                        }
+                        _ => {}
+                    }
+                }
+                let r = self.let_(&name(self, b), ty, Rhs::Binary(*op, x, y));
+                self.bind(b, LVal::Scalar(r));
+            }
+            Expr::Convert(t, a) => {
+                let b = one(&s.binds)?;
+                let x = self.scalar(*a)?;
+                let to = MTy::of(*t);
+                let r = if self.operand_type(x) == to { x } else { self.let_(&name(self, b), to, Rhs::Convert(to, x)) };
+                self.bind(b, LVal::Scalar(r));
+            }
+            Expr::Select(c, a, e) => {
+                let b = one(&s.binds)?;
+                let c = self.scalar(*c)?;
+                match (self.atom(*a)?, self.atom(*e)?) {
+                    (LVal::Scalar(x), LVal::Scalar(y)) => {
+                        let ty = MTy::of(self.ir_type(b).elem);
+                        let r = self.let_(&name(self, b), ty, Rhs::Select(c, x, y));
+                        self.bind(b, LVal::Scalar(r));
+                    }
+                    _ => {
+                        // Arrays: choose the descriptor with a branch.
+                        let t = Body { stmts: Vec::new(), result: vec![*a] };
+                        let f = Body { stmts: Vec::new(), result: vec![*e] };
+                        self.lower_if(&s.binds, c, &t, &f, None)?;
+                    }
+                }
+            }
+            Expr::If { cond, then_body, else_body } => {
+                let c = self.scalar(*cond)?;
+                self.lower_if(&s.binds, c, then_body, else_body, Some(&s.expr))?;
+            }
+            Expr::Index { array, indices } => {
+                let b = one(&s.binds)?;
+                let val = self.var(*array)?;
+                let idx = indices.iter().map(|&i| self.scalar(i)).collect::<R<Vec<_>>>()?;
+                let r = self.index(*array, val, &idx, span)?;
+                self.bind(b, r);
+            }
+            Expr::Slice { array, start, end } => {
+                let b = one(&s.binds)?;
+                let a = self.array(*array)?;
+                let (st, en) = (self.scalar(*start)?, self.scalar(*end)?);
+                let n = a.dims[0];
+                let lo = self.bin("ok", BinOp::Ge, st, Operand::i64(0));
+                let mid = self.bin("ok", BinOp::Le, st, en);
+                let hi = self.bin("ok", BinOp::Le, en, n);
+                let ok1 = self.bin("ok", BinOp::And, lo, mid);
+                let ok = self.bin("ok", BinOp::And, ok1, hi);
+                self.check(ok, Code::E0201, span, Message::SliceOutOfBounds, vec![st, en, n]);
+                let rl = self.product(&a.dims[1..]);
+                let off = self.mul(st, rl);
+                let ptr = self.let_("slice", MTy::I64, Rhs::Offset { elem: a.elem, base: a.ptr, index: off });
+                let len = self.bin("len", BinOp::Sub, en, st);
+                let mut dims = vec![len];
+                dims.extend_from_slice(&a.dims[1..]);
+                self.demote(*array);
+                self.bind(b, LVal::Array(Arr { ptr, dims, elem: a.elem, owned: false, depth: self.depth }));
+            }
+            Expr::Shape { array, dim } => {
+                let b = one(&s.binds)?;
+                let n = match self.var(*array)? {
+                    LVal::Array(a) => *a.dims.get(*dim as usize).ok_or("shape of a missing dimension")?,
+                    LVal::Iota(n) => n,
+                    LVal::Scalar(_) => return Err("shape of a scalar".into()),
+                };
+                self.bind(b, LVal::Scalar(n));
+            }
+            Expr::Iota(n) => {
+                let b = one(&s.binds)?;
+                let n = self.scalar(*n)?;
+                let n = self.size(n, span);
+                self.bind(b, LVal::Iota(n));
+            }
+            Expr::Replicate { count, value } => {
+                let b = one(&s.binds)?;
+                let n = self.scalar(*count)?;
+                let n = self.size(n, span);
+                let r = match self.atom(*value)? {
+                    LVal::Scalar(x) => {
+                        let elem = self.operand_type(x);
+                        let ptr = self.alloc("rep", elem, n);
+                        let j = self.fresh("j", MTy::I64);
+                        let body = vec![Inst::Store { elem, base: ptr, index: j.into(), value: x }];
+                        self.emit(Inst::For { index: j, bound: n, body });
+                        Arr { ptr, dims: vec![n], elem, owned: true, depth: self.depth }
+                    }
+                    v => {
+                        let row = self.materialize(v);
+                        let rl = self.product(&row.dims);
+                        let total = self.mul(n, rl);
+                        let ptr = self.alloc("rep", row.elem, total);
+                        let j = self.fresh("j", MTy::I64);
+                        let (body, ()) = self.block(|l| {
+                            let at = l.mul(j.into(), rl);
+                            let dst = l.let_("dst", MTy::I64, Rhs::Offset { elem: row.elem, base: ptr, index: at });
+                            l.emit(Inst::Copy { elem: row.elem, dst, src: row.ptr, count: rl });
+                            Ok(())
+                        })?;
+                        self.emit(Inst::For { index: j, bound: n, body });
+                        let mut dims = vec![n];
+                        dims.extend(row.dims);
+                        Arr { ptr, dims, elem: row.elem, owned: true, depth: self.depth }
+                    }
+                };
+                self.bind(b, LVal::Array(r));
+            }
+            Expr::ArrayLit { elem, elems } => {
+                let b = one(&s.binds)?;
+                let r = self.array_lit(*elem, elems, span)?;
+                self.bind(b, LVal::Array(r));
+            }
+            Expr::Map { width, lam, arrays } => self.map(&s.binds, *width, lam, arrays, span)?,
+            Expr::Reduce { lam, neutral, arrays } => {
+                self.reduce_or_scan(&s.binds, lam, neutral, arrays, false, span)?
+            }
+            Expr::Scan { lam, neutral, arrays } => self.reduce_or_scan(&s.binds, lam, neutral, arrays, true, span)?,
+            Expr::Loop { params, init, form, body } => self.lower_loop(&s.binds, params, init, form, body, span)?,
+            Expr::Scatter { dest, indices, values } => {
+                let b = one(&s.binds)?;
+                let r = self.scatter(*dest, *indices, *values, None, span)?;
+                self.bind(b, LVal::Array(r));
+            }
+            Expr::Hist { dest, lam, indices, values, .. } => {
+                let b = one(&s.binds)?;
+                let r = self.scatter(*dest, *indices, *values, Some(lam), span)?;
+                self.bind(b, LVal::Array(r));
+            }
+            Expr::Transpose(a) => {
+                let b = one(&s.binds)?;
+                let a = self.array(*a)?;
+                let r = self.transpose(&a)?;
+                self.bind(b, LVal::Array(r));
+            }
+            Expr::Reverse(a) => {
+                let b = one(&s.binds)?;
+                let a = self.array(*a)?;
+                let rl = self.product(&a.dims[1..]);
+                let n = a.dims[0];
+                let total = self.mul(n, rl);
+                let ptr = self.alloc("rev", a.elem, total);
+                let j = self.fresh("j", MTy::I64);
+                let (body, ()) = self.block(|l| {
+                    let last = l.bin("t", BinOp::Sub, n, Operand::i64(1));
+                    let k = l.bin("k", BinOp::Sub, last, j.into());
+                    let from = l.mul(k, rl);
+                    let to = l.mul(j.into(), rl);
+                    let src = l.let_("src", MTy::I64, Rhs::Offset { elem: a.elem, base: a.ptr, index: from });
+                    let dst = l.let_("dst", MTy::I64, Rhs::Offset { elem: a.elem, base: ptr, index: to });
+                    l.emit(Inst::Copy { elem: a.elem, dst, src, count: rl });
+                    Ok(())
+                })?;
+                self.emit(Inst::For { index: j, bound: n, body });
+                self.bind(
+                    b,
+                    LVal::Array(Arr { ptr, dims: a.dims.clone(), elem: a.elem, owned: true, depth: self.depth }),
+                );
+            }
+            Expr::Concat(x, y) => {
+                let b = one(&s.binds)?;
+                let (x, y) = (self.array(*x)?, self.array(*y)?);
+                self.same_shape(
+                    &x.dims[1..],
+                    &y.dims[1..],
+                    "size mismatch: concat of arrays with rows of shapes {} and {}",
+                    span,
+                );
+                let nx = self.product(&x.dims);
+                let ny = self.product(&y.dims);
+                let total = self.add(nx, ny);
+                let ptr = self.alloc("cat", x.elem, total);
+                self.emit(Inst::Copy { elem: x.elem, dst: ptr, src: x.ptr, count: nx });
+                let dst = self.let_("dst", MTy::I64, Rhs::Offset { elem: x.elem, base: ptr, index: nx });
+                self.emit(Inst::Copy { elem: x.elem, dst, src: y.ptr, count: ny });
+                let mut dims = x.dims.clone();
+                dims[0] = self.add(x.dims[0], y.dims[0]);
+                self.bind(b, LVal::Array(Arr { ptr, dims, elem: x.elem, owned: true, depth: self.depth }));
+            }
+            Expr::Flatten(a) => {
+                let b = one(&s.binds)?;
+                let arr = self.array(*a)?;
+                let arr = self.alias_of(*a, arr);
+                let mut dims = vec![self.mul(arr.dims[0], arr.dims[1])];
+                dims.extend_from_slice(&arr.dims[2..]);
+                self.bind(b, LVal::Array(Arr { dims, ..arr }));
+            }
+            Expr::Unflatten { array, rows, cols } => {
+                let b = one(&s.binds)?;
+                let arr = self.array(*array)?;
+                let r = self.scalar(*rows)?;
+                let r = self.size(r, span);
+                let c = self.scalar(*cols)?;
+                let c = self.size(c, span);
+                let rc = self.mul(r, c);
+                let ok = self.bin("ok", BinOp::Eq, rc, arr.dims[0]);
+                self.check(ok, Code::E0202, span, Message::Unflatten, vec![r, c, arr.dims[0]]);
+                let arr = self.alias_of(*array, arr);
+                let mut dims = vec![r, c];
+                dims.extend_from_slice(&arr.dims[1..]);
+                self.bind(b, LVal::Array(Arr { dims, ..arr }));
+            }
+            Expr::UpdateAt { array, indices, value, accumulate } => {
+                let b = one(&s.binds)?;
+                let r = self.update_at(*array, indices, *value, *accumulate, span)?;
+                self.bind(b, LVal::Array(r));
+            }
+            Expr::Check { kind: CheckKind::SizeEq { what }, a, b } => {
+                let (x, y) = (self.scalar(*a)?, self.scalar(*b)?);
+                let ty = self.operand_type(x);
+                let ok = self.bin("ok", BinOp::Eq, x, y);
+                self.check(ok, Code::E0202, span, Message::SizeEq { what: what.clone(), ty }, vec![x, y]);
+            }
+            Expr::Custom { primal, args, .. } => {
+                let vals = args.iter().map(|&a| self.atom(a)).collect::<R<Vec<_>>>()?;
+                let out = self.inline(primal, vals)?;
+                self.bind_results(&s.binds, out)?;
+            }
+            Expr::Jvp { .. } | Expr::Vjp { .. } => return Err("an AD operator reached code generation".into()),
+        }
+        Ok(())
+    }
+
+    fn bind_results(&mut self, binds: &[Var], vals: Vec<LVal>) -> R<()> {
+        if binds.len() != vals.len() {
+            return Err(format!("{} values for {} variables", vals.len(), binds.len()));
+        }
+        for (&b, v) in binds.iter().zip(vals) {
+            self.bind(b, v);
+        }
+        Ok(())
+    }
+
+    /// Fails with E0202 unless the two shapes are equal; `template` has two
+    /// `{}` holes for the shapes.
+    fn same_shape(&mut self, a: &[Operand], b: &[Operand], template: &str, span: Span) {
+        let mut ok = Operand::Const(Const::Bool(true));
+        for (&x, &y) in a.iter().zip(b) {
+            if same(x, y) {
+                continue;
+            }
+            let e = self.bin("ok", BinOp::Eq, x, y);
+            ok = self.bin("ok", BinOp::And, ok, e);
+        }
+        let rank = a.len() as u32;
+        let args = a.iter().chain(b).copied().collect();
+        self.check(ok, Code::E0202, span, Message::Shapes { template: template.into(), rank }, args);
+    }
+
+    // ---- indexing ------------------------------------------------------------
+
+    fn index(&mut self, var: Var, val: LVal, idx: &[Operand], span: Span) -> R<LVal> {
+        if let LVal::Iota(n) = val {
+            if let [i] = idx {
+                self.check_index(*i, n, 0, span);
+                return Ok(LVal::Scalar(*i));
+            }
+        }
+        let a = self.materialize(val);
+        if idx.len() > a.dims.len() {
+            return Err("too many indices".into());
+        }
+        let mut flat = Operand::i64(0);
+        for (d, &i) in idx.iter().enumerate() {
+            self.check_index(i, a.dims[d], d as u32, span);
+            let scaled = self.mul(flat, a.dims[d]);
+            flat = self.add(scaled, i);
+        }
+        if idx.len() == a.dims.len() {
+            let r = self.let_("x", a.elem, Rhs::Load { elem: a.elem, base: a.ptr, index: flat });
+            return Ok(LVal::Scalar(r));
+        }
+        let rest = a.dims[idx.len()..].to_vec();
+        let block = self.product(&rest);
+        let at = self.mul(flat, block);
+        let ptr = self.let_("row", MTy::I64, Rhs::Offset { elem: a.elem, base: a.ptr, index: at });
+        self.demote(var);
+        Ok(LVal::Array(Arr { ptr, dims: rest, elem: a.elem, owned: false, depth: self.depth }))
+    }
+
+    fn update_at(&mut self, array: Var, indices: &[Atom], value: Atom, accumulate: bool, span: Span) -> R<Arr> {
+        let value = self.atom(value)?;
+        let idx = indices.iter().map(|&i| self.scalar(i)).collect::<R<Vec<_>>>()?;
+        let a = self.array(array)?;
+        let mut flat = Operand::i64(0);
+        for (d, &i) in idx.iter().enumerate() {
+            self.check_index(i, a.dims[d], d as u32, span);
+            let scaled = self.mul(flat, a.dims[d]);
+            flat = self.add(scaled, i);
+        }
+        let rest = a.dims[idx.len()..].to_vec();
+        let value = match value {
+            LVal::Scalar(x) => LVal::Scalar(x),
+            v => {
+                let v = self.materialize(v);
+                self.same_shape(
+                    &rest,
+                    &v.dims,
+                    "size mismatch: updating a block of shape {} with a value of shape {}",
+                    span,
+                );
+                LVal::Array(v)
+            }
+        };
+        let target = if a.owned && a.depth == self.depth { a } else { self.copy_array(&a) };
+        let elem = target.elem;
+        match value {
+            LVal::Scalar(x) => {
+                let x = if accumulate {
+                    let old = self.let_("old", elem, Rhs::Load { elem, base: target.ptr, index: flat });
+                    self.bin("new", BinOp::Add, old, x)
+                } else {
+                    x
+                };
+                self.emit(Inst::Store { elem, base: target.ptr, index: flat, value: x });
+            }
+            LVal::Array(v) => {
+                let block = self.product(&rest);
+                let start = self.mul(flat, block);
+                if accumulate {
+                    let j = self.fresh("j", MTy::I64);
+                    let (body, ()) = self.block(|l| {
+                        let at = l.add(start, j.into());
+                        let old = l.let_("old", elem, Rhs::Load { elem, base: target.ptr, index: at });
+                        let x = l.let_("x", elem, Rhs::Load { elem, base: v.ptr, index: j.into() });
+                        let new = l.bin("new", BinOp::Add, old, x);
+                        l.emit(Inst::Store { elem, base: target.ptr, index: at, value: new });
+                        Ok(())
+                    })?;
+                    self.emit(Inst::For { index: j, bound: block, body });
+                } else {
+                    let dst = self.let_("dst", MTy::I64, Rhs::Offset { elem, base: target.ptr, index: start });
+                    self.emit(Inst::Copy { elem, dst, src: v.ptr, count: block });
+                }
+            }
+            LVal::Iota(_) => unreachable!("materialized above"),
+        }
+        Ok(Arr { owned: true, depth: self.depth, ..target })
+    }
+
+    fn array_lit(&mut self, elem: IrType, elems: &[Atom], span: Span) -> R<Arr> {
+        let ety = MTy::of(elem.elem);
+        let k = Operand::i64(elems.len() as i64);
+        if elem.rank == 0 {
+            let ptr = self.alloc("lit", ety, k);
+            for (j, &e) in elems.iter().enumerate() {
+                let x = self.scalar(e)?;
+                self.emit(Inst::Store { elem: ety, base: ptr, index: Operand::i64(j as i64), value: x });
+            }
+            return Ok(Arr { ptr, dims: vec![k], elem: ety, owned: true, depth: self.depth });
+        }
+        let rows = elems
+            .iter()
+            .map(|&e| {
+                let v = self.atom(e)?;
+                Ok(self.materialize(v))
+            })
+            .collect::<R<Vec<_>>>()?;
+        let Some(first) = rows.first().cloned() else {
+            let ptr = self.alloc("lit", ety, Operand::i64(0));
+            let mut dims = vec![k];
+            dims.extend((0..elem.rank).map(|_| Operand::i64(0)));
+            return Ok(Arr { ptr, dims, elem: ety, owned: true, depth: self.depth });
+        };
+        for r in &rows[1..] {
+            self.same_shape(&first.dims, &r.dims, "array literal rows have different shapes {} and {}", span);
+        }
+        let rl = self.product(&first.dims);
+        let total = self.mul(k, rl);
+        let ptr = self.alloc("lit", ety, total);
+        for (j, r) in rows.iter().enumerate() {
+            let at = self.mul(Operand::i64(j as i64), rl);
+            let dst = self.let_("dst", MTy::I64, Rhs::Offset { elem: ety, base: ptr, index: at });
+            self.emit(Inst::Copy { elem: ety, dst, src: r.ptr, count: rl });
+        }
+        let mut dims = vec![k];
+        dims.extend(first.dims);
+        Ok(Arr { ptr, dims, elem: ety, owned: true, depth: self.depth })
+    }
+
+    fn transpose(&mut self, a: &Arr) -> R<Arr> {
+        if a.dims.len() < 2 {
+            return Err("transpose of a rank-1 array".into());
+        }
+        let (d0, d1) = (a.dims[0], a.dims[1]);
+        let inner = self.product(&a.dims[2..]);
+        let total = self.product(&a.dims);
+        let ptr = self.alloc("tr", a.elem, total);
+        let (i, j) = (self.fresh("i", MTy::I64), self.fresh("j", MTy::I64));
+        let elem = a.elem;
+        let (inner_body, ()) = self.block(|l| {
+            let r = l.mul(i.into(), d1);
+            let r = l.add(r, j.into());
+            let from = l.mul(r, inner);
+            let c = l.mul(j.into(), d0);
+            let c = l.add(c, i.into());
+            let to = l.mul(c, inner);
+            if inner == Operand::i64(1) {
+                let x = l.let_("x", elem, Rhs::Load { elem, base: a.ptr, index: from });
+                l.emit(Inst::Store { elem, base: ptr, index: to, value: x });
+            } else {
+                let src = l.let_("src", MTy::I64, Rhs::Offset { elem, base: a.ptr, index: from });
+                let dst = l.let_("dst", MTy::I64, Rhs::Offset { elem, base: ptr, index: to });
+                l.emit(Inst::Copy { elem, dst, src, count: inner });
+            }
+            Ok(())
+        })?;
+        let body = vec![Inst::For { index: j, bound: d1, body: inner_body }];
+        self.emit(Inst::For { index: i, bound: d0, body });
+        let mut dims = a.dims.clone();
+        dims.swap(0, 1);
+        Ok(Arr { ptr, dims, elem, owned: true, depth: self.depth })
+    }
+
+    // ---- combinators -----------------------------------------------------------
+
+    /// Checks that the iterated arrays share their outer size (E0202, as
+    /// the interpreter words it) and returns it.
+    fn iterated(&mut self, vals: &[LVal], what: &'static str, span: Span) -> Option<Operand> {
+        let first = self.outer(vals.first()?);
+        for v in &vals[1..] {
+            let n = self.outer(v);
+            if !same(first, n) {
+                let ok = self.bin("ok", BinOp::Eq, first, n);
+                self.check(ok, Code::E0202, span, Message::IteratedSizes { what }, vec![first, n]);
+            }
+        }
+        Some(first)
+    }
+
+    /// Element `j` of an iterated array (`j < outer size`, checked before).
+    fn element(&mut self, v: &LVal, j: LVar) -> LVal {
+        match v {
+            LVal::Iota(_) => LVal::Scalar(j.into()),
+            LVal::Array(a) if a.dims.len() == 1 => {
+                LVal::Scalar(self.let_("x", a.elem, Rhs::Load { elem: a.elem, base: a.ptr, index: j.into() }))
+            }
+            LVal::Array(a) => {
+                let rest = a.dims[1..].to_vec();
+                let rl = self.product(&rest);
+                let at = self.mul(j.into(), rl);
+                let ptr = self.let_("row", MTy::I64, Rhs::Offset { elem: a.elem, base: a.ptr, index: at });
+                LVal::Array(Arr { ptr, dims: rest, elem: a.elem, owned: false, depth: self.depth })
+            }
+            LVal::Scalar(_) => unreachable!("iterating a scalar"),
+        }
+    }
+
+    fn map(&mut self, binds: &[Var], width: Atom, lam: &Lambda, arrays: &[Var], span: Span) -> R<()> {
+        let w = self.scalar(width)?;
+        let w = self.size(w, span);
+        let vals = arrays.iter().map(|&a| self.var(a)).collect::<R<Vec<_>>>()?;
+        if let Some(n) = self.iterated(&vals, "map", span) {
+            if !same(n, w) {
+                let ok = self.bin("ok", BinOp::Eq, n, w);
+                self.check(ok, Code::E0202, span, Message::MapWidth, vec![w, n]);
+            }
+        }
+        let j = self.fresh("j", MTy::I64);
+        let types: Vec<IrType> = binds.iter().map(|&b| self.ir_type(b)).collect();
+        let mut stacks: Vec<Stack> = types.iter().map(|&t| self.stack_new(t)).collect();
+        self.facts.insert(j, w);
+        self.depth += 1;
+        let (mut body, results) = self.block(|l| {
+            let args: Vec<LVal> = vals.iter().map(|v| l.element(v, j)).collect();
+            l.inline(lam, args)
+        })?;
+        self.depth -= 1;
+        if results.len() != stacks.len() {
+            return Err("map lambda result count".into());
+        }
+        let allocates = allocates(&body);
+        let mut assigned = assigned_in(&body);
+        assigned.insert(j);
+        let mut prefix = Vec::new();
+        let mut keep = Vec::new();
+        let (push, ()) = self.block(|l| {
+            for (st, r) in stacks.iter_mut().zip(results) {
+                l.stack_push(st, r, j, w, &assigned, &mut prefix, "map", span)?;
+                if st.lazy {
+                    keep.push(Operand::Var(st.ptr));
+                }
+            }
+            Ok(())
+        })?;
+        self.out.extend(prefix);
+        body.extend(push);
+        self.emit_loop(j, w, body, allocates, keep);
+        for (&b, st) in binds.iter().zip(stacks) {
+            let r = self.stack_finish(st, w);
+            self.bind(b, LVal::Array(r));
+        }
+        Ok(())
+    }
+
+    /// Emits `for j < n { body }`, releasing each iteration's allocations
+    /// when the body allocates (Note [Releasing loop iterations]).
+    fn emit_loop(&mut self, j: LVar, n: Operand, mut body: Vec<Inst>, allocates: bool, keep: Vec<Operand>) {
+        if allocates {
+            let mark = self.let_("mark", MTy::I64, Rhs::Mark);
+            body.push(Inst::Release { mark, keep });
+        }
+        self.emit(Inst::For { index: j, bound: n, body });
+    }
+
+    fn reduce_or_scan(
+        &mut self,
+        binds: &[Var],
+        lam: &Lambda,
+        neutral: &[Atom],
+        arrays: &[Var],
+        scan: bool,
+        span: Span,
+    ) -> R<()> {
+        let what = if scan { "scan" } else { "reduce" };
+        let k = neutral.len();
+        let init = neutral.iter().map(|&a| self.atom(a)).collect::<R<Vec<_>>>()?;
+        let vals = arrays.iter().map(|&a| self.var(a)).collect::<R<Vec<_>>>()?;
+        let n = self.iterated(&vals, what, span).unwrap_or(Operand::i64(0));
+        let accs: Vec<State> = init.into_iter().map(|v| self.state_new("acc", v)).collect();
+        if accs.iter().any(|s| s.ptr.is_some()) {
+            // Array accumulators may be views of the iterated rows.
+            arrays.iter().for_each(|&a| self.demote(a));
+        }
+        let j = self.fresh("j", MTy::I64);
+        let mut stacks: Vec<Stack> =
+            if scan { binds.iter().map(|&b| self.stack_new(self.ir_type(b))).collect() } else { Vec::new() };
+        self.facts.insert(j, n);
+        self.depth += 1;
+        let (mut body, results) = self.block(|l| {
+            let mut args: Vec<LVal> = accs.iter().map(|s| l.state_read(s)).collect();
+            args.extend(vals.iter().map(|v| l.element(v, j)));
+            l.inline(lam, args)
+        })?;
+        self.depth -= 1;
+        if results.len() != k {
+            return Err(format!("{what} lambda result count"));
+        }
+        let allocates = allocates(&body);
+        let mut assigned = assigned_in(&body);
+        assigned.insert(j);
+        assigned.extend(accs.iter().flat_map(|s| s.scalar.iter().chain(&s.ptr).chain(&s.dims).copied()));
+        let mut prefix = Vec::new();
+        let mut keep = Vec::new();
+        let (tail, ()) = self.block(|l| {
+            for (st, r) in stacks.iter_mut().zip(&results) {
+                l.stack_push(st, r.clone(), j, n, &assigned, &mut prefix, what, span)?;
+                if st.lazy {
+                    keep.push(Operand::Var(st.ptr));
+                }
+            }
+            let results = results.into_iter().map(|r| l.state_value(r)).collect::<Vec<_>>();
+            l.state_assign(&accs, results);
+            keep.extend(accs.iter().filter_map(|s| s.ptr.map(Operand::Var)));
+            Ok(())
+        })?;
+        self.out.extend(prefix);
+        body.extend(tail);
+        self.emit_loop(j, n, body, allocates, keep);
+        if scan {
+            for (&b, st) in binds.iter().zip(stacks) {
+                let r = self.stack_finish(st, n);
+                self.bind(b, LVal::Array(r));
+            }
+        } else {
+            let vals = accs.iter().map(|s| self.state_read(s)).collect();
+            self.bind_results(binds, vals)?;
+        }
+        Ok(())
+    }
+
+    fn lower_loop(
+        &mut self,
+        binds: &[Var],
+        params: &[Var],
+        init: &[Atom],
+        form: &LoopForm,
+        body: &Body,
+        span: Span,
+    ) -> R<()> {
+        // Parameters the body updates in place must hold an owned buffer.
+        let consumed: Vec<bool> = params.iter().map(|&p| consumes(body, p)).collect();
+        let mut states = Vec::new();
+        for ((&a, &p), &c) in init.iter().zip(params).zip(&consumed) {
+            let mut v = self.atom(a)?;
+            if let LVal::Array(arr) = &v {
+                if c && !(arr.owned && arr.depth == self.depth && a.var().is_some_and(|x| self.uses[x.0 as usize] == 1))
+                {
+                    v = LVal::Array(self.copy_array(arr));
+                }
+            }
+            if let Atom::Var(x) = a {
+                self.demote(x);
+            }
+            let name = self.prog.vars.base_name(p).to_string();
+            states.push(self.state_new(&name, v));
+        }
+        let bind_params = |l: &mut Self| {
+            for ((&p, s), &c) in params.iter().zip(&states).zip(&consumed) {
+                let mut v = l.state_read(s);
+                if let LVal::Array(a) = &mut v {
+                    a.owned = c;
+                    a.depth = l.depth;
+                }
+                l.bind(p, v);
+            }
+        };
+        self.depth += 1;
+        let mut allocs = false;
+        let (cond, test) = match form {
+            LoopForm::For { .. } => (Vec::new(), None),
+            LoopForm::While { cond } => {
+                let (block, test) = self.block(|l| {
+                    bind_params(l);
+                    let r = l.body(cond)?;
+                    match r.as_slice() {
+                        [LVal::Scalar(t)] => Ok(*t),
+                        _ => Err("a while condition must return one bool".to_string()),
+                    }
+                })?;
+                allocs |= allocates(&block);
+                (block, Some(test))
+            }
+        };
+        let index = match form {
+            LoopForm::For { index, bound } => {
+                let j = self.fresh(self.prog.vars.base_name(*index), MTy::I64);
+                let b = self.scalar(*bound)?;
+                self.facts.insert(j, b);
+                self.bind(*index, LVal::Scalar(j.into()));
+                Some((j, b))
+            }
+            LoopForm::While { .. } => None,
+        };
+        let (mut block, results) = self.block(|l| {
+            bind_params(l);
+            l.body(body)
+        })?;
+        allocs |= allocates(&block);
+        self.depth -= 1;
+        if results.len() != states.len() {
+            return Err("loop body result count".into());
+        }
+        let (tail, ()) = self.block(|l| {
+            let mut seen = HashSet::new();
+            let mut vals = Vec::new();
+            for (r, &c) in results.into_iter().zip(&consumed) {
+                let mut v = l.state_value(r);
+                if let LVal::Array(a) = &v {
+                    let fresh = a.owned && a.depth == l.depth + 1 && seen.insert(ptr_key(a.ptr));
+                    if c && !fresh {
+                        v = LVal::Array(l.copy_array(a));
+                    }
+                }
+                vals.push(v);
+            }
+            l.state_assign(&states, vals);
+            Ok(())
+        })?;
+        block.extend(tail);
+        let keep: Vec<Operand> = states.iter().filter_map(|s| s.ptr.map(Operand::Var)).collect();
+        match (index, test) {
+            (Some((j, bound)), _) => self.emit_loop(j, bound, block, allocs, keep),
+            (None, Some(test)) => {
+                let limit = self.let_("limit", MTy::I64, Rhs::WhileLimit);
+                let count = self.fresh("iterations", MTy::I64);
+                self.assign(count, Operand::i64(0));
+                let ok = self.fresh("ok", MTy::Bool);
+                let site = self.site(Code::E0205, span, Message::WhileLimit);
+                let mut guarded = vec![
+                    Inst::Let(ok, Rhs::Binary(BinOp::Ne, count.into(), limit)),
+                    Inst::If { cond: ok.into(), then: Vec::new(), els: vec![Inst::Fail { site, args: vec![limit] }] },
+                    Inst::Let(count, Rhs::Binary(BinOp::Add, count.into(), Operand::i64(1))),
+                ];
+                guarded.extend(block);
+                if allocs {
+                    let mark = self.let_("mark", MTy::I64, Rhs::Mark);
+                    guarded.push(Inst::Release { mark, keep });
+                }
+                self.emit(Inst::While { cond, test, body: guarded });
+            }
+            (None, None) => unreachable!("a loop is a for or a while"),
+        }
+        let finals: Vec<LVal> = states
+            .iter()
+            .zip(&consumed)
+            .map(|(s, &c)| {
+                let mut v = self.state_read(s);
+                if let LVal::Array(a) = &mut v {
+                    a.owned = c;
+                    a.depth = self.depth;
+                }
+                v
+            })
+            .collect();
+        self.bind_results(binds, finals)
+    }
+
+    fn lower_if(&mut self, binds: &[Var], c: Operand, t: &Body, f: &Body, whole: Option<&Expr>) -> R<()> {
+        let (then, tv) = self.block(|l| l.body(t))?;
+        let (els, fv) = self.block(|l| l.body(f))?;
+        let mut states = Vec::new();
+        let mut owned = Vec::new();
+        for (k, (a, b)) in tv.iter().zip(&fv).enumerate() {
+            let own = |l: &Self, v: &LVal, atom: Atom| match v {
+                LVal::Array(arr) => {
+                    arr.owned
+                        && arr.depth == l.depth
+                        && atom.var().is_none_or(|x| whole.is_some_and(|e| uses_in(e, x) == l.uses[x.0 as usize]))
+                }
+                _ => false,
+            };
+            owned.push(own(self, a, t.result[k]) && own(self, b, f.result[k]));
+            let proto = match (a, b) {
+                (LVal::Scalar(x), _) => LVal::Scalar(Operand::Var(self.fresh("r", self.operand_type(*x)))),
+                (LVal::Iota(_), LVal::Iota(_)) => LVal::Iota(Operand::Var(self.fresh("r", MTy::I64))),
+                (LVal::Array(x), _) | (_, LVal::Array(x)) => LVal::Array(Arr {
+                    ptr: Operand::Var(self.fresh("r", MTy::I64)),
+                    dims: x.dims.iter().map(|_| Operand::Var(self.fresh("r_d", MTy::I64))).collect(),
+                    elem: x.elem,
+                    owned: false,
+                    depth: self.depth,
+                }),
+                (LVal::Iota(_), LVal::Scalar(_)) => return Err("if branches of different kinds".into()),
+            };
+            states.push(proto);
+        }
+        let (then_tail, ()) = self.block(|l| {
+            for (s, v) in states.iter().zip(tv) {
+                l.assign_val(s, v);
+            }
+            Ok(())
+        })?;
+        let (else_tail, ()) = self.block(|l| {
+            for (s, v) in states.iter().zip(fv) {
+                l.assign_val(s, v);
+            }
+            Ok(())
+        })?;
+        let mut then = then;
+        then.extend(then_tail);
+        let mut els = els;
+        els.extend(else_tail);
+        self.emit(Inst::If { cond: c, then, els });
+        for x in t.result.iter().chain(&f.result).filter_map(|a| a.var()) {
+            self.demote(x);
+        }
+        let vals = states
+            .into_iter()
+            .zip(owned)
+            .map(|(s, o)| match s {
+                LVal::Array(a) => LVal::Array(Arr { owned: o, ..a }),
+                s => s,
+            })
+            .collect();
+        self.bind_results(binds, vals)
+    }
+
+    /// Assigns `v` to the variables of `target` (a value whose operands are variables).
+    fn assign_val(&mut self, target: &LVal, v: LVal) {
+        match (target, v) {
+            (LVal::Scalar(Operand::Var(t)), LVal::Scalar(x)) => self.assign(*t, x),
+            (LVal::Iota(Operand::Var(t)), LVal::Iota(n)) => self.assign(*t, n),
+            (LVal::Array(t), v) => {
+                let a = self.materialize(v);
+                if let Operand::Var(p) = t.ptr {
+                    self.assign(p, a.ptr);
+                }
+                for (d, x) in t.dims.iter().zip(a.dims) {
+                    if let Operand::Var(d) = d {
+                        self.assign(*d, x);
+                    }
+                }
+            }
+            _ => unreachable!("assignment to a value of another kind"),
+        }
+    }
+
+    fn scatter(&mut self, dest: Var, indices: Var, values: Var, lam: Option<&Lambda>, span: Span) -> R<Arr> {
+        let what = if lam.is_some() { "hist" } else { "scatter" };
+        let d = self.array(dest)?;
+        let is = self.var(indices)?;
+        let vs = self.var(values)?;
+        let (ni, nv) = (self.outer(&is), self.outer(&vs));
+        let ok = self.bin("ok", BinOp::Eq, ni, nv);
+        self.check(ok, Code::E0202, span, Message::ScatterLengths { what }, vec![ni, nv]);
+        let vrows: Vec<Operand> = match &vs {
+            LVal::Array(a) => a.dims[1..].to_vec(),
+            _ => Vec::new(),
+        };
+        let template =
+            format!("size mismatch: {what} values have rows of shape {{}} but the destination's rows have shape {{}}");
+        self.same_shape(&vrows, &d.dims[1..], &template, span);
+        let unique = d.owned && d.depth == self.depth && self.uses[dest.0 as usize] == 1;
+        let target = if unique { d.clone() } else { self.copy_array(&d) };
+        self.demote(dest);
+        let n = target.dims[0];
+        let rl = self.product(&target.dims[1..]);
+        let k = self.fresh("k", MTy::I64);
+        let elem = target.elem;
+        self.depth += 1;
+        let (body, ()) = self.block(|l| {
+            let i = match l.element(&is, k) {
+                LVal::Scalar(i) => i,
+                _ => return Err("scatter indices must be scalars".to_string()),
+            };
+            let inr = l.in_range(i, n);
+            let (write, ()) = l.block(|l| {
+                let new = l.element(&vs, k);
+                let new = match lam {
+                    None => new,
+                    Some(lam) => {
+                        let cur = if target.dims.len() == 1 {
+                            LVal::Scalar(l.let_("cur", elem, Rhs::Load { elem, base: target.ptr, index: i }))
+                        } else {
+                            let at = l.mul(i, rl);
+                            let ptr = l.let_("cur", MTy::I64, Rhs::Offset { elem, base: target.ptr, index: at });
+                            LVal::Array(Arr {
+                                ptr,
+                                dims: target.dims[1..].to_vec(),
+                                elem,
+                                owned: false,
+                                depth: l.depth,
+                            })
+                        };
+                        let mut r = l.inline(lam, vec![cur, new])?;
+                        r.pop().ok_or("a hist operator returns one value")?
+                    }
+                };
+                match new {
+                    LVal::Scalar(x) => l.emit(Inst::Store { elem, base: target.ptr, index: i, value: x }),
+                    v => {
+                        let v = l.materialize(v);
+                        let at = l.mul(i, rl);
+                        let dst = l.let_("dst", MTy::I64, Rhs::Offset { elem, base: target.ptr, index: at });
+                        l.emit(Inst::Copy { elem, dst, src: v.ptr, count: rl });
+                    }
+                }
+                Ok(())
+            })?;
+            l.emit(Inst::If { cond: inr, then: write, els: Vec::new() });
+            Ok(())
+        })?;
+        self.depth -= 1;
+        let allocs = allocates(&body);
+        self.emit_loop(k, ni, body, allocs, Vec::new());
+        Ok(Arr { owned: true, depth: self.depth, ..target })
+    }
+
+    // ---- loop state and result stacks ------------------------------------------
+
+    /// Variables holding a value across iterations, initialised to `v`.
+    fn state_new(&mut self, name: &str, v: LVal) -> State {
+        match v {
+            LVal::Scalar(x) => {
+                let t = self.fresh(name, self.operand_type(x));
+                self.assign(t, x);
+                State { scalar: Some(t), ptr: None, dims: Vec::new(), elem: self.operand_type(x) }
+            }
+            v => {
+                let a = self.materialize(v);
+                let ptr = self.fresh(name, MTy::I64);
+                self.assign(ptr, a.ptr);
+                let dims = a
+                    .dims
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &x)| {
+                        let dv = self.fresh(&format!("{name}_d{d}"), MTy::I64);
+                        self.assign(dv, x);
+                        dv
+                    })
+                    .collect();
+                State { scalar: None, ptr: Some(ptr), dims, elem: a.elem }
+            }
+        }
+    }
+
+    fn state_read(&self, s: &State) -> LVal {
+        match s.scalar {
+            Some(v) => LVal::Scalar(v.into()),
+            None => LVal::Array(Arr {
+                ptr: s.ptr.expect("array state").into(),
+                dims: s.dims.iter().map(|&d| d.into()).collect(),
+                elem: s.elem,
+                owned: false,
+                depth: self.depth,
+            }),
+        }
+    }
+
+    /// A value ready to be assigned to state: iotas materialized.
+    fn state_value(&mut self, v: LVal) -> LVal {
+        match v {
+            LVal::Iota(_) => LVal::Array(self.materialize(v)),
+            v => v,
+        }
+    }
+
+    /// Assigns all states at once: the new values may read the old ones.
+    fn state_assign(&mut self, states: &[State], vals: Vec<LVal>) {
+        let mut temps: Vec<(LVar, Operand)> = Vec::new();
+        for (s, v) in states.iter().zip(vals) {
+            match (s.scalar, v) {
+                (Some(t), LVal::Scalar(x)) => temps.push((t, x)),
+                (None, LVal::Array(a)) => {
+                    temps.push((s.ptr.expect("array state"), a.ptr));
+                    temps.extend(s.dims.iter().copied().zip(a.dims));
+                }
+                _ => unreachable!("state of another kind"),
+            }
+        }
+        let staged: Vec<(LVar, Operand)> = temps
+            .into_iter()
+            .map(|(t, x)| match x {
+                Operand::Var(_) => {
+                    let ty = self.vars[t.0 as usize].1;
+                    let tmp = self.fresh("next", ty);
+                    self.assign(tmp, x);
+                    (t, tmp.into())
+                }
+                c => (t, c),
+            })
+            .collect();
+        for (t, x) in staged {
+            self.assign(t, x);
+        }
+    }
+
+    fn stack_new(&mut self, ty: IrType) -> Stack {
+        let elem = MTy::of(ty.elem);
+        let ptr = self.fresh("out", MTy::I64);
+        let row_dims = (1..ty.rank).map(|d| self.fresh(&format!("out_d{d}"), MTy::I64)).collect();
+        Stack { ptr, row_dims, elem, lazy: false }
+    }
+
+    /// Emits (into the current block, the loop body) the store of iteration
+    /// `j`'s result `v`, and into `prefix` the allocation of the result: before
+    /// the loop when the row shape is known there, else on the first iteration.
+    #[allow(clippy::too_many_arguments)]
+    fn stack_push(
+        &mut self,
+        st: &mut Stack,
+        v: LVal,
+        j: LVar,
+        n: Operand,
+        assigned: &HashSet<LVar>,
+        prefix: &mut Vec<Inst>,
+        what: &str,
+        span: Span,
+    ) -> R<()> {
+        let elem = st.elem;
+        match v {
+            LVal::Scalar(x) => {
+                let saved = std::mem::take(&mut self.out);
+                let p = self.alloc("out", elem, n);
+                self.assign(st.ptr, p);
+                prefix.extend(std::mem::replace(&mut self.out, saved));
+                self.emit(Inst::Store { elem, base: st.ptr.into(), index: j.into(), value: x });
+            }
+            v => {
+                let a = self.materialize(v);
+                let invariant = a.dims.iter().all(|d| match d {
+                    Operand::Var(x) => !assigned.contains(x),
+                    Operand::Const(_) => true,
+                });
+                let rl = self.product(&a.dims);
+                if invariant {
+                    let saved = std::mem::take(&mut self.out);
+                    for (&d, &x) in st.row_dims.iter().zip(&a.dims) {
+                        self.assign(d, x);
+                    }
+                    let rl0 = self.product(&a.dims);
+                    let total = self.mul(n, rl0);
+                    let p = self.alloc("out", elem, total);
+                    self.assign(st.ptr, p);
+                    prefix.extend(std::mem::replace(&mut self.out, saved));
+                } else {
+                    st.lazy = true;
+                    let saved = std::mem::take(&mut self.out);
+                    for &d in &st.row_dims {
+                        self.assign(d, Operand::i64(0));
+                    }
+                    let p = self.alloc("out", elem, Operand::i64(0));
+                    self.assign(st.ptr, p);
+                    prefix.extend(std::mem::replace(&mut self.out, saved));
+                    let first = self.bin("first", BinOp::Eq, j.into(), Operand::i64(0));
+                    let (init, ()) = self.block(|l| {
+                        for (&d, &x) in st.row_dims.iter().zip(&a.dims) {
+                            l.assign(d, x);
+                        }
+                        let total = l.mul(n, rl);
+                        let p = l.alloc("out", elem, total);
+                        l.assign(st.ptr, p);
+                        Ok(())
+                    })?;
+                    let (check, ()) = self.block(|l| {
+                        let dims: Vec<Operand> = st.row_dims.iter().map(|&d| d.into()).collect();
+                        let template = format!("size mismatch: {what} results have different shapes {{}} and {{}}");
+                        l.same_shape(&dims, &a.dims, &template, span);
+                        Ok(())
+                    })?;
+                    self.emit(Inst::If { cond: first, then: init, els: check });
+                }
+                let at = self.mul(j.into(), rl);
+                let dst = self.let_("dst", MTy::I64, Rhs::Offset { elem, base: st.ptr.into(), index: at });
+                self.emit(Inst::Copy { elem, dst, src: a.ptr, count: rl });
+            }
+        }
+        Ok(())
+    }
+
+    fn stack_finish(&mut self, st: Stack, n: Operand) -> Arr {
+        let mut dims = vec![n];
+        dims.extend(st.row_dims.iter().map(|&d| Operand::Var(d)));
+        Arr { ptr: st.ptr.into(), dims, elem: st.elem, owned: true, depth: self.depth }
+    }
+}
+
+/// Loop-carried variables: a scalar, or an array's pointer and dimensions.
+struct State {
+    scalar: Option<LVar>,
+    ptr: Option<LVar>,
+    dims: Vec<LVar>,
+    elem: MTy,
+}
+
+/// A `map`/`scan` result being filled row by row.
+struct Stack {
+    ptr: LVar,
+    row_dims: Vec<LVar>,
+    elem: MTy,
+    /// Allocated on the first iteration (the row shape is only known there).
+    lazy: bool,
+}
+
+fn same(a: Operand, b: Operand) -> bool {
+    match (a, b) {
+        (Operand::Var(x), Operand::Var(y)) => x == y,
+        (Operand::Const(Const::I64(x)), Operand::Const(Const::I64(y))) => x == y,
+        _ => false,
+    }
+}
+
+fn ptr_key(o: Operand) -> Option<LVar> {
+    match o {
+        Operand::Var(v) => Some(v),
+        Operand::Const(_) => None,
+    }
+}
+
+/// Folds integer arithmetic on constants and the identities `x*1`, `x+0`.
+fn fold(rhs: &Rhs) -> Option<Operand> {
+    let c = |o: &Operand| o.as_i64();
+    match rhs {
+        Rhs::Binary(op, a, b) => match (op, c(a), c(b)) {
+            (BinOp::Mul, Some(x), Some(y)) => Some(Operand::i64(x.wrapping_mul(y))),
+            (BinOp::Add, Some(x), Some(y)) => Some(Operand::i64(x.wrapping_add(y))),
+            (BinOp::Sub, Some(x), Some(y)) => Some(Operand::i64(x.wrapping_sub(y))),
+            (BinOp::Mul, Some(1), _) | (BinOp::Add, Some(0), _) => Some(*b),
+            (BinOp::Mul, _, Some(1)) | (BinOp::Add, _, Some(0)) | (BinOp::Sub, _, Some(0)) => Some(*a),
+            (BinOp::Mul, Some(0), _) | (BinOp::Mul, _, Some(0)) => Some(Operand::i64(0)),
+            (BinOp::Ge, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x >= y))),
+            (BinOp::Le, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x <= y))),
+            (BinOp::Lt, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x < y))),
+            (BinOp::Eq, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x == y))),
+            (BinOp::Ne, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x != y))),
+            (BinOp::And, _, _) => match (a, b) {
+                (Operand::Const(Const::Bool(true)), x) | (x, Operand::Const(Const::Bool(true))) => Some(*x),
+                _ => None,
+            },
+            _ => None,
+        },
+        Rhs::Use(o) => Some(*o),
+        Rhs::Offset { index: Operand::Const(Const::I64(0)), base, .. } => Some(*base),
+        _ => None,
+    }
+}
+
+/// Does any instruction of `insts` (nested blocks included) allocate?
+fn allocates(insts: &[Inst]) -> bool {
+    insts.iter().any(|i| match i {
+        Inst::Let(_, Rhs::Alloc { .. }) => true,
+        Inst::For { body, .. } => allocates(body),
+        Inst::While { cond, body, .. } => allocates(cond) || allocates(body),
+        Inst::If { then, els, .. } => allocates(then) || allocates(els),
+        _ => false,
+    })
+}
+
+/// Variables assigned anywhere in `insts`.
+fn assigned_in(insts: &[Inst]) -> HashSet<LVar> {
+    fn go(insts: &[Inst], out: &mut HashSet<LVar>) {
+        for i in insts {
+            match i {
+                Inst::Let(v, _) => {
+                    out.insert(*v);
+                }
+                Inst::For { index, body, .. } => {
+                    out.insert(*index);
+                    go(body, out);
+                }
+                Inst::While { cond, body, .. } => {
+                    go(cond, out);
+                    go(body, out);
+                }
+                Inst::If { then, els, .. } => {
+                    go(then, out);
+                    go(els, out);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = HashSet::new();
+    go(insts, &mut out);
+    out
+}
+
+/// Adds the uses of each variable in `b` (nested bodies included) to `uses`.
+fn count_body(b: &Body, uses: &mut [u32]) {
+    for s in &b.stmts {
+        count_expr(&s.expr, uses);
+    }
+    for a in &b.result {
+        if let Atom::Var(v) = a {
+            uses[v.0 as usize] += 1;
+        }
+    }
+}
+
+fn count_expr(e: &Expr, uses: &mut [u32]) {
+    for a in e.operands() {
+        if let Atom::Var(v) = a {
+            uses[v.0 as usize] += 1;
+        }
+    }
+    for b in e.bodies() {
+        count_body(b, uses);
+    }
+}
+
+/// Uses of `v` inside `e`.
+fn uses_in(e: &Expr, v: Var) -> u32 {
+    fn body(b: &Body, v: Var) -> u32 {
+        b.stmts.iter().map(|s| uses_in(&s.expr, v)).sum::<u32>()
+            + b.result.iter().filter(|a| a.var() == Some(v)).count() as u32
+    }
+    e.operands().iter().filter(|a| a.var() == Some(v)).count() as u32
+        + e.bodies().iter().map(|b| body(b, v)).sum::<u32>()
+}
+
+/// Does `b` (at any depth) update `p`, or an alias of it, in place?
+fn consumes(b: &Body, p: Var) -> bool {
+    fn go(b: &Body, names: &mut HashSet<Var>) -> bool {
+        b.stmts.iter().any(|s| match &s.expr {
+            Expr::Atom(Atom::Var(x))
+            | Expr::Opaque(Atom::Var(x))
+            | Expr::Flatten(x)
+            | Expr::Unflatten { array: x, .. }
+                if names.contains(x) =>
+            {
+                names.extend(s.binds.iter().copied());
+                false
+            }
+            Expr::UpdateAt { array, .. } => names.contains(array),
+            Expr::Scatter { dest, .. } | Expr::Hist { dest, .. } if names.contains(dest) => true,
+            e => e.bodies().iter().any(|b| go(b, names)),
+        })
+    }
+    go(b, &mut HashSet::from([p]))
+}

@@ -1,0 +1,151 @@
+//! Type checker of the loop IR, run after lowering in debug builds and tests.
+//!
+//! Checks what code generation relies on: operands of the types an
+//! instruction expects (addresses and sizes `i64`, conditions `bool`, stored
+//! values of the element type), assignments of the variable's type, and every
+//! `Fail` naming an existing site. A failure is a lowering bug.
+
+use super::{Func, Inst, MTy, Operand, Rhs};
+use crate::ir::{BinOp, UnOp};
+
+pub fn verify_func(f: &Func) -> Result<(), String> {
+    let v = Verifier { f };
+    v.block(&f.body).map_err(|e| format!("{}: {e}", f.name))?;
+    for &r in &f.results {
+        v.operand(r)?;
+    }
+    Ok(())
+}
+
+struct Verifier<'f> {
+    f: &'f Func,
+}
+
+impl Verifier<'_> {
+    fn operand(&self, o: Operand) -> Result<MTy, String> {
+        if let Operand::Var(v) = o {
+            if v.0 as usize >= self.f.vars.len() {
+                return Err(format!("unknown variable {}", v.0));
+            }
+        }
+        Ok(self.f.operand_type(o))
+    }
+
+    fn expect(&self, o: Operand, ty: MTy, what: &str) -> Result<(), String> {
+        let got = self.operand(o)?;
+        if got != ty {
+            return Err(format!("{what}: {o:?} is {}, not {}", got.name(), ty.name()));
+        }
+        Ok(())
+    }
+
+    fn rhs(&self, r: &Rhs) -> Result<MTy, String> {
+        Ok(match r {
+            Rhs::Use(o) => self.operand(*o)?,
+            Rhs::Unary(op, o) => {
+                let t = self.operand(*o)?;
+                match (op, t) {
+                    (UnOp::Not, MTy::Bool) | (UnOp::StopGradient, _) => t,
+                    (UnOp::Neg | UnOp::Abs, MTy::I64) => t,
+                    (_, MTy::F64 | MTy::F32) => t,
+                    _ => return Err(format!("{} of {}", op.name(), t.name())),
+                }
+            }
+            Rhs::Binary(op, a, b) => {
+                let (ta, tb) = (self.operand(*a)?, self.operand(*b)?);
+                if ta != tb {
+                    return Err(format!("{} of {} and {}", op.symbol(), ta.name(), tb.name()));
+                }
+                if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) {
+                    MTy::Bool
+                } else {
+                    ta
+                }
+            }
+            Rhs::Convert(t, o) => {
+                self.operand(*o)?;
+                *t
+            }
+            Rhs::Select(c, a, b) => {
+                self.expect(*c, MTy::Bool, "select condition")?;
+                let t = self.operand(*a)?;
+                self.expect(*b, t, "select operands")?;
+                t
+            }
+            Rhs::Load { elem, base, index } => {
+                self.expect(*base, MTy::I64, "load address")?;
+                self.expect(*index, MTy::I64, "load index")?;
+                *elem
+            }
+            Rhs::Offset { base, index, .. } => {
+                self.expect(*base, MTy::I64, "offset address")?;
+                self.expect(*index, MTy::I64, "offset index")?;
+                MTy::I64
+            }
+            Rhs::Alloc { count, .. } => {
+                self.expect(*count, MTy::I64, "allocation size")?;
+                MTy::I64
+            }
+            Rhs::Mark | Rhs::WhileLimit => MTy::I64,
+        })
+    }
+
+    fn block(&self, insts: &[Inst]) -> Result<(), String> {
+        for i in insts {
+            match i {
+                Inst::Let(v, r) => {
+                    let t = self.rhs(r)?;
+                    if t != self.f.ty(*v) {
+                        let name = &self.f.vars[v.0 as usize].0;
+                        return Err(format!(
+                            "{name}_{} is {} but is assigned {r:?} of type {}",
+                            v.0,
+                            self.f.ty(*v).name(),
+                            t.name()
+                        ));
+                    }
+                }
+                Inst::Store { elem, base, index, value } => {
+                    self.expect(*base, MTy::I64, "store address")?;
+                    self.expect(*index, MTy::I64, "store index")?;
+                    self.expect(*value, *elem, "stored value")?;
+                }
+                Inst::Copy { dst, src, count, .. } => {
+                    self.expect(*dst, MTy::I64, "copy destination")?;
+                    self.expect(*src, MTy::I64, "copy source")?;
+                    self.expect(*count, MTy::I64, "copy count")?;
+                }
+                Inst::For { index, bound, body } => {
+                    self.expect(Operand::Var(*index), MTy::I64, "loop index")?;
+                    self.expect(*bound, MTy::I64, "loop bound")?;
+                    self.block(body)?;
+                }
+                Inst::While { cond, test, body } => {
+                    self.block(cond)?;
+                    self.expect(*test, MTy::Bool, "while test")?;
+                    self.block(body)?;
+                }
+                Inst::If { cond, then, els } => {
+                    self.expect(*cond, MTy::Bool, "if condition")?;
+                    self.block(then)?;
+                    self.block(els)?;
+                }
+                Inst::Fail { site, args } => {
+                    if *site as usize >= self.f.sites.len() {
+                        return Err(format!("fail of unknown site {site}"));
+                    }
+                    for &a in args {
+                        self.operand(a)?;
+                    }
+                }
+                Inst::Release { mark, keep } => {
+                    self.expect(*mark, MTy::I64, "release mark")?;
+                    for &k in keep {
+                        self.expect(k, MTy::I64, "kept pointer")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

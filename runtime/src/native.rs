@@ -1,0 +1,423 @@
+//! The run-time support of native (JIT-compiled) Slope code.
+//!
+//! Input: calls from generated code, which receives a `*mut Ctx` and calls
+//! the `extern "C"` functions below by the names [`symbols`] lists. Output:
+//! arena memory, the recorded failure of a call, and host math.
+//!
+//! Invariants:
+//! - [`Ctx`] is `#[repr(C)]` with `while_limit` first: generated code loads
+//!   it at offset 0.
+//! - Every buffer of a call comes from the arena: a list of blocks, each
+//!   allocated with `std::alloc` (16-byte aligned, at least 16 bytes, zeroed),
+//!   so blocks have distinct address ranges. Blocks are freed by
+//!   [`slope_release`] (all blocks since a mark except those holding a kept
+//!   pointer) and by [`Ctx::reset`], which the caller runs after every call:
+//!   nothing leaks from one call to the next.
+//! - The math functions compute exactly what the reference interpreter
+//!   computes for the same operation (`f32` special functions go through
+//!   `f64`, as there).
+
+use crate::math;
+use std::alloc::{self, Layout};
+
+/// Alignment and minimum size of every arena block.
+const BLOCK_ALIGN: usize = 16;
+
+/// One arena block: its start and the layout it was allocated with.
+struct Block {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+/// The state of one native call: the `while` limit, the arena, the failure.
+#[repr(C)]
+pub struct Ctx {
+    /// The `while` iteration limit (E0205); generated code reads it at offset 0.
+    pub while_limit: i64,
+    blocks: Vec<Block>,
+    /// Pointers whose blocks the next [`slope_release`] keeps.
+    keep: Vec<usize>,
+    failure: Option<u32>,
+    fail_args: Vec<i64>,
+    held: usize,
+    peak: usize,
+}
+
+impl Ctx {
+    /// An empty context whose `while` loops fail after `while_limit` iterations.
+    pub fn new(while_limit: i64) -> Ctx {
+        Ctx {
+            while_limit,
+            blocks: Vec::new(),
+            keep: Vec::new(),
+            failure: None,
+            fail_args: Vec::new(),
+            held: 0,
+            peak: 0,
+        }
+    }
+
+    /// The failure the last call recorded, if any: its site and message arguments.
+    pub fn take_failure(&mut self) -> Option<(u32, Vec<i64>)> {
+        let site = self.failure.take()?;
+        Some((site, std::mem::take(&mut self.fail_args)))
+    }
+
+    /// Frees every block and forgets any failure; the peak is kept.
+    pub fn reset(&mut self) {
+        self.free_from(0);
+        self.keep.clear();
+        self.failure = None;
+        self.fail_args.clear();
+    }
+
+    /// Bytes of arena blocks currently allocated.
+    pub fn bytes_held(&self) -> usize {
+        self.held
+    }
+
+    /// The most bytes ever held at once by this context.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak
+    }
+
+    /// Number of blocks currently allocated.
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn alloc(&mut self, bytes: i64) -> *mut u8 {
+        let size = usize::try_from(bytes).unwrap_or(usize::MAX).max(BLOCK_ALIGN);
+        let Ok(layout) = Layout::from_size_align(size, BLOCK_ALIGN) else {
+            too_big(bytes);
+        };
+        // SAFETY: `layout` has a non-zero size.
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        self.blocks.push(Block { ptr, layout });
+        self.held += size;
+        self.peak = self.peak.max(self.held);
+        ptr
+    }
+
+    /// Frees the blocks at `mark..` that hold no kept pointer and moves the
+    /// kept ones down to `mark..` (in order); clears the keep-list.
+    fn release(&mut self, mark: usize) {
+        let mut keep = std::mem::take(&mut self.keep);
+        keep.sort_unstable();
+        let mark = mark.min(self.blocks.len());
+        let mut kept = mark;
+        for k in mark..self.blocks.len() {
+            let start = self.blocks[k].ptr as usize;
+            let end = start + self.blocks[k].layout.size();
+            // The smallest kept pointer at or after `start` decides.
+            let first = keep.partition_point(|&p| p < start);
+            if keep.get(first).is_some_and(|&p| p <= end) {
+                // Entries `kept..k` are freed blocks: swap this one below them.
+                self.blocks.swap(kept, k);
+                kept += 1;
+            } else {
+                self.free_block(k);
+            }
+        }
+        self.blocks.truncate(kept);
+        keep.clear();
+        self.keep = keep;
+    }
+
+    /// Frees the block at `k` (the entry is left dangling for the caller to drop).
+    fn free_block(&mut self, k: usize) {
+        let b = &self.blocks[k];
+        // SAFETY: `b.ptr` was allocated with `b.layout` and is freed only here,
+        // after which the entry is truncated away by every caller.
+        unsafe { alloc::dealloc(b.ptr, b.layout) };
+        self.held -= b.layout.size();
+    }
+
+    fn free_from(&mut self, mark: usize) {
+        for k in mark..self.blocks.len() {
+            self.free_block(k);
+        }
+        self.blocks.truncate(mark);
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.free_from(0);
+    }
+}
+
+#[cold]
+fn too_big(bytes: i64) -> ! {
+    eprintln!("slope: cannot allocate a buffer of {bytes} bytes");
+    std::process::abort()
+}
+
+/// A fresh, zeroed, 16-byte aligned buffer of `bytes` bytes from the arena.
+/// Aborts the process when the memory cannot be had (like `Vec` does).
+///
+/// # Safety
+/// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
+#[inline(never)]
+pub unsafe extern "C" fn slope_alloc(ctx: *mut Ctx, bytes: i64) -> *mut u8 {
+    unsafe { (*ctx).alloc(bytes) }
+}
+
+/// The arena's mark: the number of blocks allocated so far.
+///
+/// # Safety
+/// `ctx` must point to a live [`Ctx`].
+#[inline(never)]
+pub unsafe extern "C" fn slope_mark(ctx: *mut Ctx) -> i64 {
+    unsafe { (*ctx).blocks.len() as i64 }
+}
+
+/// Asks the next [`slope_release`] to keep the block containing `ptr`.
+///
+/// # Safety
+/// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
+#[inline(never)]
+pub unsafe extern "C" fn slope_keep(ctx: *mut Ctx, ptr: i64) {
+    unsafe { (*ctx).keep.push(ptr as usize) }
+}
+
+/// Frees the blocks allocated since `mark` except those containing a kept
+/// pointer (`start <= p <= start + len`), which move down to index `mark`.
+///
+/// # Safety
+/// `ctx` must point to a live [`Ctx`] not otherwise borrowed, and no pointer
+/// into a freed block may be used afterwards.
+#[inline(never)]
+pub unsafe extern "C" fn slope_release(ctx: *mut Ctx, mark: i64) {
+    unsafe { (*ctx).release(mark.max(0) as usize) }
+}
+
+/// Appends one argument of the failure's message.
+///
+/// # Safety
+/// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
+#[inline(never)]
+pub unsafe extern "C" fn slope_fail_arg(ctx: *mut Ctx, v: i64) {
+    unsafe { (*ctx).fail_args.push(v) }
+}
+
+/// Records that the call failed at `site` (its arguments were pushed before).
+///
+/// # Safety
+/// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
+#[inline(never)]
+pub unsafe extern "C" fn slope_fail(ctx: *mut Ctx, site: i64) {
+    unsafe { (*ctx).failure = Some(site as u32) }
+}
+
+/// Copies `bytes` bytes from `src` to `dst`; the ranges may overlap.
+///
+/// # Safety
+/// Both ranges must be valid for `bytes` bytes.
+#[inline(never)]
+pub unsafe extern "C" fn slope_copy(dst: *mut u8, src: *const u8, bytes: i64) {
+    if bytes > 0 {
+        unsafe { std::ptr::copy(src, dst, bytes as usize) }
+    }
+}
+
+/// `base ** exp` with wrapping multiplication (`exp >= 0`), as the interpreter.
+#[inline(never)]
+pub extern "C" fn slope_ipow(base: i64, exp: i64) -> i64 {
+    let (mut base, mut exp, mut acc) = (base, exp as u64, 1i64);
+    while exp > 0 {
+        if exp & 1 == 1 {
+            acc = acc.wrapping_mul(base);
+        }
+        exp >>= 1;
+        base = base.wrapping_mul(base);
+    }
+    acc
+}
+
+/// Defines `extern "C"` wrappers of host math, one per float type, and the
+/// list of their symbols.
+macro_rules! host_math {
+    (unary { $($f64n:ident, $f32n:ident: |$x:ident| $e:expr;)* }
+     binary { $($b64n:ident, $b32n:ident: |$a:ident, $b:ident| $be:expr;)* }
+     special { $($s64n:ident, $s32n:ident: $sf:path;)* }) => {
+        $(
+            #[inline(never)]
+            pub extern "C" fn $f64n($x: f64) -> f64 { $e }
+            #[inline(never)]
+            pub extern "C" fn $f32n($x: f32) -> f32 { $e }
+        )*
+        $(
+            #[inline(never)]
+            pub extern "C" fn $b64n($a: f64, $b: f64) -> f64 { $be }
+            #[inline(never)]
+            pub extern "C" fn $b32n($a: f32, $b: f32) -> f32 { $be }
+        )*
+        $(
+            #[inline(never)]
+            pub extern "C" fn $s64n(x: f64) -> f64 { $sf(x) }
+            #[inline(never)]
+            pub extern "C" fn $s32n(x: f32) -> f32 { $sf(x as f64) as f32 }
+        )*
+        /// The host math functions by symbol name.
+        fn math_symbols() -> Vec<(&'static str, *const u8)> {
+            vec![
+                $((stringify!($f64n), $f64n as *const u8), (stringify!($f32n), $f32n as *const u8),)*
+                $((stringify!($b64n), $b64n as *const u8), (stringify!($b32n), $b32n as *const u8),)*
+                $((stringify!($s64n), $s64n as *const u8), (stringify!($s32n), $s32n as *const u8),)*
+            ]
+        }
+    };
+}
+
+host_math! {
+    unary {
+        slope_exp_f64, slope_exp_f32: |x| x.exp();
+        slope_log_f64, slope_log_f32: |x| x.ln();
+        slope_sin_f64, slope_sin_f32: |x| x.sin();
+        slope_cos_f64, slope_cos_f32: |x| x.cos();
+        slope_tan_f64, slope_tan_f32: |x| x.tan();
+        slope_tanh_f64, slope_tanh_f32: |x| x.tanh();
+        slope_log1p_f64, slope_log1p_f32: |x| x.ln_1p();
+        slope_expm1_f64, slope_expm1_f32: |x| x.exp_m1();
+        slope_floor_f64, slope_floor_f32: |x| x.floor();
+        slope_ceil_f64, slope_ceil_f32: |x| x.ceil();
+    }
+    binary {
+        slope_pow_f64, slope_pow_f32: |a, b| a.powf(b);
+        slope_fmod_f64, slope_fmod_f32: |a, b| a % b;
+    }
+    special {
+        slope_lgamma_f64, slope_lgamma_f32: math::lgamma;
+        slope_digamma_f64, slope_digamma_f32: math::digamma;
+        slope_trigamma_f64, slope_trigamma_f32: math::trigamma;
+        slope_erf_f64, slope_erf_f32: math::erf;
+    }
+}
+
+/// Every function generated code may call, by name, for `JITBuilder::symbol`.
+pub fn symbols() -> Vec<(&'static str, *const u8)> {
+    let mut s: Vec<(&'static str, *const u8)> = vec![
+        ("slope_alloc", slope_alloc as *const u8),
+        ("slope_mark", slope_mark as *const u8),
+        ("slope_keep", slope_keep as *const u8),
+        ("slope_release", slope_release as *const u8),
+        ("slope_fail_arg", slope_fail_arg as *const u8),
+        ("slope_fail", slope_fail as *const u8),
+        ("slope_copy", slope_copy as *const u8),
+        ("slope_ipow", slope_ipow as *const u8),
+    ];
+    s.extend(math_symbols());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(ctx: &mut Ctx, bytes: i64) -> *mut u8 {
+        unsafe { slope_alloc(ctx, bytes) }
+    }
+
+    #[test]
+    fn blocks_are_aligned_zeroed_and_counted() {
+        let mut ctx = Ctx::new(10);
+        let a = alloc(&mut ctx, 0);
+        let b = alloc(&mut ctx, 100);
+        assert_ne!(a, b);
+        assert_eq!(a as usize % 16, 0);
+        assert_eq!(b as usize % 16, 0);
+        assert!(unsafe { std::slice::from_raw_parts(b, 100) }.iter().all(|&x| x == 0));
+        assert_eq!(ctx.bytes_held(), 116);
+        assert_eq!(unsafe { slope_mark(&mut ctx) }, 2);
+        ctx.reset();
+        assert_eq!(ctx.bytes_held(), 0);
+        assert_eq!(ctx.peak_bytes(), 116);
+        assert_eq!(ctx.blocks(), 0);
+    }
+
+    #[test]
+    fn release_keeps_exactly_the_blocks_holding_kept_pointers() {
+        let mut ctx = Ctx::new(10);
+        let before = alloc(&mut ctx, 64);
+        let mark = unsafe { slope_mark(&mut ctx) };
+        let a = alloc(&mut ctx, 32);
+        let b = alloc(&mut ctx, 48);
+        let c = alloc(&mut ctx, 80);
+        let d = alloc(&mut ctx, 16);
+        unsafe {
+            b.write(7);
+            d.add(3).write(9);
+            // An interior pointer of `d`, the start of `b`, and a pointer into no block.
+            slope_keep(&mut ctx, d.add(3) as i64);
+            slope_keep(&mut ctx, b as i64);
+            slope_keep(&mut ctx, 8);
+            slope_release(&mut ctx, mark);
+        }
+        assert_eq!(ctx.blocks(), 3);
+        assert_eq!(ctx.bytes_held(), 64 + 48 + 16);
+        let starts: Vec<*mut u8> = ctx.blocks.iter().map(|b| b.ptr).collect();
+        assert_eq!(starts, vec![before, b, d]);
+        assert_eq!(unsafe { (b.read(), d.add(3).read()) }, (7, 9));
+        assert!(ctx.keep.is_empty());
+        let _ = (a, c);
+        // Nothing kept: everything since the mark goes.
+        unsafe { slope_release(&mut ctx, mark) };
+        assert_eq!(ctx.blocks(), 1);
+        assert_eq!(ctx.bytes_held(), 64);
+        ctx.reset();
+        assert_eq!(ctx.bytes_held(), 0);
+    }
+
+    #[test]
+    fn one_past_the_end_counts_as_inside() {
+        let mut ctx = Ctx::new(10);
+        let a = alloc(&mut ctx, 32);
+        unsafe {
+            slope_keep(&mut ctx, a.add(32) as i64);
+            slope_release(&mut ctx, 0);
+        }
+        assert_eq!(ctx.blocks(), 1);
+    }
+
+    #[test]
+    fn failures_are_recorded_and_taken_once() {
+        let mut ctx = Ctx::new(10);
+        assert_eq!(ctx.take_failure(), None);
+        unsafe {
+            slope_fail_arg(&mut ctx, 5);
+            slope_fail_arg(&mut ctx, -1);
+            slope_fail(&mut ctx, 3);
+        }
+        assert_eq!(ctx.take_failure(), Some((3, vec![5, -1])));
+        assert_eq!(ctx.take_failure(), None);
+    }
+
+    #[test]
+    fn ipow_and_math_match_the_interpreter() {
+        assert_eq!(slope_ipow(3, 4), 81);
+        assert_eq!(slope_ipow(-2, 0), 1);
+        assert_eq!(slope_ipow(2, 64), 0);
+        assert_eq!(slope_ipow(3, 41), 3i64.wrapping_pow(41));
+        assert_eq!(slope_fmod_f64(7.5, 2.0), 1.5);
+        assert_eq!(slope_fmod_f32(-7.5, 2.0), -1.5);
+        assert_eq!(slope_lgamma_f32(3.0), math::lgamma(3.0) as f32);
+        assert_eq!(slope_erf_f64(0.5), math::erf(0.5));
+        let names: Vec<&str> = symbols().iter().map(|s| s.0).collect();
+        assert!(names.contains(&"slope_trigamma_f32") && names.contains(&"slope_ceil_f64"));
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+    }
+
+    #[test]
+    fn copy_allows_overlap() {
+        let mut v = [1u8, 2, 3, 4, 5];
+        unsafe { slope_copy(v.as_mut_ptr().add(1), v.as_ptr(), 3) };
+        assert_eq!(v, [1, 1, 2, 3, 5]);
+    }
+}
