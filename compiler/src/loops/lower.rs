@@ -40,6 +40,8 @@ pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
         uses,
         depth: 0,
         facts: HashMap::new(),
+        dims: HashSet::new(),
+        known: Known::default(),
         out: Vec::new(),
     };
     let mut params = Vec::new();
@@ -58,7 +60,7 @@ pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
             params.push(ptr);
             let dims: Vec<Operand> = (0..ty.rank)
                 .map(|d| {
-                    let v = l.fresh(&format!("{name}_d{d}"), MTy::I64);
+                    let v = l.fresh_dim(&format!("{name}_d{d}"));
                     params.push(v);
                     v.into()
                 })
@@ -153,11 +155,25 @@ struct Lower<'p> {
     depth: u32,
     /// `v ↦ n`: `0 <= v < n` holds wherever `v` is in scope (loop indices).
     facts: HashMap<LVar, Operand>,
+    /// Variables that only ever hold array dimensions (so are `>= 0`).
+    dims: HashSet<LVar>,
+    /// What the checks passed so far in the current block prove.
+    known: Known,
     /// The block being emitted.
     out: Vec<Inst>,
 }
 
 type R<T> = Result<T, String>;
+
+/// Facts established by checks that passed, valid in the rest of the block
+/// where the check is (see `Lower::block`, which scopes them).
+#[derive(Clone, Default)]
+struct Known {
+    /// `v ↦ o`: `v == o` (a constant, or a variable checked equal earlier).
+    eq: HashMap<LVar, Operand>,
+    /// Checked `>= 0`.
+    nonneg: HashSet<LVar>,
+}
 
 impl Lower<'_> {
     // ---- emission helpers -------------------------------------------------
@@ -172,6 +188,37 @@ impl Lower<'_> {
             Operand::Var(v) => self.vars[v.0 as usize].1,
             Operand::Const(c) => MTy::of(c.ty()),
         }
+    }
+
+    /// The representative of `o` under the equalities checked so far.
+    fn resolve(&self, mut o: Operand) -> Operand {
+        while let Operand::Var(v) = o {
+            match self.known.eq.get(&v) {
+                Some(&r) => o = r,
+                None => break,
+            }
+        }
+        o
+    }
+
+    /// Are `a` and `b` the same value (syntactically, or by a passed check)?
+    fn same(&self, a: Operand, b: Operand) -> bool {
+        same(self.resolve(a), self.resolve(b))
+    }
+
+    fn nonneg(&self, o: Operand) -> bool {
+        match self.resolve(o) {
+            Operand::Var(v) => self.dims.contains(&v) || self.known.nonneg.contains(&v),
+            Operand::Const(Const::I64(n)) => n >= 0,
+            _ => false,
+        }
+    }
+
+    /// A fresh variable that only ever holds a dimension.
+    fn fresh_dim(&mut self, name: &str) -> LVar {
+        let v = self.fresh(name, MTy::I64);
+        self.dims.insert(v);
+        v
     }
 
     fn emit(&mut self, i: Inst) {
@@ -192,9 +239,22 @@ impl Lower<'_> {
     }
 
     fn bin(&mut self, name: &str, op: BinOp, a: Operand, b: Operand) -> Operand {
+        let (a, b) = (self.resolve(a), self.resolve(b));
         let ty =
             if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) { MTy::Bool } else { self.operand_type(a) };
-        self.let_(name, ty, Rhs::Binary(op, a, b))
+        if ty == MTy::Bool && op == BinOp::Eq && self.operand_type(a) == MTy::I64 && self.same(a, b) {
+            return Operand::Const(Const::Bool(true));
+        }
+        if op == BinOp::Ge && b == Operand::i64(0) && self.nonneg(a) {
+            return Operand::Const(Const::Bool(true));
+        }
+        let r = self.let_(name, ty, Rhs::Binary(op, a, b));
+        if let (Operand::Var(v), BinOp::Add | BinOp::Mul) = (r, op) {
+            if self.nonneg(a) && self.nonneg(b) {
+                self.known.nonneg.insert(v);
+            }
+        }
+        r
     }
 
     fn mul(&mut self, a: Operand, b: Operand) -> Operand {
@@ -206,9 +266,12 @@ impl Lower<'_> {
     }
 
     /// Runs `f` emitting into a fresh block, and returns the block.
+    /// Facts the block's checks establish do not outlive it.
     fn block<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<(Vec<Inst>, T)> {
         let saved = std::mem::take(&mut self.out);
+        let known = self.known.clone();
         let r = f(self);
+        self.known = known;
         let block = std::mem::replace(&mut self.out, saved);
         Ok((block, r?))
     }
@@ -229,8 +292,9 @@ impl Lower<'_> {
 
     /// `0 <= i < n`, unless a fact or constants prove it.
     fn in_range(&mut self, i: Operand, n: Operand) -> Operand {
+        let (i, n) = (self.resolve(i), self.resolve(n));
         let proved = match (i, n) {
-            (Operand::Var(v), n) => self.facts.get(&v).is_some_and(|&b| same(b, n)),
+            (Operand::Var(v), n) => self.facts.get(&v).is_some_and(|&b| self.same(b, n)),
             (Operand::Const(Const::I64(i)), Operand::Const(Const::I64(n))) => 0 <= i && i < n,
             _ => false,
         };
@@ -249,9 +313,34 @@ impl Lower<'_> {
 
     /// A size operand, checked non-negative (E0204).
     fn size(&mut self, n: Operand, span: Span) -> Operand {
+        let n = self.resolve(n);
         let ok = self.bin("ok", BinOp::Ge, n, Operand::i64(0));
         self.check(ok, Code::E0204, span, Message::NegativeSize, vec![n]);
+        if let Operand::Var(v) = n {
+            self.known.nonneg.insert(v);
+        }
         n
+    }
+
+    /// Fails with E0202 (`message`, args `a`, `b`) unless `a == b`;
+    /// afterwards they are known equal.
+    fn check_eq(&mut self, a: Operand, b: Operand, span: Span, message: Message) {
+        let ok = self.bin("ok", BinOp::Eq, a, b);
+        self.check(ok, Code::E0202, span, message, vec![a, b]);
+        self.learn_eq(a, b);
+    }
+
+    /// Records `a == b` (a check just proved it).
+    fn learn_eq(&mut self, a: Operand, b: Operand) {
+        match (self.resolve(a), self.resolve(b)) {
+            (Operand::Var(x), c @ Operand::Const(_)) | (c @ Operand::Const(_), Operand::Var(x)) => {
+                self.known.eq.insert(x, c);
+            }
+            (x, Operand::Var(y)) if x != Operand::Var(y) => {
+                self.known.eq.insert(y, x);
+            }
+            _ => {}
+        }
     }
 
     fn product(&mut self, dims: &[Operand]) -> Operand {
@@ -605,6 +694,12 @@ impl Lower<'_> {
                 let rc = self.mul(r, c);
                 let ok = self.bin("ok", BinOp::Eq, rc, arr.dims[0]);
                 self.check(ok, Code::E0202, span, Message::Unflatten, vec![r, c, arr.dims[0]]);
+                if let Operand::Var(n) = self.resolve(arr.dims[0]) {
+                    let rc = self.resolve(rc);
+                    if rc != Operand::Var(n) {
+                        self.known.eq.insert(n, rc);
+                    }
+                }
                 let arr = self.alias_of(*array, arr);
                 let mut dims = vec![r, c];
                 dims.extend_from_slice(&arr.dims[1..]);
@@ -618,8 +713,13 @@ impl Lower<'_> {
             Expr::Check { kind: CheckKind::SizeEq { what }, a, b } => {
                 let (x, y) = (self.scalar(*a)?, self.scalar(*b)?);
                 let ty = self.operand_type(x);
-                let ok = self.bin("ok", BinOp::Eq, x, y);
-                self.check(ok, Code::E0202, span, Message::SizeEq { what: what.clone(), ty }, vec![x, y]);
+                let message = Message::SizeEq { what: what.clone(), ty };
+                if ty == MTy::I64 {
+                    self.check_eq(x, y, span, message);
+                } else {
+                    let ok = self.bin("ok", BinOp::Eq, x, y);
+                    self.check(ok, Code::E0202, span, message, vec![x, y]);
+                }
             }
             Expr::Custom { primal, args, .. } => {
                 let vals = args.iter().map(|&a| self.atom(a)).collect::<R<Vec<_>>>()?;
@@ -646,15 +746,15 @@ impl Lower<'_> {
     fn same_shape(&mut self, a: &[Operand], b: &[Operand], template: &str, span: Span) {
         let mut ok = Operand::Const(Const::Bool(true));
         for (&x, &y) in a.iter().zip(b) {
-            if same(x, y) {
-                continue;
-            }
             let e = self.bin("ok", BinOp::Eq, x, y);
             ok = self.bin("ok", BinOp::And, ok, e);
         }
         let rank = a.len() as u32;
         let args = a.iter().chain(b).copied().collect();
         self.check(ok, Code::E0202, span, Message::Shapes { template: template.into(), rank }, args);
+        for (&x, &y) in a.iter().zip(b) {
+            self.learn_eq(x, y);
+        }
     }
 
     // ---- indexing ------------------------------------------------------------
@@ -830,10 +930,7 @@ impl Lower<'_> {
         let first = self.outer(vals.first()?);
         for v in &vals[1..] {
             let n = self.outer(v);
-            if !same(first, n) {
-                let ok = self.bin("ok", BinOp::Eq, first, n);
-                self.check(ok, Code::E0202, span, Message::IteratedSizes { what }, vec![first, n]);
-            }
+            self.check_eq(first, n, span, Message::IteratedSizes { what });
         }
         Some(first)
     }
@@ -861,10 +958,7 @@ impl Lower<'_> {
         let w = self.size(w, span);
         let vals = arrays.iter().map(|&a| self.var(a)).collect::<R<Vec<_>>>()?;
         if let Some(n) = self.iterated(&vals, "map", span) {
-            if !same(n, w) {
-                let ok = self.bin("ok", BinOp::Eq, n, w);
-                self.check(ok, Code::E0202, span, Message::MapWidth, vec![w, n]);
-            }
+            self.check_eq(w, n, span, Message::MapWidth);
         }
         let j = self.fresh("j", MTy::I64);
         let types: Vec<IrType> = binds.iter().map(|&b| self.ir_type(b)).collect();
@@ -1123,10 +1217,10 @@ impl Lower<'_> {
             owned.push(own(self, a, t.result[k]) && own(self, b, f.result[k]));
             let proto = match (a, b) {
                 (LVal::Scalar(x), _) => LVal::Scalar(Operand::Var(self.fresh("r", self.operand_type(*x)))),
-                (LVal::Iota(_), LVal::Iota(_)) => LVal::Iota(Operand::Var(self.fresh("r", MTy::I64))),
+                (LVal::Iota(_), LVal::Iota(_)) => LVal::Iota(Operand::Var(self.fresh_dim("r"))),
                 (LVal::Array(x), _) | (_, LVal::Array(x)) => LVal::Array(Arr {
                     ptr: Operand::Var(self.fresh("r", MTy::I64)),
-                    dims: x.dims.iter().map(|_| Operand::Var(self.fresh("r_d", MTy::I64))).collect(),
+                    dims: x.dims.iter().map(|_| Operand::Var(self.fresh_dim("r_d"))).collect(),
                     elem: x.elem,
                     owned: false,
                     depth: self.depth,
@@ -1192,8 +1286,7 @@ impl Lower<'_> {
         let is = self.var(indices)?;
         let vs = self.var(values)?;
         let (ni, nv) = (self.outer(&is), self.outer(&vs));
-        let ok = self.bin("ok", BinOp::Eq, ni, nv);
-        self.check(ok, Code::E0202, span, Message::ScatterLengths { what }, vec![ni, nv]);
+        self.check_eq(ni, nv, span, Message::ScatterLengths { what });
         let vrows: Vec<Operand> = match &vs {
             LVal::Array(a) => a.dims[1..].to_vec(),
             _ => Vec::new(),
@@ -1276,7 +1369,7 @@ impl Lower<'_> {
                     .iter()
                     .enumerate()
                     .map(|(d, &x)| {
-                        let dv = self.fresh(&format!("{name}_d{d}"), MTy::I64);
+                        let dv = self.fresh_dim(&format!("{name}_d{d}"));
                         self.assign(dv, x);
                         dv
                     })
@@ -1340,7 +1433,7 @@ impl Lower<'_> {
     fn stack_new(&mut self, ty: IrType) -> Stack {
         let elem = MTy::of(ty.elem);
         let ptr = self.fresh("out", MTy::I64);
-        let row_dims = (1..ty.rank).map(|d| self.fresh(&format!("out_d{d}"), MTy::I64)).collect();
+        let row_dims = (1..ty.rank).map(|d| self.fresh_dim(&format!("out_d{d}"))).collect();
         Stack { ptr, row_dims, elem, lazy: false }
     }
 
