@@ -149,7 +149,8 @@ struct Lower<'p> {
     vars: Vec<(String, MTy)>,
     sites: Vec<Site>,
     env: Vec<Option<LVal>>,
-    /// Uses of each array-IR variable in the whole function.
+    /// Uses of each array-IR variable not lowered yet: those that may run
+    /// after the current point. `shape` is not a use (sizes never change).
     uses: Vec<u32>,
     /// Loop nesting: bodies of maps, reductions, scans, loops and hists.
     depth: u32,
@@ -426,11 +427,24 @@ impl Lower<'_> {
 
     /// An alias or view of `v`: inherits ownership when `v` has no other use.
     fn alias_of(&mut self, v: Var, mut a: Arr) -> Arr {
-        if self.uses[v.0 as usize] > 1 {
+        if self.live_after(v) {
             self.demote(v);
             a.owned = false;
         }
         a
+    }
+
+    /// Is `v` used after the statement being lowered?
+    fn live_after(&self, v: Var) -> bool {
+        self.uses[v.0 as usize] > 0
+    }
+
+    /// Adds (`sign` = 1) or removes (-1) the uses in `b` from the remaining ones.
+    fn adjust_uses(&mut self, b: &Body, sign: i32) {
+        visit_uses(b, &mut |v: Var| {
+            let u = &mut self.uses[v.0 as usize];
+            *u = if sign > 0 { *u + 1 } else { u.saturating_sub(1) };
+        });
     }
 
     fn ir_type(&self, v: Var) -> IrType {
@@ -442,6 +456,9 @@ impl Lower<'_> {
     fn body(&mut self, b: &Body) -> R<Vec<LVal>> {
         for s in &b.stmts {
             self.stmt(s)?;
+        }
+        for v in b.result.iter().filter_map(|a| a.var()) {
+            self.uses[v.0 as usize] = self.uses[v.0 as usize].saturating_sub(1);
         }
         b.result.iter().map(|&a| self.atom(a)).collect()
     }
@@ -456,6 +473,9 @@ impl Lower<'_> {
 
     fn stmt(&mut self, s: &ir::Stmt) -> R<()> {
         let span = s.span;
+        for v in direct_uses(&s.expr) {
+            self.uses[v.0 as usize] = self.uses[v.0 as usize].saturating_sub(1);
+        }
         let one = |binds: &[Var]| -> R<Var> {
             match binds {
                 [b] => Ok(*b),
@@ -522,13 +542,15 @@ impl Lower<'_> {
                         // Arrays: choose the descriptor with a branch.
                         let t = Body { stmts: Vec::new(), result: vec![*a] };
                         let f = Body { stmts: Vec::new(), result: vec![*e] };
-                        self.lower_if(&s.binds, c, &t, &f, None)?;
+                        self.adjust_uses(&t, 1);
+                        self.adjust_uses(&f, 1);
+                        self.lower_if(&s.binds, c, &t, &f)?;
                     }
                 }
             }
             Expr::If { cond, then_body, else_body } => {
                 let c = self.scalar(*cond)?;
-                self.lower_if(&s.binds, c, then_body, else_body, Some(&s.expr))?;
+                self.lower_if(&s.binds, c, then_body, else_body)?;
             }
             Expr::Index { array, indices } => {
                 let b = one(&s.binds)?;
@@ -812,7 +834,7 @@ impl Lower<'_> {
                 LVal::Array(v)
             }
         };
-        let target = if a.owned && a.depth == self.depth { a } else { self.copy_array(&a) };
+        let target = if a.owned && a.depth == self.depth && !self.live_after(array) { a } else { self.copy_array(&a) };
         let elem = target.elem;
         match value {
             LVal::Scalar(x) => {
@@ -1088,8 +1110,7 @@ impl Lower<'_> {
         for ((&a, &p), &c) in init.iter().zip(params).zip(&consumed) {
             let mut v = self.atom(a)?;
             if let LVal::Array(arr) = &v {
-                if c && !(arr.owned && arr.depth == self.depth && a.var().is_some_and(|x| self.uses[x.0 as usize] == 1))
-                {
+                if c && !(arr.owned && arr.depth == self.depth && a.var().is_some_and(|x| !self.live_after(x))) {
                     v = LVal::Array(self.copy_array(arr));
                 }
             }
@@ -1200,18 +1221,17 @@ impl Lower<'_> {
         self.bind_results(binds, finals)
     }
 
-    fn lower_if(&mut self, binds: &[Var], c: Operand, t: &Body, f: &Body, whole: Option<&Expr>) -> R<()> {
+    fn lower_if(&mut self, binds: &[Var], c: Operand, t: &Body, f: &Body) -> R<()> {
+        // Uses in the other branch are not "after" this one.
+        self.adjust_uses(f, -1);
         let (then, tv) = self.block(|l| l.body(t))?;
+        self.adjust_uses(f, 1);
         let (els, fv) = self.block(|l| l.body(f))?;
         let mut states = Vec::new();
         let mut owned = Vec::new();
         for (k, (a, b)) in tv.iter().zip(&fv).enumerate() {
             let own = |l: &Self, v: &LVal, atom: Atom| match v {
-                LVal::Array(arr) => {
-                    arr.owned
-                        && arr.depth == l.depth
-                        && atom.var().is_none_or(|x| whole.is_some_and(|e| uses_in(e, x) == l.uses[x.0 as usize]))
-                }
+                LVal::Array(arr) => arr.owned && arr.depth == l.depth && atom.var().is_none_or(|x| !l.live_after(x)),
                 _ => false,
             };
             owned.push(own(self, a, t.result[k]) && own(self, b, f.result[k]));
@@ -1294,7 +1314,7 @@ impl Lower<'_> {
         let template =
             format!("size mismatch: {what} values have rows of shape {{}} but the destination's rows have shape {{}}");
         self.same_shape(&vrows, &d.dims[1..], &template, span);
-        let unique = d.owned && d.depth == self.depth && self.uses[dest.0 as usize] == 1;
+        let unique = d.owned && d.depth == self.depth && !self.live_after(dest);
         let target = if unique { d.clone() } else { self.copy_array(&d) };
         self.demote(dest);
         let n = target.dims[0];
@@ -1622,35 +1642,27 @@ fn assigned_in(insts: &[Inst]) -> HashSet<LVar> {
 
 /// Adds the uses of each variable in `b` (nested bodies included) to `uses`.
 fn count_body(b: &Body, uses: &mut [u32]) {
+    visit_uses(b, &mut |v| uses[v.0 as usize] += 1);
+}
+
+/// Calls `f` on every use in `b`, nested bodies included.
+fn visit_uses(b: &Body, f: &mut dyn FnMut(Var)) {
     for s in &b.stmts {
-        count_expr(&s.expr, uses);
-    }
-    for a in &b.result {
-        if let Atom::Var(v) = a {
-            uses[v.0 as usize] += 1;
+        direct_uses(&s.expr).into_iter().for_each(&mut *f);
+        for nested in s.expr.bodies() {
+            visit_uses(nested, f);
         }
     }
+    b.result.iter().filter_map(|a| a.var()).for_each(f);
 }
 
-fn count_expr(e: &Expr, uses: &mut [u32]) {
-    for a in e.operands() {
-        if let Atom::Var(v) = a {
-            uses[v.0 as usize] += 1;
-        }
+/// The variables `e` reads itself (not in nested bodies); `shape` reads
+/// only sizes, which never change, so it does not count.
+fn direct_uses(e: &Expr) -> Vec<Var> {
+    match e {
+        Expr::Shape { .. } => Vec::new(),
+        e => e.operands().into_iter().filter_map(|a| a.var()).collect(),
     }
-    for b in e.bodies() {
-        count_body(b, uses);
-    }
-}
-
-/// Uses of `v` inside `e`.
-fn uses_in(e: &Expr, v: Var) -> u32 {
-    fn body(b: &Body, v: Var) -> u32 {
-        b.stmts.iter().map(|s| uses_in(&s.expr, v)).sum::<u32>()
-            + b.result.iter().filter(|a| a.var() == Some(v)).count() as u32
-    }
-    e.operands().iter().filter(|a| a.var() == Some(v)).count() as u32
-        + e.bodies().iter().map(|b| body(b, v)).sum::<u32>()
 }
 
 /// Does `b` (at any depth) update `p`, or an alias of it, in place?
@@ -1667,6 +1679,15 @@ fn consumes(b: &Body, p: Var) -> bool {
                 false
             }
             Expr::UpdateAt { array, .. } => names.contains(array),
+            // Passed on as the initial state of a loop that updates it.
+            Expr::Loop { params, init, body, .. }
+                if params
+                    .iter()
+                    .zip(init)
+                    .any(|(&q, a)| a.var().is_some_and(|x| names.contains(&x)) && consumes(body, q)) =>
+            {
+                true
+            }
             Expr::Scatter { dest, .. } | Expr::Hist { dest, .. } if names.contains(dest) => true,
             e => e.bodies().iter().any(|b| go(b, names)),
         })
