@@ -152,6 +152,7 @@ codes! {
     E0204 => "invalid argument",
     E0205 => "while loop exceeded its iteration limit",
     E0206 => "derivative check failed",
+    E0207 => "out of memory",
     // Values at the boundary and the command line.
     E0301 => "no such entry point",
     E0302 => "invalid input value",

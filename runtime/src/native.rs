@@ -86,15 +86,22 @@ impl Ctx {
         self.blocks.len()
     }
 
-    fn alloc(&mut self, bytes: i64) -> *mut u8 {
-        let size = usize::try_from(bytes).unwrap_or(usize::MAX).max(BLOCK_ALIGN);
+    /// A block for `count` elements of `size` bytes, or null when the
+    /// request exceeds [`MAX_ELEMENTS`] or the allocator refuses it.
+    fn alloc(&mut self, count: i64, size: i64) -> *mut u8 {
+        let count = count.max(0) as u64;
+        if count > MAX_ELEMENTS {
+            return std::ptr::null_mut();
+        }
+        let size = (count * size.max(1) as u64) as usize;
+        let size = size.max(BLOCK_ALIGN);
         let Ok(layout) = Layout::from_size_align(size, BLOCK_ALIGN) else {
-            too_big(bytes);
+            return std::ptr::null_mut();
         };
         // SAFETY: `layout` has a non-zero size.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         if ptr.is_null() {
-            alloc::handle_alloc_error(layout);
+            return ptr;
         }
         self.blocks.push(Block { ptr, layout });
         self.held += size;
@@ -150,20 +157,19 @@ impl Drop for Ctx {
     }
 }
 
-#[cold]
-fn too_big(bytes: i64) -> ! {
-    eprintln!("slope: cannot allocate a buffer of {bytes} bytes");
-    std::process::abort()
-}
+/// The largest array (in elements) either engine allocates: 2^40. Larger
+/// requests fail with E0207 instead of aborting the process in the allocator.
+pub const MAX_ELEMENTS: u64 = 1 << 40;
 
-/// A fresh, zeroed, 16-byte aligned buffer of `bytes` bytes from the arena.
-/// Aborts the process when the memory cannot be had (like `Vec` does).
+/// A fresh, zeroed, 16-byte aligned buffer for `count` elements of `size`
+/// bytes from the arena; null when it cannot be had (generated code then
+/// fails with E0207). A negative count allocates an empty buffer.
 ///
 /// # Safety
 /// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
 #[inline(never)]
-pub unsafe extern "C" fn slope_alloc(ctx: *mut Ctx, bytes: i64) -> *mut u8 {
-    unsafe { (*ctx).alloc(bytes) }
+pub unsafe extern "C" fn slope_alloc(ctx: *mut Ctx, count: i64, size: i64) -> *mut u8 {
+    unsafe { (*ctx).alloc(count, size) }
 }
 
 /// The arena's mark: the number of blocks allocated so far.
@@ -319,7 +325,7 @@ mod tests {
     use super::*;
 
     fn alloc(ctx: &mut Ctx, bytes: i64) -> *mut u8 {
-        unsafe { slope_alloc(ctx, bytes) }
+        unsafe { slope_alloc(ctx, bytes, 1) }
     }
 
     #[test]

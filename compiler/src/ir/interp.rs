@@ -430,6 +430,16 @@ impl Interp<'_> {
         Ok(n as usize)
     }
 
+    /// A size that is also the length of an array about to be allocated:
+    /// beyond the runtime's limit it is E0207, as in compiled code.
+    fn alloc_size(&self, a: Atom, span: Span) -> Result<usize, RuntimeError> {
+        let n = self.size_atom(a, span)?;
+        if n as u64 > slope_runtime::native::MAX_ELEMENTS {
+            return err(Code::E0207, span, format!("cannot allocate an array of {n} elements"));
+        }
+        Ok(n)
+    }
+
     /// A new array (counted in `elements_written`).
     fn new_array(&mut self, shape: Vec<usize>, data: ArrayData) -> Val {
         self.cost.elements_written += data.len() as u64;
@@ -567,11 +577,11 @@ impl Interp<'_> {
                 }
             }
             Expr::Iota(n) => {
-                let n = self.size_atom(*n, span)?;
+                let n = self.alloc_size(*n, span)?;
                 self.new_array(vec![n], ArrayData::I64((0..n as i64).collect()))
             }
             Expr::Replicate { count, value } => {
-                let n = self.size_atom(*count, span)?;
+                let n = self.alloc_size(*count, span)?;
                 match self.atom(*value, span)? {
                     Val::Arr(a) => {
                         let mut shape = vec![n];
@@ -916,7 +926,7 @@ impl Interp<'_> {
         arrays: &[Var],
         span: Span,
     ) -> Result<Vec<Val>, RuntimeError> {
-        let width = self.size_atom(width, span)?;
+        let width = self.alloc_size(width, span)?;
         let (arrs, n) = self.iterated(arrays, "map", span)?;
         if let Some(n) = n.filter(|&n| n != width) {
             return err(Code::E0202, span, format!("size mismatch: map over arrays of sizes {width} and {n}"));

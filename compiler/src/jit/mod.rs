@@ -304,16 +304,7 @@ impl Gen<'_, '_> {
                 self.b.seal_block(merge);
             }
             Inst::Fail { site, args } => {
-                for &a in args {
-                    let w = self.word(a);
-                    let ctx = self.ctx;
-                    self.call_void("slope_fail_arg", &[types::I64; 2], &[ctx, w]);
-                }
-                let site = self.b.ins().iconst(types::I64, i64::from(*site));
-                let ctx = self.ctx;
-                self.call_void("slope_fail", &[types::I64; 2], &[ctx, site]);
-                let exit = *self.fail_exit.get_or_insert_with(|| self.b.create_block());
-                self.b.ins().jump(exit, &[]);
+                self.fail(*site, args);
                 // Whatever follows is unreachable; give it a block of its own.
                 let dead = self.b.create_block();
                 self.b.switch_to_block(dead);
@@ -348,10 +339,22 @@ impl Gen<'_, '_> {
                 self.b.ins().load(cl_type(*elem), MemFlagsData::trusted(), addr, 0)
             }
             Rhs::Offset { elem, base, index } => self.address(*elem, *base, *index),
-            Rhs::Alloc { elem, count } => {
-                let bytes = self.bytes(*elem, *count);
+            Rhs::Alloc { elem, count, site } => {
+                let n = self.operand(*count);
+                let size = self.b.ins().iconst(types::I64, elem.size());
                 let ctx = self.ctx;
-                self.call("slope_alloc", &[types::I64; 2], types::I64, &[ctx, bytes])
+                let ptr = self.call("slope_alloc", &[types::I64; 3], types::I64, &[ctx, n, size]);
+                // A null buffer: the memory could not be had (E0207).
+                let ok = self.b.create_block();
+                let failed = self.b.create_block();
+                self.b.set_cold_block(failed);
+                self.b.ins().brif(ptr, ok, &[], failed, &[]);
+                self.b.seal_block(failed);
+                self.b.switch_to_block(failed);
+                self.fail(*site, &[*count]);
+                self.b.seal_block(ok);
+                self.b.switch_to_block(ok);
+                ptr
             }
             Rhs::Mark => {
                 let ctx = self.ctx;
@@ -403,6 +406,20 @@ impl Gen<'_, '_> {
     }
 
     /// `count * size(elem)`.
+    /// Records the failure of `site` with `args` and leaves the function.
+    fn fail(&mut self, site: u32, args: &[Operand]) {
+        for &a in args {
+            let w = self.word(a);
+            let ctx = self.ctx;
+            self.call_void("slope_fail_arg", &[types::I64; 2], &[ctx, w]);
+        }
+        let site = self.b.ins().iconst(types::I64, i64::from(site));
+        let ctx = self.ctx;
+        self.call_void("slope_fail", &[types::I64; 2], &[ctx, site]);
+        let exit = *self.fail_exit.get_or_insert_with(|| self.b.create_block());
+        self.b.ins().jump(exit, &[]);
+    }
+
     fn bytes(&mut self, elem: MTy, count: Operand) -> Value {
         if let Some(n) = count.as_i64() {
             return self.b.ins().iconst(types::I64, n.wrapping_mul(elem.size()));

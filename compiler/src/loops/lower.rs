@@ -15,6 +15,7 @@
 use super::{Func, Inst, LVar, Leaf, MTy, Message, Operand, Program, Rhs, Site};
 use crate::diagnostic::{Code, Span};
 use crate::ir::{self, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
+use slope_runtime::native::MAX_ELEMENTS;
 use std::collections::{HashMap, HashSet};
 
 /// Lowers every function of `program`. Fails (an internal error, the message
@@ -43,6 +44,7 @@ pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
         dims: HashSet::new(),
         known: Known::default(),
         out: Vec::new(),
+        span: f.span,
     };
     let mut params = Vec::new();
     let mut param_leaves = Vec::new();
@@ -162,6 +164,8 @@ struct Lower<'p> {
     known: Known,
     /// The block being emitted.
     out: Vec<Inst>,
+    /// The span of the statement being lowered (for allocation failures).
+    span: Span,
 }
 
 type R<T> = Result<T, String>;
@@ -323,6 +327,23 @@ impl Lower<'_> {
         n
     }
 
+    /// A size checked non-negative (E0204) that is also the length of an
+    /// array about to exist: beyond the runtime's limit it is E0207, as in
+    /// the interpreter (sizes of existing arrays are below it already).
+    fn alloc_size(&mut self, n: Operand, span: Span) -> Operand {
+        let n = self.size(n, span);
+        let known = match self.resolve(n) {
+            Operand::Var(v) => self.dims.contains(&v),
+            Operand::Const(Const::I64(k)) => k as u64 <= MAX_ELEMENTS,
+            _ => false,
+        };
+        if !known {
+            let ok = self.bin("ok", BinOp::Le, n, Operand::i64(MAX_ELEMENTS as i64));
+            self.check(ok, Code::E0207, span, Message::OutOfMemory, vec![n]);
+        }
+        n
+    }
+
     /// Fails with E0202 (`message`, args `a`, `b`) unless `a == b`;
     /// afterwards they are known equal.
     fn check_eq(&mut self, a: Operand, b: Operand, span: Span, message: Message) {
@@ -353,7 +374,8 @@ impl Lower<'_> {
     }
 
     fn alloc(&mut self, name: &str, elem: MTy, count: Operand) -> Operand {
-        self.let_(name, MTy::I64, Rhs::Alloc { elem, count })
+        let site = self.site(Code::E0207, self.span, Message::OutOfMemory);
+        self.let_(name, MTy::I64, Rhs::Alloc { elem, count, site })
     }
 
     /// A fresh owned buffer holding a copy of `a`.
@@ -473,6 +495,7 @@ impl Lower<'_> {
 
     fn stmt(&mut self, s: &ir::Stmt) -> R<()> {
         let span = s.span;
+        self.span = span;
         for v in direct_uses(&s.expr) {
             self.uses[v.0 as usize] = self.uses[v.0 as usize].saturating_sub(1);
         }
@@ -591,13 +614,13 @@ impl Lower<'_> {
             Expr::Iota(n) => {
                 let b = one(&s.binds)?;
                 let n = self.scalar(*n)?;
-                let n = self.size(n, span);
+                let n = self.alloc_size(n, span);
                 self.bind(b, LVal::Iota(n));
             }
             Expr::Replicate { count, value } => {
                 let b = one(&s.binds)?;
                 let n = self.scalar(*count)?;
-                let n = self.size(n, span);
+                let n = self.alloc_size(n, span);
                 let r = match self.atom(*value)? {
                     LVal::Scalar(x) => {
                         let elem = self.operand_type(x);
@@ -977,7 +1000,7 @@ impl Lower<'_> {
 
     fn map(&mut self, binds: &[Var], width: Atom, lam: &Lambda, arrays: &[Var], span: Span) -> R<()> {
         let w = self.scalar(width)?;
-        let w = self.size(w, span);
+        let w = self.alloc_size(w, span);
         let vals = arrays.iter().map(|&a| self.var(a)).collect::<R<Vec<_>>>()?;
         if let Some(n) = self.iterated(&vals, "map", span) {
             self.check_eq(w, n, span, Message::MapWidth);
@@ -992,6 +1015,7 @@ impl Lower<'_> {
             l.inline(lam, args)
         })?;
         self.depth -= 1;
+        self.span = span;
         if results.len() != stacks.len() {
             return Err("map lambda result count".into());
         }
@@ -1022,11 +1046,48 @@ impl Lower<'_> {
     /// Emits `for j < n { body }`, releasing each iteration's allocations
     /// when the body allocates (Note [Releasing loop iterations]).
     fn emit_loop(&mut self, j: LVar, n: Operand, mut body: Vec<Inst>, allocates: bool, keep: Vec<Operand>) {
-        if allocates {
+        let hoisted = self.hoist_temporaries(&mut body, &keep, Some(j));
+        self.out.extend(hoisted);
+        if allocates && self::allocates(&body) {
             let mark = self.let_("mark", MTy::I64, Rhs::Mark);
             body.push(Inst::Release { mark, keep });
         }
         self.emit(Inst::For { index: j, bound: n, body });
+    }
+
+    /// Takes out of a loop `body` the allocations whose size is the same in
+    /// every iteration and whose buffer does not outlive the iteration (no
+    /// `keep` pointer — the loop state, a lazily allocated result — can point
+    /// into it): one buffer, allocated before the loop, serves every
+    /// iteration. Returns the hoisted instructions. See Note [Hoisted buffers].
+    fn hoist_temporaries(&self, body: &mut Vec<Inst>, keep: &[Operand], index: Option<LVar>) -> Vec<Inst> {
+        let mut assigned = assigned_in(body);
+        assigned.extend(index);
+        // `dst ↦ sources`: the buffers a pointer variable may point into.
+        let mut sources: HashMap<LVar, Vec<LVar>> = HashMap::new();
+        collect_sources(body, &mut sources);
+        let mut escaping = HashSet::new();
+        let mut work: Vec<LVar> = keep.iter().filter_map(|k| ptr_key(*k)).collect();
+        while let Some(v) = work.pop() {
+            if escaping.insert(v) {
+                work.extend(sources.get(&v).into_iter().flatten().copied());
+            }
+        }
+        let invariant = |count: &Operand| match count {
+            Operand::Const(Const::I64(n)) => *n >= 0,
+            Operand::Var(v) => !assigned.contains(v) && self.nonneg(*count),
+            Operand::Const(_) => false,
+        };
+        let mut hoisted = Vec::new();
+        take_allocs(
+            body,
+            &mut |i| match i {
+                Inst::Let(p, Rhs::Alloc { count, .. }) if invariant(count) && !escaping.contains(p) => true,
+                _ => false,
+            },
+            &mut hoisted,
+        );
+        hoisted
     }
 
     fn reduce_or_scan(
@@ -1059,6 +1120,7 @@ impl Lower<'_> {
             l.inline(lam, args)
         })?;
         self.depth -= 1;
+        self.span = span;
         if results.len() != k {
             return Err(format!("{what} lambda result count"));
         }
@@ -1163,6 +1225,7 @@ impl Lower<'_> {
         })?;
         allocs |= allocates(&block);
         self.depth -= 1;
+        self.span = span;
         if results.len() != states.len() {
             return Err("loop body result count".into());
         }
@@ -1197,8 +1260,10 @@ impl Lower<'_> {
                     Inst::If { cond: ok.into(), then: Vec::new(), els: vec![Inst::Fail { site, args: vec![limit] }] },
                     Inst::Let(count, Rhs::Binary(BinOp::Add, count.into(), Operand::i64(1))),
                 ];
+                let hoisted = self.hoist_temporaries(&mut block, &keep, None);
+                self.out.extend(hoisted);
                 guarded.extend(block);
-                if allocs {
+                if allocs && allocates(&guarded) {
                     let mark = self.let_("mark", MTy::I64, Rhs::Mark);
                     guarded.push(Inst::Release { mark, keep });
                 }
@@ -1365,6 +1430,7 @@ impl Lower<'_> {
             Ok(())
         })?;
         self.depth -= 1;
+        self.span = span;
         let allocs = allocates(&body);
         self.emit_loop(k, ni, body, allocs, Vec::new());
         Ok(Arr { owned: true, depth: self.depth, ..target })
@@ -1599,6 +1665,66 @@ fn fold(rhs: &Rhs) -> Option<Operand> {
         _ => None,
     }
 }
+
+/// Records, for each variable assigned a pointer expression in `insts`, the
+/// variables it is computed from (`Use`, `Offset`, `Select`).
+fn collect_sources(insts: &[Inst], out: &mut HashMap<LVar, Vec<LVar>>) {
+    for i in insts {
+        match i {
+            Inst::Let(dst, rhs) => {
+                let from: Vec<LVar> = match rhs {
+                    Rhs::Use(o) | Rhs::Offset { base: o, .. } => ptr_key(*o).into_iter().collect(),
+                    Rhs::Select(_, a, b) => ptr_key(*a).into_iter().chain(ptr_key(*b)).collect(),
+                    _ => Vec::new(),
+                };
+                out.entry(*dst).or_default().extend(from);
+            }
+            Inst::For { body, .. } => collect_sources(body, out),
+            Inst::While { cond, body, .. } => {
+                collect_sources(cond, out);
+                collect_sources(body, out);
+            }
+            Inst::If { then, els, .. } => {
+                collect_sources(then, out);
+                collect_sources(els, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Removes from `insts` (and the branches of its `if`s, not nested loops) the
+/// instructions `pick` selects, appending them to `out` in order.
+fn take_allocs(insts: &mut Vec<Inst>, pick: &mut dyn FnMut(&Inst) -> bool, out: &mut Vec<Inst>) {
+    let mut kept = Vec::with_capacity(insts.len());
+    for mut i in insts.drain(..) {
+        if pick(&i) {
+            out.push(i);
+            continue;
+        }
+        if let Inst::If { then, els, .. } = &mut i {
+            take_allocs(then, pick, out);
+            take_allocs(els, pick, out);
+        }
+        kept.push(i);
+    }
+    *insts = kept;
+}
+
+// Note [Hoisted buffers]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// A loop body that builds small arrays (a row of differences, the adjoint of
+// a row) would allocate them in every iteration. When the size of such a
+// buffer does not change from one iteration to the next and nothing that
+// survives the iteration can point into it, one buffer allocated before the
+// loop serves every iteration: each iteration writes it fully before reading
+// it (lowering never reads a buffer it has not written), so no value leaks
+// from one iteration to the next. "Survives" is decided conservatively from
+// the pointer assignments in the body: a buffer escapes when a kept pointer
+// (loop state, a result allocated on the first iteration) may be computed
+// from it. Hoisting applies from the innermost loop outwards, so a buffer can
+// leave several loops. Only sizes known to be non-negative are hoisted, so a
+// hoisted allocation cannot fail where the original one would not have run.
 
 /// Does any instruction of `insts` (nested blocks included) allocate?
 fn allocates(insts: &[Inst]) -> bool {

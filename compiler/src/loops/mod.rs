@@ -122,10 +122,12 @@ pub enum Rhs {
         base: Operand,
         index: Operand,
     },
-    /// A fresh buffer of `count` elements from the call's arena.
+    /// A fresh buffer of `count` elements from the call's arena; when the
+    /// memory cannot be had, the function fails with `sites[site]`.
     Alloc {
         elem: MTy,
         count: Operand,
+        site: u32,
     },
     /// The arena's current mark (for a later `Release`).
     Mark,
@@ -236,6 +238,8 @@ pub enum Message {
     ScatterLengths { what: &'static str },
     /// args: the limit.
     WhileLimit,
+    /// args: the number of elements.
+    OutOfMemory,
 }
 
 impl Message {
@@ -277,6 +281,7 @@ impl Message {
                 format!("size mismatch: {what} with {} indices and {} values", a(0), a(1))
             }
             Message::WhileLimit => format!("while loop exceeded {} iterations", a(0)),
+            Message::OutOfMemory => format!("cannot allocate an array of {} elements", a(0)),
         }
     }
 }

@@ -65,7 +65,7 @@ impl Printer<'_> {
             Rhs::Select(c, a, b) => format!("select {} {} {}", o(c), o(a), o(b)),
             Rhs::Load { elem, base, index } => format!("load {} {}[{}]", elem.name(), o(base), o(index)),
             Rhs::Offset { elem, base, index } => format!("&{} {}[{}]", elem.name(), o(base), o(index)),
-            Rhs::Alloc { elem, count } => format!("alloc {} {}", elem.name(), o(count)),
+            Rhs::Alloc { elem, count, .. } => format!("alloc {} {}", elem.name(), o(count)),
             Rhs::Mark => "mark".into(),
             Rhs::WhileLimit => "while_limit".into(),
         }

@@ -82,8 +82,11 @@ impl Verifier<'_> {
                 self.expect(*index, MTy::I64, "offset index")?;
                 MTy::I64
             }
-            Rhs::Alloc { count, .. } => {
+            Rhs::Alloc { count, site, .. } => {
                 self.expect(*count, MTy::I64, "allocation size")?;
+                if *site as usize >= self.f.sites.len() {
+                    return Err(format!("allocation failing with unknown site {site}"));
+                }
                 MTy::I64
             }
             Rhs::Mark | Rhs::WhileLimit => MTy::I64,
