@@ -211,6 +211,18 @@ impl Lower<'_> {
         same(self.resolve(a), self.resolve(b))
     }
 
+    /// `vals` with their dimensions replaced by their representatives, so
+    /// that sizes proved equal inside a block compare equal outside it.
+    fn resolve_dims(&self, vals: Vec<LVal>) -> Vec<LVal> {
+        vals.into_iter()
+            .map(|v| match v {
+                LVal::Array(a) => LVal::Array(Arr { dims: a.dims.iter().map(|&d| self.resolve(d)).collect(), ..a }),
+                LVal::Iota(n) => LVal::Iota(self.resolve(n)),
+                v => v,
+            })
+            .collect()
+    }
+
     fn nonneg(&self, o: Operand) -> bool {
         match self.resolve(o) {
             Operand::Var(v) => self.dims.contains(&v) || self.known.nonneg.contains(&v),
@@ -1012,7 +1024,8 @@ impl Lower<'_> {
         self.depth += 1;
         let (mut body, results) = self.block(|l| {
             let args: Vec<LVal> = vals.iter().map(|v| l.element(v, j)).collect();
-            l.inline(lam, args)
+            let r = l.inline(lam, args)?;
+            Ok(l.resolve_dims(r))
         })?;
         self.depth -= 1;
         self.span = span;
@@ -1117,7 +1130,8 @@ impl Lower<'_> {
         let (mut body, results) = self.block(|l| {
             let mut args: Vec<LVal> = accs.iter().map(|s| l.state_read(s)).collect();
             args.extend(vals.iter().map(|v| l.element(v, j)));
-            l.inline(lam, args)
+            let r = l.inline(lam, args)?;
+            Ok(l.resolve_dims(r))
         })?;
         self.depth -= 1;
         self.span = span;
@@ -1221,7 +1235,8 @@ impl Lower<'_> {
         };
         let (mut block, results) = self.block(|l| {
             bind_params(l);
-            l.body(body)
+            let r = l.body(body)?;
+            Ok(l.resolve_dims(r))
         })?;
         allocs |= allocates(&block);
         self.depth -= 1;
@@ -1246,6 +1261,19 @@ impl Lower<'_> {
             Ok(())
         })?;
         block.extend(tail);
+        // A size of the state the body never changes is its initial value in
+        // every iteration: say so, so that buffers of that size can be hoisted.
+        let mut assigned = assigned_in(&block);
+        assigned.extend(assigned_in(&cond));
+        let invariant: HashMap<LVar, Operand> = states
+            .iter()
+            .flat_map(|s| s.dims.iter().copied().zip(s.init_dims.iter().copied()))
+            .filter(|(t, x)| !assigned.contains(t) && ptr_key(*x).is_none_or(|v| !assigned.contains(&v)))
+            .collect();
+        substitute(&mut block, &invariant);
+        let mut cond = cond;
+        substitute(&mut cond, &invariant);
+        let test = test.map(|t| subst_operand(t, &invariant));
         let keep: Vec<Operand> = states.iter().filter_map(|s| s.ptr.map(Operand::Var)).collect();
         match (index, test) {
             (Some((j, bound)), _) => self.emit_loop(j, bound, block, allocs, keep),
@@ -1444,7 +1472,13 @@ impl Lower<'_> {
             LVal::Scalar(x) => {
                 let t = self.fresh(name, self.operand_type(x));
                 self.assign(t, x);
-                State { scalar: Some(t), ptr: None, dims: Vec::new(), elem: self.operand_type(x) }
+                State {
+                    scalar: Some(t),
+                    ptr: None,
+                    dims: Vec::new(),
+                    init_dims: Vec::new(),
+                    elem: self.operand_type(x),
+                }
             }
             v => {
                 let a = self.materialize(v);
@@ -1460,7 +1494,7 @@ impl Lower<'_> {
                         dv
                     })
                     .collect();
-                State { scalar: None, ptr: Some(ptr), dims, elem: a.elem }
+                State { scalar: None, ptr: Some(ptr), dims, init_dims: a.dims.clone(), elem: a.elem }
             }
         }
     }
@@ -1501,6 +1535,8 @@ impl Lower<'_> {
         }
         let staged: Vec<(LVar, Operand)> = temps
             .into_iter()
+            // A size that stays the same is not reassigned: it stays loop-invariant.
+            .filter(|&(t, x)| x != Operand::Var(t))
             .map(|(t, x)| match x {
                 Operand::Var(_) => {
                     let ty = self.vars[t.0 as usize].1;
@@ -1611,6 +1647,8 @@ struct State {
     scalar: Option<LVar>,
     ptr: Option<LVar>,
     dims: Vec<LVar>,
+    /// The initial dimensions (what `dims` hold before the first iteration).
+    init_dims: Vec<Operand>,
     elem: MTy,
 }
 
@@ -1725,6 +1763,72 @@ fn take_allocs(insts: &mut Vec<Inst>, pick: &mut dyn FnMut(&Inst) -> bool, out: 
 // from it. Hoisting applies from the innermost loop outwards, so a buffer can
 // leave several loops. Only sizes known to be non-negative are hoisted, so a
 // hoisted allocation cannot fail where the original one would not have run.
+
+fn subst_operand(o: Operand, map: &HashMap<LVar, Operand>) -> Operand {
+    match o {
+        Operand::Var(v) => map.get(&v).copied().unwrap_or(o),
+        c => c,
+    }
+}
+
+/// Replaces the variables of `map` by their operands wherever `insts` read them.
+fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
+    if map.is_empty() {
+        return;
+    }
+    let s = |o: &mut Operand| *o = subst_operand(*o, map);
+    for i in insts {
+        match i {
+            Inst::Let(_, rhs) => match rhs {
+                Rhs::Use(a) | Rhs::Unary(_, a) | Rhs::Convert(_, a) => s(a),
+                Rhs::Binary(_, a, b) => {
+                    s(a);
+                    s(b);
+                }
+                Rhs::Select(c, a, b) => {
+                    s(c);
+                    s(a);
+                    s(b);
+                }
+                Rhs::Load { base, index, .. } | Rhs::Offset { base, index, .. } => {
+                    s(base);
+                    s(index);
+                }
+                Rhs::Alloc { count, .. } => s(count),
+                Rhs::Mark | Rhs::WhileLimit => {}
+            },
+            Inst::Store { base, index, value, .. } => {
+                s(base);
+                s(index);
+                s(value);
+            }
+            Inst::Copy { dst, src, count, .. } => {
+                s(dst);
+                s(src);
+                s(count);
+            }
+            Inst::For { bound, body, .. } => {
+                s(bound);
+                substitute(body, map);
+            }
+            Inst::While { cond, test, body } => {
+                substitute(cond, map);
+                s(test);
+                substitute(body, map);
+            }
+            Inst::If { cond, then, els } => {
+                s(cond);
+                substitute(then, map);
+                substitute(els, map);
+            }
+            Inst::Fail { args, .. } => args.iter_mut().for_each(s),
+            Inst::Release { mark, keep } => {
+                s(mark);
+                keep.iter_mut().for_each(s);
+            }
+        }
+    }
+}
 
 /// Does any instruction of `insts` (nested blocks included) allocate?
 fn allocates(insts: &[Inst]) -> bool {
