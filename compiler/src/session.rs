@@ -380,9 +380,14 @@ impl Session {
             Ok(ir) => ir,
             Err(ds) => return fail(ds),
         };
+        // Native code, as `slope run` runs it.
+        let native = match crate::loops::lower::lower_program(&ir).and_then(|l| crate::jit::compile(&l)) {
+            Ok(n) => n,
+            Err(e) => return fail(vec![Diagnostic::internal("jit", e, expr.span)]),
+        };
         let start = std::time::Instant::now();
-        let results = match interp::run(&ir, EXPR_FUNC, Vec::new(), &interp::Options::default()) {
-            Ok((results, _)) => results,
+        let results = match native.call(EXPR_FUNC, &[], interp::Options::default().while_limit) {
+            Ok(results) => results,
             Err(e) => return fail(vec![e.to_diagnostic()]),
         };
         let elapsed = start.elapsed();

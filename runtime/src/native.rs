@@ -71,6 +71,11 @@ impl Ctx {
         self.fail_args.clear();
     }
 
+    /// Starts a new peak measurement from what is held now.
+    pub fn reset_peak(&mut self) {
+        self.peak = self.held;
+    }
+
     /// Bytes of arena blocks currently allocated.
     pub fn bytes_held(&self) -> usize {
         self.held

@@ -658,6 +658,7 @@ impl Native {
         let mut results = vec![0u64; n_results];
         let mut ctx = self.ctx.borrow_mut();
         ctx.reset();
+        ctx.reset_peak();
         ctx.while_limit = i64::try_from(while_limit).unwrap_or(i64::MAX);
         // SAFETY: `words` holds a word per parameter of `f` and the arrays
         // behind its pointers outlive the call; `results` has a word per result.
@@ -678,9 +679,14 @@ impl Native {
         out
     }
 
-    /// The most arena bytes any call has held at once.
+    /// The most arena bytes the last call held at once.
     pub fn peak_bytes(&self) -> usize {
         self.ctx.borrow().peak_bytes()
+    }
+
+    /// Arena bytes held now: zero between calls (nothing leaks from a call).
+    pub fn held_bytes(&self) -> usize {
+        self.ctx.borrow().bytes_held()
     }
 }
 

@@ -1317,9 +1317,15 @@ impl Lower<'_> {
     fn lower_if(&mut self, binds: &[Var], c: Operand, t: &Body, f: &Body) -> R<()> {
         // Uses in the other branch are not "after" this one.
         self.adjust_uses(f, -1);
-        let (then, tv) = self.block(|l| l.body(t))?;
+        let (then, tv) = self.block(|l| {
+            let r = l.body(t)?;
+            Ok(l.resolve_dims(r))
+        })?;
         self.adjust_uses(f, 1);
-        let (els, fv) = self.block(|l| l.body(f))?;
+        let (els, fv) = self.block(|l| {
+            let r = l.body(f)?;
+            Ok(l.resolve_dims(r))
+        })?;
         let mut states = Vec::new();
         let mut owned = Vec::new();
         for (k, (a, b)) in tv.iter().zip(&fv).enumerate() {
@@ -1331,9 +1337,15 @@ impl Lower<'_> {
             let proto = match (a, b) {
                 (LVal::Scalar(x), _) => LVal::Scalar(Operand::Var(self.fresh("r", self.operand_type(*x)))),
                 (LVal::Iota(_), LVal::Iota(_)) => LVal::Iota(Operand::Var(self.fresh_dim("r"))),
-                (LVal::Array(x), _) | (_, LVal::Array(x)) => LVal::Array(Arr {
+                (LVal::Array(x), other) | (other, LVal::Array(x)) => LVal::Array(Arr {
                     ptr: Operand::Var(self.fresh("r", MTy::I64)),
-                    dims: x.dims.iter().map(|_| Operand::Var(self.fresh_dim("r_d"))).collect(),
+                    // A size both branches agree on needs no variable.
+                    dims: (0..x.dims.len())
+                        .map(|d| match other {
+                            LVal::Array(y) if same(x.dims[d], y.dims[d]) => x.dims[d],
+                            _ => Operand::Var(self.fresh_dim("r_d")),
+                        })
+                        .collect(),
                     elem: x.elem,
                     owned: false,
                     depth: self.depth,
@@ -1384,8 +1396,10 @@ impl Lower<'_> {
                     self.assign(p, a.ptr);
                 }
                 for (d, x) in t.dims.iter().zip(a.dims) {
-                    if let Operand::Var(d) = d {
-                        self.assign(*d, x);
+                    if let Operand::Var(v) = d {
+                        if *d != x {
+                            self.assign(*v, x);
+                        }
                     }
                 }
             }
@@ -1533,12 +1547,15 @@ impl Lower<'_> {
                 _ => unreachable!("state of another kind"),
             }
         }
+        // Only a new value that reads another state variable needs a
+        // temporary (the assignments are simultaneous).
+        let targets: HashSet<LVar> = temps.iter().map(|(t, _)| *t).collect();
         let staged: Vec<(LVar, Operand)> = temps
             .into_iter()
             // A size that stays the same is not reassigned: it stays loop-invariant.
             .filter(|&(t, x)| x != Operand::Var(t))
             .map(|(t, x)| match x {
-                Operand::Var(_) => {
+                Operand::Var(v) if targets.contains(&v) => {
                     let ty = self.vars[t.0 as usize].1;
                     let tmp = self.fresh("next", ty);
                     self.assign(tmp, x);
