@@ -91,6 +91,11 @@ impl<'l> Adapter<'l> {
             (self.load_module)(module).map_err(|e| format!("module `{module}` is not supported: {e}"))?;
         let start = clock();
         let compiled = Program::compile(&name, &text, &*self.load_import);
+        // Native code is part of compiling: build it now, not in the first `evaluate`.
+        let compiled = compiled.and_then(|p| {
+            p.native()?;
+            Ok(p)
+        });
         let nanoseconds = clock().saturating_sub(start);
         let program = compiled.map_err(|f| render(&f))?;
         self.modules.insert(module.to_string(), program);

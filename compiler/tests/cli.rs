@@ -212,7 +212,7 @@ fn input_and_positional_args_together() {
 #[test]
 fn emit_stages_print_the_entry() {
     let file = write_temp("emit", "prog.slope", GOOD);
-    for stage in ["ast", "typed", "ir"] {
+    for stage in ["ast", "typed", "ir", "loops", "clif"] {
         let out = slope(&["emit", "--stage", stage, p(&file)]);
         assert_eq!(out.status.code(), Some(0), "stage {stage}: {}", stderr(&out));
         let text = stdout(&out);
@@ -304,10 +304,28 @@ fn gradcheck_fails_at_a_discontinuity() {
 #[test]
 fn while_loop_limit() {
     let file = write_temp("while", "spin.slope", "entry f (x: f64) : f64 = loop y = x while y > 0.0 do y + 1.0\n");
-    fails_with(&slope(&["run", "--while-limit", "1000", p(&file), "1.0"]), "E0205");
-    let out = slope(&["run", "--while-limit", "1000", p(&file), "-1.0"]);
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "-1.0");
+    for engine in [&[][..], &["--interp"][..]] {
+        let run = |x: &str| slope(&[&["run", "--while-limit", "1000"][..], engine, &[p(&file), x]].concat());
+        let out = run("1.0");
+        fails_with(&out, "E0205");
+        assert!(stderr(&out).contains("while loop exceeded 1000 iterations"), "{}", stderr(&out));
+        let out = run("-1.0");
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "-1.0");
+    }
+}
+
+/// `run` uses native code; `--interp` the interpreter: same output, same errors.
+#[test]
+fn run_on_either_engine() {
+    let file = write_temp("engines", "prog.slope", "entry f [n] (xs: [n]f64) (i: i64) : f64 = xs[i] * 2.0\n");
+    for engine in [&[][..], &["--interp"][..]] {
+        let out = slope(&[&["run"][..], engine, &[p(&file), "[1.5, 2.5]", "1"]].concat());
+        assert_eq!(json_ok(&out), serde_json::json!(5.0));
+        let out = slope(&[&["run"][..], engine, &[p(&file), "[1.5, 2.5]", "2"]].concat());
+        fails_with(&out, "E0201");
+        assert!(stderr(&out).contains("index 2 out of bounds for dimension 0 of size 2"), "{}", stderr(&out));
+    }
 }
 
 /// `slope bench` prints its table (timings are printed, never asserted).
