@@ -224,6 +224,29 @@ pub unsafe extern "C" fn slope_fail(ctx: *mut Ctx, site: i64) {
     unsafe { (*ctx).failure = Some(site as u32) }
 }
 
+/// Records a failure at `site` with its first `n` (at most 6) arguments in
+/// one call: what a function's shared failure block calls.
+///
+/// # Safety
+/// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub unsafe extern "C" fn slope_fail_with(
+    ctx: *mut Ctx,
+    site: i64,
+    n: i64,
+    a0: i64,
+    a1: i64,
+    a2: i64,
+    a3: i64,
+    a4: i64,
+    a5: i64,
+) {
+    let ctx = unsafe { &mut *ctx };
+    ctx.fail_args.extend_from_slice(&[a0, a1, a2, a3, a4, a5][..n.clamp(0, 6) as usize]);
+    ctx.failure = Some(site as u32);
+}
+
 /// Copies `bytes` bytes from `src` to `dst`; the ranges may overlap.
 ///
 /// # Safety
@@ -318,6 +341,7 @@ pub fn symbols() -> Vec<(&'static str, *const u8)> {
         ("slope_release", slope_release as *const u8),
         ("slope_fail_arg", slope_fail_arg as *const u8),
         ("slope_fail", slope_fail as *const u8),
+        ("slope_fail_with", slope_fail_with as *const u8),
         ("slope_copy", slope_copy as *const u8),
         ("slope_ipow", slope_ipow as *const u8),
     ];

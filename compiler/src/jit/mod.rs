@@ -25,7 +25,7 @@ use crate::diagnostic::{Code, Span};
 use crate::ir::interp::{RuntimeError, Val};
 use crate::ir::{BinOp, Const, UnOp};
 use crate::loops::{self, Inst, LVar, Leaf, MTy, Operand, Rhs};
-use cranelift::codegen::ir::{ExtFuncData, ExternalName, FuncRef, Function, UserFuncName};
+use cranelift::codegen::ir::{BlockArg, ExtFuncData, ExternalName, FuncRef, Function, UserFuncName};
 use cranelift::codegen::print_errors::pretty_error;
 use cranelift::codegen::Context;
 use cranelift::prelude::*;
@@ -178,7 +178,7 @@ fn build(
     let params = b.block_params(entry).to_vec();
     let (args, results, ctx) = (params[0], params[1], params[2]);
     let vars = f.vars.iter().map(|&(_, t)| b.declare_var(cl_type(t))).collect();
-    let mut g = Gen { b, module, imports, refs: HashMap::new(), f, vars, ctx, fail_exit: None };
+    let mut g = Gen { b, module, imports, refs: HashMap::new(), f, vars, ctx, fail_exit: None, fail_shared: None };
 
     for (k, &p) in f.params.iter().enumerate() {
         let v = g.b.ins().load(cl_type(f.ty(p)), MemFlagsData::trusted(), args, 8 * k as i32);
@@ -192,6 +192,16 @@ fn build(
     let ok = g.b.ins().iconst(types::I32, 0);
     g.b.ins().return_(&[ok]);
 
+    if let Some(shared) = g.fail_shared {
+        g.b.switch_to_block(shared);
+        g.b.seal_block(shared);
+        g.b.set_cold_block(shared);
+        let mut call_args = vec![g.ctx];
+        call_args.extend(g.b.block_params(shared).to_vec());
+        g.call_void("slope_fail_with", &[types::I64; 3 + SHARED_FAIL_ARGS], &call_args);
+        let exit = *g.fail_exit.get_or_insert_with(|| g.b.create_block());
+        g.b.ins().jump(exit, &[]);
+    }
     if let Some(fail_exit) = g.fail_exit {
         g.b.switch_to_block(fail_exit);
         g.b.seal_block(fail_exit);
@@ -216,7 +226,13 @@ struct Gen<'a, 'm> {
     ctx: Value,
     /// Returns 1; every `Fail` jumps here (created by the first one).
     fail_exit: Option<Block>,
+    /// Records a failure (block parameters: site, argument count, six
+    /// arguments) and returns 1: one call for all the function's checks.
+    fail_shared: Option<Block>,
 }
+
+/// Arguments a `Fail` can pass to the shared failure block.
+const SHARED_FAIL_ARGS: usize = 6;
 
 impl Gen<'_, '_> {
     fn block(&mut self, insts: &[Inst]) -> Result<(), String> {
@@ -361,6 +377,11 @@ impl Gen<'_, '_> {
                 self.call("slope_mark", &[types::I64], types::I64, &[ctx])
             }
             Rhs::WhileLimit => self.b.ins().load(types::I64, MemFlagsData::trusted(), self.ctx, 0),
+            Rhs::InRange { index, bound } => {
+                // The bound is a size (>= 0): a negative index is a huge unsigned one.
+                let (i, n) = (self.operand(*index), self.operand(*bound));
+                self.b.ins().icmp(IntCC::UnsignedLessThan, i, n)
+            }
         })
         .and_then(|v| {
             let got = self.b.func.dfg.value_type(v);
@@ -408,6 +429,28 @@ impl Gen<'_, '_> {
     /// `count * size(elem)`.
     /// Records the failure of `site` with `args` and leaves the function.
     fn fail(&mut self, site: u32, args: &[Operand]) {
+        if args.len() <= SHARED_FAIL_ARGS {
+            // Jump to the shared failure block: a check costs a branch, not calls.
+            let shared = *self.fail_shared.get_or_insert_with(|| {
+                let blk = self.b.create_block();
+                for _ in 0..2 + SHARED_FAIL_ARGS {
+                    self.b.append_block_param(blk, types::I64);
+                }
+                blk
+            });
+            let mut vals = vec![
+                self.b.ins().iconst(types::I64, i64::from(site)),
+                self.b.ins().iconst(types::I64, args.len() as i64),
+            ];
+            for &a in args {
+                vals.push(self.word(a));
+            }
+            let zero = self.b.ins().iconst(types::I64, 0);
+            vals.resize(2 + SHARED_FAIL_ARGS, zero);
+            let block_args: Vec<BlockArg> = vals.into_iter().map(BlockArg::from).collect();
+            self.b.ins().jump(shared, &block_args);
+            return;
+        }
         for &a in args {
             let w = self.word(a);
             let ctx = self.ctx;
@@ -820,7 +863,12 @@ mod tests {
                 body: vec![],
                 results: vec![],
                 result_leaves: vec![],
-                sites: vec![],
+                // Site 0: allocation failure (every `Alloc` below names it).
+                sites: vec![Site {
+                    code: Code::E0207,
+                    span: Span::new(FileId(0), 0, 3),
+                    message: Message::OutOfMemory,
+                }],
             })
         }
         fn var(&mut self, name: &str, t: MTy) -> LVar {
@@ -911,7 +959,7 @@ mod tests {
         let n = f.param("n", MTy::I64, 0)[0];
         let (buf, i, x, y) = (f.var("buf", MTy::I64), f.var("i", MTy::I64), f.var("x", MTy::F64), f.var("y", MTy::F64));
         f.0.body = vec![
-            let_(buf, Rhs::Alloc { elem: MTy::F64, count: v(n) }),
+            let_(buf, Rhs::Alloc { elem: MTy::F64, count: v(n), site: 0 }),
             Inst::For {
                 index: i,
                 bound: v(n),
@@ -925,9 +973,15 @@ mod tests {
         f.result(MTy::F64, &[v(buf), v(n)]);
         let native = native(vec![f]);
         assert_eq!(native.call("squares", &[Val::I64(4)], 10), Ok(vec![f64s(&[0.0, 1.0, 4.0, 9.0])]));
+        assert!(native.peak_bytes() >= 32);
         assert_eq!(native.call("squares", &[Val::I64(0)], 10), Ok(vec![f64s(&[])]));
         assert_eq!(native.ctx.borrow().bytes_held(), 0, "the arena is emptied after every call");
-        assert!(native.peak_bytes() >= 32);
+        // A buffer beyond the runtime's limit is the allocation's failure site.
+        let e = native.call("squares", &[Val::I64(1 << 50)], 10).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (Code::E0207, "cannot allocate an array of 1125899906842624 elements")
+        );
     }
 
     #[test]
@@ -1078,16 +1132,16 @@ mod tests {
         let load = |base| Rhs::Load { elem: MTy::F64, base: v(base), index: i64c(0) };
         let store = |base, value| Inst::Store { elem: MTy::F64, base: v(base), index: i64c(0), value: v(value) };
         f.0.body = vec![
-            let_(acc, Rhs::Alloc { elem: MTy::F64, count: i64c(1) }),
+            let_(acc, Rhs::Alloc { elem: MTy::F64, count: i64c(1), site: 0 }),
             let_(m, Rhs::Mark),
             Inst::For {
                 index: i,
                 bound: v(n),
                 body: vec![
-                    let_(tmp, Rhs::Alloc { elem: MTy::F64, count: i64c(100) }),
+                    let_(tmp, Rhs::Alloc { elem: MTy::F64, count: i64c(100), site: 0 }),
                     let_(fi, Rhs::Convert(MTy::F64, v(i))),
                     store(tmp, fi),
-                    let_(new, Rhs::Alloc { elem: MTy::F64, count: i64c(1) }),
+                    let_(new, Rhs::Alloc { elem: MTy::F64, count: i64c(1), site: 0 }),
                     let_(a, load(acc)),
                     let_(t, load(tmp)),
                     let_(s, bin(BinOp::Add, v(a), v(t))),
@@ -1112,7 +1166,7 @@ mod tests {
         let xs = f.param("xs", MTy::I64, 1);
         let (buf, dst) = (f.var("buf", MTy::I64), f.var("dst", MTy::I64));
         f.0.body = vec![
-            let_(buf, Rhs::Alloc { elem: MTy::I64, count: v(xs[1]) }),
+            let_(buf, Rhs::Alloc { elem: MTy::I64, count: v(xs[1]), site: 0 }),
             Inst::Copy { elem: MTy::I64, dst: v(buf), src: v(xs[0]), count: v(xs[1]) },
             let_(dst, Rhs::Offset { elem: MTy::I64, base: v(buf), index: i64c(1) }),
             Inst::Copy { elem: MTy::I64, dst: v(dst), src: v(buf), count: i64c(3) },
@@ -1133,7 +1187,7 @@ mod tests {
         let (out, i, b, nb) =
             (f.var("out", MTy::I64), f.var("i", MTy::I64), f.var("b", MTy::Bool), f.var("nb", MTy::Bool));
         f.0.body = vec![
-            let_(out, Rhs::Alloc { elem: MTy::Bool, count: v(bs[1]) }),
+            let_(out, Rhs::Alloc { elem: MTy::Bool, count: v(bs[1]), site: 0 }),
             Inst::For {
                 index: i,
                 bound: v(bs[1]),

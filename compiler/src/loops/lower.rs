@@ -318,9 +318,7 @@ impl Lower<'_> {
         if proved {
             return Operand::Const(Const::Bool(true));
         }
-        let lo = self.bin("lo", BinOp::Ge, i, Operand::i64(0));
-        let hi = self.bin("hi", BinOp::Lt, i, n);
-        self.bin("ok", BinOp::And, lo, hi)
+        self.let_("ok", MTy::Bool, Rhs::InRange { index: i, bound: n })
     }
 
     fn check_index(&mut self, i: Operand, n: Operand, dim: u32, span: Span) {
@@ -1810,6 +1808,10 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
                 Rhs::Load { base, index, .. } | Rhs::Offset { base, index, .. } => {
                     s(base);
                     s(index);
+                }
+                Rhs::InRange { index, bound } => {
+                    s(index);
+                    s(bound);
                 }
                 Rhs::Alloc { count, .. } => s(count),
                 Rhs::Mark | Rhs::WhileLimit => {}

@@ -129,6 +129,11 @@ pub enum Rhs {
         count: Operand,
         site: u32,
     },
+    /// `0 <= index < bound` (one unsigned comparison; `bound >= 0`).
+    InRange {
+        index: Operand,
+        bound: Operand,
+    },
     /// The arena's current mark (for a later `Release`).
     Mark,
     /// The `while` iteration limit of this call (E0205).

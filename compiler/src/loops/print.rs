@@ -66,6 +66,7 @@ impl Printer<'_> {
             Rhs::Load { elem, base, index } => format!("load {} {}[{}]", elem.name(), o(base), o(index)),
             Rhs::Offset { elem, base, index } => format!("&{} {}[{}]", elem.name(), o(base), o(index)),
             Rhs::Alloc { elem, count, .. } => format!("alloc {} {}", elem.name(), o(count)),
+            Rhs::InRange { index, bound } => format!("{} in 0..{}", o(index), o(bound)),
             Rhs::Mark => "mark".into(),
             Rhs::WhileLimit => "while_limit".into(),
         }

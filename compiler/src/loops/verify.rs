@@ -89,6 +89,11 @@ impl Verifier<'_> {
                 }
                 MTy::I64
             }
+            Rhs::InRange { index, bound } => {
+                self.expect(*index, MTy::I64, "index")?;
+                self.expect(*bound, MTy::I64, "bound")?;
+                MTy::Bool
+            }
             Rhs::Mark | Rhs::WhileLimit => MTy::I64,
         })
     }
