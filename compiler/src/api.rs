@@ -62,6 +62,14 @@ pub struct Program {
     native: std::cell::OnceCell<Result<NativeCode, Diagnostic>>,
 }
 
+/// Runs a back-end pass; its failure — even a panic, which would be a bug —
+/// is an internal-error diagnostic (E0900), never a crash of the caller.
+fn guarded<T>(pass: &str, span: Span, f: impl FnOnce() -> Result<T, String>) -> Result<T, Diagnostic> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err("the pass panicked".to_string()))
+        .map_err(|e| Diagnostic::internal(pass, e, span))
+}
+
 /// What runs an entry point's calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
@@ -129,10 +137,9 @@ impl Program {
         let built = self.native.get_or_init(|| {
             let span = self.ir.funcs.first().map(|f| f.span).unwrap_or_default();
             let start = std::time::Instant::now();
-            let loops =
-                crate::loops::lower::lower_program(&self.ir).map_err(|e| Diagnostic::internal("loops", e, span))?;
+            let loops = guarded("loops", span, || crate::loops::lower::lower_program(&self.ir))?;
             let lowered = std::time::Instant::now();
-            let code = crate::jit::compile(&loops).map_err(|e| Diagnostic::internal("jit", e, span))?;
+            let code = guarded("jit", span, || crate::jit::compile(&loops))?;
             let timings = vec![("loops", lowered - start), ("jit", lowered.elapsed())];
             Ok(NativeCode { loops, code, timings })
         });
