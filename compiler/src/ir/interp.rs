@@ -1231,19 +1231,6 @@ macro_rules! float_binary {
     }};
 }
 
-/// `base ** exp` with wrapping multiplication, for any non-negative i64 exponent.
-fn wrapping_pow(mut base: i64, mut exp: u64) -> i64 {
-    let mut acc: i64 = 1;
-    while exp > 0 {
-        if exp & 1 == 1 {
-            acc = acc.wrapping_mul(base);
-        }
-        exp >>= 1;
-        base = base.wrapping_mul(base);
-    }
-    acc
-}
-
 pub(crate) fn binary(op: BinOp, x: Val, y: Val, span: Span) -> Result<Val, RuntimeError> {
     let r = match (&x, &y) {
         (&Val::F64(a), &Val::F64(b)) => (|| float_binary!(op, a, b, Val::F64))(),
@@ -1263,7 +1250,8 @@ pub(crate) fn binary(op: BinOp, x: Val, y: Val, span: Span) -> Result<Val, Runti
                 if b < 0 {
                     return err(Code::E0204, span, format!("negative exponent in integer power: {a} ** {b}"));
                 }
-                Some(Val::I64(wrapping_pow(a, b as u64)))
+                // Wrapping, for any non-negative exponent: the function compiled code calls.
+                Some(Val::I64(slope_runtime::native::slope_ipow(a, b)))
             }
             BinOp::Min => Some(Val::I64(a.min(b))),
             BinOp::Max => Some(Val::I64(a.max(b))),
