@@ -1,7 +1,8 @@
-//! No input makes the front end panic: every test program and example,
+//! No input makes the compiler panic: every test program and example,
 //! truncated at many points and with tokens shuffled, must either compile or
-//! produce diagnostics. (Each call runs the whole front end: parse, check,
-//! elaborate.)
+//! produce diagnostics. (Each call runs the whole pipeline: parse, check,
+//! elaborate, differentiate, optimise — and, for a variant that compiles,
+//! lowering and native code generation, which must not fail either.)
 
 use slope::api::Program;
 use slope::driver::no_files;
@@ -31,7 +32,11 @@ fn compile_must_not_panic(name: &str, text: &str) {
     let result = std::panic::catch_unwind(|| {
         // Imports resolve to the stdlib only: a broken program must still not panic.
         match Program::compile(name, text, &no_files) {
-            Ok(_) => {}
+            Ok(p) => {
+                if let Err(f) = p.native() {
+                    panic!("native code generation failed: {}", f.render(slope::diagnostic::RenderStyle::Short));
+                }
+            }
             Err(f) => assert!(!f.diagnostics.is_empty(), "a failure without diagnostics"),
         }
     });
