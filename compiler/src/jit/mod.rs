@@ -89,7 +89,12 @@ fn define_all(module: &mut JITModule, program: &loops::Program) -> Result<Vec<Fu
     let mut ids = Vec::with_capacity(program.funcs.len());
     for f in &program.funcs {
         ctx.func.signature = entry_signature(module);
-        let id = module.declare_anonymous_function(&ctx.func.signature).map_err(|e| e.to_string())?;
+        // `slope:NAME` cannot clash with a runtime symbol (`slope_…`), and
+        // names the code in profiles: under `perf record` cranelift-jit
+        // writes /tmp/perf-PID.map.
+        let id = module
+            .declare_function(&format!("slope:{}", f.name), Linkage::Local, &ctx.func.signature)
+            .map_err(|e| e.to_string())?;
         build(module, &mut imports, f, &mut ctx.func, &mut fctx)?;
         define(module, id, &mut ctx).map_err(|e| format!("cannot compile `{}`: {e}", f.name))?;
         module.clear_context(&mut ctx);
