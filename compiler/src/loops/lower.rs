@@ -1650,7 +1650,15 @@ impl Lower<'_> {
         Ok(())
     }
 
+    /// The stacked result. With no rows, its inner dimensions are 0, as in
+    /// the interpreter (which never sees a row of an empty result).
     fn stack_finish(&mut self, st: Stack, n: Operand) -> Arr {
+        if !st.row_dims.is_empty() && !matches!(self.resolve(n), Operand::Const(Const::I64(k)) if k > 0) {
+            let nonempty = self.bin("nonempty", BinOp::Gt, n, Operand::i64(0));
+            for &d in &st.row_dims {
+                self.emit(Inst::Let(d, Rhs::Select(nonempty, d.into(), Operand::i64(0))));
+            }
+        }
         let mut dims = vec![n];
         dims.extend(st.row_dims.iter().map(|&d| Operand::Var(d)));
         Arr { ptr: st.ptr.into(), dims, elem: st.elem, owned: true, depth: self.depth }
