@@ -52,15 +52,19 @@ pub struct Rev<'b, 'v> {
     active: HashSet<Var>,
     adj: HashMap<Var, Adj>,
     tapes: HashMap<Var, Tape>,
+    /// Per active `map` of the forward sweep (keyed by its first result):
+    /// the body statements whose values it also returned, and the arrays
+    /// holding them. See Note [Residuals of map].
+    residuals: HashMap<Var, Vec<(usize, Var)>>,
 }
 
 impl<'b, 'v> Rev<'b, 'v> {
     pub fn new(b: &'b mut Builder<'v>, active: HashSet<Var>) -> Rev<'b, 'v> {
-        Rev { b, active, adj: HashMap::new(), tapes: HashMap::new() }
+        Rev { b, active, adj: HashMap::new(), tapes: HashMap::new(), residuals: HashMap::new() }
     }
 
     fn child<'c>(&'c mut self, active: HashSet<Var>) -> Rev<'c, 'v> {
-        Rev { b: &mut *self.b, active, adj: HashMap::new(), tapes: HashMap::new() }
+        Rev { b: &mut *self.b, active, adj: HashMap::new(), tapes: HashMap::new(), residuals: HashMap::new() }
     }
 
     pub fn is_active(&self, a: Atom) -> bool {
@@ -143,6 +147,9 @@ impl<'b, 'v> Rev<'b, 'v> {
             match &s.expr {
                 Expr::Loop { params, init, form, body } if s.binds.iter().any(|v| self.active.contains(v)) => {
                     self.forward_loop(s, params, init, form, body)?;
+                }
+                Expr::Map { width, lam, arrays } if s.binds.iter().any(|v| self.active.contains(v)) => {
+                    self.forward_map(s, *width, lam, arrays);
                 }
                 _ => {
                     let s = copy_on_write(self.b.vars, s);
@@ -270,6 +277,43 @@ impl<'b, 'v> Rev<'b, 'v> {
         });
         self.tapes.insert(s.binds[0], Tape { tapes: tape_binds, bound: count, segment });
         Ok(())
+    }
+
+    /// An active `map` of the forward sweep that also returns, per element,
+    /// the values of its body's costly scalar operations, for its reverse to
+    /// read instead of recomputing. See Note [Residuals of map].
+    fn forward_map(&mut self, s: &Stmt, width: Atom, lam: &Lambda, arrays: &[Var]) {
+        let saved: Vec<(usize, Var)> = lam
+            .body
+            .stmts
+            .iter()
+            .enumerate()
+            .filter_map(|(k, st)| match (&st.expr, st.binds.as_slice()) {
+                (Expr::Unary(op, _), [v]) if is_costly(*op) && is_float(self.b.vars.ty(*v)) => Some((k, *v)),
+                _ => None,
+            })
+            .collect();
+        if saved.is_empty() {
+            let s = copy_on_write(self.b.vars, s);
+            self.b.push(s);
+            return;
+        }
+        let mut lam = lam.clone();
+        lam.body.result.extend(saved.iter().map(|(_, v)| Atom::Var(*v)));
+        let mut binds = s.binds.clone();
+        let arrays_of_residuals: Vec<(usize, Var)> = saved
+            .iter()
+            .map(|&(k, v)| {
+                let ty = self.b.vars.ty(v).lift();
+                let r = self.b.fresh("residual", ty);
+                binds.push(r);
+                (k, r)
+            })
+            .collect();
+        let stmt = Stmt { binds, expr: Expr::Map { width, lam, arrays: arrays.to_vec() }, span: s.span };
+        let stmt = copy_on_write(self.b.vars, &stmt);
+        self.b.push(stmt);
+        self.residuals.insert(s.binds[0], arrays_of_residuals);
     }
 
     /// ⌈√n⌉, at least 1.
@@ -702,7 +746,7 @@ impl<'b, 'v> Rev<'b, 'v> {
     fn rev_map(&mut self, s: &Stmt, zs: &[Option<Atom>], width: Atom, lam: &Lambda, arrays: &[Var]) -> R<()> {
         let free_active: Vec<Var> = free_vars_lambda(lam).into_iter().filter(|v| self.active.contains(v)).collect();
         if free_active.iter().all(|v| self.b.vars.ty(*v).is_scalar()) {
-            return self.rev_map_parallel(zs, width, lam, arrays, free_active);
+            return self.rev_map_parallel(s.binds[0], zs, width, lam, arrays, free_active);
         }
         self.rev_map_sequential(s, zs, width, lam, arrays)
     }
@@ -712,6 +756,7 @@ impl<'b, 'v> Rev<'b, 'v> {
     /// to free scalars, summed afterwards). See Note [Reverse mode of map].
     fn rev_map_parallel(
         &mut self,
+        map_result: Var,
         zs: &[Option<Atom>],
         width: Atom,
         lam: &Lambda,
@@ -723,6 +768,9 @@ impl<'b, 'v> Rev<'b, 'v> {
             zs.iter().enumerate().filter_map(|(j, z)| z.and_then(|z| z.var()).map(|v| (j, v))).collect();
         let mut param_types: Vec<IrType> = arrays.iter().map(|a| self.b.vars.ty(*a).row()).collect();
         param_types.extend(present.iter().map(|(_, z)| self.b.vars.ty(*z).row()));
+        let residuals = self.residuals.get(&map_result).cloned().unwrap_or_default();
+        param_types.extend(residuals.iter().map(|(_, r)| self.b.vars.ty(*r).row()));
+        let n_inputs = arrays.len() + present.len();
         let outer_active = self.active.clone();
         let mut result = Ok(());
         let lam2 = self.b.lambda(&param_types, "x", |b, ps| {
@@ -733,8 +781,11 @@ impl<'b, 'v> Rev<'b, 'v> {
             let mut active = active_vars(b.vars, &body, &seeds);
             active.extend(free.iter().copied().filter(|v| outer_active.contains(v)));
             let mut child = Rev::new(b, active);
+            let residual_rows: Vec<Var> = ps[n_inputs..].to_vec();
             let r = (|| -> R<Vec<Atom>> {
-                child.forward(&body.stmts)?;
+                child.forward(&with_residuals(&body.stmts, &residuals, |slot| {
+                    Expr::Atom(Atom::Var(residual_rows[slot]))
+                }))?;
                 for (slot, (j, _)) in present.iter().enumerate() {
                     child.contribute(body.result[*j], Atom::Var(ps[arrays.len() + slot]));
                 }
@@ -762,6 +813,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         result?;
         let mut inputs = arrays.to_vec();
         inputs.extend(present.iter().map(|(_, z)| *z));
+        inputs.extend(residuals.iter().map(|(_, r)| *r));
         let types: Vec<IrType> = lam2.body.result.iter().map(|a| self.b.ty(*a).lift()).collect();
         let binds = self.b.emit(Expr::Map { width, lam: lam2, arrays: inputs }, &types, "adj");
         for (slot, &k) in active_arrays.iter().enumerate() {
@@ -777,7 +829,7 @@ impl<'b, 'v> Rev<'b, 'v> {
 
     fn rev_map_sequential(
         &mut self,
-        _s: &Stmt,
+        s: &Stmt,
         zs: &[Option<Atom>],
         width: Atom,
         lam: &Lambda,
@@ -792,6 +844,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         init.extend(free.iter().map(|(_, a)| *a));
         let free_vars: Vec<Var> = free.iter().map(|(v, _)| *v).collect();
         let outer_active = self.active.clone();
+        let residuals = self.residuals.get(&s.binds[0]).cloned().unwrap_or_default();
         let results = self.backward_loop(width, init, |rev, i, state| {
             let rows: Vec<Atom> = arrays
                 .iter()
@@ -820,7 +873,10 @@ impl<'b, 'v> Rev<'b, 'v> {
                 free_vars.iter().copied().zip(state[n_arrays..].iter().copied()).collect();
             let mut child = rev.child(active);
             Rev::seed_child(&mut child, &free_state);
-            child.forward(&body.stmts)?;
+            child.forward(&with_residuals(&body.stmts, &residuals, |slot| Expr::Index {
+                array: residuals[slot].1,
+                indices: vec![i],
+            }))?;
             for (r, z) in body.result.iter().zip(&zrows) {
                 if let Some(z) = z {
                     child.contribute(*r, *z);
@@ -1222,6 +1278,39 @@ impl<'b, 'v> Rev<'b, 'v> {
     }
 }
 
+/// Operations worth saving in the forward sweep rather than recomputing in
+/// the reverse of a `map` (a host function call, against a load).
+fn is_costly(op: UnOp) -> bool {
+    matches!(
+        op,
+        UnOp::Exp
+            | UnOp::Log
+            | UnOp::Sin
+            | UnOp::Cos
+            | UnOp::Tan
+            | UnOp::Tanh
+            | UnOp::Log1p
+            | UnOp::Expm1
+            | UnOp::Sigmoid
+            | UnOp::Lgamma
+            | UnOp::Digamma
+            | UnOp::Trigamma
+            | UnOp::Erf
+    )
+}
+
+/// `stmts` (a renamed copy of a map body) with the statements the forward
+/// sweep saved replaced by reads of the saved values (`read(slot)`), for the
+/// reverse's forward pass; its backward pass still sees the original
+/// statements, so derivative rules are unchanged.
+fn with_residuals(stmts: &[Stmt], residuals: &[(usize, Var)], read: impl Fn(usize) -> Expr) -> Vec<Stmt> {
+    let mut out = stmts.to_vec();
+    for (slot, &(k, _)) in residuals.iter().enumerate() {
+        out[k].expr = read(slot);
+    }
+    out
+}
+
 /// What every backward iteration of one loop shares.
 struct LoopStep<'a> {
     params: &'a [Var],
@@ -1307,6 +1396,18 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // pay for this (users cannot write `UpdateAt`); higher-order reverse mode
 // through indexing pays an O(n) copy per update. The tape updates that
 // forward_loop itself adds stay in place (nothing else reads a tape parameter).
+//
+// Note [Residuals of map]
+// ~~~~~~~~~~~~~~~~~~~~~~~~
+// The reverse of a `map` recomputes the body per element (Note [Reverse mode
+// of map]). Recomputing additions is cheaper than storing them, but `exp`,
+// `tanh`, `lgamma` … are host calls: the forward sweep's copy of an active map
+// also returns their values (one extra array per such statement of the body's
+// top level), and the reverse reads them back where it would recompute. Only
+// the reverse's forward pass reads them; its backward pass applies the
+// derivative rules to the original statements (whose results, the saved
+// values, it reads like any primal value). A map inside a loop body is
+// rewritten the same way when the backward sweep re-runs that body.
 //
 // Note [Reverse mode of map]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~
