@@ -41,7 +41,18 @@ pub struct Ctx {
     fail_args: Vec<i64>,
     held: usize,
     peak: usize,
+    /// Freed blocks kept for reuse by a later allocation of the same size
+    /// (at most [`CACHE_BYTES`]): calls repeat their allocations, and
+    /// fresh large blocks cost a page fault per page. Not counted as held.
+    cache: Vec<Block>,
+    cached: usize,
 }
+
+/// The most bytes of freed blocks a [`Ctx`] keeps for reuse.
+pub const CACHE_BYTES: usize = 256 << 20;
+
+/// The most freed blocks a [`Ctx`] keeps (an allocation searches them).
+const CACHE_BLOCKS: usize = 256;
 
 impl Ctx {
     /// An empty context whose `while` loops fail after `while_limit` iterations.
@@ -54,6 +65,8 @@ impl Ctx {
             fail_args: Vec::new(),
             held: 0,
             peak: 0,
+            cache: Vec::new(),
+            cached: 0,
         }
     }
 
@@ -103,8 +116,17 @@ impl Ctx {
         let Ok(layout) = Layout::from_size_align(size, BLOCK_ALIGN) else {
             return std::ptr::null_mut();
         };
-        // SAFETY: `layout` has a non-zero size.
-        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        // A cached block of the same size, else a fresh zeroed one. (A reused
+        // block is not zeroed: lowering writes every element before reading it.)
+        let ptr = match self.cache.iter().rposition(|b| b.layout == layout) {
+            Some(k) => {
+                let b = self.cache.swap_remove(k);
+                self.cached -= b.layout.size();
+                b.ptr
+            }
+            // SAFETY: `layout` has a non-zero size.
+            None => unsafe { alloc::alloc_zeroed(layout) },
+        };
         if ptr.is_null() {
             return ptr;
         }
@@ -139,13 +161,33 @@ impl Ctx {
         self.keep = keep;
     }
 
-    /// Frees the block at `k` (the entry is left dangling for the caller to drop).
+    /// Frees the block at `k` into the cache, or to the allocator when the
+    /// cache is full (the entry is left dangling for the caller to drop).
     fn free_block(&mut self, k: usize) {
-        let b = &self.blocks[k];
-        // SAFETY: `b.ptr` was allocated with `b.layout` and is freed only here,
-        // after which the entry is truncated away by every caller.
-        unsafe { alloc::dealloc(b.ptr, b.layout) };
+        let b = Block { ptr: self.blocks[k].ptr, layout: self.blocks[k].layout };
         self.held -= b.layout.size();
+        if self.cached + b.layout.size() <= CACHE_BYTES && self.cache.len() < CACHE_BLOCKS {
+            self.cached += b.layout.size();
+            self.cache.push(b);
+        } else {
+            // SAFETY: `b.ptr` was allocated with `b.layout` and is freed only
+            // here, after which the entry is truncated away by every caller.
+            unsafe { alloc::dealloc(b.ptr, b.layout) };
+        }
+    }
+
+    /// Returns the cached blocks to the allocator.
+    pub fn trim(&mut self) {
+        for b in self.cache.drain(..) {
+            // SAFETY: cached blocks are owned by the cache alone.
+            unsafe { alloc::dealloc(b.ptr, b.layout) };
+        }
+        self.cached = 0;
+    }
+
+    /// Bytes of freed blocks kept for reuse.
+    pub fn bytes_cached(&self) -> usize {
+        self.cached
     }
 
     fn free_from(&mut self, mark: usize) {
@@ -159,6 +201,7 @@ impl Ctx {
 impl Drop for Ctx {
     fn drop(&mut self) {
         self.free_from(0);
+        self.trim();
     }
 }
 
@@ -166,9 +209,10 @@ impl Drop for Ctx {
 /// requests fail with E0207 instead of aborting the process in the allocator.
 pub const MAX_ELEMENTS: u64 = 1 << 40;
 
-/// A fresh, zeroed, 16-byte aligned buffer for `count` elements of `size`
-/// bytes from the arena; null when it cannot be had (generated code then
-/// fails with E0207). A negative count allocates an empty buffer.
+/// A 16-byte aligned buffer for `count` elements of `size` bytes from the
+/// arena (zeroed when fresh; a reused block holds old data); null when it
+/// cannot be had (generated code then fails with E0207). A negative count
+/// allocates an empty buffer.
 ///
 /// # Safety
 /// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
@@ -355,6 +399,26 @@ mod tests {
 
     fn alloc(ctx: &mut Ctx, bytes: i64) -> *mut u8 {
         unsafe { slope_alloc(ctx, bytes, 1) }
+    }
+
+    #[test]
+    fn freed_blocks_are_reused_by_size_up_to_the_cache_limit() {
+        let mut ctx = Ctx::new(10);
+        let a = alloc(&mut ctx, 4096);
+        let b = alloc(&mut ctx, 100);
+        ctx.reset();
+        assert_eq!((ctx.bytes_held(), ctx.bytes_cached()), (0, 4096 + 100));
+        // The next call's allocations of the same sizes get the same blocks.
+        assert_eq!(alloc(&mut ctx, 100), b);
+        assert_eq!(alloc(&mut ctx, 4096), a);
+        assert_eq!((ctx.bytes_held(), ctx.bytes_cached()), (4196, 0));
+        // A block beyond the cache's room goes back to the allocator.
+        let big = alloc(&mut ctx, CACHE_BYTES as i64);
+        assert!(!big.is_null());
+        ctx.reset();
+        assert_eq!(ctx.bytes_cached(), 4196, "the big block was freed, not cached");
+        ctx.trim();
+        assert_eq!(ctx.bytes_cached(), 0);
     }
 
     #[test]

@@ -299,13 +299,16 @@ impl<'b, 'v> Rev<'b, 'v> {
             return;
         }
         let mut lam = lam.clone();
-        lam.body.result.extend(saved.iter().map(|(_, v)| Atom::Var(*v)));
         let mut binds = s.binds.clone();
         let arrays_of_residuals: Vec<(usize, Var)> = saved
             .iter()
             .map(|&(k, v)| {
-                let ty = self.b.vars.ty(v).lift();
-                let r = self.b.fresh("residual", ty);
+                // A value the map returns anyway is read from its own result.
+                if let Some(j) = lam.body.result.iter().position(|a| *a == Atom::Var(v)) {
+                    return (k, s.binds[j]);
+                }
+                lam.body.result.push(Atom::Var(v));
+                let r = self.b.fresh("residual", self.b.vars.ty(v).lift());
                 binds.push(r);
                 (k, r)
             })
