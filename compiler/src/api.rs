@@ -3,7 +3,20 @@
 //!
 //! No I/O happens here: imports other than the stdlib come through the
 //! caller's [`Loader`], and values arrive as JSON or as arrays the caller
-//! has read (e.g. from `.npy` files).
+//! has read (e.g. from `.npy` files). Calls run as native code unless
+//! [`Program::engine`] says otherwise.
+//!
+//! ```
+//! use slope::api::{Arg, Program};
+//! use slope_runtime::{Array, ArrayData};
+//!
+//! let src = "entry norm2 [n] (xs: [n]f64) : f64 = sum (map (\\x -> x * x) xs)\n\
+//!            entry slope [n] (xs: [n]f64) : [n]f64 = grad norm2 xs";
+//! let program = Program::compile("example.slope", src, &slope::driver::no_files).unwrap();
+//! let xs = Array::new(vec![3], ArrayData::F64(vec![1.0, 2.0, 3.0]));
+//! let g = program.call("slope", vec![Arg::Array(xs)]).unwrap();
+//! assert_eq!(program.encode_result("slope", &g).unwrap(), serde_json::json!([2.0, 4.0, 6.0]));
+//! ```
 
 use crate::diagnostic::{render, Code, Diagnostic, RenderStyle, SourceMap, Span};
 use crate::driver::{self, Loader};

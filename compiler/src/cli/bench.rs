@@ -3,9 +3,10 @@
 //! For each eval it compiles `examples/gradbench/<eval>.slope` (timing the
 //! compile), then for each workload runs the primal and the derivative
 //! function — one warm-up run, then `--runs` measured runs, reporting the
-//! median — and their ratio, plus the peak heap growth during one derivative
-//! call (measured by the binary's counting allocator). Timings are printed,
-//! never asserted: they belong in benchmarks, not tests.
+//! median (and the fastest run) — and their ratio, plus the peak memory of one
+//! derivative call (native code: the arena's peak; the interpreter: heap
+//! growth, from the binary's counting allocator). Timings are printed, never
+//! asserted: they belong in benchmarks, not tests.
 //!
 //! Engine: native code (the JIT) unless `--interp`. Compile time is the
 //! whole pipeline, lowering and code generation included.
@@ -131,12 +132,18 @@ struct Measured {
     peak: usize,
 }
 
-/// Median and minimum time of `runs` calls after one warm-up, and the peak heap growth of one call.
+/// Median and minimum time of `runs` calls after one warm-up, and the peak memory of one call.
 fn measure(program: &Program, entry: &str, input: &serde_json::Value, runs: usize) -> Result<Measured, String> {
     let args = program.decode_json_args(entry, input).map_err(|f| f.render(RenderStyle::Short))?;
     let base = memory::reset();
     program.call_values(entry, &args).map_err(|f| f.render(RenderStyle::Short))?;
-    let peak = memory::peak().saturating_sub(base);
+    // Native code: the most arena memory the call held (the arena reuses
+    // freed blocks across calls, so heap growth would undercount it); the
+    // interpreter: the heap growth during the call.
+    let peak = match program.engine {
+        Engine::Jit => program.native().map_err(|f| f.render(RenderStyle::Short))?.code.peak_bytes(),
+        Engine::Interp => memory::peak().saturating_sub(base),
+    };
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let start = Instant::now();
@@ -194,7 +201,7 @@ fn ms(d: Duration) -> String {
 
 fn table(rows: &[Row], engine: Engine) -> String {
     let mut out = String::from(
-        "| eval | workload | compile (ms) | primal (ms) | derivative (ms) | derivative / primal | same, fastest runs | peak heap, derivative (MB) |\n\
+        "| eval | workload | compile (ms) | primal (ms) | derivative (ms) | derivative / primal | same, fastest runs | peak memory, derivative (MB) |\n\
          |---|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
