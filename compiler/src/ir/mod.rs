@@ -163,6 +163,30 @@ pub enum UnOp {
 }
 
 impl UnOp {
+    /// Every operation (tests that must cover each one iterate this).
+    pub const ALL: &'static [UnOp] = &[
+        UnOp::Neg,
+        UnOp::Not,
+        UnOp::Exp,
+        UnOp::Log,
+        UnOp::Sin,
+        UnOp::Cos,
+        UnOp::Tan,
+        UnOp::Tanh,
+        UnOp::Sqrt,
+        UnOp::Abs,
+        UnOp::Log1p,
+        UnOp::Expm1,
+        UnOp::Sigmoid,
+        UnOp::Floor,
+        UnOp::Ceil,
+        UnOp::Lgamma,
+        UnOp::Digamma,
+        UnOp::Trigamma,
+        UnOp::Erf,
+        UnOp::StopGradient,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             UnOp::Neg => "neg",

@@ -1092,10 +1092,7 @@ impl Lower<'_> {
         let mut hoisted = Vec::new();
         take_allocs(
             body,
-            &mut |i| match i {
-                Inst::Let(p, Rhs::Alloc { count, .. }) if invariant(count) && !escaping.contains(p) => true,
-                _ => false,
-            },
+            &mut |i| matches!(i, Inst::Let(p, Rhs::Alloc { count, .. }) if invariant(count) && !escaping.contains(p)),
             &mut hoisted,
         );
         hoisted
@@ -1740,16 +1737,7 @@ fn collect_sources(insts: &[Inst], out: &mut HashMap<LVar, Vec<LVar>>) {
                 };
                 out.entry(*dst).or_default().extend(from);
             }
-            Inst::For { body, .. } => collect_sources(body, out),
-            Inst::While { cond, body, .. } => {
-                collect_sources(cond, out);
-                collect_sources(body, out);
-            }
-            Inst::If { then, els, .. } => {
-                collect_sources(then, out);
-                collect_sources(els, out);
-            }
-            _ => {}
+            i => i.blocks().into_iter().for_each(|b| collect_sources(b, out)),
         }
     }
 }
@@ -1859,13 +1847,7 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
 
 /// Does any instruction of `insts` (nested blocks included) allocate?
 fn allocates(insts: &[Inst]) -> bool {
-    insts.iter().any(|i| match i {
-        Inst::Let(_, Rhs::Alloc { .. }) => true,
-        Inst::For { body, .. } => allocates(body),
-        Inst::While { cond, body, .. } => allocates(cond) || allocates(body),
-        Inst::If { then, els, .. } => allocates(then) || allocates(els),
-        _ => false,
-    })
+    insts.iter().any(|i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })) || i.blocks().into_iter().any(allocates))
 }
 
 /// Variables assigned anywhere in `insts`.
@@ -1873,23 +1855,12 @@ fn assigned_in(insts: &[Inst]) -> HashSet<LVar> {
     fn go(insts: &[Inst], out: &mut HashSet<LVar>) {
         for i in insts {
             match i {
-                Inst::Let(v, _) => {
+                Inst::Let(v, _) | Inst::For { index: v, .. } => {
                     out.insert(*v);
-                }
-                Inst::For { index, body, .. } => {
-                    out.insert(*index);
-                    go(body, out);
-                }
-                Inst::While { cond, body, .. } => {
-                    go(cond, out);
-                    go(body, out);
-                }
-                Inst::If { then, els, .. } => {
-                    go(then, out);
-                    go(els, out);
                 }
                 _ => {}
             }
+            i.blocks().into_iter().for_each(|b| go(b, out));
         }
     }
     let mut out = HashSet::new();

@@ -187,6 +187,19 @@ pub enum Inst {
     },
 }
 
+impl Inst {
+    /// The nested blocks, in order: a loop's body (a `while`'s condition
+    /// first), an `if`'s branches. The one enumeration passes walk through.
+    pub fn blocks(&self) -> Vec<&[Inst]> {
+        match self {
+            Inst::For { body, .. } => vec![body],
+            Inst::While { cond, body, .. } => vec![cond, body],
+            Inst::If { then, els, .. } => vec![then, els],
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// How one parameter or result leaf of an entry point is passed: as a scalar
 /// word, or as a data pointer followed by `rank` dimension words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
