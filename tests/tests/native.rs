@@ -216,3 +216,18 @@ fn bad_arguments_at_the_call_boundary_are_diagnostics() {
     let e = native.code.call("f", &[slope::ir::interp::Val::I64(1), slope::ir::interp::Val::I64(0)], 10).unwrap_err();
     assert_eq!(e.code.as_str(), "E0302", "{}", e.message);
 }
+
+#[test]
+fn a_result_too_large_to_allocate_is_e0207_not_an_overflow() {
+    // 2^40 rows of 2^24 elements: each size is allowed, their product wraps
+    // around to 0 in 64 bits. Native code checks the product before
+    // allocating. (The interpreter would try to reserve the rows and abort:
+    // it is not asked here.)
+    let p = compile("entry t (n: i64) (m: i64) : [][]i64 = tabulate n (\\i -> iota m)");
+    let input = serde_json::json!({"n": 1u64 << 40, "m": 1u64 << 24});
+    let f = p.call_json_on(Engine::Jit, "t", &input).unwrap_err();
+    let text = f.render(RenderStyle::Short);
+    assert!(f.codes().iter().any(|c| c.as_str() == "E0207"), "{text}");
+    assert!(text.contains("cannot allocate an array of 1099511627776 rows of 16777216 elements"), "{text}");
+    assert_eq!(call(&p, "t", serde_json::json!({"n": 2, "m": 3})), serde_json::json!([[0, 1, 2], [0, 1, 2]]));
+}

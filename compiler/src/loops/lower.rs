@@ -354,6 +354,24 @@ impl Lower<'_> {
         n
     }
 
+    /// `rows * row_len`, the length of an array about to be allocated,
+    /// checked not to exceed the runtime's limit — so the product cannot wrap
+    /// around to a small buffer the rows would overflow (E0207).
+    fn rows_total(&mut self, rows: Operand, row_len: Operand, span: Span) -> Operand {
+        if let (Some(a), Some(b)) = (rows.as_i64(), row_len.as_i64()) {
+            if a.checked_mul(b).is_some_and(|t| t as u64 <= MAX_ELEMENTS) {
+                return Operand::i64(a * b);
+            }
+        }
+        let zero = self.bin("ok", BinOp::Eq, row_len, Operand::i64(0));
+        let divisor = self.let_("t", MTy::I64, Rhs::Select(zero, Operand::i64(1), row_len));
+        let most = self.bin("t", BinOp::Div, Operand::i64(MAX_ELEMENTS as i64), divisor);
+        let fits = self.bin("ok", BinOp::Le, rows, most);
+        let ok = self.bin("ok", BinOp::Or, zero, fits);
+        self.check(ok, Code::E0207, span, Message::OutOfMemoryRows, vec![rows, row_len]);
+        self.mul(rows, row_len)
+    }
+
     /// Fails with E0202 (`message`, args `a`, `b`) unless `a == b`;
     /// afterwards they are known equal.
     fn check_eq(&mut self, a: Operand, b: Operand, span: Span, message: Message) {
@@ -643,7 +661,7 @@ impl Lower<'_> {
                     v => {
                         let row = self.materialize(v);
                         let rl = self.product(&row.dims);
-                        let total = self.mul(n, rl);
+                        let total = self.rows_total(n, rl, span);
                         let ptr = self.alloc("rep", row.elem, total);
                         let j = self.fresh("j", MTy::I64);
                         let (body, ()) = self.block(|l| {
@@ -746,9 +764,21 @@ impl Lower<'_> {
                 let r = self.size(r, span);
                 let c = self.scalar(*cols)?;
                 let c = self.size(c, span);
+                // `r * c == n` without overflow (a wrapped product could let a
+                // view claim more memory than the array has): `n / c == r`
+                // exactly, or `n == 0` when `c == 0`.
+                let n = arr.dims[0];
+                let c_zero = self.bin("ok", BinOp::Eq, c, Operand::i64(0));
+                let divisor = self.let_("t", MTy::I64, Rhs::Select(c_zero, Operand::i64(1), c));
+                let q = self.bin("t", BinOp::Div, n, divisor);
+                let m = self.bin("t", BinOp::Rem, n, divisor);
+                let exact = self.bin("ok", BinOp::Eq, m, Operand::i64(0));
+                let same_rows = self.bin("ok", BinOp::Eq, q, r);
+                let fits = self.bin("ok", BinOp::And, exact, same_rows);
+                let empty = self.bin("ok", BinOp::Eq, n, Operand::i64(0));
+                let ok = self.let_("ok", MTy::Bool, Rhs::Select(c_zero, empty, fits));
+                self.check(ok, Code::E0202, span, Message::Unflatten, vec![r, c, n]);
                 let rc = self.mul(r, c);
-                let ok = self.bin("ok", BinOp::Eq, rc, arr.dims[0]);
-                self.check(ok, Code::E0202, span, Message::Unflatten, vec![r, c, arr.dims[0]]);
                 if let Operand::Var(n) = self.resolve(arr.dims[0]) {
                     let rc = self.resolve(rc);
                     if rc != Operand::Var(n) {
@@ -1608,7 +1638,7 @@ impl Lower<'_> {
                         self.assign(d, x);
                     }
                     let rl0 = self.product(&a.dims);
-                    let total = self.mul(n, rl0);
+                    let total = self.rows_total(n, rl0, span);
                     let p = self.alloc("out", elem, total);
                     self.assign(st.ptr, p);
                     prefix.extend(std::mem::replace(&mut self.out, saved));
@@ -1626,7 +1656,7 @@ impl Lower<'_> {
                         for (&d, &x) in st.row_dims.iter().zip(&a.dims) {
                             l.assign(d, x);
                         }
-                        let total = l.mul(n, rl);
+                        let total = l.rows_total(n, rl, span);
                         let p = l.alloc("out", elem, total);
                         l.assign(st.ptr, p);
                         Ok(())

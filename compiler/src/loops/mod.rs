@@ -258,6 +258,8 @@ pub enum Message {
     WhileLimit,
     /// args: the number of elements.
     OutOfMemory,
+    /// args: rows, elements per row.
+    OutOfMemoryRows,
 }
 
 impl Message {
@@ -300,6 +302,7 @@ impl Message {
             }
             Message::WhileLimit => format!("while loop exceeded {} iterations", a(0)),
             Message::OutOfMemory => format!("cannot allocate an array of {} elements", a(0)),
+            Message::OutOfMemoryRows => format!("cannot allocate an array of {} rows of {} elements", a(0), a(1)),
         }
     }
 }
