@@ -75,6 +75,19 @@ pub struct Program {
     native: std::cell::OnceCell<Result<NativeCode, Diagnostic>>,
 }
 
+impl NativeCode {
+    /// Lowers and compiles an optimised program; a failure is an internal
+    /// error at `span` (the REPL builds its expressions through this too).
+    pub fn build(ir: &ir::Program, span: Span) -> Result<NativeCode, Diagnostic> {
+        let start = std::time::Instant::now();
+        let loops = guarded("loops", span, || crate::loops::lower::lower_program(ir))?;
+        let lowered = std::time::Instant::now();
+        let code = guarded("jit", span, || crate::jit::compile(&loops))?;
+        let timings = vec![("loops", lowered - start), ("jit", lowered.elapsed())];
+        Ok(NativeCode { loops, code, timings })
+    }
+}
+
 /// Runs a back-end pass; its failure — even a panic, which would be a bug —
 /// is an internal-error diagnostic (E0900), never a crash of the caller.
 fn guarded<T>(pass: &str, span: Span, f: impl FnOnce() -> Result<T, String>) -> Result<T, Diagnostic> {
@@ -149,12 +162,7 @@ impl Program {
     pub fn native(&self) -> Result<&NativeCode, Failure> {
         let built = self.native.get_or_init(|| {
             let span = self.ir.funcs.first().map(|f| f.span).unwrap_or_default();
-            let start = std::time::Instant::now();
-            let loops = guarded("loops", span, || crate::loops::lower::lower_program(&self.ir))?;
-            let lowered = std::time::Instant::now();
-            let code = guarded("jit", span, || crate::jit::compile(&loops))?;
-            let timings = vec![("loops", lowered - start), ("jit", lowered.elapsed())];
-            Ok(NativeCode { loops, code, timings })
+            NativeCode::build(&self.ir, span)
         });
         built.as_ref().map_err(|d| self.fail(d.clone()))
     }
@@ -223,19 +231,11 @@ impl Program {
         entry: &str,
         input: &serde_json::Value,
     ) -> Result<serde_json::Value, Failure> {
-        let sig = self.signature(entry).clone();
         let args = self.json_args(entry, input)?;
         let call_sig = self.call_signature(entry, args.len())?;
         let values = self.decode_args(args, call_sig)?;
         let (value, _) = self.run_values(entry, call_sig, &values, engine)?;
-        json::encode_typed(&value, &values::value_type(&sig.ret)).map_err(|e| {
-            self.fail(Diagnostic::error(
-                Code::E0304,
-                format!("the result cannot be written as JSON {e}"),
-                self.func_span(entry),
-                "returned by this entry point",
-            ))
-        })
+        self.encode_result(entry, &value)
     }
 
     /// The interpreter's operation counts for one call (the cost model of the

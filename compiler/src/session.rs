@@ -381,12 +381,12 @@ impl Session {
             Err(ds) => return fail(ds),
         };
         // Native code, as `slope run` runs it.
-        let native = match crate::loops::lower::lower_program(&ir).and_then(|l| crate::jit::compile(&l)) {
+        let native = match crate::api::NativeCode::build(&ir, expr.span) {
             Ok(n) => n,
-            Err(e) => return fail(vec![Diagnostic::internal("jit", e, expr.span)]),
+            Err(d) => return fail(vec![d]),
         };
         let start = std::time::Instant::now();
-        let results = match native.call(EXPR_FUNC, &[], interp::Options::default().while_limit) {
+        let results = match native.code.call(EXPR_FUNC, &[], interp::Options::default().while_limit) {
             Ok(results) => results,
             Err(e) => return fail(vec![e.to_diagnostic()]),
         };

@@ -282,6 +282,11 @@ impl BinOp {
     pub fn is_prefix(self) -> bool {
         matches!(self, BinOp::Min | BinOp::Max)
     }
+    /// Comparisons and `&&`/`||`: the result is a `bool` whatever the operands.
+    pub fn returns_bool(self) -> bool {
+        self.is_comparison() || matches!(self, BinOp::And | BinOp::Or)
+    }
+
     pub fn is_comparison(self) -> bool {
         matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
     }

@@ -257,8 +257,7 @@ impl Lower<'_> {
 
     fn bin(&mut self, name: &str, op: BinOp, a: Operand, b: Operand) -> Operand {
         let (a, b) = (self.resolve(a), self.resolve(b));
-        let ty =
-            if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) { MTy::Bool } else { self.operand_type(a) };
+        let ty = if op.returns_bool() { MTy::Bool } else { self.operand_type(a) };
         if ty == MTy::Bool && op == BinOp::Eq && self.operand_type(a) == MTy::I64 && self.same(a, b) {
             return Operand::Const(Const::Bool(true));
         }
@@ -354,6 +353,22 @@ impl Lower<'_> {
         n
     }
 
+    /// `(d == 0, d or 1 when it is 0)`: a size usable as a divisor (integer
+    /// division by zero is never emitted, see the module invariants).
+    fn divisor(&mut self, d: Operand) -> (Operand, Operand) {
+        let zero = self.bin("ok", BinOp::Eq, d, Operand::i64(0));
+        (zero, self.let_("t", MTy::I64, Rhs::Select(zero, Operand::i64(1), d)))
+    }
+
+    /// Runs `f` emitting into `into` instead of the current block (same
+    /// scope: facts it establishes stay known).
+    fn emit_into<T>(&mut self, into: &mut Vec<Inst>, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = std::mem::take(&mut self.out);
+        let r = f(self);
+        into.extend(std::mem::replace(&mut self.out, saved));
+        r
+    }
+
     /// `rows * row_len`, the length of an array about to be allocated,
     /// checked not to exceed the runtime's limit — so the product cannot wrap
     /// around to a small buffer the rows would overflow (E0207).
@@ -363,8 +378,7 @@ impl Lower<'_> {
                 return Operand::i64(a * b);
             }
         }
-        let zero = self.bin("ok", BinOp::Eq, row_len, Operand::i64(0));
-        let divisor = self.let_("t", MTy::I64, Rhs::Select(zero, Operand::i64(1), row_len));
+        let (zero, divisor) = self.divisor(row_len);
         let most = self.bin("t", BinOp::Div, Operand::i64(MAX_ELEMENTS as i64), divisor);
         let fits = self.bin("ok", BinOp::Le, rows, most);
         let ok = self.bin("ok", BinOp::Or, zero, fits);
@@ -768,8 +782,7 @@ impl Lower<'_> {
                 // view claim more memory than the array has): `n / c == r`
                 // exactly, or `n == 0` when `c == 0`.
                 let n = arr.dims[0];
-                let c_zero = self.bin("ok", BinOp::Eq, c, Operand::i64(0));
-                let divisor = self.let_("t", MTy::I64, Rhs::Select(c_zero, Operand::i64(1), c));
+                let (c_zero, divisor) = self.divisor(c);
                 let q = self.bin("t", BinOp::Div, n, divisor);
                 let m = self.bin("t", BinOp::Rem, n, divisor);
                 let exact = self.bin("ok", BinOp::Eq, m, Operand::i64(0));
@@ -779,12 +792,7 @@ impl Lower<'_> {
                 let ok = self.let_("ok", MTy::Bool, Rhs::Select(c_zero, empty, fits));
                 self.check(ok, Code::E0202, span, Message::Unflatten, vec![r, c, n]);
                 let rc = self.mul(r, c);
-                if let Operand::Var(n) = self.resolve(arr.dims[0]) {
-                    let rc = self.resolve(rc);
-                    if rc != Operand::Var(n) {
-                        self.known.eq.insert(n, rc);
-                    }
-                }
+                self.learn_eq(rc, n);
                 let arr = self.alias_of(*array, arr);
                 let mut dims = vec![r, c];
                 dims.extend_from_slice(&arr.dims[1..]);
@@ -1108,7 +1116,7 @@ impl Lower<'_> {
         let mut sources: HashMap<LVar, Vec<LVar>> = HashMap::new();
         collect_sources(body, &mut sources);
         let mut escaping = HashSet::new();
-        let mut work: Vec<LVar> = keep.iter().filter_map(|k| ptr_key(*k)).collect();
+        let mut work: Vec<LVar> = keep.iter().filter_map(|k| k.var()).collect();
         while let Some(v) = work.pop() {
             if escaping.insert(v) {
                 work.extend(sources.get(&v).into_iter().flatten().copied());
@@ -1275,7 +1283,7 @@ impl Lower<'_> {
             for (r, &c) in results.into_iter().zip(&consumed) {
                 let mut v = l.state_value(r);
                 if let LVal::Array(a) = &v {
-                    let fresh = a.owned && a.depth == l.depth + 1 && seen.insert(ptr_key(a.ptr));
+                    let fresh = a.owned && a.depth == l.depth + 1 && seen.insert(a.ptr.var());
                     if c && !fresh {
                         v = LVal::Array(l.copy_array(a));
                     }
@@ -1293,7 +1301,7 @@ impl Lower<'_> {
         let invariant: HashMap<LVar, Operand> = states
             .iter()
             .flat_map(|s| s.dims.iter().copied().zip(s.init_dims.iter().copied()))
-            .filter(|(t, x)| !assigned.contains(t) && ptr_key(*x).is_none_or(|v| !assigned.contains(&v)))
+            .filter(|(t, x)| !assigned.contains(t) && x.var().is_none_or(|v| !assigned.contains(&v)))
             .collect();
         substitute(&mut block, &invariant);
         let mut cond = cond;
@@ -1619,10 +1627,10 @@ impl Lower<'_> {
         let elem = st.elem;
         match v {
             LVal::Scalar(x) => {
-                let saved = std::mem::take(&mut self.out);
-                let p = self.alloc("out", elem, n);
-                self.assign(st.ptr, p);
-                prefix.extend(std::mem::replace(&mut self.out, saved));
+                self.emit_into(prefix, |l| {
+                    let p = l.alloc("out", elem, n);
+                    l.assign(st.ptr, p);
+                });
                 self.emit(Inst::Store { elem, base: st.ptr.into(), index: j.into(), value: x });
             }
             v => {
@@ -1633,24 +1641,25 @@ impl Lower<'_> {
                 });
                 let rl = self.product(&a.dims);
                 if invariant {
-                    let saved = std::mem::take(&mut self.out);
-                    for (&d, &x) in st.row_dims.iter().zip(&a.dims) {
-                        self.assign(d, x);
-                    }
-                    let rl0 = self.product(&a.dims);
-                    let total = self.rows_total(n, rl0, span);
-                    let p = self.alloc("out", elem, total);
-                    self.assign(st.ptr, p);
-                    prefix.extend(std::mem::replace(&mut self.out, saved));
+                    self.emit_into(prefix, |l| {
+                        for (&d, &x) in st.row_dims.iter().zip(&a.dims) {
+                            l.assign(d, x);
+                        }
+                        // `rl` is computed in the loop body: recompute it here.
+                        let rl0 = l.product(&a.dims);
+                        let total = l.rows_total(n, rl0, span);
+                        let p = l.alloc("out", elem, total);
+                        l.assign(st.ptr, p);
+                    });
                 } else {
                     st.lazy = true;
-                    let saved = std::mem::take(&mut self.out);
-                    for &d in &st.row_dims {
-                        self.assign(d, Operand::i64(0));
-                    }
-                    let p = self.alloc("out", elem, Operand::i64(0));
-                    self.assign(st.ptr, p);
-                    prefix.extend(std::mem::replace(&mut self.out, saved));
+                    self.emit_into(prefix, |l| {
+                        for &d in &st.row_dims {
+                            l.assign(d, Operand::i64(0));
+                        }
+                        let p = l.alloc("out", elem, Operand::i64(0));
+                        l.assign(st.ptr, p);
+                    });
                     let first = self.bin("first", BinOp::Eq, j.into(), Operand::i64(0));
                     let (init, ()) = self.block(|l| {
                         for (&d, &x) in st.row_dims.iter().zip(&a.dims) {
@@ -1719,13 +1728,6 @@ fn same(a: Operand, b: Operand) -> bool {
     }
 }
 
-fn ptr_key(o: Operand) -> Option<LVar> {
-    match o {
-        Operand::Var(v) => Some(v),
-        Operand::Const(_) => None,
-    }
-}
-
 /// Folds integer arithmetic on constants and the identities `x*1`, `x+0`.
 fn fold(rhs: &Rhs) -> Option<Operand> {
     let c = |o: &Operand| o.as_i64();
@@ -1761,8 +1763,8 @@ fn collect_sources(insts: &[Inst], out: &mut HashMap<LVar, Vec<LVar>>) {
         match i {
             Inst::Let(dst, rhs) => {
                 let from: Vec<LVar> = match rhs {
-                    Rhs::Use(o) | Rhs::Offset { base: o, .. } => ptr_key(*o).into_iter().collect(),
-                    Rhs::Select(_, a, b) => ptr_key(*a).into_iter().chain(ptr_key(*b)).collect(),
+                    Rhs::Use(o) | Rhs::Offset { base: o, .. } => o.var().into_iter().collect(),
+                    Rhs::Select(_, a, b) => a.var().into_iter().chain(b.var()).collect(),
                     _ => Vec::new(),
                 };
                 out.entry(*dst).or_default().extend(from);

@@ -85,6 +85,12 @@ impl Operand {
     pub fn i64(v: i64) -> Operand {
         Operand::Const(Const::I64(v))
     }
+    pub fn var(self) -> Option<LVar> {
+        match self {
+            Operand::Var(v) => Some(v),
+            Operand::Const(_) => None,
+        }
+    }
     pub fn as_i64(self) -> Option<i64> {
         match self {
             Operand::Const(Const::I64(v)) => Some(v),

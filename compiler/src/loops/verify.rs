@@ -6,7 +6,7 @@
 //! `Fail` naming an existing site. A failure is a lowering bug.
 
 use super::{Func, Inst, MTy, Operand, Rhs};
-use crate::ir::{BinOp, UnOp};
+use crate::ir::UnOp;
 
 pub fn verify_func(f: &Func) -> Result<(), String> {
     let v = Verifier { f };
@@ -56,7 +56,7 @@ impl Verifier<'_> {
                 if ta != tb {
                     return Err(format!("{} of {} and {}", op.symbol(), ta.name(), tb.name()));
                 }
-                if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) {
+                if op.returns_bool() {
                     MTy::Bool
                 } else {
                     ta
