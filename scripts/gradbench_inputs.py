@@ -5,7 +5,7 @@
 GradBench's eval would send (start, define, then for every default workload an
 `evaluate` of the primal function and one of the derivative), usable as
 `slope gradbench` stdin. Shapes and distributions follow
-../shared/fixtures/README.md ("Workloads"); the values come from Python's
+GradBench's input generators (python/gradbench/gradbench/evals/<eval>/); the values come from Python's
 seeded `random` (pure Python: no numpy), so they are reproducible but are not
 numpy's streams. lstm's text is a seeded synthetic text with one U+2019, which
 makes b = 14 bits as GradBench's Shakespeare prefix does.

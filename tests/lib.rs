@@ -18,9 +18,10 @@ pub fn workspace_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
 }
 
-/// The fixture files of one GradBench eval in `../shared/fixtures`, sorted.
+/// The fixture files of one GradBench eval in `tests/fixtures` (see its
+/// README), sorted.
 pub fn fixture_files(eval_dir: &str) -> Vec<PathBuf> {
-    let dir = workspace_dir().parent().expect("workspace has a parent").join("shared/fixtures").join(eval_dir);
+    let dir = workspace_dir().join("tests/fixtures").join(eval_dir);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", dir.display()))
         .flatten()

@@ -73,7 +73,7 @@ enum Command {
         #[arg(long, default_value = "examples/gradbench")]
         dir: PathBuf,
         /// GradBench fixtures (their inputs are workloads).
-        #[arg(long, default_value = "../shared/fixtures")]
+        #[arg(long, default_value = "tests/fixtures")]
         fixtures: PathBuf,
         /// Message files from `scripts/gradbench_inputs.py generate` (GradBench's default sizes).
         #[arg(long)]

@@ -1,4 +1,4 @@
-//! GradBench fixtures: every `function` of every eval in `../shared/fixtures`
+//! GradBench fixtures: every `function` of every eval in `tests/fixtures`
 //! that Slope implements runs through the library API (as `slope run --input`
 //! does) and must match the reference output. GradBench accepts a normalised
 //! error of 1e-4; we require 1e-8.
@@ -52,7 +52,8 @@ fn lse_gradient() {
 }
 
 /// The reference `ode` gradient is that of the exact ODE solution, not of the
-/// RK4 program (fixtures/README.md §3): an exact AD gradient of RK4 differs
+/// RK4 program (GradBench's `manual` tool returns the closed form, see
+/// docs/gradbench.md): an exact AD gradient of RK4 differs
 /// from it by up to 4.7e-7 at n = 10, s = 1. Both are far inside GradBench's
 /// 1e-4; we hold it to 1e-6.
 #[test]

@@ -1,6 +1,6 @@
 //! The GradBench protocol adapter (`slope::gradbench::Adapter`), driven with
 //! recorded message sequences as an eval sends them: every fixture in
-//! `../shared/fixtures` goes through start → define → evaluate and its answer
+//! `tests/fixtures` goes through start → define → evaluate and its answer
 //! is checked for id, shape, timings and value. A fake clock makes the timing
 //! loop's `min_runs`/`min_seconds` behaviour exact.
 //!

@@ -6,7 +6,9 @@
 //! (Huot & Shaikhha): walking the statements backwards with a table of
 //! adjoints in which a missing entry is a symbolic zero is exactly what
 //! beta-reducing the continuations of the unary-form transformation leaves
-//! (`notes/ad-algorithms.md` §1.12), so no continuation is ever built. Each
+//! (the continuation of each statement is applied to a known cotangent as
+//! soon as it is built, so partial evaluation removes it; see [`super::unary`]),
+//! so no continuation is ever built. Each
 //! rule touches at most the operands of one statement, so the gradient costs
 //! a constant factor of the primal.
 //!

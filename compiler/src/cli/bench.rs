@@ -11,7 +11,7 @@
 //! Engine: native code (the JIT) unless `--interp`. Compile time is the
 //! whole pipeline, lowering and code generation included.
 //!
-//! Workloads: every fixture in `--fixtures` (default `../shared/fixtures`),
+//! Workloads: every fixture in `--fixtures` (default `tests/fixtures`),
 //! and, with `--inputs DIR`, the GradBench message files that
 //! `scripts/gradbench_inputs.py generate` writes (GradBench's default sizes).
 

@@ -1,6 +1,8 @@
 //! The one-hot collapse: the rules that turn a forward-mode Jacobian of n
-//! one-hot directions (O(n²)) back into O(n) work (§2.4–2.5 of
-//! `notes/ad-algorithms.md`, after dF~'s `foldConditional`).
+//! one-hot directions (O(n²)) back into O(n) work: forward mode seeds input
+//! direction `e` with `select (q == e) 1 0`, and a sum over `q` of something
+//! that is zero except at `q = e` is that something at `e` (the idea of
+//! dF~'s `foldConditional`, Shaikhha et al. 2019).
 //!
 //! - [`reduce_fission`]: a `reduce` of several accumulators whose components
 //!   do not interact becomes one `reduce` per component (loop fission), so the
