@@ -142,6 +142,24 @@ impl Program {
         }
     }
 
+    /// The same program with the optimiser left out: what runs is the AD
+    /// pass's output. The reference for testing the optimiser, which must
+    /// keep every value and every failure (Note [Guards] in `opt/guards.rs`).
+    pub fn without_optimiser(&self) -> Program {
+        Program {
+            sources: self.sources.clone(),
+            main: self.main.clone(),
+            checked: self.checked.clone(),
+            elaborated: self.elaborated.clone(),
+            differentiated: self.differentiated.clone(),
+            ir: self.differentiated.clone(),
+            options: self.options.clone(),
+            engine: self.engine,
+            timings: Vec::new(),
+            native: std::cell::OnceCell::new(),
+        }
+    }
+
     /// A program with no definitions (the REPL's starting point).
     pub fn empty(sources: SourceMap) -> Program {
         Program {

@@ -128,3 +128,108 @@ fn native_code_and_the_interpreter_agree_on_random_array_programs() {
     assert!(programs >= 300, "only {programs} of 400 random programs compiled");
     assert!(errors * 10 >= calls && errors * 10 <= calls * 9, "{errors} errors in {calls} calls");
 }
+
+/// Arrays the optimiser can see through — `iota`, `replicate`, maps and
+/// tabulates of them, fused chains — indexed in and out of range, measured
+/// with `length`, built with negative sizes, or left unused: the optimiser
+/// removes and fuses such arrays, and must leave behind every failure they
+/// had (Note [Guards] in `opt/guards.rs`).
+struct Eliminated {
+    rng: Rng,
+}
+
+impl Eliminated {
+    fn pick(&mut self, n: usize) -> usize {
+        (self.rng.next_u64() % n as u64) as usize
+    }
+
+    fn size(&mut self) -> String {
+        ["n", "k", "(n - k)", "3", "0", "(length xs)", "(n + 1)"][self.pick(7)].to_string()
+    }
+
+    fn index(&mut self, array: &str) -> String {
+        ["0", "2", "5", "(n - 1)", "k", "(-1)", &format!("(length ({array}) - 1)"), &format!("(length ({array}))")]
+            [self.pick(8)]
+        .to_string()
+    }
+
+    /// A `[]f64` expression.
+    fn array(&mut self, depth: usize) -> String {
+        let leaf = depth == 0;
+        match if leaf { self.pick(4) } else { self.pick(11) } {
+            0 => format!("replicate {} 1.5", self.size()),
+            1 => format!("map f64 (iota {})", self.size()),
+            2 => "xs".to_string(),
+            3 => format!("tabulate {} (\\i -> f64 i * 0.5)", self.size()),
+            4 => format!("map (\\x -> x * 2.0 + 1.0) ({})", self.array(depth - 1)),
+            5 => format!("map2 (\\a b -> a - b) ({}) ({})", self.array(depth - 1), self.array(depth - 1)),
+            6 => format!("map2 (\\a b -> a * b) (replicate {} 2.0) ({})", self.size(), self.array(depth - 1)),
+            7 => {
+                let a = self.array(depth - 1);
+                format!("map (\\i -> ({a})[i] + 1.0) (iota {})", self.size())
+            }
+            8 => format!("reverse ({})", self.array(depth - 1)),
+            9 => format!("scan (+) 0.0 ({})", self.array(depth - 1)),
+            _ => {
+                let a = self.array(depth - 1);
+                format!("({a})[{}:{}]", self.pick(2), self.index(&a))
+            }
+        }
+    }
+
+    /// An `f64` result that uses (or deliberately does not use) an array.
+    fn result(&mut self, depth: usize) -> String {
+        let a = self.array(depth);
+        match self.pick(7) {
+            0 => format!("({a})[{}]", self.index(&a)),
+            1 => format!("f64 (length ({a}))"),
+            2 => format!("sum ({a})"),
+            3 => format!("let unused = {a} in 1.0"),
+            4 => format!("(iota {})[{}] |> f64", self.size(), self.index("xs")),
+            5 => format!("let r = {a} in r[{}] + f64 (length r)", self.index("xs")),
+            _ => format!("reduce (+) 0.0 (map (\\x -> x * x) ({a}))"),
+        }
+    }
+}
+
+#[test]
+fn the_optimiser_keeps_every_failure_of_the_arrays_it_removes() {
+    let mut g = Eliminated { rng: Rng::new(20261130) };
+    let (mut programs, mut calls, mut errors) = (0, 0, 0);
+    for p in 0..300 {
+        let depth = 1 + g.pick(3);
+        let body = g.result(depth);
+        let src = format!("entry f (n: i64) (k: i64) (xs: []f64) : f64 = {body}\n");
+        let Ok(program) = Program::compile(&format!("eliminated{p}.slope"), &src, &no_files) else {
+            continue;
+        };
+        programs += 1;
+        let unoptimised = program.without_optimiser();
+        for (n, k, xs) in [(3, 2, vec![0.5, 1.5, 2.5]), (0, 5, vec![]), (-2, -1, vec![1.0]), (7, 2, vec![1.0, 2.0])] {
+            let input = serde_json::json!({"n": n, "k": k, "xs": xs});
+            let optimised = program.call_json_on(Engine::Interp, "f", &input);
+            let reference = unoptimised.call_json_on(Engine::Interp, "f", &input);
+            // Same outcome: the same value, or a failure with the same code.
+            let codes = |r: &Result<serde_json::Value, slope::api::Failure>| r.as_ref().err().map(|f| f.codes());
+            match (&optimised, &reference) {
+                (Ok(a), Ok(b)) => slope::testfile::json_close(a, b, 1e-12, "result")
+                    .unwrap_or_else(|e| panic!("program {p}, {input}: {e}\n{src}")),
+                _ => assert_eq!(
+                    codes(&optimised),
+                    codes(&reference),
+                    "program {p}, input {input}: optimised {optimised:?} vs unoptimised {:?}\n{src}",
+                    reference.as_ref().err().map(|f| f.render(RenderStyle::Short))
+                ),
+            }
+            // And native code agrees with the interpreter on the optimised program.
+            let native = program.call_json_on(Engine::Jit, "f", &input);
+            slope::testfile::engines_agree(&native, &optimised)
+                .unwrap_or_else(|e| panic!("program {p}, input {input}: {e}\n{src}"));
+            calls += 1;
+            errors += usize::from(reference.is_err());
+        }
+    }
+    eprintln!("{programs} programs, {calls} calls, {errors} errors");
+    assert!(programs >= 250, "only {programs} of 300 random programs compiled");
+    assert!(errors * 10 >= calls && errors * 10 <= calls * 9, "{errors} errors in {calls} calls");
+}

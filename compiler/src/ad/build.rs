@@ -14,11 +14,14 @@ pub struct Builder<'v> {
     pub span: Span,
     /// Reverse mode of loops keeps √n checkpoints instead of a full tape.
     pub checkpoint: bool,
+    /// The program's recomputed statements so far (see `ir::Program::recomputed`);
+    /// renaming a body carries the marks over to the copies.
+    pub recomputed: HashSet<Var>,
 }
 
 impl<'v> Builder<'v> {
     pub fn new(vars: &'v mut VarTable, span: Span) -> Builder<'v> {
-        Builder { vars, blocks: vec![Vec::new()], span, checkpoint: false }
+        Builder { vars, blocks: vec![Vec::new()], span, checkpoint: false, recomputed: HashSet::new() }
     }
 
     pub fn ty(&self, a: Atom) -> IrType {
@@ -231,7 +234,17 @@ impl<'v> Builder<'v> {
             params.push(copy);
         }
         let body = rename_body(self.vars, &lam.body, &mut subst);
+        self.carry_marks(&subst);
         (params, body)
+    }
+
+    /// Marks the copies of recomputed statements' variables as recomputed too.
+    pub fn carry_marks(&mut self, subst: &HashMap<Var, Atom>) {
+        for (old, new) in subst {
+            if let (true, Atom::Var(new)) = (self.recomputed.contains(old), new) {
+                self.recomputed.insert(*new);
+            }
+        }
     }
 }
 
@@ -388,7 +401,7 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, r: &mut Renaming) -> Expr {
         Expr::Concat(x, y) => Expr::Concat(v(x), v(y)),
         Expr::Flatten(x) => Expr::Flatten(v(x)),
         Expr::Unflatten { array, rows, cols } => Expr::Unflatten { array: v(array), rows: a(rows), cols: a(cols) },
-        Expr::Check { kind, a: x, b: y } => Expr::Check { kind: kind.clone(), a: a(x), b: a(y) },
+        Expr::Check { kind, args } => Expr::Check { kind: kind.clone(), args: args.iter().map(a).collect() },
         Expr::Jvp { lam, primals, tangents } => {
             let primals = primals.iter().map(a).collect();
             let tangents = tangents.iter().map(a).collect();

@@ -19,8 +19,9 @@ pub mod rules;
 pub mod unary;
 
 use crate::diagnostic::Diagnostic;
-use crate::ir::{Atom, Body, Expr, Lambda, LoopForm, Program, Stmt, VarTable};
+use crate::ir::{Atom, Body, Expr, Lambda, LoopForm, Program, Stmt, Var, VarTable};
 use build::{active_vars, is_const, is_float, Builder};
+use std::collections::HashSet;
 
 type R<T> = Result<T, Diagnostic>;
 
@@ -40,12 +41,22 @@ pub fn differentiate(program: &mut Program) -> R<()> {
 
 pub fn differentiate_with(program: &mut Program, options: Options) -> R<()> {
     let mut funcs = std::mem::take(&mut program.funcs);
+    let mut cx = Cx { vars: &mut program.vars, options, recomputed: std::mem::take(&mut program.recomputed) };
     for f in &mut funcs {
         let body = std::mem::take(&mut f.body);
-        f.body = eliminate_body(&mut program.vars, body, options)?;
+        f.body = eliminate_body(&mut cx, body)?;
     }
+    program.recomputed = cx.recomputed;
     program.funcs = funcs;
     Ok(())
+}
+
+/// What the expansion of every AD operator of a program shares.
+struct Cx<'v> {
+    vars: &'v mut VarTable,
+    options: Options,
+    /// See `ir::Program::recomputed`.
+    recomputed: HashSet<Var>,
 }
 
 /// Whether a body still contains AD operators (for the driver's invariant check).
@@ -59,14 +70,14 @@ pub fn contains_ad(body: &Body) -> bool {
     })
 }
 
-fn eliminate_body(vars: &mut VarTable, body: Body, options: Options) -> R<Body> {
+fn eliminate_body(cx: &mut Cx, body: Body) -> R<Body> {
     if !contains_ad(&body) {
         return Ok(body);
     }
     let mut stmts = Vec::with_capacity(body.stmts.len());
     for s in body.stmts {
         let span = s.span;
-        let expr = eliminate_nested(vars, s.expr, options)?;
+        let expr = eliminate_nested(cx, s.expr)?;
         let expand: fn(&mut Builder, &Lambda, &[Atom], &[Atom]) -> R<Vec<Atom>>;
         let (lam, primals, seeds) = match expr {
             Expr::Jvp { lam, primals, tangents } => {
@@ -82,9 +93,12 @@ fn eliminate_body(vars: &mut VarTable, body: Body, options: Options) -> R<Body> 
                 continue;
             }
         };
-        let mut b = Builder::new(vars, span);
-        b.checkpoint = options.checkpoint;
-        let results = expand(&mut b, &lam, &primals, &seeds)?;
+        let mut b = Builder::new(cx.vars, span);
+        b.checkpoint = cx.options.checkpoint;
+        b.recomputed = std::mem::take(&mut cx.recomputed);
+        let results = expand(&mut b, &lam, &primals, &seeds);
+        cx.recomputed = std::mem::take(&mut b.recomputed);
+        let results = results?;
         let mut new = b.blocks.pop().expect("builder block");
         bind_results(&mut new, &s.binds, results, span);
         stmts.extend(new);
@@ -98,46 +112,34 @@ fn bind_results(stmts: &mut Vec<Stmt>, binds: &[crate::ir::Var], results: Vec<At
     }
 }
 
-fn eliminate_lambda(vars: &mut VarTable, lam: Lambda, options: Options) -> R<Lambda> {
-    Ok(Lambda { params: lam.params, body: eliminate_body(vars, lam.body, options)? })
+fn eliminate_lambda(cx: &mut Cx, lam: Lambda) -> R<Lambda> {
+    Ok(Lambda { params: lam.params, body: eliminate_body(cx, lam.body)? })
 }
 
 /// Removes AD operators from the bodies nested in an expression.
-fn eliminate_nested(vars: &mut VarTable, e: Expr, options: Options) -> R<Expr> {
+fn eliminate_nested(cx: &mut Cx, e: Expr) -> R<Expr> {
     Ok(match e {
-        Expr::Map { width, lam, arrays } => Expr::Map { width, lam: eliminate_lambda(vars, lam, options)?, arrays },
-        Expr::Reduce { lam, neutral, arrays } => {
-            Expr::Reduce { lam: eliminate_lambda(vars, lam, options)?, neutral, arrays }
-        }
-        Expr::Scan { lam, neutral, arrays } => {
-            Expr::Scan { lam: eliminate_lambda(vars, lam, options)?, neutral, arrays }
-        }
+        Expr::Map { width, lam, arrays } => Expr::Map { width, lam: eliminate_lambda(cx, lam)?, arrays },
+        Expr::Reduce { lam, neutral, arrays } => Expr::Reduce { lam: eliminate_lambda(cx, lam)?, neutral, arrays },
+        Expr::Scan { lam, neutral, arrays } => Expr::Scan { lam: eliminate_lambda(cx, lam)?, neutral, arrays },
         Expr::Hist { dest, lam, neutral, indices, values } => {
-            Expr::Hist { dest, lam: eliminate_lambda(vars, lam, options)?, neutral, indices, values }
+            Expr::Hist { dest, lam: eliminate_lambda(cx, lam)?, neutral, indices, values }
         }
-        Expr::If { cond, then_body, else_body } => Expr::If {
-            cond,
-            then_body: eliminate_body(vars, then_body, options)?,
-            else_body: eliminate_body(vars, else_body, options)?,
-        },
+        Expr::If { cond, then_body, else_body } => {
+            Expr::If { cond, then_body: eliminate_body(cx, then_body)?, else_body: eliminate_body(cx, else_body)? }
+        }
         Expr::Loop { params, init, form, body } => {
             let form = match form {
-                LoopForm::While { cond } => LoopForm::While { cond: eliminate_body(vars, cond, options)? },
+                LoopForm::While { cond } => LoopForm::While { cond: eliminate_body(cx, cond)? },
                 f => f,
             };
-            Expr::Loop { params, init, form, body: eliminate_body(vars, body, options)? }
+            Expr::Loop { params, init, form, body: eliminate_body(cx, body)? }
         }
-        Expr::Jvp { lam, primals, tangents } => {
-            Expr::Jvp { lam: eliminate_lambda(vars, lam, options)?, primals, tangents }
+        Expr::Jvp { lam, primals, tangents } => Expr::Jvp { lam: eliminate_lambda(cx, lam)?, primals, tangents },
+        Expr::Vjp { lam, primals, cotangents } => Expr::Vjp { lam: eliminate_lambda(cx, lam)?, primals, cotangents },
+        Expr::Custom { primal, jvp, args } => {
+            Expr::Custom { primal: eliminate_lambda(cx, primal)?, jvp: eliminate_lambda(cx, jvp)?, args }
         }
-        Expr::Vjp { lam, primals, cotangents } => {
-            Expr::Vjp { lam: eliminate_lambda(vars, lam, options)?, primals, cotangents }
-        }
-        Expr::Custom { primal, jvp, args } => Expr::Custom {
-            primal: eliminate_lambda(vars, primal, options)?,
-            jvp: eliminate_lambda(vars, jvp, options)?,
-            args,
-        },
         e => e,
     })
 }

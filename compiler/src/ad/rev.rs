@@ -529,10 +529,20 @@ impl<'b, 'v> Rev<'b, 'v> {
                     self.contribute(Atom::Var(*values), g);
                 }
             }
-            Expr::Map { width, lam, arrays } => self.rev_map(s, zs, *width, lam, arrays)?,
+            Expr::Map { width, lam, arrays } => {
+                self.rev_map(s, zs, *width, lam, arrays)?;
+                // The forward copy binds the map's results and its residuals.
+                let residuals = self.residuals.get(&s.binds[0]).into_iter().flatten().map(|(_, r)| *r);
+                let marks: Vec<Var> = s.binds.iter().copied().chain(residuals).collect();
+                self.b.recomputed.extend(marks);
+            }
             Expr::Reduce { lam, neutral, arrays } => self.rev_reduce(zs, lam, neutral, arrays, false)?,
             Expr::Scan { lam, neutral, arrays } => self.rev_reduce(zs, lam, neutral, arrays, true)?,
-            Expr::If { cond, then_body, else_body } => self.rev_if(zs, *cond, then_body, else_body)?,
+            Expr::If { cond, then_body, else_body } => {
+                if self.rev_if(zs, *cond, then_body, else_body)? {
+                    self.b.recomputed.extend(s.binds.iter().copied());
+                }
+            }
             Expr::Loop { params, init, form, body } => self.rev_loop(s, zs, params, init, form, body)?,
             Expr::Shape { .. } | Expr::Iota(_) | Expr::Check { .. } => {}
             Expr::Custom { jvp, args, .. } => self.rev_custom(s, zs, jvp, args)?,
@@ -1033,7 +1043,10 @@ impl<'b, 'v> Rev<'b, 'v> {
         Ok(())
     }
 
-    fn rev_if(&mut self, zs: &[Option<Atom>], cond: Atom, then_body: &Body, else_body: &Body) -> R<()> {
+    /// The reverse of an `if`: both branches recomputed and differentiated
+    /// under the same condition. `false` when nothing active flows through it
+    /// (then nothing is emitted).
+    fn rev_if(&mut self, zs: &[Option<Atom>], cond: Atom, then_body: &Body, else_body: &Body) -> R<bool> {
         let mut free: Vec<Var> = free_vars(then_body);
         for v in free_vars(else_body) {
             if !free.contains(&v) {
@@ -1042,7 +1055,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         }
         free.retain(|v| self.active.contains(v) && is_float(self.b.vars.ty(*v)));
         if free.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // Array adjoints are threaded through the branches (so sparse updates stay
         // in place); scalar contributions come out as values.
@@ -1093,7 +1106,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                 self.contribute(Atom::Var(*v), Atom::Var(b));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// One iteration of a loop's backward sweep: restore the state from slot
@@ -1402,6 +1415,21 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // through indexing pays an O(n) copy per update. The tape updates that
 // forward_loop itself adds stay in place (nothing else reads a tape parameter).
 //
+// Note [Recomputed statements]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The reverse of a `map` (and of an `if` with active free variables)
+// recomputes its body in the backward sweep, element by element, under the
+// same condition. So every failure of the forward-sweep copy (an index out
+// of bounds in the body, a size mismatch) happens again in the reverse, which
+// always runs after it in the same scope. When the forward copy's results
+// are not needed — a gradient does not need the primal value — dead-code
+// elimination may drop it without leaving guards (Note [Guards] in
+// `opt/guards.rs`): the program still fails where it failed, one statement
+// later. The AD records such statements in `ir::Program::recomputed`;
+// renaming a body (`Builder::prepare`) carries the marks to the copies, and
+// an optimiser rule that rebuilds a statement under new names simply loses
+// the mark (its guards then stand for it).
+
 // Note [Residuals of map]
 // ~~~~~~~~~~~~~~~~~~~~~~~~
 // The reverse of a `map` recomputes the body per element (Note [Reverse mode

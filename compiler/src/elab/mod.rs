@@ -74,7 +74,7 @@ pub fn elaborate(program: &CheckedProgram) -> R<ir::Program> {
         let func = el.entry(def)?;
         el.funcs.push(func);
     }
-    Ok(ir::Program { funcs: el.funcs, vars: el.vars })
+    Ok(ir::Program { funcs: el.funcs, vars: el.vars, recomputed: Default::default() })
 }
 
 /// Elaborates a closed expression as a parameterless function named `name` (REPL, tests).
@@ -91,7 +91,7 @@ pub fn elaborate_expr(program: &CheckedProgram, expr: &Expr, name: &str) -> R<ir
         signature: ir::Signature { params: Vec::new(), ret: expr.ty.clone() },
         span: expr.span,
     };
-    Ok(ir::Program { funcs: vec![func], vars: el.vars })
+    Ok(ir::Program { funcs: vec![func], vars: el.vars, recomputed: Default::default() })
 }
 
 pub(crate) struct Elaborator<'a> {
@@ -163,7 +163,7 @@ impl<'a> Elaborator<'a> {
         }
         self.blocks.last_mut().expect("a block is open").push(Stmt {
             binds: Vec::new(),
-            expr: IrExpr::Check { kind: CheckKind::SizeEq { what }, a, b },
+            expr: IrExpr::Check { kind: CheckKind::SizeEq { what }, args: vec![a, b] },
             span,
         });
     }

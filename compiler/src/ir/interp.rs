@@ -706,15 +706,8 @@ impl Interp<'_> {
                 shape.extend_from_slice(&a.shape[1..]);
                 self.new_array(shape, a.data.clone())
             }
-            Expr::Check { kind: CheckKind::SizeEq { what }, a, b } => {
-                let (x, y) = (self.atom(*a, span)?, self.atom(*b, span)?);
-                if x != y {
-                    return err(
-                        Code::E0202,
-                        span,
-                        format!("size mismatch: {what}: {} vs {}", x.describe(), y.describe()),
-                    );
-                }
+            Expr::Check { kind, args } => {
+                self.check(kind, args, span)?;
                 return match binds {
                     [] => Ok(()),
                     _ => ice(span, "a check binds no variables"),
@@ -731,6 +724,39 @@ impl Interp<'_> {
             }
         };
         self.bind_one(binds, v, span)
+    }
+
+    /// A `Check`: fails with the code and message of the statement it stands for.
+    fn check(&self, kind: &CheckKind, args: &[Atom], span: Span) -> Result<(), RuntimeError> {
+        let vals = args.iter().map(|a| self.atom(*a, span)).collect::<Result<Vec<_>, _>>()?;
+        let int = |k: usize| match vals.get(k) {
+            Some(Val::I64(x)) => Ok(*x),
+            _ => ice(span, format!("operand {k} of a {kind:?} check is not an i64 scalar")),
+        };
+        match kind {
+            CheckKind::SizeEq { what } => match vals.as_slice() {
+                [x, y] if x != y => {
+                    err(Code::E0202, span, format!("size mismatch: {what}: {} vs {}", x.describe(), y.describe()))
+                }
+                [_, _] => Ok(()),
+                _ => ice(span, "a size check takes two operands"),
+            },
+            CheckKind::Iterated { what } => {
+                let (m, n) = (int(0)?, int(1)?);
+                if m != n {
+                    return err(Code::E0202, span, format!("size mismatch: {what} over arrays of sizes {m} and {n}"));
+                }
+                Ok(())
+            }
+            CheckKind::InBounds { dim } => {
+                let (i, n) = (int(0)?, int(1)?);
+                if !(0 <= i && i < n) {
+                    return err(Code::E0201, span, format!("index {i} out of bounds for dimension {dim} of size {n}"));
+                }
+                Ok(())
+            }
+            CheckKind::Size => self.size_atom(args[0], span).map(|_| ()),
+        }
     }
 
     fn index(&mut self, array: Var, indices: &[Atom], span: Span) -> Result<Val, RuntimeError> {
@@ -1353,7 +1379,7 @@ mod tests {
             signature: Signature { params: Vec::new(), ret: Type::Unknown },
             span: Span::new(FileId(0), 0, 1),
         };
-        Program { funcs: vec![func], vars }
+        Program { funcs: vec![func], vars, recomputed: Default::default() }
     }
 
     fn run_main(p: &Program, args: Vec<Val>) -> Result<(Vec<Val>, Cost), RuntimeError> {
@@ -1877,7 +1903,8 @@ mod tests {
     fn size_check_e0202() {
         let mut t = VarTable::default();
         let (a, b) = (t.fresh("a", I64), t.fresh("b", I64));
-        let check = Expr::Check { kind: CheckKind::SizeEq { what: "rows of the matrix".into() }, a: v(a), b: v(b) };
+        let check =
+            Expr::Check { kind: CheckKind::SizeEq { what: "rows of the matrix".into() }, args: vec![v(a), v(b)] };
         let p = prog(t, &[a, b], Body { stmts: vec![st(&[], check)], result: vec![Atom::i64(1)] });
         assert_eq!(vals(&p, vec![Val::I64(3), Val::I64(3)]), vec![Val::I64(1)]);
         let e = error(&p, vec![Val::I64(3), Val::I64(4)]);

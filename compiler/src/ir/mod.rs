@@ -322,11 +322,35 @@ pub enum LoopForm {
     While { cond: Body },
 }
 
-/// Run-time checks that elaboration inserts where sizes were not proved equal.
+/// Run-time checks: those elaboration inserts where sizes were not proved
+/// equal, and the guards the optimiser leaves where it removes a statement
+/// that could have failed (see Note [Guards] in `opt/guards.rs`). Each kind
+/// fails with the code and message of the statement whose failure it stands
+/// for, so a guard reports exactly what that statement would have.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CheckKind {
-    /// Two sizes must agree; the message says what they are.
+    /// `args[0] == args[1]` (two sizes, or two scalars of one type); E0202
+    /// "size mismatch: {what}: {a} vs {b}".
     SizeEq { what: String },
+    /// `args[0] == args[1]`, the outer sizes of two arrays a combinator
+    /// iterates over (or a map's width and such a size); E0202
+    /// "size mismatch: {what} over arrays of sizes {a} and {b}".
+    Iterated { what: String },
+    /// `0 <= args[0] < args[1]`: an index into dimension `dim` of that size;
+    /// E0201 "index {i} out of bounds for dimension {dim} of size {n}".
+    InBounds { dim: u32 },
+    /// `args[0] >= 0`: the size of an array; E0204 "negative size {n}".
+    Size,
+}
+
+impl CheckKind {
+    /// How many operands a check of this kind takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            CheckKind::Size => 1,
+            CheckKind::SizeEq { .. } | CheckKind::Iterated { .. } | CheckKind::InBounds { .. } => 2,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -432,11 +456,11 @@ pub enum Expr {
     /// (`opaque` in the language: benchmarks use it so the compiler cannot
     /// exploit that replicated inputs are equal).
     Opaque(Atom),
-    /// Fails with a run-time error unless `a == b` (sizes). Binds nothing.
+    /// Fails with a run-time error unless the condition of `kind` holds of
+    /// `args` (`kind.arity()` of them). Binds nothing.
     Check {
         kind: CheckKind,
-        a: Atom,
-        b: Atom,
+        args: Vec<Atom>,
     },
     /// A function with a custom derivative rule (`def … with jvp …`): evaluates
     /// `primal` on `args`; differentiation uses `jvp` (parameters: the primal
@@ -520,6 +544,12 @@ pub struct Func {
 pub struct Program {
     pub funcs: Vec<Func>,
     pub vars: VarTable,
+    /// Variables bound by statements whose every failure the program tests
+    /// again later, unconditionally: the forward-sweep copies of maps and
+    /// branches that a reverse rule recomputes (Note [Recomputed statements]
+    /// in `ad/rev.rs`). Dead-code elimination may drop such a statement
+    /// without leaving guards.
+    pub recomputed: std::collections::HashSet<Var>,
 }
 
 impl Program {
@@ -608,7 +638,7 @@ impl Expr {
             Expr::Transpose(a) | Expr::Reverse(a) | Expr::Flatten(a) => vec![v(a)],
             Expr::Concat(a, b) => vec![v(a), v(b)],
             Expr::Unflatten { array, rows, cols } => vec![v(array), *rows, *cols],
-            Expr::Check { a, b, .. } => vec![*a, *b],
+            Expr::Check { args, .. } => args.clone(),
             Expr::UpdateAt { array, indices, value, .. } => {
                 std::iter::once(v(array)).chain(indices.iter().copied()).chain(std::iter::once(*value)).collect()
             }

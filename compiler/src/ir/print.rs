@@ -149,10 +149,14 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
         Expr::Concat(x, y) => format!("concat {} {}", v(x), v(y)),
         Expr::Flatten(x) => format!("flatten {}", v(x)),
         Expr::Unflatten { array, rows, cols } => format!("unflatten {} {} {}", v(array), a(rows), a(cols)),
-        Expr::Check { kind: CheckKind::SizeEq { what }, a: x, b: y } => {
-            // `{:?}` escapes quotes and newlines, keeping the check on one line.
-            format!("check_size {} == {} {:?}", a(x), a(y), what)
-        }
+        // `{:?}` escapes quotes and newlines, keeping a check on one line.
+        Expr::Check { kind, args } => match (kind, args.as_slice()) {
+            (CheckKind::SizeEq { what }, [x, y]) => format!("check_size {} == {} {:?}", a(x), a(y), what),
+            (CheckKind::Iterated { what }, [x, y]) => format!("check_iterated {} == {} {:?}", a(x), a(y), what),
+            (CheckKind::InBounds { dim }, [i, n]) => format!("check_index {} < {} (dim {dim})", a(i), a(n)),
+            (CheckKind::Size, [n]) => format!("check_size {} >= 0", a(n)),
+            (kind, args) => format!("check {kind:?} {}", args.iter().map(a).collect::<Vec<_>>().join(" ")),
+        },
         Expr::Jvp { lam, primals, tangents } => {
             with_lambda(p, "jvp", lam, &format!("{} {}", tuple(primals), tuple(tangents)), indent)
         }
@@ -301,7 +305,7 @@ pub(crate) mod tests {
             signature: Signature { params: vec![], ret: Type::F64 },
             span: Span::default(),
         };
-        Program { funcs: vec![func], vars }
+        Program { funcs: vec![func], vars, recomputed: Default::default() }
     }
 
     /// `entry dot x y = reduce (+) 0.0 (map2 (*) x y)`.
@@ -479,7 +483,10 @@ pub(crate) mod tests {
             let uf = fresh("uf", arr(2), Expr::Unflatten { array: fl, rows: a(n), cols: Atom::i64(3) }, vt);
             stmts.push(st(
                 &[],
-                Expr::Check { kind: CheckKind::SizeEq { what: "rows of \"m\"".into() }, a: a(n), b: Atom::i64(-2) },
+                Expr::Check {
+                    kind: CheckKind::SizeEq { what: "rows of \"m\"".into() },
+                    args: vec![a(n), Atom::i64(-2)],
+                },
             ));
             let q = vt.fresh("q", F64);
             let sq = vt.fresh("sq", F64);

@@ -383,7 +383,7 @@ impl Checker<'_> {
     /// - `Scatter`/`Hist`: indices []i64, values of the destination's type;
     ///   `Hist`'s operator works on rows.
     /// - Array reshaping: ranks as documented on each variant.
-    /// - `Check`: two i64 scalars, binds nothing.
+    /// - `Check`: `kind.arity()` i64 scalars, binds nothing.
     /// - `Jvp`: parameters, primals and tangents agree; binds the lambda's result
     ///   types. `Vjp`: parameters and primals agree, cotangents match the results,
     ///   binds the parameter types.
@@ -670,9 +670,13 @@ impl Checker<'_> {
                 ok &= self.expect(*cols, i64_, "column count", errs);
                 ok.then(|| vec![self.ty(*array).lift()])
             }
-            Expr::Check { a, b, .. } => {
-                self.expect(*a, i64_, "checked size", errs);
-                self.expect(*b, i64_, "checked size", errs);
+            Expr::Check { kind, args } => {
+                if args.len() != kind.arity() {
+                    errs.push(format!("a {kind:?} check takes {} operands, not {}", kind.arity(), args.len()));
+                }
+                for a in args {
+                    self.expect(*a, i64_, "checked size", errs);
+                }
                 Some(vec![])
             }
             Expr::Jvp { lam, primals, tangents } => {
@@ -991,7 +995,7 @@ mod tests {
     fn check_binds_nothing_and_compares_sizes() {
         let p = build("f", &[("x", arr(1))], |vt, ps| {
             let n = vt.fresh("n", I64);
-            let check = |b: Atom| Expr::Check { kind: CheckKind::SizeEq { what: "x".into() }, a: a(n), b };
+            let check = |b: Atom| Expr::Check { kind: CheckKind::SizeEq { what: "x".into() }, args: vec![a(n), b] };
             body(
                 vec![
                     st(&[n], Expr::Shape { array: ps[0], dim: 0 }),

@@ -803,15 +803,27 @@ impl Lower<'_> {
                 let r = self.update_at(*array, indices, *value, *accumulate, span)?;
                 self.bind(b, LVal::Array(r));
             }
-            Expr::Check { kind: CheckKind::SizeEq { what }, a, b } => {
-                let (x, y) = (self.scalar(*a)?, self.scalar(*b)?);
-                let ty = self.operand_type(x);
-                let message = Message::SizeEq { what: what.clone(), ty };
-                if ty == MTy::I64 {
-                    self.check_eq(x, y, span, message);
-                } else {
-                    let ok = self.bin("ok", BinOp::Eq, x, y);
-                    self.check(ok, Code::E0202, span, message, vec![x, y]);
+            Expr::Check { kind, args } => {
+                let ops = args.iter().map(|a| self.scalar(*a)).collect::<R<Vec<_>>>()?;
+                match (kind, ops.as_slice()) {
+                    (CheckKind::SizeEq { what }, &[x, y]) => {
+                        let ty = self.operand_type(x);
+                        let message = Message::SizeEq { what: what.clone(), ty };
+                        if ty == MTy::I64 {
+                            self.check_eq(x, y, span, message);
+                        } else {
+                            let ok = self.bin("ok", BinOp::Eq, x, y);
+                            self.check(ok, Code::E0202, span, message, vec![x, y]);
+                        }
+                    }
+                    (CheckKind::Iterated { what }, &[x, y]) => {
+                        self.check_eq(x, y, span, Message::IteratedSizes { what: what.clone() })
+                    }
+                    (CheckKind::InBounds { dim }, &[i, n]) => self.check_index(i, n, *dim, span),
+                    (CheckKind::Size, &[n]) => {
+                        self.size(n, span);
+                    }
+                    _ => return Err(format!("a {kind:?} check with {} operands", ops.len())),
                 }
             }
             Expr::Custom { primal, args, .. } => {
@@ -1019,11 +1031,11 @@ impl Lower<'_> {
 
     /// Checks that the iterated arrays share their outer size (E0202, as
     /// the interpreter words it) and returns it.
-    fn iterated(&mut self, vals: &[LVal], what: &'static str, span: Span) -> Option<Operand> {
+    fn iterated(&mut self, vals: &[LVal], what: &str, span: Span) -> Option<Operand> {
         let first = self.outer(vals.first()?);
         for v in &vals[1..] {
             let n = self.outer(v);
-            self.check_eq(first, n, span, Message::IteratedSizes { what });
+            self.check_eq(first, n, span, Message::IteratedSizes { what: what.to_string() });
         }
         Some(first)
     }

@@ -250,7 +250,7 @@ pub enum Message {
     /// args: a, b (two sizes, or two scalars of `ty`).
     SizeEq { what: String, ty: MTy },
     /// args: the two outer sizes.
-    IteratedSizes { what: &'static str },
+    IteratedSizes { what: String },
     /// args: width, size.
     MapWidth,
     /// args: the `rank` dims of the first shape, then the `rank` of the second.

@@ -7,9 +7,12 @@
 //!
 //! - `strategy.rs`: the combinators and the engine (terms are bodies);
 //! - `rules.rs`: the rule library, each rule with its side conditions;
+//! - `guards.rs`: what a statement may fail on, and the checks a rule leaves
+//!   behind when it removes one (Note [Guards]);
 //! - `schedule.rs`: the textual strategy language;
 //! - `walk.rs`: traversal, use counting and substitution helpers.
 
+pub mod guards;
 pub mod onehot;
 pub mod rules;
 pub mod schedule;
@@ -29,7 +32,9 @@ normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape
 try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ fuse_map_reduce)";
+normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ fuse_map_reduce) ; \
+try(cse) ; \
+normalize(copy_prop <+ dce)";
 
 /// Fuel when the schedule names none: rule applications plus repeat rounds.
 pub const DEFAULT_FUEL: u64 = 10_000_000;
@@ -82,5 +87,7 @@ pub fn optimise(program: &ir::Program, text: &str) -> Result<ir::Program, OptErr
 // 3. Fuse maps and hoist invariants only on the simplified program: fusion
 //    requires single use, which dead-code elimination establishes, and LICM
 //    should not hoist statements that simplification would delete.
-// 4. A final CSE and clean-up for what fusion and hoisting exposed.
+// 4. A final CSE and clean-up for what fusion and hoisting exposed; the
+//    fusions leave the fused producer's size checks behind as guards
+//    (Note [Guards]), and CSE merges those with the checks already there.
 // Every phase is a normalize or a try, so the schedule never fails.

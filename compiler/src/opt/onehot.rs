@@ -18,11 +18,12 @@
 //!
 //! Each rule checks its side conditions and fails (returns `None`) otherwise.
 
+use super::guards;
 use super::rules::{each_stmt, with_expr};
 use super::strategy::{Cx, Fact};
 use super::walk;
 use crate::ad::build::rename_body;
-use crate::ir::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, Stmt, Var};
+use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, Stmt, Var};
 use std::collections::{HashMap, HashSet};
 
 /// Splits a multi-accumulator `reduce` into independent ones.
@@ -41,7 +42,7 @@ pub fn reduce_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
             let Some(slice) = slice_for(&lam.body, lam.body.result[j], &others) else { break };
             slices.push(slice);
         }
-        if slices.len() != n {
+        if slices.len() != n || !leftovers_total(cx, &lam.body, &slices) {
             continue;
         }
         let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
@@ -102,6 +103,13 @@ fn slice_for(body: &Body, target: Atom, forbidden: &HashSet<Var>) -> Option<Vec<
     Some(body.stmts.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s.clone()).collect())
 }
 
+/// Fission keeps only the statements some part needs: the others (dead
+/// code) may go only if they cannot fail.
+fn leftovers_total(cx: &Cx, body: &Body, parts: &[Vec<Stmt>]) -> bool {
+    let needed: HashSet<&[Var]> = parts.iter().flatten().map(|t| t.binds.as_slice()).collect();
+    body.stmts.iter().all(|t| needed.contains(t.binds.as_slice()) && !t.binds.is_empty() || guards::total(cx, t))
+}
+
 /// `a * select c 1 0` → `select c a 0` (floats; either operand order).
 pub fn select_float(cx: &mut Cx, body: &Body) -> Option<Body> {
     let selects: HashMap<Var, (Atom, Atom, Atom)> = body
@@ -141,7 +149,8 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
         let Some(&j) = defs.get(&m) else { continue };
         let producer = &body.stmts[j];
         let Expr::Map { width, lam, arrays: margs } = &producer.expr else { continue };
-        if producer.binds.len() != 1 || cx.uses(m) != 1 || j > k {
+        // The body runs at one row instead of all: only sound when it cannot fail.
+        if producer.binds.len() != 1 || cx.uses(m) != 1 || j > k || !guards::body_total(cx, &lam.body) {
             continue;
         }
         // The lambda's result: `select (q == e) v 0`.
@@ -201,9 +210,12 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
         then_stmts.extend(renamed.stmts);
         let then_body = Body { stmts: then_stmts, result: renamed.result };
         let else_body = Body { stmts: Vec::new(), result: vec![Atom::Const(Const::of(ty.elem, 0.0))] };
+        // The map's own checks (width, arrays) stay where it was.
+        let own = guards::materialise(cx, guards::map_conds(cx, *width, margs), producer.span);
         let mut out: Vec<Stmt> = Vec::with_capacity(body.stmts.len() + 3);
         for (i, t) in body.stmts.iter().enumerate() {
             if i == j {
+                out.extend(own.iter().cloned());
                 continue;
             }
             if i == k {
@@ -404,9 +416,13 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
             },
             span,
         };
+        // The loop indexes the map's arrays below its width: the map's own
+        // checks (width, arrays) stay where it was.
+        let own = guards::materialise(cx, guards::map_conds(cx, *width, xs), producer.span);
         let mut out = Vec::with_capacity(body.stmts.len() - 1);
         for (i, t) in body.stmts.iter().enumerate() {
             if i == j {
+                out.extend(own.iter().cloned());
                 continue;
             }
             out.push(if i == k { fused.clone() } else { t.clone() });
@@ -477,7 +493,9 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
                 }
             }
         }
-        if shared {
+        let slices: Vec<Vec<Stmt>> =
+            lbody.result.iter().map(|r| slice_for(lbody, *r, &HashSet::new()).unwrap_or_default()).collect();
+        if shared || !leftovers_total(cx, lbody, &slices) {
             continue;
         }
         let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
@@ -571,7 +589,9 @@ pub fn slice_full(cx: &mut Cx, body: &Body) -> Option<Body> {
             Expr::Shape { array, dim: 0 } => {
                 length_of.insert(s.binds[0], *array);
             }
-            Expr::Check { a, b, .. } => equal.push((*a, *b)),
+            Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
+                equal.push((args[0], args[1]))
+            }
             Expr::Slice { array, start, end } if is_zero(*start) => {
                 let is_length = |e: Atom| matches!(e, Atom::Var(v) if length_of.get(&v) == Some(array));
                 let full = is_length(*end)

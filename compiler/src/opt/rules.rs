@@ -6,17 +6,18 @@
 //!
 //! Invariants every rule keeps:
 //! - the result verifies (SSA, scoping, types) when the input does;
-//! - meaning is preserved, except that a program that would have failed at
-//!   run time may succeed instead (Note [What may move]); no rule introduces a
+//! - meaning is preserved, failures included: a program that fails still
+//!   fails, with the same code (Note [What may move]); no rule introduces a
 //!   failure, duplicates work, or moves a use of a consumed array.
 //!
 //! [`RULES`] lists them by name for the schedule language.
 
+use super::guards;
 use super::strategy::{Cx, Fact, Rule};
 use super::walk;
 use crate::ad::build::is_const;
 use crate::ir::interp::{self, Val};
-use crate::ir::{Atom, BinOp, Body, Const, Expr, Lambda, LoopForm, Stmt, Var};
+use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, Lambda, LoopForm, Stmt, Var};
 use crate::types::ScalarType;
 use std::collections::{HashMap, HashSet};
 
@@ -24,7 +25,7 @@ pub static RULES: &[Rule] = &[
     Rule { name: "copy_prop", description: "inline `let x = y` and `let x = constant`", apply: copy_prop },
     Rule {
         name: "dce",
-        description: "remove unused pure statements, unused map results and trivially true checks",
+        description: "remove unused statements (or leave their guards), unused map results and checks proved to hold",
         apply: dce,
     },
     Rule { name: "cse", description: "reuse an earlier identical pure statement (this body and below)", apply: cse },
@@ -40,7 +41,11 @@ pub static RULES: &[Rule] = &[
         description: "select c a a → a; `if` on a constant or with equal trivial branches",
         apply: simplify_if,
     },
-    Rule { name: "index_pull", description: "(replicate n v)[i] → v, (iota n)[i] → i", apply: index_pull },
+    Rule {
+        name: "index_pull",
+        description: "(replicate n v)[i] → v, (iota n)[i] → i (guarded by 0 <= i < n)",
+        apply: index_pull,
+    },
     Rule {
         name: "shape_pull",
         description: "shape of replicate, iota and map results from their operands",
@@ -235,28 +240,40 @@ fn copy_prop(cx: &mut Cx, body: &Body) -> Option<Body> {
 
 // ---- dead code ----
 
-/// A check that cannot fail: both sides the same variable or equal constants.
-fn trivially_true(e: &Expr) -> bool {
-    matches!(e, Expr::Check { a, b, .. } if same_atom(*a, *b))
+/// A check that cannot fail: its condition is proved by the facts.
+fn check_holds(cx: &Cx, e: &Expr) -> bool {
+    matches!(e, Expr::Check { kind, args } if guards::check_holds(cx, kind, args))
 }
 
-/// Removes, last to first, statements none of whose results is used (all
-/// expressions but `Check` are pure; see Note [What may move]), checks that
-/// cannot fail, and unused results of multi-result maps.
+/// Removes, last to first, statements none of whose results is used, checks
+/// that cannot fail, and unused results of multi-result maps. A dead
+/// statement that may fail is replaced by its guards, or kept when no check
+/// expresses its failure (Note [What may move]).
 fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut removed: HashMap<Var, u32> = HashMap::new();
-    let live = |cx: &Cx, removed: &HashMap<Var, u32>, v: Var| cx.uses(v) > removed.get(&v).copied().unwrap_or(0);
+    let mut removed: HashMap<Var, i64> = HashMap::new();
+    let live = |cx: &Cx, removed: &HashMap<Var, i64>, v: Var| cx.uses(v) as i64 > removed.get(&v).copied().unwrap_or(0);
+    let count = |removed: &mut HashMap<Var, i64>, stmts: &[Stmt], delta: i64| {
+        let part = Body { stmts: stmts.to_vec(), result: Vec::new() };
+        walk::for_each_use(&part, &mut |v| *removed.entry(v).or_insert(0) += delta);
+    };
     let mut kept: Vec<Stmt> = Vec::new();
     let mut changed = false;
     for s in body.stmts.iter().rev() {
         let dead = match &s.expr {
-            Expr::Check { .. } => trivially_true(&s.expr),
+            Expr::Check { .. } => check_holds(cx, &s.expr),
             _ => !s.binds.iter().any(|b| live(cx, &removed, *b)),
         };
-        if dead {
+        let recomputed = !s.binds.is_empty() && s.binds.iter().all(|b| cx.is_recomputed(*b));
+        let replacement = if dead && !recomputed && !matches!(s.expr, Expr::Check { .. }) {
+            guards::guards(cx, s)
+        } else {
+            Some(vec![])
+        };
+        if let (true, Some(guards)) = (dead, replacement) {
             changed = true;
-            let one = Body { stmts: vec![s.clone()], result: Vec::new() };
-            walk::for_each_use(&one, &mut |v| *removed.entry(v).or_insert(0) += 1);
+            count(&mut removed, std::slice::from_ref(s), 1);
+            count(&mut removed, &guards, -1);
+            kept.extend(guards.into_iter().rev());
             continue;
         }
         if let Expr::Map { width, lam, arrays } = &s.expr {
@@ -304,8 +321,10 @@ fn cse_key(e: &Expr) -> Option<String> {
             }
             Some(format!("{op:?} {x} {y}"))
         }
-        Expr::Check { a, b, .. } => {
-            let (mut x, mut y) = (format!("{a:?}"), format!("{b:?}"));
+        // Equality checks are symmetric, and once one passed, another of the
+        // same two values (whatever its message) cannot fail.
+        Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
+            let (mut x, mut y) = (format!("{:?}", args[0]), format!("{:?}", args[1]));
             if x > y {
                 std::mem::swap(&mut x, &mut y);
             }
@@ -442,16 +461,27 @@ fn simplify_if(cx: &mut Cx, body: &Body) -> Option<Body> {
 
 // ---- pull arrays ----
 
+/// `(replicate n v)[i, …] → v[…]` and `(iota n)[i] → i`, guarded by
+/// `0 <= i < n` unless the facts prove it (Note [Guards]).
 fn index_pull(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
         let Expr::Index { array, indices } = &s.expr else { return None };
-        let e = match cx.fact(*array)? {
-            Fact::Replicate { value, .. } if indices.len() == 1 => Expr::Atom(value),
-            Fact::Replicate { value: Atom::Var(v), .. } => Expr::Index { array: v, indices: indices[1..].to_vec() },
-            Fact::Iota(_) => Expr::Atom(indices[0]),
+        let (n, e) = match cx.fact(*array)? {
+            Fact::Replicate { count, value } if indices.len() == 1 => (count, Expr::Atom(value)),
+            Fact::Replicate { count, value: Atom::Var(v) } => {
+                (count, Expr::Index { array: v, indices: indices[1..].to_vec() })
+            }
+            Fact::Iota(n) => (n, Expr::Atom(indices[0])),
             _ => return None,
         };
-        Some(vec![with_expr(s, e)])
+        let check = Expr::Check { kind: CheckKind::InBounds { dim: 0 }, args: vec![indices[0], n] };
+        let check = Stmt { binds: Vec::new(), expr: check, span: s.span };
+        let mut out: Vec<Stmt> = Vec::new();
+        if !check_holds(cx, &check.expr) {
+            out.push(check);
+        }
+        out.push(with_expr(s, e));
+        Some(out)
     })
 }
 
@@ -473,6 +503,8 @@ fn shape_pull(cx: &mut Cx, body: &Body) -> Option<Body> {
 // ---- maps ----
 
 /// `map (\x y -> …) xs (replicate n v)`: `y` is `v` in every iteration.
+/// The map no longer iterates the replicate, so the check that its length is
+/// the map's width stays behind as a guard.
 fn map_replicate_arg(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
         let Expr::Map { width, lam, arrays } = &s.expr else { return None };
@@ -486,6 +518,7 @@ fn map_replicate_arg(cx: &mut Cx, body: &Body) -> Option<Body> {
         if reps.iter().all(Option::is_none) {
             return None;
         }
+        let mut out = guards::materialise(cx, guards::map_conds(cx, *width, arrays), s.span);
         let mut params = Vec::new();
         let mut kept = Vec::new();
         let mut prelude = Vec::new();
@@ -500,7 +533,8 @@ fn map_replicate_arg(cx: &mut Cx, body: &Body) -> Option<Body> {
         }
         prelude.extend(lam.body.stmts.iter().cloned());
         let lam = Lambda { params, body: Body { stmts: prelude, result: lam.body.result.clone() } };
-        Some(vec![with_expr(s, Expr::Map { width: *width, lam, arrays: kept })])
+        out.push(with_expr(s, Expr::Map { width: *width, lam, arrays: kept }));
+        Some(out)
     })
 }
 
@@ -538,6 +572,20 @@ fn map_identity(cx: &mut Cx, body: &Body) -> Option<Body> {
             return None;
         }
         let mut out = Vec::new();
+        if !keep.iter().any(|k| *k) {
+            // The map goes: what it could have failed on stays as guards, or
+            // (when no check says it) the map stays for its first result.
+            match guards::guards(cx, s) {
+                Some(g) => out.extend(g),
+                None => {
+                    keep[0] = true;
+                    after.remove(0);
+                    if after.is_empty() {
+                        return None;
+                    }
+                }
+            }
+        }
         if keep.iter().any(|k| *k) {
             let pick = |xs: &[Atom]| xs.iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| *x).collect();
             let binds = s.binds.iter().zip(&keep).filter(|(_, k)| **k).map(|(b, _)| *b).collect();
@@ -562,7 +610,7 @@ fn fuse_map_map(cx: &mut Cx, body: &Body) -> Option<Body> {
         for a in arrays {
             let Some(&j) = producer_of.get(a) else { continue };
             let p = &body.stmts[j];
-            let Expr::Map { lam: plam, arrays: parrays, .. } = &p.expr else { continue };
+            let Expr::Map { width: pwidth, lam: plam, arrays: parrays } = &p.expr else { continue };
             let only_here = p.binds.iter().all(|b| cx.uses(*b) as usize == arrays.iter().filter(|x| *x == b).count());
             let movable = walk::free_in_expr(&p.expr).iter().all(|v| !cx.is_consumed(*v));
             if !only_here || !movable {
@@ -584,9 +632,12 @@ fn fuse_map_map(cx: &mut Cx, body: &Body) -> Option<Body> {
             new_arrays.extend(parrays.iter().copied());
             stmts.extend(lam.body.stmts.iter().cloned());
             let fused = Lambda { params, body: Body { stmts, result: lam.body.result.clone() } };
+            // The producer's own checks (its width and arrays) stay where it was.
+            let own = guards::materialise(cx, guards::map_conds(cx, *pwidth, parrays), p.span);
             let mut out = Vec::with_capacity(body.stmts.len() - 1);
             for (i, t) in body.stmts.iter().enumerate() {
                 if i == j {
+                    out.extend(own.iter().cloned());
                     continue;
                 }
                 if i == k {
@@ -647,19 +698,23 @@ fn licm(cx: &mut Cx, body: &Body) -> Option<Body> {
 
 // Note [What may move]
 // ~~~~~~~~~~~~~~~~~~~~
-// Every IR expression except `Check` is pure: it computes a value or fails.
-// The rules treat failure asymmetrically, as Futhark's simplifier does:
-// - *Removing* a statement that might have failed is allowed (dead-code
-//   elimination of an out-of-bounds index, `(replicate n v)[i] → v` without
-//   checking `i`, dropping a map's implicit width check when the map becomes
-//   an identity). A program that failed may then succeed; one that succeeded
-//   computes the same values. Explicit size checks (`Check`) are the
-//   observable ones, and they are kept unless trivially true or repeated.
+// Every IR expression except `Check` computes a value or fails, and a failure
+// is part of the meaning: a program that fails must still fail after
+// optimisation, with the same code, and one that succeeds must compute the
+// same values. So:
+// - *Removing* a statement that might fail (dead-code elimination, `(iota
+//   n)[i] → i`, a map that becomes an identity, a fused producer) needs a
+//   proof that it cannot fail, or leaves behind guards — checks that fail
+//   when it would have (Note [Guards] in `guards.rs`); a statement whose
+//   failure no check expresses stays.
 // - *Adding* a failure is never allowed. So statements only move out of a
 //   body that may run zero times (a map lambda, a loop body) when they
 //   cannot fail at all (`walk::is_total`: scalar arithmetic except integer
-//   division, remainder and power, conversions, selects, shapes). Hoisting out
-//   of `if` branches is not done: it would add work to the other branch.
+//   division, remainder and power, conversions, selects, shapes), or under a
+//   guard that the body runs (`hoist_guarded`). Hoisting out of `if`
+//   branches is not done: it would add work to the other branch.
+// When several checks of a program fail, a rewritten program may report
+// another of them first (Note [Guards]).
 //
 // Note [Ring identities]
 // ~~~~~~~~~~~~~~~~~~~~~~

@@ -20,7 +20,7 @@
 //!   combinator catches, so no schedule can hang the compiler.
 
 use super::walk;
-use crate::ir::{Atom, Body, Expr, Var, VarTable};
+use crate::ir::{Atom, Body, CheckKind, Expr, LoopForm, Var, VarTable};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -122,6 +122,20 @@ pub enum Fact {
     Mapped {
         width: Atom,
     },
+    /// The size of dimension `dim` of `array`.
+    Shape {
+        array: Var,
+        dim: u32,
+    },
+    /// A loop index, or a parameter of a map over `iota n`: in `0..n`.
+    Below(Atom),
+    /// An array whose shape is `array`'s without its first `skip`
+    /// dimensions: an update, scatter, histogram or reverse of it (`skip`
+    /// 0), one of its rows (a map parameter, an index: `skip` ≥ 1).
+    Sub {
+        array: Var,
+        skip: u32,
+    },
 }
 
 /// Options that change which rewrites are allowed.
@@ -137,6 +151,12 @@ pub struct Cx<'v> {
     uses: Vec<u32>,
     facts: HashMap<Var, Fact>,
     consumed: HashSet<Var>,
+    /// See `ir::Program::recomputed`.
+    recomputed: HashSet<Var>,
+    /// The operands of the equality checks at the top level of the function
+    /// body (they run on every execution that gets past them); see Note
+    /// [Guards] in `guards.rs` for when they may be used.
+    size_eqs: Vec<(Atom, Atom)>,
     pub fuel: u64,
     pub flags: Flags,
     /// How many rule applications succeeded (for tests and statistics).
@@ -150,6 +170,8 @@ impl<'v> Cx<'v> {
             uses: Vec::new(),
             facts: HashMap::new(),
             consumed: HashSet::new(),
+            recomputed: HashSet::new(),
+            size_eqs: Vec::new(),
             fuel,
             flags: Flags::default(),
             rewrites: 0,
@@ -161,8 +183,26 @@ impl<'v> Cx<'v> {
         self.uses.clear();
         self.facts.clear();
         self.consumed.clear();
+        self.size_eqs = (body.stmts.iter())
+            .filter_map(|s| match &s.expr {
+                Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
+                    Some((args[0], args[1]))
+                }
+                _ => None,
+            })
+            .collect();
         self.count(body, 1);
         self.learn(body);
+    }
+
+    /// The operands of the equality checks at the top level of the function.
+    pub fn size_eqs(&self) -> &[(Atom, Atom)] {
+        &self.size_eqs
+    }
+
+    /// Whether the statement binding `v` is tested again later (`ir::Program::recomputed`).
+    pub fn is_recomputed(&self, v: Var) -> bool {
+        self.recomputed.contains(&v)
     }
 
     /// How many times `v` is used in the function (each textual use once).
@@ -217,15 +257,35 @@ impl<'v> Cx<'v> {
     fn learn(&mut self, body: &Body) {
         let (facts, consumed) = (&mut self.facts, &mut self.consumed);
         walk::for_each_stmt(body, &mut |s| {
+            match &s.expr {
+                Expr::Map { lam, arrays, .. } => {
+                    for (p, a) in lam.params.iter().zip(arrays) {
+                        let fact = match facts.get(a) {
+                            Some(Fact::Iota(n)) => Fact::Below(*n),
+                            _ => Fact::Sub { array: *a, skip: 1 },
+                        };
+                        facts.insert(*p, fact);
+                    }
+                }
+                Expr::Loop { form: LoopForm::For { index, bound }, .. } => {
+                    facts.insert(*index, Fact::Below(*bound));
+                }
+                _ => {}
+            }
             let fact = match &s.expr {
                 Expr::Atom(a) => Some(Fact::Atom(*a)),
+                Expr::Shape { array, dim } => Some(Fact::Shape { array: *array, dim: *dim }),
                 Expr::Replicate { count, value } => Some(Fact::Replicate { count: *count, value: *value }),
                 Expr::Iota(n) => Some(Fact::Iota(*n)),
                 Expr::Map { width, .. } => Some(Fact::Mapped { width: *width }),
                 Expr::UpdateAt { array, .. } => {
                     consumed.insert(*array);
-                    None
+                    Some(Fact::Sub { array: *array, skip: 0 })
                 }
+                Expr::Scatter { dest, .. } | Expr::Hist { dest, .. } | Expr::Reverse(dest) => {
+                    Some(Fact::Sub { array: *dest, skip: 0 })
+                }
+                Expr::Index { array, indices } => Some(Fact::Sub { array: *array, skip: indices.len() as u32 }),
                 _ => None,
             };
             if let Some(f) = fact {
@@ -456,8 +516,9 @@ pub fn run_program(
     fuel: u64,
     flags: Flags,
 ) -> Result<u64, (String, Stop)> {
-    let crate::ir::Program { funcs, vars } = program;
+    let crate::ir::Program { funcs, vars, recomputed } = program;
     let mut cx = Cx::new(vars, fuel);
+    cx.recomputed = recomputed.clone();
     cx.flags = flags;
     let mut new_bodies = Vec::new();
     for f in funcs.iter() {

@@ -166,10 +166,7 @@ pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
             atoms(indices);
             sub_atom(value, subst);
         }
-        Expr::Check { a, b, .. } => {
-            sub_atom(a, subst);
-            sub_atom(b, subst);
-        }
+        Expr::Check { args, .. } => atoms(args),
         Expr::Jvp { primals, tangents, .. } => {
             atoms(primals);
             atoms(tangents);
