@@ -80,10 +80,12 @@ impl NativeCode {
     /// error at `span` (the REPL builds its expressions through this too).
     pub fn build(ir: &ir::Program, span: Span) -> Result<NativeCode, Diagnostic> {
         let start = std::time::Instant::now();
-        let loops = guarded("loops", span, || crate::loops::lower::lower_program(ir))?;
+        let mut loops = guarded("loops", span, || crate::loops::lower::lower_program(ir))?;
         let lowered = std::time::Instant::now();
+        guarded("loopopt", span, || loops.funcs.iter_mut().try_for_each(crate::loops::opt::optimise))?;
+        let optimised = std::time::Instant::now();
         let code = guarded("jit", span, || crate::jit::compile(&loops))?;
-        let timings = vec![("loops", lowered - start), ("jit", lowered.elapsed())];
+        let timings = vec![("loops", lowered - start), ("loopopt", optimised - lowered), ("jit", optimised.elapsed())];
         Ok(NativeCode { loops, code, timings })
     }
 }
@@ -464,14 +466,19 @@ impl Program {
                 };
                 Ok(crate::ad::unary::print_program(&program))
             }
-            "loops" | "clif" => {
+            "lowered" | "loops" | "clif" => {
                 let native = self.native()?;
-                let mut program = native.loops.clone();
+                let mut program = if stage == "lowered" {
+                    crate::loops::lower::lower_program(optimised)
+                        .map_err(|e| self.fail(Diagnostic::internal("loops", e, self.main_span())))?
+                } else {
+                    native.loops.clone()
+                };
                 if let Some(e) = entry {
                     let name = self.entry_name(Some(e))?;
                     program.funcs.retain(|f| f.name == name);
                 }
-                if stage == "loops" {
+                if stage != "clif" {
                     Ok(program.funcs.iter().map(crate::loops::print_func).collect::<Vec<_>>().join("\n"))
                 } else {
                     let span = self.main_span();

@@ -39,7 +39,11 @@ pub const PASSES: &[Pass] = &[
         name: "opt",
         description: "simplify, fuse and hoist with the default rewrite schedule (opt::DEFAULT_SCHEDULE)",
     },
-    Pass { name: "loops", description: "lower to loops over explicit buffers (allocation, views, bounds checks)" },
+    Pass { name: "lowered", description: "lower to loops over explicit buffers (allocation, views, bounds checks)" },
+    Pass {
+        name: "loops",
+        description: "optimise the loops: split on index tests, prove checks away, clean up (loops::opt::PASSES)",
+    },
     Pass { name: "clif", description: "generate Cranelift IR from the loops, then native code (the JIT)" },
 ];
 

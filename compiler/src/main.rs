@@ -92,7 +92,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Print a compiler stage: ast, typed, ir, unary, ad, opt, loops or clif.
+    /// Print a compiler stage: ast, typed, ir, unary, ad, opt, lowered, loops or clif.
     Emit {
         #[arg(long, default_value = "ir")]
         stage: String,

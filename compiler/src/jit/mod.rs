@@ -268,12 +268,12 @@ impl Gen<'_, '_> {
                 let bytes = self.bytes(*elem, *count);
                 self.call_void("slope_copy", &[types::I64; 3], &[dst, src, bytes]);
             }
-            Inst::For { index, bound, body } => {
+            Inst::For { index, start, bound, body } => {
+                let start = self.operand(*start);
                 let bound = self.operand(*bound);
                 // A counter of our own, so the body cannot change the trip count.
                 let counter = self.b.declare_var(types::I64);
-                let zero = self.b.ins().iconst(types::I64, 0);
-                self.b.def_var(counter, zero);
+                self.b.def_var(counter, start);
                 let (header, body_blk, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
                 self.b.ins().jump(header, &[]);
                 self.b.switch_to_block(header);
@@ -874,6 +874,7 @@ mod tests {
                     span: Span::new(FileId(0), 0, 3),
                     message: Message::OutOfMemory,
                 }],
+                dims: vec![],
             })
         }
         fn var(&mut self, name: &str, t: MTy) -> LVar {
@@ -933,6 +934,7 @@ mod tests {
         f.0.body = vec![
             let_(acc, Rhs::Use(f64c(0.0))),
             Inst::For {
+                start: i64c(0),
                 index: i,
                 bound: v(xs[1]),
                 body: vec![
@@ -966,6 +968,7 @@ mod tests {
         f.0.body = vec![
             let_(buf, Rhs::Alloc { elem: MTy::F64, count: v(n), site: 0 }),
             Inst::For {
+                start: i64c(0),
                 index: i,
                 bound: v(n),
                 body: vec![
@@ -1140,6 +1143,7 @@ mod tests {
             let_(acc, Rhs::Alloc { elem: MTy::F64, count: i64c(1), site: 0 }),
             let_(m, Rhs::Mark),
             Inst::For {
+                start: i64c(0),
                 index: i,
                 bound: v(n),
                 body: vec![
@@ -1194,6 +1198,7 @@ mod tests {
         f.0.body = vec![
             let_(out, Rhs::Alloc { elem: MTy::Bool, count: v(bs[1]), site: 0 }),
             Inst::For {
+                start: i64c(0),
                 index: i,
                 bound: v(bs[1]),
                 body: vec![

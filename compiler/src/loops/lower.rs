@@ -12,7 +12,7 @@
 //! `Lower::facts`) or preceded by a check that `Fail`s with the same error
 //! and message as the interpreter.
 
-use super::{Func, Inst, LVar, Leaf, MTy, Message, Operand, Program, Rhs, Site};
+use super::{assigned_in, Func, Inst, LVar, Leaf, MTy, Message, Operand, Program, Rhs, Site};
 use crate::diagnostic::{Code, Span};
 use crate::ir::{self, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
 use slope_runtime::native::MAX_ELEMENTS;
@@ -96,6 +96,11 @@ pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
         results,
         result_leaves,
         sites: l.sites,
+        dims: {
+            let mut dims: Vec<LVar> = l.dims.into_iter().collect();
+            dims.sort();
+            dims
+        },
     })
 }
 
@@ -243,7 +248,7 @@ impl Lower<'_> {
     }
 
     fn let_(&mut self, name: &str, ty: MTy, rhs: Rhs) -> Operand {
-        if let Some(c) = fold(&rhs) {
+        if let Some(c) = rhs.fold() {
             return c;
         }
         let v = self.fresh(name, ty);
@@ -436,7 +441,7 @@ impl Lower<'_> {
                 let ptr = self.alloc("iota", MTy::I64, n);
                 let j = self.fresh("j", MTy::I64);
                 let body = vec![Inst::Store { elem: MTy::I64, base: ptr, index: j.into(), value: j.into() }];
-                self.emit(Inst::For { index: j, bound: n, body });
+                self.emit(Inst::for_(j, n, body));
                 Arr { ptr, dims: vec![n], elem: MTy::I64, owned: true, depth: self.depth }
             }
             LVal::Scalar(_) => unreachable!("materialize of a scalar"),
@@ -669,7 +674,7 @@ impl Lower<'_> {
                         let ptr = self.alloc("rep", elem, n);
                         let j = self.fresh("j", MTy::I64);
                         let body = vec![Inst::Store { elem, base: ptr, index: j.into(), value: x }];
-                        self.emit(Inst::For { index: j, bound: n, body });
+                        self.emit(Inst::for_(j, n, body));
                         Arr { ptr, dims: vec![n], elem, owned: true, depth: self.depth }
                     }
                     v => {
@@ -684,7 +689,7 @@ impl Lower<'_> {
                             l.emit(Inst::Copy { elem: row.elem, dst, src: row.ptr, count: rl });
                             Ok(())
                         })?;
-                        self.emit(Inst::For { index: j, bound: n, body });
+                        self.emit(Inst::for_(j, n, body));
                         let mut dims = vec![n];
                         dims.extend(row.dims);
                         Arr { ptr, dims, elem: row.elem, owned: true, depth: self.depth }
@@ -737,7 +742,7 @@ impl Lower<'_> {
                     l.emit(Inst::Copy { elem: a.elem, dst, src, count: rl });
                     Ok(())
                 })?;
-                self.emit(Inst::For { index: j, bound: n, body });
+                self.emit(Inst::for_(j, n, body));
                 self.bind(
                     b,
                     LVal::Array(Arr { ptr, dims: a.dims.clone(), elem: a.elem, owned: true, depth: self.depth }),
@@ -942,7 +947,7 @@ impl Lower<'_> {
                         l.emit(Inst::Store { elem, base: target.ptr, index: at, value: new });
                         Ok(())
                     })?;
-                    self.emit(Inst::For { index: j, bound: block, body });
+                    self.emit(Inst::for_(j, block, body));
                 } else {
                     let dst = self.let_("dst", MTy::I64, Rhs::Offset { elem, base: target.ptr, index: start });
                     self.emit(Inst::Copy { elem, dst, src: v.ptr, count: block });
@@ -1020,8 +1025,8 @@ impl Lower<'_> {
             }
             Ok(())
         })?;
-        let body = vec![Inst::For { index: j, bound: d1, body: inner_body }];
-        self.emit(Inst::For { index: i, bound: d0, body });
+        let body = vec![Inst::for_(j, d1, inner_body)];
+        self.emit(Inst::for_(i, d0, body));
         let mut dims = a.dims.clone();
         dims.swap(0, 1);
         Ok(Arr { ptr, dims, elem, owned: true, depth: self.depth })
@@ -1113,7 +1118,7 @@ impl Lower<'_> {
             let mark = self.let_("mark", MTy::I64, Rhs::Mark);
             body.push(Inst::Release { mark, keep });
         }
-        self.emit(Inst::For { index: j, bound: n, body });
+        self.emit(Inst::for_(j, n, body));
     }
 
     /// Takes out of a loop `body` the allocations whose size is the same in
@@ -1741,33 +1746,6 @@ fn same(a: Operand, b: Operand) -> bool {
 }
 
 /// Folds integer arithmetic on constants and the identities `x*1`, `x+0`.
-fn fold(rhs: &Rhs) -> Option<Operand> {
-    let c = |o: &Operand| o.as_i64();
-    match rhs {
-        Rhs::Binary(op, a, b) => match (op, c(a), c(b)) {
-            (BinOp::Mul, Some(x), Some(y)) => Some(Operand::i64(x.wrapping_mul(y))),
-            (BinOp::Add, Some(x), Some(y)) => Some(Operand::i64(x.wrapping_add(y))),
-            (BinOp::Sub, Some(x), Some(y)) => Some(Operand::i64(x.wrapping_sub(y))),
-            (BinOp::Mul, Some(1), _) | (BinOp::Add, Some(0), _) => Some(*b),
-            (BinOp::Mul, _, Some(1)) | (BinOp::Add, _, Some(0)) | (BinOp::Sub, _, Some(0)) => Some(*a),
-            (BinOp::Mul, Some(0), _) | (BinOp::Mul, _, Some(0)) => Some(Operand::i64(0)),
-            (BinOp::Ge, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x >= y))),
-            (BinOp::Le, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x <= y))),
-            (BinOp::Lt, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x < y))),
-            (BinOp::Eq, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x == y))),
-            (BinOp::Ne, Some(x), Some(y)) => Some(Operand::Const(Const::Bool(x != y))),
-            (BinOp::And, _, _) => match (a, b) {
-                (Operand::Const(Const::Bool(true)), x) | (x, Operand::Const(Const::Bool(true))) => Some(*x),
-                _ => None,
-            },
-            _ => None,
-        },
-        Rhs::Use(o) => Some(*o),
-        Rhs::Offset { index: Operand::Const(Const::I64(0)), base, .. } => Some(*base),
-        _ => None,
-    }
-}
-
 /// Records, for each variable assigned a pointer expression in `insts`, the
 /// variables it is computed from (`Use`, `Offset`, `Select`).
 fn collect_sources(insts: &[Inst], out: &mut HashMap<LVar, Vec<LVar>>) {
@@ -1866,7 +1844,8 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
                 s(src);
                 s(count);
             }
-            Inst::For { bound, body, .. } => {
+            Inst::For { start, bound, body, .. } => {
+                s(start);
                 s(bound);
                 substitute(body, map);
             }
@@ -1892,24 +1871,6 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
 /// Does any instruction of `insts` (nested blocks included) allocate?
 fn allocates(insts: &[Inst]) -> bool {
     insts.iter().any(|i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })) || i.blocks().into_iter().any(allocates))
-}
-
-/// Variables assigned anywhere in `insts`.
-fn assigned_in(insts: &[Inst]) -> HashSet<LVar> {
-    fn go(insts: &[Inst], out: &mut HashSet<LVar>) {
-        for i in insts {
-            match i {
-                Inst::Let(v, _) | Inst::For { index: v, .. } => {
-                    out.insert(*v);
-                }
-                _ => {}
-            }
-            i.blocks().into_iter().for_each(|b| go(b, out));
-        }
-    }
-    let mut out = HashSet::new();
-    go(insts, &mut out);
-    out
 }
 
 /// Adds the uses of each variable in `b` (nested bodies included) to `uses`.

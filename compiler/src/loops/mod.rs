@@ -26,6 +26,7 @@
 //! is read on every path.
 
 pub mod lower;
+pub mod opt;
 mod print;
 pub mod verify;
 
@@ -162,9 +163,10 @@ pub enum Inst {
         src: Operand,
         count: Operand,
     },
-    /// `for index in 0..bound` (no iterations when `bound <= 0`).
+    /// `for index in start..bound` (no iterations when `bound <= start`).
     For {
         index: LVar,
+        start: Operand,
         bound: Operand,
         body: Vec<Inst>,
     },
@@ -193,6 +195,117 @@ pub enum Inst {
     },
 }
 
+impl Rhs {
+    /// The operands the right-hand side reads.
+    pub fn operands(&self) -> Vec<Operand> {
+        match self {
+            Rhs::Use(a) | Rhs::Unary(_, a) | Rhs::Convert(_, a) => vec![*a],
+            Rhs::Binary(_, a, b) => vec![*a, *b],
+            Rhs::Select(c, a, b) => vec![*c, *a, *b],
+            Rhs::Load { base, index, .. } | Rhs::Offset { base, index, .. } => vec![*base, *index],
+            Rhs::InRange { index, bound } => vec![*index, *bound],
+            Rhs::Alloc { count, .. } => vec![*count],
+            Rhs::Mark | Rhs::WhileLimit => Vec::new(),
+        }
+    }
+
+    /// [`Self::operands`], mutably (same order).
+    pub fn operands_mut(&mut self) -> Vec<&mut Operand> {
+        match self {
+            Rhs::Use(a) | Rhs::Unary(_, a) | Rhs::Convert(_, a) => vec![a],
+            Rhs::Binary(_, a, b) => vec![a, b],
+            Rhs::Select(c, a, b) => vec![c, a, b],
+            Rhs::Load { base, index, .. } | Rhs::Offset { base, index, .. } => vec![base, index],
+            Rhs::InRange { index, bound } => vec![index, bound],
+            Rhs::Alloc { count, .. } => vec![count],
+            Rhs::Mark | Rhs::WhileLimit => Vec::new(),
+        }
+    }
+
+    /// The operand this computes when that is known without running it:
+    /// a copy, an operation on constants (with the interpreter's exact
+    /// semantics), or an identity (`x + 0`, `x * 1` on integers, `true && x`,
+    /// a select of equal operands, an offset of 0).
+    pub fn fold(&self) -> Option<Operand> {
+        use crate::ir::interp::{self, Val};
+        let val = |c: Const| match c {
+            Const::F64(x) => Val::F64(x),
+            Const::F32(x) => Val::F32(x),
+            Const::I64(x) => Val::I64(x),
+            Const::Bool(x) => Val::Bool(x),
+        };
+        let back = |v: Val| match v {
+            Val::F64(x) => Some(Operand::Const(Const::F64(x))),
+            Val::F32(x) => Some(Operand::Const(Const::F32(x))),
+            Val::I64(x) => Some(Operand::i64(x)),
+            Val::Bool(x) => Some(Operand::Const(Const::Bool(x))),
+            Val::Arr(_) => None,
+        };
+        let span = crate::diagnostic::Span::default();
+        let c = |o: &Operand| o.as_i64();
+        let t = Operand::Const(Const::Bool(true));
+        let f = Operand::Const(Const::Bool(false));
+        match self {
+            Rhs::Use(o) => Some(*o),
+            Rhs::Unary(op, Operand::Const(x)) => interp::unary(*op, val(*x), span).ok().and_then(back),
+            Rhs::Binary(op, Operand::Const(x), Operand::Const(y)) => {
+                interp::binary(*op, val(*x), val(*y), span).ok().and_then(back)
+            }
+            Rhs::Convert(to, Operand::Const(x)) => {
+                let to = match to {
+                    MTy::F64 => ScalarType::F64,
+                    MTy::F32 => ScalarType::F32,
+                    MTy::I64 => ScalarType::I64,
+                    MTy::Bool => ScalarType::Bool,
+                };
+                interp::convert(to, val(*x), span).ok().and_then(back)
+            }
+            Rhs::Binary(op, a, b) => match (op, c(a), c(b)) {
+                (BinOp::Mul, Some(1), _) | (BinOp::Add, Some(0), _) => Some(*b),
+                (BinOp::Mul, _, Some(1)) | (BinOp::Add, _, Some(0)) | (BinOp::Sub, _, Some(0)) => Some(*a),
+                (BinOp::Mul, Some(0), _) | (BinOp::Mul, _, Some(0)) => Some(Operand::i64(0)),
+                (BinOp::And, _, _) if *a == t => Some(*b),
+                (BinOp::And, _, _) if *b == t => Some(*a),
+                (BinOp::And, _, _) if *a == f || *b == f => Some(f),
+                (BinOp::Or, _, _) if *a == f => Some(*b),
+                (BinOp::Or, _, _) if *b == f => Some(*a),
+                (BinOp::Or, _, _) if *a == t || *b == t => Some(t),
+                _ => None,
+            },
+            Rhs::Select(Operand::Const(Const::Bool(k)), a, b) => Some(if *k { *a } else { *b }),
+            Rhs::Select(_, a, b) if a == b && !matches!(a, Operand::Const(Const::F64(_) | Const::F32(_))) => Some(*a),
+            Rhs::InRange { index: Operand::Const(Const::I64(i)), bound: Operand::Const(Const::I64(n)) } => {
+                Some(Operand::Const(Const::Bool(0 <= *i && *i < *n)))
+            }
+            Rhs::Offset { index: Operand::Const(Const::I64(0)), base, .. } => Some(*base),
+            _ => None,
+        }
+    }
+
+    /// Computes a value from its operands alone — no memory, no arena, no
+    /// trap — so it may move to wherever its operands hold the same values.
+    /// Integer division, remainder and power qualify only with a constant
+    /// divisor or exponent that needs no check: otherwise their operands were
+    /// checked just before them, and they must not move above the check.
+    pub fn is_arithmetic(&self, ty: impl Fn(Operand) -> MTy) -> bool {
+        match self {
+            Rhs::Binary(op @ (BinOp::Div | BinOp::Rem | BinOp::Pow), a, b) if ty(*a) == MTy::I64 => match (op, b) {
+                (BinOp::Pow, Operand::Const(Const::I64(e))) => *e >= 0,
+                (BinOp::Div | BinOp::Rem, Operand::Const(Const::I64(d))) => *d != 0,
+                _ => false,
+            },
+            Rhs::Use(_)
+            | Rhs::Unary(..)
+            | Rhs::Binary(..)
+            | Rhs::Convert(..)
+            | Rhs::Select(..)
+            | Rhs::InRange { .. }
+            | Rhs::Offset { .. } => true,
+            Rhs::Load { .. } | Rhs::Alloc { .. } | Rhs::Mark | Rhs::WhileLimit => false,
+        }
+    }
+}
+
 impl Inst {
     /// The nested blocks, in order: a loop's body (a `while`'s condition
     /// first), an `if`'s branches. The one enumeration passes walk through.
@@ -204,6 +317,79 @@ impl Inst {
             _ => Vec::new(),
         }
     }
+
+    /// [`Self::blocks`], mutably (same order).
+    pub fn blocks_mut(&mut self) -> Vec<&mut Vec<Inst>> {
+        match self {
+            Inst::For { body, .. } => vec![body],
+            Inst::While { cond, body, .. } => vec![cond, body],
+            Inst::If { then, els, .. } => vec![then, els],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The operands the instruction reads itself (not in nested blocks).
+    pub fn operands(&self) -> Vec<Operand> {
+        match self {
+            Inst::Let(_, r) => r.operands(),
+            Inst::Store { base, index, value, .. } => vec![*base, *index, *value],
+            Inst::Copy { dst, src, count, .. } => vec![*dst, *src, *count],
+            Inst::For { start, bound, .. } => vec![*start, *bound],
+            Inst::While { test, .. } => vec![*test],
+            Inst::If { cond, .. } => vec![*cond],
+            Inst::Fail { args, .. } => args.clone(),
+            Inst::Release { mark, keep } => std::iter::once(*mark).chain(keep.iter().copied()).collect(),
+        }
+    }
+
+    /// [`Self::operands`], mutably (same order).
+    pub fn operands_mut(&mut self) -> Vec<&mut Operand> {
+        match self {
+            Inst::Let(_, r) => r.operands_mut(),
+            Inst::Store { base, index, value, .. } => vec![base, index, value],
+            Inst::Copy { dst, src, count, .. } => vec![dst, src, count],
+            Inst::For { start, bound, .. } => vec![start, bound],
+            Inst::While { test, .. } => vec![test],
+            Inst::If { cond, .. } => vec![cond],
+            Inst::Fail { args, .. } => args.iter_mut().collect(),
+            Inst::Release { mark, keep } => std::iter::once(mark).chain(keep.iter_mut()).collect(),
+        }
+    }
+
+    /// The variable the instruction itself assigns (a `Let`'s, a `For`'s index).
+    pub fn def(&self) -> Option<LVar> {
+        match self {
+            Inst::Let(v, _) | Inst::For { index: v, .. } => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// `for index in 0..bound`.
+    pub fn for_(index: LVar, bound: Operand, body: Vec<Inst>) -> Inst {
+        Inst::For { index, start: Operand::i64(0), bound, body }
+    }
+}
+
+/// Calls `f` on every instruction of `insts`, nested blocks included (pre-order).
+pub fn for_each_inst(insts: &[Inst], f: &mut dyn FnMut(&Inst)) {
+    for i in insts {
+        f(i);
+        for b in i.blocks() {
+            for_each_inst(b, f);
+        }
+    }
+}
+
+/// Every variable read anywhere in `insts` (nested blocks included).
+pub fn for_each_use(insts: &[Inst], f: &mut dyn FnMut(LVar)) {
+    for_each_inst(insts, &mut |i| i.operands().into_iter().filter_map(Operand::var).for_each(&mut *f));
+}
+
+/// Variables assigned anywhere in `insts` (nested blocks included).
+pub fn assigned_in(insts: &[Inst]) -> std::collections::HashSet<LVar> {
+    let mut out = std::collections::HashSet::new();
+    for_each_inst(insts, &mut |i| out.extend(i.def()));
+    out
 }
 
 /// How one parameter or result leaf of an entry point is passed: as a scalar
@@ -328,9 +514,18 @@ pub struct Func {
     pub results: Vec<Operand>,
     pub result_leaves: Vec<Leaf>,
     pub sites: Vec<Site>,
+    /// Variables that only ever hold array dimensions (so are `>= 0`); the
+    /// loop optimiser's range analysis starts from them.
+    pub dims: Vec<LVar>,
 }
 
 impl Func {
+    /// A fresh variable of type `ty`.
+    pub fn fresh(&mut self, name: &str, ty: MTy) -> LVar {
+        self.vars.push((name.to_string(), ty));
+        LVar(self.vars.len() as u32 - 1)
+    }
+
     pub fn ty(&self, v: LVar) -> MTy {
         self.vars[v.0 as usize].1
     }

@@ -100,8 +100,18 @@ impl Printer<'_> {
                     );
                     let _ = writeln!(self.out, "{line}");
                 }
-                Inst::For { index, bound, body } => {
-                    let line = format!("{pad}for {} < {} {{", self.var(*index), self.operand(*bound));
+                Inst::For { index, start, bound, body } => {
+                    let line = match start {
+                        Operand::Const(Const::I64(0)) => {
+                            format!("{pad}for {} < {} {{", self.var(*index), self.operand(*bound))
+                        }
+                        _ => format!(
+                            "{pad}for {} in {}..{} {{",
+                            self.var(*index),
+                            self.operand(*start),
+                            self.operand(*bound)
+                        ),
+                    };
                     let _ = writeln!(self.out, "{line}");
                     self.block(body, depth + 1);
                     let _ = writeln!(self.out, "{pad}}}");

@@ -1,0 +1,81 @@
+//! The loop optimiser: passes over the loop IR, between lowering and code
+//! generation.
+//!
+//! Input: a [`Func`] as lowering leaves it — one loop per combinator, a
+//! bounds check before every load whose index lowering could not prove, a
+//! branch per element where the program tests its index. Output: the same
+//! function, computing the same values and failing with the same errors at
+//! the same points, with less work per element.
+//!
+//! The passes, in order ([`PASSES`]; `slope emit --stage loops` prints the
+//! result, `--stage lowered` the input):
+//! - `split` ([`split`]): index-set splitting — a loop whose body branches on
+//!   a comparison of its index with a loop-invariant value becomes
+//!   consecutive loops over the index ranges where the comparison is
+//!   constant (Note [Index-set splitting]);
+//! - `simplify` ([`simplify`]): copy propagation, constant folding, constant
+//!   branches, dead code and empty loops;
+//! - `ranges` ([`checks`]): range analysis over affine index expressions;
+//!   a bounds or size check it proves disappears, and so does a comparison,
+//!   `min` or `max` it decides (Note [Range analysis]);
+//! - `simplify` again, for what the others exposed.
+//!
+//! Invariants every pass keeps (the verifier runs after each in debug
+//! builds): the lowering's (every load and store in bounds, proved or
+//! checked first; divisors checked before dividing; every variable assigned
+//! before it is read); the order of the observable events of a call —
+//! failures and the values of results — is unchanged.
+
+pub mod affine;
+pub mod checks;
+pub mod simplify;
+pub mod split;
+
+use super::Func;
+
+/// A pass over one function of the loop IR.
+pub struct Pass {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub run: fn(&mut Func),
+}
+
+/// The loop optimiser's pipeline, in order.
+pub static PASSES: &[Pass] = &[
+    Pass {
+        name: "simplify",
+        description: "copy propagation, constant folding, constant branches, dead code, empty loops",
+        run: simplify::run,
+    },
+    Pass {
+        name: "split",
+        description: "split loops whose body branches on the index into loops without the branch",
+        run: split::run,
+    },
+    Pass {
+        name: "simplify",
+        description: "copy propagation, constant folding, constant branches, dead code, empty loops",
+        run: simplify::run,
+    },
+    Pass {
+        name: "ranges",
+        description: "remove the checks range analysis proves; fold the comparisons, min and max it decides",
+        run: checks::run,
+    },
+    Pass {
+        name: "simplify",
+        description: "copy propagation, constant folding, constant branches, dead code, empty loops",
+        run: simplify::run,
+    },
+];
+
+/// Runs the pipeline on `f`, verifying after every pass in debug builds.
+pub fn optimise(f: &mut Func) -> Result<(), String> {
+    for pass in PASSES {
+        (pass.run)(f);
+        if cfg!(debug_assertions) {
+            super::verify::verify_func(f).map_err(|e| format!("after loop pass `{}`: {e}", pass.name))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Local clean-ups of the loop IR, to a fixpoint: copy propagation, constant
+//! folding (with the interpreter's semantics), branches on constants, dead
+//! assignments, empty loops and releases of loops that no longer allocate.
+//!
+//! Input and output: a verified [`Func`]. Nothing here moves an instruction
+//! across another, so the order of failures is untouched; removed
+//! instructions are pure (an unused allocation is an array never built).
+
+use crate::ir::Const;
+use crate::loops::{for_each_inst, Func, Inst, LVar, Operand, Rhs};
+use std::collections::HashMap;
+
+/// Rounds at most (each round is linear in the function's size).
+const ROUNDS: usize = 10;
+
+pub fn run(f: &mut Func) {
+    for _ in 0..ROUNDS {
+        let mut changed = propagate(f);
+        changed |= fold_block(&mut f.body);
+        changed |= dead(f);
+        if !changed {
+            break;
+        }
+    }
+}
+
+/// How often each variable is assigned (parameters once) and read.
+pub struct Counts {
+    pub defs: Vec<u32>,
+    pub uses: Vec<u32>,
+}
+
+impl Counts {
+    pub fn of(f: &Func) -> Counts {
+        let mut c = Counts { defs: vec![0; f.vars.len()], uses: vec![0; f.vars.len()] };
+        for p in &f.params {
+            c.defs[p.0 as usize] += 1;
+        }
+        for_each_inst(&f.body, &mut |i| {
+            if let Some(v) = i.def() {
+                c.defs[v.0 as usize] += 1;
+            }
+            for v in i.operands().into_iter().filter_map(Operand::var) {
+                c.uses[v.0 as usize] += 1;
+            }
+        });
+        for v in f.results.iter().filter_map(|o| o.var()) {
+            c.uses[v.0 as usize] += 1;
+        }
+        c
+    }
+
+    /// Assigned exactly once: its one definition dominates every read (the
+    /// lowering assigns every variable before reading it), so it names one
+    /// value wherever it is read. (A variable made after counting: never.)
+    pub fn single(&self, v: LVar) -> bool {
+        self.defs(v) == 1
+    }
+
+    pub fn defs(&self, v: LVar) -> u32 {
+        self.defs.get(v.0 as usize).copied().unwrap_or(0)
+    }
+
+    pub fn uses(&self, v: LVar) -> u32 {
+        self.uses.get(v.0 as usize).copied().unwrap_or(0)
+    }
+}
+
+/// Replaces a variable whose every assignment copies the same operand — a
+/// constant, or a variable assigned once — by that operand.
+fn propagate(f: &mut Func) -> bool {
+    let counts = Counts::of(f);
+    let mut candidate: HashMap<LVar, Option<Operand>> = HashMap::new();
+    let params: Vec<LVar> = f.params.clone();
+    for_each_inst(&f.body, &mut |i| match i {
+        Inst::Let(v, Rhs::Use(o)) if *o != Operand::Var(*v) => {
+            let ok = match o {
+                Operand::Const(_) => true,
+                Operand::Var(w) => counts.single(*w),
+            };
+            let entry = candidate.entry(*v).or_insert(Some(*o));
+            if !ok || *entry != Some(*o) {
+                *entry = None;
+            }
+        }
+        Inst::Let(v, _) | Inst::For { index: v, .. } => {
+            candidate.insert(*v, None);
+        }
+        _ => {}
+    });
+    let mut subst: HashMap<LVar, Operand> = candidate
+        .into_iter()
+        .filter_map(|(v, o)| o.filter(|_| !params.contains(&v)).map(|o| (v, o)))
+        .filter(|(v, _)| counts.defs[v.0 as usize] >= 1)
+        .collect();
+    if subst.is_empty() {
+        return false;
+    }
+    // Resolve chains; a cycle (v = w, w = v) cannot arise from assignments
+    // that each copy a variable assigned once, but stop anyway.
+    let keys: Vec<LVar> = subst.keys().copied().collect();
+    for k in keys {
+        let mut o = subst[&k];
+        for _ in 0..64 {
+            match o {
+                Operand::Var(w) if w != k && subst.contains_key(&w) => o = subst[&w],
+                _ => break,
+            }
+        }
+        subst.insert(k, o);
+    }
+    remove_copies(&mut f.body, &subst);
+    substitute(&mut f.body, &subst);
+    for r in &mut f.results {
+        sub(r, &subst);
+    }
+    true
+}
+
+fn remove_copies(insts: &mut Vec<Inst>, subst: &HashMap<LVar, Operand>) {
+    insts.retain(|i| !matches!(i, Inst::Let(v, Rhs::Use(_)) if subst.contains_key(v)));
+    for i in insts.iter_mut() {
+        for b in i.blocks_mut() {
+            remove_copies(b, subst);
+        }
+    }
+}
+
+fn sub(o: &mut Operand, subst: &HashMap<LVar, Operand>) {
+    if let Operand::Var(v) = o {
+        if let Some(r) = subst.get(v) {
+            *o = *r;
+        }
+    }
+}
+
+/// Replaces every read of a key of `subst` in `insts` (nested blocks too).
+pub fn substitute(insts: &mut [Inst], subst: &HashMap<LVar, Operand>) {
+    for i in insts {
+        for o in i.operands_mut() {
+            sub(o, subst);
+        }
+        for b in i.blocks_mut() {
+            substitute(b, subst);
+        }
+    }
+}
+
+/// Folds right-hand sides, inlines branches on constants and drops loops
+/// that run no iteration.
+fn fold_block(insts: &mut Vec<Inst>) -> bool {
+    let mut changed = false;
+    let mut out = Vec::with_capacity(insts.len());
+    for mut i in std::mem::take(insts) {
+        for b in i.blocks_mut() {
+            changed |= fold_block(b);
+        }
+        match &mut i {
+            Inst::Let(_, rhs) => {
+                if let Some(o) = rhs.fold() {
+                    if *rhs != Rhs::Use(o) {
+                        *rhs = Rhs::Use(o);
+                        changed = true;
+                    }
+                }
+                out.push(i);
+            }
+            Inst::If { cond: Operand::Const(Const::Bool(c)), then, els } => {
+                out.append(if *c { then } else { els });
+                changed = true;
+            }
+            Inst::For { start: Operand::Const(Const::I64(s)), bound: Operand::Const(Const::I64(n)), .. }
+                if *n <= *s =>
+            {
+                changed = true;
+            }
+            _ => out.push(i),
+        }
+    }
+    *insts = out;
+    changed
+}
+
+/// Removes assignments nobody reads, branches and loops with nothing left
+/// in them, and the releases of loop bodies that no longer allocate.
+fn dead(f: &mut Func) -> bool {
+    let counts = Counts::of(f);
+    dead_block(&mut f.body, &counts)
+}
+
+fn dead_block(insts: &mut Vec<Inst>, counts: &Counts) -> bool {
+    let before = insts.len();
+    let mut changed = false;
+    for i in insts.iter_mut() {
+        for b in i.blocks_mut() {
+            changed |= dead_block(b, counts);
+        }
+        if let Inst::For { body, .. } | Inst::While { body, .. } = i {
+            if matches!(body.last(), Some(Inst::Release { .. })) && !allocates(body) {
+                body.pop();
+                changed = true;
+            }
+        }
+    }
+    insts.retain(|i| match i {
+        Inst::Let(v, _) => counts.uses[v.0 as usize] > 0,
+        Inst::For { body, .. } => !body.is_empty(),
+        Inst::If { then, els, .. } => !(then.is_empty() && els.is_empty()),
+        _ => true,
+    });
+    changed || insts.len() != before
+}
+
+/// Does any instruction of `insts` (nested blocks included) allocate?
+pub fn allocates(insts: &[Inst]) -> bool {
+    let mut found = false;
+    for_each_inst(insts, &mut |i| found |= matches!(i, Inst::Let(_, Rhs::Alloc { .. })));
+    found
+}

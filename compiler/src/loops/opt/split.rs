@@ -1,0 +1,316 @@
+//! Index-set splitting: a `for` loop whose body tests its index against a
+//! loop-invariant value (`j == 0`, `c < r`, `(n - 1) - j == 0`) becomes up to
+//! three consecutive loops over the index ranges where the test is constant,
+//! each with the test replaced by that constant (`simplify` then removes the
+//! branch). See Note [Index-set splitting].
+//!
+//! Input: a [`Func`]. Output: the same function; every loop still runs its
+//! iterations in increasing index order, so loop-carried values and the
+//! order of failures are unchanged. Code grows by at most [`BUDGET`]
+//! instructions per function.
+
+use super::affine::{Affine, Defs};
+use super::simplify::Counts;
+use crate::ir::{BinOp, Const};
+use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
+use std::collections::{HashMap, HashSet};
+
+/// Instructions splitting may add to one function.
+const BUDGET: usize = 6000;
+/// Loops with bodies larger than this are not split (the copies would cost
+/// more compile time than the branch costs run time).
+const MAX_BODY: usize = 400;
+/// Rounds of splitting: each splits a loop on one test, with the analyses
+/// recomputed in between (a piece may be split again on another test, an
+/// outer loop once its inner loops are done).
+const ROUNDS: u32 = 4;
+
+pub fn run(f: &mut Func) {
+    let mut budget = BUDGET;
+    for _ in 0..ROUNDS {
+        let mut s = Splitter { defs: Defs::of(f), counts: Counts::of(f), budget, changed: false };
+        let mut body = std::mem::take(&mut f.body);
+        s.block(f, &mut body);
+        f.body = body;
+        budget = s.budget;
+        if !s.changed {
+            break;
+        }
+    }
+}
+
+struct Splitter {
+    defs: Defs,
+    counts: Counts,
+    budget: usize,
+    changed: bool,
+}
+
+/// Where the test is true, as a range of the index.
+enum Truth {
+    /// `[lo, hi)`; `None` ends are the loop's own start or bound.
+    Inside { lo: Option<Affine>, hi: Option<Affine> },
+    /// Everywhere but `[v, v + 1)`.
+    Except(Affine),
+}
+
+impl Splitter {
+    /// Splits the loops of `insts`, innermost first; a loop whose body
+    /// changed in this round waits for the next. Returns whether anything changed.
+    fn block(&mut self, f: &mut Func, insts: &mut Vec<Inst>) -> bool {
+        let mut out = Vec::with_capacity(insts.len());
+        let mut changed = false;
+        for mut i in std::mem::take(insts) {
+            let mut inner = false;
+            for b in i.blocks_mut() {
+                inner |= self.block(f, b);
+            }
+            changed |= inner;
+            match i {
+                Inst::For { index, start, bound, body } if !inner => {
+                    changed |= self.split(f, index, start, bound, body, &mut out);
+                }
+                i => out.push(i),
+            }
+        }
+        *insts = out;
+        changed
+    }
+
+    /// Emits the loop `for index in start..bound { body }` into `out`, split
+    /// on the first index test in its body. Returns whether it split.
+    fn split(
+        &mut self,
+        f: &mut Func,
+        index: LVar,
+        start: Operand,
+        bound: Operand,
+        body: Vec<Inst>,
+        out: &mut Vec<Inst>,
+    ) -> bool {
+        let size = size(&body);
+        let test = (size <= MAX_BODY && self.budget >= 2 * size).then(|| self.find_test(f, index, &body)).flatten();
+        let Some((cond, truth)) = test else {
+            out.push(Inst::For { index, start, bound, body });
+            return false;
+        };
+        // The pieces: (start, bound, value of the test) in index order.
+        let mut pieces: Vec<(Operand, Operand, bool)> = Vec::new();
+        let min = |f: &mut Func, out: &mut Vec<Inst>, a: Operand, b: Operand| binary(f, out, BinOp::Min, a, b);
+        let max = |f: &mut Func, out: &mut Vec<Inst>, a: Operand, b: Operand| binary(f, out, BinOp::Max, a, b);
+        match truth {
+            Truth::Inside { lo, hi } => {
+                let lo = lo.map(|a| emit_affine(f, out, &a));
+                let hi = hi.map(|a| emit_affine(f, out, &a));
+                let (mid_start, mid_end);
+                if let Some(lo) = lo {
+                    if lo != start {
+                        let end = min(f, out, lo, bound);
+                        pieces.push((start, end, false));
+                    }
+                    mid_start = max(f, out, lo, start);
+                } else {
+                    mid_start = start;
+                }
+                if let Some(hi) = hi {
+                    mid_end = min(f, out, hi, bound);
+                    pieces.push((mid_start, mid_end, true));
+                    let tail = max(f, out, hi, start);
+                    pieces.push((tail, bound, false));
+                } else {
+                    pieces.push((mid_start, bound, true));
+                }
+            }
+            Truth::Except(v) => {
+                let lo = emit_affine(f, out, &v);
+                let hi = emit_affine(f, out, &v.plus(1).expect("small"));
+                let end = min(f, out, lo, bound);
+                pieces.push((start, end, true));
+                let (s2, e2) = (max(f, out, lo, start), min(f, out, hi, bound));
+                pieces.push((s2, e2, false));
+                let tail = max(f, out, hi, start);
+                pieces.push((tail, bound, true));
+            }
+        }
+        self.budget -= size * (pieces.len() - 1);
+        self.changed = true;
+        let locals = self.locals(&body);
+        for (s, e, value) in pieces {
+            let (index, body) = copy_body(f, index, &body, &locals, cond, value);
+            out.push(Inst::For { index, start: s, bound: e, body });
+        }
+        true
+    }
+
+    /// The first variable assigned (once, at the top of `body`) a comparison
+    /// of the index with a loop-invariant value, that the body branches or
+    /// selects on; and where it is true.
+    fn find_test(&self, f: &Func, index: LVar, body: &[Inst]) -> Option<(LVar, Truth)> {
+        let assigned = assigned_in(body);
+        let mut tested: HashSet<LVar> = HashSet::new();
+        for_each_inst(body, &mut |i| match i {
+            Inst::If { cond: Operand::Var(c), .. } | Inst::Let(_, Rhs::Select(Operand::Var(c), ..)) => {
+                tested.insert(*c);
+            }
+            _ => {}
+        });
+        body.iter().find_map(|i| {
+            let Inst::Let(c, Rhs::Binary(op, a, b)) = i else { return None };
+            if !tested.contains(c) || !self.counts.single(*c) || !op.is_comparison() || f.operand_type(*a) != MTy::I64 {
+                return None;
+            }
+            let d = self.defs.affine(*a)?.sub(&self.defs.affine(*b)?)?;
+            let k = d.coeff(index);
+            let invariant =
+                d.terms.iter().all(|(v, _)| *v == index || (!assigned.contains(v) && self.counts.single(*v)));
+            if !(k == 1 || k == -1) || !invariant {
+                return None;
+            }
+            // d = k·j + r; the test is `d op 0`, i.e. `j op' v`.
+            let r = d.add_scaled(&Affine::var(index), -k)?;
+            let (op, v) = if k == 1 { (*op, r.scale(-1)?) } else { (flip(*op), r) };
+            let truth = match op {
+                BinOp::Lt => Truth::Inside { lo: None, hi: Some(v) },
+                BinOp::Le => Truth::Inside { lo: None, hi: Some(v.plus(1)?) },
+                BinOp::Gt => Truth::Inside { lo: Some(v.plus(1)?), hi: None },
+                BinOp::Ge => Truth::Inside { lo: Some(v), hi: None },
+                BinOp::Eq => Truth::Inside { lo: Some(v.clone()), hi: Some(v.plus(1)?) },
+                BinOp::Ne => Truth::Except(v),
+                _ => return None,
+            };
+            Some((*c, truth))
+        })
+    }
+
+    /// Variables assigned only in `body` and read only there: each copy of
+    /// the body gets its own.
+    fn locals(&self, body: &[Inst]) -> HashSet<LVar> {
+        let mut defs: HashMap<LVar, u32> = HashMap::new();
+        let mut uses: HashMap<LVar, u32> = HashMap::new();
+        for_each_inst(body, &mut |i| {
+            if let Some(v) = i.def() {
+                *defs.entry(v).or_insert(0) += 1;
+            }
+            for v in i.operands().into_iter().filter_map(Operand::var) {
+                *uses.entry(v).or_insert(0) += 1;
+            }
+        });
+        defs.into_iter()
+            .filter(|(v, n)| *n == self.counts.defs(*v) && uses.get(v).copied().unwrap_or(0) == self.counts.uses(*v))
+            .map(|(v, _)| v)
+            .collect()
+    }
+}
+
+/// The comparison with its operands swapped (`a < b` is `b > a`).
+fn flip(op: BinOp) -> BinOp {
+    match op {
+        BinOp::Lt => BinOp::Gt,
+        BinOp::Le => BinOp::Ge,
+        BinOp::Gt => BinOp::Lt,
+        BinOp::Ge => BinOp::Le,
+        op => op,
+    }
+}
+
+/// Instructions in `insts`, nested blocks included.
+fn size(insts: &[Inst]) -> usize {
+    let mut n = 0;
+    for_each_inst(insts, &mut |_| n += 1);
+    n
+}
+
+fn binary(f: &mut Func, out: &mut Vec<Inst>, op: BinOp, a: Operand, b: Operand) -> Operand {
+    let rhs = Rhs::Binary(op, a, b);
+    if let Some(o) = rhs.fold() {
+        return o;
+    }
+    if a == b {
+        return a;
+    }
+    let v = f.fresh("t", MTy::I64);
+    out.push(Inst::Let(v, rhs));
+    v.into()
+}
+
+/// Emits the computation of an affine expression; returns its operand.
+fn emit_affine(f: &mut Func, out: &mut Vec<Inst>, a: &Affine) -> Operand {
+    let mut acc = Operand::i64(a.c);
+    for &(v, k) in &a.terms {
+        let term = binary(f, out, BinOp::Mul, Operand::Var(v), Operand::i64(k));
+        acc = binary(f, out, BinOp::Add, acc, term);
+    }
+    acc
+}
+
+/// A copy of the loop body with a fresh index and fresh locals, and the test
+/// `cond` assigned the constant `value`. Returns the new index and body.
+fn copy_body(
+    f: &mut Func,
+    index: LVar,
+    body: &[Inst],
+    locals: &HashSet<LVar>,
+    cond: LVar,
+    value: bool,
+) -> (LVar, Vec<Inst>) {
+    let mut rename: HashMap<LVar, LVar> = HashMap::new();
+    for v in std::iter::once(index).chain(locals.iter().copied()) {
+        let (name, ty) = f.vars[v.0 as usize].clone();
+        rename.insert(v, f.fresh(&name, ty));
+    }
+    let mut body = body.to_vec();
+    rename_block(&mut body, &rename);
+    let cond = rename.get(&cond).copied().unwrap_or(cond);
+    for i in &mut body {
+        if let Inst::Let(c, rhs) = i {
+            if *c == cond {
+                *rhs = Rhs::Use(Operand::Const(Const::Bool(value)));
+            }
+        }
+    }
+    (rename[&index], body)
+}
+
+fn rename_block(insts: &mut [Inst], rename: &HashMap<LVar, LVar>) {
+    let r = |v: &mut LVar| {
+        if let Some(n) = rename.get(v) {
+            *v = *n;
+        }
+    };
+    for i in insts {
+        for o in i.operands_mut() {
+            if let Operand::Var(v) = o {
+                r(v);
+            }
+        }
+        match i {
+            Inst::Let(v, _) | Inst::For { index: v, .. } => r(v),
+            _ => {}
+        }
+        for b in i.blocks_mut() {
+            rename_block(b, rename);
+        }
+    }
+}
+
+// Note [Index-set splitting]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `tabulate n (\i -> if i == 0 then x[0] else x[i] * y[i - 1])` lowers to a
+// loop that tests `i == 0` on every element, and whose else branch checks
+// `i - 1` against the bounds of `y`. Splitting the index range where the test
+// changes value gives
+//
+//     for i in 0..min(0, n)        { else branch }   -- empty, dropped
+//     for i in max(0, 0)..min(1, n) { then branch }  -- the one peeled iteration
+//     for i in max(1, 0)..n        { else branch }
+//
+// with no branch left, and with ranges from which the range analysis proves
+// `0 <= i - 1 < n` (Note [Range analysis] in `affine.rs`). A test `j op v`
+// (or `-j op v`, as in reversed loops) with `v` invariant is true on one
+// index interval `[lo, hi)` — or, for `!=`, everywhere but one point — so
+// three pieces always suffice: `[start, min(lo, bound))`, `[max(lo, start),
+// min(hi, bound))`, `[max(hi, start), bound)`. When `lo > hi` or a piece falls
+// outside `[start, bound)`, its range is empty (a `for` with `bound <= start`
+// runs nothing), and the pieces still cover every index exactly once, in
+// increasing order: loop-carried values flow from one piece into the next
+// exactly as from one iteration into the next.
