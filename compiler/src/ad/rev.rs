@@ -291,7 +291,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             .iter()
             .enumerate()
             .filter_map(|(k, st)| match (&st.expr, st.binds.as_slice()) {
-                (Expr::Unary(op, _), [v]) if is_costly(*op) && is_float(self.b.vars.ty(*v)) => Some((k, *v)),
+                (Expr::Unary(op, _), [v]) if op.is_costly() && is_float(self.b.vars.ty(*v)) => Some((k, *v)),
                 _ => None,
             })
             .collect();
@@ -1294,27 +1294,6 @@ impl<'b, 'v> Rev<'b, 'v> {
         self.store_free(&free_vars, &results[dual.len()..]);
         Ok(())
     }
-}
-
-/// Operations worth saving in the forward sweep rather than recomputing in
-/// the reverse of a `map` (a host function call, against a load).
-fn is_costly(op: UnOp) -> bool {
-    matches!(
-        op,
-        UnOp::Exp
-            | UnOp::Log
-            | UnOp::Sin
-            | UnOp::Cos
-            | UnOp::Tan
-            | UnOp::Tanh
-            | UnOp::Log1p
-            | UnOp::Expm1
-            | UnOp::Sigmoid
-            | UnOp::Lgamma
-            | UnOp::Digamma
-            | UnOp::Trigamma
-            | UnOp::Erf
-    )
 }
 
 /// `stmts` (a renamed copy of a map body) with the statements the forward

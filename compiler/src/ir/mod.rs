@@ -211,6 +211,28 @@ impl UnOp {
             UnOp::StopGradient => "stop_gradient",
         }
     }
+    /// A call of a host math function rather than an instruction or two:
+    /// worth saving (reverse mode's residuals) or computing once for a whole
+    /// array (the optimiser's `hoist_costly`) rather than recomputing.
+    pub fn is_costly(self) -> bool {
+        matches!(
+            self,
+            UnOp::Exp
+                | UnOp::Log
+                | UnOp::Sin
+                | UnOp::Cos
+                | UnOp::Tan
+                | UnOp::Tanh
+                | UnOp::Log1p
+                | UnOp::Expm1
+                | UnOp::Sigmoid
+                | UnOp::Lgamma
+                | UnOp::Digamma
+                | UnOp::Trigamma
+                | UnOp::Erf
+        )
+    }
+
     pub fn from_builtin(name: &str) -> Option<UnOp> {
         Some(match name {
             "exp" => UnOp::Exp,

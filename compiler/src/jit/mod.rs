@@ -272,22 +272,22 @@ impl Gen<'_, '_> {
                 let start = self.operand(*start);
                 let bound = self.operand(*bound);
                 // A counter of our own, so the body cannot change the trip count.
+                // Rotated: one test before the first iteration, then one
+                // compare-and-branch per iteration at the bottom.
                 let counter = self.b.declare_var(types::I64);
                 self.b.def_var(counter, start);
-                let (header, body_blk, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-                self.b.ins().jump(header, &[]);
-                self.b.switch_to_block(header);
-                let i = self.b.use_var(counter);
-                let more = self.b.ins().icmp(IntCC::SignedLessThan, i, bound);
-                self.b.ins().brif(more, body_blk, &[], exit, &[]);
+                let (body_blk, exit) = (self.b.create_block(), self.b.create_block());
+                let any = self.b.ins().icmp(IntCC::SignedLessThan, start, bound);
+                self.b.ins().brif(any, body_blk, &[], exit, &[]);
                 self.b.switch_to_block(body_blk);
-                self.b.seal_block(body_blk);
+                let i = self.b.use_var(counter);
                 self.b.def_var(self.var(*index), i);
                 self.block(body)?;
                 let next = self.b.ins().iadd_imm_s(i, 1);
                 self.b.def_var(counter, next);
-                self.b.ins().jump(header, &[]);
-                self.b.seal_block(header);
+                let more = self.b.ins().icmp(IntCC::SignedLessThan, next, bound);
+                self.b.ins().brif(more, body_blk, &[], exit, &[]);
+                self.b.seal_block(body_blk);
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
             }

@@ -1706,14 +1706,20 @@ impl Lower<'_> {
     /// The stacked result. With no rows, its inner dimensions are 0, as in
     /// the interpreter (which never sees a row of an empty result).
     fn stack_finish(&mut self, st: Stack, n: Operand) -> Arr {
+        let mut dims = vec![n];
         if !st.row_dims.is_empty() && !matches!(self.resolve(n), Operand::Const(Const::I64(k)) if k > 0) {
+            // No rows: the inner dimensions are 0 (a fresh variable each, so
+            // each names one value for the loop optimiser).
             let nonempty = self.bin("nonempty", BinOp::Gt, n, Operand::i64(0));
             for &d in &st.row_dims {
-                self.emit(Inst::Let(d, Rhs::Select(nonempty, d.into(), Operand::i64(0))));
+                let name = self.vars[d.0 as usize].0.clone();
+                let e = self.fresh_dim(&name);
+                self.emit(Inst::Let(e, Rhs::Select(nonempty, d.into(), Operand::i64(0))));
+                dims.push(e.into());
             }
+        } else {
+            dims.extend(st.row_dims.iter().map(|&d| Operand::Var(d)));
         }
-        let mut dims = vec![n];
-        dims.extend(st.row_dims.iter().map(|&d| Operand::Var(d)));
         Arr { ptr: st.ptr.into(), dims, elem: st.elem, owned: true, depth: self.depth }
     }
 }

@@ -7,12 +7,14 @@
 //!
 //! - `strategy.rs`: the combinators and the engine (terms are bodies);
 //! - `rules.rs`: the rule library, each rule with its side conditions;
+//! - `hoist.rs`: hoisting with expansion (Note [Hoisting with expansion]);
 //! - `guards.rs`: what a statement may fail on, and the checks a rule leaves
 //!   behind when it removes one (Note [Guards]);
 //! - `schedule.rs`: the textual strategy language;
 //! - `walk.rs`: traversal, use counting and substitution helpers.
 
 pub mod guards;
+pub mod hoist;
 pub mod onehot;
 pub mod rules;
 pub mod schedule;
@@ -32,6 +34,7 @@ normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape
 try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \
+normalize(hoist_costly) ; \
 normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ fuse_map_reduce) ; \
 try(cse) ; \
 normalize(copy_prop <+ dce)";

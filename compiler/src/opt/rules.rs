@@ -113,6 +113,11 @@ pub static RULES: &[Rule] = &[
         apply: super::onehot::hoist_guarded,
     },
     Rule {
+        name: "hoist_costly",
+        description: "a host call (exp, log, …) on elements of an array defined outside a map or loop → computed once for the whole array",
+        apply: super::hoist::hoist_costly,
+    },
+    Rule {
         name: "licm",
         description: "hoist statements that cannot fail and use no bound variable out of lambdas and loops",
         apply: licm,

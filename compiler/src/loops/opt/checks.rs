@@ -39,6 +39,9 @@ pub struct Walker {
     pub defs: Defs,
     conds: HashMap<LVar, Rhs>,
     pub facts: Facts,
+    /// `v = select c a b` (integers, assigned once): `v` is `a` where `c` is
+    /// known to hold, `b` where it is known not to.
+    selects: HashMap<LVar, (Operand, Operand, Operand)>,
     /// Integer variables assigned once: the only ones a fact may mention,
     /// since a fact about a variable must hold wherever it is read.
     stable: Vec<bool>,
@@ -48,13 +51,20 @@ impl Walker {
     pub fn new(f: &Func) -> Walker {
         let counts = Counts::of(f);
         let mut conds = HashMap::new();
+        let mut selects = HashMap::new();
         let mut facts = Facts::default();
         let defs = Defs::of(f);
         let stable: Vec<bool> =
             (0..f.vars.len()).map(|v| f.vars[v].1 == MTy::I64 && counts.single(LVar(v as u32))).collect();
         let stable_affine = |o: Operand| defs.affine(o).filter(|a| a.terms.iter().all(|(v, _)| stable[v.0 as usize]));
+        // Array dimensions lie in 0..=MAX_ELEMENTS (no array is larger).
         for &d in &f.dims {
             facts.push(Affine::var(d));
+            facts.push(
+                Affine::constant(slope_runtime::native::MAX_ELEMENTS as i64)
+                    .add_scaled(&Affine::var(d), -1)
+                    .expect("small"),
+            );
         }
         for_each_inst(&f.body, &mut |i| {
             let Inst::Let(v, rhs) = i else { return };
@@ -64,6 +74,9 @@ impl Walker {
             match (f.ty(*v), rhs) {
                 (MTy::Bool, _) => {
                     conds.insert(*v, rhs.clone());
+                }
+                (MTy::I64, Rhs::Select(c, a, b)) => {
+                    selects.insert(*v, (*c, *a, *b));
                 }
                 (MTy::I64, Rhs::Binary(op @ (BinOp::Min | BinOp::Max), a, b)) => {
                     let v = Affine::var(*v);
@@ -80,13 +93,46 @@ impl Walker {
                 _ => {}
             }
         });
-        Walker { defs, conds, facts, stable }
+        Walker { defs, conds, selects, facts, stable }
     }
 
-    /// `o` as an affine expression of stable variables.
+    /// `o` as an affine expression of stable variables (a `select` whose
+    /// condition the facts decide is its chosen operand).
     pub fn affine(&self, o: Operand) -> Option<Affine> {
-        let a = self.defs.affine(o)?;
+        self.affine_depth(o, 4)
+    }
+
+    fn affine_depth(&self, o: Operand, depth: u32) -> Option<Affine> {
+        let mut a = self.defs.affine(o)?;
+        if depth > 0 {
+            for (v, k) in a.terms.clone() {
+                let Some(&(c, x, y)) = self.selects.get(&v) else { continue };
+                let chosen = if self.proves(c) {
+                    x
+                } else if self.refutes(c) {
+                    y
+                } else {
+                    continue;
+                };
+                let e = self.affine_depth(chosen, depth - 1)?;
+                a = a.add_scaled(&Affine::var(v), -k)?.add_scaled(&e, k)?;
+            }
+        }
         a.terms.iter().all(|(v, _)| self.stable[v.0 as usize]).then_some(a)
+    }
+
+    /// Whether `cond` is false wherever the current facts hold.
+    fn refutes(&self, cond: Operand) -> bool {
+        match cond {
+            Operand::Const(Const::Bool(b)) => !b,
+            Operand::Var(c) => match self.conds.get(&c) {
+                Some(Rhs::Binary(op, a, b)) if op.is_comparison() => {
+                    self.proves_rhs(&Rhs::Binary(negate(*op), *a, *b), 4)
+                }
+                _ => false,
+            },
+            Operand::Const(_) => false,
+        }
     }
 
     /// Records what `cond` being `holds` says about integers.

@@ -48,6 +48,11 @@ pub static PASSES: &[Pass] = &[
         run: simplify::run,
     },
     Pass {
+        name: "ranges",
+        description: "remove the checks range analysis proves; fold the comparisons, min and max it decides",
+        run: checks::run,
+    },
+    Pass {
         name: "split",
         description: "split loops whose body branches on the index into loops without the branch",
         run: split::run,
