@@ -87,19 +87,48 @@ impl<'b, 'v> Rev<'b, 'v> {
         self.adj.insert(v, Adj { dense: Some(dense), ..entry });
     }
 
+    /// The buffer sparse contributions to `x_adj` go into: the one there is;
+    /// else the dense sum so far, as a copy that in-place updates may take
+    /// over (lowering copies only if the sum is read elsewhere too — Note
+    /// [Ownership and in-place updates] in loops/lower.rs); else zeros.
+    fn buffer_of(&mut self, x: Var, entry: &mut Adj) -> Var {
+        let buffer = match (entry.buffer, entry.dense) {
+            (Some(buf), _) => buf,
+            (None, Some(d)) if !self.b.ty(d).is_scalar() => {
+                entry.dense = None;
+                self.b.emit1(Expr::Atom(d), self.b.ty(d), "adj")
+            }
+            _ => self.b.zeros_like(Atom::Var(x)),
+        };
+        let Atom::Var(buf) = buffer else { unreachable!("buffers are arrays") };
+        buf
+    }
+
     /// `x_adj[indices] += value`, in place in the owned buffer.
     fn contribute_at(&mut self, x: Var, indices: Vec<Atom>, value: Atom) {
         if !self.active.contains(&x) {
             return;
         }
-        let entry = self.adj.get(&x).copied().unwrap_or_default();
-        let buffer = match entry.buffer {
-            Some(buf) => buf,
-            None => self.b.zeros_like(Atom::Var(x)),
-        };
-        let Atom::Var(buf) = buffer else { unreachable!("buffers are arrays") };
+        let mut entry = self.adj.get(&x).copied().unwrap_or_default();
+        let buf = self.buffer_of(x, &mut entry);
         let ty = self.b.vars.ty(x);
         let updated = self.b.emit1(Expr::UpdateAt { array: buf, indices, value, accumulate: true }, ty, "adj");
+        self.adj.insert(x, Adj { buffer: Some(updated), ..entry });
+    }
+
+    /// `if cond then x_adj[index] += value`, in place in the owned buffer.
+    fn contribute_at_if(&mut self, x: Var, cond: Atom, index: Atom, value: Atom) {
+        if !self.active.contains(&x) {
+            return;
+        }
+        let mut entry = self.adj.get(&x).copied().unwrap_or_default();
+        let buf = self.buffer_of(x, &mut entry);
+        let ty = self.b.vars.ty(x);
+        let then_body = self.b.body(|b| {
+            vec![b.emit1(Expr::UpdateAt { array: buf, indices: vec![index], value, accumulate: true }, ty, "adj")]
+        });
+        let else_body = Body { stmts: Vec::new(), result: vec![Atom::Var(buf)] };
+        let updated = self.b.emit1(Expr::If { cond, then_body, else_body }, ty, "adj");
         self.adj.insert(x, Adj { buffer: Some(updated), ..entry });
     }
 
@@ -934,6 +963,12 @@ impl<'b, 'v> Rev<'b, 'v> {
             self.contribute(neutral[0], z);
             return Ok(());
         }
+        if !is_scan && k == 1 {
+            if let Some((op, acc_first)) = min_or_max(lam) {
+                self.rev_extremum(zs[0].expect("some adjoint is present"), op, acc_first, neutral[0], arrays[0]);
+                return Ok(());
+            }
+        }
         // General operator: a sequential reversal of the left fold, with the
         // accumulator before each step taken from an inclusive scan.
         let row_types: Vec<IrType> = arrays.iter().map(|a| self.b.vars.ty(*a).row()).collect();
@@ -1041,6 +1076,52 @@ impl<'b, 'v> Rev<'b, 'v> {
         }
         self.store_free(&free_vars, &results[k + active_arrays.len()..]);
         Ok(())
+    }
+
+    /// The reverse of `reduce max` / `reduce min` (`op`): the whole adjoint
+    /// goes to the one element the general rule would route it to — the
+    /// last `i` where the element wins against the fold of those before it
+    /// (`!(acc >= x)` for `max acc x`, the tie convention of `max`), found by
+    /// one forward loop; the neutral element gets it when no element wins.
+    /// See Note [Reverse of an extremum].
+    fn rev_extremum(&mut self, z: Atom, op: BinOp, acc_first: bool, neutral: Atom, xs: Var) {
+        let elem = self.b.vars.ty(xs).row();
+        let n = self.b.shape(Atom::Var(xs), 0);
+        let acc = self.b.fresh("acc", elem);
+        let win = self.b.fresh("win", IrType::I64);
+        let i = self.b.fresh("i", IrType::I64);
+        let cmp = if op == BinOp::Max { BinOp::Ge } else { BinOp::Le };
+        let body = self.b.body(|b| {
+            let x = b.emit1(Expr::Index { array: xs, indices: vec![Atom::Var(i)] }, elem, "x");
+            let (first, second) = if acc_first { (Atom::Var(acc), x) } else { (x, Atom::Var(acc)) };
+            let first_wins = b.bin(cmp, first, second);
+            let next = b.bin(op, first, second);
+            let winner = if acc_first {
+                b.select(first_wins, Atom::Var(win), Atom::Var(i))
+            } else {
+                b.select(first_wins, Atom::Var(i), Atom::Var(win))
+            };
+            vec![next, winner]
+        });
+        let span = self.b.span;
+        let binds = vec![self.b.fresh("acc", elem), self.b.fresh("win", IrType::I64)];
+        self.b.push(Stmt {
+            binds: binds.clone(),
+            expr: Expr::Loop {
+                params: vec![acc, win],
+                init: vec![neutral, Atom::i64(-1)],
+                form: LoopForm::For { index: i, bound: n },
+                body,
+            },
+            span,
+        });
+        let found = self.b.bin(BinOp::Ge, Atom::Var(binds[1]), Atom::i64(0));
+        self.contribute_at_if(xs, found, Atom::Var(binds[1]), z);
+        if self.is_active(neutral) {
+            let zero = self.b.zeros_like(z);
+            let to_neutral = self.b.select(found, zero, z);
+            self.contribute(neutral, to_neutral);
+        }
     }
 
     /// The reverse of an `if`: both branches recomputed and differentiated
@@ -1296,6 +1377,21 @@ impl<'b, 'v> Rev<'b, 'v> {
     }
 }
 
+/// `\acc x -> max acc x` (or `min`, either operand order): the operation,
+/// and whether the accumulator is its first operand.
+fn min_or_max(lam: &Lambda) -> Option<(BinOp, bool)> {
+    let ([acc, x], [s], [r]) = (&lam.params[..], &lam.body.stmts[..], &lam.body.result[..]) else { return None };
+    let Expr::Binary(op @ (BinOp::Max | BinOp::Min), a, b) = s.expr else { return None };
+    if *r != Atom::Var(s.binds[0]) {
+        return None;
+    }
+    match (a, b) {
+        (Atom::Var(p), Atom::Var(q)) if p == *acc && q == *x => Some((op, true)),
+        (Atom::Var(p), Atom::Var(q)) if p == *x && q == *acc => Some((op, false)),
+        _ => None,
+    }
+}
+
 /// `stmts` (a renamed copy of a map body) with the statements the forward
 /// sweep saved replaced by reads of the saved values (`read(slot)`), for the
 /// reverse's forward pass; its backward pass still sees the original
@@ -1394,6 +1490,21 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // through indexing pays an O(n) copy per update. The tape updates that
 // forward_loop itself adds stay in place (nothing else reads a tape parameter).
 //
+// Note [Reverse of an extremum]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The general reverse of `reduce op ne xs` walks the fold backwards, reading
+// the accumulator before each step from an inclusive scan: a pass to build
+// the scan, an array of n, and a backward pass. For `max` (and `min`) every
+// step passes the whole adjoint on to exactly one of its operands — the
+// accumulator when `acc >= x` (the tie convention of `max`, ad/rules.rs),
+// else the element — so the adjoint ends at one element: walking back from
+// the end, the first `i` where the element won. That is the *last* `i` where
+// `!(acc_i >= x_i)`, with `acc_i` the fold of the elements before `i`: one
+// forward loop finds it, with no array and no second pass, and gives the
+// same adjoint bit for bit (NaNs and ties included, since it evaluates the
+// same comparisons). When no element wins (all equal to the neutral element,
+// or no elements), the neutral element gets it, as in the general rule.
+
 // Note [Recomputed statements]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The reverse of a `map` (and of an `if` with active free variables)

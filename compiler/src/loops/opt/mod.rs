@@ -18,6 +18,9 @@
 //! - `ranges` ([`checks`]): range analysis over affine index expressions;
 //!   a bounds or size check it proves disappears, and so does a comparison,
 //!   `min` or `max` it decides (Note [Range analysis]);
+//! - `fuse` ([`fuse`]): consecutive loops over the same range become one,
+//!   a load of the element just stored is the stored value, and a buffer
+//!   nothing reads is not written (Note [Loop fusion]);
 //! - `simplify` again, for what the others exposed.
 //!
 //! Invariants every pass keeps (the verifier runs after each in debug
@@ -28,6 +31,7 @@
 
 pub mod affine;
 pub mod checks;
+pub mod fuse;
 pub mod simplify;
 pub mod split;
 
@@ -66,6 +70,11 @@ pub static PASSES: &[Pass] = &[
         name: "ranges",
         description: "remove the checks range analysis proves; fold the comparisons, min and max it decides",
         run: checks::run,
+    },
+    Pass {
+        name: "fuse",
+        description: "fuse consecutive loops over the same range; forward stores to loads; drop unread buffers",
+        run: fuse::run,
     },
     Pass {
         name: "simplify",

@@ -1,0 +1,301 @@
+//! Loop fusion: two `for` loops over the same range, one after the other,
+//! become one loop whose body runs the first body and then the second, when
+//! that computes the same values (Note [Loop fusion]). Inside a fused body a
+//! load of the element just stored is the stored value; a buffer that is
+//! then only written is not needed at all.
+//!
+//! Input and output: a verified [`Func`]. Instructions between the two
+//! loops that do not depend on the first (a fresh buffer, an accumulator's
+//! initial value) move above it.
+
+use super::simplify::Counts;
+use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, Operand, Rhs};
+use std::collections::{HashMap, HashSet};
+
+pub fn run(f: &mut Func) {
+    let fresh = private_buffers(f);
+    let mut body = std::mem::take(&mut f.body);
+    fuse_block(f, &mut body, &fresh);
+    forward_stores(&mut body, &fresh);
+    f.body = body;
+    drop_unread_buffers(f, &fresh);
+}
+
+/// The type of an operand of `f`, for `Rhs::is_arithmetic`.
+fn types(f: &Func) -> impl Fn(Operand) -> crate::loops::MTy + '_ {
+    move |o| f.operand_type(o)
+}
+
+/// Buffers that only their own variable reaches: a fresh allocation whose
+/// pointer is never copied, offset or stored, only loaded from, stored to
+/// (as a base), released or returned. Accesses through any other pointer
+/// cannot touch them.
+fn private_buffers(f: &Func) -> HashSet<LVar> {
+    let counts = Counts::of(f);
+    let mut fresh: HashSet<LVar> = HashSet::new();
+    for_each_inst(&f.body, &mut |i| {
+        if let Inst::Let(v, Rhs::Alloc { .. }) = i {
+            if counts.single(*v) {
+                fresh.insert(*v);
+            }
+        }
+    });
+    // A pointer escapes when it is used other than as the base of a load or
+    // store or as a kept pointer of a release.
+    let mut escapes: HashSet<LVar> = HashSet::new();
+    for_each_inst(&f.body, &mut |i| {
+        let others: Vec<Operand> = match i {
+            Inst::Let(_, Rhs::Load { index, .. }) => vec![*index],
+            Inst::Store { index, value, .. } => vec![*index, *value],
+            Inst::Release { mark, .. } => vec![*mark],
+            i => i.operands(),
+        };
+        escapes.extend(others.into_iter().filter_map(Operand::var));
+    });
+    fresh.retain(|v| !escapes.contains(v));
+    fresh
+}
+
+/// How a loop body touches memory and variables.
+struct Effects {
+    assigned: HashSet<LVar>,
+    reads: HashSet<LVar>,
+    /// Buffers stored to, each with whether every store and load of it in
+    /// the body is at exactly the loop index.
+    stores: HashSet<LVar>,
+    loads: HashSet<LVar>,
+    at_index_only: HashMap<LVar, bool>,
+    /// Can the body fail (a check, an allocation, a `while` limit)?
+    fails: bool,
+    allocates: bool,
+}
+
+fn effects(index: LVar, body: &[Inst]) -> Effects {
+    let mut e = Effects {
+        assigned: assigned_in(body),
+        reads: HashSet::new(),
+        stores: HashSet::new(),
+        loads: HashSet::new(),
+        at_index_only: HashMap::new(),
+        fails: false,
+        allocates: false,
+    };
+    let note = |e: &mut Effects, base: Operand, idx: Operand| {
+        if let Operand::Var(b) = base {
+            let ok = idx == Operand::Var(index);
+            let entry = e.at_index_only.entry(b).or_insert(true);
+            *entry &= ok;
+        }
+    };
+    for_each_inst(body, &mut |i| {
+        e.reads.extend(i.operands().into_iter().filter_map(Operand::var));
+        match i {
+            Inst::Let(_, Rhs::Load { base, index: idx, .. }) => {
+                e.loads.extend(base.var());
+                note(&mut e, *base, *idx);
+            }
+            Inst::Store { base, index: idx, .. } => {
+                e.stores.extend(base.var());
+                note(&mut e, *base, *idx);
+            }
+            Inst::Copy { dst, src, .. } => {
+                e.stores.extend(dst.var());
+                e.loads.extend(src.var());
+                note(&mut e, *dst, Operand::i64(-1));
+                note(&mut e, *src, Operand::i64(-1));
+            }
+            Inst::Fail { .. } | Inst::While { .. } => e.fails = true,
+            Inst::Let(_, Rhs::Alloc { .. } | Rhs::Mark) | Inst::Release { .. } => e.allocates = true,
+            _ => {}
+        }
+    });
+    e
+}
+
+/// Whether `for i { a }; for i { b }` may become `for i { a; b }`.
+fn fusible(fresh: &HashSet<LVar>, a: &Effects, b: &Effects) -> bool {
+    if a.allocates || b.allocates || (a.fails && b.fails) {
+        return false;
+    }
+    // No value flows between the bodies through a variable.
+    if a.assigned.iter().any(|v| b.reads.contains(v) || b.assigned.contains(v))
+        || b.assigned.iter().any(|v| a.reads.contains(v))
+    {
+        return false;
+    }
+    // Memory one body writes and the other touches: a private buffer, and
+    // only ever at the loop index in both.
+    let shared = |w: &Effects, o: &Effects| {
+        w.stores.iter().filter(|p| o.loads.contains(p) || o.stores.contains(p)).all(|p| {
+            fresh.contains(p)
+                && w.at_index_only.get(p).copied().unwrap_or(true)
+                && o.at_index_only.get(p).copied().unwrap_or(true)
+        })
+    };
+    // Writes to non-private memory never meet reads of it elsewhere: only
+    // private buffers are written by loop bodies the lowering emits, but a
+    // body that writes anything else is left alone.
+    let private_writes = |w: &Effects| w.stores.iter().all(|p| fresh.contains(p));
+    shared(a, b) && shared(b, a) && private_writes(a) && private_writes(b)
+}
+
+fn fuse_block(f: &Func, insts: &mut Vec<Inst>, fresh: &HashSet<LVar>) {
+    for i in insts.iter_mut() {
+        for b in i.blocks_mut() {
+            fuse_block(f, b, fresh);
+        }
+    }
+    let mut k = 0;
+    while k < insts.len() {
+        if let Some(next) = fuse_at(f, insts, k, fresh) {
+            k = next;
+        } else {
+            k += 1;
+        }
+    }
+}
+
+/// Tries to fuse the loop at `k` with the next loop (moving what stands
+/// between them above the first). Returns where to continue on success.
+fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>) -> Option<usize> {
+    let Inst::For { index: i1, start: s1, bound: n1, body: b1 } = &insts[k] else { return None };
+    let first = effects(*i1, b1);
+    // Instructions that may move above the first loop, then the second loop.
+    let mut m = k + 1;
+    let mut moves_alloc = false;
+    while m < insts.len() {
+        match &insts[m] {
+            Inst::Let(v, rhs)
+                if !first.reads.contains(v)
+                    && !first.assigned.contains(v)
+                    && rhs.operands().iter().all(|o| o.var().is_none_or(|x| !first.assigned.contains(&x)))
+                    && (matches!(rhs, Rhs::Alloc { .. }) || rhs.is_arithmetic(types(f))) =>
+            {
+                moves_alloc |= matches!(rhs, Rhs::Alloc { .. });
+                m += 1;
+            }
+            _ => break,
+        }
+    }
+    // An allocation that moves above a loop that can fail would report
+    // running out of memory before the loop's own error.
+    if moves_alloc && first.fails {
+        return None;
+    }
+    let Some(Inst::For { index: i2, start: s2, bound: n2, body: b2 }) = insts.get(m) else { return None };
+    if s1 != s2 || n1 != n2 {
+        return None;
+    }
+    let second = effects(*i2, b2);
+    if !fusible(fresh, &first, &second) {
+        return None;
+    }
+    let (i1, i2) = (*i1, *i2);
+    let mut second_body = b2.clone();
+    rename(&mut second_body, i2, i1);
+    let moved: Vec<Inst> = insts.drain(k + 1..m).collect();
+    let Inst::For { body, .. } = &mut insts[k] else { unreachable!() };
+    body.extend(second_body);
+    let n_moved = moved.len();
+    insts.remove(k + 1);
+    for (j, inst) in moved.into_iter().enumerate() {
+        insts.insert(k + j, inst);
+    }
+    // The fused loop now sits at k + n_moved; try to fuse it again.
+    Some(k + n_moved)
+}
+
+fn rename(insts: &mut [Inst], from: LVar, to: LVar) {
+    for i in insts {
+        for o in i.operands_mut() {
+            if *o == Operand::Var(from) {
+                *o = Operand::Var(to);
+            }
+        }
+        for b in i.blocks_mut() {
+            rename(b, from, to);
+        }
+    }
+}
+
+/// In each block, a load of a private buffer at the operand a store just
+/// wrote (with no store to that buffer in between) is the stored value.
+fn forward_stores(insts: &mut [Inst], fresh: &HashSet<LVar>) {
+    let mut last: HashMap<LVar, (Operand, Operand)> = HashMap::new();
+    for i in insts.iter_mut() {
+        match i {
+            Inst::Store { base: Operand::Var(b), index, value, .. } if fresh.contains(b) => {
+                last.insert(*b, (*index, *value));
+            }
+            Inst::Let(v, rhs) => {
+                if let Rhs::Load { base: Operand::Var(b), index, .. } = rhs {
+                    if let Some(&(at, value)) = last.get(b) {
+                        if at == *index {
+                            *rhs = Rhs::Use(value);
+                        }
+                    }
+                }
+                // A reassigned index or value no longer names what was stored.
+                let v = Operand::Var(*v);
+                last.retain(|_, (at, value)| *at != v && *value != v);
+            }
+            Inst::For { .. } | Inst::While { .. } | Inst::If { .. } | Inst::Copy { .. } | Inst::Release { .. } => {
+                last.clear();
+            }
+            _ => {}
+        }
+        for b in i.blocks_mut() {
+            forward_stores(b, fresh);
+        }
+    }
+}
+
+/// Removes the stores to, and the allocation of, private buffers nothing reads.
+fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
+    let mut read: HashSet<LVar> = HashSet::new();
+    for_each_inst(&f.body, &mut |i| match i {
+        Inst::Let(_, Rhs::Load { base, .. }) => read.extend(base.var()),
+        Inst::Copy { src, .. } => read.extend(src.var()),
+        Inst::Store { .. } | Inst::Release { .. } => {}
+        i => read.extend(i.operands().into_iter().filter_map(Operand::var).filter(|v| fresh.contains(v))),
+    });
+    read.extend(f.results.iter().filter_map(|o| o.var()));
+    let dead: HashSet<LVar> = fresh.iter().copied().filter(|v| !read.contains(v)).collect();
+    if !dead.is_empty() {
+        drop_stores(&mut f.body, &dead);
+    }
+}
+
+fn drop_stores(insts: &mut Vec<Inst>, dead: &HashSet<LVar>) {
+    insts.retain(|i| match i {
+        Inst::Store { base: Operand::Var(b), .. } => !dead.contains(b),
+        Inst::Let(v, Rhs::Alloc { .. }) => !dead.contains(v),
+        _ => true,
+    });
+    for i in insts.iter_mut() {
+        if let Inst::Release { keep, .. } = i {
+            keep.retain(|k| k.var().is_none_or(|v| !dead.contains(&v)));
+        }
+        for b in i.blocks_mut() {
+            drop_stores(b, dead);
+        }
+    }
+}
+
+// Note [Loop fusion]
+// ~~~~~~~~~~~~~~~~~~
+// `for i < n { A }; for i < n { B }` computes the same as `for i < n { A; B }`
+// when nothing B reads at iteration i is written by A at a later iteration,
+// and nothing A reads is written by B: no variable assigned in one body is
+// read or assigned in the other (so an accumulator of A, whose final value B
+// would need, prevents fusion), and a buffer one body writes and the other
+// touches is private (no other pointer reaches it) and touched only at the
+// loop index in both. Errors keep their order when at most one of the two
+// bodies can fail: if A fails at iteration k, the unfused program never ran
+// B, and the fused one ran B's first k iterations, whose effects are buffers
+// no one sees after a failure; if B fails at iteration k, both ran A's first
+// k + 1 iterations before failing the same way. After fusion, lse's
+// gradient computes each exponential, stores it and adds it to the sum in
+// one pass, and a buffer that was only ever read back at the index just
+// written (the negated softmax summed for the adjoint of the maximum) is no
+// longer stored at all.
