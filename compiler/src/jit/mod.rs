@@ -24,6 +24,7 @@
 use crate::diagnostic::{Code, Span};
 use crate::ir::interp::{RuntimeError, Val};
 use crate::ir::{BinOp, Const, UnOp};
+use crate::loops::opt::simd::{lane, Lane};
 use crate::loops::{self, Inst, LVar, Leaf, MTy, Operand, Rhs};
 use cranelift::codegen::ir::{BlockArg, ExtFuncData, ExternalName, FuncRef, Function, UserFuncName};
 use cranelift::codegen::print_errors::pretty_error;
@@ -236,6 +237,17 @@ struct Gen<'a, 'm> {
     fail_shared: Option<Block>,
 }
 
+/// Memory flags of vector loads and stores: in bounds, not necessarily
+/// aligned to 16 bytes, lanes in little-endian order.
+fn vector_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap().with_endianness(cranelift::codegen::ir::Endianness::Little)
+}
+
+/// The flags of a lane-preserving `bitcast` between vector types.
+fn lane_order() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(cranelift::codegen::ir::Endianness::Little)
+}
+
 /// Arguments a `Fail` can pass to the shared failure block.
 const SHARED_FAIL_ARGS: usize = 6;
 
@@ -268,7 +280,22 @@ impl Gen<'_, '_> {
                 let bytes = self.bytes(*elem, *count);
                 self.call_void("slope_copy", &[types::I64; 3], &[dst, src, bytes]);
             }
-            Inst::For { index, start, bound, body } => {
+            Inst::For { index, start, bound, body, lanes } if *lanes > 1 => {
+                let start = self.operand(*start);
+                let bound = self.operand(*bound);
+                let classes = crate::loops::opt::simd::classify(self.f, *index, body)
+                    .ok_or("internal error: a vector loop whose body has no lane-wise form")?;
+                // The vector loop runs up to the last multiple of `lanes` past
+                // `start`, the scalar loop the rest.
+                let count = self.b.ins().isub(bound, start);
+                let zero = self.b.ins().iconst(types::I64, 0);
+                let count = self.b.ins().smax(count, zero);
+                let whole = self.b.ins().band_imm_s(count, -(*lanes as i64));
+                let split = self.b.ins().iadd(start, whole);
+                self.counted_loop(*index, start, split, *lanes as i64, |g| g.vector_body(body, &classes))?;
+                self.counted_loop(*index, split, bound, 1, |g| g.block(body))?;
+            }
+            Inst::For { index, start, bound, body, .. } => {
                 let start = self.operand(*start);
                 let bound = self.operand(*bound);
                 // A counter of our own, so the body cannot change the trip count.
@@ -342,6 +369,161 @@ impl Gen<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// `for index in start..end` by `step` (rotated: one compare-and-branch
+    /// per iteration at the bottom), with `body` emitting the body.
+    fn counted_loop(
+        &mut self,
+        index: LVar,
+        start: Value,
+        end: Value,
+        step: i64,
+        body: impl FnOnce(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let counter = self.b.declare_var(types::I64);
+        self.b.def_var(counter, start);
+        let (body_blk, exit) = (self.b.create_block(), self.b.create_block());
+        let any = self.b.ins().icmp(IntCC::SignedLessThan, start, end);
+        self.b.ins().brif(any, body_blk, &[], exit, &[]);
+        self.b.switch_to_block(body_blk);
+        let i = self.b.use_var(counter);
+        self.b.def_var(self.var(index), i);
+        body(self)?;
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.def_var(counter, next);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
+        self.b.ins().brif(more, body_blk, &[], exit, &[]);
+        self.b.seal_block(body_blk);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        Ok(())
+    }
+
+    /// The body of a vector loop (Note [Vector loops] in loops/opt/simd.rs):
+    /// varying variables in vector registers, the others as in scalar code
+    /// (integers hold lane 0's value).
+    fn vector_body(&mut self, body: &[Inst], classes: &HashMap<LVar, Lane>) -> Result<(), String> {
+        let mut vregs: HashMap<LVar, Value> = HashMap::new();
+        for inst in body {
+            match inst {
+                Inst::Let(v, rhs) if classes.get(v) == Some(&Lane::Varying) => {
+                    let val = self.vector_rhs(rhs, classes, &vregs)?;
+                    vregs.insert(*v, val);
+                }
+                Inst::Store { elem: MTy::F64, base, index, value } => {
+                    let addr = self.address(MTy::F64, *base, *index);
+                    let v = self.vector_operand(*value, classes, &vregs);
+                    self.b.ins().store(vector_flags(), v, addr, 0);
+                }
+                i => self.inst(i)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// `o` in a vector register: its own, or a scalar splat to every lane.
+    fn vector_operand(&mut self, o: Operand, classes: &HashMap<LVar, Lane>, vregs: &HashMap<LVar, Value>) -> Value {
+        if let Operand::Var(v) = o {
+            if let Some(&r) = vregs.get(&v) {
+                return r;
+            }
+        }
+        debug_assert!(!matches!(lane(classes, o), Lane::Stride(_)), "an index used as a vector value");
+        let x = self.operand(o);
+        let ty = if self.ty(o) == MTy::Bool { types::I64X2 } else { types::F64X2 };
+        if self.ty(o) == MTy::Bool {
+            // A uniform condition as a mask: all ones or all zeros.
+            let wide = self.b.ins().uextend(types::I64, x);
+            let mask = self.b.ins().ineg(wide);
+            return self.b.ins().splat(ty, mask);
+        }
+        self.b.ins().splat(ty, x)
+    }
+
+    fn vector_rhs(
+        &mut self,
+        rhs: &Rhs,
+        classes: &HashMap<LVar, Lane>,
+        vregs: &HashMap<LVar, Value>,
+    ) -> Result<Value, String> {
+        let op = |g: &mut Self, o: Operand| g.vector_operand(o, classes, vregs);
+        Ok(match rhs {
+            Rhs::Use(o) => op(self, *o),
+            Rhs::Load { elem: MTy::F64, base, index } => {
+                let addr = self.address(MTy::F64, *base, *index);
+                self.b.ins().load(types::F64X2, vector_flags(), addr, 0)
+            }
+            Rhs::Unary(UnOp::Neg, a) => {
+                let a = op(self, *a);
+                self.b.ins().fneg(a)
+            }
+            Rhs::Unary(UnOp::Abs, a) => {
+                let a = op(self, *a);
+                self.b.ins().fabs(a)
+            }
+            Rhs::Unary(UnOp::Sqrt, a) => {
+                let a = op(self, *a);
+                self.b.ins().sqrt(a)
+            }
+            Rhs::Binary(bop, x, y) => {
+                let (a, b) = (op(self, *x), op(self, *y));
+                match bop {
+                    BinOp::Add => self.b.ins().fadd(a, b),
+                    BinOp::Sub => self.b.ins().fsub(a, b),
+                    BinOp::Mul => self.b.ins().fmul(a, b),
+                    BinOp::Div => self.b.ins().fdiv(a, b),
+                    // The scalar NaN rules, lane by lane (see `binary`).
+                    BinOp::Min | BinOp::Max => {
+                        let cc = if *bop == BinOp::Min { FloatCC::LessThan } else { FloatCC::GreaterThan };
+                        let wins = self.float_mask(cc, b, a);
+                        let a_nan = self.float_mask(FloatCC::Unordered, a, a);
+                        let b_nan = self.float_mask(FloatCC::Unordered, b, b);
+                        let r = self.b.ins().bitselect(wins, b, a);
+                        let r = self.b.ins().bitselect(b_nan, b, r);
+                        self.b.ins().bitselect(a_nan, a, r)
+                    }
+                    cmp if cmp.is_comparison() => {
+                        let cc = match cmp {
+                            BinOp::Eq => FloatCC::Equal,
+                            BinOp::Ne => FloatCC::NotEqual,
+                            BinOp::Lt => FloatCC::LessThan,
+                            BinOp::Le => FloatCC::LessThanOrEqual,
+                            BinOp::Gt => FloatCC::GreaterThan,
+                            _ => FloatCC::GreaterThanOrEqual,
+                        };
+                        self.b.ins().fcmp(cc, a, b)
+                    }
+                    _ => return Err(format!("internal error: `{}` in a vector loop", bop.symbol())),
+                }
+            }
+            Rhs::Select(c, x, y) => {
+                let (a, b) = (op(self, *x), op(self, *y));
+                let mask = op(self, *c);
+                let mask = self.b.ins().bitcast(types::F64X2, lane_order(), mask);
+                self.b.ins().bitselect(mask, a, b)
+            }
+            Rhs::Convert(MTy::F64, o) => {
+                // Lane l is `f64 (o + stride·l)`.
+                let k = match lane(classes, *o) {
+                    Lane::Stride(k) => k,
+                    _ => 0,
+                };
+                let first = self.operand(*o);
+                let second = self.b.ins().iadd_imm_s(first, k);
+                let (x0, x1) =
+                    (self.b.ins().fcvt_from_sint(types::F64, first), self.b.ins().fcvt_from_sint(types::F64, second));
+                let v = self.b.ins().splat(types::F64X2, x0);
+                self.b.ins().insertlane(v, x1, 1)
+            }
+            r => return Err(format!("internal error: `{r:?}` in a vector loop")),
+        })
+    }
+
+    /// A lane mask of `cc` on two `f64x2` values, as `f64x2` bits.
+    fn float_mask(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
+        let m = self.b.ins().fcmp(cc, a, b);
+        self.b.ins().bitcast(types::F64X2, lane_order(), m)
     }
 
     /// The value of `rhs`, assigned to a variable of type `to`.
@@ -934,6 +1116,7 @@ mod tests {
         f.0.body = vec![
             let_(acc, Rhs::Use(f64c(0.0))),
             Inst::For {
+                lanes: 1,
                 start: i64c(0),
                 index: i,
                 bound: v(xs[1]),
@@ -968,6 +1151,7 @@ mod tests {
         f.0.body = vec![
             let_(buf, Rhs::Alloc { elem: MTy::F64, count: v(n), site: 0 }),
             Inst::For {
+                lanes: 1,
                 start: i64c(0),
                 index: i,
                 bound: v(n),
@@ -1143,6 +1327,7 @@ mod tests {
             let_(acc, Rhs::Alloc { elem: MTy::F64, count: i64c(1), site: 0 }),
             let_(m, Rhs::Mark),
             Inst::For {
+                lanes: 1,
                 start: i64c(0),
                 index: i,
                 bound: v(n),
@@ -1198,6 +1383,7 @@ mod tests {
         f.0.body = vec![
             let_(out, Rhs::Alloc { elem: MTy::Bool, count: v(bs[1]), site: 0 }),
             Inst::For {
+                lanes: 1,
                 start: i64c(0),
                 index: i,
                 bound: v(bs[1]),

@@ -164,11 +164,16 @@ pub enum Inst {
         count: Operand,
     },
     /// `for index in start..bound` (no iterations when `bound <= start`).
+    /// With `lanes > 1`, code generation runs `lanes` consecutive iterations
+    /// at once in vector registers (then the remaining ones one by one);
+    /// the loop optimiser sets it only where that computes the same values
+    /// (Note [Vector loops] in `opt/simd.rs`).
     For {
         index: LVar,
         start: Operand,
         bound: Operand,
         body: Vec<Inst>,
+        lanes: u32,
     },
     /// `loop { cond; if !test { break } body }`.
     While {
@@ -366,7 +371,7 @@ impl Inst {
 
     /// `for index in 0..bound`.
     pub fn for_(index: LVar, bound: Operand, body: Vec<Inst>) -> Inst {
-        Inst::For { index, start: Operand::i64(0), bound, body }
+        Inst::For { index, start: Operand::i64(0), bound, body, lanes: 1 }
     }
 }
 

@@ -123,7 +123,7 @@ impl Verifier<'_> {
                     self.expect(*src, MTy::I64, "copy source")?;
                     self.expect(*count, MTy::I64, "copy count")?;
                 }
-                Inst::For { index, start, bound, body } => {
+                Inst::For { index, start, bound, body, .. } => {
                     self.expect(Operand::Var(*index), MTy::I64, "loop index")?;
                     self.expect(*start, MTy::I64, "loop start")?;
                     self.expect(*bound, MTy::I64, "loop bound")?;

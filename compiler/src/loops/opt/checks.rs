@@ -279,7 +279,7 @@ impl Walker {
                         *rhs = Rhs::Use(o);
                     }
                 }
-                Inst::For { index, start, bound, body } => {
+                Inst::For { index, start, bound, body, .. } => {
                     let m = self.facts.len();
                     self.enter_for(*index, *start, *bound);
                     self.block(body);

@@ -30,7 +30,7 @@ fn types(f: &Func) -> impl Fn(Operand) -> crate::loops::MTy + '_ {
 /// pointer is never copied, offset or stored, only loaded from, stored to
 /// (as a base), released or returned. Accesses through any other pointer
 /// cannot touch them.
-fn private_buffers(f: &Func) -> HashSet<LVar> {
+pub fn private_buffers(f: &Func) -> HashSet<LVar> {
     let counts = Counts::of(f);
     let mut fresh: HashSet<LVar> = HashSet::new();
     for_each_inst(&f.body, &mut |i| {
@@ -158,7 +158,7 @@ fn fuse_block(f: &Func, insts: &mut Vec<Inst>, fresh: &HashSet<LVar>) {
 /// Tries to fuse the loop at `k` with the next loop (moving what stands
 /// between them above the first). Returns where to continue on success.
 fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>) -> Option<usize> {
-    let Inst::For { index: i1, start: s1, bound: n1, body: b1 } = &insts[k] else { return None };
+    let Inst::For { index: i1, start: s1, bound: n1, body: b1, .. } = &insts[k] else { return None };
     let first = effects(*i1, b1);
     // Instructions that may move above the first loop, then the second loop.
     let mut m = k + 1;
@@ -182,7 +182,7 @@ fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>) -> 
     if moves_alloc && first.fails {
         return None;
     }
-    let Some(Inst::For { index: i2, start: s2, bound: n2, body: b2 }) = insts.get(m) else { return None };
+    let Some(Inst::For { index: i2, start: s2, bound: n2, body: b2, .. }) = insts.get(m) else { return None };
     if s1 != s2 || n1 != n2 {
         return None;
     }

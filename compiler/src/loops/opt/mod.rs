@@ -21,7 +21,9 @@
 //! - `fuse` ([`fuse`]): consecutive loops over the same range become one,
 //!   a load of the element just stored is the stored value, and a buffer
 //!   nothing reads is not written (Note [Loop fusion]);
-//! - `simplify` again, for what the others exposed.
+//! - `simplify` again, for what the others exposed;
+//! - `simd` ([`simd`]): innermost loops whose iterations are independent
+//!   and lane-wise run two at a time in vector registers (Note [Vector loops]).
 //!
 //! Invariants every pass keeps (the verifier runs after each in debug
 //! builds): the lowering's (every load and store in bounds, proved or
@@ -32,6 +34,7 @@
 pub mod affine;
 pub mod checks;
 pub mod fuse;
+pub mod simd;
 pub mod simplify;
 pub mod split;
 
@@ -80,6 +83,11 @@ pub static PASSES: &[Pass] = &[
         name: "simplify",
         description: "copy propagation, constant folding, constant branches, dead code, empty loops",
         run: simplify::run,
+    },
+    Pass {
+        name: "simd",
+        description: "run innermost loops of independent f64 iterations two at a time (f64x2)",
+        run: simd::run,
     },
 ];
 

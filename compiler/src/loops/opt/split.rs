@@ -67,7 +67,7 @@ impl Splitter {
             }
             changed |= inner;
             match i {
-                Inst::For { index, start, bound, body } if !inner => {
+                Inst::For { index, start, bound, body, .. } if !inner => {
                     changed |= self.split(f, index, start, bound, body, &mut out);
                 }
                 i => out.push(i),
@@ -91,7 +91,7 @@ impl Splitter {
         let size = size(&body);
         let test = (size <= MAX_BODY && self.budget >= 2 * size).then(|| self.find_test(f, index, &body)).flatten();
         let Some((cond, truth)) = test else {
-            out.push(Inst::For { index, start, bound, body });
+            out.push(Inst::For { index, start, bound, body, lanes: 1 });
             return false;
         };
         // The pieces: (start, bound, value of the test) in index order.
@@ -137,7 +137,7 @@ impl Splitter {
         let locals = self.locals(&body);
         for (s, e, value) in pieces {
             let (index, body) = copy_body(f, index, &body, &locals, cond, value);
-            out.push(Inst::For { index, start: s, bound: e, body });
+            out.push(Inst::For { index, start: s, bound: e, body, lanes: 1 });
         }
         true
     }
