@@ -254,7 +254,7 @@ impl Checker {
             let types = result_types.clone();
             (
                 tangents.clone(),
-                Expr::Jvp { lam, primals, tangents: tangents.iter().map(|v| Atom::Var(*v)).collect() },
+                Expr::Jvp { lam, primals, tangents: tangents.iter().map(|v| Atom::Var(*v)).collect(), batch: None },
                 types,
             )
         } else {

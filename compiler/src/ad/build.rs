@@ -402,10 +402,11 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, r: &mut Renaming) -> Expr {
         Expr::Flatten(x) => Expr::Flatten(v(x)),
         Expr::Unflatten { array, rows, cols } => Expr::Unflatten { array: v(array), rows: a(rows), cols: a(cols) },
         Expr::Check { kind, args } => Expr::Check { kind: kind.clone(), args: args.iter().map(a).collect() },
-        Expr::Jvp { lam, primals, tangents } => {
+        Expr::Jvp { lam, primals, tangents, batch } => {
             let primals = primals.iter().map(a).collect();
             let tangents = tangents.iter().map(a).collect();
-            Expr::Jvp { lam: rename_lambda_in(vars, lam, r), primals, tangents }
+            let batch = batch.as_ref().map(a);
+            Expr::Jvp { lam: rename_lambda_in(vars, lam, r), primals, tangents, batch }
         }
         Expr::Vjp { lam, primals, cotangents } => {
             let primals = primals.iter().map(a).collect();

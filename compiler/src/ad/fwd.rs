@@ -20,13 +20,16 @@ use std::collections::HashMap;
 pub struct Fwd<'b, 'v> {
     pub b: &'b mut Builder<'v>,
     pub tan: HashMap<Var, Atom>,
+    /// Vector mode: every tangent carries this many directions in an extra
+    /// last dimension (Note [Vector-mode forward AD]).
+    pub batch: Option<Atom>,
 }
 
 type R<T> = Result<T, Diagnostic>;
 
 impl<'b, 'v> Fwd<'b, 'v> {
     pub fn new(b: &'b mut Builder<'v>) -> Fwd<'b, 'v> {
-        Fwd { b, tan: HashMap::new() }
+        Fwd { b, tan: HashMap::new(), batch: None }
     }
 
     pub fn tan(&self, a: Atom) -> Option<Atom> {
@@ -39,8 +42,36 @@ impl<'b, 'v> Fwd<'b, 'v> {
     fn tan_or_zero(&mut self, a: Atom) -> Atom {
         match self.tan(a) {
             Some(t) => t,
-            None => self.b.zeros_like(a),
+            None => self.zero_tan(a),
         }
+    }
+
+    /// A zero tangent for a value like `like`.
+    pub fn zero_tan(&mut self, like: Atom) -> Atom {
+        zero_tangent(self.b, self.batch, like)
+    }
+
+    /// The type of the tangent of a value of type `ty`.
+    fn tan_ty(&self, ty: IrType) -> IrType {
+        if self.batch.is_some() {
+            ty.lift()
+        } else {
+            ty
+        }
+    }
+
+    /// `f` on the tangents of scalars, direction by direction: in vector
+    /// mode a `map` over the directions (the arrays of `tans` are rows of
+    /// the batch), otherwise `f` itself. `ty` is the result's scalar type.
+    fn lanewise(&mut self, tans: &[Atom], ty: IrType, f: impl FnOnce(&mut Builder, &[Atom]) -> Atom) -> Atom {
+        let Some(n) = self.batch else { return f(self.b, tans) };
+        let types: Vec<IrType> = tans.iter().map(|t| self.b.ty(*t).row()).collect();
+        let lam = self.b.lambda(&types, "tan", |b, ps| {
+            let xs: Vec<Atom> = ps.iter().map(|p| Atom::Var(*p)).collect();
+            vec![f(b, &xs)]
+        });
+        let arrays = tans.iter().map(|t| t.var().expect("batched tangents are arrays")).collect();
+        self.b.emit1(Expr::Map { width: n, lam, arrays }, ty.lift(), "tan")
     }
 
     fn set(&mut self, v: Var, t: Option<Atom>) {
@@ -51,18 +82,24 @@ impl<'b, 'v> Fwd<'b, 'v> {
         }
     }
 
-    /// `Σ partial_i · tangent_i`, skipping symbolic zeros.
-    fn combine(&mut self, terms: &[(Option<Atom>, Option<Atom>)]) -> Option<Atom> {
-        let mut acc: Option<Atom> = None;
-        for (d, t) in terms {
-            let (Some(d), Some(t)) = (d, t) else { continue };
-            let term = self.b.mul(*d, *t);
-            acc = Some(match acc {
-                None => term,
-                Some(a) => self.b.add(a, term),
-            });
+    /// `Σ partial_i · tangent_i` (of type `ty`), skipping symbolic zeros.
+    fn combine(&mut self, ty: IrType, terms: &[(Option<Atom>, Option<Atom>)]) -> Option<Atom> {
+        let present: Vec<(Atom, Atom)> = terms.iter().filter_map(|(d, t)| Some(((*d)?, (*t)?))).collect();
+        if present.is_empty() {
+            return None;
         }
-        acc
+        let tans: Vec<Atom> = present.iter().map(|(_, t)| *t).collect();
+        Some(self.lanewise(&tans, ty, |b, xs| {
+            let mut acc: Option<Atom> = None;
+            for ((d, _), x) in present.iter().zip(xs) {
+                let term = b.mul(*d, *x);
+                acc = Some(match acc {
+                    None => term,
+                    Some(a) => b.add(a, term),
+                });
+            }
+            acc.expect("one term at least")
+        }))
     }
 
     /// Emits a body's statements with their tangents; returns the results' tangents.
@@ -96,11 +133,12 @@ impl<'b, 'v> Fwd<'b, 'v> {
             Expr::Unary(op, a) => {
                 self.emit(Stmt { binds, expr: Expr::Unary(op, a), span });
                 let Some(ta) = self.tan(a) else { return Ok(()) };
+                let ty = self.b.vars.ty(s.binds[0]);
                 let t = match op {
-                    UnOp::Neg => Some(self.b.neg(ta)),
+                    UnOp::Neg => Some(self.lanewise(&[ta], ty, |b, xs| b.neg(xs[0]))),
                     _ => {
                         let d = rules::unary_partial(self.b, op, a, x.expect("unary binds one"));
-                        self.combine(&[(d, Some(ta))])
+                        self.combine(ty, &[(d, Some(ta))])
                     }
                 };
                 self.set(s.binds[0], t);
@@ -111,15 +149,16 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 if ta.is_none() && tc.is_none() {
                     return Ok(());
                 }
+                let ty = self.b.vars.ty(s.binds[0]);
                 let t = match op {
                     BinOp::Add => match (ta, tc) {
-                        (Some(p), Some(q)) => Some(self.b.add(p, q)),
+                        (Some(p), Some(q)) => Some(self.lanewise(&[p, q], ty, |b, xs| b.add(xs[0], xs[1]))),
                         (p, q) => p.or(q),
                     },
                     BinOp::Sub => match (ta, tc) {
-                        (Some(p), Some(q)) => Some(self.b.sub(p, q)),
+                        (Some(p), Some(q)) => Some(self.lanewise(&[p, q], ty, |b, xs| b.sub(xs[0], xs[1]))),
                         (Some(p), None) => Some(p),
-                        (None, Some(q)) => Some(self.b.neg(q)),
+                        (None, Some(q)) => Some(self.lanewise(&[q], ty, |b, xs| b.neg(xs[0]))),
                         (None, None) => None,
                     },
                     _ => {
@@ -131,7 +170,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                             x.expect("one bind"),
                             (ta.is_some(), tc.is_some()),
                         );
-                        self.combine(&[(da, ta), (dc, tc)])
+                        self.combine(ty, &[(da, ta), (dc, tc)])
                     }
                 };
                 self.set(s.binds[0], t);
@@ -139,7 +178,8 @@ impl<'b, 'v> Fwd<'b, 'v> {
             Expr::Convert(to, a) => {
                 self.emit(Stmt { binds, expr: Expr::Convert(to, a), span });
                 if let (Some(ta), true) = (self.tan(a), to.is_float()) {
-                    let t = self.b.emit1(Expr::Convert(to, ta), IrType::scalar(to), "tan");
+                    let ty = IrType::scalar(to);
+                    let t = self.lanewise(&[ta], ty, |b, xs| b.emit1(Expr::Convert(to, xs[0]), ty, "tan"));
                     self.set(s.binds[0], Some(t));
                 }
             }
@@ -147,7 +187,8 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 self.emit(Stmt { binds, expr: Expr::Select(c, a, d), span });
                 if self.tan(a).is_some() || self.tan(d).is_some() {
                     let (ta, td) = (self.tan_or_zero(a), self.tan_or_zero(d));
-                    let t = self.b.select(c, ta, td);
+                    let ty = self.b.vars.ty(s.binds[0]);
+                    let t = self.lanewise(&[ta, td], ty, |b, xs| b.select(c, xs[0], xs[1]));
                     self.set(s.binds[0], Some(t));
                 }
             }
@@ -155,7 +196,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 let ta = self.tan(Atom::Var(array));
                 self.emit(Stmt { binds, expr: Expr::Index { array, indices: indices.clone() }, span });
                 if let Some(Atom::Var(tv)) = ta {
-                    let ty = self.b.vars.ty(s.binds[0]);
+                    let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
                     let t = self.b.emit1(Expr::Index { array: tv, indices }, ty, "tan");
                     self.set(s.binds[0], Some(t));
                 }
@@ -164,7 +205,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 let (ta, tv) = (self.tan(Atom::Var(array)), self.tan(value));
                 let needs = ta.is_some() || tv.is_some();
                 // The tangent array is built before the primal one consumes `array`.
-                let base = if needs { Some(ta.unwrap_or_else(|| self.b.zeros_like(Atom::Var(array)))) } else { None };
+                let base = if needs { Some(ta.unwrap_or_else(|| self.zero_tan(Atom::Var(array)))) } else { None };
                 self.emit(Stmt {
                     binds,
                     expr: Expr::UpdateAt { array, indices: indices.clone(), value, accumulate },
@@ -174,9 +215,11 @@ impl<'b, 'v> Fwd<'b, 'v> {
                     let t = match (tv, accumulate) {
                         (None, true) => Atom::Var(base),
                         _ => {
-                            let tv = tv.unwrap_or_else(|| self.b.constant(self.b.ty(value), 0.0));
-                            let tv = if self.b.ty(tv) == self.b.ty(value) { tv } else { self.b.zeros_like(value) };
-                            let ty = self.b.vars.ty(s.binds[0]);
+                            let tv = match tv {
+                                Some(tv) if self.b.ty(tv) == self.tan_ty(self.b.ty(value)) => tv,
+                                _ => self.zero_tan(value),
+                            };
+                            let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
                             self.b.emit1(Expr::UpdateAt { array: base, indices, value: tv, accumulate }, ty, "tan")
                         }
                     };
@@ -186,7 +229,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
             Expr::Slice { array, start, end } => {
                 self.emit(Stmt { binds, expr: Expr::Slice { array, start, end }, span });
                 if let Some(Atom::Var(ta)) = self.tan(Atom::Var(array)) {
-                    let ty = self.b.vars.ty(s.binds[0]);
+                    let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
                     let t = self.b.emit1(Expr::Slice { array: ta, start, end }, ty, "tan");
                     self.set(s.binds[0], Some(t));
                 }
@@ -194,7 +237,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
             Expr::Replicate { count, value } => {
                 self.emit(Stmt { binds, expr: Expr::Replicate { count, value }, span });
                 if let Some(tv) = self.tan(value) {
-                    let ty = self.b.vars.ty(s.binds[0]);
+                    let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
                     let t = self.b.emit1(Expr::Replicate { count, value: tv }, ty, "tan");
                     self.set(s.binds[0], Some(t));
                 }
@@ -203,6 +246,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 self.emit(Stmt { binds, expr: Expr::ArrayLit { elem, elems: elems.clone() }, span });
                 if elems.iter().any(|e| self.tan(*e).is_some()) {
                     let tans: Vec<Atom> = elems.iter().map(|e| self.tan_or_zero(*e)).collect();
+                    let elem = self.tan_ty(elem);
                     let t = self.b.emit1(Expr::ArrayLit { elem, elems: tans }, elem.lift(), "tan");
                     self.set(s.binds[0], Some(t));
                 }
@@ -217,7 +261,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 let tangent_expr = ta.and_then(|t| t.var()).map(|tv| rebuild(tv, &s.expr));
                 self.emit(Stmt { binds, expr: s.expr, span });
                 if let Some(e) = tangent_expr {
-                    let ty = self.b.vars.ty(s.binds[0]);
+                    let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
                     let t = self.b.emit1(e, ty, "tan");
                     self.set(s.binds[0], Some(t));
                 }
@@ -225,7 +269,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
             Expr::Unflatten { array, rows, cols } => {
                 self.emit(Stmt { binds, expr: Expr::Unflatten { array, rows, cols }, span });
                 if let Some(Atom::Var(ta)) = self.tan(Atom::Var(array)) {
-                    let ty = self.b.vars.ty(s.binds[0]);
+                    let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
                     let t = self.b.emit1(Expr::Unflatten { array: ta, rows, cols }, ty, "tan");
                     self.set(s.binds[0], Some(t));
                 }
@@ -238,7 +282,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                     else {
                         unreachable!("array tangents are variables")
                     };
-                    let ty = self.b.vars.ty(s.binds[0]);
+                    let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
                     let t = self.b.emit1(Expr::Concat(ta, tc), ty, "tan");
                     self.set(s.binds[0], Some(t));
                 }
@@ -251,7 +295,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                     else {
                         unreachable!("array tangents are variables")
                     };
-                    let ty = self.b.vars.ty(s.binds[0]);
+                    let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
                     let t = self.b.emit1(Expr::Scatter { dest: td, indices, values: tv }, ty, "tan");
                     self.set(s.binds[0], Some(t));
                 }
@@ -264,7 +308,19 @@ impl<'b, 'v> Fwd<'b, 'v> {
                         span,
                     ));
                 }
-                let lam_copy = active.then(|| rename(self.b, &lam));
+                let lam_copy = active.then(|| match self.batch {
+                    None => rename(self.b, &lam),
+                    // Rows of directions, added elementwise.
+                    Some(n) => {
+                        let row = self.tan_ty(self.b.vars.ty(lam.params[0]));
+                        self.b.lambda(&[row, row], "tan", |b, ps| {
+                            let add = b.lambda(&[row.row(), row.row()], "x", |b, qs| {
+                                vec![b.add(Atom::Var(qs[0]), Atom::Var(qs[1]))]
+                            });
+                            vec![b.emit1(Expr::Map { width: n, lam: add, arrays: ps.to_vec() }, row, "t")]
+                        })
+                    }
+                });
                 self.emit(Stmt { binds, expr: Expr::Hist { dest, lam, neutral, indices, values }, span });
                 if let Some(lam2) = lam_copy {
                     let (Atom::Var(td), Atom::Var(tv)) =
@@ -272,8 +328,8 @@ impl<'b, 'v> Fwd<'b, 'v> {
                     else {
                         unreachable!("array tangents are variables")
                     };
-                    let ty = self.b.vars.ty(s.binds[0]);
-                    let zero = self.b.constant(ty, 0.0);
+                    let ty = self.tan_ty(self.b.vars.ty(s.binds[0]));
+                    let zero = self.zero_tan(Atom::Const(crate::ir::Const::of(ty.elem, 0.0)));
                     let t =
                         self.b.emit1(Expr::Hist { dest: td, lam: lam2, neutral: zero, indices, values: tv }, ty, "tan");
                     self.set(s.binds[0], Some(t));
@@ -291,15 +347,32 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 self.emit(Stmt { binds, expr: Expr::Custom { primal, jvp, args: args.clone() }, span });
                 if let Some(rule) = rule {
                     // The user's rule gives the tangents directly.
-                    let mut rule_args = args.clone();
-                    for a in &args {
-                        let t = match self.tan(*a) {
-                            Some(t) => t,
-                            None => self.b.zeros_like(*a),
-                        };
-                        rule_args.push(t);
-                    }
-                    let (_, results) = self.b.inline(&rule, &rule_args);
+                    let tans: Vec<Atom> = args.iter().map(|a| self.tan_or_zero(*a)).collect();
+                    let results = match self.batch {
+                        None => {
+                            let rule_args: Vec<Atom> = args.iter().chain(&tans).copied().collect();
+                            self.b.inline(&rule, &rule_args).1
+                        }
+                        // Direction by direction: a map over the rows of the tangents.
+                        Some(n) => {
+                            if args.iter().any(|a| !self.b.ty(*a).is_scalar()) {
+                                return Err(unsupported(
+                                    "vector-mode forward AD through a custom rule with array arguments",
+                                    span,
+                                ));
+                            }
+                            let row_types: Vec<IrType> = tans.iter().map(|t| self.b.ty(*t).row()).collect();
+                            let lam = self.b.lambda(&row_types, "tan", |b, ps| {
+                                let rule_args: Vec<Atom> =
+                                    args.iter().copied().chain(ps.iter().map(|p| Atom::Var(*p))).collect();
+                                b.inline(&rule, &rule_args).1
+                            });
+                            let types: Vec<IrType> = s.binds.iter().map(|v| self.b.vars.ty(*v).lift()).collect();
+                            let arrays = tans.iter().map(|t| t.var().expect("batched tangents are arrays")).collect();
+                            let binds = self.b.emit(Expr::Map { width: n, lam, arrays }, &types, "tan");
+                            binds.into_iter().map(Atom::Var).collect()
+                        }
+                    };
                     for (v, t) in s.binds.iter().zip(results) {
                         self.set(*v, Some(t));
                     }
@@ -326,7 +399,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
         for (k, t) in array_tans.iter().enumerate() {
             if let Some(Atom::Var(tv)) = t {
                 let p = lam.params[k];
-                let ty = self.b.vars.ty(p);
+                let ty = self.tan_ty(self.b.vars.ty(p));
                 let tp = self.b.fresh("tan", ty);
                 self.tan.insert(p, Atom::Var(tp));
                 params.push(tp);
@@ -340,7 +413,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
         for (k, t) in result_tans.iter().enumerate() {
             if let Some(t) = t {
                 body_results.push(*t);
-                let ty = self.b.vars.ty(binds[k]);
+                let ty = self.tan_ty(self.b.vars.ty(binds[k]));
                 tan_binds.push((k, self.b.fresh("tan", ty)));
             }
         }
@@ -382,23 +455,26 @@ impl<'b, 'v> Fwd<'b, 'v> {
         }
         // Dual operator on (values, tangents): parameters [acc, acc_tan, x, x_tan].
         let row_types: Vec<IrType> = lam.params[..k].iter().map(|p| self.b.vars.ty(*p)).collect();
-        let acc_tans: Vec<Var> = row_types.iter().map(|t| self.b.fresh("acc_tan", *t)).collect();
-        let x_tans: Vec<Var> = row_types.iter().map(|t| self.b.fresh("x_tan", *t)).collect();
+        let tan_types: Vec<IrType> = row_types.iter().map(|t| self.tan_ty(*t)).collect();
+        let acc_tans: Vec<Var> = tan_types.iter().map(|t| self.b.fresh("acc_tan", *t)).collect();
+        let x_tans: Vec<Var> = tan_types.iter().map(|t| self.b.fresh("x_tan", *t)).collect();
         for i in 0..k {
             if is_float(row_types[i]) {
                 self.tan.insert(lam.params[i], Atom::Var(acc_tans[i]));
                 self.tan.insert(lam.params[k + i], Atom::Var(x_tans[i]));
             }
         }
-        let (stmts, tans) = self.b_block(|f| f.body(lam.body.clone()))?;
+        let acc_params = lam.params[..k].to_vec();
+        let (stmts, tans) = self.b_block(|f| {
+            let tans = f.body(lam.body.clone())?;
+            Ok(tans
+                .iter()
+                .zip(&acc_params)
+                .map(|(t, p)| t.unwrap_or_else(|| f.zero_tan(Atom::Var(*p))))
+                .collect::<Vec<_>>())
+        })?;
         let mut result = lam.body.result.clone();
-        for (i, t) in tans.iter().enumerate() {
-            let t = match t {
-                Some(t) => *t,
-                None => self.b.constant(row_types[i], 0.0),
-            };
-            result.push(t);
-        }
+        result.extend(tans);
         let mut params: Vec<Var> = lam.params[..k].to_vec();
         params.extend(&acc_tans);
         params.extend(&lam.params[k..]);
@@ -406,10 +482,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
         let new_lam = Lambda { params, body: Body { stmts, result } };
         let mut new_neutral = neutral.clone();
         for n in &neutral {
-            let z = match self.tan(*n) {
-                Some(t) => t,
-                None => self.b.zeros_like(*n),
-            };
+            let z = self.tan_or_zero(*n);
             new_neutral.push(z);
         }
         let mut new_arrays = arrays.clone();
@@ -417,7 +490,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
             let Atom::Var(t) = self.tan_or_zero(Atom::Var(*a)) else { unreachable!("array tangents are variables") };
             new_arrays.push(t);
         }
-        let tan_binds: Vec<Var> = binds.iter().map(|b| self.b.fresh("tan", self.b.vars.ty(*b))).collect();
+        let tan_binds: Vec<Var> = binds.iter().map(|b| self.b.fresh("tan", self.tan_ty(self.b.vars.ty(*b)))).collect();
         let mut all_binds = binds.clone();
         all_binds.extend(&tan_binds);
         let expr = if is_scan {
@@ -451,11 +524,12 @@ impl<'b, 'v> Fwd<'b, 'v> {
             if then_tans[k].is_none() && else_tans[k].is_none() {
                 continue;
             }
-            let ty = self.b.vars.ty(binds[k]);
+            let ty = self.tan_ty(self.b.vars.ty(binds[k]));
+            let batch = self.batch;
             let t_then = match then_tans[k] {
                 Some(t) => t,
                 None => {
-                    let (stmts, z) = self.b.block(|b| b.zeros_like(then_body.result[k]));
+                    let (stmts, z) = self.b.block(|b| zero_tangent(b, batch, then_body.result[k]));
                     then_stmts.extend(stmts);
                     z
                 }
@@ -463,7 +537,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
             let t_else = match else_tans[k] {
                 Some(t) => t,
                 None => {
-                    let (stmts, z) = self.b.block(|b| b.zeros_like(else_body.result[k]));
+                    let (stmts, z) = self.b.block(|b| zero_tangent(b, batch, else_body.result[k]));
                     else_stmts.extend(stmts);
                     z
                 }
@@ -512,7 +586,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
         let mut tan_params = Vec::new();
         let mut tan_init = Vec::new();
         for &k in &dual {
-            let ty = self.b.vars.ty(params[k]);
+            let ty = self.tan_ty(self.b.vars.ty(params[k]));
             let tp = self.b.fresh("tan", ty);
             self.tan.insert(params[k], Atom::Var(tp));
             tan_params.push(tp);
@@ -520,11 +594,12 @@ impl<'b, 'v> Fwd<'b, 'v> {
         }
         let (mut stmts, tans) = self.b_block(|f| f.body(body.clone()))?;
         let mut result = body.result.clone();
+        let batch = self.batch;
         for &k in &dual {
             let t = match tans[k] {
                 Some(t) => t,
                 None => {
-                    let (zs, z) = self.b.block(|b| b.zeros_like(body.result[k]));
+                    let (zs, z) = self.b.block(|b| zero_tangent(b, batch, body.result[k]));
                     stmts.extend(zs);
                     z
                 }
@@ -535,7 +610,8 @@ impl<'b, 'v> Fwd<'b, 'v> {
         all_params.extend(&tan_params);
         let mut all_init = init.clone();
         all_init.extend(tan_init);
-        let tan_binds: Vec<Var> = dual.iter().map(|k| self.b.fresh("tan", self.b.vars.ty(binds[*k]))).collect();
+        let tan_binds: Vec<Var> =
+            dual.iter().map(|k| self.b.fresh("tan", self.tan_ty(self.b.vars.ty(binds[*k])))).collect();
         let mut all_binds = binds.clone();
         all_binds.extend(&tan_binds);
         self.b.push(Stmt {
@@ -548,6 +624,20 @@ impl<'b, 'v> Fwd<'b, 'v> {
         }
         Ok(())
     }
+}
+
+/// A zero tangent for a value like `like`: zeros of its shape, and in vector
+/// mode (`batch`) with a last dimension of that many directions.
+pub fn zero_tangent(b: &mut Builder, batch: Option<Atom>, like: Atom) -> Atom {
+    let Some(n) = batch else { return b.zeros_like(like) };
+    let t = b.ty(like);
+    let zero = Atom::Const(crate::ir::Const::of(t.elem, 0.0));
+    let mut acc = b.emit1(Expr::Replicate { count: n, value: zero }, IrType { elem: t.elem, rank: 1 }, "zeros");
+    for d in (0..t.rank).rev() {
+        let m = b.shape(like, d);
+        acc = b.emit1(Expr::Replicate { count: m, value: acc }, IrType { elem: t.elem, rank: t.rank - d + 1 }, "zeros");
+    }
+    acc
 }
 
 fn rename(b: &mut Builder, lam: &Lambda) -> Lambda {

@@ -78,16 +78,9 @@ fn eliminate_body(cx: &mut Cx, body: Body) -> R<Body> {
     for s in body.stmts {
         let span = s.span;
         let expr = eliminate_nested(cx, s.expr)?;
-        let expand: fn(&mut Builder, &Lambda, &[Atom], &[Atom]) -> R<Vec<Atom>>;
-        let (lam, primals, seeds) = match expr {
-            Expr::Jvp { lam, primals, tangents } => {
-                expand = expand_jvp;
-                (lam, primals, tangents)
-            }
-            Expr::Vjp { lam, primals, cotangents } => {
-                expand = expand_vjp;
-                (lam, primals, cotangents)
-            }
+        let (lam, primals, seeds, batch, reverse) = match expr {
+            Expr::Jvp { lam, primals, tangents, batch } => (lam, primals, tangents, batch, false),
+            Expr::Vjp { lam, primals, cotangents } => (lam, primals, cotangents, None, true),
             expr => {
                 stmts.push(Stmt { binds: s.binds, expr, span });
                 continue;
@@ -96,7 +89,11 @@ fn eliminate_body(cx: &mut Cx, body: Body) -> R<Body> {
         let mut b = Builder::new(cx.vars, span);
         b.checkpoint = cx.options.checkpoint;
         b.recomputed = std::mem::take(&mut cx.recomputed);
-        let results = expand(&mut b, &lam, &primals, &seeds);
+        let results = if reverse {
+            expand_vjp(&mut b, &lam, &primals, &seeds)
+        } else {
+            expand_jvp(&mut b, &lam, &primals, &seeds, batch)
+        };
         cx.recomputed = std::mem::take(&mut b.recomputed);
         let results = results?;
         let mut new = b.blocks.pop().expect("builder block");
@@ -135,7 +132,9 @@ fn eliminate_nested(cx: &mut Cx, e: Expr) -> R<Expr> {
             };
             Expr::Loop { params, init, form, body: eliminate_body(cx, body)? }
         }
-        Expr::Jvp { lam, primals, tangents } => Expr::Jvp { lam: eliminate_lambda(cx, lam)?, primals, tangents },
+        Expr::Jvp { lam, primals, tangents, batch } => {
+            Expr::Jvp { lam: eliminate_lambda(cx, lam)?, primals, tangents, batch }
+        }
         Expr::Vjp { lam, primals, cotangents } => Expr::Vjp { lam: eliminate_lambda(cx, lam)?, primals, cotangents },
         Expr::Custom { primal, jvp, args } => {
             Expr::Custom { primal: eliminate_lambda(cx, primal)?, jvp: eliminate_lambda(cx, jvp)?, args }
@@ -144,10 +143,19 @@ fn eliminate_nested(cx: &mut Cx, e: Expr) -> R<Expr> {
     })
 }
 
-/// Forward mode: the tangents of `lam`'s results at `primals` along `tangents`.
-pub fn expand_jvp(b: &mut Builder, lam: &Lambda, primals: &[Atom], tangents: &[Atom]) -> R<Vec<Atom>> {
+/// Forward mode: the tangents of `lam`'s results at `primals` along
+/// `tangents` — with `batch` directions in every tangent's last dimension
+/// when it is `Some` (Note [Vector-mode forward AD] in fwd.rs).
+pub fn expand_jvp(
+    b: &mut Builder,
+    lam: &Lambda,
+    primals: &[Atom],
+    tangents: &[Atom],
+    batch: Option<Atom>,
+) -> R<Vec<Atom>> {
     let (params, body) = b.prepare(lam, primals);
     let mut fwd = fwd::Fwd::new(b);
+    fwd.batch = batch;
     for (p, t) in params.iter().zip(tangents) {
         if is_float(fwd.b.vars.ty(*p)) && !is_const(*t, 0.0) {
             fwd.tan.insert(*p, *t);
@@ -160,7 +168,7 @@ pub fn expand_jvp(b: &mut Builder, lam: &Lambda, primals: &[Atom], tangents: &[A
         .zip(tans)
         .map(|(r, t)| match t {
             Some(t) => t,
-            None => fwd.b.zeros_like(*r),
+            None => fwd.zero_tan(*r),
         })
         .collect())
 }

@@ -400,7 +400,7 @@ impl<'a> Elaborator<'a> {
         let primals = self.first_order_leaves(x, span, "the point of differentiation")?;
         let (lam, out) = self.diff_lambda(f, x, span)?;
         let types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a)).collect();
-        let binds = self.emit(IrExpr::Jvp { lam, primals, tangents }, &types, &["tan"], span);
+        let binds = self.emit(IrExpr::Jvp { lam, primals, tangents, batch: None }, &types, &["tan"], span);
         Ok((binds.into_iter().map(Atom::Var).collect(), out))
     }
 
@@ -541,6 +541,55 @@ impl<'a> Elaborator<'a> {
         go(out, x, &mut rows)
     }
 
+    /// Zeros of the shape of `x` with a last dimension of `n` directions.
+    fn zeros_batched(&mut self, x: Atom, n: Atom, span: Span) -> Atom {
+        let t = self.ty(x);
+        let zero = Atom::Const(Const::of(t.elem, 0.0));
+        let mut acc =
+            self.emit1(IrExpr::Replicate { count: n, value: zero }, IrType { elem: t.elem, rank: 1 }, "zeros", span);
+        for d in (0..t.rank).rev() {
+            let m = self.shape(x, d, span);
+            let ty = IrType { elem: t.elem, rank: t.rank - d + 1 };
+            acc = self.emit1(IrExpr::Replicate { count: m, value: acc }, ty, "zeros", span);
+        }
+        acc
+    }
+
+    /// The Jacobian blocks along a one-dimensional input leaf `j` by one
+    /// vector-mode `jvp` whose `n` directions are the unit vectors of leaf
+    /// `j`: the result tangents `T_i ++ [n]` are the blocks themselves. `None`
+    /// (one `jvp` per direction instead) when every output is a scalar —
+    /// then the one-hot collapse makes the directions cost O(1) each — or
+    /// when `f` contains what vector mode cannot carry (a custom rule with
+    /// array arguments, a `reduce_by_index` with another operator than `+`).
+    /// See Note [Jacobians].
+    fn jacfwd_vector(
+        &mut self,
+        f: &SVal<'a>,
+        x: &SVal<'a>,
+        inputs: &[Atom],
+        j: usize,
+        span: Span,
+    ) -> R<Option<(Vec<Atom>, SVal<'a>)>> {
+        let (lam, out) = self.diff_lambda(f, x, span)?;
+        let scalar_outputs = lam.body.result.iter().all(|a| self.ty(*a).is_scalar());
+        if scalar_outputs || !batchable(&lam.body, &|a| self.ty(a)) {
+            return Ok(None);
+        }
+        let n = self.shape(inputs[j], 0, span);
+        let elem = self.ty(inputs[j]).elem;
+        let sizes = [n];
+        let mut unit =
+            |el: &mut Self, index: &[Atom]| -> R<Vec<Atom>> { Ok(vec![el.one_hot(elem, &sizes, index, span)?]) };
+        let identity = self.over_indices(&sizes, &mut Vec::new(), span, &mut unit)?[0];
+        let tangents: Vec<Atom> =
+            (0..inputs.len()).map(|k| if k == j { identity } else { self.zeros_batched(inputs[k], n, span) }).collect();
+        let types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a).lift()).collect();
+        let expr = IrExpr::Jvp { lam, primals: inputs.to_vec(), tangents, batch: Some(n) };
+        let binds = self.emit(expr, &types, &["jac"], span);
+        Ok(Some((binds.into_iter().map(Atom::Var).collect(), out)))
+    }
+
     fn jacfwd(&mut self, f: &SVal<'a>, x: &SVal<'a>, span: Span) -> R<SVal<'a>> {
         let inputs = self.first_order_leaves(x, span, "the point of differentiation")?;
         let mut out_shape = None;
@@ -549,6 +598,13 @@ impl<'a> Elaborator<'a> {
         for (j, &xj) in inputs.iter().enumerate() {
             let sizes = self.shapes(xj, span);
             let elem = self.ty(xj).elem;
+            if sizes.len() == 1 {
+                if let Some((blocks, shape)) = self.jacfwd_vector(f, x, &inputs, j, span)? {
+                    out_shape = Some(shape);
+                    by_input.push(blocks);
+                    continue;
+                }
+            }
             let inputs_c = inputs.clone();
             let mut body = |el: &mut Self, index: &[Atom]| -> R<Vec<Atom>> {
                 let mut tangents = Vec::new();
@@ -648,4 +704,19 @@ fn convert_const(c: Const, to: ScalarType) -> Const {
         (c, ScalarType::Bool) => Const::Bool(c.as_f64() != 0.0),
         (c, _) => c,
     }
+}
+
+/// Whether forward mode can carry all directions of a `jvp` of `body` at
+/// once: it cannot through a custom rule with array arguments (the rule is
+/// written for one direction) or a `reduce_by_index` with an operator other
+/// than `+` (which forward mode rejects anyway).
+fn batchable(body: &crate::ir::Body, ty: &dyn Fn(Atom) -> IrType) -> bool {
+    body.stmts.iter().all(|s| {
+        let ok = match &s.expr {
+            IrExpr::Custom { args, .. } => args.iter().all(|a| ty(*a).is_scalar()),
+            IrExpr::Hist { lam, .. } => crate::ad::fwd::is_addition(lam),
+            _ => true,
+        };
+        ok && s.expr.bodies().into_iter().all(|b| batchable(b, ty))
+    })
 }

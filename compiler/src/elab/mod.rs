@@ -929,3 +929,13 @@ fn pat_leaf_names(p: &Pat, n: usize) -> Vec<String> {
 // JAX: for an output leaf of shape T and an input leaf of shape S the block
 // has shape T ++ S. `jacrev` produces that order directly; `jacfwd` produces
 // S ++ T and moves the S dimensions to the back with transposes under maps.
+//
+// When the input leaf is a vector and some output is an array, `jacfwd`
+// instead runs one `jvp` in vector mode (`Expr::Jvp` with a batch): the
+// tangent of the input leaf is the identity matrix, every tangent carries all
+// n directions in its last dimension, and the result tangents, of shape
+// T ++ [n], are the blocks. The primal runs once and the tangent arithmetic
+// of all directions runs together (Note [Vector-mode forward AD] in
+// ad/fwd.rs). Scalar outputs keep one `jvp` per direction: there the one-hot
+// collapse of the optimiser makes each direction read one element, O(n) in
+// all, where vector mode would add up an n × n identity.

@@ -2020,7 +2020,12 @@ mod tests {
         let mut t = VarTable::default();
         let x = t.fresh("x", F64);
         let (a, r) = (t.fresh("a", F64), t.fresh("r", F64));
-        let jvp = Expr::Jvp { lam: lam(&[a], vec![], &[a]), primals: vec![v(x)], tangents: vec![Atom::f64(1.0)] };
+        let jvp = Expr::Jvp {
+            lam: lam(&[a], vec![], &[a]),
+            primals: vec![v(x)],
+            tangents: vec![Atom::f64(1.0)],
+            batch: None,
+        };
         let p = prog(t, &[x], body(vec![st(&[r], jvp)], &[r]));
         let e = error(&p, vec![Val::F64(1.0)]);
         assert_eq!(

@@ -493,11 +493,16 @@ pub enum Expr {
         jvp: Lambda,
         args: Vec<Atom>,
     },
-    /// Forward-mode derivative of `lam` at `primals` applied to `tangents`; binds the result tangents.
+    /// Forward-mode derivative of `lam` at `primals` applied to `tangents`;
+    /// binds the result tangents. With `batch = Some(b)`, every tangent
+    /// carries `b` directions at once: it has its primal's shape plus a last
+    /// dimension of size `b` (vector mode, Note [Vector-mode forward AD] in
+    /// ad/fwd.rs), and so do the result tangents.
     Jvp {
         lam: Lambda,
         primals: Vec<Atom>,
         tangents: Vec<Atom>,
+        batch: Option<Atom>,
     },
     /// Reverse-mode derivative of `lam` at `primals` applied to `cotangents`; binds the input cotangents.
     Vjp {
@@ -664,7 +669,9 @@ impl Expr {
             Expr::UpdateAt { array, indices, value, .. } => {
                 std::iter::once(v(array)).chain(indices.iter().copied()).chain(std::iter::once(*value)).collect()
             }
-            Expr::Jvp { primals, tangents, .. } => primals.iter().chain(tangents).copied().collect(),
+            Expr::Jvp { primals, tangents, batch, .. } => {
+                primals.iter().chain(tangents).chain(batch).copied().collect()
+            }
             Expr::Custom { args, .. } => args.clone(),
             Expr::Vjp { primals, cotangents, .. } => primals.iter().chain(cotangents).copied().collect(),
         }

@@ -157,8 +157,12 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
             (CheckKind::Size, [n]) => format!("check_size {} >= 0", a(n)),
             (kind, args) => format!("check {kind:?} {}", args.iter().map(a).collect::<Vec<_>>().join(" ")),
         },
-        Expr::Jvp { lam, primals, tangents } => {
-            with_lambda(p, "jvp", lam, &format!("{} {}", tuple(primals), tuple(tangents)), indent)
+        Expr::Jvp { lam, primals, tangents, batch } => {
+            let name = match batch {
+                Some(b) => format!("jvp_batch {}", a(b)),
+                None => "jvp".to_string(),
+            };
+            with_lambda(p, &name, lam, &format!("{} {}", tuple(primals), tuple(tangents)), indent)
         }
         Expr::Vjp { lam, primals, cotangents } => {
             with_lambda(p, "vjp", lam, &format!("{} {}", tuple(primals), tuple(cotangents)), indent)
@@ -492,7 +496,10 @@ pub(crate) mod tests {
             let sq = vt.fresh("sq", F64);
             let square = lam(&[q], body(vec![st(&[sq], Expr::Binary(BinOp::Mul, a(q), a(q)))], &[a(sq)]));
             let jv = vt.fresh("jv", F64);
-            stmts.push(st(&[jv], Expr::Jvp { lam: square, primals: vec![a(f)], tangents: vec![Atom::f64(1.0)] }));
+            stmts.push(st(
+                &[jv],
+                Expr::Jvp { lam: square, primals: vec![a(f)], tangents: vec![Atom::f64(1.0)], batch: None },
+            ));
             // A fresh copy of the lambda: SSA forbids binding `q` and `sq` twice.
             let (q2, sq2) = (vt.fresh("q", F64), vt.fresh("sq", F64));
             let square2 = lam(&[q2], body(vec![st(&[sq2], Expr::Binary(BinOp::Mul, a(q2), a(q2)))], &[a(sq2)]));

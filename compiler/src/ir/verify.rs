@@ -679,11 +679,16 @@ impl Checker<'_> {
                 }
                 Some(vec![])
             }
-            Expr::Jvp { lam, primals, tangents } => {
+            Expr::Jvp { lam, primals, tangents, batch } => {
                 let pts: Vec<IrType> = lam.params.iter().map(|v| self.ty(*v)).collect();
                 self.check_atoms(primals, &pts, "primal", errs);
-                self.check_atoms(tangents, &pts, "tangent", errs);
-                Some(self.result_types(&lam.body))
+                let lifted =
+                    |ts: Vec<IrType>| if batch.is_some() { ts.into_iter().map(IrType::lift).collect() } else { ts };
+                self.check_atoms(tangents, &lifted(pts), "tangent", errs);
+                if let Some(b) = batch {
+                    self.expect(*b, i64_, "batch size", errs);
+                }
+                Some(lifted(self.result_types(&lam.body)))
             }
             Expr::Vjp { lam, primals, cotangents } => {
                 let pts: Vec<IrType> = lam.params.iter().map(|v| self.ty(*v)).collect();
@@ -1040,7 +1045,12 @@ mod tests {
                 vec![
                     st(
                         &[j],
-                        Expr::Jvp { lam: lam(&[q], body(vec![], &[a(q)])), primals: vec![a(ps[0])], tangents: vec![] },
+                        Expr::Jvp {
+                            lam: lam(&[q], body(vec![], &[a(q)])),
+                            primals: vec![a(ps[0])],
+                            tangents: vec![],
+                            batch: None,
+                        },
                     ),
                     st(
                         &[v],

@@ -167,9 +167,12 @@ pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
             sub_atom(value, subst);
         }
         Expr::Check { args, .. } => atoms(args),
-        Expr::Jvp { primals, tangents, .. } => {
+        Expr::Jvp { primals, tangents, batch, .. } => {
             atoms(primals);
             atoms(tangents);
+            if let Some(b) = batch {
+                sub_atom(b, subst);
+            }
         }
         Expr::Vjp { primals, cotangents, .. } => {
             atoms(primals);

@@ -91,10 +91,17 @@ pub static PASSES: &[Pass] = &[
     },
 ];
 
-/// Runs the pipeline on `f`, verifying after every pass in debug builds.
-pub fn optimise(f: &mut Func) -> Result<(), String> {
+/// Runs the pipeline on `f`, verifying after every pass in debug builds;
+/// adds the time of each pass to `timings` (by pass name).
+pub fn optimise(f: &mut Func, timings: &mut Vec<(&'static str, std::time::Duration)>) -> Result<(), String> {
     for pass in PASSES {
+        let start = std::time::Instant::now();
         (pass.run)(f);
+        let took = start.elapsed();
+        match timings.iter_mut().find(|(n, _)| *n == pass.name) {
+            Some((_, t)) => *t += took,
+            None => timings.push((pass.name, took)),
+        }
         if cfg!(debug_assertions) {
             super::verify::verify_func(f).map_err(|e| format!("after loop pass `{}`: {e}", pass.name))?;
         }

@@ -18,8 +18,9 @@ use std::collections::{HashMap, HashSet};
 /// Instructions splitting may add to one function.
 const BUDGET: usize = 6000;
 /// Loops with bodies larger than this are not split (the copies would cost
-/// more compile time than the branch costs run time).
-const MAX_BODY: usize = 400;
+/// more compile time than the branch costs run time); only innermost loops
+/// are, for the same reason (an outer loop's branch runs once per inner loop).
+const MAX_BODY: usize = 200;
 /// Rounds of splitting: each splits a loop on one test, with the analyses
 /// recomputed in between (a piece may be split again on another test, an
 /// outer loop once its inner loops are done).
@@ -89,7 +90,10 @@ impl Splitter {
         out: &mut Vec<Inst>,
     ) -> bool {
         let size = size(&body);
-        let test = (size <= MAX_BODY && self.budget >= 2 * size).then(|| self.find_test(f, index, &body)).flatten();
+        let innermost = !body.iter().any(|i| !i.blocks().is_empty() && has_loop(i));
+        let test = (innermost && size <= MAX_BODY && self.budget >= 2 * size)
+            .then(|| self.find_test(f, index, &body))
+            .flatten();
         let Some((cond, truth)) = test else {
             out.push(Inst::For { index, start, bound, body, lanes: 1 });
             return false;
@@ -211,6 +215,11 @@ fn flip(op: BinOp) -> BinOp {
         BinOp::Ge => BinOp::Le,
         op => op,
     }
+}
+
+/// Whether `i` is or contains a loop.
+fn has_loop(i: &Inst) -> bool {
+    matches!(i, Inst::For { .. } | Inst::While { .. }) || i.blocks().iter().any(|b| b.iter().any(has_loop))
 }
 
 /// Instructions in `insts`, nested blocks included.
