@@ -659,3 +659,22 @@ pub fn unsupported(what: &str, span: crate::diagnostic::Span) -> Diagnostic {
     Diagnostic::error(Code::E0121, format!("{what} is not supported"), span, "differentiated here")
         .with_help("rewrite this part with `map`, `reduce` or a loop, or apply `stop_gradient` to it")
 }
+
+// Note [Vector-mode forward AD]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `jacfwd f x` with n input directions can run n `jvp`s (one direction each,
+// the primal recomputed in each unless the optimiser hoists it) or one `jvp`
+// that carries all n directions at once. In vector mode (`Fwd::batch`) the
+// tangent of a value of shape S has shape S ++ [n]: the directions are the
+// innermost dimension, so the tangent of a row is a row of the tangent, and
+// every rule that only moves, indexes or combines rows (index, slice,
+// replicate, transpose, concat, scatter, map, reduce, loops, branches) is the
+// scalar rule with lifted types. Scalar arithmetic on tangents — `a·dx + b·dy`
+// — becomes a `map` over the n directions of the tangent rows
+// (`Fwd::lanewise`), with the partial derivatives computed once, outside it.
+// Zero tangents are zeros with the extra dimension. The primal runs once;
+// the tangent arithmetic is n times the scalar one, in loops over the
+// directions that the loop optimiser can vectorise. A custom rule with scalar
+// arguments runs direction by direction in a map; one with array arguments,
+// written for a single direction, cannot be lifted, and elaboration then
+// falls back to one `jvp` per direction (`elab::builtins::batchable`).
