@@ -5,8 +5,11 @@
 //! aims at the back end instead: views and copies (slices, reverse, concat,
 //! transpose of an unflatten), scans, loops whose state is an array, scatter
 //! and histograms, maps with no iterations, out-of-range slices and indices,
-//! mismatched sizes, negative sizes — and the gradients of such programs,
-//! whose adjoints are accumulated in place. Inputs include empty arrays.
+//! mismatched sizes, negative sizes, tests of the index against invariant
+//! values (index-set splitting), reads one ahead or behind and reversed
+//! indices (range analysis), reductions feeding maps (loop fusion) — and the
+//! gradients of such programs, whose adjoints are accumulated in place.
+//! Inputs include empty arrays.
 
 use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
@@ -48,7 +51,7 @@ impl Gen {
             return base[self.pick(base.len())].to_string();
         }
         let a = self.array(base, depth - 1);
-        match self.pick(13) {
+        match self.pick(17) {
             0 => format!("map (\\x -> {}) ({a})", self.scalar(&["x"], 2)),
             1 => {
                 // Same length by construction, or not: both engines must agree either way.
@@ -77,6 +80,19 @@ impl Gen {
                 self.array(base, 0)
             ),
             11 => format!("(if n > 1 then {a} else {})", self.array(base, depth - 1)),
+            // A test of the index against a loop-invariant value (split by
+            // the loop optimiser), with a read one behind.
+            13 => {
+                let cmp = ["==", "<", "<=", ">", "!="][self.pick(5)];
+                let c = ["0", "1", "n", "(length xs - 1)"][self.pick(4)];
+                format!("(let a = {a} in tabulate (length a) (\\i -> if i {cmp} {c} then a[i] * 2.0 else a[i - 1] + {}))", self.scalar(&["(f64 i)"], 1))
+            }
+            // Reads one ahead and one behind (checks the range analysis must keep or prove).
+            14 => format!("(let a = {a} in tabulate (length a - {}) (\\i -> a[i + 1] - a[i]))", self.pick(2)),
+            // A reversed index.
+            15 => format!("(let a = {a} in tabulate (length a) (\\j -> let i = length a - 1 - j in if i == 0 then 0.5 else a[i - 1]))"),
+            // Reductions into a scalar, then used element-wise.
+            16 => format!("(let a = {a} in let m = maximum a in let s = sum (map (\\v -> v - m) a) in map (\\v -> v * s - m) a)"),
             _ => format!("map (\\row -> sum row) (tabulate n (\\i -> map (\\x -> x + f64 i) ({a})))"),
         }
     }

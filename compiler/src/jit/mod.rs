@@ -803,6 +803,15 @@ impl Gen<'_, '_> {
                 BinOp::Add => self.b.ins().iadd(a, b),
                 BinOp::Sub => self.b.ins().isub(a, b),
                 BinOp::Mul => self.b.ins().imul(a, b),
+                // A constant divisor other than 0 and -1 needs no guard
+                // (Cranelift turns it into multiplications and shifts).
+                BinOp::Div | BinOp::Rem if matches!(yo, Operand::Const(Const::I64(d)) if d != 0 && d != -1) => {
+                    if op == BinOp::Div {
+                        self.b.ins().sdiv(a, b)
+                    } else {
+                        self.b.ins().srem(a, b)
+                    }
+                }
                 BinOp::Div | BinOp::Rem => {
                     // i64::MIN / -1 traps in hardware: divide by 1 instead and
                     // fix the result up (a / -1 = -a wrapping, a % -1 = 0).

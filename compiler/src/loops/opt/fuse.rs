@@ -17,8 +17,115 @@ pub fn run(f: &mut Func) {
     let mut body = std::mem::take(&mut f.body);
     fuse_block(f, &mut body, &fresh);
     forward_stores(&mut body, &fresh);
+    let mut renamed = Vec::new();
+    reuse_block(&mut body, &fresh, &mut renamed);
     f.body = body;
+    // A buffer that became another may be a result.
+    for (from, to) in renamed {
+        for r in &mut f.results {
+            if *r == Operand::Var(from) {
+                *r = Operand::Var(to);
+            }
+        }
+    }
     drop_unread_buffers(f, &fresh);
+}
+
+/// In each block: a loop that reads a private buffer `a` only at its index,
+/// writes a private buffer `b` of the same size and type only at its index,
+/// and is the last to touch `a` — writes into `a` instead, when every read of
+/// `a` in its body comes before every write of `b`. `b` is then not needed
+/// (Note [Buffers reused in place]).
+fn reuse_block(insts: &mut Vec<Inst>, fresh: &HashSet<LVar>, renamed: &mut Vec<(LVar, LVar)>) {
+    for i in insts.iter_mut() {
+        for b in i.blocks_mut() {
+            reuse_block(b, fresh, renamed);
+        }
+    }
+    let allocs: HashMap<LVar, (crate::loops::MTy, Operand)> = insts
+        .iter()
+        .filter_map(|i| match i {
+            Inst::Let(v, Rhs::Alloc { elem, count, .. }) if fresh.contains(v) => Some((*v, (*elem, *count))),
+            _ => None,
+        })
+        .collect();
+    for k in 0..insts.len() {
+        let Inst::For { index, body, .. } = &insts[k] else { continue };
+        let e = effects(*index, body);
+        let later_uses: HashSet<LVar> = {
+            let mut used = HashSet::new();
+            for_each_inst(&insts[k + 1..], &mut |i| used.extend(i.operands().into_iter().filter_map(Operand::var)));
+            used
+        };
+        let sorted = |set: &HashSet<LVar>| {
+            let mut v: Vec<LVar> = set.iter().copied().collect();
+            v.sort();
+            v
+        };
+        let (loads, stores) = (sorted(&e.loads), sorted(&e.stores));
+        let pair = loads.iter().copied().filter(|a| !e.stores.contains(a)).find_map(|a| {
+            let (elem, count) = allocs.get(&a)?;
+            let b = stores.iter().copied().find(|b| {
+                *b != a && allocs.get(b) == Some(&(*elem, *count)) && e.at_index_only.get(b) == Some(&true)
+            })?;
+            let ok = e.at_index_only.get(&a) == Some(&true)
+                && !later_uses.contains(&a)
+                && reads_before_writes(body, a, b)
+                && allocated_before(insts, k, b);
+            ok.then_some((a, b))
+        });
+        if let Some((a, b)) = pair {
+            rename_buffer(&mut insts[k..], b, a);
+            insts.retain(|i| !matches!(i, Inst::Let(v, Rhs::Alloc { .. }) if *v == b));
+            renamed.push((b, a));
+            return reuse_block(insts, fresh, renamed);
+        }
+    }
+}
+
+/// In `body` (its top level; nothing nested may touch them), every load of
+/// `a` comes before the first store to `b`.
+fn reads_before_writes(body: &[Inst], a: LVar, b: LVar) -> bool {
+    let mut stored = false;
+    for i in body {
+        let touches = |v: LVar| {
+            let mut hit = false;
+            for blk in i.blocks() {
+                for_each_inst(blk, &mut |j| hit |= j.operands().contains(&Operand::Var(v)));
+            }
+            hit
+        };
+        if touches(a) || touches(b) {
+            return false;
+        }
+        match i {
+            Inst::Let(_, Rhs::Load { base: Operand::Var(x), .. }) if *x == a && stored => return false,
+            Inst::Store { base: Operand::Var(x), .. } if *x == b => stored = true,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// `b`'s allocation stands in `insts` before position `k`, and nothing else
+/// before `k` touches `b`.
+fn allocated_before(insts: &[Inst], k: usize, b: LVar) -> bool {
+    let mut touched = false;
+    for_each_inst(&insts[..k], &mut |i| touched |= i.operands().contains(&Operand::Var(b)));
+    !touched && insts[..k].iter().any(|i| matches!(i, Inst::Let(v, Rhs::Alloc { .. }) if *v == b))
+}
+
+fn rename_buffer(insts: &mut [Inst], from: LVar, to: LVar) {
+    for i in insts {
+        for o in i.operands_mut() {
+            if *o == Operand::Var(from) {
+                *o = Operand::Var(to);
+            }
+        }
+        for b in i.blocks_mut() {
+            rename_buffer(b, from, to);
+        }
+    }
 }
 
 /// The type of an operand of `f`, for `Rhs::is_arithmetic`.
@@ -299,3 +406,16 @@ fn drop_stores(insts: &mut Vec<Inst>, dead: &HashSet<LVar>) {
 // one pass, and a buffer that was only ever read back at the index just
 // written (the negated softmax summed for the adjoint of the maximum) is no
 // longer stored at all.
+
+// Note [Buffers reused in place]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `p = map (\v -> v / s) e` with `e` dead afterwards lowers to a loop that
+// reads `e[j]` and writes a fresh `p[j]`: two buffers where one would do.
+// When the loop reads `e` only at its index, writes `p` only at its index,
+// reads `e[j]` before writing `p[j]` in each iteration, and nothing after the
+// loop reads `e`, writing `p`'s elements into `e` computes the same values:
+// element j of `e` is overwritten after its last read. Both buffers must be
+// private (no other pointer reaches them) and of the same size and type, and
+// `p` must be allocated in the same block before the loop (so every use of
+// `p` is renamed). The memory footprint of a chain of maps then stays that of
+// one array, and the pages of a second large buffer are never touched.

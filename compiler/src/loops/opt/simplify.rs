@@ -174,6 +174,8 @@ fn fold_block(insts: &mut Vec<Inst>) -> bool {
             {
                 changed = true;
             }
+            // `for i in n..n` runs nothing.
+            Inst::For { start, bound, .. } if start == bound => changed = true,
             _ => out.push(i),
         }
     }

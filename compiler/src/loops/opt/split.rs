@@ -263,7 +263,9 @@ fn copy_body(
     value: bool,
 ) -> (LVar, Vec<Inst>) {
     let mut rename: HashMap<LVar, LVar> = HashMap::new();
-    for v in std::iter::once(index).chain(locals.iter().copied()) {
+    let mut locals: Vec<LVar> = locals.iter().copied().collect();
+    locals.sort();
+    for v in std::iter::once(index).chain(locals) {
         let (name, ty) = f.vars[v.0 as usize].clone();
         rename.insert(v, f.fresh(&name, ty));
     }

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Tables of GradBench logs written by scripts/vs_manual.sh: per workload the
+mean primal and derivative time of Slope and of `manual` (GradBench's own
+statistic: the mean of all `evaluate` timings of a function, the first run
+included), and per eval the ratio of the sums (primal + derivative over every
+workload), Slope / manual. Invalid outputs are counted and shown.
+
+    python3 scripts/gradbench_ratio.py OUTDIR EVAL...
+"""
+import json
+import sys
+
+
+def load(path):
+    """{(workload, function): (mean ms, valid)} and the workload order."""
+    messages, cells, order, valid = {}, {}, [], {}
+    with open(path) as f:
+        for line in f:
+            entry = json.loads(line)
+            if "message" in entry:
+                m = entry["message"]
+                messages[m["id"]] = m
+                if m.get("kind") == "analysis":
+                    valid[m.get("of")] = m.get("valid")
+                continue
+            r = entry.get("response", {})
+            m = messages.get(r.get("id"))
+            if not m or m.get("kind") != "evaluate" or not r.get("success"):
+                continue
+            runs = [t["nanoseconds"] / 1e6 for t in r.get("timings", []) if t.get("name") == "evaluate"]
+            if runs:
+                workload = m.get("description", "")
+                if workload not in order:
+                    order.append(workload)
+                cells[(workload, m["function"], m["id"])] = sum(runs) / len(runs)
+    table = {}
+    for (workload, function, mid), ms in cells.items():
+        table[(workload, function)] = (ms, valid.get(mid, True))
+    return table, order
+
+
+def main():
+    out, evals = sys.argv[1], sys.argv[2:]
+    summary = []
+    for e in evals:
+        slope, order = load(f"{out}/{e}-slope.jsonl")
+        manual, _ = load(f"{out}/{e}-manual.jsonl")
+        functions = sorted({f for (_, f) in slope} | {f for (_, f) in manual})
+        print(f"\n{e} (ms, mean per call; {' / '.join(functions)})")
+        print(f"{'workload':<26}{'slope':>28}{'manual':>28}")
+        totals = {"slope": 0.0, "manual": 0.0}
+        invalid = 0
+        for w in order:
+            row = []
+            for name, table in (("slope", slope), ("manual", manual)):
+                parts = []
+                for f in functions:
+                    cell = table.get((w, f))
+                    if cell is None:
+                        parts.append("-")
+                        continue
+                    parts.append(f"{cell[0]:.3g}" + ("" if cell[1] else "!"))
+                    totals[name] += cell[0]
+                    invalid += int(name == "slope" and not cell[1])
+                row.append(" / ".join(parts))
+            print(f"{w:<26}{row[0]:>28}{row[1]:>28}")
+        ratio = totals["slope"] / totals["manual"] if totals["manual"] else float("nan")
+        print(f"{'sum':<26}{totals['slope']:>28.1f}{totals['manual']:>28.1f}   ratio {ratio:.2f}")
+        summary.append((e, totals["slope"], totals["manual"], ratio, invalid))
+    print("\n| eval | Slope (ms) | manual (ms) | Slope / manual | invalid |")
+    print("|---|---:|---:|---:|---:|")
+    for e, s, m, r, invalid in summary:
+        print(f"| {e} | {s:.1f} | {m:.1f} | {r:.2f} | {invalid} |")
+
+
+if __name__ == "__main__":
+    main()

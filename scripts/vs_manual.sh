@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Slope against GradBench's hand-written C++ tool `manual`, under GradBench's
+# own runner (which validates every output against `manual`), one eval after
+# the other, then one table per eval and a summary of ratios.
+#
+# Needs a GradBench workbench: a checkout of github.com/gradbench/gradbench with
+# its runner built (`cargo build --profile=release-with-debug -p gradbench`), the
+# `manual` tool built (`make -C tools/manual`) and its Python evals importable.
+# Point at it with GB_ROOT (the checkout) and GB (the runner binary); a Python
+# with numpy, scipy and pydantic first on PATH.
+#
+#   cargo build --release
+#   scripts/vs_manual.sh OUTDIR lse ode gmm lstm ba ht
+#
+# ba and ht run GradBench's default workloads (ba1-ba8; hand1-hand11, complicated
+# variant, big model); the others every default workload of their eval.
+set -u
+out=$(realpath -m "${1:?usage: vs_manual.sh OUTDIR EVAL...}"); shift
+: "${GB:?set GB to GradBench's runner binary}" "${GB_ROOT:?set GB_ROOT to a GradBench checkout}"
+here=$(cd "$(dirname "$0")/.." && pwd)
+slope="$here/target/release/slope gradbench --dir $here/examples/gradbench"
+manual="python3 python/gradbench/gradbench/cpp.py manual"
+evals=python/gradbench/gradbench/evals
+mkdir -p "$out"
+cd "$GB_ROOT" || exit 2
+for e in "$@"; do
+  case $e in
+    ba) eval_cmd="python3 $evals/ba/run.py --max 8" ;;
+    ht) eval_cmd="python3 $evals/ht/run.py --max 11" ;;
+    *) eval_cmd="python3 $evals/$e/run.py" ;;
+  esac
+  for tool in slope manual; do
+    if [ $tool = slope ]; then cmd=$slope; else cmd=$manual; fi
+    "$GB" run --eval "$eval_cmd" --tool "$cmd" -o "$out/$e-$tool.jsonl" > "$out/$e-$tool.txt" 2>&1
+    echo "$e $tool: exit $?, $(grep -c '✓' "$out/$e-$tool.txt") valid, $(grep -c '✗' "$out/$e-$tool.txt") invalid"
+  done
+done
+python3 "$here/scripts/gradbench_ratio.py" "$out" "$@"

@@ -1,0 +1,235 @@
+//! The loop optimiser (`compiler/src/loops/opt/`): each pass on a small
+//! program, before (`--stage lowered`) and after (`--stage loops`), with the
+//! property it promises checked on the loop IR — a branch or check it removes
+//! is really gone — and the negative case: an index that may be out of range
+//! keeps its check and fails with the interpreter's code, span and message.
+//! Values are checked against the interpreter bit for bit
+//! (`slope::testfile::engines_agree`).
+
+use slope::api::{Engine, Program};
+use slope::diagnostic::RenderStyle;
+use slope::loops::{for_each_inst, Inst, Rhs};
+use slope_tests::{file_loader, workspace_dir};
+
+fn compile(src: &str) -> Program {
+    Program::compile("loop_opt.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+}
+
+fn snapshot(name: &str, p: &Program, src: &str, entry: &str) {
+    let before = p.emit("lowered", Some(entry)).unwrap();
+    let after = p.emit("loops", Some(entry)).unwrap();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    let shown = format!("{src}\n--- lowered\n{before}\n--- loops\n{after}");
+    settings.bind(|| insta::assert_snapshot!(format!("loop_opt__{name}"), shown));
+}
+
+/// Both engines on `input`: the same value or the same error.
+fn agree(p: &Program, entry: &str, input: serde_json::Value) -> Result<serde_json::Value, String> {
+    let native = p.call_json_on(Engine::Jit, entry, &input);
+    let reference = p.call_json_on(Engine::Interp, entry, &input);
+    slope::testfile::engines_agree(&native, &reference).unwrap_or_else(|e| panic!("{entry} {input}: {e}"));
+    native.map_err(|f| f.render(RenderStyle::Short))
+}
+
+/// The optimised loop IR of `entry`.
+fn loops(p: &Program, entry: &str) -> Vec<Inst> {
+    p.native().unwrap().loops.func(entry).unwrap().body.clone()
+}
+
+fn count(insts: &[Inst], pred: impl Fn(&Inst) -> bool) -> usize {
+    let mut n = 0;
+    for_each_inst(insts, &mut |i| n += usize::from(pred(i)));
+    n
+}
+
+/// Instructions satisfying `pred` inside loops (a check of the entry's
+/// arguments, before any loop, does not count).
+fn in_loops(insts: &[Inst], pred: impl Fn(&Inst) -> bool + Copy) -> usize {
+    insts
+        .iter()
+        .map(|i| match i {
+            Inst::For { body, .. } | Inst::While { body, .. } => count(body, pred),
+            Inst::If { then, els, .. } => in_loops(then, pred) + in_loops(els, pred),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn is_check(i: &Inst) -> bool {
+    matches!(i, Inst::If { then, els, .. } if then.is_empty() && matches!(els.as_slice(), [Inst::Fail { .. }]))
+}
+
+fn is_branch(i: &Inst) -> bool {
+    matches!(i, Inst::If { .. }) && !is_check(i)
+}
+
+fn loops_count(insts: &[Inst]) -> usize {
+    count(insts, |i| matches!(i, Inst::For { .. }))
+}
+
+const RHS: &str = "entry rhs [n] (x: [n]f64) (y: [n]f64) : [n]f64 = \
+                   tabulate n (\\i -> if i == 0 then x[0] else x[i] * y[i - 1])";
+
+#[test]
+fn split_peels_the_first_iteration_and_ranges_drop_its_checks() {
+    let p = compile(RHS);
+    snapshot("split_rhs", &p, RHS, "rhs");
+    let body = loops(&p, "rhs");
+    // No branch on the index is left, and no check in the loops: `i - 1` is
+    // in range for i in 1..n, `0` is in range in the peeled iteration.
+    assert_eq!(count(&body, is_branch), 0, "{body:?}");
+    assert_eq!(in_loops(&body, is_check), 0, "{body:?}");
+    assert_eq!(
+        agree(&p, "rhs", serde_json::json!({"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0]})),
+        Ok(serde_json::json!([1.0, 8.0, 15.0]))
+    );
+    assert_eq!(agree(&p, "rhs", serde_json::json!({"x": [], "y": []})), Ok(serde_json::json!([])));
+    assert_eq!(agree(&p, "rhs", serde_json::json!({"x": [2.5], "y": [1.0]})), Ok(serde_json::json!([2.5])));
+}
+
+#[test]
+fn a_reversed_index_test_splits_too() {
+    let src = "entry rev [n] (x: [n]f64) : [n]f64 = \
+               tabulate n (\\j -> let i = n - 1 - j in if i == 0 then 0.0 else x[i - 1])";
+    let p = compile(src);
+    snapshot("split_reversed", &p, src, "rev");
+    let body = loops(&p, "rev");
+    assert_eq!(count(&body, is_branch), 0, "{body:?}");
+    assert_eq!(in_loops(&body, is_check), 0, "{body:?}");
+    assert_eq!(agree(&p, "rev", serde_json::json!({"x": [1.0, 2.0, 3.0]})), Ok(serde_json::json!([2.0, 1.0, 0.0])));
+}
+
+#[test]
+fn an_index_that_may_be_out_of_range_keeps_its_check() {
+    // `x[i + 1]` overruns at the last element: the check stays, and native
+    // code fails exactly as the interpreter does (code, span, message).
+    let src = "entry next [n] (x: [n]f64) : [n]f64 = tabulate n (\\i -> x[i + 1] - x[i])";
+    let p = compile(src);
+    snapshot("keeps_check", &p, src, "next");
+    assert_eq!(in_loops(&loops(&p, "next"), is_check), 1);
+    let e = agree(&p, "next", serde_json::json!({"x": [1.0, 2.0, 4.0]})).unwrap_err();
+    assert!(e.contains("E0201") && e.contains("index 3 out of bounds for dimension 0 of size 3"), "{e}");
+    // An index the program computes from data: checked, and the check fails
+    // with the offending value.
+    let src = "entry at [n] (x: [n]f64) (k: i64) : f64 = sum (tabulate n (\\i -> x[(i + k) % n]))";
+    let p = compile(src);
+    assert!(in_loops(&loops(&p, "at"), is_check) >= 1);
+    let e = agree(&p, "at", serde_json::json!({"x": [1.0, 2.0], "k": -5})).unwrap_err();
+    assert!(e.contains("E0201") && e.contains("index -1 out of bounds"), "{e}");
+}
+
+#[test]
+fn ranges_fold_comparisons_min_and_max() {
+    // In a loop over i < n, `i < n` is true and `min i n` is i.
+    let src = "entry f [n] (x: [n]f64) : [n]f64 = tabulate n (\\i -> if i < n then x[min i n] else 0.0)";
+    let p = compile(src);
+    let body = loops(&p, "f");
+    assert_eq!(count(&body, is_branch), 0, "{body:?}");
+    assert_eq!(count(&body, |i| matches!(i, Inst::Let(_, Rhs::Binary(slope::ir::BinOp::Min, ..)))), 0, "{body:?}");
+    assert_eq!(agree(&p, "f", serde_json::json!({"x": [3.0, 4.0]})), Ok(serde_json::json!([3.0, 4.0])));
+}
+
+#[test]
+fn fusion_computes_a_sum_with_its_map_and_drops_what_nothing_reads() {
+    // The softmax's exponentials are stored and summed in one pass; the
+    // negated softmax, only summed, is never stored; and the softmax itself
+    // is written over the exponentials, dead after it (one buffer in all).
+    let src = "entry g [n] (x: [n]f64) : ([n]f64, f64) = \
+               let e = map (\\v -> exp v) x in let s = sum e in \
+               let p = map (\\v -> v / s) e in let q = map (\\v -> 0.0 - v) p in (p, sum q)";
+    let p = compile(src);
+    snapshot("fuse", &p, src, "g");
+    let body = loops(&p, "g");
+    let lowered = slope::loops::lower::lower_program(&p.ir).unwrap();
+    let before = &lowered.func("g").unwrap().body;
+    assert!(
+        loops_count(&body) < loops_count(before),
+        "{} loops before, {} after",
+        loops_count(before),
+        loops_count(&body)
+    );
+    assert_eq!(count(&body, |i| matches!(i, Inst::Let(_, Rhs::Alloc { .. }))), 1, "{body:?}");
+    let out = agree(&p, "g", serde_json::json!({"x": [0.0, 1.0, 2.0]})).unwrap();
+    assert!(out[0].is_array(), "{out}");
+}
+
+#[test]
+fn loops_whose_bodies_can_both_fail_are_not_fused() {
+    // Fusing would report the second loop's error first.
+    let src = "entry f [n] (x: [n]f64) (k: i64) (m: i64) : ([n]f64, [n]f64) = \
+               (tabulate n (\\i -> x[(i + k) % n]), tabulate n (\\i -> x[(i * m) % n]))";
+    let p = compile(src);
+    let e = agree(&p, "f", serde_json::json!({"x": [1.0, 2.0, 3.0], "k": -7, "m": -1})).unwrap_err();
+    assert!(e.contains("index -1 out of bounds"), "the first tabulate fails first: {e}");
+}
+
+#[test]
+fn independent_f64_iterations_run_two_at_a_time() {
+    let src = "entry axpy [n] (a: f64) (x: [n]f64) (y: [n]f64) : [n]f64 = map2 (\\u v -> a * u + max v 0.0) x y";
+    let p = compile(src);
+    snapshot("simd", &p, src, "axpy");
+    let body = loops(&p, "axpy");
+    assert_eq!(count(&body, |i| matches!(i, Inst::For { lanes: 2, .. })), 1, "{body:?}");
+    // Odd lengths run the remainder one by one; -0.0 and the NaN rules of
+    // max are the scalar loop's, lane by lane.
+    for n in [0usize, 1, 2, 5, 8] {
+        let x: Vec<f64> = (0..n).map(|i| i as f64 - 1.5).collect();
+        let y: Vec<f64> = (0..n).map(|i| if i % 2 == 0 { -0.0 } else { 2.0 - i as f64 }).collect();
+        agree(&p, "axpy", serde_json::json!({"a": 0.5, "x": x, "y": y})).unwrap();
+    }
+}
+
+#[test]
+fn a_loop_carrying_a_sum_is_not_vectorised() {
+    // A sum is a left fold: adding in two lanes would change its rounding.
+    let p = compile("entry s [n] (x: [n]f64) : f64 = sum (map (\\v -> v * v) x)");
+    assert_eq!(count(&loops(&p, "s"), |i| matches!(i, Inst::For { lanes: 2, .. })), 0);
+}
+
+/// The GradBench examples with sizes that disagree still fail with a
+/// diagnostic on both engines (no out-of-bounds access in optimised code).
+#[test]
+fn examples_with_wrong_sizes_fail_with_their_diagnostics() {
+    let cases = [
+        // The packed lower triangles are too short for d = 2: an index out of bounds.
+        ("gmm", "objective", "gmm/objective-2_3_50.json", "l", serde_json::json!([[], [], []]), "E0201"),
+        ("gmm", "jacobian", "gmm/jacobian-2_3_50.json", "l", serde_json::json!([[], [], []]), "E0201"),
+        // Means of another dimension than the points: a size mismatch.
+        ("gmm", "jacobian", "gmm/jacobian-2_3_50.json", "mu", serde_json::json!([[0.0], [0.0], [0.0]]), "E0202"),
+        // A correspondence naming a vertex that does not exist.
+        (
+            "ht",
+            "jacobian",
+            "ht/jacobian-hand1_t26_c100.json",
+            "data.correspondences.0",
+            serde_json::json!(1000000),
+            "E0201",
+        ),
+    ];
+    for (eval, entry, fixture, field, bad, code) in cases {
+        let path = workspace_dir().join(format!("examples/gradbench/{eval}.slope"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let p = Program::compile(&path.display().to_string(), &text, &file_loader).unwrap();
+        let fixture: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(workspace_dir().join("tests/fixtures").join(fixture)).unwrap(),
+        )
+        .unwrap();
+        let mut input = fixture["input"].clone();
+        // `a.b.0` names a field of a field, then an element.
+        let mut slot = &mut input;
+        for key in field.split('.') {
+            slot = match key.parse::<usize>() {
+                Ok(k) => &mut slot[k],
+                Err(_) => &mut slot[key],
+            };
+        }
+        *slot = bad;
+        let native = p.call_json_on(Engine::Jit, entry, &input);
+        let reference = p.call_json_on(Engine::Interp, entry, &input);
+        slope::testfile::engines_agree(&native, &reference).unwrap_or_else(|e| panic!("{eval} {field}: {e}"));
+        let e = native.expect_err("a wrong size fails").render(RenderStyle::Short);
+        assert!(e.contains(code), "{eval} {field}: {e}");
+    }
+}
