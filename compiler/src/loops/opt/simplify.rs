@@ -67,32 +67,75 @@ impl Counts {
 }
 
 /// Replaces a variable whose every assignment copies the same operand — a
-/// constant, or a variable assigned once — by that operand.
+/// constant, or a variable assigned once — by that operand; and the members
+/// of a group of variables assigned only copies of each other and of one
+/// such operand (a loop-carried dimension that never changes: `d = n`
+/// before the loop, `d2 = d` and `d = d2` in it) by that operand.
 fn propagate(f: &mut Func) -> bool {
     let counts = Counts::of(f);
-    let mut candidate: HashMap<LVar, Option<Operand>> = HashMap::new();
-    let params: Vec<LVar> = f.params.clone();
+    // The operands each variable is assigned; `None`: something other than a copy.
+    let mut sources: HashMap<LVar, Option<Vec<Operand>>> = HashMap::new();
     for_each_inst(&f.body, &mut |i| match i {
-        Inst::Let(v, Rhs::Use(o)) if *o != Operand::Var(*v) => {
-            let ok = match o {
-                Operand::Const(_) => true,
-                Operand::Var(w) => counts.single(*w),
-            };
-            let entry = candidate.entry(*v).or_insert(Some(*o));
-            if !ok || *entry != Some(*o) {
-                *entry = None;
+        Inst::Let(v, Rhs::Use(o)) => {
+            if let Some(list) = sources.entry(*v).or_insert(Some(Vec::new())) {
+                if *o != Operand::Var(*v) && !list.contains(o) {
+                    list.push(*o);
+                }
             }
         }
         Inst::Let(v, _) | Inst::For { index: v, .. } => {
-            candidate.insert(*v, None);
+            sources.insert(*v, None);
         }
         _ => {}
     });
-    let mut subst: HashMap<LVar, Operand> = candidate
-        .into_iter()
-        .filter_map(|(v, o)| o.filter(|_| !params.contains(&v)).map(|o| (v, o)))
-        .filter(|(v, _)| counts.defs[v.0 as usize] >= 1)
-        .collect();
+    for p in &f.params {
+        sources.insert(*p, None);
+    }
+    let fixed = |o: &Operand| match o {
+        Operand::Const(_) => true,
+        Operand::Var(w) => counts.single(*w) && !matches!(sources.get(w), Some(Some(_))),
+    };
+    // Groups of copy-only variables, closed under copying: every member's
+    // sources are members or one common fixed operand.
+    let mut subst: HashMap<LVar, Operand> = HashMap::new();
+    let mut vars: Vec<LVar> = sources.iter().filter(|(_, s)| s.is_some()).map(|(v, _)| *v).collect();
+    vars.sort();
+    for v in vars {
+        if subst.contains_key(&v) {
+            continue;
+        }
+        let mut group = vec![v];
+        let mut outside: Vec<Operand> = Vec::new();
+        let mut ok = true;
+        let mut k = 0;
+        while k < group.len() && ok && group.len() <= 64 {
+            let Some(Some(list)) = sources.get(&group[k]) else {
+                ok = false;
+                break;
+            };
+            for o in list {
+                match o {
+                    Operand::Var(w) if matches!(sources.get(w), Some(Some(_))) => {
+                        if !group.contains(w) {
+                            group.push(*w);
+                        }
+                    }
+                    o if fixed(o) => {
+                        if !outside.contains(o) {
+                            outside.push(*o);
+                        }
+                    }
+                    _ => ok = false,
+                }
+            }
+            k += 1;
+        }
+        if ok && k == group.len() && outside.len() == 1 {
+            for g in group {
+                subst.insert(g, outside[0]);
+            }
+        }
+    }
     if subst.is_empty() {
         return false;
     }
