@@ -131,7 +131,9 @@ impl Program {
         options: &driver::Options,
     ) -> Result<Program, Failure> {
         let mut sources = SourceMap::new();
-        match driver::compile_with(&mut sources, name, text, loader, options) {
+        // On a big stack: a deeply nested program must not overflow the caller's.
+        let stages = driver::with_stack(|| driver::compile_with(&mut sources, name, text, loader, options));
+        match stages {
             Ok(st) => Ok(Program {
                 sources,
                 main: st.main,

@@ -123,6 +123,7 @@ codes! {
     E0006 => "duplicate definition",
     E0007 => "unknown import",
     E0008 => "import cycle",
+    E0009 => "program nested too deeply",
     // Names and types.
     E0101 => "unknown name",
     E0102 => "type mismatch",
@@ -145,6 +146,7 @@ codes! {
     E0119 => "invalid custom derivative rule",
     E0120 => "unknown type",
     E0121 => "unsupported construct",
+    E0122 => "program too large after inlining",
     // Run time.
     E0201 => "index out of bounds",
     E0202 => "size mismatch at run time",

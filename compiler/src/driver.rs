@@ -15,7 +15,7 @@ use crate::types::{self, CheckedProgram};
 use std::collections::HashMap;
 
 /// Reads an imported file: `(importing file name, import path)` → `(file name, text)`.
-pub type Loader<'l> = dyn Fn(&str, &str) -> Result<(String, String), String> + 'l;
+pub type Loader<'l> = dyn Fn(&str, &str) -> Result<(String, String), String> + Sync + 'l;
 
 /// A loader that refuses every non-stdlib import (for sources without a file system).
 pub fn no_files(_: &str, path: &str) -> Result<(String, String), String> {
@@ -75,9 +75,60 @@ struct ImportState {
     in_progress: Vec<String>,
 }
 
+/// The deepest nesting of expressions (or of types) the compiler accepts:
+/// far beyond any written program (a sum of 100,000 terms is 100,000
+/// deep), and within what the compiler's recursive passes do on the stack
+/// the CLI and [`with_stack`] give them.
+pub const MAX_NESTING: usize = 250_000;
+
+/// The stack the compiler runs on (virtual memory: pages are touched only as
+/// deep programs need them).
+pub const STACK_BYTES: usize = 2 << 30;
+
+/// Runs `f` on a thread with a stack of [`STACK_BYTES`], so that deeply
+/// nested programs (up to [`MAX_NESTING`]) never overflow the caller's
+/// smaller one. A panic in `f` is resumed in the caller.
+pub fn with_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let job = std::sync::Mutex::new(Some(f));
+    let run = || job.lock().ok().and_then(|mut j| j.take()).map(|f| f());
+    let ran = std::thread::scope(|scope| {
+        match std::thread::Builder::new().stack_size(STACK_BYTES).spawn_scoped(scope, run) {
+            Ok(handle) => handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            // No thread to be had (no address space for the stack): run here,
+            // on the caller's stack, which suffices for all but extreme nesting.
+            Err(_) => run(),
+        }
+    });
+    ran.expect("the job runs exactly once")
+}
+
+/// Rejects a module whose expressions or types nest deeper than [`MAX_NESTING`] (E0009).
+fn check_nesting(module: &Module) -> Result<(), Diagnostic> {
+    for item in &module.items {
+        let Item::Def(def) = item else { continue };
+        let mut exprs: Vec<&crate::syntax::ast::Expr> = vec![&def.body];
+        exprs.extend(def.jvp_rule.iter().map(|r| &r.body));
+        let mut types: Vec<&crate::syntax::ast::TypeExpr> = def.params.iter().map(|p| &p.ty).collect();
+        types.extend(def.ret.iter());
+        let deepest = exprs.iter().map(|e| e.depth()).chain(types.iter().map(|t| t.depth())).max();
+        if let Some(depth) = deepest.filter(|d| *d > MAX_NESTING) {
+            return Err(Diagnostic::error(
+                Code::E0009,
+                format!("`{}` is nested {depth} levels deep", def.name.text),
+                def.name.span,
+                "nested too deeply",
+            )
+            .with_note(format!("the compiler accepts up to {MAX_NESTING} levels of nested expressions or types"))
+            .with_help("split the expression with `let` bindings or helper definitions"));
+        }
+    }
+    Ok(())
+}
+
 impl ImportState {
     fn load(&mut self, sources: &mut SourceMap, file: FileId, loader: &Loader<'_>) -> Result<(), Vec<Diagnostic>> {
         let module = parser::parse_module(sources.text(file), file).map_err(|d| vec![d])?;
+        check_nesting(&module).map_err(|d| vec![d])?;
         let key = sources.name(file).to_string();
         self.in_progress.push(key.clone());
         for item in &module.items {

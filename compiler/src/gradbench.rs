@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 /// Reads a module's source: `module name → (file name for diagnostics and
 /// imports, text)`.
-pub type ModuleLoader<'l> = dyn Fn(&str) -> Result<(String, String), String> + 'l;
+pub type ModuleLoader<'l> = dyn Fn(&str) -> Result<(String, String), String> + Sync + 'l;
 
 /// The protocol state: the compiled modules, by name.
 pub struct Adapter<'l> {

@@ -119,6 +119,13 @@ enum Command {
 static ALLOCATOR: cli::bench::memory::Counting = cli::bench::memory::Counting;
 
 fn main() -> ExitCode {
+    // Every command runs on a big stack: deeply nested programs (a sum of
+    // 100,000 terms is an expression 100,000 levels deep) recurse deeply in
+    // the compiler's passes, also in the REPL and the GradBench adapter.
+    slope::driver::with_stack(command)
+}
+
+fn command() -> ExitCode {
     let args = Args::parse();
     cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
     cli::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);

@@ -30,7 +30,7 @@ use crate::values;
 use std::path::Path;
 
 /// Reads a file by path: the caller's window onto the file system.
-pub type FileReader = dyn Fn(&str) -> Result<String, String>;
+pub type FileReader = dyn Fn(&str) -> Result<String, String> + Sync;
 
 /// What the REPL prints for one input.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -116,7 +116,7 @@ const EXPR_FUNC: &str = "repl";
 
 impl Session {
     /// A session with no definitions; `reader` reads files for `:load` and imports.
-    pub fn new(reader: impl Fn(&str) -> Result<String, String> + 'static) -> Session {
+    pub fn new(reader: impl Fn(&str) -> Result<String, String> + Sync + 'static) -> Session {
         let mut inputs = SourceMap::new();
         inputs.add("<repl>", "");
         let mut sources = SourceMap::new();

@@ -92,3 +92,77 @@ fn shuffled_programs_give_diagnostics() {
         }
     }
 }
+
+/// A program nested `depth` levels deep: a sum of `depth + 1` terms written
+/// out, or `depth` negations `-(-(…x))`.
+fn nested(depth: usize, negations: bool) -> String {
+    let body = if negations {
+        format!("{}x{}", "-(".repeat(depth), ")".repeat(depth))
+    } else {
+        let mut s = String::from("x");
+        for _ in 0..depth {
+            s.push_str(" + x");
+        }
+        s
+    };
+    format!("entry main (x: f64) : f64 = {body}\n")
+}
+
+#[test]
+fn deeply_nested_programs_compile_and_run() {
+    // Each step of the pipeline recurses on the nesting; the compiler runs
+    // on a stack that holds these.
+    for negations in [false, true] {
+        let text = nested(20_001, negations);
+        let program = Program::compile("deep.slope", &text, &no_files).expect("a deep program compiles");
+        let result = program.call_json("main", &serde_json::json!(0.5)).expect("and runs");
+        let expected = if negations { -0.5 } else { 0.5 * 20_002.0 };
+        assert_eq!(result, serde_json::json!(expected), "negations: {negations}");
+    }
+    // Brackets alone leave no trace in the syntax tree: the parser's own
+    // stack takes any number.
+    let text = format!("entry main (x: f64) : f64 = {}x{}\n", "(".repeat(300_000), ")".repeat(300_000));
+    let program = Program::compile("brackets.slope", &text, &no_files).expect("brackets compile");
+    assert_eq!(program.call_json("main", &serde_json::json!(0.5)).unwrap(), serde_json::json!(0.5));
+}
+
+#[test]
+fn programs_nested_beyond_the_limit_get_e0009() {
+    for negations in [false, true] {
+        let text = nested(slope::driver::MAX_NESTING + 10, negations);
+        let failure = Program::compile("too_deep.slope", &text, &no_files).err().expect("rejected");
+        assert_eq!(failure.codes(), vec![slope::diagnostic::Code::E0009], "negations: {negations}");
+    }
+}
+
+/// Programs on which a step of the compiler was once quadratic or worse
+/// (nested tuples took minutes to type-check at depth 1,000; a parameter of
+/// 2,000 dimensions took seconds to compile; messages quoted whole types).
+/// Here they must compile — a regression shows as a test that never ends —
+/// and messages stay short.
+#[test]
+fn programs_once_quadratic_to_compile() {
+    let mut tuple = String::from("x");
+    for _ in 0..1_500 {
+        tuple = format!("(x, {tuple})");
+    }
+    let text = format!("entry main (x: f64) : f64 = let t = {tuple} in t.0 + x\n");
+    let program = Program::compile("tuples.slope", &text, &no_files).expect("nested tuples compile");
+    assert_eq!(program.call_json("main", &serde_json::json!(1.5)).unwrap(), serde_json::json!(3.0));
+
+    let text = format!("entry main (x: {}f64) : f64 = 1.0\n", "[1]".repeat(2_000));
+    let program = Program::compile("dims.slope", &text, &no_files).expect("a deep array type compiles");
+    program.native().expect("and compiles to native code");
+
+    // A type error at the bottom of 4,000 nested lambdas: the message names
+    // the type in at most a few hundred characters.
+    let text = format!("def f : f64 = ({} true + 1.0)\n", "\\(x: f64) -> ".repeat(4_000));
+    let failure = Program::compile("lambdas.slope", &text, &no_files).err().expect("a type error");
+    let message = failure.render(slope::diagnostic::RenderStyle::Short);
+    assert!(message.len() < 2_000, "a {}-byte message", message.len());
+
+    let name = "a".repeat(1 << 20);
+    let text = format!("entry main (x: f64) : f64 = let {name} = x in {name} + 1.0\n");
+    let program = Program::compile("ident.slope", &text, &no_files).expect("a long name compiles");
+    assert_eq!(program.call_json("main", &serde_json::json!(1.0)).unwrap(), serde_json::json!(2.0));
+}

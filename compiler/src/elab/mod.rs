@@ -56,14 +56,21 @@ pub(crate) enum Callee<'a> {
     Op(AstBinOp),
 }
 
+/// The values of the names in scope: persistent, so that a closure captures
+/// it and a `let` extends it in O(log n), whatever the number of bindings.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Env<'a> {
-    vars: Vec<(&'a str, SVal<'a>)>,
+    vars: rpds::HashTrieMap<&'a str, SVal<'a>>,
 }
 
 impl<'a> Env<'a> {
     fn lookup(&self, name: &str) -> Option<&SVal<'a>> {
-        self.vars.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v)
+        self.vars.get(name)
+    }
+
+    /// Binds `name` (hiding an earlier binding of it).
+    fn bind(&mut self, name: &'a str, value: SVal<'a>) {
+        self.vars.insert_mut(name, value);
     }
 }
 
@@ -105,6 +112,12 @@ pub(crate) struct Elaborator<'a> {
 }
 
 const MAX_INLINE_DEPTH: usize = 200;
+
+/// The most IR variables elaboration creates before giving up (E0122).
+/// Every call is inlined, so a function calling the one below it twice
+/// doubles the program per level; the largest GradBench program has a few
+/// thousand variables, and later passes take seconds per million.
+pub const MAX_INLINED_SIZE: usize = 1_000_000;
 
 impl<'a> Elaborator<'a> {
     fn new(program: &'a CheckedProgram) -> Elaborator<'a> {
@@ -278,7 +291,7 @@ impl<'a> Elaborator<'a> {
         }
         for name in &info.size_params {
             if let Some(a) = known.get(name) {
-                env.vars.push((name.as_str(), SVal::Leaf(*a)));
+                env.bind(name.as_str(), SVal::Leaf(*a));
             }
         }
         Ok(())
@@ -313,6 +326,16 @@ impl<'a> Elaborator<'a> {
     }
 
     fn call(&mut self, callee: &Callee<'a>, args: Vec<SVal<'a>>, span: Span) -> R<SVal<'a>> {
+        if self.vars.len() > MAX_INLINED_SIZE {
+            return Err(Diagnostic::error(
+                Code::E0122,
+                "the program is too large after inlining",
+                span,
+                "this call was being inlined",
+            )
+            .with_note(format!("the compiler inlines every call and stops at {MAX_INLINED_SIZE} IR variables"))
+            .with_help("a function that calls the one below it several times doubles the program at each level; bind a repeated call's result with `let` or use a loop"));
+        }
         self.depth += 1;
         if self.depth > MAX_INLINE_DEPTH {
             self.depth -= 1;
@@ -411,7 +434,7 @@ impl<'a> Elaborator<'a> {
 
     fn bind_pat(&mut self, pat: &'a Pat, value: SVal<'a>, env: &mut Env<'a>) {
         match pat {
-            Pat::Var(n) => env.vars.push((n.text.as_str(), value)),
+            Pat::Var(n) => env.bind(n.text.as_str(), value),
             Pat::Wildcard(_) => {}
             Pat::Typed(p, _, _) => self.bind_pat(p, value, env),
             Pat::Tuple(ps, _) => {
@@ -660,7 +683,7 @@ impl<'a> Elaborator<'a> {
             ast::LoopForm::For(i, bound) => {
                 let b = leaf(&self.expr(bound, env)?);
                 let index = self.vars.fresh(&i.text, IrType::I64);
-                body_env.vars.push((i.text.as_str(), SVal::Leaf(Atom::Var(index))));
+                body_env.bind(i.text.as_str(), SVal::Leaf(Atom::Var(index)));
                 LoopForm::For { index, bound: b }
             }
             ast::LoopForm::While(cond) => {

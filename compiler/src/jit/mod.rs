@@ -186,11 +186,30 @@ fn build(
     let vars = f.vars.iter().map(|&(_, t)| b.declare_var(cl_type(t))).collect();
     let mut g = Gen { b, module, imports, refs: HashMap::new(), f, vars, ctx, fail_exit: None, fail_shared: None };
 
-    for (k, &p) in f.params.iter().enumerate() {
-        let v = g.b.ins().load(cl_type(f.ty(p)), MemFlagsData::trusted(), args, 8 * k as i32);
-        g.b.def_var(g.vars[p.0 as usize], v);
+    // Each parameter is loaded just before the first top-level instruction
+    // that reads or assigns it: loaded all at entry, a function with
+    // thousands of parameters (one per dimension of a deep array) keeps
+    // them all live at once, and register allocation grows quadratically.
+    let mut unloaded: HashMap<LVar, usize> = f.params.iter().enumerate().map(|(k, &p)| (p, k)).collect();
+    for inst in &f.body {
+        if !unloaded.is_empty() {
+            let mut touched = Vec::new();
+            loops::for_each_inst(std::slice::from_ref(inst), &mut |i| {
+                touched.extend(i.operands().into_iter().filter_map(loops::Operand::var).chain(i.def()))
+            });
+            for p in touched {
+                if let Some(k) = unloaded.remove(&p) {
+                    g.load_param(p, args, k);
+                }
+            }
+        }
+        g.inst(inst)?;
     }
-    g.block(&f.body)?;
+    let mut rest: Vec<(LVar, usize)> = unloaded.into_iter().collect();
+    rest.sort_by_key(|&(_, k)| k);
+    for (p, k) in rest {
+        g.load_param(p, args, k);
+    }
     for (k, &r) in f.results.iter().enumerate() {
         let v = g.operand(r);
         g.b.ins().store(MemFlagsData::trusted(), v, results, 8 * k as i32);
@@ -310,10 +329,12 @@ impl Gen<'_, '_> {
                 let i = self.b.use_var(counter);
                 self.b.def_var(self.var(*index), i);
                 self.block(body)?;
-                let next = self.b.ins().iadd_imm_s(i, 1);
-                self.b.def_var(counter, next);
-                let more = self.b.ins().icmp(IntCC::SignedLessThan, next, bound);
-                self.b.ins().brif(more, body_blk, &[], exit, &[]);
+                if !self.ends_unreachable() {
+                    let next = self.b.ins().iadd_imm_s(i, 1);
+                    self.b.def_var(counter, next);
+                    let more = self.b.ins().icmp(IntCC::SignedLessThan, next, bound);
+                    self.b.ins().brif(more, body_blk, &[], exit, &[]);
+                }
                 self.b.seal_block(body_blk);
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
@@ -328,7 +349,7 @@ impl Gen<'_, '_> {
                 self.b.switch_to_block(body_blk);
                 self.b.seal_block(body_blk);
                 self.block(body)?;
-                self.b.ins().jump(header, &[]);
+                self.continue_to(header);
                 self.b.seal_block(header);
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
@@ -341,12 +362,12 @@ impl Gen<'_, '_> {
                 self.b.switch_to_block(then_blk);
                 self.b.seal_block(then_blk);
                 self.block(then)?;
-                self.b.ins().jump(merge, &[]);
+                self.continue_to(merge);
                 if !els.is_empty() {
                     self.b.switch_to_block(else_blk);
                     self.b.seal_block(else_blk);
                     self.block(els)?;
-                    self.b.ins().jump(merge, &[]);
+                    self.continue_to(merge);
                 }
                 self.b.switch_to_block(merge);
                 self.b.seal_block(merge);
@@ -371,6 +392,34 @@ impl Gen<'_, '_> {
         Ok(())
     }
 
+    /// Parameter `p`, the `k`th word of the argument block.
+    fn load_param(&mut self, p: LVar, args: Value, k: usize) {
+        let v = self.b.ins().load(cl_type(self.f.ty(p)), MemFlagsData::trusted(), args, 8 * k as i32);
+        self.b.def_var(self.var(p), v);
+    }
+
+    /// Ends the current block with a jump to `to` — unless the block is
+    /// the unreachable one that follows a `Fail` (see `ends_unreachable`).
+    fn continue_to(&mut self, to: Block) {
+        if !self.ends_unreachable() {
+            self.b.ins().jump(to, &[]);
+        }
+    }
+
+    /// Whether the current block is unreachable (it follows a `Fail`), and
+    /// if so ends it with a trap. Such a block must not jump anywhere: it
+    /// would be a predecessor of the join, and every variable read after
+    /// the join would get a block parameter fed by a zero from it — a check
+    /// per entry dimension then cost a parameter per earlier dimension,
+    /// quadratic code for a program with many checks.
+    fn ends_unreachable(&mut self) -> bool {
+        if !self.b.is_unreachable() {
+            return false;
+        }
+        self.b.ins().trap(TrapCode::unwrap_user(1));
+        true
+    }
+
     /// `for index in start..end` by `step` (rotated: one compare-and-branch
     /// per iteration at the bottom), with `body` emitting the body.
     fn counted_loop(
@@ -390,10 +439,12 @@ impl Gen<'_, '_> {
         let i = self.b.use_var(counter);
         self.b.def_var(self.var(index), i);
         body(self)?;
-        let next = self.b.ins().iadd_imm_s(i, step);
-        self.b.def_var(counter, next);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
-        self.b.ins().brif(more, body_blk, &[], exit, &[]);
+        if !self.ends_unreachable() {
+            let next = self.b.ins().iadd_imm_s(i, step);
+            self.b.def_var(counter, next);
+            let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
+            self.b.ins().brif(more, body_blk, &[], exit, &[]);
+        }
         self.b.seal_block(body_blk);
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);

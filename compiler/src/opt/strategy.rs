@@ -460,22 +460,29 @@ fn some(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {
     Ok(if changed.is_empty() { Outcome::Same } else { Outcome::New(replace_children(body, changed)) })
 }
 
-/// One round of `normalize`: `a` to a local fixpoint here, then in every child.
-/// Never fails; `Same` when nothing changed anywhere.
+/// One round of `normalize`: `a` to a local fixpoint here, then in every
+/// child, then — when a child changed — here again (a simplified child often
+/// lets its parent simplify: nested `if`s collapse in one round instead of
+/// one level per round). Never fails; `Same` when nothing changed anywhere.
 fn sweep(cx: &mut Cx, a: &Strategy, s: &Strategy, body: &Body) -> Res {
+    let here = local_fixpoint(cx, a, body)?;
+    let t = here.as_ref().unwrap_or(body);
+    match all(cx, t, s, &|cx, c| sweep(cx, a, s, c))? {
+        Outcome::New(n) => Ok(Outcome::New(local_fixpoint(cx, a, &n)?.unwrap_or(n))),
+        Outcome::Same => Ok(here.map_or(Outcome::Same, Outcome::New)),
+    }
+}
+
+/// `a` applied to `body` until it no longer applies; `None` when it never did.
+fn local_fixpoint(cx: &mut Cx, a: &Strategy, body: &Body) -> Result<Option<Body>, Stop> {
     let mut here: Option<Body> = None;
     loop {
         let t = here.as_ref().unwrap_or(body);
         match apply(cx, a, t) {
             Ok(Outcome::New(n)) => here = Some(n),
-            Ok(Outcome::Same) | Err(Stop::Failed(_)) => break,
+            Ok(Outcome::Same) | Err(Stop::Failed(_)) => return Ok(here),
             Err(e) => return Err(e),
         }
-    }
-    let t = here.as_ref().unwrap_or(body);
-    match all(cx, t, s, &|cx, c| sweep(cx, a, s, c))? {
-        Outcome::New(n) => Ok(Outcome::New(n)),
-        Outcome::Same => Ok(here.map_or(Outcome::Same, Outcome::New)),
     }
 }
 

@@ -174,6 +174,70 @@ impl Expr {
     pub fn new(kind: ExprKind, span: Span) -> Expr {
         Expr { kind, span, ty: Type::Unknown }
     }
+
+    /// The sub-expressions, in source order.
+    pub fn children(&self) -> Vec<&Expr> {
+        match &self.kind {
+            ExprKind::Var(_) | ExprKind::Int(..) | ExprKind::Float(..) | ExprKind::Bool(_) | ExprKind::OpSection(_) => {
+                Vec::new()
+            }
+            ExprKind::Tuple(es) | ExprKind::ArrayLit(es) => es.iter().collect(),
+            ExprKind::Record(fs) => fs.iter().map(|(_, e)| e).collect(),
+            ExprKind::Lambda(_, _, e)
+            | ExprKind::Unary(_, e)
+            | ExprKind::Field(e, _)
+            | ExprKind::TupleIndex(e, ..)
+            | ExprKind::Ascribe(e, _)
+            | ExprKind::Coerce(e, _) => vec![e],
+            ExprKind::App(f, args) => std::iter::once(&**f).chain(args).collect(),
+            ExprKind::Binary(_, a, b) | ExprKind::Let(_, a, b) => vec![a, b],
+            ExprKind::If(c, t, e) => vec![c, t, e],
+            ExprKind::Loop { init, form, body, .. } => {
+                let bound = match form {
+                    LoopForm::For(_, e) | LoopForm::While(e) => e,
+                };
+                vec![init, bound, body]
+            }
+            ExprKind::Index(e, args) => std::iter::once(&**e)
+                .chain(args.iter().flat_map(|a| match a {
+                    IndexArg::Index(i) => vec![i],
+                    IndexArg::Slice(a, b, _) => a.iter().chain(b.iter()).collect(),
+                }))
+                .collect(),
+        }
+    }
+
+    /// How deeply expressions nest in `self` (1 for a leaf), computed without
+    /// recursion, so that a program too deep for the compiler's stack is
+    /// measured before anything recurses over it.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut work = vec![(self, 1usize)];
+        while let Some((e, d)) = work.pop() {
+            deepest = deepest.max(d);
+            work.extend(e.children().into_iter().map(|c| (c, d + 1)));
+        }
+        deepest
+    }
+}
+
+impl TypeExpr {
+    /// How deeply types nest in `self` (an array of 5000 dimensions is 5000 deep).
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut work = vec![(self, 1usize)];
+        while let Some((t, d)) = work.pop() {
+            deepest = deepest.max(d);
+            match t {
+                TypeExpr::Named(_) => {}
+                TypeExpr::Array { elem, .. } => work.push((elem, d + 1)),
+                TypeExpr::Tuple(ts, _) => work.extend(ts.iter().map(|t| (t, d + 1))),
+                TypeExpr::Record(fs, _) => work.extend(fs.iter().map(|(_, t)| (t, d + 1))),
+                TypeExpr::Func(a, b, _) => work.extend([(&**a, d + 1), (&**b, d + 1)]),
+            }
+        }
+        deepest
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

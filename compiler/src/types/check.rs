@@ -19,6 +19,8 @@ use super::{Dim, ScalarType, Type, VarKind};
 use crate::diagnostic::{Code, Diagnostic, FileId, Span};
 use crate::syntax::ast::*;
 use std::collections::HashMap;
+use std::ops::Deref;
+use std::rc::Rc;
 
 /// What the rest of the compiler needs to know about a checked definition.
 #[derive(Clone, Debug)]
@@ -133,9 +135,11 @@ const CASCADE: &str = "(reported above)";
 struct Checker<'p> {
     program: &'p CheckedProgram,
     failed: &'p [String],
-    vars: Vec<(Option<Type>, VarKind)>,
+    /// Type variables: the solution (shared, so resolving a variable costs
+    /// no copy of a large type) and the kind.
+    vars: Vec<(Option<Rc<Type>>, VarKind)>,
     dims: Vec<Option<Dim>>,
-    locals: Vec<(String, Type)>,
+    locals: Scope,
     size_params: Vec<String>,
     current: Option<String>,
 }
@@ -149,7 +153,7 @@ impl<'p> Checker<'p> {
             failed: &[],
             vars: Vec::new(),
             dims: Vec::new(),
-            locals: Vec::new(),
+            locals: Scope::default(),
             size_params: Vec::new(),
             current: None,
         }
@@ -403,15 +407,22 @@ impl<'p> Checker<'p> {
 
     // ---- Unification ----
 
+    /// The type with solved variables at its root followed; a copy.
     fn shallow(&self, t: &Type) -> Type {
-        let mut t = t.clone();
-        while let Type::Var(v) = t {
-            match &self.vars[v as usize].0 {
-                Some(b) => t = b.clone(),
+        self.resolve(t).clone()
+    }
+
+    /// The type with solved variables at its root followed, without copying
+    /// it: the given type, or the shared solution of a variable.
+    fn resolve<'t>(&self, t: &'t Type) -> Resolved<'t> {
+        let mut r = Resolved::Given(t);
+        while let Type::Var(v) = &*r {
+            match &self.vars[*v as usize].0 {
+                Some(b) => r = Resolved::Solved(b.clone()),
                 None => break,
             }
         }
-        t
+        r
     }
 
     fn shallow_dim(&self, d: &Dim) -> Dim {
@@ -426,12 +437,12 @@ impl<'p> Checker<'p> {
     }
 
     fn unify(&mut self, a: &Type, b: &Type) -> Result<(), UnifyError> {
-        let a = self.shallow(a);
-        let b = self.shallow(b);
-        match (&a, &b) {
+        let a = self.resolve(a);
+        let b = self.resolve(b);
+        match (&*a, &*b) {
             (Type::Var(x), Type::Var(y)) if x == y => Ok(()),
-            (Type::Var(x), _) => self.bind_var(*x, &b),
-            (_, Type::Var(y)) => self.bind_var(*y, &a),
+            (Type::Var(x), b) => self.bind_var(*x, b),
+            (a, Type::Var(y)) => self.bind_var(*y, a),
             (Type::Scalar(x), Type::Scalar(y)) if x == y => Ok(()),
             (Type::Array(ea, da), Type::Array(eb, db)) => {
                 self.unify_dim(da, db)?;
@@ -478,17 +489,17 @@ impl<'p> Checker<'p> {
                 _ => return Err(UnifyError::Kind(kind)),
             }
         }
-        self.vars[v as usize].0 = Some(t.clone());
+        self.vars[v as usize].0 = Some(Rc::new(t.clone()));
         Ok(())
     }
 
     fn occurs(&self, v: u32, t: &Type) -> bool {
-        match self.shallow(t) {
-            Type::Var(w) => w == v,
-            Type::Array(e, _) => self.occurs(v, &e),
+        match &*self.resolve(t) {
+            Type::Var(w) => *w == v,
+            Type::Array(e, _) => self.occurs(v, e),
             Type::Tuple(ts) => ts.iter().any(|t| self.occurs(v, t)),
             Type::Record(fs) => fs.iter().any(|(_, t)| self.occurs(v, t)),
-            Type::Func(a, b) => self.occurs(v, &a) || self.occurs(v, &b),
+            Type::Func(a, b) => self.occurs(v, a) || self.occurs(v, b),
             _ => false,
         }
     }
@@ -535,49 +546,67 @@ impl<'p> Checker<'p> {
 
     /// Substitutes all solved variables; applies literal defaults; fails on unsolved type variables.
     fn zonk(&mut self, t: &Type, span: Span) -> R<Type> {
-        Ok(match self.shallow(t) {
-            Type::Var(v) => {
-                let default = match self.vars[v as usize].1 {
-                    VarKind::Num => Type::I64,
-                    VarKind::Float => Type::F64,
-                    VarKind::Any => {
-                        return Err(Diagnostic::error(
-                            Code::E0111,
-                            "cannot infer the type of this expression",
-                            span,
-                            "type unknown",
-                        )
-                        .with_help("add a type annotation, e.g. `(e : [3]f64)` or `\\(x: f64) -> …`"))
-                    }
-                };
-                self.vars[v as usize].0 = Some(default.clone());
-                default
+        let mut unsolved = Vec::new();
+        self.unsolved(t, &mut unsolved);
+        for v in unsolved {
+            let default = match self.vars[v as usize].1 {
+                VarKind::Num => Type::I64,
+                VarKind::Float => Type::F64,
+                VarKind::Any => {
+                    return Err(Diagnostic::error(
+                        Code::E0111,
+                        "cannot infer the type of this expression",
+                        span,
+                        "type unknown",
+                    )
+                    .with_help("add a type annotation, e.g. `(e : [3]f64)` or `\\(x: f64) -> …`"))
+                }
+            };
+            self.vars[v as usize].0 = Some(Rc::new(default));
+        }
+        Ok(self.substitute(t, true))
+    }
+
+    /// The unsolved type variables of a type, in order of appearance.
+    fn unsolved(&self, t: &Type, out: &mut Vec<u32>) {
+        match &*self.resolve(t) {
+            Type::Var(v) if !out.contains(v) => out.push(*v),
+            Type::Array(e, _) => self.unsolved(e, out),
+            Type::Tuple(ts) => ts.iter().for_each(|t| self.unsolved(t, out)),
+            Type::Record(fs) => fs.iter().for_each(|(_, t)| self.unsolved(t, out)),
+            Type::Func(a, b) => {
+                self.unsolved(a, out);
+                self.unsolved(b, out)
             }
+            _ => {}
+        }
+    }
+
+    /// The type with every solved variable substituted; unsolved size
+    /// variables become `Dim::Any` if `erase_dims`.
+    fn substitute(&self, t: &Type, erase_dims: bool) -> Type {
+        match &*self.resolve(t) {
             Type::Array(e, d) => {
-                let d = match self.shallow_dim(&d) {
-                    Dim::Var(_) => Dim::Any,
+                let d = match self.shallow_dim(d) {
+                    Dim::Var(_) if erase_dims => Dim::Any,
                     d => d,
                 };
-                Type::array(self.zonk(&e, span)?, d)
+                Type::array(self.substitute(e, erase_dims), d)
             }
-            Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.zonk(t, span)).collect::<R<_>>()?),
+            Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.substitute(t, erase_dims)).collect()),
             Type::Record(fs) => {
-                Type::Record(fs.iter().map(|(n, t)| Ok((n.clone(), self.zonk(t, span)?))).collect::<R<_>>()?)
+                Type::Record(fs.iter().map(|(n, t)| (n.clone(), self.substitute(t, erase_dims))).collect())
             }
-            Type::Func(a, b) => Type::Func(Box::new(self.zonk(&a, span)?), Box::new(self.zonk(&b, span)?)),
-            t => t,
-        })
+            Type::Func(a, b) => {
+                Type::Func(Box::new(self.substitute(a, erase_dims)), Box::new(self.substitute(b, erase_dims)))
+            }
+            t => t.clone(),
+        }
     }
 
     /// A type for messages: solved variables substituted, nothing defaulted.
     fn show(&self, t: &Type) -> Type {
-        match self.shallow(t) {
-            Type::Array(e, d) => Type::array(self.show(&e), self.shallow_dim(&d)),
-            Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.show(t)).collect()),
-            Type::Record(fs) => Type::Record(fs.iter().map(|(n, t)| (n.clone(), self.show(t))).collect()),
-            Type::Func(a, b) => Type::Func(Box::new(self.show(&a)), Box::new(self.show(&b))),
-            t => t,
-        }
+        self.substitute(t, false)
     }
 
     fn describe(&self, t: &Type) -> String {
@@ -634,7 +663,7 @@ impl<'p> Checker<'p> {
                 if let Some(prev) = bound.insert(n.text.clone(), n.span) {
                     return Err(dup_error(&n.text, n.span, prev));
                 }
-                self.locals.push((n.text.clone(), ty));
+                self.locals.push(n.text.clone(), ty);
                 Ok(())
             }
             Pat::Wildcard(_) => Ok(()),
@@ -806,7 +835,7 @@ impl<'p> Checker<'p> {
                         self.unify(&tb, &Type::I64)
                             .map_err(|err| self.mismatch(err, &Type::I64, &tb, bound.span, "the loop bound"))?;
                         self.bind_pat(pat, ti.clone(), &mut HashMap::new())?;
-                        self.locals.push((i.text.clone(), Type::I64));
+                        self.locals.push(i.text.clone(), Type::I64);
                     }
                     LoopForm::While(cond) => {
                         self.bind_pat(pat, ti.clone(), &mut HashMap::new())?;
@@ -1016,7 +1045,7 @@ impl<'p> Checker<'p> {
     }
 
     fn lookup(&mut self, name: &str, span: Span) -> R<Type> {
-        if let Some((_, t)) = self.locals.iter().rev().find(|(n, _)| n == name) {
+        if let Some(t) = self.locals.lookup(name) {
             return Ok(t.clone());
         }
         if self.size_params.iter().any(|p| p == name) {
@@ -1039,8 +1068,7 @@ impl<'p> Checker<'p> {
         let mut d = Diagnostic::error(Code::E0101, format!("unknown name `{name}`"), span, "not defined");
         let candidates = self
             .locals
-            .iter()
-            .map(|(n, _)| n.as_str())
+            .names()
             .chain(self.program.infos.keys().map(String::as_str))
             .chain(builtins::BUILTINS.iter().map(|(n, _, _)| *n));
         if let Some(best) = closest(name, candidates) {
@@ -1174,7 +1202,7 @@ impl<'p> Checker<'p> {
     }
 
     fn is_builtin_ref(&self, name: &str) -> bool {
-        !self.locals.iter().any(|(n, _)| n == name)
+        !self.locals.contains(name)
             && !self.size_params.iter().any(|p| p == name)
             && !self.program.infos.contains_key(name)
             && builtins::lookup(name).is_some()
@@ -1250,9 +1278,7 @@ impl<'p> Checker<'p> {
     fn static_size(&self, e: &Expr) -> Dim {
         match &e.kind {
             ExprKind::Int(v, _) if *v >= 0 => Dim::Const(*v as u64),
-            ExprKind::Var(n) if self.size_params.contains(n) && !self.locals.iter().any(|(m, _)| m == n) => {
-                Dim::Named(n.clone())
-            }
+            ExprKind::Var(n) if self.size_params.contains(n) && !self.locals.contains(n) => Dim::Named(n.clone()),
             _ => Dim::Any,
         }
     }
@@ -1457,4 +1483,71 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// The local variables in scope, innermost binding first: one stack of
+/// types per name (so a lookup is one hash, however many bindings are in
+/// scope) and the order of bindings, to leave scopes with `truncate`.
+#[derive(Default)]
+struct Scope {
+    by_name: HashMap<String, Vec<Type>>,
+    order: Vec<String>,
+}
+
+impl Scope {
+    fn push(&mut self, name: String, ty: Type) {
+        self.by_name.entry(name.clone()).or_default().push(ty);
+        self.order.push(name);
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Type> {
+        self.by_name.get(name).and_then(|ts| ts.last())
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.lookup(name).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Leaves the scopes entered since `len` was `mark`.
+    fn truncate(&mut self, mark: usize) {
+        while self.order.len() > mark {
+            let name = self.order.pop().expect("longer than mark");
+            if let Some(ts) = self.by_name.get_mut(&name) {
+                ts.pop();
+                if ts.is_empty() {
+                    self.by_name.remove(&name);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// The names in scope, in binding order (for suggestions).
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
+}
+
+/// A type with solved variables at its root followed (`Checker::resolve`).
+enum Resolved<'t> {
+    Given(&'t Type),
+    Solved(Rc<Type>),
+}
+
+impl Deref for Resolved<'_> {
+    type Target = Type;
+
+    fn deref(&self) -> &Type {
+        match self {
+            Resolved::Given(t) => t,
+            Resolved::Solved(t) => t,
+        }
+    }
 }

@@ -141,40 +141,76 @@ impl fmt::Display for Dim {
     }
 }
 
+/// Type text longer than this is shortened in messages (a type of 5000
+/// dimensions would otherwise make a diagnostic of 20 kB).
+const MAX_TYPE_TEXT: usize = 300;
+
 impl fmt::Display for Type {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.render(&mut text);
+        if text.len() <= MAX_TYPE_TEXT {
+            return f.write_str(&text);
+        }
+        let cut = |at: usize, forward: bool| {
+            let mut at = at;
+            while !text.is_char_boundary(at) {
+                at = if forward { at + 1 } else { at - 1 };
+            }
+            at
+        };
+        let (head, tail) = (cut(MAX_TYPE_TEXT * 2 / 3, false), cut(text.len() - MAX_TYPE_TEXT / 4, true));
+        write!(f, "{} … ({} characters) … {}", &text[..head], text.len() - head - (text.len() - tail), &text[tail..])
+    }
+}
+
+impl Type {
+    /// The full text of the type.
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
         match self {
-            Type::Unknown => f.write_str("?"),
-            Type::Scalar(s) => f.write_str(s.name()),
-            Type::Array(e, d) => write!(f, "[{d}]{e}"),
+            Type::Unknown => out.push('?'),
+            Type::Scalar(s) => out.push_str(s.name()),
+            Type::Array(e, d) => {
+                let _ = write!(out, "[{d}]");
+                e.render(out);
+            }
             Type::Tuple(ts) => {
-                f.write_str("(")?;
+                out.push('(');
                 for (i, t) in ts.iter().enumerate() {
                     if i > 0 {
-                        f.write_str(", ")?;
+                        out.push_str(", ");
                     }
-                    write!(f, "{t}")?;
+                    t.render(out);
                 }
-                f.write_str(")")
+                out.push(')');
             }
             Type::Record(fs) => {
-                f.write_str("{")?;
+                out.push('{');
                 for (i, (n, t)) in fs.iter().enumerate() {
                     if i > 0 {
-                        f.write_str(", ")?;
+                        out.push_str(", ");
                     }
-                    write!(f, "{n}: {t}")?;
+                    let _ = write!(out, "{n}: ");
+                    t.render(out);
                 }
-                f.write_str("}")
+                out.push('}');
             }
             Type::Func(a, b) => {
-                if matches!(**a, Type::Func(..)) {
-                    write!(f, "({a}) -> {b}")
-                } else {
-                    write!(f, "{a} -> {b}")
+                let parens = matches!(**a, Type::Func(..));
+                if parens {
+                    out.push('(');
                 }
+                a.render(out);
+                if parens {
+                    out.push(')');
+                }
+                out.push_str(" -> ");
+                b.render(out);
             }
-            Type::Var(v) => write!(f, "'t{v}"),
+            Type::Var(v) => {
+                let _ = write!(out, "'t{v}");
+            }
         }
     }
 }
