@@ -16,12 +16,15 @@
 # variant, big model); the others every default workload of their eval.
 set -u
 out=$(realpath -m "${1:?usage: vs_manual.sh OUTDIR EVAL...}"); shift
-: "${GB:?set GB to GradBench's runner binary}" "${GB_ROOT:?set GB_ROOT to a GradBench checkout}"
+: "${GB:?set GB to the GradBench runner binary}" "${GB_ROOT:?set GB_ROOT to a GradBench checkout}"
 here=$(cd "$(dirname "$0")/.." && pwd)
 slope="$here/target/release/slope gradbench --dir $here/examples/gradbench"
 manual="python3 python/gradbench/gradbench/cpp.py manual"
 evals=python/gradbench/gradbench/evals
 mkdir -p "$out"
+# The marks GradBench's runner prints for a validated and a rejected output.
+pass='✓'
+fail='✗'
 cd "$GB_ROOT" || exit 2
 for e in "$@"; do
   case $e in
@@ -32,7 +35,10 @@ for e in "$@"; do
   for tool in slope manual; do
     if [ $tool = slope ]; then cmd=$slope; else cmd=$manual; fi
     "$GB" run --eval "$eval_cmd" --tool "$cmd" -o "$out/$e-$tool.jsonl" > "$out/$e-$tool.txt" 2>&1
-    echo "$e $tool: exit $?, $(grep -c '✓' "$out/$e-$tool.txt") valid, $(grep -c '✗' "$out/$e-$tool.txt") invalid"
+    status=$?
+    valid=$(grep -c "$pass" "$out/$e-$tool.txt")
+    invalid=$(grep -c "$fail" "$out/$e-$tool.txt")
+    echo "$e $tool: exit $status, $valid valid, $invalid invalid"
   done
 done
 python3 "$here/scripts/gradbench_ratio.py" "$out" "$@"

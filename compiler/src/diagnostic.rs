@@ -228,7 +228,7 @@ pub fn render(sources: &SourceMap, diagnostics: &[Diagnostic], style: RenderStyl
     }
     let mut out = String::new();
     for d in diagnostics {
-        let cd = to_codespan(d);
+        let cd = to_codespan(sources, d);
         match term::emit_into_string(&config, &files, &cd) {
             Ok(text) => out.push_str(&text),
             Err(_) => out.push_str(&format!("error[{}]: {}\n", d.code, d.message)),
@@ -249,7 +249,7 @@ pub fn emit_to_stderr(sources: &SourceMap, diagnostics: &[Diagnostic]) {
     let stream = StandardStream::stderr(choice);
     let config = term::Config::default();
     for d in diagnostics {
-        let cd = to_codespan(d);
+        let cd = to_codespan(sources, d);
         if term::emit_to_write_style(&mut stream.lock(), &config, &files, &cd).is_err() {
             eprintln!("error[{}]: {}", d.code, d.message);
         }
@@ -262,7 +262,10 @@ pub enum RenderStyle {
     Short,
 }
 
-fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<usize> {
+/// The codespan form of `d`. A label in an empty source (an error about a
+/// command-line value or a file as a whole, which has no text to point into)
+/// is left out, so the message stands alone instead of above an empty frame.
+fn to_codespan(sources: &SourceMap, d: &Diagnostic) -> cs::Diagnostic<usize> {
     let base = match d.severity {
         Severity::Error => cs::Diagnostic::error(),
         Severity::Warning => cs::Diagnostic::warning(),
@@ -273,8 +276,10 @@ fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<usize> {
         let lab = if primary { cs::Label::primary(file, range) } else { cs::Label::secondary(file, range) };
         lab.with_message(l.message.clone())
     };
-    let mut labels = vec![label(&d.primary, true)];
-    labels.extend(d.secondary.iter().map(|l| label(l, false)));
+    let points_somewhere =
+        |l: &&Label| (l.span.file.0 as usize) >= sources.len() || !sources.text(l.span.file).is_empty();
+    let mut labels: Vec<_> = std::iter::once(&d.primary).filter(points_somewhere).map(|l| label(l, true)).collect();
+    labels.extend(d.secondary.iter().filter(points_somewhere).map(|l| label(l, false)));
     let mut notes = d.notes.clone();
     if let Some(help) = &d.help {
         notes.push(format!("help: {help}"));

@@ -47,7 +47,11 @@ pub struct EncodeError {
 
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "at {}: {}", self.path, self.message)
+        if self.path.is_empty() {
+            write!(f, "({})", self.message)
+        } else {
+            write!(f, "at {}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -349,7 +353,32 @@ fn encode_float(x: f64) -> Result<Json, String> {
     })
 }
 
+/// The most JSON values (lists and numbers) one array may become: the tree
+/// costs some 32 bytes a value. An array with a zero dimension holds no data
+/// but still writes every row above it: `2^32 × 0` would be 2^32 lists.
+pub const MAX_JSON_VALUES: u64 = 1 << 28;
+
+/// How many JSON values an array of this shape is written as.
+fn json_values(shape: &[usize]) -> u128 {
+    let (mut total, mut level) = (1u128, 1u128);
+    for &n in shape {
+        level = level.saturating_mul(n as u128);
+        total = total.saturating_add(level);
+    }
+    total
+}
+
 fn encode_array(a: &Array, path: &str) -> Result<Json, EncodeError> {
+    let values = json_values(&a.shape);
+    if values > u128::from(MAX_JSON_VALUES) {
+        return Err(EncodeError {
+            path: path.to_string(),
+            message: format!(
+                "an array of shape {:?} is {values} JSON values, more than the limit of {MAX_JSON_VALUES}",
+                a.shape
+            ),
+        });
+    }
     let mut leaves = Vec::with_capacity(a.data.len());
     for i in 0..a.data.len() {
         match encode_scalar(a.data.get(i)) {
@@ -870,6 +899,17 @@ mod tests {
     fn infinity_scalar_in_tuple() {
         let v = Value::Tuple(vec![Value::Scalar(Scalar::F64(1.0)), Value::Scalar(Scalar::F64(f64::INFINITY))]);
         assert_eq!(encode(&v).unwrap_err().to_string(), "at [1]: inf cannot be represented in JSON");
+    }
+
+    #[test]
+    fn encoding_refuses_arrays_of_too_many_empty_rows() {
+        for rows in [1usize << 32, usize::MAX >> 1] {
+            let v = Value::array(vec![rows, 0], ArrayData::F64(vec![]));
+            let e = encode_typed(&v, &arr(arr(f64t()))).unwrap_err();
+            assert!(e.message.contains("more than the limit"), "{}", e.message);
+        }
+        let v = Value::array(vec![3, 0], ArrayData::F64(vec![]));
+        assert_eq!(encode_typed(&v, &arr(arr(f64t()))).unwrap(), serde_json::json!([[], [], []]));
     }
 
     #[test]

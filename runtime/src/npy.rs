@@ -96,6 +96,11 @@ pub fn read_npy(bytes: &[u8]) -> Result<Array, NpyError> {
         return err("0-d arrays are not supported, use a JSON scalar");
     }
     let dtype = parse_descr(&header.descr)?;
+    // Each dimension on its own, whatever the others: `(0, 2**64 - 1)` holds
+    // no data, but its second dimension would reach the program as -1.
+    if let Some(&n) = header.shape.iter().find(|&&n| n as u64 > crate::native::MAX_ELEMENTS) {
+        return err(format!("the .npy dimension {n} exceeds the limit of {} elements", crate::native::MAX_ELEMENTS));
+    }
     let Some(count) = header.shape.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n)) else {
         return err("the .npy shape is too large");
     };
@@ -426,6 +431,18 @@ mod tests {
     }
 
     #[test]
+    fn rejects_a_dimension_beyond_the_limit_beside_a_zero_one() {
+        for shape in ["(0, 18446744073709551615)", "(0, 1099511627777)", "(1099511627777, 0)"] {
+            let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+            let e = read_npy(&file(1, &dict, &[])).unwrap_err();
+            assert!(e.to_string().contains("exceeds the limit"), "{shape}: {e}");
+        }
+        // The limit itself is a valid dimension.
+        let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 1099511627776), }";
+        assert_eq!(read_npy(&file(1, dict, &[])).unwrap().shape, vec![0, 1 << 40]);
+    }
+
+    #[test]
     fn reads_i4_widened_to_i64() {
         let data: Vec<u8> = [-1i32, 5].iter().flat_map(|x| x.to_le_bytes()).collect();
         let bytes = file(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", &data);
@@ -523,6 +540,6 @@ mod tests {
     #[test]
     fn huge_shape_does_not_overflow() {
         let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}), }}", usize::MAX, usize::MAX);
-        assert_eq!(read_err(&file(1, &dict, &[])), "the .npy shape is too large");
+        assert!(read_err(&file(1, &dict, &[])).contains("exceeds the limit"));
     }
 }

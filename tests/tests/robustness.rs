@@ -166,3 +166,12 @@ fn programs_once_quadratic_to_compile() {
     let program = Program::compile("ident.slope", &text, &no_files).expect("a long name compiles");
     assert_eq!(program.call_json("main", &serde_json::json!(1.0)).unwrap(), serde_json::json!(2.0));
 }
+
+#[test]
+fn an_extra_argument_to_a_jacobian_is_e0103() {
+    for call in ["jacfwd (\\x -> x) v v", "jacrev (\\x -> x) v v", "hessian (\\x -> sum x) v v"] {
+        let text = format!("entry f (v: [3]f64) : [3][3]f64 = {call}\n");
+        let failure = Program::compile("jac.slope", &text, &no_files).err().expect("rejected");
+        assert_eq!(failure.codes(), vec![slope::diagnostic::Code::E0103], "{call}");
+    }
+}

@@ -227,6 +227,37 @@ fn data_range(data: &ArrayData, start: usize, len: usize) -> ArrayData {
     map_data!(data, v => v[start..start + len].to_vec())
 }
 
+/// Room for `more` elements after those `data` holds, or E0207 — as compiled
+/// code reports an allocation the runtime refuses. Every allocation whose size
+/// comes from the program's values reserves here first, so that an
+/// impossible request is a diagnostic, never an abort in the allocator.
+fn reserve(data: &mut ArrayData, more: usize, span: Span) -> Result<(), RuntimeError> {
+    let total = data.len().checked_add(more).filter(|&t| t as u64 <= slope_runtime::native::MAX_ELEMENTS);
+    let ok = total.is_some()
+        && match data {
+            ArrayData::F64(v) => v.try_reserve_exact(more).is_ok(),
+            ArrayData::F32(v) => v.try_reserve_exact(more).is_ok(),
+            ArrayData::I64(v) => v.try_reserve_exact(more).is_ok(),
+            ArrayData::Bool(v) => v.try_reserve_exact(more).is_ok(),
+        };
+    match total {
+        Some(_) if ok => Ok(()),
+        Some(t) => err(Code::E0207, span, format!("cannot allocate an array of {t} elements")),
+        None => err(Code::E0207, span, "cannot allocate an array of more than 2^40 elements"),
+    }
+}
+
+/// `n` copies of `data` one after another, allocated fallibly.
+fn repeat_data(data: &ArrayData, n: usize, span: Span) -> Result<ArrayData, RuntimeError> {
+    let total = data.len().checked_mul(n).unwrap_or(usize::MAX);
+    let mut out = map_data!(data, _v => Vec::new());
+    reserve(&mut out, total, span)?;
+    for _ in 0..if data.len() == 0 { 0 } else { n } {
+        extend_data(&mut out, data);
+    }
+    Ok(out)
+}
+
 /// Appends `src` to `dst`; false when their element types differ.
 fn extend_data(dst: &mut ArrayData, src: &ArrayData) -> bool {
     match (dst, src) {
@@ -313,20 +344,31 @@ struct Stacker {
     /// Shape of the rows once the first has been pushed.
     row_shape: Option<Vec<usize>>,
     rows: usize,
+    /// How many rows will come.
+    expected: usize,
     /// The IR type of the whole result (used for the empty case).
     ty: IrType,
 }
 
 impl Stacker {
-    fn new(ty: IrType, capacity: usize) -> Stacker {
-        Stacker { data: ArrayData::with_capacity(elem_type(ty.elem), capacity), row_shape: None, rows: 0, ty }
+    /// A stacker for `rows` rows (room reserved for scalar rows now, for
+    /// array rows when the first shows their size).
+    fn new(ty: IrType, rows: usize, span: Span) -> Result<Stacker, RuntimeError> {
+        let mut data = ArrayData::with_capacity(elem_type(ty.elem), 0);
+        if ty.rank == 1 {
+            reserve(&mut data, rows, span)?;
+        }
+        Ok(Stacker { data, row_shape: None, rows: 0, expected: rows, ty })
     }
 
     fn push(&mut self, v: &Val, what: &str, span: Span) -> Result<(), RuntimeError> {
         let ok = match v {
             Val::Arr(a) => {
                 match &self.row_shape {
-                    None => self.row_shape = Some(a.shape.clone()),
+                    None => {
+                        self.row_shape = Some(a.shape.clone());
+                        reserve(&mut self.data, a.len().saturating_mul(self.expected), span)?;
+                    }
                     Some(s) if *s != a.shape => {
                         return err(
                             Code::E0202,
@@ -578,7 +620,12 @@ impl Interp<'_> {
             }
             Expr::Iota(n) => {
                 let n = self.alloc_size(*n, span)?;
-                self.new_array(vec![n], ArrayData::I64((0..n as i64).collect()))
+                let mut data = ArrayData::I64(Vec::new());
+                reserve(&mut data, n, span)?;
+                if let ArrayData::I64(v) = &mut data {
+                    v.extend(0..n as i64);
+                }
+                self.new_array(vec![n], data)
             }
             Expr::Replicate { count, value } => {
                 let n = self.alloc_size(*count, span)?;
@@ -586,17 +633,19 @@ impl Interp<'_> {
                     Val::Arr(a) => {
                         let mut shape = vec![n];
                         shape.extend_from_slice(&a.shape);
-                        let data = map_data!(&a.data, v => v.repeat(n));
+                        let data = repeat_data(&a.data, n, span)?;
                         self.new_array(shape, data)
                     }
                     x => {
-                        let data = match x {
-                            Val::F64(x) => ArrayData::F64(vec![x; n]),
-                            Val::F32(x) => ArrayData::F32(vec![x; n]),
-                            Val::I64(x) => ArrayData::I64(vec![x; n]),
-                            Val::Bool(x) => ArrayData::Bool(vec![x; n]),
-                            Val::Arr(_) => unreachable!("handled above"),
-                        };
+                        let mut data = ArrayData::with_capacity(x.elem_type(), 0);
+                        reserve(&mut data, n, span)?;
+                        match (&mut data, x) {
+                            (ArrayData::F64(v), Val::F64(x)) => v.resize(n, x),
+                            (ArrayData::F32(v), Val::F32(x)) => v.resize(n, x),
+                            (ArrayData::I64(v), Val::I64(x)) => v.resize(n, x),
+                            (ArrayData::Bool(v), Val::Bool(x)) => v.resize(n, x),
+                            _ => unreachable!("the array has the value's element type"),
+                        }
                         self.new_array(vec![n], data)
                     }
                 }
@@ -957,7 +1006,8 @@ impl Interp<'_> {
         if let Some(n) = n.filter(|&n| n != width) {
             return err(Code::E0202, span, format!("size mismatch: map over arrays of sizes {width} and {n}"));
         }
-        let mut stackers: Vec<Stacker> = binds.iter().map(|&b| Stacker::new(self.program.vars.ty(b), width)).collect();
+        let mut stackers: Vec<Stacker> =
+            binds.iter().map(|&b| Stacker::new(self.program.vars.ty(b), width, span)).collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(binds.len());
         for i in 0..width {
             self.call(lam, arrs.iter().map(|a| row(a, i)), &mut out, span)?;
@@ -996,8 +1046,11 @@ impl Interp<'_> {
         let mut acc = neutral.iter().map(|&a| self.atom(a, span)).collect::<Result<Vec<_>, _>>()?;
         let (arrs, n) = self.iterated(arrays, what, span)?;
         let n = n.unwrap_or(0);
-        let mut stackers: Vec<Stacker> =
-            if scan { binds.iter().map(|&b| Stacker::new(self.program.vars.ty(b), n)).collect() } else { Vec::new() };
+        let mut stackers: Vec<Stacker> = if scan {
+            binds.iter().map(|&b| Stacker::new(self.program.vars.ty(b), n, span)).collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         let mut out = Vec::with_capacity(k);
         for i in 0..n {
             // The accumulators move into the parameter slots; `out` becomes the next `acc`.

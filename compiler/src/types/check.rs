@@ -1243,6 +1243,17 @@ impl<'p> Checker<'p> {
                         if args.len() < 2 {
                             return Ok(result);
                         }
+                        // The builtin's type leaves the result open (`R`), so
+                        // an extra argument would make the Jacobian a function.
+                        if let Some(extra) = args.get(2) {
+                            return Err(Diagnostic::error(
+                                Code::E0103,
+                                format!("too many arguments: `{name}` takes 2 (a function and a point)"),
+                                extra.span,
+                                "extra argument",
+                            )
+                            .with_help("the Jacobian is an array (or a structure of arrays), not a function"));
+                        }
                         let input = self.zonk(&input, span)?;
                         let output = self.zonk(&output, span)?;
                         let jac = if name == "hessian" {
