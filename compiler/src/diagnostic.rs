@@ -161,6 +161,9 @@ codes! {
     E0303 => "cannot read file",
     E0304 => "result is not representable as json",
     E0305 => "invalid command-line argument",
+    E0306 => "invalid protocol message",
+    E0307 => "cannot write output",
+    E0308 => "input too large",
     // Internal.
     E0900 => "internal compiler error",
 }
@@ -240,6 +243,7 @@ pub fn render(sources: &SourceMap, diagnostics: &[Diagnostic], style: RenderStyl
 /// Writes diagnostics to stderr with colour when it is a terminal.
 pub fn emit_to_stderr(sources: &SourceMap, diagnostics: &[Diagnostic]) {
     use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+    use std::io::Write as _;
     let mut files = SimpleFiles::new();
     for (name, text) in &sources.files {
         files.add(name.clone(), text.clone());
@@ -251,7 +255,8 @@ pub fn emit_to_stderr(sources: &SourceMap, diagnostics: &[Diagnostic]) {
     for d in diagnostics {
         let cd = to_codespan(sources, d);
         if term::emit_to_write_style(&mut stream.lock(), &config, &files, &cd).is_err() {
-            eprintln!("error[{}]: {}", d.code, d.message);
+            // Nowhere to write (stderr closed or full): drop it, the exit status still tells.
+            let _ = writeln!(std::io::stderr(), "error[{}]: {}", d.code, d.message);
         }
     }
 }

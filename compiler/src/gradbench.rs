@@ -17,6 +17,7 @@
 use crate::api::Program;
 use crate::diagnostic::RenderStyle;
 use crate::driver::Loader;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as J};
 use std::collections::HashMap;
 
@@ -49,46 +50,67 @@ impl<'l> Adapter<'l> {
     }
 
     /// Answers one message. `clock` returns a monotonic time in nanoseconds.
+    /// The response echoes the message's `id` byte for byte (GradBench ids
+    /// are integers, but one beyond 2^64 must not come back rounded).
     pub fn handle(&mut self, line: &str, clock: &mut dyn FnMut() -> u64) -> String {
-        let message: J = match serde_json::from_str(line) {
+        let raw: HashMap<String, Box<RawValue>> = match serde_json::from_str(line) {
             Ok(m) => m,
-            Err(e) => return self.failure(J::Null, format!("the message is not valid JSON: {e}")),
+            Err(_) if serde_json::from_str::<Box<RawValue>>(line).is_ok() => {
+                return self.failure(NO_ID, protocol("the message is not a JSON object"));
+            }
+            Err(e) => return self.failure(NO_ID, protocol(format!("the message is not valid JSON: {e}"))),
         };
-        let Some(fields) = message.as_object() else {
-            return self.failure(J::Null, "the message is not a JSON object".into());
+        let Some(id) = raw.get("id").map(|v| v.get()) else {
+            return self.failure(NO_ID, protocol("the message has no `id`"));
         };
-        let id = fields.get("id").cloned().unwrap_or(J::Null);
-        if !fields.contains_key("id") {
-            return self.failure(id, "the message has no `id`".into());
+        let mut fields = Map::new();
+        for (name, value) in raw.iter().filter(|(name, _)| *name != "id") {
+            // The text is valid JSON (it parsed as a raw value).
+            let value: J = serde_json::from_str(value.get()).expect("a raw JSON value parses");
+            fields.insert(name.clone(), value);
         }
         let result = match fields.get("kind").and_then(J::as_str) {
-            Some("start") => return json!({"id": id, "tool": "slope"}).to_string(),
-            Some("define") => module_name(fields).and_then(|m| self.define(m, clock)),
-            Some("evaluate") => self.evaluate(fields, clock),
-            Some(_) => return json!({"id": id}).to_string(),
-            None => Err("the message has no `kind`".into()),
+            Some("start") => return respond(id, body(json!({"tool": "slope"}))),
+            Some("define") => module_name(&fields).and_then(|m| self.define(m, clock)),
+            Some("evaluate") => self.evaluate(&fields, clock),
+            Some(_) => return respond(id, Map::new()),
+            None => Err(protocol("the message has no `kind`")),
         };
         match result {
             Ok(mut body) => {
                 let mut response = Map::new();
-                response.insert("id".into(), id);
                 response.insert("success".into(), J::Bool(true));
                 response.append(&mut body);
-                J::Object(response).to_string()
+                respond(id, response)
             }
             Err(e) => self.failure(id, e),
         }
     }
 
-    fn failure(&mut self, id: J, error: Error) -> String {
+    /// The response to a line that is not UTF-8 (the CLI reads bytes): it has
+    /// no readable `id`, and the session goes on.
+    pub fn reject_non_utf8(&mut self, line: &[u8]) -> String {
+        let at = std::str::from_utf8(line).err().map_or(0, |e| e.valid_up_to());
+        let byte = line.get(at).copied().unwrap_or(0);
+        self.failure(NO_ID, protocol(format!("the message is not valid UTF-8 (byte 0x{byte:02x} at offset {at})")))
+    }
+
+    /// The response to a line over the size limit, which was not kept.
+    pub fn reject_too_long(&mut self, bytes: u64, limit: u64) -> String {
+        let error =
+            format!("error[E0308]: input too large: a message of {bytes} bytes, more than the limit of {limit}");
+        self.failure(NO_ID, error)
+    }
+
+    fn failure(&mut self, id: &str, error: Error) -> String {
         self.log.push(format!("message {id}: {error}"));
-        json!({"id": id, "success": false, "error": error}).to_string()
+        respond(id, body(json!({"success": false, "error": error})))
     }
 
     /// Compiles a module (again, if it was defined before).
     fn define(&mut self, module: &str, clock: &mut dyn FnMut() -> u64) -> Result<Map<String, J>, Error> {
         let (name, text) =
-            (self.load_module)(module).map_err(|e| format!("module `{module}` is not supported: {e}"))?;
+            (self.load_module)(module).map_err(|e| format!("error[E0303]: module `{module}` is not supported: {e}"))?;
         let start = clock();
         let compiled = Program::compile(&name, &text, &*self.load_import);
         // Native code is part of compiling: build it now, not in the first `evaluate`.
@@ -110,9 +132,10 @@ impl<'l> Adapter<'l> {
             self.define(module, clock)?;
         }
         let program = &self.modules[module];
-        let function = fields.get("function").and_then(J::as_str).ok_or("the message has no `function`")?;
+        let function =
+            fields.get("function").and_then(J::as_str).ok_or_else(|| protocol("the message has no `function`"))?;
         let entry = program.entry_name(Some(function)).map_err(|f| render(&f))?;
-        let mut input = fields.get("input").cloned().ok_or("the message has no `input`")?;
+        let mut input = fields.get("input").cloned().ok_or_else(|| protocol("the message has no `input`"))?;
         let (min_runs, min_seconds) = take_limits(&mut input)?;
         let args = program.decode_json_args(&entry, &input).map_err(|f| render(&f))?;
         // Elapsed time is the sum of the runs' own times, as GradBench's
@@ -133,6 +156,24 @@ impl<'l> Adapter<'l> {
         let output = program.encode_result(&entry, &value).map_err(|f| render(&f))?;
         Ok(body(json!({"output": output, "timings": timings})))
     }
+}
+
+/// The `id` of a response to a message that has no readable one.
+const NO_ID: &str = "null";
+
+/// A response: `{"id": <id as received>, …body}`. The id is spliced in as
+/// text because `serde_json::Value` would round a big integer to a float.
+fn respond(id: &str, body: Map<String, J>) -> String {
+    let rest = J::Object(body).to_string();
+    match rest.strip_prefix('{').filter(|r| *r != "}") {
+        Some(fields) => format!("{{\"id\":{id},{fields}"),
+        None => format!("{{\"id\":{id}}}"),
+    }
+}
+
+/// A malformed message (E0306), as the text of the `error` field.
+fn protocol(message: impl Into<String>) -> Error {
+    format!("error[E0306]: invalid protocol message: {}", message.into())
 }
 
 fn body(value: J) -> Map<String, J> {
@@ -163,14 +204,14 @@ fn render(f: &crate::api::Failure) -> String {
 
 /// The `module` field, which must be a plain name: it becomes a file name.
 fn module_name(fields: &Map<String, J>) -> Result<&str, Error> {
-    let module = fields.get("module").and_then(J::as_str).ok_or("the message has no `module`")?;
+    let module = fields.get("module").and_then(J::as_str).ok_or_else(|| protocol("the message has no `module`"))?;
     let plain = !module.is_empty()
         && !module.starts_with('.')
         && module.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if plain {
         Ok(module)
     } else {
-        Err(format!("`{module}` is not a module name"))
+        Err(protocol(format!("`{module}` is not a module name")))
     }
 }
 
@@ -180,13 +221,15 @@ fn take_limits(input: &mut J) -> Result<(usize, f64), Error> {
     let J::Object(map) = input else { return Ok((1, 0.0)) };
     let min_runs = match map.remove("min_runs") {
         None => 1,
-        Some(v) => v.as_u64().ok_or(format!("`min_runs` must be a non-negative integer, not {v}"))? as usize,
+        Some(v) => {
+            v.as_u64().ok_or_else(|| protocol(format!("`min_runs` must be a non-negative integer, not {v}")))? as usize
+        }
     };
     let min_seconds = match map.remove("min_seconds") {
         None => 0.0,
         Some(v) => match v.as_f64() {
             Some(s) if s >= 0.0 && s.is_finite() => s,
-            _ => return Err(format!("`min_seconds` must be a non-negative number, not {v}")),
+            _ => return Err(protocol(format!("`min_seconds` must be a non-negative number, not {v}"))),
         },
     };
     Ok((min_runs, min_seconds))

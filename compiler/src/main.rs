@@ -18,6 +18,10 @@ struct Args {
     /// Print how long each compiler pass takes (stderr).
     #[arg(long, global = true)]
     timings: bool,
+    /// The largest input (JSON or .npy file, standard input, a REPL line, a
+    /// GradBench message) accepted, in bytes; larger is E0308.
+    #[arg(long, global = true, default_value_t = 1 << 30)]
+    max_input_bytes: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +133,7 @@ fn command() -> ExitCode {
     let args = Args::parse();
     cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
     cli::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);
+    cli::MAX_INPUT_BYTES.store(args.max_input_bytes, std::sync::atomic::Ordering::Relaxed);
     let result = match args.command {
         Command::Check { file } => cli::check(&file),
         Command::Run { file, entry, input, interp, while_limit, args } => {
@@ -146,7 +151,7 @@ fn command() -> ExitCode {
             match cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals, engine) {
                 Ok(table) => Ok(table),
                 Err(message) => {
-                    eprintln!("error: {message}");
+                    cli::streams::write_stderr(&format!("error: {message}"));
                     return ExitCode::from(1);
                 }
             }
@@ -157,12 +162,15 @@ fn command() -> ExitCode {
     };
     match result {
         Ok(out) => {
-            if !out.is_empty() {
-                // A closed pipe (`slope emit … | head`) is not an error worth a panic.
-                use std::io::Write;
-                let _ = writeln!(std::io::stdout().lock(), "{out}");
+            // Output that could not be written (`>/dev/full`, a closed pipe)
+            // is a failure of the command, not a success nobody saw.
+            match cli::write_result(&out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(failure) => {
+                    failure.report();
+                    ExitCode::from(1)
+                }
             }
-            ExitCode::SUCCESS
         }
         Err(failure) => {
             failure.report();

@@ -47,6 +47,14 @@ impl Reply {
     fn ok(output: impl Into<String>) -> Reply {
         Reply { output: output.into(), is_error: false, quit: false }
     }
+    /// The reply to an input line over the size limit (`--max-input-bytes`).
+    pub fn too_long(bytes: u64, limit: u64) -> Reply {
+        Reply::error(format!(
+            "error[E0308]: input too large: a line of {bytes} bytes, more than the limit of {limit} \
+             (--max-input-bytes)"
+        ))
+    }
+
     fn error(output: impl Into<String>) -> Reply {
         Reply { output: output.into().trim_end().to_string(), is_error: true, quit: false }
     }
@@ -162,6 +170,22 @@ impl Session {
                 ))
             }
         }
+    }
+
+    /// The reply to an input line that is not UTF-8 (a terminal in another
+    /// encoding, a binary file piped in): E0003 at the first invalid byte of
+    /// the line, shown with replacement characters. The session goes on.
+    pub fn reject_non_utf8(&mut self, line: &[u8]) -> Reply {
+        self.count += 1;
+        let valid = std::str::from_utf8(line).err().map_or(line.len(), |e| e.valid_up_to());
+        let bad = line.get(valid).copied().unwrap_or(0);
+        let origin = self.inputs.add(format!("<repl:{}>", self.count), String::from_utf8_lossy(line).into_owned());
+        // The valid prefix is unchanged by lossy decoding, so `valid` is also
+        // the offset of the first replacement character.
+        let span = Span::new(origin, valid, valid + char::REPLACEMENT_CHARACTER.len_utf8());
+        let d = Diagnostic::error(Code::E0003, "this line is not valid UTF-8", span, format!("byte 0x{bad:02x}"))
+            .with_help("Slope source is UTF-8 text");
+        Reply::error(render(&self.inputs, &[d], RenderStyle::Rich))
     }
 
     fn eval_input(&mut self, input: &str) -> Reply {

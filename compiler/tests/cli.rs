@@ -363,3 +363,38 @@ fn test_command_checks_headers() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("FAIL") && stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
+
+/// Output that cannot be written is a failure (E0307), not a success nobody saw.
+#[test]
+fn a_result_written_to_a_full_disk_fails_with_e0307() {
+    let full = Path::new("/dev/full");
+    if !full.exists() {
+        return; // Only Linux has a device that is always full.
+    }
+    let file = write_temp("full", "f.slope", "entry f (x: f64) : f64 = x * 2.0\n");
+    let sink = std::fs::OpenOptions::new().write(true).open(full).expect("/dev/full opens");
+    let out = Command::new(env!("CARGO_BIN_EXE_slope"))
+        .args(["run", p(&file), "1.5"])
+        .stdout(sink)
+        .output()
+        .expect("run slope");
+    fails_with(&out, "E0307");
+}
+
+/// Diagnostics written to a pipe nobody reads, or to a full disk, must not
+/// panic: the exit status still says the program was rejected.
+#[test]
+fn diagnostics_to_a_closed_or_full_stderr_do_not_panic() {
+    let file = write_temp("closed", "bad.slope", "entry f (x: f64) : f64 = x + $\n");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let status =
+        Command::new(env!("CARGO_BIN_EXE_slope")).args(["check", p(&file)]).stderr(writer).status().expect("run slope");
+    assert_eq!(status.code(), Some(1), "a closed stderr: exit 1, not a panic (101)");
+    let full = Path::new("/dev/full");
+    if full.exists() {
+        let sink = std::fs::OpenOptions::new().write(true).open(full).expect("/dev/full opens");
+        let status = Command::new(env!("CARGO_BIN_EXE_slope")).args(["check", p(&file)]).stderr(sink).status();
+        assert_eq!(status.expect("run slope").code(), Some(1), "a full stderr: exit 1, not a panic (101)");
+    }
+}

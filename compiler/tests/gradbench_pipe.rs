@@ -82,3 +82,46 @@ fn answers_are_flushed_one_by_one() {
     drop(stdin);
     assert_eq!(child.wait().expect("slope gradbench exits").code(), Some(0));
 }
+
+/// Bad lines each get a failure response with E0306 and the session goes on;
+/// ids come back exactly as sent, even beyond 64 bits.
+#[test]
+fn bad_lines_are_answered_and_ids_are_echoed_exactly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("compiler/ is in the workspace");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slope"))
+        .args(["--max-input-bytes", "200", "gradbench", "--dir"])
+        .arg(root.join("examples/gradbench"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the slope binary starts");
+    let mut session: Vec<u8> = Vec::new();
+    session.extend_from_slice(b"{\"id\":123456789012345678901234567890,\"kind\":\"start\"}\n");
+    session.extend_from_slice(b"{\"id\":1,\"kind\":\"evaluate\",\"\xff\":2}\n");
+    session.extend_from_slice(b"[1, 2]\n");
+    session.extend_from_slice(format!("{{\"id\":2,\"kind\":\"{}\"}}\n", "x".repeat(300)).as_bytes());
+    session.extend_from_slice(b"{\"id\":\"three\",\"kind\":\"evaluate\",\"module\":\"hello\"}\n");
+    session.extend_from_slice(
+        b"{\"id\":-0.5e3,\"kind\":\"evaluate\",\"module\":\"hello\",\"function\":\"square\",\"input\":3.0}\n",
+    );
+    child.stdin.take().expect("stdin is piped").write_all(&session).expect("input is written");
+    let out = child.wait_with_output().expect("slope gradbench finishes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "one answer per line:\n{stdout}\nstderr: {stderr}");
+    assert_eq!(lines[0], r#"{"id":123456789012345678901234567890,"tool":"slope"}"#);
+    let failures =
+        [(1, "E0306", "not valid UTF-8"), (2, "E0306", "not a JSON object"), (3, "E0308", "more than the limit")];
+    for (i, code, what) in failures {
+        let answer: serde_json::Value = serde_json::from_str(lines[i]).expect("answers are JSON");
+        assert_eq!(answer["id"], serde_json::Value::Null, "{}", lines[i]);
+        assert_eq!(answer["success"], false, "{}", lines[i]);
+        let error = answer["error"].as_str().expect("an error text");
+        assert!(error.contains(&format!("error[{code}]")) && error.contains(what), "{error}");
+    }
+    assert!(lines[4].starts_with(r#"{"id":"three","success":false,"error":"error[E0306]"#), "{}", lines[4]);
+    assert!(lines[5].starts_with(r#"{"id":-0.5e3,"success":true,"output":9.0,"#), "{}", lines[5]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}

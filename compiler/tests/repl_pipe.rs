@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn repl(input: &str) -> (String, String, Option<i32>) {
+fn repl(input: impl AsRef<[u8]>) -> (String, String, Option<i32>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slope"))
         .arg("repl")
         .stdin(Stdio::piped())
@@ -12,7 +12,7 @@ fn repl(input: &str) -> (String, String, Option<i32>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the slope binary starts");
-    child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("input is written");
+    child.stdin.take().expect("stdin is piped").write_all(input.as_ref()).expect("input is written");
     let out = child.wait_with_output().expect("slope repl finishes");
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -38,4 +38,31 @@ fn piped_errors_go_to_stderr_and_the_session_goes_on() {
     assert!(stderr.contains("E0201") && stderr.contains("E0101"), "stderr: {stderr}");
     assert_eq!(stdout, "2 : i64\n");
     assert_eq!(code, Some(1));
+}
+
+#[test]
+fn a_line_that_is_not_utf8_gets_a_diagnostic_and_the_session_goes_on() {
+    let (stdout, stderr, code) = repl(b"1.0 + \xff\n1.0 + 1.0\n".as_slice());
+    assert!(stderr.contains("error[E0003]: this line is not valid UTF-8"), "stderr: {stderr}");
+    assert!(stderr.contains("byte 0xff"), "the bad byte is named: {stderr}");
+    assert_eq!(stdout, "2.0 : f64\n", "the next line is evaluated; stderr: {stderr}");
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn a_line_over_the_input_limit_gets_e0308() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slope"))
+        .args(["--max-input-bytes", "16", "repl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the slope binary starts");
+    let input = format!("1.0 + {}1.0\n2 + 2\n", "1.0 + ".repeat(10));
+    child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("input is written");
+    let out = child.wait_with_output().expect("slope repl finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error[E0308]"), "stderr: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4 : i64\n", "stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(1));
 }

@@ -4,10 +4,12 @@
 //! message on stdout, flushed at once (the eval waits for it). Logs go to
 //! stderr only, since stdout belongs to the protocol. Modules are read from
 //! `<dir>/<module>.slope`, imports relative to that file. Exits 0 at end of
-//! input; blank lines are skipped without a response.
+//! input; blank lines are skipped without a response; a line that is not
+//! UTF-8 or is over `--max-input-bytes` gets an `"id":null` failure and the
+//! session goes on.
 
+use super::streams::{write_stderr, write_stdout, Line, Lines};
 use slope::gradbench::Adapter;
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -23,25 +25,23 @@ pub fn run(dir: &Path) -> ExitCode {
     let mut adapter = Adapter::new(Box::new(load_module), Box::new(super::file_loader));
     let origin = Instant::now();
     let mut clock = || origin.elapsed().as_nanos() as u64;
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout().lock();
-    for line in stdin.lock().lines() {
-        let line = match line {
-            Ok(l) => l,
+    let limit = super::max_input_bytes();
+    for line in Lines::new(std::io::stdin().lock(), limit) {
+        let response = match line {
             Err(e) => {
-                eprintln!("slope gradbench: cannot read stdin: {e}");
+                write_stderr(&format!("slope gradbench: cannot read stdin: {e}"));
                 return ExitCode::from(1);
             }
+            Ok(Line::Text(line)) if line.trim().is_empty() => continue,
+            Ok(Line::Text(line)) => adapter.handle(&line, &mut clock),
+            Ok(Line::NotUtf8(bytes)) => adapter.reject_non_utf8(&bytes),
+            Ok(Line::TooLong { bytes }) => adapter.reject_too_long(bytes, limit),
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let response = adapter.handle(&line, &mut clock);
         for message in adapter.take_log() {
-            eprintln!("slope gradbench: {message}");
+            write_stderr(&format!("slope gradbench: {message}"));
         }
         // A closed stdout means the eval has gone: nothing left to answer.
-        if writeln!(stdout, "{response}").and_then(|_| stdout.flush()).is_err() {
+        if write_stdout(&response).is_err() {
             return ExitCode::from(1);
         }
     }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod gradbench;
 pub mod repl;
+pub mod streams;
 pub mod test;
 
 use slope::api::{Arg, Failure, Program};
@@ -54,6 +55,21 @@ fn read(path: &Path) -> Result<String, CliFailure> {
 pub static CHECKPOINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Set from `--timings`: print each pass's compile time to stderr.
 pub static TIMINGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set from `--max-input-bytes`: the largest input file, stdin or line read.
+pub static MAX_INPUT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 30);
+
+pub fn max_input_bytes() -> u64 {
+    MAX_INPUT_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Writes a command's result to stdout (nothing for an empty result); E0307
+/// when it cannot be written.
+pub fn write_result(out: &str) -> Result<(), CliFailure> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    streams::write_stdout(out).map_err(|e| plain_error(Code::E0307, format!("cannot write the output: {e}"), None))
+}
 
 fn compile(file: &Path) -> Result<Program, CliFailure> {
     let text = read(file)?;
@@ -66,9 +82,9 @@ fn compile(file: &Path) -> Result<Program, CliFailure> {
         timings.extend(program.native()?.timings.iter().copied());
         let total: std::time::Duration = timings.iter().map(|(_, d)| *d).sum();
         for (pass, d) in &timings {
-            eprintln!("{pass:>8} {:9.3} ms", d.as_secs_f64() * 1e3);
+            streams::write_stderr(&format!("{pass:>8} {:9.3} ms", d.as_secs_f64() * 1e3));
         }
-        eprintln!("{:>8} {:9.3} ms", "total", total.as_secs_f64() * 1e3);
+        streams::write_stderr(&format!("{:>8} {:9.3} ms", "total", total.as_secs_f64() * 1e3));
     }
     Ok(program)
 }
@@ -148,7 +164,7 @@ pub fn gradcheck(
     if report.ok {
         Ok(report.to_string().trim_end().to_string())
     } else {
-        print!("{report}");
+        write_result(report.to_string().trim_end())?;
         Err(plain_error(
             Code::E0206,
             format!("the derivatives of `{entry}` do not agree"),

@@ -6,6 +6,7 @@
 //! stderr for diagnostics. All the language work happens in the session; this
 //! file only reads lines, joins continuation lines and prints.
 
+use super::streams::{self, Line};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -13,7 +14,7 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use slope::session::{LineBuffer, Reply, Session};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,46 +32,77 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn print(reply: &Reply) {
+/// Prints a reply: diagnostics on stderr, everything else on stdout. An error
+/// when stdout cannot be written (E0307): the session has lost its reader.
+fn print(reply: &Reply) -> std::io::Result<()> {
     if reply.output.is_empty() {
-        return;
+        return Ok(());
     }
     if reply.is_error {
-        eprintln!("{}", reply.output);
+        streams::write_stderr(&reply.output);
+        Ok(())
     } else {
-        println!("{}", reply.output);
+        streams::write_stdout(&reply.output)
     }
 }
 
-/// Reads stdin line by line; a blank line or end of input ends an incomplete input.
+fn output_lost(e: std::io::Error) -> ExitCode {
+    streams::write_stderr(&format!("error[E0307]: cannot write the output: {e}"));
+    ExitCode::from(1)
+}
+
+/// Reads stdin line by line; a blank line or end of input ends an incomplete
+/// input. A line that is not UTF-8 or is over `--max-input-bytes` gets a
+/// diagnostic and drops the incomplete input it belonged to; the session goes on.
 fn scripted(mut session: Session) -> ExitCode {
     let mut failed = false;
     let mut lines = LineBuffer::default();
-    let mut eval = |input: String| {
-        let reply = session.eval(&input);
-        print(&reply);
-        let _ = std::io::stdout().flush();
-        failed |= reply.is_error;
-        reply.quit
-    };
     let mut quit = false;
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        if let Some(input) = lines.push(&line) {
-            quit = eval(input);
-            if quit {
+    for line in streams::Lines::new(std::io::stdin().lock(), super::max_input_bytes()) {
+        let reply = match line {
+            Err(e) => {
+                streams::write_stderr(&format!("error: cannot read input: {e}"));
+                failed = true;
                 break;
             }
+            Ok(Line::Text(line)) => match lines.push(&line) {
+                Some(input) => eval_reply(&mut failed, session.eval(&input)),
+                None => Ok(false),
+            },
+            Ok(Line::NotUtf8(bytes)) => {
+                lines.clear();
+                eval_reply(&mut failed, session.reject_non_utf8(&bytes))
+            }
+            Ok(Line::TooLong { bytes }) => {
+                lines.clear();
+                eval_reply(&mut failed, Reply::too_long(bytes, super::max_input_bytes()))
+            }
+        };
+        match reply {
+            Ok(true) => {
+                quit = true;
+                break;
+            }
+            Ok(false) => {}
+            Err(e) => return output_lost(e),
         }
     }
     if let Some(input) = lines.finish().filter(|_| !quit) {
-        eval(input);
+        if let Err(e) = eval_reply(&mut failed, session.eval(&input)) {
+            return output_lost(e);
+        }
     }
     if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Prints a reply and records whether it was a failure; true when it asks to quit.
+fn eval_reply(failed: &mut bool, reply: Reply) -> std::io::Result<bool> {
+    *failed |= reply.is_error;
+    print(&reply).map(|()| reply.quit)
 }
 
 /// The editor's helper owns the session, so completion sees its definitions.
@@ -107,7 +139,7 @@ fn interactive(session: Session) -> ExitCode {
     let mut editor: Editor<ReplHelper, _> = match Editor::with_config(config) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: cannot start line editing: {e}");
+            streams::write_stderr(&format!("error: cannot start line editing: {e}"));
             return scripted(session);
         }
     };
@@ -117,7 +149,11 @@ fn interactive(session: Session) -> ExitCode {
         // A missing or unreadable history only means starting afresh.
         let _ = editor.load_history(path);
     }
-    println!("slope {} — :help lists the commands, :quit leaves", env!("CARGO_PKG_VERSION"));
+    if let Err(e) =
+        streams::write_stdout(&format!("slope {} — :help lists the commands, :quit leaves", env!("CARGO_PKG_VERSION")))
+    {
+        return output_lost(e);
+    }
     let mut lines = LineBuffer::default();
     loop {
         let prompt = if lines.is_empty() { PROMPT } else { CONTINUE };
@@ -127,7 +163,9 @@ fn interactive(session: Session) -> ExitCode {
                 let _ = editor.add_history_entry(input.trim_end());
                 let Some(helper) = editor.helper_mut() else { break };
                 let reply = helper.session.eval(&input);
-                print(&reply);
+                if let Err(e) = print(&reply) {
+                    return output_lost(e);
+                }
                 if reply.quit {
                     break;
                 }
@@ -136,7 +174,7 @@ fn interactive(session: Session) -> ExitCode {
             Err(ReadlineError::Interrupted) => lines.clear(),
             Err(ReadlineError::Eof) => break,
             Err(e) => {
-                eprintln!("error: cannot read input: {e}");
+                streams::write_stderr(&format!("error: cannot read input: {e}"));
                 break;
             }
         }

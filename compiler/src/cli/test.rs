@@ -14,13 +14,14 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
     }
     files.sort();
     if files.is_empty() {
-        eprintln!(
+        super::streams::write_stderr(&format!(
             "error[E0303]: no .slope files under {}",
             paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        ));
         return ExitCode::from(1);
     }
     let (mut passed, mut failed) = (0, 0);
+    let mut written = Ok(());
     for file in &files {
         let name = file.display().to_string();
         let failures = match std::fs::read_to_string(file) {
@@ -33,20 +34,24 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
                 }
             },
         };
+        let mut report = String::new();
         if failures.is_empty() {
             passed += 1;
-            println!("ok   {name}");
+            report.push_str(&format!("ok   {name}"));
         } else {
             failed += 1;
-            println!("FAIL {name}");
-            for f in failures {
-                for line in f.lines() {
-                    println!("     {line}");
-                }
+            report.push_str(&format!("FAIL {name}"));
+            for line in failures.iter().flat_map(|f| f.lines()) {
+                report.push_str(&format!("\n     {line}"));
             }
         }
+        written = written.and(super::streams::write_stdout(&report));
     }
-    println!("{passed} passed, {failed} failed");
+    written = written.and(super::streams::write_stdout(&format!("{passed} passed, {failed} failed")));
+    if let Err(e) = written {
+        super::streams::write_stderr(&format!("error[E0307]: cannot write the output: {e}"));
+        return ExitCode::from(1);
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
