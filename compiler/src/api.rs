@@ -23,7 +23,9 @@ use crate::driver::{self, Loader};
 use crate::ir::{self, interp};
 use crate::types::{CheckedProgram, Type};
 use crate::values;
+use serde_json::value::RawValue;
 use slope_runtime::{json, Array, Value};
+use std::collections::BTreeMap;
 
 /// Diagnostics together with the sources they point into.
 #[derive(Clone)]
@@ -50,7 +52,16 @@ impl std::fmt::Debug for Failure {
 /// One argument of an entry point, as the caller has it.
 pub enum Arg {
     Json(serde_json::Value),
+    /// JSON text, decoded without building a `serde_json::Value`.
+    JsonText(String),
     Array(Array),
+}
+
+/// The top level of an entry's input: the whole of it, and its fields when
+/// it is an object.
+struct TopLevel<'a, A> {
+    whole: A,
+    fields: Option<Vec<(&'a str, A)>>,
 }
 
 /// A compiled program.
@@ -279,37 +290,73 @@ impl Program {
     }
 
     fn json_args(&self, entry: &str, input: &serde_json::Value) -> Result<Vec<Arg>, Failure> {
-        let sig = self.signature(entry).clone();
-        let args: Vec<Arg> = match input {
-            serde_json::Value::Object(map) if sig.params.iter().all(|(n, _)| map.contains_key(n)) => {
-                let extra: Vec<&String> = map.keys().filter(|k| !sig.params.iter().any(|(n, _)| n == *k)).collect();
-                if let Some(k) = extra.first() {
+        let fields = input.as_object().map(|map| map.iter().map(|(k, v)| (k.as_str(), v)).collect());
+        let parts = self.split_input(entry, TopLevel { whole: input, fields }, &[])?;
+        Ok(parts.into_iter().map(|v| Arg::Json(v.clone())).collect())
+    }
+
+    /// Decodes a JSON text input (as [`Self::call_json`] takes it) into
+    /// argument values, straight from the text: no `serde_json::Value` tree
+    /// is built, so the memory needed is the text and the decoded arrays.
+    /// Top-level fields named in `ignored` are skipped (GradBench's
+    /// `min_runs`, which is not an argument).
+    pub fn decode_json_text_args(&self, entry: &str, text: &str, ignored: &[&str]) -> Result<Vec<Value>, Failure> {
+        let sig = self.signature(entry);
+        let invalid = |e: serde_json::Error| self.input_error(format!("the input is not valid JSON: {e}"), sig);
+        let whole: &RawValue = serde_json::from_str(text).map_err(invalid)?;
+        let map: Option<BTreeMap<String, &RawValue>> =
+            if whole.get().starts_with('{') { Some(serde_json::from_str(whole.get()).map_err(invalid)?) } else { None };
+        let fields = map.as_ref().map(|m| m.iter().map(|(k, v)| (k.as_str(), *v)).collect());
+        let parts = self.split_input(entry, TopLevel { whole, fields }, ignored)?;
+        parts
+            .into_iter()
+            .zip(&sig.params)
+            .map(|(raw, (name, ty))| {
+                json::decode_str(raw.get(), &values::value_type(ty), name)
+                    .map_err(|e| self.input_error(e.to_string(), sig))
+            })
+            .collect()
+    }
+
+    /// [`Self::call_json`] on JSON text, decoded as [`Self::decode_json_text_args`] does.
+    pub fn call_json_text(&self, entry: &str, text: &str) -> Result<serde_json::Value, Failure> {
+        let values = self.decode_json_text_args(entry, text, &[])?;
+        let call_sig = self.call_signature(entry, values.len())?;
+        let (value, _) = self.run_values(entry, call_sig, &values, self.engine)?;
+        self.encode_result(entry, &value)
+    }
+
+    /// The arguments of `entry` in an input: the object's fields named after
+    /// the parameters (no others, except `ignored`), or the whole input for
+    /// an entry with one parameter.
+    fn split_input<A: Copy>(&self, entry: &str, input: TopLevel<'_, A>, ignored: &[&str]) -> Result<Vec<A>, Failure> {
+        let sig = self.signature(entry);
+        let field = |fields: &[(&str, A)], name: &str| fields.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        match &input.fields {
+            Some(fields) if sig.params.iter().all(|(n, _)| field(fields, n).is_some()) => {
+                let takes = |k: &str| ignored.contains(&k) || sig.params.iter().any(|(n, _)| n == k);
+                if let Some((k, _)) = fields.iter().find(|(k, _)| !takes(k)) {
                     return Err(
-                        self.input_error(format!("the input has a field `{k}` that `{entry}` does not take"), &sig)
+                        self.input_error(format!("the input has a field `{k}` that `{entry}` does not take"), sig)
                     );
                 }
-                sig.params.iter().map(|(n, _)| Arg::Json(map[n].clone())).collect()
+                Ok(sig.params.iter().map(|(n, _)| field(fields, n).expect("every parameter is present")).collect())
             }
-            v if sig.params.len() == 1 => vec![Arg::Json(v.clone())],
-            serde_json::Value::Object(map) => {
-                let missing: Vec<&str> =
-                    sig.params.iter().map(|(n, _)| n.as_str()).filter(|n| !map.contains_key(*n)).collect();
-                return Err(self.input_error(
-                    format!(
-                        "the input lacks {}",
-                        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-                    ),
-                    &sig,
-                ));
+            _ if sig.params.len() == 1 => Ok(vec![input.whole]),
+            Some(fields) => {
+                let missing: Vec<String> = sig
+                    .params
+                    .iter()
+                    .filter(|(n, _)| field(fields, n).is_none())
+                    .map(|(n, _)| format!("`{n}`"))
+                    .collect();
+                Err(self.input_error(format!("the input lacks {}", missing.join(", ")), sig))
             }
-            _ => {
-                return Err(self.input_error(
-                    format!("`{entry}` takes {} parameters: the input must be a JSON object", sig.params.len()),
-                    &sig,
-                ))
-            }
-        };
-        Ok(args)
+            None => Err(self.input_error(
+                format!("`{entry}` takes {} parameters: the input must be a JSON object", sig.params.len()),
+                sig,
+            )),
+        }
     }
 
     fn func_span(&self, entry: &str) -> Span {
@@ -408,6 +455,7 @@ impl Program {
         let vt = values::value_type(ty);
         match arg {
             Arg::Json(j) => json::decode(&j, &vt, name).map_err(|e| self.input_error(e.to_string(), sig)),
+            Arg::JsonText(text) => json::decode_str(&text, &vt, name).map_err(|e| self.input_error(e.to_string(), sig)),
             Arg::Array(a) => {
                 let (elem, rank) = ty.strip_arrays();
                 let ok = match elem {

@@ -63,16 +63,19 @@ impl<'l> Adapter<'l> {
         let Some(id) = raw.get("id").map(|v| v.get()) else {
             return self.failure(NO_ID, protocol("the message has no `id`"));
         };
+        // Every field but the (possibly large) input becomes a `Value`; the
+        // input is decoded from its text straight into the entry's arrays.
         let mut fields = Map::new();
-        for (name, value) in raw.iter().filter(|(name, _)| *name != "id") {
+        for (name, value) in raw.iter().filter(|(name, _)| *name != "id" && *name != "input") {
             // The text is valid JSON (it parsed as a raw value).
             let value: J = serde_json::from_str(value.get()).expect("a raw JSON value parses");
             fields.insert(name.clone(), value);
         }
+        let input = raw.get("input").map(|v| v.get());
         let result = match fields.get("kind").and_then(J::as_str) {
             Some("start") => return respond(id, body(json!({"tool": "slope"}))),
             Some("define") => module_name(&fields).and_then(|m| self.define(m, clock)),
-            Some("evaluate") => self.evaluate(&fields, clock),
+            Some("evaluate") => self.evaluate(&fields, input, clock),
             Some(_) => return respond(id, Map::new()),
             None => Err(protocol("the message has no `kind`")),
         };
@@ -124,7 +127,12 @@ impl<'l> Adapter<'l> {
         Ok(body(json!({"timings": [{"name": "compile", "nanoseconds": nanoseconds}]})))
     }
 
-    fn evaluate(&mut self, fields: &Map<String, J>, clock: &mut dyn FnMut() -> u64) -> Result<Map<String, J>, Error> {
+    fn evaluate(
+        &mut self,
+        fields: &Map<String, J>,
+        input: Option<&str>,
+        clock: &mut dyn FnMut() -> u64,
+    ) -> Result<Map<String, J>, Error> {
         let module = module_name(fields)?;
         // GradBench always defines first; a hand-written message file may not,
         // and compiling here is more useful than refusing.
@@ -135,9 +143,9 @@ impl<'l> Adapter<'l> {
         let function =
             fields.get("function").and_then(J::as_str).ok_or_else(|| protocol("the message has no `function`"))?;
         let entry = program.entry_name(Some(function)).map_err(|f| render(&f))?;
-        let mut input = fields.get("input").cloned().ok_or_else(|| protocol("the message has no `input`"))?;
-        let (min_runs, min_seconds) = take_limits(&mut input)?;
-        let args = program.decode_json_args(&entry, &input).map_err(|f| render(&f))?;
+        let input = input.ok_or_else(|| protocol("the message has no `input`"))?;
+        let (min_runs, min_seconds) = limits(input)?;
+        let args = program.decode_json_text_args(&entry, input, &LIMITS).map_err(|f| render(&f))?;
         // Elapsed time is the sum of the runs' own times, as GradBench's
         // tools measure it: decoding and encoding are not part of it.
         let min_nanoseconds = (min_seconds * 1e9).ceil() as u64;
@@ -215,17 +223,26 @@ fn module_name(fields: &Map<String, J>) -> Result<&str, Error> {
     }
 }
 
-/// Removes `min_runs` and `min_seconds` from an input object (defaults 1 and
-/// 0). Other inputs (`hello`'s bare number) carry no limits.
-fn take_limits(input: &mut J) -> Result<(usize, f64), Error> {
-    let J::Object(map) = input else { return Ok((1, 0.0)) };
-    let min_runs = match map.remove("min_runs") {
+/// The fields of an input object that say how often to run, not what to run on.
+const LIMITS: [&str; 2] = ["min_runs", "min_seconds"];
+
+/// `min_runs` and `min_seconds` of an input object (defaults 1 and 0). Other
+/// inputs (`hello`'s bare number) carry no limits. Only the top level of the
+/// input is read here; the arguments are decoded later, from the text.
+fn limits(input: &str) -> Result<(usize, f64), Error> {
+    if !input.starts_with('{') {
+        return Ok((1, 0.0));
+    }
+    let map: HashMap<String, &RawValue> =
+        serde_json::from_str(input).map_err(|e| protocol(format!("the input is not valid JSON: {e}")))?;
+    let field = |name: &str| map.get(name).map(|v| serde_json::from_str::<J>(v.get()).unwrap_or(J::Null));
+    let min_runs = match field("min_runs") {
         None => 1,
         Some(v) => {
             v.as_u64().ok_or_else(|| protocol(format!("`min_runs` must be a non-negative integer, not {v}")))? as usize
         }
     };
-    let min_seconds = match map.remove("min_seconds") {
+    let min_seconds = match field("min_seconds") {
         None => 0.0,
         Some(v) => match v.as_f64() {
             Some(s) if s >= 0.0 && s.is_finite() => s,

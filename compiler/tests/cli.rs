@@ -398,3 +398,32 @@ fn diagnostics_to_a_closed_or_full_stderr_do_not_panic() {
         assert_eq!(status.expect("run slope").code(), Some(1), "a full stderr: exit 1, not a panic (101)");
     }
 }
+
+/// An input file over `--max-input-bytes` is E0308, read no further than the
+/// limit (`/dev/zero` as input is a diagnostic, not an out-of-memory kill).
+#[test]
+fn an_input_over_the_limit_is_e0308() {
+    let file = write_temp("limit", "f.slope", "entry total (xs: []f64) : f64 = reduce (+) 0.0 xs\n");
+    let input = write_temp("limit", "xs.json", "{\"xs\": [1.0, 2.0, 3.0, 4.0]}");
+    assert_eq!(json_ok(&slope(&["run", p(&file), "--input", p(&input)])), serde_json::json!(10.0));
+    fails_with(&slope(&["--max-input-bytes", "16", "run", p(&file), "--input", p(&input)]), "E0308");
+    let zero = Path::new("/dev/zero");
+    if zero.exists() {
+        fails_with(&slope(&["--max-input-bytes", "1000000", "run", p(&file), "--input", p(zero)]), "E0308");
+    }
+}
+
+/// A JSON input file is decoded from its text (no JSON tree): its errors
+/// name the parameter and the path inside it, like any other input.
+#[test]
+fn json_files_decode_with_paths() {
+    let file = write_temp("stream", "f.slope", "entry total [n] (xs: [n][2]f64) (k: i64) : f64 = xs[0][1]\n");
+    let good = write_temp("stream", "good.json", "  {\"k\": 1, \"xs\": [[1.0, 2.5], [3.0, 4.0]]}\n");
+    assert_eq!(json_ok(&slope(&["run", p(&file), "--input", p(&good)])), serde_json::json!(2.5));
+    let bad = write_temp("stream", "bad.json", "{\"k\": 1, \"xs\": [[1.0, 2.5], [3.0, \"x\"]]}");
+    let out = slope(&["run", p(&file), "--input", p(&bad)]);
+    fails_with(&out, "E0302");
+    assert!(stderr(&out).contains("at xs[1][1]: expected a number, found a string"), "{}", stderr(&out));
+    let truncated = write_temp("stream", "truncated.json", "{\"k\": 1, \"xs\": [[1.0, 2.5]");
+    fails_with(&slope(&["run", p(&file), "--input", p(&truncated)]), "E0302");
+}

@@ -46,9 +46,28 @@ fn plain_error(code: Code, message: String, help: Option<String>) -> CliFailure 
     CliFailure(Failure { sources, diagnostics: vec![d] })
 }
 
+/// The bytes of a file, at most `--max-input-bytes` of them (E0308 beyond:
+/// `/dev/zero` as an input is a diagnostic, not an out-of-memory kill).
+fn read_bytes(path: &Path) -> Result<Vec<u8>, CliFailure> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| plain_error(Code::E0303, format!("cannot read {}: {e}", path.display()), None);
+    let limit = max_input_bytes();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(limit.saturating_add(1)).read_to_end(&mut bytes)).map_err(cannot)?;
+    if bytes.len() as u64 > limit {
+        return Err(plain_error(
+            Code::E0308,
+            format!("{} is larger than the input limit of {limit} bytes", path.display()),
+            Some("raise the limit with --max-input-bytes".into()),
+        ));
+    }
+    Ok(bytes)
+}
+
 fn read(path: &Path) -> Result<String, CliFailure> {
-    std::fs::read_to_string(path)
-        .map_err(|e| plain_error(Code::E0303, format!("cannot read {}: {e}", path.display()), None))
+    String::from_utf8(read_bytes(path)?).map_err(|e| {
+        plain_error(Code::E0303, format!("cannot read {}: it is not UTF-8 text ({e})", path.display()), None)
+    })
 }
 
 /// Set from `--checkpoint` before compiling (one command per process).
@@ -100,14 +119,13 @@ fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, CliFailure> {
 
 fn read_arg(arg: &str) -> Result<Arg, CliFailure> {
     if arg.ends_with(".npy") {
-        let bytes =
-            std::fs::read(arg).map_err(|e| plain_error(Code::E0303, format!("cannot read {arg}: {e}"), None))?;
+        let bytes = read_bytes(Path::new(arg))?;
         let array =
             slope_runtime::npy::read_npy(&bytes).map_err(|e| plain_error(Code::E0302, format!("{arg}: {e}"), None))?;
         return Ok(Arg::Array(array));
     }
     if arg.ends_with(".json") {
-        return Ok(Arg::Json(parse_json(&read(Path::new(arg))?, arg)?));
+        return Ok(Arg::JsonText(read(Path::new(arg))?));
     }
     Ok(Arg::Json(parse_json(arg, &format!("the argument `{arg}`"))?))
 }
@@ -131,8 +149,7 @@ pub fn run(
             if !args.is_empty() {
                 return Err(plain_error(Code::E0305, "give either --input or arguments, not both".into(), None));
             }
-            let json = parse_json(&read(path)?, &path.display().to_string())?;
-            program.call_json(&entry, &json)?
+            program.call_json_text(&entry, &read(path)?)?
         }
         None => {
             let args: Vec<Arg> = args.iter().map(|a| read_arg(a)).collect::<Result<_, _>>()?;

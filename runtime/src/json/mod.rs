@@ -1,11 +1,11 @@
 //! JSON forms of Slope values.
 //!
-//! Input of [`decode`]: a `serde_json::Value` and the [`ValueType`] the entry
-//! point declares (JSON has no types of its own, so the declared type decides
-//! whether `1` is an `f64` or an `i64`). Output: a [`Value`], or a
-//! [`DecodeError`] naming the path of the offending JSON node.
-//! Input of [`encode`]: a [`Value`]; output: its JSON form, or an
-//! [`EncodeError`] when a float is NaN or infinite (JSON cannot hold them).
+//! Decoding ([`decode`] from a `serde_json::Value`, [`decode_str`] from text
+//! without building one) lives in `decode.rs`: JSON and the declared
+//! [`ValueType`] in, a [`Value`] or a [`DecodeError`] naming the path of the
+//! offending node out. Input of [`encode`]: a [`Value`]; output: its JSON
+//! form, or an [`EncodeError`] when a float is NaN or infinite (JSON cannot
+//! hold them) or the array has more values than a JSON text should.
 //!
 //! Invariants: nested lists decode into one dense row-major [`Array`], never
 //! into arrays of arrays; an array of tuples or records decodes
@@ -14,12 +14,14 @@
 //! and so writes the struct-of-arrays form as it is. Nothing here panics on
 //! bad input.
 
+mod decode;
+pub use decode::{decode, decode_str};
+
 use std::fmt;
-use std::rc::Rc;
 
 use serde_json::{Map, Number, Value as Json};
 
-use crate::value::{Array, ArrayData, ElemType, Scalar, Value, ValueType};
+use crate::value::{Array, Scalar, Value, ValueType};
 
 /// A JSON document that does not fit the declared type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,247 +58,6 @@ impl fmt::Display for EncodeError {
 }
 
 impl std::error::Error for EncodeError {}
-
-// ---------------------------------------------------------------- decoding
-
-/// Decodes `json` as a value of type `ty`; `path` names `json` in errors.
-pub fn decode(json: &Json, ty: &ValueType, path: &str) -> Result<Value, DecodeError> {
-    match ty {
-        ValueType::Scalar(e) => decode_scalar(json, *e, path).map(Value::Scalar),
-        ValueType::Tuple(ts) => {
-            let items = expect_tuple(json, ts.len(), path)?;
-            let mut out = Vec::with_capacity(ts.len());
-            for (i, (item, t)) in items.iter().zip(ts).enumerate() {
-                out.push(decode(item, t, &format!("{path}[{i}]"))?);
-            }
-            Ok(Value::Tuple(out))
-        }
-        ValueType::Record(fs) => {
-            let obj = expect_record(json, fs, path)?;
-            let mut out = Vec::with_capacity(fs.len());
-            for (name, t) in fs {
-                let v = decode(&obj[name.as_str()], t, &format!("{path}.{name}"))?;
-                out.push((name.clone(), v));
-            }
-            Ok(Value::Record(out))
-        }
-        ValueType::Array { .. } => {
-            let root = Item { json, parent: Rc::from(path), step: Step::Root };
-            decode_batch(vec![root], Vec::new(), ty)
-        }
-    }
-}
-
-/// How an item was reached from its parent. Paths are built only when an
-/// error needs them: a large array would otherwise allocate one string per
-/// element.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Root,
-    /// Element `i` of a list that is one dimension of an array.
-    Row(usize),
-    /// Component `i` of a tuple.
-    Elem(usize),
-    Field(&'a str),
-}
-
-struct Item<'a> {
-    json: &'a Json,
-    parent: Rc<str>,
-    step: Step<'a>,
-}
-
-impl Item<'_> {
-    fn path(&self) -> String {
-        match self.step {
-            Step::Root => self.parent.to_string(),
-            Step::Row(i) | Step::Elem(i) => format!("{}[{i}]", self.parent),
-            Step::Field(name) => format!("{}.{name}", self.parent),
-        }
-    }
-}
-
-/// Decodes a batch of JSON nodes that all have type `ty` and together form
-/// an array of shape `shape` (row-major, `items.len() == product(shape)`).
-/// Every array in the result has `shape` prepended to its own dimensions;
-/// this is what turns an array of tuples into a tuple of arrays.
-fn decode_batch(items: Vec<Item<'_>>, mut shape: Vec<usize>, ty: &ValueType) -> Result<Value, DecodeError> {
-    match ty {
-        ValueType::Scalar(e) => {
-            let mut data = ArrayData::with_capacity(*e, items.len());
-            for item in &items {
-                match decode_scalar_message(item.json, *e) {
-                    Ok(s) => data.push(s),
-                    Err(message) => return Err(DecodeError { path: item.path(), message }),
-                }
-            }
-            Ok(Value::Array(Rc::new(Array::new(shape, data))))
-        }
-        ValueType::Tuple(ts) => {
-            let mut lists = Vec::with_capacity(items.len());
-            for item in &items {
-                let path: Rc<str> = Rc::from(item.path());
-                lists.push((expect_tuple(item.json, ts.len(), &path)?, path));
-            }
-            let mut out = Vec::with_capacity(ts.len());
-            for (j, t) in ts.iter().enumerate() {
-                let column = lists
-                    .iter()
-                    .map(|(list, path)| Item { json: &list[j], parent: path.clone(), step: Step::Elem(j) })
-                    .collect();
-                out.push(decode_batch(column, shape.clone(), t)?);
-            }
-            Ok(Value::Tuple(out))
-        }
-        ValueType::Record(fs) => {
-            let mut objs = Vec::with_capacity(items.len());
-            for item in &items {
-                let path: Rc<str> = Rc::from(item.path());
-                objs.push((expect_record(item.json, fs, &path)?, path));
-            }
-            let mut out = Vec::with_capacity(fs.len());
-            for (name, t) in fs {
-                let column = objs
-                    .iter()
-                    .map(|(obj, path)| Item {
-                        json: &obj[name.as_str()],
-                        parent: path.clone(),
-                        step: Step::Field(name),
-                    })
-                    .collect();
-                out.push((name.clone(), decode_batch(column, shape.clone(), t)?));
-            }
-            Ok(Value::Record(out))
-        }
-        ValueType::Array { elem, len } => {
-            let mut width: Option<usize> = None;
-            let mut next = Vec::new();
-            for item in &items {
-                let Some(list) = item.json.as_array() else {
-                    return Err(DecodeError {
-                        path: item.path(),
-                        message: format!("expected a list, found {}", describe(item.json)),
-                    });
-                };
-                let n = list.len();
-                if let Some(k) = *len {
-                    if n != k {
-                        return Err(DecodeError {
-                            path: item.path(),
-                            message: format!("expected {k} elements, found {n}"),
-                        });
-                    }
-                }
-                match width {
-                    None => width = Some(n),
-                    Some(m) if m != n => return Err(ragged(item, n, m)),
-                    Some(_) => {}
-                }
-                let path: Rc<str> = Rc::from(item.path());
-                next.extend(list.iter().enumerate().map(|(i, json)| Item {
-                    json,
-                    parent: path.clone(),
-                    step: Step::Row(i),
-                }));
-            }
-            // With no rows at all (an empty outer list) the inner length is
-            // unknowable from the data, so the declared length stands in.
-            shape.push(width.or(*len).unwrap_or(0));
-            decode_batch(next, shape, elem)
-        }
-    }
-}
-
-/// The error for a list whose length differs from its siblings'.
-fn ragged(item: &Item<'_>, n: usize, m: usize) -> DecodeError {
-    match item.step {
-        Step::Row(i) => {
-            DecodeError { path: item.parent.to_string(), message: format!("row {i} has length {n}, expected {m}") }
-        }
-        // Tuple components and record fields of an array of tuples/records:
-        // the siblings are the same component of other elements.
-        _ => {
-            DecodeError { path: item.path(), message: format!("has length {n}, expected {m} like the other elements") }
-        }
-    }
-}
-
-fn expect_tuple<'a>(json: &'a Json, n: usize, path: &str) -> Result<&'a Vec<Json>, DecodeError> {
-    let err = |message| DecodeError { path: path.to_string(), message };
-    match json {
-        Json::Array(items) if items.len() == n => Ok(items),
-        Json::Array(items) => Err(err(format!("expected a tuple of {n} elements, found a list of {}", items.len()))),
-        _ => Err(err(format!("expected a tuple (a list of {n} elements), found {}", describe(json)))),
-    }
-}
-
-fn expect_record<'a>(
-    json: &'a Json,
-    fields: &[(String, ValueType)],
-    path: &str,
-) -> Result<&'a Map<String, Json>, DecodeError> {
-    let err = |message| DecodeError { path: path.to_string(), message };
-    let Json::Object(obj) = json else {
-        return Err(err(format!("expected a record (an object), found {}", describe(json))));
-    };
-    if let Some((name, _)) = fields.iter().find(|(name, _)| !obj.contains_key(name)) {
-        return Err(err(format!("missing field `{name}`")));
-    }
-    // Fields the type does not declare are ignored: inputs such as GradBench's
-    // carry data an entry may not need (names, timing parameters).
-    Ok(obj)
-}
-
-fn decode_scalar(json: &Json, elem: ElemType, path: &str) -> Result<Scalar, DecodeError> {
-    decode_scalar_message(json, elem).map_err(|message| DecodeError { path: path.to_string(), message })
-}
-
-fn decode_scalar_message(json: &Json, elem: ElemType) -> Result<Scalar, String> {
-    match (elem, json) {
-        (ElemType::F64, Json::Number(n)) => Ok(Scalar::F64(number_f64(n))),
-        (ElemType::F32, Json::Number(n)) => {
-            let x = number_f64(n);
-            let y = x as f32;
-            // A finite f64 beyond f32's range would silently become infinity.
-            if x.is_finite() && !y.is_finite() {
-                Err(format!("{n} is out of range for f32"))
-            } else {
-                Ok(Scalar::F32(y))
-            }
-        }
-        (ElemType::I64, Json::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                Ok(Scalar::I64(i))
-            } else if n.is_u64() {
-                Err(format!("{n} is out of range for i64"))
-            } else {
-                Err(format!("expected an integer, found {n}"))
-            }
-        }
-        (ElemType::Bool, Json::Bool(b)) => Ok(Scalar::Bool(*b)),
-        (ElemType::F64 | ElemType::F32, _) => Err(format!("expected a number, found {}", describe(json))),
-        (ElemType::I64, _) => Err(format!("expected an integer, found {}", describe(json))),
-        (ElemType::Bool, _) => Err(format!("expected a bool, found {}", describe(json))),
-    }
-}
-
-fn number_f64(n: &Number) -> f64 {
-    // Without serde_json's arbitrary_precision every number has an f64 view.
-    n.as_f64().unwrap_or(f64::NAN)
-}
-
-/// A short description of a JSON node for messages: small values are shown,
-/// containers are named.
-fn describe(json: &Json) -> String {
-    match json {
-        Json::Null => "null".into(),
-        Json::Bool(b) => b.to_string(),
-        Json::Number(n) => n.to_string(),
-        Json::String(_) => "a string".into(),
-        Json::Array(_) => "a list".into(),
-        Json::Object(_) => "an object".into(),
-    }
-}
 
 // ---------------------------------------------------------------- encoding
 
@@ -518,6 +279,7 @@ fn zip(columns: Vec<Json>, depth: usize, make: &dyn Fn(Vec<Json>) -> Json) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::{ArrayData, ElemType};
     use serde_json::json;
 
     fn f64t() -> ValueType {
@@ -541,11 +303,17 @@ mod tests {
     fn rec(fields: &[(&str, ValueType)]) -> ValueType {
         ValueType::Record(fields.iter().map(|(n, t)| (n.to_string(), t.clone())).collect())
     }
+    /// Decodes from the `Value` and from its text, which must agree.
+    fn both(j: &Json, ty: &ValueType, path: &str) -> Result<Value, DecodeError> {
+        let from_value = decode(j, ty, path);
+        assert_eq!(from_value, decode_str(&j.to_string(), ty, path), "text and Value decode differently: {j}");
+        from_value
+    }
     fn dec(j: Json, ty: &ValueType) -> Value {
-        decode(&j, ty, "input").unwrap()
+        both(&j, ty, "input").unwrap()
     }
     fn dec_err(j: Json, ty: &ValueType) -> DecodeError {
-        decode(&j, ty, "input").unwrap_err()
+        both(&j, ty, "input").unwrap_err()
     }
     fn err(path: &str, message: &str) -> DecodeError {
         DecodeError { path: path.into(), message: message.into() }
@@ -706,7 +474,7 @@ mod tests {
         let ty = rec(&[("model", rec(&[("weights", arr(arr(i64t())))]))]);
         let j = json!({"model": {"weights": [[1, 2], [3, 4.5]]}});
         assert_eq!(
-            decode(&j, &ty, "input.data").unwrap_err().to_string(),
+            both(&j, &ty, "input.data").unwrap_err().to_string(),
             "at input.data.model.weights[1][1]: expected an integer, found 4.5"
         );
     }
@@ -770,7 +538,7 @@ mod tests {
     #[test]
     fn record_extra_key_is_ignored() {
         let ty = rec(&[("a", f64t())]);
-        let v = decode(&json!({"a": 1, "z": "anything"}), &ty, "input").unwrap();
+        let v = dec(json!({"a": 1, "z": "anything"}), &ty);
         assert_eq!(v, Value::Record(vec![("a".into(), Value::Scalar(Scalar::F64(1.0)))]));
     }
 
@@ -936,5 +704,29 @@ mod tests {
         assert_eq!(encode(&v).unwrap().to_string(), "2.0");
         let v = Value::Scalar(Scalar::F32(3.0));
         assert_eq!(encode(&v).unwrap().to_string(), "3.0");
+    }
+
+    // ---- text
+
+    #[test]
+    fn text_errors_are_invalid_json_at_the_root() {
+        let e = decode_str("[1.0, 2.0", &arr(f64t()), "x").unwrap_err();
+        assert_eq!(e.path, "x");
+        assert!(e.message.starts_with("invalid JSON: EOF while parsing a list"), "{e}");
+        let e = decode_str("[1.0] [2.0]", &arr(f64t()), "x").unwrap_err();
+        assert!(e.message.starts_with("invalid JSON: trailing characters"), "{e}");
+    }
+
+    #[test]
+    fn a_repeated_field_is_an_error() {
+        let ty = rec(&[("a", f64t())]);
+        assert_eq!(decode_str(r#"{"a": 1, "a": 2}"#, &ty, "x").unwrap_err(), err("x", "duplicate field `a`"));
+    }
+
+    #[test]
+    fn the_first_error_in_document_order_is_reported() {
+        let ty = arr(ValueType::Tuple(vec![arr(f64t()), i64t()]));
+        let e = dec_err(json!([[[1, 2], 3], [[1], 4]]), &ty);
+        assert_eq!(e, err("input[1][0]", "has length 1, expected 2 like the other elements"));
     }
 }
