@@ -88,8 +88,9 @@ pub struct Program {
 
 impl NativeCode {
     /// Lowers and compiles an optimised program; a failure is an internal
-    /// error at `span` (the REPL builds its expressions through this too).
-    pub fn build(ir: &ir::Program, span: Span) -> Result<NativeCode, Diagnostic> {
+    /// error at `span` (the REPL builds its expressions through this too,
+    /// with `poll_interrupt` so that Ctrl-C stops a long loop).
+    pub fn build(ir: &ir::Program, span: Span, poll_interrupt: bool) -> Result<NativeCode, Diagnostic> {
         let start = std::time::Instant::now();
         let mut loops = guarded("loops", span, || crate::loops::lower::lower_program(ir))?;
         let lowered = std::time::Instant::now();
@@ -99,7 +100,7 @@ impl NativeCode {
             loops.funcs.iter_mut().try_for_each(|f| crate::loops::opt::optimise(f, &mut timings))
         })?;
         let optimised = std::time::Instant::now();
-        let code = guarded("jit", span, || crate::jit::compile(&loops))?;
+        let code = guarded("jit", span, || crate::jit::compile(&loops, poll_interrupt))?;
         timings.push(("jit", optimised.elapsed()));
         Ok(NativeCode { loops, code, timings })
     }
@@ -199,7 +200,7 @@ impl Program {
     pub fn native(&self) -> Result<&NativeCode, Failure> {
         let built = self.native.get_or_init(|| {
             let span = self.ir.funcs.first().map(|f| f.span).unwrap_or_default();
-            NativeCode::build(&self.ir, span)
+            NativeCode::build(&self.ir, span, false)
         });
         built.as_ref().map_err(|d| self.fail(d.clone()))
     }

@@ -155,6 +155,7 @@ codes! {
     E0205 => "while loop exceeded its iteration limit",
     E0206 => "derivative check failed",
     E0207 => "out of memory",
+    E0208 => "interrupted",
     // Values at the boundary and the command line.
     E0301 => "no such entry point",
     E0302 => "invalid input value",

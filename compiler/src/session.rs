@@ -404,14 +404,19 @@ impl Session {
             Ok(ir) => ir,
             Err(ds) => return fail(ds),
         };
-        // Native code, as `slope run` runs it.
-        let native = match crate::api::NativeCode::build(&ir, expr.span) {
+        // Native code, as `slope run` runs it, polling for Ctrl-C in loops.
+        let native = match crate::api::NativeCode::build(&ir, expr.span, true) {
             Ok(n) => n,
             Err(d) => return fail(vec![d]),
         };
         let start = std::time::Instant::now();
         let results = match native.code.call(EXPR_FUNC, &[], interp::Options::default().while_limit) {
             Ok(results) => results,
+            Err(e) if e.code == Code::E0208 => {
+                let d = Diagnostic::error(Code::E0208, "interrupted", expr.span, "stopped while evaluating this")
+                    .with_note("every definition of the session is kept");
+                return fail(vec![d]);
+            }
             Err(e) => return fail(vec![e.to_diagnostic()]),
         };
         let elapsed = start.elapsed();

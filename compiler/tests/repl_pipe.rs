@@ -66,3 +66,39 @@ fn a_line_over_the_input_limit_gets_e0308() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "4 : i64\n", "stderr: {stderr}");
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Ctrl-C (SIGINT) during an evaluation stops it with E0208; the session keeps
+/// its definitions and evaluates the next input.
+#[cfg(unix)]
+#[test]
+fn an_interrupt_stops_the_evaluation_and_the_session_goes_on() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slope"))
+        .arg("repl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the slope binary starts");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    // Nine trillion iterations: only the interrupt ends this loop in time.
+    let input = "def inc (n: i64) : i64 = n + 1\nloop s = 0 for i < 9000000000000 do s + i\ninc 41\n";
+    stdin.write_all(input.as_bytes()).expect("input is written");
+    stdin.flush().expect("input is flushed");
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the definition is acknowledged");
+    assert_eq!(line, "defined inc : i64 -> i64\n");
+    // The loop is the next input, already in the pipe: it is running now.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(kill.success());
+    line.clear();
+    stdout.read_line(&mut line).expect("the session goes on");
+    assert_eq!(line, "42 : i64\n", "the definition survives the interrupt");
+    drop(stdin);
+    let out = child.wait_with_output().expect("slope repl finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error[E0208]: interrupted"), "stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "a failed input makes the exit status 1");
+}

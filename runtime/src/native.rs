@@ -205,6 +205,32 @@ impl Drop for Ctx {
     }
 }
 
+/// Set by an interrupt (Ctrl-C in `slope repl`): code compiled to poll it
+/// (`jit::compile` with `poll_interrupt`) and the interpreter stop with
+/// E0208 at the next loop iteration. A byte generated code reads atomically.
+static INTERRUPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the running evaluation to stop (from a signal handler's thread).
+pub fn request_interrupt() {
+    INTERRUPT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Forgets an interrupt request (before the next evaluation).
+pub fn clear_interrupt() {
+    INTERRUPT.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether an interrupt was requested.
+pub fn interrupted() -> bool {
+    INTERRUPT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The address of the interrupt flag, which generated code polls (one byte,
+/// non-zero when set).
+pub fn interrupt_flag() -> *const u8 {
+    INTERRUPT.as_ptr() as *const u8
+}
+
 /// The largest array (in elements) either engine allocates: 2^40. Larger
 /// requests fail with E0207 instead of aborting the process in the allocator.
 pub const MAX_ELEMENTS: u64 = 1 << 40;

@@ -17,6 +17,7 @@ use slope::session::{LineBuffer, Reply, Session};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const PROMPT: &str = "> ";
 const CONTINUE: &str = ".. ";
@@ -25,11 +26,42 @@ const CONTINUE: &str = ".. ";
 /// terminal) exit with status 1 when any input failed.
 pub fn run() -> ExitCode {
     let session = Session::new(|path| std::fs::read_to_string(path).map_err(|e| e.to_string()));
+    catch_ctrl_c();
     if std::io::stdin().is_terminal() {
         interactive(session)
     } else {
         scripted(session)
     }
+}
+
+/// Whether an input is being evaluated (rather than read).
+static EVALUATING: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C while an input is evaluated stops the evaluation (E0208: loops poll
+/// the runtime's interrupt flag) and the session goes on; Ctrl-C while
+/// waiting for piped input ends the process as usual (status 130). At an
+/// interactive prompt the line editor reads Ctrl-C as a key, not a signal.
+fn catch_ctrl_c() {
+    let handler = || {
+        if EVALUATING.load(Ordering::SeqCst) {
+            slope_runtime::native::request_interrupt();
+        } else {
+            std::process::exit(130);
+        }
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        streams::write_stderr(&format!("warning: Ctrl-C will end the session, not the evaluation: {e}"));
+    }
+}
+
+/// Evaluates one input with Ctrl-C armed to interrupt it.
+fn evaluate(session: &mut Session, input: &str) -> Reply {
+    slope_runtime::native::clear_interrupt();
+    EVALUATING.store(true, Ordering::SeqCst);
+    let reply = session.eval(input);
+    EVALUATING.store(false, Ordering::SeqCst);
+    slope_runtime::native::clear_interrupt();
+    reply
 }
 
 /// Prints a reply: diagnostics on stderr, everything else on stdout. An error
@@ -66,7 +98,7 @@ fn scripted(mut session: Session) -> ExitCode {
                 break;
             }
             Ok(Line::Text(line)) => match lines.push(&line) {
-                Some(input) => eval_reply(&mut failed, session.eval(&input)),
+                Some(input) => eval_reply(&mut failed, evaluate(&mut session, &input)),
                 None => Ok(false),
             },
             Ok(Line::NotUtf8(bytes)) => {
@@ -88,7 +120,7 @@ fn scripted(mut session: Session) -> ExitCode {
         }
     }
     if let Some(input) = lines.finish().filter(|_| !quit) {
-        if let Err(e) = eval_reply(&mut failed, session.eval(&input)) {
+        if let Err(e) = eval_reply(&mut failed, evaluate(&mut session, &input)) {
             return output_lost(e);
         }
     }
@@ -162,7 +194,7 @@ fn interactive(session: Session) -> ExitCode {
                 let Some(input) = lines.push(&line) else { continue };
                 let _ = editor.add_history_entry(input.trim_end());
                 let Some(helper) = editor.helper_mut() else { break };
-                let reply = helper.session.eval(&input);
+                let reply = evaluate(&mut helper.session, &input);
                 if let Err(e) = print(&reply) {
                     return output_lost(e);
                 }

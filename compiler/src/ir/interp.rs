@@ -151,11 +151,15 @@ pub struct Options {
     /// A `while` loop running more iterations than this fails with E0205
     /// (a diverging loop becomes an error instead of a hang).
     pub while_limit: u64,
+    /// Stop with E0208 when the runtime's interrupt flag is set (checked at
+    /// every loop iteration and lambda call), as native code compiled with
+    /// `poll_interrupt` does. Off by default: the flag is process-wide.
+    pub poll_interrupt: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { while_limit: 1_000_000_000 }
+        Options { while_limit: 1_000_000_000, poll_interrupt: false }
     }
 }
 
@@ -522,6 +526,15 @@ impl Interp<'_> {
         Ok(())
     }
 
+    /// E0208 once an interrupt was requested (the REPL's Ctrl-C) when polling
+    /// is on, as native code compiled to poll reports it.
+    fn poll_interrupt(&self, span: Span) -> Result<(), RuntimeError> {
+        if self.options.poll_interrupt && slope_runtime::native::interrupted() {
+            return err(Code::E0208, span, "interrupted");
+        }
+        Ok(())
+    }
+
     /// Binds `params` to `args` then runs the lambda body into `out` (cleared first).
     fn call(
         &mut self,
@@ -538,6 +551,8 @@ impl Interp<'_> {
         if n != lam.params.len() {
             return ice(span, format!("lambda with {} parameters applied to {n} values", lam.params.len()));
         }
+        // Every iteration of a combinator calls a lambda: one poll covers them.
+        self.poll_interrupt(span)?;
         out.clear();
         self.body(&lam.body, out, span)
     }
@@ -1087,6 +1102,7 @@ impl Interp<'_> {
         }
         let mut out = Vec::with_capacity(params.len());
         let step = |this: &mut Self, out: &mut Vec<Val>| -> Result<(), RuntimeError> {
+            this.poll_interrupt(span)?;
             out.clear();
             this.body_moving(body, out, span)?;
             if out.len() != params.len() {
@@ -1717,13 +1733,14 @@ mod tests {
         let p = count_prog();
         assert_eq!(vals(&p, vec![Val::I64(10)]), vec![Val::I64(10), Val::F64(5.0)]);
         // Exactly `while_limit` iterations is allowed.
-        let (out, _) = run(&p, "main", vec![Val::I64(10)], &Options { while_limit: 10 }).unwrap();
+        let (out, _) = run(&p, "main", vec![Val::I64(10)], &Options { while_limit: 10, ..Options::default() }).unwrap();
         assert_eq!(out, vec![Val::I64(10), Val::F64(5.0)]);
     }
 
     #[test]
     fn while_loop_limit_is_e0205() {
-        let e = run(&count_prog(), "main", vec![Val::I64(10)], &Options { while_limit: 9 }).unwrap_err();
+        let e = run(&count_prog(), "main", vec![Val::I64(10)], &Options { while_limit: 9, ..Options::default() })
+            .unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (Code::E0205, "while loop exceeded 9 iterations"));
         assert_eq!(e.span, sp());
     }

@@ -10,7 +10,8 @@
 //! word `k` receives `func.results[k]`; a scalar sits in the low bytes of its
 //! word (`f32` in the low 4, `bool` as 0/1 in the low byte). The function
 //! returns 0, or 1 after a `Fail` recorded its site and arguments in the
-//! [`Ctx`]. Memory comes from the `Ctx` arena (`slope_runtime::native`), which
+//! [`Ctx`], or 2 when compiled to poll the interrupt flag and it was set.
+//! Memory comes from the `Ctx` arena (`slope_runtime::native`), which
 //! [`Native::call`] empties after every call.
 //!
 //! Invariants relied on (established by `loops::lower`): loads and stores are
@@ -38,6 +39,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// The status a compiled function returns when polling found the interrupt
+/// flag set (0 is success, 1 a recorded failure).
+const INTERRUPTED: i64 = 2;
+
 /// The C signature of a compiled function.
 type Entry = unsafe extern "C" fn(*const u64, *mut u64, *mut Ctx) -> i32;
 
@@ -58,10 +63,13 @@ impl Drop for Native {
     }
 }
 
-/// Compiles every function of `program` into one JIT module.
-pub fn compile(program: &loops::Program) -> Result<Native, String> {
+/// Compiles every function of `program` into one JIT module. With
+/// `poll_interrupt`, every loop iteration reads the runtime's interrupt flag
+/// and the call fails with E0208 once it is set (the REPL's Ctrl-C; a load
+/// and a branch per iteration, so only the REPL asks for it).
+pub fn compile(program: &loops::Program, poll_interrupt: bool) -> Result<Native, String> {
     let mut module = new_module()?;
-    let ids = match define_all(&mut module, program) {
+    let ids = match define_all(&mut module, program, poll_interrupt) {
         Ok(ids) => ids,
         Err(e) => {
             // SAFETY: no code of this module was handed out.
@@ -83,7 +91,7 @@ pub fn compile(program: &loops::Program) -> Result<Native, String> {
 }
 
 /// Defines and finalizes every function of `program` in `module`.
-fn define_all(module: &mut JITModule, program: &loops::Program) -> Result<Vec<FuncId>, String> {
+fn define_all(module: &mut JITModule, program: &loops::Program, poll: bool) -> Result<Vec<FuncId>, String> {
     let mut imports = Imports { ids: HashMap::new(), by_name: false };
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
@@ -96,7 +104,7 @@ fn define_all(module: &mut JITModule, program: &loops::Program) -> Result<Vec<Fu
         let id = module
             .declare_function(&format!("slope:{}", f.name), Linkage::Local, &ctx.func.signature)
             .map_err(|e| e.to_string())?;
-        build(module, &mut imports, f, &mut ctx.func, &mut fctx)?;
+        build(module, &mut imports, f, &mut ctx.func, &mut fctx, poll)?;
         define(module, id, &mut ctx).map_err(|e| format!("cannot compile `{}`: {e}", f.name))?;
         module.clear_context(&mut ctx);
         ids.push(id);
@@ -113,7 +121,7 @@ pub fn clif_text(program: &loops::Program) -> Result<String, String> {
     let mut out = String::new();
     for f in &program.funcs {
         let mut func = Function::with_name_signature(UserFuncName::testcase(&f.name), entry_signature(&module));
-        build(&mut module, &mut imports, f, &mut func, &mut fctx)?;
+        build(&mut module, &mut imports, f, &mut func, &mut fctx, false)?;
         out.push_str(&func.display().to_string());
         out.push('\n');
     }
@@ -175,6 +183,7 @@ fn build(
     f: &loops::Func,
     func: &mut Function,
     fctx: &mut FunctionBuilderContext,
+    poll: bool,
 ) -> Result<(), String> {
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
@@ -184,7 +193,19 @@ fn build(
     let params = b.block_params(entry).to_vec();
     let (args, results, ctx) = (params[0], params[1], params[2]);
     let vars = f.vars.iter().map(|&(_, t)| b.declare_var(cl_type(t))).collect();
-    let mut g = Gen { b, module, imports, refs: HashMap::new(), f, vars, ctx, fail_exit: None, fail_shared: None };
+    let mut g = Gen {
+        b,
+        module,
+        imports,
+        refs: HashMap::new(),
+        f,
+        vars,
+        ctx,
+        fail_exit: None,
+        fail_shared: None,
+        poll,
+        interrupted: None,
+    };
 
     // Each parameter is loaded just before the first top-level instruction
     // that reads or assigns it: loaded all at entry, a function with
@@ -234,6 +255,13 @@ fn build(
         let failed = g.b.ins().iconst(types::I32, 1);
         g.b.ins().return_(&[failed]);
     }
+    if let Some(interrupted) = g.interrupted {
+        g.b.switch_to_block(interrupted);
+        g.b.seal_block(interrupted);
+        g.b.set_cold_block(interrupted);
+        let status = g.b.ins().iconst(types::I32, INTERRUPTED);
+        g.b.ins().return_(&[status]);
+    }
     g.b.finalize(g.module.target_config());
     Ok(())
 }
@@ -254,6 +282,10 @@ struct Gen<'a, 'm> {
     /// Records a failure (block parameters: site, argument count, six
     /// arguments) and returns 1: one call for all the function's checks.
     fail_shared: Option<Block>,
+    /// Poll the interrupt flag once per loop iteration.
+    poll: bool,
+    /// Returns [`INTERRUPTED`] (created by the first poll).
+    interrupted: Option<Block>,
 }
 
 /// Memory flags of vector loads and stores: in bounds, not necessarily
@@ -317,32 +349,13 @@ impl Gen<'_, '_> {
             Inst::For { index, start, bound, body, .. } => {
                 let start = self.operand(*start);
                 let bound = self.operand(*bound);
-                // A counter of our own, so the body cannot change the trip count.
-                // Rotated: one test before the first iteration, then one
-                // compare-and-branch per iteration at the bottom.
-                let counter = self.b.declare_var(types::I64);
-                self.b.def_var(counter, start);
-                let (body_blk, exit) = (self.b.create_block(), self.b.create_block());
-                let any = self.b.ins().icmp(IntCC::SignedLessThan, start, bound);
-                self.b.ins().brif(any, body_blk, &[], exit, &[]);
-                self.b.switch_to_block(body_blk);
-                let i = self.b.use_var(counter);
-                self.b.def_var(self.var(*index), i);
-                self.block(body)?;
-                if !self.ends_unreachable() {
-                    let next = self.b.ins().iadd_imm_s(i, 1);
-                    self.b.def_var(counter, next);
-                    let more = self.b.ins().icmp(IntCC::SignedLessThan, next, bound);
-                    self.b.ins().brif(more, body_blk, &[], exit, &[]);
-                }
-                self.b.seal_block(body_blk);
-                self.b.switch_to_block(exit);
-                self.b.seal_block(exit);
+                self.counted_loop(*index, start, bound, 1, |g| g.block(body))?;
             }
             Inst::While { cond, test, body } => {
                 let (header, body_blk, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
                 self.b.ins().jump(header, &[]);
                 self.b.switch_to_block(header);
+                self.poll_interrupt();
                 self.block(cond)?;
                 let t = self.operand(*test);
                 self.b.ins().brif(t, body_blk, &[], exit, &[]);
@@ -422,6 +435,27 @@ impl Gen<'_, '_> {
 
     /// `for index in start..end` by `step` (rotated: one compare-and-branch
     /// per iteration at the bottom), with `body` emitting the body.
+    /// With polling on: leaves the function with [`INTERRUPTED`] when the
+    /// runtime's interrupt flag is set. The load is atomic so that Cranelift
+    /// never merges it with an earlier one (an inner loop must see the flag
+    /// change while it runs).
+    fn poll_interrupt(&mut self) {
+        if !self.poll {
+            return;
+        }
+        let flag = self.b.ins().iconst(types::I64, rt::interrupt_flag() as i64);
+        let set = self.b.ins().atomic_load(types::I8, MemFlagsData::trusted(), flag);
+        let interrupted = *self.interrupted.get_or_insert_with(|| self.b.create_block());
+        let go_on = self.b.create_block();
+        self.b.ins().brif(set, interrupted, &[], go_on, &[]);
+        self.b.switch_to_block(go_on);
+        self.b.seal_block(go_on);
+    }
+
+    /// A loop running `body` for `index` from `start` while below `end`, by
+    /// `step`, on a counter of its own (the body cannot change the trip
+    /// count). Rotated: one test before the first iteration, then one
+    /// compare-and-branch per iteration at the bottom.
     fn counted_loop(
         &mut self,
         index: LVar,
@@ -440,6 +474,7 @@ impl Gen<'_, '_> {
         self.b.def_var(self.var(index), i);
         body(self)?;
         if !self.ends_unreachable() {
+            self.poll_interrupt();
             let next = self.b.ins().iadd_imm_s(i, step);
             self.b.def_var(counter, next);
             let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
@@ -957,6 +992,7 @@ impl Native {
             // SAFETY: on success the result pointers point to live buffers of
             // the dimensions next to them (the arena is not reset yet).
             0 => Ok(unsafe { result_vals(f, &results) }),
+            s if i64::from(s) == INTERRUPTED => Err(error(Code::E0208, "interrupted".into())),
             _ => Err(match ctx.take_failure() {
                 Some((site, args)) if (site as usize) < f.sites.len() => {
                     let s = &f.sites[site as usize];
@@ -1165,7 +1201,7 @@ mod tests {
 
     fn native(funcs: Vec<Fb>) -> Native {
         let program = loops::Program { funcs: funcs.into_iter().map(|f| f.0).collect() };
-        compile(&program).unwrap_or_else(|e| panic!("{e}"))
+        compile(&program, false).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `sum(xs: []f64) -> f64`.
@@ -1471,7 +1507,7 @@ mod tests {
         f.0.body = vec![let_(x, Rhs::Use(f64c(1.0)))];
         f.result(MTy::I64, &[v(x)]);
         let program = loops::Program { funcs: vec![f.0] };
-        let e = compile(&program).err().expect("ill-typed");
+        let e = compile(&program, false).err().expect("ill-typed");
         assert!(e.contains("internal error"), "{e}");
     }
 
