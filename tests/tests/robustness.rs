@@ -161,6 +161,14 @@ fn programs_once_quadratic_to_compile() {
     let message = failure.render(slope::diagnostic::RenderStyle::Short);
     assert!(message.len() < 2_000, "a {}-byte message", message.len());
 
+    // A chain of 300 `else if`s (the optimiser once copied every nested
+    // branch at every level: cubic): it compiles and picks the right branch.
+    let chain: String = (0..300).map(|i| format!("if x < {i}.5 then {i}.0 else ")).collect();
+    let text = format!("entry main (x: f64) : f64 = {chain} -1.0\n");
+    let program = Program::compile("chain.slope", &text, &no_files).expect("an else-if chain compiles");
+    assert_eq!(program.call_json("main", &serde_json::json!(41.7)).unwrap(), serde_json::json!(42.0));
+    assert_eq!(program.call_json("main", &serde_json::json!(1e9)).unwrap(), serde_json::json!(-1.0));
+
     let name = "a".repeat(1 << 20);
     let text = format!("entry main (x: f64) : f64 = let {name} = x in {name} + 1.0\n");
     let program = Program::compile("ident.slope", &text, &no_files).expect("a long name compiles");

@@ -621,6 +621,48 @@ impl Expr {
         }
     }
 
+    /// A copy of this expression with every nested body (those
+    /// [`Self::bodies`] lists) empty, for a caller about to fill them in: a
+    /// large body is not copied only to be overwritten.
+    pub fn clone_without_bodies(&self) -> Expr {
+        let lam = |l: &Lambda| Lambda { params: l.params.clone(), body: Body::default() };
+        match self {
+            Expr::If { cond, .. } => Expr::If { cond: *cond, then_body: Body::default(), else_body: Body::default() },
+            Expr::Loop { params, init, form, .. } => Expr::Loop {
+                params: params.clone(),
+                init: init.clone(),
+                form: match form {
+                    LoopForm::While { .. } => LoopForm::While { cond: Body::default() },
+                    other => other.clone(),
+                },
+                body: Body::default(),
+            },
+            Expr::Map { width, lam: l, arrays } => Expr::Map { width: *width, lam: lam(l), arrays: arrays.clone() },
+            Expr::Reduce { lam: l, neutral, arrays } => {
+                Expr::Reduce { lam: lam(l), neutral: neutral.clone(), arrays: arrays.clone() }
+            }
+            Expr::Scan { lam: l, neutral, arrays } => {
+                Expr::Scan { lam: lam(l), neutral: neutral.clone(), arrays: arrays.clone() }
+            }
+            Expr::Hist { dest, lam: l, neutral, indices, values } => {
+                Expr::Hist { dest: *dest, lam: lam(l), neutral: *neutral, indices: *indices, values: *values }
+            }
+            Expr::Jvp { lam: l, primals, tangents, batch } => {
+                Expr::Jvp { lam: lam(l), primals: primals.clone(), tangents: tangents.clone(), batch: *batch }
+            }
+            Expr::Vjp { lam: l, primals, cotangents } => {
+                Expr::Vjp { lam: lam(l), primals: primals.clone(), cotangents: cotangents.clone() }
+            }
+            Expr::Custom { primal, jvp, args } => {
+                Expr::Custom { primal: lam(primal), jvp: lam(jvp), args: args.clone() }
+            }
+            other => {
+                debug_assert!(other.bodies().is_empty(), "every expression with bodies is listed above");
+                other.clone()
+            }
+        }
+    }
+
     /// The lambdas this expression carries (combinator operands, AD operands,
     /// a custom rule's primal and rule).
     pub fn lambdas(&self) -> Vec<&Lambda> {

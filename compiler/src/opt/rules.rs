@@ -258,10 +258,11 @@ fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
     let mut removed: HashMap<Var, i64> = HashMap::new();
     let live = |cx: &Cx, removed: &HashMap<Var, i64>, v: Var| cx.uses(v) as i64 > removed.get(&v).copied().unwrap_or(0);
     let count = |removed: &mut HashMap<Var, i64>, stmts: &[Stmt], delta: i64| {
-        let part = Body { stmts: stmts.to_vec(), result: Vec::new() };
-        walk::for_each_use(&part, &mut |v| *removed.entry(v).or_insert(0) += delta);
+        walk::for_each_use_in(stmts, &mut |v| *removed.entry(v).or_insert(0) += delta);
     };
-    let mut kept: Vec<Stmt> = Vec::new();
+    // Statements kept unchanged are borrowed: a body with nothing dead is
+    // not copied (its nested bodies may be large).
+    let mut kept: Vec<std::borrow::Cow<Stmt>> = Vec::new();
     let mut changed = false;
     for s in body.stmts.iter().rev() {
         let dead = match &s.expr {
@@ -278,7 +279,7 @@ fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
             changed = true;
             count(&mut removed, std::slice::from_ref(s), 1);
             count(&mut removed, &guards, -1);
-            kept.extend(guards.into_iter().rev());
+            kept.extend(guards.into_iter().rev().map(std::borrow::Cow::Owned));
             continue;
         }
         if let Expr::Map { width, lam, arrays } = &s.expr {
@@ -296,17 +297,18 @@ fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
                     body: Body { stmts: lam.body.stmts.clone(), result: pick(&lam.body.result) },
                 };
                 let binds = s.binds.iter().zip(&keep).filter(|(_, k)| **k).map(|(b, _)| *b).collect();
-                kept.push(Stmt { binds, expr: Expr::Map { width: *width, lam, arrays: arrays.clone() }, span: s.span });
+                let map = Stmt { binds, expr: Expr::Map { width: *width, lam, arrays: arrays.clone() }, span: s.span };
+                kept.push(std::borrow::Cow::Owned(map));
                 continue;
             }
         }
-        kept.push(s.clone());
+        kept.push(std::borrow::Cow::Borrowed(s));
     }
     if !changed {
         return None;
     }
-    kept.reverse();
-    Some(Body { stmts: kept, result: body.result.clone() })
+    let stmts = kept.into_iter().rev().map(std::borrow::Cow::into_owned).collect();
+    Some(Body { stmts, result: body.result.clone() })
 }
 
 // ---- common subexpressions ----
@@ -347,37 +349,71 @@ fn cse_key(e: &Expr) -> Option<String> {
 /// Array-valued statements are only merged in functions without `UpdateAt`,
 /// since merging two arrays makes them aliases (Note [Consumed arrays]).
 fn cse(cx: &mut Cx, body: &Body) -> Option<Body> {
+    // Most bodies have nothing to merge: find out without copying the subtree.
+    if !has_repeat(cx, body, &mut HashSet::new()) {
+        return None;
+    }
     let mut out = body.clone();
-    let mut subst = HashMap::new();
-    let mut changed = false;
-    cse_body(cx, &mut out, &mut HashMap::new(), &mut subst, &mut changed);
-    changed.then_some(out)
+    cse_body(cx, &mut out, &mut HashMap::new(), &mut HashMap::new());
+    Some(out)
 }
 
-fn cse_body(
-    cx: &Cx,
-    body: &mut Body,
-    table: &mut HashMap<String, Vec<Var>>,
-    subst: &mut HashMap<Var, Atom>,
-    changed: &mut bool,
-) {
-    let any_consumed = cx.any_consumed();
-    let stmts = std::mem::take(&mut body.stmts);
-    for mut s in stmts {
+/// The key under which `s` may be merged with an identical earlier statement.
+fn merge_key(cx: &Cx, s: &crate::ir::Stmt) -> Option<String> {
+    let arrays = s.binds.iter().any(|b| !cx.vars.ty(*b).is_scalar());
+    cse_key(&s.expr).filter(|_| !(arrays && cx.any_consumed()))
+}
+
+/// Whether a pure statement of `body` repeats one that dominates it: the
+/// first merge [`cse_body`] would make (before any merge, no substitution
+/// is needed to see it). Read-only.
+fn has_repeat(cx: &Cx, body: &Body, table: &mut HashSet<String>) -> bool {
+    let mut added = Vec::new();
+    let mut found = false;
+    for s in &body.stmts {
+        if s.expr.bodies().into_iter().any(|b| has_repeat(cx, b, table)) {
+            found = true;
+            break;
+        }
+        if let Some(key) = merge_key(cx, s) {
+            if table.contains(&key) {
+                found = true;
+                break;
+            }
+            table.insert(key.clone());
+            added.push(key);
+        }
+    }
+    for key in added {
+        table.remove(&key);
+    }
+    found
+}
+
+/// Merges the statements of `body` that repeat one dominating them; true
+/// when it merged some. `table` holds the keys of the statements of this
+/// body and its enclosing ones; a body's keys are removed when it is done, so
+/// nested bodies share one table instead of each copying it (a chain of `n`
+/// nested `if`s copied it `n` times, cubic in all). `subst` maps merged
+/// variables to the ones they repeat.
+fn cse_body(cx: &Cx, body: &mut Body, table: &mut HashMap<String, Vec<Var>>, subst: &mut HashMap<Var, Atom>) -> bool {
+    let mut changed = false;
+    let mut added = Vec::new();
+    for mut s in std::mem::take(&mut body.stmts) {
         walk::substitute_expr(&mut s.expr, subst);
         for b in s.expr.bodies_mut() {
-            cse_body(cx, b, &mut table.clone(), subst, changed);
+            changed |= cse_body(cx, b, table, subst);
         }
-        let arrays = s.binds.iter().any(|b| !cx.vars.ty(*b).is_scalar());
-        if let Some(key) = cse_key(&s.expr).filter(|_| !(arrays && any_consumed)) {
+        if let Some(key) = merge_key(cx, &s) {
             if let Some(prev) = table.get(&key) {
                 for (b, p) in s.binds.iter().zip(prev) {
                     subst.insert(*b, Atom::Var(*p));
                 }
-                *changed = true;
+                changed = true;
                 continue;
             }
-            table.insert(key, s.binds.clone());
+            table.insert(key.clone(), s.binds.clone());
+            added.push(key);
         }
         body.stmts.push(s);
     }
@@ -388,6 +424,10 @@ fn cse_body(
             }
         }
     }
+    for key in added {
+        table.remove(&key);
+    }
+    changed
 }
 
 // ---- scalar arithmetic ----

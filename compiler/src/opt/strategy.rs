@@ -400,12 +400,29 @@ fn child(body: &Body, (i, j): (usize, usize)) -> &Body {
     body.stmts[i].expr.bodies()[j]
 }
 
+/// `body` with the children `new` names replaced (in children order). Only
+/// what is kept is copied: a statement whose child changed is rebuilt around
+/// the new child, so a change deep in a chain of nested bodies costs the
+/// path to it, not the whole subtree at every level.
 fn replace_children(body: &Body, new: Vec<((usize, usize), Body)>) -> Body {
-    let mut out = body.clone();
-    for ((i, j), b) in new {
-        *out.stmts[i].expr.bodies_mut().into_iter().nth(j).expect("child exists") = b;
+    let mut new = new.into_iter().peekable();
+    let mut stmts = Vec::with_capacity(body.stmts.len());
+    for (i, st) in body.stmts.iter().enumerate() {
+        if new.peek().is_none_or(|((k, _), _)| *k != i) {
+            stmts.push(st.clone());
+            continue;
+        }
+        let mut expr = st.expr.clone_without_bodies();
+        for (j, slot) in expr.bodies_mut().into_iter().enumerate() {
+            *slot = match new.next_if(|((k, l), _)| (*k, *l) == (i, j)) {
+                Some((_, b)) => b,
+                None => st.expr.bodies()[j].clone(),
+            };
+        }
+        stmts.push(crate::ir::Stmt { binds: st.binds.clone(), expr, span: st.span });
     }
-    out
+    debug_assert!(new.next().is_none(), "every replaced child exists");
+    Body { stmts, result: body.result.clone() }
 }
 
 fn one(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {

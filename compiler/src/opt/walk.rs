@@ -12,7 +12,17 @@ use std::collections::{HashMap, HashSet};
 
 /// Calls `f` on every variable use in `body`, nested bodies included.
 pub fn for_each_use(body: &Body, f: &mut dyn FnMut(Var)) {
-    for s in &body.stmts {
+    for_each_use_in(&body.stmts, f);
+    for a in &body.result {
+        if let Atom::Var(v) = a {
+            f(*v);
+        }
+    }
+}
+
+/// Calls `f` on every variable use in `stmts`, nested bodies included.
+pub fn for_each_use_in(stmts: &[crate::ir::Stmt], f: &mut dyn FnMut(Var)) {
+    for s in stmts {
         for a in s.expr.operands() {
             if let Atom::Var(v) = a {
                 f(v);
@@ -20,11 +30,6 @@ pub fn for_each_use(body: &Body, f: &mut dyn FnMut(Var)) {
         }
         for b in s.expr.bodies() {
             for_each_use(b, f);
-        }
-    }
-    for a in &body.result {
-        if let Atom::Var(v) = a {
-            f(*v);
         }
     }
 }
