@@ -4,14 +4,21 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn repl(input: impl AsRef<[u8]>) -> (String, String, Option<i32>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slope"))
+/// `slope ARGS… repl` with every stream piped.
+fn spawn_repl(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_slope"))
+        .args(args)
         .arg("repl")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the slope binary starts");
+        .expect("the slope binary starts")
+}
+
+/// Feeds `input` to `slope ARGS… repl`: stdout, stderr and the exit status.
+fn repl_with(args: &[&str], input: impl AsRef<[u8]>) -> (String, String, Option<i32>) {
+    let mut child = spawn_repl(args);
     child.stdin.take().expect("stdin is piped").write_all(input.as_ref()).expect("input is written");
     let out = child.wait_with_output().expect("slope repl finishes");
     (
@@ -19,6 +26,10 @@ fn repl(input: impl AsRef<[u8]>) -> (String, String, Option<i32>) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
         out.status.code(),
     )
+}
+
+fn repl(input: impl AsRef<[u8]>) -> (String, String, Option<i32>) {
+    repl_with(&[], input)
 }
 
 #[test]
@@ -51,20 +62,11 @@ fn a_line_that_is_not_utf8_gets_a_diagnostic_and_the_session_goes_on() {
 
 #[test]
 fn a_line_over_the_input_limit_gets_e0308() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slope"))
-        .args(["--max-input-bytes", "16", "repl"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the slope binary starts");
     let input = format!("1.0 + {}1.0\n2 + 2\n", "1.0 + ".repeat(10));
-    child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("input is written");
-    let out = child.wait_with_output().expect("slope repl finishes");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stderr, code) = repl_with(&["--max-input-bytes", "16"], input);
     assert!(stderr.contains("error[E0308]"), "stderr: {stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "4 : i64\n", "stderr: {stderr}");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout, "4 : i64\n", "stderr: {stderr}");
+    assert_eq!(code, Some(1));
 }
 
 /// Ctrl-C (SIGINT) during an evaluation stops it with E0208; the session keeps
@@ -73,13 +75,7 @@ fn a_line_over_the_input_limit_gets_e0308() {
 #[test]
 fn an_interrupt_stops_the_evaluation_and_the_session_goes_on() {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slope"))
-        .arg("repl")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the slope binary starts");
+    let mut child = spawn_repl(&[]);
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
     // Nine trillion iterations: only the interrupt ends this loop in time.

@@ -78,11 +78,6 @@ fn print(reply: &Reply) -> std::io::Result<()> {
     }
 }
 
-fn output_lost(e: std::io::Error) -> ExitCode {
-    streams::write_stderr(&format!("error[E0307]: cannot write the output: {e}"));
-    ExitCode::from(1)
-}
-
 /// Reads stdin line by line; a blank line or end of input ends an incomplete
 /// input. A line that is not UTF-8 or is over `--max-input-bytes` gets a
 /// diagnostic and drops the incomplete input it belonged to; the session goes on.
@@ -116,12 +111,12 @@ fn scripted(mut session: Session) -> ExitCode {
                 break;
             }
             Ok(false) => {}
-            Err(e) => return output_lost(e),
+            Err(e) => return streams::output_lost(e),
         }
     }
     if let Some(input) = lines.finish().filter(|_| !quit) {
         if let Err(e) = eval_reply(&mut failed, evaluate(&mut session, &input)) {
-            return output_lost(e);
+            return streams::output_lost(e);
         }
     }
     if failed {
@@ -184,7 +179,7 @@ fn interactive(session: Session) -> ExitCode {
     if let Err(e) =
         streams::write_stdout(&format!("slope {} — :help lists the commands, :quit leaves", env!("CARGO_PKG_VERSION")))
     {
-        return output_lost(e);
+        return streams::output_lost(e);
     }
     let mut lines = LineBuffer::default();
     loop {
@@ -196,7 +191,7 @@ fn interactive(session: Session) -> ExitCode {
                 let Some(helper) = editor.helper_mut() else { break };
                 let reply = evaluate(&mut helper.session, &input);
                 if let Err(e) = print(&reply) {
-                    return output_lost(e);
+                    return streams::output_lost(e);
                 }
                 if reply.quit {
                     break;

@@ -98,6 +98,13 @@ pub fn write_stderr(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// Reports that stdout could not be written (E0307) for a command that
+/// streams its output line by line; its exit status.
+pub fn output_lost(e: std::io::Error) -> std::process::ExitCode {
+    write_stderr(&format!("error[E0307]: cannot write the output: {e}"));
+    std::process::ExitCode::from(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

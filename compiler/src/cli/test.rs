@@ -49,8 +49,7 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
     }
     written = written.and(super::streams::write_stdout(&format!("{passed} passed, {failed} failed")));
     if let Err(e) = written {
-        super::streams::write_stderr(&format!("error[E0307]: cannot write the output: {e}"));
-        return ExitCode::from(1);
+        return super::streams::output_lost(e);
     }
     if failed == 0 {
         ExitCode::SUCCESS
