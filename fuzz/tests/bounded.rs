@@ -37,48 +37,10 @@ struct Known {
 /// The open defects: findings of these are expected. When one is fixed,
 /// its reproducer no longer shows it and this test says so: remove the
 /// entry, and add the reproducer under `tests/programs` (`docs/fuzzing.md`,
-/// "From a finding to a test program").
-const KNOWN: &[Known] = &[
-    Known {
-        defect: "a size parameter that no parameter type binds is unbound in elaboration (E0900)",
-        reproducer: || program(Target::Check, "entry f [n] (a: [3]f64) : i64 = n\n"),
-        matches: |_, message| message.contains("internal compiler error in elaboration: unbound name"),
-    },
-    Known {
-        defect: "a definition named like a builtin changes what earlier uses of the builtin mean: \
-                 E0900 in elaboration or in the IR verifier, or a panic out of `Program::compile`",
-        reproducer: || {
-            program(Target::Check, "def g (d: i64) : f64 = f64 d / 4.0\nentry f64 (d: i64) (a: f64) : f64 = g d\n")
-        },
-        matches: |record, _| defines_a_builtin(record),
-    },
-    Known {
-        defect: "JSON numbers are read with serde_json's default float parser, which is not correctly rounded: \
-                 an input can decode an ulp away from its text, and a result Slope writes can read back \
-                 differently (serde_json's `float_roundtrip` feature parses exactly)",
-        // 1844674407370615 is written back as 1844674407370615.0, which reads as 1844674407370615.2.
-        reproducer: || {
-            let bytes = b"1844674407370615".to_vec();
-            let program = "examples/gradbench/hello.slope".to_string();
-            (Target::Decode, Case::Json { program, entry: Some("square".into()), bytes })
-        },
-        matches: |_, message| message.starts_with("decoded values do not read back from the JSON"),
-    },
-];
-
-fn program(target: Target, text: &str) -> (Target, Case) {
-    (target, Case::Program { text: text.to_string() })
-}
-
-/// The case's program has a top-level definition named like a builtin.
-fn defines_a_builtin(record: &Record) -> bool {
-    let (Case::Program { text } | Case::Engines { text, .. }) = &record.case else { return false };
-    text.lines().any(|line| {
-        let mut words = line.split_whitespace();
-        matches!(words.next(), Some("def" | "entry"))
-            && words.next().is_some_and(|name| slope::types::builtins::lookup(name).is_some())
-    })
-}
+/// "From a finding to a test program"). Empty: every defect the fuzzer has
+/// found is fixed. A reproducer is a `(Target, Case)`, e.g.
+/// `(Target::Check, Case::Program { text: "entry f …".into() })`.
+const KNOWN: &[Known] = &[];
 
 #[test]
 fn fuzz_targets_find_nothing_new_in_a_bounded_run() {

@@ -25,7 +25,7 @@ mod builtins;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{self, Atom, Body, CheckKind, Const, Expr as IrExpr, IrType, Lambda, LoopForm, Stmt, Var};
 use crate::syntax::ast::{self, BinOp as AstBinOp, DimExpr, Expr, ExprKind, IndexArg, Pat, TypeExpr, UnOp as AstUnOp};
-use crate::types::{CheckedProgram, Dim, ScalarType, Type};
+use crate::types::{CheckedProgram, DefInfo, Dim, ScalarType, Type};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -58,12 +58,37 @@ pub(crate) enum Callee<'a> {
 
 /// The values of the names in scope: persistent, so that a closure captures
 /// it and a `let` extends it in O(log n), whatever the number of bindings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Env<'a> {
     vars: rpds::HashTrieMap<&'a str, SVal<'a>>,
+    /// The definitions this code sees: those before the definition whose
+    /// text it is. See Note [Definitions named like builtins].
+    scope: usize,
 }
 
+// Note [Definitions named like builtins]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A program may define a name that is also a builtin (`def max …`, an
+// entry called `f64`). Names resolve lexically, as the type checker checks
+// them: a use before the definition means the builtin, a use after it the
+// definition. The checker gets this for free (it sees only the definitions
+// checked so far); elaboration sees the whole program, so every environment
+// carries the index of the definition whose text it belongs to (`scope`),
+// and a global name resolves to a definition only if that definition comes
+// earlier. A closure's body keeps the scope of the text it was written in,
+// wherever it is applied. A REPL expression sees every definition.
+
 impl<'a> Env<'a> {
+    /// The environment of the body of the definition at `index`.
+    fn in_def(index: usize) -> Self {
+        Env { vars: Default::default(), scope: index }
+    }
+
+    /// The environment of an expression that sees every definition (the REPL's).
+    fn top_level() -> Self {
+        Env { vars: Default::default(), scope: usize::MAX }
+    }
+
     fn lookup(&self, name: &str) -> Option<&SVal<'a>> {
         self.vars.get(name)
     }
@@ -88,7 +113,7 @@ pub fn elaborate(program: &CheckedProgram) -> R<ir::Program> {
 pub fn elaborate_expr(program: &CheckedProgram, expr: &Expr, name: &str) -> R<ir::Program> {
     let mut el = Elaborator::new(program);
     el.blocks.push(Vec::new());
-    let value = el.expr(expr, &Env::default())?;
+    let value = el.expr(expr, &Env::top_level())?;
     let result = el.first_order_leaves(&value, expr.span, "the result")?;
     let stmts = el.blocks.pop().unwrap_or_default();
     let func = ir::Func {
@@ -228,7 +253,7 @@ impl<'a> Elaborator<'a> {
     fn entry(&mut self, def: &'a ast::Def) -> R<ir::Func> {
         let info = &self.program.infos[&def.name.text];
         self.blocks.push(Vec::new());
-        let mut env = Env::default();
+        let mut env = Env::in_def(info.index);
         let mut params = Vec::new();
         let mut args = Vec::new();
         let mut sig_params = Vec::new();
@@ -361,7 +386,7 @@ impl<'a> Elaborator<'a> {
             Callee::Def { name } => {
                 let program = self.program;
                 let (def, info) = program.def(name).expect("checked definition");
-                let mut env = Env::default();
+                let mut env = Env::in_def(info.index);
                 self.bind_sizes(def, &info.param_types, &args, &mut env)?;
                 for (p, a) in def.params.iter().zip(args) {
                     self.bind_pat(&p.pat, a, &mut env);
@@ -399,7 +424,7 @@ impl<'a> Elaborator<'a> {
         let mut shape = None;
         let primal = self.lambda(&types, &["x"], |el, ps| {
             let vals = rebuild(ps);
-            let mut env = Env::default();
+            let mut env = Env::in_def(info.index);
             el.bind_sizes(def, &info.param_types, &vals, &mut env)?;
             for (p, v) in def.params.iter().zip(vals) {
                 el.bind_pat(&p.pat, v, &mut env);
@@ -415,7 +440,7 @@ impl<'a> Elaborator<'a> {
         let jvp = self.lambda(&both, &["x"], |el, ps| {
             let primals = rebuild(&ps[..n]);
             let tangents = rebuild(&ps[n..]);
-            let mut env = Env::default();
+            let mut env = Env::in_def(info.index);
             el.bind_sizes(def, &info.param_types, &primals, &mut env)?;
             let k = def.params.len();
             for (pat, v) in rule.pats[..k].iter().zip(primals) {
@@ -493,7 +518,7 @@ impl<'a> Elaborator<'a> {
             ExprKind::App(f, args) => {
                 let fv = match &f.kind {
                     // Builtins need the type of the application (for sizes and result shapes).
-                    ExprKind::Var(name) if env.lookup(name).is_none() && !self.program.infos.contains_key(name) => {
+                    ExprKind::Var(name) if env.lookup(name).is_none() && self.visible_def(name, env).is_none() => {
                         match builtins::arity(name) {
                             Some((bname, arity)) => SVal::Closure(Rc::new(Closure {
                                 callee: Callee::Builtin { name: bname, arity, app_ty: e.ty.uncurry().1.clone() },
@@ -597,16 +622,23 @@ impl<'a> Elaborator<'a> {
         }
     }
 
+    /// The definition a global `name` refers to from code in `env`, if any
+    /// (Note [Definitions named like builtins]).
+    fn visible_def(&self, name: &str, env: &Env<'a>) -> Option<&'a DefInfo> {
+        let program = self.program;
+        program.infos.get(name).filter(|info| info.index < env.scope)
+    }
+
     fn var(&mut self, name: &str, e: &'a Expr, env: &Env<'a>) -> R<SVal<'a>> {
         if let Some(v) = env.lookup(name) {
             return Ok(v.clone());
         }
-        if let Some(info) = self.program.infos.get(name) {
+        if let Some(info) = self.visible_def(name, env) {
             if info.param_types.is_empty() {
                 // A constant definition: inline its body.
                 let program = self.program;
                 let (def, _) = program.def(name).expect("checked definition");
-                return self.expr(&def.body, &Env::default());
+                return self.expr(&def.body, &Env::in_def(info.index));
             }
             return Ok(SVal::Closure(Rc::new(Closure {
                 callee: Callee::Def { name: name.to_string() },
@@ -802,23 +834,27 @@ impl<'a> Elaborator<'a> {
 /// The statically named or constant dimensions of a value of type `ty`:
 /// `(an array leaf, dimension index, size)`.
 fn sized_dims(ty: &Type, v: &SVal<'_>, out: &mut Vec<(Atom, u32, Dim)>) {
+    sized_dims_at(ty, v, 0, out)
+}
+
+/// `sized_dims` for a value whose `outer` leading dimensions are already
+/// walked: an array of tuples is a tuple of arrays, so its components' own
+/// dimensions come after the outer ones in every leaf.
+fn sized_dims_at(ty: &Type, v: &SVal<'_>, outer: u32, out: &mut Vec<(Atom, u32, Dim)>) {
     match (ty, v) {
-        (Type::Tuple(ts), SVal::Tuple(vs)) => ts.iter().zip(vs).for_each(|(t, v)| sized_dims(t, v, out)),
-        (Type::Record(ts), SVal::Record(vs)) => ts.iter().zip(vs).for_each(|((_, t), (_, v))| sized_dims(t, v, out)),
-        (Type::Array(..), _) => {
-            let mut leaves = Vec::new();
-            if collect_leaves(v, &mut leaves).is_err() || leaves.is_empty() {
-                return;
-            }
-            let mut t = ty;
-            let mut k = 0;
-            while let Type::Array(e, d) = t {
-                if matches!(d, Dim::Named(_) | Dim::Const(_)) {
-                    out.push((leaves[0], k, d.clone()));
+        (Type::Tuple(ts), SVal::Tuple(vs)) => ts.iter().zip(vs).for_each(|(t, v)| sized_dims_at(t, v, outer, out)),
+        (Type::Record(ts), SVal::Record(vs)) => {
+            ts.iter().zip(vs).for_each(|((_, t), (_, v))| sized_dims_at(t, v, outer, out))
+        }
+        (Type::Array(elem, d), _) => {
+            if matches!(d, Dim::Named(_) | Dim::Const(_)) {
+                let mut leaves = Vec::new();
+                if collect_leaves(v, &mut leaves).is_err() || leaves.is_empty() {
+                    return;
                 }
-                k += 1;
-                t = e;
+                out.push((leaves[0], outer, d.clone()));
             }
+            sized_dims_at(elem, v, outer + 1, out)
         }
         _ => {}
     }

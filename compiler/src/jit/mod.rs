@@ -628,21 +628,24 @@ impl Gen<'_, '_> {
                 self.b.ins().load(cl_type(*elem), MemFlagsData::trusted(), addr, 0)
             }
             Rhs::Offset { elem, base, index } => self.address(*elem, *base, *index),
-            Rhs::Alloc { elem, count, site } => {
+            Rhs::Alloc { elem, count, site, hoisted } => {
                 let n = self.operand(*count);
                 let size = self.b.ins().iconst(types::I64, elem.size());
                 let ctx = self.ctx;
                 let ptr = self.call("slope_alloc", &[types::I64; 3], types::I64, &[ctx, n, size]);
-                // A null buffer: the memory could not be had (E0207).
-                let ok = self.b.create_block();
-                let failed = self.b.create_block();
-                self.b.set_cold_block(failed);
-                self.b.ins().brif(ptr, ok, &[], failed, &[]);
-                self.b.seal_block(failed);
-                self.b.switch_to_block(failed);
-                self.fail(*site, &[*count]);
-                self.b.seal_block(ok);
-                self.b.switch_to_block(ok);
+                // A null buffer: the memory could not be had (E0207). A hoisted
+                // allocation is checked where it came from (Note [Hoisted buffers]).
+                if !*hoisted {
+                    let ok = self.b.create_block();
+                    let failed = self.b.create_block();
+                    self.b.set_cold_block(failed);
+                    self.b.ins().brif(ptr, ok, &[], failed, &[]);
+                    self.b.seal_block(failed);
+                    self.b.switch_to_block(failed);
+                    self.fail(*site, &[*count]);
+                    self.b.seal_block(ok);
+                    self.b.switch_to_block(ok);
+                }
                 ptr
             }
             Rhs::Mark => {
@@ -1245,7 +1248,7 @@ mod tests {
         let n = f.param("n", MTy::I64, 0)[0];
         let (buf, i, x, y) = (f.var("buf", MTy::I64), f.var("i", MTy::I64), f.var("x", MTy::F64), f.var("y", MTy::F64));
         f.0.body = vec![
-            let_(buf, Rhs::Alloc { elem: MTy::F64, count: v(n), site: 0 }),
+            let_(buf, Rhs::Alloc { elem: MTy::F64, count: v(n), site: 0, hoisted: false }),
             Inst::For {
                 lanes: 1,
                 start: i64c(0),
@@ -1420,7 +1423,7 @@ mod tests {
         let load = |base| Rhs::Load { elem: MTy::F64, base: v(base), index: i64c(0) };
         let store = |base, value| Inst::Store { elem: MTy::F64, base: v(base), index: i64c(0), value: v(value) };
         f.0.body = vec![
-            let_(acc, Rhs::Alloc { elem: MTy::F64, count: i64c(1), site: 0 }),
+            let_(acc, Rhs::Alloc { elem: MTy::F64, count: i64c(1), site: 0, hoisted: false }),
             let_(m, Rhs::Mark),
             Inst::For {
                 lanes: 1,
@@ -1428,10 +1431,10 @@ mod tests {
                 index: i,
                 bound: v(n),
                 body: vec![
-                    let_(tmp, Rhs::Alloc { elem: MTy::F64, count: i64c(100), site: 0 }),
+                    let_(tmp, Rhs::Alloc { elem: MTy::F64, count: i64c(100), site: 0, hoisted: false }),
                     let_(fi, Rhs::Convert(MTy::F64, v(i))),
                     store(tmp, fi),
-                    let_(new, Rhs::Alloc { elem: MTy::F64, count: i64c(1), site: 0 }),
+                    let_(new, Rhs::Alloc { elem: MTy::F64, count: i64c(1), site: 0, hoisted: false }),
                     let_(a, load(acc)),
                     let_(t, load(tmp)),
                     let_(s, bin(BinOp::Add, v(a), v(t))),
@@ -1456,7 +1459,7 @@ mod tests {
         let xs = f.param("xs", MTy::I64, 1);
         let (buf, dst) = (f.var("buf", MTy::I64), f.var("dst", MTy::I64));
         f.0.body = vec![
-            let_(buf, Rhs::Alloc { elem: MTy::I64, count: v(xs[1]), site: 0 }),
+            let_(buf, Rhs::Alloc { elem: MTy::I64, count: v(xs[1]), site: 0, hoisted: false }),
             Inst::Copy { elem: MTy::I64, dst: v(buf), src: v(xs[0]), count: v(xs[1]) },
             let_(dst, Rhs::Offset { elem: MTy::I64, base: v(buf), index: i64c(1) }),
             Inst::Copy { elem: MTy::I64, dst: v(dst), src: v(buf), count: i64c(3) },
@@ -1477,7 +1480,7 @@ mod tests {
         let (out, i, b, nb) =
             (f.var("out", MTy::I64), f.var("i", MTy::I64), f.var("b", MTy::Bool), f.var("nb", MTy::Bool));
         f.0.body = vec![
-            let_(out, Rhs::Alloc { elem: MTy::Bool, count: v(bs[1]), site: 0 }),
+            let_(out, Rhs::Alloc { elem: MTy::Bool, count: v(bs[1]), site: 0, hoisted: false }),
             Inst::For {
                 lanes: 1,
                 start: i64c(0),

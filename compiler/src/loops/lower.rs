@@ -422,7 +422,7 @@ impl Lower<'_> {
 
     fn alloc(&mut self, name: &str, elem: MTy, count: Operand) -> Operand {
         let site = self.site(Code::E0207, self.span, Message::OutOfMemory);
-        self.let_(name, MTy::I64, Rhs::Alloc { elem, count, site })
+        self.let_(name, MTy::I64, Rhs::Alloc { elem, count, site, hoisted: false })
     }
 
     /// A fresh owned buffer holding a copy of `a`.
@@ -1126,7 +1126,7 @@ impl Lower<'_> {
     /// `keep` pointer — the loop state, a lazily allocated result — can point
     /// into it): one buffer, allocated before the loop, serves every
     /// iteration. Returns the hoisted instructions. See Note [Hoisted buffers].
-    fn hoist_temporaries(&self, body: &mut Vec<Inst>, keep: &[Operand], index: Option<LVar>) -> Vec<Inst> {
+    fn hoist_temporaries(&mut self, body: &mut Vec<Inst>, keep: &[Operand], index: Option<LVar>) -> Vec<Inst> {
         let mut assigned = assigned_in(body);
         assigned.extend(index);
         // `dst ↦ sources`: the buffers a pointer variable may point into.
@@ -1139,18 +1139,39 @@ impl Lower<'_> {
                 work.extend(sources.get(&v).into_iter().flatten().copied());
             }
         }
+        let mut counts = Vec::new();
+        alloc_counts(body, &mut counts);
+        let nonneg: HashSet<LVar> = counts.into_iter().filter(|&v| self.nonneg(Operand::Var(v))).collect();
         let invariant = |count: &Operand| match count {
             Operand::Const(Const::I64(n)) => *n >= 0,
-            Operand::Var(v) => !assigned.contains(v) && self.nonneg(*count),
+            Operand::Var(v) => !assigned.contains(v) && nonneg.contains(v),
             Operand::Const(_) => false,
         };
         let mut hoisted = Vec::new();
         take_allocs(
             body,
             &mut |i| matches!(i, Inst::Let(p, Rhs::Alloc { count, .. }) if invariant(count) && !escaping.contains(p)),
+            &mut |alloc| self.hoisted_alloc_check(alloc),
             &mut hoisted,
         );
+        for i in &mut hoisted {
+            if let Inst::Let(_, Rhs::Alloc { hoisted, .. }) = i {
+                *hoisted = true;
+            }
+        }
         hoisted
+    }
+
+    /// What stays in place of an allocation moved out of a loop: a check
+    /// that it succeeded, failing as the allocation would have failed here
+    /// (none when an inner loop already moved it and left its check).
+    fn hoisted_alloc_check(&mut self, alloc: &Inst) -> Vec<Inst> {
+        let Inst::Let(ptr, Rhs::Alloc { count, site, hoisted: false, .. }) = alloc else { return Vec::new() };
+        let ok = self.fresh("allocated", MTy::Bool);
+        vec![
+            Inst::Let(ok, Rhs::Binary(BinOp::Ne, Operand::Var(*ptr), Operand::i64(0))),
+            Inst::If { cond: ok.into(), then: Vec::new(), els: vec![Inst::Fail { site: *site, args: vec![*count] }] },
+        ]
     }
 
     fn reduce_or_scan(
@@ -1771,21 +1792,42 @@ fn collect_sources(insts: &[Inst], out: &mut HashMap<LVar, Vec<LVar>>) {
 }
 
 /// Removes from `insts` (and the branches of its `if`s, not nested loops) the
-/// instructions `pick` selects, appending them to `out` in order.
-fn take_allocs(insts: &mut Vec<Inst>, pick: &mut dyn FnMut(&Inst) -> bool, out: &mut Vec<Inst>) {
+/// instructions `pick` selects, appending them to `out` in order and leaving
+/// `leave` of each in its place.
+fn take_allocs(
+    insts: &mut Vec<Inst>,
+    pick: &mut dyn FnMut(&Inst) -> bool,
+    leave: &mut dyn FnMut(&Inst) -> Vec<Inst>,
+    out: &mut Vec<Inst>,
+) {
     let mut kept = Vec::with_capacity(insts.len());
     for mut i in insts.drain(..) {
         if pick(&i) {
+            kept.extend(leave(&i));
             out.push(i);
             continue;
         }
         if let Inst::If { then, els, .. } = &mut i {
-            take_allocs(then, pick, out);
-            take_allocs(els, pick, out);
+            take_allocs(then, pick, leave, out);
+            take_allocs(els, pick, leave, out);
         }
         kept.push(i);
     }
     *insts = kept;
+}
+
+/// The variable sizes of the allocations `take_allocs` would look at.
+fn alloc_counts(insts: &[Inst], out: &mut Vec<LVar>) {
+    for i in insts {
+        match i {
+            Inst::Let(_, Rhs::Alloc { count: Operand::Var(v), .. }) => out.push(*v),
+            Inst::If { then, els, .. } => {
+                alloc_counts(then, out);
+                alloc_counts(els, out);
+            }
+            _ => {}
+        }
+    }
 }
 
 // Note [Hoisted buffers]
@@ -1800,8 +1842,16 @@ fn take_allocs(insts: &mut Vec<Inst>, pick: &mut dyn FnMut(&Inst) -> bool, out: 
 // the pointer assignments in the body: a buffer escapes when a kept pointer
 // (loop state, a result allocated on the first iteration) may be computed
 // from it. Hoisting applies from the innermost loop outwards, so a buffer can
-// leave several loops. Only sizes known to be non-negative are hoisted, so a
-// hoisted allocation cannot fail where the original one would not have run.
+// leave several loops. Only sizes known to be non-negative are hoisted.
+//
+// A hoisted allocation runs where the original might not have: before a loop
+// that runs zero times, before a branch not taken, before a check that fails
+// first. So it may not fail there: it is marked `hoisted` and gives a null
+// buffer when the memory cannot be had, and in its original place a null
+// test fails with the original site (E0207). Out-of-memory is then reported
+// exactly when and where the unhoisted program would report it, and a
+// zero-trip loop over a huge per-iteration buffer is no error at all. When
+// an outer loop moves the allocation again, the check stays where it was.
 
 fn subst_operand(o: Operand, map: &HashMap<LVar, Operand>) -> Operand {
     match o {

@@ -130,11 +130,15 @@ pub enum Rhs {
         index: Operand,
     },
     /// A fresh buffer of `count` elements from the call's arena; when the
-    /// memory cannot be had, the function fails with `sites[site]`.
+    /// memory cannot be had, the function fails with `sites[site]` — unless
+    /// the allocation is `hoisted` out of the loop that uses it: then it
+    /// gives a null buffer, and the place it came from checks for null and
+    /// fails there (Note [Hoisted buffers] in `lower.rs`).
     Alloc {
         elem: MTy,
         count: Operand,
         site: u32,
+        hoisted: bool,
     },
     /// `0 <= index < bound` (one unsigned comparison; `bound >= 0`).
     InRange {

@@ -65,7 +65,9 @@ impl Printer<'_> {
             Rhs::Select(c, a, b) => format!("select {} {} {}", o(c), o(a), o(b)),
             Rhs::Load { elem, base, index } => format!("load {} {}[{}]", elem.name(), o(base), o(index)),
             Rhs::Offset { elem, base, index } => format!("&{} {}[{}]", elem.name(), o(base), o(index)),
-            Rhs::Alloc { elem, count, .. } => format!("alloc {} {}", elem.name(), o(count)),
+            Rhs::Alloc { elem, count, hoisted: false, .. } => format!("alloc {} {}", elem.name(), o(count)),
+            // Null when the memory cannot be had: checked where it came from.
+            Rhs::Alloc { elem, count, hoisted: true, .. } => format!("alloc_or_null {} {}", elem.name(), o(count)),
             Rhs::InRange { index, bound } => format!("{} in 0..{}", o(index), o(bound)),
             Rhs::Mark => "mark".into(),
             Rhs::WhileLimit => "while_limit".into(),

@@ -195,6 +195,7 @@ impl<'p> Checker<'p> {
             let ty = self.resolve_type_expr(&p.ty, false)?;
             param_types.push(ty);
         }
+        self.check_sizes_determined(&def, &param_types)?;
         let mut bound: HashMap<String, Span> = HashMap::new();
         for (p, ty) in def.params.iter().zip(&param_types) {
             self.bind_pat(&p.pat, ty.clone(), &mut bound)?;
@@ -397,6 +398,34 @@ impl<'p> Checker<'p> {
                 Type::Func(Box::new(self.scheme_type(a, tvars, dvars)), Box::new(self.scheme_type(b, tvars, dvars)))
             }
         }
+    }
+
+    /// Every size parameter, declared or implicit, must be the size of an
+    /// array in some parameter's data, so that each call determines it
+    /// (elaboration binds sizes from the arguments' shapes, never from the
+    /// expected result): `def g [n] (x: f64) : [n]f64` and a size that only a
+    /// function-typed parameter mentions are errors here, not in elaboration.
+    fn check_sizes_determined(&self, def: &Def, param_types: &[Type]) -> R<()> {
+        let mut determined = Vec::new();
+        param_types.iter().for_each(|t| data_dim_names(t, &mut determined));
+        let Some(name) = self.size_params.iter().find(|n| !determined.contains(n)) else { return Ok(()) };
+        let declared = def.size_params.iter().find(|n| &n.text == name).map(|n| n.span);
+        let mentioning = def.params.iter().find(|p| {
+            let mut names = Vec::new();
+            collect_dim_names(&p.ty, &mut names);
+            names.contains(name)
+        });
+        let span = declared.or(mentioning.map(|p| p.span)).unwrap_or(def.name.span);
+        Err(Diagnostic::error(
+            Code::E0115,
+            format!("size `{name}` is not determined by the parameters of `{}`", def.name.text),
+            span,
+            "no array in the parameters' data has this size",
+        )
+        .with_help(
+            "a size parameter must be the length of an array parameter (a size inside a function type does not count); \
+             to choose a size at the call, take an `i64` and build the array with `replicate` or `tabulate`",
+        ))
     }
 
     /// A definition's type with its size parameters replaced by fresh size variables.
@@ -1394,6 +1423,24 @@ fn expand_aliases(t: &TypeExpr, aliases: &HashMap<String, TypeExpr>) -> Result<T
             TypeExpr::Func(Box::new(expand_aliases(a, aliases)?), Box::new(expand_aliases(b, aliases)?), *span)
         }
     })
+}
+
+/// The size names of the array dimensions in a parameter's data: through
+/// arrays, tuples and records, but not inside function types. These are the
+/// sizes a call determines from its arguments' shapes (elaboration's
+/// `bind_sizes` walks the same positions).
+fn data_dim_names(t: &Type, out: &mut Vec<String>) {
+    match t {
+        Type::Array(elem, d) => {
+            if let Dim::Named(n) = d {
+                out.push(n.clone());
+            }
+            data_dim_names(elem, out);
+        }
+        Type::Tuple(ts) => ts.iter().for_each(|t| data_dim_names(t, out)),
+        Type::Record(fs) => fs.iter().for_each(|(_, t)| data_dim_names(t, out)),
+        Type::Unknown | Type::Scalar(_) | Type::Func(..) | Type::Var(_) => {}
+    }
 }
 
 fn collect_dim_names(t: &TypeExpr, out: &mut Vec<String>) {

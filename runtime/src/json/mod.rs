@@ -729,4 +729,16 @@ mod tests {
         let e = dec_err(json!([[[1, 2], 3], [[1], 4]]), &ty);
         assert_eq!(e, err("input[1][0]", "has length 1, expected 2 like the other elements"));
     }
+
+    #[test]
+    fn floats_read_correctly_rounded_and_round_trip() {
+        // serde_json's default parser reads this one ulp high; `float_roundtrip` reads it exactly.
+        let text = "1844674407370615.0";
+        let exact = 1_844_674_407_370_615.0_f64;
+        assert_eq!(decode_str(text, &f64t(), "x").unwrap(), Value::Scalar(Scalar::F64(exact)));
+        for x in [exact, 0.1, 1.0 / 3.0, 2.2250738585072014e-308, 5e-324, 1.7976931348623157e308, -123.456e-7] {
+            let written = encode(&Value::Scalar(Scalar::F64(x))).unwrap().to_string();
+            assert_eq!(decode_str(&written, &f64t(), "x").unwrap(), Value::Scalar(Scalar::F64(x)), "{written}");
+        }
+    }
 }

@@ -111,7 +111,7 @@ impl Defs {
         for _ in 0..EXPAND {
             let Some(&(v, k)) = a.terms.iter().find(|(v, _)| self.defs.contains_key(v)) else { break };
             let def = &self.defs[&v];
-            a = a.add_scaled(&Affine::var(v), -k)?.add_scaled(def, k)?;
+            a = a.add_scaled(&Affine::var(v), k.checked_neg()?)?.add_scaled(def, k)?;
         }
         Some(a)
     }
@@ -201,10 +201,13 @@ impl Facts {
         let &(v, ke) = e.terms.last().expect("not constant");
         self.facts.iter().any(|f| {
             let kf = f.coeff(v);
-            if kf == 0 || (ke > 0) != (kf > 0) || ke % kf != 0 {
+            if kf == 0 || (ke > 0) != (kf > 0) {
                 return false;
             }
-            e.add_scaled(f, -(ke / kf)).is_some_and(|rest| self.search(&rest, depth - 1))
+            // -(ke / kf) when kf divides ke; none when that overflows (i64::MIN / -1).
+            let scale =
+                (ke.checked_rem(kf) == Some(0)).then(|| ke.checked_div(kf).and_then(i64::checked_neg)).flatten();
+            scale.and_then(|k| e.add_scaled(f, k)).is_some_and(|rest| self.search(&rest, depth - 1))
         })
     }
 

@@ -115,7 +115,7 @@ impl Walker {
                     continue;
                 };
                 let e = self.affine_depth(chosen, depth - 1)?;
-                a = a.add_scaled(&Affine::var(v), -k)?.add_scaled(&e, k)?;
+                a = a.add_scaled(&Affine::var(v), k.checked_neg()?)?.add_scaled(&e, k)?;
             }
         }
         a.terms.iter().all(|(v, _)| self.stable[v.0 as usize]).then_some(a)

@@ -171,7 +171,7 @@ impl Splitter {
                 return None;
             }
             // d = k·j + r; the test is `d op 0`, i.e. `j op' v`.
-            let r = d.add_scaled(&Affine::var(index), -k)?;
+            let r = d.add_scaled(&Affine::var(index), k.checked_neg()?)?;
             let (op, v) = if k == 1 { (*op, r.scale(-1)?) } else { (flip(*op), r) };
             let truth = match op {
                 BinOp::Lt => Truth::Inside { lo: None, hi: Some(v) },
