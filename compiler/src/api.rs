@@ -272,7 +272,7 @@ impl Program {
         let args = self.json_args(entry, input)?;
         let call_sig = self.call_signature(entry, args.len())?;
         let values = self.decode_args(args, call_sig)?;
-        let (value, _) = self.run_values(entry, call_sig, &values, engine)?;
+        let (value, _, _) = self.run_values(entry, call_sig, &values, engine, &mut || 0)?;
         self.encode_result(entry, &value)
     }
 
@@ -323,7 +323,7 @@ impl Program {
     pub fn call_json_text(&self, entry: &str, text: &str) -> Result<serde_json::Value, Failure> {
         let values = self.decode_json_text_args(entry, text, &[])?;
         let call_sig = self.call_signature(entry, values.len())?;
-        let (value, _) = self.run_values(entry, call_sig, &values, self.engine)?;
+        let (value, _, _) = self.run_values(entry, call_sig, &values, self.engine, &mut || 0)?;
         self.encode_result(entry, &value)
     }
 
@@ -376,14 +376,14 @@ impl Program {
     pub fn call(&self, entry: &str, args: Vec<Arg>) -> Result<Value, Failure> {
         let sig = self.call_signature(entry, args.len())?;
         let values = self.decode_args(args, sig)?;
-        self.run_values(entry, sig, &values, self.engine).map(|(v, _)| v)
+        self.run_values(entry, sig, &values, self.engine, &mut || 0).map(|(v, _, _)| v)
     }
 
     /// Like [`Self::call`] on the interpreter, also returning its operation counts.
     pub fn call_with_cost(&self, entry: &str, args: Vec<Arg>) -> Result<(Value, interp::Cost), Failure> {
         let sig = self.call_signature(entry, args.len())?;
         let values = self.decode_args(args, sig)?;
-        self.run_values(entry, sig, &values, Engine::Interp).map(|(v, c)| (v, c.unwrap_or_default()))
+        self.run_values(entry, sig, &values, Engine::Interp, &mut || 0).map(|(v, c, _)| (v, c.unwrap_or_default()))
     }
 
     fn decode_args(&self, args: Vec<Arg>, sig: &ir::Signature) -> Result<Vec<Value>, Failure> {
@@ -396,7 +396,21 @@ impl Program {
     /// mutates its inputs, so the same arguments can be passed again.
     pub fn call_values(&self, entry: &str, args: &[Value]) -> Result<Value, Failure> {
         let sig = self.call_signature(entry, args.len())?;
-        self.run_values(entry, sig, args, self.engine).map(|(v, _)| v)
+        self.run_values(entry, sig, args, self.engine, &mut || 0).map(|(v, _, _)| v)
+    }
+
+    /// [`Self::call_values`], also returning how long the computation alone
+    /// took as `clock` (nanoseconds) measures it: on native code, the call
+    /// of the compiled function, without handing the arguments over or
+    /// copying the results out (as GradBench's tools time `evaluate`).
+    pub fn call_values_timed(
+        &self,
+        entry: &str,
+        args: &[Value],
+        clock: &mut dyn FnMut() -> u64,
+    ) -> Result<(Value, u64), Failure> {
+        let sig = self.call_signature(entry, args.len())?;
+        self.run_values(entry, sig, args, self.engine, clock).map(|(v, _, ns)| (v, ns))
     }
 
     /// The signature of `entry`, once `given` arguments are known to match it.
@@ -409,34 +423,37 @@ impl Program {
     }
 
     /// Runs `entry` on decoded arguments of the right number and types; the
-    /// interpreter also reports its operation counts.
+    /// interpreter also reports its operation counts. The nanoseconds are
+    /// `clock`'s measure of the run alone.
     fn run_values(
         &self,
         entry: &str,
         sig: &ir::Signature,
         args: &[Value],
         engine: Engine,
-    ) -> Result<(Value, Option<interp::Cost>), Failure> {
+        clock: &mut dyn FnMut() -> u64,
+    ) -> Result<(Value, Option<interp::Cost>, u64), Failure> {
         let mut leaves = Vec::new();
         for value in args {
             values::flatten(value, &mut leaves);
         }
-        let (results, cost) = match engine {
+        let (results, cost, nanoseconds) = match engine {
             Engine::Interp => {
+                let start = clock();
                 let (r, c) =
                     interp::run(&self.ir, entry, leaves, &self.options).map_err(|e| self.fail(e.to_diagnostic()))?;
-                (r, Some(c))
+                (r, Some(c), clock().saturating_sub(start))
             }
             Engine::Jit => {
                 let native = self.native()?;
-                let r = native
+                let (r, ns) = native
                     .code
-                    .call(entry, &leaves, self.options.while_limit)
+                    .call_timed(entry, &leaves, self.options.while_limit, clock)
                     .map_err(|e| self.fail(e.to_diagnostic()))?;
-                (r, None)
+                (r, None, ns)
             }
         };
-        Ok((values::unflatten(&sig.ret, &mut results.into_iter()), cost))
+        Ok((values::unflatten(&sig.ret, &mut results.into_iter()), cost, nanoseconds))
     }
 
     /// Writes an entry's result as JSON (as [`Self::call_json`] does).

@@ -978,6 +978,19 @@ impl Native {
     /// Runs `name` on `args` (one value per parameter leaf), failing `while`
     /// loops after `while_limit` iterations. Errors are the interpreter's.
     pub fn call(&self, name: &str, args: &[Val], while_limit: u64) -> Result<Vec<Val>, RuntimeError> {
+        self.call_timed(name, args, while_limit, &mut || 0).map(|(results, _)| results)
+    }
+
+    /// [`Self::call`], also returning how long the native code alone ran as
+    /// `clock` (nanoseconds) measures it: not passing the arguments in nor
+    /// copying the results out of the arena.
+    pub fn call_timed(
+        &self,
+        name: &str,
+        args: &[Val],
+        while_limit: u64,
+        clock: &mut dyn FnMut() -> u64,
+    ) -> Result<(Vec<Val>, u64), RuntimeError> {
         let Some((f, code)) = self.func(name) else {
             return Err(error(Code::E0301, format!("no function named `{name}`")));
         };
@@ -990,11 +1003,13 @@ impl Native {
         ctx.while_limit = i64::try_from(while_limit).unwrap_or(i64::MAX);
         // SAFETY: `words` holds a word per parameter of `f` and the arrays
         // behind its pointers outlive the call; `results` has a word per result.
+        let start = clock();
         let status = unsafe { code(words.as_ptr(), results.as_mut_ptr(), &mut *ctx) };
+        let nanoseconds = clock().saturating_sub(start);
         let out = match status {
             // SAFETY: on success the result pointers point to live buffers of
             // the dimensions next to them (the arena is not reset yet).
-            0 => Ok(unsafe { result_vals(f, &results) }),
+            0 => Ok((unsafe { result_vals(f, &results) }, nanoseconds)),
             s if i64::from(s) == INTERRUPTED => Err(error(Code::E0208, "interrupted".into())),
             _ => Err(match ctx.take_failure() {
                 Some((site, args)) if (site as usize) < f.sites.len() => {
