@@ -182,6 +182,23 @@ fn independent_f64_iterations_run_two_at_a_time() {
 }
 
 #[test]
+fn buffers_hoisted_out_of_a_loop_keep_its_inner_loops_vectorised() {
+    // Each step's intermediate array is allocated once before the loop; its
+    // null test in the body must not make it look shared (ode's RK4 steps
+    // ran at half speed when it did).
+    let src = std::fs::read_to_string(workspace_dir().join("examples/gradbench/ode.slope")).unwrap();
+    let p = compile(&src);
+    let body = loops(&p, "primal");
+    let hoisted = count(&body, |i| matches!(i, Inst::Let(_, Rhs::Alloc { hoisted: true, .. })));
+    assert!(hoisted >= 4, "{body:?}");
+    // The four k = rhs(..) loops (after splitting off i == 0), the three
+    // y + h·k loops and the final combination.
+    assert!(count(&body, |i| matches!(i, Inst::For { lanes: 2, .. })) >= 8, "{body:?}");
+    let x: Vec<f64> = (0..7).map(|i| i as f64 * 0.25 - 0.5).collect();
+    agree(&p, "primal", serde_json::json!({"x": x, "s": 3})).unwrap();
+}
+
+#[test]
 fn a_loop_carrying_a_sum_is_not_vectorised() {
     // A sum is a left fold: adding in two lanes would change its rounding.
     let p = compile("entry s [n] (x: [n]f64) : f64 = sum (map (\\v -> v * v) x)");

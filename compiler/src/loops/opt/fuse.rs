@@ -6,9 +6,10 @@
 //!
 //! Input and output: a verified [`Func`]. Instructions between the two
 //! loops that do not depend on the first (a fresh buffer, an accumulator's
-//! initial value) move above it.
+//! initial value, a check) move above it.
 
 use super::simplify::Counts;
+use crate::ir::{BinOp, Const};
 use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, Operand, Rhs};
 use std::collections::{HashMap, HashSet};
 
@@ -148,13 +149,15 @@ pub fn private_buffers(f: &Func) -> HashSet<LVar> {
         }
     });
     // A pointer escapes when it is used other than as the base of a load or
-    // store or as a kept pointer of a release.
+    // store, as a kept pointer of a release, or in the null test of a
+    // hoisted allocation (Note [Hoisted buffers] in `lower.rs`).
     let mut escapes: HashSet<LVar> = HashSet::new();
     for_each_inst(&f.body, &mut |i| {
         let others: Vec<Operand> = match i {
             Inst::Let(_, Rhs::Load { index, .. }) => vec![*index],
             Inst::Store { index, value, .. } => vec![*index, *value],
             Inst::Release { mark, .. } => vec![*mark],
+            Inst::Let(_, Rhs::Binary(BinOp::Ne, Operand::Var(_), Operand::Const(Const::I64(0)))) => Vec::new(),
             i => i.operands(),
         };
         escapes.extend(others.into_iter().filter_map(Operand::var));
@@ -269,24 +272,34 @@ fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>) -> 
     let first = effects(*i1, b1);
     // Instructions that may move above the first loop, then the second loop.
     let mut m = k + 1;
-    let mut moves_alloc = false;
+    let mut moves_failure = false;
+    let independent = |o: &Operand| o.var().is_none_or(|x| !first.assigned.contains(&x));
     while m < insts.len() {
         match &insts[m] {
             Inst::Let(v, rhs)
                 if !first.reads.contains(v)
                     && !first.assigned.contains(v)
-                    && rhs.operands().iter().all(|o| o.var().is_none_or(|x| !first.assigned.contains(&x)))
+                    && rhs.operands().iter().all(independent)
                     && (matches!(rhs, Rhs::Alloc { .. }) || rhs.is_arithmetic(types(f))) =>
             {
-                moves_alloc |= matches!(rhs, Rhs::Alloc { .. });
+                moves_failure |= matches!(rhs, Rhs::Alloc { hoisted: false, .. });
+                m += 1;
+            }
+            // A check (the null test of a hoisted buffer, a size check).
+            Inst::If { cond, then, els }
+                if then.is_empty()
+                    && independent(cond)
+                    && matches!(els.as_slice(), [Inst::Fail { args, .. }] if args.iter().all(independent)) =>
+            {
+                moves_failure = true;
                 m += 1;
             }
             _ => break,
         }
     }
-    // An allocation that moves above a loop that can fail would report
-    // running out of memory before the loop's own error.
-    if moves_alloc && first.fails {
+    // An allocation or a check that moves above a loop that can fail would
+    // report its failure before the loop's own error.
+    if moves_failure && first.fails {
         return None;
     }
     let Some(Inst::For { index: i2, start: s2, bound: n2, body: b2, .. }) = insts.get(m) else { return None };
