@@ -199,6 +199,38 @@ fn buffers_hoisted_out_of_a_loop_keep_its_inner_loops_vectorised() {
 }
 
 #[test]
+fn short_loops_unroll_and_their_small_buffers_go() {
+    // Per row, a 3-vector `y` and a sum over it: lowered, a buffer and three
+    // loops of three iterations; optimised, straight-line code on scalars.
+    let src = "entry f [n] (xs: [n][3]f64) : [n]f64 = \
+               map (\\x -> let y = map (\\v -> v * 2.0 + 1.0) x in y[0] * y[2] - sum y) xs";
+    let p = compile(src);
+    let body = loops(&p, "f");
+    let Some(Inst::For { body: row, .. }) = body.iter().rev().find(|i| matches!(i, Inst::For { .. })) else {
+        panic!("a loop over the rows: {body:?}")
+    };
+    assert_eq!(loops_count(row), 0, "the short loops are unrolled: {row:?}");
+    assert_eq!(count(&body, |i| matches!(i, Inst::Let(_, Rhs::Alloc { .. }))), 1, "only the result: {body:?}");
+    assert_eq!(count(row, |i| matches!(i, Inst::Let(_, Rhs::Load { .. }))), 3, "{row:?}");
+    let xs = serde_json::json!([[1.0, -2.0, 0.5], [0.0, -0.0, 3.25], [1e10, 2.0, -1e10]]);
+    agree(&p, "f", serde_json::json!({ "xs": xs })).unwrap();
+}
+
+#[test]
+fn unrolled_iterations_fail_in_order() {
+    // The second of three iterations fails first, as in the loop.
+    let src = "entry g (x: [3]f64) (k: i64) (m: i64) : f64 = \
+               sum (tabulate 3 (\\i -> x[i * k] + x[(2 - i) * m]))";
+    let p = compile(src);
+    assert_eq!(loops_count(&loops(&p, "g")), 0);
+    let e = agree(&p, "g", serde_json::json!({"x": [1.0, 2.0, 3.0], "k": 5, "m": -1})).unwrap_err();
+    assert!(e.contains("index -2 out of bounds"), "iteration 0 reads x[0] and x[-2]: {e}");
+    let e = agree(&p, "g", serde_json::json!({"x": [1.0, 2.0, 3.0], "k": 3, "m": 1})).unwrap_err();
+    assert!(e.contains("index 3 out of bounds"), "iteration 1 reads x[3]: {e}");
+    assert_eq!(agree(&p, "g", serde_json::json!({"x": [1.0, 2.0, 3.0], "k": 1, "m": 1})).unwrap(), 12.0);
+}
+
+#[test]
 fn a_loop_carrying_a_sum_is_not_vectorised() {
     // A sum is a left fold: adding in two lanes would change its rounding.
     let p = compile("entry s [n] (x: [n]f64) : f64 = sum (map (\\v -> v * v) x)");

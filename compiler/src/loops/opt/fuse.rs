@@ -157,7 +157,7 @@ pub fn private_buffers(f: &Func) -> HashSet<LVar> {
             Inst::Let(_, Rhs::Load { index, .. }) => vec![*index],
             Inst::Store { index, value, .. } => vec![*index, *value],
             Inst::Release { mark, .. } => vec![*mark],
-            Inst::Let(_, Rhs::Binary(BinOp::Ne, Operand::Var(_), Operand::Const(Const::I64(0)))) => Vec::new(),
+            Inst::Let(_, rhs) if null_test(rhs).is_some() => Vec::new(),
             i => i.operands(),
         };
         escapes.extend(others.into_iter().filter_map(Operand::var));
@@ -338,34 +338,53 @@ fn rename(insts: &mut [Inst], from: LVar, to: LVar) {
     }
 }
 
-/// In each block, a load of a private buffer at the operand a store just
-/// wrote (with no store to that buffer in between) is the stored value.
+/// In each block, a load of a private buffer at the operand a store wrote
+/// (with no store to that buffer in between that may be the same element)
+/// is the stored value. The branches of an `if` start from what was stored
+/// before it; a loop body starts from nothing (it runs many times).
 fn forward_stores(insts: &mut [Inst], fresh: &HashSet<LVar>) {
-    let mut last: HashMap<LVar, (Operand, Operand)> = HashMap::new();
+    forward_stores_from(insts, fresh, HashMap::new());
+}
+
+/// buffer ↦ (index, value) of the stores that may still be read back.
+type Stored = HashMap<LVar, Vec<(Operand, Operand)>>;
+
+fn forward_stores_from(insts: &mut [Inst], fresh: &HashSet<LVar>, mut last: Stored) {
     for i in insts.iter_mut() {
         match i {
             Inst::Store { base: Operand::Var(b), index, value, .. } if fresh.contains(b) => {
-                last.insert(*b, (*index, *value));
+                let stores = last.entry(*b).or_default();
+                // Another constant index is another element; anything else may alias.
+                let distinct = |at: &Operand| matches!((at, &*index), (Operand::Const(x), Operand::Const(y)) if x != y);
+                stores.retain(|(at, _)| distinct(at));
+                stores.push((*index, *value));
             }
             Inst::Let(v, rhs) => {
                 if let Rhs::Load { base: Operand::Var(b), index, .. } = rhs {
-                    if let Some(&(at, value)) = last.get(b) {
-                        if at == *index {
-                            *rhs = Rhs::Use(value);
-                        }
+                    if let Some(&(_, value)) = last.get(b).and_then(|s| s.iter().find(|(at, _)| at == index)) {
+                        *rhs = Rhs::Use(value);
                     }
                 }
                 // A reassigned index or value no longer names what was stored.
                 let v = Operand::Var(*v);
-                last.retain(|_, (at, value)| *at != v && *value != v);
+                for stores in last.values_mut() {
+                    stores.retain(|(at, value)| *at != v && *value != v);
+                }
             }
-            Inst::For { .. } | Inst::While { .. } | Inst::If { .. } | Inst::Copy { .. } | Inst::Release { .. } => {
+            // A check writes nothing.
+            Inst::If { then, els, .. } if then.is_empty() && matches!(els.as_slice(), [Inst::Fail { .. }]) => {}
+            Inst::If { then, els, .. } => {
+                forward_stores_from(then, fresh, last.clone());
+                forward_stores_from(els, fresh, last.clone());
+                last.clear();
+            }
+            Inst::For { .. } | Inst::While { .. } | Inst::Copy { .. } | Inst::Release { .. } => {
+                for b in i.blocks_mut() {
+                    forward_stores_from(b, fresh, HashMap::new());
+                }
                 last.clear();
             }
             _ => {}
-        }
-        for b in i.blocks_mut() {
-            forward_stores(b, fresh);
         }
     }
 }
@@ -377,6 +396,7 @@ fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
         Inst::Let(_, Rhs::Load { base, .. }) => read.extend(base.var()),
         Inst::Copy { src, .. } => read.extend(src.var()),
         Inst::Store { .. } | Inst::Release { .. } => {}
+        Inst::Let(_, rhs) if null_test(rhs).is_some() => {}
         i => read.extend(i.operands().into_iter().filter_map(Operand::var).filter(|v| fresh.contains(v))),
     });
     read.extend(f.results.iter().filter_map(|o| o.var()));
@@ -386,10 +406,26 @@ fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
     }
 }
 
+/// The buffer whose hoisted allocation `rhs` tests for null, if it is such
+/// a test (Note [Hoisted buffers] in `lower.rs`).
+fn null_test(rhs: &Rhs) -> Option<LVar> {
+    match rhs {
+        Rhs::Binary(BinOp::Ne, Operand::Var(p), Operand::Const(Const::I64(0))) => Some(*p),
+        _ => None,
+    }
+}
+
 fn drop_stores(insts: &mut Vec<Inst>, dead: &HashSet<LVar>) {
+    // The null tests of dead buffers, and the checks on them, go too.
+    let mut tests: HashSet<LVar> = HashSet::new();
     insts.retain(|i| match i {
         Inst::Store { base: Operand::Var(b), .. } => !dead.contains(b),
         Inst::Let(v, Rhs::Alloc { .. }) => !dead.contains(v),
+        Inst::Let(v, rhs) if null_test(rhs).is_some_and(|p| dead.contains(&p)) => {
+            tests.insert(*v);
+            false
+        }
+        Inst::If { cond: Operand::Var(c), then, .. } if then.is_empty() && tests.contains(c) => false,
         _ => true,
     });
     for i in insts.iter_mut() {

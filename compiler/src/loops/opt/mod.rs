@@ -7,21 +7,23 @@
 //! function, computing the same values and failing with the same errors at
 //! the same points, with less work per element.
 //!
-//! The passes, in order ([`PASSES`]; `slope emit --stage loops` prints the
-//! result, `--stage lowered` the input):
+//! The passes ([`PASSES`]; `slope emit --stage loops` prints the result,
+//! `--stage lowered` the input), in the order `simplify`, `unroll`,
+//! `ranges`, `split`, `simplify`, `ranges`, `fuse`, `simplify`, `simd`:
+//! - `simplify` ([`simplify`]): copy propagation, constant folding, constant
+//!   branches, dead code and empty loops;
+//! - `unroll` ([`unroll`]): loops of at most four iterations with constant
+//!   bounds are written out once per iteration (Note [Unrolling short loops]);
+//! - `ranges` ([`checks`]): range analysis over affine index expressions;
+//!   a bounds or size check it proves disappears, and so does a comparison,
+//!   `min` or `max` it decides (Note [Range analysis]);
 //! - `split` ([`split`]): index-set splitting — a loop whose body branches on
 //!   a comparison of its index with a loop-invariant value becomes
 //!   consecutive loops over the index ranges where the comparison is
 //!   constant (Note [Index-set splitting]);
-//! - `simplify` ([`simplify`]): copy propagation, constant folding, constant
-//!   branches, dead code and empty loops;
-//! - `ranges` ([`checks`]): range analysis over affine index expressions;
-//!   a bounds or size check it proves disappears, and so does a comparison,
-//!   `min` or `max` it decides (Note [Range analysis]);
 //! - `fuse` ([`fuse`]): consecutive loops over the same range become one,
 //!   a load of the element just stored is the stored value, and a buffer
 //!   nothing reads is not written (Note [Loop fusion]);
-//! - `simplify` again, for what the others exposed;
 //! - `simd` ([`simd`]): innermost loops whose iterations are independent
 //!   and lane-wise run two at a time in vector registers (Note [Vector loops]).
 //!
@@ -37,6 +39,7 @@ pub mod fuse;
 pub mod simd;
 pub mod simplify;
 pub mod split;
+pub mod unroll;
 
 use super::Func;
 
@@ -53,6 +56,11 @@ pub static PASSES: &[Pass] = &[
         name: "simplify",
         description: "copy propagation, constant folding, constant branches, dead code, empty loops",
         run: simplify::run,
+    },
+    Pass {
+        name: "unroll",
+        description: "write loops of at most four iterations with constant bounds out, once per iteration",
+        run: unroll::run,
     },
     Pass {
         name: "ranges",

@@ -138,7 +138,7 @@ impl Splitter {
         }
         self.budget -= size * (pieces.len() - 1);
         self.changed = true;
-        let locals = self.locals(&body);
+        let locals = body_locals(&self.counts, &body);
         for (s, e, value) in pieces {
             let (index, body) = copy_body(f, index, &body, &locals, cond, value);
             out.push(Inst::For { index, start: s, bound: e, body, lanes: 1 });
@@ -184,25 +184,6 @@ impl Splitter {
             };
             Some((*c, truth))
         })
-    }
-
-    /// Variables assigned only in `body` and read only there: each copy of
-    /// the body gets its own.
-    fn locals(&self, body: &[Inst]) -> HashSet<LVar> {
-        let mut defs: HashMap<LVar, u32> = HashMap::new();
-        let mut uses: HashMap<LVar, u32> = HashMap::new();
-        for_each_inst(body, &mut |i| {
-            if let Some(v) = i.def() {
-                *defs.entry(v).or_insert(0) += 1;
-            }
-            for v in i.operands().into_iter().filter_map(Operand::var) {
-                *uses.entry(v).or_insert(0) += 1;
-            }
-        });
-        defs.into_iter()
-            .filter(|(v, n)| *n == self.counts.defs(*v) && uses.get(v).copied().unwrap_or(0) == self.counts.uses(*v))
-            .map(|(v, _)| v)
-            .collect()
     }
 }
 
@@ -252,6 +233,45 @@ fn emit_affine(f: &mut Func, out: &mut Vec<Inst>, a: &Affine) -> Operand {
     acc
 }
 
+/// Variables assigned only in `body` and read only there (`counts` are the
+/// whole function's): each copy of the body gets its own.
+pub(super) fn body_locals(counts: &Counts, body: &[Inst]) -> HashSet<LVar> {
+    let mut defs: HashMap<LVar, u32> = HashMap::new();
+    let mut uses: HashMap<LVar, u32> = HashMap::new();
+    for_each_inst(body, &mut |i| {
+        if let Some(v) = i.def() {
+            *defs.entry(v).or_insert(0) += 1;
+        }
+        for v in i.operands().into_iter().filter_map(Operand::var) {
+            *uses.entry(v).or_insert(0) += 1;
+        }
+    });
+    defs.into_iter()
+        .filter(|(v, n)| *n == counts.defs(*v) && uses.get(v).copied().unwrap_or(0) == counts.uses(*v))
+        .map(|(v, _)| v)
+        .collect()
+}
+
+/// A copy of a loop body with a fresh index and fresh `locals`. Returns the
+/// body and the renaming (of the index and each local).
+pub(super) fn fresh_copy(
+    f: &mut Func,
+    index: LVar,
+    body: &[Inst],
+    locals: &HashSet<LVar>,
+) -> (Vec<Inst>, HashMap<LVar, LVar>) {
+    let mut rename: HashMap<LVar, LVar> = HashMap::new();
+    let mut locals: Vec<LVar> = locals.iter().copied().collect();
+    locals.sort();
+    for v in std::iter::once(index).chain(locals) {
+        let (name, ty) = f.vars[v.0 as usize].clone();
+        rename.insert(v, f.fresh(&name, ty));
+    }
+    let mut body = body.to_vec();
+    rename_block(&mut body, &rename);
+    (body, rename)
+}
+
 /// A copy of the loop body with a fresh index and fresh locals, and the test
 /// `cond` assigned the constant `value`. Returns the new index and body.
 fn copy_body(
@@ -262,15 +282,7 @@ fn copy_body(
     cond: LVar,
     value: bool,
 ) -> (LVar, Vec<Inst>) {
-    let mut rename: HashMap<LVar, LVar> = HashMap::new();
-    let mut locals: Vec<LVar> = locals.iter().copied().collect();
-    locals.sort();
-    for v in std::iter::once(index).chain(locals) {
-        let (name, ty) = f.vars[v.0 as usize].clone();
-        rename.insert(v, f.fresh(&name, ty));
-    }
-    let mut body = body.to_vec();
-    rename_block(&mut body, &rename);
+    let (mut body, rename) = fresh_copy(f, index, body, locals);
     let cond = rename.get(&cond).copied().unwrap_or(cond);
     for i in &mut body {
         if let Inst::Let(c, rhs) = i {
