@@ -126,6 +126,7 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
 pub fn check_expr(program: &CheckedProgram, expr: &mut Expr) -> Result<(), Diagnostic> {
     let mut checker = Checker::new(program);
     checker.infer(expr)?;
+    checker.settle_jacobians()?;
     checker.finish(expr)
 }
 
@@ -142,9 +143,25 @@ struct Checker<'p> {
     locals: Scope,
     size_params: Vec<String>,
     current: Option<String>,
+    /// Each use of `jacfwd`, `jacrev` or `hessian` in the code being checked:
+    /// its instantiated type and span (Note [Jacobians as values]).
+    jacobians: Vec<(&'static str, Type, Span)>,
 }
 
 type R<T> = Result<T, Diagnostic>;
+
+// Note [Jacobians as values]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The type of a Jacobian depends on the function's input and output types
+// (`jacobian_type`), which a type scheme cannot say: the builtins' schemes
+// leave the result open (`(A -> B) -> A -> R`). When `jacfwd f x` is applied
+// directly, `builtin_result` fixes `R` at once. But the operator can also be
+// passed around as a value or partially applied (`(\j -> j) jacfwd f x`,
+// `let d = jacrev f in d x`), and then `R` would be whatever the context
+// wants — a function, say, which elaboration cannot build. So every use is
+// recorded, and before the definition's types are final `settle_jacobians`
+// unifies each `R` with the Jacobian of its `A` and `B`: a context that wants
+// something else gets a type mismatch (E0102) at the operator.
 
 impl<'p> Checker<'p> {
     fn new(program: &'p CheckedProgram) -> Checker<'p> {
@@ -156,7 +173,21 @@ impl<'p> Checker<'p> {
             locals: Scope::default(),
             size_params: Vec::new(),
             current: None,
+            jacobians: Vec::new(),
         }
+    }
+
+    /// Unifies the result type of each recorded use of a Jacobian operator
+    /// with the Jacobian of its function's types (Note [Jacobians as values]).
+    fn settle_jacobians(&mut self) -> R<()> {
+        for (name, ty, span) in std::mem::take(&mut self.jacobians) {
+            let Type::Func(f, rest) = ty else { continue };
+            let (Type::Func(input, output), Type::Func(_, result)) = (*f, *rest) else { continue };
+            let (input, output) = (self.show(&input), self.show(&output));
+            let jac = if name == "hessian" { jacobian_type(&input, &input) } else { jacobian_type(&output, &input) };
+            self.unify(&result, &jac).map_err(|err| self.mismatch(err, &jac, &result, span, "the jacobian"))?;
+        }
+        Ok(())
     }
 
     fn fresh(&mut self, kind: VarKind) -> Type {
@@ -208,6 +239,7 @@ impl<'p> Checker<'p> {
         if let Some(ret) = &declared_ret {
             self.unify(&body_ty, ret).map_err(|e| self.mismatch(e, ret, &body_ty, def.body.span, "the body"))?;
         }
+        self.settle_jacobians()?;
         let ret = self.zonk(&body_ty, def.body.span)?;
         self.finish(&mut def.body)?;
         let param_types: Vec<Type> = param_types.iter().map(|t| self.zonk(t, def.name.span)).collect::<R<_>>()?;
@@ -266,6 +298,7 @@ impl<'p> Checker<'p> {
         }
         let ty = self.infer(&mut rule.body)?;
         self.unify(&ty, ret).map_err(|e| self.mismatch(e, ret, &ty, rule.body.span, "the tangent of the result"))?;
+        self.settle_jacobians()?;
         self.finish(&mut rule.body)
     }
 
@@ -1089,7 +1122,11 @@ impl<'p> Checker<'p> {
             return Ok(self.instantiate_def(&info));
         }
         if let Some((scheme, _)) = builtins::lookup(name) {
-            return Ok(self.instantiate_builtin(scheme));
+            let t = self.instantiate_builtin(scheme);
+            if let Some(op) = ["jacfwd", "jacrev", "hessian"].into_iter().find(|op| *op == name) {
+                self.jacobians.push((op, t.clone(), span));
+            }
+            return Ok(t);
         }
         if self.failed.iter().any(|f| f == name) {
             return Err(Diagnostic::error(Code::E0101, format!("`{name}` has errors {CASCADE}"), span, "used here"));
