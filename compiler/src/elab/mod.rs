@@ -134,6 +134,8 @@ pub(crate) struct Elaborator<'a> {
     pub blocks: Vec<Vec<Stmt>>,
     /// Inlining depth, to report runaway expansion instead of overflowing the stack.
     depth: usize,
+    /// Calls inlined so far (E0122 past [`MAX_INLINED_CALLS`]).
+    calls: usize,
 }
 
 const MAX_INLINE_DEPTH: usize = 200;
@@ -144,9 +146,14 @@ const MAX_INLINE_DEPTH: usize = 200;
 /// thousand variables, and later passes take seconds per million.
 pub const MAX_INLINED_SIZE: usize = 1_000_000;
 
+/// The most calls elaboration inlines before giving up (E0122): a call that
+/// creates no variable (of an identity function, say) still costs time, so a
+/// doubling chain of them is stopped here rather than by the size limit.
+pub const MAX_INLINED_CALLS: usize = 1_000_000;
+
 impl<'a> Elaborator<'a> {
     fn new(program: &'a CheckedProgram) -> Elaborator<'a> {
-        Elaborator { program, vars: ir::VarTable::default(), funcs: Vec::new(), blocks: Vec::new(), depth: 0 }
+        Elaborator { program, vars: ir::VarTable::default(), funcs: Vec::new(), blocks: Vec::new(), depth: 0, calls: 0 }
     }
 
     // ---- Emitting statements ----
@@ -351,14 +358,17 @@ impl<'a> Elaborator<'a> {
     }
 
     fn call(&mut self, callee: &Callee<'a>, args: Vec<SVal<'a>>, span: Span) -> R<SVal<'a>> {
-        if self.vars.len() > MAX_INLINED_SIZE {
+        self.calls += 1;
+        if self.vars.len() > MAX_INLINED_SIZE || self.calls > MAX_INLINED_CALLS {
             return Err(Diagnostic::error(
                 Code::E0122,
                 "the program is too large after inlining",
                 span,
                 "this call was being inlined",
             )
-            .with_note(format!("the compiler inlines every call and stops at {MAX_INLINED_SIZE} IR variables"))
+            .with_note(format!(
+                "the compiler inlines every call and stops at {MAX_INLINED_SIZE} IR variables or {MAX_INLINED_CALLS} inlined calls"
+            ))
             .with_help("a function that calls the one below it several times doubles the program at each level; bind a repeated call's result with `let` or use a loop"));
         }
         self.depth += 1;
