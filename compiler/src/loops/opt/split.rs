@@ -28,12 +28,14 @@ const ROUNDS: u32 = 4;
 
 pub fn run(f: &mut Func) {
     let mut budget = BUDGET;
+    let mut fallbacks = HashSet::new();
     for _ in 0..ROUNDS {
-        let mut s = Splitter { defs: Defs::of(f), counts: Counts::of(f), budget, changed: false };
+        let mut s = Splitter { defs: Defs::of(f), counts: Counts::of(f), budget, changed: false, fallbacks };
         let mut body = std::mem::take(&mut f.body);
         s.block(f, &mut body);
         f.body = body;
         budget = s.budget;
+        fallbacks = s.fallbacks;
         if !s.changed {
             break;
         }
@@ -45,6 +47,9 @@ struct Splitter {
     counts: Counts,
     budget: usize,
     changed: bool,
+    /// The indices of loops kept as they were behind an overflow guard
+    /// (Note [Splitting without overflow]): not split again.
+    fallbacks: HashSet<LVar>,
 }
 
 /// Where the test is true, as a range of the index.
@@ -68,7 +73,7 @@ impl Splitter {
             }
             changed |= inner;
             match i {
-                Inst::For { index, start, bound, body, .. } if !inner => {
+                Inst::For { index, start, bound, body, .. } if !inner && !self.fallbacks.contains(&index) => {
                     changed |= self.split(f, index, start, bound, body, &mut out);
                 }
                 i => out.push(i),
@@ -98,6 +103,19 @@ impl Splitter {
             out.push(Inst::For { index, start, bound, body, lanes: 1 });
             return false;
         };
+        // The boundaries are computed with wrapping arithmetic: split only
+        // when they cannot overflow (Note [Splitting without overflow]).
+        let bounded: Vec<&Affine> = match &truth {
+            Truth::Inside { lo, hi } => lo.iter().chain(hi.iter()).collect(),
+            Truth::Except(v) => vec![v],
+        };
+        let Some(guarded) = overflow_guard(&bounded) else {
+            out.push(Inst::For { index, start, bound, body, lanes: 1 });
+            return false;
+        };
+        let whole = out;
+        let mut split_out = Vec::new();
+        let out = &mut split_out;
         // The pieces: (start, bound, value of the test) in index order.
         let mut pieces: Vec<(Operand, Operand, bool)> = Vec::new();
         let min = |f: &mut Func, out: &mut Vec<Inst>, a: Operand, b: Operand| binary(f, out, BinOp::Min, a, b);
@@ -136,13 +154,40 @@ impl Splitter {
                 pieces.push((tail, bound, true));
             }
         }
-        self.budget -= size * (pieces.len() - 1);
+        let copies = if guarded.is_empty() { pieces.len() - 1 } else { pieces.len() };
+        if self.budget < size * copies {
+            whole.push(Inst::For { index, start, bound, body, lanes: 1 });
+            return false;
+        }
+        self.budget -= size * copies;
         self.changed = true;
         let locals = body_locals(&self.counts, &body);
         for (s, e, value) in pieces {
             let (index, body) = copy_body(f, index, &body, &locals, cond, value);
             out.push(Inst::For { index, start: s, bound: e, body, lanes: 1 });
         }
+        if guarded.is_empty() {
+            whole.append(out);
+            return true;
+        }
+        // Every variable of the boundaries within ±GUARD: the split loops;
+        // otherwise the loop as it was.
+        let mut ok = Operand::Const(Const::Bool(true));
+        for v in guarded {
+            let shifted = binary(f, whole, BinOp::Add, Operand::Var(v), Operand::i64(GUARD));
+            let inside = f.fresh("small", MTy::Bool);
+            whole.push(Inst::Let(inside, Rhs::InRange { index: shifted, bound: Operand::i64(2 * GUARD) }));
+            ok = if ok == Operand::Const(Const::Bool(true)) {
+                inside.into()
+            } else {
+                let both = f.fresh("small", MTy::Bool);
+                whole.push(Inst::Let(both, Rhs::Binary(BinOp::And, ok, inside.into())));
+                both.into()
+            };
+        }
+        self.fallbacks.insert(index);
+        let original = Inst::For { index, start, bound, body, lanes: 1 };
+        whole.push(Inst::If { cond: ok, then: std::mem::take(out), els: vec![original] });
         true
     }
 
@@ -185,6 +230,34 @@ impl Splitter {
             Some((*c, truth))
         })
     }
+}
+
+/// How large (in absolute value) a variable of a split boundary may be.
+const GUARD: i64 = 1 << 40;
+/// How large a coefficient or constant of a split boundary may be.
+const MAX_COEFF: i64 = 1 << 20;
+const MAX_CONST: i64 = 1 << 40;
+const MAX_TERMS: usize = 4;
+
+/// The variables whose range a run-time guard must check so that the
+/// boundaries `bounds` compute without overflow — none for constant
+/// boundaries — or `None` when even small variables could overflow them.
+fn overflow_guard(bounds: &[&Affine]) -> Option<Vec<LVar>> {
+    let mut vars = Vec::new();
+    for a in bounds {
+        if a.terms.len() > MAX_TERMS || a.c.abs() > MAX_CONST {
+            return None;
+        }
+        for &(v, k) in &a.terms {
+            if k.abs() > MAX_COEFF {
+                return None;
+            }
+            if !vars.contains(&v) {
+                vars.push(v);
+            }
+        }
+    }
+    Some(vars)
 }
 
 /// The comparison with its operands swapped (`a < b` is `b > a`).
@@ -315,6 +388,20 @@ fn rename_block(insts: &mut [Inst], rename: &HashMap<LVar, LVar>) {
         }
     }
 }
+
+// Note [Splitting without overflow]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The test `j op v` is derived from the program's comparison by affine
+// algebra over the integers, but the boundaries of the pieces are computed at
+// run time with wrapping `i64` arithmetic. A test `(n - 1) - j < t` with
+// `t = n - i64::MIN` (which wraps) becomes `j > n - 1 - t`, and `- t`
+// overflows: the pieces were wrong and a guarded read ran out of bounds
+// (found by the fuzzer). So the boundaries are only computed where they
+// cannot overflow: at most four terms with coefficients up to 2^20 and a
+// constant up to 2^40, and every variable in them checked at run time to lie
+// within ±2^40 (one comparison each, before the loop) — the split loops run
+// then, and the loop as it was otherwise. Constant boundaries (`i == 0`) need
+// no guard.
 
 // Note [Index-set splitting]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~
