@@ -45,7 +45,9 @@ impl Affine {
         self.terms.iter().find(|(w, _)| *w == v).map_or(0, |(_, k)| *k)
     }
 
-    /// `self + k·other`, or `None` on overflow.
+    /// `self + k·other`, or `None` when a coefficient or the constant leaves
+    /// the range where run-time arithmetic cannot wrap (Note [Affine without
+    /// wrapping]).
     pub fn add_scaled(&self, other: &Affine, k: i64) -> Option<Affine> {
         let mut terms: Vec<(LVar, i64)> = self.terms.clone();
         for &(v, m) in &other.terms {
@@ -57,7 +59,10 @@ impl Affine {
         }
         terms.retain(|(_, k)| *k != 0);
         terms.sort_by_key(|(v, _)| *v);
-        Some(Affine { terms, c: self.c.checked_add(other.c.checked_mul(k)?)? })
+        let c = self.c.checked_add(other.c.checked_mul(k)?)?;
+        let small =
+            c.unsigned_abs() <= MAX_CONST as u64 && terms.iter().all(|(_, k)| k.unsigned_abs() <= MAX_COEFF as u64);
+        small.then_some(Affine { terms, c })
     }
 
     pub fn add(&self, other: &Affine) -> Option<Affine> {
@@ -76,6 +81,26 @@ impl Affine {
         Affine::constant(0).add_scaled(self, k)
     }
 }
+
+/// The largest coefficient and constant an affine expression may have
+/// (Note [Affine without wrapping]).
+pub const MAX_COEFF: i64 = 1 << 20;
+pub const MAX_CONST: i64 = 1 << 40;
+
+// Note [Affine without wrapping]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Integer arithmetic in the loop IR wraps; affine algebra is over the
+// integers. They agree only while no intermediate value wraps. Array
+// dimensions lie in 0..=2^40 and loop indices between their bounds, so an
+// expression with coefficients up to 2^20 and a constant up to 2^40 over them
+// stays far from 2^63. Larger coefficients or constants (`9223372036854775807
+// * n`, `m - i64::MIN`, which wrap for ordinary sizes) make the expression
+// not affine at all, so nothing is proved from it: the fuzzer found a
+// negative `iota` size "proved" non-negative that way, reported as a size
+// mismatch by native code and as a negative size by the interpreter.
+// (A variable that is neither a dimension nor a loop index — an `i64`
+// parameter — is not bounded by this; facts about it come only from checks
+// and branches the program itself makes.)
 
 /// The affine definitions of the variables assigned once.
 pub struct Defs {
@@ -104,7 +129,7 @@ impl Defs {
     /// `o` as an affine expression, definitions expanded.
     pub fn affine(&self, o: Operand) -> Option<Affine> {
         let mut a = match o {
-            Operand::Const(Const::I64(c)) => Affine::constant(c),
+            Operand::Const(Const::I64(c)) if c.unsigned_abs() <= MAX_CONST as u64 => Affine::constant(c),
             Operand::Var(v) => Affine::var(v),
             Operand::Const(_) => return None,
         };
@@ -121,7 +146,7 @@ impl Defs {
 /// when its operands name one value each (`stable`).
 fn rhs_affine(rhs: &Rhs, stable: &dyn Fn(LVar) -> bool) -> Option<Affine> {
     let op = |o: &Operand| match o {
-        Operand::Const(Const::I64(c)) => Some(Affine::constant(*c)),
+        Operand::Const(Const::I64(c)) if c.unsigned_abs() <= MAX_CONST as u64 => Some(Affine::constant(*c)),
         Operand::Var(v) if stable(*v) => Some(Affine::var(*v)),
         _ => None,
     };

@@ -245,11 +245,11 @@ const MAX_TERMS: usize = 4;
 fn overflow_guard(bounds: &[&Affine]) -> Option<Vec<LVar>> {
     let mut vars = Vec::new();
     for a in bounds {
-        if a.terms.len() > MAX_TERMS || a.c.abs() > MAX_CONST {
+        if a.terms.len() > MAX_TERMS || a.c.unsigned_abs() > MAX_CONST as u64 {
             return None;
         }
         for &(v, k) in &a.terms {
-            if k.abs() > MAX_COEFF {
+            if k.unsigned_abs() > MAX_COEFF as u64 {
                 return None;
             }
             if !vars.contains(&v) {
