@@ -1169,7 +1169,7 @@ impl Lower<'_> {
         let Inst::Let(ptr, Rhs::Alloc { count, site, hoisted: false, .. }) = alloc else { return Vec::new() };
         let ok = self.fresh("allocated", MTy::Bool);
         vec![
-            Inst::Let(ok, Rhs::Binary(BinOp::Ne, Operand::Var(*ptr), Operand::i64(0))),
+            Inst::Let(ok, Rhs::null_test(*ptr)),
             Inst::If { cond: ok.into(), then: Vec::new(), els: vec![Inst::Fail { site: *site, args: vec![*count] }] },
         ]
     }

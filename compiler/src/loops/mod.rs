@@ -205,6 +205,20 @@ pub enum Inst {
 }
 
 impl Rhs {
+    /// The test that a hoisted allocation got its memory: `ptr != 0`
+    /// (Note [Hoisted buffers] in `lower.rs`).
+    pub fn null_test(ptr: LVar) -> Rhs {
+        Rhs::Binary(BinOp::Ne, Operand::Var(ptr), Operand::i64(0))
+    }
+
+    /// The buffer this tests for null, if it is [`Rhs::null_test`].
+    pub fn tested_for_null(&self) -> Option<LVar> {
+        match self {
+            Rhs::Binary(BinOp::Ne, Operand::Var(p), Operand::Const(Const::I64(0))) => Some(*p),
+            _ => None,
+        }
+    }
+
     /// The operands the right-hand side reads.
     pub fn operands(&self) -> Vec<Operand> {
         match self {

@@ -9,7 +9,6 @@
 //! initial value, a check) move above it.
 
 use super::simplify::Counts;
-use crate::ir::{BinOp, Const};
 use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, Operand, Rhs};
 use std::collections::{HashMap, HashSet};
 
@@ -157,7 +156,7 @@ pub fn private_buffers(f: &Func) -> HashSet<LVar> {
             Inst::Let(_, Rhs::Load { index, .. }) => vec![*index],
             Inst::Store { index, value, .. } => vec![*index, *value],
             Inst::Release { mark, .. } => vec![*mark],
-            Inst::Let(_, rhs) if null_test(rhs).is_some() => Vec::new(),
+            Inst::Let(_, rhs) if rhs.tested_for_null().is_some() => Vec::new(),
             i => i.operands(),
         };
         escapes.extend(others.into_iter().filter_map(Operand::var));
@@ -372,7 +371,7 @@ fn forward_stores_from(insts: &mut [Inst], fresh: &HashSet<LVar>, mut last: Stor
                 }
             }
             // A check writes nothing.
-            Inst::If { then, els, .. } if then.is_empty() && matches!(els.as_slice(), [Inst::Fail { .. }]) => {}
+            i if super::checks::is_check(i).is_some() => {}
             Inst::If { then, els, .. } => {
                 forward_stores_from(then, fresh, last.clone());
                 forward_stores_from(els, fresh, last.clone());
@@ -396,7 +395,7 @@ fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
         Inst::Let(_, Rhs::Load { base, .. }) => read.extend(base.var()),
         Inst::Copy { src, .. } => read.extend(src.var()),
         Inst::Store { .. } | Inst::Release { .. } => {}
-        Inst::Let(_, rhs) if null_test(rhs).is_some() => {}
+        Inst::Let(_, rhs) if rhs.tested_for_null().is_some() => {}
         i => read.extend(i.operands().into_iter().filter_map(Operand::var).filter(|v| fresh.contains(v))),
     });
     read.extend(f.results.iter().filter_map(|o| o.var()));
@@ -406,22 +405,13 @@ fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
     }
 }
 
-/// The buffer whose hoisted allocation `rhs` tests for null, if it is such
-/// a test (Note [Hoisted buffers] in `lower.rs`).
-fn null_test(rhs: &Rhs) -> Option<LVar> {
-    match rhs {
-        Rhs::Binary(BinOp::Ne, Operand::Var(p), Operand::Const(Const::I64(0))) => Some(*p),
-        _ => None,
-    }
-}
-
 fn drop_stores(insts: &mut Vec<Inst>, dead: &HashSet<LVar>) {
     // The null tests of dead buffers, and the checks on them, go too.
     let mut tests: HashSet<LVar> = HashSet::new();
     insts.retain(|i| match i {
         Inst::Store { base: Operand::Var(b), .. } => !dead.contains(b),
         Inst::Let(v, Rhs::Alloc { .. }) => !dead.contains(v),
-        Inst::Let(v, rhs) if null_test(rhs).is_some_and(|p| dead.contains(&p)) => {
+        Inst::Let(v, rhs) if rhs.tested_for_null().is_some_and(|p| dead.contains(&p)) => {
             tests.insert(*v);
             false
         }

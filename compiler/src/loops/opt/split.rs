@@ -64,23 +64,13 @@ impl Splitter {
     /// Splits the loops of `insts`, innermost first; a loop whose body
     /// changed in this round waits for the next. Returns whether anything changed.
     fn block(&mut self, f: &mut Func, insts: &mut Vec<Inst>) -> bool {
-        let mut out = Vec::with_capacity(insts.len());
-        let mut changed = false;
-        for mut i in std::mem::take(insts) {
-            let mut inner = false;
-            for b in i.blocks_mut() {
-                inner |= self.block(f, b);
+        rewrite_loops_innermost_first(f, insts, &mut |f, index, start, bound, body, lanes, out| {
+            if self.fallbacks.contains(&index) {
+                out.push(Inst::For { index, start, bound, body, lanes });
+                return false;
             }
-            changed |= inner;
-            match i {
-                Inst::For { index, start, bound, body, .. } if !inner && !self.fallbacks.contains(&index) => {
-                    changed |= self.split(f, index, start, bound, body, &mut out);
-                }
-                i => out.push(i),
-            }
-        }
-        *insts = out;
-        changed
+            self.split(f, index, start, bound, body, out)
+        })
     }
 
     /// Emits the loop `for index in start..bound { body }` into `out`, split
@@ -304,6 +294,39 @@ fn emit_affine(f: &mut Func, out: &mut Vec<Inst>, a: &Affine) -> Operand {
         acc = binary(f, out, BinOp::Add, acc, term);
     }
     acc
+}
+
+/// A `for` loop taken apart: index, start, bound, body, lanes.
+pub(super) type LoopRewrite<'r> =
+    dyn FnMut(&mut Func, LVar, Operand, Operand, Vec<Inst>, u32, &mut Vec<Inst>) -> bool + 'r;
+
+/// Offers each `for` loop of `insts` to `rewrite`, innermost first, which
+/// pushes the loop or its replacement to the output and says whether it
+/// changed it. A loop whose body changed in this walk is kept as it is (the
+/// next round sees it with its analyses recomputed). Returns whether anything
+/// in `insts` changed. (The walk of `split` and `unroll`.)
+pub(super) fn rewrite_loops_innermost_first(
+    f: &mut Func,
+    insts: &mut Vec<Inst>,
+    rewrite: &mut LoopRewrite<'_>,
+) -> bool {
+    let mut out = Vec::with_capacity(insts.len());
+    let mut changed = false;
+    for mut i in std::mem::take(insts) {
+        let mut inner = false;
+        for b in i.blocks_mut() {
+            inner |= rewrite_loops_innermost_first(f, b, rewrite);
+        }
+        changed |= inner;
+        match i {
+            Inst::For { index, start, bound, body, lanes } if !inner => {
+                changed |= rewrite(f, index, start, bound, body, lanes, &mut out);
+            }
+            i => out.push(i),
+        }
+    }
+    *insts = out;
+    changed
 }
 
 /// Variables assigned only in `body` and read only there (`counts` are the

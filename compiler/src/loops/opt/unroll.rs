@@ -10,7 +10,7 @@
 //! function.
 
 use super::simplify::Counts;
-use super::split::{body_locals, fresh_copy};
+use super::split::{body_locals, fresh_copy, rewrite_loops_innermost_first};
 use crate::ir::Const;
 use crate::loops::{for_each_inst, Func, Inst, Operand, Rhs};
 
@@ -48,35 +48,20 @@ impl Unroller {
     /// Unrolls the short loops of `insts` whose bodies did not change in
     /// this round. Returns whether anything in `insts` changed.
     fn block(&mut self, f: &mut Func, insts: &mut Vec<Inst>) -> bool {
-        let mut out = Vec::with_capacity(insts.len());
-        let mut changed = false;
-        for mut i in std::mem::take(insts) {
-            let mut inner = false;
-            for b in i.blocks_mut() {
-                inner |= self.block(f, b);
+        rewrite_loops_innermost_first(f, insts, &mut |f, index, start, bound, body, lanes, out| {
+            let Some((first, end)) = self.trips(start, bound, lanes, &body) else {
+                out.push(Inst::For { index, start, bound, body, lanes });
+                return false;
+            };
+            let locals = body_locals(&self.counts, &body);
+            for k in first..end {
+                let (copy, rename) = fresh_copy(f, index, &body, &locals);
+                out.push(Inst::Let(rename[&index], Rhs::Use(Operand::i64(k))));
+                out.extend(copy);
             }
-            changed |= inner;
-            match i {
-                Inst::For { index, start, bound, body, lanes } if !inner => {
-                    match self.trips(start, bound, lanes, &body) {
-                        Some((first, end)) => {
-                            let locals = body_locals(&self.counts, &body);
-                            for k in first..end {
-                                let (copy, rename) = fresh_copy(f, index, &body, &locals);
-                                out.push(Inst::Let(rename[&index], Rhs::Use(Operand::i64(k))));
-                                out.extend(copy);
-                            }
-                            self.changed = true;
-                            changed = true;
-                        }
-                        None => out.push(Inst::For { index, start, bound, body, lanes }),
-                    }
-                }
-                i => out.push(i),
-            }
-        }
-        *insts = out;
-        changed
+            self.changed = true;
+            true
+        })
     }
 
     /// The constant index range of a loop to unroll, charging the budget.
