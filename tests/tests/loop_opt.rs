@@ -288,3 +288,43 @@ fn examples_with_wrong_sizes_fail_with_their_diagnostics() {
         assert!(e.contains(code), "{eval} {field}: {e}");
     }
 }
+
+#[test]
+fn loop_variables_that_only_feed_themselves_go() {
+    // The gradient of a residual whose powers of t are inactive: reverse mode
+    // accumulates the adjoint of `power` in the backward loop, and nothing
+    // reads it (Note [Dead loop variables] in opt/simplify.rs). The backward
+    // loop keeps one multiply-add per coefficient, no loop-carried float.
+    let src = "def r [m] (x: [m]f64) (t: f64) : f64 = \
+               let (s, _) = loop (s, p) = (1.0, 1.0) for j < m do (s - x[j] * p, p * t) in s * s\n\
+               entry g [m] (x: [m]f64) (t: f64) : [m]f64 = grad (\\y -> r y t) x";
+    let p = compile(src);
+    let body = loops(&p, "g");
+    let mut carried = 0;
+    for_each_inst(&body, &mut |i| {
+        if let Inst::For { body, .. } = i {
+            // A variable copied into at the end of an iteration and read
+            // before that copy: carried into the next iteration.
+            for inst in body {
+                if let Inst::Let(v, Rhs::Use(_)) = inst {
+                    if body
+                        .iter()
+                        .take_while(|j| j.def() != Some(*v))
+                        .any(|j| j.operands().iter().any(|o| o.var() == Some(*v)))
+                    {
+                        carried += 1;
+                    }
+                }
+            }
+        }
+    });
+    // The forward loop carries the residual and the power; the backward loop nothing.
+    assert_eq!(carried, 2, "{body:?}");
+    // The tape of powers is written once per element, not first zeroed.
+    let stores = count(&body, |i| matches!(i, Inst::Store { .. }));
+    assert_eq!(stores, 3, "the zeroed gradient, the tape, the gradient update: {body:?}");
+    let x = serde_json::json!([0.5, -1.0, 2.0, 0.25]);
+    for t in [0.0, 0.5, -1.5] {
+        agree(&p, "g", serde_json::json!({ "x": x, "t": t })).unwrap();
+    }
+}

@@ -1,6 +1,8 @@
 //! Local clean-ups of the loop IR, to a fixpoint: copy propagation, constant
 //! folding (with the interpreter's semantics), branches on constants, dead
-//! assignments, empty loops and releases of loops that no longer allocate.
+//! assignments (by liveness, so loop variables that only feed themselves go
+//! too), stores overwritten before anything reads them, empty loops and
+//! releases of loops that no longer allocate.
 //!
 //! Input and output: a verified [`Func`]. Nothing here moves an instruction
 //! across another, so the order of failures is untouched; removed
@@ -18,6 +20,7 @@ pub fn run(f: &mut Func) {
         let mut changed = propagate(f);
         changed |= fold_block(&mut f.body);
         changed |= dead(f);
+        changed |= overwritten_stores(&mut f.body);
         if !changed {
             break;
         }
@@ -226,19 +229,67 @@ fn fold_block(insts: &mut Vec<Inst>) -> bool {
     changed
 }
 
-/// Removes assignments nobody reads, branches and loops with nothing left
-/// in them, and the releases of loop bodies that no longer allocate.
+/// Removes assignments to variables that nothing live reads (Note [Dead
+/// loop variables]), branches and loops with nothing left in them, and the
+/// releases of loop bodies that no longer allocate.
 fn dead(f: &mut Func) -> bool {
-    let counts = Counts::of(f);
-    dead_block(&mut f.body, &counts)
+    let live = live_vars(f);
+    dead_block(&mut f.body, &live)
 }
 
-fn dead_block(insts: &mut Vec<Inst>, counts: &Counts) -> bool {
+/*
+Note [Dead loop variables]
+~~~~~~~~~~~~~~~~~~~~~~~~~~
+Counting reads is not enough to find dead code in loops: a loop-carried
+variable that only feeds its own next value,
+
+    adj = 0.0
+    for j < m { t = a * adj; u = t + b; adj = u }
+
+is read (by `t`) on every iteration, yet nothing after the loop, no store,
+no test and no bound depends on it. Reverse mode leaves such chains whenever
+it accumulates the adjoint of a value whose own inputs are inactive (the
+powers of a constant in `llsq`'s gradient): the chain costs a multiply and an
+add of latency per iteration, and it was a third of that gradient's time.
+
+So `dead` marks instead of counting. The roots are what has an effect: the
+function's results, every operand of a store, copy, failure and release, and
+the conditions and bounds of branches and loops. A variable read by a live
+assignment is live, for every assignment to it (liveness is per variable, not
+per program point: a variable assigned in several places is live in all of
+them, which is safe). Assignments to variables that are not live go. Every
+right-hand side is pure (checks are separate instructions), so removing one
+changes no result and no failure.
+*/
+
+/// The variables some effect depends on (Note [Dead loop variables]).
+fn live_vars(f: &Func) -> Vec<bool> {
+    let mut live = vec![false; f.vars.len()];
+    let mut reads: Vec<Vec<LVar>> = vec![Vec::new(); f.vars.len()];
+    let mut work: Vec<LVar> = f.results.iter().filter_map(|o| o.var()).collect();
+    for_each_inst(&f.body, &mut |i| {
+        let operands = i.operands().into_iter().filter_map(Operand::var);
+        match i {
+            Inst::Let(v, _) => reads[v.0 as usize].extend(operands),
+            _ => work.extend(operands),
+        }
+    });
+    while let Some(v) = work.pop() {
+        let Some(slot) = live.get_mut(v.0 as usize) else { continue };
+        if !*slot {
+            *slot = true;
+            work.extend(reads[v.0 as usize].iter().copied());
+        }
+    }
+    live
+}
+
+fn dead_block(insts: &mut Vec<Inst>, live: &[bool]) -> bool {
     let before = insts.len();
     let mut changed = false;
     for i in insts.iter_mut() {
         for b in i.blocks_mut() {
-            changed |= dead_block(b, counts);
+            changed |= dead_block(b, live);
         }
         if let Inst::For { body, .. } | Inst::While { body, .. } = i {
             if matches!(body.last(), Some(Inst::Release { .. })) && !allocates(body) {
@@ -248,7 +299,7 @@ fn dead_block(insts: &mut Vec<Inst>, counts: &Counts) -> bool {
         }
     }
     insts.retain(|i| match i {
-        Inst::Let(v, _) => counts.uses[v.0 as usize] > 0,
+        Inst::Let(v, _) => live.get(v.0 as usize).copied().unwrap_or(true),
         Inst::For { body, .. } => !body.is_empty(),
         Inst::If { then, els, .. } => !(then.is_empty() && els.is_empty()),
         _ => true,
@@ -261,4 +312,43 @@ pub fn allocates(insts: &[Inst]) -> bool {
     let mut found = false;
     for_each_inst(insts, &mut |i| found |= matches!(i, Inst::Let(_, Rhs::Alloc { .. })));
     found
+}
+
+/// Removes a store that a later store to the same element overwrites before
+/// anything could read it: only assignments other than loads lie between
+/// them, and none reassigns the base or the index. (Buffers may alias through
+/// offsets, so any load in between keeps the first store.) Reverse mode's
+/// tapes are filled this way when a `replicate` fuses with the loop that
+/// then writes every element.
+fn overwritten_stores(insts: &mut Vec<Inst>) -> bool {
+    let mut changed = false;
+    for i in insts.iter_mut() {
+        for b in i.blocks_mut() {
+            changed |= overwritten_stores(b);
+        }
+    }
+    let mut dead = vec![false; insts.len()];
+    for (k, first) in insts.iter().enumerate() {
+        let Inst::Store { elem, base, index, .. } = first else { continue };
+        let reassigns = |v: &LVar| base.var() == Some(*v) || index.var() == Some(*v);
+        for later in &insts[k + 1..] {
+            match later {
+                Inst::Store { elem: e, base: b, index: ix, .. } if e == elem && b == base && ix == index => {
+                    dead[k] = true;
+                    break;
+                }
+                Inst::Let(v, rhs) if !matches!(rhs, Rhs::Load { .. }) && !reassigns(v) => {}
+                _ => break,
+            }
+        }
+    }
+    if dead.iter().any(|d| *d) {
+        let mut k = 0;
+        insts.retain(|_| {
+            k += 1;
+            !dead[k - 1]
+        });
+        changed = true;
+    }
+    changed
 }
