@@ -14,7 +14,7 @@
 //! that becomes a failure response). No I/O and no clock: files come through
 //! the loaders and time through the `clock` argument, so tests are exact.
 
-use crate::api::Program;
+use crate::api::{Engine, Program};
 use crate::diagnostic::RenderStyle;
 use crate::driver::Loader;
 use serde_json::value::RawValue;
@@ -30,6 +30,7 @@ pub struct Adapter<'l> {
     load_module: Box<ModuleLoader<'l>>,
     load_import: Box<Loader<'l>>,
     modules: HashMap<String, Program>,
+    engine: Engine,
     log: Vec<String>,
 }
 
@@ -40,7 +41,14 @@ impl<'l> Adapter<'l> {
     /// `load_module` reads `<module>.slope`; `load_import` resolves the
     /// non-stdlib imports of that file (as for [`Program::compile`]).
     pub fn new(load_module: Box<ModuleLoader<'l>>, load_import: Box<Loader<'l>>) -> Adapter<'l> {
-        Adapter { load_module, load_import, modules: HashMap::new(), log: Vec::new() }
+        Adapter { load_module, load_import, modules: HashMap::new(), engine: Engine::Jit, log: Vec::new() }
+    }
+
+    /// Runs every call on `engine` (native code by default; the reference
+    /// interpreter for differential tests and `slope gradbench --interp`).
+    pub fn with_engine(mut self, engine: Engine) -> Adapter<'l> {
+        self.engine = engine;
+        self
     }
 
     /// Messages worth logging since the last call (malformed lines, failed
@@ -117,8 +125,12 @@ impl<'l> Adapter<'l> {
         let start = clock();
         let compiled = Program::compile(&name, &text, &*self.load_import);
         // Native code is part of compiling: build it now, not in the first `evaluate`.
-        let compiled = compiled.and_then(|p| {
-            p.native()?;
+        let engine = self.engine;
+        let compiled = compiled.and_then(|mut p| {
+            p.engine = engine;
+            if engine == Engine::Jit {
+                p.native()?;
+            }
             Ok(p)
         });
         let nanoseconds = clock().saturating_sub(start);

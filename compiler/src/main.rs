@@ -115,6 +115,9 @@ enum Command {
         /// Where `<module>.slope` files are read from.
         #[arg(long, default_value = "examples/gradbench")]
         dir: PathBuf,
+        /// Run on the reference interpreter instead of native code (the JIT).
+        #[arg(long)]
+        interp: bool,
     },
 }
 
@@ -158,7 +161,10 @@ fn command() -> ExitCode {
         }
         Command::Test { paths } => return cli::test::run(&paths),
         Command::Repl => return cli::repl::run(),
-        Command::Gradbench { dir } => return cli::gradbench::run(&dir),
+        Command::Gradbench { dir, interp } => {
+            let engine = if interp { slope::api::Engine::Interp } else { slope::api::Engine::Jit };
+            return cli::gradbench::run(&dir, engine);
+        }
     };
     match result {
         Ok(out) => {

@@ -1,9 +1,10 @@
-//! GradBench fixtures: every `function` of every eval in `tests/fixtures`
-//! that Slope implements runs through the library API (as `slope run --input`
-//! does) and must match the reference output. GradBench accepts a normalised
-//! error of 1e-4; we require 1e-8.
+//! GradBench fixtures: every `function` of all twelve evals in
+//! `tests/fixtures` runs through the library API (as `slope run --input`
+//! does) on both engines — native code and the reference interpreter — and
+//! must match the reference output. GradBench accepts a normalised error of
+//! 1e-4; we require 1e-8.
 
-use slope::api::Program;
+use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
 use slope_tests::{file_loader, fixture_files, json_close, workspace_dir};
 
@@ -25,11 +26,13 @@ fn check_within(eval_dir: &str, module: &str, functions: &[&str], tolerance: f64
         if !functions.contains(&function) {
             continue;
         }
-        let output = program
-            .call_json(function, &fixture["input"])
-            .unwrap_or_else(|f| panic!("{}: {function} failed:\n{}", file.display(), f.render(RenderStyle::Rich)));
-        if let Err(e) = json_close(&output, &fixture["output"], tolerance, function) {
-            panic!("{}: {e}", file.display());
+        for engine in [Engine::Jit, Engine::Interp] {
+            let output = program.call_json_on(engine, function, &fixture["input"]).unwrap_or_else(|f| {
+                panic!("{}: {function} failed on {engine:?}:\n{}", file.display(), f.render(RenderStyle::Rich))
+            });
+            if let Err(e) = json_close(&output, &fixture["output"], tolerance, function) {
+                panic!("{} on {engine:?}: {e}", file.display());
+            }
         }
         ran += 1;
     }
@@ -119,4 +122,47 @@ fn ht_objective_simple() {
 #[test]
 fn ht_objective_complicated() {
     check("ht-complicated", "ht", &["objective"]);
+}
+
+#[test]
+fn llsq_primal() {
+    check("llsq", "llsq", &["primal"]);
+}
+
+#[test]
+fn llsq_gradient() {
+    check("llsq", "llsq", &["gradient"]);
+}
+
+#[test]
+fn det_primal() {
+    check("det", "det", &["primal"]);
+}
+
+#[test]
+fn det_gradient() {
+    check("det", "det", &["gradient"]);
+}
+
+#[test]
+fn kmeans_cost() {
+    check("kmeans", "kmeans", &["cost"]);
+}
+
+/// `dir` is a Hessian-vector product (forward over reverse), against the
+/// reference's closed form.
+#[test]
+fn kmeans_dir() {
+    check("kmeans", "kmeans", &["dir"]);
+}
+
+/// All four nestings of modes reach GradBench's constant.
+#[test]
+fn particle_all_modes() {
+    check("particle", "particle", &["rr", "ff", "fr", "rf"]);
+}
+
+#[test]
+fn saddle_all_modes() {
+    check("saddle", "saddle", &["rr", "ff", "fr", "rf"]);
 }

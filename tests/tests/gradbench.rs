@@ -4,15 +4,20 @@
 //! is checked for id, shape, timings and value. A fake clock makes the timing
 //! loop's `min_runs`/`min_seconds` behaviour exact.
 //!
-//! Each fixture runs once here (ba and ht take seconds in the interpreter);
-//! `fixtures.rs` checks the same values through `call_json`.
+//! Each fixture runs once per engine here; `fixtures.rs` checks the same
+//! values through `call_json_on`.
 
 use serde_json::{json, Value as J};
+use slope::api::Engine;
 use slope::gradbench::Adapter;
 use slope_tests::{file_loader, fixture_files, json_close, workspace_dir};
 
 /// An adapter reading modules from `examples/gradbench`, as `slope gradbench` does.
 fn adapter() -> Adapter<'static> {
+    adapter_on(Engine::Jit)
+}
+
+fn adapter_on(engine: Engine) -> Adapter<'static> {
     let dir = workspace_dir().join("examples/gradbench");
     Adapter::new(
         Box::new(move |module: &str| {
@@ -21,6 +26,7 @@ fn adapter() -> Adapter<'static> {
         }),
         Box::new(file_loader),
     )
+    .with_engine(engine)
 }
 
 /// An adapter over in-memory modules (for failures the examples cannot show).
@@ -83,10 +89,17 @@ fn assert_failure(response: &J) -> String {
     error.to_string()
 }
 
-/// One eval session over every fixture file of `eval_dir`, as GradBench runs it.
+/// One eval session over every fixture file of `eval_dir`, as GradBench runs
+/// it, on each engine.
 fn session(eval_dir: &str, module: &str) {
+    for engine in [Engine::Jit, Engine::Interp] {
+        session_on(eval_dir, module, engine);
+    }
+}
+
+fn session_on(eval_dir: &str, module: &str, engine: Engine) {
     let files = fixture_files(eval_dir);
-    let mut adapter = adapter();
+    let mut adapter = adapter_on(engine);
     let mut clock = fake_clock(1_000);
     let start = json!({"id": 0, "kind": "start", "eval": module, "config": null});
     assert_eq!(adapter.handle(&start.to_string(), &mut clock), r#"{"id":0,"tool":"slope"}"#);
@@ -107,14 +120,14 @@ fn session(eval_dir: &str, module: &str) {
                              "input": input, "description": fixture["workload"]});
         let response = send(&mut adapter, &message, &mut clock);
         if response["success"] != true {
-            panic!("{}: {}", file.display(), response["error"]);
+            panic!("{} on {engine:?}: {}", file.display(), response["error"]);
         }
         assert_success(&response, &["id", "success", "output", "timings"]);
         assert_eq!(timings(&response, "evaluate"), vec![1_000], "{}", file.display());
         // fixtures.rs explains the ode gradient's looser bound.
         let tolerance = if module == "ode" && function == "gradient" { 1e-6 } else { 1e-8 };
         if let Err(e) = json_close(&response["output"], &fixture["output"], tolerance, function) {
-            panic!("{}: {e}", file.display());
+            panic!("{} on {engine:?}: {e}", file.display());
         }
     }
     let analysis = json!({"id": 99, "kind": "analysis", "valid": true, "error": null});
@@ -161,6 +174,31 @@ fn fixtures_ht_simple() {
 #[test]
 fn fixtures_ht_complicated() {
     session("ht-complicated", "ht");
+}
+
+#[test]
+fn fixtures_llsq() {
+    session("llsq", "llsq");
+}
+
+#[test]
+fn fixtures_det() {
+    session("det", "det");
+}
+
+#[test]
+fn fixtures_kmeans() {
+    session("kmeans", "kmeans");
+}
+
+#[test]
+fn fixtures_particle() {
+    session("particle", "particle");
+}
+
+#[test]
+fn fixtures_saddle() {
+    session("saddle", "saddle");
 }
 
 fn evaluate_lse(adapter: &mut Adapter, limits: J, clock: &mut dyn FnMut() -> u64) -> J {
@@ -354,4 +392,39 @@ fn repeated_runs_agree() {
     let once = evaluate_lse(&mut adapter, json!({"min_runs": 1}), &mut clock);
     let many = evaluate_lse(&mut adapter, json!({"min_runs": 5}), &mut clock);
     assert_eq!(once["output"], many["output"]);
+}
+
+/// The upstream tool directory (`gradbench/tool/`) lists exactly the evals
+/// this repository implements and has fixtures for, and its Dockerfile ends
+/// as GradBench requires and serves them with `slope gradbench`.
+/// (`gradbench/tool/check.sh` checks it against a GradBench checkout.)
+#[test]
+fn tool_directory_lists_every_eval() {
+    let tool = workspace_dir().join("gradbench/tool");
+    let listed: Vec<String> =
+        std::fs::read_to_string(tool.join("evals.txt")).unwrap().lines().map(str::to_string).collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(listed, sorted, "evals.txt is sorted and unique");
+    let mut with_fixtures: Vec<String> = std::fs::read_dir(workspace_dir().join("tests/fixtures"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|name| name != "ht-complicated")
+        .collect();
+    with_fixtures.sort();
+    assert_eq!(listed, with_fixtures, "evals.txt lists every eval with fixtures");
+    assert_eq!(listed.len(), 12, "all twelve GradBench evals");
+    for eval in &listed {
+        assert!(workspace_dir().join(format!("examples/gradbench/{eval}.slope")).is_file(), "{eval}.slope exists");
+    }
+    let dockerfile = std::fs::read_to_string(tool.join("Dockerfile")).unwrap();
+    assert_eq!(
+        dockerfile.lines().last(),
+        Some("LABEL org.opencontainers.image.source=https://github.com/gradbench/gradbench")
+    );
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["slope", "gradbench", "--dir", "/slope/examples/gradbench"]"#));
+    assert!(tool.join("README.md").is_file());
 }

@@ -60,6 +60,8 @@ pub mod memory {
 }
 
 /// The primal and derivative function of each eval, and the module it lives in.
+/// (`particle` and `saddle` have no primal: their four functions are four
+/// nestings of modes; GradBench's runner times them, see docs/performance.md.)
 const EVALS: &[(&str, &str, &str, &str)] = &[
     ("hello", "hello", "square", "double"),
     ("lse", "lse", "primal", "gradient"),
@@ -69,6 +71,9 @@ const EVALS: &[(&str, &str, &str, &str)] = &[
     ("ba", "ba", "objective", "jacobian"),
     ("ht", "ht", "objective", "jacobian"),
     ("ht-complicated", "ht", "objective", "jacobian"),
+    ("llsq", "llsq", "primal", "gradient"),
+    ("det", "det", "primal", "gradient"),
+    ("kmeans", "kmeans", "cost", "dir"),
 ];
 
 pub fn run(

@@ -9,12 +9,13 @@
 //! session goes on.
 
 use super::streams::{write_stderr, write_stdout, Line, Lines};
+use slope::api::Engine;
 use slope::gradbench::Adapter;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub fn run(dir: &Path) -> ExitCode {
+pub fn run(dir: &Path, engine: Engine) -> ExitCode {
     let dir: PathBuf = dir.to_path_buf();
     let load_module = move |module: &str| {
         let path = dir.join(format!("{module}.slope"));
@@ -22,7 +23,7 @@ pub fn run(dir: &Path) -> ExitCode {
             .map(|text| (path.display().to_string(), text))
             .map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
-    let mut adapter = Adapter::new(Box::new(load_module), Box::new(super::file_loader));
+    let mut adapter = Adapter::new(Box::new(load_module), Box::new(super::file_loader)).with_engine(engine);
     let origin = Instant::now();
     let mut clock = || origin.elapsed().as_nanos() as u64;
     let limit = super::max_input_bytes();
