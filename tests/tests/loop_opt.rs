@@ -328,3 +328,36 @@ fn loop_variables_that_only_feed_themselves_go() {
         agree(&p, "g", serde_json::json!({ "x": x, "t": t })).unwrap();
     }
 }
+
+#[test]
+fn small_buffers_become_variables_even_through_branches() {
+    // Per row, one of two 3-vectors chosen by a branch, then read at constant
+    // indices: no buffer is left but the result (Note [Small buffers as
+    // variables] in opt/scalarize.rs), and the values are the interpreter's.
+    let src = "entry f [n] (xs: [n][3]f64) : [n]f64 = \
+               map (\\x -> let y = if x[0] > 0.0 then map (\\v -> v * 2.0) x else map (\\v -> v + 1.0) x in \
+                           y[0] * y[1] - y[2]) xs";
+    let p = compile(src);
+    let body = loops(&p, "f");
+    assert_eq!(count(&body, |i| matches!(i, Inst::Let(_, Rhs::Alloc { .. }))), 1, "only the result: {body:?}");
+    let xs = serde_json::json!([[1.0, -2.0, 0.5], [-1.0, -0.0, 3.25], [0.0, 2.0, -1e10]]);
+    agree(&p, "f", serde_json::json!({ "xs": xs })).unwrap();
+}
+
+#[test]
+fn a_small_buffer_read_at_a_variable_index_stays_in_memory() {
+    // `y[k]` may be any element (or out of range): the buffer must stay.
+    let src = "entry g [n] (xs: [n][3]f64) (k: i64) : [n]f64 = \
+               map (\\x -> let y = map (\\v -> v * 2.0) x in y[0] + y[k]) xs";
+    let p = compile(src);
+    let body = loops(&p, "g");
+    assert!(count(&body, |i| matches!(i, Inst::Let(_, Rhs::Alloc { .. }))) >= 2, "{body:?}");
+    let xs = serde_json::json!([[1.0, -2.0, 0.5], [-1.0, 4.0, 3.25]]);
+    for k in 0..3 {
+        let got = agree(&p, "g", serde_json::json!({ "xs": xs, "k": k })).unwrap();
+        let want: Vec<f64> = [[1.0, -2.0, 0.5], [-1.0, 4.0, 3.25]].iter().map(|x| 2.0 * x[0] + 2.0 * x[k]).collect();
+        assert_eq!(got, serde_json::json!(want));
+    }
+    let e = agree(&p, "g", serde_json::json!({ "xs": xs, "k": 3 })).unwrap_err();
+    assert!(e.contains("E0201"), "{e}");
+}

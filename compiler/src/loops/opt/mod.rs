@@ -9,7 +9,8 @@
 //!
 //! The passes ([`PASSES`]; `slope emit --stage loops` prints the result,
 //! `--stage lowered` the input), in the order `simplify`, `unroll`,
-//! `ranges`, `split`, `simplify`, `ranges`, `fuse`, `simplify`, `simd`:
+//! `ranges`, `split`, `simplify`, `ranges`, `fuse`, `simplify`, `scalarize`,
+//! `simplify`, `simd`:
 //! - `simplify` ([`simplify`]): copy propagation, constant folding, constant
 //!   branches, dead code and empty loops;
 //! - `unroll` ([`unroll`]): loops of at most four iterations with constant
@@ -21,6 +22,9 @@
 //!   a comparison of its index with a loop-invariant value becomes
 //!   consecutive loops over the index ranges where the comparison is
 //!   constant (Note [Index-set splitting]);
+//! - `scalarize` ([`scalarize`]): a buffer of a few elements only ever
+//!   accessed at constant indices becomes one variable per element (Note
+//!   [Small buffers as variables]);
 //! - `fuse` ([`fuse`]): consecutive loops over the same range become one,
 //!   a load of the element just stored is the stored value, and a buffer
 //!   nothing reads is not written (Note [Loop fusion]);
@@ -36,6 +40,7 @@
 pub mod affine;
 pub mod checks;
 pub mod fuse;
+pub mod scalarize;
 pub mod simd;
 pub mod simplify;
 pub mod split;
@@ -86,6 +91,16 @@ pub static PASSES: &[Pass] = &[
         name: "fuse",
         description: "fuse consecutive loops over the same range; forward stores to loads; drop unread buffers",
         run: fuse::run,
+    },
+    Pass {
+        name: "simplify",
+        description: "copy propagation, constant folding, constant branches, dead code, empty loops",
+        run: simplify::run,
+    },
+    Pass {
+        name: "scalarize",
+        description: "replace small buffers accessed only at constant indices by one variable per element",
+        run: scalarize::run,
     },
     Pass {
         name: "simplify",

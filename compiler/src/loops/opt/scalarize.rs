@@ -1,0 +1,347 @@
+//! Scalar replacement of small buffers: a buffer of a few elements that is
+//! only ever loaded and stored at constant indices becomes one variable per
+//! element (Note [Small buffers as variables]).
+//!
+//! Input and output: a verified [`Func`]. A buffer qualifies when its
+//! allocation has a constant count of at most [`MAX_ELEMENTS`], its variable
+//! is assigned once, and every other read of that variable is the base of a
+//! load or store at a constant index in range, of the allocation's element
+//! type, or its null test. The allocation becomes assignments of zero to the
+//! element variables (arena memory has no defined contents, so zero is as
+//! good as any), a store an assignment, a load a copy, and the null test
+//! `true`: the memory is never allocated, so it cannot run out.
+
+use super::simplify::Counts;
+use crate::ir::Const;
+use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
+use std::collections::HashMap;
+
+/// The largest buffer replaced by variables (a rotation's 3-vector, a
+/// projection's 2-vector, a camera's 11 parameters are all below it).
+pub const MAX_ELEMENTS: i64 = 16;
+
+/*
+Note [Small buffers as variables]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+After unrolling, the small arrays of a map body — the 3-vectors of a
+rotation, the 2-vector of a projection — are buffers read and written at
+constant indices: `store f64 b[1] = t`, later `x = load f64 b[1]`. Each is an
+allocation (hoisted out of the loop, with a null test at its place, Note
+[Hoisted buffers] in lower.rs), a memory write and a memory read per element,
+where hand-written code keeps the values in registers. `ba`'s jacobian had
+two dozen of them in its loop over observations.
+
+A buffer only reached through constant indices is a fixed set of mutable
+cells, and so is a set of variables: a variable of the loop IR can be
+assigned any number of times, in loops and branches, and a read sees the last
+assignment in execution order, exactly as a load sees the last store. So the
+rewrite is exact when nothing else can see the memory: the buffer's pointer
+is never copied, stored, returned, kept by a release, offset or passed to a
+copy — its variable appears only as the base of loads and stores at constant
+indices (and in its own null test). Code generation then keeps the elements
+in registers (Cranelift's SSA construction turns the assignments into values),
+and a buffer that was written but never read leaves only dead assignments,
+which `simplify` removes (Note [Dead loop variables]).
+
+The element variables start at zero where the buffer was allocated, so every
+variable is assigned before it is read even where the program reads an
+element it never wrote (which the lowering does not produce; arena memory
+would hold an arbitrary value there).
+*/
+
+pub fn run(f: &mut Func) {
+    let groups = candidates(f);
+    if groups.is_empty() {
+        return;
+    }
+    // One set of variables per group, named after its first member.
+    let mut by_group: HashMap<LVar, Vec<LVar>> = HashMap::new();
+    let mut members: Vec<(LVar, LVar)> = groups.iter().map(|(m, g)| (*m, g.root)).collect();
+    members.sort();
+    let mut elements: HashMap<LVar, (MTy, Vec<LVar>)> = HashMap::new();
+    for (member, root) in members {
+        let Shape { elem, count } = groups[&member].shape;
+        let vars = by_group
+            .entry(root)
+            .or_insert_with(|| {
+                let name = f.vars[root.0 as usize].0.clone();
+                (0..count).map(|k| f.fresh(&format!("{name}_{k}"), elem)).collect()
+            })
+            .clone();
+        elements.insert(member, (elem, vars));
+    }
+    rewrite(&mut f.body, &elements);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Shape {
+    elem: MTy,
+    count: i64,
+}
+
+/// A buffer variable that qualifies: its shape and the first buffer of its
+/// group (Note [Small buffers as variables]).
+struct Member {
+    shape: Shape,
+    root: LVar,
+}
+
+/// The buffers (and the pointer variables choosing among them) that qualify.
+fn candidates(f: &Func) -> HashMap<LVar, Member> {
+    let counts = Counts::of(f);
+    let mut shapes: HashMap<LVar, Shape> = HashMap::new();
+    for_each_inst(&f.body, &mut |i| {
+        if let Inst::Let(b, Rhs::Alloc { elem, count: Operand::Const(Const::I64(n)), .. }) = i {
+            if (0..=MAX_ELEMENTS).contains(n) && counts.single(*b) {
+                shapes.insert(*b, Shape { elem: *elem, count: *n });
+            }
+        }
+    });
+    // Pointer variables assigned only buffers of one shape: `r = b1` in one
+    // block, `r = b2` in another.
+    let mut sources: HashMap<LVar, Vec<LVar>> = HashMap::new();
+    let mut other_defs: Vec<LVar> = Vec::new();
+    for_each_inst(&f.body, &mut |i| match i {
+        Inst::Let(r, Rhs::Use(Operand::Var(b))) if shapes.contains_key(b) && !shapes.contains_key(r) => {
+            sources.entry(*r).or_default().push(*b)
+        }
+        _ => other_defs.extend(i.def()),
+    });
+    for v in other_defs {
+        sources.remove(&v);
+    }
+    sources.retain(|r, bs| {
+        let shape = shapes[&bs[0]];
+        let mut unique = bs.clone();
+        unique.sort();
+        unique.dedup();
+        unique.len() == bs.len() && bs.iter().all(|b| shapes[b] == shape) && !f.params.contains(r)
+    });
+    for (r, bs) in &sources {
+        shapes.insert(*r, shapes[&bs[0]]);
+    }
+    // Take out what escapes, until nothing more does.
+    loop {
+        let escaped = escaping(f, &shapes, &sources);
+        if escaped.is_empty() {
+            break;
+        }
+        for v in escaped {
+            shapes.remove(&v);
+            if let Some(bs) = sources.remove(&v) {
+                for b in bs {
+                    shapes.remove(&b);
+                }
+            }
+        }
+        sources.retain(|r, bs| {
+            let all = bs.iter().all(|b| shapes.contains_key(b));
+            if !all {
+                shapes.remove(r);
+                for b in bs.iter() {
+                    shapes.remove(b);
+                }
+            }
+            all
+        });
+    }
+    // Groups: a pointer variable and the buffers it is assigned.
+    let mut root: HashMap<LVar, LVar> = shapes.keys().map(|v| (*v, *v)).collect();
+    for bs in sources.values() {
+        let first = *bs.iter().min().unwrap();
+        for b in bs {
+            root.insert(*b, first);
+        }
+    }
+    for (r, bs) in &sources {
+        root.insert(*r, *bs.iter().min().unwrap());
+    }
+    shapes.into_iter().map(|(v, shape)| (v, Member { shape, root: root[&v] })).collect()
+}
+
+/// The candidates (`shapes`) that something reads other than as the base of
+/// a load or store at a constant index in range, a null test, a copy between
+/// candidates of constant length, or a pointer variable's assignment that
+/// keeps the buffers of its group apart (Note [Small buffers as variables]).
+fn escaping(f: &Func, shapes: &HashMap<LVar, Shape>, sources: &HashMap<LVar, Vec<LVar>>) -> Vec<LVar> {
+    let mut escaped: Vec<LVar> = f.results.iter().filter_map(|o| o.var()).filter(|v| shapes.contains_key(v)).collect();
+    let in_range = |b: &LVar, elem: MTy, index: &Operand, len: i64| match (shapes.get(b), index) {
+        (Some(s), Operand::Const(Const::I64(k))) => s.elem == elem && *k >= 0 && k + len <= s.count,
+        _ => false,
+    };
+    // The stores of fill loops are accesses at the loop's constant indices.
+    let mut fills: Vec<(LVar, LVar)> = Vec::new();
+    for_each_inst(&f.body, &mut |i| {
+        if let Some((b, j, elem, start, end, _)) = fill(i) {
+            let fits = in_range(&b, elem, &Operand::Const(Const::I64(start)), end - start);
+            if fits || !shapes.contains_key(&b) {
+                fills.push((b, j));
+            }
+        }
+    });
+    for_each_inst(&f.body, &mut |i| {
+        let rest: Vec<Operand> = match i {
+            Inst::Store { base: Operand::Var(b), index: Operand::Var(j), value, .. } if fills.contains(&(*b, *j)) => {
+                vec![*value]
+            }
+            Inst::Let(_, Rhs::Load { elem, base: Operand::Var(b), index }) if shapes.contains_key(b) => {
+                if !in_range(b, *elem, index, 1) {
+                    escaped.push(*b);
+                }
+                vec![*index]
+            }
+            Inst::Store { elem, base: Operand::Var(b), index, value } if shapes.contains_key(b) => {
+                if !in_range(b, *elem, index, 1) {
+                    escaped.push(*b);
+                }
+                vec![*index, *value]
+            }
+            Inst::Copy { elem, dst: Operand::Var(d), src: Operand::Var(s), count: Operand::Const(Const::I64(n)) }
+                if shapes.contains_key(d) && shapes.contains_key(s) =>
+            {
+                let zero = Operand::Const(Const::I64(0));
+                if !in_range(d, *elem, &zero, *n) || !in_range(s, *elem, &zero, *n) {
+                    escaped.extend([*d, *s]);
+                }
+                Vec::new()
+            }
+            // A copy between a candidate and other memory: loads or stores at constant indices.
+            Inst::Copy { elem, dst, src, count: Operand::Const(Const::I64(n)) }
+                if [dst, src].iter().any(|o| o.var().is_some_and(|v| shapes.contains_key(&v))) =>
+            {
+                let zero = Operand::Const(Const::I64(0));
+                let mut rest = Vec::new();
+                for side in [dst, src] {
+                    match side.var() {
+                        Some(v) if shapes.contains_key(&v) => {
+                            if !in_range(&v, *elem, &zero, *n) {
+                                escaped.push(v);
+                            }
+                        }
+                        _ => rest.push(*side),
+                    }
+                }
+                rest
+            }
+            Inst::Let(_, rhs) if rhs.tested_for_null().is_some() => Vec::new(),
+            Inst::Let(r, Rhs::Use(Operand::Var(_))) if sources.contains_key(r) => Vec::new(),
+            _ => i.operands(),
+        };
+        escaped.extend(rest.iter().filter_map(|o| o.var()).filter(|v| shapes.contains_key(v)));
+    });
+    for (r, bs) in sources {
+        if bs.iter().any(|b| !kept_apart(&f.body, *r, *b)) {
+            escaped.push(*r);
+        }
+    }
+    escaped
+}
+
+/// Whether `r = b` sits in a block that holds every use of `b` and reads `r`
+/// nowhere before that assignment: then `b` is written only where `r` is
+/// about to name it, and one set of variables can stand for both.
+fn kept_apart(body: &[Inst], r: LVar, b: LVar) -> bool {
+    fn find(insts: &[Inst], r: LVar, b: LVar, total: usize) -> bool {
+        let copy = |i: &Inst| matches!(i, Inst::Let(v, Rhs::Use(Operand::Var(w))) if *v == r && *w == b);
+        if let Some(at) = insts.iter().position(copy) {
+            return uses(insts, b) == total && uses(&insts[..at], r) == 0;
+        }
+        insts.iter().any(|i| i.blocks().into_iter().any(|block| find(block, r, b, total)))
+    }
+    find(body, r, b, uses(body, b))
+}
+
+/// A loop that only stores one loop-invariant value into a buffer, element
+/// by element over constant bounds (`replicate 11 0.0`): buffer, index,
+/// element type, bounds and value.
+fn fill(i: &Inst) -> Option<(LVar, LVar, MTy, i64, i64, Operand)> {
+    match i {
+        Inst::For {
+            index,
+            start: Operand::Const(Const::I64(start)),
+            bound: Operand::Const(Const::I64(end)),
+            body,
+            ..
+        } if start <= end => match body.as_slice() {
+            [Inst::Store { elem, base: Operand::Var(b), index: Operand::Var(j), value }]
+                if j == index && value.var() != Some(*j) && value.var() != Some(*b) =>
+            {
+                Some((*b, *j, *elem, *start, *end, *value))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// How often `v` is read in `insts`, nested blocks included.
+fn uses(insts: &[Inst], v: LVar) -> usize {
+    let mut n = 0;
+    for_each_inst(insts, &mut |i| n += i.operands().iter().filter(|o| o.var() == Some(v)).count());
+    n
+}
+
+fn zero(ty: MTy) -> Operand {
+    Operand::Const(match ty {
+        MTy::F64 => Const::F64(0.0),
+        MTy::F32 => Const::F32(0.0),
+        MTy::I64 => Const::I64(0),
+        MTy::Bool => Const::Bool(false),
+    })
+}
+
+fn rewrite(insts: &mut Vec<Inst>, elements: &HashMap<LVar, (MTy, Vec<LVar>)>) {
+    let vars_of = |b: &Operand| b.var().and_then(|b| elements.get(&b)).map(|(_, vars)| vars);
+    let element = |b: &Operand, index: &Operand| match (vars_of(b), index) {
+        (Some(vars), Operand::Const(Const::I64(k))) => Some(vars[*k as usize]),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(insts.len());
+    for mut i in std::mem::take(insts) {
+        for block in i.blocks_mut() {
+            rewrite(block, elements);
+        }
+        match &i {
+            Inst::Let(b, Rhs::Alloc { .. }) if elements.contains_key(b) => {
+                let (ty, vars) = &elements[b];
+                out.extend(vars.iter().map(|v| Inst::Let(*v, Rhs::Use(zero(*ty)))));
+            }
+            Inst::Let(t, rhs) if rhs.tested_for_null().is_some_and(|b| elements.contains_key(&b)) => {
+                out.push(Inst::Let(*t, Rhs::Use(Operand::Const(Const::Bool(true)))));
+            }
+            // A pointer variable naming a buffer of its group: the same variables.
+            Inst::Let(r, Rhs::Use(b)) if elements.contains_key(r) && vars_of(b).is_some() => {}
+            Inst::Let(x, Rhs::Load { base, index, .. }) if element(base, index).is_some() => {
+                out.push(Inst::Let(*x, Rhs::Use(Operand::Var(element(base, index).unwrap()))));
+            }
+            Inst::Store { base, index, value, .. } if element(base, index).is_some() => {
+                out.push(Inst::Let(element(base, index).unwrap(), Rhs::Use(*value)));
+            }
+            Inst::Copy { elem, dst, src, count: Operand::Const(Const::I64(n)) }
+                if vars_of(dst).is_some() || vars_of(src).is_some() =>
+            {
+                let at = |k: usize| Operand::Const(Const::I64(k as i64));
+                for k in 0..*n as usize {
+                    match (vars_of(dst), vars_of(src)) {
+                        (Some(d), Some(s)) if d != s => out.push(Inst::Let(d[k], Rhs::Use(Operand::Var(s[k])))),
+                        (Some(_), Some(_)) => {}
+                        (Some(d), None) => {
+                            out.push(Inst::Let(d[k], Rhs::Load { elem: *elem, base: *src, index: at(k) }))
+                        }
+                        (None, Some(s)) => {
+                            out.push(Inst::Store { elem: *elem, base: *dst, index: at(k), value: Operand::Var(s[k]) })
+                        }
+                        (None, None) => unreachable!("one side is a candidate"),
+                    }
+                }
+            }
+            _ if fill(&i).is_some_and(|(b, ..)| elements.contains_key(&b)) => {
+                let (b, _, _, start, end, value) = fill(&i).unwrap();
+                let vars = &elements[&b].1;
+                out.extend((start..end).map(|k| Inst::Let(vars[k as usize], Rhs::Use(value))));
+            }
+            _ => out.push(i),
+        }
+    }
+    *insts = out;
+}
