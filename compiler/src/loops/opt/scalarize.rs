@@ -43,6 +43,17 @@ in registers (Cranelift's SSA construction turns the assignments into values),
 and a buffer that was written but never read leaves only dead assignments,
 which `simplify` removes (Note [Dead loop variables]).
 
+An `if` whose result is a small array leaves a pointer variable chosen in
+the branches: `r = b1` at the end of one, `r = b2` at the end of the other,
+and loads through `r` after. Such a group shares one set of variables when
+each buffer is used only in the block that ends by assigning it to `r`, that
+block does not read `r` before the assignment, and the buffer is allocated in
+that block or hoisted out of the loops around it: then a buffer is written
+only when `r` is about to name it, so no read through `r` can see a write
+meant for another member. Copies between such buffers (and between one and
+other memory, at constant offsets) become assignments (or loads and stores),
+and a loop that fills one with a constant becomes one assignment per element.
+
 The element variables start at zero where the buffer was allocated, so every
 variable is assigned before it is read even where the program reads an
 element it never wrote (which the lowering does not produce; arena memory
@@ -239,16 +250,32 @@ fn escaping(f: &Func, shapes: &HashMap<LVar, Shape>, sources: &HashMap<LVar, Vec
 
 /// Whether `r = b` sits in a block that holds every use of `b` and reads `r`
 /// nowhere before that assignment: then `b` is written only where `r` is
-/// about to name it, and one set of variables can stand for both.
+/// about to name it, and one set of variables can stand for both. The
+/// allocation of `b` (which sets the variables to zero) must be in that
+/// block too, or hoisted out of the loops around it (then it runs before `r`
+/// is first assigned there).
 fn kept_apart(body: &[Inst], r: LVar, b: LVar) -> bool {
-    fn find(insts: &[Inst], r: LVar, b: LVar, total: usize) -> bool {
+    let allocation = |insts: &[Inst], hoisted_only: bool| {
+        let mut found = false;
+        for_each_inst(insts, &mut |i| {
+            if let Inst::Let(v, Rhs::Alloc { hoisted, .. }) = i {
+                found |= *v == b && (*hoisted || !hoisted_only);
+            }
+        });
+        found
+    };
+    // The block holding `r = b`, and where in it that is.
+    fn block_of(insts: &[Inst], r: LVar, b: LVar) -> Option<(&[Inst], usize)> {
         let copy = |i: &Inst| matches!(i, Inst::Let(v, Rhs::Use(Operand::Var(w))) if *v == r && *w == b);
-        if let Some(at) = insts.iter().position(copy) {
-            return uses(insts, b) == total && uses(&insts[..at], r) == 0;
+        match insts.iter().position(copy) {
+            Some(at) => Some((insts, at)),
+            None => insts.iter().flat_map(|i| i.blocks()).find_map(|block| block_of(block, r, b)),
         }
-        insts.iter().any(|i| i.blocks().into_iter().any(|block| find(block, r, b, total)))
     }
-    find(body, r, b, uses(body, b))
+    let Some((block, at)) = block_of(body, r, b) else { return false };
+    uses(block, b) == uses(body, b)
+        && uses(&block[..at], r) == 0
+        && (allocation(block, false) || allocation(body, true))
 }
 
 /// A loop that only stores one loop-invariant value into a buffer, element
