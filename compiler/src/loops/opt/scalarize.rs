@@ -139,6 +139,17 @@ fn candidates(f: &Func) -> HashMap<LVar, Member> {
         unique.dedup();
         unique.len() == bs.len() && bs.iter().all(|b| shapes[b] == shape) && !f.params.contains(r)
     });
+    // A buffer named by two pointer variables would join their groups.
+    let mut named: HashMap<LVar, usize> = HashMap::new();
+    for b in sources.values().flatten() {
+        *named.entry(*b).or_insert(0) += 1;
+    }
+    sources.retain(|_, bs| bs.iter().all(|b| named[b] == 1));
+    for (b, n) in named {
+        if n > 1 {
+            shapes.remove(&b);
+        }
+    }
     for (r, bs) in &sources {
         shapes.insert(*r, shapes[&bs[0]]);
     }
