@@ -12,9 +12,14 @@ import sys
 
 
 def load(path):
-    """{(workload, function): (mean ms, valid)} and the workload order."""
+    """{(workload, function): (mean ms, valid)} and the workload order (both
+    empty when there is no log: `manual` does not implement every eval)."""
     messages, cells, order, valid = {}, {}, [], {}
-    with open(path) as f:
+    try:
+        f = open(path)
+    except FileNotFoundError:
+        return {}, []
+    with f:
         for line in f:
             entry = json.loads(line)
             if "message" in entry:
@@ -64,13 +69,17 @@ def main():
                     invalid += int(name == "slope" and not cell[1])
                 row.append(" / ".join(parts))
             print(f"{w:<26}{row[0]:>28}{row[1]:>28}")
-        ratio = totals["slope"] / totals["manual"] if totals["manual"] else float("nan")
-        print(f"{'sum':<26}{totals['slope']:>28.1f}{totals['manual']:>28.1f}   ratio {ratio:.2f}")
+        ratio = totals["slope"] / totals["manual"] if totals["manual"] else None
+        shown = f"ratio {ratio:.2f}" if ratio is not None else "(manual does not implement this eval)"
+        print(f"{'sum':<26}{totals['slope']:>28.1f}{totals['manual']:>28.1f}   {shown}")
         summary.append((e, totals["slope"], totals["manual"], ratio, invalid))
     print("\n| eval | Slope (ms) | manual (ms) | Slope / manual | invalid |")
     print("|---|---:|---:|---:|---:|")
     for e, s, m, r, invalid in summary:
-        print(f"| {e} | {s:.1f} | {m:.1f} | {r:.2f} | {invalid} |")
+        if r is None:
+            print(f"| {e} | {s:.1f} | — | — | {invalid} |")
+        else:
+            print(f"| {e} | {s:.1f} | {m:.1f} | {r:.2f} | {invalid} |")
 
 
 if __name__ == "__main__":
