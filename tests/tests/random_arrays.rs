@@ -249,3 +249,86 @@ fn the_optimiser_keeps_every_failure_of_the_arrays_it_removes() {
     assert!(programs >= 250, "only {programs} of 300 random programs compiled");
     assert!(errors * 10 >= calls && errors * 10 <= calls * 9, "{errors} errors in {calls} calls");
 }
+
+/// Small arrays in the rows of a map — 3-vectors built by `map`, literals,
+/// `replicate`, `concat`, chosen by an `if`, read at constant indices, at a
+/// variable one, or copied into the result — and their gradients: after
+/// unrolling, the loop optimiser keeps such buffers in variables where every
+/// access is at a constant index (Note [Small buffers as variables] in
+/// `loops/opt/scalarize.rs`), and must keep them in memory otherwise.
+struct Small {
+    rng: Rng,
+}
+
+impl Small {
+    fn pick(&mut self, n: usize) -> usize {
+        (self.rng.next_u64() % n as u64) as usize
+    }
+
+    /// A `[3]f64` expression over the row `x` (a `[3]f64`) and the scalar `s`.
+    fn vec3(&mut self, depth: usize) -> String {
+        let leaf = depth == 0;
+        match if leaf { self.pick(3) } else { self.pick(9) } {
+            0 => "x".to_string(),
+            1 => "[s, 1.0, s * s]".to_string(),
+            2 => "replicate 3 s".to_string(),
+            3 => format!("map (\\v -> v * 2.0 - s) ({})", self.vec3(depth - 1)),
+            4 => format!("map2 (\\a b -> a * b + 0.5) ({}) ({})", self.vec3(depth - 1), self.vec3(depth - 1)),
+            5 => format!("(if s > 0.25 then {} else {})", self.vec3(depth - 1), self.vec3(depth - 1)),
+            6 => format!("(let w = {} in [w[2], w[0], w[1]])", self.vec3(depth - 1)),
+            7 => format!("(concat ({})[0:1] ({})[1:3])", self.vec3(depth - 1), self.vec3(depth - 1)),
+            _ => format!("(loop w = {} for i < 2 do map (\\v -> v * 0.5 + f64 i) w)", self.vec3(depth - 1)),
+        }
+    }
+
+    /// A scalar read from a 3-vector.
+    fn read(&mut self, depth: usize) -> String {
+        let w = self.vec3(depth);
+        match self.pick(4) {
+            0 => format!("(let w = {w} in w[0] * w[1] - w[2])"),
+            1 => format!("(let w = {w} in w[k])"),
+            2 => format!("sum ({w})"),
+            _ => format!("(let w = {w} in w[2] + s)"),
+        }
+    }
+}
+
+#[test]
+fn small_arrays_in_rows_agree_on_both_engines() {
+    let mut g = Small { rng: Rng::new(20261201) };
+    let (mut programs, mut calls, mut errors) = (0, 0, 0);
+    for p in 0..200 {
+        let depth = 1 + g.pick(3);
+        let (r, w) = (g.read(depth), g.vec3(depth));
+        let src = format!(
+            "def row (x: [3]f64) (k: i64) : f64 = let s = x[0] - x[1] in {r}\n\
+             def vec (x: [3]f64) : [3]f64 = let s = x[2] in {w}\n\
+             entry f [n] (xs: [n][3]f64) (k: i64) : [n]f64 = map (\\x -> row x k) xs\n\
+             entry v [n] (xs: [n][3]f64) (k: i64) : [n][3]f64 = map vec xs\n\
+             entry g [n] (xs: [n][3]f64) (k: i64) : [n][3]f64 = grad (\\ys -> sum (map (\\x -> row x k) ys)) xs\n"
+        );
+        let Ok(program) = Program::compile(&format!("small{p}.slope"), &src, &no_files) else {
+            continue;
+        };
+        programs += 1;
+        for (xs, k) in [
+            (serde_json::json!([[0.5, -1.25, 2.0], [1.0, 0.25, -0.5], [0.0, 0.0, 3.0]]), 1),
+            (serde_json::json!([[2.0, 1.0, 0.5]]), 2),
+            (serde_json::json!([[0.3, 0.6, 0.9], [-0.3, 0.6, 0.1]]), 3),
+            (serde_json::json!([]), 0),
+        ] {
+            let input = serde_json::json!({"xs": xs, "k": k});
+            for entry in ["f", "v", "g"] {
+                let native = program.call_json_on(Engine::Jit, entry, &input);
+                let reference = program.call_json_on(Engine::Interp, entry, &input);
+                slope::testfile::engines_agree(&native, &reference)
+                    .unwrap_or_else(|e| panic!("program {p}, entry {entry}, input {input}: {e}\n{src}"));
+                calls += 1;
+                errors += usize::from(reference.is_err());
+            }
+        }
+    }
+    eprintln!("{programs} programs, {calls} calls, {errors} errors");
+    assert!(programs >= 180, "only {programs} of 200 random programs compiled");
+    assert!(errors > 0 && errors * 4 < calls, "{errors} errors in {calls} calls");
+}
