@@ -361,3 +361,20 @@ fn a_small_buffer_read_at_a_variable_index_stays_in_memory() {
     let e = agree(&p, "g", serde_json::json!({ "xs": xs, "k": 3 })).unwrap_err();
     assert!(e.contains("E0201"), "{e}");
 }
+
+#[test]
+fn a_small_buffer_read_at_an_extreme_constant_index_fails_at_run_time() {
+    // Found by slope-fuzz (seed 1205, native case 18405): the index range test
+    // of `scalarize` computed `index + 1` and wrapped at i64::MAX, so the load
+    // counted as in range and the pass panicked. The read stays a checked
+    // load and fails as in the interpreter.
+    let src = "entry h (v: [2]f64) : [2][2]f64 = \
+               hessian (\\(x: [2]f64) -> x[0] * x[0] + x[9223372036854775807] * x[1]) v\n\
+               entry r (v: [2]f64) : f64 = let w = map (\\x -> x * 2.0) v in w[0] + w[9223372036854775807]";
+    let p = compile(src);
+    p.native().unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Short)));
+    for entry in ["h", "r"] {
+        let e = agree(&p, entry, serde_json::json!({"v": [1.0, 2.0]})).unwrap_err();
+        assert!(e.contains("E0201"), "{entry}: {e}");
+    }
+}

@@ -199,14 +199,17 @@ fn candidates(f: &Func) -> HashMap<LVar, Member> {
 fn escaping(f: &Func, shapes: &HashMap<LVar, Shape>, sources: &HashMap<LVar, Vec<LVar>>) -> Vec<LVar> {
     let mut escaped: Vec<LVar> = f.results.iter().filter_map(|o| o.var()).filter(|v| shapes.contains_key(v)).collect();
     let in_range = |b: &LVar, elem: MTy, index: &Operand, len: i64| match (shapes.get(b), index) {
-        (Some(s), Operand::Const(Const::I64(k))) => s.elem == elem && *k >= 0 && k + len <= s.count,
+        (Some(s), Operand::Const(Const::I64(k))) => {
+            s.elem == elem && *k >= 0 && len >= 0 && k.checked_add(len).is_some_and(|end| end <= s.count)
+        }
         _ => false,
     };
     // The stores of fill loops are accesses at the loop's constant indices.
     let mut fills: Vec<(LVar, LVar)> = Vec::new();
     for_each_inst(&f.body, &mut |i| {
         if let Some((b, j, elem, start, end, _)) = fill(i) {
-            let fits = in_range(&b, elem, &Operand::Const(Const::I64(start)), end - start);
+            let fits =
+                end.checked_sub(start).is_some_and(|len| in_range(&b, elem, &Operand::Const(Const::I64(start)), len));
             if fits || !shapes.contains_key(&b) {
                 fills.push((b, j));
             }
