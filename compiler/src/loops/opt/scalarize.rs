@@ -67,8 +67,7 @@ dominates every use, so each iteration defines the variables before reading
 them. Without it, an element assigned in one branch and read after the
 merge would be, to Cranelift's SSA construction, a value that may come round
 the loop's back edge: a block parameter of the loop header per element, live
-through the whole loop. ht's objective, with some fifty such variables in its
-loop over vertices, ran 50% slower that way.
+through the whole loop.
 */
 
 pub fn run(f: &mut Func) {
