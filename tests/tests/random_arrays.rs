@@ -16,6 +16,16 @@ use slope::diagnostic::RenderStyle;
 use slope::driver::no_files;
 use slope::gradcheck::Rng;
 
+/// Runs `entry` on both engines, which must agree (same value, or the same
+/// error); whether it failed. `what` names the case in a panic.
+fn engines_agree_on(program: &Program, entry: &str, input: &serde_json::Value, what: &str) -> bool {
+    let native = program.call_json_on(Engine::Jit, entry, input);
+    let reference = program.call_json_on(Engine::Interp, entry, input);
+    slope::testfile::engines_agree(&native, &reference)
+        .unwrap_or_else(|e| panic!("entry {entry}, input {input}: {e}\n{what}"));
+    reference.is_err()
+}
+
 struct Gen {
     rng: Rng,
 }
@@ -127,12 +137,8 @@ fn native_code_and_the_interpreter_agree_on_random_array_programs() {
             serde_json::json!({"xs": [1.0], "ys": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "n": -1}),
         ] {
             for entry in ["f", "s", "g"] {
-                let native = program.call_json_on(Engine::Jit, entry, &input);
-                let reference = program.call_json_on(Engine::Interp, entry, &input);
-                slope::testfile::engines_agree(&native, &reference)
-                    .unwrap_or_else(|e| panic!("program {p}, entry {entry}, input {input}: {e}\n{src}"));
                 calls += 1;
-                errors += usize::from(reference.is_err());
+                errors += usize::from(engines_agree_on(&program, entry, &input, &format!("program {p}\n{src}")));
             }
         }
         if let Err(f) = program.native() {
@@ -319,12 +325,8 @@ fn small_arrays_in_rows_agree_on_both_engines() {
         ] {
             let input = serde_json::json!({"xs": xs, "k": k});
             for entry in ["f", "v", "g"] {
-                let native = program.call_json_on(Engine::Jit, entry, &input);
-                let reference = program.call_json_on(Engine::Interp, entry, &input);
-                slope::testfile::engines_agree(&native, &reference)
-                    .unwrap_or_else(|e| panic!("program {p}, entry {entry}, input {input}: {e}\n{src}"));
                 calls += 1;
-                errors += usize::from(reference.is_err());
+                errors += usize::from(engines_agree_on(&program, entry, &input, &format!("program {p}\n{src}")));
             }
         }
     }

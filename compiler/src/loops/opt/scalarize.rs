@@ -231,16 +231,8 @@ fn escaping(f: &Func, shapes: &HashMap<LVar, Shape>, sources: &HashMap<LVar, Vec
                 }
                 vec![*index, *value]
             }
-            Inst::Copy { elem, dst: Operand::Var(d), src: Operand::Var(s), count: Operand::Const(Const::I64(n)) }
-                if shapes.contains_key(d) && shapes.contains_key(s) =>
-            {
-                let zero = Operand::Const(Const::I64(0));
-                if !in_range(d, *elem, &zero, *n) || !in_range(s, *elem, &zero, *n) {
-                    escaped.extend([*d, *s]);
-                }
-                Vec::new()
-            }
-            // A copy between a candidate and other memory: loads or stores at constant indices.
+            // A copy with a candidate on either side: assignments, or loads
+            // or stores at constant indices for the other side.
             Inst::Copy { elem, dst, src, count: Operand::Const(Const::I64(n)) }
                 if [dst, src].iter().any(|o| o.var().is_some_and(|v| shapes.contains_key(&v))) =>
             {
@@ -393,12 +385,13 @@ fn rewrite(insts: &mut Vec<Inst>, elements: &HashMap<LVar, (MTy, Vec<LVar>)>) {
                     }
                 }
             }
-            _ if fill(&i).is_some_and(|(b, ..)| elements.contains_key(&b)) => {
-                let (b, _, _, start, end, value) = fill(&i).unwrap();
-                let vars = &elements[&b].1;
-                out.extend((start..end).map(|k| Inst::Let(vars[k as usize], Rhs::Use(value))));
-            }
-            _ => out.push(i),
+            _ => match fill(&i) {
+                Some((b, _, _, start, end, value)) if elements.contains_key(&b) => {
+                    let vars = &elements[&b].1;
+                    out.extend((start..end).map(|k| Inst::Let(vars[k as usize], Rhs::Use(value))));
+                }
+                _ => out.push(i),
+            },
         }
     }
     *insts = out;
