@@ -35,7 +35,7 @@ try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \
 normalize(hoist_costly) ; \
-normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ fuse_map_reduce) ; \
+normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ sink_reduce <+ reduce_empty <+ fuse_map_reduce <+ fuse_map_map) ; \
 try(cse) ; \
 normalize(copy_prop <+ dce)";
 

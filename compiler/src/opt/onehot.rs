@@ -355,29 +355,75 @@ fn contains_update(e: &Expr) -> bool {
     found
 }
 
-/// `reduce op ne (map f xs)` (the map's results used only by the reduce) →
-/// one sequential loop that applies `f` to each row and folds it in at once:
-/// the intermediate array is never built. A `reduce` is a left fold in
-/// Slope's semantics, so the loop computes the same value in the same order.
+/// The `reduce` statements of `body` after statement `j` that read the
+/// results `binds` of statement `j` — when those reduces are the only uses of
+/// `binds`, read nothing else, and no statement between the first and the
+/// last of them uses their results (so they can all move to the last one's
+/// place). Indices in order; `None` when any condition fails.
+fn reducing_consumers(cx: &Cx, body: &Body, j: usize, binds: &[Var]) -> Option<Vec<usize>> {
+    let produced: HashSet<Var> = binds.iter().copied().collect();
+    let mut group = Vec::new();
+    let mut reads = 0usize;
+    for (k, s) in body.stmts.iter().enumerate().skip(j + 1) {
+        let Expr::Reduce { arrays, .. } = &s.expr else { continue };
+        if !arrays.iter().any(|a| produced.contains(a)) {
+            continue;
+        }
+        if !arrays.iter().all(|a| produced.contains(a)) || contains_update(&s.expr) {
+            return None;
+        }
+        reads += arrays.len();
+        group.push(k);
+    }
+    let total: usize = binds.iter().map(|b| cx.uses(*b) as usize).sum();
+    if group.is_empty() || reads != total {
+        return None;
+    }
+    let results: HashSet<Var> = group.iter().flat_map(|&k| body.stmts[k].binds.iter().copied()).collect();
+    let (first, last) = (group[0], *group.last().expect("nonempty"));
+    let mut crossing = false;
+    for (k, s) in body.stmts.iter().enumerate().take(last).skip(first) {
+        if !group.contains(&k) {
+            walk::for_each_use_in(std::slice::from_ref(s), &mut |v| crossing |= results.contains(&v));
+        }
+    }
+    (!crossing).then_some(group)
+}
+
+/// `body` with the statements at `group` (ascending) removed, `replacement`
+/// in place of the last of them, and `own` in place of statement `j`.
+fn regroup(body: &Body, j: usize, own: Vec<Stmt>, group: &[usize], replacement: Stmt) -> Body {
+    let last = *group.last().expect("nonempty group");
+    let mut out = Vec::with_capacity(body.stmts.len());
+    let mut own = Some(own);
+    let mut replacement = Some(replacement);
+    for (i, t) in body.stmts.iter().enumerate() {
+        if i == j {
+            out.extend(own.take().expect("once"));
+        } else if i == last {
+            out.push(replacement.take().expect("once"));
+        } else if !group.contains(&i) {
+            out.push(t.clone());
+        }
+    }
+    Body { stmts: out, result: body.result.clone() }
+}
+
+/// `reduce op ne (map f xs)` (the map's results used only by reduces) → one
+/// sequential loop that applies `f` to each row and folds it in at once: the
+/// intermediate array is never built. Several reduces of one map's results
+/// (a dual number's primal and tangent sums, which `reduce_fission` split)
+/// become one loop with all their accumulators. A `reduce` is a left fold in
+/// Slope's semantics, so the loop computes the same values in the same order.
 pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let producer_of = walk::map_producers(body);
-    for (k, s) in body.stmts.iter().enumerate() {
-        let Expr::Reduce { lam: op, neutral, arrays } = &s.expr else { continue };
-        let Some(&j) = arrays.first().and_then(|a| producer_of.get(a)) else { continue };
-        if !arrays.iter().all(|a| producer_of.get(a) == Some(&j)) {
-            continue;
-        }
-        let producer = &body.stmts[j];
+    for (j, producer) in body.stmts.iter().enumerate() {
         let Expr::Map { width, lam: f, arrays: xs } = &producer.expr else { continue };
-        let only_here =
-            producer.binds.iter().all(|b| cx.uses(*b) as usize == arrays.iter().filter(|a| *a == b).count());
         let movable = walk::free_in_expr(&producer.expr).iter().all(|v| !cx.is_consumed(*v));
-        if !only_here || !movable || contains_update(&producer.expr) || contains_update(&s.expr) {
+        if !movable || contains_update(&producer.expr) {
             continue;
         }
-        let span = s.span;
-        let n = neutral.len();
-        let accs: Vec<Var> = s.binds.iter().map(|b| cx.vars.fresh("acc", cx.vars.ty(*b))).collect();
+        let Some(group) = reducing_consumers(cx, body, j, &producer.binds) else { continue };
+        let span = body.stmts[group[0]].span;
         let index = cx.vars.fresh("i", IrType::I64);
         let mut stmts = Vec::new();
         let mut subst = HashMap::new();
@@ -392,44 +438,106 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
         }
         let mapped = rename_body(cx.vars, &f.body, &mut subst);
         stmts.extend(mapped.stmts);
-        // The operator: accumulators, then this row's mapped values in the reduce's order.
-        let mut op_subst = HashMap::new();
-        for (i, p) in op.params.iter().enumerate() {
-            let value = if i < n {
-                Atom::Var(accs[i])
-            } else {
-                let a = arrays[i - n];
-                let r = producer.binds.iter().position(|b| *b == a).expect("a result of the producer");
-                mapped.result[r]
-            };
-            op_subst.insert(*p, value);
+        let (mut params, mut init, mut binds, mut result) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &k in &group {
+            let s = &body.stmts[k];
+            let Expr::Reduce { lam: op, neutral, arrays } = &s.expr else { unreachable!("a reduce") };
+            let n = neutral.len();
+            let accs: Vec<Var> = s.binds.iter().map(|b| cx.vars.fresh("acc", cx.vars.ty(*b))).collect();
+            // The operator: accumulators, then this row's mapped values in the reduce's order.
+            let mut op_subst = HashMap::new();
+            for (i, p) in op.params.iter().enumerate() {
+                let value = if i < n {
+                    Atom::Var(accs[i])
+                } else {
+                    let r = producer.binds.iter().position(|b| *b == arrays[i - n]).expect("a result of the producer");
+                    mapped.result[r]
+                };
+                op_subst.insert(*p, value);
+            }
+            let folded = rename_body(cx.vars, &op.body, &mut op_subst);
+            stmts.extend(folded.stmts);
+            result.extend(folded.result);
+            params.extend(accs);
+            init.extend(neutral.iter().copied());
+            binds.extend(s.binds.iter().copied());
         }
-        let folded = rename_body(cx.vars, &op.body, &mut op_subst);
-        stmts.extend(folded.stmts);
         let fused = Stmt {
-            binds: s.binds.clone(),
+            binds,
             expr: Expr::Loop {
-                params: accs,
-                init: neutral.clone(),
+                params,
+                init,
                 form: crate::ir::LoopForm::For { index, bound: *width },
-                body: Body { stmts, result: folded.result },
+                body: Body { stmts, result },
             },
             span,
         };
         // The loop indexes the map's arrays below its width: the map's own
         // checks (width, arrays) stay where it was.
         let own = guards::materialise(cx, guards::map_conds(cx, *width, xs), producer.span);
-        let mut out = Vec::with_capacity(body.stmts.len() - 1);
-        for (i, t) in body.stmts.iter().enumerate() {
-            if i == j {
-                out.extend(own.iter().cloned());
-                continue;
-            }
-            out.push(if i == k { fused.clone() } else { t.clone() });
-        }
-        return Some(Body { stmts: out, result: body.result.clone() });
+        return Some(regroup(body, j, own, &group, fused));
     }
     None
+}
+
+/// Reduces of the results of an `if` one of whose branches builds them with
+/// a `map` → the reduces in both branches (`hoist_guarded` wraps a map in
+/// `if width > 0`, which would otherwise hide it from [`fuse_map_reduce`]).
+/// The `if` moves down to the last reduce; nothing between uses its results.
+pub fn sink_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
+    for (j, s) in body.stmts.iter().enumerate() {
+        let Expr::If { cond, then_body, else_body } = &s.expr else { continue };
+        let Some(group) = reducing_consumers(cx, body, j, &s.binds) else { continue };
+        let all_vars = |b: &Body| b.result.iter().all(|a| a.var().is_some());
+        if !all_vars(then_body) || !all_vars(else_body) {
+            continue;
+        }
+        let maps_in = |b: &Body| {
+            let producers = walk::map_producers(b);
+            b.result.iter().all(|a| a.var().is_some_and(|v| producers.contains_key(&v)))
+        };
+        if !(maps_in(then_body) || maps_in(else_body)) {
+            continue;
+        }
+        let binds: Vec<Var> = group.iter().flat_map(|&k| body.stmts[k].binds.iter().copied()).collect();
+        let branch = |cx: &mut Cx, b: &Body| {
+            let mut stmts = b.stmts.clone();
+            let mut result = Vec::new();
+            for &k in &group {
+                let r = &body.stmts[k];
+                let mut subst: HashMap<Var, Atom> = s.binds.iter().copied().zip(b.result.iter().copied()).collect();
+                let renamed = rename_body(cx.vars, &Body { stmts: vec![r.clone()], result: Vec::new() }, &mut subst);
+                result.extend(renamed.stmts[0].binds.iter().map(|v| Atom::Var(*v)));
+                stmts.extend(renamed.stmts);
+            }
+            Body { stmts, result }
+        };
+        let then_body = branch(cx, then_body);
+        let else_body = branch(cx, else_body);
+        let sunk = Stmt { binds, expr: Expr::If { cond: *cond, then_body, else_body }, span: s.span };
+        return Some(regroup(body, j, Vec::new(), &group, sunk));
+    }
+    None
+}
+
+/// A `reduce` over arrays that are all `replicate 0 v` is its neutral element.
+pub fn reduce_empty(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let empty: HashSet<Var> = body
+        .stmts
+        .iter()
+        .filter(|s| matches!(s.expr, Expr::Replicate { count: Atom::Const(Const::I64(0)), .. }))
+        .flat_map(|s| s.binds.iter().copied())
+        .collect();
+    each_stmt(cx, body, |_, s| match &s.expr {
+        Expr::Reduce { neutral, arrays, .. } if arrays.iter().all(|a| empty.contains(a)) => Some(
+            s.binds
+                .iter()
+                .zip(neutral)
+                .map(|(b, n)| Stmt { binds: vec![*b], expr: Expr::Atom(*n), span: s.span })
+                .collect(),
+        ),
+        _ => None,
+    })
 }
 
 /// Loop fission: a `for` loop whose state splits into groups that never read

@@ -68,8 +68,18 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         name: "fuse_map_reduce",
-        description: "reduce op ne (map f xs) → one loop folding f's results in as they are computed",
+        description: "reduce op ne (map f xs), or several reduces of one map → one loop folding f's results in as they are computed",
         apply: super::onehot::fuse_map_reduce,
+    },
+    Rule {
+        name: "sink_reduce",
+        description: "reduces of an `if`'s results, one branch building them with a map → the reduces in both branches",
+        apply: super::onehot::sink_reduce,
+    },
+    Rule {
+        name: "reduce_empty",
+        description: "a reduce over arrays that are all `replicate 0 v` → its neutral element",
+        apply: super::onehot::reduce_empty,
     },
     Rule {
         name: "loop_fission",

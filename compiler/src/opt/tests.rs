@@ -241,6 +241,39 @@ fn fuse_map_reduce_preserves_meaning() {
     check_rule("entry g [n] (x: [n]f64) : f64 = sum (map (\\v -> v * v) x)", "g", "fuse_map_reduce");
 }
 
+/// Two reduces of one map's results (a dual `sum`'s primal and tangent
+/// halves, as `reduce_fission` leaves them) become one loop, and a
+/// statement between them that uses neither result may stay between.
+#[test]
+fn fuse_map_reduce_takes_every_reduce_of_one_map() {
+    let src = "entry f [n] (x: [n]f64) (y: [n]f64) : (f64, f64, f64) =\n\
+               let m = map2 (\\u v -> u * v) x y in let s = sum m in let k = sin y[0] in \
+               let p = reduce (\\a b -> a * b) 1.0 m in (s, k, p)";
+    let after = check_after(src, "f", "normalize(copy_prop <+ dce)", "normalize(fuse_map_reduce)");
+    let text = ir::print::print_program(&after);
+    assert!(!text.contains("= reduce") && !text.contains("= map"), "{text}");
+    // A third use of the map's result (not a reduce) keeps the map.
+    let src = "entry g [n] (x: [n]f64) : (f64, f64, [n]f64) = let m = map (\\u -> u * u) x in (sum m, product m, m)";
+    let before = optimise(&ad_ir(src), "normalize(copy_prop <+ dce)").unwrap();
+    assert!(optimise(&before, "topDown(fuse_map_reduce)").is_err(), "fused a map that is also returned");
+}
+
+/// `hoist_guarded` wraps a map in `if width > 0`; `sink_reduce` moves the sum
+/// of its result into both branches, `reduce_empty` makes the empty branch's
+/// sum its neutral element, and the map and its sum then fuse.
+#[test]
+fn sink_reduce_and_reduce_empty_preserve_meaning() {
+    let src = "entry f [n] (x: [n]f64) (y: [3]f64) : (f64, f64) = \
+               let m = map (\\v -> v * exp y[2]) x in (sum m, reduce (\\a b -> a * b) 1.0 m)";
+    let prep = "normalize(copy_prop <+ dce <+ shape_pull) ; normalize(hoist_guarded)";
+    let sunk = check_after(src, "f", prep, "normalize(sink_reduce)");
+    let prep = format!("{prep} ; normalize(sink_reduce)");
+    check_after(src, "f", &prep, "normalize(reduce_empty)");
+    let fused = optimise(&sunk, "normalize(reduce_empty <+ fuse_map_reduce <+ copy_prop <+ dce)").unwrap();
+    let text = ir::print::print_program(&fused);
+    assert!(!text.contains("= reduce") && !text.contains("= map"), "{text}");
+}
+
 #[test]
 fn loop_fission_preserves_meaning() {
     let src = "entry f (x: f64) (y: f64) (n: i64) : (f64, f64) =\n\
