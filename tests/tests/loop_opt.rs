@@ -8,7 +8,7 @@
 
 use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
-use slope::loops::{for_each_inst, Inst, Rhs};
+use slope::loops::{for_each_inst, Inst, Operand, Rhs};
 use slope_tests::{file_loader, workspace_dir};
 
 fn compile(src: &str) -> Program {
@@ -376,5 +376,83 @@ fn a_small_buffer_read_at_an_extreme_constant_index_fails_at_run_time() {
     for entry in ["h", "r"] {
         let e = agree(&p, entry, serde_json::json!({"v": [1.0, 2.0]})).unwrap_err();
         assert!(e.contains("E0201"), "{entry}: {e}");
+    }
+}
+
+fn vector_loops(insts: &[Inst]) -> usize {
+    count(insts, |i| matches!(i, Inst::For { lanes, .. } if *lanes > 1))
+}
+
+#[test]
+fn a_vector_sum_accumulates_in_place_in_vector_registers() {
+    // `acc` is the map's only use of the state: the map writes into it
+    // (Note [Maps in place]), so no iteration allocates, and the store and
+    // the load of `acc` at the same index let the loop run two lanes wide.
+    let src = "entry f [n][m] (xs: [n][m]f64) (w: [n]f64) : [m]f64 = \
+               loop acc = replicate m 0.0 for i < n do map2 (\\a x -> a + w[i] * x) acc xs[i]";
+    let p = compile(src);
+    let body = loops(&p, "f");
+    // (The branch for m = 0 builds an empty array: zero bytes.)
+    let sized_alloc = |i: &Inst| matches!(i, Inst::Let(_, Rhs::Alloc { count, .. }) if *count != Operand::i64(0));
+    assert_eq!(in_loops(&body, sized_alloc), 0, "{body:?}");
+    // The zero fill and the accumulation.
+    assert_eq!(vector_loops(&body), 2, "{body:?}");
+    let mut in_place = false;
+    for_each_inst(&body, &mut |i| {
+        if let Inst::For { lanes: 2, body, .. } = i {
+            let stored: Vec<Operand> = body
+                .iter()
+                .filter_map(|i| match i {
+                    Inst::Store { base, .. } => Some(*base),
+                    _ => None,
+                })
+                .collect();
+            in_place |= body.iter().any(|i| matches!(i, Inst::Let(_, Rhs::Load { base, .. }) if stored.contains(base)));
+        }
+    });
+    assert!(in_place, "the vector loop stores where it loads: {body:?}");
+    let out = agree(&p, "f", serde_json::json!({"xs": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], "w": [0.5, -2.0]})).unwrap();
+    assert_eq!(out, serde_json::json!([-7.5, -9.0, -10.5]));
+}
+
+#[test]
+fn a_map_never_overwrites_an_input_still_read() {
+    // `a` is read inside the second map's lambda (at 0) and returned: writing
+    // `b` over it would change both `b` (from the second element on) and `a`.
+    let src = "entry f [n] (x: [n]f64) : ([n]f64, [n]f64) = \
+               let a = map (\\v -> v + 1.0) x in let b = map (\\v -> v * a[0]) a in (a, b)";
+    let p = compile(src);
+    let out = agree(&p, "f", serde_json::json!({"x": [1.0, 2.0, 3.0]})).unwrap();
+    assert_eq!(out, serde_json::json!([[2.0, 3.0, 4.0], [4.0, 6.0, 8.0]]));
+    // Dead after the map, read only as its element: overwritten.
+    let src = "entry g [n] (x: [n]f64) : [n]f64 = let a = map (\\v -> v + 1.0) x in map (\\v -> v * 2.0) a";
+    let p = compile(src);
+    let lowered = slope::loops::lower::lower_program(&p.ir).unwrap();
+    let allocs = count(&lowered.func("g").unwrap().body, |i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })));
+    assert_eq!(allocs, 1, "{:?}", lowered.func("g").unwrap().body);
+    assert_eq!(agree(&p, "g", serde_json::json!({"x": [1.0, 2.0]})).unwrap(), serde_json::json!([4.0, 6.0]));
+}
+
+#[test]
+fn jacfwd_of_sums_folds_every_direction_into_one_vector_in_place() {
+    // The shape of ht's skinning: per point, a sum over a few parameters, all
+    // of them tangent directions. The primal and tangent sums of each point
+    // are one loop (no `reduce` left), whose vector accumulator is updated in
+    // place, two lanes at a time; the Jacobian equals reverse mode's.
+    let src = "def f [n][k] (t: [k]f64) (ps: [n]f64) : [n]f64 = map (\\p -> sum (map (\\c -> sin (c * p) * p) t)) ps\n\
+               entry jf [n][k] (t: [k]f64) (ps: [n]f64) : [n][k]f64 = jacfwd (\\u -> f u ps) t\n\
+               entry jr [n][k] (t: [k]f64) (ps: [n]f64) : [n][k]f64 = jacrev (\\u -> f u ps) t";
+    let p = compile(src);
+    let opt = p.emit("opt", Some("jf")).unwrap();
+    assert!(!opt.contains("reduce"), "{opt}");
+    let body = loops(&p, "jf");
+    assert!(vector_loops(&body) >= 1, "{body:?}");
+    let input = serde_json::json!({"t": [0.1, -0.7, 1.3, 2.0, 0.4], "ps": [0.5, -1.5, 2.5]});
+    let fwd = agree(&p, "jf", input.clone()).unwrap();
+    let rev = agree(&p, "jr", input).unwrap();
+    let (fwd, rev) = (fwd.as_array().unwrap(), rev.as_array().unwrap());
+    for (a, b) in fwd.iter().flat_map(|r| r.as_array().unwrap()).zip(rev.iter().flat_map(|r| r.as_array().unwrap())) {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "jacfwd {a} against jacrev {b}");
     }
 }

@@ -121,6 +121,20 @@ pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
 // iterations (a body result that is not owned is copied). So the adjoint
 // accumulations of reverse mode run in place, at O(1) per update.
 
+// Note [Maps in place]
+// ~~~~~~~~~~~~~~~~~~~~
+// A `map` reads element j of each input at the start of iteration j and
+// stores element j of each result at its end, so a vector result may be
+// written into the buffer of a vector input of the same element type when
+// that input is owned (no other variable reaches its buffer), was made
+// owned at this loop depth, and is dead after the map (not even read inside
+// the lambda). This is what makes an accumulation `acc' = map2 (+) acc x`
+// run in place: a loop parameter whose only use is as such an input is made
+// owned (its initial value copied unless owned and dead, a body result that
+// is not fresh copied, as for parameters updated in place), so a fused
+// `sum` of vectors — the tangent of a sum in vector-mode `jacfwd` — adds into
+// one buffer instead of allocating a vector per iteration.
+
 // Note [Releasing loop iterations]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // Buffers come from the call's arena and are all freed when the call returns.
@@ -1073,6 +1087,15 @@ impl Lower<'_> {
         let j = self.fresh("j", MTy::I64);
         let types: Vec<IrType> = binds.iter().map(|&b| self.ir_type(b)).collect();
         let mut stacks: Vec<Stack> = types.iter().map(|&t| self.stack_new(t)).collect();
+        let mut taken = HashSet::new();
+        for (st, &t) in stacks.iter_mut().zip(&types) {
+            st.into = self.overwritable(&vals, arrays, t, &mut taken);
+            // Stores go through the input's own pointer variable (so that
+            // the loop optimiser sees one buffer, not two names for it).
+            if let Some(Operand::Var(v)) = st.into {
+                st.ptr = v;
+            }
+        }
         self.facts.insert(j, w);
         self.depth += 1;
         let (mut body, results) = self.block(|l| {
@@ -1107,6 +1130,26 @@ impl Lower<'_> {
             self.bind(b, LVal::Array(r));
         }
         Ok(())
+    }
+
+    /// The buffer of an input of a `map` that its result of type `ty` may be
+    /// written into (Note [Maps in place]); `taken` holds the inputs already
+    /// given to other results.
+    fn overwritable(&self, vals: &[LVal], arrays: &[Var], ty: IrType, taken: &mut HashSet<Var>) -> Option<Operand> {
+        if ty.rank != 1 {
+            return None;
+        }
+        let elem = MTy::of(ty.elem);
+        let i = (0..vals.len()).find(|&i| {
+            matches!(&vals[i], LVal::Array(a) if a.dims.len() == 1 && a.owned && a.depth == self.depth && a.elem == elem)
+                && !self.live_after(arrays[i])
+                && !taken.contains(&arrays[i])
+        })?;
+        taken.insert(arrays[i]);
+        match &vals[i] {
+            LVal::Array(a) => Some(a.ptr),
+            _ => None,
+        }
     }
 
     /// Emits `for j < n { body }`, releasing each iteration's allocations
@@ -1252,7 +1295,8 @@ impl Lower<'_> {
         span: Span,
     ) -> R<()> {
         // Parameters the body updates in place must hold an owned buffer.
-        let consumed: Vec<bool> = params.iter().map(|&p| consumes(body, p)).collect();
+        let consumed: Vec<bool> =
+            params.iter().map(|&p| consumes(body, p) || overwritten_by_map(body, p, self.ir_type(p))).collect();
         let mut states = Vec::new();
         for ((&a, &p), &c) in init.iter().zip(params).zip(&consumed) {
             let mut v = self.atom(a)?;
@@ -1644,7 +1688,7 @@ impl Lower<'_> {
         let elem = MTy::of(ty.elem);
         let ptr = self.fresh("out", MTy::I64);
         let row_dims = (1..ty.rank).map(|d| self.fresh_dim(&format!("out_d{d}"))).collect();
-        Stack { ptr, row_dims, elem, lazy: false }
+        Stack { ptr, row_dims, elem, lazy: false, into: None }
     }
 
     /// Emits (into the current block, the loop body) the store of iteration
@@ -1665,10 +1709,14 @@ impl Lower<'_> {
         let elem = st.elem;
         match v {
             LVal::Scalar(x) => {
-                self.emit_into(prefix, |l| {
-                    let p = l.alloc("out", elem, n);
-                    l.assign(st.ptr, p);
-                });
+                match st.into {
+                    Some(p) if p != Operand::Var(st.ptr) => self.emit_into(prefix, |l| l.assign(st.ptr, p)),
+                    Some(_) => {}
+                    None => self.emit_into(prefix, |l| {
+                        let p = l.alloc("out", elem, n);
+                        l.assign(st.ptr, p);
+                    }),
+                }
                 self.emit(Inst::Store { elem, base: st.ptr.into(), index: j.into(), value: x });
             }
             v => {
@@ -1762,6 +1810,8 @@ struct Stack {
     elem: MTy,
     /// Allocated on the first iteration (the row shape is only known there).
     lazy: bool,
+    /// The buffer of an input the result overwrites (Note [Maps in place]).
+    into: Option<Operand>,
 }
 
 fn same(a: Operand, b: Operand) -> bool {
@@ -1952,6 +2002,22 @@ fn direct_uses(e: &Expr) -> Vec<Var> {
         Expr::Shape { .. } => Vec::new(),
         e => e.operands().into_iter().filter_map(|a| a.var()).collect(),
     }
+}
+
+/// Is `p` a vector whose only use in `b` is as an input of a `map` at `b`'s
+/// own loop depth (in `b` or its branches), so that the map may write its
+/// result into `p`'s buffer when `p` holds one it owns (Note [Maps in place])?
+fn overwritten_by_map(b: &Body, p: Var, ty: IrType) -> bool {
+    fn input_here(b: &Body, p: Var) -> bool {
+        b.stmts.iter().any(|s| match &s.expr {
+            Expr::Map { arrays, .. } => arrays.contains(&p),
+            Expr::If { then_body, else_body, .. } => input_here(then_body, p) || input_here(else_body, p),
+            _ => false,
+        })
+    }
+    let mut uses = 0;
+    visit_uses(b, &mut |v| uses += u32::from(v == p));
+    ty.rank == 1 && uses == 1 && input_here(b, p)
 }
 
 /// Does `b` (at any depth) update `p`, or an alias of it, in place?

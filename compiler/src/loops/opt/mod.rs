@@ -38,6 +38,7 @@
 //! failures and the values of results — is unchanged.
 
 pub mod affine;
+pub mod alias;
 pub mod checks;
 pub mod fuse;
 pub mod scalarize;

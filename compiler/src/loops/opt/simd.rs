@@ -8,11 +8,11 @@
 //! Note [Vector loops]; the classification is also what code generation
 //! uses to decide, per variable, between a vector and a scalar register.
 
-use super::fuse::private_buffers;
+use super::alias::PointsTo;
 use super::simplify::Counts;
 use crate::ir::{BinOp, UnOp};
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Lanes of a vector loop: two `f64` in a 128-bit register.
 pub const LANES: u32 = 2;
@@ -30,22 +30,22 @@ pub enum Lane {
 }
 
 pub fn run(f: &mut Func) {
-    let fresh = private_buffers(f);
+    let points_to = PointsTo::of(f);
     let counts = Counts::of(f);
     let mut body = std::mem::take(&mut f.body);
-    mark(f, &mut body, &fresh, &counts);
+    mark(f, &mut body, &points_to, &counts);
     f.body = body;
 }
 
-fn mark(f: &Func, insts: &mut [Inst], fresh: &HashSet<LVar>, counts: &Counts) {
+fn mark(f: &Func, insts: &mut [Inst], points_to: &PointsTo, counts: &Counts) {
     for i in insts {
         for b in i.blocks_mut() {
-            mark(f, b, fresh, counts);
+            mark(f, b, points_to, counts);
         }
         if let Inst::For { index, body, lanes, .. } = i {
             if *lanes == 1 && worth_it(body) && local_to(body, counts) {
                 if let Some(classes) = classify(f, *index, body) {
-                    if memory_independent(body, &classes, fresh) {
+                    if memory_independent(body, &classes, points_to) {
                         *lanes = LANES;
                     }
                 }
@@ -174,23 +174,27 @@ fn stride_or_uniform(k: i64) -> Lane {
     }
 }
 
-/// The lanes of one vector iteration touch disjoint elements: stores go to
-/// private buffers, and a buffer stored to is loaded only at the index its
-/// stores use (so no lane reads what another lane writes).
-fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, fresh: &HashSet<LVar>) -> bool {
-    let mut stored: HashMap<LVar, Operand> = HashMap::new();
+/// The lanes of one vector iteration touch disjoint elements: a buffer
+/// stored to is reached through no other pointer of the body, and accessed
+/// only at the index its stores use (so no lane reads what another writes).
+fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &PointsTo) -> bool {
+    let mut stores = Vec::new();
+    let mut loads = Vec::new();
     for i in body {
-        if let Inst::Store { base: Operand::Var(b), index, .. } = i {
-            if !fresh.contains(b) || stored.insert(*b, *index).is_some_and(|at| at != *index) {
-                return false;
-            }
+        match i {
+            Inst::Store { base, index, .. } => stores.push((*base, *index)),
+            Inst::Let(_, Rhs::Load { base, index, .. }) => loads.push((*base, *index)),
+            _ => {}
         }
     }
-    body.iter().all(|i| match i {
-        Inst::Let(_, Rhs::Load { base: Operand::Var(b), index, .. }) => {
-            stored.get(b).is_none_or(|at| at == index && lane(classes, *index) == Lane::Stride(1))
-        }
-        _ => true,
+    // Through a pointer that may reach a stored buffer, only the stored
+    // element itself is accessed (loaded contiguously, like the store).
+    stores.iter().all(|&(b, i)| {
+        let apart_or_same = |&(c, k): &(Operand, Operand)| !points_to.may_alias(b, c) || (c == b && k == i);
+        stores.iter().all(apart_or_same)
+            && loads
+                .iter()
+                .all(|l| apart_or_same(l) && (!points_to.may_alias(b, l.0) || lane(classes, l.1) == Lane::Stride(1)))
     })
 }
 
@@ -201,10 +205,11 @@ fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, fresh: &Hash
 // branch, check or call that would have to happen per lane), every variable
 // it assigns lives only within one iteration, every `f64` it loads is at
 // `i + c` (contiguous: one vector load) or at an index that is the same for
-// every iteration, every `f64` it stores is at `i + c` of a private buffer
-// (no other pointer reaches it), and a buffer it stores to it loads only at
-// the index it stores to. Integer arithmetic on the index stays scalar (lane
-// 0's value; lane 1's is one stride further). Each lane then computes
+// every iteration, every `f64` it stores is at `i + c`, and a buffer it
+// stores to it reaches through no other pointer and loads only at the index
+// it stores to (`alias.rs` tells which pointers may reach the same buffer).
+// Integer arithmetic on the index stays scalar (lane 0's value; lane 1's is
+// one stride further). Each lane then computes
 // exactly what its iteration computed — the same operations on the same
 // values in the same order — so the results are bit for bit the scalar
 // loop's (`min`/`max` use the scalar NaN rules lane by lane). Reductions

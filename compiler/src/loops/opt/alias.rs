@@ -1,0 +1,144 @@
+//! Points-to: which buffers a pointer variable may address.
+//!
+//! Input: a [`Func`]. Output: [`PointsTo`], for each variable the targets it
+//! may hold a pointer into: a buffer passed in (any parameter: callers may
+//! pass the same buffer twice) or an `Alloc` instruction's buffer (named by
+//! the variable the allocation binds). The analysis is flow-insensitive: a
+//! variable assigned several times (loop state, a branch's result, a lazily
+//! allocated `map` result) may hold the union of what it is assigned, so the
+//! answer holds everywhere in the function, before and after any pass that
+//! keeps the instructions' meaning. An allocation that runs many times (in a
+//! loop) is one target for all its buffers.
+//!
+//! Invariant (what the passes rely on): when the target sets of two pointers
+//! are disjoint, no element is addressed through both. A variable whose set
+//! is empty was never seen to hold a pointer; [`PointsTo::may_alias`] treats
+//! it as possibly aliasing anything.
+
+use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    /// Memory passed in by the caller.
+    Param,
+    /// The buffers of the `Alloc` bound to this variable.
+    Alloc(LVar),
+    /// Anything: a word read from memory (the code never stores pointers,
+    /// but nothing here relies on that).
+    Unknown,
+}
+
+#[derive(Debug, Default)]
+pub struct PointsTo {
+    sets: HashMap<LVar, BTreeSet<Target>>,
+}
+
+impl PointsTo {
+    pub fn of(f: &Func) -> PointsTo {
+        let mut pt = PointsTo::default();
+        for &p in &f.params {
+            if f.vars[p.0 as usize].1 == MTy::I64 {
+                pt.sets.entry(p).or_default().insert(Target::Param);
+            }
+        }
+        // Variables are assigned in several places, some after their uses
+        // (loop state): propagate until nothing grows.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for_each_inst(&f.body, &mut |i| {
+                let Inst::Let(v, rhs) = i else { return };
+                let from: BTreeSet<Target> = match rhs {
+                    Rhs::Alloc { .. } => BTreeSet::from([Target::Alloc(*v)]),
+                    Rhs::Load { elem: MTy::I64, .. } => BTreeSet::from([Target::Unknown]),
+                    Rhs::Offset { base, .. } => pt.get(*base),
+                    rhs => rhs.operands().into_iter().flat_map(|o| pt.get(o)).collect(),
+                };
+                let set = pt.sets.entry(*v).or_default();
+                let before = set.len();
+                set.extend(from);
+                changed |= set.len() != before;
+            });
+        }
+        pt
+    }
+
+    fn get(&self, o: Operand) -> BTreeSet<Target> {
+        match o {
+            Operand::Var(v) => self.sets.get(&v).cloned().unwrap_or_default(),
+            Operand::Const(_) => BTreeSet::new(),
+        }
+    }
+
+    /// May an element be addressed both through `a` and through `b`?
+    pub fn may_alias(&self, a: Operand, b: Operand) -> bool {
+        let (x, y) = (self.get(a), self.get(b));
+        let unknown = |s: &BTreeSet<Target>| s.is_empty() || s.contains(&Target::Unknown);
+        unknown(&x) || unknown(&y) || !x.is_disjoint(&y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn func() -> Func {
+        Func {
+            name: "f".into(),
+            vars: Vec::new(),
+            params: Vec::new(),
+            param_leaves: Vec::new(),
+            body: Vec::new(),
+            results: Vec::new(),
+            result_leaves: Vec::new(),
+            sites: Vec::new(),
+            dims: Vec::new(),
+        }
+    }
+
+    fn alloc() -> Rhs {
+        Rhs::Alloc { elem: MTy::F64, count: Operand::i64(4), site: 0, hoisted: false }
+    }
+
+    fn offset(base: LVar, k: i64) -> Rhs {
+        Rhs::Offset { elem: MTy::F64, base: base.into(), index: Operand::i64(k) }
+    }
+
+    #[test]
+    fn separate_allocations_and_parameters_do_not_alias() {
+        let mut f = func();
+        let (p, q) = (f.fresh("p", MTy::I64), f.fresh("q", MTy::I64));
+        f.params = vec![p, q];
+        let (a, b, row, state) =
+            (f.fresh("a", MTy::I64), f.fresh("b", MTy::I64), f.fresh("row", MTy::I64), f.fresh("s", MTy::I64));
+        let c = f.fresh("c", MTy::Bool);
+        let word = f.fresh("w", MTy::I64);
+        f.body = vec![
+            Inst::Let(a, alloc()),
+            Inst::Let(b, alloc()),
+            Inst::Let(row, offset(a, 2)),
+            Inst::Let(state, Rhs::Use(b.into())),
+            Inst::Let(c, Rhs::Use(Operand::Const(crate::ir::Const::Bool(true)))),
+            // A loop state first set to `b`, later to the parameter's rows.
+            Inst::for_(
+                f.fresh("i", MTy::I64),
+                Operand::i64(3),
+                vec![Inst::Let(state, Rhs::Select(c.into(), state.into(), row.into()))],
+            ),
+            Inst::Let(word, Rhs::Load { elem: MTy::I64, base: p.into(), index: Operand::i64(0) }),
+        ];
+        let pt = PointsTo::of(&f);
+        let alias = |x: LVar, y: LVar| pt.may_alias(x.into(), y.into());
+        // Callers may pass one buffer twice; the arena's are fresh.
+        assert!(alias(p, q));
+        assert!(!alias(p, a) && !alias(a, b) && !alias(q, b));
+        // An offset reaches its base's buffer; a state reaches all it is assigned.
+        assert!(alias(row, a) && !alias(row, b));
+        assert!(alias(state, b) && alias(state, a) && !alias(state, p));
+        // A word loaded from memory, or a variable never seen to hold a
+        // pointer, may alias anything.
+        assert!(alias(word, a) && alias(word, p));
+        assert!(alias(c, a));
+    }
+}
