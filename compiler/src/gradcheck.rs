@@ -44,12 +44,39 @@ pub struct Report {
     pub entry: String,
     pub points: Vec<PointReport>,
     pub ok: bool,
+    /// What the points were checked against (by the entry's precision).
+    pub tolerances: Tolerances,
 }
 
-/// Relative tolerance of the dot-product test (rounding only).
-pub const TRANSPOSE_TOLERANCE: f64 = 1e-9;
-/// Relative tolerance of the finite-difference comparison.
-pub const FD_TOLERANCE: f64 = 1e-5;
+/// The finite-difference step and the tolerances, by the precision the
+/// entry computes in (Note [Steps and tolerances by precision]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerances {
+    /// The central-difference step, relative to the point's scale.
+    pub step: f64,
+    /// Relative tolerance of the dot-product test (rounding only).
+    pub transpose: f64,
+    /// Relative tolerance of the finite-difference comparison.
+    pub fd: f64,
+}
+
+/// For entries whose differentiated inputs and checked outputs are all `f64`.
+pub const F64_TOLERANCES: Tolerances = Tolerances { step: 1e-6, transpose: 1e-9, fd: 1e-5 };
+/// For entries with an `f32` input or output.
+pub const F32_TOLERANCES: Tolerances = Tolerances { step: 5e-3, transpose: 1e-5, fd: 2e-3 };
+
+// Note [Steps and tolerances by precision]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A central difference (f(x + hv) − f(x − hv)) / 2h has a truncation error
+// of order h² and a rounding error of order ε·|f| / h (ε the unit roundoff of
+// the type f computes in); the sum is smallest near h = ε^(1/3), where both
+// are about ε^(2/3). For f64 (ε ≈ 1.1e-16) that is h ≈ 5e-6 and an error
+// near 1e-11, so the step 1e-6 and the tolerance 1e-5 leave a wide margin
+// for curvature. For f32 (ε ≈ 6e-8) the f64 step is below the resolution of
+// x itself (x ± hv rounds back to x), so f32 uses h = 5e-3 (ε^(1/3) ≈ 4e-3) and accepts 2e-3 (ε^(2/3) ≈ 1.5e-5,
+// times the curvature and the condition of the sum of outputs). The
+// dot-product test compares two f32 computations of one number: rounding
+// only, 1e-5 for f32 against 1e-9 for f64.
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,17 +142,24 @@ pub fn gradcheck(
         };
         points.push(checker.check_point(&x, &mut rng).map_err(|e| fail(e.to_diagnostic()))?);
     }
-    let ok = points.iter().all(|p| p.transpose_error <= TRANSPOSE_TOLERANCE && p.fd_error <= FD_TOLERANCE);
-    Ok(Report { entry: entry.to_string(), points, ok })
+    let tol = checker.tolerances;
+    let ok = points.iter().all(|p| p.transpose_error <= tol.transpose && p.fd_error <= tol.fd);
+    Ok(Report { entry: entry.to_string(), points, ok, tolerances: tol })
 }
 
 fn perturb(v: &Val, rng: &mut Rng) -> Val {
+    let mut near = |x: f64| x * (1.0 + 0.05 * rng.signed()) + 0.01 * rng.signed();
     match v {
-        Val::F64(x) => Val::F64(x * (1.0 + 0.05 * rng.signed()) + 0.01 * rng.signed()),
+        Val::F64(x) => Val::F64(near(*x)),
+        Val::F32(x) => Val::F32(near(f64::from(*x)) as f32),
         Val::Arr(a) => match &a.data {
             ArrayData::F64(d) => {
-                let d2 = d.iter().map(|x| x * (1.0 + 0.05 * rng.signed()) + 0.01 * rng.signed()).collect();
+                let d2 = d.iter().map(|x| near(*x)).collect();
                 Val::Arr(Rc::new(Array::new(a.shape.clone(), ArrayData::F64(d2))))
+            }
+            ArrayData::F32(d) => {
+                let d2 = d.iter().map(|x| near(f64::from(*x)) as f32).collect();
+                Val::Arr(Rc::new(Array::new(a.shape.clone(), ArrayData::F32(d2))))
             }
             _ => v.clone(),
         },
@@ -172,10 +206,16 @@ fn dot1(a: &Val, b: &Val) -> f64 {
 fn axpy(x: &Val, h: f64, v: &Val) -> Val {
     match (x, v) {
         (Val::F64(a), Val::F64(b)) => Val::F64(a + h * b),
+        // f32 moves by the step computed in f64, rounded once.
+        (Val::F32(a), Val::F32(b)) => Val::F32((f64::from(*a) + h * f64::from(*b)) as f32),
         (Val::Arr(a), Val::Arr(b)) => match (&a.data, &b.data) {
             (ArrayData::F64(p), ArrayData::F64(q)) => Val::Arr(Rc::new(Array::new(
                 a.shape.clone(),
                 ArrayData::F64(p.iter().zip(q).map(|(s, t)| s + h * t).collect()),
+            ))),
+            (ArrayData::F32(p), ArrayData::F32(q)) => Val::Arr(Rc::new(Array::new(
+                a.shape.clone(),
+                ArrayData::F32(p.iter().zip(q).map(|(s, t)| (f64::from(*s) + h * f64::from(*t)) as f32).collect()),
             ))),
             _ => x.clone(),
         },
@@ -192,6 +232,7 @@ struct Checker {
     entry: String,
     /// The AD-free program, to evaluate the entry for finite differences.
     original: ir::Program,
+    tolerances: Tolerances,
 }
 
 const JVP: &str = "gradcheck$jvp";
@@ -222,7 +263,11 @@ impl Checker {
         let ir = crate::driver::run_ad(&ir)
             .and_then(|ir| crate::driver::run_opt(&ir, None))
             .map_err(|mut ds| ds.remove(0))?;
-        Ok(Checker { program: ir, diff, out_float, entry: func.name.clone(), original: program.ir.clone() })
+        let single = func.params.iter().zip(&diff).filter(|(_, d)| **d).map(|(p, _)| program.elaborated.vars.ty(*p).elem)
+            .chain(func.body.result.iter().map(|a| program.elaborated.vars.atom_type(*a).elem))
+            .any(|t| t == crate::types::ScalarType::F32);
+        let tolerances = if single { F32_TOLERANCES } else { F64_TOLERANCES };
+        Ok(Checker { program: ir, diff, out_float, entry: func.name.clone(), original: program.ir.clone(), tolerances })
     }
 
     fn derivative_func(ir: &mut ir::Program, func: &Func, diff: &[bool], out_float: &[bool], forward: bool) -> Func {
@@ -297,7 +342,7 @@ impl Checker {
         let reverse = dot(&v, &jtw);
         // Central differences along v, with a step relative to the point's scale.
         let scale = diff_x.iter().map(|a| dot1(a, a)).sum::<f64>().sqrt().max(1.0);
-        let h = 1e-6 * scale;
+        let h = self.tolerances.step * scale;
         let shifted = |sign: f64| -> Vec<Val> {
             let mut k = 0;
             x.iter()

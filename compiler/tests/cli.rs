@@ -301,6 +301,24 @@ fn gradcheck_fails_at_a_discontinuity() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED"));
 }
 
+/// Single precision: an f32 entry checks out (finite differences with an f32
+/// step), and a wrong custom rule still fails (the f32 tolerance is not
+/// loose enough to let a derivative off by half pass).
+#[test]
+fn gradcheck_on_f32_entries() {
+    let good = write_temp("gradcheck32", "good.slope", "entry f (x: [3]f32) : f32 = sum (map (\\v -> sin v * v) x)\n");
+    let input = write_temp("gradcheck32", "input.json", "{\"x\": [0.5, 1.0, 2.0]}");
+    let out = slope(&["gradcheck", p(&good), "--input", p(&input)]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let bad = write_temp(
+        "gradcheck32",
+        "bad.slope",
+        "def sq (x: f32) : f32 = x * x\nwith jvp x x_tan = 3.0 * x * x_tan\nentry f (x: [3]f32) : f32 = sum (map sq x)\n",
+    );
+    let out = slope(&["gradcheck", p(&bad), "--input", p(&input)]);
+    fails_with(&out, "E0206");
+}
+
 #[test]
 fn while_loop_limit() {
     let file = write_temp("while", "spin.slope", "entry f (x: f64) : f64 = loop y = x while y > 0.0 do y + 1.0\n");
