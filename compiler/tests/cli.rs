@@ -399,6 +399,27 @@ fn a_result_written_to_a_full_disk_fails_with_e0307() {
     fails_with(&out, "E0307");
 }
 
+/// A reader that leaves early (`slope … | head -1`) ends the command
+/// quietly: no message, status 141 (128 + SIGPIPE), for every command that
+/// writes to stdout.
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    let file = write_temp("epipe", "f.slope", "entry f (x: [3]f64) : f64 = sum (map (\\v -> sin v * v) x)\n");
+    let input = write_temp("epipe", "input.json", "{\"x\": [0.5, 1.0, 2.0]}");
+    let commands: [&[&str]; 3] = [
+        &["gradcheck", p(&file), "--input", p(&input)],
+        &["emit", "--stage", "loops", p(&file)],
+        &["run", p(&file), "[0.5, 1.0, 2.0]"],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_slope")).args(args).stdout(writer).output().expect("run slope");
+        assert_eq!(out.status.code(), Some(141), "{args:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// Diagnostics written to a pipe nobody reads, or to a full disk, must not
 /// panic: the exit status still says the program was rejected.
 #[test]

@@ -4,8 +4,10 @@
 //!   UTF-8, or longer than the limit, is its own item and reading goes on: one
 //!   bad line must not end a REPL session or a GradBench run.
 //! - [`write_stdout`]: a reply or result, flushed at once; a failure (a full
-//!   disk, a reader that closed the pipe) is E0307, so no command reports
-//!   success for output that was lost.
+//!   disk) is E0307, so no command reports success for output that was lost.
+//!   A reader that closed the pipe (`slope … | head`) ends the process
+//!   quietly with status 141, as SIGPIPE ends other Unix tools: the reader
+//!   asked for no more, and there is no one left to tell.
 //! - [`write_stderr`]: never panics (`eprintln!` does when stderr is closed):
 //!   a diagnostic with nowhere to go is dropped, and the exit status still
 //!   says what happened.
@@ -86,11 +88,19 @@ impl<R: BufRead> Iterator for Lines<R> {
     }
 }
 
-/// Writes `text` and a newline to stdout and flushes.
+/// The exit status when stdout's reader has gone: 128 + SIGPIPE, what a
+/// shell reports for a tool that SIGPIPE stopped.
+pub const BROKEN_PIPE_STATUS: i32 = 141;
+
+/// Writes `text` and a newline to stdout and flushes. When the reader has
+/// closed the pipe, the process ends here, quietly (see the module header).
 pub fn write_stdout(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}")?;
-    out.flush()
+    let written = writeln!(out, "{text}").and_then(|()| out.flush());
+    if written.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+        std::process::exit(BROKEN_PIPE_STATUS);
+    }
+    written
 }
 
 /// Writes `text` and a newline to stderr, dropping it if stderr is gone.
