@@ -263,7 +263,12 @@ impl Checker {
         let ir = crate::driver::run_ad(&ir)
             .and_then(|ir| crate::driver::run_opt(&ir, None))
             .map_err(|mut ds| ds.remove(0))?;
-        let single = func.params.iter().zip(&diff).filter(|(_, d)| **d).map(|(p, _)| program.elaborated.vars.ty(*p).elem)
+        let single = func
+            .params
+            .iter()
+            .zip(&diff)
+            .filter(|(_, d)| **d)
+            .map(|(p, _)| program.elaborated.vars.ty(*p).elem)
             .chain(func.body.result.iter().map(|a| program.elaborated.vars.atom_type(*a).elem))
             .any(|t| t == crate::types::ScalarType::F32);
         let tolerances = if single { F32_TOLERANCES } else { F64_TOLERANCES };

@@ -85,6 +85,18 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
                 Item::Import { .. } => continue,
             };
             if let Some(prev) = program.infos.get(&def.name.text) {
+                // Entries and definitions share one namespace (an entry is
+                // also a function other code may call); callers such as
+                // GradBench fix entry names, so the definition is the one to rename.
+                let help = if prev.is_entry != def.is_entry {
+                    format!(
+                        "entries and definitions share one namespace; keep the entry's name (callers use it) \
+                         and rename the definition, e.g. `def {0}_of …`, calling it from `entry {0}`",
+                        def.name.text
+                    )
+                } else {
+                    "rename one of them".to_string()
+                };
                 diags.push(
                     Diagnostic::error(
                         Code::E0006,
@@ -93,7 +105,7 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
                         "second definition",
                     )
                     .with_secondary(prev.span, "first defined here")
-                    .with_help("rename one of them"),
+                    .with_help(help),
                 );
                 continue;
             }
