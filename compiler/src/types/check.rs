@@ -158,9 +158,26 @@ struct Checker<'p> {
     /// Each use of `jacfwd`, `jacrev` or `hessian` in the code being checked:
     /// its instantiated type and span (Note [Jacobians as values]).
     jacobians: Vec<(&'static str, Type, Span)>,
+    /// Each AD operator applied in the code being checked: its name, the
+    /// differentiated function's type and span, checked again once literals
+    /// have their final types (Note [Differentiated types after defaults]).
+    differentiated: Vec<(String, Type, Span)>,
 }
 
 type R<T> = Result<T, Diagnostic>;
+
+// Note [Differentiated types after defaults]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// An AD operator needs a function whose input and output are made of floats
+// (E0116). Where the operator is applied, an integer literal in the
+// function's output may still have an open type — `3` in
+// `jvp (\y -> (y * y, 3)) x 1.0` is "some number" until the context decides
+// — so the check there passes. If nothing makes the literal a float, it
+// becomes `i64`, exactly like `3i64`, which the check rejects. So every
+// applied operator is checked again after the definition's types are final:
+// an untyped literal is judged by the type it ends up with, the same
+// everywhere (a result annotated `(f64, f64)` makes the `3` a float, and the
+// program is accepted).
 
 // Note [Jacobians as values]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -186,6 +203,7 @@ impl<'p> Checker<'p> {
             size_params: Vec::new(),
             current: None,
             jacobians: Vec::new(),
+            differentiated: Vec::new(),
         }
     }
 
@@ -254,6 +272,7 @@ impl<'p> Checker<'p> {
         self.settle_jacobians()?;
         let ret = self.zonk(&body_ty, def.body.span)?;
         self.finish(&mut def.body)?;
+        self.check_differentiated_again()?;
         let param_types: Vec<Type> = param_types.iter().map(|t| self.zonk(t, def.name.span)).collect::<R<_>>()?;
         if let Some(rule) = &mut def.jvp_rule {
             self.check_jvp_rule(rule, &param_types, &ret)?;
@@ -1305,17 +1324,8 @@ impl<'p> Checker<'p> {
                     Type::Func(a, b) => ((**a).clone(), (**b).clone()),
                     _ => return Ok(result),
                 };
-                for (t, what) in [(&input, "input"), (&output, "output")] {
-                    if let Some(bad) = self.non_differentiable(t) {
-                        return Err(Diagnostic::error(
-                            Code::E0116,
-                            format!("`{name}` needs a function whose {what} is made of floats, but it has type {}", self.describe(t)),
-                            args[0].span,
-                            format!("contains {bad}"),
-                        )
-                        .with_help("pass integer or boolean data as free variables of the function (a lambda that captures them), not as its argument"));
-                    }
-                }
+                self.check_differentiable(name, &input, &output, args[0].span)?;
+                self.differentiated.push((name.to_string(), fty.clone(), args[0].span));
                 match name {
                     "jacfwd" | "jacrev" | "hessian" => {
                         if args.len() < 2 {
@@ -1351,6 +1361,34 @@ impl<'p> Checker<'p> {
     }
 
     /// Describes the first non-float leaf of a type, if any (type variables count as floats).
+    /// E0116 unless `input` and `output` are made of floats (so far).
+    fn check_differentiable(&self, name: &str, input: &Type, output: &Type, span: Span) -> R<()> {
+        for (t, what) in [(input, "input"), (output, "output")] {
+            if let Some(bad) = self.non_differentiable(t) {
+                return Err(Diagnostic::error(
+                    Code::E0116,
+                    format!("`{name}` needs a function whose {what} is made of floats, but it has type {}", self.describe(t)),
+                    span,
+                    format!("contains {bad}"),
+                )
+                .with_help(
+                    "pass integer or boolean data as free variables of the function (a lambda that captures them), not as its argument",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Note [Differentiated types after defaults].
+    fn check_differentiated_again(&mut self) -> R<()> {
+        for (name, fty, span) in std::mem::take(&mut self.differentiated) {
+            if let Type::Func(input, output) = self.zonk(&fty, span)? {
+                self.check_differentiable(&name, &input, &output, span)?;
+            }
+        }
+        Ok(())
+    }
+
     fn non_differentiable(&self, t: &Type) -> Option<String> {
         match self.shallow(t) {
             Type::Scalar(s) if s.is_float() => None,
