@@ -157,7 +157,7 @@ impl<'l> Adapter<'l> {
         let entry = program.entry_name(Some(function)).map_err(|f| render(&f))?;
         let input = input.ok_or_else(|| protocol("the message has no `input`"))?;
         let (min_runs, min_seconds) = limits(input)?;
-        let args = program.decode_json_text_args(&entry, input, &LIMITS).map_err(|f| render(&f))?;
+        let args = program.decode_json_text_args(&entry, input).map_err(|f| render(&f))?;
         // Elapsed time is the sum of the runs' own times, as GradBench's
         // tools measure it: decoding and encoding are not part of it, nor
         // handing the arguments to native code and copying its results out.
@@ -233,9 +233,6 @@ fn module_name(fields: &Map<String, J>) -> Result<&str, Error> {
         Err(protocol(format!("`{module}` is not a module name")))
     }
 }
-
-/// The fields of an input object that say how often to run, not what to run on.
-const LIMITS: [&str; 2] = ["min_runs", "min_seconds"];
 
 /// `min_runs` and `min_seconds` of an input object (defaults 1 and 0). Other
 /// inputs (`hello`'s bare number) carry no limits. Only the top level of the

@@ -173,6 +173,24 @@ fn run_argument_of_wrong_type() {
     fails_with(&slope(&["run", p(&file), "[[1.0], [2.0, 3.0]]"]), "E0302");
 }
 
+/// Fields an entry does not declare are ignored at the top level as inside
+/// records (Note [Fields no one reads] in api.rs); a misspelt parameter is
+/// still an error, as missing.
+#[test]
+fn input_fields_no_one_reads_are_ignored_at_every_level() {
+    let file = write_temp("fields", "prog.slope", "entry f (p: {w: f64, b: f64}) (x: f64) : f64 = p.w * x + p.b\n");
+    let run = |text: &str| {
+        let input = write_temp("fields", "input.json", text);
+        slope(&["run", p(&file), "--input", p(&input)])
+    };
+    let out = run("{\"p\": {\"w\": 2.0, \"b\": 1.0, \"name\": \"unused\"}, \"x\": 3.0, \"min_runs\": 5}");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7.0");
+    let out = run("{\"p\": {\"w\": 2.0, \"b\": 1.0}, \"xx\": 3.0}");
+    fails_with(&out, "E0302");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lacks `x`"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn run_wrong_number_of_arguments() {
     let file = write_temp("input", "prog.slope", GOOD);

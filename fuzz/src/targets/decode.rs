@@ -23,7 +23,7 @@ type Decoded = Result<Vec<Value>, Failure>;
 pub fn json(program: &Program, entry: Option<&str>, bytes: &[u8]) -> Checked<Stats> {
     let Ok(entry) = program.entry_name(entry) else { return Ok(Stats::default()) };
     let Ok(text) = std::str::from_utf8(bytes) else { return Ok(Stats::default()) };
-    let from_text = program.decode_json_text_args(&entry, text, &[]);
+    let from_text = program.decode_json_text_args(&entry, text);
     if let Err(failure) = &from_text {
         no_internal_error(failure, "decoding the input text")?;
     }
@@ -76,7 +76,7 @@ fn round_trip(program: &Program, entry: &str, values: &[Value]) -> Result<(), St
         fields.insert(name.clone(), json);
     }
     let written = serde_json::Value::Object(fields).to_string();
-    match program.decode_json_text_args(entry, &written, &[]) {
+    match program.decode_json_text_args(entry, &written) {
         Ok(again) if again == values => Ok(()),
         again => {
             Err(format!("decoded: {}\nwritten: {written}\nread back: {}", show(&Ok(values.to_vec())), show(&again)))
