@@ -337,6 +337,22 @@ fn gradcheck_on_f32_entries() {
     fails_with(&out, "E0206");
 }
 
+/// An entry's own `with jvp` rule is what gradcheck checks: a wrong one
+/// fails (it used to check the body the rule replaces, and pass), with the
+/// entry in the frame and custom rules named in the help.
+#[test]
+fn gradcheck_checks_an_entrys_own_rule() {
+    let input = write_temp("ownrule", "input.json", "{\"x\": 1.5}");
+    let good = write_temp("ownrule", "good.slope", "entry g (x: f64) : f64 = x * x\nwith jvp x t = 2.0 * x * t\n");
+    let out = slope(&["gradcheck", p(&good), "--input", p(&input)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = write_temp("ownrule", "bad.slope", "entry g (x: f64) : f64 = x * x\nwith jvp x t = 3.0 * x * t\n");
+    let out = slope(&["gradcheck", p(&bad), "--input", p(&input)]);
+    fails_with(&out, "E0206");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.slope:1:1") && err.contains("with jvp"), "{err}");
+}
+
 #[test]
 fn while_loop_limit() {
     let file = write_temp("while", "spin.slope", "entry f (x: f64) : f64 = loop y = x while y > 0.0 do y + 1.0\n");

@@ -182,11 +182,19 @@ pub fn gradcheck(
         Ok(report.to_string().trim_end().to_string())
     } else {
         write_result(report.to_string().trim_end())?;
-        Err(plain_error(
+        let span = program.elaborated.func(&entry).expect("the entry exists").span;
+        let d = Diagnostic::error(
             Code::E0206,
             format!("the derivatives of `{entry}` do not agree"),
-            Some("forward and reverse mode must agree to rounding, and both with finite differences".into()),
-        ))
+            span,
+            "checked at the input's point and near it",
+        )
+        .with_help(
+            "forward and reverse mode must agree to rounding, and both with finite differences; a disagreement with \
+             finite differences alone usually means a kink or jump near the point, or a custom `with jvp` rule \
+             that is wrong",
+        );
+        Err(CliFailure(Failure { sources: program.sources.clone(), diagnostics: vec![d] }))
     }
 }
 
