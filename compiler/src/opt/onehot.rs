@@ -484,10 +484,15 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// a `map` → the reduces in both branches (`hoist_guarded` wraps a map in
 /// `if width > 0`, which would otherwise hide it from [`fuse_map_reduce`]).
 /// The `if` moves down to the last reduce; nothing between uses its results.
+/// Only when a reduce of the group folds arrays (Note [Sinking reduces]).
 pub fn sink_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
     for (j, s) in body.stmts.iter().enumerate() {
         let Expr::If { cond, then_body, else_body } = &s.expr else { continue };
         let Some(group) = reducing_consumers(cx, body, j, &s.binds) else { continue };
+        let folds_arrays = group.iter().flat_map(|&k| &body.stmts[k].binds).any(|b| !cx.vars.ty(*b).is_scalar());
+        if !folds_arrays {
+            continue;
+        }
         let all_vars = |b: &Body| b.result.iter().all(|a| a.var().is_some());
         if !all_vars(then_body) || !all_vars(else_body) {
             continue;
@@ -519,6 +524,20 @@ pub fn sink_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
     }
     None
 }
+
+// Note [Sinking reduces]
+// ~~~~~~~~~~~~~~~~~~~~~~~
+// Fusing a reduce with the map under `hoist_guarded`'s `if` pays off when the
+// reduce folds arrays: unfused, the map builds one array per element (ht's
+// tangent of the skinning sum: a 26-vector per bone, per vertex and
+// coordinate) and the fold allocates another per step; fused, one vector is
+// updated in place (Note [Maps in place] in loops/lower.rs). For scalar
+// accumulators the gain is one buffer of n scalars and one pass over it, and
+// measured it was a loss: fusing gmm's sum over points into its point loop
+// made the objective 13% slower at 64_100_1000 (min of 15 runs, 186 → 214 ms)
+// with the same loop IR but for the accumulator — a code generation effect
+// of the loop-carried value around the whole point body, not work. So
+// `sink_reduce` leaves scalar-only groups alone.
 
 /// A `reduce` over arrays that are all `replicate 0 v` is its neutral element.
 pub fn reduce_empty(cx: &mut Cx, body: &Body) -> Option<Body> {

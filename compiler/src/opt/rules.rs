@@ -73,7 +73,7 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         name: "sink_reduce",
-        description: "reduces of an `if`'s results, one branch building them with a map → the reduces in both branches",
+        description: "reduces of an `if`'s results, one branch building them with a map, one of them folding arrays → the reduces in both branches",
         apply: super::onehot::sink_reduce,
     },
     Rule {

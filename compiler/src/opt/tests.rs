@@ -259,19 +259,25 @@ fn fuse_map_reduce_takes_every_reduce_of_one_map() {
 }
 
 /// `hoist_guarded` wraps a map in `if width > 0`; `sink_reduce` moves the sum
-/// of its result into both branches, `reduce_empty` makes the empty branch's
-/// sum its neutral element, and the map and its sum then fuse.
+/// of its rows (a vector fold) into both branches, `reduce_empty` makes the
+/// empty branch's sum its neutral element, and the map and its sum then
+/// fuse. A sum of scalars is left where it is (Note [Sinking reduces]).
 #[test]
 fn sink_reduce_and_reduce_empty_preserve_meaning() {
-    let src = "entry f [n] (x: [n]f64) (y: [3]f64) : (f64, f64) = \
-               let m = map (\\v -> v * exp y[2]) x in (sum m, reduce (\\a b -> a * b) 1.0 m)";
+    let src = "entry f [n][m] (xs: [n][m]f64) (y: [3]f64) : [m]f64 = \
+               let rows = map (\\r -> let s = exp y[2] in map (\\v -> v * s) r) xs in \
+               reduce (\\a b -> map2 (+) a b) (replicate m 0.0) rows";
     let prep = "normalize(copy_prop <+ dce <+ shape_pull) ; normalize(hoist_guarded)";
     let sunk = check_after(src, "f", prep, "normalize(sink_reduce)");
     let prep = format!("{prep} ; normalize(sink_reduce)");
     check_after(src, "f", &prep, "normalize(reduce_empty)");
     let fused = optimise(&sunk, "normalize(reduce_empty <+ fuse_map_reduce <+ copy_prop <+ dce)").unwrap();
     let text = ir::print::print_program(&fused);
-    assert!(!text.contains("= reduce") && !text.contains("= map"), "{text}");
+    assert!(!text.contains("= reduce"), "{text}");
+    let scalar = "entry g [n] (x: [n]f64) (y: [3]f64) : f64 = sum (map (\\v -> v * exp y[2]) x)";
+    let before =
+        optimise(&ad_ir(scalar), "normalize(copy_prop <+ dce <+ shape_pull) ; normalize(hoist_guarded)").unwrap();
+    assert!(optimise(&before, "topDown(sink_reduce)").is_err(), "sank a scalar sum");
 }
 
 #[test]
