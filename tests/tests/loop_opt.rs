@@ -456,3 +456,33 @@ fn jacfwd_of_sums_folds_every_direction_into_one_vector_in_place() {
         assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "jacfwd {a} against jacrev {b}");
     }
 }
+
+#[test]
+fn an_rk_stage_is_one_pass_and_a_new_state_runs_two_lanes_wide() {
+    // k = rhs y, then y + h k: with `j != 0` read as `j >= 1` in the `else`
+    // of the first-iteration test, range analysis proves the rhs's reads
+    // before splitting, so the two loops fuse (then split into the peeled
+    // first element and the rest): 2 loops, not 3, and no check in them.
+    let src = "entry stage [n] (x: [n]f64) (y: [n]f64) : [n]f64 = \
+               let k = tabulate n (\\i -> if i == 0 then x[0] else x[i] * y[i - 1]) in \
+               map2 (\\a b -> a + 0.5 * b) y k";
+    let p = compile(src);
+    let body = loops(&p, "stage");
+    assert_eq!(loops_count(&body), 2, "{body:?}");
+    assert_eq!(in_loops(&body, is_check), 0, "{body:?}");
+    let out = agree(&p, "stage", serde_json::json!({"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0]})).unwrap();
+    assert_eq!(out, serde_json::json!([4.5, 9.0, 13.5]));
+    assert_eq!(agree(&p, "stage", serde_json::json!({"x": [], "y": []})), Ok(serde_json::json!([])));
+    // A state rebuilt each iteration from itself (`y` is read inside the
+    // lambda, so not overwritten in place): the new buffer, allocated just
+    // before the loop that fills it, is reached by no other pointer, though
+    // the analysis of allocation sites cannot tell it from last iteration's
+    // (the state) — the loop runs two lanes wide.
+    let src = "entry steps [n] (y0: [n]f64) (z: [n]f64) (k: i64) : [n]f64 = \
+               loop y = y0 for s < k do tabulate n (\\j -> y[j] * 0.5 + z[j])";
+    let p = compile(src);
+    let body = loops(&p, "steps");
+    assert!(vector_loops(&body) >= 1, "{body:?}");
+    let out = agree(&p, "steps", serde_json::json!({"y0": [8.0, 4.0, 2.0], "z": [1.0, 0.0, -1.0], "k": 2})).unwrap();
+    assert_eq!(out, serde_json::json!([3.5, 1.0, -1.0]));
+}

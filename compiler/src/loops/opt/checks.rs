@@ -171,6 +171,17 @@ impl Walker {
                         self.facts.le(&a, &b);
                         self.facts.le(&b, &a);
                     }
+                    // Next to a bound known already, a difference is a strict
+                    // inequality: `j != 0` with `j >= 0` is `j >= 1` (the
+                    // `else` of a loop's first-iteration test).
+                    BinOp::Ne => {
+                        let (Some(ab), Some(ba)) = (a.sub(&b), b.sub(&a)) else { return };
+                        if self.facts.prove(&ab) {
+                            self.facts.lt(&b, &a);
+                        } else if self.facts.prove(&ba) {
+                            self.facts.lt(&a, &b);
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -9,8 +9,11 @@
 //!
 //! The passes ([`PASSES`]; `slope emit --stage loops` prints the result,
 //! `--stage lowered` the input), in the order `simplify`, `unroll`,
-//! `ranges`, `split`, `simplify`, `ranges`, `fuse`, `simplify`, `scalarize`,
-//! `simplify`, `simd`:
+//! `ranges`, `fuse`, `split`, `simplify`, `ranges`, `fuse`, `simplify`,
+//! `scalarize`, `simplify`, `simd` (`fuse` runs before `split` too: a loop
+//! that tests its index, such as an RK4 right-hand side, fuses with the map
+//! after it while both still run over the same range, and the fused loop is
+//! then split as one):
 //! - `simplify` ([`simplify`]): copy propagation, constant folding, constant
 //!   branches, dead code and empty loops;
 //! - `unroll` ([`unroll`]): loops of at most four iterations with constant
@@ -72,6 +75,11 @@ pub static PASSES: &[Pass] = &[
         name: "ranges",
         description: "remove the checks range analysis proves; fold the comparisons, min and max it decides",
         run: checks::run,
+    },
+    Pass {
+        name: "fuse",
+        description: "fuse consecutive loops over the same range; forward stores to loads; drop unread buffers",
+        run: fuse::run,
     },
     Pass {
         name: "split",

@@ -38,20 +38,53 @@ pub fn run(f: &mut Func) {
 }
 
 fn mark(f: &Func, insts: &mut [Inst], points_to: &PointsTo, counts: &Counts) {
-    for i in insts {
-        for b in i.blocks_mut() {
+    for k in 0..insts.len() {
+        for b in insts[k].blocks_mut() {
             mark(f, b, points_to, counts);
         }
-        if let Inst::For { index, body, lanes, .. } = i {
+        let fresh = fresh_before(&insts[..k]);
+        if let Inst::For { index, body, lanes, .. } = &mut insts[k] {
             if *lanes == 1 && worth_it(body) && local_to(body, counts) {
                 if let Some(classes) = classify(f, *index, body) {
-                    if memory_independent(body, &classes, points_to) {
+                    if memory_independent(body, &classes, points_to, &fresh) {
                         *lanes = LANES;
                     }
                 }
             }
         }
     }
+}
+
+/// The operands of `i` that are not the base of a load or store: what a
+/// pointer among them may be copied to.
+fn non_base_operands(i: &Inst) -> Vec<Operand> {
+    match i {
+        Inst::Let(_, Rhs::Load { index, .. }) => vec![*index],
+        Inst::Store { index, value, .. } => vec![*index, *value],
+        Inst::Let(_, rhs) if rhs.tested_for_null().is_some() => Vec::new(),
+        i => i.operands(),
+    }
+}
+
+/// Buffers allocated in `block` whose pointer nothing after the allocation
+/// copies (it is only a base of loads and stores, or tested for null):
+/// right after `block`, only that pointer reaches the buffer — even when an
+/// earlier buffer of the same allocation is reached by others (the previous
+/// iteration's loop state, which `alias.rs` cannot tell apart from it).
+fn fresh_before(block: &[Inst]) -> Vec<LVar> {
+    let mut fresh: Vec<LVar> = Vec::new();
+    for i in block {
+        let mut mentioned: Vec<Operand> = non_base_operands(i);
+        // In a nested block, any mention counts.
+        for b in i.blocks() {
+            for_each_inst(b, &mut |j| mentioned.extend(j.operands()));
+        }
+        fresh.retain(|v| !mentioned.contains(&Operand::Var(*v)) && i.def() != Some(*v));
+        if let Inst::Let(v, Rhs::Alloc { .. }) = i {
+            fresh.push(*v);
+        }
+    }
+    fresh
 }
 
 /// Something is computed on `f64` values (a load, a store of one).
@@ -177,7 +210,7 @@ fn stride_or_uniform(k: i64) -> Lane {
 /// The lanes of one vector iteration touch disjoint elements: a buffer
 /// stored to is reached through no other pointer of the body, and accessed
 /// only at the index its stores use (so no lane reads what another writes).
-fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &PointsTo) -> bool {
+fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &PointsTo, fresh: &[LVar]) -> bool {
     let mut stores = Vec::new();
     let mut loads = Vec::new();
     for i in body {
@@ -187,14 +220,16 @@ fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &
             _ => {}
         }
     }
+    // A fresh buffer's pointer is the only way to it, unless the body copies it.
+    let copied: Vec<Operand> = body.iter().flat_map(non_base_operands).collect();
+    let alone = |o: Operand| o.var().is_some_and(|v| fresh.contains(&v) && !copied.contains(&o));
+    let may_alias = |a: Operand, b: Operand| a == b || (points_to.may_alias(a, b) && !alone(a) && !alone(b));
     // Through a pointer that may reach a stored buffer, only the stored
     // element itself is accessed (loaded contiguously, like the store).
     stores.iter().all(|&(b, i)| {
-        let apart_or_same = |&(c, k): &(Operand, Operand)| !points_to.may_alias(b, c) || (c == b && k == i);
+        let apart_or_same = |&(c, k): &(Operand, Operand)| !may_alias(b, c) || (c == b && k == i);
         stores.iter().all(apart_or_same)
-            && loads
-                .iter()
-                .all(|l| apart_or_same(l) && (!points_to.may_alias(b, l.0) || lane(classes, l.1) == Lane::Stride(1)))
+            && loads.iter().all(|l| apart_or_same(l) && (!may_alias(b, l.0) || lane(classes, l.1) == Lane::Stride(1)))
     })
 }
 
@@ -216,3 +251,38 @@ fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &
 // (an accumulator carried from one iteration to the next) are not
 // vectorised: a sum is a left fold, and adding in two lanes would change its
 // rounding. Host calls (`exp`, …) are not either: there is no vector form.
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc() -> Rhs {
+        Rhs::Alloc { elem: MTy::F64, count: Operand::i64(4), site: 0, hoisted: false }
+    }
+
+    #[test]
+    fn a_buffer_is_fresh_until_its_pointer_is_copied() {
+        let (a, b, c, d, x) = (LVar(0), LVar(1), LVar(2), LVar(3), LVar(4));
+        let store = |base: LVar| Inst::Store {
+            elem: MTy::F64,
+            base: base.into(),
+            index: Operand::i64(0),
+            value: Operand::Const(crate::ir::Const::F64(1.0)),
+        };
+        let block = vec![
+            Inst::Let(a, alloc()),
+            Inst::Let(b, alloc()),
+            Inst::Let(d, alloc()),
+            store(a),
+            Inst::Let(x, Rhs::Load { elem: MTy::F64, base: a.into(), index: Operand::i64(0) }),
+            // `b` is copied: `c` reaches its buffer too.
+            Inst::Let(c, Rhs::Use(b.into())),
+            // `d` is mentioned in a nested block: not fresh either.
+            Inst::If { cond: Operand::Const(crate::ir::Const::Bool(true)), then: vec![store(d)], els: Vec::new() },
+        ];
+        assert_eq!(fresh_before(&block), vec![a]);
+        // Reassigned: the variable may now hold another buffer.
+        let block = vec![Inst::Let(a, alloc()), Inst::Let(a, Rhs::Use(b.into()))];
+        assert_eq!(fresh_before(&block), Vec::<LVar>::new());
+    }
+}
