@@ -151,13 +151,7 @@ fn command() -> ExitCode {
         }
         Command::Bench { dir, fixtures, inputs, runs, interp, evals } => {
             let engine = if interp { slope::api::Engine::Interp } else { slope::api::Engine::Jit };
-            match cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals, engine) {
-                Ok(table) => Ok(table),
-                Err(message) => {
-                    cli::streams::write_stderr(&format!("error: {message}"));
-                    return ExitCode::from(1);
-                }
-            }
+            cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals, engine)
         }
         Command::Test { paths } => return cli::test::run(&paths),
         Command::Repl => return cli::repl::run(),

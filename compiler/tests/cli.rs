@@ -353,6 +353,19 @@ fn gradcheck_checks_an_entrys_own_rule() {
     assert!(err.contains("bad.slope:1:1") && err.contains("with jvp"), "{err}");
 }
 
+/// `slope bench` with a name it does not know, or away from the examples,
+/// is an error with a code and a non-zero exit, not an empty table.
+#[test]
+fn bench_rejects_unknown_evals_and_missing_examples() {
+    let out = slope(&["bench", "no-such-eval"]);
+    fails_with(&out, "E0305");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gmm"), "{}", String::from_utf8_lossy(&out.stderr));
+    let empty = write_temp("bench", "README", "");
+    let dir = empty.parent().expect("a directory");
+    let out = slope(&["bench", "--dir", p(dir), "hello"]);
+    fails_with(&out, "E0303");
+}
+
 #[test]
 fn while_loop_limit() {
     let file = write_temp("while", "spin.slope", "entry f (x: f64) : f64 = loop y = x while y > 0.0 do y + 1.0\n");

@@ -15,8 +15,9 @@
 //! and, with `--inputs DIR`, the GradBench message files that
 //! `scripts/gradbench_inputs.py generate` writes (GradBench's default sizes).
 
+use super::{plain_error, CliFailure};
 use slope::api::{Engine, Program};
-use slope::diagnostic::RenderStyle;
+use slope::diagnostic::Code;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -83,25 +84,39 @@ pub fn run(
     runs: usize,
     only: &[String],
     engine: Engine,
-) -> Result<String, String> {
+) -> Result<String, CliFailure> {
+    let known: Vec<&str> = EVALS.iter().map(|e| e.0).collect();
+    if let Some(unknown) = only.iter().find(|o| !known.contains(&o.as_str())) {
+        return Err(plain_error(
+            Code::E0305,
+            format!("`slope bench` has no eval `{unknown}`"),
+            Some(format!("the evals it knows: {}", known.join(", "))),
+        ));
+    }
+    let workload_error = |message: String| plain_error(Code::E0303, message, None);
     let mut rows = Vec::new();
     for &(eval, module, primal, derivative) in EVALS {
         if !only.is_empty() && !only.iter().any(|o| o == eval) {
             continue;
         }
         let path = dir.join(format!("{module}.slope"));
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            plain_error(
+                Code::E0303,
+                format!("cannot read {}: {e}", path.display()),
+                Some("`slope bench` runs the GradBench examples: start it in the repository, or pass --dir".into()),
+            )
+        })?;
         let start = Instant::now();
-        let mut program = Program::compile(&path.display().to_string(), &text, &super::file_loader)
-            .map_err(|f| f.render(RenderStyle::Short))?;
+        let mut program = Program::compile(&path.display().to_string(), &text, &super::file_loader)?;
         program.engine = engine;
         if engine == Engine::Jit {
-            program.native().map_err(|f| f.render(RenderStyle::Short))?;
+            program.native()?;
         }
         let compile = start.elapsed();
-        let mut workloads = fixture_workloads(&fixtures.join(eval), primal)?;
+        let mut workloads = fixture_workloads(&fixtures.join(eval), primal).map_err(workload_error)?;
         if let Some(inputs) = inputs {
-            workloads.extend(message_workloads(&inputs.join(format!("{eval}.jsonl")), primal)?);
+            workloads.extend(message_workloads(&inputs.join(format!("{eval}.jsonl")), primal).map_err(workload_error)?);
         }
         for (name, input) in workloads {
             let p = measure(&program, primal, &input, runs)?;
@@ -138,21 +153,21 @@ struct Measured {
 }
 
 /// Median and minimum time of `runs` calls after one warm-up, and the peak memory of one call.
-fn measure(program: &Program, entry: &str, input: &serde_json::Value, runs: usize) -> Result<Measured, String> {
-    let args = program.decode_json_args(entry, input).map_err(|f| f.render(RenderStyle::Short))?;
+fn measure(program: &Program, entry: &str, input: &serde_json::Value, runs: usize) -> Result<Measured, CliFailure> {
+    let args = program.decode_json_args(entry, input)?;
     let base = memory::reset();
-    program.call_values(entry, &args).map_err(|f| f.render(RenderStyle::Short))?;
+    program.call_values(entry, &args)?;
     // Native code: the most arena memory the call held (the arena reuses
     // freed blocks across calls, so heap growth would undercount it); the
     // interpreter: the heap growth during the call.
     let peak = match program.engine {
-        Engine::Jit => program.native().map_err(|f| f.render(RenderStyle::Short))?.code.peak_bytes(),
+        Engine::Jit => program.native()?.code.peak_bytes(),
         Engine::Interp => memory::peak().saturating_sub(base),
     };
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let start = Instant::now();
-        program.call_values(entry, &args).map_err(|f| f.render(RenderStyle::Short))?;
+        program.call_values(entry, &args)?;
         times.push(start.elapsed());
     }
     times.sort();
