@@ -485,4 +485,18 @@ fn an_rk_stage_is_one_pass_and_a_new_state_runs_two_lanes_wide() {
     assert!(vector_loops(&body) >= 1, "{body:?}");
     let out = agree(&p, "steps", serde_json::json!({"y0": [8.0, 4.0, 2.0], "z": [1.0, 0.0, -1.0], "k": 2})).unwrap();
     assert_eq!(out, serde_json::json!([3.5, 1.0, -1.0]));
+    // A whole Euler step: the right-hand side fuses with the new state's
+    // loop (which writes a fresh buffer, not a private one: it becomes the
+    // state), so the right-hand side is never stored — the one allocation
+    // in the step loop is the new state.
+    let src = "entry euler [n] (x: [n]f64) (y0: [n]f64) (k: i64) : [n]f64 = \
+               loop y = y0 for s < k do \
+               let d = tabulate n (\\j -> if j == 0 then x[0] else x[j] * y[j - 1]) in \
+               tabulate n (\\j -> y[j] + 0.5 * d[j])";
+    let p = compile(src);
+    let body = loops(&p, "euler");
+    let allocs = in_loops(&body, |i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })));
+    assert_eq!(allocs, 1, "{body:?}");
+    let out = agree(&p, "euler", serde_json::json!({"x": [1.0, 2.0, 3.0], "y0": [0.0, 0.0, 0.0], "k": 2})).unwrap();
+    assert_eq!(out, serde_json::json!([1.0, 0.5, 0.0]));
 }

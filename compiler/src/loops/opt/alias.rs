@@ -11,7 +11,11 @@
 //! loop) is one target for all its buffers.
 //!
 //! Invariant (what the passes rely on): when the target sets of two pointers
-//! are disjoint, no element is addressed through both. A variable whose set
+//! are disjoint, no element is addressed through both. [`fresh_allocations`]
+//! adds what the flow-insensitive sets cannot say: right after a block, a
+//! buffer it allocated and whose pointer it did not copy is reached by that
+//! pointer alone (an earlier buffer of the same allocation, say the previous
+//! iteration's loop state, is another buffer). A variable whose set
 //! is empty was never seen to hold a pointer; [`PointsTo::may_alias`] treats
 //! it as possibly aliasing anything.
 
@@ -79,6 +83,37 @@ impl PointsTo {
     }
 }
 
+/// The operands of `i` that are not the base of a load or store: what a
+/// pointer among them may be copied to.
+pub fn non_base_operands(i: &Inst) -> Vec<Operand> {
+    match i {
+        Inst::Let(_, Rhs::Load { index, .. }) => vec![*index],
+        Inst::Store { index, value, .. } => vec![*index, *value],
+        Inst::Let(_, rhs) if rhs.tested_for_null().is_some() => Vec::new(),
+        i => i.operands(),
+    }
+}
+
+/// Buffers allocated in `block` whose pointer nothing after the allocation
+/// copies (it is only a base of loads and stores, or tested for null):
+/// right after `block`, only that pointer reaches the buffer — even when an
+/// earlier buffer of the same allocation is reached by others (the previous
+/// iteration's loop state, which `alias.rs` cannot tell apart from it).
+pub fn fresh_allocations(block: &[Inst]) -> Vec<LVar> {
+    let mut fresh: Vec<LVar> = Vec::new();
+    for i in block {
+        let mut mentioned: Vec<Operand> = non_base_operands(i);
+        for b in i.blocks() {
+            for_each_inst(b, &mut |j| mentioned.extend(non_base_operands(j)));
+        }
+        fresh.retain(|v| !mentioned.contains(&Operand::Var(*v)) && i.def() != Some(*v));
+        if let Inst::Let(v, Rhs::Alloc { .. }) = i {
+            fresh.push(*v);
+        }
+    }
+    fresh
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +175,36 @@ mod tests {
         // pointer, may alias anything.
         assert!(alias(word, a) && alias(word, p));
         assert!(alias(c, a));
+    }
+
+    #[test]
+    fn a_buffer_is_fresh_until_its_pointer_is_copied() {
+        let (a, b, c, d, x) = (LVar(0), LVar(1), LVar(2), LVar(3), LVar(4));
+        let store = |base: LVar| Inst::Store {
+            elem: MTy::F64,
+            base: base.into(),
+            index: Operand::i64(0),
+            value: Operand::Const(crate::ir::Const::F64(1.0)),
+        };
+        let block = vec![
+            Inst::Let(a, alloc()),
+            Inst::Let(b, alloc()),
+            Inst::Let(d, alloc()),
+            store(a),
+            Inst::Let(x, Rhs::Load { elem: MTy::F64, base: a.into(), index: Operand::i64(0) }),
+            // `b` is copied: `c` reaches its buffer too.
+            Inst::Let(c, Rhs::Use(b.into())),
+            // Stored to in a nested block: still fresh; copied there: not.
+            Inst::If { cond: Operand::Const(crate::ir::Const::Bool(true)), then: vec![store(d)], els: Vec::new() },
+            Inst::If {
+                cond: Operand::Const(crate::ir::Const::Bool(true)),
+                then: vec![Inst::Let(x, Rhs::Use(a.into()))],
+                els: Vec::new(),
+            },
+        ];
+        assert_eq!(fresh_allocations(&block), vec![d]);
+        // Reassigned: the variable may now hold another buffer.
+        let block = vec![Inst::Let(a, alloc()), Inst::Let(a, Rhs::Use(b.into()))];
+        assert_eq!(fresh_allocations(&block), Vec::<LVar>::new());
     }
 }

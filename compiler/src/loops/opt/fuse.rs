@@ -8,14 +8,16 @@
 //! loops that do not depend on the first (a fresh buffer, an accumulator's
 //! initial value, a check) move above it.
 
+use super::alias::{fresh_allocations, non_base_operands, PointsTo};
 use super::simplify::Counts;
 use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, Operand, Rhs};
 use std::collections::{HashMap, HashSet};
 
 pub fn run(f: &mut Func) {
     let fresh = private_buffers(f);
+    let points_to = PointsTo::of(f);
     let mut body = std::mem::take(&mut f.body);
-    fuse_block(f, &mut body, &fresh);
+    fuse_block(f, &mut body, &fresh, &points_to);
     forward_stores(&mut body, &fresh);
     let mut renamed = Vec::new();
     reuse_block(&mut body, &fresh, &mut renamed);
@@ -221,8 +223,9 @@ fn effects(index: LVar, body: &[Inst]) -> Effects {
     e
 }
 
-/// Whether `for i { a }; for i { b }` may become `for i { a; b }`.
-fn fusible(fresh: &HashSet<LVar>, a: &Effects, b: &Effects) -> bool {
+/// Whether `for i { a }; for i { b }` may become `for i { a; b }`; `apart`
+/// tells two different pointers that never reach the same element.
+fn fusible(a: &Effects, b: &Effects, apart: &dyn Fn(LVar, LVar) -> bool) -> bool {
     if a.allocates || b.allocates || (a.fails && b.fails) {
         return false;
     }
@@ -232,31 +235,32 @@ fn fusible(fresh: &HashSet<LVar>, a: &Effects, b: &Effects) -> bool {
     {
         return false;
     }
-    // Memory one body writes and the other touches: a private buffer, and
-    // only ever at the loop index in both.
+    // Memory one body writes and the other touches: through the same
+    // pointer, only ever at the loop index in both; through another, never
+    // the same element.
     let shared = |w: &Effects, o: &Effects| {
-        w.stores.iter().filter(|p| o.loads.contains(p) || o.stores.contains(p)).all(|p| {
-            fresh.contains(p)
-                && w.at_index_only.get(p).copied().unwrap_or(true)
-                && o.at_index_only.get(p).copied().unwrap_or(true)
+        w.stores.iter().all(|p| {
+            o.loads.iter().chain(&o.stores).all(|q| {
+                if q == p {
+                    w.at_index_only.get(p).copied().unwrap_or(true) && o.at_index_only.get(p).copied().unwrap_or(true)
+                } else {
+                    apart(*p, *q)
+                }
+            })
         })
     };
-    // Writes to non-private memory never meet reads of it elsewhere: only
-    // private buffers are written by loop bodies the lowering emits, but a
-    // body that writes anything else is left alone.
-    let private_writes = |w: &Effects| w.stores.iter().all(|p| fresh.contains(p));
-    shared(a, b) && shared(b, a) && private_writes(a) && private_writes(b)
+    shared(a, b) && shared(b, a)
 }
 
-fn fuse_block(f: &Func, insts: &mut Vec<Inst>, fresh: &HashSet<LVar>) {
+fn fuse_block(f: &Func, insts: &mut Vec<Inst>, fresh: &HashSet<LVar>, points_to: &PointsTo) {
     for i in insts.iter_mut() {
         for b in i.blocks_mut() {
-            fuse_block(f, b, fresh);
+            fuse_block(f, b, fresh, points_to);
         }
     }
     let mut k = 0;
     while k < insts.len() {
-        if let Some(next) = fuse_at(f, insts, k, fresh) {
+        if let Some(next) = fuse_at(f, insts, k, fresh, points_to) {
             k = next;
         } else {
             k += 1;
@@ -266,7 +270,7 @@ fn fuse_block(f: &Func, insts: &mut Vec<Inst>, fresh: &HashSet<LVar>) {
 
 /// Tries to fuse the loop at `k` with the next loop (moving what stands
 /// between them above the first). Returns where to continue on success.
-fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>) -> Option<usize> {
+fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>, points_to: &PointsTo) -> Option<usize> {
     let Inst::For { index: i1, start: s1, bound: n1, body: b1, .. } = &insts[k] else { return None };
     let first = effects(*i1, b1);
     // Instructions that may move above the first loop, then the second loop.
@@ -306,7 +310,14 @@ fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>) -> 
         return None;
     }
     let second = effects(*i2, b2);
-    if !fusible(fresh, &first, &second) {
+    // Private buffers reach their memory alone; so does a buffer allocated
+    // before the second loop (moved above the first) whose pointer neither
+    // body copies (`alias.rs`).
+    let allocated = fresh_allocations(&insts[..m]);
+    let copied: Vec<Operand> = b1.iter().chain(b2.iter()).flat_map(non_base_operands).collect();
+    let alone = |v: LVar| fresh.contains(&v) || (allocated.contains(&v) && !copied.contains(&Operand::Var(v)));
+    let apart = |p: LVar, q: LVar| alone(p) || alone(q) || !points_to.may_alias(p.into(), q.into());
+    if !fusible(&first, &second, &apart) {
         return None;
     }
     let (i1, i2) = (*i1, *i2);

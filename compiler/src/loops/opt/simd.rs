@@ -8,7 +8,7 @@
 //! Note [Vector loops]; the classification is also what code generation
 //! uses to decide, per variable, between a vector and a scalar register.
 
-use super::alias::PointsTo;
+use super::alias::{fresh_allocations, non_base_operands, PointsTo};
 use super::simplify::Counts;
 use crate::ir::{BinOp, UnOp};
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
@@ -42,7 +42,7 @@ fn mark(f: &Func, insts: &mut [Inst], points_to: &PointsTo, counts: &Counts) {
         for b in insts[k].blocks_mut() {
             mark(f, b, points_to, counts);
         }
-        let fresh = fresh_before(&insts[..k]);
+        let fresh = fresh_allocations(&insts[..k]);
         if let Inst::For { index, body, lanes, .. } = &mut insts[k] {
             if *lanes == 1 && worth_it(body) && local_to(body, counts) {
                 if let Some(classes) = classify(f, *index, body) {
@@ -53,38 +53,6 @@ fn mark(f: &Func, insts: &mut [Inst], points_to: &PointsTo, counts: &Counts) {
             }
         }
     }
-}
-
-/// The operands of `i` that are not the base of a load or store: what a
-/// pointer among them may be copied to.
-fn non_base_operands(i: &Inst) -> Vec<Operand> {
-    match i {
-        Inst::Let(_, Rhs::Load { index, .. }) => vec![*index],
-        Inst::Store { index, value, .. } => vec![*index, *value],
-        Inst::Let(_, rhs) if rhs.tested_for_null().is_some() => Vec::new(),
-        i => i.operands(),
-    }
-}
-
-/// Buffers allocated in `block` whose pointer nothing after the allocation
-/// copies (it is only a base of loads and stores, or tested for null):
-/// right after `block`, only that pointer reaches the buffer — even when an
-/// earlier buffer of the same allocation is reached by others (the previous
-/// iteration's loop state, which `alias.rs` cannot tell apart from it).
-fn fresh_before(block: &[Inst]) -> Vec<LVar> {
-    let mut fresh: Vec<LVar> = Vec::new();
-    for i in block {
-        let mut mentioned: Vec<Operand> = non_base_operands(i);
-        // In a nested block, any mention counts.
-        for b in i.blocks() {
-            for_each_inst(b, &mut |j| mentioned.extend(j.operands()));
-        }
-        fresh.retain(|v| !mentioned.contains(&Operand::Var(*v)) && i.def() != Some(*v));
-        if let Inst::Let(v, Rhs::Alloc { .. }) = i {
-            fresh.push(*v);
-        }
-    }
-    fresh
 }
 
 /// Something is computed on `f64` values (a load, a store of one).
@@ -251,38 +219,3 @@ fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &
 // (an accumulator carried from one iteration to the next) are not
 // vectorised: a sum is a left fold, and adding in two lanes would change its
 // rounding. Host calls (`exp`, …) are not either: there is no vector form.
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alloc() -> Rhs {
-        Rhs::Alloc { elem: MTy::F64, count: Operand::i64(4), site: 0, hoisted: false }
-    }
-
-    #[test]
-    fn a_buffer_is_fresh_until_its_pointer_is_copied() {
-        let (a, b, c, d, x) = (LVar(0), LVar(1), LVar(2), LVar(3), LVar(4));
-        let store = |base: LVar| Inst::Store {
-            elem: MTy::F64,
-            base: base.into(),
-            index: Operand::i64(0),
-            value: Operand::Const(crate::ir::Const::F64(1.0)),
-        };
-        let block = vec![
-            Inst::Let(a, alloc()),
-            Inst::Let(b, alloc()),
-            Inst::Let(d, alloc()),
-            store(a),
-            Inst::Let(x, Rhs::Load { elem: MTy::F64, base: a.into(), index: Operand::i64(0) }),
-            // `b` is copied: `c` reaches its buffer too.
-            Inst::Let(c, Rhs::Use(b.into())),
-            // `d` is mentioned in a nested block: not fresh either.
-            Inst::If { cond: Operand::Const(crate::ir::Const::Bool(true)), then: vec![store(d)], els: Vec::new() },
-        ];
-        assert_eq!(fresh_before(&block), vec![a]);
-        // Reassigned: the variable may now hold another buffer.
-        let block = vec![Inst::Let(a, alloc()), Inst::Let(a, Rhs::Use(b.into()))];
-        assert_eq!(fresh_before(&block), Vec::<LVar>::new());
-    }
-}
