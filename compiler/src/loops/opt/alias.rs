@@ -41,45 +41,60 @@ pub struct PointsTo {
 impl PointsTo {
     pub fn of(f: &Func) -> PointsTo {
         let mut pt = PointsTo::default();
+        // Seeds, and the edges `source → v` of every other definition.
+        let mut seeds: Vec<(LVar, Target)> = Vec::new();
+        let mut edges: HashMap<LVar, Vec<LVar>> = HashMap::new();
         for &p in &f.params {
             if f.vars[p.0 as usize].1 == MTy::I64 {
-                pt.sets.entry(p).or_default().insert(Target::Param);
+                seeds.push((p, Target::Param));
             }
         }
+        for_each_inst(&f.body, &mut |i| {
+            let Inst::Let(v, rhs) = i else { return };
+            let sources = match rhs {
+                Rhs::Alloc { .. } => return seeds.push((*v, Target::Alloc(*v))),
+                Rhs::Load { elem: MTy::I64, .. } => return seeds.push((*v, Target::Unknown)),
+                Rhs::Offset { base, .. } => vec![*base],
+                rhs => rhs.operands(),
+            };
+            for s in sources.into_iter().filter_map(Operand::var) {
+                edges.entry(s).or_default().push(*v);
+            }
+        });
         // Variables are assigned in several places, some after their uses
-        // (loop state): propagate until nothing grows.
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for_each_inst(&f.body, &mut |i| {
-                let Inst::Let(v, rhs) = i else { return };
-                let from: BTreeSet<Target> = match rhs {
-                    Rhs::Alloc { .. } => BTreeSet::from([Target::Alloc(*v)]),
-                    Rhs::Load { elem: MTy::I64, .. } => BTreeSet::from([Target::Unknown]),
-                    Rhs::Offset { base, .. } => pt.get(*base),
-                    rhs => rhs.operands().into_iter().flat_map(|o| pt.get(o)).collect(),
-                };
-                let set = pt.sets.entry(*v).or_default();
+        // (loop state): propagate along the edges until nothing grows.
+        let mut work: Vec<LVar> = Vec::new();
+        for (v, t) in seeds {
+            if pt.sets.entry(v).or_default().insert(t) {
+                work.push(v);
+            }
+        }
+        while let Some(s) = work.pop() {
+            let Some(targets) = pt.sets.get(&s).cloned() else { continue };
+            for &d in edges.get(&s).map(Vec::as_slice).unwrap_or(&[]) {
+                let set = pt.sets.entry(d).or_default();
                 let before = set.len();
-                set.extend(from);
-                changed |= set.len() != before;
-            });
+                set.extend(targets.iter().copied());
+                if set.len() != before {
+                    work.push(d);
+                }
+            }
         }
         pt
     }
 
-    fn get(&self, o: Operand) -> BTreeSet<Target> {
-        match o {
-            Operand::Var(v) => self.sets.get(&v).cloned().unwrap_or_default(),
-            Operand::Const(_) => BTreeSet::new(),
-        }
+    fn targets(&self, o: Operand) -> Option<&BTreeSet<Target>> {
+        o.var().and_then(|v| self.sets.get(&v))
     }
 
     /// May an element be addressed both through `a` and through `b`?
     pub fn may_alias(&self, a: Operand, b: Operand) -> bool {
-        let (x, y) = (self.get(a), self.get(b));
-        let unknown = |s: &BTreeSet<Target>| s.is_empty() || s.contains(&Target::Unknown);
-        unknown(&x) || unknown(&y) || !x.is_disjoint(&y)
+        let known =
+            |s: Option<&BTreeSet<Target>>| s.filter(|s| !s.is_empty() && !s.contains(&Target::Unknown)).cloned();
+        match (known(self.targets(a)), known(self.targets(b))) {
+            (Some(x), Some(y)) => !x.is_disjoint(&y),
+            _ => true,
+        }
     }
 }
 
@@ -94,24 +109,37 @@ pub fn non_base_operands(i: &Inst) -> Vec<Operand> {
     }
 }
 
-/// Buffers allocated in `block` whose pointer nothing after the allocation
-/// copies (it is only a base of loads and stores, or tested for null):
-/// right after `block`, only that pointer reaches the buffer — even when an
-/// earlier buffer of the same allocation is reached by others (the previous
-/// iteration's loop state, which `alias.rs` cannot tell apart from it).
-pub fn fresh_allocations(block: &[Inst]) -> Vec<LVar> {
-    let mut fresh: Vec<LVar> = Vec::new();
-    for i in block {
-        let mut mentioned: Vec<Operand> = non_base_operands(i);
-        for b in i.blocks() {
-            for_each_inst(b, &mut |j| mentioned.extend(non_base_operands(j)));
+/// Whether `v` holds a buffer allocated in `block` whose pointer nothing
+/// after the allocation copies (it is only a base of loads and stores, or
+/// tested for null): right after `block`, only `v` reaches that buffer —
+/// even when an earlier buffer of the same allocation is reached by others
+/// (the previous iteration's loop state, which [`PointsTo`] cannot tell
+/// apart from it). Scans back from the end of `block` to the allocation.
+pub fn fresh_at_end(block: &[Inst], v: LVar) -> bool {
+    for i in block.iter().rev() {
+        if let Inst::Let(w, rhs) = i {
+            if *w == v {
+                return matches!(rhs, Rhs::Alloc { .. });
+            }
         }
-        fresh.retain(|v| !mentioned.contains(&Operand::Var(*v)) && i.def() != Some(*v));
-        if let Inst::Let(v, Rhs::Alloc { .. }) = i {
-            fresh.push(*v);
+        let var = Operand::Var(v);
+        if non_base_operands(i).contains(&var) || i.def() == Some(v) {
+            return false;
+        }
+        let mut copied = false;
+        for b in i.blocks() {
+            for_each_inst(b, &mut |j| copied |= non_base_operands(j).contains(&var) || j.def() == Some(v));
+        }
+        if copied {
+            return false;
         }
     }
-    fresh
+    false
+}
+
+/// The variables among `vars` that are [`fresh_at_end`] of `block`.
+pub fn fresh_allocations(block: &[Inst], vars: impl IntoIterator<Item = LVar>) -> Vec<LVar> {
+    vars.into_iter().filter(|v| fresh_at_end(block, *v)).collect()
 }
 
 #[cfg(test)]
@@ -202,9 +230,9 @@ mod tests {
                 els: Vec::new(),
             },
         ];
-        assert_eq!(fresh_allocations(&block), vec![d]);
+        assert_eq!(fresh_allocations(&block, [a, b, c, d, x]), vec![d]);
         // Reassigned: the variable may now hold another buffer.
         let block = vec![Inst::Let(a, alloc()), Inst::Let(a, Rhs::Use(b.into()))];
-        assert_eq!(fresh_allocations(&block), Vec::<LVar>::new());
+        assert!(!fresh_at_end(&block, a));
     }
 }

@@ -8,7 +8,7 @@
 //! Note [Vector loops]; the classification is also what code generation
 //! uses to decide, per variable, between a vector and a scalar register.
 
-use super::alias::{fresh_allocations, non_base_operands, PointsTo};
+use super::alias::{fresh_at_end, non_base_operands, PointsTo};
 use super::simplify::Counts;
 use crate::ir::{BinOp, UnOp};
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
@@ -42,11 +42,11 @@ fn mark(f: &Func, insts: &mut [Inst], points_to: &PointsTo, counts: &Counts) {
         for b in insts[k].blocks_mut() {
             mark(f, b, points_to, counts);
         }
-        let fresh = fresh_allocations(&insts[..k]);
-        if let Inst::For { index, body, lanes, .. } = &mut insts[k] {
+        let (before, rest) = insts.split_at_mut(k);
+        if let Inst::For { index, body, lanes, .. } = &mut rest[0] {
             if *lanes == 1 && worth_it(body) && local_to(body, counts) {
                 if let Some(classes) = classify(f, *index, body) {
-                    if memory_independent(body, &classes, points_to, &fresh) {
+                    if memory_independent(body, &classes, points_to, before) {
                         *lanes = LANES;
                     }
                 }
@@ -178,7 +178,8 @@ fn stride_or_uniform(k: i64) -> Lane {
 /// The lanes of one vector iteration touch disjoint elements: a buffer
 /// stored to is reached through no other pointer of the body, and accessed
 /// only at the index its stores use (so no lane reads what another writes).
-fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &PointsTo, fresh: &[LVar]) -> bool {
+/// `before`: the instructions of the loop's block before it.
+fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &PointsTo, before: &[Inst]) -> bool {
     let mut stores = Vec::new();
     let mut loads = Vec::new();
     for i in body {
@@ -190,7 +191,7 @@ fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &
     }
     // A fresh buffer's pointer is the only way to it, unless the body copies it.
     let copied: Vec<Operand> = body.iter().flat_map(non_base_operands).collect();
-    let alone = |o: Operand| o.var().is_some_and(|v| fresh.contains(&v) && !copied.contains(&o));
+    let alone = |o: Operand| o.var().is_some_and(|v| !copied.contains(&o) && fresh_at_end(before, v));
     let may_alias = |a: Operand, b: Operand| a == b || (points_to.may_alias(a, b) && !alone(a) && !alone(b));
     // Through a pointer that may reach a stored buffer, only the stored
     // element itself is accessed (loaded contiguously, like the store).
