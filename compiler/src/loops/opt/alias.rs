@@ -11,7 +11,7 @@
 //! loop) is one target for all its buffers.
 //!
 //! Invariant (what the passes rely on): when the target sets of two pointers
-//! are disjoint, no element is addressed through both. [`fresh_allocations`]
+//! are disjoint, no element is addressed through both. [`fresh_at_end`]
 //! adds what the flow-insensitive sets cannot say: right after a block, a
 //! buffer it allocated and whose pointer it did not copy is reached by that
 //! pointer alone (an earlier buffer of the same allocation, say the previous
@@ -89,8 +89,9 @@ impl PointsTo {
 
     /// May an element be addressed both through `a` and through `b`?
     pub fn may_alias(&self, a: Operand, b: Operand) -> bool {
-        let known =
-            |s: Option<&BTreeSet<Target>>| s.filter(|s| !s.is_empty() && !s.contains(&Target::Unknown)).cloned();
+        fn known(s: Option<&BTreeSet<Target>>) -> Option<&BTreeSet<Target>> {
+            s.filter(|s| !s.is_empty() && !s.contains(&Target::Unknown))
+        }
         match (known(self.targets(a)), known(self.targets(b))) {
             (Some(x), Some(y)) => !x.is_disjoint(&y),
             _ => true,
