@@ -369,7 +369,10 @@ fn reducing_consumers(cx: &Cx, body: &Body, j: usize, binds: &[Var]) -> Option<V
         if !arrays.iter().any(|a| produced.contains(a)) {
             continue;
         }
-        if !arrays.iter().all(|a| produced.contains(a)) || contains_update(&s.expr) {
+        // The reduce moves down to the last of the group: it must not read an
+        // array that an update in between may consume (Note [Consumed arrays]).
+        let movable = walk::free_in_expr(&s.expr).iter().all(|v| !cx.is_consumed(*v));
+        if !arrays.iter().all(|a| produced.contains(a)) || contains_update(&s.expr) || !movable {
             return None;
         }
         reads += arrays.len();
@@ -488,6 +491,11 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
 pub fn sink_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
     for (j, s) in body.stmts.iter().enumerate() {
         let Expr::If { cond, then_body, else_body } = &s.expr else { continue };
+        // The `if` moves down too: the same condition as for the reduces.
+        let movable = walk::free_in_expr(&s.expr).iter().all(|v| !cx.is_consumed(*v));
+        if !movable || contains_update(&s.expr) {
+            continue;
+        }
         let Some(group) = reducing_consumers(cx, body, j, &s.binds) else { continue };
         let folds_arrays = group.iter().flat_map(|&k| &body.stmts[k].binds).any(|b| !cx.vars.ty(*b).is_scalar());
         if !folds_arrays {
