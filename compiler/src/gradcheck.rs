@@ -73,8 +73,9 @@ pub const F32_TOLERANCES: Tolerances = Tolerances { step: 5e-3, transpose: 1e-5,
 // are about ε^(2/3). For f64 (ε ≈ 1.1e-16) that is h ≈ 5e-6 and an error
 // near 1e-11, so the step 1e-6 and the tolerance 1e-5 leave a wide margin
 // for curvature. For f32 (ε ≈ 6e-8) the f64 step is below the resolution of
-// x itself (x ± hv rounds back to x), so f32 uses h = 5e-3 (ε^(1/3) ≈ 4e-3) and accepts 2e-3 (ε^(2/3) ≈ 1.5e-5,
-// times the curvature and the condition of the sum of outputs). The
+// x itself (x ± hv rounds back to x), so f32 uses h = 5e-3 (ε^(1/3) ≈ 4e-3)
+// and accepts 2e-3 (ε^(2/3) ≈ 1.5e-5, times the curvature and the condition
+// of the sum of outputs). The
 // dot-product test compares two f32 computations of one number: rounding
 // only, 1e-5 for f32 against 1e-9 for f64.
 

@@ -138,9 +138,32 @@ pub fn fresh_at_end(block: &[Inst], v: LVar) -> bool {
     false
 }
 
-/// The variables among `vars` that are [`fresh_at_end`] of `block`.
-pub fn fresh_allocations(block: &[Inst], vars: impl IntoIterator<Item = LVar>) -> Vec<LVar> {
-    vars.into_iter().filter(|v| fresh_at_end(block, *v)).collect()
+/// Which pointers used in loop bodies that run right after `before` never
+/// reach the same element: different targets, or one of them a buffer
+/// [`fresh_at_end`] of `before` whose pointer the bodies do not copy. The
+/// one question `fuse` and `simd` ask.
+pub struct Apart<'a> {
+    points_to: &'a PointsTo,
+    before: &'a [Inst],
+    copied: Vec<Operand>,
+}
+
+impl<'a> Apart<'a> {
+    pub fn new(points_to: &'a PointsTo, before: &'a [Inst], bodies: &[&[Inst]]) -> Apart<'a> {
+        let copied = bodies.iter().flat_map(|b| b.iter()).flat_map(non_base_operands).collect();
+        Apart { points_to, before, copied }
+    }
+
+    /// `v` alone reaches its buffer in the bodies.
+    pub fn alone(&self, v: LVar) -> bool {
+        !self.copied.contains(&Operand::Var(v)) && fresh_at_end(self.before, v)
+    }
+
+    /// Two different pointers that never reach the same element.
+    pub fn apart(&self, p: Operand, q: Operand) -> bool {
+        let alone = |o: Operand| o.var().is_some_and(|v| self.alone(v));
+        !self.points_to.may_alias(p, q) || alone(p) || alone(q)
+    }
 }
 
 #[cfg(test)]
@@ -231,7 +254,8 @@ mod tests {
                 els: Vec::new(),
             },
         ];
-        assert_eq!(fresh_allocations(&block, [a, b, c, d, x]), vec![d]);
+        let fresh: Vec<LVar> = [a, b, c, d, x].into_iter().filter(|v| fresh_at_end(&block, *v)).collect();
+        assert_eq!(fresh, vec![d]);
         // Reassigned: the variable may now hold another buffer.
         let block = vec![Inst::Let(a, alloc()), Inst::Let(a, Rhs::Use(b.into()))];
         assert!(!fresh_at_end(&block, a));

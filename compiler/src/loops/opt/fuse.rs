@@ -8,7 +8,7 @@
 //! loops that do not depend on the first (a fresh buffer, an accumulator's
 //! initial value, a check) move above it.
 
-use super::alias::{fresh_at_end, non_base_operands, PointsTo};
+use super::alias::{Apart, PointsTo};
 use super::simplify::Counts;
 use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, Operand, Rhs};
 use std::collections::{HashMap, HashSet};
@@ -313,9 +313,8 @@ fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>, poi
     // Private buffers reach their memory alone; so does a buffer allocated
     // before the second loop (moved above the first) whose pointer neither
     // body copies (`alias.rs`).
-    let copied: Vec<Operand> = b1.iter().chain(b2.iter()).flat_map(non_base_operands).collect();
-    let alone = |v: LVar| fresh.contains(&v) || (!copied.contains(&Operand::Var(v)) && fresh_at_end(&insts[..m], v));
-    let apart = |p: LVar, q: LVar| alone(p) || alone(q) || !points_to.may_alias(p.into(), q.into());
+    let by_alias = Apart::new(points_to, &insts[..m], &[b1, b2]);
+    let apart = |p: LVar, q: LVar| fresh.contains(&p) || fresh.contains(&q) || by_alias.apart(p.into(), q.into());
     if !fusible(&first, &second, &apart) {
         return None;
     }

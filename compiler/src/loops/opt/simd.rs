@@ -8,7 +8,7 @@
 //! Note [Vector loops]; the classification is also what code generation
 //! uses to decide, per variable, between a vector and a scalar register.
 
-use super::alias::{fresh_at_end, non_base_operands, PointsTo};
+use super::alias::{Apart, PointsTo};
 use super::simplify::Counts;
 use crate::ir::{BinOp, UnOp};
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
@@ -190,9 +190,8 @@ fn memory_independent(body: &[Inst], classes: &HashMap<LVar, Lane>, points_to: &
         }
     }
     // A fresh buffer's pointer is the only way to it, unless the body copies it.
-    let copied: Vec<Operand> = body.iter().flat_map(non_base_operands).collect();
-    let alone = |o: Operand| o.var().is_some_and(|v| !copied.contains(&o) && fresh_at_end(before, v));
-    let may_alias = |a: Operand, b: Operand| a == b || (points_to.may_alias(a, b) && !alone(a) && !alone(b));
+    let apart = Apart::new(points_to, before, &[body]);
+    let may_alias = |a: Operand, b: Operand| a == b || !apart.apart(a, b);
     // Through a pointer that may reach a stored buffer, only the stored
     // element itself is accessed (loaded contiguously, like the store).
     stores.iter().all(|&(b, i)| {
