@@ -54,6 +54,8 @@ pub(crate) enum Callee<'a> {
     Def { name: String },
     Builtin { name: &'static str, arity: usize, app_ty: Type },
     Op(AstBinOp),
+    /// An operator whose first argument is its *right* operand: `(op e)`.
+    RightOp(AstBinOp),
 }
 
 /// The values of the names in scope: persistent, so that a closure captures
@@ -360,7 +362,7 @@ impl<'a> Elaborator<'a> {
             Callee::Lambda { pats, .. } => pats.len(),
             Callee::Def { name } => self.program.infos[name].param_types.len(),
             Callee::Builtin { arity, .. } => *arity,
-            Callee::Op(_) => 2,
+            Callee::Op(_) | Callee::RightOp(_) => 2,
         }
     }
 
@@ -416,6 +418,10 @@ impl<'a> Elaborator<'a> {
             }
             Callee::Op(op) => {
                 let (a, b) = (leaf(&args[0]), leaf(&args[1]));
+                Ok(SVal::Leaf(self.binary(*op, a, b, span)))
+            }
+            Callee::RightOp(op) => {
+                let (b, a) = (leaf(&args[0]), leaf(&args[1]));
                 Ok(SVal::Leaf(self.binary(*op, a, b, span)))
             }
         };
@@ -525,8 +531,16 @@ impl<'a> Elaborator<'a> {
                     .collect();
                 Ok(Self::from_leaves(&e.ty, &mut arrays.into_iter()))
             }
-            ExprKind::OpSection(op) => {
+            ExprKind::Section(op, None, None) => {
                 Ok(SVal::Closure(Rc::new(Closure { callee: Callee::Op(*op), args: Vec::new() })))
+            }
+            ExprKind::Section(op, Some(left), _) => {
+                let left = self.expr(left, env)?;
+                Ok(SVal::Closure(Rc::new(Closure { callee: Callee::Op(*op), args: vec![left] })))
+            }
+            ExprKind::Section(op, None, Some(right)) => {
+                let right = self.expr(right, env)?;
+                Ok(SVal::Closure(Rc::new(Closure { callee: Callee::RightOp(*op), args: vec![right] })))
             }
             ExprKind::Lambda(pats, _, body) => Ok(SVal::Closure(Rc::new(Closure {
                 callee: Callee::Lambda { pats, body, env: env.clone() },
@@ -889,6 +903,7 @@ fn clone_callee<'a>(c: &Callee<'a>) -> Callee<'a> {
         Callee::Def { name } => Callee::Def { name: name.clone() },
         Callee::Builtin { name, arity, app_ty } => Callee::Builtin { name, arity: *arity, app_ty: app_ty.clone() },
         Callee::Op(op) => Callee::Op(*op),
+        Callee::RightOp(op) => Callee::RightOp(*op),
     }
 }
 

@@ -178,9 +178,8 @@ impl Expr {
     /// The sub-expressions, in source order.
     pub fn children(&self) -> Vec<&Expr> {
         match &self.kind {
-            ExprKind::Var(_) | ExprKind::Int(..) | ExprKind::Float(..) | ExprKind::Bool(_) | ExprKind::OpSection(_) => {
-                Vec::new()
-            }
+            ExprKind::Var(_) | ExprKind::Int(..) | ExprKind::Float(..) | ExprKind::Bool(_) => Vec::new(),
+            ExprKind::Section(_, l, r) => l.iter().chain(r.iter()).map(|e| &**e).collect(),
             ExprKind::Tuple(es) | ExprKind::ArrayLit(es) => es.iter().collect(),
             ExprKind::Record(fs) => fs.iter().map(|(_, e)| e).collect(),
             ExprKind::Lambda(_, _, e)
@@ -261,8 +260,10 @@ pub enum ExprKind {
     Tuple(Vec<Expr>),
     Record(Vec<(Name, Expr)>),
     ArrayLit(Vec<Expr>),
-    /// An operator used as a function: `(+)`.
-    OpSection(BinOp),
+    /// An operator used as a function: `(+)`, or with one operand given:
+    /// `(e op)` (left) is `\y -> e op y`, `(op e)` (right) is `\x -> x op e`.
+    /// At most one operand is present.
+    Section(BinOp, Option<Box<Expr>>, Option<Box<Expr>>),
     Lambda(Vec<Pat>, Option<TypeExpr>, Box<Expr>),
     App(Box<Expr>, Vec<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),

@@ -1,7 +1,7 @@
 //! Parser glue: runs the generated `lalrpop` parser over the logos tokens and
 //! turns every kind of parse error into a [`Diagnostic`] with a span.
 
-use super::ast::{Expr, ExprKind, Module, Suffix};
+use super::ast::{BinOp, Expr, ExprKind, Module, Suffix};
 use super::lexer::{LexError, LexErrorKind, Lexer, Token};
 use crate::diagnostic::{Code, Diagnostic, FileId, Span};
 use lalrpop_util::ParseError;
@@ -20,6 +20,16 @@ pub fn parse_module(source: &str, file: FileId) -> Result<Module, Diagnostic> {
 /// Parses a single expression (REPL input, test inputs).
 pub fn parse_expr(source: &str, file: FileId) -> Result<Expr, Diagnostic> {
     grammar::ExprParser::new().parse(file, Lexer::new(source)).map_err(|e| convert_error(e, source, file))
+}
+
+/// `(op e)`: the operator with its right operand given.
+pub(crate) fn right_section(op: BinOp, e: Expr, span: Span) -> Expr {
+    Expr::new(ExprKind::Section(op, None, Some(Box::new(e))), span)
+}
+
+/// `(e op)`: the operator with its left operand given.
+pub(crate) fn left_section(op: BinOp, e: Expr, span: Span) -> Expr {
+    Expr::new(ExprKind::Section(op, Some(Box::new(e)), None), span)
 }
 
 /// Splits an integer literal's suffix and checks its range.

@@ -334,8 +334,18 @@ impl Printer {
                 }
                 self.out.push('}');
             }
-            ExprKind::OpSection(op) => {
-                let _ = write!(self.out, "({})", op.symbol());
+            ExprKind::Section(op, left, right) => {
+                self.out.push('(');
+                if let Some(l) = left {
+                    self.arg(l, indent);
+                    self.out.push(' ');
+                }
+                self.out.push_str(op.symbol());
+                if let Some(r) = right {
+                    self.out.push(' ');
+                    self.arg(r, indent);
+                }
+                self.out.push(')');
             }
             ExprKind::Index(a, args) => {
                 self.arg(a, indent);

@@ -843,9 +843,19 @@ impl<'p> Checker<'p> {
                 }
                 Ok(Type::array(elem, Dim::Const(es.len() as u64)))
             }
-            ExprKind::OpSection(op) => {
+            ExprKind::Section(op, left, right) => {
                 let op = *op;
-                Ok(self.op_type(op))
+                let Type::Func(x, rest) = self.op_type(op) else { unreachable!("operators are binary") };
+                let Type::Func(y, result) = *rest else { unreachable!("operators are binary") };
+                let (given, param, missing) = match (left, right) {
+                    (Some(l), None) => (l, x, y),
+                    (None, Some(r)) => (r, y, x),
+                    _ => return Ok(Type::Func(x, Box::new(Type::Func(y, result)))),
+                };
+                let t = self.infer(given)?;
+                let span = given.span;
+                self.unify(&t, &param).map_err(|err| self.operand_error(err, op, &t, span))?;
+                Ok(Type::Func(missing, result))
             }
             ExprKind::Lambda(..) => self.infer_lambda(e, None),
             ExprKind::App(..) => self.infer_app(e),
@@ -1282,7 +1292,15 @@ impl<'p> Checker<'p> {
                 continue;
             }
             let ta = self.infer(arg)?;
-            self.unify(&ta, p).map_err(|err| self.mismatch(err, p, &ta, arg.span, "this argument"))?;
+            self.unify(&ta, p).map_err(|err| {
+                let d = self.mismatch(err, p, &ta, arg.span, "this argument");
+                let negation = matches!(arg.kind, ExprKind::Unary(UnOp::Neg, _));
+                if negation && matches!(self.shallow(p), Type::Func(..)) {
+                    d.with_help("`(- x)` is the negation of `x`, not a section; to subtract x write `\\v -> v - x` or `(+ (-x))`")
+                } else {
+                    d
+                }
+            })?;
         }
         for (arg, p) in args.iter_mut().zip(&params) {
             if !matches!(arg.kind, ExprKind::Lambda(..)) {
@@ -1553,7 +1571,8 @@ fn collect_dim_names(t: &TypeExpr, out: &mut Vec<String>) {
 /// Calls `f` on each direct sub-expression.
 pub fn for_each_child(e: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
     match &mut e.kind {
-        ExprKind::Var(_) | ExprKind::Int(..) | ExprKind::Float(..) | ExprKind::Bool(_) | ExprKind::OpSection(_) => {}
+        ExprKind::Var(_) | ExprKind::Int(..) | ExprKind::Float(..) | ExprKind::Bool(_) => {}
+        ExprKind::Section(_, l, r) => l.iter_mut().chain(r.iter_mut()).for_each(|e| f(e)),
         ExprKind::Tuple(es) | ExprKind::ArrayLit(es) => es.iter_mut().for_each(f),
         ExprKind::Record(fs) => fs.iter_mut().for_each(|(_, e)| f(e)),
         ExprKind::Lambda(_, _, b) => f(b),
