@@ -204,8 +204,23 @@ impl<'b, 'v> Fwd<'b, 'v> {
             Expr::UpdateAt { array, indices, value, accumulate } => {
                 let (ta, tv) = (self.tan(Atom::Var(array)), self.tan(value));
                 let needs = ta.is_some() || tv.is_some();
-                // The tangent array is built before the primal one consumes `array`.
-                let base = if needs { Some(ta.unwrap_or_else(|| self.zero_tan(Atom::Var(array)))) } else { None };
+                // The tangent array is built before the primal one consumes
+                // `array`. The tangent update consumes a fresh copy of the
+                // tangent: tangents are shared where primals are copies
+                // (`let a' = a` gives `a'` the tangent of `a`), so the
+                // tangent of a user's `a' with [i] = v` may still be read
+                // elsewhere (Note [Consumed arrays]).
+                let base = if needs {
+                    Some(match ta {
+                        Some(t) => {
+                            let ty = self.b.ty(t);
+                            self.b.emit1(Expr::Atom(t), ty, "tan")
+                        }
+                        None => self.zero_tan(Atom::Var(array)),
+                    })
+                } else {
+                    None
+                };
                 self.emit(Stmt {
                     binds,
                     expr: Expr::UpdateAt { array, indices: indices.clone(), value, accumulate },

@@ -1485,9 +1485,11 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // Primal code differentiated a second time (reverse over reverse) contains the
 // in-place `UpdateAt`s of the first derivative. The backward sweep reads primal
 // values and recomputes scopes from them, so the forward sweep must not consume
-// anything: its updates write to copies. First derivatives of user code never
-// pay for this (users cannot write `UpdateAt`); higher-order reverse mode
-// through indexing pays an O(n) copy per update. The tape updates that
+// anything: its updates write to copies. First derivatives pay for this only
+// where the user wrote a functional update (`xs with [i] = v`): an O(n) copy
+// per update, which a `for` loop taping its array state pays anyway;
+// higher-order reverse mode through indexing pays an O(n) copy per update
+// of the first derivative. The tape updates that
 // forward_loop itself adds stay in place (nothing else reads a tape parameter).
 //
 // Note [Reverse of an extremum]

@@ -41,6 +41,12 @@ pub(crate) enum SVal<'a> {
     Closure(Rc<Closure<'a>>),
 }
 
+/// A step of a functional update's path, its indices elaborated.
+pub(crate) enum Step<'s> {
+    Index(Vec<Atom>),
+    Field(&'s str),
+}
+
 /// A function value with the arguments it has received so far.
 #[derive(Debug)]
 pub(crate) struct Closure<'a> {
@@ -50,9 +56,19 @@ pub(crate) struct Closure<'a> {
 
 #[derive(Debug)]
 pub(crate) enum Callee<'a> {
-    Lambda { pats: &'a [Pat], body: &'a Expr, env: Env<'a> },
-    Def { name: String },
-    Builtin { name: &'static str, arity: usize, app_ty: Type },
+    Lambda {
+        pats: &'a [Pat],
+        body: &'a Expr,
+        env: Env<'a>,
+    },
+    Def {
+        name: String,
+    },
+    Builtin {
+        name: &'static str,
+        arity: usize,
+        app_ty: Type,
+    },
     Op(AstBinOp),
     /// An operator whose first argument is its *right* operand: `(op e)`.
     RightOp(AstBinOp),
@@ -644,11 +660,75 @@ impl<'a> Elaborator<'a> {
                 SVal::Tuple(mut vs) if *i < vs.len() => Ok(vs.swap_remove(*i)),
                 _ => Err(Diagnostic::internal("elaboration", "projection of a non-tuple", span)),
             },
+            ExprKind::Update(base, path, value) => {
+                let base = self.expr(base, env)?;
+                let mut steps = Vec::new();
+                for step in path {
+                    steps.push(match step {
+                        ast::UpdateStep::Index(ixs, _) => {
+                            let atoms = ixs.iter().map(|ix| self.expr(ix, env).map(|v| leaf(&v)));
+                            Step::Index(atoms.collect::<R<_>>()?)
+                        }
+                        ast::UpdateStep::Field(name) => Step::Field(&name.text),
+                    });
+                }
+                let value = self.expr(value, env)?;
+                self.update(base, &steps, value, &mut Vec::new(), span)
+            }
             ExprKind::Ascribe(x, _) => self.expr(x, env),
             ExprKind::Coerce(x, t) => {
                 let v = self.expr(x, env)?;
                 self.coerce(&v, t, env, span)?;
                 Ok(v)
+            }
+        }
+    }
+
+    /// `base with path = value`. Field steps pick a field of the static
+    /// record; index steps collect `indices`, which apply to every leaf
+    /// array below them (an array of records is a record of arrays). Each
+    /// updated leaf is first bound to a fresh name that only the `UpdateAt`
+    /// reads: the update consumes that name (Note [Consumed arrays]), never
+    /// the base, which the program may still use; the optimiser merges the
+    /// two when the base is dead, and the update happens in place.
+    fn update(
+        &mut self,
+        base: SVal<'a>,
+        path: &[Step<'_>],
+        value: SVal<'a>,
+        indices: &mut Vec<Atom>,
+        span: Span,
+    ) -> R<SVal<'a>> {
+        match path.split_first() {
+            None if indices.is_empty() => Ok(value),
+            None => {
+                let arrays = self.first_order_leaves(&base, span, "an updated value")?;
+                let values = self.first_order_leaves(&value, span, "the new value")?;
+                let mut updated = Vec::new();
+                for (array, value) in arrays.into_iter().zip(values) {
+                    let ty = self.ty(array);
+                    let Atom::Var(copy) = self.emit1(IrExpr::Atom(array), ty, "upd", span) else {
+                        return Err(Diagnostic::internal("elaboration", "an updated array is a constant", span));
+                    };
+                    let update = IrExpr::UpdateAt { array: copy, indices: indices.clone(), value, accumulate: false };
+                    updated.push(self.emit1(update, ty, "upd", span));
+                }
+                Ok(Self::same_shape(&base, &mut updated.into_iter()))
+            }
+            Some((Step::Index(ixs), rest)) => {
+                indices.extend(ixs);
+                self.update(base, rest, value, indices, span)
+            }
+            Some((Step::Field(name), rest)) => {
+                let SVal::Record(mut fields) = base else {
+                    return Err(Diagnostic::internal("elaboration", "field update of a non-record", span));
+                };
+                let Some(k) = fields.iter().position(|(n, _)| n == name) else {
+                    return Err(Diagnostic::internal("elaboration", "update of a missing field", span));
+                };
+                let field = std::mem::replace(&mut fields[k].1, SVal::Tuple(Vec::new()));
+                fields[k].1 = self.update(field, rest, value, indices, span)?;
+                Ok(SVal::Record(fields))
             }
         }
     }

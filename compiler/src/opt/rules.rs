@@ -712,7 +712,10 @@ fn fuse_map_map(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// Hoists, out of the bodies of `map`/`reduce`/`scan` lambdas and `for`/`while`
 /// loops, every statement that cannot fail and reads no variable bound by the
 /// lambda or loop (directly or through an earlier non-hoisted statement). The
-/// hoisted statements go just before the statement that owned them.
+/// hoisted statements go just before the statement that owned them. A
+/// statement binding an array that an update consumes stays: hoisted, it
+/// would be one array consumed by every iteration (the copy `let a' = a`
+/// that a functional update `a with [i] = v` consumes, Note [Consumed arrays]).
 fn licm(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
         let mut e = s.expr.clone();
@@ -735,7 +738,8 @@ fn licm(cx: &mut Cx, body: &Body) -> Option<Body> {
         for t in std::mem::take(&mut inner.stmts) {
             let int = |a: Atom| cx.vars.atom_type(a).elem == ScalarType::I64;
             let reads_variant = t.expr.operands().iter().any(|a| matches!(a, Atom::Var(v) if variant.contains(v)));
-            if walk::is_total(&t.expr, int) && !reads_variant {
+            let consumed = t.binds.iter().any(|b| cx.is_consumed(*b));
+            if walk::is_total(&t.expr, int) && !reads_variant && !consumed {
                 hoisted.push(t);
             } else {
                 variant.extend(t.binds.iter().copied());

@@ -190,6 +190,13 @@ impl Expr {
             | ExprKind::Coerce(e, _) => vec![e],
             ExprKind::App(f, args) => std::iter::once(&**f).chain(args).collect(),
             ExprKind::Binary(_, a, b) | ExprKind::Let(_, a, b) => vec![a, b],
+            ExprKind::Update(base, path, value) => std::iter::once(&**base)
+                .chain(path.iter().flat_map(|s| match s {
+                    UpdateStep::Index(ix, _) => ix.iter().collect(),
+                    UpdateStep::Field(_) => Vec::new(),
+                }))
+                .chain(std::iter::once(&**value))
+                .collect(),
             ExprKind::If(c, t, e) => vec![c, t, e],
             ExprKind::Loop { init, form, body, .. } => {
                 let bound = match form {
@@ -281,4 +288,16 @@ pub enum ExprKind {
     TupleIndex(Box<Expr>, usize, Span),
     Ascribe(Box<Expr>, TypeExpr),
     Coerce(Box<Expr>, TypeExpr),
+    /// `base with path = value`: `base` with the part `path` selects replaced
+    /// by `value` (a new value; the base is unchanged). Never empty.
+    Update(Box<Expr>, Vec<UpdateStep>, Box<Expr>),
+}
+
+/// One step of a functional update's path.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UpdateStep {
+    /// `[i, j]`: an element (or row) of an array; the span covers the brackets.
+    Index(Vec<Expr>, Span),
+    /// `.name`: a field of a record.
+    Field(Name),
 }

@@ -6,6 +6,12 @@
 //! whitespace. A `[` that directly follows an identifier, `)` or `]` with no
 //! space in between becomes [`Token::IndexOpen`]; any other `[` is
 //! [`Token::LBracket`]. This is Futhark's rule.
+//!
+//! The same way, `with` has two meanings told apart by the token after it: a
+//! `with` followed by `[` or `.` is a functional update (`xs with [i] = v`,
+//! [`Token::WithUpdate`]); any other `with` starts a derivative rule (`with
+//! jvp …`). The grammar could not tell them apart with one token of
+//! lookahead: both may follow a definition's body.
 
 use logos::Logos;
 use std::fmt;
@@ -51,6 +57,8 @@ pub enum Token {
     Do,
     #[token("with")]
     With,
+    /// A `with` directly before `[` or `.`: a functional update.
+    WithUpdate,
     #[token("type")]
     Type,
     #[token("true")]
@@ -146,7 +154,7 @@ impl fmt::Display for Token {
             Token::For => "for",
             Token::While => "while",
             Token::Do => "do",
-            Token::With => "with",
+            Token::With | Token::WithUpdate => "with",
             Token::Type => "type",
             Token::True => "true",
             Token::False => "false",
@@ -194,14 +202,14 @@ pub struct LexError {
 
 /// Adapter from logos' spanned iterator to lalrpop's triples.
 pub struct Lexer<'src> {
-    inner: logos::SpannedIter<'src, Token>,
+    inner: std::iter::Peekable<logos::SpannedIter<'src, Token>>,
     /// End offset of the previous token, if it can be followed by an index.
     prev_indexable_end: Option<usize>,
 }
 
 impl<'src> Lexer<'src> {
     pub fn new(source: &'src str) -> Lexer<'src> {
-        Lexer { inner: Token::lexer(source).spanned(), prev_indexable_end: None }
+        Lexer { inner: Token::lexer(source).spanned().peekable(), prev_indexable_end: None }
     }
 }
 
@@ -213,6 +221,9 @@ impl Iterator for Lexer<'_> {
             Ok(mut token) => {
                 if token == Token::LBracket && self.prev_indexable_end == Some(span.start) {
                     token = Token::IndexOpen;
+                }
+                if token == Token::With && matches!(self.inner.peek(), Some((Ok(Token::LBracket | Token::Dot), _))) {
+                    token = Token::WithUpdate;
                 }
                 let indexable = matches!(token, Token::Ident(_) | Token::RParen | Token::RBracket);
                 self.prev_indexable_end = indexable.then_some(span.end);
@@ -241,6 +252,16 @@ mod tests {
     fn index_bracket_is_glued() {
         assert_eq!(kinds("a[i] f [1]"), ["a", "idx[", "i", "]", "f", "[", "1", "]"]);
         assert_eq!(kinds("[n][m]f64"), ["[", "n", "]", "idx[", "m", "]", "f64"]);
+    }
+
+    #[test]
+    fn with_before_bracket_or_dot_is_an_update() {
+        let with =
+            |src: &str| Lexer::new(src).filter_map(Result::ok).map(|(_, t, _)| t).find(|t| t.to_string() == "with");
+        assert_eq!(with("xs with [i] = v"), Some(Token::WithUpdate));
+        assert_eq!(with("r with .a = v"), Some(Token::WithUpdate));
+        assert_eq!(with("x with jvp x t = t"), Some(Token::With));
+        assert_eq!(with("x with -- c\n [0] = 1"), Some(Token::WithUpdate));
     }
 
     #[test]

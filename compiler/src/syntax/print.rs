@@ -248,6 +248,23 @@ impl Printer {
                 self.newline(indent + 1);
                 self.expr(body, indent + 1);
             }
+            ExprKind::Update(base, path, value) => {
+                match base.kind {
+                    ExprKind::Update(..) => self.expr(base, indent),
+                    _ => self.arg(base, indent),
+                }
+                self.out.push_str(" with ");
+                for step in path {
+                    match step {
+                        UpdateStep::Index(ixs, _) => self.list("[", ixs, "]", indent),
+                        UpdateStep::Field(name) => {
+                            let _ = write!(self.out, ".{}", name.text);
+                        }
+                    }
+                }
+                self.out.push_str(" = ");
+                self.operand(value, indent + 1);
+            }
             _ => self.operand(e, indent),
         }
     }
@@ -255,7 +272,11 @@ impl Printer {
     /// An expression in operand position: open forms are parenthesised.
     fn operand(&mut self, e: &Expr, indent: usize) {
         match &e.kind {
-            ExprKind::Let(..) | ExprKind::If(..) | ExprKind::Lambda(..) | ExprKind::Loop { .. } => {
+            ExprKind::Let(..)
+            | ExprKind::If(..)
+            | ExprKind::Lambda(..)
+            | ExprKind::Loop { .. }
+            | ExprKind::Update(..) => {
                 self.out.push('(');
                 self.expr(e, indent);
                 self.out.push(')');

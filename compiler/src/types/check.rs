@@ -1023,35 +1023,9 @@ impl<'p> Checker<'p> {
             }
             ExprKind::Field(r, name) => {
                 let tr = self.infer(r)?;
-                match self.shallow(&tr) {
-                    Type::Record(fs) => match fs.iter().find(|(n, _)| *n == name.text) {
-                        Some((_, t)) => Ok(t.clone()),
-                        None => Err(Diagnostic::error(
-                            Code::E0105,
-                            format!("no field `{}` in {}", name.text, self.describe(&tr)),
-                            name.span,
-                            "unknown field",
-                        )
-                        .with_note(format!(
-                            "the fields are {}",
-                            fs.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-                        ))),
-                    },
-                    Type::Var(_) => Err(Diagnostic::error(
-                        Code::E0111,
-                        format!("cannot infer the record type for field `{}`", name.text),
-                        r.span,
-                        "type unknown here",
-                    )
-                    .with_help("annotate the value, e.g. `\\(p: {x: f64, y: f64}) -> p.x`")),
-                    _ => Err(Diagnostic::error(
-                        Code::E0105,
-                        format!("no field `{}`: the value has type {}", name.text, self.describe(&tr)),
-                        name.span,
-                        "not a record",
-                    )),
-                }
+                self.field_type(&tr, name, r.span)
             }
+            ExprKind::Update(..) => self.infer_update(e),
             ExprKind::TupleIndex(t, i, ispan) => {
                 let tt = self.infer(t)?;
                 match self.shallow(&tt) {
@@ -1186,6 +1160,88 @@ impl<'p> Checker<'p> {
             );
         }
         Err(d)
+    }
+
+    /// The type of field `name` of a value of type `tr` (at `value_span`).
+    fn field_type(&self, tr: &Type, name: &Name, value_span: Span) -> R<Type> {
+        match self.shallow(tr) {
+            Type::Record(fs) => match fs.iter().find(|(n, _)| *n == name.text) {
+                Some((_, t)) => Ok(t.clone()),
+                None => Err(Diagnostic::error(
+                    Code::E0105,
+                    format!("no field `{}` in {}", name.text, self.describe(tr)),
+                    name.span,
+                    "unknown field",
+                )
+                .with_note(format!(
+                    "the fields are {}",
+                    fs.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ))),
+            },
+            Type::Var(_) => Err(Diagnostic::error(
+                Code::E0111,
+                format!("cannot infer the record type for field `{}`", name.text),
+                value_span,
+                "type unknown here",
+            )
+            .with_help("annotate the value, e.g. `\\(p: {x: f64, y: f64}) -> p.x`")),
+            _ => Err(Diagnostic::error(
+                Code::E0105,
+                format!("no field `{}`: the value has type {}", name.text, self.describe(tr)),
+                name.span,
+                "not a record",
+            )),
+        }
+    }
+
+    /// `base with path = value`: the path walks into the base's type (array
+    /// elements take `i64` indices, one per dimension; fields must exist), the
+    /// value must have the type it reaches, and the result has the base's type.
+    fn infer_update(&mut self, e: &mut Expr) -> R<Type> {
+        let ExprKind::Update(base, path, value) = &mut e.kind else { unreachable!("infer_update on an update") };
+        let tb = self.infer(base)?;
+        let mut t = tb.clone();
+        let mut at = base.span;
+        for step in path.iter_mut() {
+            match step {
+                UpdateStep::Index(ixs, span) => {
+                    for ix in ixs.iter_mut() {
+                        t = match self.shallow(&t) {
+                            Type::Array(elem, _) => *elem,
+                            Type::Var(_) => {
+                                return Err(Diagnostic::error(
+                                    Code::E0111,
+                                    "cannot infer the type of the updated value",
+                                    at,
+                                    "type unknown here",
+                                )
+                                .with_help("add a type annotation to the value being updated"))
+                            }
+                            other => {
+                                return Err(Diagnostic::error(
+                                    Code::E0108,
+                                    format!("too many indices: the updated part has type {}", self.describe(&other)),
+                                    ix.span,
+                                    "one index too many",
+                                ))
+                            }
+                        };
+                        let ti = self.infer(ix)?;
+                        self.unify(&ti, &Type::I64)
+                            .map_err(|err| self.mismatch(err, &Type::I64, &ti, ix.span, "an index"))?;
+                    }
+                    at = *span;
+                }
+                UpdateStep::Field(name) => {
+                    t = self.field_type(&t, name, at)?;
+                    at = name.span;
+                }
+            }
+        }
+        let tv = self.infer(value)?;
+        let span = value.span;
+        self.unify(&tv, &t).map_err(|err| self.mismatch(err, &t, &tv, span, "the new value"))?;
+        Ok(tb)
     }
 
     fn infer_lambda(&mut self, e: &mut Expr, expected: Option<&Type>) -> R<Type> {
@@ -1583,6 +1639,15 @@ pub fn for_each_child(e: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
         ExprKind::Binary(_, a, b) => {
             f(a);
             f(b);
+        }
+        ExprKind::Update(base, path, value) => {
+            f(base);
+            for step in path {
+                if let UpdateStep::Index(ix, _) = step {
+                    ix.iter_mut().for_each(&mut *f);
+                }
+            }
+            f(value);
         }
         ExprKind::Unary(_, a)
         | ExprKind::Field(a, _)
