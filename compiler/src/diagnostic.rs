@@ -147,6 +147,7 @@ codes! {
     E0120 => "unknown type",
     E0121 => "unsupported construct",
     E0122 => "program too large after inlining",
+    E0123 => "invalid type parameter",
     // Run time.
     E0201 => "index out of bounds",
     E0202 => "size mismatch at run time",

@@ -148,7 +148,10 @@ impl Session {
 
     /// Names of every definition in scope (including imported ones), sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.program.checked.infos.keys().cloned().collect();
+        // Instances of generic definitions (`sq<f64>`) are not names a user writes.
+        let checked = &self.program.checked;
+        let defs = checked.infos.keys().filter(|n| !n.contains('<'));
+        let mut names: Vec<String> = defs.chain(checked.generics.keys()).cloned().collect();
         names.sort();
         names
     }
@@ -383,9 +386,10 @@ impl Session {
             Ok(e) => e,
             Err(d) => return fail(vec![d]),
         };
-        if let Err(d) = check_expr(&program.checked, &mut expr) {
-            return fail(vec![d]);
-        }
+        let checked = match check_expr(&program.checked, &mut expr) {
+            Ok(checked) => checked,
+            Err(d) => return fail(vec![d]),
+        };
         let ty = expr.ty.clone();
         if mode == Mode::Type {
             return Reply::ok(format!("{} : {ty}", text.trim()));
@@ -393,7 +397,7 @@ impl Session {
         if !ty.is_first_order() {
             return Reply::ok(format!("<function> : {ty}"));
         }
-        let ir = match crate::elab::elaborate_expr(&program.checked, &expr, EXPR_FUNC) {
+        let ir = match crate::elab::elaborate_expr(&checked, &expr, EXPR_FUNC) {
             Ok(ir) => ir,
             Err(d) => return fail(vec![d]),
         };
@@ -907,7 +911,7 @@ fn named_dims(ty: &Type, out: &mut Vec<String>) {
             named_dims(a, out);
             named_dims(b, out);
         }
-        Type::Scalar(_) | Type::Var(_) | Type::Unknown => {}
+        Type::Scalar(_) | Type::Var(_) | Type::Param(_) | Type::Unknown => {}
     }
 }
 

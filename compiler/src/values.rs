@@ -34,7 +34,7 @@ pub fn value_type(ty: &Type) -> ValueType {
         Type::Tuple(ts) => ValueType::Tuple(ts.iter().map(value_type).collect()),
         Type::Record(fs) => ValueType::Record(fs.iter().map(|(n, t)| (n.clone(), value_type(t))).collect()),
         // Entry points are first order (checked); other types never reach here.
-        Type::Func(..) | Type::Var(_) | Type::Unknown => ValueType::Tuple(Vec::new()),
+        Type::Func(..) | Type::Var(_) | Type::Param(_) | Type::Unknown => ValueType::Tuple(Vec::new()),
     }
 }
 

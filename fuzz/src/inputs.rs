@@ -94,7 +94,7 @@ impl Builder<'_> {
                 .collect::<Option<_>>()
                 .map(Value::Record),
             // Entry points are first order: nothing else reaches the boundary.
-            Type::Func(..) | Type::Var(_) | Type::Unknown => None,
+            Type::Func(..) | Type::Var(_) | Type::Param(_) | Type::Unknown => None,
         }
     }
 

@@ -1022,7 +1022,7 @@ pub fn leaf_types(ty: &Type) -> Vec<IrType> {
             Type::Array(e, _) => go(e, rank + 1, out),
             Type::Tuple(ts) => ts.iter().for_each(|t| go(t, rank, out)),
             Type::Record(fs) => fs.iter().for_each(|(_, t)| go(t, rank, out)),
-            Type::Func(..) | Type::Var(_) | Type::Unknown => {}
+            Type::Func(..) | Type::Var(_) | Type::Param(_) | Type::Unknown => {}
         }
     }
     go(ty, 0, &mut out);

@@ -40,6 +40,10 @@ pub struct Def {
     pub name: Name,
     pub is_entry: bool,
     pub size_params: Vec<Name>,
+    /// Type parameters `'t` (the names without the quote): the definition is
+    /// checked once generically and instantiated per use (Note [Type
+    /// parameters] in types/check.rs).
+    pub type_params: Vec<Name>,
     pub params: Vec<Param>,
     pub ret: Option<TypeExpr>,
     pub body: Expr,

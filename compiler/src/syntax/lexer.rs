@@ -68,6 +68,9 @@ pub enum Token {
 
     #[regex(r"[A-Za-z_][A-Za-z0-9_']*", |lex| lex.slice().to_owned())]
     Ident(String),
+    /// A type parameter of a definition, `'t`: the name without the quote.
+    #[regex(r"'[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice()[1..].to_owned())]
+    TypeParam(String),
     /// Integer literal with an optional type suffix (`3`, `3i64`, `3f64`).
     #[regex(r"[0-9][0-9_]*(i64|f64|f32)?", |lex| lex.slice().to_owned())]
     Int(String),
@@ -159,6 +162,7 @@ impl fmt::Display for Token {
             Token::True => "true",
             Token::False => "false",
             Token::Ident(s) | Token::Int(s) | Token::Float(s) => return f.write_str(s),
+            Token::TypeParam(s) => return write!(f, "'{s}"),
             Token::Str(s) => return write!(f, "\"{s}\""),
             Token::LParen => "(",
             Token::RParen => ")",

@@ -53,6 +53,9 @@ impl Printer {
         for s in &d.size_params {
             let _ = write!(self.out, " [{}]", s.text);
         }
+        for t in &d.type_params {
+            let _ = write!(self.out, " '{}", t.text);
+        }
         for p in &d.params {
             self.out.push_str(" (");
             self.pat(&p.pat);

@@ -38,11 +38,65 @@ pub struct DefInfo {
 
 #[derive(Clone, Debug, Default)]
 pub struct CheckedProgram {
+    /// Every definition that code can call, instances of generic ones
+    /// included (named `first<f64>`); generic definitions are not here.
     pub defs: Vec<Def>,
     pub infos: HashMap<String, DefInfo>,
+    /// Definitions with type parameters, by name (Note [Type parameters]).
+    pub generics: HashMap<String, Generic>,
     /// Type aliases, already expanded (they may only use earlier aliases).
     pub aliases: HashMap<String, TypeExpr>,
 }
+
+/// A definition with type parameters, checked generically: its type scheme
+/// and the definition as written, which each instance checks again.
+#[derive(Clone, Debug)]
+pub struct Generic {
+    /// As parsed (aliases expanded): what [`check_program`] instantiates.
+    pub def: Def,
+    /// The type scheme: [`Type::Param`] for each type parameter.
+    pub info: DefInfo,
+    /// What each type parameter may become (in `def.type_params` order):
+    /// `Num` or `Float` when the body does arithmetic on it.
+    pub kinds: Vec<VarKind>,
+}
+
+/// An instance of a generic definition that checked code uses.
+struct Request {
+    generic: String,
+    args: Vec<Type>,
+    name: String,
+    /// The use that asked for it.
+    span: Span,
+}
+
+/*
+Note [Type parameters]
+~~~~~~~~~~~~~~~~~~~~~~
+`def first [n] 't (xs: [n]t) : t = xs[0]` is checked twice over:
+
+- Once generically, when it is defined: each type parameter is a fresh type
+  variable, and the body must leave it a variable — a body that needs `t` to
+  be `f64` is E0123 — and must not make two parameters one. What the body
+  does to it is its *kind*: arithmetic makes it numeric, a float literal a
+  float, so `def sq 'a (x: a) : a = x * x` accepts `f32`, `f64` and `i64`,
+  and `sq true` is a type error at the call. The definition's type scheme has
+  `Type::Param` where the parameters are.
+- Once per instance: a use instantiates the scheme with fresh variables (as
+  for size parameters); when the using definition's types are final, each
+  use becomes a reference to the instance (`first<f64>`), which is the
+  definition checked again with `t = f64` like any other. Elaboration,
+  which inlines every call and takes scalar types from the checked
+  expressions, only ever sees instances, so nothing after the checker knows
+  about polymorphism. Sizes inside a type argument are erased (`[]f64`): the
+  instance is checked with the caller's size names out of scope, and
+  elaboration checks sizes at run time where types no longer prove them.
+
+An error that only an instance reveals (rare: the generic check has seen the
+whole body) is reported with the instantiation. Instances are added before
+the definition that uses them, so definitions still only refer to earlier
+ones.
+*/
 
 impl CheckedProgram {
     pub fn def(&self, name: &str) -> Option<(&Def, &DefInfo)> {
@@ -84,7 +138,8 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
                 }
                 Item::Import { .. } => continue,
             };
-            if let Some(prev) = program.infos.get(&def.name.text) {
+            let generic_info = program.generics.get(&def.name.text).map(|g| &g.info);
+            if let Some(prev) = program.infos.get(&def.name.text).or(generic_info) {
                 // Entries and definitions share one namespace (an entry is
                 // also a function other code may call); callers such as
                 // GradBench fix entry names, so the definition is the one to rename.
@@ -112,12 +167,25 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
             let name = def.name.text.clone();
             let mut checker = Checker::new(&program);
             checker.failed = &failed;
-            match checker.check_def(def) {
-                Ok((def, mut info)) => {
-                    info.index = program.defs.len();
-                    program.infos.insert(def.name.text.clone(), info);
-                    program.defs.push(def);
+            if !def.type_params.is_empty() {
+                match checker.check_generic(def) {
+                    Ok(generic) => {
+                        program.generics.insert(name, generic);
+                    }
+                    Err(d) => {
+                        diags.push(d);
+                        failed.push(name);
+                    }
                 }
+                continue;
+            }
+            let checked = checker.check_def(def).map(|(def, info)| (def, info, std::mem::take(&mut checker.requests)));
+            let checked = checked.and_then(|(def, info, requests)| {
+                requests.into_iter().try_for_each(|r| instantiate(&mut program, r, &failed))?;
+                Ok((def, info))
+            });
+            match checked {
+                Ok((def, info)) => add_def(&mut program, def, info),
                 Err(d) => {
                     if !d.message.ends_with(CASCADE) {
                         diags.push(d);
@@ -134,12 +202,64 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
     }
 }
 
-/// Checks one expression against the definitions of a program (REPL, tests).
-pub fn check_expr(program: &CheckedProgram, expr: &mut Expr) -> Result<(), Diagnostic> {
+/// Adds a checked definition (or instance) to the program.
+fn add_def(program: &mut CheckedProgram, def: Def, mut info: DefInfo) {
+    info.index = program.defs.len();
+    program.infos.insert(def.name.text.clone(), info);
+    program.defs.push(def);
+}
+
+/// Adds the instance `request` asks for, and first the instances it needs
+/// itself (Note [Type parameters]); nothing when it exists already.
+fn instantiate(program: &mut CheckedProgram, request: Request, failed: &[String]) -> R<()> {
+    if program.infos.contains_key(&request.name) {
+        return Ok(());
+    }
+    let generic = &program.generics[&request.generic];
+    let mut def = generic.def.clone();
+    let bindings: Vec<String> =
+        def.type_params.iter().zip(&request.args).map(|(t, a)| format!("'{} = {a}", t.text)).collect();
+    let context = |d: Diagnostic| {
+        d.with_secondary(request.span, "instantiated here").with_note(format!(
+            "in `{}` with {}",
+            request.generic,
+            bindings.join(", ")
+        ))
+    };
+    let mut checker = Checker::new(program);
+    checker.failed = failed;
+    checker.type_params = def.type_params.iter().map(|t| t.text.clone()).zip(request.args.iter().cloned()).collect();
+    def.name.text = request.name.clone();
+    def.type_params.clear();
+    let (def, info) = checker.check_def(def).map_err(context)?;
+    let needed = std::mem::take(&mut checker.requests);
+    for r in needed {
+        instantiate(program, r, failed)?;
+    }
+    add_def(program, def, info);
+    Ok(())
+}
+
+/// Checks one expression against the definitions of a program (REPL,
+/// tests). The program comes back with the instances of generic
+/// definitions the expression uses added, when it uses any.
+pub fn check_expr<'p>(
+    program: &'p CheckedProgram,
+    expr: &mut Expr,
+) -> Result<std::borrow::Cow<'p, CheckedProgram>, Diagnostic> {
     let mut checker = Checker::new(program);
     checker.infer(expr)?;
     checker.settle_jacobians()?;
-    checker.finish(expr)
+    checker.finish(expr)?;
+    let requests = std::mem::take(&mut checker.requests);
+    if requests.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(program));
+    }
+    let mut extended = program.clone();
+    for r in requests {
+        instantiate(&mut extended, r, &[])?;
+    }
+    Ok(std::borrow::Cow::Owned(extended))
 }
 
 /// Marks an error caused by an earlier, already reported one.
@@ -162,6 +282,14 @@ struct Checker<'p> {
     /// differentiated function's type and span, checked again once literals
     /// have their final types (Note [Differentiated types after defaults]).
     differentiated: Vec<(String, Type, Span)>,
+    /// What each type parameter of the definition being checked stands for:
+    /// a type variable (generic check) or a type (an instance).
+    type_params: HashMap<String, Type>,
+    /// Uses of generic definitions, by the span of the name: the generic and
+    /// the variables its type parameters were instantiated with.
+    generic_uses: HashMap<Span, (String, Vec<Type>)>,
+    /// The instances the checked code needs (filled by `finish`).
+    requests: Vec<Request>,
 }
 
 type R<T> = Result<T, Diagnostic>;
@@ -204,6 +332,9 @@ impl<'p> Checker<'p> {
             current: None,
             jacobians: Vec::new(),
             differentiated: Vec::new(),
+            type_params: HashMap::new(),
+            generic_uses: HashMap::new(),
+            requests: Vec::new(),
         }
     }
 
@@ -233,43 +364,7 @@ impl<'p> Checker<'p> {
     // ---- Definitions ----
 
     fn check_def(&mut self, mut def: Def) -> R<(Def, DefInfo)> {
-        for p in &mut def.params {
-            p.ty = expand_aliases(&p.ty, &self.program.aliases)?;
-        }
-        if let Some(ret) = &def.ret {
-            def.ret = Some(expand_aliases(ret, &self.program.aliases)?);
-        }
-        self.current = Some(def.name.text.clone());
-        self.size_params = def.size_params.iter().map(|n| n.text.clone()).collect();
-        let mut seen: HashMap<&str, Span> = HashMap::new();
-        for n in &def.size_params {
-            if let Some(prev) = seen.insert(&n.text, n.span) {
-                return Err(dup_error(&n.text, n.span, prev));
-            }
-        }
-        // Size names used in parameter types are bound implicitly.
-        for p in &def.params {
-            collect_dim_names(&p.ty, &mut self.size_params);
-        }
-        let mut param_types = Vec::new();
-        for p in &def.params {
-            let ty = self.resolve_type_expr(&p.ty, false)?;
-            param_types.push(ty);
-        }
-        self.check_sizes_determined(&def, &param_types)?;
-        let mut bound: HashMap<String, Span> = HashMap::new();
-        for (p, ty) in def.params.iter().zip(&param_types) {
-            self.bind_pat(&p.pat, ty.clone(), &mut bound)?;
-        }
-        let declared_ret = match &def.ret {
-            Some(t) => Some(self.resolve_type_expr(t, false)?),
-            None => None,
-        };
-        let body_ty = self.infer(&mut def.body)?;
-        if let Some(ret) = &declared_ret {
-            self.unify(&body_ty, ret).map_err(|e| self.mismatch(e, ret, &body_ty, def.body.span, "the body"))?;
-        }
-        self.settle_jacobians()?;
+        let (param_types, body_ty) = self.check_body(&mut def)?;
         let ret = self.zonk(&body_ty, def.body.span)?;
         self.finish(&mut def.body)?;
         self.check_differentiated_again()?;
@@ -311,6 +406,189 @@ impl<'p> Checker<'p> {
         Ok((def, info))
     }
 
+    /// Checks a definition with type parameters generically (Note [Type
+    /// parameters]): its scheme, and the kind of each parameter.
+    fn check_generic(&mut self, def: Def) -> R<Generic> {
+        let written = def.clone();
+        let mut def = def;
+        if def.is_entry {
+            return Err(Diagnostic::error(
+                Code::E0123,
+                "an entry point cannot have type parameters",
+                def.type_params[0].span,
+                "type parameter",
+            )
+            .with_help("callers pass data of one type: make this a `def` and call it from an entry for each type"));
+        }
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut vars = Vec::new();
+        for t in &def.type_params {
+            if let Some(prev) = seen.insert(&t.text, t.span) {
+                return Err(dup_error(&t.text, t.span, prev));
+            }
+            if ScalarType::from_name(&t.text).is_some() || self.program.aliases.contains_key(&t.text) {
+                return Err(Diagnostic::error(
+                    Code::E0123,
+                    format!("type parameter `'{}` is named like the type `{}`", t.text, t.text),
+                    t.span,
+                    "shadows a type",
+                )
+                .with_help("choose another name, e.g. `'t` or `'a`"));
+            }
+            let v = self.fresh(VarKind::Any);
+            self.type_params.insert(t.text.clone(), v.clone());
+            vars.push(v);
+        }
+        let (param_types, body_ty) = self.check_body(&mut def)?;
+        // Each parameter must still be a variable of its own.
+        let mut finals: Vec<(u32, String)> = Vec::new();
+        let mut kinds = Vec::new();
+        for (t, v) in def.type_params.iter().zip(&vars) {
+            match self.shallow(v) {
+                Type::Var(x) => {
+                    if let Some((_, other)) = finals.iter().find(|(y, _)| *y == x) {
+                        return Err(Diagnostic::error(
+                            Code::E0123,
+                            format!("the body makes type parameters `'{other}` and `'{}` the same type", t.text),
+                            def.name.span,
+                            "in this definition",
+                        )
+                        .with_help(format!(
+                            "use one parameter for both, or keep values of `{other}` and `{}` apart",
+                            t.text
+                        )));
+                    }
+                    finals.push((x, t.text.clone()));
+                    kinds.push(self.vars[x as usize].1);
+                }
+                other => {
+                    return Err(Diagnostic::error(
+                        Code::E0123,
+                        format!("the body of `{}` needs `'{}` to be `{}`", def.name.text, t.text, self.show(&other)),
+                        t.span,
+                        "not general",
+                    )
+                    .with_help(format!(
+                        "write `{}` instead of `{}`, or remove the parameter",
+                        self.show(&other),
+                        t.text
+                    )))
+                }
+            }
+        }
+        let general = |c: &Self, t: &Type| -> R<Type> { c.generalise(t, &finals, def.name.span) };
+        let param_types: Vec<Type> = param_types.iter().map(|t| general(self, t)).collect::<R<_>>()?;
+        let ret = general(self, &body_ty)?;
+        let info = DefInfo {
+            ty: Type::func(param_types.clone(), ret.clone()),
+            size_params: self.size_params.clone(),
+            param_types,
+            ret,
+            is_entry: false,
+            span: def.name.span,
+            index: 0,
+        };
+        Ok(Generic { def: written, info, kinds })
+    }
+
+    /// A type of a generic definition's signature as a scheme: its
+    /// parameters' variables become [`Type::Param`]; other open literals
+    /// take their defaults.
+    fn generalise(&self, t: &Type, params: &[(u32, String)], span: Span) -> R<Type> {
+        let t = self.show(t);
+        let mut out = Ok(());
+        let scheme = map_type(&t, &mut |t| match t {
+            Type::Var(v) => Some(match params.iter().find(|(x, _)| *x == self.shallow_var(*v)) {
+                Some((_, name)) => Type::Param(name.clone()),
+                None => match self.vars[*v as usize].1 {
+                    VarKind::Num => Type::I64,
+                    VarKind::Float => Type::F64,
+                    VarKind::Any => {
+                        out = Err(Diagnostic::error(
+                            Code::E0111,
+                            "cannot infer a type in this definition's signature",
+                            span,
+                            "type unknown",
+                        )
+                        .with_help("annotate the result type"));
+                        Type::Unknown
+                    }
+                },
+            }),
+            _ => None,
+        });
+        out.map(|()| scheme)
+    }
+
+    /// The variable a variable is solved to, following variable-to-variable solutions.
+    fn shallow_var(&self, v: u32) -> u32 {
+        match self.shallow(&Type::Var(v)) {
+            Type::Var(w) => w,
+            _ => v,
+        }
+    }
+
+    /// The part of checking a definition that generic and ordinary ones
+    /// share: the signature, the body, and the body's type against the
+    /// declared result. Returns the parameter types and the body's type.
+    fn check_body(&mut self, def: &mut Def) -> R<(Vec<Type>, Type)> {
+        // Type parameters stay names (resolved through `type_params`).
+        let with_params;
+        let aliases = if self.type_params.is_empty() {
+            &self.program.aliases
+        } else {
+            let mut all = self.program.aliases.clone();
+            for (name, span) in def
+                .type_params
+                .iter()
+                .map(|t| (t.text.clone(), t.span))
+                .chain(self.type_params.keys().map(|n| (n.clone(), def.name.span)))
+            {
+                all.insert(name.clone(), TypeExpr::Named(Name { text: name, span }));
+            }
+            with_params = all;
+            &with_params
+        };
+        for p in &mut def.params {
+            p.ty = expand_aliases(&p.ty, aliases)?;
+        }
+        if let Some(ret) = &def.ret {
+            def.ret = Some(expand_aliases(ret, aliases)?);
+        }
+        self.current = Some(def.name.text.clone());
+        self.size_params = def.size_params.iter().map(|n| n.text.clone()).collect();
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for n in &def.size_params {
+            if let Some(prev) = seen.insert(&n.text, n.span) {
+                return Err(dup_error(&n.text, n.span, prev));
+            }
+        }
+        // Size names used in parameter types are bound implicitly.
+        for p in &def.params {
+            collect_dim_names(&p.ty, &mut self.size_params);
+        }
+        let mut param_types = Vec::new();
+        for p in &def.params {
+            let ty = self.resolve_type_expr(&p.ty, false)?;
+            param_types.push(ty);
+        }
+        self.check_sizes_determined(&def, &param_types)?;
+        let mut bound: HashMap<String, Span> = HashMap::new();
+        for (p, ty) in def.params.iter().zip(&param_types) {
+            self.bind_pat(&p.pat, ty.clone(), &mut bound)?;
+        }
+        let declared_ret = match &def.ret {
+            Some(t) => Some(self.resolve_type_expr(t, false)?),
+            None => None,
+        };
+        let body_ty = self.infer(&mut def.body)?;
+        if let Some(ret) = &declared_ret {
+            self.unify(&body_ty, ret).map_err(|e| self.mismatch(e, ret, &body_ty, def.body.span, "the body"))?;
+        }
+        self.settle_jacobians()?;
+        Ok((param_types, body_ty))
+    }
+
     fn check_jvp_rule(&mut self, rule: &mut JvpRule, params: &[Type], ret: &Type) -> R<()> {
         if rule.pats.len() != 2 * params.len() {
             return Err(Diagnostic::error(
@@ -346,6 +624,15 @@ impl<'p> Checker<'p> {
         result?;
         let ty = std::mem::replace(&mut expr.ty, Type::Unknown);
         expr.ty = self.zonk(&ty, expr.span)?;
+        if matches!(expr.kind, ExprKind::Var(_)) {
+            if let Some((generic, vars)) = self.generic_uses.remove(&expr.span) {
+                let args: Vec<Type> =
+                    vars.iter().map(|v| self.zonk(v, expr.span).map(|t| erase_sizes(&t))).collect::<R<_>>()?;
+                let name = instance_name(&generic, &args);
+                self.requests.push(Request { generic, args, name: name.clone(), span: expr.span });
+                expr.kind = ExprKind::Var(name);
+            }
+        }
         Ok(())
     }
 
@@ -353,6 +640,7 @@ impl<'p> Checker<'p> {
 
     fn resolve_type_expr(&mut self, t: &TypeExpr, allow_new_sizes: bool) -> R<Type> {
         Ok(match t {
+            TypeExpr::Named(n) if self.type_params.contains_key(&n.text) => self.type_params[&n.text].clone(),
             TypeExpr::Named(n) => match ScalarType::from_name(&n.text) {
                 Some(s) => Type::Scalar(s),
                 None if self.program.aliases.contains_key(&n.text) => {
@@ -1136,6 +1424,18 @@ impl<'p> Checker<'p> {
             let info = info.clone();
             return Ok(self.instantiate_def(&info));
         }
+        if let Some(generic) = self.program.generics.get(name) {
+            let (info, kinds) = (generic.info.clone(), generic.kinds.clone());
+            let names = generic.def.type_params.iter().map(|t| t.text.clone());
+            let vars: Vec<Type> = kinds.iter().map(|k| self.fresh(*k)).collect();
+            let by_name: HashMap<String, Type> = names.zip(vars.iter().cloned()).collect();
+            let t = self.instantiate_def(&info);
+            self.generic_uses.insert(span, (name.to_string(), vars));
+            return Ok(map_type(&t, &mut |t| match t {
+                Type::Param(p) => by_name.get(p).cloned(),
+                _ => None,
+            }));
+        }
         if let Some((scheme, _)) = builtins::lookup(name) {
             let t = self.instantiate_builtin(scheme);
             if let Some(op) = ["jacfwd", "jacrev", "hessian"].into_iter().find(|op| *op == name) {
@@ -1150,7 +1450,8 @@ impl<'p> Checker<'p> {
         let candidates = self
             .locals
             .names()
-            .chain(self.program.infos.keys().map(String::as_str))
+            .chain(self.program.infos.keys().map(String::as_str).filter(|n| !n.contains('<')))
+            .chain(self.program.generics.keys().map(String::as_str))
             .chain(builtins::BUILTINS.iter().map(|(n, _, _)| *n));
         if let Some(best) = closest(name, candidates) {
             d = d.with_help(format!("did you mean `{best}`?"));
@@ -1350,6 +1651,13 @@ impl<'p> Checker<'p> {
             let ta = self.infer(arg)?;
             self.unify(&ta, p).map_err(|err| {
                 let d = self.mismatch(err, p, &ta, arg.span, "this argument");
+                let d = match &f.kind {
+                    ExprKind::Var(name) if !self.locals.contains(name) => match self.program.generics.get(name) {
+                        Some(g) => d.with_note(generic_note(name, g)),
+                        None => d,
+                    },
+                    _ => d,
+                };
                 let negation = matches!(arg.kind, ExprKind::Unary(UnOp::Neg, _));
                 if negation && matches!(self.shallow(p), Type::Func(..)) {
                     d.with_help("`(- x)` is the negation of `x`, not a section; to subtract x write `\\v -> v - x` or `(+ (-x))`")
@@ -1376,6 +1684,7 @@ impl<'p> Checker<'p> {
         !self.locals.contains(name)
             && !self.size_params.iter().any(|p| p == name)
             && !self.program.infos.contains_key(name)
+            && !self.program.generics.contains_key(name)
             && builtins::lookup(name).is_some()
     }
 
@@ -1467,7 +1776,7 @@ impl<'p> Checker<'p> {
         match self.shallow(t) {
             Type::Scalar(s) if s.is_float() => None,
             Type::Scalar(s) => Some(format!("`{}`", s.name())),
-            Type::Var(_) => None,
+            Type::Var(_) | Type::Param(_) => None,
             Type::Array(e, _) => self.non_differentiable(&e),
             Type::Tuple(ts) => ts.iter().find_map(|t| self.non_differentiable(t)),
             Type::Record(fs) => fs.iter().find_map(|(_, t)| self.non_differentiable(t)),
@@ -1554,6 +1863,59 @@ fn subst_named(t: &Type, map: &HashMap<String, Dim>) -> Type {
     }
 }
 
+/// `t` with every node for which `f` gives a replacement replaced (bottom-up
+/// is not needed: a replaced node is not visited further).
+fn map_type(t: &Type, f: &mut dyn FnMut(&Type) -> Option<Type>) -> Type {
+    if let Some(r) = f(t) {
+        return r;
+    }
+    match t {
+        Type::Array(e, d) => Type::array(map_type(e, f), d.clone()),
+        Type::Tuple(ts) => Type::Tuple(ts.iter().map(|t| map_type(t, f)).collect()),
+        Type::Record(fs) => Type::Record(fs.iter().map(|(n, t)| (n.clone(), map_type(t, f))).collect()),
+        Type::Func(a, b) => Type::Func(Box::new(map_type(a, f)), Box::new(map_type(b, f))),
+        t => t.clone(),
+    }
+}
+
+/// A type argument of an instance: sizes other than constants become
+/// unknown (the caller's size names mean nothing in the instance).
+fn erase_sizes(t: &Type) -> Type {
+    match t {
+        Type::Array(e, d) => {
+            let d = if matches!(d, Dim::Const(_)) { d.clone() } else { Dim::Any };
+            Type::array(erase_sizes(e), d)
+        }
+        Type::Tuple(ts) => Type::Tuple(ts.iter().map(erase_sizes).collect()),
+        Type::Record(fs) => Type::Record(fs.iter().map(|(n, t)| (n.clone(), erase_sizes(t))).collect()),
+        Type::Func(a, b) => Type::Func(Box::new(erase_sizes(a)), Box::new(erase_sizes(b))),
+        t => t.clone(),
+    }
+}
+
+/// What a generic definition's type parameters may be, for messages about a use.
+fn generic_note(name: &str, g: &Generic) -> String {
+    let params: Vec<String> = g
+        .def
+        .type_params
+        .iter()
+        .zip(&g.kinds)
+        .map(|(t, k)| match k {
+            VarKind::Any => format!("`'{}` (any type)", t.text),
+            VarKind::Num => format!("`'{}` (a number: its body does arithmetic on it)", t.text),
+            VarKind::Float => format!("`'{}` (a float: its body uses float literals or functions with it)", t.text),
+        })
+        .collect();
+    format!("`{name}` : {} is generic in {}", g.info.ty, params.join(", "))
+}
+
+/// The name of the instance of `generic` at `args`: `first<f64>`, which no
+/// program can write, so it never clashes with a definition.
+fn instance_name(generic: &str, args: &[Type]) -> String {
+    let args: Vec<String> = args.iter().map(Type::full_text).collect();
+    format!("{generic}<{}>", args.join(", "))
+}
+
 /// Replaces alias names by their definitions (aliases are stored expanded).
 fn expand_aliases(t: &TypeExpr, aliases: &HashMap<String, TypeExpr>) -> Result<TypeExpr, Diagnostic> {
     Ok(match t {
@@ -1600,7 +1962,7 @@ fn data_dim_names(t: &Type, out: &mut Vec<String>) {
         }
         Type::Tuple(ts) => ts.iter().for_each(|t| data_dim_names(t, out)),
         Type::Record(fs) => fs.iter().for_each(|(_, t)| data_dim_names(t, out)),
-        Type::Unknown | Type::Scalar(_) | Type::Func(..) | Type::Var(_) => {}
+        Type::Unknown | Type::Scalar(_) | Type::Func(..) | Type::Var(_) | Type::Param(_) => {}
     }
 }
 

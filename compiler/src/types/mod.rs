@@ -87,6 +87,9 @@ pub enum Type {
     Func(Box<Type>, Box<Type>),
     /// A unification variable (only during checking).
     Var(u32),
+    /// A type parameter `'t` in the type scheme of a generic definition
+    /// ([`check::Generic`]); never in the type of a checked expression.
+    Param(String),
 }
 
 impl Type {
@@ -165,6 +168,13 @@ impl fmt::Display for Type {
 }
 
 impl Type {
+    /// The full text of the type, however long (`Display` shortens long types).
+    pub fn full_text(&self) -> String {
+        let mut text = String::new();
+        self.render(&mut text);
+        text
+    }
+
     /// The full text of the type.
     fn render(&self, out: &mut String) {
         use std::fmt::Write;
@@ -211,6 +221,7 @@ impl Type {
             Type::Var(v) => {
                 let _ = write!(out, "'t{v}");
             }
+            Type::Param(name) => out.push_str(name),
         }
     }
 }
