@@ -290,6 +290,9 @@ struct Checker<'p> {
     generic_uses: HashMap<Span, (String, Vec<Type>)>,
     /// The instances the checked code needs (filled by `finish`).
     requests: Vec<Request>,
+    /// Uses of a type parameter as a conversion (`a n`), by span: `finish`
+    /// names the conversion of the parameter's type (`f64 n`).
+    conversions: Vec<Span>,
 }
 
 type R<T> = Result<T, Diagnostic>;
@@ -335,6 +338,7 @@ impl<'p> Checker<'p> {
             type_params: HashMap::new(),
             generic_uses: HashMap::new(),
             requests: Vec::new(),
+            conversions: Vec::new(),
         }
     }
 
@@ -624,6 +628,13 @@ impl<'p> Checker<'p> {
         result?;
         let ty = std::mem::replace(&mut expr.ty, Type::Unknown);
         expr.ty = self.zonk(&ty, expr.span)?;
+        if matches!(expr.kind, ExprKind::Var(_)) && self.conversions.contains(&expr.span) {
+            if let Type::Func(_, to) = &expr.ty {
+                if let Type::Scalar(s) = **to {
+                    expr.kind = ExprKind::Var(s.name().to_string());
+                }
+            }
+        }
         if matches!(expr.kind, ExprKind::Var(_)) {
             if let Some((generic, vars)) = self.generic_uses.remove(&expr.span) {
                 let args: Vec<Type> =
@@ -1415,6 +1426,19 @@ impl<'p> Checker<'p> {
         }
         if self.size_params.iter().any(|p| p == name) {
             return Ok(Type::I64);
+        }
+        if let Some(t) = self.type_params.get(name).cloned() {
+            // `a n`: like `f64 n`, a conversion to the parameter's type.
+            if !self.require_kind(&t, VarKind::Num) {
+                return Err(Diagnostic::error(
+                    Code::E0123,
+                    format!("`{name}` is `{}` here, which is not a number to convert to", self.show(&t)),
+                    span,
+                    "used as a conversion",
+                ));
+            }
+            self.conversions.push(span);
+            return Ok(Type::Func(Box::new(self.fresh(VarKind::Num)), Box::new(t)));
         }
         if self.current.as_deref() == Some(name) {
             return Err(Diagnostic::error(Code::E0113, format!("`{name}` refers to itself"), span, "recursive use")
