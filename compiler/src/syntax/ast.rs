@@ -27,9 +27,11 @@ pub enum Item {
         span: Span,
     },
     Def(Def),
-    /// `type name = T`: a name for a type, usable after its definition.
+    /// `type name = T`: a name for a type, usable after its definition; with
+    /// parameters, `type params [d] 't = {w: [d]t, b: t}`, used as `params [3] f64`.
     TypeAlias {
         name: Name,
+        params: Vec<AliasParam>,
         ty: TypeExpr,
         span: Span,
     },
@@ -87,10 +89,31 @@ impl Pat {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypeExpr {
     Named(Name),
-    Array { dim: DimExpr, elem: Box<TypeExpr>, span: Span },
+    Array {
+        dim: DimExpr,
+        elem: Box<TypeExpr>,
+        span: Span,
+    },
     Tuple(Vec<TypeExpr>, Span),
     Record(Vec<(Name, TypeExpr)>, Span),
     Func(Box<TypeExpr>, Box<TypeExpr>, Span),
+    /// A type alias applied to arguments: `params [3] f64`.
+    App(Name, Vec<TypeArg>, Span),
+}
+
+/// A parameter of a type alias: a size `[d]` or a type `'t`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AliasParam {
+    Size(Name),
+    Type(Name),
+}
+
+/// An argument of a type alias: a size `[3]`, `[n]`, `[]`, or a type (an
+/// array type in parentheses, `([3]f64)`, so that `[3]` alone is a size).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TypeArg {
+    Size(DimExpr),
+    Type(TypeExpr),
 }
 
 impl TypeExpr {
@@ -100,7 +123,8 @@ impl TypeExpr {
             TypeExpr::Array { span, .. }
             | TypeExpr::Tuple(_, span)
             | TypeExpr::Record(_, span)
-            | TypeExpr::Func(_, _, span) => *span,
+            | TypeExpr::Func(_, _, span)
+            | TypeExpr::App(_, _, span) => *span,
         }
     }
 }
@@ -244,6 +268,10 @@ impl TypeExpr {
                 TypeExpr::Tuple(ts, _) => work.extend(ts.iter().map(|t| (t, d + 1))),
                 TypeExpr::Record(fs, _) => work.extend(fs.iter().map(|(_, t)| (t, d + 1))),
                 TypeExpr::Func(a, b, _) => work.extend([(&**a, d + 1), (&**b, d + 1)]),
+                TypeExpr::App(_, args, _) => work.extend(args.iter().filter_map(|a| match a {
+                    TypeArg::Type(t) => Some((t, d + 1)),
+                    TypeArg::Size(_) => None,
+                })),
             }
         }
         deepest

@@ -19,8 +19,15 @@ pub fn print_module(m: &Module, typed: bool) -> String {
                 let _ = writeln!(p.out, "import \"{path}\"");
             }
             Item::Def(d) => p.def(d),
-            Item::TypeAlias { name, ty, .. } => {
-                let _ = write!(p.out, "type {} = ", name.text);
+            Item::TypeAlias { name, params, ty, .. } => {
+                let _ = write!(p.out, "type {}", name.text);
+                for param in params {
+                    let _ = match param {
+                        AliasParam::Size(n) => write!(p.out, " [{}]", n.text),
+                        AliasParam::Type(n) => write!(p.out, " '{}", n.text),
+                    };
+                }
+                p.out.push_str(" = ");
                 p.type_expr(ty);
                 p.out.push('\n');
             }
@@ -137,6 +144,29 @@ impl Printer {
                 }
                 self.type_atom(elem);
             }
+            TypeExpr::App(n, args, _) => {
+                self.out.push_str(&n.text);
+                for a in args {
+                    match a {
+                        TypeArg::Size(DimExpr::Name(n)) => {
+                            let _ = write!(self.out, " [{}]", n.text);
+                        }
+                        TypeArg::Size(DimExpr::Const(k, _)) => {
+                            let _ = write!(self.out, " [{k}]");
+                        }
+                        TypeArg::Size(DimExpr::Any(_)) => self.out.push_str(" []"),
+                        TypeArg::Type(t @ TypeExpr::Named(_)) => {
+                            self.out.push(' ');
+                            self.type_expr(t);
+                        }
+                        TypeArg::Type(t) => {
+                            self.out.push_str(" (");
+                            self.type_expr(t);
+                            self.out.push(')');
+                        }
+                    }
+                }
+            }
             TypeExpr::Tuple(ts, _) => {
                 self.out.push('(');
                 for (i, t) in ts.iter().enumerate() {
@@ -167,7 +197,7 @@ impl Printer {
     }
 
     fn type_atom(&mut self, t: &TypeExpr) {
-        if matches!(t, TypeExpr::Func(..)) {
+        if matches!(t, TypeExpr::Func(..) | TypeExpr::App(..)) {
             self.out.push('(');
             self.type_expr(t);
             self.out.push(')');

@@ -45,7 +45,14 @@ pub struct CheckedProgram {
     /// Definitions with type parameters, by name (Note [Type parameters]).
     pub generics: HashMap<String, Generic>,
     /// Type aliases, already expanded (they may only use earlier aliases).
-    pub aliases: HashMap<String, TypeExpr>,
+    pub aliases: HashMap<String, Alias>,
+}
+
+/// A type alias: its parameters and its body, aliases in it expanded.
+#[derive(Clone, Debug)]
+pub struct Alias {
+    pub params: Vec<AliasParam>,
+    pub ty: TypeExpr,
 }
 
 /// A definition with type parameters, checked generically: its type scheme
@@ -118,7 +125,7 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
         for item in module.items {
             let def = match item {
                 Item::Def(def) => def,
-                Item::TypeAlias { name, ty, span } => {
+                Item::TypeAlias { name, params, ty, span } => {
                     if program.aliases.contains_key(&name.text) || ScalarType::from_name(&name.text).is_some() {
                         diags.push(Diagnostic::error(
                             Code::E0006,
@@ -128,9 +135,25 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
                         ));
                         continue;
                     }
-                    match expand_aliases(&ty, &program.aliases) {
+                    let mut seen: HashMap<&str, Span> = HashMap::new();
+                    let duplicate = params.iter().find_map(|p| {
+                        let (AliasParam::Size(n) | AliasParam::Type(n)) = p;
+                        seen.insert(&n.text, n.span).map(|prev| dup_error(&n.text, n.span, prev))
+                    });
+                    if let Some(d) = duplicate {
+                        diags.push(d);
+                        continue;
+                    }
+                    let type_params: Vec<String> = params
+                        .iter()
+                        .filter_map(|p| match p {
+                            AliasParam::Type(n) => Some(n.text.clone()),
+                            AliasParam::Size(_) => None,
+                        })
+                        .collect();
+                    match expand_aliases(&ty, &program.aliases, &type_params) {
                         Ok(expanded) => {
-                            program.aliases.insert(name.text.clone(), expanded);
+                            program.aliases.insert(name.text.clone(), Alias { params, ty: expanded });
                         }
                         Err(d) => diags.push(d.with_secondary(span, "in this type definition")),
                     }
@@ -537,27 +560,13 @@ impl<'p> Checker<'p> {
     /// declared result. Returns the parameter types and the body's type.
     fn check_body(&mut self, def: &mut Def) -> R<(Vec<Type>, Type)> {
         // Type parameters stay names (resolved through `type_params`).
-        let with_params;
-        let aliases = if self.type_params.is_empty() {
-            &self.program.aliases
-        } else {
-            let mut all = self.program.aliases.clone();
-            for (name, span) in def
-                .type_params
-                .iter()
-                .map(|t| (t.text.clone(), t.span))
-                .chain(self.type_params.keys().map(|n| (n.clone(), def.name.span)))
-            {
-                all.insert(name.clone(), TypeExpr::Named(Name { text: name, span }));
-            }
-            with_params = all;
-            &with_params
-        };
+        let keep: Vec<String> = self.type_params.keys().cloned().collect();
+        let aliases = &self.program.aliases;
         for p in &mut def.params {
-            p.ty = expand_aliases(&p.ty, aliases)?;
+            p.ty = expand_aliases(&p.ty, aliases, &keep)?;
         }
         if let Some(ret) = &def.ret {
-            def.ret = Some(expand_aliases(ret, aliases)?);
+            def.ret = Some(expand_aliases(ret, aliases, &keep)?);
         }
         self.current = Some(def.name.text.clone());
         self.size_params = def.size_params.iter().map(|n| n.text.clone()).collect();
@@ -652,10 +661,16 @@ impl<'p> Checker<'p> {
     fn resolve_type_expr(&mut self, t: &TypeExpr, allow_new_sizes: bool) -> R<Type> {
         Ok(match t {
             TypeExpr::Named(n) if self.type_params.contains_key(&n.text) => self.type_params[&n.text].clone(),
+            TypeExpr::App(..) => {
+                let keep: Vec<String> = self.type_params.keys().cloned().collect();
+                let expanded = expand_aliases(t, &self.program.aliases, &keep)?;
+                return self.resolve_type_expr(&expanded, allow_new_sizes);
+            }
             TypeExpr::Named(n) => match ScalarType::from_name(&n.text) {
                 Some(s) => Type::Scalar(s),
                 None if self.program.aliases.contains_key(&n.text) => {
-                    let alias = self.program.aliases[&n.text].clone();
+                    let keep: Vec<String> = self.type_params.keys().cloned().collect();
+                    let alias = expand_aliases(t, &self.program.aliases, &keep)?;
                     return self.resolve_type_expr(&alias, allow_new_sizes);
                 }
                 None => {
@@ -756,7 +771,7 @@ impl<'p> Checker<'p> {
                 Type::array(self.scheme_type(elem, tvars, dvars), d)
             }
             TypeExpr::Tuple(ts, _) => Type::Tuple(ts.iter().map(|t| self.scheme_type(t, tvars, dvars)).collect()),
-            TypeExpr::Record(..) => unreachable!("builtin schemes have no records"),
+            TypeExpr::Record(..) | TypeExpr::App(..) => unreachable!("builtin schemes have no records or aliases"),
             TypeExpr::Func(a, b, _) => {
                 Type::Func(Box::new(self.scheme_type(a, tvars, dvars)), Box::new(self.scheme_type(b, tvars, dvars)))
             }
@@ -1940,11 +1955,24 @@ fn instance_name(generic: &str, args: &[Type]) -> String {
     format!("{generic}<{}>", args.join(", "))
 }
 
-/// Replaces alias names by their definitions (aliases are stored expanded).
-fn expand_aliases(t: &TypeExpr, aliases: &HashMap<String, TypeExpr>) -> Result<TypeExpr, Diagnostic> {
+/// Replaces alias names by their definitions (aliases are stored expanded),
+/// and applications of parameterised aliases by their instances. Names in
+/// `keep` (the type parameters in scope) stay as they are.
+fn expand_aliases(t: &TypeExpr, aliases: &HashMap<String, Alias>, keep: &[String]) -> Result<TypeExpr, Diagnostic> {
+    let expand = |t: &TypeExpr| expand_aliases(t, aliases, keep);
     Ok(match t {
+        TypeExpr::Named(n) if keep.contains(&n.text) => t.clone(),
         TypeExpr::Named(n) => match aliases.get(&n.text) {
-            Some(a) => a.clone(),
+            Some(a) if !a.params.is_empty() => {
+                return Err(Diagnostic::error(
+                    Code::E0120,
+                    format!("type `{}` takes {} argument(s)", n.text, a.params.len()),
+                    n.span,
+                    "needs arguments",
+                )
+                .with_help(format!("write `{} {}`", n.text, alias_signature(&a.params))))
+            }
+            Some(a) => a.ty.clone(),
             None if ScalarType::from_name(&n.text).is_some() => t.clone(),
             None => return Err(Diagnostic::error(
                 Code::E0120,
@@ -1956,20 +1984,85 @@ fn expand_aliases(t: &TypeExpr, aliases: &HashMap<String, TypeExpr>) -> Result<T
                 "the scalar types are f64, f32, i64 and bool; `type name = …` defines a name for a type before its use",
             )),
         },
+        TypeExpr::App(n, args, span) => {
+            let Some(alias) = aliases.get(&n.text).filter(|a| !a.params.is_empty()) else {
+                let what = if aliases.contains_key(&n.text) || ScalarType::from_name(&n.text).is_some() {
+                    format!("type `{}` takes no arguments", n.text)
+                } else {
+                    format!("unknown type `{}`", n.text)
+                };
+                return Err(Diagnostic::error(Code::E0120, what, *span, "applied to arguments here")
+                    .with_help("only a `type` with parameters (`type pair 't = (t, t)`) takes arguments"));
+            };
+            let mut sizes = HashMap::new();
+            let mut types = HashMap::new();
+            let kinds_agree = alias.params.len() == args.len()
+                && alias.params.iter().zip(args).all(|(p, a)| match (p, a) {
+                    (AliasParam::Size(p), TypeArg::Size(d)) => sizes.insert(p.text.clone(), d.clone()).is_none(),
+                    (AliasParam::Type(p), TypeArg::Type(t)) => match expand(t) {
+                        Ok(t) => types.insert(p.text.clone(), t).is_none(),
+                        Err(_) => false,
+                    },
+                    _ => false,
+                });
+            if !kinds_agree {
+                // An argument that does not expand reports its own error.
+                for a in args {
+                    if let TypeArg::Type(t) = a {
+                        expand(t)?;
+                    }
+                }
+                return Err(Diagnostic::error(
+                    Code::E0120,
+                    format!("type `{}` is `{} {}`", n.text, n.text, alias_signature(&alias.params)),
+                    *span,
+                    "arguments do not match",
+                )
+                .with_help("sizes are written `[3]`, types as names or in parentheses: `pair ([3]f64)`"));
+            }
+            substitute_alias(&alias.ty, &sizes, &types)
+        }
         TypeExpr::Array { dim, elem, span } => {
-            TypeExpr::Array { dim: dim.clone(), elem: Box::new(expand_aliases(elem, aliases)?), span: *span }
+            TypeExpr::Array { dim: dim.clone(), elem: Box::new(expand(elem)?), span: *span }
         }
-        TypeExpr::Tuple(ts, span) => {
-            TypeExpr::Tuple(ts.iter().map(|t| expand_aliases(t, aliases)).collect::<Result<_, _>>()?, *span)
-        }
+        TypeExpr::Tuple(ts, span) => TypeExpr::Tuple(ts.iter().map(expand).collect::<Result<_, _>>()?, *span),
         TypeExpr::Record(fs, span) => TypeExpr::Record(
-            fs.iter().map(|(n, t)| Ok((n.clone(), expand_aliases(t, aliases)?))).collect::<Result<_, Diagnostic>>()?,
+            fs.iter().map(|(n, t)| Ok((n.clone(), expand(t)?))).collect::<Result<_, Diagnostic>>()?,
             *span,
         ),
-        TypeExpr::Func(a, b, span) => {
-            TypeExpr::Func(Box::new(expand_aliases(a, aliases)?), Box::new(expand_aliases(b, aliases)?), *span)
-        }
+        TypeExpr::Func(a, b, span) => TypeExpr::Func(Box::new(expand(a)?), Box::new(expand(b)?), *span),
     })
+}
+
+/// How a parameterised alias is applied, for messages: `[d] t`.
+fn alias_signature(params: &[AliasParam]) -> String {
+    let args: Vec<String> = params
+        .iter()
+        .map(|p| match p {
+            AliasParam::Size(n) => format!("[{}]", n.text),
+            AliasParam::Type(n) => n.text.clone(),
+        })
+        .collect();
+    args.join(" ")
+}
+
+/// An alias's (expanded) body with its parameters replaced by arguments.
+fn substitute_alias(t: &TypeExpr, sizes: &HashMap<String, DimExpr>, types: &HashMap<String, TypeExpr>) -> TypeExpr {
+    let go = |t: &TypeExpr| substitute_alias(t, sizes, types);
+    match t {
+        TypeExpr::Named(n) => types.get(&n.text).cloned().unwrap_or_else(|| t.clone()),
+        TypeExpr::Array { dim, elem, span } => {
+            let dim = match dim {
+                DimExpr::Name(n) => sizes.get(&n.text).cloned().unwrap_or_else(|| dim.clone()),
+                d => d.clone(),
+            };
+            TypeExpr::Array { dim, elem: Box::new(go(elem)), span: *span }
+        }
+        TypeExpr::Tuple(ts, span) => TypeExpr::Tuple(ts.iter().map(go).collect(), *span),
+        TypeExpr::Record(fs, span) => TypeExpr::Record(fs.iter().map(|(n, t)| (n.clone(), go(t))).collect(), *span),
+        TypeExpr::Func(a, b, span) => TypeExpr::Func(Box::new(go(a)), Box::new(go(b)), *span),
+        TypeExpr::App(..) => unreachable!("alias bodies are stored expanded"),
+    }
 }
 
 /// The size names of the array dimensions in a parameter's data: through
@@ -2006,6 +2099,15 @@ fn collect_dim_names(t: &TypeExpr, out: &mut Vec<String>) {
         TypeExpr::Func(a, b, _) => {
             collect_dim_names(a, out);
             collect_dim_names(b, out);
+        }
+        TypeExpr::App(_, args, _) => {
+            for a in args {
+                match a {
+                    TypeArg::Size(DimExpr::Name(n)) if !out.contains(&n.text) => out.push(n.text.clone()),
+                    TypeArg::Size(_) => {}
+                    TypeArg::Type(t) => collect_dim_names(t, out),
+                }
+            }
         }
     }
 }
