@@ -8,6 +8,14 @@ use crate::ir::{Atom, BinOp, Const, Expr as IrExpr, IrType, UnOp, Var};
 use crate::types::{builtins::BUILTINS, ScalarType, Type};
 use std::rc::Rc;
 
+/// The number type of a `tree_…` builtin's result (`F` or `[]F`).
+fn number_type(result: &Type) -> ScalarType {
+    match result.strip_arrays().0 {
+        Type::Scalar(s) => *s,
+        _ => ScalarType::F64,
+    }
+}
+
 /// The canonical name and the number of arguments of a builtin.
 pub(super) fn arity(name: &str) -> Option<(&'static str, usize)> {
     let (bname, scheme, _) = BUILTINS.iter().find(|(n, _, _)| *n == name)?;
@@ -30,7 +38,7 @@ pub(super) fn arity(name: &str) -> Option<(&'static str, usize)> {
 type IndexBody<'f, 'a> = dyn FnMut(&mut Elaborator<'a>, &[Atom]) -> R<Vec<Atom>> + 'f;
 
 impl<'a> Elaborator<'a> {
-    pub(super) fn builtin(&mut self, name: &str, args: Vec<SVal<'a>>, _app_ty: &Type, span: Span) -> R<SVal<'a>> {
+    pub(super) fn builtin(&mut self, name: &str, args: Vec<SVal<'a>>, app_ty: &Type, span: Span) -> R<SVal<'a>> {
         let mut args = args.into_iter();
         let mut next = || args.next().expect("builtins are applied to all their arguments");
         Ok(match name {
@@ -38,6 +46,18 @@ impl<'a> Elaborator<'a> {
                 let f = next();
                 let arrays: Vec<SVal<'a>> = std::iter::from_fn(|| args.next()).collect();
                 self.map_n(f, arrays, span)?
+            }
+            "tree_map" | "tree_map2" | "tree_map3" => {
+                let f = next();
+                let trees: Vec<SVal<'a>> = std::iter::from_fn(|| args.next()).collect();
+                self.tree_map(f, trees, span)?
+            }
+            "tree_sum" => SVal::Leaf(self.tree_sum(&next(), number_type(app_ty), span)?),
+            "tree_size" => SVal::Leaf(self.tree_size(&next(), span)?),
+            "tree_flatten" => SVal::Leaf(self.tree_flatten(&next(), number_type(app_ty), span)?),
+            "tree_unflatten" => {
+                let (like, v) = (next(), leaf(&next()));
+                self.tree_unflatten(&like, v, span)?
             }
             "tabulate" => {
                 let n = leaf(&next());
@@ -273,7 +293,7 @@ impl<'a> Elaborator<'a> {
         Ok(self.emit1(IrExpr::Map { width, lam, arrays: vec![xv] }, rt.lift(), "m", span))
     }
 
-    fn check_same_outer(&mut self, arrays: &[SVal<'a>], what: &str, span: Span) -> R<Option<Atom>> {
+    pub(super) fn check_same_outer(&mut self, arrays: &[SVal<'a>], what: &str, span: Span) -> R<Option<Atom>> {
         let mut first: Option<Atom> = None;
         for a in arrays {
             let leaves = self.first_order_leaves(a, span, what)?;

@@ -21,6 +21,7 @@
 //! See Note [Jacobians] at the end of the file for `jacfwd`/`jacrev`/`hessian`.
 
 mod builtins;
+mod trees;
 
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{self, Atom, Body, CheckKind, Const, Expr as IrExpr, IrType, Lambda, LoopForm, Stmt, Var};

@@ -46,6 +46,15 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
         "histogram: dest[is[k]] = op dest[is[k]] vs[k] (out-of-range indices are ignored)",
     ),
     ("length", "[n]A -> i64", "number of elements (outer dimension)"),
+    // Trees: any value made of tuples, records and arrays of floats (a model's
+    // parameters); `A`'s numbers are all of type `F` (Note [Trees] in check.rs).
+    ("tree_map", "(F -> F) -> A -> A", "apply a function to every number of a tree"),
+    ("tree_map2", "(F -> F -> F) -> A -> A -> A", "combine the numbers of two trees of one type"),
+    ("tree_map3", "(F -> F -> F -> F) -> A -> A -> A -> A", "combine the numbers of three trees of one type"),
+    ("tree_sum", "A -> F", "the sum of every number of a tree"),
+    ("tree_size", "A -> i64", "how many numbers a tree holds"),
+    ("tree_flatten", "A -> []F", "every number of a tree in one vector (leaves in field order, row-major)"),
+    ("tree_unflatten", "A -> []F -> A", "a tree shaped like the first argument from the numbers of a vector"),
     // Scalar math.
     ("exp", "F -> F", "e to the power x"),
     ("log", "F -> F", "natural logarithm"),

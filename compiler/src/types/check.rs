@@ -316,6 +316,10 @@ struct Checker<'p> {
     /// Uses of a type parameter as a conversion (`a n`), by span: `finish`
     /// names the conversion of the parameter's type (`f64 n`).
     conversions: Vec<Span>,
+    /// Each use of a `tree_…` builtin: its tree type `A`, number type `F`
+    /// (none for `tree_size`, which takes numbers of any types) and span
+    /// (Note [Trees]).
+    trees: Vec<(Type, Option<Type>, Span)>,
 }
 
 type R<T> = Result<T, Diagnostic>;
@@ -362,18 +366,62 @@ impl<'p> Checker<'p> {
             generic_uses: HashMap::new(),
             requests: Vec::new(),
             conversions: Vec::new(),
+            trees: Vec::new(),
         }
     }
 
     /// Unifies the result type of each recorded use of a Jacobian operator
     /// with the Jacobian of its function's types (Note [Jacobians as values]).
     fn settle_jacobians(&mut self) -> R<()> {
+        self.settle_trees()?;
         for (name, ty, span) in std::mem::take(&mut self.jacobians) {
             let Type::Func(f, rest) = ty else { continue };
             let (Type::Func(input, output), Type::Func(_, result)) = (*f, *rest) else { continue };
             let (input, output) = (self.show(&input), self.show(&output));
             let jac = if name == "hessian" { jacobian_type(&input, &input) } else { jacobian_type(&output, &input) };
             self.unify(&result, &jac).map_err(|err| self.mismatch(err, &jac, &result, span, "the jacobian"))?;
+        }
+        Ok(())
+    }
+
+    /// Every number of each tree a `tree_…` builtin was used on must have the
+    /// builtin's number type (Note [Trees]); a tree whose type is still a
+    /// variable (a generic definition's parameter) is checked per instance.
+    fn settle_trees(&mut self) -> R<()> {
+        for (tree, number, span) in std::mem::take(&mut self.trees) {
+            let tree = self.show(&tree);
+            let mut scalars = Vec::new();
+            let mut function = false;
+            walk_leaf_types(&tree, &mut |t| match t {
+                Type::Scalar(s) => scalars.push(*s),
+                Type::Func(..) => function = true,
+                _ => {}
+            });
+            if function {
+                return Err(Diagnostic::error(
+                    Code::E0112,
+                    format!("a tree holds numbers, not functions: this one has type {tree}"),
+                    span,
+                    "used on this tree",
+                ));
+            }
+            let Some(number) = number else { continue };
+            for s in scalars {
+                self.unify(&Type::Scalar(s), &number).map_err(|_| {
+                    Diagnostic::error(
+                        Code::E0102,
+                        format!(
+                            "type mismatch: the numbers of this tree must all be one float type, found `{}`",
+                            s.name()
+                        ),
+                        span,
+                        format!("used on a tree of type {tree}"),
+                    )
+                    .with_help(
+                        "keep integer data out of the tree (pass it separately), and use one precision throughout",
+                    )
+                })?;
+            }
         }
         Ok(())
     }
@@ -722,14 +770,6 @@ impl<'p> Checker<'p> {
                 Box::new(self.resolve_type_expr(b, allow_new_sizes)?),
             ),
         })
-    }
-
-    /// Instantiates a builtin's scheme with fresh variables.
-    fn instantiate_builtin(&mut self, scheme: &str) -> Type {
-        let parsed = crate::syntax::parser::parse_type(scheme, FileId(0)).expect("builtin schemes parse");
-        let mut tvars = HashMap::new();
-        let mut dvars = HashMap::new();
-        self.scheme_type(&parsed, &mut tvars, &mut dvars)
     }
 
     fn scheme_type(
@@ -1476,7 +1516,12 @@ impl<'p> Checker<'p> {
             }));
         }
         if let Some((scheme, _)) = builtins::lookup(name) {
-            let t = self.instantiate_builtin(scheme);
+            let parsed = crate::syntax::parser::parse_type(scheme, FileId(0)).expect("builtin schemes parse");
+            let (mut tvars, mut dvars) = (HashMap::new(), HashMap::new());
+            let t = self.scheme_type(&parsed, &mut tvars, &mut dvars);
+            if name.starts_with("tree_") {
+                self.trees.push((tvars["A"].clone(), tvars.get("F").cloned(), span));
+            }
             if let Some(op) = ["jacfwd", "jacrev", "hessian"].into_iter().find(|op| *op == name) {
                 self.jacobians.push((op, t.clone(), span));
             }
@@ -1901,6 +1946,34 @@ fn subst_named(t: &Type, map: &HashMap<String, Dim>) -> Type {
         t => t.clone(),
     }
 }
+
+/// Calls `f` on each leaf type of a tree type: scalars, functions and variables.
+fn walk_leaf_types(t: &Type, f: &mut dyn FnMut(&Type)) {
+    match t {
+        Type::Array(e, _) => walk_leaf_types(e, f),
+        Type::Tuple(ts) => ts.iter().for_each(|t| walk_leaf_types(t, f)),
+        Type::Record(fs) => fs.iter().for_each(|(_, t)| walk_leaf_types(t, f)),
+        t => f(t),
+    }
+}
+
+/*
+Note [Trees]
+~~~~~~~~~~~~
+A model's parameters are a record of arrays (`{w1: [h][d]f64, b1: [h]f64,
+…}`), and an optimiser does the same arithmetic on every number of it. The
+`tree_…` builtins see any value made of tuples, records and arrays as a tree
+whose leaves are numbers: `tree_map2 (\p g -> p - lr * g) params grads` is
+one step of gradient descent whatever the record's fields. Their schemes say
+`A` for the tree and `F` for its number type; the checker cannot say "every
+number of `A` is `F`" with unification alone, so each use is recorded and
+checked when the definition's types are known (`settle_trees`), like the
+Jacobian operators' result types (Note [Jacobians as values]). In a generic
+definition (`def sgd_step 'p 'a (lr: a) (w: p) (g: p) : p`) the tree is a
+type variable and the check waits for each instance. Elaboration walks the
+static tree (records and tuples are trees of leaves there already) and maps
+the function over each leaf array, one IR `map` per dimension.
+*/
 
 /// `t` with every node for which `f` gives a replacement replaced (bottom-up
 /// is not needed: a replaced node is not visited further).
