@@ -6,7 +6,7 @@
 
 use clap::{Parser, Subcommand};
 mod cli;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -88,7 +88,17 @@ enum Command {
         /// Time the reference interpreter instead of native code.
         #[arg(long)]
         interp: bool,
-        /// Only these evals (e.g. `gmm lstm`).
+        /// With a program FILE: the entry to time (default: the only entry, or `main`).
+        #[arg(long)]
+        entry: Option<String>,
+        /// With a program FILE: its input, a JSON file as for `run --input`.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// With a program FILE: a derivative to time too — another entry taking the same
+        /// input, or grad, jvp, vjp, jacfwd, jacrev, hessian of the entry.
+        #[arg(long)]
+        derivative: Option<String>,
+        /// GradBench evals to time (e.g. `gmm lstm`), or one program FILE (with --input).
         evals: Vec<String>,
     },
     /// Run test programs (files or directories of .slope files): the cases, errors and gradchecks of their headers.
@@ -149,9 +159,26 @@ fn command() -> ExitCode {
         Command::Gradcheck { file, entry, input, points, seed } => {
             cli::gradcheck(&file, entry.as_deref(), &input, points, seed)
         }
-        Command::Bench { dir, fixtures, inputs, runs, interp, evals } => {
+        Command::Bench { dir, fixtures, inputs, runs, interp, entry, input, derivative, evals } => {
             let engine = if interp { slope::api::Engine::Interp } else { slope::api::Engine::Jit };
-            cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals, engine)
+            let program = evals.first().filter(|e| e.ends_with(".slope") || Path::new(e).is_file());
+            match (program, input) {
+                (Some(file), Some(input)) if evals.len() == 1 => cli::bench::run_program(
+                    Path::new(file),
+                    entry.as_deref(),
+                    &input,
+                    derivative.as_deref(),
+                    runs,
+                    engine,
+                ),
+                (Some(_), _) | (None, Some(_)) => Err(cli::usage_error(
+                    "a program is benchmarked as `slope bench FILE --input IN.json [--entry E] [--derivative D]`",
+                )),
+                (None, None) if entry.is_some() || derivative.is_some() => {
+                    Err(cli::usage_error("--entry and --derivative go with a program FILE and --input"))
+                }
+                (None, None) => cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals, engine),
+            }
         }
         Command::Test { paths } => return cli::test::run(&paths),
         Command::Repl => return cli::repl::run(),

@@ -408,6 +408,45 @@ fn bench_prints_a_table() {
     assert_eq!(table.matches("| hello |").count(), 4, "one row per hello fixture:\n{table}");
 }
 
+/// `slope bench FILE --entry E --input IN` times any program, with a
+/// derivative that is another entry or an operator applied to the entry; a
+/// derivative it cannot build is an error with a code.
+#[test]
+fn bench_times_any_program_and_its_derivatives() {
+    let file = write_temp(
+        "bench-file",
+        "model.slope",
+        "entry loss [n] (w: [n]f64) (k: i64) : f64 = f64 k * reduce (+) 0.0 (map (\\v -> v * v) w)\n\
+         entry halves [n] (w: [n]f64) (k: i64) : [n]f64 = map (\\v -> v / f64 k) w\n\
+         entry other [n] (w: [n]f64) (k: i64) : f64 = f64 k * 2.0\n",
+    );
+    let input = write_temp("bench-file", "in.json", r#"{"w": [1.0, 2.0, 3.0], "k": 2}"#);
+    let bench =
+        |extra: &[&str]| slope(&[&["bench", "--runs", "1", p(&file), "--input", p(&input)][..], extra].concat());
+    for (entry, derivative) in [
+        ("loss", "grad"),
+        ("loss", "vjp"),
+        ("loss", "jvp"),
+        ("halves", "jacfwd"),
+        ("halves", "jacrev"),
+        ("loss", "hessian"),
+        ("loss", "other"),
+    ] {
+        let out = bench(&["--entry", entry, "--derivative", derivative]);
+        assert!(out.status.success(), "{entry} {derivative}: {}", stderr(&out));
+        let table = stdout(&out);
+        assert!(table.contains(&format!("| {entry} |")) && table.contains(&format!("| {derivative} |")), "{table}");
+    }
+    let out = bench(&["--entry", "loss"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    fails_with(&bench(&["--entry", "loss", "--derivative", "nope"]), "E0305");
+    fails_with(&bench(&["--entry", "nope"]), "E0301");
+    // grad of a function whose result is not a scalar: the type error of the wrapper.
+    fails_with(&bench(&["--entry", "halves", "--derivative", "grad"]), "E0102");
+    fails_with(&slope(&["bench", p(&file)]), "E0305");
+    fails_with(&slope(&["bench", "--entry", "loss", "hello"]), "E0305");
+}
+
 #[test]
 fn test_command_checks_headers() {
     let good = write_temp(

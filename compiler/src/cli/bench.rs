@@ -14,6 +14,12 @@
 //! Workloads: every fixture in `--fixtures` (default `tests/fixtures`),
 //! and, with `--inputs DIR`, the GradBench message files that
 //! `scripts/gradbench_inputs.py generate` writes (GradBench's default sizes).
+//!
+//! Any program: `slope bench FILE --entry E --input IN.json [--derivative D]`
+//! times one entry on one input the same way, and a derivative of it: another
+//! entry of the program that takes the same input, or `grad`, `jvp`, `vjp`,
+//! `jacfwd`, `jacrev` or `hessian` of the entry with respect to its float
+//! parameters (a wrapper entry the command writes, [`derivative_wrapper`]).
 
 use super::{plain_error, CliFailure};
 use slope::api::{Engine, Program};
@@ -133,6 +139,154 @@ pub fn run(
         }
     }
     Ok(table(&rows, engine))
+}
+
+/// The derivatives `--derivative` can build from the entry itself.
+const OPERATORS: &[&str] = &["grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian"];
+
+/// `slope bench FILE --entry E --input IN [--derivative D]`.
+pub fn run_program(
+    file: &Path,
+    entry: Option<&str>,
+    input: &Path,
+    derivative: Option<&str>,
+    runs: usize,
+    engine: Engine,
+) -> Result<String, CliFailure> {
+    let name = file.display().to_string();
+    let text = super::read(file)?;
+    let base = Program::compile(&name, &text, &super::file_loader)?;
+    let entry = base.entry_name(entry)?;
+    let (source, derivative) = match derivative {
+        None => (text, None),
+        Some(d) if base.entries().contains(&d) => (text, Some(d.to_string())),
+        Some(op) if OPERATORS.contains(&op) => {
+            let (wrapper, wrapper_name) = derivative_wrapper(&base, &entry, op)?;
+            (
+                format!(
+                    "{text}
+
+{wrapper}
+"
+                ),
+                Some(wrapper_name),
+            )
+        }
+        Some(other) => {
+            return Err(plain_error(
+                Code::E0305,
+                format!("`--derivative {other}` is neither an entry of {name} nor a derivative operator"),
+                Some(format!(
+                    "give another entry that takes the same input, or one of {}; the entries: {}",
+                    OPERATORS.join(", "),
+                    base.entries().join(", ")
+                )),
+            ))
+        }
+    };
+    let start = Instant::now();
+    let mut program = Program::compile(&name, &source, &super::file_loader)?;
+    program.engine = engine;
+    if engine == Engine::Jit {
+        program.native()?;
+    }
+    let compile = start.elapsed();
+    let input = super::parse_json(&super::read(input)?, &input.display().to_string())?;
+    let p = measure(&program, &entry, &input, runs)?;
+    let mut out = String::from(
+        "| program | entry | compile (ms) | entry (ms) | derivative | derivative (ms) | derivative / entry | peak memory, derivative (MB) |\n\
+         |---|---|---:|---:|---|---:|---:|---:|\n",
+    );
+    let (label, dcol) = match &derivative {
+        Some(d) => {
+            let m = measure(&program, d, &input, runs)?;
+            let label = if OPERATORS.iter().any(|op| d.starts_with(&format!("bench_{op}"))) {
+                d.trim_start_matches("bench_").trim_end_matches('_').to_string()
+            } else {
+                d.clone()
+            };
+            let ratio = m.median.as_secs_f64() / p.median.as_secs_f64().max(1e-9);
+            (label, format!("{} | {ratio:.2} | {:.2}", ms(m.median), m.peak as f64 / 1e6))
+        }
+        None => ("—".to_string(), "— | — | —".to_string()),
+    };
+    out.push_str(&format!("| {name} | {entry} | {} | {} | {label} | {dcol} |\n", ms(compile), ms(p.median)));
+    let engine = match engine {
+        Engine::Jit => "native code (Cranelift JIT)",
+        Engine::Interp => "reference interpreter",
+    };
+    out.push_str(&format!("\nmedian of {} runs after one warm-up; engine: {engine}\n", runs.max(1)));
+    Ok(out)
+}
+
+/// An entry computing `op` of `entry` with respect to its float parameters
+/// (the others are held constant), at the entry's own input: `jvp` takes the
+/// point itself as the tangent and `vjp` the entry's result as the
+/// cotangent, so the wrapper needs no input of its own. Returns the source
+/// and the wrapper's name (`bench_grad`, made unique).
+pub fn derivative_wrapper(program: &Program, entry: &str, op: &str) -> Result<(String, String), CliFailure> {
+    let (def, info) = program.checked.def(entry).expect("an entry of the program");
+    // The wrapper's parameters are the entry's, by name, so it takes the same input.
+    let mut names = Vec::new();
+    for p in &def.params {
+        match &p.pat {
+            slope::syntax::ast::Pat::Var(n) => names.push(n.text.clone()),
+            _ => {
+                return Err(plain_error(
+                    Code::E0305,
+                    format!("`--derivative` needs the parameters of `{entry}` to be plain names, not patterns"),
+                    Some("name the parameter and take it apart with `let` in the body".into()),
+                ))
+            }
+        }
+    }
+    let floats: Vec<bool> = info.param_types.iter().map(all_floats).collect();
+    if !floats.contains(&true) {
+        return Err(plain_error(
+            Code::E0116,
+            format!("`{entry}` has no parameter made of floats to differentiate with respect to"),
+            Some("the derivative operators differentiate with respect to the float parameters".into()),
+        ));
+    }
+    let mut name = format!("bench_{op}");
+    while program.checked.infos.contains_key(&name) || program.checked.generics.contains_key(&name) {
+        name.push('_');
+    }
+    let sizes: String = info.size_params.iter().map(|n| format!("[{n}]")).collect();
+    let params: Vec<String> =
+        info.param_types.iter().zip(&names).map(|(t, n)| format!("({n}: {})", t.full_text())).collect();
+    let diff: Vec<usize> = (0..floats.len()).filter(|&k| floats[k]).collect();
+    let tuple = |prefix: &str| {
+        let items: Vec<String> = diff.iter().map(|&k| format!("{prefix}{}", names[k])).collect();
+        if items.len() == 1 {
+            items[0].clone()
+        } else {
+            format!("({})", items.join(", "))
+        }
+    };
+    // `d_x` stands for the parameter `x` inside the differentiated function.
+    let call_args: Vec<String> =
+        (0..floats.len()).map(|k| if floats[k] { format!("d_{}", names[k]) } else { names[k].clone() }).collect();
+    let function = format!("(\\{} -> {entry} {})", tuple("d_"), call_args.join(" "));
+    let point = tuple("");
+    let body = match op {
+        "jvp" => format!("jvp {function} {point} {point}"),
+        "vjp" => format!("vjp {function} {point} ({entry} {})", names.join(" ")),
+        _ => format!("{op} {function} {point}"),
+    };
+    Ok((format!("entry {name} {sizes} {} =\n  {body}", params.join(" ")), name))
+}
+
+/// Whether a type is made of floats only (what the AD operators differentiate).
+fn all_floats(t: &slope::types::Type) -> bool {
+    use slope::types::Type;
+    match t {
+        Type::Scalar(s) => s.is_float(),
+        Type::Array(e, _) => all_floats(e),
+        Type::Tuple(ts) => ts.iter().all(all_floats),
+        Type::Record(fs) => fs.iter().all(|(_, t)| all_floats(t)),
+        _ => false,
+    }
 }
 
 struct Row {

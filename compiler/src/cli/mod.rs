@@ -36,6 +36,11 @@ impl From<Failure> for CliFailure {
     }
 }
 
+/// A command line the command cannot run (E0305).
+pub fn usage_error(message: &str) -> CliFailure {
+    plain_error(Code::E0305, message.to_string(), None)
+}
+
 fn plain_error(code: Code, message: String, help: Option<String>) -> CliFailure {
     let mut sources = SourceMap::new();
     let file = sources.add("<command line>", "");
@@ -64,7 +69,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, CliFailure> {
     Ok(bytes)
 }
 
-fn read(path: &Path) -> Result<String, CliFailure> {
+pub(crate) fn read(path: &Path) -> Result<String, CliFailure> {
     String::from_utf8(read_bytes(path)?).map_err(|e| {
         plain_error(Code::E0303, format!("cannot read {}: it is not UTF-8 text ({e})", path.display()), None)
     })
@@ -113,7 +118,7 @@ pub fn check(file: &Path) -> Result<String, CliFailure> {
     Ok(String::new())
 }
 
-fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, CliFailure> {
+pub(crate) fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, CliFailure> {
     serde_json::from_str(text).map_err(|e| plain_error(Code::E0302, format!("{what} is not valid JSON: {e}"), None))
 }
 
