@@ -500,3 +500,28 @@ fn an_rk_stage_is_one_pass_and_a_new_state_runs_two_lanes_wide() {
     let out = agree(&p, "euler", serde_json::json!({"x": [1.0, 2.0, 3.0], "y0": [0.0, 0.0, 0.0], "k": 2})).unwrap();
     assert_eq!(out, serde_json::json!([1.0, 0.5, 0.0]));
 }
+
+/// A functional update of a loop's array state happens in place: no copy of
+/// the array and no allocation per iteration (the state is owned and dead
+/// after the update, Note [Consumed arrays]); an update of an array still
+/// used afterwards works on a copy, leaving the original as it was.
+#[test]
+fn functional_updates_of_loop_state_happen_in_place() {
+    let p = compile(
+        "entry run [n] (a: f64) (xs: [n]f64) : [n]f64 =\n\
+           loop y = replicate n 0.0 for i < n do\n\
+             y with [i] = (if i == 0 then 0.0 else a * y[i - 1]) + xs[i]\n\
+         entry keep [n] (xs: [n]f64) : ([n]f64, [n]f64) = (xs with [0] = 9.0, xs)",
+    );
+    let run = loops(&p, "run");
+    let is_copy_or_alloc = |i: &Inst| matches!(i, Inst::Copy { .. } | Inst::Let(_, slope::loops::Rhs::Alloc { .. }));
+    assert_eq!(in_loops(&run, is_copy_or_alloc), 0, "{}", p.emit("loops", Some("run")).unwrap());
+    assert_eq!(
+        agree(&p, "run", serde_json::json!({"a": 0.5, "xs": [1.0, 2.0, 3.0]})).unwrap(),
+        serde_json::json!([1.0, 2.5, 4.25])
+    );
+    assert_eq!(
+        agree(&p, "keep", serde_json::json!({"xs": [1.0, 2.0]})).unwrap(),
+        serde_json::json!([[9.0, 2.0], [1.0, 2.0]])
+    );
+}
