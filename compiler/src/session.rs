@@ -386,6 +386,27 @@ impl Session {
             Ok(e) => e,
             Err(d) => return fail(vec![d]),
         };
+        // A generic definition by itself: its scheme, not one instance of it.
+        if let crate::syntax::ast::ExprKind::Var(name) = &expr.kind {
+            if let Some(g) = program.checked.generics.get(name) {
+                let kinds: Vec<String> = g
+                    .def
+                    .type_params
+                    .iter()
+                    .zip(&g.kinds)
+                    .map(|(t, k)| match k {
+                        crate::types::VarKind::Any => format!("'{} any type", t.text),
+                        crate::types::VarKind::Num => format!("'{} a number", t.text),
+                        crate::types::VarKind::Float => format!("'{} a float", t.text),
+                    })
+                    .collect();
+                let scheme = format!("{} (for {})", g.info.ty, kinds.join(", "));
+                return Reply::ok(match mode {
+                    Mode::Type => format!("{} : {scheme}", text.trim()),
+                    _ => format!("<function> : {scheme}"),
+                });
+            }
+        }
         let checked = match check_expr(&program.checked, &mut expr) {
             Ok(checked) => checked,
             Err(d) => return fail(vec![d]),
