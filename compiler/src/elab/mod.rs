@@ -742,6 +742,12 @@ impl<'a> Elaborator<'a> {
     }
 
     fn var(&mut self, name: &str, e: &'a Expr, env: &Env<'a>) -> R<SVal<'a>> {
+        // `%f64`: the builtin conversion itself, which no definition named
+        // `f64` can shadow (a type parameter used as a conversion, Note [Type
+        // parameters] in types/check.rs).
+        if let Some(builtin) = name.strip_prefix('%') {
+            return self.var(builtin, e, &Env::in_def(0));
+        }
         if let Some(v) = env.lookup(name) {
             return Ok(v.clone());
         }

@@ -314,7 +314,8 @@ struct Checker<'p> {
     /// The instances the checked code needs (filled by `finish`).
     requests: Vec<Request>,
     /// Uses of a type parameter as a conversion (`a n`), by span: `finish`
-    /// names the conversion of the parameter's type (`f64 n`).
+    /// names the builtin conversion to the parameter's type (`%f64 n`, a
+    /// name no definition can shadow).
     conversions: Vec<Span>,
     /// Each use of a `tree_…` builtin: its tree type `A`, number type `F`
     /// (none for `tree_size`, which takes numbers of any types) and span
@@ -688,7 +689,8 @@ impl<'p> Checker<'p> {
         if matches!(expr.kind, ExprKind::Var(_)) && self.conversions.contains(&expr.span) {
             if let Type::Func(_, to) = &expr.ty {
                 if let Type::Scalar(s) = **to {
-                    expr.kind = ExprKind::Var(s.name().to_string());
+                    // `%f64`: the builtin, even where a definition is named `f64`.
+                    expr.kind = ExprKind::Var(format!("%{}", s.name()));
                 }
             }
         }
