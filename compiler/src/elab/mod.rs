@@ -279,7 +279,7 @@ impl<'a> Elaborator<'a> {
     fn entry(&mut self, def: &'a ast::Def) -> R<ir::Func> {
         let info = &self.program.infos[&def.name.text];
         self.blocks.push(Vec::new());
-        let mut env = Env::in_def(info.index);
+        let mut env = Env::in_def(info.scope);
         let mut params = Vec::new();
         let mut args = Vec::new();
         let mut sig_params = Vec::new();
@@ -422,7 +422,7 @@ impl<'a> Elaborator<'a> {
             Callee::Def { name } => {
                 let program = self.program;
                 let (def, info) = program.def(name).expect("checked definition");
-                let mut env = Env::in_def(info.index);
+                let mut env = Env::in_def(info.scope);
                 self.bind_sizes(def, &info.param_types, &args, &mut env)?;
                 for (p, a) in def.params.iter().zip(args) {
                     self.bind_pat(&p.pat, a, &mut env);
@@ -464,7 +464,7 @@ impl<'a> Elaborator<'a> {
         let mut shape = None;
         let primal = self.lambda(&types, &["x"], |el, ps| {
             let vals = rebuild(ps);
-            let mut env = Env::in_def(info.index);
+            let mut env = Env::in_def(info.scope);
             el.bind_sizes(def, &info.param_types, &vals, &mut env)?;
             for (p, v) in def.params.iter().zip(vals) {
                 el.bind_pat(&p.pat, v, &mut env);
@@ -480,7 +480,7 @@ impl<'a> Elaborator<'a> {
         let jvp = self.lambda(&both, &["x"], |el, ps| {
             let primals = rebuild(&ps[..n]);
             let tangents = rebuild(&ps[n..]);
-            let mut env = Env::in_def(info.index);
+            let mut env = Env::in_def(info.scope);
             el.bind_sizes(def, &info.param_types, &primals, &mut env)?;
             let k = def.params.len();
             for (pat, v) in rule.pats[..k].iter().zip(primals) {
@@ -738,7 +738,9 @@ impl<'a> Elaborator<'a> {
     /// (Note [Definitions named like builtins]).
     fn visible_def(&self, name: &str, env: &Env<'a>) -> Option<&'a DefInfo> {
         let program = self.program;
-        program.infos.get(name).filter(|info| info.index < env.scope)
+        // Instances (`dot<f64>`) are named by the checker alone and visible
+        // everywhere; an instance's own body sees what its generic saw.
+        program.infos.get(name).filter(|info| info.index < env.scope || name.contains('<'))
     }
 
     fn var(&mut self, name: &str, e: &'a Expr, env: &Env<'a>) -> R<SVal<'a>> {
@@ -756,7 +758,7 @@ impl<'a> Elaborator<'a> {
                 // A constant definition: inline its body.
                 let program = self.program;
                 let (def, _) = program.def(name).expect("checked definition");
-                return self.expr(&def.body, &Env::in_def(info.index));
+                return self.expr(&def.body, &Env::in_def(info.scope));
             }
             return Ok(SVal::Closure(Rc::new(Closure {
                 callee: Callee::Def { name: name.to_string() },

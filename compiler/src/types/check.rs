@@ -34,6 +34,10 @@ pub struct DefInfo {
     pub span: Span,
     /// Index into [`CheckedProgram::defs`].
     pub index: usize,
+    /// The definitions its body sees: those with an index below this (its
+    /// own index; for an instance, the definitions before its generic
+    /// definition, Note [Type parameters]).
+    pub scope: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -66,6 +70,10 @@ pub struct Generic {
     /// What each type parameter may become (in `def.type_params` order):
     /// `Num` or `Float` when the body does arithmetic on it.
     pub kinds: Vec<VarKind>,
+    /// How many definitions (of [`CheckedProgram::defs`]) and generic
+    /// definitions came before it: what its instances' bodies may see.
+    pub defs_before: usize,
+    pub seq: usize,
 }
 
 /// An instance of a generic definition that checked code uses.
@@ -225,9 +233,10 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
     }
 }
 
-/// Adds a checked definition (or instance) to the program.
+/// Adds a checked definition to the program.
 fn add_def(program: &mut CheckedProgram, def: Def, mut info: DefInfo) {
     info.index = program.defs.len();
+    info.scope = info.index;
     program.infos.insert(def.name.text.clone(), info);
     program.defs.push(def);
 }
@@ -249,8 +258,10 @@ fn instantiate(program: &mut CheckedProgram, request: Request, failed: &[String]
             bindings.join(", ")
         ))
     };
+    let scope = (generic.defs_before, generic.seq);
     let mut checker = Checker::new(program);
     checker.failed = failed;
+    checker.scope = Some(scope);
     checker.type_params = def.type_params.iter().map(|t| t.text.clone()).zip(request.args.iter().cloned()).collect();
     def.name.text = request.name.clone();
     def.type_params.clear();
@@ -260,6 +271,7 @@ fn instantiate(program: &mut CheckedProgram, request: Request, failed: &[String]
         instantiate(program, r, failed)?;
     }
     add_def(program, def, info);
+    program.infos.get_mut(&request.name).expect("just added").scope = scope.0;
     Ok(())
 }
 
@@ -313,6 +325,10 @@ struct Checker<'p> {
     generic_uses: HashMap<Span, (String, Vec<Type>)>,
     /// The instances the checked code needs (filled by `finish`).
     requests: Vec<Request>,
+    /// When checking an instance: the number of definitions and of generic
+    /// definitions before its generic one, the only ones its body may name
+    /// (a later `def sqrt` must not capture the `sqrt` of a stdlib body).
+    scope: Option<(usize, usize)>,
     /// Uses of a type parameter as a conversion (`a n`), by span: `finish`
     /// names the builtin conversion to the parameter's type (`%f64 n`, a
     /// name no definition can shadow).
@@ -368,6 +384,7 @@ impl<'p> Checker<'p> {
             requests: Vec::new(),
             conversions: Vec::new(),
             trees: Vec::new(),
+            scope: None,
         }
     }
 
@@ -478,6 +495,7 @@ impl<'p> Checker<'p> {
             is_entry: def.is_entry,
             span: def.name.span,
             index: 0,
+            scope: 0,
         };
         Ok((def, info))
     }
@@ -563,8 +581,10 @@ impl<'p> Checker<'p> {
             is_entry: false,
             span: def.name.span,
             index: 0,
+            scope: 0,
         };
-        Ok(Generic { def: written, info, kinds })
+        let (defs_before, seq) = (self.program.defs.len(), self.program.generics.len());
+        Ok(Generic { def: written, info, kinds, defs_before, seq })
     }
 
     /// A type of a generic definition's signature as a scheme: its
@@ -1501,11 +1521,11 @@ impl<'p> Checker<'p> {
             return Err(Diagnostic::error(Code::E0113, format!("`{name}` refers to itself"), span, "recursive use")
                 .with_help("Slope has no recursion: write the repetition as a `loop`"));
         }
-        if let Some(info) = self.program.infos.get(name) {
+        if let Some(info) = self.visible_info(name) {
             let info = info.clone();
             return Ok(self.instantiate_def(&info));
         }
-        if let Some(generic) = self.program.generics.get(name) {
+        if let Some(generic) = self.visible_generic(name) {
             let (info, kinds) = (generic.info.clone(), generic.kinds.clone());
             let names = generic.def.type_params.iter().map(|t| t.text.clone());
             let vars: Vec<Type> = kinds.iter().map(|k| self.fresh(*k)).collect();
@@ -1547,6 +1567,19 @@ impl<'p> Checker<'p> {
             );
         }
         Err(d)
+    }
+
+    /// The definition `name` names here, if any (an instance's body sees only
+    /// what its generic definition saw).
+    fn visible_info(&self, name: &str) -> Option<&'p DefInfo> {
+        let info = self.program.infos.get(name)?;
+        self.scope.is_none_or(|(defs, _)| info.index < defs).then_some(info)
+    }
+
+    /// The generic definition `name` names here, if any.
+    fn visible_generic(&self, name: &str) -> Option<&'p Generic> {
+        let generic = self.program.generics.get(name)?;
+        self.scope.is_none_or(|(_, seq)| generic.seq < seq).then_some(generic)
     }
 
     /// The type of field `name` of a value of type `tr` (at `value_span`).
@@ -1769,8 +1802,8 @@ impl<'p> Checker<'p> {
     fn is_builtin_ref(&self, name: &str) -> bool {
         !self.locals.contains(name)
             && !self.size_params.iter().any(|p| p == name)
-            && !self.program.infos.contains_key(name)
-            && !self.program.generics.contains_key(name)
+            && self.visible_info(name).is_none()
+            && self.visible_generic(name).is_none()
             && builtins::lookup(name).is_some()
     }
 
