@@ -63,7 +63,8 @@ pub struct Alias {
 /// and the definition as written, which each instance checks again.
 #[derive(Clone, Debug)]
 pub struct Generic {
-    /// As parsed (aliases expanded): what [`check_program`] instantiates.
+    /// As parsed: what [`check_program`] instantiates (each instance's check
+    /// expands aliases itself).
     pub def: Def,
     /// The type scheme: [`Type::Param`] for each type parameter.
     pub info: DefInfo,
@@ -109,8 +110,11 @@ Note [Type parameters]
 
 An error that only an instance reveals (rare: the generic check has seen the
 whole body) is reported with the instantiation. Instances are added before
-the definition that uses them, so definitions still only refer to earlier
-ones.
+the definition that uses them, and an instance's body sees only the
+definitions its generic definition saw (`DefInfo::scope`, `Generic::seq`):
+a program's `def sqrt` after `import "linalg"` must not change the `sqrt` in
+`norm`'s body. For the same reason a type parameter used as a conversion
+(`t n`) becomes `%f64`, the builtin itself, a name no definition can take.
 */
 
 impl CheckedProgram {
