@@ -288,7 +288,7 @@ pub fn check_expr<'p>(
 ) -> Result<std::borrow::Cow<'p, CheckedProgram>, Diagnostic> {
     let mut checker = Checker::new(program);
     checker.infer(expr)?;
-    checker.settle_jacobians()?;
+    checker.settle_deferred()?;
     checker.finish(expr)?;
     let requests = std::mem::take(&mut checker.requests);
     if requests.is_empty() {
@@ -392,10 +392,16 @@ impl<'p> Checker<'p> {
         }
     }
 
+    /// The checks that wait for a definition's types: the `tree_…`
+    /// builtins' number types (Note [Trees]) and the Jacobians' result types.
+    fn settle_deferred(&mut self) -> R<()> {
+        self.settle_trees()?;
+        self.settle_jacobians()
+    }
+
     /// Unifies the result type of each recorded use of a Jacobian operator
     /// with the Jacobian of its function's types (Note [Jacobians as values]).
     fn settle_jacobians(&mut self) -> R<()> {
-        self.settle_trees()?;
         for (name, ty, span) in std::mem::take(&mut self.jacobians) {
             let Type::Func(f, rest) = ty else { continue };
             let (Type::Func(input, output), Type::Func(_, result)) = (*f, *rest) else { continue };
@@ -671,7 +677,7 @@ impl<'p> Checker<'p> {
         if let Some(ret) = &declared_ret {
             self.unify(&body_ty, ret).map_err(|e| self.mismatch(e, ret, &body_ty, def.body.span, "the body"))?;
         }
-        self.settle_jacobians()?;
+        self.settle_deferred()?;
         Ok((param_types, body_ty))
     }
 
@@ -693,7 +699,7 @@ impl<'p> Checker<'p> {
         }
         let ty = self.infer(&mut rule.body)?;
         self.unify(&ty, ret).map_err(|e| self.mismatch(e, ret, &ty, rule.body.span, "the tangent of the result"))?;
-        self.settle_jacobians()?;
+        self.settle_deferred()?;
         self.finish(&mut rule.body)
     }
 
