@@ -14,6 +14,7 @@
 
 pub mod build;
 pub mod fwd;
+pub mod linearity;
 pub mod rev;
 pub mod rules;
 pub mod unary;

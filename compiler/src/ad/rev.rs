@@ -1552,7 +1552,8 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // is linear in the tangents, reverse mode applied to `t ↦ rule(x, t)` computes
 // exactly that transpose (its value at t = 0 is irrelevant). So one rule serves
 // both modes, as JAX's custom_jvp does; a rule that is not linear in its
-// tangents gives wrong reverse-mode results (documented in docs/ad.md).
+// tangents would give wrong reverse-mode results, so elaboration rejects the
+// ones whose non-linearity it can see (Note [Linear rules] in linearity.rs).
 //
 // Note [While loops]
 // ~~~~~~~~~~~~~~~~~~

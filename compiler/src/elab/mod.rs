@@ -492,6 +492,17 @@ impl<'a> Elaborator<'a> {
             let r = el.expr(&rule.body, &env)?;
             el.first_order_leaves(&r, rule.body.span, "the tangent of a custom derivative rule")
         })?;
+        if let Some(bad) = crate::ad::linearity::first_nonlinear(&jvp, n) {
+            return Err(Diagnostic::error(
+                Code::E0119,
+                format!("the derivative rule of `{}` is not linear in its tangents", def.name.text),
+                bad.span,
+                bad.what,
+            )
+            .with_secondary(rule.span, "in this rule")
+            .with_note("reverse mode transposes the rule, which is only right for a rule linear in the tangents")
+            .with_help("a tangent may be added, negated, scaled and divided by values that are not tangents, and moved around in arrays; branch and loop on primal values only"));
+        }
         let result_types: Vec<IrType> = primal.body.result.iter().map(|a| self.ty(*a)).collect();
         let binds = self.emit(IrExpr::Custom { primal, jvp, args: leaves }, &result_types, &["r"], span);
         Ok(Self::same_shape(&shape.expect("primal built"), &mut binds.into_iter().map(Atom::Var)))
