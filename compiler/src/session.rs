@@ -150,7 +150,7 @@ impl Session {
     pub fn names(&self) -> Vec<String> {
         // Instances of generic definitions (`sq<f64>`) are not names a user writes.
         let checked = &self.program.checked;
-        let defs = checked.infos.keys().filter(|n| !n.contains('<'));
+        let defs = checked.infos.keys().filter(|n| !crate::types::check::is_instance_name(n));
         let mut names: Vec<String> = defs.chain(checked.generics.keys()).cloned().collect();
         names.sort();
         names
@@ -389,17 +389,7 @@ impl Session {
         // A generic definition by itself: its scheme, not one instance of it.
         if let crate::syntax::ast::ExprKind::Var(name) = &expr.kind {
             if let Some(g) = program.checked.generics.get(name) {
-                let kinds: Vec<String> = g
-                    .def
-                    .type_params
-                    .iter()
-                    .zip(&g.kinds)
-                    .map(|(t, k)| match k {
-                        crate::types::VarKind::Any => format!("'{} any type", t.text),
-                        crate::types::VarKind::Num => format!("'{} a number", t.text),
-                        crate::types::VarKind::Float => format!("'{} a float", t.text),
-                    })
-                    .collect();
+                let kinds: Vec<String> = g.params().map(|(t, k)| format!("'{t} {}", k.phrase())).collect();
                 let scheme = format!("{} (for {})", g.info.ty, kinds.join(", "));
                 return Reply::ok(match mode {
                     Mode::Type => format!("{} : {scheme}", text.trim()),

@@ -157,6 +157,8 @@ pub fn run_program(
     let text = super::read(file)?;
     let base = Program::compile(&name, &text, &super::file_loader)?;
     let entry = base.entry_name(entry)?;
+    // The derivative as the user named it (the wrapper entry's name is ours).
+    let asked = derivative;
     let (source, derivative) = match derivative {
         None => (text, None),
         Some(d) if base.entries().contains(&d) => (text, Some(d.to_string())),
@@ -200,15 +202,10 @@ pub fn run_program(
     let (label, dcol) = match &derivative {
         Some(d) => {
             let m = measure(&program, d, &input, runs)?;
-            let label = if OPERATORS.iter().any(|op| d.starts_with(&format!("bench_{op}"))) {
-                d.trim_start_matches("bench_").trim_end_matches('_').to_string()
-            } else {
-                d.clone()
-            };
             let ratio = m.median.as_secs_f64() / p.median.as_secs_f64().max(1e-9);
-            (label, format!("{} | {ratio:.2} | {:.2}", ms(m.median), m.peak as f64 / 1e6))
+            (asked.unwrap_or(d.as_str()), format!("{} | {ratio:.2} | {:.2}", ms(m.median), m.peak as f64 / 1e6))
         }
-        None => ("—".to_string(), "— | — | —".to_string()),
+        None => ("—", "— | — | —".to_string()),
     };
     out.push_str(&format!("| {name} | {entry} | {} | {} | {label} | {dcol} |\n", ms(compile), ms(p.median)));
     let engine = match engine {

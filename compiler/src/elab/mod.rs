@@ -751,7 +751,7 @@ impl<'a> Elaborator<'a> {
         let program = self.program;
         // Instances (`dot<f64>`) are named by the checker alone and visible
         // everywhere; an instance's own body sees what its generic saw.
-        program.infos.get(name).filter(|info| info.index < env.scope || name.contains('<'))
+        program.infos.get(name).filter(|info| info.index < env.scope || crate::types::check::is_instance_name(name))
     }
 
     fn var(&mut self, name: &str, e: &'a Expr, env: &Env<'a>) -> R<SVal<'a>> {

@@ -77,6 +77,13 @@ pub struct Generic {
     pub seq: usize,
 }
 
+impl Generic {
+    /// Each type parameter's name and what it may become.
+    pub fn params(&self) -> impl Iterator<Item = (&str, VarKind)> + '_ {
+        self.def.type_params.iter().map(|t| t.text.as_str()).zip(self.kinds.iter().copied())
+    }
+}
+
 /// An instance of a generic definition that checked code uses.
 struct Request {
     generic: String,
@@ -156,14 +163,9 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
                         diags.push(d);
                         continue;
                     }
-                    let type_params: Vec<String> = params
-                        .iter()
-                        .filter_map(|p| match p {
-                            AliasParam::Type(n) => Some(n.text.clone()),
-                            AliasParam::Size(_) => None,
-                        })
-                        .collect();
-                    match expand_aliases(&ty, &program.aliases, &type_params) {
+                    let is_param =
+                        |name: &str| params.iter().any(|p| matches!(p, AliasParam::Type(n) if n.text == name));
+                    match expand_aliases(&ty, &program.aliases, &is_param) {
                         Ok(expanded) => {
                             program.aliases.insert(name.text.clone(), Alias { params, ty: expanded });
                         }
@@ -639,7 +641,7 @@ impl<'p> Checker<'p> {
     /// declared result. Returns the parameter types and the body's type.
     fn check_body(&mut self, def: &mut Def) -> R<(Vec<Type>, Type)> {
         // Type parameters stay names (resolved through `type_params`).
-        let keep: Vec<String> = self.type_params.keys().cloned().collect();
+        let keep = |name: &str| self.type_params.contains_key(name);
         let aliases = &self.program.aliases;
         for p in &mut def.params {
             p.ty = expand_aliases(&p.ty, aliases, &keep)?;
@@ -742,14 +744,14 @@ impl<'p> Checker<'p> {
         Ok(match t {
             TypeExpr::Named(n) if self.type_params.contains_key(&n.text) => self.type_params[&n.text].clone(),
             TypeExpr::App(..) => {
-                let keep: Vec<String> = self.type_params.keys().cloned().collect();
+                let keep = |name: &str| self.type_params.contains_key(name);
                 let expanded = expand_aliases(t, &self.program.aliases, &keep)?;
                 return self.resolve_type_expr(&expanded, allow_new_sizes);
             }
             TypeExpr::Named(n) => match ScalarType::from_name(&n.text) {
                 Some(s) => Type::Scalar(s),
                 None if self.program.aliases.contains_key(&n.text) => {
-                    let keep: Vec<String> = self.type_params.keys().cloned().collect();
+                    let keep = |name: &str| self.type_params.contains_key(name);
                     let alias = expand_aliases(t, &self.program.aliases, &keep)?;
                     return self.resolve_type_expr(&alias, allow_new_sizes);
                 }
@@ -1566,7 +1568,7 @@ impl<'p> Checker<'p> {
         let candidates = self
             .locals
             .names()
-            .chain(self.program.infos.keys().map(String::as_str).filter(|n| !n.contains('<')))
+            .chain(self.program.infos.keys().map(String::as_str).filter(|n| !is_instance_name(n)))
             .chain(self.program.generics.keys().map(String::as_str))
             .chain(builtins::BUILTINS.iter().map(|(n, _, _)| *n));
         if let Some(best) = closest(name, candidates) {
@@ -2053,17 +2055,23 @@ fn erase_sizes(t: &Type) -> Type {
 /// What a generic definition's type parameters may be, for messages about a use.
 fn generic_note(name: &str, g: &Generic) -> String {
     let params: Vec<String> = g
-        .def
-        .type_params
-        .iter()
-        .zip(&g.kinds)
-        .map(|(t, k)| match k {
-            VarKind::Any => format!("`'{}` (any type)", t.text),
-            VarKind::Num => format!("`'{}` (a number: its body does arithmetic on it)", t.text),
-            VarKind::Float => format!("`'{}` (a float: its body uses float literals or functions with it)", t.text),
+        .params()
+        .map(|(t, k)| {
+            let why = match k {
+                VarKind::Any => "",
+                VarKind::Num => ": its body does arithmetic on it",
+                VarKind::Float => ": its body uses float literals or functions with it",
+            };
+            format!("`'{t}` ({}{why})", k.phrase())
         })
         .collect();
     format!("`{name}` : {} is generic in {}", g.info.ty, params.join(", "))
+}
+
+/// Whether `name` names an instance of a generic definition (made by
+/// [`instance_name`]; no program can write one).
+pub fn is_instance_name(name: &str) -> bool {
+    name.contains('<')
 }
 
 /// The name of the instance of `generic` at `args`: `first<f64>`, which no
@@ -2075,11 +2083,15 @@ fn instance_name(generic: &str, args: &[Type]) -> String {
 
 /// Replaces alias names by their definitions (aliases are stored expanded),
 /// and applications of parameterised aliases by their instances. Names in
-/// `keep` (the type parameters in scope) stay as they are.
-fn expand_aliases(t: &TypeExpr, aliases: &HashMap<String, Alias>, keep: &[String]) -> Result<TypeExpr, Diagnostic> {
+/// `keep` says (the type parameters in scope) stay as they are.
+fn expand_aliases(
+    t: &TypeExpr,
+    aliases: &HashMap<String, Alias>,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<TypeExpr, Diagnostic> {
     let expand = |t: &TypeExpr| expand_aliases(t, aliases, keep);
     Ok(match t {
-        TypeExpr::Named(n) if keep.contains(&n.text) => t.clone(),
+        TypeExpr::Named(n) if keep(&n.text) => t.clone(),
         TypeExpr::Named(n) => match aliases.get(&n.text) {
             Some(a) if !a.params.is_empty() => {
                 return Err(Diagnostic::error(

@@ -75,6 +75,17 @@ pub enum VarKind {
     Float,
 }
 
+impl VarKind {
+    /// What a type of this kind may be, for messages: "a number".
+    pub fn phrase(self) -> &'static str {
+        match self {
+            VarKind::Any => "any type",
+            VarKind::Num => "a number",
+            VarKind::Float => "a float",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Type {
     /// Not yet checked (fresh from the parser).
