@@ -99,10 +99,20 @@ impl NativeCode {
         guarded("loopopt", span, || {
             loops.funcs.iter_mut().try_for_each(|f| crate::loops::opt::optimise(f, &mut timings))
         })?;
+        let outlined = std::time::Instant::now();
+        let parallel = guarded("parallel", span, || {
+            let mut parallel = loops.clone();
+            crate::loops::parallel::run(&mut parallel);
+            if cfg!(debug_assertions) {
+                crate::loops::verify::verify_program(&parallel).map_err(|e| format!("after `parallel`: {e}"))?;
+            }
+            Ok(parallel)
+        })?;
+        timings.push(("parallel", outlined.elapsed()));
         let optimised = std::time::Instant::now();
-        let code = guarded("jit", span, || crate::jit::compile(&loops, poll_interrupt))?;
+        let code = guarded("jit", span, || crate::jit::compile(&parallel, poll_interrupt))?;
         timings.push(("jit", optimised.elapsed()));
-        Ok(NativeCode { loops, code, timings })
+        Ok(NativeCode { loops, parallel, code, timings })
     }
 }
 
@@ -125,7 +135,10 @@ pub enum Engine {
 
 /// The program lowered to loops and compiled to native code.
 pub struct NativeCode {
+    /// The loop IR after the loop optimiser (`emit --stage loops`).
     pub loops: crate::loops::Program,
+    /// What runs: `loops` with its parallel loops outlined (`--stage parallel`).
+    pub parallel: crate::loops::Program,
     pub code: crate::jit::Native,
     /// Time to lower (`loops`) and to generate code (`jit`).
     pub timings: Vec<(&'static str, std::time::Duration)>,
@@ -542,20 +555,20 @@ impl Program {
                 };
                 Ok(crate::ad::unary::print_program(&program))
             }
-            "lowered" | "loops" | "clif" => {
+            "lowered" | "loops" | "parallel" | "clif" => {
                 let native = self.native()?;
-                let mut program = if stage == "lowered" {
-                    crate::loops::lower::lower_program(optimised)
-                        .map_err(|e| self.fail(Diagnostic::internal("loops", e, self.main_span())))?
-                } else {
-                    native.loops.clone()
+                let mut program = match stage {
+                    "lowered" => crate::loops::lower::lower_program(optimised)
+                        .map_err(|e| self.fail(Diagnostic::internal("loops", e, self.main_span())))?,
+                    "loops" => native.loops.clone(),
+                    _ => native.parallel.clone(),
                 };
                 if let Some(e) = entry {
                     let name = self.entry_name(Some(e))?;
                     program.funcs.retain(|f| f.name == name);
                 }
                 if stage != "clif" {
-                    Ok(program.funcs.iter().map(crate::loops::print_func).collect::<Vec<_>>().join("\n"))
+                    Ok(crate::loops::print_program(&program, entry.is_some()))
                 } else {
                     let span = self.main_span();
                     crate::jit::clif_text(&program).map_err(|e| self.fail(Diagnostic::internal("jit", e, span)))

@@ -44,6 +44,10 @@ pub const PASSES: &[Pass] = &[
         name: "loops",
         description: "optimise the loops: split on index tests, prove checks away, clean up (loops::opt::PASSES)",
     },
+    Pass {
+        name: "parallel",
+        description: "outline loops of independent iterations into segments run on the thread pool (loops::parallel)",
+    },
     Pass { name: "clif", description: "generate Cranelift IR from the loops, then native code (the JIT)" },
 ];
 

@@ -22,6 +22,10 @@ struct Args {
     /// GradBench message) accepted, in bytes; larger is E0308.
     #[arg(long, global = true, default_value_t = 1 << 30)]
     max_input_bytes: u64,
+    /// Threads native code runs parallel loops on (default: `SLOPE_THREADS`,
+    /// else every core). Results are the same for every count.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -147,6 +151,17 @@ fn command() -> ExitCode {
     cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
     cli::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);
     cli::MAX_INPUT_BYTES.store(args.max_input_bytes, std::sync::atomic::Ordering::Relaxed);
+    let threads = match args.threads {
+        Some(n) => Ok(usize::from(n)),
+        None => slope_runtime::parallel::threads_from_env(),
+    };
+    match threads {
+        Ok(n) => slope_runtime::parallel::set_default_threads(n),
+        Err(message) => {
+            cli::usage_error(&message).report();
+            return ExitCode::from(1);
+        }
+    }
     let result = match args.command {
         Command::Check { file } => cli::check(&file),
         Command::Run { file, entry, input, interp, while_limit, args } => {

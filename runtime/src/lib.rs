@@ -10,6 +10,7 @@ pub mod json;
 pub mod math;
 pub mod native;
 pub mod npy;
+pub mod parallel;
 pub mod value;
 
 pub use value::*;

@@ -46,6 +46,8 @@ pub struct Ctx {
     /// fresh large blocks cost a page fault per page. Not counted as held.
     cache: Vec<Block>,
     cached: usize,
+    /// Threads parallel segments may use (`slope_parallel_for`); at least 1.
+    pub threads: usize,
 }
 
 /// The most bytes of freed blocks a [`Ctx`] keeps for reuse.
@@ -67,6 +69,7 @@ impl Ctx {
             peak: 0,
             cache: Vec::new(),
             cached: 0,
+            threads: 1,
         }
     }
 
@@ -82,6 +85,30 @@ impl Ctx {
         self.keep.clear();
         self.failure = None;
         self.fail_args.clear();
+    }
+
+    /// Records a failure at `site` with its message arguments (a parallel
+    /// segment's, handed from the worker's context to the caller's).
+    pub fn set_failure(&mut self, site: u32, args: Vec<i64>) {
+        self.failure = Some(site);
+        self.fail_args = args;
+    }
+
+    /// Counts `bytes` held elsewhere on behalf of this call (workers' arenas,
+    /// private accumulators) towards the peak, on top of what is held now.
+    pub fn note_peak(&mut self, bytes: usize) {
+        self.peak = self.peak.max(self.held + bytes);
+    }
+
+    /// The arena's mark: the number of blocks allocated so far.
+    pub fn mark(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Frees every block allocated since `mark` (nothing kept).
+    pub fn release_to(&mut self, mark: usize) {
+        self.keep.clear();
+        self.release(mark);
     }
 
     /// Starts a new peak measurement from what is held now.
@@ -414,6 +441,7 @@ pub fn symbols() -> Vec<(&'static str, *const u8)> {
         ("slope_fail_with", slope_fail_with as *const u8),
         ("slope_copy", slope_copy as *const u8),
         ("slope_ipow", slope_ipow as *const u8),
+        ("slope_parallel_for", crate::parallel::slope_parallel_for as *const u8),
     ];
     s.extend(math_symbols());
     // Generated code calls the C library's own f64 functions where the

@@ -195,6 +195,11 @@ fn printed_stages() {
     let clif = p.emit("clif", Some("scale")).unwrap();
     snapshot("clif", format!("{src}\n---\n{clif}"));
     assert!(clif.contains("function %scale"), "{clif}");
+    // The dot product's loop is a reduction, outlined into a segment.
+    let parallel = p.emit("parallel", Some("dot")).unwrap();
+    snapshot("parallel", format!("{src}\n---\n{parallel}"));
+    assert!(parallel.contains("(acc_5) = parallel segment0"), "{parallel}");
+    assert!(parallel.contains("reductions [Add F64"), "{parallel}");
 }
 
 #[test]

@@ -51,6 +51,9 @@ pub struct Native {
     /// `None` only while dropping.
     module: Option<JITModule>,
     funcs: Vec<(loops::Func, Entry)>,
+    /// The plans of the program's parallel segments: generated code holds
+    /// their addresses, so they live (boxed, unmoved) as long as the code.
+    _plans: Vec<Box<slope_runtime::parallel::Segment>>,
     ctx: RefCell<Ctx>,
 }
 
@@ -69,7 +72,10 @@ impl Drop for Native {
 /// and a branch per iteration, so only the REPL asks for it).
 pub fn compile(program: &loops::Program, poll_interrupt: bool) -> Result<Native, String> {
     let mut module = new_module()?;
-    let ids = match define_all(&mut module, program, poll_interrupt) {
+    let mut plans: Vec<Box<slope_runtime::parallel::Segment>> =
+        program.segments.iter().map(|s| Box::new(s.plan.clone())).collect();
+    let plan_addrs: Vec<i64> = plans.iter().map(|p| &**p as *const _ as i64).collect();
+    let (ids, segment_ids) = match define_all(&mut module, program, &plan_addrs, poll_interrupt) {
         Ok(ids) => ids,
         Err(e) => {
             // SAFETY: no code of this module was handed out.
@@ -87,28 +93,49 @@ pub fn compile(program: &loops::Program, poll_interrupt: bool) -> Result<Native,
             (f.clone(), unsafe { std::mem::transmute::<*const u8, Entry>(code) })
         })
         .collect();
-    Ok(Native { module: Some(module), funcs, ctx: RefCell::new(Ctx::new(0)) })
+    // The plans name their code: generated code passes only the plan.
+    for (plan, id) in plans.iter_mut().zip(segment_ids) {
+        plan.code = module.get_finalized_function(id) as usize;
+    }
+    let mut ctx = Ctx::new(0);
+    ctx.threads = slope_runtime::parallel::default_threads();
+    Ok(Native { module: Some(module), funcs, _plans: plans, ctx: RefCell::new(ctx) })
 }
 
 /// Defines and finalizes every function of `program` in `module`.
-fn define_all(module: &mut JITModule, program: &loops::Program, poll: bool) -> Result<Vec<FuncId>, String> {
+/// Entries first, then segments; returns the entries' ids and the segments'.
+fn define_all(
+    module: &mut JITModule,
+    program: &loops::Program,
+    plans: &[i64],
+    poll: bool,
+) -> Result<(Vec<FuncId>, Vec<FuncId>), String> {
     let mut imports = Imports { ids: HashMap::new(), by_name: false };
     let mut fctx = FunctionBuilderContext::new();
-    let mut built = Vec::with_capacity(program.funcs.len());
-    for f in &program.funcs {
+    let all: Vec<&loops::Func> = program.funcs.iter().chain(program.segments.iter().map(|s| &s.func)).collect();
+    // `slope:NAME` cannot clash with a runtime symbol (`slope_…`), and
+    // names the code in profiles: under `perf record` cranelift-jit
+    // writes /tmp/perf-PID.map.
+    let signature = entry_signature(module);
+    let mut ids: Vec<FuncId> = all
+        .iter()
+        .map(|f| module.declare_function(&format!("slope:{}", f.name), Linkage::Local, &signature))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let segments: Vec<SegmentRef> = ids[program.funcs.len()..]
+        .iter()
+        .zip(plans)
+        .zip(&program.segments)
+        .map(|((_, &plan), s)| SegmentRef::new(plan, s))
+        .collect();
+    let mut built = Vec::with_capacity(all.len());
+    for (f, &id) in all.iter().zip(&ids) {
         let mut ctx = module.make_context();
-        ctx.func.signature = entry_signature(module);
-        // `slope:NAME` cannot clash with a runtime symbol (`slope_…`), and
-        // names the code in profiles: under `perf record` cranelift-jit
-        // writes /tmp/perf-PID.map.
-        let id = module
-            .declare_function(&format!("slope:{}", f.name), Linkage::Local, &ctx.func.signature)
-            .map_err(|e| e.to_string())?;
-        build(module, &mut imports, f, &mut ctx.func, &mut fctx, poll)?;
+        ctx.func.signature = signature.clone();
+        build(module, &mut imports, f, &mut ctx.func, &mut fctx, &segments, poll)?;
         built.push((id, ctx));
     }
-    compile_all(module.isa(), &mut built)
-        .map_err(|(k, e)| format!("cannot compile `{}`: {e}", program.funcs[k].name))?;
+    compile_all(module.isa(), &mut built).map_err(|(k, e)| format!("cannot compile `{}`: {e}", all[k].name))?;
     for (id, ctx) in &built {
         let code = ctx.compiled_code().expect("compiled above");
         let relocs: Vec<ModuleReloc> =
@@ -118,7 +145,8 @@ fn define_all(module: &mut JITModule, program: &loops::Program, poll: bool) -> R
             .map_err(|e| e.to_string())?;
     }
     module.finalize_definitions().map_err(|e| e.to_string())?;
-    Ok(built.into_iter().map(|(id, _)| id).collect())
+    let segments = ids.split_off(program.funcs.len());
+    Ok((ids, segments))
 }
 
 /// Compiles the functions' CLIF to machine code, several at a time (Note
@@ -166,15 +194,37 @@ fn compile_all(isa: &dyn isa::TargetIsa, built: &mut [(FuncId, Context)]) -> Res
 // (particle and saddle have four). A failure reports the first failing
 // function in program order, whichever thread found it.
 
-/// The CLIF of every function of `program`, as built (before Cranelift optimises it).
+/// The CLIF of every function of `program`, as built (before Cranelift
+/// optimises it), then of the segments they call.
 pub fn clif_text(program: &loops::Program) -> Result<String, String> {
     let mut module = new_module()?;
     let mut imports = Imports { ids: HashMap::new(), by_name: true };
     let mut fctx = FunctionBuilderContext::new();
     let mut out = String::new();
+    // Segments are named by import, their plans by index (no code runs).
+    let signature = entry_signature(&module);
+    let segments: Vec<SegmentRef> = program
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let id = module.declare_function(&format!("slope:{}", s.func.name), Linkage::Local, &signature);
+            id.map(|_| SegmentRef::new(k as i64, s))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut called = std::collections::BTreeSet::new();
     for f in &program.funcs {
+        loops::for_each_inst(&f.body, &mut |i| {
+            if let Inst::Parallel { segment, .. } = i {
+                called.insert(*segment as usize);
+            }
+        });
+    }
+    let called = called.into_iter().map(|k| &program.segments[k].func);
+    for f in program.funcs.iter().chain(called) {
         let mut func = Function::with_name_signature(UserFuncName::testcase(&f.name), entry_signature(&module));
-        build(&mut module, &mut imports, f, &mut func, &mut fctx, false)?;
+        build(&mut module, &mut imports, f, &mut func, &mut fctx, &segments, false)?;
         out.push_str(&func.display().to_string());
         out.push('\n');
     }
@@ -227,6 +277,7 @@ fn build(
     f: &loops::Func,
     func: &mut Function,
     fctx: &mut FunctionBuilderContext,
+    segments: &[SegmentRef],
     poll: bool,
 ) -> Result<(), String> {
     let mut b = FunctionBuilder::new(func, fctx);
@@ -249,6 +300,8 @@ fn build(
         fail_shared: None,
         poll,
         interrupted: None,
+        segments,
+        status_exit: None,
     };
 
     // Each parameter is loaded just before the first top-level instruction
@@ -260,7 +313,7 @@ fn build(
         if !unloaded.is_empty() {
             let mut touched = Vec::new();
             loops::for_each_inst(std::slice::from_ref(inst), &mut |i| {
-                touched.extend(i.operands().into_iter().filter_map(loops::Operand::var).chain(i.def()))
+                touched.extend(i.operands().into_iter().filter_map(loops::Operand::var).chain(i.defs()))
             });
             for p in touched {
                 if let Some(k) = unloaded.remove(&p) {
@@ -299,6 +352,13 @@ fn build(
         let failed = g.b.ins().iconst(types::I32, 1);
         g.b.ins().return_(&[failed]);
     }
+    if let Some(exit) = g.status_exit {
+        g.b.switch_to_block(exit);
+        g.b.seal_block(exit);
+        g.b.set_cold_block(exit);
+        let status = g.b.block_params(exit)[0];
+        g.b.ins().return_(&[status]);
+    }
     if let Some(interrupted) = g.interrupted {
         g.b.switch_to_block(interrupted);
         g.b.seal_block(interrupted);
@@ -308,6 +368,20 @@ fn build(
     }
     g.b.finalize(g.module.target_config());
     Ok(())
+}
+
+/// What a function calling a parallel segment needs to know of it.
+struct SegmentRef {
+    /// The address of its plan (`slope_runtime::parallel::Segment`).
+    plan: i64,
+    /// The argument word of each reduction, where its total comes back.
+    result_words: Vec<usize>,
+}
+
+impl SegmentRef {
+    fn new(plan: i64, s: &loops::Segment) -> SegmentRef {
+        SegmentRef { plan, result_words: s.plan.reductions.iter().map(|r| r.word).collect() }
+    }
 }
 
 /// The state of building one function.
@@ -330,6 +404,9 @@ struct Gen<'a, 'm> {
     poll: bool,
     /// Returns [`INTERRUPTED`] (created by the first poll).
     interrupted: Option<Block>,
+    segments: &'m [SegmentRef],
+    /// Returns its block parameter (a parallel segment's failure status).
+    status_exit: Option<Block>,
 }
 
 /// Memory flags of vector loads and stores: in bounds, not necessarily
@@ -445,6 +522,50 @@ impl Gen<'_, '_> {
                 let mark = self.operand(*mark);
                 self.call_void("slope_release", &[types::I64; 2], &[ctx, mark]);
             }
+            Inst::Parallel { segment, start, bound, args, results } => {
+                self.parallel(*segment, *start, *bound, args, results)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a parallel segment through the runtime: its arguments in a
+    /// stack block (words 0 and 1 are the runtime's `lo` and `hi`), the
+    /// reductions' totals read back from their words, a failure's status
+    /// returned as it is.
+    fn parallel(
+        &mut self,
+        k: u32,
+        start: Operand,
+        bound: Operand,
+        args: &[Operand],
+        results: &[LVar],
+    ) -> Result<(), String> {
+        let seg = self.segments.get(k as usize).ok_or("internal error: unknown parallel segment")?;
+        let (plan, result_words) = (seg.plan, seg.result_words.clone());
+        let words = 2 + args.len();
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * words as u32, 3));
+        for (w, &a) in args.iter().enumerate() {
+            let v = self.operand(a);
+            self.b.ins().stack_store(types::I64, v, slot, 8 * (w as i32 + 2));
+        }
+        let block = self.b.ins().stack_addr(types::I64, slot, 0);
+        let plan = self.b.ins().iconst(types::I64, plan);
+        let (start, bound) = (self.operand(start), self.operand(bound));
+        let ctx = self.ctx;
+        let status = self.call("slope_parallel_for", &[types::I64; 5], types::I32, &[ctx, plan, block, start, bound]);
+        let exit = *self.status_exit.get_or_insert_with(|| {
+            let b = self.b.create_block();
+            self.b.append_block_param(b, types::I32);
+            b
+        });
+        let go_on = self.b.create_block();
+        self.b.ins().brif(status, exit, &[BlockArg::Value(status)], go_on, &[]);
+        self.b.switch_to_block(go_on);
+        self.b.seal_block(go_on);
+        for (&r, &w) in results.iter().zip(&result_words) {
+            let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), slot, 8 * w as i32);
+            self.b.def_var(self.var(r), v);
         }
         Ok(())
     }
@@ -1067,6 +1188,13 @@ impl Native {
         out
     }
 
+    /// Runs parallel loops on `n` threads (at least 1) from the next call on.
+    /// Results are the same for every count (Note [Deterministic chunks] in
+    /// `slope_runtime::parallel`).
+    pub fn set_threads(&self, n: usize) {
+        self.ctx.borrow_mut().threads = n.max(1);
+    }
+
     /// The most arena bytes the last call held at once.
     pub fn peak_bytes(&self) -> usize {
         self.ctx.borrow().peak_bytes()
@@ -1262,7 +1390,7 @@ mod tests {
     }
 
     fn native(funcs: Vec<Fb>) -> Native {
-        let program = loops::Program { funcs: funcs.into_iter().map(|f| f.0).collect() };
+        let program = loops::Program { funcs: funcs.into_iter().map(|f| f.0).collect(), segments: Vec::new() };
         compile(&program, false).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -1568,14 +1696,14 @@ mod tests {
         let x = f.var("x", MTy::I64);
         f.0.body = vec![let_(x, Rhs::Use(f64c(1.0)))];
         f.result(MTy::I64, &[v(x)]);
-        let program = loops::Program { funcs: vec![f.0] };
+        let program = loops::Program { funcs: vec![f.0], segments: Vec::new() };
         let e = compile(&program, false).err().expect("ill-typed");
         assert!(e.contains("internal error"), "{e}");
     }
 
     #[test]
     fn clif_text_shows_every_function() {
-        let program = loops::Program { funcs: vec![sum_func().0] };
+        let program = loops::Program { funcs: vec![sum_func().0], segments: Vec::new() };
         let text = clif_text(&program).unwrap();
         assert!(text.contains("function %sum("), "{text}");
         assert!(text.contains("load.f64"), "{text}");

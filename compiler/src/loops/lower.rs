@@ -27,7 +27,7 @@ pub fn lower_program(program: &ir::Program) -> Result<Program, String> {
             super::verify::verify_func(f)?;
         }
     }
-    Ok(Program { funcs })
+    Ok(Program { funcs, segments: Vec::new() })
 }
 
 pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
@@ -1915,61 +1915,12 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
     if map.is_empty() {
         return;
     }
-    let s = |o: &mut Operand| *o = subst_operand(*o, map);
     for i in insts {
-        match i {
-            Inst::Let(_, rhs) => match rhs {
-                Rhs::Use(a) | Rhs::Unary(_, a) | Rhs::Convert(_, a) => s(a),
-                Rhs::Binary(_, a, b) => {
-                    s(a);
-                    s(b);
-                }
-                Rhs::Select(c, a, b) => {
-                    s(c);
-                    s(a);
-                    s(b);
-                }
-                Rhs::Load { base, index, .. } | Rhs::Offset { base, index, .. } => {
-                    s(base);
-                    s(index);
-                }
-                Rhs::InRange { index, bound } => {
-                    s(index);
-                    s(bound);
-                }
-                Rhs::Alloc { count, .. } => s(count),
-                Rhs::Mark | Rhs::WhileLimit => {}
-            },
-            Inst::Store { base, index, value, .. } => {
-                s(base);
-                s(index);
-                s(value);
-            }
-            Inst::Copy { dst, src, count, .. } => {
-                s(dst);
-                s(src);
-                s(count);
-            }
-            Inst::For { start, bound, body, .. } => {
-                s(start);
-                s(bound);
-                substitute(body, map);
-            }
-            Inst::While { cond, test, body } => {
-                substitute(cond, map);
-                s(test);
-                substitute(body, map);
-            }
-            Inst::If { cond, then, els } => {
-                s(cond);
-                substitute(then, map);
-                substitute(els, map);
-            }
-            Inst::Fail { args, .. } => args.iter_mut().for_each(s),
-            Inst::Release { mark, keep } => {
-                s(mark);
-                keep.iter_mut().for_each(s);
-            }
+        for o in i.operands_mut() {
+            *o = subst_operand(*o, map);
+        }
+        for b in i.blocks_mut() {
+            substitute(b, map);
         }
     }
 }

@@ -27,10 +27,11 @@
 
 pub mod lower;
 pub mod opt;
+pub mod parallel;
 mod print;
 pub mod verify;
 
-pub use print::print_func;
+pub use print::{print_func, print_program};
 
 use crate::diagnostic::{Code, Span};
 use crate::ir::{BinOp, Const, UnOp};
@@ -202,6 +203,18 @@ pub enum Inst {
         mark: Operand,
         keep: Vec<Operand>,
     },
+    /// Runs the loop outlined into `Program::segments[segment]` over
+    /// `start..bound`, in chunks on the thread pool (Note [Parallel
+    /// segments] in `parallel.rs`). `args` are the segment's arguments after
+    /// `lo` and `hi`; afterwards `results[k]` holds the total of the
+    /// segment's reduction `k`. Only the `parallel` stage makes these.
+    Parallel {
+        segment: u32,
+        start: Operand,
+        bound: Operand,
+        args: Vec<Operand>,
+        results: Vec<LVar>,
+    },
 }
 
 impl Rhs {
@@ -362,6 +375,9 @@ impl Inst {
             Inst::If { cond, .. } => vec![*cond],
             Inst::Fail { args, .. } => args.clone(),
             Inst::Release { mark, keep } => std::iter::once(*mark).chain(keep.iter().copied()).collect(),
+            Inst::Parallel { start, bound, args, .. } => {
+                [*start, *bound].into_iter().chain(args.iter().copied()).collect()
+            }
         }
     }
 
@@ -376,6 +392,7 @@ impl Inst {
             Inst::If { cond, .. } => vec![cond],
             Inst::Fail { args, .. } => args.iter_mut().collect(),
             Inst::Release { mark, keep } => std::iter::once(mark).chain(keep.iter_mut()).collect(),
+            Inst::Parallel { start, bound, args, .. } => [start, bound].into_iter().chain(args.iter_mut()).collect(),
         }
     }
 
@@ -384,6 +401,15 @@ impl Inst {
         match self {
             Inst::Let(v, _) | Inst::For { index: v, .. } => Some(*v),
             _ => None,
+        }
+    }
+
+    /// Every variable the instruction itself assigns: [`Self::def`], and a
+    /// `Parallel`'s results.
+    pub fn defs(&self) -> Vec<LVar> {
+        match self {
+            Inst::Parallel { results, .. } => results.clone(),
+            i => i.def().into_iter().collect(),
         }
     }
 
@@ -560,10 +586,21 @@ impl Func {
     }
 }
 
+/// A loop outlined by the `parallel` stage: its function (arguments `lo`,
+/// `hi`, then the loop's inputs; results the partial values of its
+/// reductions) and how the runtime runs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    pub func: Func,
+    pub plan: slope_runtime::parallel::Segment,
+}
+
 /// The lowered entry points of a program.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Program {
     pub funcs: Vec<Func>,
+    /// Loops the `parallel` stage outlined, named by `Inst::Parallel`.
+    pub segments: Vec<Segment>,
 }
 
 impl Program {

@@ -14,6 +14,43 @@ use super::{Func, Inst, LVar, Operand, Rhs};
 use crate::ir::Const;
 use std::fmt::Write;
 
+/// Every function of `p`, then the segments they call (only those of the
+/// functions kept, when `only_called`).
+pub fn print_program(p: &super::Program, only_called: bool) -> String {
+    let mut called = std::collections::BTreeSet::new();
+    for f in &p.funcs {
+        super::for_each_inst(&f.body, &mut |i| {
+            if let Inst::Parallel { segment, .. } = i {
+                called.insert(*segment as usize);
+            }
+        });
+    }
+    let mut parts: Vec<String> = p.funcs.iter().map(print_func).collect();
+    for (k, s) in p.segments.iter().enumerate() {
+        if only_called && !called.contains(&k) {
+            continue;
+        }
+        let show = |words: &[usize]| words.iter().map(|w| format!("w{w}")).collect::<Vec<_>>().join(", ");
+        let reductions: Vec<String> =
+            s.plan.reductions.iter().map(|r| format!("{:?} {:?} w{}", r.op, r.elem, r.word)).collect();
+        let accumulators: Vec<String> = s
+            .plan
+            .accumulators
+            .iter()
+            .map(|a| format!("{:?} w{} ({} elements)", a.elem, a.word, show(&[a.count_word])))
+            .collect();
+        let mut text = format!(
+            "-- segment{k}: chunks of {} iterations; reductions [{}]; accumulators [{}]\n",
+            s.plan.chunk,
+            reductions.join(", "),
+            accumulators.join(", ")
+        );
+        text.push_str(&print_func(&s.func));
+        parts.push(text);
+    }
+    parts.join("\n")
+}
+
 pub fn print_func(f: &Func) -> String {
     let mut p = Printer { f, out: String::new() };
     let params: Vec<String> = f.params.iter().map(|&v| format!("{}: {}", p.var(v), f.ty(v).name())).collect();
@@ -137,6 +174,18 @@ impl Printer<'_> {
                 }
                 Inst::Release { mark, keep } => {
                     let line = format!("{pad}release {} keep [{}]", self.operand(*mark), self.ops(keep));
+                    let _ = writeln!(self.out, "{line}");
+                }
+                Inst::Parallel { segment, start, bound, args, results } => {
+                    let results: Vec<String> = results.iter().map(|&v| self.var(v)).collect();
+                    let results =
+                        if results.is_empty() { String::new() } else { format!("({}) = ", results.join(", ")) };
+                    let line = format!(
+                        "{pad}{results}parallel segment{segment} {}..{} ({})",
+                        self.operand(*start),
+                        self.operand(*bound),
+                        self.ops(args)
+                    );
                     let _ = writeln!(self.out, "{line}");
                 }
             }

@@ -17,6 +17,35 @@ pub fn verify_func(f: &Func) -> Result<(), String> {
     Ok(())
 }
 
+/// [`verify_func`] on every function and segment, and every `Parallel`
+/// against the segment it runs: one argument per segment parameter after
+/// `lo` and `hi`, of its type; one result per reduction, of its type.
+pub fn verify_program(p: &super::Program) -> Result<(), String> {
+    for f in p.funcs.iter().chain(p.segments.iter().map(|s| &s.func)) {
+        verify_func(f)?;
+        let mut bad = None;
+        super::for_each_inst(&f.body, &mut |i| {
+            let Inst::Parallel { segment, args, results, .. } = i else { return };
+            let Some(seg) = p.segments.get(*segment as usize) else {
+                bad = Some(format!("unknown segment {segment}"));
+                return;
+            };
+            let g = &seg.func;
+            let params_ok = g.params.len() == args.len() + 2
+                && args.iter().zip(&g.params[2..]).all(|(&a, &q)| f.operand_type(a) == g.ty(q));
+            let results_ok = results.len() == g.results.len()
+                && results.iter().zip(&g.results).all(|(&r, &o)| f.ty(r) == g.operand_type(o));
+            if !params_ok || !results_ok || seg.plan.words != args.len() + 2 {
+                bad = Some(format!("parallel segment{segment} called with the wrong arguments or results"));
+            }
+        });
+        if let Some(e) = bad {
+            return Err(format!("{}: {e}", f.name));
+        }
+    }
+    Ok(())
+}
+
 struct Verifier<'f> {
     f: &'f Func,
 }
@@ -151,6 +180,16 @@ impl Verifier<'_> {
                     self.expect(*mark, MTy::I64, "release mark")?;
                     for &k in keep {
                         self.expect(k, MTy::I64, "kept pointer")?;
+                    }
+                }
+                Inst::Parallel { start, bound, args, results, .. } => {
+                    self.expect(*start, MTy::I64, "parallel start")?;
+                    self.expect(*bound, MTy::I64, "parallel bound")?;
+                    for &a in args {
+                        self.operand(a)?;
+                    }
+                    for &r in results {
+                        self.operand(Operand::Var(r))?;
                     }
                 }
             }

@@ -22,8 +22,8 @@
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
 use std::collections::{BTreeSet, HashMap};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
     /// Memory passed in by the caller.
     Param,
     /// The buffers of the `Alloc` bound to this variable.
@@ -83,7 +83,8 @@ impl PointsTo {
         pt
     }
 
-    fn targets(&self, o: Operand) -> Option<&BTreeSet<Target>> {
+    /// What `o` may point into (`None`: never seen to hold a pointer).
+    pub fn targets(&self, o: Operand) -> Option<&BTreeSet<Target>> {
         o.var().and_then(|v| self.sets.get(&v))
     }
 

@@ -1,0 +1,726 @@
+//! The `parallel` stage: outlines loops whose iterations are independent
+//! into segments that the runtime runs in chunks on a thread pool.
+//!
+//! Input: an optimised loop [`Program`] (after `loops::opt`). Output: the
+//! same program where some `For` loops are replaced by `Inst::Parallel`,
+//! each naming a [`Segment`]: a function running the loop over a sub-range
+//! `lo..hi`, and the plan the runtime follows (`slope_runtime::parallel`).
+//! `slope emit --stage parallel` prints both.
+//!
+//! Which loops (Note [Parallel segments]): outermost first — a loop that is
+//! not inside another loop — whose iterations touch disjoint memory except
+//! through reductions the runtime knows how to combine.
+//!
+//! Invariants: a program computes the same values and fails with the same
+//! error (code, span, message; the first in index order) as before the
+//! stage, for every number of threads, bit for bit across thread counts
+//! (Note [Deterministic chunks] in the runtime). Segment functions use the
+//! parent's failure sites (same indices). The loop IR verifier
+//! (`verify::verify_program`) checks every `Parallel` against its segment.
+
+use super::opt::alias::{PointsTo, Target};
+use super::{for_each_inst, Func, Inst, LVar, Leaf, MTy, Operand, Program, Rhs, Segment};
+use crate::ir::{BinOp, UnOp};
+use slope_runtime::parallel::{self as rt, Elem, ReduceOp};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+// Note [Parallel segments]
+// ~~~~~~~~~~~~~~~~~~~~~~~~
+// Lowering turns a `map` into a loop that stores row j of a fresh buffer in
+// iteration j, a `reduce` into a loop carrying an accumulator, and reverse
+// mode's adjoint of a `map` into a loop adding into adjoint buffers. After
+// the loop optimiser has fused and split them, this stage looks at each
+// loop that no other loop encloses and outlines it when every iteration is
+// independent of the others up to three things the runtime can combine:
+//
+// - **Variables.** Every variable the body assigns is assigned before it is
+//   read in the same iteration and read nowhere after the loop — except
+//   reductions: `t = acc op x; acc = t` (or `acc = acc op x`) at the body's
+//   top level, `acc` read nowhere else in the body, `op` one of `+ * min
+//   max` on f64, f32 or i64. Their totals come back as the `Parallel`'s
+//   results.
+// - **Memory, by points-to (`opt/alias.rs`).** A buffer the body allocates
+//   is private to the iteration. A buffer lowering hoisted out of the loop
+//   (`Alloc { hoisted: true }`, Note [Hoisted buffers] in lower.rs) is
+//   scratch that each iteration writes before reading it: each chunk
+//   allocates its own. A buffer the body only reads is shared. A buffer
+//   written through one pointer `b` either (slots) only at `b[i]`, or by
+//   copying `c` elements to `&b[i * c]`, for the loop index `i` — each
+//   iteration its own slot — or (accumulators) only by `b[k] = b[k] + x`
+//   for any `k`, when `b` is the allocation itself and its size is known:
+//   later chunks add into private buffers that are added in afterwards, in
+//   chunk order. Anything else — a parameter's memory written, a pointer
+//   read from memory next to a written buffer, a write at another index —
+//   keeps the loop sequential.
+// - **The arena.** A `Mark` taken before the loop for a `Release` inside it
+//   is taken again in the segment, in the arena of the thread that runs it.
+//
+// Loops inside another loop stay sequential: outlining them would pay a
+// call and a plan per outer iteration, and the outer loop, when it is
+// parallel, already occupies the threads. (An outer `while` or time-step
+// loop around parallel maps is the case this leaves on one core.)
+//
+// The chunk size is `CHUNK_WORK / cost` iterations, `cost` the body's
+// estimated cost (`cost`): the runtime runs a range of one chunk inline, so
+// a short or cheap loop pays only an indirect call.
+
+/// Estimated work units one chunk should hold (a unit is about one scalar
+/// instruction; a task on the pool costs a few thousand).
+const CHUNK_WORK: i64 = 50_000;
+
+/// Iterations an inner loop of unknown trip count is assumed to run.
+const INNER_TRIPS: i64 = 16;
+
+/// Outlines the parallel loops of every function of `program`.
+pub fn run(program: &mut Program) {
+    for k in 0..program.funcs.len() {
+        let mut f = std::mem::replace(&mut program.funcs[k], empty_func());
+        let pt = PointsTo::of(&f);
+        let info = FuncInfo::of(&f);
+        let mut body = std::mem::take(&mut f.body);
+        outline_block(&mut body, &mut f, &pt, &info, &mut program.segments);
+        f.body = body;
+        program.funcs[k] = f;
+    }
+}
+
+fn empty_func() -> Func {
+    Func {
+        name: String::new(),
+        vars: Vec::new(),
+        params: Vec::new(),
+        param_leaves: Vec::new(),
+        body: Vec::new(),
+        results: Vec::new(),
+        result_leaves: Vec::new(),
+        sites: Vec::new(),
+        dims: Vec::new(),
+    }
+}
+
+/// Whole-function facts the analysis asks: how often each variable is
+/// read and assigned, and the right-hand side of each `Let`.
+struct FuncInfo {
+    uses: HashMap<LVar, usize>,
+    defs: HashMap<LVar, usize>,
+    lets: HashMap<LVar, Rhs>,
+    /// How many `Rhs::null_test`s test each pointer.
+    null_tests: HashMap<LVar, usize>,
+}
+
+impl FuncInfo {
+    fn of(f: &Func) -> FuncInfo {
+        let mut info =
+            FuncInfo { uses: HashMap::new(), defs: HashMap::new(), lets: HashMap::new(), null_tests: HashMap::new() };
+        for_each_inst(&f.body, &mut |i| {
+            for v in i.operands().into_iter().filter_map(Operand::var) {
+                *info.uses.entry(v).or_default() += 1;
+            }
+            for v in i.defs() {
+                *info.defs.entry(v).or_default() += 1;
+            }
+            if let Inst::Let(v, rhs) = i {
+                info.lets.insert(*v, rhs.clone());
+                if let Some(p) = rhs.tested_for_null() {
+                    *info.null_tests.entry(p).or_default() += 1;
+                }
+            }
+        });
+        for v in f.results.iter().filter_map(|o| o.var()) {
+            *info.uses.entry(v).or_default() += 1;
+        }
+        for &p in &f.params {
+            *info.defs.entry(p).or_default() += 1;
+        }
+        info
+    }
+
+    /// `o` holds one value for the whole call: a constant, or a variable
+    /// assigned once (a parameter, a dimension, a size computed once).
+    fn stable(&self, o: Operand) -> bool {
+        o.var().is_none_or(|v| self.defs.get(&v).copied().unwrap_or(0) <= 1)
+    }
+}
+
+/// Replaces the outermost parallel loops of `block` (not inside a loop).
+fn outline_block(
+    block: &mut [Inst],
+    f: &mut Func,
+    pt: &PointsTo,
+    info: &FuncInfo,
+    segments: &mut Vec<crate::loops::Segment>,
+) {
+    for inst in block.iter_mut() {
+        match inst {
+            Inst::For { .. } => match analyse(f, pt, info, inst) {
+                Ok(plan) => *inst = outline(f, inst, plan, segments),
+                Err(why) => {
+                    if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
+                        eprintln!("{}: a loop stays sequential: {why}", f.name);
+                    }
+                }
+            },
+            Inst::If { then, els, .. } => {
+                outline_block(then, f, pt, info, segments);
+                outline_block(els, f, pt, info, segments);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What the analysis found a loop needs to run in parallel.
+struct Plan {
+    /// Variables the body reads but does not assign: the segment's arguments.
+    captures: Vec<LVar>,
+    /// `(acc, op, elem)`.
+    reductions: Vec<(LVar, ReduceOp, Elem)>,
+    /// `(buffer variable, its element count, elem)`.
+    accumulators: Vec<(LVar, Operand, Elem)>,
+    /// Variables defined before the loop that the segment defines again:
+    /// scratch buffers (`Alloc`) and arena marks.
+    private: Vec<(LVar, Rhs)>,
+    cost: i64,
+}
+
+/// Decides whether the loop `inst` can run in parallel (Note [Parallel segments]).
+fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan, String> {
+    let Inst::For { index, body, .. } = inst else { return Err("not a loop".into()) };
+    let mut assigned = super::assigned_in(body);
+    assigned.insert(*index);
+    for_each_inst(body, &mut |i| assigned.extend(i.defs()));
+    if for_each_any(body, &|i| matches!(i, Inst::Parallel { .. })) {
+        return Err("it contains a parallel loop".into());
+    }
+    // Variables: read before assigned (carried) must be reductions; the
+    // others must not be read after the loop.
+    let mut carried = HashSet::new();
+    read_before_assigned(body, &assigned, &mut HashSet::from([*index]), &mut carried);
+    let inside = use_counts(body);
+    let reductions: Vec<(LVar, ReduceOp, Elem)> = carried
+        .iter()
+        .map(|&acc| {
+            reduction(f, body, &inside, acc)
+                .ok_or_else(|| format!("`{}` is carried from one iteration to the next", var_name(f, acc)))
+        })
+        .collect::<Result<_, _>>()?;
+    let accs: HashSet<LVar> = reductions.iter().map(|r| r.0).collect();
+    for &v in &assigned {
+        let outside = info.uses.get(&v).copied().unwrap_or(0) - inside.get(&v).copied().unwrap_or(0);
+        if outside > 0 && !accs.contains(&v) {
+            return Err(format!("`{}` is assigned in the loop and read after it", var_name(f, v)));
+        }
+    }
+    let memory = memory(f, pt, info, body, *index, &assigned)?;
+    let mut used = BTreeSet::new();
+    super::for_each_use(body, &mut |v| {
+        used.insert(v);
+    });
+    let private_vars: HashSet<LVar> = memory.private.iter().map(|p| p.0).collect();
+    let mut captures: BTreeSet<LVar> =
+        used.iter().copied().filter(|v| !assigned.contains(v) && !private_vars.contains(v)).collect();
+    captures.extend(accs.iter().copied());
+    for (_, rhs) in &memory.private {
+        captures.extend(rhs.operands().into_iter().filter_map(Operand::var));
+    }
+    let mut reductions = reductions;
+    reductions.sort_by_key(|r| r.0);
+    Ok(Plan {
+        captures: captures.into_iter().collect(),
+        reductions,
+        accumulators: memory.accumulators,
+        private: memory.private,
+        cost: cost(body).max(1),
+    })
+}
+
+/// Whether any instruction in `insts` (nested blocks included) satisfies `p`.
+fn for_each_any(insts: &[Inst], p: &dyn Fn(&Inst) -> bool) -> bool {
+    let mut any = false;
+    for_each_inst(insts, &mut |i| any |= p(i));
+    any
+}
+
+fn use_counts(insts: &[Inst]) -> HashMap<LVar, usize> {
+    let mut n = HashMap::new();
+    super::for_each_use(insts, &mut |v| *n.entry(v).or_default() += 1);
+    n
+}
+
+/// Adds to `out` the variables of `assigned` that `insts` may read before
+/// this iteration assigned them (values carried from an earlier iteration).
+/// `defined`: assigned on every path so far. Returns whether the block
+/// always fails (its end is unreachable).
+fn read_before_assigned(
+    insts: &[Inst],
+    assigned: &HashSet<LVar>,
+    defined: &mut HashSet<LVar>,
+    out: &mut HashSet<LVar>,
+) -> bool {
+    let read = |ops: Vec<Operand>, defined: &HashSet<LVar>, out: &mut HashSet<LVar>| {
+        for v in ops.into_iter().filter_map(Operand::var) {
+            if assigned.contains(&v) && !defined.contains(&v) {
+                out.insert(v);
+            }
+        }
+    };
+    for i in insts {
+        read(i.operands(), defined, out);
+        match i {
+            Inst::For { index, body, .. } => {
+                let mut inner = defined.clone();
+                inner.insert(*index);
+                read_before_assigned(body, assigned, &mut inner, out);
+            }
+            Inst::While { cond, body, .. } => {
+                let mut inner = defined.clone();
+                read_before_assigned(cond, assigned, &mut inner, out);
+                read_before_assigned(body, assigned, &mut inner, out);
+            }
+            Inst::If { then, els, .. } => {
+                let mut a = defined.clone();
+                let mut b = defined.clone();
+                let a_fails = read_before_assigned(then, assigned, &mut a, out);
+                let b_fails = read_before_assigned(els, assigned, &mut b, out);
+                match (a_fails, b_fails) {
+                    (true, true) => return true,
+                    (true, false) => *defined = b,
+                    (false, true) => *defined = a,
+                    (false, false) => *defined = a.intersection(&b).copied().collect(),
+                }
+            }
+            Inst::Fail { .. } => return true,
+            i => defined.extend(i.defs()),
+        }
+    }
+    false
+}
+
+/// `acc` as a reduction of the loop `body`: `t = acc op x; acc = t` or
+/// `acc = acc op x` at the top level, `acc` read nowhere else in the body.
+fn reduction(f: &Func, body: &[Inst], inside: &HashMap<LVar, usize>, acc: LVar) -> Option<(LVar, ReduceOp, Elem)> {
+    let elem = match f.ty(acc) {
+        MTy::F64 => Elem::F64,
+        MTy::F32 => Elem::F32,
+        MTy::I64 => Elem::I64,
+        MTy::Bool => return None,
+    };
+    let op_of = |rhs: &Rhs| match rhs {
+        Rhs::Binary(op, a, b) if (*a == Operand::Var(acc)) != (*b == Operand::Var(acc)) => match op {
+            BinOp::Add => Some(ReduceOp::Add),
+            BinOp::Mul => Some(ReduceOp::Mul),
+            BinOp::Min => Some(ReduceOp::Min),
+            BinOp::Max => Some(ReduceOp::Max),
+            _ => None,
+        },
+        _ => None,
+    };
+    let count = |v: LVar| inside.get(&v).copied().unwrap_or(0);
+    let defs_in = |v: LVar| {
+        let mut n = 0;
+        for_each_inst(body, &mut |i| n += i.defs().iter().filter(|&&d| d == v).count());
+        n
+    };
+    if count(acc) != 1 || defs_in(acc) != 1 {
+        return None;
+    }
+    for (k, i) in body.iter().enumerate() {
+        let Inst::Let(t, rhs) = i else { continue };
+        let Some(op) = op_of(rhs) else { continue };
+        if *t == acc {
+            return Some((acc, op, elem));
+        }
+        let assigns_t =
+            body[k + 1..].iter().any(|j| matches!(j, Inst::Let(a, Rhs::Use(Operand::Var(u))) if *a == acc && u == t));
+        if assigns_t && count(*t) == 1 && defs_in(*t) == 1 {
+            return Some((acc, op, elem));
+        }
+    }
+    None
+}
+
+/// What the memory analysis found.
+struct Memory {
+    accumulators: Vec<(LVar, Operand, Elem)>,
+    private: Vec<(LVar, Rhs)>,
+}
+
+/// How a loop body touches one buffer defined outside it.
+struct Touches {
+    /// Base variables of every access.
+    bases: BTreeSet<LVar>,
+    written: bool,
+    /// Every access is at the loop index (or a copy into its slot).
+    slot: bool,
+    /// Every access is part of `b[k] = b[k] + x`, all of element type `elem`.
+    accumulate: bool,
+    elem: Option<Elem>,
+}
+
+/// The memory side of Note [Parallel segments]; `None` when a buffer
+/// outside the loop might be touched by two iterations.
+fn memory(
+    f: &Func,
+    pt: &PointsTo,
+    info: &FuncInfo,
+    body: &[Inst],
+    index: LVar,
+    assigned: &HashSet<LVar>,
+) -> Result<Memory, String> {
+    let local: HashSet<LVar> = {
+        let mut s = HashSet::new();
+        for_each_inst(body, &mut |i| {
+            if let Inst::Let(v, Rhs::Alloc { .. }) = i {
+                s.insert(*v);
+            }
+        });
+        s
+    };
+    let lets_in: HashMap<LVar, Rhs> = {
+        let mut m = HashMap::new();
+        for_each_inst(body, &mut |i| {
+            if let Inst::Let(v, rhs) = i {
+                m.insert(*v, rhs.clone());
+            }
+        });
+        m
+    };
+    let is_scratch =
+        |v: LVar| !local.contains(&v) && matches!(info.lets.get(&v), Some(Rhs::Alloc { hoisted: true, .. }));
+    let uses = use_counts(body);
+    let accumulations = accumulations(body, &uses, info);
+    let mut touched: HashMap<Target, Touches> = HashMap::new();
+    let mut unknown_base = false;
+    let mut scratch = BTreeSet::new();
+    let mut bad: Option<String> = None;
+    let mut access = |base: Operand, write: bool, slot: bool, acc: Option<Elem>| {
+        let Some(b) = base.var() else {
+            bad = Some("it addresses a constant".into());
+            return;
+        };
+        let Some(targets) = pt.targets(base).filter(|t| !t.is_empty() && !t.contains(&Target::Unknown)) else {
+            unknown_base = true;
+            if write {
+                bad = Some(format!("it writes through `{}`, which may point anywhere", var_name(f, b)));
+            }
+            return;
+        };
+        for &t in targets {
+            match t {
+                Target::Alloc(v) if local.contains(&v) => {}
+                Target::Alloc(v) if is_scratch(v) => {
+                    // Reached only through the allocation's own variable, or
+                    // through pointers the iteration derives from it.
+                    if !assigned.contains(&b) && (b != v || targets.len() != 1) {
+                        bad = Some(format!(
+                            "scratch buffer `{}` is reached through `{}`",
+                            var_name(f, v),
+                            var_name(f, b)
+                        ));
+                    }
+                    scratch.insert(v);
+                }
+                t => {
+                    let e = touched.entry(t).or_insert(Touches {
+                        bases: BTreeSet::new(),
+                        written: false,
+                        slot: true,
+                        accumulate: true,
+                        elem: None,
+                    });
+                    e.bases.insert(b);
+                    e.written |= write;
+                    e.slot &= slot;
+                    match acc {
+                        Some(a) if e.elem.is_none_or(|x| x == a) => e.elem = Some(a),
+                        _ => e.accumulate = false,
+                    }
+                }
+            }
+        }
+    };
+    let at_index = |o: Operand| o == Operand::Var(index);
+    // The slot of a copy: `dst = &b[m]`, `m = index * count`, all defined in the body.
+    let copy_slot = |dst: Operand, count: Operand| -> Option<Operand> {
+        let Some(Rhs::Offset { base, index: m, .. }) = dst.var().and_then(|d| lets_in.get(&d)) else { return None };
+        let Some(Rhs::Binary(BinOp::Mul, x, y)) = m.var().and_then(|m| lets_in.get(&m)) else { return None };
+        let invariant = count.var().is_none_or(|c| !assigned.contains(&c));
+        let scaled = (at_index(*x) && *y == count) || (at_index(*y) && *x == count);
+        (invariant && scaled).then_some(*base)
+    };
+    for_each_inst(body, &mut |i| match i {
+        Inst::Let(v, Rhs::Load { base, index: ix, .. }) => {
+            let acc = accumulations.get(v).copied();
+            access(*base, false, at_index(*ix), acc);
+        }
+        Inst::Store { base, index: ix, value, .. } => {
+            let acc = value.var().and_then(|n| accumulations.get(&n)).copied();
+            access(*base, true, at_index(*ix), acc);
+        }
+        Inst::Copy { dst, src, count, .. } => {
+            match copy_slot(*dst, *count) {
+                Some(b) => access(b, true, true, None),
+                None => access(*dst, true, false, None),
+            }
+            access(*src, false, false, None);
+        }
+        _ => {}
+    });
+    if let Some(why) = bad {
+        return Err(why);
+    }
+    let mut accumulators = Vec::new();
+    let any_written = touched.values().any(|t| t.written);
+    for (t, e) in &touched {
+        if !e.written {
+            continue;
+        }
+        let Target::Alloc(v) = *t else { return Err("it writes memory passed in or read from memory".into()) };
+        let base = *e.bases.first().expect("an access has a base");
+        if e.bases.len() != 1 || assigned.contains(&base) {
+            return Err(format!("buffer `{}` is written through several pointers", var_name(f, v)));
+        }
+        if e.slot {
+            continue;
+        }
+        let why = || format!("buffer `{}` is written at indices other iterations may touch", var_name(f, v));
+        let elem = e.elem.filter(|_| e.accumulate).ok_or_else(why)?;
+        let count = match info.lets.get(&v) {
+            Some(Rhs::Alloc { count, .. }) if info.stable(Operand::Var(v)) && info.stable(*count) => *count,
+            _ => return Err(format!("accumulated buffer `{}` has no size known before the loop", var_name(f, v))),
+        };
+        if base != v {
+            return Err(format!("accumulated buffer `{}` is reached through `{}`", var_name(f, v), var_name(f, base)));
+        }
+        accumulators.push((v, count, elem));
+    }
+    if any_written && unknown_base {
+        return Err("it reads through a pointer that may point into a buffer it writes".into());
+    }
+    // A read-only buffer may not be one the loop writes through another name:
+    // points-to keeps their targets apart, checked above per target.
+    let mut private: Vec<(LVar, Rhs)> = Vec::new();
+    for v in scratch {
+        // Scratch of this loop's iterations, not of an enclosing loop's that
+        // this loop is one part of: only null tests read it elsewhere.
+        let outside = info.uses.get(&v).copied().unwrap_or(0) - uses.get(&v).copied().unwrap_or(0);
+        let tests_outside = info.null_tests.get(&v).copied().unwrap_or(0) - null_tests_in(body, v);
+        if outside != tests_outside {
+            return Err(format!("buffer `{}` is also used outside the loop", var_name(f, v)));
+        }
+        let rhs = info.lets[&v].clone();
+        if !info.stable(Operand::Var(v)) || !rhs.operands().into_iter().all(|o| info.stable(o)) {
+            return Err(format!("scratch buffer `{}` has no size known before the loop", var_name(f, v)));
+        }
+        private.push((v, rhs));
+    }
+    // Marks taken before the loop for releases inside it.
+    let mut marks = BTreeSet::new();
+    for_each_inst(body, &mut |i| {
+        if let Inst::Release { mark: Operand::Var(m), .. } = i {
+            if !assigned.contains(m) {
+                marks.insert(*m);
+            }
+        }
+    });
+    for m in marks {
+        if !matches!(info.lets.get(&m), Some(Rhs::Mark))
+            || (uses.get(&m).copied().unwrap_or(0) != count_releases(body, m))
+        {
+            return Err("it releases memory it did not allocate".into());
+        }
+        private.push((m, Rhs::Mark));
+    }
+    accumulators.sort_by_key(|a| a.0);
+    Ok(Memory { accumulators, private })
+}
+
+fn var_name(f: &Func, v: LVar) -> String {
+    format!("{}_{}", f.vars[v.0 as usize].0, v.0)
+}
+
+fn null_tests_in(body: &[Inst], p: LVar) -> usize {
+    let mut n = 0;
+    for_each_inst(body, &mut |i| {
+        if matches!(i, Inst::Let(_, rhs) if rhs.tested_for_null() == Some(p)) {
+            n += 1;
+        }
+    });
+    n
+}
+
+fn count_releases(body: &[Inst], m: LVar) -> usize {
+    let mut n = 0;
+    for_each_inst(body, &mut |i| {
+        if matches!(i, Inst::Release { mark: Operand::Var(x), .. } if *x == m) {
+            n += 1;
+        }
+    });
+    n
+}
+
+/// The accumulations `old = load b[k]; new = old + x; store b[k] = new` in
+/// `body`, by both `old` and `new` (each read exactly once, where shown).
+fn accumulations(body: &[Inst], uses: &HashMap<LVar, usize>, info: &FuncInfo) -> HashMap<LVar, Elem> {
+    let mut loads: HashMap<LVar, (Operand, Operand, MTy)> = HashMap::new();
+    // `new ↦ [old]`: both operands of `new = a + b` may be loads.
+    let mut adds: HashMap<LVar, Vec<LVar>> = HashMap::new();
+    let mut out = HashMap::new();
+    let once = |v: LVar| uses.get(&v) == Some(&1) && info.uses.get(&v) == Some(&1);
+    for_each_inst(body, &mut |i| match i {
+        Inst::Let(old, Rhs::Load { base, index, elem }) if once(*old) => {
+            loads.insert(*old, (*base, *index, *elem));
+        }
+        Inst::Let(new, Rhs::Binary(BinOp::Add, a, b)) if once(*new) => {
+            for (o, x) in [(a, b), (b, a)] {
+                if let Some(old) = o.var().filter(|o| loads.contains_key(o)) {
+                    if *x != Operand::Var(old) {
+                        adds.entry(*new).or_default().push(old);
+                    }
+                }
+            }
+        }
+        Inst::Store { base, index, value: Operand::Var(new), elem } => {
+            let Some(olds) = adds.get(new) else { return };
+            let el = match elem {
+                MTy::F64 => Elem::F64,
+                MTy::F32 => Elem::F32,
+                MTy::I64 => Elem::I64,
+                MTy::Bool => return,
+            };
+            if let Some(&old) = olds.iter().find(|o| loads[o] == (*base, *index, *elem)) {
+                out.insert(old, el);
+                out.insert(*new, el);
+            }
+        }
+        _ => {}
+    });
+    out
+}
+
+/// The estimated work of one iteration of `insts` (Note [Parallel segments]).
+fn cost(insts: &[Inst]) -> i64 {
+    insts
+        .iter()
+        .map(|i| match i {
+            Inst::Let(_, Rhs::Unary(op, _)) if !matches!(op, UnOp::Neg | UnOp::Not | UnOp::Abs) => 20,
+            Inst::Let(_, Rhs::Binary(BinOp::Div | BinOp::Rem | BinOp::Pow, ..)) => 10,
+            Inst::Let(_, Rhs::Alloc { .. } | Rhs::Mark) | Inst::Release { .. } | Inst::Copy { .. } => 30,
+            Inst::For { body, .. } => 2 + INNER_TRIPS.saturating_mul(cost(body)),
+            Inst::While { cond, body, .. } => INNER_TRIPS.saturating_mul(cost(cond).saturating_add(cost(body))),
+            Inst::If { then, els, .. } => 1 + cost(then).max(cost(els)),
+            _ => 1,
+        })
+        .fold(0i64, |a, b| a.saturating_add(b))
+}
+
+/// Replaces the loop `inst` by a `Parallel` running a new segment.
+fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment>) -> Inst {
+    let Inst::For { index, start, bound, body, lanes } = std::mem::replace(inst, Inst::Fail { site: 0, args: vec![] })
+    else {
+        unreachable!("outline is called on loops")
+    };
+    let mut seg = Func {
+        name: format!("{}.segment{}", f.name, segments.len()),
+        vars: Vec::new(),
+        params: Vec::new(),
+        param_leaves: Vec::new(),
+        body: Vec::new(),
+        results: Vec::new(),
+        result_leaves: Vec::new(),
+        sites: f.sites.clone(),
+        dims: Vec::new(),
+    };
+    let mut map: HashMap<LVar, LVar> = HashMap::new();
+    let mut rename = |v: LVar, seg: &mut Func| -> LVar {
+        *map.entry(v).or_insert_with(|| {
+            let (name, ty) = f.vars[v.0 as usize].clone();
+            seg.fresh(&name, ty)
+        })
+    };
+    let lo = seg.fresh("lo", MTy::I64);
+    let hi = seg.fresh("hi", MTy::I64);
+    seg.params = vec![lo, hi];
+    let mut args = Vec::new();
+    for &c in &plan.captures {
+        let p = rename(c, &mut seg);
+        seg.params.push(p);
+        args.push(Operand::Var(c));
+    }
+    let mut accumulators = Vec::new();
+    for &(v, count, elem) in &plan.accumulators {
+        let word = 2 + plan.captures.iter().position(|&c| c == v).expect("an accumulator's buffer is an argument");
+        let n = seg.fresh("count", MTy::I64);
+        seg.params.push(n);
+        args.push(count);
+        accumulators.push(rt::Accumulator { word, count_word: seg.params.len() - 1, elem });
+    }
+    seg.param_leaves = seg.params.iter().map(|&p| Leaf { elem: seg.ty(p), rank: 0 }).collect();
+    let mut reductions = Vec::new();
+    for &(acc, op, elem) in &plan.reductions {
+        let word = 2 + plan.captures.iter().position(|&c| c == acc).expect("an accumulator is an argument");
+        reductions.push(rt::Reduction { word, op, elem });
+    }
+    // The body, renamed into the segment's variables.
+    let mut all = BTreeSet::new();
+    for_each_inst(&body, &mut |i| {
+        all.extend(i.operands().into_iter().filter_map(Operand::var));
+        all.extend(i.defs());
+    });
+    all.insert(index);
+    for &(v, ref rhs) in &plan.private {
+        all.insert(v);
+        all.extend(rhs.operands().into_iter().filter_map(Operand::var));
+    }
+    for v in all {
+        rename(v, &mut seg);
+    }
+    let sub = |o: Operand| match o {
+        Operand::Var(v) => Operand::Var(map[&v]),
+        c => c,
+    };
+    for (v, rhs) in &plan.private {
+        let mut rhs = rhs.clone();
+        for o in rhs.operands_mut() {
+            *o = sub(*o);
+        }
+        seg.body.push(Inst::Let(map[v], rhs));
+    }
+    let mut body = body;
+    rename_block(&mut body, &map);
+    seg.body.push(Inst::For { index: map[&index], start: Operand::Var(lo), bound: Operand::Var(hi), body, lanes });
+    seg.results = plan.reductions.iter().map(|r| Operand::Var(map[&r.0])).collect();
+    seg.result_leaves = seg.results.iter().map(|&o| Leaf { elem: seg.operand_type(o), rank: 0 }).collect();
+    let dims: HashSet<LVar> = f.dims.iter().copied().collect();
+    seg.dims = map.iter().filter(|(v, _)| dims.contains(v)).map(|(_, &s)| s).collect();
+    seg.dims.sort();
+    let chunk = (CHUNK_WORK / plan.cost).max(1);
+    let words = seg.params.len();
+    segments.push(Segment { func: seg, plan: rt::Segment { code: 0, words, chunk, reductions, accumulators } });
+    Inst::Parallel {
+        segment: segments.len() as u32 - 1,
+        start,
+        bound,
+        args,
+        results: plan.reductions.iter().map(|r| r.0).collect(),
+    }
+}
+
+/// Renames every variable of `insts` (reads and assignments) by `map`.
+fn rename_block(insts: &mut [Inst], map: &HashMap<LVar, LVar>) {
+    for i in insts {
+        for o in i.operands_mut() {
+            if let Operand::Var(v) = o {
+                *v = map[v];
+            }
+        }
+        match i {
+            Inst::Let(v, _) | Inst::For { index: v, .. } => *v = map[v],
+            Inst::Parallel { results, .. } => results.iter_mut().for_each(|v| *v = map[v]),
+            _ => {}
+        }
+        for b in i.blocks_mut() {
+            rename_block(b, map);
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! Parallel segments: the run-time half of the multicore back end.
+//!
+//! Input: a call from generated code, `slope_parallel_for(ctx, segment, f,
+//! args, start, bound)`, where `f` is the segment's compiled function — it
+//! runs `for index in args[0]..args[1]` of a loop the compiler outlined
+//! (`loops/parallel.rs` in the compiler) and returns the partial results of
+//! the loop's reductions — and [`Segment`] says how its arguments and results
+//! are laid out. Output: the loop's effect, as if it had run sequentially:
+//! its stores, its reductions' totals written back into `args`, its
+//! accumulations added into their buffers, or the failure the sequential loop
+//! would have reported.
+//!
+//! Invariants:
+//! - **Chunks by size, never by thread count** (Note [Deterministic
+//!   chunks]): the index range is cut into chunks whose size depends only on
+//!   the segment and the range, and partial results are combined in chunk
+//!   order, so results are bit-identical for every number of threads.
+//! - A range of one chunk runs inline, in the caller's context: exactly the
+//!   sequential loop.
+//! - Each chunk allocates from the arena of the thread that runs it (the
+//!   caller's when it runs inline, else a per-thread context) and frees all
+//!   of it before the chunk ends: nothing a chunk allocates outlives it.
+//! - The failure reported is the one of the lowest-numbered failing chunk:
+//!   the first failure in index order, as in sequential execution.
+
+use crate::native::Ctx;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The signature of compiled code (entries and segments alike).
+pub type Code = unsafe extern "C" fn(*const u64, *mut u64, *mut Ctx) -> i32;
+
+/// Element types of reductions and accumulators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F64,
+    F32,
+    I64,
+}
+
+/// An associative operator a loop reduces with (floating-point `+` and `*`
+/// are associative only up to rounding: Note [Deterministic chunks]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    Add,
+    Mul,
+    Min,
+    Max,
+}
+
+/// A scalar the loop carries as `acc = acc op x`: its initial value is
+/// argument word `word`, and the total is written back there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reduction {
+    pub word: usize,
+    pub op: ReduceOp,
+    pub elem: Elem,
+}
+
+/// A buffer the loop only adds into (`b[i] = b[i] + x`, any `i`): its pointer
+/// is argument word `word`, its element count word `count_word`. Chunks
+/// after the first add into a private buffer instead, added in afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accumulator {
+    pub word: usize,
+    pub count_word: usize,
+    pub elem: Elem,
+}
+
+/// How to run one outlined loop (built by the compiler, owned by the code).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    /// The address of the segment's compiled function (set when the code is
+    /// linked; 0 before).
+    pub code: usize,
+    /// Words of the argument block: `lo`, `hi`, then the loop's inputs.
+    pub words: usize,
+    /// Iterations per chunk: the compiler's estimate of what makes a chunk
+    /// worth a task (Note [Deterministic chunks]).
+    pub chunk: i64,
+    /// In the order of the segment function's results.
+    pub reductions: Vec<Reduction>,
+    pub accumulators: Vec<Accumulator>,
+}
+
+// Note [Deterministic chunks]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A loop's reductions in floating point depend on the order of additions.
+// To give the same bits on 1, 2 or 64 threads, the range is cut into chunks
+// by a rule that reads only the segment and the range: `chunk` iterations
+// each (the compiler sizes `chunk` from the loop body's estimated cost), at
+// most `MAX_ACCUMULATOR_CHUNKS` when the loop adds into buffers (each extra
+// chunk costs a private buffer and a pass adding it in). Chunk 0 starts
+// from the loop's initial values and adds into the real buffers; chunk k > 0
+// starts from the operator's neutral element (`-0.0` for float `+`, the
+// exact identity) and a private buffer of neutral elements. The partial
+// results are then combined in chunk order, on the calling thread. With one
+// chunk this is exactly the sequential loop; with several, a float sum is
+// summed in a different (but fixed) association than the sequential one.
+// Min and max (NaN first, ties keep the earlier value) and wrapping integer
+// arithmetic are associative, so for them any chunking gives the
+// sequential result bit for bit.
+
+/// The most chunks of a loop that adds into buffers.
+const MAX_ACCUMULATOR_CHUNKS: i64 = 16;
+
+/// The most bytes of private accumulator buffers one loop may take;
+/// beyond it, fewer chunks (still decided by the sizes alone).
+const ACCUMULATOR_BYTES: i64 = 256 << 20;
+
+impl ReduceOp {
+    /// `a op b` on argument words of type `elem` (`f32` in the low half),
+    /// with the semantics of generated code and the interpreter.
+    pub fn combine(self, elem: Elem, a: u64, b: u64) -> u64 {
+        fn min_max<T: PartialOrd + Copy>(op: ReduceOp, a: T, b: T, nan: impl Fn(T) -> bool) -> T {
+            let better = if op == ReduceOp::Min { b < a } else { b > a };
+            if nan(a) {
+                a
+            } else if nan(b) || better {
+                b
+            } else {
+                a
+            }
+        }
+        match elem {
+            Elem::F64 => {
+                let (x, y) = (f64::from_bits(a), f64::from_bits(b));
+                let r = match self {
+                    ReduceOp::Add => x + y,
+                    ReduceOp::Mul => x * y,
+                    op => min_max(op, x, y, f64::is_nan),
+                };
+                r.to_bits()
+            }
+            Elem::F32 => {
+                let (x, y) = (f32::from_bits(a as u32), f32::from_bits(b as u32));
+                let r = match self {
+                    ReduceOp::Add => x + y,
+                    ReduceOp::Mul => x * y,
+                    op => min_max(op, x, y, f32::is_nan),
+                };
+                r.to_bits() as u64
+            }
+            Elem::I64 => {
+                let (x, y) = (a as i64, b as i64);
+                (match self {
+                    ReduceOp::Add => x.wrapping_add(y),
+                    ReduceOp::Mul => x.wrapping_mul(y),
+                    ReduceOp::Min => x.min(y),
+                    ReduceOp::Max => x.max(y),
+                }) as u64
+            }
+        }
+    }
+
+    /// The word `e` with `e op x == x` for every `x`.
+    pub fn neutral(self, elem: Elem) -> u64 {
+        match (self, elem) {
+            (ReduceOp::Add, Elem::F64) => (-0.0f64).to_bits(),
+            (ReduceOp::Add, Elem::F32) => (-0.0f32).to_bits() as u64,
+            (ReduceOp::Add, Elem::I64) => 0,
+            (ReduceOp::Mul, Elem::F64) => 1.0f64.to_bits(),
+            (ReduceOp::Mul, Elem::F32) => 1.0f32.to_bits() as u64,
+            (ReduceOp::Mul, Elem::I64) => 1,
+            (ReduceOp::Min, Elem::F64) => f64::INFINITY.to_bits(),
+            (ReduceOp::Min, Elem::F32) => f32::INFINITY.to_bits() as u64,
+            (ReduceOp::Min, Elem::I64) => i64::MAX as u64,
+            (ReduceOp::Max, Elem::F64) => f64::NEG_INFINITY.to_bits(),
+            (ReduceOp::Max, Elem::F32) => f32::NEG_INFINITY.to_bits() as u64,
+            (ReduceOp::Max, Elem::I64) => i64::MIN as u64,
+        }
+    }
+}
+
+impl Elem {
+    fn bytes(self) -> i64 {
+        if self == Elem::F32 {
+            4
+        } else {
+            8
+        }
+    }
+}
+
+/// The thread count [`set_default_threads`] chose (0: not chosen).
+static DEFAULT_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Makes `n` (at least 1) the thread count of code compiled from now on.
+pub fn set_default_threads(n: usize) {
+    DEFAULT_THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The number of threads compiled code runs on unless told otherwise: what
+/// [`set_default_threads`] chose, else `SLOPE_THREADS` when it is a positive
+/// number, else every core.
+pub fn default_threads() -> usize {
+    match DEFAULT_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => threads_from_env().unwrap_or_else(|_| all_cores()),
+        n => n,
+    }
+}
+
+fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `SLOPE_THREADS` when set (an error message when it is not a positive
+/// number), else every core.
+pub fn threads_from_env() -> Result<usize, String> {
+    match std::env::var("SLOPE_THREADS") {
+        Err(_) => Ok(all_cores()),
+        Ok(s) => match s.trim().parse::<usize>() {
+            Ok(n) if (1..=65535).contains(&n) => Ok(n),
+            _ => Err(format!("SLOPE_THREADS must be a number of threads from 1 to 65535, not `{s}`")),
+        },
+    }
+}
+
+/// The pool of `threads` threads (built once per count, shared by every call).
+fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(|| Mutex::new(Vec::new())).lock().ok()?;
+    if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Some(p.clone());
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("slope-worker-{i}"))
+        .build()
+        .ok()?;
+    let p = Arc::new(p);
+    pools.push((threads, p.clone()));
+    Some(p)
+}
+
+thread_local! {
+    /// The arena of chunks run on this (worker) thread; reset after each.
+    static WORKER: RefCell<Option<Ctx>> = const { RefCell::new(None) };
+}
+
+/// What one chunk did.
+struct Outcome {
+    status: i32,
+    failure: Option<(u32, Vec<i64>)>,
+    results: Vec<u64>,
+    peak: usize,
+}
+
+/// Runs `f` over `args[0]..args[1]` in `ctx`, freeing what it allocates.
+///
+/// # Safety
+/// `f` is a segment function whose argument block is `args` and which
+/// writes at most `results.len()` result words.
+unsafe fn run_chunk(ctx: &mut Ctx, f: Code, args: &[u64], results: &mut [u64]) -> i32 {
+    let mark = ctx.mark();
+    // SAFETY: as the caller promises.
+    let status = unsafe { f(args.as_ptr(), results.as_mut_ptr(), ctx) };
+    ctx.release_to(mark);
+    status
+}
+
+/// `a / b` rounded up, for `a >= 0`, `b > 0`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    a / b + i64::from(a % b != 0)
+}
+
+/// How the range is cut: iterations per chunk and the number of chunks.
+fn plan(seg: &Segment, args: &[u64], n: i64) -> (i64, i64) {
+    let mut chunk = seg.chunk.max(1);
+    if !seg.accumulators.is_empty() {
+        let bytes: i64 = seg
+            .accumulators
+            .iter()
+            .map(|a| (args[a.count_word] as i64).max(0).saturating_mul(a.elem.bytes()))
+            .fold(0i64, |s, b| s.saturating_add(b))
+            .max(1);
+        let most = (ACCUMULATOR_BYTES / bytes).clamp(1, MAX_ACCUMULATOR_CHUNKS);
+        chunk = chunk.max(ceil_div(n, most));
+    }
+    (chunk, ceil_div(n, chunk))
+}
+
+/// Runs the loop of segment `seg` over `start..bound` (see the module header).
+/// Returns 0, or the status of the first failing chunk (its failure recorded
+/// in `ctx`).
+///
+/// # Safety
+/// `ctx` points to the caller's live context, `seg` to a live [`Segment`]
+/// whose `code` is its compiled function, and `args` holds `seg.words` words.
+#[inline(never)]
+pub unsafe extern "C" fn slope_parallel_for(
+    ctx: *mut Ctx,
+    seg: *const Segment,
+    args: *mut u64,
+    start: i64,
+    bound: i64,
+) -> i32 {
+    // SAFETY: as the caller promises.
+    let (ctx, seg) = unsafe { (&mut *ctx, &*seg) };
+    // SAFETY: `code` is a compiled function of the `Code` signature.
+    let f = unsafe { std::mem::transmute::<usize, Code>(seg.code) };
+    let args = unsafe { std::slice::from_raw_parts_mut(args, seg.words) };
+    let n = bound.saturating_sub(start);
+    if n <= 0 {
+        return 0;
+    }
+    let (chunk, chunks) = plan(seg, args, n);
+    let mut results = vec![0u64; seg.reductions.len()];
+    if chunks == 1 {
+        args[0] = start as u64;
+        args[1] = bound as u64;
+        // SAFETY: `args` is the segment's argument block.
+        let status = unsafe { run_chunk(ctx, f, args, &mut results) };
+        if status == 0 {
+            for (r, v) in seg.reductions.iter().zip(results) {
+                args[r.word] = v;
+            }
+        }
+        return status;
+    }
+    // Private buffers of the accumulators, for chunks 1.. (chunk 0 adds into
+    // the real ones). Without the memory, run as one chunk.
+    let mut private: Vec<Vec<Vec<u64>>> = Vec::new();
+    for _ in 1..chunks {
+        let mut bufs = Vec::new();
+        for a in &seg.accumulators {
+            let count = (args[a.count_word] as i64).max(0) as usize;
+            let words = if a.elem == Elem::F32 { count.div_ceil(2) } else { count };
+            let fill = match a.elem {
+                Elem::F64 => (-0.0f64).to_bits(),
+                Elem::F32 => ((-0.0f32).to_bits() as u64) * 0x1_0000_0001,
+                Elem::I64 => 0,
+            };
+            let mut b = Vec::new();
+            if b.try_reserve_exact(words).is_err() {
+                return run_whole(ctx, seg, f, args, start, bound);
+            }
+            b.resize(words, fill);
+            bufs.push(b);
+        }
+        private.push(bufs);
+    }
+    let chunk_args = |k: i64| {
+        let mut a = args.to_vec();
+        a[0] = (start + k * chunk) as u64;
+        a[1] = (start + k * chunk).saturating_add(chunk).min(bound) as u64;
+        if k > 0 {
+            for r in &seg.reductions {
+                a[r.word] = r.op.neutral(r.elem);
+            }
+            for (acc, buf) in seg.accumulators.iter().zip(&private[k as usize - 1]) {
+                a[acc.word] = buf.as_ptr() as u64;
+            }
+        }
+        a
+    };
+    let limit = ctx.while_limit;
+    let run = |k: i64| {
+        let a = chunk_args(k);
+        let mut results = vec![0u64; seg.reductions.len()];
+        WORKER.with(|w| {
+            let mut w = w.borrow_mut();
+            let c = w.get_or_insert_with(|| Ctx::new(limit));
+            c.while_limit = limit;
+            c.reset();
+            c.reset_peak();
+            // SAFETY: `a` is the segment's argument block; private buffers
+            // outlive the chunk and are written by this chunk alone.
+            let status = unsafe { run_chunk(c, f, &a, &mut results) };
+            let failure = if status == 1 { c.take_failure() } else { None };
+            let peak = c.peak_bytes();
+            c.reset();
+            Outcome { status, failure, results, peak }
+        })
+    };
+    // Chunks run in rounds of a few per thread, combined in chunk order
+    // after each round; a failing chunk ends the loop after its round (all
+    // chunks before it succeeded, so its failure is the first in index
+    // order). Rounds bound the memory of a loop of billions of chunks.
+    let threads = ctx.threads.max(1);
+    let pool = (threads > 1).then(|| pool(threads)).flatten();
+    let round = (4 * threads) as i64;
+    let mut totals: Vec<u64> = Vec::new();
+    let mut first = 0;
+    while first < chunks {
+        let last = (first + round).min(chunks);
+        let outcomes: Vec<Outcome> = match &pool {
+            Some(pool) => pool.install(|| (first..last).into_par_iter().map(run).collect()),
+            None => (first..last).map(run).collect(),
+        };
+        let most_peak = outcomes.iter().map(|o| o.peak).max().unwrap_or(0);
+        let private_bytes: usize = private.iter().flatten().map(|b| b.len() * 8).sum();
+        ctx.note_peak(most_peak * threads.min(outcomes.len()) + private_bytes);
+        for o in outcomes {
+            if o.status != 0 {
+                if let Some((site, fail_args)) = o.failure {
+                    ctx.set_failure(site, fail_args);
+                }
+                return o.status;
+            }
+            if totals.is_empty() {
+                totals = o.results;
+            } else {
+                for ((t, r), v) in totals.iter_mut().zip(&seg.reductions).zip(o.results) {
+                    *t = r.op.combine(r.elem, *t, v);
+                }
+            }
+        }
+        first = last;
+    }
+    for (r, t) in seg.reductions.iter().zip(totals) {
+        args[r.word] = t;
+    }
+    for (j, acc) in seg.accumulators.iter().enumerate() {
+        let count = (args[acc.count_word] as i64).max(0) as usize;
+        let dst = args[acc.word] as *mut u8;
+        for bufs in &private {
+            // SAFETY: the accumulator's buffer holds `count` elements (the
+            // compiler passes its allocation's count), the private one too.
+            unsafe { add_into(acc.elem, dst, bufs[j].as_ptr() as *const u8, count) };
+        }
+    }
+    0
+}
+
+/// The whole range as one chunk in the caller's context (the sequential loop).
+fn run_whole(ctx: &mut Ctx, seg: &Segment, f: Code, args: &mut [u64], start: i64, bound: i64) -> i32 {
+    args[0] = start as u64;
+    args[1] = bound as u64;
+    let mut results = vec![0u64; seg.reductions.len()];
+    // SAFETY: `args` is the segment's argument block.
+    let status = unsafe { run_chunk(ctx, f, args, &mut results) };
+    if status == 0 {
+        for (r, v) in seg.reductions.iter().zip(results) {
+            args[r.word] = v;
+        }
+    }
+    status
+}
+
+/// `dst[i] = dst[i] + src[i]` for `i < count`.
+///
+/// # Safety
+/// Both point to `count` elements of type `elem`.
+unsafe fn add_into(elem: Elem, dst: *mut u8, src: *const u8, count: usize) {
+    unsafe {
+        match elem {
+            Elem::F64 => {
+                let (d, s) = (
+                    std::slice::from_raw_parts_mut(dst as *mut f64, count),
+                    std::slice::from_raw_parts(src as *const f64, count),
+                );
+                d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+            }
+            Elem::F32 => {
+                let (d, s) = (
+                    std::slice::from_raw_parts_mut(dst as *mut f32, count),
+                    std::slice::from_raw_parts(src as *const f32, count),
+                );
+                d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+            }
+            Elem::I64 => {
+                let (d, s) = (
+                    std::slice::from_raw_parts_mut(dst as *mut i64, count),
+                    std::slice::from_raw_parts(src as *const i64, count),
+                );
+                d.iter_mut().zip(s).for_each(|(d, s)| *d = d.wrapping_add(*s));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutral_elements_are_identities() {
+        let xs = [0.0f64, -0.0, 1.5, -2.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+        for op in [ReduceOp::Add, ReduceOp::Mul, ReduceOp::Min, ReduceOp::Max] {
+            for &x in &xs {
+                let r = f64::from_bits(op.combine(Elem::F64, op.neutral(Elem::F64), x.to_bits()));
+                assert!(r.to_bits() == x.to_bits() || (r.is_nan() && x.is_nan()), "{op:?} {x} -> {r}");
+            }
+            for x in [0i64, 5, -7, i64::MAX, i64::MIN] {
+                assert_eq!(op.combine(Elem::I64, op.neutral(Elem::I64), x as u64) as i64, x, "{op:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn min_and_max_keep_nan_and_the_earlier_tie() {
+        let c = |op: ReduceOp, a: f64, b: f64| f64::from_bits(op.combine(Elem::F64, a.to_bits(), b.to_bits()));
+        assert!(c(ReduceOp::Max, f64::NAN, 1.0).is_nan());
+        assert!(c(ReduceOp::Min, 1.0, f64::NAN).is_nan());
+        assert!(c(ReduceOp::Max, 0.0, -0.0).is_sign_positive());
+        assert!(c(ReduceOp::Max, -0.0, 0.0).is_sign_negative());
+    }
+
+    #[test]
+    fn chunks_depend_on_sizes_not_threads() {
+        let seg = Segment { code: 0, words: 3, chunk: 10, reductions: vec![], accumulators: vec![] };
+        assert_eq!(plan(&seg, &[0, 0, 0], 95), (10, 10));
+        let acc = Segment { accumulators: vec![Accumulator { word: 2, count_word: 2, elem: Elem::F64 }], ..seg };
+        // At most 16 chunks of a loop that adds into buffers.
+        assert_eq!(plan(&acc, &[0, 0, 4], 1000), (63, 16));
+    }
+}
