@@ -271,6 +271,22 @@ impl Program {
 
     /// Calls an entry with a JSON input: an object mapping parameter names to
     /// values, or a bare value for an entry with one parameter.
+    /// Runs native code's parallel loops on `threads` threads (at least 1)
+    /// from now on; by default `--threads`, `SLOPE_THREADS` or every core.
+    /// Results are the same for every count (docs/native.md, "All the cores").
+    pub fn set_threads(&self, threads: usize) -> Result<(), Failure> {
+        self.native()?.code.set_threads(threads);
+        Ok(())
+    }
+
+    /// Cuts native code's parallel loops into chunks of at most `k`
+    /// iterations (0: the compiler's sizes) — for tests, which then see
+    /// several chunks on small inputs.
+    pub fn set_chunk_limit(&self, k: i64) -> Result<(), Failure> {
+        self.native()?.code.set_chunk_limit(k);
+        Ok(())
+    }
+
     pub fn call_json(&self, entry: &str, input: &serde_json::Value) -> Result<serde_json::Value, Failure> {
         self.call_json_on(self.engine, entry, input)
     }

@@ -48,6 +48,10 @@ pub struct Ctx {
     cached: usize,
     /// Threads parallel segments may use (`slope_parallel_for`); at least 1.
     pub threads: usize,
+    /// When positive, parallel loops are cut into chunks of at most this
+    /// many iterations, but no more than 65536 chunks (tests use it to
+    /// exercise chunking on small inputs).
+    pub chunk_limit: i64,
 }
 
 /// The most bytes of freed blocks a [`Ctx`] keeps for reuse.
@@ -70,6 +74,7 @@ impl Ctx {
             cache: Vec::new(),
             cached: 0,
             threads: 1,
+            chunk_limit: 0,
         }
     }
 

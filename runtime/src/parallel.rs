@@ -102,6 +102,14 @@ pub struct Segment {
 // arithmetic are associative, so for them any chunking gives the
 // sequential result bit for bit.
 
+/// Chunks per round (at least four per thread): a round ends with every
+/// thread waiting for the slowest, so rounds are long.
+const ROUND_CHUNKS: i64 = 4096;
+
+/// The most chunks a chunk limit (`Ctx::chunk_limit`, for tests) may cut a
+/// loop into.
+const MAX_LIMITED_CHUNKS: i64 = 1 << 16;
+
 /// The most chunks of a loop that adds into buffers.
 const MAX_ACCUMULATOR_CHUNKS: i64 = 16;
 
@@ -266,8 +274,12 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 }
 
 /// How the range is cut: iterations per chunk and the number of chunks.
-fn plan(seg: &Segment, args: &[u64], n: i64) -> (i64, i64) {
+fn plan(seg: &Segment, args: &[u64], n: i64, limit: i64) -> (i64, i64) {
     let mut chunk = seg.chunk.max(1);
+    if limit > 0 {
+        // A test's limit, but no more than `MAX_LIMITED_CHUNKS` chunks.
+        chunk = chunk.min(limit).max(ceil_div(n, MAX_LIMITED_CHUNKS));
+    }
     if !seg.accumulators.is_empty() {
         let bytes: i64 = seg
             .accumulators
@@ -305,7 +317,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     if n <= 0 {
         return 0;
     }
-    let (chunk, chunks) = plan(seg, args, n);
+    let (chunk, chunks) = plan(seg, args, n, ctx.chunk_limit);
     let mut results = vec![0u64; seg.reductions.len()];
     if chunks == 1 {
         args[0] = start as u64;
@@ -380,7 +392,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     // order). Rounds bound the memory of a loop of billions of chunks.
     let threads = ctx.threads.max(1);
     let pool = (threads > 1).then(|| pool(threads)).flatten();
-    let round = (4 * threads) as i64;
+    let round = ROUND_CHUNKS.max(4 * threads as i64);
     let mut totals: Vec<u64> = Vec::new();
     let mut first = 0;
     while first < chunks {
@@ -501,9 +513,10 @@ mod tests {
     #[test]
     fn chunks_depend_on_sizes_not_threads() {
         let seg = Segment { code: 0, words: 3, chunk: 10, reductions: vec![], accumulators: vec![] };
-        assert_eq!(plan(&seg, &[0, 0, 0], 95), (10, 10));
+        assert_eq!(plan(&seg, &[0, 0, 0], 95, 0), (10, 10));
+        assert_eq!(plan(&seg, &[0, 0, 0], 95, 3), (3, 32));
         let acc = Segment { accumulators: vec![Accumulator { word: 2, count_word: 2, elem: Elem::F64 }], ..seg };
         // At most 16 chunks of a loop that adds into buffers.
-        assert_eq!(plan(&acc, &[0, 0, 4], 1000), (63, 16));
+        assert_eq!(plan(&acc, &[0, 0, 4], 1000, 0), (63, 16));
     }
 }

@@ -1195,6 +1195,12 @@ impl Native {
         self.ctx.borrow_mut().threads = n.max(1);
     }
 
+    /// Cuts parallel loops into chunks of at most `k` iterations (0: the
+    /// compiler's chunk sizes). For tests: chunking then shows on small inputs.
+    pub fn set_chunk_limit(&self, k: i64) {
+        self.ctx.borrow_mut().chunk_limit = k.max(0);
+    }
+
     /// The most arena bytes the last call held at once.
     pub fn peak_bytes(&self) -> usize {
         self.ctx.borrow().peak_bytes()

@@ -1,0 +1,173 @@
+//! Differential tests of the multicore back end: every case of every test
+//! program and every GradBench fixture runs on native code with 1, 2, 3 and
+//! 8 threads, with the compiler's chunk sizes and with loops cut into chunks
+//! of one and two iterations (so that small inputs run as many chunks, on
+//! every thread). Results must be bit-identical across thread counts for a
+//! given chunking, within 1e-12 of the sequential chunking (a float sum is
+//! associated by chunks), and errors identical in code, span and message.
+
+use slope::api::{Engine, Program};
+use slope::diagnostic::RenderStyle;
+use slope_tests::{file_loader, fixture_files, json_close, parse_header, workspace_dir};
+use std::path::{Path, PathBuf};
+
+/// `(threads, chunk limit)` runs compared against `(1, 0)`: the chunkings
+/// 1 and 2 each on several thread counts, and the compiler's on 2 and 8.
+const RUNS: &[(usize, i64)] = &[(2, 0), (8, 0), (1, 1), (2, 1), (3, 1), (8, 1), (1, 2), (3, 2)];
+
+/// The outcome of one call, as text: the JSON result or the error.
+fn outcome(program: &Program, entry: &str, input: &serde_json::Value) -> Result<serde_json::Value, String> {
+    program.call_json_on(Engine::Jit, entry, input).map_err(|f| f.render(RenderStyle::Short))
+}
+
+/// Runs `entry` on `input` under every configuration of [`RUNS`] and checks
+/// the results agree as the module header says.
+fn agree(program: &Program, what: &str, entry: &str, input: &serde_json::Value) {
+    let set = |threads: usize, limit: i64| {
+        program.set_threads(threads).expect("native code builds");
+        program.set_chunk_limit(limit).expect("native code builds");
+    };
+    set(1, 0);
+    let start = std::time::Instant::now();
+    let reference = outcome(program, entry, input);
+    // A call of seconds (billions of iterations) is checked at the
+    // compiler's chunk sizes only, to keep the suite short.
+    let slow = start.elapsed() > std::time::Duration::from_millis(300);
+    let mut by_limit: Vec<(i64, Result<serde_json::Value, String>)> = Vec::new();
+    for &(threads, limit) in RUNS.iter().filter(|&&(_, limit)| !slow || limit == 0) {
+        set(threads, limit);
+        let got = outcome(program, entry, input);
+        match (&reference, &got) {
+            (Ok(a), Ok(b)) => {
+                if let Err(e) = json_close(b, a, 1e-12, entry) {
+                    panic!("{what}: {threads} threads, chunks of {limit}: {e}");
+                }
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "{what}: {threads} threads, chunks of {limit}: another error"),
+            _ => panic!("{what}: {threads} threads, chunks of {limit}: {got:?} instead of {reference:?}"),
+        }
+        match by_limit.iter().find(|(l, _)| *l == limit) {
+            Some((_, first)) => assert_eq!(
+                first.as_ref().map(|v| v.to_string()),
+                got.as_ref().map(|v| v.to_string()),
+                "{what}: chunks of {limit}: {threads} threads differ in bits from another thread count"
+            ),
+            None => by_limit.push((limit, got)),
+        }
+    }
+    set(1, 0);
+}
+
+fn programs(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("tests/programs exists").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            programs(&path, out);
+        } else if path.extension().is_some_and(|e| e == "slope") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_test_program_agrees_on_every_thread_count() {
+    let mut paths = Vec::new();
+    programs(&workspace_dir().join("tests/programs"), &mut paths);
+    paths.sort();
+    let mut ran = 0;
+    for path in paths {
+        let text = std::fs::read_to_string(&path).expect("program is readable");
+        let Ok(header) = parse_header(&text) else { continue };
+        if header.cases.is_empty() || header.compile_error.is_some() {
+            continue;
+        }
+        let name = path.display().to_string();
+        let Ok(program) = Program::compile(&name, &text, &file_loader) else { continue };
+        if program.native().is_err() {
+            continue;
+        }
+        for case in &header.cases {
+            let entry = program.entry_name(case.entry.as_deref()).expect("the case names an entry");
+            agree(&program, &name, &entry, &case.input);
+            ran += 1;
+        }
+    }
+    assert!(ran > 100, "only {ran} cases ran");
+}
+
+#[test]
+fn every_gradbench_fixture_agrees_on_every_thread_count() {
+    for (eval, module) in [
+        ("hello", "hello"),
+        ("lse", "lse"),
+        ("ode", "ode"),
+        ("gmm", "gmm"),
+        ("lstm", "lstm"),
+        ("ba", "ba"),
+        ("ht", "ht"),
+        ("llsq", "llsq"),
+        ("det", "det"),
+        ("kmeans", "kmeans"),
+        ("particle", "particle"),
+        ("saddle", "saddle"),
+    ] {
+        let path = workspace_dir().join(format!("examples/gradbench/{module}.slope"));
+        let text = std::fs::read_to_string(&path).expect("example exists");
+        let program = Program::compile(&path.display().to_string(), &text, &file_loader)
+            .unwrap_or_else(|f| panic!("{module}: {}", f.render(RenderStyle::Short)));
+        for file in fixture_files(eval) {
+            let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let function = fixture["function"].as_str().expect("a fixture names its function");
+            agree(&program, &file.display().to_string(), function, &fixture["input"]);
+        }
+    }
+}
+
+/// A large input runs as many chunks of the compiler's size, on the pool.
+#[test]
+fn a_large_reduction_and_map_agree_on_every_thread_count() {
+    let src = "import \"nn\"\n\
+               entry lse [n] (x: [n]f64) : f64 = logsumexp x\n\
+               entry softmax_grad [n] (x: [n]f64) : [n]f64 = grad logsumexp x\n\
+               entry imax [n] (x: [n]i64) : i64 = maximum x\n\
+               entry dots [n][m] (a: [n][m]f64) (v: [m]f64) : [n]f64 = map (\\r -> sum (map2 (*) r v)) a";
+    let program = Program::compile("large.slope", src, &file_loader).expect("compiles");
+    let n = 300_000;
+    let x: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 333.0 - 1.5).collect();
+    let xi: Vec<i64> = (0..n).map(|i| (i * 7919) % 100_003).collect();
+    let rows: Vec<Vec<f64>> =
+        (0..2000).map(|r| (0..300).map(|c| ((r * 31 + c * 17) % 97) as f64 / 97.0).collect()).collect();
+    let v: Vec<f64> = (0..300).map(|c| (c % 13) as f64 - 6.0).collect();
+    agree(&program, "lse", "lse", &serde_json::json!({ "x": x }));
+    agree(&program, "softmax_grad", "softmax_grad", &serde_json::json!({ "x": x }));
+    agree(&program, "imax", "imax", &serde_json::json!({ "x": xi }));
+    agree(&program, "dots", "dots", &serde_json::json!({ "a": rows, "v": v }));
+    let native = program.emit("parallel", None).expect("prints");
+    assert!(native.matches("parallel segment").count() >= 4, "{native}");
+}
+
+/// An index out of bounds inside a parallel loop: the first failing index
+/// is reported, whatever the thread count and chunking.
+#[test]
+fn the_first_failure_in_index_order_is_reported() {
+    let src = "entry f [n] (xs: [n]f64) (ks: [n]i64) : [n]f64 = map2 (\\x k -> x * xs[k]) xs ks";
+    let program = Program::compile("fail.slope", src, &file_loader).expect("compiles");
+    let n = 5000;
+    let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    // Indices 1000 and 3000 are out of bounds: 1000 comes first.
+    let ks: Vec<i64> = (0..n)
+        .map(|i| {
+            if i == 1000 {
+                n + 7
+            } else if i == 3000 {
+                -1
+            } else {
+                i
+            }
+        })
+        .collect();
+    let input = serde_json::json!({ "xs": xs, "ks": ks });
+    agree(&program, "fail", "f", &input);
+    let err = outcome(&program, "f", &input).unwrap_err();
+    assert!(err.contains("E0201") && err.contains(&format!("index {} out of bounds", n + 7)), "{err}");
+}
