@@ -79,10 +79,60 @@ pub struct Segment {
     /// Iterations per chunk: the compiler's estimate of what makes a chunk
     /// worth a task (Note [Deterministic chunks]).
     pub chunk: i64,
-    /// In the order of the segment function's results.
+    /// The first results of the segment function, in order.
     pub reductions: Vec<Reduction>,
     pub accumulators: Vec<Accumulator>,
+    /// Argument words of variables only the loop's first iteration assigns
+    /// (a result allocated there): the segment function's results after the
+    /// reductions. The first iteration runs alone, first; later chunks get
+    /// its values, and so does the caller.
+    pub firsts: Vec<usize>,
+    /// What the loop cost per iteration when it last ran (Note [Pool or
+    /// inline]).
+    pub observed: Observed,
 }
+
+/// Picoseconds per iteration a segment took when it last ran (0: never),
+/// shared by every call of the compiled code.
+#[derive(Debug, Default)]
+pub struct Observed(std::sync::atomic::AtomicU64);
+
+impl Observed {
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn set(&self, ps: u64) {
+        self.0.store(ps.max(1), std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Clone for Observed {
+    fn clone(&self) -> Observed {
+        Observed(std::sync::atomic::AtomicU64::new(self.get()))
+    }
+}
+
+/// Observations are not part of what a plan means.
+impl PartialEq for Observed {
+    fn eq(&self, _: &Observed) -> bool {
+        true
+    }
+}
+
+// Note [Pool or inline]
+// ~~~~~~~~~~~~~~~~~~~~~
+// Whether a loop's chunks run on the thread pool or one after another on
+// the calling thread does not change its results (Note [Deterministic
+// chunks]), only its speed: waking the pool's threads costs tens of
+// microseconds, more than a loop of a few microseconds takes. The compiler's
+// cost estimate cannot tell (it does not know inner trip counts), so the
+// runtime measures: each run records the loop's time per iteration, and a
+// run goes to the pool only when the last observed time per iteration times
+// the iterations exceeds `POOL_WORK_NS`. The first run of a loop runs inline
+// and measures.
+
+/// Below this much estimated sequential work a loop runs inline.
+const POOL_WORK_NS: u64 = 100_000;
 
 // Note [Deterministic chunks]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -313,12 +363,33 @@ pub unsafe extern "C" fn slope_parallel_for(
     // SAFETY: `code` is a compiled function of the `Code` signature.
     let f = unsafe { std::mem::transmute::<usize, Code>(seg.code) };
     let args = unsafe { std::slice::from_raw_parts_mut(args, seg.words) };
+    if bound <= start {
+        return 0;
+    }
+    let mut start = start;
+    if !seg.firsts.is_empty() {
+        // The first iteration alone, inline; what it allocates for later
+        // iterations outlives it (its own temporaries it releases itself).
+        args[0] = start as u64;
+        args[1] = (start + 1) as u64;
+        let mut results = vec![0u64; seg.reductions.len() + seg.firsts.len()];
+        // SAFETY: `args` is the segment's argument block.
+        let status = unsafe { f(args.as_ptr(), results.as_mut_ptr(), ctx) };
+        if status != 0 {
+            return status;
+        }
+        let words = seg.reductions.iter().map(|r| r.word).chain(seg.firsts.iter().copied());
+        for (w, v) in words.zip(results) {
+            args[w] = v;
+        }
+        start += 1;
+    }
     let n = bound.saturating_sub(start);
     if n <= 0 {
         return 0;
     }
     let (chunk, chunks) = plan(seg, args, n, ctx.chunk_limit);
-    let mut results = vec![0u64; seg.reductions.len()];
+    let mut results = vec![0u64; seg.reductions.len() + seg.firsts.len()];
     if chunks == 1 {
         args[0] = start as u64;
         args[1] = bound as u64;
@@ -370,7 +441,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     let limit = ctx.while_limit;
     let run = |k: i64| {
         let a = chunk_args(k);
-        let mut results = vec![0u64; seg.reductions.len()];
+        let mut results = vec![0u64; seg.reductions.len() + seg.firsts.len()];
         WORKER.with(|w| {
             let mut w = w.borrow_mut();
             let c = w.get_or_insert_with(|| Ctx::new(limit));
@@ -391,7 +462,10 @@ pub unsafe extern "C" fn slope_parallel_for(
     // chunks before it succeeded, so its failure is the first in index
     // order). Rounds bound the memory of a loop of billions of chunks.
     let threads = ctx.threads.max(1);
-    let pool = (threads > 1).then(|| pool(threads)).flatten();
+    let observed = seg.observed.get();
+    let worth_it = observed > 0 && (observed as u128) * (n as u128) / 1000 >= POOL_WORK_NS as u128;
+    let pool = (threads > 1 && worth_it).then(|| pool(threads)).flatten();
+    let began = std::time::Instant::now();
     let round = ROUND_CHUNKS.max(4 * threads as i64);
     let mut totals: Vec<u64> = Vec::new();
     let mut first = 0;
@@ -424,6 +498,8 @@ pub unsafe extern "C" fn slope_parallel_for(
     for (r, t) in seg.reductions.iter().zip(totals) {
         args[r.word] = t;
     }
+    let busy = if pool.is_some() { threads.min(chunks as usize) as u128 } else { 1 };
+    seg.observed.set((began.elapsed().as_nanos() * busy * 1000 / n as u128).min(u64::MAX as u128) as u64);
     for (j, acc) in seg.accumulators.iter().enumerate() {
         let count = (args[acc.count_word] as i64).max(0) as usize;
         let dst = args[acc.word] as *mut u8;
@@ -440,7 +516,7 @@ pub unsafe extern "C" fn slope_parallel_for(
 fn run_whole(ctx: &mut Ctx, seg: &Segment, f: Code, args: &mut [u64], start: i64, bound: i64) -> i32 {
     args[0] = start as u64;
     args[1] = bound as u64;
-    let mut results = vec![0u64; seg.reductions.len()];
+    let mut results = vec![0u64; seg.reductions.len() + seg.firsts.len()];
     // SAFETY: `args` is the segment's argument block.
     let status = unsafe { run_chunk(ctx, f, args, &mut results) };
     if status == 0 {
@@ -512,7 +588,15 @@ mod tests {
 
     #[test]
     fn chunks_depend_on_sizes_not_threads() {
-        let seg = Segment { code: 0, words: 3, chunk: 10, reductions: vec![], accumulators: vec![] };
+        let seg = Segment {
+            code: 0,
+            words: 3,
+            chunk: 10,
+            reductions: vec![],
+            accumulators: vec![],
+            firsts: vec![],
+            observed: Observed::default(),
+        };
         assert_eq!(plan(&seg, &[0, 0, 0], 95, 0), (10, 10));
         assert_eq!(plan(&seg, &[0, 0, 0], 95, 3), (3, 32));
         let acc = Segment { accumulators: vec![Accumulator { word: 2, count_word: 2, elem: Elem::F64 }], ..seg };

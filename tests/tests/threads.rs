@@ -169,5 +169,30 @@ fn the_first_failure_in_index_order_is_reported() {
     let input = serde_json::json!({ "xs": xs, "ks": ks });
     agree(&program, "fail", "f", &input);
     let err = outcome(&program, "f", &input).unwrap_err();
+    let interp = program.call_json_on(Engine::Interp, "f", &input).unwrap_err().render(RenderStyle::Short);
+    assert_eq!(err, interp, "the interpreter reports the same first error");
     assert!(err.contains("E0201") && err.contains(&format!("index {} out of bounds", n + 7)), "{err}");
+}
+
+/// A `map` whose rows have a shape known only inside the loop allocates its
+/// result in the first iteration (Note [The first iteration]): it still runs
+/// in parallel, and a row of another shape is the first error in index order.
+#[test]
+fn a_result_allocated_in_the_first_iteration_runs_in_parallel() {
+    let src = "entry rows [n] (xs: [n]i64) : [n][]f64 = map (\\x -> map f64 (iota (x % 3 + 2))) xs";
+    let program = Program::compile("rows.slope", src, &file_loader).expect("compiles");
+    let parallel = program.emit("parallel", None).expect("prints");
+    assert!(parallel.contains("row_len"), "{parallel}");
+    assert!(parallel.contains("parallel segment0"), "{parallel}");
+    let n = 3000;
+    let same: Vec<i64> = (0..n).map(|i| 3 * i).collect();
+    agree(&program, "rows", "rows", &serde_json::json!({ "xs": same }));
+    // Rows 700 and 2000 have other shapes: 700 is reported.
+    let ragged: Vec<i64> = (0..n).map(|i| if i == 700 || i == 2000 { 3 * i + 1 } else { 3 * i }).collect();
+    let input = serde_json::json!({ "xs": ragged });
+    agree(&program, "ragged", "rows", &input);
+    let err = outcome(&program, "rows", &input).unwrap_err();
+    let interp = program.call_json_on(Engine::Interp, "rows", &input).unwrap_err().render(RenderStyle::Short);
+    assert_eq!(err, interp, "the interpreter reports the same first error");
+    assert!(err.contains("E0202"), "{err}");
 }

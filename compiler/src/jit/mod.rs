@@ -374,13 +374,15 @@ fn build(
 struct SegmentRef {
     /// The address of its plan (`slope_runtime::parallel::Segment`).
     plan: i64,
-    /// The argument word of each reduction, where its total comes back.
+    /// The argument word of each result (reductions, then first-iteration
+    /// variables), where its value comes back.
     result_words: Vec<usize>,
 }
 
 impl SegmentRef {
     fn new(plan: i64, s: &loops::Segment) -> SegmentRef {
-        SegmentRef { plan, result_words: s.plan.reductions.iter().map(|r| r.word).collect() }
+        let words = s.plan.reductions.iter().map(|r| r.word).chain(s.plan.firsts.iter().copied());
+        SegmentRef { plan, result_words: words.collect() }
     }
 }
 

@@ -1688,7 +1688,7 @@ impl Lower<'_> {
         let elem = MTy::of(ty.elem);
         let ptr = self.fresh("out", MTy::I64);
         let row_dims = (1..ty.rank).map(|d| self.fresh_dim(&format!("out_d{d}"))).collect();
-        Stack { ptr, row_dims, elem, lazy: false, into: None }
+        Stack { ptr, row_dims, row_len: None, elem, lazy: false, into: None }
     }
 
     /// Emits (into the current block, the loop body) the store of iteration
@@ -1739,10 +1739,13 @@ impl Lower<'_> {
                     });
                 } else {
                     st.lazy = true;
+                    let row_len = self.fresh("row_len", MTy::I64);
+                    st.row_len = Some(row_len);
                     self.emit_into(prefix, |l| {
                         for &d in &st.row_dims {
                             l.assign(d, Operand::i64(0));
                         }
+                        l.assign(row_len, Operand::i64(0));
                         let p = l.alloc("out", elem, Operand::i64(0));
                         l.assign(st.ptr, p);
                     });
@@ -1751,6 +1754,7 @@ impl Lower<'_> {
                         for (&d, &x) in st.row_dims.iter().zip(&a.dims) {
                             l.assign(d, x);
                         }
+                        l.assign(row_len, rl);
                         let total = l.rows_total(n, rl, span);
                         let p = l.alloc("out", elem, total);
                         l.assign(st.ptr, p);
@@ -1764,6 +1768,7 @@ impl Lower<'_> {
                     })?;
                     self.emit(Inst::If { cond: first, then: init, els: check });
                 }
+                let rl = st.row_len.map_or(rl, Operand::Var);
                 let at = self.mul(j.into(), rl);
                 let dst = self.let_("dst", MTy::I64, Rhs::Offset { elem, base: st.ptr.into(), index: at });
                 self.emit(Inst::Copy { elem, dst, src: a.ptr, count: rl });
@@ -1807,6 +1812,12 @@ struct State {
 struct Stack {
     ptr: LVar,
     row_dims: Vec<LVar>,
+    /// The elements per row of a lazily allocated result, set with it on
+    /// the first iteration: later rows are stored at `j * row_len` (the
+    /// same as the row's own size, which is checked equal), so the store
+    /// reads nothing the iteration computes (Note [The first iteration] in
+    /// `loops/parallel.rs`).
+    row_len: Option<LVar>,
     elem: MTy,
     /// Allocated on the first iteration (the row shape is only known there).
     lazy: bool,

@@ -152,14 +152,17 @@ fn outline_block(
 ) {
     for inst in block.iter_mut() {
         match inst {
-            Inst::For { .. } => match analyse(f, pt, info, inst) {
-                Ok(plan) => *inst = outline(f, inst, plan, segments),
-                Err(why) => {
-                    if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
-                        eprintln!("{}: a loop stays sequential: {why}", f.name);
+            Inst::For { index, .. } => {
+                let index = *index;
+                match analyse(f, pt, info, inst) {
+                    Ok(plan) => *inst = outline(f, inst, plan, segments),
+                    Err(why) => {
+                        if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
+                            eprintln!("{}: loop `{}` stays sequential: {why}", f.name, var_name(f, index));
+                        }
                     }
                 }
-            },
+            }
             Inst::If { then, els, .. } => {
                 outline_block(then, f, pt, info, segments);
                 outline_block(els, f, pt, info, segments);
@@ -175,6 +178,8 @@ struct Plan {
     captures: Vec<LVar>,
     /// `(acc, op, elem)`.
     reductions: Vec<(LVar, ReduceOp, Elem)>,
+    /// Variables only the first iteration assigns (Note [The first iteration]).
+    firsts: Vec<LVar>,
     /// `(buffer variable, its element count, elem)`.
     accumulators: Vec<(LVar, Operand, Elem)>,
     /// Variables defined before the loop that the segment defines again:
@@ -185,7 +190,7 @@ struct Plan {
 
 /// Decides whether the loop `inst` can run in parallel (Note [Parallel segments]).
 fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan, String> {
-    let Inst::For { index, body, .. } = inst else { return Err("not a loop".into()) };
+    let Inst::For { index, start, body, .. } = inst else { return Err("not a loop".into()) };
     let mut assigned = super::assigned_in(body);
     assigned.insert(*index);
     for_each_inst(body, &mut |i| assigned.extend(i.defs()));
@@ -197,8 +202,10 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
     let mut carried = HashSet::new();
     read_before_assigned(body, &assigned, &mut HashSet::from([*index]), &mut carried);
     let inside = use_counts(body);
+    let firsts = first_iteration_vars(body, *index, *start);
     let reductions: Vec<(LVar, ReduceOp, Elem)> = carried
         .iter()
+        .filter(|v| !firsts.contains(v))
         .map(|&acc| {
             reduction(f, body, &inside, acc)
                 .ok_or_else(|| format!("`{}` is carried from one iteration to the next", var_name(f, acc)))
@@ -207,11 +214,15 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
     let accs: HashSet<LVar> = reductions.iter().map(|r| r.0).collect();
     for &v in &assigned {
         let outside = info.uses.get(&v).copied().unwrap_or(0) - inside.get(&v).copied().unwrap_or(0);
-        if outside > 0 && !accs.contains(&v) {
+        if outside > 0 && !accs.contains(&v) && !firsts.contains(&v) {
             return Err(format!("`{}` is assigned in the loop and read after it", var_name(f, v)));
         }
     }
-    let memory = memory(f, pt, info, body, *index, &assigned)?;
+    // After the first iteration, its variables are invariant.
+    let varying: HashSet<LVar> = assigned.difference(&firsts).copied().collect();
+    let escaping: HashSet<Target> =
+        firsts.iter().flat_map(|&v| pt.targets(Operand::Var(v)).into_iter().flatten().copied()).collect();
+    let memory = memory(f, pt, info, body, *index, &varying, &escaping)?;
     let mut used = BTreeSet::new();
     super::for_each_use(body, &mut |v| {
         used.insert(v);
@@ -220,18 +231,70 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
     let mut captures: BTreeSet<LVar> =
         used.iter().copied().filter(|v| !assigned.contains(v) && !private_vars.contains(v)).collect();
     captures.extend(accs.iter().copied());
+    captures.extend(firsts.iter().copied());
     for (_, rhs) in &memory.private {
         captures.extend(rhs.operands().into_iter().filter_map(Operand::var));
     }
     let mut reductions = reductions;
     reductions.sort_by_key(|r| r.0);
+    let mut firsts: Vec<LVar> = firsts.into_iter().collect();
+    firsts.sort();
     Ok(Plan {
         captures: captures.into_iter().collect(),
         reductions,
+        firsts,
         accumulators: memory.accumulators,
         private: memory.private,
         cost: cost(body).max(1),
     })
+}
+
+// Note [The first iteration]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A `map` whose result rows have a shape known only inside the loop
+// allocates its result in the first iteration: `if j == 0 { d = …; out =
+// alloc … } else { check d }`, so `out` and `d` are carried from the first
+// iteration to all others and read after the loop. Such variables — assigned
+// only in the `then` block of a top-level `if index == start` — do not stop
+// a loop from running in parallel: the runtime runs the first iteration
+// alone, inline, then gives its values of them to every later chunk (which
+// only read them) and back to the caller. Buffers they point to outlive the
+// first iteration, so they are not iteration-private memory: they are
+// checked like buffers from before the loop.
+
+/// The variables of Note [The first iteration].
+fn first_iteration_vars(body: &[Inst], index: LVar, start: Operand) -> HashSet<LVar> {
+    let mut tests = HashSet::new();
+    for i in body {
+        if let Inst::Let(c, Rhs::Binary(BinOp::Eq, a, b)) = i {
+            if (*a == Operand::Var(index) && *b == start) || (*b == Operand::Var(index) && *a == start) {
+                tests.insert(*c);
+            }
+        }
+    }
+    let mut defs_in_first: HashMap<LVar, usize> = HashMap::new();
+    for i in body {
+        if let Inst::If { cond: Operand::Var(c), then, .. } = i {
+            if tests.contains(c) {
+                for_each_inst(then, &mut |j| {
+                    for v in j.defs() {
+                        *defs_in_first.entry(v).or_default() += 1;
+                    }
+                });
+            }
+        }
+    }
+    let mut defs: HashMap<LVar, usize> = HashMap::new();
+    for_each_inst(body, &mut |i| {
+        for v in i.defs() {
+            *defs.entry(v).or_default() += 1;
+        }
+    });
+    // A test assigned more than once is no test of the first iteration.
+    if tests.iter().any(|c| defs.get(c) != Some(&1)) {
+        return HashSet::new();
+    }
+    defs_in_first.into_iter().filter(|(v, n)| defs.get(v) == Some(n)).map(|(v, _)| v).collect()
 }
 
 /// Whether any instruction in `insts` (nested blocks included) satisfies `p`.
@@ -366,6 +429,7 @@ fn memory(
     body: &[Inst],
     index: LVar,
     assigned: &HashSet<LVar>,
+    escaping: &HashSet<Target>,
 ) -> Result<Memory, String> {
     let local: HashSet<LVar> = {
         let mut s = HashSet::new();
@@ -407,7 +471,7 @@ fn memory(
         };
         for &t in targets {
             match t {
-                Target::Alloc(v) if local.contains(&v) => {}
+                Target::Alloc(v) if local.contains(&v) && !escaping.contains(&t) => {}
                 Target::Alloc(v) if is_scratch(v) => {
                     // Reached only through the allocation's own variable, or
                     // through pointers the iteration derives from it.
@@ -477,8 +541,12 @@ fn memory(
         }
         let Target::Alloc(v) = *t else { return Err("it writes memory passed in or read from memory".into()) };
         let base = *e.bases.first().expect("an access has a base");
-        if e.bases.len() != 1 || assigned.contains(&base) {
+        if e.bases.len() != 1 {
             return Err(format!("buffer `{}` is written through several pointers", var_name(f, v)));
+        }
+        if assigned.contains(&base) {
+            let (b, v) = (var_name(f, base), var_name(f, v));
+            return Err(format!("buffer `{v}` is written through `{b}`, which the loop assigns"));
         }
         if e.slot {
             continue;
@@ -689,20 +757,25 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment
     let mut body = body;
     rename_block(&mut body, &map);
     seg.body.push(Inst::For { index: map[&index], start: Operand::Var(lo), bound: Operand::Var(hi), body, lanes });
-    seg.results = plan.reductions.iter().map(|r| Operand::Var(map[&r.0])).collect();
+    seg.results =
+        plan.reductions.iter().map(|r| r.0).chain(plan.firsts.iter().copied()).map(|v| Operand::Var(map[&v])).collect();
     seg.result_leaves = seg.results.iter().map(|&o| Leaf { elem: seg.operand_type(o), rank: 0 }).collect();
     let dims: HashSet<LVar> = f.dims.iter().copied().collect();
     seg.dims = map.iter().filter(|(v, _)| dims.contains(v)).map(|(_, &s)| s).collect();
     seg.dims.sort();
     let chunk = (CHUNK_WORK / plan.cost).max(1);
     let words = seg.params.len();
-    segments.push(Segment { func: seg, plan: rt::Segment { code: 0, words, chunk, reductions, accumulators } });
+    let firsts = plan.firsts.iter().map(|v| 2 + plan.captures.iter().position(|c| c == v).expect("captured")).collect();
+    segments.push(Segment {
+        func: seg,
+        plan: rt::Segment { code: 0, words, chunk, reductions, accumulators, firsts, observed: Default::default() },
+    });
     Inst::Parallel {
         segment: segments.len() as u32 - 1,
         start,
         bound,
         args,
-        results: plan.reductions.iter().map(|r| r.0).collect(),
+        results: plan.reductions.iter().map(|r| r.0).chain(plan.firsts.iter().copied()).collect(),
     }
 }
 
