@@ -98,6 +98,10 @@ pub struct Segment {
 pub struct Observed(std::sync::atomic::AtomicU64);
 
 impl Observed {
+    /// A first estimate, before the loop has run: `ps` picoseconds per iteration.
+    pub fn new(ps: u64) -> Observed {
+        Observed(std::sync::atomic::AtomicU64::new(ps))
+    }
     fn get(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -128,8 +132,9 @@ impl PartialEq for Observed {
 // cost estimate cannot tell (it does not know inner trip counts), so the
 // runtime measures: each run records the loop's time per iteration, and a
 // run goes to the pool only when the last observed time per iteration times
-// the iterations exceeds `POOL_WORK_NS`. The first run of a loop runs inline
-// and measures.
+// the iterations exceeds `POOL_WORK_NS`. Before the first run, the time per
+// iteration is the compiler's estimate (a large loop's first run — perhaps
+// its only one — should not run on one core).
 
 /// Below this much estimated sequential work a loop runs inline.
 const POOL_WORK_NS: u64 = 100_000;
@@ -463,7 +468,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     // order). Rounds bound the memory of a loop of billions of chunks.
     let threads = ctx.threads.max(1);
     let observed = seg.observed.get();
-    let worth_it = observed > 0 && (observed as u128) * (n as u128) / 1000 >= POOL_WORK_NS as u128;
+    let worth_it = (observed as u128) * (n as u128) / 1000 >= POOL_WORK_NS as u128;
     let pool = (threads > 1 && worth_it).then(|| pool(threads)).flatten();
     let began = std::time::Instant::now();
     let round = ROUND_CHUNKS.max(4 * threads as i64);

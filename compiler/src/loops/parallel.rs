@@ -68,6 +68,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 /// instruction; a task on the pool costs a few thousand).
 const CHUNK_WORK: i64 = 50_000;
 
+/// Picoseconds a unit of estimated work takes (a first guess for the
+/// runtime's choice of pool or inline, Note [Pool or inline]).
+const PS_PER_UNIT: i64 = 300;
+
 /// Iterations an inner loop of unknown trip count is assumed to run.
 const INNER_TRIPS: i64 = 16;
 
@@ -764,11 +768,12 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment
     seg.dims = map.iter().filter(|(v, _)| dims.contains(v)).map(|(_, &s)| s).collect();
     seg.dims.sort();
     let chunk = (CHUNK_WORK / plan.cost).max(1);
+    let observed = rt::Observed::new(plan.cost.saturating_mul(PS_PER_UNIT) as u64);
     let words = seg.params.len();
     let firsts = plan.firsts.iter().map(|v| 2 + plan.captures.iter().position(|c| c == v).expect("captured")).collect();
     segments.push(Segment {
         func: seg,
-        plan: rt::Segment { code: 0, words, chunk, reductions, accumulators, firsts, observed: Default::default() },
+        plan: rt::Segment { code: 0, words, chunk, reductions, accumulators, firsts, observed },
     });
     Inst::Parallel {
         segment: segments.len() as u32 - 1,
