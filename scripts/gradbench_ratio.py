@@ -3,7 +3,9 @@
 mean primal and derivative time of Slope and of `manual` (GradBench's own
 statistic: the mean of all `evaluate` timings of a function, the first run
 included), and per eval the ratio of the sums (primal + derivative over every
-workload), Slope / manual. Invalid outputs are counted and shown.
+workload), Slope / manual. Invalid outputs are counted and shown. When the
+one-thread logs (`EVAL-slope1.jsonl`) are there too, the summary adds Slope
+on one thread and the speed-up from one thread to all.
 
     python3 scripts/gradbench_ratio.py OUTDIR EVAL...
 """
@@ -72,14 +74,24 @@ def main():
         ratio = totals["slope"] / totals["manual"] if totals["manual"] else None
         shown = f"ratio {ratio:.2f}" if ratio is not None else "(manual does not implement this eval)"
         print(f"{'sum':<26}{totals['slope']:>28.1f}{totals['manual']:>28.1f}   {shown}")
-        summary.append((e, totals["slope"], totals["manual"], ratio, invalid))
-    print("\n| eval | Slope (ms) | manual (ms) | Slope / manual | invalid |")
-    print("|---|---:|---:|---:|---:|")
-    for e, s, m, r, invalid in summary:
-        if r is None:
-            print(f"| {e} | {s:.1f} | — | — | {invalid} |")
+        one, _ = load(f"{out}/{e}-slope1.jsonl")
+        one_total = sum(ms for (w, f), (ms, _) in one.items())
+        summary.append((e, totals["slope"], totals["manual"], ratio, invalid, one_total))
+    threads = any(one for *_, one in summary)
+    if threads:
+        print("\n| eval | Slope, 1 thread (ms) | Slope, all cores (ms) | speed-up | manual (ms) | Slope / manual | invalid |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+    else:
+        print("\n| eval | Slope (ms) | manual (ms) | Slope / manual | invalid |")
+        print("|---|---:|---:|---:|---:|")
+    for e, s, m, r, invalid, one in summary:
+        m_cell = f"{m:.1f}" if r is not None else "—"
+        r_cell = f"{r:.2f}" if r is not None else "—"
+        if threads:
+            up = f"{one / s:.2f}" if one and s else "—"
+            print(f"| {e} | {one:.1f} | {s:.1f} | {up} | {m_cell} | {r_cell} | {invalid} |")
         else:
-            print(f"| {e} | {s:.1f} | {m:.1f} | {r:.2f} | {invalid} |")
+            print(f"| {e} | {s:.1f} | {m_cell} | {r_cell} | {invalid} |")
 
 
 if __name__ == "__main__":

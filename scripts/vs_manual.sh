@@ -14,6 +14,9 @@
 #
 # ba and ht run GradBench's default workloads (ba1-ba8; hand1-hand11, complicated
 # variant, big model); the others every default workload of their eval.
+# Slope runs on every core (its default) and, for the multicore speed-up,
+# once more on one thread (`SLOPE_THREADS=1`, logs `EVAL-slope1.*`); set
+# ONE_THREAD=0 to skip that run.
 set -u
 out=$(realpath -m "${1:?usage: vs_manual.sh OUTDIR EVAL...}"); shift
 : "${GB:?set GB to the GradBench runner binary}" "${GB_ROOT:?set GB_ROOT to a GradBench checkout}"
@@ -33,11 +36,16 @@ for e in "$@"; do
     *) eval_cmd="python3 $evals/$e/run.py" ;;
   esac
   tools="slope manual"
+  [ "${ONE_THREAD:-1}" = 1 ] && tools="slope1 slope manual"
   # GradBench's `manual` has no particle or saddle; their evals check
   # against constants, so Slope alone is run (and validated).
-  case $e in particle|saddle) tools=slope ;; esac
+  case $e in particle|saddle) tools=${tools% manual} ;; esac
   for tool in $tools; do
-    if [ $tool = slope ]; then cmd=$slope; else cmd=$manual; fi
+    case $tool in
+      slope) cmd=$slope ;;
+      slope1) cmd="env SLOPE_THREADS=1 $slope" ;;
+      *) cmd=$manual ;;
+    esac
     "$GB" run --eval "$eval_cmd" --tool "$cmd" -o "$out/$e-$tool.jsonl" > "$out/$e-$tool.txt" 2>&1
     status=$?
     valid=$(grep -c "$pass" "$out/$e-$tool.txt")

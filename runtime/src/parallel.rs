@@ -145,7 +145,8 @@ const POOL_WORK_NS: u64 = 100_000;
 // To give the same bits on 1, 2 or 64 threads, the range is cut into chunks
 // by a rule that reads only the segment and the range: `chunk` iterations
 // each (the compiler sizes `chunk` from the loop body's estimated cost), at
-// most `MAX_ACCUMULATOR_CHUNKS` when the loop adds into buffers (each extra
+// most `MAX_CHUNKS` chunks, at most `MAX_ACCUMULATOR_CHUNKS` when the loop
+// adds into buffers (each extra
 // chunk costs a private buffer and a pass adding it in). Chunk 0 starts
 // from the loop's initial values and adds into the real buffers; chunk k > 0
 // starts from the operator's neutral element (`-0.0` for float `+`, the
@@ -160,6 +161,11 @@ const POOL_WORK_NS: u64 = 100_000;
 /// Chunks per round (at least four per thread): a round ends with every
 /// thread waiting for the slowest, so rounds are long.
 const ROUND_CHUNKS: i64 = 4096;
+
+/// The most chunks of any loop: the compiler's estimate of an iteration's
+/// cost can be far too high (it assumes 16 trips of an inner loop of unknown
+/// length), and a chunk costs a task and a few allocations.
+const MAX_CHUNKS: i64 = 1024;
 
 /// The most chunks a chunk limit (`Ctx::chunk_limit`, for tests) may cut a
 /// loop into.
@@ -330,10 +336,10 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 
 /// How the range is cut: iterations per chunk and the number of chunks.
 fn plan(seg: &Segment, args: &[u64], n: i64, limit: i64) -> (i64, i64) {
-    let mut chunk = seg.chunk.max(1);
+    let mut chunk = seg.chunk.max(1).max(ceil_div(n, MAX_CHUNKS));
     if limit > 0 {
         // A test's limit, but no more than `MAX_LIMITED_CHUNKS` chunks.
-        chunk = chunk.min(limit).max(ceil_div(n, MAX_LIMITED_CHUNKS));
+        chunk = seg.chunk.max(1).min(limit).max(ceil_div(n, MAX_LIMITED_CHUNKS));
     }
     if !seg.accumulators.is_empty() {
         let bytes: i64 = seg
@@ -603,6 +609,8 @@ mod tests {
             observed: Observed::default(),
         };
         assert_eq!(plan(&seg, &[0, 0, 0], 95, 0), (10, 10));
+        // At most 1024 chunks, whatever the compiler estimated.
+        assert_eq!(plan(&seg, &[0, 0, 0], 1_000_000, 0), (977, 1024));
         assert_eq!(plan(&seg, &[0, 0, 0], 95, 3), (3, 32));
         let acc = Segment { accumulators: vec![Accumulator { word: 2, count_word: 2, elem: Elem::F64 }], ..seg };
         // At most 16 chunks of a loop that adds into buffers.
