@@ -552,3 +552,27 @@ fn json_files_decode_with_paths() {
     let truncated = write_temp("stream", "truncated.json", "{\"k\": 1, \"xs\": [[1.0, 2.5]");
     fails_with(&slope(&["run", p(&file), "--input", p(&truncated)]), "E0302");
 }
+
+/// `--threads N` and `SLOPE_THREADS` choose the thread count and never the
+/// result; a `SLOPE_THREADS` that is no thread count is E0305.
+#[test]
+fn thread_counts_give_the_same_result_and_bad_ones_are_errors() {
+    let file = write_temp("threads", "prog.slope", ONE_ENTRY);
+    let xs: Vec<f64> = (0..200_000).map(|i| ((i * 37) % 101) as f64 / 7.0).collect();
+    let input = write_temp("threads", "input.json", &serde_json::json!({ "xs": xs }).to_string());
+    let run = |threads: &str| json_ok(&slope(&["--threads", threads, "run", p(&file), "--input", p(&input)]));
+    let one = run("1");
+    assert_eq!(one.to_string(), run("2").to_string());
+    assert_eq!(one.to_string(), run("5").to_string());
+    for bad in ["0", "many", "-3"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_slope"))
+            .env("SLOPE_THREADS", bad)
+            .args(["run", p(&file), "--input", p(&input)])
+            .output()
+            .expect("run slope");
+        fails_with(&out, "E0305");
+        assert!(stderr(&out).contains("SLOPE_THREADS"), "{}", stderr(&out));
+    }
+    let out = slope(&["--threads", "0", "run", p(&file), "--input", p(&input)]);
+    assert_ne!(out.status.code(), Some(0), "--threads 0 is refused");
+}
