@@ -569,6 +569,21 @@ pub struct Func {
 }
 
 impl Func {
+    /// A function named `name` with nothing in it yet.
+    pub fn empty(name: &str) -> Func {
+        Func {
+            name: name.to_string(),
+            vars: Vec::new(),
+            params: Vec::new(),
+            param_leaves: Vec::new(),
+            body: Vec::new(),
+            results: Vec::new(),
+            result_leaves: Vec::new(),
+            sites: Vec::new(),
+            dims: Vec::new(),
+        }
+    }
+
     /// A fresh variable of type `ty`.
     pub fn fresh(&mut self, name: &str, ty: MTy) -> LVar {
         self.vars.push((name.to_string(), ty));

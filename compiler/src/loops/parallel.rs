@@ -78,27 +78,13 @@ const INNER_TRIPS: i64 = 16;
 /// Outlines the parallel loops of every function of `program`.
 pub fn run(program: &mut Program) {
     for k in 0..program.funcs.len() {
-        let mut f = std::mem::replace(&mut program.funcs[k], empty_func());
+        let mut f = std::mem::replace(&mut program.funcs[k], Func::empty(""));
         let pt = PointsTo::of(&f);
         let info = FuncInfo::of(&f);
         let mut body = std::mem::take(&mut f.body);
         outline_block(&mut body, &mut f, &pt, &info, &mut program.segments);
         f.body = body;
         program.funcs[k] = f;
-    }
-}
-
-fn empty_func() -> Func {
-    Func {
-        name: String::new(),
-        vars: Vec::new(),
-        params: Vec::new(),
-        param_leaves: Vec::new(),
-        body: Vec::new(),
-        results: Vec::new(),
-        result_leaves: Vec::new(),
-        sites: Vec::new(),
-        dims: Vec::new(),
     }
 }
 
@@ -692,17 +678,8 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment
     else {
         unreachable!("outline is called on loops")
     };
-    let mut seg = Func {
-        name: format!("{}.segment{}", f.name, segments.len()),
-        vars: Vec::new(),
-        params: Vec::new(),
-        param_leaves: Vec::new(),
-        body: Vec::new(),
-        results: Vec::new(),
-        result_leaves: Vec::new(),
-        sites: f.sites.clone(),
-        dims: Vec::new(),
-    };
+    let mut seg = Func::empty(&format!("{}.segment{}", f.name, segments.len()));
+    seg.sites = f.sites.clone();
     let mut map: HashMap<LVar, LVar> = HashMap::new();
     let mut rename = |v: LVar, seg: &mut Func| -> LVar {
         *map.entry(v).or_insert_with(|| {

@@ -172,17 +172,7 @@ mod tests {
     use super::*;
 
     fn func() -> Func {
-        Func {
-            name: "f".into(),
-            vars: Vec::new(),
-            params: Vec::new(),
-            param_leaves: Vec::new(),
-            body: Vec::new(),
-            results: Vec::new(),
-            result_leaves: Vec::new(),
-            sites: Vec::new(),
-            dims: Vec::new(),
-        }
+        Func::empty("f")
     }
 
     fn alloc() -> Rhs {
