@@ -329,14 +329,46 @@ unsafe fn run_chunk(ctx: &mut Ctx, f: Code, args: &[u64], results: &mut [u64]) -
     status
 }
 
+/// What a loop with nothing to combine may be chunked by.
+#[derive(Clone, Copy)]
+struct Free {
+    threads: usize,
+    ps_per_iteration: u64,
+    worth_it: bool,
+}
+
+// Note [Chunks of a map]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// A loop without reductions or accumulators (a `map`: each iteration writes
+// its own slot) gives the same result however it is cut, so its chunks are
+// sized by time, not by the compiler's estimate: about `CHUNK_PS` each by
+// the last observed time per iteration, at least four per thread, or the
+// whole range inline when the loop is not worth the pool (Note [Pool or
+// inline]). The compiler's estimate assumes 16 trips of an inner loop of
+// unknown length, and a loop of 31 iterations over 380,000-element rows
+// (the sparse Jacobian of `ba`) would otherwise be one chunk.
+
+/// The time a chunk of a map aims at, in picoseconds (50 µs).
+const CHUNK_PS: u64 = 50_000_000;
+
 /// `a / b` rounded up, for `a >= 0`, `b > 0`.
 fn ceil_div(a: i64, b: i64) -> i64 {
     a / b + i64::from(a % b != 0)
 }
 
 /// How the range is cut: iterations per chunk and the number of chunks.
-fn plan(seg: &Segment, args: &[u64], n: i64, limit: i64) -> (i64, i64) {
+fn plan(seg: &Segment, args: &[u64], n: i64, limit: i64, free: Option<Free>) -> (i64, i64) {
     let mut chunk = seg.chunk.max(1).max(ceil_div(n, MAX_CHUNKS));
+    if let (Some(free), 0, true, true) = (free, limit, seg.reductions.is_empty(), seg.accumulators.is_empty()) {
+        // Nothing to combine: any chunking gives the same result (Note
+        // [Chunks of a map]).
+        chunk = if free.threads <= 1 || !free.worth_it {
+            n
+        } else {
+            let by_time = (CHUNK_PS / free.ps_per_iteration.max(1)).max(1) as i64;
+            by_time.min(ceil_div(n, 4 * free.threads as i64)).max(ceil_div(n, MAX_CHUNKS))
+        };
+    }
     if limit > 0 {
         // A test's limit, but no more than `MAX_LIMITED_CHUNKS` chunks.
         chunk = seg.chunk.max(1).min(limit).max(ceil_div(n, MAX_LIMITED_CHUNKS));
@@ -399,8 +431,13 @@ pub unsafe extern "C" fn slope_parallel_for(
     if n <= 0 {
         return 0;
     }
-    let (chunk, chunks) = plan(seg, args, n, ctx.chunk_limit);
+    let threads = ctx.threads.max(1);
+    let observed = seg.observed.get();
+    let worth_it = (observed as u128) * (n as u128) / 1000 >= POOL_WORK_NS as u128;
+    let free = Free { threads, ps_per_iteration: observed, worth_it };
+    let (chunk, chunks) = plan(seg, args, n, ctx.chunk_limit, Some(free));
     let mut results = vec![0u64; seg.reductions.len() + seg.firsts.len()];
+    let began = std::time::Instant::now();
     if chunks == 1 {
         args[0] = start as u64;
         args[1] = bound as u64;
@@ -411,6 +448,7 @@ pub unsafe extern "C" fn slope_parallel_for(
                 args[r.word] = v;
             }
         }
+        seg.observed.set((began.elapsed().as_nanos() * 1000 / n as u128).min(u64::MAX as u128) as u64);
         return status;
     }
     // Private buffers of the accumulators, for chunks 1.. (chunk 0 adds into
@@ -472,11 +510,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     // after each round; a failing chunk ends the loop after its round (all
     // chunks before it succeeded, so its failure is the first in index
     // order). Rounds bound the memory of a loop of billions of chunks.
-    let threads = ctx.threads.max(1);
-    let observed = seg.observed.get();
-    let worth_it = (observed as u128) * (n as u128) / 1000 >= POOL_WORK_NS as u128;
     let pool = (threads > 1 && worth_it).then(|| pool(threads)).flatten();
-    let began = std::time::Instant::now();
     let round = ROUND_CHUNKS.max(4 * threads as i64);
     let mut totals: Vec<u64> = Vec::new();
     let mut first = 0;
@@ -598,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn chunks_depend_on_sizes_not_threads() {
+    fn chunk_plans_depend_on_sizes_and_for_maps_on_time() {
         let seg = Segment {
             code: 0,
             words: 3,
@@ -608,12 +642,20 @@ mod tests {
             firsts: vec![],
             observed: Observed::default(),
         };
-        assert_eq!(plan(&seg, &[0, 0, 0], 95, 0), (10, 10));
+        assert_eq!(plan(&seg, &[0, 0, 0], 95, 0, None), (10, 10));
         // At most 1024 chunks, whatever the compiler estimated.
-        assert_eq!(plan(&seg, &[0, 0, 0], 1_000_000, 0), (977, 1024));
-        assert_eq!(plan(&seg, &[0, 0, 0], 95, 3), (3, 32));
-        let acc = Segment { accumulators: vec![Accumulator { word: 2, count_word: 2, elem: Elem::F64 }], ..seg };
+        assert_eq!(plan(&seg, &[0, 0, 0], 1_000_000, 0, None), (977, 1024));
+        assert_eq!(plan(&seg, &[0, 0, 0], 95, 3, None), (3, 32));
+        let acc =
+            Segment { accumulators: vec![Accumulator { word: 2, count_word: 2, elem: Elem::F64 }], ..seg.clone() };
         // At most 16 chunks of a loop that adds into buffers.
-        assert_eq!(plan(&acc, &[0, 0, 4], 1000, 0), (63, 16));
+        assert_eq!(plan(&acc, &[0, 0, 4], 1000, 0, None), (63, 16));
+        // A map (nothing to combine) is cut by time, at least four chunks
+        // per thread: 1 µs per iteration, 2 threads, worth the pool.
+        let free = Free { threads: 2, ps_per_iteration: 1_000_000, worth_it: true };
+        assert_eq!(plan(&seg, &[0, 0, 0], 31, 0, Some(free)), (4, 8));
+        assert_eq!(plan(&seg, &[0, 0, 0], 1_000_000, 0, Some(free)), (977, 1024));
+        let not_worth_it = Free { worth_it: false, ..free };
+        assert_eq!(plan(&seg, &[0, 0, 0], 31, 0, Some(not_worth_it)), (31, 1));
     }
 }
