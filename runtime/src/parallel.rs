@@ -12,9 +12,11 @@
 //!
 //! Invariants:
 //! - **Chunks by size, never by thread count** (Note [Deterministic
-//!   chunks]): the index range is cut into chunks whose size depends only on
-//!   the segment and the range, and partial results are combined in chunk
-//!   order, so results are bit-identical for every number of threads.
+//!   chunks]): a loop that reduces or accumulates is cut into chunks whose
+//!   size depends only on the segment and the range, and partial results are
+//!   combined in chunk order, so results are bit-identical for every number
+//!   of threads. A loop with nothing to combine may be cut any way (Note
+//!   [Chunks of a map]).
 //! - A range of one chunk runs inline, in the caller's context: exactly the
 //!   sequential loop.
 //! - Each chunk allocates from the arena of the thread that runs it (the
