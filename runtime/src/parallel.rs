@@ -107,8 +107,10 @@ impl Observed {
     fn get(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
-    fn set(&self, ps: u64) {
-        self.0.store(ps.max(1), std::sync::atomic::Ordering::Relaxed)
+    /// Records a run of `n` iterations since `began` on `busy` threads.
+    fn record(&self, began: std::time::Instant, busy: u128, n: i64) {
+        let ps = began.elapsed().as_nanos() * busy * 1000 / n.max(1) as u128;
+        self.0.store((ps.min(u64::MAX as u128) as u64).max(1), std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -438,19 +440,10 @@ pub unsafe extern "C" fn slope_parallel_for(
     let worth_it = (observed as u128) * (n as u128) / 1000 >= POOL_WORK_NS as u128;
     let free = Free { threads, ps_per_iteration: observed, worth_it };
     let (chunk, chunks) = plan(seg, args, n, ctx.chunk_limit, Some(free));
-    let mut results = vec![0u64; seg.reductions.len() + seg.firsts.len()];
     let began = std::time::Instant::now();
     if chunks == 1 {
-        args[0] = start as u64;
-        args[1] = bound as u64;
-        // SAFETY: `args` is the segment's argument block.
-        let status = unsafe { run_chunk(ctx, f, args, &mut results) };
-        if status == 0 {
-            for (r, v) in seg.reductions.iter().zip(results) {
-                args[r.word] = v;
-            }
-        }
-        seg.observed.set((began.elapsed().as_nanos() * 1000 / n as u128).min(u64::MAX as u128) as u64);
+        let status = run_whole(ctx, seg, f, args, start, bound);
+        seg.observed.record(began, 1, n);
         return status;
     }
     // Private buffers of the accumulators, for chunks 1.. (chunk 0 adds into
@@ -546,7 +539,7 @@ pub unsafe extern "C" fn slope_parallel_for(
         args[r.word] = t;
     }
     let busy = if pool.is_some() { threads.min(chunks as usize) as u128 } else { 1 };
-    seg.observed.set((began.elapsed().as_nanos() * busy * 1000 / n as u128).min(u64::MAX as u128) as u64);
+    seg.observed.record(began, busy, n);
     for (j, acc) in seg.accumulators.iter().enumerate() {
         let count = (args[acc.count_word] as i64).max(0) as usize;
         let dst = args[acc.word] as *mut u8;

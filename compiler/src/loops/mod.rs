@@ -590,6 +590,11 @@ impl Func {
         LVar(self.vars.len() as u32 - 1)
     }
 
+    /// `v` as printed: its name and number (`acc_3`).
+    pub fn var_name(&self, v: LVar) -> String {
+        format!("{}_{}", self.vars[v.0 as usize].0, v.0)
+    }
+
     pub fn ty(&self, v: LVar) -> MTy {
         self.vars[v.0 as usize].1
     }

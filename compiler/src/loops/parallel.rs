@@ -148,7 +148,7 @@ fn outline_block(
                     Ok(plan) => *inst = outline(f, inst, plan, segments),
                     Err(why) => {
                         if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
-                            eprintln!("{}: loop `{}` stays sequential: {why}", f.name, var_name(f, index));
+                            eprintln!("{}: loop `{}` stays sequential: {why}", f.name, f.var_name(index));
                         }
                     }
                 }
@@ -184,7 +184,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
     let mut assigned = super::assigned_in(body);
     assigned.insert(*index);
     for_each_inst(body, &mut |i| assigned.extend(i.defs()));
-    if for_each_any(body, &|i| matches!(i, Inst::Parallel { .. })) {
+    if count_where(body, &|i| matches!(i, Inst::Parallel { .. })) > 0 {
         return Err("it contains a parallel loop".into());
     }
     // Variables: read before assigned (carried) must be reductions; the
@@ -198,14 +198,14 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
         .filter(|v| !firsts.contains(v))
         .map(|&acc| {
             reduction(f, body, &inside, acc)
-                .ok_or_else(|| format!("`{}` is carried from one iteration to the next", var_name(f, acc)))
+                .ok_or_else(|| format!("`{}` is carried from one iteration to the next", f.var_name(acc)))
         })
         .collect::<Result<_, _>>()?;
     let accs: HashSet<LVar> = reductions.iter().map(|r| r.0).collect();
     for &v in &assigned {
         let outside = info.uses.get(&v).copied().unwrap_or(0) - inside.get(&v).copied().unwrap_or(0);
         if outside > 0 && !accs.contains(&v) && !firsts.contains(&v) {
-            return Err(format!("`{}` is assigned in the loop and read after it", var_name(f, v)));
+            return Err(format!("`{}` is assigned in the loop and read after it", f.var_name(v)));
         }
     }
     // After the first iteration, its variables are invariant.
@@ -287,11 +287,11 @@ fn first_iteration_vars(body: &[Inst], index: LVar, start: Operand) -> HashSet<L
     defs_in_first.into_iter().filter(|(v, n)| defs.get(v) == Some(n)).map(|(v, _)| v).collect()
 }
 
-/// Whether any instruction in `insts` (nested blocks included) satisfies `p`.
-fn for_each_any(insts: &[Inst], p: &dyn Fn(&Inst) -> bool) -> bool {
-    let mut any = false;
-    for_each_inst(insts, &mut |i| any |= p(i));
-    any
+/// How many instructions of `insts` (nested blocks included) satisfy `p`.
+fn count_where(insts: &[Inst], p: &dyn Fn(&Inst) -> bool) -> usize {
+    let mut n = 0;
+    for_each_inst(insts, &mut |i| n += usize::from(p(i)));
+    n
 }
 
 fn use_counts(insts: &[Inst]) -> HashMap<LVar, usize> {
@@ -455,7 +455,7 @@ fn memory(
         let Some(targets) = pt.targets(base).filter(|t| !t.is_empty() && !t.contains(&Target::Unknown)) else {
             unknown_base = true;
             if write {
-                bad = Some(format!("it writes through `{}`, which may point anywhere", var_name(f, b)));
+                bad = Some(format!("it writes through `{}`, which may point anywhere", f.var_name(b)));
             }
             return;
         };
@@ -466,11 +466,8 @@ fn memory(
                     // Reached only through the allocation's own variable, or
                     // through pointers the iteration derives from it.
                     if !assigned.contains(&b) && (b != v || targets.len() != 1) {
-                        bad = Some(format!(
-                            "scratch buffer `{}` is reached through `{}`",
-                            var_name(f, v),
-                            var_name(f, b)
-                        ));
+                        bad =
+                            Some(format!("scratch buffer `{}` is reached through `{}`", f.var_name(v), f.var_name(b)));
                     }
                     scratch.insert(v);
                 }
@@ -532,23 +529,23 @@ fn memory(
         let Target::Alloc(v) = *t else { return Err("it writes memory passed in or read from memory".into()) };
         let base = *e.bases.first().expect("an access has a base");
         if e.bases.len() != 1 {
-            return Err(format!("buffer `{}` is written through several pointers", var_name(f, v)));
+            return Err(format!("buffer `{}` is written through several pointers", f.var_name(v)));
         }
         if assigned.contains(&base) {
-            let (b, v) = (var_name(f, base), var_name(f, v));
+            let (b, v) = (f.var_name(base), f.var_name(v));
             return Err(format!("buffer `{v}` is written through `{b}`, which the loop assigns"));
         }
         if e.slot {
             continue;
         }
-        let why = || format!("buffer `{}` is written at indices other iterations may touch", var_name(f, v));
+        let why = || format!("buffer `{}` is written at indices other iterations may touch", f.var_name(v));
         let elem = e.elem.filter(|_| e.accumulate).ok_or_else(why)?;
         let count = match info.lets.get(&v) {
             Some(Rhs::Alloc { count, .. }) if info.stable(Operand::Var(v)) && info.stable(*count) => *count,
-            _ => return Err(format!("accumulated buffer `{}` has no size known before the loop", var_name(f, v))),
+            _ => return Err(format!("accumulated buffer `{}` has no size known before the loop", f.var_name(v))),
         };
         if base != v {
-            return Err(format!("accumulated buffer `{}` is reached through `{}`", var_name(f, v), var_name(f, base)));
+            return Err(format!("accumulated buffer `{}` is reached through `{}`", f.var_name(v), f.var_name(base)));
         }
         accumulators.push((v, count, elem));
     }
@@ -562,13 +559,14 @@ fn memory(
         // Scratch of this loop's iterations, not of an enclosing loop's that
         // this loop is one part of: only null tests read it elsewhere.
         let outside = info.uses.get(&v).copied().unwrap_or(0) - uses.get(&v).copied().unwrap_or(0);
-        let tests_outside = info.null_tests.get(&v).copied().unwrap_or(0) - null_tests_in(body, v);
+        let tests_outside = info.null_tests.get(&v).copied().unwrap_or(0)
+            - count_where(body, &|i| matches!(i, Inst::Let(_, rhs) if rhs.tested_for_null() == Some(v)));
         if outside != tests_outside {
-            return Err(format!("buffer `{}` is also used outside the loop", var_name(f, v)));
+            return Err(format!("buffer `{}` is also used outside the loop", f.var_name(v)));
         }
         let rhs = info.lets[&v].clone();
         if !info.stable(Operand::Var(v)) || !rhs.operands().into_iter().all(|o| info.stable(o)) {
-            return Err(format!("scratch buffer `{}` has no size known before the loop", var_name(f, v)));
+            return Err(format!("scratch buffer `{}` has no size known before the loop", f.var_name(v)));
         }
         private.push((v, rhs));
     }
@@ -583,7 +581,8 @@ fn memory(
     });
     for m in marks {
         if !matches!(info.lets.get(&m), Some(Rhs::Mark))
-            || (uses.get(&m).copied().unwrap_or(0) != count_releases(body, m))
+            || (uses.get(&m).copied().unwrap_or(0)
+                != count_where(body, &|i| matches!(i, Inst::Release { mark: Operand::Var(x), .. } if *x == m)))
         {
             return Err("it releases memory it did not allocate".into());
         }
@@ -591,30 +590,6 @@ fn memory(
     }
     accumulators.sort_by_key(|a| a.0);
     Ok(Memory { accumulators, private })
-}
-
-fn var_name(f: &Func, v: LVar) -> String {
-    format!("{}_{}", f.vars[v.0 as usize].0, v.0)
-}
-
-fn null_tests_in(body: &[Inst], p: LVar) -> usize {
-    let mut n = 0;
-    for_each_inst(body, &mut |i| {
-        if matches!(i, Inst::Let(_, rhs) if rhs.tested_for_null() == Some(p)) {
-            n += 1;
-        }
-    });
-    n
-}
-
-fn count_releases(body: &[Inst], m: LVar) -> usize {
-    let mut n = 0;
-    for_each_inst(body, &mut |i| {
-        if matches!(i, Inst::Release { mark: Operand::Var(x), .. } if *x == m) {
-            n += 1;
-        }
-    });
-    n
 }
 
 /// The accumulations `old = load b[k]; new = old + x; store b[k] = new` in

@@ -74,7 +74,7 @@ struct Printer<'f> {
 
 impl Printer<'_> {
     fn var(&self, v: LVar) -> String {
-        format!("{}_{}", self.f.vars[v.0 as usize].0, v.0)
+        self.f.var_name(v)
     }
 
     fn operand(&self, o: Operand) -> String {
