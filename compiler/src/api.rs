@@ -83,8 +83,16 @@ pub struct Program {
     /// How long each pass took to compile this program.
     pub timings: Vec<(&'static str, std::time::Duration)>,
     /// The loop IR and native code, built on the first JIT call (or by [`Self::native`]).
-    native: std::cell::OnceCell<Result<NativeCode, Diagnostic>>,
+    native: std::sync::OnceLock<Result<NativeCode, Diagnostic>>,
 }
+
+// A compiled program may be shared between threads and called from several
+// at once (Note [Calls from several threads] in `jit`); this fails to compile
+// if a field stops being thread-safe.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Program>();
+};
 
 impl NativeCode {
     /// Lowers and compiles an optimised program; a failure is an internal
@@ -169,7 +177,7 @@ impl Program {
                 options: interp::Options::default(),
                 engine: Engine::Jit,
                 timings: st.timings,
-                native: std::cell::OnceCell::new(),
+                native: std::sync::OnceLock::new(),
             }),
             Err(diagnostics) => Err(Failure { sources, diagnostics }),
         }
@@ -189,7 +197,7 @@ impl Program {
             options: self.options.clone(),
             engine: self.engine,
             timings: Vec::new(),
-            native: std::cell::OnceCell::new(),
+            native: std::sync::OnceLock::new(),
         }
     }
 
@@ -205,7 +213,7 @@ impl Program {
             options: Default::default(),
             engine: Engine::Jit,
             timings: Vec::new(),
-            native: std::cell::OnceCell::new(),
+            native: std::sync::OnceLock::new(),
         }
     }
 
@@ -263,6 +271,20 @@ impl Program {
                     .with_help("name one with `--entry NAME`"),
             )),
         }
+    }
+
+    /// The declared parameters (names and surface types, in order) and the
+    /// result type of `entry`; E0301 when there is no such entry point.
+    pub fn entry_signature(&self, entry: &str) -> Result<&ir::Signature, Failure> {
+        self.entry_name(Some(entry))?;
+        Ok(self.signature(entry))
+    }
+
+    /// An invalid-input failure (E0302) for a call of `entry`, listing its
+    /// parameters — what a caller that decodes its own values (the Python
+    /// package) reports for a value of the wrong type or shape.
+    pub fn invalid_input(&self, entry: &str, message: String) -> Failure {
+        self.input_error(message, self.signature(entry))
     }
 
     fn signature(&self, entry: &str) -> &ir::Signature {

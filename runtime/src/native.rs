@@ -29,6 +29,13 @@ struct Block {
     layout: Layout,
 }
 
+// SAFETY: a block owns its allocation exclusively (as a `Box<[u8]>` would):
+// no other `Block` or `Ctx` holds its pointer, and it is freed only by the
+// context that owns it. So a context, with its blocks, may move to another
+// thread — which a compiled program called from several threads does
+// (Note [Calls from several threads] in the compiler's `jit`).
+unsafe impl Send for Block {}
+
 /// The state of one native call: the `while` limit, the arena, the failure.
 #[repr(C)]
 pub struct Ctx {

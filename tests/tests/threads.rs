@@ -196,3 +196,56 @@ fn a_result_allocated_in_the_first_iteration_runs_in_parallel() {
     assert_eq!(err, interp, "the interpreter reports the same first error");
     assert!(err.contains("E0202"), "{err}");
 }
+
+/// One compiled program called from several threads at once (Note [Calls
+/// from several threads] in `jit`): every call gets the result a lone call
+/// gets, bit for bit, and a failing call reports its own error while others
+/// succeed beside it — each call has its own arena and failure record.
+#[test]
+fn one_program_serves_calls_from_several_threads_at_once() {
+    let src = "import \"nn\"\n\
+               entry lse [n] (x: [n]f64) : f64 = logsumexp x\n\
+               entry softmax_grad [n] (x: [n]f64) : [n]f64 = grad logsumexp x\n\
+               entry pick [n] (xs: [n]f64) (k: i64) : f64 = xs[k] * 2.0";
+    let program = Program::compile("shared.slope", src, &file_loader).expect("compiles");
+    program.set_threads(2).expect("native code builds");
+    let input = |seed: usize| {
+        let x: Vec<f64> = (0..20_000).map(|i| ((i * 7919 + seed * 13) % 1000) as f64 / 250.0 - 2.0).collect();
+        serde_json::json!({ "x": x })
+    };
+    let calls: Vec<(&str, serde_json::Value)> = (0..6)
+        .flat_map(|seed| {
+            [
+                ("lse", input(seed)),
+                ("softmax_grad", input(seed)),
+                ("pick", serde_json::json!({ "xs": [1.0, 2.0, 3.0], "k": seed as i64 % 5 })),
+            ]
+        })
+        .collect();
+    let alone: Vec<String> = calls.iter().map(|(e, i)| format!("{:?}", outcome(&program, e, i))).collect();
+    assert!(alone.iter().any(|o| o.contains("E0201")), "some `pick` calls fail: {alone:?}");
+    assert!(alone.iter().any(|o| o.starts_with("Ok")), "{alone:?}");
+    let program = &program;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let calls = &calls;
+                let alone = &alone;
+                scope.spawn(move || {
+                    // Each thread walks the calls from another start, three times over.
+                    for round in 0..3 * calls.len() {
+                        let k = (round + t * 5) % calls.len();
+                        let (entry, input) = &calls[k];
+                        let got = format!("{:?}", outcome(program, entry, input));
+                        assert_eq!(got, alone[k], "thread {t}: `{entry}` #{k} differs when called concurrently");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("a calling thread panicked");
+        }
+    });
+    let native = program.native().expect("built");
+    assert_eq!(native.code.held_bytes(), 0, "no call leaves arena memory held");
+}

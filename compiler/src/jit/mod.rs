@@ -35,9 +35,10 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
 use slope_runtime::native::{self as rt, Ctx};
 use slope_runtime::{Array, ArrayData, ElemType};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// The status a compiled function returns when polling found the interrupt
 /// flag set (0 is success, 1 a recorded failure).
@@ -48,18 +49,44 @@ type Entry = unsafe extern "C" fn(*const u64, *mut u64, *mut Ctx) -> i32;
 
 /// The compiled functions of a program, ready to call.
 pub struct Native {
-    /// `None` only while dropping.
-    module: Option<JITModule>,
+    /// `None` only while dropping. Nothing touches the module between
+    /// finalisation and drop; the mutex only makes `Native` shareable
+    /// between threads (a `JITModule` is `Send` but not `Sync`).
+    module: Mutex<Option<JITModule>>,
     funcs: Vec<(loops::Func, Entry)>,
     /// The plans of the program's parallel segments: generated code holds
     /// their addresses, so they live (boxed, unmoved) as long as the code.
     _plans: Vec<Box<slope_runtime::parallel::Segment>>,
-    ctx: RefCell<Ctx>,
+    /// Contexts no call is using (Note [Calls from several threads]).
+    idle: Mutex<Vec<Ctx>>,
+    /// Threads parallel loops may use, given to each call's context.
+    threads: AtomicUsize,
+    /// The chunk limit given to each call's context (`Ctx::chunk_limit`).
+    chunk_limit: AtomicI64,
+    /// The most arena bytes the last call to finish held at once.
+    last_peak: AtomicUsize,
 }
+
+// Note [Calls from several threads]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A compiled program may be called from several threads at once (a Python
+// user releases the GIL during a call; a server shares one program). The
+// code itself is immutable after finalisation and the plans of its parallel
+// segments hold only an atomic observation, so what needs care is the
+// run-time context: its arena, failure record and limits belong to one call.
+// Each call therefore takes a context from `idle` (or makes a new one when
+// every context is busy), runs on it alone, resets it and gives it back.
+// The lock is held only to take and return a context, never during a call,
+// so concurrent calls do not wait on each other; a program called from one
+// thread keeps reusing one context and its cache of freed blocks. Settings
+// (`set_threads`, `set_chunk_limit`) are atomics copied into the context at
+// the start of each call. Results do not depend on which context a call
+// runs on: a fresh context and a reused one differ only in cached blocks,
+// whose contents generated code never reads before writing.
 
 impl Drop for Native {
     fn drop(&mut self) {
-        if let Some(module) = self.module.take() {
+        if let Some(module) = self.module.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
             // SAFETY: the code pointers die with `self`; nothing can call them now.
             unsafe { module.free_memory() };
         }
@@ -97,9 +124,15 @@ pub fn compile(program: &loops::Program, poll_interrupt: bool) -> Result<Native,
     for (plan, id) in plans.iter_mut().zip(segment_ids) {
         plan.code = module.get_finalized_function(id) as usize;
     }
-    let mut ctx = Ctx::new(0);
-    ctx.threads = slope_runtime::parallel::default_threads();
-    Ok(Native { module: Some(module), funcs, _plans: plans, ctx: RefCell::new(ctx) })
+    Ok(Native {
+        module: Mutex::new(Some(module)),
+        funcs,
+        _plans: plans,
+        idle: Mutex::new(vec![Ctx::new(0)]),
+        threads: AtomicUsize::new(slope_runtime::parallel::default_threads()),
+        chunk_limit: AtomicI64::new(0),
+        last_peak: AtomicUsize::new(0),
+    })
 }
 
 /// Defines and finalizes every function of `program` in `module`.
@@ -1164,14 +1197,16 @@ impl Native {
         let words = arg_words(f, args)?;
         let n_results: usize = f.result_leaves.iter().map(|l| l.words()).sum();
         let mut results = vec![0u64; n_results];
-        let mut ctx = self.ctx.borrow_mut();
+        let mut ctx = self.take_ctx();
         ctx.reset();
         ctx.reset_peak();
         ctx.while_limit = i64::try_from(while_limit).unwrap_or(i64::MAX);
+        ctx.threads = self.threads.load(Ordering::Relaxed).max(1);
+        ctx.chunk_limit = self.chunk_limit.load(Ordering::Relaxed);
         // SAFETY: `words` holds a word per parameter of `f` and the arrays
         // behind its pointers outlive the call; `results` has a word per result.
         let start = clock();
-        let status = unsafe { code(words.as_ptr(), results.as_mut_ptr(), &mut *ctx) };
+        let status = unsafe { code(words.as_ptr(), results.as_mut_ptr(), &mut ctx) };
         let nanoseconds = clock().saturating_sub(start);
         let out = match status {
             // SAFETY: on success the result pointers point to live buffers of
@@ -1186,31 +1221,44 @@ impl Native {
                 other => error(Code::E0900, format!("internal compiler error: native code failed with {other:?}")),
             }),
         };
+        self.last_peak.store(ctx.peak_bytes(), Ordering::Relaxed);
         ctx.reset();
+        self.give_back(ctx);
         out
+    }
+
+    /// A context for one call: an idle one, else a new one (Note [Calls
+    /// from several threads]).
+    fn take_ctx(&self) -> Ctx {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| Ctx::new(0))
+    }
+
+    fn give_back(&self, ctx: Ctx) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(ctx);
     }
 
     /// Runs parallel loops on `n` threads (at least 1) from the next call on.
     /// Results are the same for every count (Note [Deterministic chunks] in
     /// `slope_runtime::parallel`).
     pub fn set_threads(&self, n: usize) {
-        self.ctx.borrow_mut().threads = n.max(1);
+        self.threads.store(n.max(1), Ordering::Relaxed);
     }
 
     /// Cuts parallel loops into chunks of at most `k` iterations (0: the
     /// compiler's chunk sizes). For tests: chunking then shows on small inputs.
     pub fn set_chunk_limit(&self, k: i64) {
-        self.ctx.borrow_mut().chunk_limit = k.max(0);
+        self.chunk_limit.store(k.max(0), Ordering::Relaxed);
     }
 
-    /// The most arena bytes the last call held at once.
+    /// The most arena bytes the last call to finish held at once.
     pub fn peak_bytes(&self) -> usize {
-        self.ctx.borrow().peak_bytes()
+        self.last_peak.load(Ordering::Relaxed)
     }
 
-    /// Arena bytes held now: zero between calls (nothing leaks from a call).
+    /// Arena bytes held by contexts no call is using: zero between calls
+    /// (nothing leaks from a call).
     pub fn held_bytes(&self) -> usize {
-        self.ctx.borrow().bytes_held()
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).iter().map(Ctx::bytes_held).sum()
     }
 }
 
@@ -1461,7 +1509,7 @@ mod tests {
         assert_eq!(native.call("squares", &[Val::I64(4)], 10), Ok(vec![f64s(&[0.0, 1.0, 4.0, 9.0])]));
         assert!(native.peak_bytes() >= 32);
         assert_eq!(native.call("squares", &[Val::I64(0)], 10), Ok(vec![f64s(&[])]));
-        assert_eq!(native.ctx.borrow().bytes_held(), 0, "the arena is emptied after every call");
+        assert_eq!(native.held_bytes(), 0, "the arena is emptied after every call");
         // A buffer beyond the runtime's limit is the allocation's failure site.
         let e = native.call("squares", &[Val::I64(1 << 50)], 10).unwrap_err();
         assert_eq!(
@@ -1644,7 +1692,7 @@ mod tests {
         assert_eq!(native.call("acc", &[Val::I64(1000)], 10), Ok(vec![f64s(&[499500.0])]));
         // The first and the current state, the previous one and one iteration's garbage.
         assert_eq!(native.peak_bytes(), 16 + 16 + 800 + 16);
-        assert_eq!(native.ctx.borrow().bytes_held(), 0);
+        assert_eq!(native.held_bytes(), 0);
     }
 
     #[test]
