@@ -33,14 +33,7 @@ pub fn fixture_files(eval_dir: &str) -> Vec<PathBuf> {
 }
 
 /// Reads imports relative to the importing file (as the CLI does).
-pub fn file_loader(importer: &str, path: &str) -> Result<(String, String), String> {
-    let base = Path::new(importer).parent().unwrap_or(Path::new("."));
-    let mut candidate = base.join(path);
-    if candidate.extension().is_none() {
-        candidate.set_extension("slope");
-    }
-    std::fs::read_to_string(&candidate).map(|t| (candidate.display().to_string(), t)).map_err(|e| e.to_string())
-}
+pub use slope::driver::file_loader;
 
 fn snapshot(name: &str, value: &str) {
     let mut settings = insta::Settings::clone_current();
@@ -57,8 +50,12 @@ pub fn run_program(relative: &str) {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {relative}: {e}"));
     let header = parse_header(&text).unwrap_or_else(|e| panic!("{relative}: bad header: {e}"));
     let stem = relative.trim_start_matches("programs/").trim_end_matches(".slope").replace('/', "__");
-    let compiled =
-        Program::compile(relative, &text, &|importer, p| file_loader(&dir.join(importer).display().to_string(), p));
+    // Files are read from this crate's directory; messages name them relative
+    // to it, so that snapshots do not depend on where the repository is.
+    let prefix = format!("{}/", dir.display());
+    let compiled = Program::compile(relative, &text, &|importer, p| {
+        file_loader(&dir.join(importer).display().to_string(), p).map_err(|e| e.replace(&prefix, ""))
+    });
     // The expectations (cases, errors, gradchecks) are checked by the library,
     // as `slope test` checks them; this harness adds the stage snapshots.
     let failures = slope::testfile::check_program(relative, &header, compiled.as_ref());

@@ -22,6 +22,21 @@ pub fn no_files(_: &str, path: &str) -> Result<(String, String), String> {
     Err(format!("no file system access to load `{path}`"))
 }
 
+/// A loader that reads imports from the file system, relative to the
+/// importing file's directory, adding `.slope` when the path has no
+/// extension. The library never calls it on its own: a caller that wants
+/// file imports (the CLI, the tests, the Python package) passes it.
+pub fn file_loader(importer: &str, path: &str) -> Result<(String, String), String> {
+    let base = std::path::Path::new(importer).parent().unwrap_or(std::path::Path::new("."));
+    let mut candidate = base.join(path);
+    if candidate.extension().is_none() {
+        candidate.set_extension("slope");
+    }
+    std::fs::read_to_string(&candidate)
+        .map(|text| (candidate.display().to_string(), text))
+        .map_err(|e| format!("cannot read {}: {e}", candidate.display()))
+}
+
 /// A named stage of the pipeline.
 pub struct Pass {
     pub name: &'static str,

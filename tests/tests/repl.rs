@@ -6,14 +6,14 @@
 //! Elapsed times vary, so `time: … ms` lines are filtered.
 
 use slope::session::{LineBuffer, Session};
-use slope_tests::{file_loader, workspace_dir};
+use slope_tests::workspace_dir;
 
 /// The transcript of one input file.
 fn transcript(text: &str) -> String {
     let tests_dir = workspace_dir().join("tests");
-    let mut session = Session::new(move |path| {
-        file_loader(&tests_dir.join("importer").display().to_string(), path).map(|(_, text)| text)
-    });
+    // As the CLI's REPL reads (`cli/repl.rs`), relative to `tests/`.
+    let mut session =
+        Session::new(move |path| std::fs::read_to_string(tests_dir.join(path)).map_err(|e| e.to_string()));
     let mut lines = LineBuffer::default();
     let mut out = String::new();
     let mut reply_to = |input: String, out: &mut String| {

@@ -8,19 +8,9 @@ pub mod test;
 
 use slope::api::{Arg, Failure, Program};
 use slope::diagnostic::{emit_to_stderr, Code, Diagnostic, SourceMap, Span};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Reads imports relative to the importing file.
-pub(crate) fn file_loader(importer: &str, path: &str) -> Result<(String, String), String> {
-    let base = Path::new(importer).parent().unwrap_or(Path::new("."));
-    let mut candidate: PathBuf = base.join(path);
-    if candidate.extension().is_none() {
-        candidate.set_extension("slope");
-    }
-    std::fs::read_to_string(&candidate)
-        .map(|text| (candidate.display().to_string(), text))
-        .map_err(|e| format!("cannot read {}: {e}", candidate.display()))
-}
+pub(crate) use slope::driver::file_loader;
 
 pub struct CliFailure(Failure);
 
