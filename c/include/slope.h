@@ -1,0 +1,99 @@
+/* Slope from C: compile a Slope program and call its entry points.
+ *
+ * Link with -lslope_c (target/release/libslope_c.so or libslope_c.a, built
+ * by `cargo build --release -p slope-c`). docs/c.md has a complete example.
+ *
+ * Ownership: every object a function returns through a pointer is the
+ * caller's and is freed with its `_free` function; pointers into a value
+ * (its shape, data, items) live as long as the value. No function keeps a
+ * pointer the caller passed in beyond the call.
+ *
+ * Threads: a program may be called from several threads at once; each call
+ * runs on its own context. Parallel loops inside a call use Slope's thread
+ * pool (results are bit-identical for every thread count).
+ *
+ * Errors: a function that can fail returns NULL or a non-zero status and,
+ * when `error` is not NULL, stores a `slope_error` with the diagnostic's
+ * stable code (docs/errors.md), its message and the rendered diagnostic
+ * (file, line and column) — what the `slope` command prints.
+ */
+#ifndef SLOPE_H
+#define SLOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct slope_program slope_program;
+typedef struct slope_value slope_value;
+typedef struct slope_error slope_error;
+
+/* Element types. `SLOPE_BOOL` elements are one byte each, 0 or 1 (any
+ * non-zero byte reads as true). */
+typedef enum slope_dtype { SLOPE_F64 = 0, SLOPE_F32 = 1, SLOPE_I64 = 2, SLOPE_BOOL = 3 } slope_dtype;
+
+/* One argument leaf: a scalar (`rank` 0; `data` points at one element) or
+ * a row-major array of `rank` dimensions `shape[0..rank)`. A parameter that
+ * is a tuple takes one leaf per item, in order; a record one leaf per field,
+ * in the order of the field names (Slope sorts a record's fields by name);
+ * nested likewise. Arrays of tuples or records cannot be passed from C yet. */
+typedef struct slope_arg {
+    slope_dtype dtype;
+    int64_t rank;
+    const int64_t *shape;
+    const void *data;
+} slope_arg;
+
+/* Compiles the program in the file `path` (imports are read relative to it)
+ * to native code. `threads`: threads for parallel loops, 0 for the default
+ * (SLOPE_THREADS, else every core). NULL on failure. */
+slope_program *slope_compile_file(const char *path, int threads, slope_error **error);
+
+/* Compiles source text named `name` (for diagnostics and relative imports). */
+slope_program *slope_compile_source(const char *name, const char *source, int threads, slope_error **error);
+
+void slope_program_free(slope_program *program);
+
+/* The number of entry points and the name of the i-th (NULL out of range);
+ * the name lives as long as the program. */
+size_t slope_entry_count(const slope_program *program);
+const char *slope_entry_name(const slope_program *program, size_t i);
+
+/* Parallel loops use `threads` threads (1 to 65535) from the next call on. */
+int slope_set_threads(slope_program *program, int threads, slope_error **error);
+
+/* Calls `entry` on `nargs` argument leaves. On success returns 0 and stores
+ * the result in `*result`; on failure returns non-zero (and `*result` is
+ * NULL). Arguments are checked against the entry's declared types first:
+ * a wrong dtype, rank or fixed length is error E0302. */
+int slope_call(const slope_program *program, const char *entry, const slope_arg *args, size_t nargs,
+               slope_value **result, slope_error **error);
+
+/* A result: a scalar (rank 0), an array, or a tuple or record (rank -1,
+ * with `count` items; a record's items have field names). An array of
+ * records comes back as a record of arrays. */
+int64_t slope_value_rank(const slope_value *value);
+slope_dtype slope_value_dtype(const slope_value *value);
+const int64_t *slope_value_shape(const slope_value *value);
+/* Row-major elements (a scalar's one element); NULL for tuples and records. */
+const void *slope_value_data(const slope_value *value);
+/* The number of elements of a scalar or array; items of a tuple or record. */
+size_t slope_value_count(const slope_value *value);
+const slope_value *slope_value_item(const slope_value *value, size_t i);
+/* The field name of a record's i-th item; NULL for tuples. */
+const char *slope_value_field(const slope_value *value, size_t i);
+void slope_value_free(slope_value *value);
+
+const char *slope_error_code(const slope_error *error);
+const char *slope_error_message(const slope_error *error);
+const char *slope_error_diagnostic(const slope_error *error);
+void slope_error_free(slope_error *error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
