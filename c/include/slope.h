@@ -36,12 +36,13 @@ typedef struct slope_error slope_error;
 typedef enum slope_dtype { SLOPE_F64 = 0, SLOPE_F32 = 1, SLOPE_I64 = 2, SLOPE_BOOL = 3 } slope_dtype;
 
 /* One argument leaf: a scalar (`rank` 0; `data` points at one element) or
- * a row-major array of `rank` dimensions `shape[0..rank)`. A parameter that
+ * a row-major array of `rank` dimensions `shape[0..rank)` (any alignment;
+ * each dimension and the element count at most 2^40). A parameter that
  * is a tuple takes one leaf per item, in order; a record one leaf per field,
  * in the order of the field names (Slope sorts a record's fields by name);
  * nested likewise. Arrays of tuples or records cannot be passed from C yet. */
 typedef struct slope_arg {
-    slope_dtype dtype;
+    int32_t dtype; /* a slope_dtype */
     int64_t rank;
     const int64_t *shape;
     const void *data;
@@ -55,6 +56,7 @@ slope_program *slope_compile_file(const char *path, int threads, slope_error **e
 /* Compiles source text named `name` (for diagnostics and relative imports). */
 slope_program *slope_compile_source(const char *name, const char *source, int threads, slope_error **error);
 
+/* Frees a program; no call of it may be running. */
 void slope_program_free(slope_program *program);
 
 /* The number of entry points and the name of the i-th (NULL out of range);
@@ -65,7 +67,8 @@ const char *slope_entry_name(const slope_program *program, size_t i);
 /* Parallel loops use `threads` threads (1 to 65535) from the next call on. */
 int slope_set_threads(slope_program *program, int threads, slope_error **error);
 
-/* Calls `entry` on `nargs` argument leaves. On success returns 0 and stores
+/* Calls `entry` on `nargs` argument leaves (exactly as many as its
+ * parameters take, else E0302 before any leaf is read). On success returns 0 and stores
  * the result in `*result`; on failure returns non-zero (and `*result` is
  * NULL). Arguments are checked against the entry's declared types first:
  * a wrong dtype, rank or fixed length is error E0302. */
@@ -76,7 +79,9 @@ int slope_call(const slope_program *program, const char *entry, const slope_arg 
  * with `count` items; a record's items have field names). An array of
  * records comes back as a record of arrays. */
 int64_t slope_value_rank(const slope_value *value);
-slope_dtype slope_value_dtype(const slope_value *value);
+/* A slope_dtype; -1 for tuples and records. */
+int32_t slope_value_dtype(const slope_value *value);
+/* `rank` sizes; NULL for scalars, tuples and records. */
 const int64_t *slope_value_shape(const slope_value *value);
 /* Row-major elements (a scalar's one element); NULL for tuples and records. */
 const void *slope_value_data(const slope_value *value);

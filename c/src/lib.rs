@@ -6,10 +6,13 @@
 //! Invariants:
 //! - Nothing panics across the boundary: every function runs inside
 //!   `catch_unwind`, and a panic (a bug) becomes error E0900.
-//! - Every pointer is checked for NULL, every shape for negative or
-//!   overflowing sizes, every string for UTF-8, every `bool` byte read as a
-//!   byte (never as a Rust `bool`) before use; bad input is E0302 (or E0301
-//!   for an unknown entry), never undefined behaviour here.
+//! - Every pointer is checked for NULL, the number of leaves against the
+//!   entry before the leaves are read, every shape for negative sizes or
+//!   sizes beyond Slope's largest array, every string for UTF-8; data is
+//!   copied byte for byte (any alignment) and a `bool` is read as a byte
+//!   (never as a Rust `bool`); bad input is E0302 (or E0301 for an unknown
+//!   entry), never undefined behaviour here — given that each pointer points
+//!   to as much memory as the caller says.
 //! - Arguments are checked against the entry's declared types before any
 //!   code runs, exactly as the Python package checks them.
 //! - Like the Python package, it goes through `slope::api::Program` only.
@@ -37,7 +40,7 @@ pub struct SlopeError {
 pub struct SlopeValue {
     /// 0 for a scalar, the number of dimensions of an array, -1 for a tuple or record.
     rank: i64,
-    dtype: c_int,
+    dtype: i32,
     shape: Vec<i64>,
     data: Option<ArrayData>,
     items: Vec<SlopeValue>,
@@ -47,18 +50,18 @@ pub struct SlopeValue {
 /// One argument leaf (see `slope.h`).
 #[repr(C)]
 pub struct SlopeArg {
-    pub dtype: c_int,
+    pub dtype: i32,
     pub rank: i64,
     pub shape: *const i64,
     pub data: *const c_void,
 }
 
-const F64: c_int = 0;
-const F32: c_int = 1;
-const I64: c_int = 2;
-const BOOL: c_int = 3;
+const F64: i32 = 0;
+const F32: i32 = 1;
+const I64: i32 = 2;
+const BOOL: i32 = 3;
 
-fn dtype_of(elem: ElemType) -> c_int {
+fn dtype_of(elem: ElemType) -> i32 {
     match elem {
         ElemType::F64 => F64,
         ElemType::F32 => F32,
@@ -96,10 +99,11 @@ unsafe fn report(error: *mut *mut SlopeError, e: Box<SlopeError>) {
     }
 }
 
-/// Runs `f`, turning a panic into E0900.
-fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
-    catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|_| Err(failure(Code::E0900, "internal compiler error: the C API panicked".into())))
+/// Runs `f` and renders its failure, both inside `catch_unwind`: a panic
+/// (a bug) becomes E0900 and never unwinds into C.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Box<SlopeError>> {
+    let panicked = || error_of(&failure(Code::E0900, "internal compiler error: the C API panicked".into()));
+    catch_unwind(AssertUnwindSafe(|| f().map_err(|e| error_of(&e)))).unwrap_or_else(|_| Err(panicked()))
 }
 
 /// A C string argument as UTF-8.
@@ -126,12 +130,12 @@ fn compile(name: &str, source: &str, threads: c_int) -> Result<SlopeProgram, Fai
     Ok(SlopeProgram { program, entries })
 }
 
-fn finish_program(result: Result<SlopeProgram, Failure>, error: *mut *mut SlopeError) -> *mut SlopeProgram {
+fn finish_program(result: Result<SlopeProgram, Box<SlopeError>>, error: *mut *mut SlopeError) -> *mut SlopeProgram {
     match result {
         Ok(p) => Box::into_raw(Box::new(p)),
-        Err(f) => {
+        Err(e) => {
             // SAFETY: `error` is the caller's (see `report`).
-            unsafe { report(error, error_of(&f)) };
+            unsafe { report(error, e) };
             std::ptr::null_mut()
         }
     }
@@ -219,9 +223,9 @@ pub unsafe extern "C" fn slope_set_threads(
     });
     match result {
         Ok(()) => 0,
-        Err(f) => {
+        Err(e) => {
             // SAFETY: the caller's contract.
-            unsafe { report(error, error_of(&f)) };
+            unsafe { report(error, e) };
             1
         }
     }
@@ -251,23 +255,26 @@ pub unsafe extern "C" fn slope_call(
         if result.is_null() {
             return Err(failure(Code::E0302, "the result pointer is NULL".into()));
         }
-        let leaves: &[SlopeArg] = match nargs {
-            0 => &[],
-            _ if args.is_null() => return Err(failure(Code::E0302, "the arguments are NULL".into())),
-            // SAFETY: `args` points to `nargs` leaves.
-            _ => unsafe { std::slice::from_raw_parts(args, nargs) },
-        };
         let program = &p.program;
         let sig = program.entry_signature(entry)?;
         let invalid = |message: String| program.invalid_input(entry, message);
+        // The count is checked before `args` is read at all.
+        let needed: usize = sig.params.iter().map(|(_, t)| leaf_count(&slope::values::value_type(t))).sum();
+        if nargs != needed {
+            return Err(invalid(format!("`{entry}` takes {needed} argument leaves, {nargs} given")));
+        }
+        let leaves: &[SlopeArg] = match nargs {
+            0 => &[],
+            _ if args.is_null() => return Err(invalid("the arguments are NULL".into())),
+            // SAFETY: `args` points to `nargs` leaves (the caller's contract),
+            // and `nargs` is what the entry takes.
+            _ => unsafe { std::slice::from_raw_parts(args, nargs) },
+        };
         let mut next = leaves.iter();
         let mut values = Vec::with_capacity(sig.params.len());
         for (name, ty) in &sig.params {
             // SAFETY: each leaf's pointers are readable as it describes.
             values.push(unsafe { read_value(&mut next, &slope::values::value_type(ty), name) }.map_err(invalid)?);
-        }
-        if next.len() > 0 {
-            return Err(invalid(format!("`{entry}` takes fewer argument leaves than the {nargs} given")));
         }
         program.call_values(entry, &values).map(to_c)
     });
@@ -277,11 +284,20 @@ pub unsafe extern "C" fn slope_call(
             unsafe { *result = Box::into_raw(Box::new(value)) };
             0
         }
-        Err(f) => {
+        Err(e) => {
             // SAFETY: the caller's contract.
-            unsafe { report(error, error_of(&f)) };
+            unsafe { report(error, e) };
             1
         }
+    }
+}
+
+/// How many argument leaves a parameter of type `ty` takes.
+fn leaf_count(ty: &ValueType) -> usize {
+    match ty {
+        ValueType::Tuple(items) => items.iter().map(leaf_count).sum(),
+        ValueType::Record(fields) => fields.iter().map(|(_, t)| leaf_count(t)).sum(),
+        _ => 1,
     }
 }
 
@@ -361,18 +377,33 @@ unsafe fn read_leaf(leaf: &SlopeArg, ty: &ValueType, path: &str) -> Result<Value
     {
         return Err(format!("`{path}` must have length {k} in dimension {d}, not {}", shape[d]));
     }
-    let count = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n)).filter(|c| c.checked_mul(8).is_some());
-    let count = count.ok_or_else(|| format!("`{path}` has more elements than memory can hold"))?;
+    // Every dimension and the element count within MAX_ELEMENTS (2^40), as
+    // for every array Slope makes: the loop optimiser relies on it.
+    let limit = slope_runtime::native::MAX_ELEMENTS as usize;
+    let count = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n)).filter(|&c| c <= limit);
+    let count = match count {
+        Some(c) if shape.iter().all(|&n| n <= limit) => c,
+        _ => return Err(format!("`{path}` is larger than Slope's largest array ({limit} elements)")),
+    };
     if count > 0 && leaf.data.is_null() {
         return Err(format!("`{path}`: the data is NULL"));
     }
-    /// # Safety: `data` points to `count` elements of `T` (or `count` is 0).
+    /// Copies `count` elements byte for byte, so `data` need not be aligned.
+    ///
+    /// # Safety
+    /// `data` points to `count * size_of::<T>()` readable bytes (or `count`
+    /// is 0), and every bit pattern is a valid `T` (f64, f32, i64, u8).
     unsafe fn copy<T: Copy>(data: *const c_void, count: usize) -> Vec<T> {
-        if count == 0 {
-            return Vec::new();
+        let mut out: Vec<T> = Vec::with_capacity(count);
+        if count > 0 {
+            // SAFETY: the source has the bytes (caller's contract); `out` has
+            // room for `count` elements, now all written.
+            unsafe {
+                std::ptr::copy_nonoverlapping(data as *const u8, out.as_mut_ptr() as *mut u8, count * size_of::<T>());
+                out.set_len(count);
+            }
         }
-        // SAFETY: the caller's contract.
-        unsafe { std::slice::from_raw_parts(data as *const T, count) }.to_vec()
+        out
     }
     // SAFETY: `data` points to `count` elements of the leaf's dtype.
     let data = unsafe {
@@ -393,7 +424,7 @@ unsafe fn read_leaf(leaf: &SlopeArg, ty: &ValueType, path: &str) -> Result<Value
 
 /// A result as a C value tree.
 fn to_c(value: Value) -> SlopeValue {
-    let empty = |rank: i64, dtype: c_int| SlopeValue {
+    let empty = |rank: i64, dtype: i32| SlopeValue {
         rank,
         dtype,
         shape: Vec::new(),
@@ -435,7 +466,7 @@ pub unsafe extern "C" fn slope_value_rank(value: *const SlopeValue) -> i64 {
 /// # Safety
 /// `value` is NULL or a live value.
 #[no_mangle]
-pub unsafe extern "C" fn slope_value_dtype(value: *const SlopeValue) -> c_int {
+pub unsafe extern "C" fn slope_value_dtype(value: *const SlopeValue) -> i32 {
     // SAFETY: NULL or live.
     unsafe { value.as_ref() }.map_or(-1, |v| v.dtype)
 }
@@ -445,7 +476,10 @@ pub unsafe extern "C" fn slope_value_dtype(value: *const SlopeValue) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn slope_value_shape(value: *const SlopeValue) -> *const i64 {
     // SAFETY: NULL or live.
-    unsafe { value.as_ref() }.map_or(std::ptr::null(), |v| v.shape.as_ptr())
+    match unsafe { value.as_ref() } {
+        Some(v) if v.rank > 0 => v.shape.as_ptr(),
+        _ => std::ptr::null(),
+    }
 }
 
 /// # Safety

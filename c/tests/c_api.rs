@@ -69,7 +69,7 @@ fn the_c_example_builds_runs_and_computes_the_gradient() {
     let value = line("value")[0];
     let after = line("after 1000 steps")[0];
     assert!(after < value / 10.0, "gradient descent did not descend: {value} -> {after}");
-    assert!(stdout.contains("error E0302: `x` must be [][]f64") || stdout.contains("error E0302"), "{stdout}");
+    assert!(stdout.contains("error E0302: `x` must be []f64, but the leaf's dtype is SLOPE_I64 (2)"), "{stdout}");
 }
 
 /// Compiles `source`, panicking with the diagnostic on failure.
@@ -157,9 +157,15 @@ fn values_of_every_kind_cross_the_c_boundary() {
         (vec![leaf(0, &[-3], xp)], "tip", "negative size"),
         (vec![leaf(0, &[3], std::ptr::null())], "tip", "data is NULL"),
         (vec![SlopeArg { dtype: 0, rank: 1, shape: std::ptr::null(), data: xp }], "tip", "shape is NULL"),
-        (vec![leaf(0, &[i64::MAX], xp)], "tip", "length 3"),
-        (vec![leaf(0, &[3], xp), leaf(0, &[3], xp)], "tip", "fewer argument leaves"),
-        (vec![], "tip", "missing"),
+        (vec![leaf(0, &[i64::MAX], xp), leaf(2, &[], &k as *const i64 as *const c_void)], "at", "largest array"),
+        (
+            vec![leaf(0, &[1 << 41], std::ptr::null()), leaf(2, &[], &k as *const i64 as *const c_void)],
+            "at",
+            "largest array",
+        ),
+        (vec![leaf(0, &[3], xp), leaf(0, &[3], xp)], "tip", "takes 1 argument leaves, 2 given"),
+        (vec![], "tip", "takes 1 argument leaves, 0 given"),
+        (vec![leaf(7, &[3], xp)], "tip", "dtype is invalid (7)"),
         (vec![leaf(0, &[3], xp)], "nope", "E0301"),
         (vec![leaf(0, &[3], xp), leaf(2, &[], &k as *const i64 as *const c_void)], "at", "E0201"),
     ];
@@ -167,6 +173,18 @@ fn values_of_every_kind_cross_the_c_boundary() {
         let err = call(p, entry, &args).expect_err(words);
         assert!(err.contains(words), "{entry}: {err}");
         assert!(err.contains("error[E0"), "{err}");
+    }
+    // Data at any alignment is read byte for byte.
+    let mut bytes = vec![0u8; 1 + 3 * 8];
+    for (i, v) in [1.0f64, 2.0, 9.5].iter().enumerate() {
+        bytes[1 + 8 * i..9 + 8 * i].copy_from_slice(&v.to_ne_bytes());
+    }
+    let r = call(p, "tip", &[leaf(0, &[3], bytes[1..].as_ptr() as *const c_void)]).unwrap();
+    // SAFETY: a live f64 scalar result.
+    unsafe {
+        assert_eq!(*(slope_value_data(r) as *const f64), 9.5);
+        assert!(slope_value_shape(r).is_null());
+        slope_value_free(r);
     }
     // SAFETY: NULLs are refused, not dereferenced.
     unsafe {

@@ -12,7 +12,9 @@
 //!   code runs; a mismatch is `slope.InputError` (E0302) naming the
 //!   parameter, as the CLI names a JSON field. Nothing is converted silently:
 //!   an `int64` array for an `f64` parameter is an error, not a cast.
-//! - Input arrays are copied once into Slope's buffers (any strides);
+//! - Input arrays are copied once into Slope's buffers (any strides,
+//!   offsets and field views: such arrays are first made C-contiguous and
+//!   aligned by NumPy; `bool` elements are read as bytes);
 //!   result arrays are not copied: their buffers are handed to NumPy
 //!   (Note [Copies at the boundary]).
 //! - The GIL is released while an entry runs and while a program compiles;
@@ -48,19 +50,21 @@ struct PyProgram {
 /// threads (`None`: `SLOPE_THREADS`, else every core).
 #[pyfunction]
 #[pyo3(signature = (source, name, threads=None))]
-fn compile(py: Python<'_>, source: &str, name: &str, threads: Option<usize>) -> PyResult<PyProgram> {
+fn compile(py: Python<'_>, source: &str, name: &str, threads: Option<i64>) -> PyResult<PyProgram> {
     let threads = match threads {
-        Some(n) if (1..=65535).contains(&n) => n,
+        Some(n) if (1..=65535).contains(&n) => n as usize,
         Some(n) => return Err(usage_error(py, format!("threads must be from 1 to 65535, not {n}"))),
         None => slope_runtime::parallel::threads_from_env().map_err(|e| usage_error(py, e))?,
     };
     let compiled = py.detach(|| {
-        slope::driver::with_stack(|| {
-            let program = Program::compile(name, source, &slope::driver::file_loader)?;
-            // Native code now, not at the first call: its (rare) failure
-            // belongs to compiling, and the first call's time to the call.
-            program.set_threads(threads)?;
-            Ok::<Program, Failure>(program)
+        guarded(|| {
+            slope::driver::with_stack(|| {
+                let program = Program::compile(name, source, &slope::driver::file_loader)?;
+                // Native code now, not at the first call: its (rare) failure
+                // belongs to compiling, and the first call's time to the call.
+                program.set_threads(threads)?;
+                Ok::<Program, Failure>(program)
+            })
         })
     });
     compiled.map(|program| PyProgram { program }).map_err(|f| raise(py, &f))
@@ -101,19 +105,21 @@ impl PyProgram {
             inputs.push(from_python(value, &slope::values::value_type(ty), name).map_err(invalid)?);
         }
         let result = py.detach(|| {
-            let values: Vec<Value> = inputs.into_iter().map(Owned::into_value).collect();
-            program.call_values(entry, &values).map(Owned::from_value)
+            guarded(|| {
+                let values: Vec<Value> = inputs.into_iter().map(Owned::into_value).collect();
+                program.call_values(entry, &values).map(Owned::from_value)
+            })
         });
         to_python(py, result.map_err(|f| raise(py, &f))?)
     }
 
     /// Runs parallel loops on `threads` threads from the next call on
     /// (results are bit-identical for every count).
-    fn set_threads(&self, py: Python<'_>, threads: usize) -> PyResult<()> {
+    fn set_threads(&self, py: Python<'_>, threads: i64) -> PyResult<()> {
         if !(1..=65535).contains(&threads) {
             return Err(usage_error(py, format!("threads must be from 1 to 65535, not {threads}")));
         }
-        self.program.set_threads(threads).map_err(|f| raise(py, &f))
+        self.program.set_threads(threads as usize).map_err(|f| raise(py, &f))
     }
 
     /// The program after a pipeline stage, as `slope emit --stage STAGE` prints it.
@@ -158,8 +164,9 @@ fn bind_arguments<'py>(
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // Slope's values own their buffers (`ArrayData` holds a `Vec`), so an input
 // NumPy array is copied once into a new buffer: a `memcpy` when the array is
-// C-contiguous, an element walk in row-major order otherwise (any strides
-// and views work). NumPy cannot own what Slope allocated in its arena
+// C-contiguous and aligned; otherwise NumPy first makes such a copy
+// (`numpy.require`), so any strides, offsets and field views of structured
+// arrays work, at the price of a second copy. NumPy cannot own what Slope allocated in its arena
 // either, but the runtime already copies a result out of the arena into a
 // `Vec`; that `Vec` is handed to NumPy as the array's buffer, with no
 // further copy. So a call costs one copy of its inputs and one of its
@@ -229,19 +236,60 @@ fn from_python(obj: &Bound<'_, PyAny>, ty: &ValueType, path: &str) -> Result<Own
     }
 }
 
-/// A Python number or boolean (or a NumPy scalar) as a Slope scalar of type
-/// `elem`: `bool` only for `bool`, integers for `i64`, any real number for
-/// floats.
+/// A Python number or boolean (or a NumPy scalar, or a 0-dimensional array)
+/// as a Slope scalar of type `elem`: only booleans for `bool`, only
+/// integers for `i64`, integers and reals for floats — never a boolean for
+/// a number, a complex number, or an array of any length.
 fn scalar(obj: &Bound<'_, PyAny>, elem: ElemType, path: &str) -> Result<Scalar, String> {
     let wrong = || format!("`{path}` must be {}, not {}", elem_phrase(elem), kind(obj));
-    let is_bool = obj.is_instance_of::<PyBool>() || obj.get_type().name().is_ok_and(|n| n == "bool");
+    let fits = match scalar_kind(obj) {
+        Some(b'b') => elem == ElemType::Bool,
+        Some(b'i' | b'u') => matches!(elem, ElemType::I64 | ElemType::F64 | ElemType::F32),
+        Some(b'f') => matches!(elem, ElemType::F64 | ElemType::F32),
+        _ => false,
+    };
+    if !fits {
+        return Err(wrong());
+    }
     match elem {
         ElemType::Bool => obj.extract::<bool>().map(Scalar::Bool).map_err(|_| wrong()),
-        _ if is_bool => Err(wrong()),
-        ElemType::I64 => obj.extract::<i64>().map(Scalar::I64).map_err(|_| wrong()),
+        ElemType::I64 => {
+            obj.extract::<i64>().map(Scalar::I64).map_err(|_| format!("`{path}`: {obj} is out of range for i64"))
+        }
         ElemType::F64 => obj.extract::<f64>().map(Scalar::F64).map_err(|_| wrong()),
-        ElemType::F32 => obj.extract::<f64>().map(|x| Scalar::F32(x as f32)).map_err(|_| wrong()),
+        ElemType::F32 => {
+            let x = obj.extract::<f64>().map_err(|_| wrong())?;
+            let y = x as f32;
+            // As in JSON input: a finite value beyond f32's range is an
+            // error, not infinity.
+            if x.is_finite() && !y.is_finite() {
+                return Err(format!("`{path}`: {x} is out of range for f32"));
+            }
+            Ok(Scalar::F32(y))
+        }
     }
+}
+
+/// What kind of scalar `obj` is, as NumPy's `dtype.kind` letters: `b`ool,
+/// `i`nteger, `u`nsigned, `f`loat; `None` for anything else (strings,
+/// complex numbers, arrays with elements, other objects).
+fn scalar_kind(obj: &Bound<'_, PyAny>) -> Option<u8> {
+    if obj.is_instance_of::<PyBool>() {
+        return Some(b'b');
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return Some(b'i');
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        return Some(b'f');
+    }
+    // NumPy scalars and 0-dimensional arrays carry a dtype; arrays with
+    // dimensions are not scalars.
+    if obj.cast::<PyUntypedArray>().is_ok_and(|a| a.ndim() > 0) {
+        return None;
+    }
+    let kind: String = obj.getattr("dtype").and_then(|d| d.getattr("kind")).and_then(|k| k.extract()).ok()?;
+    kind.bytes().next().filter(|k| b"biuf".contains(k))
 }
 
 /// A NumPy array as a Slope array of type `ty`: the dtype must be the
@@ -251,9 +299,18 @@ fn numpy_array(array: &Bound<'_, PyUntypedArray>, ty: &ValueType, path: &str) ->
     let (elem, lens) = array_leaf(ty).ok_or_else(|| {
         format!("`{path}` is an array of tuples or records: pass it as a list of tuples or dicts, not a NumPy array")
     })?;
+    if array.get_type().name().is_ok_and(|n| n == "MaskedArray") {
+        return Err(format!("`{path}` is a masked array: pass `.filled(value)` or `.compressed()`"));
+    }
     let shape = array.shape().to_vec();
     let dtype = array.dtype().to_string();
     let want = format!("{}{}", "[]".repeat(lens.len()), elem.name());
+    let limit = slope_runtime::native::MAX_ELEMENTS as usize;
+    if shape.iter().any(|&n| n > limit)
+        || shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n)).is_none_or(|c| c > limit)
+    {
+        return Err(format!("`{path}` is larger than Slope's largest array ({limit} elements)"));
+    }
     if shape.len() != lens.len() {
         return Err(format!("`{path}` must be {want}, but the NumPy array has {} dimensions", shape.len()));
     }
@@ -264,7 +321,7 @@ fn numpy_array(array: &Bound<'_, PyUntypedArray>, ty: &ValueType, path: &str) ->
         ElemType::F64 => read::<f64>(array).map(ArrayData::F64),
         ElemType::F32 => read::<f32>(array).map(ArrayData::F32),
         ElemType::I64 => read::<i64>(array).map(ArrayData::I64),
-        ElemType::Bool => read::<bool>(array).map(ArrayData::Bool),
+        ElemType::Bool => read_bools(array).map(ArrayData::Bool),
     };
     let numpy_name = match elem {
         ElemType::F64 => "float64",
@@ -282,13 +339,36 @@ fn numpy_array(array: &Bound<'_, PyUntypedArray>, ty: &ValueType, path: &str) ->
 /// The elements of `array` in row-major order when its dtype is `T`'s
 /// (Note [Copies at the boundary]).
 fn read<T: Element + Copy>(array: &Bound<'_, PyUntypedArray>) -> Option<Vec<T>> {
-    let typed = array.cast::<PyArrayDyn<T>>().ok()?;
+    array.cast::<PyArrayDyn<T>>().ok()?;
+    let plain = c_aligned(array).ok()?;
+    let typed = plain.cast::<PyArrayDyn<T>>().ok()?;
     let view = typed.try_readonly().ok()?;
-    // `as_slice` also accepts Fortran order, whose memory is not row-major.
-    Some(match view.as_slice() {
-        Ok(contiguous) if array.is_c_contiguous() => contiguous.to_vec(),
-        _ => view.as_array().iter().copied().collect(),
-    })
+    view.as_slice().ok().map(<[T]>::to_vec)
+}
+
+/// A `bool` array's elements, read as bytes (any non-zero byte is true):
+/// NumPy lets a `bool` array hold other bytes (a `uint8` mask viewed as
+/// `bool`), which are not valid Rust `bool`s.
+fn read_bools(array: &Bound<'_, PyUntypedArray>) -> Option<Vec<bool>> {
+    array.cast::<PyArrayDyn<bool>>().ok()?;
+    let numpy = array.py().import("numpy").ok()?;
+    let bytes = c_aligned(array).ok()?.call_method1("view", (numpy.getattr("uint8").ok()?,)).ok()?;
+    let typed = bytes.cast::<PyArrayDyn<u8>>().ok()?;
+    let view = typed.try_readonly().ok()?;
+    view.as_slice().ok().map(|b| b.iter().map(|&x| x != 0).collect())
+}
+
+/// `array` itself when it is C-contiguous and aligned, else a C-contiguous,
+/// aligned copy (`numpy.require`): a slice of its memory is then row-major
+/// and may be read as `&[T]`, whatever the strides, offsets or field views
+/// of the original.
+fn c_aligned<'py>(array: &Bound<'py, PyUntypedArray>) -> PyResult<Bound<'py, PyAny>> {
+    let aligned: bool = array.getattr("flags")?.getattr("aligned")?.extract()?;
+    if array.is_c_contiguous() && aligned {
+        return Ok(array.clone().into_any());
+    }
+    let numpy = array.py().import("numpy")?;
+    numpy.call_method1("require", (array, array.dtype(), ["C", "A"]))
 }
 
 /// The scalar element type of an array type and the lengths it fixes per
@@ -430,6 +510,15 @@ fn raise(py: Python<'_>, failure: &Failure) -> PyErr {
     let _ = value.setattr("message", first.map(|d| d.message.clone()).unwrap_or_default());
     let _ = value.setattr("diagnostic", rendered);
     err
+}
+
+/// Runs `f`; a panic (a bug: the compiler's passes already turn theirs into
+/// E0900) becomes E0900 too, never a Python `PanicException`.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        let d = slope::diagnostic::Diagnostic::internal("python", "the call panicked", Default::default());
+        Err(Failure { sources: Default::default(), diagnostics: vec![d] })
+    })
 }
 
 /// A bad setting (a thread count) as the CLI reports it: E0305.

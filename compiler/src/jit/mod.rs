@@ -44,6 +44,10 @@ use std::sync::Mutex;
 /// flag set (0 is success, 1 a recorded failure).
 const INTERRUPTED: i64 = 2;
 
+/// The most idle run-time contexts a program keeps between calls (Note
+/// [Calls from several threads]); each may cache freed blocks.
+const IDLE_CONTEXTS: usize = 4;
+
 /// The C signature of a compiled function.
 type Entry = unsafe extern "C" fn(*const u64, *mut u64, *mut Ctx) -> i32;
 
@@ -78,7 +82,9 @@ pub struct Native {
 // every context is busy), runs on it alone, resets it and gives it back.
 // The lock is held only to take and return a context, never during a call,
 // so concurrent calls do not wait on each other; a program called from one
-// thread keeps reusing one context and its cache of freed blocks. Settings
+// thread keeps reusing one context and its cache of freed blocks. At most
+// `IDLE_CONTEXTS` stay idle: each may cache up to `CACHE_BYTES` of freed
+// blocks, so more would keep memory a past burst of calls needed. Settings
 // (`set_threads`, `set_chunk_limit`) are atomics copied into the context at
 // the start of each call. Results do not depend on which context a call
 // runs on: a fresh context and a reused one differ only in cached blocks,
@@ -1233,8 +1239,14 @@ impl Native {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| Ctx::new(0))
     }
 
+    /// Returns a context to the idle list; beyond [`IDLE_CONTEXTS`] it is
+    /// dropped with its cache (a burst of concurrent calls does not keep a
+    /// cache per call forever).
     fn give_back(&self, ctx: Ctx) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(ctx);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_CONTEXTS {
+            idle.push(ctx);
+        }
     }
 
     /// Runs parallel loops on `n` threads (at least 1) from the next call on.
