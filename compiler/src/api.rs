@@ -95,41 +95,17 @@ const _: () = {
 };
 
 impl NativeCode {
-    /// Lowers and compiles an optimised program; a failure is an internal
-    /// error at `span` (the REPL builds its expressions through this too,
-    /// with `poll_interrupt` so that Ctrl-C stops a long loop).
+    /// Lowers and compiles an optimised program — the back end of the
+    /// pipeline (`driver::back_end`); a failure is an internal error at
+    /// `span` (the REPL builds its expressions through this too, with
+    /// `poll_interrupt` so that Ctrl-C stops a long loop).
     pub fn build(ir: &ir::Program, span: Span, poll_interrupt: bool) -> Result<NativeCode, Diagnostic> {
-        let start = std::time::Instant::now();
-        let mut loops = guarded("loops", span, || crate::loops::lower::lower_program(ir))?;
-        let lowered = std::time::Instant::now();
-        // Each loop pass timed on its own (summed over the entries).
-        let mut timings = vec![("loops", lowered - start)];
-        guarded("loopopt", span, || {
-            loops.funcs.iter_mut().try_for_each(|f| crate::loops::opt::optimise(f, &mut timings))
-        })?;
-        let outlined = std::time::Instant::now();
-        let parallel = guarded("parallel", span, || {
-            let mut parallel = loops.clone();
-            crate::loops::parallel::run(&mut parallel);
-            if cfg!(debug_assertions) {
-                crate::loops::verify::verify_program(&parallel).map_err(|e| format!("after `parallel`: {e}"))?;
-            }
-            Ok(parallel)
-        })?;
-        timings.push(("parallel", outlined.elapsed()));
-        let optimised = std::time::Instant::now();
-        let code = guarded("jit", span, || crate::jit::compile(&parallel, poll_interrupt))?;
-        timings.push(("jit", optimised.elapsed()));
-        Ok(NativeCode { loops, parallel, code, timings })
+        let options = driver::Options { poll_interrupt, ..Default::default() };
+        let mut cx = driver::Context::new(SourceMap::new(), &driver::no_files, options);
+        cx.span = span;
+        let (loops, parallel, code) = driver::back_end(ir, &mut cx).map_err(|mut ds| ds.remove(0))?;
+        Ok(NativeCode { loops, parallel, code, timings: cx.timings })
     }
-}
-
-/// Runs a back-end pass; its failure — even a panic, which would be a bug —
-/// is an internal-error diagnostic (E0900), never a crash of the caller.
-fn guarded<T>(pass: &str, span: Span, f: impl FnOnce() -> Result<T, String>) -> Result<T, Diagnostic> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|_| Err("the pass panicked".to_string()))
-        .map_err(|e| Diagnostic::internal(pass, e, span))
 }
 
 /// What runs an entry point's calls.
@@ -148,7 +124,7 @@ pub struct NativeCode {
     /// What runs: `loops` with its parallel loops outlined (`--stage parallel`).
     pub parallel: crate::loops::Program,
     pub code: crate::jit::Native,
-    /// Time to lower (`loops`) and to generate code (`jit`).
+    /// Time of each back-end pass (the loop optimiser's by its sub-passes).
     pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
@@ -627,7 +603,7 @@ impl Program {
                 }
             }
             other => {
-                let stages: Vec<&str> = driver::PASSES.iter().map(|p| p.name).collect();
+                let stages = driver::stage_names();
                 Err(self.fail(
                     Diagnostic::error(
                         Code::E0305,

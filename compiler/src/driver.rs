@@ -1,11 +1,12 @@
-//! The driver: loads a program and its imports, and runs the pipeline as a
-//! list of named passes.
+//! The driver: loads a program and its imports, and runs the pipeline.
 //!
-//! The library does no I/O: files other than the stdlib come through a
-//! [`Loader`] that the caller (CLI, REPL, tests) provides. Each pass is a value
-//! with a name and a one-line description ([`PASSES`]); the driver can stop
-//! after any of them, and in debug builds and tests it runs the IR verifier
-//! after every IR pass.
+//! Input: source text and a [`Loader`] for its imports. Output: the IR of
+//! every stage ([`Stages`], then [`back_end`] for native code), or
+//! diagnostics. The library does no I/O of its own: files other than the
+//! stdlib come through the caller's loader ([`file_loader`] reads the file
+//! system, for callers that want it). Every pass is a value in
+//! [`PIPELINE`], run by [`Context::run`], which times it and verifies its
+//! output in debug builds and tests (Note [One pipeline]).
 
 use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap};
 use crate::ir;
@@ -37,34 +38,233 @@ pub fn file_loader(importer: &str, path: &str) -> Result<(String, String), Strin
         .map_err(|e| format!("cannot read {}: {e}", candidate.display()))
 }
 
-/// A named stage of the pipeline.
-pub struct Pass {
+// Note [One pipeline]
+// ~~~~~~~~~~~~~~~~~~~
+// Every pass is a value: a name, a one-line description and a typed
+// function from one IR to the next ([`Pass`]). [`PIPELINE`] lists them in
+// order, and everything that names passes reads it: `slope emit --stage`
+// and the REPL's `:emit` (the stages and their help), `--timings` (a pass's
+// time is recorded under its name by [`Context::run`]), and the verifier,
+// which `Context::run` runs on every pass's output in debug builds (the
+// [`Verify`] of the output's type). The driver chains the passes with the
+// types checked by the compiler: the front end in [`compile_with`] (source
+// to optimised IR, run when a program is compiled) and the back end in
+// [`back_end`] (optimised IR to native code, run on first use). Adding a
+// pass: a `Pass` value, its place in `PIPELINE`, one line in the chain, and
+// how its output prints in `api::Program::emit`.
+
+/// A pass: its name (`slope emit --stage NAME` prints its output, and
+/// `--timings` reports it), what it does, and its function from one IR to
+/// the next.
+pub struct Pass<I: ?Sized, O> {
     pub name: &'static str,
     pub description: &'static str,
+    pub run: fn(&I, &mut Context<'_>) -> Result<O, Vec<Diagnostic>>,
 }
 
-/// The pipeline, in order. `slope emit --stage NAME` stops after the pass of that name.
-pub const PASSES: &[Pass] = &[
-    Pass { name: "ast", description: "parse the program and its imports" },
-    Pass { name: "typed", description: "infer and check types and sizes" },
-    Pass { name: "ir", description: "inline and specialise into the flat, first-order array IR" },
-    Pass { name: "unary", description: "translate each reverse-mode (vjp) body into unary form (printed, verified)" },
-    Pass { name: "ad", description: "apply all AD operators, leaving AD-free IR (forward and reverse mode)" },
-    Pass {
-        name: "opt",
-        description: "simplify, fuse and hoist with the default rewrite schedule (opt::DEFAULT_SCHEDULE)",
+/// A pass seen without its types: what listings of the pipeline need.
+pub trait Stage: Sync {
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+}
+
+impl<I: ?Sized, O> Stage for Pass<I, O> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn description(&self) -> &'static str {
+        self.description
+    }
+}
+
+/// The pipeline, in order (Note [One pipeline]).
+pub static PIPELINE: &[&dyn Stage] = &[&PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &LOWER, &LOOPS, &PARALLEL, &CLIF];
+
+/// The names of the pipeline's passes, in order.
+pub fn stage_names() -> Vec<&'static str> {
+    PIPELINE.iter().map(|p| p.name()).collect()
+}
+
+/// A program's source text.
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+/// The main file and its imports, parsed; dependencies first, the main file last.
+pub struct Parsed {
+    pub modules: Vec<Module>,
+    pub main: FileId,
+}
+
+pub static PARSE: Pass<Source, Parsed> = Pass {
+    name: "ast",
+    description: "parse the program and its imports",
+    run: |src, cx| {
+        let (modules, main) = parse_program(&mut cx.sources, &src.name, &src.text, cx.loader)?;
+        Ok(Parsed { modules, main })
     },
-    Pass { name: "lowered", description: "lower to loops over explicit buffers (allocation, views, bounds checks)" },
-    Pass {
-        name: "loops",
-        description: "optimise the loops: split on index tests, prove checks away, clean up (loops::opt::PASSES)",
+};
+
+pub static CHECK: Pass<Parsed, CheckedProgram> = Pass {
+    name: "typed",
+    description: "infer and check types and sizes",
+    run: |parsed, _| types::check_program(parsed.modules.clone()),
+};
+
+pub static ELABORATE: Pass<CheckedProgram, ir::Program> = Pass {
+    name: "ir",
+    description: "inline and specialise into the flat, first-order array IR",
+    run: |checked, _| crate::elab::elaborate(checked).map_err(|d| vec![d]),
+};
+
+/// A view, not a step: `emit --stage unary` prints each reverse-mode body
+/// in unary form (and the AD pass goes through it); the chain skips it.
+pub static UNARY: Pass<ir::Program, String> = Pass {
+    name: "unary",
+    description: "translate each reverse-mode (vjp) body into unary form (printed, verified)",
+    run: |program, _| Ok(crate::ad::unary::print_program(program)),
+};
+
+pub static AD: Pass<ir::Program, ir::Program> = Pass {
+    name: "ad",
+    description: "apply all AD operators, leaving AD-free IR (forward and reverse mode)",
+    run: |program, cx| {
+        let mut out = program.clone();
+        crate::ad::differentiate_with(&mut out, cx.options.ad).map_err(|d| vec![d])?;
+        if let Some(f) = out.funcs.iter().find(|f| crate::ad::contains_ad(&f.body)) {
+            return Err(vec![Diagnostic::internal("ad", "an AD operator survived the AD pass", f.span)]);
+        }
+        Ok(out)
     },
-    Pass {
-        name: "parallel",
-        description: "outline loops of independent iterations into segments run on the thread pool (loops::parallel)",
+};
+
+pub static OPT: Pass<ir::Program, ir::Program> = Pass {
+    name: "opt",
+    description: "simplify, fuse and hoist with the default rewrite schedule (opt::DEFAULT_SCHEDULE)",
+    run: |program, cx| optimise(program, cx.options.schedule.as_deref()),
+};
+
+pub static LOWER: Pass<ir::Program, crate::loops::Program> = Pass {
+    name: "lowered",
+    description: "lower to loops over explicit buffers (allocation, views, bounds checks)",
+    run: |program, cx| crate::loops::lower::lower_program(program).map_err(|e| vec![cx.internal("loops", e)]),
+};
+
+pub static LOOPS: Pass<crate::loops::Program, crate::loops::Program> = Pass {
+    name: "loops",
+    description: "optimise the loops: split on index tests, prove checks away, clean up (loops::opt::PASSES)",
+    run: |program, cx| {
+        let mut out = program.clone();
+        // Each loop pass is timed on its own, summed over the functions.
+        let timings = &mut cx.timings;
+        let result = out.funcs.iter_mut().try_for_each(|f| crate::loops::opt::optimise(f, timings));
+        result.map_err(|e| vec![cx.internal("loopopt", e)])?;
+        Ok(out)
     },
-    Pass { name: "clif", description: "generate Cranelift IR from the loops, then native code (the JIT)" },
-];
+};
+
+pub static PARALLEL: Pass<crate::loops::Program, crate::loops::Program> = Pass {
+    name: "parallel",
+    description: "outline loops of independent iterations into segments run on the thread pool (loops::parallel)",
+    run: |program, _| {
+        let mut out = program.clone();
+        crate::loops::parallel::run(&mut out);
+        Ok(out)
+    },
+};
+
+pub static CLIF: Pass<crate::loops::Program, crate::jit::Native> = Pass {
+    name: "clif",
+    description: "generate Cranelift IR from the loops, then native code (the JIT)",
+    run: |program, cx| crate::jit::compile(program, cx.options.poll_interrupt).map_err(|e| vec![cx.internal("jit", e)]),
+};
+
+/// What every pass may read and write besides its input: the sources
+/// (diagnostics point into them; the parser adds imports), the loader, the
+/// options, where a back-end failure points, and the time each pass took.
+pub struct Context<'c> {
+    pub sources: SourceMap,
+    pub loader: &'c Loader<'c>,
+    pub options: Options,
+    pub span: crate::diagnostic::Span,
+    pub timings: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl<'c> Context<'c> {
+    pub fn new(sources: SourceMap, loader: &'c Loader<'c>, options: Options) -> Context<'c> {
+        Context { sources, loader, options, span: Default::default(), timings: Vec::new() }
+    }
+
+    /// Runs `pass` on `input`, records its time under its name and, in debug
+    /// builds (and so in tests), verifies its output. A pass that records
+    /// the times of its own sub-passes (the loop optimiser's) is reported by
+    /// those instead.
+    pub fn run<I: ?Sized, O: Verify>(&mut self, pass: &Pass<I, O>, input: &I) -> Result<O, Vec<Diagnostic>> {
+        let start = std::time::Instant::now();
+        let recorded = self.timings.len();
+        let out = (pass.run)(input, self)?;
+        if self.timings.len() == recorded {
+            self.timings.push((pass.name, start.elapsed()));
+        }
+        if cfg!(debug_assertions) {
+            out.verify().map_err(|e| vec![self.internal(pass.name, format!("after `{}`: {e}", pass.name))])?;
+        }
+        Ok(out)
+    }
+
+    /// [`Self::run`] for a back-end pass: a panic — a bug — becomes an
+    /// internal-error diagnostic (E0900) naming the pass, never a crash of
+    /// the caller.
+    pub fn run_guarded<I: ?Sized, O: Verify>(&mut self, pass: &Pass<I, O>, input: &I) -> Result<O, Vec<Diagnostic>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(pass, input)))
+            .unwrap_or_else(|_| Err(vec![self.internal(pass.name, "the pass panicked")]))
+    }
+
+    /// An internal error of `pass` at the context's span.
+    pub fn internal(&self, pass: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::internal(pass, message, self.span)
+    }
+}
+
+/// The invariant check of an IR, run after every pass that produces it
+/// (Note [One pipeline]); IRs without a verifier pass trivially.
+pub trait Verify {
+    fn verify(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl Verify for ir::Program {
+    fn verify(&self) -> Result<(), String> {
+        ir::verify::verify_program(self)
+            .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+    }
+}
+
+impl Verify for crate::loops::Program {
+    fn verify(&self) -> Result<(), String> {
+        crate::loops::verify::verify_program(self)
+    }
+}
+
+impl Verify for Parsed {}
+impl Verify for CheckedProgram {}
+impl Verify for String {}
+impl Verify for crate::jit::Native {}
+
+/// The back end of the pipeline: optimised IR → loops → parallel segments
+/// → native code. Every pass is guarded (a panic is E0900 naming it).
+pub fn back_end(
+    program: &ir::Program,
+    cx: &mut Context<'_>,
+) -> Result<(crate::loops::Program, crate::loops::Program, crate::jit::Native), Vec<Diagnostic>> {
+    let lowered = cx.run_guarded(&LOWER, program)?;
+    let loops = cx.run_guarded(&LOOPS, &lowered)?;
+    let parallel = cx.run_guarded(&PARALLEL, &loops)?;
+    let native = cx.run_guarded(&CLIF, &parallel)?;
+    Ok((loops, parallel, native))
+}
 
 /// Everything the compiler knows about a program after the front end.
 pub struct Frontend {
@@ -225,8 +425,13 @@ pub fn compile(
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub ad: crate::ad::Options,
+    /// The optimiser's schedule (strategy-language text) instead of the default.
+    pub schedule: Option<String>,
+    /// Native code polls the interrupt flag in every loop (the REPL's Ctrl-C).
+    pub poll_interrupt: bool,
 }
 
+/// The front end of the pipeline: source → optimised IR (Note [One pipeline]).
 pub fn compile_with(
     sources: &mut SourceMap,
     name: &str,
@@ -234,66 +439,57 @@ pub fn compile_with(
     loader: &Loader<'_>,
     options: &Options,
 ) -> Result<Stages, Vec<Diagnostic>> {
-    let mut timings = Vec::new();
-    let mut clock = std::time::Instant::now();
-    let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, std::time::Duration)>| {
-        let now = std::time::Instant::now();
-        timings.push((name, now - clock));
-        clock = now;
-    };
-    let (modules, _) = parse_program(sources, name, text, loader)?;
-    let main = modules.last().cloned().unwrap_or(Module { items: Vec::new() });
-    lap("ast", &mut timings);
-    let checked = types::check_program(modules)?;
-    lap("typed", &mut timings);
-    let elaborated = crate::elab::elaborate(&checked).map_err(|d| vec![d])?;
-    verify(&elaborated, "ir")?;
-    lap("ir", &mut timings);
-    let differentiated = run_ad_with(&elaborated, options.ad)?;
-    lap("ad", &mut timings);
-    let optimised = run_opt(&differentiated, None)?;
-    lap("opt", &mut timings);
-    Ok(Stages { main, checked, elaborated, differentiated, optimised, timings })
+    let mut cx = Context::new(std::mem::take(sources), loader, options.clone());
+    let result = front_end(&Source { name: name.into(), text: text.into() }, &mut cx);
+    *sources = cx.sources;
+    let (main, checked, elaborated, differentiated, optimised) = result?;
+    Ok(Stages { main, checked, elaborated, differentiated, optimised, timings: cx.timings })
 }
 
-/// The AD pass with its invariant checks: the verifier passes and no AD operator remains.
+type FrontEnd = (Module, CheckedProgram, ir::Program, ir::Program, ir::Program);
+
+fn front_end(source: &Source, cx: &mut Context<'_>) -> Result<FrontEnd, Vec<Diagnostic>> {
+    let parsed = cx.run(&PARSE, source)?;
+    let main = parsed.modules.last().cloned().unwrap_or(Module { items: Vec::new() });
+    let checked = cx.run(&CHECK, &parsed)?;
+    let elaborated = cx.run(&ELABORATE, &checked)?;
+    let differentiated = cx.run(&AD, &elaborated)?;
+    let optimised = cx.run(&OPT, &differentiated)?;
+    Ok((main, checked, elaborated, differentiated, optimised))
+}
+
+/// The AD pass alone (with its checks), for callers that elaborate their own
+/// IR (the REPL's expressions, gradcheck).
 pub fn run_ad(program: &ir::Program) -> Result<ir::Program, Vec<Diagnostic>> {
-    run_ad_with(program, crate::ad::Options::default())
+    Context::new(SourceMap::new(), &no_files, Options::default()).run(&AD, program)
 }
 
-pub fn run_ad_with(program: &ir::Program, options: crate::ad::Options) -> Result<ir::Program, Vec<Diagnostic>> {
-    let mut out = program.clone();
-    crate::ad::differentiate_with(&mut out, options).map_err(|d| vec![d])?;
-    verify(&out, "ad")?;
-    if let Some(f) = out.funcs.iter().find(|f| crate::ad::contains_ad(&f.body)) {
-        return Err(vec![Diagnostic::internal("ad", "an AD operator survived the AD pass", f.span)]);
-    }
-    Ok(out)
-}
-
-/// The optimiser pass: the default schedule, or `schedule` (text in the
+/// The optimiser with the default schedule, or `schedule` (text in the
 /// strategy language, e.g. from `slope emit --schedule`), then the verifier.
 /// A bad or failing user schedule is an E0305 error; the default schedule
 /// failing is an internal error.
 pub fn run_opt(program: &ir::Program, schedule: Option<&str>) -> Result<ir::Program, Vec<Diagnostic>> {
+    let options = Options { schedule: schedule.map(str::to_string), ..Options::default() };
+    Context::new(SourceMap::new(), &no_files, options).run(&OPT, program)
+}
+
+fn optimise(program: &ir::Program, schedule: Option<&str>) -> Result<ir::Program, Vec<Diagnostic>> {
     let span = program.funcs.first().map(|f| f.span).unwrap_or_default();
-    let out = crate::opt::optimise(program, schedule.unwrap_or(crate::opt::DEFAULT_SCHEDULE)).map_err(|e| {
+    crate::opt::optimise(program, schedule.unwrap_or(crate::opt::DEFAULT_SCHEDULE)).map_err(|e| {
         vec![match schedule {
             Some(text) => Diagnostic::error(Code::E0305, e.to_string(), span, "while optimising this program")
                 .with_note(format!("the schedule: {text}")),
             None => Diagnostic::internal("opt", e.to_string(), span),
         }]
-    })?;
-    verify(&out, "opt")?;
-    Ok(out)
+    })
 }
 
 /// Runs the verifier after a pass in debug builds (and so in tests).
 pub fn verify(program: &ir::Program, pass: &str) -> Result<(), Vec<Diagnostic>> {
     if cfg!(debug_assertions) {
-        if let Err(errors) = ir::verify::verify_program(program) {
+        if let Err(e) = program.verify() {
             let span = program.funcs.first().map(|f| f.span).unwrap_or_default();
-            return Err(errors.iter().map(|e| Diagnostic::internal(pass, e.to_string(), span)).collect());
+            return Err(vec![Diagnostic::internal(pass, e, span)]);
         }
     }
     Ok(())

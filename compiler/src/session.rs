@@ -298,7 +298,7 @@ impl Session {
         let mut candidates: Vec<String> = if word.starts_with(':') && before[..start].trim().is_empty() {
             COMMANDS.iter().map(|(c, _, _)| c.to_string()).collect()
         } else if before.trim_start().starts_with(":emit") && before[..start].split_whitespace().count() == 1 {
-            driver::PASSES.iter().map(|p| p.name.to_string()).collect()
+            driver::stage_names().into_iter().map(str::to_string).collect()
         } else {
             let mut names = self.names();
             names.extend(BUILTINS.iter().map(|(n, _, _)| n.to_string()));
@@ -545,7 +545,7 @@ impl Session {
     }
 
     fn emit(&mut self, origin: FileId, (stage_at, stage): (usize, &str), name: Option<(usize, &str)>) -> Reply {
-        let stages: Vec<&str> = driver::PASSES.iter().map(|p| p.name).collect();
+        let stages = driver::stage_names();
         if !stages.contains(&stage) {
             return self.input_error(
                 Diagnostic::error(
@@ -646,7 +646,7 @@ impl Session {
         let mut chunks = self.chunks.clone();
         chunks.push(Chunk { key: Key::Def(entry.clone()), text, origin: synthetic, offset: 0, from_file: false });
         let build = self.build(&self.main_name(), &chunks);
-        let stage = if driver::PASSES.iter().any(|p| p.name == "ad") { "ad" } else { "ir" };
+        let stage = driver::AD.name;
         match build.program {
             Ok(p) => self.emit_from(&p, &build.layout, stage, Some(&entry)),
             Err(f) => Reply::error(self.render(&f.sources, &build.layout, None, &f.diagnostics)),
@@ -952,7 +952,7 @@ fn help() -> String {
         let usage = if p.is_empty() { c.to_string() } else { format!("{c} {p}") };
         out.push_str(&format!("  {usage:width$}  {d}\n"));
     }
-    let stages: Vec<&str> = driver::PASSES.iter().map(|p| p.name).collect();
+    let stages = driver::stage_names();
     out.push_str(&format!("\nStages for :emit: {}.", stages.join(", ")));
     out
 }
