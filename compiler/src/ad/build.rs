@@ -3,7 +3,7 @@
 //! SSA), free variables, activity analysis and zero values.
 
 use crate::diagnostic::Span;
-use crate::ir::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var, VarTable};
+use crate::ir::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, LoopForm, Operand, Stmt, UnOp, Var, VarTable};
 use crate::types::ScalarType;
 use std::collections::{HashMap, HashSet};
 
@@ -326,99 +326,37 @@ fn rename_lambda_in(vars: &mut VarTable, lam: &Lambda, r: &mut Renaming) -> Lamb
     Lambda { params, body: rename_body_in(vars, &lam.body, r) }
 }
 
+/// `e` with its operands renamed and every binder inside it fresh: loop
+/// index and parameters, lambda parameters, nested statements (in this
+/// order, which decides the fresh names).
 fn rename_expr(vars: &mut VarTable, e: &Expr, r: &mut Renaming) -> Expr {
-    let a = |x: &Atom| sub_atom(*x, r.subst);
-    let v = |x: &Var| sub_var(*x, r.subst);
-    match e {
-        Expr::Atom(x) => Expr::Atom(a(x)),
-        Expr::Opaque(x) => Expr::Opaque(a(x)),
-        Expr::Unary(op, x) => Expr::Unary(*op, a(x)),
-        Expr::Binary(op, x, y) => Expr::Binary(*op, a(x), a(y)),
-        Expr::Convert(t, x) => Expr::Convert(*t, a(x)),
-        Expr::Select(c, x, y) => Expr::Select(a(c), a(x), a(y)),
-        Expr::If { cond, then_body, else_body } => {
-            let cond = a(cond);
-            Expr::If {
-                cond,
-                then_body: rename_body_in(vars, then_body, r),
-                else_body: rename_body_in(vars, else_body, r),
+    let mut out = e.clone_without_bodies();
+    out.map_operands(|o| match o {
+        Operand::Atom(a) => *a = sub_atom(*a, r.subst),
+        Operand::Array(v) => *v = sub_var(*v, r.subst),
+    });
+    match (&mut out, e) {
+        (Expr::If { then_body, else_body, .. }, Expr::If { then_body: then_old, else_body: else_old, .. }) => {
+            *then_body = rename_body_in(vars, then_old, r);
+            *else_body = rename_body_in(vars, else_old, r);
+        }
+        (Expr::Loop { params, form, body, .. }, Expr::Loop { form: form_old, body: body_old, .. }) => {
+            if let LoopForm::For { index, .. } = form {
+                *index = fresh_like(vars, *index, r);
+            }
+            *params = params.iter().map(|p| fresh_like(vars, *p, r)).collect();
+            if let (LoopForm::While { cond }, LoopForm::While { cond: cond_old }) = (form, form_old) {
+                *cond = rename_body_in(vars, cond_old, r);
+            }
+            *body = rename_body_in(vars, body_old, r);
+        }
+        (out, e) => {
+            for (new, old) in out.lambdas_mut().into_iter().zip(e.lambdas()) {
+                *new = rename_lambda_in(vars, old, r);
             }
         }
-        Expr::Index { array, indices } => Expr::Index { array: v(array), indices: indices.iter().map(a).collect() },
-        Expr::UpdateAt { array, indices, value, accumulate } => Expr::UpdateAt {
-            array: v(array),
-            indices: indices.iter().map(a).collect(),
-            value: a(value),
-            accumulate: *accumulate,
-        },
-        Expr::Slice { array, start, end } => Expr::Slice { array: v(array), start: a(start), end: a(end) },
-        Expr::Shape { array, dim } => Expr::Shape { array: v(array), dim: *dim },
-        Expr::Iota(n) => Expr::Iota(a(n)),
-        Expr::Replicate { count, value } => Expr::Replicate { count: a(count), value: a(value) },
-        Expr::ArrayLit { elem, elems } => Expr::ArrayLit { elem: *elem, elems: elems.iter().map(a).collect() },
-        Expr::Map { width, lam, arrays } => {
-            let width = a(width);
-            let arrays = arrays.iter().map(v).collect();
-            Expr::Map { width, lam: rename_lambda_in(vars, lam, r), arrays }
-        }
-        Expr::Reduce { lam, neutral, arrays } => {
-            let neutral = neutral.iter().map(a).collect();
-            let arrays = arrays.iter().map(v).collect();
-            Expr::Reduce { lam: rename_lambda_in(vars, lam, r), neutral, arrays }
-        }
-        Expr::Scan { lam, neutral, arrays } => {
-            let neutral = neutral.iter().map(a).collect();
-            let arrays = arrays.iter().map(v).collect();
-            Expr::Scan { lam: rename_lambda_in(vars, lam, r), neutral, arrays }
-        }
-        Expr::Loop { params, init, form, body } => {
-            let init = init.iter().map(a).collect();
-            let form = match form {
-                LoopForm::For { index, bound } => {
-                    let bound = a(bound);
-                    LoopForm::For { index: fresh_like(vars, *index, r), bound }
-                }
-                LoopForm::While { .. } => LoopForm::While { cond: Body::default() },
-            };
-            let params: Vec<Var> = params.iter().map(|p| fresh_like(vars, *p, r)).collect();
-            let form = match (form, e) {
-                (LoopForm::While { .. }, Expr::Loop { form: LoopForm::While { cond }, .. }) => {
-                    LoopForm::While { cond: rename_body_in(vars, cond, r) }
-                }
-                (f, _) => f,
-            };
-            Expr::Loop { params, init, form, body: rename_body_in(vars, body, r) }
-        }
-        Expr::Scatter { dest, indices, values } => {
-            Expr::Scatter { dest: v(dest), indices: v(indices), values: v(values) }
-        }
-        Expr::Hist { dest, lam, neutral, indices, values } => {
-            let (dest, neutral, indices, values) = (v(dest), a(neutral), v(indices), v(values));
-            Expr::Hist { dest, lam: rename_lambda_in(vars, lam, r), neutral, indices, values }
-        }
-        Expr::Transpose(x) => Expr::Transpose(v(x)),
-        Expr::Reverse(x) => Expr::Reverse(v(x)),
-        Expr::Concat(x, y) => Expr::Concat(v(x), v(y)),
-        Expr::Flatten(x) => Expr::Flatten(v(x)),
-        Expr::Unflatten { array, rows, cols } => Expr::Unflatten { array: v(array), rows: a(rows), cols: a(cols) },
-        Expr::Check { kind, args } => Expr::Check { kind: kind.clone(), args: args.iter().map(a).collect() },
-        Expr::Jvp { lam, primals, tangents, batch } => {
-            let primals = primals.iter().map(a).collect();
-            let tangents = tangents.iter().map(a).collect();
-            let batch = batch.as_ref().map(a);
-            Expr::Jvp { lam: rename_lambda_in(vars, lam, r), primals, tangents, batch }
-        }
-        Expr::Vjp { lam, primals, cotangents } => {
-            let primals = primals.iter().map(a).collect();
-            let cotangents = cotangents.iter().map(a).collect();
-            Expr::Vjp { lam: rename_lambda_in(vars, lam, r), primals, cotangents }
-        }
-        Expr::Custom { primal, jvp, args } => {
-            let args = args.iter().map(a).collect();
-            let primal = rename_lambda_in(vars, primal, r);
-            Expr::Custom { primal, jvp: rename_lambda_in(vars, jvp, r), args }
-        }
     }
+    out
 }
 
 // ---- Free variables ----

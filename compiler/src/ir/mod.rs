@@ -585,6 +585,105 @@ impl Program {
     }
 }
 
+// Note [One operand walk]
+// ~~~~~~~~~~~~~~~~~~~~~~~
+// Where each kind of expression keeps its operands is written once, in
+// `walk_operands!`; `Expr::operands` (reading) and `Expr::map_operands`
+// (renaming, substitution) are both that walk, over `&Expr` and `&mut Expr`
+// (match ergonomics binds the operands as `&` or `&mut` accordingly). The
+// order is fixed — it decides the order of first uses, and so of free
+// variables and of the AD pass's output — and nested bodies are not entered
+// (`Expr::bodies` and `Expr::lambdas` list those).
+macro_rules! walk_operands {
+    ($e:expr, $f:expr) => {{
+        let f = &mut $f;
+        match $e {
+            Expr::Atom(a) | Expr::Opaque(a) | Expr::Unary(_, a) | Expr::Convert(_, a) | Expr::Iota(a) => {
+                f(Operand::Atom(a))
+            }
+            Expr::Binary(_, a, b) => {
+                f(Operand::Atom(a));
+                f(Operand::Atom(b));
+            }
+            Expr::Select(c, a, b) => {
+                f(Operand::Atom(c));
+                f(Operand::Atom(a));
+                f(Operand::Atom(b));
+            }
+            Expr::If { cond, .. } => f(Operand::Atom(cond)),
+            Expr::Index { array, indices } => {
+                f(Operand::Array(array));
+                indices.into_iter().for_each(|i| f(Operand::Atom(i)));
+            }
+            Expr::Slice { array, start, end } => {
+                f(Operand::Array(array));
+                f(Operand::Atom(start));
+                f(Operand::Atom(end));
+            }
+            Expr::Shape { array, .. } | Expr::Transpose(array) | Expr::Reverse(array) | Expr::Flatten(array) => {
+                f(Operand::Array(array))
+            }
+            Expr::Replicate { count, value } => {
+                f(Operand::Atom(count));
+                f(Operand::Atom(value));
+            }
+            Expr::ArrayLit { elems, .. } | Expr::Check { args: elems, .. } | Expr::Custom { args: elems, .. } => {
+                elems.into_iter().for_each(|a| f(Operand::Atom(a)))
+            }
+            Expr::Map { width, arrays, .. } => {
+                f(Operand::Atom(width));
+                arrays.into_iter().for_each(|v| f(Operand::Array(v)));
+            }
+            Expr::Reduce { neutral, arrays, .. } | Expr::Scan { neutral, arrays, .. } => {
+                neutral.into_iter().for_each(|a| f(Operand::Atom(a)));
+                arrays.into_iter().for_each(|v| f(Operand::Array(v)));
+            }
+            Expr::Loop { init, form, .. } => {
+                init.into_iter().for_each(|a| f(Operand::Atom(a)));
+                if let LoopForm::For { bound, .. } = form {
+                    f(Operand::Atom(bound));
+                }
+            }
+            Expr::Scatter { dest, indices, values } => {
+                f(Operand::Array(dest));
+                f(Operand::Array(indices));
+                f(Operand::Array(values));
+            }
+            Expr::Hist { dest, neutral, indices, values, .. } => {
+                f(Operand::Array(dest));
+                f(Operand::Atom(neutral));
+                f(Operand::Array(indices));
+                f(Operand::Array(values));
+            }
+            Expr::Concat(a, b) => {
+                f(Operand::Array(a));
+                f(Operand::Array(b));
+            }
+            Expr::Unflatten { array, rows, cols } => {
+                f(Operand::Array(array));
+                f(Operand::Atom(rows));
+                f(Operand::Atom(cols));
+            }
+            Expr::UpdateAt { array, indices, value, .. } => {
+                f(Operand::Array(array));
+                indices.into_iter().for_each(|i| f(Operand::Atom(i)));
+                f(Operand::Atom(value));
+            }
+            Expr::Jvp { primals, tangents, batch, .. } => {
+                primals.into_iter().for_each(|a| f(Operand::Atom(a)));
+                tangents.into_iter().for_each(|a| f(Operand::Atom(a)));
+                if let Some(b) = batch {
+                    f(Operand::Atom(b));
+                }
+            }
+            Expr::Vjp { primals, cotangents, .. } => {
+                primals.into_iter().for_each(|a| f(Operand::Atom(a)));
+                cotangents.into_iter().for_each(|a| f(Operand::Atom(a)));
+            }
+        }
+    }};
+}
+
 impl Expr {
     /// Calls `f` on each nested body (lambda bodies, branches, loop bodies).
     pub fn for_each_body(&self, f: &mut dyn FnMut(&Body)) {
@@ -678,46 +777,43 @@ impl Expr {
         }
     }
 
-    /// The atoms this expression reads directly (not those inside nested bodies).
-    pub fn operands(&self) -> Vec<Atom> {
-        let v = |x: &Var| Atom::Var(*x);
+    /// The lambdas this expression carries, mutably (same order as [`Self::lambdas`]).
+    pub fn lambdas_mut(&mut self) -> Vec<&mut Lambda> {
         match self {
-            Expr::Atom(a) | Expr::Opaque(a) | Expr::Unary(_, a) | Expr::Convert(_, a) | Expr::Iota(a) => vec![*a],
-            Expr::Binary(_, a, b) => vec![*a, *b],
-            Expr::Select(c, a, b) => vec![*c, *a, *b],
-            Expr::If { cond, .. } => vec![*cond],
-            Expr::Index { array, indices } => std::iter::once(v(array)).chain(indices.iter().copied()).collect(),
-            Expr::Slice { array, start, end } => vec![v(array), *start, *end],
-            Expr::Shape { array, .. } => vec![v(array)],
-            Expr::Replicate { count, value } => vec![*count, *value],
-            Expr::ArrayLit { elems, .. } => elems.clone(),
-            Expr::Map { width, arrays, .. } => std::iter::once(*width).chain(arrays.iter().map(v)).collect(),
-            Expr::Reduce { neutral, arrays, .. } | Expr::Scan { neutral, arrays, .. } => {
-                neutral.iter().copied().chain(arrays.iter().map(v)).collect()
-            }
-            Expr::Loop { init, form, .. } => {
-                let mut ops = init.clone();
-                if let LoopForm::For { bound, .. } = form {
-                    ops.push(*bound);
-                }
-                ops
-            }
-            Expr::Scatter { dest, indices, values } => vec![v(dest), v(indices), v(values)],
-            Expr::Hist { dest, neutral, indices, values, .. } => vec![v(dest), *neutral, v(indices), v(values)],
-            Expr::Transpose(a) | Expr::Reverse(a) | Expr::Flatten(a) => vec![v(a)],
-            Expr::Concat(a, b) => vec![v(a), v(b)],
-            Expr::Unflatten { array, rows, cols } => vec![v(array), *rows, *cols],
-            Expr::Check { args, .. } => args.clone(),
-            Expr::UpdateAt { array, indices, value, .. } => {
-                std::iter::once(v(array)).chain(indices.iter().copied()).chain(std::iter::once(*value)).collect()
-            }
-            Expr::Jvp { primals, tangents, batch, .. } => {
-                primals.iter().chain(tangents).chain(batch).copied().collect()
-            }
-            Expr::Custom { args, .. } => args.clone(),
-            Expr::Vjp { primals, cotangents, .. } => primals.iter().chain(cotangents).copied().collect(),
+            Expr::Map { lam, .. }
+            | Expr::Reduce { lam, .. }
+            | Expr::Scan { lam, .. }
+            | Expr::Hist { lam, .. }
+            | Expr::Jvp { lam, .. }
+            | Expr::Vjp { lam, .. } => vec![lam],
+            Expr::Custom { primal, jvp, .. } => vec![primal, jvp],
+            _ => Vec::new(),
         }
     }
+
+    /// The atoms this expression reads directly (not those inside nested
+    /// bodies), array operands as `Atom::Var`, in the order of Note [One
+    /// operand walk].
+    pub fn operands(&self) -> Vec<Atom> {
+        let mut out = Vec::new();
+        walk_operands!(self, |o: Operand<&Atom, &Var>| out.push(match o {
+            Operand::Atom(a) => *a,
+            Operand::Array(v) => Atom::Var(*v),
+        }));
+        out
+    }
+
+    /// Calls `f` on every direct operand, mutably (renaming, substitution).
+    pub fn map_operands(&mut self, mut f: impl FnMut(Operand<&mut Atom, &mut Var>)) {
+        walk_operands!(self, f);
+    }
+}
+
+/// A direct operand of an expression: an atom, or a variable in an array
+/// position (which only a variable may replace).
+pub enum Operand<A, V> {
+    Atom(A),
+    Array(V),
 }
 
 // Note [Consumed arrays]

@@ -7,7 +7,7 @@
 //! it keeps SSA as long as the substituted atoms are in scope at every use
 //! (the callers' side condition).
 
-use crate::ir::{Atom, BinOp, Body, Expr, LoopForm, Var};
+use crate::ir::{Atom, BinOp, Body, Expr, LoopForm, Operand, Var};
 use std::collections::{HashMap, HashSet};
 
 /// Calls `f` on every variable use in `body`, nested bodies included.
@@ -101,90 +101,10 @@ fn sub_var(v: &mut Var, subst: &HashMap<Var, Atom>) {
 }
 
 pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
-    let atoms = |xs: &mut Vec<Atom>| xs.iter_mut().for_each(|a| sub_atom(a, subst));
-    let vars = |xs: &mut Vec<Var>| xs.iter_mut().for_each(|v| sub_var(v, subst));
-    match e {
-        Expr::Atom(a) | Expr::Opaque(a) | Expr::Unary(_, a) | Expr::Convert(_, a) | Expr::Iota(a) => sub_atom(a, subst),
-        Expr::Binary(_, a, b) => {
-            sub_atom(a, subst);
-            sub_atom(b, subst);
-        }
-        Expr::Select(c, a, b) => {
-            sub_atom(c, subst);
-            sub_atom(a, subst);
-            sub_atom(b, subst);
-        }
-        Expr::If { cond, .. } => sub_atom(cond, subst),
-        Expr::Index { array, indices } => {
-            sub_var(array, subst);
-            atoms(indices);
-        }
-        Expr::Slice { array, start, end } => {
-            sub_var(array, subst);
-            sub_atom(start, subst);
-            sub_atom(end, subst);
-        }
-        Expr::Shape { array, .. } | Expr::Transpose(array) | Expr::Reverse(array) | Expr::Flatten(array) => {
-            sub_var(array, subst)
-        }
-        Expr::Replicate { count, value } => {
-            sub_atom(count, subst);
-            sub_atom(value, subst);
-        }
-        Expr::ArrayLit { elems, .. } => atoms(elems),
-        Expr::Map { width, arrays, .. } => {
-            sub_atom(width, subst);
-            vars(arrays);
-        }
-        Expr::Reduce { neutral, arrays, .. } | Expr::Scan { neutral, arrays, .. } => {
-            atoms(neutral);
-            vars(arrays);
-        }
-        Expr::Loop { init, form, .. } => {
-            atoms(init);
-            if let LoopForm::For { bound, .. } = form {
-                sub_atom(bound, subst);
-            }
-        }
-        Expr::Scatter { dest, indices, values } => {
-            sub_var(dest, subst);
-            sub_var(indices, subst);
-            sub_var(values, subst);
-        }
-        Expr::Hist { dest, neutral, indices, values, .. } => {
-            sub_var(dest, subst);
-            sub_atom(neutral, subst);
-            sub_var(indices, subst);
-            sub_var(values, subst);
-        }
-        Expr::Concat(a, b) => {
-            sub_var(a, subst);
-            sub_var(b, subst);
-        }
-        Expr::Unflatten { array, rows, cols } => {
-            sub_var(array, subst);
-            sub_atom(rows, subst);
-            sub_atom(cols, subst);
-        }
-        Expr::UpdateAt { array, indices, value, .. } => {
-            sub_var(array, subst);
-            atoms(indices);
-            sub_atom(value, subst);
-        }
-        Expr::Check { args, .. } => atoms(args),
-        Expr::Jvp { primals, tangents, batch, .. } => {
-            atoms(primals);
-            atoms(tangents);
-            if let Some(b) = batch {
-                sub_atom(b, subst);
-            }
-        }
-        Expr::Vjp { primals, cotangents, .. } => {
-            atoms(primals);
-            atoms(cotangents);
-        }
-        Expr::Custom { args, .. } => atoms(args),
-    }
+    e.map_operands(|o| match o {
+        Operand::Atom(a) => sub_atom(a, subst),
+        Operand::Array(v) => sub_var(v, subst),
+    });
     for b in e.bodies_mut() {
         substitute(b, subst);
     }
