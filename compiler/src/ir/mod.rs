@@ -684,6 +684,23 @@ macro_rules! walk_operands {
     }};
 }
 
+/// Where an expression keeps its lambdas, in a fixed order, written once
+/// for `&Expr` and `&mut Expr` (as `walk_operands!`).
+macro_rules! lambdas_of {
+    ($e:expr) => {
+        match $e {
+            Expr::Map { lam, .. }
+            | Expr::Reduce { lam, .. }
+            | Expr::Scan { lam, .. }
+            | Expr::Hist { lam, .. }
+            | Expr::Jvp { lam, .. }
+            | Expr::Vjp { lam, .. } => vec![lam],
+            Expr::Custom { primal, jvp, .. } => vec![primal, jvp],
+            _ => Vec::new(),
+        }
+    };
+}
+
 impl Expr {
     /// Calls `f` on each nested body (lambda bodies, branches, loop bodies).
     pub fn for_each_body(&self, f: &mut dyn FnMut(&Body)) {
@@ -709,14 +726,7 @@ impl Expr {
             Expr::If { then_body, else_body, .. } => vec![then_body, else_body],
             Expr::Loop { form: LoopForm::While { cond }, body, .. } => vec![cond, body],
             Expr::Loop { body, .. } => vec![body],
-            Expr::Map { lam, .. }
-            | Expr::Reduce { lam, .. }
-            | Expr::Scan { lam, .. }
-            | Expr::Hist { lam, .. }
-            | Expr::Jvp { lam, .. }
-            | Expr::Vjp { lam, .. } => vec![&mut lam.body],
-            Expr::Custom { primal, jvp, .. } => vec![&mut primal.body, &mut jvp.body],
-            _ => Vec::new(),
+            e => e.lambdas_mut().into_iter().map(|l| &mut l.body).collect(),
         }
     }
 
@@ -765,30 +775,12 @@ impl Expr {
     /// The lambdas this expression carries (combinator operands, AD operands,
     /// a custom rule's primal and rule).
     pub fn lambdas(&self) -> Vec<&Lambda> {
-        match self {
-            Expr::Map { lam, .. }
-            | Expr::Reduce { lam, .. }
-            | Expr::Scan { lam, .. }
-            | Expr::Hist { lam, .. }
-            | Expr::Jvp { lam, .. }
-            | Expr::Vjp { lam, .. } => vec![lam],
-            Expr::Custom { primal, jvp, .. } => vec![primal, jvp],
-            _ => Vec::new(),
-        }
+        lambdas_of!(self)
     }
 
     /// The lambdas this expression carries, mutably (same order as [`Self::lambdas`]).
     pub fn lambdas_mut(&mut self) -> Vec<&mut Lambda> {
-        match self {
-            Expr::Map { lam, .. }
-            | Expr::Reduce { lam, .. }
-            | Expr::Scan { lam, .. }
-            | Expr::Hist { lam, .. }
-            | Expr::Jvp { lam, .. }
-            | Expr::Vjp { lam, .. } => vec![lam],
-            Expr::Custom { primal, jvp, .. } => vec![primal, jvp],
-            _ => Vec::new(),
-        }
+        lambdas_of!(self)
     }
 
     /// The atoms this expression reads directly (not those inside nested
