@@ -193,6 +193,10 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
     read_before_assigned(body, &assigned, &mut HashSet::from([*index]), &mut carried);
     let inside = use_counts(body);
     let firsts = first_iteration_vars(body, *index, *start);
+    // In variable order, not the set's: the plan's reductions and the
+    // reason a loop stays sequential are the same on every run.
+    let mut carried: Vec<LVar> = carried.into_iter().collect();
+    carried.sort_unstable();
     let reductions: Vec<(LVar, ReduceOp, Elem)> = carried
         .iter()
         .filter(|v| !firsts.contains(v))
@@ -202,7 +206,9 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
         })
         .collect::<Result<_, _>>()?;
     let accs: HashSet<LVar> = reductions.iter().map(|r| r.0).collect();
-    for &v in &assigned {
+    let mut assigned_in_order: Vec<LVar> = assigned.iter().copied().collect();
+    assigned_in_order.sort_unstable();
+    for v in assigned_in_order {
         let outside = info.uses.get(&v).copied().unwrap_or(0) - inside.get(&v).copied().unwrap_or(0);
         if outside > 0 && !accs.contains(&v) && !firsts.contains(&v) {
             return Err(format!("`{}` is assigned in the loop and read after it", f.var_name(v)));
