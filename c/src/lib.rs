@@ -121,10 +121,10 @@ unsafe fn text<'a>(s: *const c_char, what: &str) -> Result<&'a str, Failure> {
 fn compile(name: &str, source: &str, threads: c_int) -> Result<SlopeProgram, Failure> {
     let threads = match threads {
         0 => slope_runtime::parallel::threads_from_env().map_err(|e| failure(Code::E0305, e))?,
-        n if (1..=65535).contains(&n) => n as usize,
-        n => return Err(failure(Code::E0305, format!("threads must be from 1 to 65535 (or 0), not {n}"))),
+        n => slope_runtime::parallel::thread_count(n.into()).map_err(|e| failure(Code::E0305, e))?,
     };
-    let program = slope::driver::with_stack(|| Program::compile(name, source, &slope::driver::file_loader))?;
+    // (`Program::compile` runs the compiler on its own big stack.)
+    let program = Program::compile(name, source, &slope::driver::file_loader)?;
     program.set_threads(threads)?;
     let entries = program.entries().iter().map(|e| c_string(e)).collect();
     Ok(SlopeProgram { program, entries })
@@ -216,10 +216,8 @@ pub unsafe extern "C" fn slope_set_threads(
     let result = guarded(|| {
         // SAFETY: NULL or live.
         let p = unsafe { program.as_ref() }.ok_or_else(|| failure(Code::E0302, "the program is NULL".into()))?;
-        if !(1..=65535).contains(&threads) {
-            return Err(failure(Code::E0305, format!("threads must be from 1 to 65535, not {threads}")));
-        }
-        p.program.set_threads(threads as usize)
+        let threads = slope_runtime::parallel::thread_count(threads.into()).map_err(|e| failure(Code::E0305, e))?;
+        p.program.set_threads(threads)
     });
     match result {
         Ok(()) => 0,

@@ -52,19 +52,17 @@ struct PyProgram {
 #[pyo3(signature = (source, name, threads=None))]
 fn compile(py: Python<'_>, source: &str, name: &str, threads: Option<i64>) -> PyResult<PyProgram> {
     let threads = match threads {
-        Some(n) if (1..=65535).contains(&n) => n as usize,
-        Some(n) => return Err(usage_error(py, format!("threads must be from 1 to 65535, not {n}"))),
+        Some(n) => slope_runtime::parallel::thread_count(n).map_err(|e| usage_error(py, e))?,
         None => slope_runtime::parallel::threads_from_env().map_err(|e| usage_error(py, e))?,
     };
     let compiled = py.detach(|| {
         guarded(|| {
-            slope::driver::with_stack(|| {
-                let program = Program::compile(name, source, &slope::driver::file_loader)?;
-                // Native code now, not at the first call: its (rare) failure
-                // belongs to compiling, and the first call's time to the call.
-                program.set_threads(threads)?;
-                Ok::<Program, Failure>(program)
-            })
+            // (`Program::compile` runs the compiler on its own big stack.)
+            let program = Program::compile(name, source, &slope::driver::file_loader)?;
+            // Native code now, not at the first call: its (rare) failure
+            // belongs to compiling, and the first call's time to the call.
+            program.set_threads(threads)?;
+            Ok::<Program, Failure>(program)
         })
     });
     compiled.map(|program| PyProgram { program }).map_err(|f| raise(py, &f))
@@ -116,10 +114,8 @@ impl PyProgram {
     /// Runs parallel loops on `threads` threads from the next call on
     /// (results are bit-identical for every count).
     fn set_threads(&self, py: Python<'_>, threads: i64) -> PyResult<()> {
-        if !(1..=65535).contains(&threads) {
-            return Err(usage_error(py, format!("threads must be from 1 to 65535, not {threads}")));
-        }
-        self.program.set_threads(threads as usize).map_err(|f| raise(py, &f))
+        let threads = slope_runtime::parallel::thread_count(threads).map_err(|e| usage_error(py, e))?;
+        self.program.set_threads(threads).map_err(|f| raise(py, &f))
     }
 
     /// The program after a pipeline stage, as `slope emit --stage STAGE` prints it.

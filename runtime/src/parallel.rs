@@ -278,13 +278,26 @@ fn all_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The thread counts a caller may ask for.
+pub const THREADS: std::ops::RangeInclusive<i64> = 1..=65535;
+
+/// `n` as a thread count, or the message saying which counts there are
+/// (the Python package and the C library check their callers' counts so).
+pub fn thread_count(n: i64) -> Result<usize, String> {
+    if THREADS.contains(&n) {
+        Ok(n as usize)
+    } else {
+        Err(format!("threads must be from {} to {}, not {n}", THREADS.start(), THREADS.end()))
+    }
+}
+
 /// `SLOPE_THREADS` when set (an error message when it is not a positive
 /// number), else every core.
 pub fn threads_from_env() -> Result<usize, String> {
     match std::env::var("SLOPE_THREADS") {
         Err(_) => Ok(all_cores()),
-        Ok(s) => match s.trim().parse::<usize>() {
-            Ok(n) if (1..=65535).contains(&n) => Ok(n),
+        Ok(s) => match s.trim().parse::<i64>().ok().map(thread_count) {
+            Some(Ok(n)) => Ok(n),
             _ => Err(format!("SLOPE_THREADS must be a number of threads from 1 to 65535, not `{s}`")),
         },
     }
