@@ -340,17 +340,11 @@ unsafe fn read_value<'a>(
 /// product of elements (one for a scalar), or the leaf says otherwise in a
 /// way that is rejected before reading.
 unsafe fn read_leaf(leaf: &SlopeArg, ty: &ValueType, path: &str) -> Result<Value, String> {
-    let mut lens = Vec::new();
-    let mut t = ty;
-    while let ValueType::Array { elem, len } = t {
-        lens.push(*len);
-        t = elem;
-    }
-    let ValueType::Scalar(elem) = t else {
+    let Some((elem, lens)) = ty.scalar_leaf() else {
         return Err(format!("`{path}` is an array of tuples or records, which C callers cannot pass yet"));
     };
     let want = format!("{}{}", "[]".repeat(lens.len()), elem.name());
-    if leaf.dtype != dtype_of(*elem) {
+    if leaf.dtype != dtype_of(elem) {
         let names = ["SLOPE_F64", "SLOPE_F32", "SLOPE_I64", "SLOPE_BOOL"];
         let given = usize::try_from(leaf.dtype).ok().and_then(|d| names.get(d)).map_or("invalid", |n| n);
         return Err(format!("`{path}` must be {want}, but the leaf's dtype is {given} ({})", leaf.dtype));

@@ -292,7 +292,7 @@ fn scalar_kind(obj: &Bound<'_, PyAny>) -> Option<u8> {
 /// element type's, the number of dimensions the type's rank, and a length
 /// the type fixes must match.
 fn numpy_array(array: &Bound<'_, PyUntypedArray>, ty: &ValueType, path: &str) -> Result<Array, String> {
-    let (elem, lens) = array_leaf(ty).ok_or_else(|| {
+    let (elem, lens) = ty.scalar_leaf().ok_or_else(|| {
         format!("`{path}` is an array of tuples or records: pass it as a list of tuples or dicts, not a NumPy array")
     })?;
     if array.get_type().name().is_ok_and(|n| n == "MaskedArray") {
@@ -365,21 +365,6 @@ fn c_aligned<'py>(array: &Bound<'py, PyUntypedArray>) -> PyResult<Bound<'py, PyA
     }
     let numpy = array.py().import("numpy")?;
     numpy.call_method1("require", (array, array.dtype(), ["C", "A"]))
-}
-
-/// The scalar element type of an array type and the lengths it fixes per
-/// dimension; `None` for arrays of tuples or records.
-fn array_leaf(ty: &ValueType) -> Option<(ElemType, Vec<Option<usize>>)> {
-    let mut lens = Vec::new();
-    let mut t = ty;
-    while let ValueType::Array { elem, len } = t {
-        lens.push(*len);
-        t = elem;
-    }
-    match t {
-        ValueType::Scalar(e) => Some((*e, lens)),
-        _ => None,
-    }
 }
 
 /// Nested lists (and anything else that is not a NumPy array) go through

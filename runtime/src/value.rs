@@ -219,6 +219,22 @@ impl ValueType {
     pub fn array(elem: ValueType, len: Option<usize>) -> ValueType {
         ValueType::Array { elem: Box::new(elem), len }
     }
+
+    /// The element type of a scalar or an array of scalars, and the length
+    /// the type fixes for each dimension, outermost first (none for a
+    /// scalar); `None` for tuples, records and arrays of them.
+    pub fn scalar_leaf(&self) -> Option<(ElemType, Vec<Option<usize>>)> {
+        let mut lens = Vec::new();
+        let mut t = self;
+        while let ValueType::Array { elem, len } = t {
+            lens.push(*len);
+            t = elem;
+        }
+        match t {
+            ValueType::Scalar(e) => Some((*e, lens)),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ValueType {
