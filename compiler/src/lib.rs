@@ -18,6 +18,7 @@ pub mod ir;
 pub mod jit;
 pub mod loops;
 pub mod opt;
+pub mod prims;
 pub mod session;
 pub mod stdlib;
 pub mod syntax;

@@ -25,7 +25,7 @@ use crate::ir::interp;
 use crate::syntax::ast::Item;
 use crate::syntax::lexer::{Lexer, Token};
 use crate::syntax::parser;
-use crate::types::{builtins::BUILTINS, check::check_expr, Dim, Type};
+use crate::types::{builtins, check::check_expr, Dim, Type};
 use crate::values;
 use std::path::Path;
 
@@ -301,7 +301,7 @@ impl Session {
             driver::stage_names().into_iter().map(str::to_string).collect()
         } else {
             let mut names = self.names();
-            names.extend(BUILTINS.iter().map(|(n, _, _)| n.to_string()));
+            names.extend(builtins::all().iter().map(|(n, _, _)| n.to_string()));
             names.extend(KEYWORDS.iter().map(|k| k.to_string()));
             names
         };
@@ -654,7 +654,7 @@ impl Session {
     }
 
     fn help_name(&self, name: &str, span: Span) -> Reply {
-        if let Some((_, scheme, description)) = BUILTINS.iter().find(|(n, _, _)| *n == name) {
+        if let Some((_, scheme, description)) = builtins::all().iter().find(|(n, _, _)| *n == name) {
             return Reply::ok(format!("{name} : {scheme}\n  {description} (builtin)"));
         }
         if let Some(info) = self.program.checked.infos.get(name) {

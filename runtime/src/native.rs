@@ -428,10 +428,25 @@ host_math! {
         slope_expm1_f64, slope_expm1_f32: |x| x.exp_m1();
         slope_floor_f64, slope_floor_f32: |x| x.floor();
         slope_ceil_f64, slope_ceil_f32: |x| x.ceil();
+        slope_sinh_f64, slope_sinh_f32: |x| x.sinh();
+        slope_cosh_f64, slope_cosh_f32: |x| x.cosh();
+        slope_asinh_f64, slope_asinh_f32: |x| x.asinh();
+        slope_acosh_f64, slope_acosh_f32: |x| x.acosh();
+        slope_atanh_f64, slope_atanh_f32: |x| x.atanh();
+        slope_asin_f64, slope_asin_f32: |x| x.asin();
+        slope_acos_f64, slope_acos_f32: |x| x.acos();
+        slope_atan_f64, slope_atan_f32: |x| x.atan();
+        slope_cbrt_f64, slope_cbrt_f32: |x| x.cbrt();
+        slope_round_f64, slope_round_f32: |x| x.round_ties_even();
+        slope_trunc_f64, slope_trunc_f32: |x| x.trunc();
+        // Stable: max(x, 0) + log1p(exp(-|x|)) never overflows (NaN stays NaN).
+        slope_softplus_f64, slope_softplus_f32: |x| if x.is_nan() { x } else { x.max(0.0) + (-x.abs()).exp().ln_1p() };
     }
     binary {
         slope_pow_f64, slope_pow_f32: |a, b| a.powf(b);
         slope_fmod_f64, slope_fmod_f32: |a, b| a % b;
+        slope_atan2_f64, slope_atan2_f32: |a, b| a.atan2(b);
+        slope_hypot_f64, slope_hypot_f32: |a, b| a.hypot(b);
     }
     special {
         slope_lgamma_f64, slope_lgamma_f32: math::lgamma;

@@ -32,7 +32,7 @@ impl Gen {
             };
         }
         let a = self.expr(vars, depth - 1);
-        match self.pick(11) {
+        match self.pick(15) {
             0 => format!("({a} + {})", self.expr(vars, depth - 1)),
             1 => format!("({a} - {})", self.expr(vars, depth - 1)),
             2 => format!("({a} * {})", self.expr(vars, depth - 1)),
@@ -43,6 +43,10 @@ impl Gen {
             7 => format!("(log (1.0 + {a} * {a}))"),
             8 => format!("(sqrt (1.0 + {a} * {a}))"),
             9 => format!("(sigmoid {a})"),
+            10 => format!("(softplus {a})"),
+            11 => format!("(asinh (cosh (tanh {a})))"),
+            12 => format!("(atan2 {a} (1.5 + {b} * {b}))", b = self.expr(vars, depth - 1)),
+            13 => format!("(hypot {a} 0.5 * atan {a})"),
             _ => {
                 // Sharing: the bound value is used twice.
                 self.lets += 1;

@@ -122,7 +122,7 @@ impl<'v> Builder<'v> {
     }
 
     pub fn unary(&mut self, op: UnOp, a: Atom) -> Atom {
-        let t = self.ty(a);
+        let t = op.prim().result_type(self.ty(a));
         self.emit1(Expr::Unary(op, a), t, "t")
     }
 

@@ -1,11 +1,13 @@
-//! The derivative table: one entry per scalar primitive, shared by forward
-//! and reverse mode (Futhark keeps its equivalent in `AD/Derivatives.hs`).
+//! The partial derivatives of scalar operations, shared by forward and
+//! reverse mode (Futhark keeps its equivalent in `AD/Derivatives.hs`): the
+//! operators' rules are here, the math primitives' are their rows in
+//! `crate::prims`, which [`unary_partial`] and [`binary_partials`] consult.
 //!
-//! Each rule emits the partial derivatives of a primitive at a point, as
+//! Each rule emits the partial derivatives of an operation at a point, as
 //! atoms; `None` means "identically zero". Forward mode multiplies them by
 //! tangents, reverse mode by the cotangent.
 //!
-//! Conventions at non-differentiable points (documented in docs/ad.md):
+//! Conventions at non-differentiable points (all in docs/ad.md):
 //! `abs'(0) = 0`; `min`/`max` send the whole derivative to the first argument
 //! on ties; `floor`, `ceil`, comparisons and integer operations have zero
 //! derivative; `sqrt'(0) = +inf` (the limit); `x ** y` has no derivative with
@@ -16,61 +18,10 @@
 use super::build::{is_const, Builder};
 use crate::ir::{Atom, BinOp, Const, Expr, UnOp};
 
-/// d op(x) / dx, given the operand `x` and the result `y`.
+/// d op(x) / dx, given the operand `x` and the result `y` (the primitive's
+/// row in `prims` holds it).
 pub fn unary_partial(b: &mut Builder, op: UnOp, x: Atom, y: Atom) -> Option<Atom> {
-    let t = b.ty(x);
-    let one = b.constant(t, 1.0);
-    Some(match op {
-        UnOp::Neg => b.constant(t, -1.0),
-        UnOp::Not | UnOp::Floor | UnOp::Ceil | UnOp::StopGradient => return None,
-        UnOp::Exp => y,
-        UnOp::Log => b.div(one, x),
-        UnOp::Sin => b.unary(UnOp::Cos, x),
-        UnOp::Cos => {
-            let s = b.unary(UnOp::Sin, x);
-            b.neg(s)
-        }
-        UnOp::Tan => {
-            let yy = b.mul(y, y);
-            b.add(one, yy)
-        }
-        UnOp::Tanh => {
-            let yy = b.mul(y, y);
-            b.sub(one, yy)
-        }
-        UnOp::Sqrt => {
-            let half = b.constant(t, 0.5);
-            b.div(half, y)
-        }
-        UnOp::Abs => {
-            let zero = b.constant(t, 0.0);
-            let pos = b.bin(BinOp::Gt, x, zero);
-            let negc = b.bin(BinOp::Lt, x, zero);
-            let minus = b.constant(t, -1.0);
-            let inner = b.select(negc, minus, zero);
-            b.select(pos, one, inner)
-        }
-        UnOp::Log1p => {
-            let d = b.add(one, x);
-            b.div(one, d)
-        }
-        UnOp::Expm1 => b.add(y, one),
-        UnOp::Sigmoid => {
-            let c = b.sub(one, y);
-            b.mul(y, c)
-        }
-        UnOp::Lgamma => b.unary(UnOp::Digamma, x),
-        UnOp::Digamma => b.unary(UnOp::Trigamma, x),
-        // ψ'' is not implemented: a NaN, not a silent zero, if it is ever used.
-        UnOp::Trigamma => b.constant(t, f64::NAN),
-        UnOp::Erf => {
-            let xx = b.mul(x, x);
-            let nxx = b.neg(xx);
-            let e = b.unary(UnOp::Exp, nxx);
-            let k = b.constant(t, std::f64::consts::FRAC_2_SQRT_PI);
-            b.mul(k, e)
-        }
-    })
+    op.prim().partial.map(|d| d(b, x, y))
 }
 
 /// (d op / da, d op / db) at `a op b = y`; `want` says which are needed.
@@ -85,6 +36,10 @@ pub fn binary_partials(
     let t = b.ty(x);
     if !t.elem.is_float() {
         return (None, None);
+    }
+    if let Some(row) = crate::prims::binary(op) {
+        let (da, db) = (row.partials)(b, x, z, y);
+        return (da.filter(|_| want.0), db.filter(|_| want.1));
     }
     let one = b.constant(t, 1.0);
     let zero = b.constant(t, 0.0);
@@ -131,6 +86,7 @@ pub fn binary_partials(
             (Some(b.select(first, one, zero)), Some(b.select(first, zero, one)))
         }
         BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::And | BinOp::Or => (None, None),
+        BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign => unreachable!("a row of prims::BINARY"),
     }
 }
 

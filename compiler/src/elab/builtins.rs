@@ -5,7 +5,8 @@
 use super::{collect_leaves, leaf, Callee, Closure, Elaborator, SVal, R};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Atom, BinOp, Const, Expr as IrExpr, IrType, UnOp, Var};
-use crate::types::{builtins::BUILTINS, ScalarType, Type};
+use crate::prims;
+use crate::types::{builtins, ScalarType, Type};
 use std::rc::Rc;
 
 /// The number type of a `tree_…` builtin's result (`F` or `[]F`).
@@ -18,7 +19,7 @@ fn number_type(result: &Type) -> ScalarType {
 
 /// The canonical name and the number of arguments of a builtin.
 pub(super) fn arity(name: &str) -> Option<(&'static str, usize)> {
-    let (bname, scheme, _) = BUILTINS.iter().find(|(n, _, _)| *n == name)?;
+    let (bname, scheme, _) = builtins::all().iter().find(|(n, _, _)| *n == name)?;
     // Count top-level arrows of the scheme.
     let mut depth = 0i32;
     let mut arrows = 0;
@@ -178,12 +179,18 @@ impl<'a> Elaborator<'a> {
                     None => SVal::Leaf(Atom::i64(0)),
                 }
             }
-            "abs" | "exp" | "log" | "sin" | "cos" | "tan" | "tanh" | "sqrt" | "log1p" | "expm1" | "sigmoid"
-            | "floor" | "ceil" | "lgamma" | "digamma" | "trigamma" | "erf" => {
+            // The math primitives (`crate::prims`).
+            _ if prims::unary_named(name).is_some() => {
                 let x = leaf(&next());
-                let op = UnOp::from_builtin(name).expect("math builtin");
-                let t = self.ty(x);
-                SVal::Leaf(self.emit1(IrExpr::Unary(op, x), t, "t", span))
+                let row = prims::unary_named(name).expect("a primitive");
+                let t = row.result_type(self.ty(x));
+                SVal::Leaf(self.emit1(IrExpr::Unary(row.op, x), t, "t", span))
+            }
+            _ if prims::binary_named(name).is_some() => {
+                let (a, b) = (leaf(&next()), leaf(&next()));
+                let op = prims::binary_named(name).expect("a primitive").op;
+                let t = self.ty(a);
+                SVal::Leaf(self.binop(op, a, b, t, span))
             }
             "min" | "max" => {
                 let (a, b) = (leaf(&next()), leaf(&next()));

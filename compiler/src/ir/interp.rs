@@ -25,7 +25,6 @@
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, Func, IrType, Lambda, LoopForm, Program, UnOp, Var};
 use crate::types::ScalarType;
-use slope_runtime::math;
 use slope_runtime::{Array, ArrayData, ElemType, Scalar, Value};
 use std::rc::Rc;
 
@@ -1233,51 +1232,18 @@ fn bad_operands<T>(what: &str, vals: &[&Val], span: Span) -> Result<T, RuntimeEr
     ice(span, format!("`{what}` applied to {}", types.join(" and ")))
 }
 
-/// One float unary operation; `$T` is `f64` or `f32` (lgamma and erf go through f64).
-macro_rules! float_unary {
-    ($op:expr, $x:expr, $T:ty) => {{
-        let x: $T = $x;
-        Some(match $op {
-            UnOp::Neg => -x,
-            UnOp::Exp => x.exp(),
-            UnOp::Log => x.ln(),
-            UnOp::Sin => x.sin(),
-            UnOp::Cos => x.cos(),
-            UnOp::Tan => x.tan(),
-            UnOp::Tanh => x.tanh(),
-            UnOp::Sqrt => x.sqrt(),
-            UnOp::Abs => x.abs(),
-            UnOp::Log1p => x.ln_1p(),
-            UnOp::Expm1 => x.exp_m1(),
-            UnOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            UnOp::Floor => x.floor(),
-            UnOp::Ceil => x.ceil(),
-            UnOp::Lgamma => math::lgamma(x as f64) as $T,
-            UnOp::Digamma => math::digamma(x as f64) as $T,
-            UnOp::Trigamma => math::trigamma(x as f64) as $T,
-            UnOp::Erf => math::erf(x as f64) as $T,
-            UnOp::StopGradient => x,
-            UnOp::Not => return None,
-        })
-    }};
-}
-
+/// One unary operation, as its row in `prims` defines it.
 pub(crate) fn unary(op: UnOp, x: Val, span: Span) -> Result<Val, RuntimeError> {
-    let r = match x {
-        Val::F64(v) => (|| float_unary!(op, v, f64))().map(Val::F64),
-        Val::F32(v) => (|| float_unary!(op, v, f32))().map(Val::F32),
-        Val::I64(v) => match op {
-            UnOp::Neg => Some(Val::I64(v.wrapping_neg())),
-            UnOp::Abs => Some(Val::I64(v.wrapping_abs())),
-            UnOp::StopGradient => Some(Val::I64(v)),
-            _ => None,
-        },
-        Val::Bool(b) => match op {
-            UnOp::Not => Some(Val::Bool(!b)),
-            UnOp::StopGradient => Some(Val::Bool(b)),
-            _ => None,
-        },
-        Val::Arr(_) => None,
+    use crate::prims::Kind;
+    let r = match (op.prim().kind, &x) {
+        (Kind::Float { f64, .. }, Val::F64(v)) => Some(Val::F64(f64(*v))),
+        (Kind::Float { f32, .. }, Val::F32(v)) => Some(Val::F32(f32(*v))),
+        (Kind::Float { i64: Some(f), .. }, Val::I64(v)) => Some(Val::I64(f(*v))),
+        (Kind::Test(f), Val::F64(v)) => Some(Val::Bool(f(*v))),
+        (Kind::Test(f), Val::F32(v)) => Some(Val::Bool(f(*v as f64))),
+        (Kind::Not, Val::Bool(b)) => Some(Val::Bool(!b)),
+        (Kind::Identity, Val::F64(_) | Val::F32(_) | Val::I64(_) | Val::Bool(_)) => Some(x.clone()),
+        _ => None,
     };
     match r {
         Some(v) => Ok(v),
@@ -1287,9 +1253,12 @@ pub(crate) fn unary(op: UnOp, x: Val, span: Span) -> Result<Val, RuntimeError> {
 
 /// One float binary operation; `$V` wraps a result of the operand type.
 macro_rules! float_binary {
-    ($op:expr, $a:expr, $b:expr, $V:path) => {{
+    ($op:expr, $a:expr, $b:expr, $V:path, $f:ident) => {{
         let (a, b) = ($a, $b);
         Some(match $op {
+            BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign => {
+                $V((crate::prims::binary($op).expect("a primitive").$f)(a, b))
+            }
             BinOp::Add => $V(a + b),
             BinOp::Sub => $V(a - b),
             BinOp::Mul => $V(a * b),
@@ -1328,8 +1297,8 @@ macro_rules! float_binary {
 
 pub(crate) fn binary(op: BinOp, x: Val, y: Val, span: Span) -> Result<Val, RuntimeError> {
     let r = match (&x, &y) {
-        (&Val::F64(a), &Val::F64(b)) => (|| float_binary!(op, a, b, Val::F64))(),
-        (&Val::F32(a), &Val::F32(b)) => (|| float_binary!(op, a, b, Val::F32))(),
+        (&Val::F64(a), &Val::F64(b)) => (|| float_binary!(op, a, b, Val::F64, f64))(),
+        (&Val::F32(a), &Val::F32(b)) => (|| float_binary!(op, a, b, Val::F32, f32))(),
         (&Val::I64(a), &Val::I64(b)) => match op {
             BinOp::Add => Some(Val::I64(a.wrapping_add(b))),
             BinOp::Sub => Some(Val::I64(a.wrapping_sub(b))),
@@ -1356,7 +1325,7 @@ pub(crate) fn binary(op: BinOp, x: Val, y: Val, span: Span) -> Result<Val, Runti
             BinOp::Le => Some(Val::Bool(a <= b)),
             BinOp::Gt => Some(Val::Bool(a > b)),
             BinOp::Ge => Some(Val::Bool(a >= b)),
-            BinOp::And | BinOp::Or => None,
+            BinOp::And | BinOp::Or | BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign => None,
         },
         (&Val::Bool(a), &Val::Bool(b)) => match op {
             BinOp::And | BinOp::Min => Some(Val::Bool(a && b)),
@@ -2036,8 +2005,8 @@ mod tests {
         };
         assert_eq!(run1(UnOp::Sigmoid, 0.0), 0.5);
         assert_eq!(run1(UnOp::Sigmoid, 2.0), 1.0 / (1.0 + (-2f64).exp()));
-        assert_eq!(run1(UnOp::Lgamma, 10.0), math::lgamma(10.0));
-        assert_eq!(run1(UnOp::Erf, 0.5), math::erf(0.5));
+        assert_eq!(run1(UnOp::Lgamma, 10.0), slope_runtime::math::lgamma(10.0));
+        assert_eq!(run1(UnOp::Erf, 0.5), slope_runtime::math::erf(0.5));
         assert_eq!(run1(UnOp::Log1p, 1e-20), 1e-20);
         assert_eq!(run1(UnOp::Floor, -1.5), -2.0);
         assert_eq!(run1(UnOp::Ceil, -1.5), -1.0);
@@ -2045,7 +2014,7 @@ mod tests {
         assert_eq!(run1(UnOp::StopGradient, 4.25), 4.25);
         let f32ty = IrType::scalar(ScalarType::F32);
         let p = unary_prog(f32ty, f32ty, |a| Expr::Unary(UnOp::Erf, v(a)));
-        assert_eq!(vals(&p, vec![Val::F32(1.0)]), vec![Val::F32(math::erf(1.0) as f32)]);
+        assert_eq!(vals(&p, vec![Val::F32(1.0)]), vec![Val::F32(slope_runtime::math::erf(1.0) as f32)]);
         let p = unary_prog(BOOL, BOOL, |a| Expr::Unary(UnOp::Not, v(a)));
         assert_eq!(vals(&p, vec![Val::Bool(true)]), vec![Val::Bool(false)]);
         let p = unary_prog(I64, I64, |a| Expr::Unary(UnOp::Neg, v(a)));

@@ -134,7 +134,8 @@ impl From<Var> for Atom {
     }
 }
 
-/// Scalar unary operations.
+/// Scalar unary operations: the rows of `prims::UNARY`, in its order (a
+/// primitive's name, evaluation, code generation and derivative are there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnOp {
     Neg,
@@ -160,6 +161,21 @@ pub enum UnOp {
     Erf,
     /// Identity on values; differentiation treats the result as a constant.
     StopGradient,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    Asin,
+    Acos,
+    Atan,
+    Cbrt,
+    Round,
+    Trunc,
+    Sign,
+    Softplus,
+    IsNan,
+    IsInf,
 }
 
 impl UnOp {
@@ -185,76 +201,45 @@ impl UnOp {
         UnOp::Trigamma,
         UnOp::Erf,
         UnOp::StopGradient,
+        UnOp::Sinh,
+        UnOp::Cosh,
+        UnOp::Asinh,
+        UnOp::Acosh,
+        UnOp::Atanh,
+        UnOp::Asin,
+        UnOp::Acos,
+        UnOp::Atan,
+        UnOp::Cbrt,
+        UnOp::Round,
+        UnOp::Trunc,
+        UnOp::Sign,
+        UnOp::Softplus,
+        UnOp::IsNan,
+        UnOp::IsInf,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            UnOp::Neg => "neg",
-            UnOp::Not => "not",
-            UnOp::Exp => "exp",
-            UnOp::Log => "log",
-            UnOp::Sin => "sin",
-            UnOp::Cos => "cos",
-            UnOp::Tan => "tan",
-            UnOp::Tanh => "tanh",
-            UnOp::Sqrt => "sqrt",
-            UnOp::Abs => "abs",
-            UnOp::Log1p => "log1p",
-            UnOp::Expm1 => "expm1",
-            UnOp::Sigmoid => "sigmoid",
-            UnOp::Floor => "floor",
-            UnOp::Ceil => "ceil",
-            UnOp::Lgamma => "lgamma",
-            UnOp::Digamma => "digamma",
-            UnOp::Trigamma => "trigamma",
-            UnOp::Erf => "erf",
-            UnOp::StopGradient => "stop_gradient",
-        }
+    /// The primitive's row: what every pass needs to know about it.
+    pub fn prim(self) -> &'static crate::prims::Unary {
+        crate::prims::unary(self)
     }
+
+    pub fn name(self) -> &'static str {
+        self.prim().name
+    }
+
     /// A call of a host math function rather than an instruction or two:
     /// worth saving (reverse mode's residuals) or computing once for a whole
     /// array (the optimiser's `hoist_costly`) rather than recomputing.
     pub fn is_costly(self) -> bool {
-        matches!(
-            self,
-            UnOp::Exp
-                | UnOp::Log
-                | UnOp::Sin
-                | UnOp::Cos
-                | UnOp::Tan
-                | UnOp::Tanh
-                | UnOp::Log1p
-                | UnOp::Expm1
-                | UnOp::Sigmoid
-                | UnOp::Lgamma
-                | UnOp::Digamma
-                | UnOp::Trigamma
-                | UnOp::Erf
-        )
+        self.prim().cost >= crate::prims::HOST_CALL
     }
 
+    /// The operation a math builtin (or an alias of one) names.
     pub fn from_builtin(name: &str) -> Option<UnOp> {
-        Some(match name {
-            "exp" => UnOp::Exp,
-            "log" => UnOp::Log,
-            "sin" => UnOp::Sin,
-            "cos" => UnOp::Cos,
-            "tan" => UnOp::Tan,
-            "tanh" => UnOp::Tanh,
-            "sqrt" => UnOp::Sqrt,
-            "abs" => UnOp::Abs,
-            "log1p" => UnOp::Log1p,
-            "expm1" => UnOp::Expm1,
-            "sigmoid" => UnOp::Sigmoid,
-            "floor" => UnOp::Floor,
-            "ceil" => UnOp::Ceil,
-            "lgamma" => UnOp::Lgamma,
-            "digamma" => UnOp::Digamma,
-            "trigamma" => UnOp::Trigamma,
-            "erf" => UnOp::Erf,
-            "stop_gradient" => UnOp::StopGradient,
-            _ => return None,
-        })
+        if name == "stop_gradient" {
+            return Some(UnOp::StopGradient);
+        }
+        crate::prims::unary_named(name).map(|r| r.op)
     }
 }
 
@@ -277,11 +262,16 @@ pub enum BinOp {
     Ge,
     And,
     Or,
+    /// `atan2 y x` (a row of `prims::BINARY`, as the two below).
+    Atan2,
+    Hypot,
+    Copysign,
 }
 
 impl BinOp {
     pub fn symbol(self) -> &'static str {
         match self {
+            BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign => crate::prims::binary(self).expect("a primitive").name,
             BinOp::Add => "+",
             BinOp::Sub => "-",
             BinOp::Mul => "*",
@@ -302,7 +292,7 @@ impl BinOp {
     }
     /// Written as a function (`min a b`) rather than infix.
     pub fn is_prefix(self) -> bool {
-        matches!(self, BinOp::Min | BinOp::Max)
+        matches!(self, BinOp::Min | BinOp::Max | BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign)
     }
     /// Comparisons and `&&`/`||`: the result is a `bool` whatever the operands.
     pub fn returns_bool(self) -> bool {

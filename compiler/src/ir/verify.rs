@@ -25,7 +25,7 @@
 //! the surface-level `Signature`, which has no IR counterpart to compare with.
 
 use super::print::print_atom;
-use super::{Atom, Body, Expr, Func, IrType, Lambda, LoopForm, Program, Stmt, UnOp, Var};
+use super::{Atom, Body, Expr, Func, IrType, Lambda, LoopForm, Program, Stmt, Var};
 use crate::types::ScalarType;
 use std::collections::HashSet;
 use std::fmt;
@@ -395,18 +395,13 @@ impl Checker<'_> {
             Expr::Atom(a) | Expr::Opaque(a) => one(self.aty(*a)),
             Expr::Unary(op, a) => {
                 let t = self.aty(*a);
-                let ok = t.is_scalar()
-                    && match op {
-                        UnOp::Neg | UnOp::Abs => t.elem.is_numeric(),
-                        UnOp::Not => t.elem == S::Bool,
-                        UnOp::StopGradient => true,
-                        _ => t.elem.is_float(),
-                    };
-                if !ok {
-                    errs.push(format!("operand {} of {} has type {t}", self.atom(*a), op.name()));
-                    return None;
+                match op.prim().result(t.elem) {
+                    Some(r) if t.is_scalar() => one(IrType::scalar(r)),
+                    _ => {
+                        errs.push(format!("operand {} of {} has type {t}", self.atom(*a), op.name()));
+                        None
+                    }
                 }
-                one(t)
             }
             Expr::Binary(op, a, b) => {
                 use super::BinOp as B;
@@ -894,7 +889,10 @@ mod tests {
         let p = build("f", &[("i", I64), ("x", F64)], |vt, ps| {
             let (e, n) = (vt.fresh("e", I64), vt.fresh("n", F64));
             body(
-                vec![st(&[e], Expr::Unary(UnOp::Exp, a(ps[0]))), st(&[n], Expr::Unary(UnOp::Not, a(ps[1])))],
+                vec![
+                    st(&[e], Expr::Unary(crate::ir::UnOp::Exp, a(ps[0]))),
+                    st(&[n], Expr::Unary(crate::ir::UnOp::Not, a(ps[1]))),
+                ],
                 &[a(e), a(n)],
             )
         });

@@ -27,6 +27,7 @@ use crate::ir::interp::{RuntimeError, Val};
 use crate::ir::{BinOp, Const, UnOp};
 use crate::loops::opt::simd::{lane, Lane};
 use crate::loops::{self, Inst, LVar, Leaf, MTy, Operand, Rhs};
+use crate::prims::Lowering;
 use cranelift::codegen::ir::{BlockArg, ExtFuncData, ExternalName, FuncRef, Function, UserFuncName};
 use cranelift::codegen::print_errors::pretty_error;
 use cranelift::codegen::Context;
@@ -1013,12 +1014,18 @@ impl Gen<'_, '_> {
         }
     }
 
+    /// A unary primitive: a host call or the instructions its row in
+    /// `prims` says are written here (Note [Adding a primitive]).
     fn unary(&mut self, op: UnOp, xo: Operand) -> Result<Value, String> {
         let t = self.ty(xo);
         let x = self.operand(xo);
         let bad = || Err(format!("internal error: `{}` applied to a {}", op.name(), t.name()));
         if op == UnOp::StopGradient {
             return Ok(x);
+        }
+        let float = matches!(t, MTy::F64 | MTy::F32);
+        if let (Lowering::Host(name), true) = (op.prim().lowering, float) {
+            return Ok(self.host_float(name, t, &[x]));
         }
         Ok(match t {
             MTy::F64 | MTy::F32 => match op {
@@ -1033,25 +1040,35 @@ impl Gen<'_, '_> {
                     let d = self.b.ins().fadd(one, e);
                     self.b.ins().fdiv(one, d)
                 }
-                UnOp::Exp => self.host_float("exp", t, &[x]),
-                UnOp::Log => self.host_float("log", t, &[x]),
-                UnOp::Sin => self.host_float("sin", t, &[x]),
-                UnOp::Cos => self.host_float("cos", t, &[x]),
-                UnOp::Tan => self.host_float("tan", t, &[x]),
-                UnOp::Tanh => self.host_float("tanh", t, &[x]),
-                UnOp::Log1p => self.host_float("log1p", t, &[x]),
-                UnOp::Expm1 => self.host_float("expm1", t, &[x]),
-                UnOp::Floor => self.host_float("floor", t, &[x]),
-                UnOp::Ceil => self.host_float("ceil", t, &[x]),
-                UnOp::Lgamma => self.host_float("lgamma", t, &[x]),
-                UnOp::Digamma => self.host_float("digamma", t, &[x]),
-                UnOp::Trigamma => self.host_float("trigamma", t, &[x]),
-                UnOp::Erf => self.host_float("erf", t, &[x]),
-                UnOp::Not | UnOp::StopGradient => return bad(),
+                UnOp::Sign => {
+                    // ±1 by the sign; zeros and NaN as they are.
+                    let zero = self.float_const(t, 0.0);
+                    let one = self.float_const(t, 1.0);
+                    let pos = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+                    let neg = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+                    let minus = self.b.ins().fneg(one);
+                    let r = self.b.ins().select(neg, minus, x);
+                    self.b.ins().select(pos, one, r)
+                }
+                UnOp::IsNan => self.b.ins().fcmp(FloatCC::Unordered, x, x),
+                UnOp::IsInf => {
+                    let a = self.b.ins().fabs(x);
+                    let inf = self.float_const(t, f64::INFINITY);
+                    self.b.ins().fcmp(FloatCC::Equal, a, inf)
+                }
+                _ => return bad(),
             },
             MTy::I64 => match op {
                 UnOp::Neg => self.b.ins().ineg(x),
                 UnOp::Abs => self.b.ins().iabs(x),
+                UnOp::Sign => {
+                    // (x > 0) - (x < 0)
+                    let pos = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, x, 0);
+                    let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
+                    let pos = self.b.ins().uextend(types::I64, pos);
+                    let neg = self.b.ins().uextend(types::I64, neg);
+                    self.b.ins().isub(pos, neg)
+                }
                 _ => return bad(),
             },
             MTy::Bool => match op {
@@ -1076,6 +1093,11 @@ impl Gen<'_, '_> {
                 BinOp::Div => self.b.ins().fdiv(a, b),
                 BinOp::Rem => self.host_float("fmod", t, &[a, b]),
                 BinOp::Pow => self.host_float("pow", t, &[a, b]),
+                BinOp::Copysign => self.b.ins().fcopysign(a, b),
+                BinOp::Atan2 | BinOp::Hypot => match crate::prims::binary(op).map(|r| r.lowering) {
+                    Some(Lowering::Host(name)) => self.host_float(name, t, &[a, b]),
+                    _ => return bad(),
+                },
                 // NaN in a gives a; else NaN in b gives b; else b if it wins, else a.
                 BinOp::Min | BinOp::Max => {
                     let cc = if op == BinOp::Min { FloatCC::LessThan } else { FloatCC::GreaterThan };
@@ -1132,7 +1154,7 @@ impl Gen<'_, '_> {
                 BinOp::Le => self.b.ins().icmp(IntCC::SignedLessThanOrEqual, a, b),
                 BinOp::Gt => self.b.ins().icmp(IntCC::SignedGreaterThan, a, b),
                 BinOp::Ge => self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, a, b),
-                BinOp::And | BinOp::Or => return bad(),
+                BinOp::And | BinOp::Or | BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign => return bad(),
             },
             // On 0/1 bytes, the unsigned comparisons are the bool orderings (false < true).
             MTy::Bool => match op {
@@ -1778,7 +1800,7 @@ mod tests {
     }
 
     fn scalar_values(t: MTy) -> Vec<Val> {
-        let fs = [0.0, -0.0, 0.5, -2.25, 3.0, 1e300, -7.75, f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+        let fs = [0.0, -0.0, 0.5, -2.25, 2.5, 3.0, 1e300, -7.75, f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
         match t {
             MTy::F64 => fs.iter().map(|&x| Val::F64(x)).collect(),
             MTy::F32 => fs.iter().map(|&x| Val::F32(x as f32)).collect(),
@@ -1851,7 +1873,7 @@ mod tests {
         assert!(checked > 100, "only {checked} cases checked");
     }
 
-    const BINOPS: [BinOp; 16] = [
+    const BINOPS: [BinOp; 19] = [
         BinOp::Add,
         BinOp::Sub,
         BinOp::Mul,
@@ -1868,6 +1890,9 @@ mod tests {
         BinOp::Ge,
         BinOp::And,
         BinOp::Or,
+        BinOp::Atan2,
+        BinOp::Hypot,
+        BinOp::Copysign,
     ];
 
     #[test]

@@ -55,6 +55,15 @@ impl MTy {
             ScalarType::Bool => MTy::Bool,
         }
     }
+    /// The scalar type this machine type holds.
+    pub fn scalar(self) -> ScalarType {
+        match self {
+            MTy::F64 => ScalarType::F64,
+            MTy::F32 => ScalarType::F32,
+            MTy::I64 => ScalarType::I64,
+            MTy::Bool => ScalarType::Bool,
+        }
+    }
     /// Bytes per element in memory.
     pub fn size(self) -> i64 {
         match self {

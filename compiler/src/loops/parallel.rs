@@ -20,7 +20,8 @@
 
 use super::opt::alias::{PointsTo, Target};
 use super::{for_each_inst, Func, Inst, LVar, Leaf, MTy, Operand, Program, Rhs, Segment};
-use crate::ir::{BinOp, UnOp};
+use crate::ir::BinOp;
+use crate::prims;
 use slope_runtime::parallel::{self as rt, Elem, ReduceOp};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -642,8 +643,12 @@ fn cost(insts: &[Inst]) -> i64 {
     insts
         .iter()
         .map(|i| match i {
-            Inst::Let(_, Rhs::Unary(op, _)) if !matches!(op, UnOp::Neg | UnOp::Not | UnOp::Abs) => 20,
-            Inst::Let(_, Rhs::Binary(BinOp::Div | BinOp::Rem | BinOp::Pow, ..)) => 10,
+            Inst::Let(_, Rhs::Unary(op, _)) => op.prim().cost.max(1) as i64,
+            Inst::Let(_, Rhs::Binary(op, ..)) => match prims::binary(*op) {
+                Some(row) => row.cost as i64,
+                None if matches!(op, BinOp::Div | BinOp::Rem | BinOp::Pow) => prims::SLOW_INSTRUCTION as i64,
+                None => 1,
+            },
             Inst::Let(_, Rhs::Alloc { .. } | Rhs::Mark) | Inst::Release { .. } | Inst::Copy { .. } => 30,
             Inst::For { body, .. } => 2 + INNER_TRIPS.saturating_mul(cost(body)),
             Inst::While { cond, body, .. } => INNER_TRIPS.saturating_mul(cost(cond).saturating_add(cost(body))),

@@ -6,7 +6,6 @@
 //! `Fail` naming an existing site. A failure is a lowering bug.
 
 use super::{Func, Inst, MTy, Operand, Rhs};
-use crate::ir::UnOp;
 
 pub fn verify_func(f: &Func) -> Result<(), String> {
     let v = Verifier { f };
@@ -73,11 +72,9 @@ impl Verifier<'_> {
             Rhs::Use(o) => self.operand(*o)?,
             Rhs::Unary(op, o) => {
                 let t = self.operand(*o)?;
-                match (op, t) {
-                    (UnOp::Not, MTy::Bool) | (UnOp::StopGradient, _) => t,
-                    (UnOp::Neg | UnOp::Abs, MTy::I64) => t,
-                    (_, MTy::F64 | MTy::F32) => t,
-                    _ => return Err(format!("{} of {}", op.name(), t.name())),
+                match op.prim().result(t.scalar()) {
+                    Some(r) => MTy::of(r),
+                    None => return Err(format!("{} of {}", op.name(), t.name())),
                 }
             }
             Rhs::Binary(op, a, b) => {

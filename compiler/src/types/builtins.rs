@@ -8,8 +8,12 @@
 //! it from the argument when that is a literal or a size parameter. `R` in the
 //! Jacobian operators is computed from the function's type ([`super::check`]).
 
+use crate::prims;
+use std::sync::LazyLock;
+
 /// `(name, scheme, one-line description)`. The description is what the REPL's
-/// `:help` and `docs/language.md` show.
+/// `:help` and `docs/language.md` show. The scalar math functions are not
+/// listed here but in `crate::prims`, one row each; [`all`] is both.
 pub const BUILTINS: &[(&str, &str, &str)] = &[
     // Array combinators.
     ("map", "(A -> B) -> [n]A -> [n]B", "apply a function to every element"),
@@ -55,24 +59,7 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("tree_size", "A -> i64", "how many numbers a tree holds"),
     ("tree_flatten", "A -> []F", "every number of a tree in one vector (leaves in field order, row-major)"),
     ("tree_unflatten", "A -> []F -> A", "a tree shaped like the first argument from the numbers of a vector"),
-    // Scalar math.
-    ("exp", "F -> F", "e to the power x"),
-    ("log", "F -> F", "natural logarithm"),
-    ("sin", "F -> F", "sine"),
-    ("cos", "F -> F", "cosine"),
-    ("tan", "F -> F", "tangent"),
-    ("tanh", "F -> F", "hyperbolic tangent"),
-    ("sqrt", "F -> F", "square root"),
-    ("log1p", "F -> F", "log (1 + x), accurate near 0"),
-    ("expm1", "F -> F", "exp x - 1, accurate near 0"),
-    ("sigmoid", "F -> F", "1 / (1 + exp (-x))"),
-    ("floor", "F -> F", "largest integer not above x"),
-    ("ceil", "F -> F", "smallest integer not below x"),
-    ("lgamma", "F -> F", "log of the absolute value of the gamma function"),
-    ("erf", "F -> F", "the error function"),
-    ("digamma", "F -> F", "the derivative of lgamma"),
-    ("trigamma", "F -> F", "the derivative of digamma"),
-    ("abs", "T -> T", "absolute value"),
+    // Scalar math: the primitives of `crate::prims` come after these (see [`all`]).
     ("min", "T -> T -> T", "the smaller of two values"),
     ("max", "T -> T -> T", "the larger of two values"),
     ("f64", "T -> f64", "convert to f64"),
@@ -92,6 +79,21 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("opaque", "A -> A", "the value, which the optimiser must treat as unknown (for honest benchmarks)"),
 ];
 
+/// Every builtin: [`BUILTINS`], then the math primitives of `crate::prims`
+/// and their aliases.
+pub fn all() -> &'static [(&'static str, &'static str, &'static str)] {
+    static ALL: LazyLock<Vec<(&str, &str, &str)>> = LazyLock::new(|| {
+        let unary = prims::UNARY.iter().filter_map(|r| Some((r.name, r.scheme?, r.doc)));
+        let binary = prims::BINARY.iter().map(|r| (r.name, r.scheme, r.doc));
+        let aliases = prims::ALIASES.iter().map(|(alias, name)| {
+            let row = prims::unary_named(name).expect("an alias names a primitive");
+            (*alias, row.scheme.expect("a builtin"), row.doc)
+        });
+        BUILTINS.iter().copied().chain(unary).chain(binary).chain(aliases).collect()
+    });
+    &ALL
+}
+
 pub fn lookup(name: &str) -> Option<(&'static str, &'static str)> {
-    BUILTINS.iter().find(|(n, _, _)| *n == name).map(|(_, s, d)| (*s, *d))
+    all().iter().find(|(n, _, _)| *n == name).map(|(_, s, d)| (*s, *d))
 }

@@ -1570,7 +1570,7 @@ impl<'p> Checker<'p> {
             .names()
             .chain(self.program.infos.keys().map(String::as_str).filter(|n| !is_instance_name(n)))
             .chain(self.program.generics.keys().map(String::as_str))
-            .chain(builtins::BUILTINS.iter().map(|(n, _, _)| *n));
+            .chain(builtins::all().iter().map(|(n, _, _)| *n));
         if let Some(best) = closest(name, candidates) {
             d = d.with_help(format!("did you mean `{best}`?"));
         } else {
