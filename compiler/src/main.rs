@@ -162,6 +162,16 @@ fn command() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    if args.checkpoint && matches!(args.command, Command::Repl | Command::Gradbench { .. }) {
+        // Both compile as they go, with the library's defaults: say so
+        // rather than ignore the flag.
+        cli::usage_error(
+            "--checkpoint is not supported by `slope repl` and `slope gradbench` \
+             (it applies to run, emit, bench, test, cost, gradcheck and check)",
+        )
+        .report();
+        return ExitCode::from(1);
+    }
     let result = match args.command {
         Command::Check { file } => cli::check(&file),
         Command::Run { file, entry, input, interp, while_limit, args } => {

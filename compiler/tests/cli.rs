@@ -576,3 +576,27 @@ fn thread_counts_give_the_same_result_and_bad_ones_are_errors() {
     let out = slope(&["--threads", "0", "run", p(&file), "--input", p(&input)]);
     assert_ne!(out.status.code(), Some(0), "--threads 0 is refused");
 }
+
+#[test]
+fn checkpoint_is_honoured_by_test_and_bench_and_refused_by_repl_and_gradbench() {
+    let file = write_temp(
+        "checkpoint",
+        "loop.slope",
+        "-- entry: g\n-- input: {\"x\": 0.5}\n-- output: 0.8775825618903728\n\
+         entry g (x: f64) : f64 = grad (\\a -> loop y = a for i < 1 do sin y) x\n",
+    );
+    let out = slope(&["test", "--checkpoint", p(&file)]);
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr:\n{}", stdout(&out), stderr(&out));
+    let input = write_temp("checkpoint", "in.json", "{\"x\": 0.5}");
+    let out = slope(&["bench", "--checkpoint", p(&file), "--input", p(&input), "--runs", "1"]);
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr:\n{}", stdout(&out), stderr(&out));
+    for command in ["repl", "gradbench"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_slope"))
+            .args(["--checkpoint", command])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run slope");
+        fails_with(&out, "E0305");
+        assert!(stderr(&out).contains("--checkpoint"), "{}", stderr(&out));
+    }
+}

@@ -272,6 +272,8 @@ impl<'b, 'v> Rev<'b, 'v> {
         for (tp, p) in tape_params.iter().zip(&taped_params) {
             let ty = self.b.vars.ty(*tp);
             let nt = self.b.fresh("tape", ty);
+            // In range by construction: dropping it loses no failure.
+            self.b.recomputed.insert(nt);
             stmts.push(Stmt {
                 binds: vec![nt],
                 expr: Expr::UpdateAt { array: *tp, indices: vec![position], value: Atom::Var(*p), accumulate: false },
@@ -1217,6 +1219,10 @@ impl<'b, 'v> Rev<'b, 'v> {
         }
         let lam = Lambda { params: lam_params, body: step.body.clone() };
         let (copies, renamed) = self.b.prepare(&lam, &args);
+        // The restored state and the recomputed body repeat what the forward
+        // sweep did with the same values (Note [What loop tapes hold]).
+        self.b.recomputed.extend(args.iter().filter_map(|a| a.var()));
+        self.b.recomputed.extend(renamed.stmts.iter().flat_map(|s| s.binds.iter().copied()));
         let dual = step.dual;
         let mut seeds: Vec<Var> = dual.iter().map(|k| copies[*k]).collect();
         seeds.extend(step.free_vars);
@@ -1294,6 +1300,9 @@ impl<'b, 'v> Rev<'b, 'v> {
             subst.insert(ix, Atom::Var(i));
         }
         let renamed = rename_body(self.b.vars, step.body, &mut subst);
+        // A re-run of forward-sweep iterations (Note [What loop tapes hold]).
+        self.b.recomputed.extend(init.iter().filter_map(|a| a.var()));
+        self.b.recomputed.extend(renamed.stmts.iter().flat_map(|s| s.binds.iter().copied()));
         stmts.extend(renamed.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
         let mut result = renamed.result.clone();
         result.extend(next);
@@ -1332,7 +1341,13 @@ impl<'b, 'v> Rev<'b, 'v> {
             LoopForm::For { index, .. } => Some(*index),
             LoopForm::While { .. } => None,
         };
-        let dual: Vec<usize> = (0..params.len()).filter(|k| is_float(self.b.vars.ty(params[*k]))).collect();
+        // Only active state has adjoints: an inactive part of the state (one
+        // that depends on nothing differentiated) is recomputed from the tapes
+        // for the values the body needs, but has no backward sweep of its own
+        // (Note [What loop tapes hold]).
+        let dual: Vec<usize> = (0..params.len())
+            .filter(|k| is_float(self.b.vars.ty(params[*k])) && self.active.contains(&params[*k]))
+            .collect();
         let mut body_free = free_vars(body);
         body_free.retain(|v| !params.contains(v) && Some(*v) != index);
         let free = self.free_state(body_free);
@@ -1479,6 +1494,30 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // of the loop state as loop variables; contributions to free variables are
 // further loop variables. Memory is O(iterations × state), as in Futhark;
 // free variables (like a data array the body reads) are not taped.
+//
+// Note [What loop tapes hold]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The forward sweep tapes every piece of loop state; what survives is what
+// the backward sweep reads. Two things make the difference:
+// - Only active state has adjoints (`rev_loop`'s `dual`): a piece of state
+//   that depends on nothing differentiated — a data array a simulation
+//   advances next to the differentiated state — gets no adjoint and no
+//   backward sweep of its own; its values are restored from its tape only
+//   where the body's derivative reads them.
+// - The backward sweep's restored state and recomputed body repeat what the
+//   forward sweep computed from the same values, so they are marked as
+//   recomputed (`ir::Program::recomputed`): dead-code elimination drops the
+//   ones the derivative does not read without leaving guards (their checks
+//   passed in the forward sweep). A tape then has no reader, and the
+//   optimiser removes it from the forward loop with the updates that fill it
+//   (Note [Dead loop state] in opt/rules.rs); the tape updates are marked
+//   too, their index being in range by construction.
+// Measured on `loop (s, d) = (a, d0) for i < 1000 do (sin s * 0.9 + d[i % n]
+// * 0.001, map (+1) d)` differentiated with respect to `a`, n = 10⁵: 796 MB
+// peak before (a tape of d, and d's adjoint), 15 MB after, as the primal
+// (tests/tests/tapes.rs). When the derivative does read such state (`sin s *
+// d[i % n]`), its tape stays: recomputing it instead from a checkpoint is
+// what `--checkpoint` does for the whole state.
 //
 // Note [Consumption in the forward sweep]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~

@@ -114,7 +114,7 @@ pub fn run(
             )
         })?;
         let start = Instant::now();
-        let mut program = Program::compile(&path.display().to_string(), &text, &super::file_loader)?;
+        let mut program = super::compile_text(&path.display().to_string(), &text)?;
         program.engine = engine;
         if engine == Engine::Jit {
             program.native()?;
@@ -155,7 +155,7 @@ pub fn run_program(
 ) -> Result<String, CliFailure> {
     let name = file.display().to_string();
     let text = super::read(file)?;
-    let base = Program::compile(&name, &text, &super::file_loader)?;
+    let base = super::compile_text(&name, &text)?;
     let entry = base.entry_name(entry)?;
     // The derivative as the user named it (the wrapper entry's name is ours).
     let asked = derivative;
@@ -187,7 +187,7 @@ pub fn run_program(
         }
     };
     let start = Instant::now();
-    let mut program = Program::compile(&name, &source, &super::file_loader)?;
+    let mut program = super::compile_text(&name, &source)?;
     program.engine = engine;
     if engine == Engine::Jit {
         program.native()?;

@@ -85,10 +85,22 @@ pub fn write_result(out: &str) -> Result<(), CliFailure> {
     streams::write_stdout(out).map_err(|e| plain_error(Code::E0307, format!("cannot write the output: {e}"), None))
 }
 
-fn compile(file: &Path) -> Result<Program, CliFailure> {
-    let text = read(file)?;
+/// The compiler options the command line chose (`--checkpoint`), for every
+/// command that compiles a program.
+pub(crate) fn options() -> slope::driver::Options {
     let mut options = slope::driver::Options::default();
     options.ad.checkpoint = CHECKPOINT.load(std::sync::atomic::Ordering::Relaxed);
+    options
+}
+
+/// Compiles a program text as the command line asked.
+pub(crate) fn compile_text(name: &str, text: &str) -> Result<Program, slope::api::Failure> {
+    Program::compile_with(name, text, &file_loader, &options())
+}
+
+fn compile(file: &Path) -> Result<Program, CliFailure> {
+    let text = read(file)?;
+    let options = options();
     let start = std::time::Instant::now();
     let program = Program::compile_with(&file.display().to_string(), &text, &file_loader, &options)?;
     if TIMINGS.load(std::sync::atomic::Ordering::Relaxed) {

@@ -3,7 +3,6 @@
 //! headers (`slope::testfile`), and prints one line per program and a summary.
 //! Exit status 1 when any program fails.
 
-use slope::api::Program;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -29,7 +28,7 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             Ok(text) => match slope::testfile::parse_header(&text) {
                 Err(e) => vec![format!("{name}: bad header: {e}")],
                 Ok(header) => {
-                    let compiled = Program::compile(&name, &text, &super::file_loader);
+                    let compiled = super::compile_text(&name, &text);
                     slope::testfile::check_program(&name, &header, compiled.as_ref())
                 }
             },

@@ -292,6 +292,13 @@ fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
             kept.extend(guards.into_iter().rev().map(std::borrow::Cow::Owned));
             continue;
         }
+        if let Some(smaller) = drop_dead_loop_state(cx, s, &|cx, v| live(cx, &removed, v)) {
+            changed = true;
+            count(&mut removed, std::slice::from_ref(s), 1);
+            count(&mut removed, std::slice::from_ref(&smaller), -1);
+            kept.push(std::borrow::Cow::Owned(smaller));
+            continue;
+        }
         if let Expr::Map { width, lam, arrays } = &s.expr {
             let keep: Vec<bool> = s.binds.iter().map(|b| live(cx, &removed, *b)).collect();
             if keep.iter().any(|k| !k) {
@@ -320,6 +327,71 @@ fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
     let stmts = kept.into_iter().rev().map(std::borrow::Cow::into_owned).collect();
     Some(Body { stmts, result: body.result.clone() })
 }
+
+/// The loop `s` without one piece of state that nothing reads (Note [Dead
+/// loop state]), or `None` when every piece is read or cannot go.
+fn drop_dead_loop_state(cx: &mut Cx, s: &Stmt, live: &dyn Fn(&Cx, Var) -> bool) -> Option<Stmt> {
+    let Expr::Loop { params, init, form, body } = &s.expr else { return None };
+    let dead: Vec<usize> = (0..params.len()).filter(|&k| !live(cx, s.binds[k])).collect();
+    for k in dead {
+        // What depends on parameter k, in statement order.
+        let mut dependent: HashSet<Var> = HashSet::from([params[k]]);
+        let mut going = Vec::new();
+        for (ix, st) in body.stmts.iter().enumerate() {
+            let mut reads = false;
+            walk::for_each_use_in(std::slice::from_ref(st), &mut |v| reads |= dependent.contains(&v));
+            if reads {
+                going.push(ix);
+                dependent.extend(st.binds.iter().copied());
+            }
+        }
+        let reaches = |a: &Atom| matches!(a, Atom::Var(v) if dependent.contains(v));
+        let other_results = body.result.iter().enumerate().any(|(j, a)| j != k && reaches(a));
+        let condition = match form {
+            LoopForm::While { cond } => {
+                let mut reads = cond.result.iter().any(reaches);
+                walk::for_each_use_in(&cond.stmts, &mut |v| reads |= dependent.contains(&v));
+                reads
+            }
+            LoopForm::For { .. } => false,
+        };
+        // Removing a statement must not remove a failure.
+        let harmless = going.iter().all(|&ix| {
+            let st = &body.stmts[ix];
+            !st.binds.is_empty()
+                && (st.binds.iter().all(|b| cx.is_recomputed(*b))
+                    || guards::guards(cx, st).is_some_and(|g| g.is_empty()))
+        });
+        if other_results || condition || !harmless {
+            continue;
+        }
+        let keep = |j: usize| j != k;
+        let pick = |xs: &[Atom]| xs.iter().enumerate().filter(|(j, _)| keep(*j)).map(|(_, a)| *a).collect::<Vec<_>>();
+        let stmts =
+            body.stmts.iter().enumerate().filter(|(ix, _)| !going.contains(ix)).map(|(_, st)| st.clone()).collect();
+        let expr = Expr::Loop {
+            params: params.iter().enumerate().filter(|(j, _)| keep(*j)).map(|(_, p)| *p).collect(),
+            init: pick(init),
+            form: form.clone(),
+            body: Body { stmts, result: pick(&body.result) },
+        };
+        let binds = s.binds.iter().enumerate().filter(|(j, _)| keep(*j)).map(|(_, b)| *b).collect();
+        return Some(Stmt { binds, expr, span: s.span });
+    }
+    None
+}
+
+// Note [Dead loop state]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// A piece of loop state whose final value nothing reads, and which inside
+// the loop only feeds its own next value, is work for nothing: reverse mode
+// leaves such pieces behind when the backward sweep turns out not to read a
+// tape (Note [What loop tapes hold] in ad/rev.rs) — a tape of an array is
+// steps × n elements. `dce` removes the parameter, its initial value, its
+// result and the statements that depend on it, provided removing them
+// removes no failure: each either cannot fail or is marked as repeated
+// elsewhere (`ir::Program::recomputed`; the tape updates are marked, as their
+// index is in range by construction). The initial value then usually dies too.
 
 // ---- common subexpressions ----
 

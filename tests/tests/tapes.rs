@@ -1,0 +1,78 @@
+//! Loop tapes hold only what the backward sweep reads (issue #13, part 4):
+//! state that depends on nothing differentiated gets no adjoint, and a tape
+//! the backward sweep does not read is removed with the work that fills it
+//! (Note [What loop tapes hold] in ad/rev.rs, Note [Dead loop state] in
+//! opt/rules.rs). Memory is the arena's peak of native code.
+
+use slope::api::{Engine, Program};
+use slope::diagnostic::RenderStyle;
+use slope::driver::Options;
+use slope_tests::{file_loader, json_close};
+
+/// `d` is inactive loop state (it does not depend on `a`): the derivative
+/// with respect to `a` needs neither its adjoint nor its values in `f`; in
+/// `r` the backward sweep reads `d[i % n]`, so its tape stays. `f_closed`
+/// and `r_closed` compute the same values with `d` in closed form
+/// (`d0[j] + i`), without array state.
+const SOURCE: &str = "\
+entry f [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 =
+  let (s, _) = loop (s, d) = (a, d0) for i < steps do (sin s * 0.9 + d[i % n] * 0.001, map (\\v -> v + 1.0) d) in s
+entry g [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 = grad (\\x -> f x d0 steps) a
+entry g_closed [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 =
+  grad (\\x -> loop s = x for i < steps do sin s * 0.9 + (d0[i % n] + f64 i) * 0.001) a
+entry r [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 =
+  grad (\\x -> let (s, _) = loop (s, d) = (x, d0) for i < steps do (sin s * (1.0 + d[i % n] * 0.001), map (\\v -> v + 1.0) d) in s) a
+entry r_closed [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 =
+  grad (\\x -> loop s = x for i < steps do sin s * (1.0 + (d0[i % n] + f64 i) * 0.001)) a
+";
+
+fn compile(checkpoint: bool) -> Program {
+    let mut options = Options::default();
+    options.ad.checkpoint = checkpoint;
+    Program::compile_with("tapes.slope", SOURCE, &file_loader, &options)
+        .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+}
+
+fn input(n: usize, steps: i64) -> serde_json::Value {
+    let d0: Vec<f64> = (0..n).map(|j| j as f64 * 0.001).collect();
+    serde_json::json!({"a": 0.3, "d0": d0, "steps": steps})
+}
+
+fn call(p: &Program, engine: Engine, entry: &str, input: &serde_json::Value) -> serde_json::Value {
+    p.call_json_on(engine, entry, input).unwrap_or_else(|f| panic!("{entry}: {}", f.render(RenderStyle::Rich)))
+}
+
+#[test]
+fn gradients_with_inactive_state_match_the_closed_form_on_both_engines() {
+    for checkpoint in [false, true] {
+        let p = compile(checkpoint);
+        for (n, steps) in [(5, 0), (5, 1), (5, 7), (30, 40)] {
+            let x = input(n, steps);
+            for (entry, closed) in [("g", "g_closed"), ("r", "r_closed")] {
+                let jit = call(&p, Engine::Jit, entry, &x);
+                assert_eq!(jit, call(&p, Engine::Interp, entry, &x), "{entry}: the engines disagree");
+                let want = call(&p, Engine::Jit, closed, &x);
+                if let Err(e) = json_close(&jit, &want, 1e-12, entry) {
+                    panic!("{entry} n={n} steps={steps} checkpoint={checkpoint}: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unread_tape_of_inactive_state_costs_no_memory() {
+    // 200 iterations over a state of 10⁴ floats: a tape of it would be 16 MB.
+    let p = compile(false);
+    let x = input(10_000, 200);
+    let code = &p.native().unwrap().code;
+    call(&p, Engine::Jit, "f", &x);
+    let primal = code.peak_bytes();
+    call(&p, Engine::Jit, "g", &x);
+    let derivative = code.peak_bytes();
+    assert!(primal > 0);
+    assert!(derivative <= 2 * primal, "derivative peak {derivative} bytes, primal {primal}");
+    // The backward sweep of `r` reads the state: its tape stays.
+    call(&p, Engine::Jit, "r", &x);
+    assert!(code.peak_bytes() > 10_000 * 8 * 200, "r's tape: {} bytes", code.peak_bytes());
+}
