@@ -119,10 +119,11 @@ pub static ELABORATE: Pass<CheckedProgram, ir::Program> = Pass {
 };
 
 /// A view, not a step: `emit --stage unary` prints each reverse-mode body
-/// in unary form (and the AD pass goes through it); the chain skips it.
+/// and the scopes nested in it in unary form (the AD pass reverses every
+/// scope through it); the chain skips it.
 pub static UNARY: Pass<ir::Program, String> = Pass {
     name: "unary",
-    description: "translate each reverse-mode (vjp) body into unary form (printed, verified)",
+    description: "translate each reverse-mode (vjp) body and its nested scopes into unary form (printed, verified)",
     run: |program, _| Ok(crate::ad::unary::print_program(program)),
 };
 

@@ -178,9 +178,9 @@ pub fn expand_jvp(
 pub fn expand_vjp(b: &mut Builder, lam: &Lambda, primals: &[Atom], cotangents: &[Atom]) -> R<Vec<Atom>> {
     let (params, body) = b.prepare(lam, primals);
     let active = active_vars(b.vars, &body, &params);
-    // The top level of a vjp goes through the unary form; nested scopes
-    // (map bodies, branches, loop bodies) use the IR-level sweep of rev.rs.
-    let unf = unary::translate(b.vars, &params, &body);
+    // Every scope goes through the unary form: this one here, nested ones
+    // (map bodies, branches, loop bodies) in `Rev::backward`.
+    let unf = unary::translate(&params, body.clone());
     if cfg!(debug_assertions) {
         if let Err(e) = unary::verify(b.vars, &unf) {
             return Err(Diagnostic::internal("ad", format!("unary form: {e}"), b.span));

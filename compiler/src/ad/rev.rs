@@ -1,16 +1,12 @@
-//! Reverse mode: a forward sweep that records what the backward sweep needs
-//! (loop tapes), then a backward sweep over the statements in reverse order
-//! that accumulates adjoints.
-//!
-//! This is the partially evaluated form of reverse mode on the unary form
-//! (Huot & Shaikhha): walking the statements backwards with a table of
-//! adjoints in which a missing entry is a symbolic zero is exactly what
-//! beta-reducing the continuations of the unary-form transformation leaves
-//! (the continuation of each statement is applied to a known cotangent as
-//! soon as it is built, so partial evaluation removes it; see [`super::unary`]),
-//! so no continuation is ever built. Each
-//! rule touches at most the operands of one statement, so the gradient costs
-//! a constant factor of the primal.
+//! Reverse mode's forward sweep and its rules for everything that is not a
+//! scalar primitive: the forward sweep records what the backward sweep needs
+//! (loop tapes, residuals of maps); the backward sweep of every scope is the
+//! one walk over its unary form ([`super::unary::reverse`], Note [One
+//! backward walk] there), which calls [`Rev::block`] for each statement that
+//! is not a scalar primitive — a map, a reduction, a loop, an indexing — and
+//! holds the adjoint table those rules read and add to. Each rule touches at
+//! most the operands of one statement, so the gradient costs a constant
+//! factor of the primal.
 //!
 //! Adjoints of arrays have two parts (see [`Adj`]): a dense part, which may be
 //! shared with other adjoints, and an owned buffer that sparse contributions
@@ -23,7 +19,7 @@
 
 use super::build::{active_vars, free_vars, free_vars_lambda, is_float, rename_body, Builder};
 use super::fwd::{is_addition, unsupported};
-use super::rules;
+use super::unary;
 use crate::diagnostic::Diagnostic;
 use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};
 use crate::types::ScalarType;
@@ -370,19 +366,21 @@ impl<'b, 'v> Rev<'b, 'v> {
 
     // ---- Backward sweep ----
 
+    /// The backward sweep of a scope whose results' cotangents are already
+    /// in the adjoint table (a map body, a branch, a loop body): through the
+    /// unary form, like the top level of a `vjp` (Note [One backward walk]).
     pub fn backward(&mut self, stmts: &[Stmt]) -> R<()> {
-        for s in stmts.iter().rev() {
-            self.b.span = s.span;
-            let zs: Vec<Option<Atom>> = s.binds.iter().map(|v| self.take(*v)).collect();
-            if zs.iter().all(Option::is_none) {
-                continue;
+        let unf = unary::translate(&[], Body { stmts: stmts.to_vec(), result: Vec::new() });
+        if cfg!(debug_assertions) {
+            if let Err(e) = unary::verify(self.b.vars, &unf) {
+                return Err(Diagnostic::internal("ad", format!("unary form: {e}"), self.b.span));
             }
-            self.stmt(s, &zs)?;
         }
-        Ok(())
+        unary::reverse(self, &unf, &[])
     }
 
-    /// The IR-level reverse rule of one statement, given its results' cotangents.
+    /// The IR-level reverse rule of a statement that is not a scalar
+    /// primitive (a block of the unary form), given its results' cotangents.
     pub fn block(&mut self, s: &Stmt, zs: &[Option<Atom>]) -> R<()> {
         self.b.span = s.span;
         self.stmt(s, zs)
@@ -391,69 +389,14 @@ impl<'b, 'v> Rev<'b, 'v> {
     fn stmt(&mut self, s: &Stmt, zs: &[Option<Atom>]) -> R<()> {
         let span = s.span;
         let z = zs.first().copied().flatten();
-        let x = s.binds.first().map(|v| Atom::Var(*v));
         match &s.expr {
-            Expr::Atom(a) | Expr::Opaque(a) => {
+            Expr::Opaque(a) => {
                 if let Some(z) = z {
                     self.contribute(*a, z);
                 }
             }
-            Expr::Unary(op, a) => {
-                let (Some(z), true) = (z, self.is_active(*a)) else { return Ok(()) };
-                let c = match op {
-                    UnOp::Neg => Some(self.b.neg(z)),
-                    _ => rules::unary_partial(self.b, *op, *a, x.expect("one bind")).map(|d| self.b.mul(d, z)),
-                };
-                if let Some(c) = c {
-                    self.contribute(*a, c);
-                }
-            }
-            Expr::Binary(op, a, c) => {
-                let Some(z) = z else { return Ok(()) };
-                let want = (self.is_active(*a), self.is_active(*c));
-                match op {
-                    BinOp::Add => {
-                        self.contribute(*a, z);
-                        self.contribute(*c, z);
-                    }
-                    BinOp::Sub => {
-                        self.contribute(*a, z);
-                        if want.1 {
-                            let n = self.b.neg(z);
-                            self.contribute(*c, n);
-                        }
-                    }
-                    _ => {
-                        let (da, dc) = rules::binary_partials(self.b, *op, *a, *c, x.expect("one bind"), want);
-                        if let (Some(d), true) = (da, want.0) {
-                            let t = self.b.mul(d, z);
-                            self.contribute(*a, t);
-                        }
-                        if let (Some(d), true) = (dc, want.1) {
-                            let t = self.b.mul(d, z);
-                            self.contribute(*c, t);
-                        }
-                    }
-                }
-            }
-            Expr::Convert(to, a) => {
-                if let (Some(z), true) = (z, to.is_float() && self.is_active(*a)) {
-                    let from = self.b.ty(*a).elem;
-                    let c = self.b.emit1(Expr::Convert(from, z), IrType::scalar(from), "adj");
-                    self.contribute(*a, c);
-                }
-            }
-            Expr::Select(c, a, d) => {
-                let Some(z) = z else { return Ok(()) };
-                let zero = self.b.zeros_like(z);
-                if self.is_active(*a) {
-                    let t = self.b.select(*c, z, zero);
-                    self.contribute(*a, t);
-                }
-                if self.is_active(*d) {
-                    let t = self.b.select(*c, zero, z);
-                    self.contribute(*d, t);
-                }
+            Expr::Atom(_) | Expr::Unary(..) | Expr::Binary(..) | Expr::Convert(..) | Expr::Select(..) => {
+                return Err(Diagnostic::internal("ad", "a scalar primitive reached an IR-level reverse rule", span));
             }
             Expr::Index { array, indices } => {
                 if let Some(z) = z {

@@ -26,6 +26,12 @@
 //! stack, so beta reduction removes it), so no continuation is ever built and
 //! the output is straight-line IR. Blocks are transposed by the IR-level rules of
 //! [`super::rev`].
+//!
+//! This is the one backward walk of reverse mode: the top level of a `vjp`
+//! and every nested scope the rules of `rev` differentiate (map bodies,
+//! branches, loop bodies, operators of reductions) are translated to unary
+//! form and reversed here, and the scalar reverse rules exist only here. See
+//! Note [One backward walk].
 
 use super::build::{free_vars, is_float};
 use super::rev::Rev;
@@ -95,9 +101,9 @@ pub struct Unf {
 
 /// Translates a body into unary form. The context is `params` followed by
 /// the body's other free variables.
-pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
+pub fn translate(params: &[Var], body: Body) -> Unf {
     let mut context: Vec<Var> = params.to_vec();
-    for v in free_vars(body) {
+    for v in free_vars(&body) {
         if !context.contains(&v) {
             context.push(v);
         }
@@ -124,7 +130,7 @@ pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
             Expr::Unary(op, a) => Some((Prim::Unary(*op), vec![*a])),
             Expr::Binary(op, a, b) => Some((Prim::Binary(*op), vec![*a, *b])),
             Expr::Convert(t, a) => Some((Prim::Convert(*t), vec![*a])),
-            Expr::Select(c, a, b) if vars.atom_type(*a).is_scalar() => Some((Prim::Select, vec![*c, *a, *b])),
+            Expr::Select(c, a, b) => Some((Prim::Select, vec![*c, *a, *b])),
             _ => None,
         };
         match (prim, &s.expr) {
@@ -172,7 +178,7 @@ pub fn translate(vars: &ir::VarTable, params: &[Var], body: &Body) -> Unf {
     stack.drain(base..base + intermediates);
     temp.drain(base..base + intermediates);
     push(&mut instrs, &mut stacks, &stack, &temp, Instr::Proj { keep: base, drop: intermediates });
-    Unf { context, instrs, stacks, temps, body: body.clone() }
+    Unf { context, instrs, stacks, temps, body }
 }
 
 /// Checks the stack discipline: every slot index is in range, every `op` has
@@ -207,7 +213,7 @@ pub fn verify(vars: &ir::VarTable, unf: &Unf) -> Result<(), String> {
                             operands[0]
                         }
                     }
-                    Prim::Unary(_) => operands[0],
+                    Prim::Unary(op) => op.prim().result_type(operands[0]),
                     Prim::Convert(t) => IrType::scalar(*t),
                     Prim::Select => operands[1],
                 };
@@ -345,7 +351,11 @@ pub fn reverse(rev: &mut Rev, unf: &Unf, cotangents: &[Atom]) -> Result<(), Diag
                 let n = p.arity();
                 let top = before.len();
                 let operand = |j: usize| before[top - n + j];
+                // Only active operands get cotangents (the others would be
+                // code for nothing).
+                let active = |rev: &Rev, j: usize| rev.is_active(operand(j));
                 match p {
+                    Prim::Unary(_) if !active(rev, 0) => {}
                     Prim::Unary(UnOp::Neg) => {
                         let c = rev.b.neg(z);
                         add(rev, &mut cot, top - 1, c);
@@ -362,8 +372,10 @@ pub fn reverse(rev: &mut Rev, unf: &Unf, cotangents: &[Atom]) -> Result<(), Diag
                     }
                     Prim::Binary(BinOp::Sub) => {
                         add(rev, &mut cot, top - 2, z);
-                        let c = rev.b.neg(z);
-                        add(rev, &mut cot, top - 1, c);
+                        if active(rev, 1) {
+                            let c = rev.b.neg(z);
+                            add(rev, &mut cot, top - 1, c);
+                        }
                     }
                     Prim::Binary(op) => {
                         let (a, b) = (operand(0), operand(1));
@@ -380,7 +392,7 @@ pub fn reverse(rev: &mut Rev, unf: &Unf, cotangents: &[Atom]) -> Result<(), Diag
                     }
                     Prim::Convert(to) => {
                         let a = operand(0);
-                        if to.is_float() && is_float(rev.b.ty(a)) {
+                        if to.is_float() && is_float(rev.b.ty(a)) && active(rev, 0) {
                             let from = rev.b.ty(a).elem;
                             let c = rev.b.emit1(Expr::Convert(from, z), IrType::scalar(from), "adj");
                             add(rev, &mut cot, top - 1, c);
@@ -389,10 +401,14 @@ pub fn reverse(rev: &mut Rev, unf: &Unf, cotangents: &[Atom]) -> Result<(), Diag
                     Prim::Select => {
                         let c = operand(0);
                         let zero = rev.b.zeros_like(z);
-                        let t = rev.b.select(c, z, zero);
-                        add(rev, &mut cot, top - 2, t);
-                        let f = rev.b.select(c, zero, z);
-                        add(rev, &mut cot, top - 1, f);
+                        if active(rev, 1) {
+                            let t = rev.b.select(c, z, zero);
+                            add(rev, &mut cot, top - 2, t);
+                        }
+                        if active(rev, 2) {
+                            let f = rev.b.select(c, zero, z);
+                            add(rev, &mut cot, top - 1, f);
+                        }
                     }
                 }
             }
@@ -420,6 +436,25 @@ pub fn reverse(rev: &mut Rev, unf: &Unf, cotangents: &[Atom]) -> Result<(), Diag
     Ok(())
 }
 
+// Note [One backward walk]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// Reverse mode used to exist twice: the top level of a `vjp` went through
+// the unary form, nested scopes through a statement walk in rev.rs with its
+// own copy of the scalar rules. Now `Rev::backward` translates a nested scope
+// (its results' cotangents already in the adjoint table, so the term's own
+// results get none) and calls `reverse`, so every scope takes this walk:
+// scalar primitives by the `Op` rules here, from the partial derivatives of
+// `ad::rules` and the primitive table, and every other statement by its
+// `Rev::block` rule, which may recurse into a child sweep and so back here.
+// The adjoint of a bound variable lives in `rev`'s table, a temporary
+// copy's on the symbolic stack, so the walk and the block rules agree on
+// where a cotangent is. Translation costs a copy of the stack per
+// instruction (`Unf::stacks`, for printing and for the walk's operand
+// lookup): quadratic in a scope's length. Measured (`slope check --timings`,
+// median of 5, 2026-12-01): the AD pass on the GradBench examples took
+// 0.9–3.8 ms with the statement walk for nested scopes and 1.1–3.3 ms with
+// this one (ode 1.0 → 1.6 ms, ht 3.8 → 3.3 ms), out of 100–570 ms compiles.
+
 /// Translations of every `vjp` lambda of a program, for `emit --stage unary`.
 pub fn print_program(program: &ir::Program) -> String {
     let mut out = String::new();
@@ -431,8 +466,16 @@ pub fn print_program(program: &ir::Program) -> String {
         }
         let _ = writeln!(out, "-- entry {}", f.name);
         for lam in &found {
-            let unf = translate(&program.vars, &lam.params, &lam.body);
+            let unf = translate(&lam.params, lam.body.clone());
             out.push_str(&print(&program.vars, &unf));
+            // The nested scopes reverse mode reverses (those that are active)
+            // take the same walk (Note [One backward walk]).
+            let mut scopes = Vec::new();
+            nested_scopes(&program.vars, &lam.body, &mut scopes);
+            for (what, params, body) in scopes {
+                let _ = writeln!(out, "-- {what}");
+                out.push_str(&print(&program.vars, &translate(&params, body)));
+            }
         }
         out.push('\n');
     }
@@ -440,6 +483,38 @@ pub fn print_program(program: &ir::Program) -> String {
         out.push_str("-- no vjp in this program: reverse mode is not used\n");
     }
     out
+}
+
+/// The scopes nested in `body` (outer ones first): what each is, its
+/// parameters and its body.
+fn nested_scopes(vars: &ir::VarTable, body: &Body, out: &mut Vec<(String, Vec<Var>, Body)>) {
+    for s in &body.stmts {
+        let names: Vec<String> = s.binds.iter().map(|v| vars.display(*v)).collect();
+        let of = |what: &str| format!("{what} of {}", names.join(", "));
+        let mut found: Vec<(String, Vec<Var>, &Body)> = Vec::new();
+        match &s.expr {
+            Expr::Map { lam, .. } => found.push((of("map body"), lam.params.clone(), &lam.body)),
+            Expr::Reduce { lam, .. } | Expr::Scan { lam, .. } | Expr::Hist { lam, .. } => {
+                found.push((of("operator"), lam.params.clone(), &lam.body))
+            }
+            Expr::Loop { params, form, body, .. } => {
+                let mut ps = params.clone();
+                if let ir::LoopForm::For { index, .. } = form {
+                    ps.push(*index);
+                }
+                found.push((of("loop body"), ps, body));
+            }
+            Expr::If { then_body, else_body, .. } => {
+                found.push((of("then branch"), Vec::new(), then_body));
+                found.push((of("else branch"), Vec::new(), else_body));
+            }
+            _ => {}
+        }
+        for (what, params, b) in found {
+            out.push((what, params, b.clone()));
+            nested_scopes(vars, b, out);
+        }
+    }
 }
 
 fn collect_vjps(body: &Body, out: &mut Vec<ir::Lambda>) {
@@ -474,7 +549,7 @@ mod tests {
         // Huot & Shaikhha's example: 2 context slots, three primitives, each
         // with its operand copies pushed and then forgotten.
         let (vars, lam) = vjp_of(WORKED);
-        let unf = translate(&vars, &lam.params, &lam.body);
+        let unf = translate(&lam.params, lam.body.clone());
         verify(&vars, &unf).unwrap();
         let shape: Vec<String> = unf
             .instrs
@@ -501,11 +576,11 @@ mod tests {
     #[test]
     fn verifier_rejects_a_broken_stack() {
         let (vars, lam) = vjp_of(WORKED);
-        let mut unf = translate(&vars, &lam.params, &lam.body);
+        let mut unf = translate(&lam.params, lam.body.clone());
         unf.instrs[0] = Instr::Var(7);
         let err = verify(&vars, &unf).unwrap_err();
         assert!(err.contains("slot 7"), "{err}");
-        let mut unf = translate(&vars, &lam.params, &lam.body);
+        let mut unf = translate(&lam.params, lam.body.clone());
         unf.instrs.pop();
         unf.stacks.pop();
         unf.temps.pop();
@@ -516,7 +591,7 @@ mod tests {
     fn combinators_are_blocks_reading_their_free_slots() {
         let (vars, lam) =
             vjp_of("entry g [n] (x: [n]f64) (c: f64) : [n]f64 = grad (\\v -> sum (map (\\e -> e * c) v)) x");
-        let unf = translate(&vars, &lam.params, &lam.body);
+        let unf = translate(&lam.params, lam.body.clone());
         verify(&vars, &unf).unwrap();
         let map_block = unf.instrs.iter().find_map(|i| match i {
             Instr::Block { index, reads } if matches!(unf.body.stmts[*index].expr, Expr::Map { .. }) => Some(reads),
