@@ -14,10 +14,10 @@
 //! An entry that itself computes a derivative (`grad`, `hessian`) is checked
 //! the same way, which tests forward-over-reverse and reverse-over-reverse.
 
-use crate::ad::build::rename_body;
 use crate::api::{Failure, Program};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::interp::{self, Val};
+use crate::ir::scope::rename_body;
 use crate::ir::{self, Atom, Body, Expr, Func, IrType, Lambda, Stmt, Var};
 use crate::values;
 use slope_runtime::{Array, ArrayData};

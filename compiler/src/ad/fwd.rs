@@ -11,7 +11,7 @@
 //! Tangents are `Option<Atom>`: `None` is a symbolic zero, so constants,
 //! integers and inactive values cost nothing.
 
-use super::build::{is_float, Builder};
+use super::build::{is_addition, is_float, Builder};
 use super::rules;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};
@@ -657,17 +657,6 @@ pub fn zero_tangent(b: &mut Builder, batch: Option<Atom>, like: Atom) -> Atom {
 
 fn rename(b: &mut Builder, lam: &Lambda) -> Lambda {
     super::build::rename_lambda(b.vars, lam, &mut HashMap::new())
-}
-
-/// Whether a two-parameter operator is `+` (either argument order).
-pub fn is_addition(lam: &Lambda) -> bool {
-    if lam.params.len() != 2 || lam.body.stmts.len() != 1 || lam.body.result.len() != 1 {
-        return false;
-    }
-    let s = &lam.body.stmts[0];
-    let (p, q) = (Atom::Var(lam.params[0]), Atom::Var(lam.params[1]));
-    matches!(s.expr, Expr::Binary(BinOp::Add, a, b) if (a == p && b == q) || (a == q && b == p))
-        && lam.body.result[0] == Atom::Var(s.binds[0])
 }
 
 pub fn unsupported(what: &str, span: crate::diagnostic::Span) -> Diagnostic {

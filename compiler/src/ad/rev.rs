@@ -17,8 +17,9 @@
 //! loops store their state per iteration on a tape. See Note [Reverse mode of
 //! loops] and Note [While loops].
 
+use super::build::is_addition;
 use super::build::{active_vars, free_vars, free_vars_lambda, is_float, rename_body, Builder};
-use super::fwd::{is_addition, unsupported};
+use super::fwd::unsupported;
 use super::unary;
 use crate::diagnostic::Diagnostic;
 use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};

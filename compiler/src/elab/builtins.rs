@@ -741,7 +741,7 @@ fn batchable(body: &crate::ir::Body, ty: &dyn Fn(Atom) -> IrType) -> bool {
     body.stmts.iter().all(|s| {
         let ok = match &s.expr {
             IrExpr::Custom { args, .. } => args.iter().all(|a| ty(*a).is_scalar()),
-            IrExpr::Hist { lam, .. } => crate::ad::fwd::is_addition(lam),
+            IrExpr::Hist { lam, .. } => crate::ir::scope::is_addition(lam),
             _ => true,
         };
         ok && s.expr.bodies().into_iter().all(|b| batchable(b, ty))

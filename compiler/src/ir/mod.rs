@@ -19,6 +19,7 @@
 
 pub mod interp;
 pub mod print;
+pub mod scope;
 pub mod verify;
 
 use crate::diagnostic::Span;

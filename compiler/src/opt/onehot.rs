@@ -22,7 +22,7 @@ use super::guards;
 use super::rules::{each_stmt, with_expr};
 use super::strategy::{Cx, Fact};
 use super::walk;
-use crate::ad::build::rename_body;
+use crate::ir::scope::rename_body;
 use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, Stmt, Var};
 use std::collections::{HashMap, HashSet};
 
@@ -93,7 +93,7 @@ fn slice_for(body: &Body, target: Atom, forbidden: &HashSet<Var>) -> Option<Vec<
         }
         keep[i] = true;
         let single = Body { stmts: vec![s.clone()], result: Vec::new() };
-        for v in crate::ad::build::free_vars(&single) {
+        for v in crate::ir::scope::free_vars(&single) {
             if forbidden.contains(&v) {
                 return None;
             }
@@ -140,7 +140,7 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
     for (k, s) in body.stmts.iter().enumerate() {
         let Expr::Reduce { lam: op, neutral, arrays } = &s.expr else { continue };
         if arrays.len() != 1
-            || !crate::ad::fwd::is_addition(op)
+            || !crate::ir::scope::is_addition(op)
             || !matches!(neutral[0], Atom::Const(c) if c.as_f64() == 0.0)
         {
             continue;
@@ -585,7 +585,7 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
         for r in &lbody.result {
             let Some(slice) = slice_for(lbody, *r, &HashSet::new()) else { break };
             let part = Body { stmts: slice, result: vec![*r] };
-            let free: HashSet<Var> = crate::ad::build::free_vars(&part).into_iter().collect();
+            let free: HashSet<Var> = crate::ir::scope::free_vars(&part).into_iter().collect();
             reads.push((0..n).filter(|p| free.contains(&params[*p])).collect());
         }
         // Union the components: result j belongs with every parameter it reads.

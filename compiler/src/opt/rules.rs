@@ -15,8 +15,8 @@
 use super::guards;
 use super::strategy::{Cx, Fact, Rule};
 use super::walk;
-use crate::ad::build::is_const;
 use crate::ir::interp::{self, Val};
+use crate::ir::scope::is_const;
 use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, Lambda, LoopForm, Stmt, Var};
 use crate::types::ScalarType;
 use std::collections::{HashMap, HashSet};

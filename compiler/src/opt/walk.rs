@@ -68,7 +68,7 @@ pub fn bound_in(body: &Body, out: &mut HashSet<Var>) {
 /// bound inside it.
 pub fn free_in_expr(e: &Expr) -> Vec<Var> {
     let stmt = crate::ir::Stmt { binds: Vec::new(), expr: e.clone(), span: Default::default() };
-    crate::ad::build::free_vars(&Body { stmts: vec![stmt], result: Vec::new() })
+    crate::ir::scope::free_vars(&Body { stmts: vec![stmt], result: Vec::new() })
 }
 
 /// Replaces every use of a key of `subst` in `body` (nested bodies included).
