@@ -22,6 +22,7 @@ pub mod prims;
 pub mod session;
 pub mod stdlib;
 pub mod syntax;
+pub mod tapes;
 pub mod testfile;
 pub mod types;
 pub mod values;

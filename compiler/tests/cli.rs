@@ -600,3 +600,23 @@ fn checkpoint_is_honoured_by_test_and_bench_and_refused_by_repl_and_gradbench() 
         assert!(stderr(&out).contains("--checkpoint"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn cost_prints_operations_tapes_and_peak_memory() {
+    let file = write_temp(
+        "cost",
+        "loop.slope",
+        "entry g (x: f64) (steps: i64) : f64 = grad (\\a -> loop s = a for i < steps do sin s * 0.9) x\n\
+         entry f (x: f64) (steps: i64) : f64 = loop s = x for i < steps do sin s * 0.9\n",
+    );
+    let input = write_temp("cost", "in.json", "{\"x\": 0.5, \"steps\": 100}");
+    let out = slope(&["cost", p(&file), "--entry", "g", "--input", p(&input)]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("g: ") && text.contains(" operations ("), "{text}");
+    assert!(text.contains("loop tape      8 · max(steps, 0), per call  ("), "{text}");
+    assert!(text.contains("loop.slope:1:"), "the tape's loop is located: {text}");
+    assert!(text.contains("peak memory of native code at this input: "), "{text}");
+    let out = slope(&["cost", p(&file), "--entry", "f", "--input", p(&input)]);
+    assert!(stdout(&out).contains("tapes: none"), "{}", stdout(&out));
+}

@@ -251,7 +251,8 @@ impl<'b, 'v> Rev<'b, 'v> {
         let mut tape_init = Vec::new();
         for (p, i) in taped_params.iter().zip(&taped_init) {
             let ty = self.b.vars.ty(*p);
-            let t = self.b.emit1(Expr::Replicate { count: tape_len, value: *i }, ty.lift(), "tape");
+            let name = if segment.is_some() { "checkpoints" } else { "tape" };
+            let t = self.b.emit1(Expr::Replicate { count: tape_len, value: *i }, ty.lift(), name);
             tape_init.push(t);
             tape_params.push(self.b.fresh("tape", ty.lift()));
         }

@@ -213,11 +213,27 @@ pub fn cost(file: &Path, entry: Option<&str>, input: &Path) -> Result<String, Cl
     let entry = program.entry_name(entry)?;
     let json = parse_json(&read(input)?, &input.display().to_string())?;
     let c = program.cost_json(&entry, &json)?;
-    Ok(format!(
+    let mut out = format!(
         "{entry}: {} operations ({} scalar operations, {} array elements written, {} indexings)",
         c.total(),
         c.scalar_ops,
         c.elements_written,
         c.indexings
-    ))
+    );
+    // What reverse mode stores, as formulas (static), and the peak (measured).
+    let func = program.ir.func(&entry).expect("the entry exists");
+    let tapes = slope::tapes::tapes(&program.ir.vars, func);
+    if tapes.is_empty() {
+        out.push_str("\ntapes: none (no reverse mode, or nothing it stores survives the optimiser)");
+    } else {
+        out.push_str("\ntapes (bytes):");
+        for t in &tapes {
+            let at = program.sources.location(t.span);
+            out.push_str(&format!("\n  {:<14} {}, {}  ({at})", t.what, t.bytes, t.allocated));
+        }
+    }
+    program.call_json(&entry, &json)?;
+    let peak = program.native()?.code.peak_bytes();
+    out.push_str(&format!("\npeak memory of native code at this input: {peak} bytes"));
+    Ok(out)
 }
