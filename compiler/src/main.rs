@@ -15,6 +15,12 @@ struct Args {
     /// Reverse mode through loops keeps √n checkpoints instead of taping every iteration.
     #[arg(long, global = true)]
     checkpoint: bool,
+    /// What reverse mode saves from a `map` body for the backward sweep
+    /// instead of recomputing it: nothing, host-calls (the default: exp,
+    /// log, tanh, …), slow-ops (also sqrt, division, **) or everything.
+    #[arg(long, global = true, value_name = "POLICY",
+          value_parser = clap::builder::PossibleValuesParser::new(["nothing", "host-calls", "slow-ops", "everything"]))]
+    save: Option<String>,
     /// Print how long each compiler pass takes (stderr).
     #[arg(long, global = true)]
     timings: bool,
@@ -149,6 +155,10 @@ fn main() -> ExitCode {
 fn command() -> ExitCode {
     let args = Args::parse();
     cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
+    if let Some(name) = &args.save {
+        let policy = slope::ad::Save::NAMES.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
+        let _ = cli::SAVE.set(policy.expect("clap checked the name"));
+    }
     cli::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);
     cli::MAX_INPUT_BYTES.store(args.max_input_bytes, std::sync::atomic::Ordering::Relaxed);
     let threads = match args.threads {
@@ -162,13 +172,14 @@ fn command() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    if args.checkpoint && matches!(args.command, Command::Repl | Command::Gradbench { .. }) {
+    let ad_flag = if args.checkpoint { Some("--checkpoint") } else { args.save.as_ref().map(|_| "--save") };
+    if let (Some(flag), Command::Repl | Command::Gradbench { .. }) = (ad_flag, &args.command) {
         // Both compile as they go, with the library's defaults: say so
         // rather than ignore the flag.
-        cli::usage_error(
-            "--checkpoint is not supported by `slope repl` and `slope gradbench` \
-             (it applies to run, emit, bench, test, cost, gradcheck and check)",
-        )
+        cli::usage_error(&format!(
+            "{flag} is not supported by `slope repl` and `slope gradbench` \
+             (it applies to run, emit, bench, test, cost, gradcheck and check)"
+        ))
         .report();
         return ExitCode::from(1);
     }

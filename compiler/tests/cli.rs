@@ -578,7 +578,7 @@ fn thread_counts_give_the_same_result_and_bad_ones_are_errors() {
 }
 
 #[test]
-fn checkpoint_is_honoured_by_test_and_bench_and_refused_by_repl_and_gradbench() {
+fn checkpoint_and_save_are_honoured_by_test_and_bench_and_refused_by_repl_and_gradbench() {
     let file = write_temp(
         "checkpoint",
         "loop.slope",
@@ -590,14 +590,18 @@ fn checkpoint_is_honoured_by_test_and_bench_and_refused_by_repl_and_gradbench() 
     let input = write_temp("checkpoint", "in.json", "{\"x\": 0.5}");
     let out = slope(&["bench", "--checkpoint", p(&file), "--input", p(&input), "--runs", "1"]);
     assert_eq!(out.status.code(), Some(0), "stdout: {} stderr:\n{}", stdout(&out), stderr(&out));
-    for command in ["repl", "gradbench"] {
+    let out = slope(&["--save", "everything", "test", p(&file)]);
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr:\n{}", stdout(&out), stderr(&out));
+    let out = slope(&["--save", "sometimes", "test", p(&file)]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses an unknown policy: {}", stderr(&out));
+    for (flag, command) in [("--checkpoint", "repl"), ("--checkpoint", "gradbench"), ("--save=nothing", "repl")] {
         let out = Command::new(env!("CARGO_BIN_EXE_slope"))
-            .args(["--checkpoint", command])
+            .args([flag, command])
             .stdin(std::process::Stdio::null())
             .output()
             .expect("run slope");
         fails_with(&out, "E0305");
-        assert!(stderr(&out).contains("--checkpoint"), "{}", stderr(&out));
+        assert!(stderr(&out).contains(flag.trim_end_matches("=nothing")), "{}", stderr(&out));
     }
 }
 

@@ -76,3 +76,50 @@ fn an_unread_tape_of_inactive_state_costs_no_memory() {
     call(&p, Engine::Jit, "r", &x);
     assert!(code.peak_bytes() > 10_000 * 8 * 200, "r's tape: {} bytes", code.peak_bytes());
 }
+
+/// Maps with host calls, slow operations and cheap ones, whose reverse reads
+/// saved values or recomputes them depending on the policy.
+const MAPS: &str = "\
+entry m [n] (x: [n]f64) (w: f64) : [n]f64 =
+  grad (\\v -> sum (map (\\a -> exp (a * w) / (1.0 + sqrt (a * a + w)) + tanh a ** 2.0) v)) x
+";
+
+#[test]
+fn every_save_policy_gives_the_same_gradients() {
+    let x: Vec<f64> = (0..50).map(|k| (k as f64 - 20.0) * 0.07).collect();
+    let mut programs = vec![("m", MAPS.to_string(), serde_json::json!({"x": x, "w": 0.3}))];
+    for (eval, file) in [("gmm", "jacobian-2_3_50.json"), ("lstm", "jacobian-l2_c16.json")] {
+        let path = slope_tests::workspace_dir().join("tests/fixtures").join(eval).join(file);
+        let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let source =
+            std::fs::read_to_string(slope_tests::workspace_dir().join(format!("examples/gradbench/{eval}.slope")))
+                .unwrap();
+        programs.push(("jacobian", source, fixture["input"].clone()));
+    }
+    for (entry, source, input) in programs {
+        let mut results = Vec::new();
+        for (name, save) in slope::ad::Save::NAMES {
+            let mut options = Options::default();
+            options.ad.save = *save;
+            let p = Program::compile_with("save.slope", &source, &file_loader, &options)
+                .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
+            let (jit, interp) = (call(&p, Engine::Jit, entry, &input), call(&p, Engine::Interp, entry, &input));
+            // The engines agree as everywhere (testfile::engines_agree).
+            if let Err(e) = json_close(&jit, &interp, 1e-12, entry) {
+                panic!("{entry} with --save {name}: the engines disagree: {e}");
+            }
+            results.push((name, interp, jit));
+        }
+        // A saved value is the value recomputing gives: the interpreter's
+        // results are identical. Native code agrees to the engines' 1e-12:
+        // gmm's jacobian with `--save nothing` differs from the interpreter
+        // in the last bits (seen 2026-12-01; the cause is not known yet).
+        let (first, reference, native) = &results[0];
+        for (name, interp, jit) in &results[1..] {
+            assert_eq!(interp, reference, "{entry}: --save {name} and --save {first} differ");
+            if let Err(e) = json_close(jit, native, 1e-12, entry) {
+                panic!("{entry}: --save {name} and --save {first} differ in native code: {e}");
+            }
+        }
+    }
+}

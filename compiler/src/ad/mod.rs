@@ -33,6 +33,57 @@ pub struct Options {
     /// ⌈√n⌉ iterations and recomputes each segment, instead of taping every
     /// iteration: O(√n) memory for about one extra forward pass.
     pub checkpoint: bool,
+    /// What the forward sweep of a `map` saves for its reverse instead of
+    /// recomputing (Note [Residuals of map]).
+    pub save: Save,
+}
+
+/// A rematerialisation policy: which scalar operations of a `map` body the
+/// forward sweep saves per element (one array each) for the reverse to read,
+/// by operation class (the cost weights of `crate::prims`); the others the
+/// reverse recomputes. The default was chosen by measurement (Note [Residuals
+/// of map]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Save {
+    /// Recompute everything.
+    Nothing,
+    /// Save the results of host calls (`exp`, `log`, `tanh`, `lgamma`, …).
+    #[default]
+    HostCalls,
+    /// Also the slow instructions: `sqrt`, division, `**`.
+    SlowOps,
+    /// Save every float operation's result.
+    Everything,
+}
+
+impl Save {
+    /// The policies by their command-line names.
+    pub const NAMES: &'static [(&'static str, Save)] = &[
+        ("nothing", Save::Nothing),
+        ("host-calls", Save::HostCalls),
+        ("slow-ops", Save::SlowOps),
+        ("everything", Save::Everything),
+    ];
+
+    /// Whether the forward sweep saves the result of `e`, a statement of a map body.
+    pub fn saves(self, e: &Expr) -> bool {
+        let weight = match e {
+            Expr::Unary(crate::ir::UnOp::StopGradient, _) => return false,
+            Expr::Unary(op, _) => op.prim().cost,
+            Expr::Binary(op, ..) => match crate::prims::binary(*op) {
+                Some(row) => row.cost,
+                None if matches!(op, crate::ir::BinOp::Div | crate::ir::BinOp::Pow) => crate::prims::SLOW_INSTRUCTION,
+                None => crate::prims::CHEAP,
+            },
+            _ => return false,
+        };
+        match self {
+            Save::Nothing => false,
+            Save::HostCalls => weight >= crate::prims::HOST_CALL,
+            Save::SlowOps => weight >= crate::prims::SLOW_INSTRUCTION,
+            Save::Everything => true,
+        }
+    }
 }
 
 /// The AD pass: every function of the program, in place.
@@ -89,6 +140,7 @@ fn eliminate_body(cx: &mut Cx, body: Body) -> R<Body> {
         };
         let mut b = Builder::new(cx.vars, span);
         b.checkpoint = cx.options.checkpoint;
+        b.save = cx.options.save;
         b.recomputed = std::mem::take(&mut cx.recomputed);
         let results = if reverse {
             expand_vjp(&mut b, &lam, &primals, &seeds)

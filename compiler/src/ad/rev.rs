@@ -311,8 +311,9 @@ impl<'b, 'v> Rev<'b, 'v> {
     }
 
     /// An active `map` of the forward sweep that also returns, per element,
-    /// the values of its body's costly scalar operations, for its reverse to
-    /// read instead of recomputing. See Note [Residuals of map].
+    /// the values of the scalar operations of its body the policy saves
+    /// (`Builder::save`), for its reverse to read instead of recomputing. See
+    /// Note [Residuals of map].
     fn forward_map(&mut self, s: &Stmt, width: Atom, lam: &Lambda, arrays: &[Var]) {
         let saved: Vec<(usize, Var)> = lam
             .body
@@ -320,7 +321,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             .iter()
             .enumerate()
             .filter_map(|(k, st)| match (&st.expr, st.binds.as_slice()) {
-                (Expr::Unary(op, _), [v]) if op.is_costly() && is_float(self.b.vars.ty(*v)) => Some((k, *v)),
+                (e, [v]) if self.b.save.saves(e) && is_float(self.b.vars.ty(*v)) => Some((k, *v)),
                 _ => None,
             })
             .collect();
@@ -1517,6 +1518,19 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // derivative rules to the original statements (whose results, the saved
 // values, it reads like any primal value). A map inside a loop body is
 // rewritten the same way when the backward sweep re-runs that body.
+//
+// Which statements are saved is a policy (`ad::Save`, `--save`), by
+// operation class: nothing, host calls (the default), also the slow
+// instructions (sqrt, division, `**`), or everything. Measured with `slope
+// --save P bench FILE --input IN --entry E --derivative D --runs 5` at
+// GradBench's largest default workloads (inputs from
+// `scripts/gradbench_inputs.py generate`), two interleaved rounds, derivative
+// ms: lse (n = 1.28e6) 17–21 nothing, 10 host-calls, 10–11 slow-ops, 10–12
+// everything (with twice the peak memory, 20 MB for 10); lstm (l = 6, c =
+// 8192) 349–375, 269–301, 199–304, 326–371; ode no difference (its maps
+// call no host function); gmm (64_100_1000) 845–1463 for every policy, the
+// machine's noise. So host calls are saved by default: recomputing them
+// doubles lse's gradient, and saving more buys no clear time for memory.
 //
 // Note [Reverse mode of map]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~

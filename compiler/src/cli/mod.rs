@@ -67,6 +67,8 @@ pub(crate) fn read(path: &Path) -> Result<String, CliFailure> {
 
 /// Set from `--checkpoint` before compiling (one command per process).
 pub static CHECKPOINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set from `--save`: reverse mode's rematerialisation policy.
+pub static SAVE: std::sync::OnceLock<slope::ad::Save> = std::sync::OnceLock::new();
 /// Set from `--timings`: print each pass's compile time to stderr.
 pub static TIMINGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Set from `--max-input-bytes`: the largest input file, stdin or line read.
@@ -90,6 +92,7 @@ pub fn write_result(out: &str) -> Result<(), CliFailure> {
 pub(crate) fn options() -> slope::driver::Options {
     let mut options = slope::driver::Options::default();
     options.ad.checkpoint = CHECKPOINT.load(std::sync::atomic::Ordering::Relaxed);
+    options.ad.save = SAVE.get().copied().unwrap_or_default();
     options
 }
 
