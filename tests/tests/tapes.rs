@@ -112,8 +112,10 @@ fn every_save_policy_gives_the_same_gradients() {
         }
         // A saved value is the value recomputing gives: the interpreter's
         // results are identical. Native code agrees to the engines' 1e-12:
-        // gmm's jacobian with `--save nothing` differs from the interpreter
-        // in the last bits (seen 2026-12-01; the cause is not known yet).
+        // a policy changes which loops are fused, so which float reductions
+        // the parallel stage cuts into chunks (Note [Deterministic chunks] in
+        // the runtime) — gmm's jacobian with `--save nothing` differs from
+        // the interpreter in the last bits.
         let (first, reference, native) = &results[0];
         for (name, interp, jit) in &results[1..] {
             assert_eq!(interp, reference, "{entry}: --save {name} and --save {first} differ");
