@@ -37,23 +37,28 @@ __all__ = [
 ]
 
 
-def compile(path, threads=None):
+def compile(path, threads=None, checkpoint=False, save=None):
     """Compiles the Slope program in the file ``path`` (imports are read
     relative to it). ``threads``: how many threads parallel loops use
-    (default: ``SLOPE_THREADS``, else every core)."""
+    (default: ``SLOPE_THREADS``, else every core). ``checkpoint``: reverse
+    mode through loops keeps √n checkpoints instead of a full tape.
+    ``save``: what reverse mode saves from map bodies instead of recomputing
+    them, ``"nothing"``, ``"host-calls"`` (the default), ``"slow-ops"`` or
+    ``"everything"`` (as the CLI's ``--checkpoint`` and ``--save``)."""
     path = _os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         raise _file_error(path, e) from None
-    return Module(_slope.compile(text, path, threads))
+    return Module(_slope.compile(text, path, threads, checkpoint, save))
 
 
-def compile_source(source, name="<string>", threads=None):
+def compile_source(source, name="<string>", threads=None, checkpoint=False, save=None):
     """Compiles Slope source text; ``name`` labels it in diagnostics and
-    imports are read relative to it (the current directory by default)."""
-    return Module(_slope.compile(source, name, threads))
+    imports are read relative to it (the current directory by default).
+    The other arguments are those of :func:`compile`."""
+    return Module(_slope.compile(source, name, threads, checkpoint, save))
 
 
 class Entry:

@@ -47,18 +47,36 @@ struct PyProgram {
 
 /// Compiles `source` (named `name`; imports are read relative to it),
 /// lowers it to native code, and runs its parallel loops on `threads`
-/// threads (`None`: `SLOPE_THREADS`, else every core).
+/// threads (`None`: `SLOPE_THREADS`, else every core). `checkpoint` and
+/// `save` are the CLI's `--checkpoint` and `--save` (reverse mode's √n
+/// checkpoints; what it saves from map bodies, by policy name).
 #[pyfunction]
-#[pyo3(signature = (source, name, threads=None))]
-fn compile(py: Python<'_>, source: &str, name: &str, threads: Option<i64>) -> PyResult<PyProgram> {
+#[pyo3(signature = (source, name, threads=None, checkpoint=false, save=None))]
+fn compile(
+    py: Python<'_>,
+    source: &str,
+    name: &str,
+    threads: Option<i64>,
+    checkpoint: bool,
+    save: Option<&str>,
+) -> PyResult<PyProgram> {
     let threads = match threads {
         Some(n) => slope_runtime::parallel::thread_count(n).map_err(|e| usage_error(py, e))?,
         None => slope_runtime::parallel::threads_from_env().map_err(|e| usage_error(py, e))?,
     };
+    let mut options = slope::driver::Options::default();
+    options.ad.checkpoint = checkpoint;
+    if let Some(policy) = save {
+        let names: Vec<&str> = slope::ad::Save::NAMES.iter().map(|(n, _)| *n).collect();
+        options.ad.save =
+            slope::ad::Save::NAMES.iter().find(|(n, _)| *n == policy).map(|(_, p)| *p).ok_or_else(|| {
+                usage_error(py, format!("unknown save policy `{policy}`: one of {}", names.join(", ")))
+            })?;
+    }
     let compiled = py.detach(|| {
         guarded(|| {
-            // (`Program::compile` runs the compiler on its own big stack.)
-            let program = Program::compile(name, source, &slope::driver::file_loader)?;
+            // (`Program::compile_with` runs the compiler on its own big stack.)
+            let program = Program::compile_with(name, source, &slope::driver::file_loader, &options)?;
             // Native code now, not at the first call: its (rare) failure
             // belongs to compiling, and the first call's time to the call.
             program.set_threads(threads)?;

@@ -375,3 +375,20 @@ def test_empty_arrays(kinds):
     # A map over no rows never learns its rows' length: Slope returns 0 for
     # the inner dimension on both engines (noted in docs/python.md).
     assert kinds.shift(np.zeros((0, 5), dtype=np.int64)).shape == (0, 0)
+
+
+def test_checkpoint_and_save_policies_give_the_same_gradient():
+    source = """
+entry g [n] (x: [n]f64) (steps: i64) : [n]f64 =
+  grad (\\v -> sum (loop y = v for i < steps do map (\\a -> exp (a * 0.1) / (1.0 + a * a)) y)) x
+"""
+    x = np.linspace(-1.0, 1.0, 17)
+    want = slope.compile_source(source).g(x, 9)
+    for options in [{"checkpoint": True}, {"save": "nothing"}, {"save": "everything"},
+                    {"checkpoint": True, "save": "slow-ops"}]:
+        got = slope.compile_source(source, **options).g(x, 9)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0, err_msg=str(options))
+    with pytest.raises(slope.InputError) as e:
+        slope.compile_source(source, save="sometimes")
+    assert e.value.code == "E0305"
+    assert "host-calls" in str(e.value)
