@@ -11,7 +11,8 @@ use slope_tests::{file_loader, json_close};
 
 /// `d` is inactive loop state (it does not depend on `a`): the derivative
 /// with respect to `a` needs neither its adjoint nor its values in `f`; in
-/// `r` the backward sweep reads `d[i % n]`, so its tape stays. `f_closed`
+/// `r` the backward sweep reads `d[i % n]`, so its tape stays; in `v` the
+/// loop passes `d` through unchanged, so it is stored once, not per iteration. `f_closed`
 /// and `r_closed` compute the same values with `d` in closed form
 /// (`d0[j] + i`), without array state.
 const SOURCE: &str = "\
@@ -24,6 +25,10 @@ entry r [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 =
   grad (\\x -> let (s, _) = loop (s, d) = (x, d0) for i < steps do (sin s * (1.0 + d[i % n] * 0.001), map (\\v -> v + 1.0) d) in s) a
 entry r_closed [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 =
   grad (\\x -> loop s = x for i < steps do sin s * (1.0 + (d0[i % n] + f64 i) * 0.001)) a
+entry v [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 =
+  grad (\\x -> let (s, _) = loop (s, d) = (x, d0) for i < steps do (sin s * (1.0 + d[i % n] * 0.001), d) in s) a
+entry v_closed [n] (a: f64) (d0: [n]f64) (steps: i64) : f64 =
+  grad (\\x -> loop s = x for i < steps do sin s * (1.0 + d0[i % n] * 0.001)) a
 ";
 
 fn compile(checkpoint: bool) -> Program {
@@ -48,7 +53,7 @@ fn gradients_with_inactive_state_match_the_closed_form_on_both_engines() {
         let p = compile(checkpoint);
         for (n, steps) in [(5, 0), (5, 1), (5, 7), (30, 40)] {
             let x = input(n, steps);
-            for (entry, closed) in [("g", "g_closed"), ("r", "r_closed")] {
+            for (entry, closed) in [("g", "g_closed"), ("r", "r_closed"), ("v", "v_closed")] {
                 let jit = call(&p, Engine::Jit, entry, &x);
                 assert_eq!(jit, call(&p, Engine::Interp, entry, &x), "{entry}: the engines disagree");
                 let want = call(&p, Engine::Jit, closed, &x);
@@ -75,6 +80,9 @@ fn an_unread_tape_of_inactive_state_costs_no_memory() {
     // The backward sweep of `r` reads the state: its tape stays.
     call(&p, Engine::Jit, "r", &x);
     assert!(code.peak_bytes() > 10_000 * 8 * 200, "r's tape: {} bytes", code.peak_bytes());
+    // `v` reads a state the loop never changes: no tape of it.
+    call(&p, Engine::Jit, "v", &x);
+    assert!(code.peak_bytes() <= 2 * primal, "v: peak {} bytes, primal {primal}", code.peak_bytes());
 }
 
 /// Maps with host calls, slow operations and cheap ones, whose reverse reads

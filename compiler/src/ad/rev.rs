@@ -37,10 +37,20 @@ struct Adj {
     buffer: Option<Atom>,
 }
 
+/// Where the backward sweep finds one piece of a loop's state.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// An array of its value at the start of every iteration (or segment).
+    Taped(Var),
+    /// The loop passes it through unchanged: its initial value, stored once
+    /// (Note [What loop tapes hold]).
+    Invariant(Atom),
+}
+
 /// The tape of a loop in the forward sweep: the loop state at the start of every iteration.
 #[derive(Clone, Debug)]
 struct Tape {
-    tapes: Vec<Var>,
+    tapes: Vec<Slot>,
     bound: Atom,
     /// With checkpointing: the segment length (the tapes hold one state per segment).
     segment: Option<Atom>,
@@ -247,14 +257,20 @@ impl<'b, 'v> Rev<'b, 'v> {
             }
             None => count,
         };
+        // State the body passes through unchanged is its initial value at
+        // every iteration: no tape.
+        let invariant: Vec<bool> =
+            taped_params.iter().zip(&taped_body.result).map(|(p, r)| *r == Atom::Var(*p)).collect();
         let mut tape_params = Vec::new();
         let mut tape_init = Vec::new();
-        for (p, i) in taped_params.iter().zip(&taped_init) {
+        let mut taped = Vec::new();
+        for ((p, i), _) in taped_params.iter().zip(&taped_init).zip(&invariant).filter(|(_, inv)| !**inv) {
             let ty = self.b.vars.ty(*p);
             let name = if segment.is_some() { "checkpoints" } else { "tape" };
             let t = self.b.emit1(Expr::Replicate { count: tape_len, value: *i }, ty.lift(), name);
             tape_init.push(t);
             tape_params.push(self.b.fresh("tape", ty.lift()));
+            taped.push(*p);
         }
         let (mut stmts, position) = self.b.block(|b| match segment {
             // Iteration i writes slot ⌈i / seg⌉: slot j ends up holding the state
@@ -267,7 +283,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             None => Atom::Var(index),
         });
         let mut next_tapes = Vec::new();
-        for (tp, p) in tape_params.iter().zip(&taped_params) {
+        for (tp, p) in tape_params.iter().zip(&taped) {
             let ty = self.b.vars.ty(*tp);
             let nt = self.b.fresh("tape", ty);
             // In range by construction: dropping it loses no failure.
@@ -282,6 +298,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         let tape_binds: Vec<Var> = tape_params.iter().map(|tp| self.b.fresh("tape", self.b.vars.ty(*tp))).collect();
         // A while loop's re-run only produces tapes (its results were computed
         // by the counting loop); a for loop's taped version replaces it.
+        let init_of_state = taped_init.clone();
         let (loop_params, loop_init, loop_body, mut binds) = if is_while {
             let binds: Vec<Var> = taped_params.iter().map(|p| self.b.fresh("rerun", self.b.vars.ty(*p))).collect();
             (taped_params, taped_init, taped_body, binds)
@@ -306,7 +323,20 @@ impl<'b, 'v> Rev<'b, 'v> {
             },
             span: s.span,
         });
-        self.tapes.insert(s.binds[0], Tape { tapes: tape_binds, bound: count, segment });
+        let mut binds = tape_binds.iter();
+        let slots =
+            invariant
+                .iter()
+                .zip(&init_of_state)
+                .map(|(inv, i)| {
+                    if *inv {
+                        Slot::Invariant(*i)
+                    } else {
+                        Slot::Taped(*binds.next().expect("one tape per taped piece"))
+                    }
+                })
+                .collect();
+        self.tapes.insert(s.binds[0], Tape { tapes: slots, bound: count, segment });
         Ok(())
     }
 
@@ -1144,7 +1174,7 @@ impl<'b, 'v> Rev<'b, 'v> {
     fn backward_step(
         &mut self,
         step: &LoopStep,
-        tapes: &[Var],
+        tapes: &[Slot],
         at: Atom,
         index_value: Atom,
         state: &[Var],
@@ -1152,9 +1182,12 @@ impl<'b, 'v> Rev<'b, 'v> {
         let restored: Vec<Atom> = tapes
             .iter()
             .zip(step.params)
-            .map(|(t, p)| {
-                let ty = self.b.vars.ty(*p);
-                self.b.emit1(Expr::Index { array: *t, indices: vec![at] }, ty, "state")
+            .map(|(t, p)| match t {
+                Slot::Taped(t) => {
+                    let ty = self.b.vars.ty(*p);
+                    self.b.emit1(Expr::Index { array: *t, indices: vec![at] }, ty, "state")
+                }
+                Slot::Invariant(a) => *a,
             })
             .collect();
         let mut lam_params = step.params.to_vec();
@@ -1165,9 +1198,13 @@ impl<'b, 'v> Rev<'b, 'v> {
         }
         let lam = Lambda { params: lam_params, body: step.body.clone() };
         let (copies, renamed) = self.b.prepare(&lam, &args);
-        // The restored state and the recomputed body repeat what the forward
-        // sweep did with the same values (Note [What loop tapes hold]).
-        self.b.recomputed.extend(args.iter().filter_map(|a| a.var()));
+        // The reads of the tapes and the recomputed body repeat what the
+        // forward sweep did with the same values (Note [What loop tapes
+        // hold]). An invariant piece is the loop's own initial value: not a
+        // repeat, so not marked.
+        let reads = tapes.iter().zip(&args).filter(|(t, _)| matches!(t, Slot::Taped(_)));
+        let reads: Vec<Var> = reads.filter_map(|(_, a)| a.var()).collect();
+        self.b.recomputed.extend(reads);
         self.b.recomputed.extend(renamed.stmts.iter().flat_map(|s| s.binds.iter().copied()));
         let dual = step.dual;
         let mut seeds: Vec<Var> = dual.iter().map(|k| copies[*k]).collect();
@@ -1197,19 +1234,22 @@ impl<'b, 'v> Rev<'b, 'v> {
     fn recompute_segment(
         &mut self,
         step: &LoopStep,
-        checkpoints: &[Var],
+        checkpoints: &[Slot],
         j: Atom,
         start: Atom,
         seg: Atom,
         len: Atom,
-    ) -> R<Vec<Var>> {
+    ) -> R<Vec<Slot>> {
         let span = self.b.span;
         let mut params = Vec::new();
         let mut init = Vec::new();
         let mut subst = HashMap::new();
         for (p, c) in step.params.iter().zip(checkpoints) {
             let ty = self.b.vars.ty(*p);
-            init.push(self.b.emit1(Expr::Index { array: *c, indices: vec![j] }, ty, "checkpoint"));
+            init.push(match c {
+                Slot::Taped(c) => self.b.emit1(Expr::Index { array: *c, indices: vec![j] }, ty, "checkpoint"),
+                Slot::Invariant(a) => *a,
+            });
             let name = self.b.vars.base_name(*p).to_string();
             let q = self.b.fresh(&name, ty);
             subst.insert(*p, Atom::Var(q));
@@ -1218,14 +1258,19 @@ impl<'b, 'v> Rev<'b, 'v> {
         let r = self.b.fresh("r", IrType::I64);
         let mut tape_params = Vec::new();
         let mut tape_init = Vec::new();
-        for (q, i) in params.iter().zip(init.clone()) {
+        let mut taped = Vec::new();
+        for ((q, i), c) in params.iter().zip(init.clone()).zip(checkpoints) {
+            if let Slot::Invariant(_) = c {
+                continue;
+            }
             let ty = self.b.vars.ty(*q).lift();
             tape_init.push(self.b.emit1(Expr::Replicate { count: seg, value: i }, ty, "tape"));
             tape_params.push(self.b.fresh("tape", ty));
+            taped.push(*q);
         }
         let mut stmts = Vec::new();
         let mut next = Vec::new();
-        for (tp, q) in tape_params.iter().zip(&params) {
+        for (tp, q) in tape_params.iter().zip(&taped) {
             let ty = self.b.vars.ty(*tp);
             let nt = self.b.fresh("tape", ty);
             stmts.push(Stmt {
@@ -1246,8 +1291,11 @@ impl<'b, 'v> Rev<'b, 'v> {
             subst.insert(ix, Atom::Var(i));
         }
         let renamed = rename_body(self.b.vars, step.body, &mut subst);
-        // A re-run of forward-sweep iterations (Note [What loop tapes hold]).
-        self.b.recomputed.extend(init.iter().filter_map(|a| a.var()));
+        // A re-run of forward-sweep iterations (Note [What loop tapes hold]);
+        // the reads of checkpoints too, not an invariant initial value.
+        let reads = checkpoints.iter().zip(&init).filter(|(c, _)| matches!(c, Slot::Taped(_)));
+        let reads: Vec<Var> = reads.filter_map(|(_, a)| a.var()).collect();
+        self.b.recomputed.extend(reads);
         self.b.recomputed.extend(renamed.stmts.iter().flat_map(|s| s.binds.iter().copied()));
         stmts.extend(renamed.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
         let mut result = renamed.result.clone();
@@ -1268,7 +1316,14 @@ impl<'b, 'v> Rev<'b, 'v> {
             },
             span,
         });
-        Ok(tape_binds)
+        let mut local = tape_binds.into_iter();
+        Ok(checkpoints
+            .iter()
+            .map(|c| match c {
+                Slot::Invariant(a) => Slot::Invariant(*a),
+                Slot::Taped(_) => Slot::Taped(local.next().expect("one local tape per taped piece")),
+            })
+            .collect())
     }
 
     fn rev_loop(
@@ -1443,8 +1498,8 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 //
 // Note [What loop tapes hold]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// The forward sweep tapes every piece of loop state; what survives is what
-// the backward sweep reads. Two things make the difference:
+// The forward sweep tapes the loop state; what survives is what the
+// backward sweep reads. Three things make the difference:
 // - Only active state has adjoints (`rev_loop`'s `dual`): a piece of state
 //   that depends on nothing differentiated — a data array a simulation
 //   advances next to the differentiated state — gets no adjoint and no
@@ -1458,6 +1513,10 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 //   optimiser removes it from the forward loop with the updates that fill it
 //   (Note [Dead loop state] in opt/rules.rs); the tape updates are marked
 //   too, their index being in range by construction.
+// - State the body passes through unchanged (`result[k]` is parameter k)
+//   has one value, its initial one: no tape; the backward sweep reads the
+//   initial value (`Slot::Invariant`). A data array a loop reads but does not
+//   change is stored once, not once per iteration.
 // Measured on `loop (s, d) = (a, d0) for i < 1000 do (sin s * 0.9 + d[i % n]
 // * 0.001, map (+1) d)` differentiated with respect to `a`, n = 10⁵: 796 MB
 // peak before (a tape of d, and d's adjoint), 15 MB after, as the primal
