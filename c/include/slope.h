@@ -56,6 +56,22 @@ slope_program *slope_compile_file(const char *path, int threads, slope_error **e
 /* Compiles source text named `name` (for diagnostics and relative imports). */
 slope_program *slope_compile_source(const char *name, const char *source, int threads, slope_error **error);
 
+/* Compiler options for slope_compile_*_with: what `slope --checkpoint` and
+ * `slope --save` choose on the command line. A zeroed struct is the
+ * default. */
+typedef struct slope_options {
+    int threads;      /* as for slope_compile_file: 0 for the default */
+    int checkpoint;   /* non-zero: reverse mode through loops keeps √n checkpoints */
+    const char *save; /* what reverse mode saves from map bodies: "nothing",
+                         "host-calls" (NULL: the default), "slow-ops", "everything" */
+} slope_options;
+
+/* slope_compile_file and slope_compile_source with options (NULL: the
+ * defaults). An unknown `save` is error E0305. */
+slope_program *slope_compile_file_with(const char *path, const slope_options *options, slope_error **error);
+slope_program *slope_compile_source_with(const char *name, const char *source, const slope_options *options,
+                                         slope_error **error);
+
 /* Frees a program; no call of it may be running. */
 void slope_program_free(slope_program *program);
 

@@ -118,13 +118,54 @@ unsafe fn text<'a>(s: *const c_char, what: &str) -> Result<&'a str, Failure> {
     unsafe { CStr::from_ptr(s) }.to_str().map_err(|_| failure(Code::E0302, format!("{what} is not UTF-8")))
 }
 
+/// `slope_options` (slope.h): a zeroed struct is the default.
+#[repr(C)]
+pub struct SlopeOptions {
+    pub threads: c_int,
+    pub checkpoint: c_int,
+    pub save: *const c_char,
+}
+
+/// The compiler options a `slope_options` pointer (NULL: the defaults) asks for.
+///
+/// # Safety
+/// `options` is NULL or points to a `slope_options` whose `save` is NULL or
+/// a NUL-terminated string.
+unsafe fn options(options: *const SlopeOptions) -> Result<(c_int, slope::driver::Options), Failure> {
+    let mut out = slope::driver::Options::default();
+    if options.is_null() {
+        return Ok((0, out));
+    }
+    // SAFETY: the caller's contract.
+    let o = unsafe { &*options };
+    out.ad.checkpoint = o.checkpoint != 0;
+    if !o.save.is_null() {
+        // SAFETY: the caller's contract.
+        let name = unsafe { text(o.save, "the save policy") }?;
+        let names: Vec<&str> = slope::ad::Save::NAMES.iter().map(|(n, _)| *n).collect();
+        out.ad.save = slope::ad::Save::NAMES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).ok_or_else(|| {
+            failure(Code::E0305, format!("unknown save policy `{name}`: one of {}", names.join(", ")))
+        })?;
+    }
+    Ok((o.threads, out))
+}
+
 fn compile(name: &str, source: &str, threads: c_int) -> Result<SlopeProgram, Failure> {
+    compile_with(name, source, threads, &slope::driver::Options::default())
+}
+
+fn compile_with(
+    name: &str,
+    source: &str,
+    threads: c_int,
+    options: &slope::driver::Options,
+) -> Result<SlopeProgram, Failure> {
     let threads = match threads {
         0 => slope_runtime::parallel::threads_from_env().map_err(|e| failure(Code::E0305, e))?,
         n => slope_runtime::parallel::thread_count(n.into()).map_err(|e| failure(Code::E0305, e))?,
     };
-    // (`Program::compile` runs the compiler on its own big stack.)
-    let program = Program::compile(name, source, &slope::driver::file_loader)?;
+    // (`Program::compile_with` runs the compiler on its own big stack.)
+    let program = Program::compile_with(name, source, &slope::driver::file_loader, options)?;
     program.set_threads(threads)?;
     let entries = program.entries().iter().map(|e| c_string(e)).collect();
     Ok(SlopeProgram { program, entries })
@@ -172,6 +213,44 @@ pub unsafe extern "C" fn slope_compile_source(
         // SAFETY: the caller's contract.
         let (name, source) = unsafe { (text(name, "the name")?, text(source, "the source")?) };
         compile(name, source, threads)
+    });
+    finish_program(result, error)
+}
+
+/// # Safety
+/// `path` is a NUL-terminated string; `options` is NULL or a valid
+/// `slope_options`; `error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn slope_compile_file_with(
+    path: *const c_char,
+    options: *const SlopeOptions,
+    error: *mut *mut SlopeError,
+) -> *mut SlopeProgram {
+    let result = guarded(|| {
+        // SAFETY: the caller's contract.
+        let (path, (threads, options)) = unsafe { (text(path, "the path")?, self::options(options)?) };
+        let source =
+            std::fs::read_to_string(path).map_err(|e| failure(Code::E0303, format!("cannot read {path}: {e}")))?;
+        compile_with(path, &source, threads, &options)
+    });
+    finish_program(result, error)
+}
+
+/// # Safety
+/// `name` and `source` are NUL-terminated strings; `options` is NULL or a
+/// valid `slope_options`; `error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn slope_compile_source_with(
+    name: *const c_char,
+    source: *const c_char,
+    options: *const SlopeOptions,
+    error: *mut *mut SlopeError,
+) -> *mut SlopeProgram {
+    let result = guarded(|| {
+        // SAFETY: the caller's contract.
+        let (name, source, (threads, options)) =
+            unsafe { (text(name, "the name")?, text(source, "the source")?, self::options(options)?) };
+        compile_with(name, source, threads, &options)
     });
     finish_program(result, error)
 }

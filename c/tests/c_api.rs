@@ -223,3 +223,40 @@ fn compile_errors_carry_code_and_diagnostic() {
     let p = unsafe { slope_compile_source(name.as_ptr(), name.as_ptr(), 70000, &mut err) };
     assert!(p.is_null() && unsafe { error_text(err) }.starts_with("E0305|"));
 }
+
+#[test]
+fn options_choose_checkpointing_and_the_save_policy() {
+    let name = CString::new("options.slope").unwrap();
+    let text = CString::new(
+        "entry g (x: f64) (n: i64) : f64 = grad (\\a -> loop y = a for i < n do sin y * 1.1 + exp (y * 0.01)) x",
+    )
+    .unwrap();
+    let gradient = |options: *const SlopeOptions| -> f64 {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: valid strings, options and error slot.
+        let p = unsafe { slope_compile_source_with(name.as_ptr(), text.as_ptr(), options, &mut err) };
+        assert!(!p.is_null(), "{}", unsafe { error_text(err) });
+        let (x, n) = (0.7f64, 9i64);
+        let args = [leaf(0, &[], &x as *const f64 as *const c_void), leaf(2, &[], &n as *const i64 as *const c_void)];
+        let r = call(p, "g", &args).unwrap();
+        // SAFETY: a live f64 scalar result, freed once.
+        let g = unsafe { *(slope_value_data(r) as *const f64) };
+        unsafe { slope_value_free(r) };
+        unsafe { slope_program_free(p) };
+        g
+    };
+    let want = gradient(std::ptr::null());
+    for (checkpoint, save) in [(1, "host-calls"), (0, "nothing"), (1, "everything")] {
+        let save = CString::new(save).unwrap();
+        let options = SlopeOptions { threads: 2, checkpoint, save: save.as_ptr() };
+        let got = gradient(&options);
+        assert!((got - want).abs() <= 1e-12 * want.abs(), "{got} vs {want}");
+    }
+    let bad = CString::new("sometimes").unwrap();
+    let options = SlopeOptions { threads: 0, checkpoint: 0, save: bad.as_ptr() };
+    let mut err = std::ptr::null_mut();
+    // SAFETY: as above.
+    let p = unsafe { slope_compile_source_with(name.as_ptr(), text.as_ptr(), &options, &mut err) };
+    let e = unsafe { error_text(err) };
+    assert!(p.is_null() && e.starts_with("E0305|") && e.contains("host-calls"), "{e}");
+}
