@@ -142,10 +142,7 @@ unsafe fn options(options: *const SlopeOptions) -> Result<(c_int, slope::driver:
     if !o.save.is_null() {
         // SAFETY: the caller's contract.
         let name = unsafe { text(o.save, "the save policy") }?;
-        let names: Vec<&str> = slope::ad::Save::NAMES.iter().map(|(n, _)| *n).collect();
-        out.ad.save = slope::ad::Save::NAMES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).ok_or_else(|| {
-            failure(Code::E0305, format!("unknown save policy `{name}`: one of {}", names.join(", ")))
-        })?;
+        out.ad.save = slope::ad::Save::from_name(name).map_err(|e| failure(Code::E0305, e))?;
     }
     Ok((o.threads, out))
 }

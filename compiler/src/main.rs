@@ -156,8 +156,7 @@ fn command() -> ExitCode {
     let args = Args::parse();
     cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
     if let Some(name) = &args.save {
-        let policy = slope::ad::Save::NAMES.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
-        let _ = cli::SAVE.set(policy.expect("clap checked the name"));
+        let _ = cli::SAVE.set(slope::ad::Save::from_name(name).expect("clap checked the name"));
     }
     cli::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);
     cli::MAX_INPUT_BYTES.store(args.max_input_bytes, std::sync::atomic::Ordering::Relaxed);

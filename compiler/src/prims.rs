@@ -554,6 +554,16 @@ pub fn binary(op: BinOp) -> Option<&'static Binary> {
     BINARY.iter().find(|r| r.op == op)
 }
 
+/// The cost weight of a binary operation: its row's, or for an operator
+/// `SLOW_INSTRUCTION` (division, remainder, `**`) or `CHEAP`.
+pub fn binary_cost(op: BinOp) -> u32 {
+    match binary(op) {
+        Some(row) => row.cost,
+        None if matches!(op, BinOp::Div | BinOp::Rem | BinOp::Pow) => SLOW_INSTRUCTION,
+        None => CHEAP,
+    }
+}
+
 /// The builtin function of this source name (an alias's primitive too).
 pub fn unary_named(name: &str) -> Option<&'static Unary> {
     let name = canonical(name);

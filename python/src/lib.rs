@@ -67,11 +67,7 @@ fn compile(
     let mut options = slope::driver::Options::default();
     options.ad.checkpoint = checkpoint;
     if let Some(policy) = save {
-        let names: Vec<&str> = slope::ad::Save::NAMES.iter().map(|(n, _)| *n).collect();
-        options.ad.save =
-            slope::ad::Save::NAMES.iter().find(|(n, _)| *n == policy).map(|(_, p)| *p).ok_or_else(|| {
-                usage_error(py, format!("unknown save policy `{policy}`: one of {}", names.join(", ")))
-            })?;
+        options.ad.save = slope::ad::Save::from_name(policy).map_err(|e| usage_error(py, e))?;
     }
     let compiled = py.detach(|| {
         guarded(|| {

@@ -65,16 +65,21 @@ impl Save {
         ("everything", Save::Everything),
     ];
 
+    /// The policy of a name; the error names the policies (what the CLI's
+    /// clap, the Python package and the C library report as E0305).
+    pub fn from_name(name: &str) -> Result<Save, String> {
+        Save::NAMES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).ok_or_else(|| {
+            let names: Vec<&str> = Save::NAMES.iter().map(|(n, _)| *n).collect();
+            format!("unknown save policy `{name}`: one of {}", names.join(", "))
+        })
+    }
+
     /// Whether the forward sweep saves the result of `e`, a statement of a map body.
     pub fn saves(self, e: &Expr) -> bool {
         let weight = match e {
             Expr::Unary(crate::ir::UnOp::StopGradient, _) => return false,
             Expr::Unary(op, _) => op.prim().cost,
-            Expr::Binary(op, ..) => match crate::prims::binary(*op) {
-                Some(row) => row.cost,
-                None if matches!(op, crate::ir::BinOp::Div | crate::ir::BinOp::Pow) => crate::prims::SLOW_INSTRUCTION,
-                None => crate::prims::CHEAP,
-            },
+            Expr::Binary(op, ..) => crate::prims::binary_cost(*op),
             _ => return false,
         };
         match self {

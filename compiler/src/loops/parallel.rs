@@ -644,11 +644,7 @@ fn cost(insts: &[Inst]) -> i64 {
         .iter()
         .map(|i| match i {
             Inst::Let(_, Rhs::Unary(op, _)) => op.prim().cost.max(1) as i64,
-            Inst::Let(_, Rhs::Binary(op, ..)) => match prims::binary(*op) {
-                Some(row) => row.cost as i64,
-                None if matches!(op, BinOp::Div | BinOp::Rem | BinOp::Pow) => prims::SLOW_INSTRUCTION as i64,
-                None => 1,
-            },
+            Inst::Let(_, Rhs::Binary(op, ..)) => prims::binary_cost(*op) as i64,
             Inst::Let(_, Rhs::Alloc { .. } | Rhs::Mark) | Inst::Release { .. } | Inst::Copy { .. } => 30,
             Inst::For { body, .. } => 2 + INNER_TRIPS.saturating_mul(cost(body)),
             Inst::While { cond, body, .. } => INNER_TRIPS.saturating_mul(cost(cond).saturating_add(cost(body))),
