@@ -694,9 +694,30 @@ macro_rules! lambdas_of {
 
 impl Expr {
     /// Calls `f` on each nested body (lambda bodies, branches, loop bodies).
+    /// Same order as [`Self::bodies`], without building a vector (the
+    /// optimiser's use counts call this for every statement it accounts).
     pub fn for_each_body(&self, f: &mut dyn FnMut(&Body)) {
-        for b in self.bodies() {
-            f(b);
+        match self {
+            Expr::If { then_body, else_body, .. } => {
+                f(then_body);
+                f(else_body);
+            }
+            Expr::Loop { form: LoopForm::While { cond }, body, .. } => {
+                f(cond);
+                f(body);
+            }
+            Expr::Loop { body, .. } => f(body),
+            Expr::Map { lam, .. }
+            | Expr::Reduce { lam, .. }
+            | Expr::Scan { lam, .. }
+            | Expr::Hist { lam, .. }
+            | Expr::Jvp { lam, .. }
+            | Expr::Vjp { lam, .. } => f(&lam.body),
+            Expr::Custom { primal, jvp, .. } => {
+                f(&primal.body);
+                f(&jvp.body);
+            }
+            _ => {}
         }
     }
 
@@ -784,6 +805,14 @@ impl Expr {
             Operand::Array(v) => Atom::Var(*v),
         }));
         out
+    }
+
+    /// [`Self::operands`] without building a vector.
+    pub fn for_each_operand(&self, mut f: impl FnMut(Atom)) {
+        walk_operands!(self, |o: Operand<&Atom, &Var>| f(match o {
+            Operand::Atom(a) => *a,
+            Operand::Array(v) => Atom::Var(*v),
+        }));
     }
 
     /// Calls `f` on every direct operand, mutably (renaming, substitution).

@@ -131,65 +131,95 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, r: &mut Renaming) -> Expr {
 
 /// Variables a body uses but does not bind (in order of first use).
 pub fn free_vars(body: &Body) -> Vec<Var> {
-    let mut bound = HashSet::new();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    free_in_body(body, &mut bound, &mut seen, &mut out);
-    out
+    let mut free = Free::default();
+    free.body(body);
+    free.out
+}
+
+/// The variables an expression reads, its nested bodies included, minus
+/// those bound inside it.
+pub fn free_in_expr(e: &Expr) -> Vec<Var> {
+    let mut free = Free::default();
+    e.for_each_operand(|a| free.use_atom(a));
+    free.nested(e);
+    free.out
 }
 
 pub fn free_vars_lambda(lam: &Lambda) -> Vec<Var> {
-    let mut bound: HashSet<Var> = lam.params.iter().copied().collect();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    free_in_body(&lam.body, &mut bound, &mut seen, &mut out);
-    out
+    let mut free = Free::default();
+    free.scope(&lam.params, |free| free.body(&lam.body));
+    free.out
 }
 
-fn use_atom(a: Atom, bound: &HashSet<Var>, seen: &mut HashSet<Var>, out: &mut Vec<Var>) {
-    if let Atom::Var(v) = a {
-        if !bound.contains(&v) && seen.insert(v) {
-            out.push(v);
-        }
-    }
+/// The walk behind [`free_vars`]: the variables in scope are one set, and
+/// a nested scope removes what it bound when it ends (a log of insertions),
+/// so no scope copies its parent's set.
+#[derive(Default)]
+struct Free {
+    bound: HashSet<Var>,
+    log: Vec<Var>,
+    seen: HashSet<Var>,
+    out: Vec<Var>,
 }
 
-fn free_in_body(body: &Body, bound: &mut HashSet<Var>, seen: &mut HashSet<Var>, out: &mut Vec<Var>) {
-    for s in &body.stmts {
-        for a in s.expr.operands() {
-            use_atom(a, bound, seen, out);
+impl Free {
+    fn bind(&mut self, v: Var) {
+        if self.bound.insert(v) {
+            self.log.push(v);
         }
-        free_in_nested(&s.expr, bound, seen, out);
-        bound.extend(s.binds.iter().copied());
     }
-    for a in &body.result {
-        use_atom(*a, bound, seen, out);
-    }
-}
 
-fn free_in_nested(e: &Expr, bound: &mut HashSet<Var>, seen: &mut HashSet<Var>, out: &mut Vec<Var>) {
-    for lam in e.lambdas() {
-        let mut inner = bound.clone();
-        inner.extend(lam.params.iter().copied());
-        free_in_body(&lam.body, &mut inner, seen, out);
-    }
-    match e {
-        Expr::If { then_body, else_body, .. } => {
-            free_in_body(then_body, &mut bound.clone(), seen, out);
-            free_in_body(else_body, &mut bound.clone(), seen, out);
-        }
-        Expr::Loop { params, form, body, .. } => {
-            let mut inner = bound.clone();
-            inner.extend(params.iter().copied());
-            match form {
-                LoopForm::For { index, .. } => {
-                    inner.insert(*index);
-                }
-                LoopForm::While { cond } => free_in_body(cond, &mut inner.clone(), seen, out),
+    fn use_atom(&mut self, a: Atom) {
+        if let Atom::Var(v) = a {
+            if !self.bound.contains(&v) && self.seen.insert(v) {
+                self.out.push(v);
             }
-            free_in_body(body, &mut inner, seen, out);
         }
-        _ => {}
+    }
+
+    /// Runs `f` in a nested scope that first binds `vars`.
+    fn scope(&mut self, vars: &[Var], f: impl FnOnce(&mut Free)) {
+        let mark = self.log.len();
+        for v in vars {
+            self.bind(*v);
+        }
+        f(self);
+        for v in self.log.drain(mark..) {
+            self.bound.remove(&v);
+        }
+    }
+
+    fn body(&mut self, body: &Body) {
+        for s in &body.stmts {
+            s.expr.for_each_operand(|a| self.use_atom(a));
+            self.nested(&s.expr);
+            for b in &s.binds {
+                self.bind(*b);
+            }
+        }
+        for a in &body.result {
+            self.use_atom(*a);
+        }
+    }
+
+    fn nested(&mut self, e: &Expr) {
+        for lam in e.lambdas() {
+            self.scope(&lam.params, |free| free.body(&lam.body));
+        }
+        match e {
+            Expr::If { then_body, else_body, .. } => {
+                self.scope(&[], |free| free.body(then_body));
+                self.scope(&[], |free| free.body(else_body));
+            }
+            Expr::Loop { params, form, body, .. } => self.scope(params, |free| match form {
+                LoopForm::For { index, .. } => free.scope(&[*index], |free| free.body(body)),
+                LoopForm::While { cond } => {
+                    free.scope(&[], |free| free.body(cond));
+                    free.scope(&[], |free| free.body(body));
+                }
+            }),
+            _ => {}
+        }
     }
 }
 

@@ -194,18 +194,22 @@ fn define_all(
 /// function that failed, in program order, and the rendered error.
 fn compile_all(isa: &dyn isa::TargetIsa, built: &mut [(FuncId, Context)]) -> Result<(), (usize, String)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(built.len()).max(1);
-    let per_thread = built.len().div_ceil(threads).max(1);
+    // A queue of the functions, the largest last: each thread takes the
+    // largest left, so one large function does not wait behind others.
+    let mut queue: Vec<(usize, &mut Context)> = built.iter_mut().map(|(_, ctx)| ctx).enumerate().collect();
+    queue.sort_by_key(|(k, ctx)| (ctx.func.dfg.num_insts(), std::cmp::Reverse(*k)));
+    let queue = std::sync::Mutex::new(queue);
     let mut failures: Vec<(usize, String)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = built
-            .chunks_mut(per_thread)
-            .enumerate()
-            .map(|(c, chunk)| {
-                scope.spawn(move || {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
                     let mut failures = Vec::new();
-                    for (k, (_, ctx)) in chunk.iter_mut().enumerate() {
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                        let Some((k, ctx)) = next else { break };
                         let mut plane = cranelift::codegen::control::ControlPlane::default();
                         if let Err(e) = ctx.compile(isa, &mut plane) {
-                            failures.push((c * per_thread + k, pretty_error(e.func, e.inner)));
+                            failures.push((k, pretty_error(e.func, e.inner)));
                         }
                     }
                     failures
@@ -227,12 +231,13 @@ fn compile_all(isa: &dyn isa::TargetIsa, built: &mut [(FuncId, Context)]) -> Res
 // functions it calls), so that is done one function at a time; compiling
 // CLIF to machine code needs only the target description and the function,
 // and is most of the time (Cranelift's optimiser and register allocator). So
-// the entries of a program are compiled on as many threads as the machine
-// has cores, each thread a contiguous run of functions, and their bytes are
-// then defined in the module in program order: the code is the same as a
-// one-at-a-time compilation, only sooner for a program with several entries
-// (particle and saddle have four). A failure reports the first failing
-// function in program order, whichever thread found it.
+// the functions of a program (entries and parallel segments) are compiled on
+// as many threads as the machine has cores, each thread taking the largest
+// function left (ht's jacobian has two segments far larger than the rest),
+// and their bytes are then defined in the module in program order: the code
+// is the same as a one-at-a-time compilation, only sooner for a program with
+// several functions. A failure reports the first failing function in program
+// order, whichever thread found it.
 
 /// The CLIF of every function of `program`, as built (before Cranelift
 /// optimises it), then of the segments they call.

@@ -254,6 +254,26 @@ impl Rhs {
         }
     }
 
+    /// [`Self::operands`] without building a vector.
+    pub fn for_each_operand(&self, mut f: impl FnMut(Operand)) {
+        match self {
+            Rhs::Use(a) | Rhs::Unary(_, a) | Rhs::Convert(_, a) | Rhs::Alloc { count: a, .. } => f(*a),
+            Rhs::Binary(_, a, b)
+            | Rhs::Load { base: a, index: b, .. }
+            | Rhs::Offset { base: a, index: b, .. }
+            | Rhs::InRange { index: a, bound: b } => {
+                f(*a);
+                f(*b);
+            }
+            Rhs::Select(c, a, b) => {
+                f(*c);
+                f(*a);
+                f(*b);
+            }
+            Rhs::Mark | Rhs::WhileLimit => {}
+        }
+    }
+
     /// [`Self::operands`], mutably (same order).
     pub fn operands_mut(&mut self) -> Vec<&mut Operand> {
         match self {
@@ -363,6 +383,23 @@ impl Inst {
         }
     }
 
+    /// [`Self::blocks`] without building a vector (the loop optimiser's
+    /// walks call this for every instruction).
+    pub fn for_each_block(&self, mut f: impl FnMut(&[Inst])) {
+        match self {
+            Inst::For { body, .. } => f(body),
+            Inst::While { cond, body, .. } => {
+                f(cond);
+                f(body);
+            }
+            Inst::If { then, els, .. } => {
+                f(then);
+                f(els);
+            }
+            _ => {}
+        }
+    }
+
     /// [`Self::blocks`], mutably (same order).
     pub fn blocks_mut(&mut self) -> Vec<&mut Vec<Inst>> {
         match self {
@@ -388,6 +425,35 @@ impl Inst {
                 [*start, *bound].into_iter().chain(args.iter().copied()).collect()
             }
         }
+    }
+
+    /// [`Self::operands`] without building a vector.
+    pub fn for_each_operand(&self, mut f: impl FnMut(Operand)) {
+        match self {
+            Inst::Let(_, r) => r.for_each_operand(f),
+            Inst::Store { base: a, index: b, value: c, .. } | Inst::Copy { dst: a, src: b, count: c, .. } => {
+                f(*a);
+                f(*b);
+                f(*c);
+            }
+            Inst::For { start, bound, .. } => {
+                f(*start);
+                f(*bound);
+            }
+            Inst::While { test: a, .. } | Inst::If { cond: a, .. } => f(*a),
+            Inst::Fail { args, .. } => args.iter().copied().for_each(f),
+            Inst::Release { mark, keep } => std::iter::once(mark).chain(keep).copied().for_each(f),
+            Inst::Parallel { start, bound, args, .. } => [start, bound].into_iter().chain(args).copied().for_each(f),
+        }
+    }
+
+    /// The variables among [`Self::operands`], without building a vector.
+    pub fn for_each_use(&self, mut f: impl FnMut(LVar)) {
+        self.for_each_operand(|o| {
+            if let Some(v) = o.var() {
+                f(v)
+            }
+        })
     }
 
     /// [`Self::operands`], mutably (same order).
@@ -432,15 +498,13 @@ impl Inst {
 pub fn for_each_inst(insts: &[Inst], f: &mut dyn FnMut(&Inst)) {
     for i in insts {
         f(i);
-        for b in i.blocks() {
-            for_each_inst(b, f);
-        }
+        i.for_each_block(|b| for_each_inst(b, f));
     }
 }
 
 /// Every variable read anywhere in `insts` (nested blocks included).
 pub fn for_each_use(insts: &[Inst], f: &mut dyn FnMut(LVar)) {
-    for_each_inst(insts, &mut |i| i.operands().into_iter().filter_map(Operand::var).for_each(&mut *f));
+    for_each_inst(insts, &mut |i| i.for_each_operand(|o| o.var().into_iter().for_each(&mut *f)));
 }
 
 /// Variables assigned anywhere in `insts` (nested blocks included).

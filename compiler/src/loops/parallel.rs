@@ -104,9 +104,9 @@ impl FuncInfo {
         let mut info =
             FuncInfo { uses: HashMap::new(), defs: HashMap::new(), lets: HashMap::new(), null_tests: HashMap::new() };
         for_each_inst(&f.body, &mut |i| {
-            for v in i.operands().into_iter().filter_map(Operand::var) {
+            i.for_each_use(|v| {
                 *info.uses.entry(v).or_default() += 1;
-            }
+            });
             for v in i.defs() {
                 *info.defs.entry(v).or_default() += 1;
             }
@@ -695,7 +695,9 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment
     // The body, renamed into the segment's variables.
     let mut all = BTreeSet::new();
     for_each_inst(&body, &mut |i| {
-        all.extend(i.operands().into_iter().filter_map(Operand::var));
+        i.for_each_use(|v| {
+            all.insert(v);
+        });
         all.extend(i.defs());
     });
     all.insert(index);

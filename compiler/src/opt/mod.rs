@@ -28,16 +28,16 @@ use crate::ir;
 
 /// The default clean-up after AD. See Note [The default schedule].
 pub const DEFAULT_SCHEDULE: &str = "\
-normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity) ; \
+normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ dead_loop_state) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ loop_fission <+ reduce_fission <+ if_to_select <+ select_float <+ onehot_sum <+ iota_bounds <+ map_index_slice <+ slice_full <+ licm) ; \
+normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ loop_fission <+ reduce_fission <+ if_to_select <+ select_float <+ onehot_sum <+ iota_bounds <+ map_index_slice <+ slice_full <+ licm <+ dead_loop_state) ; \
 try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \
 normalize(hoist_costly) ; \
-normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ sink_reduce <+ reduce_empty <+ fuse_map_reduce <+ fuse_map_map) ; \
+normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ sink_reduce <+ reduce_empty <+ fuse_map_reduce <+ fuse_map_map <+ dead_loop_state) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce)";
+normalize(copy_prop <+ dce <+ dead_loop_state)";
 
 /// Fuel when the schedule names none: rule applications plus repeat rounds.
 pub const DEFAULT_FUEL: u64 = 10_000_000;

@@ -491,11 +491,6 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
 pub fn sink_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
     for (j, s) in body.stmts.iter().enumerate() {
         let Expr::If { cond, then_body, else_body } = &s.expr else { continue };
-        // The `if` moves down too: the same condition as for the reduces.
-        let movable = walk::free_in_expr(&s.expr).iter().all(|v| !cx.is_consumed(*v));
-        if !movable || contains_update(&s.expr) {
-            continue;
-        }
         let Some(group) = reducing_consumers(cx, body, j, &s.binds) else { continue };
         let folds_arrays = group.iter().flat_map(|&k| &body.stmts[k].binds).any(|b| !cx.vars.ty(*b).is_scalar());
         if !folds_arrays {
@@ -510,6 +505,11 @@ pub fn sink_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
             b.result.iter().all(|a| a.var().is_some_and(|v| producers.contains_key(&v)))
         };
         if !(maps_in(then_body) || maps_in(else_body)) {
+            continue;
+        }
+        // The `if` moves down too: the same condition as for the reduces.
+        let movable = walk::free_in_expr(&s.expr).iter().all(|v| !cx.is_consumed(*v));
+        if !movable || contains_update(&s.expr) {
             continue;
         }
         let binds: Vec<Var> = group.iter().flat_map(|&k| body.stmts[k].binds.iter().copied()).collect();

@@ -28,6 +28,11 @@ pub static RULES: &[Rule] = &[
         description: "remove unused statements (or leave their guards), unused map results and checks proved to hold",
         apply: dce,
     },
+    Rule {
+        name: "dead_loop_state",
+        description: "remove loop state whose final value nothing reads and which only feeds itself",
+        apply: dead_loop_state,
+    },
     Rule { name: "cse", description: "reuse an earlier identical pure statement (this body and below)", apply: cse },
     Rule { name: "fold", description: "evaluate scalar operations on constants", apply: fold },
     Rule { name: "ring", description: "x*1, 1*x, x+0, 0+x, x-0, x/1, x**1, and integer x*0", apply: ring },
@@ -292,13 +297,6 @@ fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
             kept.extend(guards.into_iter().rev().map(std::borrow::Cow::Owned));
             continue;
         }
-        if let Some(smaller) = drop_dead_loop_state(cx, s, &|cx, v| live(cx, &removed, v)) {
-            changed = true;
-            count(&mut removed, std::slice::from_ref(s), 1);
-            count(&mut removed, std::slice::from_ref(&smaller), -1);
-            kept.push(std::borrow::Cow::Owned(smaller));
-            continue;
-        }
         if let Expr::Map { width, lam, arrays } = &s.expr {
             let keep: Vec<bool> = s.binds.iter().map(|b| live(cx, &removed, *b)).collect();
             if keep.iter().any(|k| !k) {
@@ -328,47 +326,70 @@ fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
     Some(Body { stmts, result: body.result.clone() })
 }
 
-/// The loop `s` without one piece of state that nothing reads (Note [Dead
-/// loop state]), or `None` when every piece is read or cannot go.
-fn drop_dead_loop_state(cx: &mut Cx, s: &Stmt, live: &dyn Fn(&Cx, Var) -> bool) -> Option<Stmt> {
-    let Expr::Loop { params, init, form, body } = &s.expr else { return None };
-    let dead: Vec<usize> = (0..params.len()).filter(|&k| !live(cx, s.binds[k])).collect();
-    for k in dead {
-        // What depends on parameter k, in statement order.
-        let mut dependent: HashSet<Var> = HashSet::from([params[k]]);
-        let mut going = Vec::new();
-        for (ix, st) in body.stmts.iter().enumerate() {
-            let mut reads = false;
-            walk::for_each_use_in(std::slice::from_ref(st), &mut |v| reads |= dependent.contains(&v));
-            if reads {
-                going.push(ix);
-                dependent.extend(st.binds.iter().copied());
-            }
+/// Removes loop state that nothing reads (Note [Dead loop state]) from the
+/// loops of `body`. A rule of its own, after `dce` in the schedules: finding
+/// what depends on a piece of state walks the loop body, which is worth
+/// doing once the cheaper rules are done with the body, not at every `dce`.
+fn dead_loop_state(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut out: Option<Vec<Stmt>> = None;
+    for (i, s) in body.stmts.iter().enumerate() {
+        if let Some(smaller) = drop_dead_loop_state(cx, s) {
+            out.get_or_insert_with(|| body.stmts[..i].to_vec()).push(smaller);
+        } else if let Some(out) = &mut out {
+            out.push(s.clone());
         }
-        let reaches = |a: &Atom| matches!(a, Atom::Var(v) if dependent.contains(v));
-        let other_results = body.result.iter().enumerate().any(|(j, a)| j != k && reaches(a));
-        let condition = match form {
-            LoopForm::While { cond } => {
-                let mut reads = cond.result.iter().any(reaches);
-                walk::for_each_use_in(&cond.stmts, &mut |v| reads |= dependent.contains(&v));
-                reads
-            }
-            LoopForm::For { .. } => false,
-        };
+    }
+    Some(Body { stmts: out?, result: body.result.clone() })
+}
+
+/// The loop `s` without one piece of state that nothing reads, or `None`
+/// when every piece is read or cannot go.
+fn drop_dead_loop_state(cx: &mut Cx, s: &Stmt) -> Option<Stmt> {
+    let Expr::Loop { params, init, form, body } = &s.expr else { return None };
+    // Up to 64 dead pieces at a time, each a bit: one walk of the body finds
+    // what depends on each of them (in statement order).
+    let dead: Vec<usize> = (0..params.len()).filter(|&k| cx.uses(s.binds[k]) == 0).take(64).collect();
+    if dead.is_empty() {
+        return None;
+    }
+    let mut depends: HashMap<Var, u64> = dead.iter().enumerate().map(|(bit, &k)| (params[k], 1 << bit)).collect();
+    let reads = |depends: &HashMap<Var, u64>, stmts: &[Stmt]| {
+        let mut mask = 0;
+        walk::for_each_use_in(stmts, &mut |v| mask |= depends.get(&v).copied().unwrap_or(0));
+        mask
+    };
+    let mut stmt_masks = Vec::with_capacity(body.stmts.len());
+    for st in &body.stmts {
+        let mask = reads(&depends, std::slice::from_ref(st));
+        if mask != 0 {
+            depends.extend(st.binds.iter().map(|b| (*b, mask)));
+        }
+        stmt_masks.push(mask);
+    }
+    let mask_of = |a: &Atom| match a {
+        Atom::Var(v) => depends.get(v).copied().unwrap_or(0),
+        Atom::Const(_) => 0,
+    };
+    let condition = match form {
+        LoopForm::While { cond } => cond.result.iter().fold(reads(&depends, &cond.stmts), |m, a| m | mask_of(a)),
+        LoopForm::For { .. } => 0,
+    };
+    for (bit, &k) in dead.iter().enumerate() {
+        let bit = 1u64 << bit;
+        let other_results = body.result.iter().enumerate().any(|(j, a)| j != k && mask_of(a) & bit != 0);
+        let going = |ix: usize| stmt_masks[ix] & bit != 0;
         // Removing a statement must not remove a failure.
-        let harmless = going.iter().all(|&ix| {
-            let st = &body.stmts[ix];
+        let harmless = body.stmts.iter().enumerate().filter(|(ix, _)| going(*ix)).all(|(_, st)| {
             !st.binds.is_empty()
                 && (st.binds.iter().all(|b| cx.is_recomputed(*b))
                     || guards::guards(cx, st).is_some_and(|g| g.is_empty()))
         });
-        if other_results || condition || !harmless {
+        if other_results || condition & bit != 0 || !harmless {
             continue;
         }
         let keep = |j: usize| j != k;
         let pick = |xs: &[Atom]| xs.iter().enumerate().filter(|(j, _)| keep(*j)).map(|(_, a)| *a).collect::<Vec<_>>();
-        let stmts =
-            body.stmts.iter().enumerate().filter(|(ix, _)| !going.contains(ix)).map(|(_, st)| st.clone()).collect();
+        let stmts = body.stmts.iter().enumerate().filter(|(ix, _)| !going(*ix)).map(|(_, st)| st.clone()).collect();
         let expr = Expr::Loop {
             params: params.iter().enumerate().filter(|(j, _)| keep(*j)).map(|(_, p)| *p).collect(),
             init: pick(init),
@@ -790,10 +811,9 @@ fn fuse_map_map(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// that a functional update `a with [i] = v` consumes, Note [Consumed arrays]).
 fn licm(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
-        let mut e = s.expr.clone();
-        let (bound, inner): (Vec<Var>, &mut Body) = match &mut e {
+        let (bound, inner): (Vec<Var>, &Body) = match &s.expr {
             Expr::Map { lam, .. } | Expr::Reduce { lam, .. } | Expr::Scan { lam, .. } => {
-                (lam.params.clone(), &mut lam.body)
+                (lam.params.clone(), &lam.body)
             }
             Expr::Loop { params, form, body, .. } => {
                 let mut bound = params.clone();
@@ -804,24 +824,38 @@ fn licm(cx: &mut Cx, body: &Body) -> Option<Body> {
             }
             _ => return None,
         };
+        // Decide on the statements in place: most bodies have nothing to
+        // hoist, and the expression is only copied when one does.
         let mut variant: HashSet<Var> = bound.into_iter().collect();
-        let mut hoisted = Vec::new();
-        let mut kept = Vec::new();
-        for t in std::mem::take(&mut inner.stmts) {
-            let int = |a: Atom| cx.vars.atom_type(a).elem == ScalarType::I64;
-            let reads_variant = t.expr.operands().iter().any(|a| matches!(a, Atom::Var(v) if variant.contains(v)));
-            let consumed = t.binds.iter().any(|b| cx.is_consumed(*b));
-            if walk::is_total(&t.expr, int) && !reads_variant && !consumed {
-                hoisted.push(t);
-            } else {
-                variant.extend(t.binds.iter().copied());
-                kept.push(t);
-            }
-        }
-        if hoisted.is_empty() {
+        let int = |a: Atom| cx.vars.atom_type(a).elem == ScalarType::I64;
+        let hoist: Vec<bool> = inner
+            .stmts
+            .iter()
+            .map(|t| {
+                let mut reads_variant = false;
+                t.expr.for_each_operand(|a| reads_variant |= matches!(a, Atom::Var(v) if variant.contains(&v)));
+                let consumed = t.binds.iter().any(|b| cx.is_consumed(*b));
+                let moves = walk::is_total(&t.expr, int) && !reads_variant && !consumed;
+                if !moves {
+                    variant.extend(t.binds.iter().copied());
+                }
+                moves
+            })
+            .collect();
+        if !hoist.contains(&true) {
             return None;
         }
-        inner.stmts = kept;
+        let mut e = s.expr.clone_without_bodies();
+        let mut hoisted = Vec::new();
+        for (new, old) in e.bodies_mut().into_iter().zip(s.expr.bodies()) {
+            if std::ptr::eq(old, inner) {
+                let (up, kept): (Vec<_>, Vec<_>) = inner.stmts.iter().zip(&hoist).partition(|(_, h)| **h);
+                hoisted = up.into_iter().map(|(t, _)| t.clone()).collect();
+                *new = Body { stmts: kept.into_iter().map(|(t, _)| t.clone()).collect(), result: old.result.clone() };
+            } else {
+                *new = old.clone();
+            }
+        }
         hoisted.push(with_expr(s, e));
         Some(hoisted)
     })

@@ -23,14 +23,12 @@ pub fn for_each_use(body: &Body, f: &mut dyn FnMut(Var)) {
 /// Calls `f` on every variable use in `stmts`, nested bodies included.
 pub fn for_each_use_in(stmts: &[crate::ir::Stmt], f: &mut dyn FnMut(Var)) {
     for s in stmts {
-        for a in s.expr.operands() {
+        s.expr.for_each_operand(|a| {
             if let Atom::Var(v) = a {
                 f(v);
             }
-        }
-        for b in s.expr.bodies() {
-            for_each_use(b, f);
-        }
+        });
+        s.expr.for_each_body(&mut |b| for_each_use(b, f));
     }
 }
 
@@ -38,9 +36,7 @@ pub fn for_each_use_in(stmts: &[crate::ir::Stmt], f: &mut dyn FnMut(Var)) {
 pub fn for_each_stmt(body: &Body, f: &mut dyn FnMut(&crate::ir::Stmt)) {
     for s in &body.stmts {
         f(s);
-        for b in s.expr.bodies() {
-            for_each_stmt(b, f);
-        }
+        s.expr.for_each_body(&mut |b| for_each_stmt(b, f));
     }
 }
 
@@ -64,12 +60,7 @@ pub fn bound_in(body: &Body, out: &mut HashSet<Var>) {
     }
 }
 
-/// The variables an expression reads, its nested bodies included, minus those
-/// bound inside it.
-pub fn free_in_expr(e: &Expr) -> Vec<Var> {
-    let stmt = crate::ir::Stmt { binds: Vec::new(), expr: e.clone(), span: Default::default() };
-    crate::ir::scope::free_vars(&Body { stmts: vec![stmt], result: Vec::new() })
-}
+pub use crate::ir::scope::free_in_expr;
 
 /// Replaces every use of a key of `subst` in `body` (nested bodies included).
 /// An array position (`Var` operand) can only be replaced by a variable;

@@ -56,7 +56,11 @@ fn reuse_block(insts: &mut Vec<Inst>, fresh: &HashSet<LVar>, renamed: &mut Vec<(
         let e = effects(*index, body);
         let later_uses: HashSet<LVar> = {
             let mut used = HashSet::new();
-            for_each_inst(&insts[k + 1..], &mut |i| used.extend(i.operands().into_iter().filter_map(Operand::var)));
+            for_each_inst(&insts[k + 1..], &mut |i| {
+                i.for_each_use(|v| {
+                    used.insert(v);
+                })
+            });
             used
         };
         let sorted = |set: &HashSet<LVar>| {
@@ -93,7 +97,7 @@ fn reads_before_writes(body: &[Inst], a: LVar, b: LVar) -> bool {
         let touches = |v: LVar| {
             let mut hit = false;
             for blk in i.blocks() {
-                for_each_inst(blk, &mut |j| hit |= j.operands().contains(&Operand::Var(v)));
+                for_each_inst(blk, &mut |j| j.for_each_use(|w| hit |= w == v));
             }
             hit
         };
@@ -113,7 +117,7 @@ fn reads_before_writes(body: &[Inst], a: LVar, b: LVar) -> bool {
 /// before `k` touches `b`.
 fn allocated_before(insts: &[Inst], k: usize, b: LVar) -> bool {
     let mut touched = false;
-    for_each_inst(&insts[..k], &mut |i| touched |= i.operands().contains(&Operand::Var(b)));
+    for_each_inst(&insts[..k], &mut |i| i.for_each_use(|v| touched |= v == b));
     !touched && insts[..k].iter().any(|i| matches!(i, Inst::Let(v, Rhs::Alloc { .. }) if *v == b))
 }
 
@@ -199,7 +203,9 @@ fn effects(index: LVar, body: &[Inst]) -> Effects {
         }
     };
     for_each_inst(body, &mut |i| {
-        e.reads.extend(i.operands().into_iter().filter_map(Operand::var));
+        i.for_each_use(|v| {
+            e.reads.insert(v);
+        });
         match i {
             Inst::Let(_, Rhs::Load { base, index: idx, .. }) => {
                 e.loads.extend(base.var());

@@ -323,7 +323,7 @@ fn fill(i: &Inst) -> Option<(LVar, LVar, MTy, i64, i64, Operand)> {
 /// How often `v` is read in `insts`, nested blocks included.
 fn uses(insts: &[Inst], v: LVar) -> usize {
     let mut n = 0;
-    for_each_inst(insts, &mut |i| n += i.operands().iter().filter(|o| o.var() == Some(v)).count());
+    for_each_inst(insts, &mut |i| i.for_each_use(|w| n += usize::from(w == v)));
     n
 }
 

@@ -69,9 +69,9 @@ fn local_to(body: &[Inst], counts: &Counts) -> bool {
         if let Some(v) = i.def() {
             *defs.entry(v).or_insert(0) += 1;
         }
-        for v in i.operands().into_iter().filter_map(Operand::var) {
+        i.for_each_use(|v| {
             *uses.entry(v).or_insert(0) += 1;
-        }
+        });
     });
     defs.iter().all(|(v, n)| *n == 1 && counts.defs(*v) == 1 && uses.get(v).copied().unwrap_or(0) == counts.uses(*v))
 }

@@ -43,9 +43,9 @@ impl Counts {
             if let Some(v) = i.def() {
                 c.defs[v.0 as usize] += 1;
             }
-            for v in i.operands().into_iter().filter_map(Operand::var) {
+            i.for_each_use(|v| {
                 c.uses[v.0 as usize] += 1;
-            }
+            });
         });
         for v in f.results.iter().filter_map(|o| o.var()) {
             c.uses[v.0 as usize] += 1;
@@ -267,12 +267,9 @@ fn live_vars(f: &Func) -> Vec<bool> {
     let mut live = vec![false; f.vars.len()];
     let mut reads: Vec<Vec<LVar>> = vec![Vec::new(); f.vars.len()];
     let mut work: Vec<LVar> = f.results.iter().filter_map(|o| o.var()).collect();
-    for_each_inst(&f.body, &mut |i| {
-        let operands = i.operands().into_iter().filter_map(Operand::var);
-        match i {
-            Inst::Let(v, _) => reads[v.0 as usize].extend(operands),
-            _ => work.extend(operands),
-        }
+    for_each_inst(&f.body, &mut |i| match i {
+        Inst::Let(v, _) => i.for_each_use(|w| reads[v.0 as usize].push(w)),
+        _ => i.for_each_use(|w| work.push(w)),
     });
     while let Some(v) = work.pop() {
         let Some(slot) = live.get_mut(v.0 as usize) else { continue };

@@ -338,9 +338,9 @@ pub(super) fn body_locals(counts: &Counts, body: &[Inst]) -> HashSet<LVar> {
         if let Some(v) = i.def() {
             *defs.entry(v).or_insert(0) += 1;
         }
-        for v in i.operands().into_iter().filter_map(Operand::var) {
+        i.for_each_use(|v| {
             *uses.entry(v).or_insert(0) += 1;
-        }
+        });
     });
     defs.into_iter()
         .filter(|(v, n)| *n == counts.defs(*v) && uses.get(v).copied().unwrap_or(0) == counts.uses(*v))
