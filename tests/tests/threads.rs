@@ -197,6 +197,29 @@ fn a_result_allocated_in_the_first_iteration_runs_in_parallel() {
     assert!(err.contains("E0202"), "{err}");
 }
 
+/// The same loop lowered twice (a function called in both branches) is one
+/// segment called from both places (Note [One site per error] in
+/// loops/lower.rs): the errors are the interpreter's in either branch.
+#[test]
+fn the_same_loop_in_two_places_is_one_segment() {
+    let src = "def g [n] (xs: [n]f64) (k: i64) : [n]f64 = map (\\x -> exp x + xs[k]) xs\n\
+               entry f [n] (xs: [n]f64) (k: i64) (flip: bool) : [n]f64 =\n\
+               \x20 if flip then reverse (g xs k) else g xs k";
+    let program = Program::compile("twice.slope", src, &file_loader).expect("compiles");
+    let parallel = program.emit("parallel", None).expect("prints");
+    assert_eq!(parallel.matches("parallel segment0 ").count(), 2, "{parallel}");
+    assert!(!parallel.contains("segment1"), "one segment:\n{parallel}");
+    let xs: Vec<f64> = (0..5000).map(|i| (i % 17) as f64 / 17.0).collect();
+    for flip in [false, true] {
+        agree(&program, "twice", "f", &serde_json::json!({ "xs": xs, "k": 3, "flip": flip }));
+        let input = serde_json::json!({ "xs": xs, "k": 5000, "flip": flip });
+        let err = outcome(&program, "f", &input).unwrap_err();
+        let interp = program.call_json_on(Engine::Interp, "f", &input).unwrap_err().render(RenderStyle::Short);
+        assert_eq!(err, interp, "flip = {flip}: the interpreter's error");
+        assert!(err.contains("E0201") && err.contains("index 5000 out of bounds"), "{err}");
+    }
+}
+
 /// One compiled program called from several threads at once (Note [Calls
 /// from several threads] in `jit`): every call gets the result a lone call
 /// gets, bit for bit, and a failing call reports its own error while others

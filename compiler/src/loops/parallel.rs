@@ -732,17 +732,33 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment
     let observed = rt::Observed::new(plan.cost.saturating_mul(PS_PER_UNIT) as u64);
     let words = seg.params.len();
     let firsts = plan.firsts.iter().map(|v| 2 + plan.captures.iter().position(|c| c == v).expect("captured")).collect();
-    segments.push(Segment {
-        func: seg,
-        plan: rt::Segment { code: 0, words, chunk, reductions, accumulators, firsts, observed },
-    });
+    let new =
+        Segment { func: seg, plan: rt::Segment { code: 0, words, chunk, reductions, accumulators, firsts, observed } };
+    // A loop outlined before with the same code is that segment again (Note
+    // [One site per error] in lower.rs): compiled once, called from both.
+    let segment = match segments.iter().position(|old| old.plan == new.plan && same_code(&old.func, &new.func)) {
+        Some(k) => k,
+        None => {
+            segments.push(new);
+            segments.len() - 1
+        }
+    };
     Inst::Parallel {
-        segment: segments.len() as u32 - 1,
+        segment: segment as u32,
         start,
         bound,
         args,
         results: plan.reductions.iter().map(|r| r.0).chain(plan.firsts.iter().copied()).collect(),
     }
+}
+
+/// Whether two functions are the same but for their names.
+fn same_code(a: &Func, b: &Func) -> bool {
+    let Func { name: _, vars, params, param_leaves, body, results, result_leaves, sites, dims } = a;
+    (vars, params, param_leaves, results, result_leaves, dims)
+        == (&b.vars, &b.params, &b.param_leaves, &b.results, &b.result_leaves, &b.dims)
+        && *sites == b.sites
+        && *body == b.body
 }
 
 /// Renames every variable of `insts` (reads and assignments) by `map`.
