@@ -408,11 +408,13 @@ fn drop_dead_loop_state(cx: &mut Cx, s: &Stmt) -> Option<Stmt> {
 // the loop only feeds its own next value, is work for nothing: reverse mode
 // leaves such pieces behind when the backward sweep turns out not to read a
 // tape (Note [What loop tapes hold] in ad/rev.rs) — a tape of an array is
-// steps × n elements. `dce` removes the parameter, its initial value, its
-// result and the statements that depend on it, provided removing them
-// removes no failure: each either cannot fail or is marked as repeated
-// elsewhere (`ir::Program::recomputed`; the tape updates are marked, as their
-// index is in range by construction). The initial value then usually dies too.
+// steps × n elements. `dead_loop_state` removes the parameter, its initial
+// value, its result and the statements that depend on it, provided removing
+// them removes no failure: each either cannot fail or is marked as repeated
+// elsewhere (`ir::Program::recomputed`; the tape updates are marked, as
+// their index is in range by construction). The initial value then usually
+// dies too. It is a rule of its own rather than part of `dce` because it
+// walks the loop body: the schedules run it after the cheaper rules.
 
 // ---- common subexpressions ----
 
