@@ -18,7 +18,8 @@ const ROUNDS: usize = 10;
 pub fn run(f: &mut Func) {
     for _ in 0..ROUNDS {
         let mut changed = propagate(f);
-        changed |= fold_block(&mut f.body);
+        let counts = Counts::of(f);
+        changed |= fold_block(&mut f.body, &counts, &mut HashMap::new());
         changed |= dead(f);
         changed |= overwritten_stores(&mut f.body);
         if !changed {
@@ -193,20 +194,34 @@ pub fn substitute(insts: &mut [Inst], subst: &HashMap<LVar, Operand>) {
 }
 
 /// Folds right-hand sides, inlines branches on constants and drops loops
-/// that run no iteration.
-fn fold_block(insts: &mut Vec<Inst>) -> bool {
+/// that run no iteration. A variable assigned once that folds to a constant
+/// is replaced by it in what follows (`constants`), so a chain of foldings
+/// takes one walk instead of one round of `run` per link (its definition
+/// dominates every read: [`Counts::single`]).
+fn fold_block(insts: &mut Vec<Inst>, counts: &Counts, constants: &mut HashMap<LVar, Operand>) -> bool {
     let mut changed = false;
     let mut out = Vec::with_capacity(insts.len());
     for mut i in std::mem::take(insts) {
+        if !constants.is_empty() {
+            for o in i.operands_mut() {
+                if let Some(c) = o.var().and_then(|v| constants.get(&v)) {
+                    *o = *c;
+                    changed = true;
+                }
+            }
+        }
         for b in i.blocks_mut() {
-            changed |= fold_block(b);
+            changed |= fold_block(b, counts, constants);
         }
         match &mut i {
-            Inst::Let(_, rhs) => {
+            Inst::Let(v, rhs) => {
                 if let Some(o) = rhs.fold() {
                     if *rhs != Rhs::Use(o) {
                         *rhs = Rhs::Use(o);
                         changed = true;
+                    }
+                    if matches!(o, Operand::Const(_)) && counts.single(*v) {
+                        constants.insert(*v, o);
                     }
                 }
                 out.push(i);
