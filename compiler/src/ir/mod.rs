@@ -696,7 +696,7 @@ impl Expr {
     /// Calls `f` on each nested body (lambda bodies, branches, loop bodies).
     /// Same order as [`Self::bodies`], without building a vector (the
     /// optimiser's use counts call this for every statement it accounts).
-    pub fn for_each_body(&self, f: &mut dyn FnMut(&Body)) {
+    pub fn for_each_body<'a>(&'a self, f: &mut dyn FnMut(&'a Body)) {
         match self {
             Expr::If { then_body, else_body, .. } => {
                 f(then_body);
@@ -724,12 +724,9 @@ impl Expr {
     /// The nested bodies, in a fixed order: branches; lambda bodies; a while
     /// loop's condition, then the loop body; a custom rule's primal, then its rule.
     pub fn bodies(&self) -> Vec<&Body> {
-        match self {
-            Expr::If { then_body, else_body, .. } => vec![then_body, else_body],
-            Expr::Loop { form: LoopForm::While { cond }, body, .. } => vec![cond, body],
-            Expr::Loop { body, .. } => vec![body],
-            e => e.lambdas().into_iter().map(|l| &l.body).collect(),
-        }
+        let mut out = Vec::new();
+        self.for_each_body(&mut |b| out.push(b));
+        out
     }
 
     /// [`Self::bodies`], mutably (same order).

@@ -243,15 +243,9 @@ impl Rhs {
 
     /// The operands the right-hand side reads.
     pub fn operands(&self) -> Vec<Operand> {
-        match self {
-            Rhs::Use(a) | Rhs::Unary(_, a) | Rhs::Convert(_, a) => vec![*a],
-            Rhs::Binary(_, a, b) => vec![*a, *b],
-            Rhs::Select(c, a, b) => vec![*c, *a, *b],
-            Rhs::Load { base, index, .. } | Rhs::Offset { base, index, .. } => vec![*base, *index],
-            Rhs::InRange { index, bound } => vec![*index, *bound],
-            Rhs::Alloc { count, .. } => vec![*count],
-            Rhs::Mark | Rhs::WhileLimit => Vec::new(),
-        }
+        let mut out = Vec::new();
+        self.for_each_operand(|o| out.push(o));
+        out
     }
 
     /// [`Self::operands`] without building a vector.
@@ -375,17 +369,14 @@ impl Inst {
     /// The nested blocks, in order: a loop's body (a `while`'s condition
     /// first), an `if`'s branches. The one enumeration passes walk through.
     pub fn blocks(&self) -> Vec<&[Inst]> {
-        match self {
-            Inst::For { body, .. } => vec![body],
-            Inst::While { cond, body, .. } => vec![cond, body],
-            Inst::If { then, els, .. } => vec![then, els],
-            _ => Vec::new(),
-        }
+        let mut out = Vec::new();
+        self.for_each_block(|b| out.push(b));
+        out
     }
 
     /// [`Self::blocks`] without building a vector (the loop optimiser's
     /// walks call this for every instruction).
-    pub fn for_each_block(&self, mut f: impl FnMut(&[Inst])) {
+    pub fn for_each_block<'a>(&'a self, mut f: impl FnMut(&'a [Inst])) {
         match self {
             Inst::For { body, .. } => f(body),
             Inst::While { cond, body, .. } => {
@@ -412,19 +403,9 @@ impl Inst {
 
     /// The operands the instruction reads itself (not in nested blocks).
     pub fn operands(&self) -> Vec<Operand> {
-        match self {
-            Inst::Let(_, r) => r.operands(),
-            Inst::Store { base, index, value, .. } => vec![*base, *index, *value],
-            Inst::Copy { dst, src, count, .. } => vec![*dst, *src, *count],
-            Inst::For { start, bound, .. } => vec![*start, *bound],
-            Inst::While { test, .. } => vec![*test],
-            Inst::If { cond, .. } => vec![*cond],
-            Inst::Fail { args, .. } => args.clone(),
-            Inst::Release { mark, keep } => std::iter::once(*mark).chain(keep.iter().copied()).collect(),
-            Inst::Parallel { start, bound, args, .. } => {
-                [*start, *bound].into_iter().chain(args.iter().copied()).collect()
-            }
-        }
+        let mut out = Vec::new();
+        self.for_each_operand(|o| out.push(o));
+        out
     }
 
     /// [`Self::operands`] without building a vector.
@@ -504,7 +485,7 @@ pub fn for_each_inst(insts: &[Inst], f: &mut dyn FnMut(&Inst)) {
 
 /// Every variable read anywhere in `insts` (nested blocks included).
 pub fn for_each_use(insts: &[Inst], f: &mut dyn FnMut(LVar)) {
-    for_each_inst(insts, &mut |i| i.for_each_operand(|o| o.var().into_iter().for_each(&mut *f)));
+    for_each_inst(insts, &mut |i| i.for_each_use(&mut *f));
 }
 
 /// Variables assigned anywhere in `insts` (nested blocks included).
