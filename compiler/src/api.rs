@@ -202,6 +202,17 @@ impl Program {
         built.as_ref().map_err(|d| self.fail(d.clone()))
     }
 
+    /// The loop program native code runs (`emit --stage parallel`), without
+    /// compiling it: what `slope build` compiles ahead of time.
+    pub fn parallel_loops(&self) -> Result<crate::loops::Program, Failure> {
+        if let Some(Ok(native)) = self.native.get() {
+            return Ok(native.parallel.clone());
+        }
+        let mut cx = driver::Context::new(SourceMap::new(), &driver::no_files, driver::Options::default());
+        cx.span = self.ir.funcs.first().map(|f| f.span).unwrap_or_default();
+        driver::loop_stages(&self.ir, &mut cx).map(|(_, parallel)| parallel).map_err(|mut ds| self.fail(ds.remove(0)))
+    }
+
     fn fail(&self, d: Diagnostic) -> Failure {
         Failure { sources: self.sources.clone(), diagnostics: vec![d] }
     }

@@ -166,6 +166,7 @@ codes! {
     E0306 => "invalid protocol message",
     E0307 => "cannot write output",
     E0308 => "input too large",
+    E0309 => "cannot build the library",
     // Internal.
     E0900 => "internal compiler error",
 }

@@ -260,11 +260,21 @@ pub fn back_end(
     program: &ir::Program,
     cx: &mut Context<'_>,
 ) -> Result<(crate::loops::Program, crate::loops::Program, crate::jit::Native), Vec<Diagnostic>> {
+    let (loops, parallel) = loop_stages(program, cx)?;
+    let native = cx.run_guarded(&CLIF, &parallel)?;
+    Ok((loops, parallel, native))
+}
+
+/// The back end up to native code: optimised IR → loops → parallel
+/// segments (the JIT compiles the latter; so does `slope build`, ahead of time).
+pub fn loop_stages(
+    program: &ir::Program,
+    cx: &mut Context<'_>,
+) -> Result<(crate::loops::Program, crate::loops::Program), Vec<Diagnostic>> {
     let lowered = cx.run_guarded(&LOWER, program)?;
     let loops = cx.run_guarded(&LOOPS, &lowered)?;
     let parallel = cx.run_guarded(&PARALLEL, &loops)?;
-    let native = cx.run_guarded(&CLIF, &parallel)?;
-    Ok((loops, parallel, native))
+    Ok((loops, parallel))
 }
 
 /// Everything the compiler knows about a program after the front end.

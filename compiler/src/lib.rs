@@ -9,6 +9,7 @@
 
 pub mod ad;
 pub mod api;
+pub mod build;
 pub mod diagnostic;
 pub mod driver;
 pub mod elab;

@@ -73,6 +73,29 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Compile a program ahead of time into a C library (libNAME.so or
+    /// libNAME.a) and its header NAME.h: one C function per entry.
+    Build {
+        file: PathBuf,
+        /// The library: libNAME.so (shared) or libNAME.a (static).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Export only this entry (repeatable; default: every entry).
+        #[arg(long)]
+        entry: Vec<String>,
+        /// The C prefix of the functions (default: NAME of the output).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to write the header (default: NAME.h beside the library).
+        #[arg(long)]
+        header: Option<PathBuf>,
+        /// The runtime library libslope_capi.a (default: SLOPE_CAPI_LIB, else beside this executable).
+        #[arg(long)]
+        runtime: Option<PathBuf>,
+        /// Fail (E0205) when a `while` loop runs more iterations than this.
+        #[arg(long, default_value_t = 1_000_000_000)]
+        while_limit: u64,
+    },
     /// Run an entry in the interpreter and print its operation counts (the cost model).
     Cost {
         file: PathBuf,
@@ -189,6 +212,10 @@ fn command() -> ExitCode {
         }
         Command::Emit { stage, file, entry, schedule } => {
             cli::emit(&file, &stage, entry.as_deref(), schedule.as_deref())
+        }
+        Command::Build { file, output, entry, name, header, runtime, while_limit } => {
+            let request = slope::build::Request { output, name, entries: entry, header, runtime };
+            cli::build(&file, &request, while_limit)
         }
         Command::Cost { file, entry, input } => cli::cost(&file, entry.as_deref(), &input),
         Command::Gradcheck { file, entry, input, points, seed } => {

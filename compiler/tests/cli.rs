@@ -624,3 +624,28 @@ fn cost_prints_operations_tapes_and_peak_memory() {
     let out = slope(&["cost", p(&file), "--entry", "f", "--input", p(&input)]);
     assert!(stdout(&out).contains("tapes: none"), "{}", stdout(&out));
 }
+
+/// `slope build` writes a library and its header and prints them with the
+/// exported functions; the runtime library is found beside the executable
+/// (`cargo test --workspace` builds `libslope_capi.a` there).
+#[test]
+fn build_writes_a_library_and_its_header() {
+    let file = write_temp("build", "twice.slope", "entry twice [n] (xs: [n]f64) : [n]f64 = map (\\x -> 2.0 * x) xs\n");
+    let dir = file.parent().unwrap().to_path_buf();
+    let lib = dir.join("libtwice.so");
+    let out = slope(&["build", p(&file), "-o", p(&lib)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("twice_context_new") && printed.contains("twice_twice"), "{printed}");
+    assert!(lib.is_file());
+    let header = std::fs::read_to_string(dir.join("twice.h")).unwrap();
+    assert!(
+        header.contains("int twice_twice(twice_context *context, const slope_arg *xs, slope_value **result"),
+        "{header}"
+    );
+    // Misuse: not a library name, an unknown entry, no runtime where named.
+    fails_with(&slope(&["build", p(&file), "-o", p(&dir.join("twice.dll"))]), "E0305");
+    fails_with(&slope(&["build", p(&file), "-o", p(&lib), "--entry", "thrice"]), "E0301");
+    fails_with(&slope(&["build", p(&file), "-o", p(&lib), "--runtime", p(&dir.join("none.a"))]), "E0309");
+    let _ = std::fs::remove_dir_all(&dir);
+}

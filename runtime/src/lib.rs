@@ -6,6 +6,8 @@
 //! Invariant: this crate never depends on the compiler, so tools that only
 //! move data (test harnesses, benchmark drivers) can use it on its own.
 
+pub mod aot;
+pub mod failure;
 pub mod json;
 pub mod math;
 pub mod native;

@@ -5,6 +5,10 @@
 //! arena memory, the recorded failure of a call, and host math.
 //!
 //! Invariants:
+//! - Every function generated code calls is `#[no_mangle]` under the name
+//!   [`symbols`] gives it: the JIT resolves the names through that list, and
+//!   an ahead-of-time library (`slope build`) links the same names from
+//!   `libslope_capi.a` (which contains this crate) and the C math library.
 //! - [`Ctx`] is `#[repr(C)]` with `while_limit` first: generated code loads
 //!   it at offset 0.
 //! - Every buffer of a call comes from the arena: a list of blocks, each
@@ -282,6 +286,7 @@ pub const MAX_ELEMENTS: u64 = 1 << 40;
 /// # Safety
 /// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_alloc(ctx: *mut Ctx, count: i64, size: i64) -> *mut u8 {
     unsafe { (*ctx).alloc(count, size) }
 }
@@ -291,6 +296,7 @@ pub unsafe extern "C" fn slope_alloc(ctx: *mut Ctx, count: i64, size: i64) -> *m
 /// # Safety
 /// `ctx` must point to a live [`Ctx`].
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_mark(ctx: *mut Ctx) -> i64 {
     unsafe { (*ctx).blocks.len() as i64 }
 }
@@ -300,6 +306,7 @@ pub unsafe extern "C" fn slope_mark(ctx: *mut Ctx) -> i64 {
 /// # Safety
 /// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_keep(ctx: *mut Ctx, ptr: i64) {
     unsafe { (*ctx).keep.push(ptr as usize) }
 }
@@ -311,6 +318,7 @@ pub unsafe extern "C" fn slope_keep(ctx: *mut Ctx, ptr: i64) {
 /// `ctx` must point to a live [`Ctx`] not otherwise borrowed, and no pointer
 /// into a freed block may be used afterwards.
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_release(ctx: *mut Ctx, mark: i64) {
     unsafe { (*ctx).release(mark.max(0) as usize) }
 }
@@ -320,6 +328,7 @@ pub unsafe extern "C" fn slope_release(ctx: *mut Ctx, mark: i64) {
 /// # Safety
 /// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_fail_arg(ctx: *mut Ctx, v: i64) {
     unsafe { (*ctx).fail_args.push(v) }
 }
@@ -329,6 +338,7 @@ pub unsafe extern "C" fn slope_fail_arg(ctx: *mut Ctx, v: i64) {
 /// # Safety
 /// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_fail(ctx: *mut Ctx, site: i64) {
     unsafe { (*ctx).failure = Some(site as u32) }
 }
@@ -340,6 +350,7 @@ pub unsafe extern "C" fn slope_fail(ctx: *mut Ctx, site: i64) {
 /// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_fail_with(
     ctx: *mut Ctx,
     site: i64,
@@ -361,6 +372,7 @@ pub unsafe extern "C" fn slope_fail_with(
 /// # Safety
 /// Both ranges must be valid for `bytes` bytes.
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_copy(dst: *mut u8, src: *const u8, bytes: i64) {
     if bytes > 0 {
         unsafe { std::ptr::copy(src, dst, bytes as usize) }
@@ -369,6 +381,7 @@ pub unsafe extern "C" fn slope_copy(dst: *mut u8, src: *const u8, bytes: i64) {
 
 /// `base ** exp` with wrapping multiplication (`exp >= 0`), as the interpreter.
 #[inline(never)]
+#[no_mangle]
 pub extern "C" fn slope_ipow(base: i64, exp: i64) -> i64 {
     let (mut base, mut exp, mut acc) = (base, exp as u64, 1i64);
     while exp > 0 {
@@ -389,20 +402,26 @@ macro_rules! host_math {
      special { $($s64n:ident, $s32n:ident: $sf:path;)* }) => {
         $(
             #[inline(never)]
+            #[no_mangle]
             pub extern "C" fn $f64n($x: f64) -> f64 { $e }
             #[inline(never)]
+            #[no_mangle]
             pub extern "C" fn $f32n($x: f32) -> f32 { $e }
         )*
         $(
             #[inline(never)]
+            #[no_mangle]
             pub extern "C" fn $b64n($a: f64, $b: f64) -> f64 { $be }
             #[inline(never)]
+            #[no_mangle]
             pub extern "C" fn $b32n($a: f32, $b: f32) -> f32 { $be }
         )*
         $(
             #[inline(never)]
+            #[no_mangle]
             pub extern "C" fn $s64n(x: f64) -> f64 { $sf(x) }
             #[inline(never)]
+            #[no_mangle]
             pub extern "C" fn $s32n(x: f32) -> f32 { $sf(x as f64) as f32 }
         )*
         /// The host math functions by symbol name.

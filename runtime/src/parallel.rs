@@ -27,6 +27,7 @@
 
 use crate::native::Ctx;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -34,7 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub type Code = unsafe extern "C" fn(*const u64, *mut u64, *mut Ctx) -> i32;
 
 /// Element types of reductions and accumulators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Elem {
     F64,
     F32,
@@ -43,7 +44,7 @@ pub enum Elem {
 
 /// An associative operator a loop reduces with (floating-point `+` and `*`
 /// are associative only up to rounding: Note [Deterministic chunks]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReduceOp {
     Add,
     Mul,
@@ -53,7 +54,7 @@ pub enum ReduceOp {
 
 /// A scalar the loop carries as `acc = acc op x`: its initial value is
 /// argument word `word`, and the total is written back there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reduction {
     pub word: usize,
     pub op: ReduceOp,
@@ -63,7 +64,7 @@ pub struct Reduction {
 /// A buffer the loop only adds into (`b[i] = b[i] + x`, any `i`): its pointer
 /// is argument word `word`, its element count word `count_word`. Chunks
 /// after the first add into a private buffer instead, added in afterwards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accumulator {
     pub word: usize,
     pub count_word: usize,
@@ -71,10 +72,12 @@ pub struct Accumulator {
 }
 
 /// How to run one outlined loop (built by the compiler, owned by the code).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     /// The address of the segment's compiled function (set when the code is
-    /// linked; 0 before).
+    /// linked; 0 before, and in an ahead-of-time library's description,
+    /// which names the code by index instead).
+    #[serde(skip)]
     pub code: usize,
     /// Words of the argument block: `lo`, `hi`, then the loop's inputs.
     pub words: usize,
@@ -117,6 +120,19 @@ impl Observed {
 impl Clone for Observed {
     fn clone(&self) -> Observed {
         Observed(std::sync::atomic::AtomicU64::new(self.get()))
+    }
+}
+
+/// An ahead-of-time library keeps the compiler's first estimate.
+impl Serialize for Observed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.get())
+    }
+}
+
+impl<'de> Deserialize<'de> for Observed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Observed, D::Error> {
+        u64::deserialize(d).map(Observed::new)
     }
 }
 
@@ -411,6 +427,7 @@ fn plan(seg: &Segment, args: &[u64], n: i64, limit: i64, free: Option<Free>) -> 
 /// `ctx` points to the caller's live context, `seg` to a live [`Segment`]
 /// whose `code` is its compiled function, and `args` holds `seg.words` words.
 #[inline(never)]
+#[no_mangle]
 pub unsafe extern "C" fn slope_parallel_for(
     ctx: *mut Ctx,
     seg: *const Segment,

@@ -11,7 +11,7 @@ use std::fmt;
 use std::rc::Rc;
 
 /// The scalar element types of Slope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ElemType {
     F64,
     F32,
@@ -206,7 +206,7 @@ impl Value {
 /// An `Array` whose `elem` is an `Array` is one multi-dimensional array; an
 /// `Array` whose innermost `elem` is a `Tuple` or `Record` is an array of
 /// tuples or records, stored struct-of-arrays.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ValueType {
     Scalar(ElemType),
     Array { elem: Box<ValueType>, len: Option<usize> },

@@ -211,6 +211,14 @@ pub fn gradcheck(
     }
 }
 
+/// `slope build`: writes the library and its header; prints their paths.
+pub fn build(file: &Path, request: &slope::build::Request, while_limit: u64) -> Result<String, CliFailure> {
+    let mut program = compile(file)?;
+    program.options.while_limit = while_limit;
+    let built = slope::build::build(&program, request)?;
+    Ok(format!("{}\n{}\n{}", built.library.display(), built.header.display(), built.functions.join(" ")))
+}
+
 pub fn cost(file: &Path, entry: Option<&str>, input: &Path) -> Result<String, CliFailure> {
     let program = compile(file)?;
     let entry = program.entry_name(entry)?;

@@ -41,6 +41,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+pub mod aot;
+
 /// The status a compiled function returns when polling found the interrupt
 /// flag set (0 is success, 1 a recorded failure).
 const INTERRUPTED: i64 = 2;
@@ -108,8 +110,10 @@ pub fn compile(program: &loops::Program, poll_interrupt: bool) -> Result<Native,
     let mut module = new_module()?;
     let mut plans: Vec<Box<slope_runtime::parallel::Segment>> =
         program.segments.iter().map(|s| Box::new(s.plan.clone())).collect();
-    let plan_addrs: Vec<i64> = plans.iter().map(|p| &**p as *const _ as i64).collect();
-    let (ids, segment_ids) = match define_all(&mut module, program, &plan_addrs, poll_interrupt) {
+    let plan_refs: Vec<PlanRef> = plans.iter().map(|p| PlanRef::Address(&**p as *const _ as i64)).collect();
+    let defined = define_all(&mut module, program, &plan_refs, poll_interrupt)
+        .and_then(|ids| module.finalize_definitions().map(|()| ids).map_err(|e| e.to_string()));
+    let (ids, segment_ids) = match defined {
         Ok(ids) => ids,
         Err(e) => {
             // SAFETY: no code of this module was handed out.
@@ -142,12 +146,13 @@ pub fn compile(program: &loops::Program, poll_interrupt: bool) -> Result<Native,
     })
 }
 
-/// Defines and finalizes every function of `program` in `module`.
-/// Entries first, then segments; returns the entries' ids and the segments'.
+/// Defines every function of `program` in `module` (a JIT module, or an
+/// object file for `slope build`). Entries first, then segments; returns
+/// the entries' ids and the segments'.
 fn define_all(
-    module: &mut JITModule,
+    module: &mut dyn Module,
     program: &loops::Program,
-    plans: &[i64],
+    plans: &[PlanRef],
     poll: bool,
 ) -> Result<(Vec<FuncId>, Vec<FuncId>), String> {
     let mut imports = Imports { ids: HashMap::new(), by_name: false };
@@ -166,7 +171,7 @@ fn define_all(
         .iter()
         .zip(plans)
         .zip(&program.segments)
-        .map(|((_, &plan), s)| SegmentRef::new(plan, s))
+        .map(|((_, plan), s)| SegmentRef::new(plan.clone(), s))
         .collect();
     let mut built = Vec::with_capacity(all.len());
     for (f, &id) in all.iter().zip(&ids) {
@@ -184,7 +189,6 @@ fn define_all(
             .define_function_bytes(*id, code.buffer.alignment as u64, code.code_buffer(), &relocs)
             .map_err(|e| e.to_string())?;
     }
-    module.finalize_definitions().map_err(|e| e.to_string())?;
     let segments = ids.split_off(program.funcs.len());
     Ok((ids, segments))
 }
@@ -254,7 +258,7 @@ pub fn clif_text(program: &loops::Program) -> Result<String, String> {
         .enumerate()
         .map(|(k, s)| {
             let id = module.declare_function(&format!("slope:{}", s.func.name), Linkage::Local, &signature);
-            id.map(|_| SegmentRef::new(k as i64, s))
+            id.map(|_| SegmentRef::new(PlanRef::Address(k as i64), s))
         })
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
@@ -292,7 +296,7 @@ fn new_module() -> Result<JITModule, String> {
 }
 
 /// `(args, results, ctx) -> status`, all pointers 64-bit.
-fn entry_signature(module: &JITModule) -> Signature {
+fn entry_signature(module: &dyn Module) -> Signature {
     let mut sig = module.make_signature();
     sig.params.extend([AbiParam::new(types::I64); 3]);
     sig.returns.push(AbiParam::new(types::I32));
@@ -317,7 +321,7 @@ fn cl_type(t: MTy) -> Type {
 
 /// Builds the CLIF of `f` into `func`, whose signature is already the entry signature.
 fn build(
-    module: &mut JITModule,
+    module: &mut dyn Module,
     imports: &mut Imports,
     f: &loops::Func,
     func: &mut Function,
@@ -415,17 +419,28 @@ fn build(
     Ok(())
 }
 
+/// Where generated code finds a parallel segment's plan
+/// (`slope_runtime::parallel::Segment`).
+#[derive(Clone)]
+enum PlanRef {
+    /// At this address (the JIT: the plan lives as long as the code).
+    Address(i64),
+    /// In the 8-byte slot at this offset of this data object (an
+    /// ahead-of-time library: the plan is built at load, Note [Loading a
+    /// library] in `slope_capi::aot`).
+    Slot(cranelift_module::DataId, i32),
+}
+
 /// What a function calling a parallel segment needs to know of it.
 struct SegmentRef {
-    /// The address of its plan (`slope_runtime::parallel::Segment`).
-    plan: i64,
+    plan: PlanRef,
     /// The argument word of each result (reductions, then first-iteration
     /// variables), where its value comes back.
     result_words: Vec<usize>,
 }
 
 impl SegmentRef {
-    fn new(plan: i64, s: &loops::Segment) -> SegmentRef {
+    fn new(plan: PlanRef, s: &loops::Segment) -> SegmentRef {
         let words = s.plan.reductions.iter().map(|r| r.word).chain(s.plan.firsts.iter().copied());
         SegmentRef { plan, result_words: words.collect() }
     }
@@ -434,7 +449,7 @@ impl SegmentRef {
 /// The state of building one function.
 struct Gen<'a, 'm> {
     b: FunctionBuilder<'a>,
-    module: &'m mut JITModule,
+    module: &'m mut dyn Module,
     imports: &'m mut Imports,
     /// Runtime functions imported into this function so far.
     refs: HashMap<String, FuncRef>,
@@ -589,7 +604,7 @@ impl Gen<'_, '_> {
         results: &[LVar],
     ) -> Result<(), String> {
         let seg = self.segments.get(k as usize).ok_or("internal error: unknown parallel segment")?;
-        let (plan, result_words) = (seg.plan, seg.result_words.clone());
+        let (plan, result_words) = (seg.plan.clone(), seg.result_words.clone());
         let words = 2 + args.len();
         let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * words as u32, 3));
         for (w, &a) in args.iter().enumerate() {
@@ -597,7 +612,14 @@ impl Gen<'_, '_> {
             self.b.ins().stack_store(types::I64, v, slot, 8 * (w as i32 + 2));
         }
         let block = self.b.ins().stack_addr(types::I64, slot, 0);
-        let plan = self.b.ins().iconst(types::I64, plan);
+        let plan = match plan {
+            PlanRef::Address(address) => self.b.ins().iconst(types::I64, address),
+            PlanRef::Slot(data, offset) => {
+                let slots = self.module.declare_data_in_func(data, self.b.func);
+                let slots = self.b.ins().symbol_value(types::I64, slots);
+                self.b.ins().load(types::I64, MemFlagsData::trusted(), slots, offset)
+            }
+        };
         let (start, bound) = (self.operand(start), self.operand(bound));
         let ctx = self.ctx;
         let status = self.call("slope_parallel_for", &[types::I64; 5], types::I32, &[ctx, plan, block, start, bound]);
@@ -1305,15 +1327,6 @@ fn error(code: Code, message: String) -> RuntimeError {
     RuntimeError { code, message, span: Span::default() }
 }
 
-fn elem_type(t: MTy) -> ElemType {
-    match t {
-        MTy::F64 => ElemType::F64,
-        MTy::F32 => ElemType::F32,
-        MTy::I64 => ElemType::I64,
-        MTy::Bool => ElemType::Bool,
-    }
-}
-
 /// The elements and rank of a value, and its type as the IR writes it.
 fn describe(v: &Val) -> (ElemType, usize, String) {
     let (elem, rank) = match v {
@@ -1335,7 +1348,7 @@ fn arg_words(f: &loops::Func, args: &[Val]) -> Result<Vec<u64>, RuntimeError> {
     let mut words = Vec::with_capacity(f.params.len());
     for (i, (leaf, a)) in f.param_leaves.iter().zip(args).enumerate() {
         let (elem, rank, got) = describe(a);
-        if elem != elem_type(leaf.elem) || rank != leaf.rank as usize {
+        if elem != leaf.elem.elem_type() || rank != leaf.rank as usize {
             let name = f.params.get(words.len()).map_or("?", |&p| f.vars[p.0 as usize].0.as_str());
             let want = format!("{}{}", "[]".repeat(leaf.rank as usize), leaf.elem.name());
             let message =
@@ -1592,7 +1605,7 @@ mod tests {
         let mut f = Fb::new("neq");
         let a = f.param("a", MTy::F32, 0)[0];
         let b = f.param("b", MTy::F32, 0)[0];
-        let site = f.site(Code::E0202, Message::SizeEq { what: "test".into(), ty: MTy::F32 });
+        let site = f.site(Code::E0202, Message::SizeEq { what: "test".into(), ty: ElemType::F32 });
         f.0.body = vec![Inst::Fail { site, args: vec![v(a), v(b)] }];
         f.result(MTy::F32, &[v(a)]);
         let n = native(vec![f]);

@@ -617,7 +617,13 @@ impl Lower<'_> {
                     match op {
                         BinOp::Div | BinOp::Rem => {
                             let ok = self.bin("ok", BinOp::Ne, y, Operand::i64(0));
-                            self.check(ok, Code::E0203, span, Message::DivisionByZero { op: *op }, vec![x]);
+                            self.check(
+                                ok,
+                                Code::E0203,
+                                span,
+                                Message::DivisionByZero { op: op.symbol().into() },
+                                vec![x],
+                            );
                         }
                         BinOp::Pow => {
                             let ok = self.bin("ok", BinOp::Ge, y, Operand::i64(0));
@@ -850,7 +856,7 @@ impl Lower<'_> {
                 match (kind, ops.as_slice()) {
                     (CheckKind::SizeEq { what }, &[x, y]) => {
                         let ty = self.operand_type(x);
-                        let message = Message::SizeEq { what: what.clone(), ty };
+                        let message = Message::SizeEq { what: what.clone(), ty: ty.elem_type() };
                         if ty == MTy::I64 {
                             self.check_eq(x, y, span, message);
                         } else {
@@ -1551,7 +1557,7 @@ impl Lower<'_> {
         let is = self.var(indices)?;
         let vs = self.var(values)?;
         let (ni, nv) = (self.outer(&is), self.outer(&vs));
-        self.check_eq(ni, nv, span, Message::ScatterLengths { what });
+        self.check_eq(ni, nv, span, Message::ScatterLengths { what: what.into() });
         let vrows: Vec<Operand> = match &vs {
             LVal::Array(a) => a.dims[1..].to_vec(),
             _ => Vec::new(),

@@ -1,0 +1,467 @@
+//! The runtime of an ahead-of-time library: contexts and calls.
+//!
+//! Input: the library's [`LibraryData`] (laid out by the compiler's
+//! `jit::aot`: the JSON description of `slope_runtime::aot::Library`, the
+//! code table, the plan slots) and calls from the library's generated C
+//! functions (`NAME_context_new`, `NAME_ENTRY`, …), which forward here.
+//! Output: contexts, result values and errors (`values`).
+//! Invariants:
+//! - A library is loaded once per process, on its first context: the
+//!   description is parsed and checked, and each parallel segment's plan is
+//!   built and stored in its slot, which generated code reads when it calls
+//!   `slope_parallel_for`. Plans live as long as the process (the library's
+//!   code may run until it is unloaded).
+//! - A call checks its arguments against the entry's declared types before
+//!   any code runs (the same checks and messages as `libslope_c`), runs on
+//!   the context's arena, copies the results out and empties the arena:
+//!   nothing a call allocates outlives it except the returned value.
+//! - A context serialises the calls made on it (a mutex), so a context
+//!   shared between threads is safe; threads that want to run at once use
+//!   one context each.
+//! - Nothing panics into C: every function runs under `catch_unwind`; a
+//!   panic (a bug) is E0900.
+
+use crate::values::{read_value, report, to_c, SlopeArg, SlopeError, SlopeValue};
+use slope_runtime::aot::{Entry, Library};
+use slope_runtime::native::Ctx;
+use slope_runtime::parallel::{Code, Segment};
+use slope_runtime::{Array, ArrayData, ElemType, Scalar, Value, ValueType};
+use std::ffi::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// What the compiler puts in a library's writable data (`slope.library`).
+#[repr(C)]
+pub struct LibraryData {
+    /// The JSON text of a [`Library`].
+    meta: *const u8,
+    meta_len: usize,
+    /// The code of each entry, then of each segment.
+    codes: *const usize,
+    /// One slot per segment, holding its plan once loaded.
+    plans: *mut usize,
+    /// The loaded library; null until the first context.
+    loaded: AtomicPtr<Loaded>,
+}
+
+/// A library, loaded.
+struct Loaded {
+    library: Library,
+    /// The code of each entry.
+    codes: Vec<Code>,
+}
+
+/// A context: the arena and settings calls run with (`NAME_context` in C).
+pub struct Context {
+    loaded: &'static Loaded,
+    ctx: Mutex<Ctx>,
+    threads: AtomicUsize,
+}
+
+/// An error without a source location (bad arguments to the C functions).
+fn plain(code: &str, message: String) -> Box<SlopeError> {
+    SlopeError::new(code, &message, &format!("error[{code}]: {message}"))
+}
+
+/// Runs `f` under `catch_unwind`; a panic is E0900.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Box<SlopeError>>) -> Result<T, Box<SlopeError>> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(plain("E0900", "internal compiler error: the library's runtime panicked".into())))
+}
+
+/// Loads `data` once (Note [Loading a library]).
+///
+/// # Safety
+/// `data` was laid out by the compiler for this runtime, and lives as long
+/// as the process (it is the library's static data).
+unsafe fn load(data: *mut LibraryData) -> Result<&'static Loaded, String> {
+    static LOADING: Mutex<()> = Mutex::new(());
+    // SAFETY: the library's static data (the caller's contract).
+    let data = unsafe { &*data };
+    let _guard = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    let done = data.loaded.load(Ordering::Acquire);
+    if !done.is_null() {
+        // SAFETY: stored below from a leaked box, never freed.
+        return Ok(unsafe { &*done });
+    }
+    // SAFETY: the compiler wrote `meta_len` bytes of JSON at `meta`.
+    let meta = unsafe { std::slice::from_raw_parts(data.meta, data.meta_len) };
+    let library: Library =
+        serde_json::from_slice(meta).map_err(|e| format!("the library's description is damaged: {e}"))?;
+    let (entries, segments) = (library.entries.len(), library.segments.len());
+    // SAFETY: the code table has one address per entry and per segment.
+    let codes = unsafe { std::slice::from_raw_parts(data.codes, entries + segments) };
+    for (k, segment) in library.segments.iter().enumerate() {
+        let plan = Box::new(Segment { code: codes[entries + k], ..segment.clone() });
+        // SAFETY: one slot per segment; generated code reads the slot only
+        // after a context exists, so after this store (the mutex orders it).
+        unsafe { *data.plans.add(k) = Box::leak(plan) as *const Segment as usize };
+    }
+    let codes = codes[..entries]
+        .iter()
+        // SAFETY: each address is a function of the entry signature.
+        .map(|&c| unsafe { std::mem::transmute::<usize, Code>(c) })
+        .collect();
+    let loaded: &'static Loaded = Box::leak(Box::new(Loaded { library, codes }));
+    data.loaded.store(loaded as *const Loaded as *mut Loaded, Ordering::Release);
+    Ok(loaded)
+}
+
+// Note [Loading a library]
+// ~~~~~~~~~~~~~~~~~~~~~~~~
+// The machine code of an ahead-of-time library is position-independent and
+// contains no addresses of run-time objects: a parallel loop loads its plan
+// from a slot in the library's data, and everything the runtime needs to
+// know of an entry (its types, the words of its arguments, the wording of
+// its failures) is a JSON description the compiler wrote beside the code.
+// The first context parses it and fills the slots; a lock makes two
+// threads creating the first contexts at once load it once. Plans are never
+// freed: they hold the only per-process state (the observed cost of each
+// loop, Note [Pool or inline]), and the code that reads them stays mapped
+// until the library is unloaded, which the runtime cannot observe.
+
+/// Creates a context for `data`'s library; `threads` 0 means
+/// `SLOPE_THREADS`, else every core.
+///
+/// # Safety
+/// `data` is the library's own data; `error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn slope_aot_context_new(
+    data: *mut LibraryData,
+    threads: c_int,
+    error: *mut *mut SlopeError,
+) -> *mut Context {
+    let made = guarded(|| {
+        // SAFETY: the caller's contract.
+        let loaded = unsafe { load(data) }.map_err(|e| plain("E0900", e))?;
+        let threads = thread_count(threads)?;
+        let ctx = Mutex::new(Ctx::new(loaded.library.while_limit));
+        Ok(Context { loaded, ctx, threads: AtomicUsize::new(threads) })
+    });
+    match made {
+        Ok(c) => Box::into_raw(Box::new(c)),
+        Err(e) => {
+            // SAFETY: the caller's contract.
+            unsafe { report(error, e) };
+            std::ptr::null_mut()
+        }
+    }
+}
+
+fn thread_count(threads: c_int) -> Result<usize, Box<SlopeError>> {
+    match threads {
+        0 => slope_runtime::parallel::threads_from_env(),
+        n => slope_runtime::parallel::thread_count(n.into()),
+    }
+    .map_err(|e| plain("E0305", e))
+}
+
+/// # Safety
+/// `context` is NULL or came from `slope_aot_context_new`, no call on it is
+/// running, and it is not used again.
+#[no_mangle]
+pub unsafe extern "C" fn slope_aot_context_free(context: *mut Context) {
+    if !context.is_null() {
+        // SAFETY: made by `Box::into_raw` above, freed once.
+        drop(unsafe { Box::from_raw(context) });
+    }
+}
+
+/// Parallel loops use `threads` threads (1 to 65535) from the next call on.
+///
+/// # Safety
+/// `context` is NULL or live; `error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn slope_aot_set_threads(
+    context: *const Context,
+    threads: c_int,
+    error: *mut *mut SlopeError,
+) -> c_int {
+    let set = guarded(|| {
+        // SAFETY: NULL or live.
+        let c = unsafe { context.as_ref() }.ok_or_else(|| plain("E0302", "the context is NULL".into()))?;
+        let n = slope_runtime::parallel::thread_count(threads.into()).map_err(|e| plain("E0305", e))?;
+        c.threads.store(n, Ordering::Relaxed);
+        Ok(())
+    });
+    finish(set.map(|()| std::ptr::null_mut()), std::ptr::null_mut(), error)
+}
+
+/// Calls entry number `entry` on `nargs` argument leaves (`args[k]` points
+/// to leaf `k`): what the library's `NAME_ENTRY` functions call.
+///
+/// # Safety
+/// `context` is NULL or live; `args` points to `nargs` pointers, each NULL
+/// or pointing to a leaf whose shape and data are readable as it says;
+/// `result` and `error` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn slope_aot_call(
+    context: *const Context,
+    entry: usize,
+    args: *const *const SlopeArg,
+    nargs: usize,
+    result: *mut *mut SlopeValue,
+    error: *mut *mut SlopeError,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe {
+        call(context, result, error, |library| {
+            let e = library.entries.get(entry).ok_or_else(|| plain("E0301", format!("no entry {entry}")))?;
+            let pointers = leaves(args, nargs, e)?;
+            let mut out = Vec::with_capacity(nargs);
+            for (k, &p) in pointers.iter().enumerate() {
+                out.push(p.as_ref().ok_or_else(|| invalid(e, format!("argument leaf {} is NULL", k + 1)))?);
+            }
+            Ok((entry, out))
+        })
+    }
+}
+
+/// Calls the entry named `entry` on the `nargs` leaves at `args`, as
+/// `slope_call` does in `libslope_c`: what the library's `NAME_call` calls.
+///
+/// # Safety
+/// `context` is NULL or live; `entry` is NULL or NUL-terminated; `args`
+/// points to `nargs` leaves readable as they say; `result` and `error` are
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn slope_aot_call_named(
+    context: *const Context,
+    entry: *const std::ffi::c_char,
+    args: *const SlopeArg,
+    nargs: usize,
+    result: *mut *mut SlopeValue,
+    error: *mut *mut SlopeError,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe {
+        call(context, result, error, |library| {
+            if entry.is_null() {
+                return Err(plain("E0302", "the entry name is NULL".into()));
+            }
+            let name = std::ffi::CStr::from_ptr(entry).to_string_lossy();
+            let Some(k) = library.entries.iter().position(|e| e.name == name) else {
+                let names: Vec<String> = library.entries.iter().map(|e| format!("`{}`", e.name)).collect();
+                let message = format!("no entry point named `{name}` (the library has {})", names.join(", "));
+                return Err(plain("E0301", message));
+            };
+            Ok((k, leaves(args, nargs, &library.entries[k])?.iter().collect()))
+        })
+    }
+}
+
+/// An E0302 for a call of `entry`, rendered as the CLI renders it.
+fn invalid(entry: &Entry, message: String) -> Box<SlopeError> {
+    SlopeError::new("E0302", &message, &entry.input_error.around(&message))
+}
+
+/// The `nargs` items at `args`, once their count is known to be right for
+/// `entry` (checked before `args` is read at all).
+///
+/// # Safety
+/// `args` points to `nargs` items when it is not NULL.
+unsafe fn leaves<'a, T>(args: *const T, nargs: usize, entry: &Entry) -> Result<&'a [T], Box<SlopeError>> {
+    let needed = entry.param_leaves.len();
+    if nargs != needed {
+        return Err(invalid(entry, format!("`{}` takes {needed} argument leaves, {nargs} given", entry.name)));
+    }
+    match nargs {
+        0 => Ok(&[]),
+        _ if args.is_null() => Err(invalid(entry, "the arguments are NULL".into())),
+        // SAFETY: `nargs` items (the caller's contract).
+        _ => Ok(unsafe { std::slice::from_raw_parts(args, nargs) }),
+    }
+}
+
+/// A call: `pick` chooses the entry and its leaves from the library.
+///
+/// # Safety
+/// As for [`slope_aot_call`]; `pick`'s leaves are readable as they say.
+unsafe fn call<'a>(
+    context: *const Context,
+    result: *mut *mut SlopeValue,
+    error: *mut *mut SlopeError,
+    pick: impl FnOnce(&Library) -> Result<(usize, Vec<&'a SlopeArg>), Box<SlopeError>>,
+) -> c_int {
+    if !result.is_null() {
+        // SAFETY: checked non-null; the caller provides the storage.
+        unsafe { *result = std::ptr::null_mut() };
+    }
+    let outcome = guarded(|| {
+        // SAFETY: NULL or live.
+        let c = unsafe { context.as_ref() }.ok_or_else(|| plain("E0302", "the context is NULL".into()))?;
+        let (entry, leaves) = pick(&c.loaded.library)?;
+        let e = &c.loaded.library.entries[entry];
+        if result.is_null() {
+            return Err(invalid(e, "the result pointer is NULL".into()));
+        }
+        let mut next = leaves.into_iter();
+        let mut values = Vec::with_capacity(e.params.len());
+        for (name, ty) in &e.params {
+            // SAFETY: each leaf is readable as it describes.
+            values.push(unsafe { read_value(&mut next, ty, name) }.map_err(|m| invalid(e, m))?);
+        }
+        let mut ctx = c.ctx.lock().unwrap_or_else(|p| p.into_inner());
+        ctx.threads = c.threads.load(Ordering::Relaxed);
+        let out = run(e, c.loaded.codes[entry], &values, &mut ctx);
+        ctx.reset();
+        out.map(|v| Box::into_raw(Box::new(to_c(v))))
+    });
+    finish(outcome, result, error)
+}
+
+/// Stores a result or an error; 0 on success, 1 on failure.
+fn finish(
+    outcome: Result<*mut SlopeValue, Box<SlopeError>>,
+    result: *mut *mut SlopeValue,
+    error: *mut *mut SlopeError,
+) -> c_int {
+    match outcome {
+        Ok(value) => {
+            if !result.is_null() {
+                // SAFETY: checked non-null; the caller provides the storage.
+                unsafe { *result = value };
+            }
+            0
+        }
+        Err(e) => {
+            // SAFETY: the caller's contract.
+            unsafe { report(error, e) };
+            1
+        }
+    }
+}
+
+/// Runs `code` on `values` in `ctx`; the result is copied out of the arena.
+fn run(entry: &Entry, code: Code, values: &[Value], ctx: &mut Ctx) -> Result<Value, Box<SlopeError>> {
+    let mut words = Vec::new();
+    for v in values {
+        words_of(v, &mut words);
+    }
+    let n_results = entry.result_leaves.iter().map(|&(_, rank)| leaf_words(rank)).sum();
+    let mut results = vec![0u64; n_results];
+    // SAFETY: `words` holds the words of the entry's parameter leaves (the
+    // values were checked against its types), whose arrays outlive the
+    // call; `results` has a word per result word.
+    let status = unsafe { code(words.as_ptr(), results.as_mut_ptr(), ctx) };
+    if status != 0 {
+        return Err(match ctx.take_failure() {
+            Some((site, args)) if (site as usize) < entry.sites.len() => {
+                let s = &entry.sites[site as usize];
+                let message = s.message.render(&args);
+                SlopeError::new(&s.code, &message, &s.rendered.around(&message))
+            }
+            other => plain("E0900", format!("internal compiler error: native code failed with {other:?}")),
+        });
+    }
+    // SAFETY: on success each array result word points to its elements
+    // (the arena is not emptied yet).
+    let mut leaves = unsafe { result_leaves(entry, &results) }.into_iter();
+    Ok(rebuild(&entry.result, &mut leaves))
+}
+
+fn leaf_words(rank: u32) -> usize {
+    if rank == 0 {
+        1
+    } else {
+        1 + rank as usize
+    }
+}
+
+/// Appends the argument words of `value`: a scalar's bits, or an array's
+/// data pointer and dimensions, leaf by leaf.
+fn words_of(value: &Value, out: &mut Vec<u64>) {
+    match value {
+        Value::Tuple(items) => items.iter().for_each(|v| words_of(v, out)),
+        Value::Record(fields) => fields.iter().for_each(|(_, v)| words_of(v, out)),
+        Value::Scalar(s) => out.push(match *s {
+            Scalar::F64(x) => x.to_bits(),
+            Scalar::F32(x) => u64::from(x.to_bits()),
+            Scalar::I64(x) => x as u64,
+            Scalar::Bool(x) => u64::from(x),
+        }),
+        Value::Array(a) => {
+            out.push(match &a.data {
+                ArrayData::F64(v) => v.as_ptr() as u64,
+                ArrayData::F32(v) => v.as_ptr() as u64,
+                ArrayData::I64(v) => v.as_ptr() as u64,
+                ArrayData::Bool(v) => v.as_ptr() as u64,
+            });
+            out.extend(a.shape.iter().map(|&d| d as u64));
+        }
+    }
+}
+
+/// The result leaves, copied out of the arena.
+///
+/// # Safety
+/// Every array leaf's pointer points to `product(dims)` live elements.
+unsafe fn result_leaves(entry: &Entry, words: &[u64]) -> Vec<Value> {
+    let mut at = 0;
+    let mut out = Vec::with_capacity(entry.result_leaves.len());
+    for &(elem, rank) in &entry.result_leaves {
+        let w = words[at];
+        if rank == 0 {
+            out.push(Value::Scalar(match elem {
+                ElemType::F64 => Scalar::F64(f64::from_bits(w)),
+                ElemType::F32 => Scalar::F32(f32::from_bits(w as u32)),
+                ElemType::I64 => Scalar::I64(w as i64),
+                ElemType::Bool => Scalar::Bool(w as u8 != 0),
+            }));
+        } else {
+            let shape: Vec<usize> =
+                words[at + 1..at + 1 + rank as usize].iter().map(|&d| (d as i64).max(0) as usize).collect();
+            let n: usize = shape.iter().product();
+            // SAFETY: the caller's promise; nothing is read when `n == 0`.
+            let data = unsafe {
+                match elem {
+                    ElemType::F64 => ArrayData::F64(read(w, n)),
+                    ElemType::F32 => ArrayData::F32(read(w, n)),
+                    ElemType::I64 => ArrayData::I64(read(w, n)),
+                    ElemType::Bool => ArrayData::Bool(read::<u8>(w, n).into_iter().map(|b| b != 0).collect()),
+                }
+            };
+            out.push(Value::Array(Rc::new(Array::new(shape, data))));
+        }
+        at += leaf_words(rank);
+    }
+    out
+}
+
+/// `n` elements of type `T` at `ptr`.
+///
+/// # Safety
+/// When `n > 0`, `ptr` points to `n` initialised, aligned elements.
+unsafe fn read<T: Copy>(ptr: u64, n: usize) -> Vec<T> {
+    if n == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the caller's promise.
+    unsafe { std::slice::from_raw_parts(ptr as *const T, n) }.to_vec()
+}
+
+/// Rebuilds a value of type `ty` from its leaves (an array of tuples or
+/// records comes back as a tuple or record of arrays).
+fn rebuild(ty: &ValueType, leaves: &mut impl Iterator<Item = Value>) -> Value {
+    match distribute(ty) {
+        ValueType::Tuple(items) => Value::Tuple(items.iter().map(|t| rebuild(t, leaves)).collect()),
+        ValueType::Record(fields) => {
+            Value::Record(fields.iter().map(|(n, t)| (n.clone(), rebuild(t, leaves))).collect())
+        }
+        _ => leaves.next().unwrap_or(Value::Tuple(Vec::new())),
+    }
+}
+
+/// An array of tuples or records as a tuple or record of arrays; any other
+/// type as it is.
+fn distribute(ty: &ValueType) -> ValueType {
+    let ValueType::Array { elem, len } = ty else { return ty.clone() };
+    let wrap = |t: ValueType| ValueType::Array { elem: Box::new(t), len: *len };
+    match distribute(elem) {
+        ValueType::Tuple(items) => ValueType::Tuple(items.into_iter().map(wrap).collect()),
+        ValueType::Record(fields) => ValueType::Record(fields.into_iter().map(|(n, t)| (n, wrap(t))).collect()),
+        _ => ty.clone(),
+    }
+}
