@@ -25,10 +25,10 @@ use crate::values::{read_value, report, to_c, SlopeArg, SlopeError, SlopeValue};
 use slope_runtime::aot::{Entry, Library};
 use slope_runtime::native::Ctx;
 use slope_runtime::parallel::{Code, Segment};
-use slope_runtime::{Array, ArrayData, ElemType, Scalar, Value, ValueType};
+use slope_runtime::words::{leaf_words, push_words, read_results};
+use slope_runtime::{Value, ValueType};
 use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -338,7 +338,7 @@ fn finish(
 fn run(entry: &Entry, code: Code, values: &[Value], ctx: &mut Ctx) -> Result<Value, Box<SlopeError>> {
     let mut words = Vec::new();
     for v in values {
-        words_of(v, &mut words);
+        push_words(v, &mut words);
     }
     let n_results = entry.result_leaves.iter().map(|&(_, rank)| leaf_words(rank)).sum();
     let mut results = vec![0u64; n_results];
@@ -358,88 +358,8 @@ fn run(entry: &Entry, code: Code, values: &[Value], ctx: &mut Ctx) -> Result<Val
     }
     // SAFETY: on success each array result word points to its elements
     // (the arena is not emptied yet).
-    let mut leaves = unsafe { result_leaves(entry, &results) }.into_iter();
+    let mut leaves = unsafe { read_results(entry.result_leaves.iter().copied(), &results) }.into_iter();
     Ok(rebuild(&entry.result, &mut leaves))
-}
-
-fn leaf_words(rank: u32) -> usize {
-    if rank == 0 {
-        1
-    } else {
-        1 + rank as usize
-    }
-}
-
-/// Appends the argument words of `value`: a scalar's bits, or an array's
-/// data pointer and dimensions, leaf by leaf.
-fn words_of(value: &Value, out: &mut Vec<u64>) {
-    match value {
-        Value::Tuple(items) => items.iter().for_each(|v| words_of(v, out)),
-        Value::Record(fields) => fields.iter().for_each(|(_, v)| words_of(v, out)),
-        Value::Scalar(s) => out.push(match *s {
-            Scalar::F64(x) => x.to_bits(),
-            Scalar::F32(x) => u64::from(x.to_bits()),
-            Scalar::I64(x) => x as u64,
-            Scalar::Bool(x) => u64::from(x),
-        }),
-        Value::Array(a) => {
-            out.push(match &a.data {
-                ArrayData::F64(v) => v.as_ptr() as u64,
-                ArrayData::F32(v) => v.as_ptr() as u64,
-                ArrayData::I64(v) => v.as_ptr() as u64,
-                ArrayData::Bool(v) => v.as_ptr() as u64,
-            });
-            out.extend(a.shape.iter().map(|&d| d as u64));
-        }
-    }
-}
-
-/// The result leaves, copied out of the arena.
-///
-/// # Safety
-/// Every array leaf's pointer points to `product(dims)` live elements.
-unsafe fn result_leaves(entry: &Entry, words: &[u64]) -> Vec<Value> {
-    let mut at = 0;
-    let mut out = Vec::with_capacity(entry.result_leaves.len());
-    for &(elem, rank) in &entry.result_leaves {
-        let w = words[at];
-        if rank == 0 {
-            out.push(Value::Scalar(match elem {
-                ElemType::F64 => Scalar::F64(f64::from_bits(w)),
-                ElemType::F32 => Scalar::F32(f32::from_bits(w as u32)),
-                ElemType::I64 => Scalar::I64(w as i64),
-                ElemType::Bool => Scalar::Bool(w as u8 != 0),
-            }));
-        } else {
-            let shape: Vec<usize> =
-                words[at + 1..at + 1 + rank as usize].iter().map(|&d| (d as i64).max(0) as usize).collect();
-            let n: usize = shape.iter().product();
-            // SAFETY: the caller's promise; nothing is read when `n == 0`.
-            let data = unsafe {
-                match elem {
-                    ElemType::F64 => ArrayData::F64(read(w, n)),
-                    ElemType::F32 => ArrayData::F32(read(w, n)),
-                    ElemType::I64 => ArrayData::I64(read(w, n)),
-                    ElemType::Bool => ArrayData::Bool(read::<u8>(w, n).into_iter().map(|b| b != 0).collect()),
-                }
-            };
-            out.push(Value::Array(Rc::new(Array::new(shape, data))));
-        }
-        at += leaf_words(rank);
-    }
-    out
-}
-
-/// `n` elements of type `T` at `ptr`.
-///
-/// # Safety
-/// When `n > 0`, `ptr` points to `n` initialised, aligned elements.
-unsafe fn read<T: Copy>(ptr: u64, n: usize) -> Vec<T> {
-    if n == 0 {
-        return Vec::new();
-    }
-    // SAFETY: the caller's promise.
-    unsafe { std::slice::from_raw_parts(ptr as *const T, n) }.to_vec()
 }
 
 /// Rebuilds a value of type `ty` from its leaves (an array of tuples or

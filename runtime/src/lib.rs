@@ -14,5 +14,6 @@ pub mod native;
 pub mod npy;
 pub mod parallel;
 pub mod value;
+pub mod words;
 
 pub use value::*;

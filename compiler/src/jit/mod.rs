@@ -26,7 +26,7 @@ use crate::diagnostic::{Code, Span};
 use crate::ir::interp::{RuntimeError, Val};
 use crate::ir::{BinOp, Const, UnOp};
 use crate::loops::opt::simd::{lane, Lane};
-use crate::loops::{self, Inst, LVar, Leaf, MTy, Operand, Rhs};
+use crate::loops::{self, Inst, LVar, MTy, Operand, Rhs};
 use crate::prims::Lowering;
 use cranelift::codegen::ir::{BlockArg, ExtFuncData, ExternalName, FuncRef, Function, UserFuncName};
 use cranelift::codegen::print_errors::pretty_error;
@@ -35,9 +35,8 @@ use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
 use slope_runtime::native::{self as rt, Ctx};
-use slope_runtime::{Array, ArrayData, ElemType};
+use slope_runtime::ElemType;
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -1355,22 +1354,8 @@ fn arg_words(f: &loops::Func, args: &[Val]) -> Result<Vec<u64>, RuntimeError> {
                 format!("argument {} of `{}` (`{name}`) must be {want}, but the value is {got}", i + 1, f.name);
             return Err(error(Code::E0302, message));
         }
-        match a {
-            Val::F64(x) => words.push(x.to_bits()),
-            Val::F32(x) => words.push(u64::from(x.to_bits())),
-            Val::I64(x) => words.push(*x as u64),
-            Val::Bool(x) => words.push(u64::from(*x)),
-            Val::Arr(a) => {
-                let ptr = match &a.data {
-                    ArrayData::F64(v) => v.as_ptr() as u64,
-                    ArrayData::F32(v) => v.as_ptr() as u64,
-                    ArrayData::I64(v) => v.as_ptr() as u64,
-                    ArrayData::Bool(v) => v.as_ptr() as u64,
-                };
-                words.push(ptr);
-                words.extend(a.shape.iter().map(|&d| d as u64));
-            }
-        }
+        // (An array's value shares `a`'s buffer, which outlives the call.)
+        slope_runtime::words::push_words(&a.to_value(), &mut words);
     }
     debug_assert_eq!(words.len(), f.params.len(), "parameter leaves and words disagree");
     Ok(words)
@@ -1381,46 +1366,10 @@ fn arg_words(f: &loops::Func, args: &[Val]) -> Result<Vec<u64>, RuntimeError> {
 /// # Safety
 /// Every array leaf's pointer must point to `product(dims)` live elements.
 unsafe fn result_vals(f: &loops::Func, words: &[u64]) -> Vec<Val> {
-    let mut at = 0;
-    let mut out = Vec::with_capacity(f.result_leaves.len());
-    for &Leaf { elem, rank } in &f.result_leaves {
-        let w = words[at];
-        if rank == 0 {
-            out.push(match elem {
-                MTy::F64 => Val::F64(f64::from_bits(w)),
-                MTy::F32 => Val::F32(f32::from_bits(w as u32)),
-                MTy::I64 => Val::I64(w as i64),
-                MTy::Bool => Val::Bool(w as u8 != 0),
-            });
-        } else {
-            let shape: Vec<usize> =
-                words[at + 1..at + 1 + rank as usize].iter().map(|&d| (d as i64).max(0) as usize).collect();
-            let n: usize = shape.iter().product();
-            // SAFETY: the caller's promise; nothing is read when `n == 0`.
-            let data = unsafe {
-                match elem {
-                    MTy::F64 => ArrayData::F64(read(w, n)),
-                    MTy::F32 => ArrayData::F32(read(w, n)),
-                    MTy::I64 => ArrayData::I64(read(w, n)),
-                    MTy::Bool => ArrayData::Bool(read::<u8>(w, n).into_iter().map(|b| b != 0).collect()),
-                }
-            };
-            out.push(Val::Arr(Rc::new(Array::new(shape, data))));
-        }
-        at += Leaf { elem, rank }.words();
-    }
-    out
-}
-
-/// `n` elements of type `T` from address `ptr`.
-///
-/// # Safety
-/// When `n > 0`, `ptr` must point to `n` initialised, aligned elements.
-unsafe fn read<T: Copy>(ptr: u64, n: usize) -> Vec<T> {
-    if n == 0 {
-        return Vec::new();
-    }
-    unsafe { std::slice::from_raw_parts(ptr as *const T, n) }.to_vec()
+    let leaves = f.result_leaves.iter().map(|l| (l.elem.elem_type(), l.rank));
+    // SAFETY: the caller's promise.
+    let values = unsafe { slope_runtime::words::read_results(leaves, words) };
+    values.iter().map(|v| Val::from_value(v).expect("result leaves are scalars and arrays")).collect()
 }
 
 #[cfg(test)]
@@ -1428,8 +1377,11 @@ mod tests {
     use super::*;
     use crate::diagnostic::FileId;
     use crate::ir::interp;
+    use crate::loops::Leaf;
     use crate::loops::{Message, Site};
     use crate::types::ScalarType;
+    use slope_runtime::{Array, ArrayData};
+    use std::rc::Rc;
 
     /// Builds a `loops::Func` by hand.
     struct Fb(loops::Func);

@@ -510,11 +510,7 @@ pub struct Leaf {
 impl Leaf {
     /// Words this leaf takes in the argument or result vector.
     pub fn words(self) -> usize {
-        if self.rank == 0 {
-            1
-        } else {
-            1 + self.rank as usize
-        }
+        slope_runtime::words::leaf_words(self.rank)
     }
 }
 
