@@ -480,5 +480,90 @@ fn slope_build_reports_what_it_cannot_do() {
     // An unknown entry.
     let unknown = Request { entries: vec!["g".into()], ..request(dir.join("libtwo.so")) };
     assert_eq!(code(&unknown).unwrap().0, "E0301");
+    // The runtime's prefix as a library name.
+    assert_eq!(code(&request(dir.join("libslope.so"))).unwrap().0, "E0305");
+    // An entry whose C name is the context type, and one taking an array of records.
+    let program = compile_source(
+        "names.slope",
+        "entry context (x: f64) : f64 = x\n\
+         entry rows [n] (ps: [n]{a: f64, b: i64}) : f64 = sum (map (\\p -> p.a) ps)\n\
+         entry fine (x: f64) : f64 = x",
+    );
+    let code =
+        |r: &Request| build(&program, r).err().map(|f| (f.diagnostics[0].code.as_str(), f.render(RenderStyle::Short)));
+    let only = |e: &str| Request { entries: vec![e.into()], ..request(dir.join("libnames.so")) };
+    let (c, text) = code(&only("context")).unwrap();
+    assert_eq!(c, "E0309", "{text}");
+    assert!(text.contains("would both be the C function `names_context`"), "{text}");
+    let (c, text) = code(&only("rows")).unwrap();
+    assert_eq!(c, "E0309", "{text}");
+    assert!(text.contains("an array of tuples or records"), "{text}");
+    assert!(code(&only("fine")).is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The header's per-entry functions take one leaf per argument, in order:
+/// records by field name, tuples by position; a C keyword as a parameter
+/// name is renamed in the header. A C program calls them through the header.
+#[test]
+fn per_entry_functions_take_every_leaf_in_order() {
+    let program = compile_source(
+        "rec.slope",
+        "entry pair (r: {x: f64, k: i64}) (t: (f32, bool)) : (f64, {k: i64, t: bool}) = (r.x + 1.0, {k = r.k * 2, t = t.1})\n\
+         entry scale [n] (double: f64) (xs: [n]f64) : [n]f64 = map (\\x -> double * x) xs",
+    );
+    let dir = scratch("leaves");
+    build(&program, &request(dir.join("librec.so"))).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Short)));
+    let header = std::fs::read_to_string(dir.join("rec.h")).unwrap();
+    assert!(header.contains("int rec_pair(rec_context *context, const slope_arg *r_k, const slope_arg *r_x, const slope_arg *t_0, const slope_arg *t_1, slope_value **result, slope_error **error);"), "{header}");
+    assert!(header.contains("const slope_arg *double_, const slope_arg *xs"), "{header}");
+    let source = r#"
+#include <stdio.h>
+#include "rec.h"
+int main(void) {
+    slope_error *e = NULL;
+    rec_context *c = rec_context_new(1, &e);
+    if (!c) return 1;
+    double x = 0.5, two = 2.0, xs[3] = {1, 2, 3};
+    int64_t k = 4, n = 3;
+    float f = 1.5f;
+    uint8_t b = 1;
+    slope_arg rk = {SLOPE_I64, 0, NULL, &k}, rx = {SLOPE_F64, 0, NULL, &x};
+    slope_arg t0 = {SLOPE_F32, 0, NULL, &f}, t1 = {SLOPE_BOOL, 0, NULL, &b};
+    slope_value *v = NULL;
+    if (rec_pair(c, &rk, &rx, &t0, &t1, &v, &e)) { printf("%s\n", slope_error_diagnostic(e)); return 1; }
+    const slope_value *rec = slope_value_item(v, 1);
+    printf("pair %g %s=%lld %s=%d\n", *(const double *)slope_value_data(slope_value_item(v, 0)),
+           slope_value_field(rec, 0), (long long)*(const int64_t *)slope_value_data(slope_value_item(rec, 0)),
+           slope_value_field(rec, 1), *(const uint8_t *)slope_value_data(slope_value_item(rec, 1)));
+    slope_value_free(v);
+    slope_arg d = {SLOPE_F64, 0, NULL, &two}, a = {SLOPE_F64, 1, &n, xs};
+    if (rec_scale(c, &d, &a, &v, &e)) { printf("%s\n", slope_error_diagnostic(e)); return 1; }
+    const double *y = slope_value_data(v);
+    printf("scale %g %g %g\n", y[0], y[1], y[2]);
+    slope_value_free(v);
+    rec_context_free(c);
+    return 0;
+}
+"#;
+    std::fs::write(dir.join("main.c"), source).unwrap();
+    let exe = dir.join("main");
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .arg(dir.join("main.c"))
+        .arg("-I")
+        .arg(&dir)
+        .arg("-L")
+        .arg(&dir)
+        .arg("-lrec")
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .status()
+        .expect("a C compiler (cc) runs");
+    assert!(status.success(), "the C program does not build against rec.h");
+    let run = Command::new(&exe).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert_eq!(stdout, "pair 1.5 k=8 t=1\nscale 2 4 6\n");
     let _ = std::fs::remove_dir_all(&dir);
 }

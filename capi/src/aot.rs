@@ -304,6 +304,8 @@ unsafe fn call<'a>(
             values.push(unsafe { read_value(&mut next, ty, name) }.map_err(|m| invalid(e, m))?);
         }
         let mut ctx = c.ctx.lock().unwrap_or_else(|p| p.into_inner());
+        // Empty already, unless a panic (a bug) stopped the last call midway.
+        ctx.reset();
         ctx.threads = c.threads.load(Ordering::Relaxed);
         let out = run(e, c.loaded.codes[entry], &values, &mut ctx);
         ctx.reset();
@@ -359,19 +361,22 @@ fn run(entry: &Entry, code: Code, values: &[Value], ctx: &mut Ctx) -> Result<Val
     // SAFETY: on success each array result word points to its elements
     // (the arena is not emptied yet).
     let mut leaves = unsafe { read_results(entry.result_leaves.iter().copied(), &results) }.into_iter();
-    Ok(rebuild(&entry.result, &mut leaves))
+    match (rebuild(&entry.result, &mut leaves), leaves.next()) {
+        (Some(v), None) => Ok(v),
+        _ => Err(plain("E0900", "internal compiler error: the result leaves do not match the result type".into())),
+    }
 }
 
 /// Rebuilds a value of type `ty` from its leaves (an array of tuples or
-/// records comes back as a tuple or record of arrays).
-fn rebuild(ty: &ValueType, leaves: &mut impl Iterator<Item = Value>) -> Value {
-    match distribute(ty) {
-        ValueType::Tuple(items) => Value::Tuple(items.iter().map(|t| rebuild(t, leaves)).collect()),
+/// records comes back as a tuple or record of arrays); `None` if too few.
+fn rebuild(ty: &ValueType, leaves: &mut impl Iterator<Item = Value>) -> Option<Value> {
+    Some(match distribute(ty) {
+        ValueType::Tuple(items) => Value::Tuple(items.iter().map(|t| rebuild(t, leaves)).collect::<Option<_>>()?),
         ValueType::Record(fields) => {
-            Value::Record(fields.iter().map(|(n, t)| (n.clone(), rebuild(t, leaves))).collect())
+            Value::Record(fields.iter().map(|(n, t)| Some((n.clone(), rebuild(t, leaves)?))).collect::<Option<_>>()?)
         }
-        _ => leaves.next().unwrap_or(Value::Tuple(Vec::new())),
-    }
+        _ => leaves.next()?,
+    })
 }
 
 /// An array of tuples or records as a tuple or record of arrays; any other

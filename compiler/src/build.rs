@@ -9,7 +9,8 @@
 //! and result words, failure sites with their diagnostics rendered around a
 //! hole for the run-time message) → an object file (`jit::aot`) → the system
 //! C compiler driver `cc` links it with `libslope_capi.a` (the runtime) into
-//! a shared library, or `ar` adds it to a copy of that archive.
+//! a shared library, or `ar` makes a static library of it alone, with the
+//! runtime archive copied beside it.
 //!
 //! Invariants:
 //! - An entry's C function is `NAME_` + the entry's name with every
@@ -20,7 +21,14 @@
 //!   the compiler's own, made at build time (Note [Diagnostics with a hole]).
 //! - A shared library exports only the functions of its header; the
 //!   runtime inside it is hidden, so two Slope libraries in one process
-//!   do not bind to each other's runtime.
+//!   keep their own runtime state. (The value and error accessors of
+//!   `slope_values.h` are exported by each, and a C program binds them to
+//!   the first library loaded: values of libraries built by one version of
+//!   Slope have the same layout.)
+//! - Names: a library is never called `slope` or `slope_…` (the runtime's
+//!   prefix); an entry's C name never equals another exported name or the
+//!   context type `NAME_context`; a header's argument names avoid C and C++
+//!   keywords and the header's own names.
 
 use crate::api::{Failure, Program};
 use crate::diagnostic::{Code, Diagnostic, RenderStyle, Span};
@@ -132,6 +140,12 @@ fn kind_and_name(request: &Request) -> Result<(Kind, String), Failure> {
         let message = format!("the library name `{name}` is not a C identifier (give one with --name)");
         return Err(fail(Code::E0305, message));
     }
+    if name == "slope" || name.starts_with("slope_") {
+        // Its functions would clash with the runtime's (`slope_call`, …).
+        let message =
+            format!("the library name `{name}` is reserved for Slope's own functions (give another with --name)");
+        return Err(fail(Code::E0305, message));
+    }
     Ok((kind, name))
 }
 
@@ -157,6 +171,12 @@ fn find_runtime(asked: Option<&Path>) -> Result<PathBuf, Failure> {
 fn describe(program: &Program, name: &str, f: &crate::loops::Func) -> Result<Entry, Failure> {
     let sig = program.entry_signature(name)?;
     let params: Vec<(String, ValueType)> = sig.params.iter().map(|(n, t)| (n.clone(), value_type(t))).collect();
+    if let Some((p, _)) = params.iter().find(|(_, t)| has_array_of_structures(t)) {
+        return Err(build_error(format!(
+            "entry `{name}` takes `{p}`, an array of tuples or records, which C callers cannot pass yet \
+             (leave the entry out: name the others with --entry)"
+        )));
+    }
     let leaves = |ls: &[crate::loops::Leaf]| ls.iter().map(|l| (l.elem.elem_type(), l.rank)).collect::<Vec<_>>();
     let sites = f
         .sites
@@ -211,7 +231,8 @@ fn exports(name: &str, entries: &[String]) -> Result<Exports, Failure> {
         call: format!("{name}_call"),
         entries: entries.iter().map(|e| format!("{name}_{}", c_identifier(e))).collect(),
     };
-    let all = exports.all();
+    let context_type = format!("{name}_context");
+    let all: Vec<&str> = std::iter::once(context_type.as_str()).chain(exports.all()).collect();
     let own = all.len() - entries.len();
     let who = |k: usize| match k.checked_sub(own) {
         Some(e) => format!("entry `{}`", entries[e]),
@@ -234,7 +255,7 @@ fn c_identifier(text: &str) -> String {
 /// The header: values and errors, then the library's functions.
 fn header(program: &Program, library: &Library, exports: &Exports) -> String {
     let name = &library.name;
-    let guard = format!("{}_H", name.to_ascii_uppercase());
+    let guard = format!("SLOPE_LIBRARY_{name}_H");
     let mut out = format!(
         "/* {name}: a Slope program compiled ahead of time by `slope build`.\n \
          *\n \
@@ -283,9 +304,12 @@ fn entry_declaration(program: &Program, entry: &Entry, c_name: &str, name: &str)
     }
     let mut args = vec![format!("{name}_context *context")];
     let mut notes = Vec::new();
+    assert_eq!(leaves.len(), entry.param_leaves.len(), "one C argument per leaf (arrays of structures are refused)");
     for (leaf, (elem, rank)) in leaves.iter().zip(&entry.param_leaves) {
         let mut arg = leaf.clone();
-        while ["context", "result", "error"].contains(&arg.as_str())
+        while RESERVED.contains(&arg.as_str())
+            || arg.starts_with("slope_")
+            || arg.starts_with(&format!("{name}_"))
             || args.iter().any(|a| a.ends_with(&format!(" *{arg}")))
         {
             arg.push('_');
@@ -328,6 +352,117 @@ fn dtype_name(elem: slope_runtime::ElemType) -> &'static str {
     }
 }
 
+/// Whether `ty` contains an array of tuples or records (C callers pass
+/// scalars and arrays of scalars only).
+fn has_array_of_structures(ty: &ValueType) -> bool {
+    match ty {
+        ValueType::Scalar(_) => false,
+        ValueType::Array { .. } => ty.scalar_leaf().is_none(),
+        ValueType::Tuple(items) => items.iter().any(has_array_of_structures),
+        ValueType::Record(fields) => fields.iter().any(|(_, t)| has_array_of_structures(t)),
+    }
+}
+
+/// Names a header's arguments must not take: C and C++ keywords, and the
+/// types and macros the header or its includes define.
+const RESERVED: &[&str] = &[
+    "context",
+    "result",
+    "error",
+    "auto",
+    "bool",
+    "break",
+    "case",
+    "char",
+    "class",
+    "const",
+    "continue",
+    "default",
+    "delete",
+    "do",
+    "double",
+    "else",
+    "enum",
+    "explicit",
+    "extern",
+    "false",
+    "float",
+    "for",
+    "friend",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "namespace",
+    "new",
+    "operator",
+    "private",
+    "protected",
+    "public",
+    "register",
+    "restrict",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "template",
+    "this",
+    "throw",
+    "true",
+    "try",
+    "typedef",
+    "typename",
+    "union",
+    "unsigned",
+    "using",
+    "virtual",
+    "void",
+    "volatile",
+    "while",
+    "int8_t",
+    "int16_t",
+    "int32_t",
+    "int64_t",
+    "uint8_t",
+    "uint16_t",
+    "uint32_t",
+    "uint64_t",
+    "size_t",
+    "NULL",
+];
+
+/// A fresh directory of this build's own (two builds at once never share one).
+fn scratch_dir(name: &str) -> Result<PathBuf, Failure> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let base = std::env::temp_dir();
+    let mut last = None;
+    for _ in 0..100 {
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!("slope-build-{}-{k}-{nanos}-{name}", std::process::id()));
+        // `create_dir`, not `create_dir_all`: a directory that exists is someone else's.
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(e),
+        }
+    }
+    let why = last.map(|e| e.to_string()).unwrap_or_default();
+    Err(build_error(format!("cannot make a directory in {}: {why}", base.display())))
+}
+
+/// The tool `var` names (its words: `CC="ccache cc"` works), else `default`.
+fn tool(var: &str, default: &str) -> Command {
+    let words = std::env::var(var).unwrap_or_else(|_| default.into());
+    let mut words = words.split_whitespace();
+    let mut c = Command::new(words.next().unwrap_or(default));
+    c.args(words);
+    c
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     std::fs::write(path, bytes).map_err(|e| fail(Code::E0307, format!("cannot write {}: {e}", path.display())))
 }
@@ -354,8 +489,7 @@ fn link(
     output: &Path,
     exports: &Exports,
 ) -> Result<(), Failure> {
-    let dir = std::env::temp_dir().join(format!("slope-build-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| build_error(format!("cannot make {}: {e}", dir.display())))?;
+    let dir = scratch_dir(name)?;
     let result = link_in(&dir, kind, object, name, runtime, output, exports);
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -383,7 +517,7 @@ fn link_in(
                     .map_err(|e| fail(Code::E0307, format!("cannot write {}: {e}", beside.display())))?;
             }
             let _ = std::fs::remove_file(output);
-            let mut c = Command::new(std::env::var("AR").unwrap_or_else(|_| "ar".into()));
+            let mut c = tool("AR", "ar");
             c.arg("rcs").arg(output).arg(&object_path);
             c
         }
@@ -392,14 +526,16 @@ fn link_in(
             let globals: Vec<String> =
                 exports.all().into_iter().chain(value_functions()).map(|f| format!("{f};")).collect();
             write(&script, format!("{{\n  global: {}\n  local: *;\n}};\n", globals.join(" ")).as_bytes())?;
-            let mut c = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+            let mut c = tool("CC", "cc");
             c.arg("-shared").arg("-o").arg(output).arg(&object_path);
             for f in value_functions() {
                 c.arg(format!("-Wl,--undefined={f}"));
             }
             c.arg(runtime);
             c.arg(format!("-Wl,--version-script={}", script.display()));
-            c.args(["-Wl,--gc-sections", "-lpthread", "-ldl", "-lm", "-lc"]);
+            // `-z defs`: a symbol left undefined (a runtime library of another
+            // version) fails here, not when the library is loaded.
+            c.args(["-Wl,--gc-sections", "-Wl,-z,defs", "-lpthread", "-ldl", "-lm", "-lc"]);
             c
         }
     };
