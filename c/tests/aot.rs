@@ -20,14 +20,28 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
 }
 
-/// `libslope_capi.a` of this build (`cargo test --workspace` builds it).
+/// `libslope_capi.a` of this build: beside the executables after `cargo
+/// build`; under `cargo test` only in `deps/`, with a hash in its name (the
+/// newest, if several builds left one).
 fn runtime() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary");
     let deps = exe.parent().expect("target/PROFILE/deps");
-    let found = [deps.parent().expect("target/PROFILE"), deps].into_iter().find(|d| d.join("libslope_capi.a").exists());
-    found
-        .unwrap_or_else(|| panic!("no libslope_capi.a near {} (run `cargo test --workspace`)", deps.display()))
-        .join("libslope_capi.a")
+    let beside = deps.parent().expect("target/PROFILE").join("libslope_capi.a");
+    let hashed = std::fs::read_dir(deps)
+        .expect("target/PROFILE/deps")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("libslope_capi-") && name.ends_with(".a")
+        })
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    let newest = [Some(beside), hashed]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.exists())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    newest.unwrap_or_else(|| panic!("no libslope_capi.a near {} (run `cargo test --workspace`)", deps.display()))
 }
 
 /// A fresh directory for one test's libraries.

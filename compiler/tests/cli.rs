@@ -625,15 +625,29 @@ fn cost_prints_operations_tapes_and_peak_memory() {
     assert!(stdout(&out).contains("tapes: none"), "{}", stdout(&out));
 }
 
+/// `libslope_capi.a` of this build. `cargo test --workspace` leaves it in
+/// `target/PROFILE/deps/` with a hash in its name (the newest, if several);
+/// `cargo build` beside the executable, where `slope build` looks by default.
+fn capi_runtime() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_slope")).parent().expect("target/PROFILE").to_path_buf();
+    let in_deps = std::fs::read_dir(dir.join("deps")).expect("target/PROFILE/deps").flatten().map(|e| e.path());
+    let candidates = in_deps.chain([dir.join("libslope_capi.a")]).filter(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        (name == "libslope_capi.a" || name.starts_with("libslope_capi-") && name.ends_with(".a")) && p.exists()
+    });
+    let newest = candidates.max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    newest.unwrap_or_else(|| panic!("no libslope_capi.a under {} (run `cargo test --workspace`)", dir.display()))
+}
+
 /// `slope build` writes a library and its header and prints them with the
-/// exported functions; the runtime library is found beside the executable
-/// (`cargo test --workspace` builds `libslope_capi.a` there).
+/// exported functions.
 #[test]
 fn build_writes_a_library_and_its_header() {
     let file = write_temp("build", "twice.slope", "entry twice [n] (xs: [n]f64) : [n]f64 = map (\\x -> 2.0 * x) xs\n");
     let dir = file.parent().unwrap().to_path_buf();
     let lib = dir.join("libtwice.so");
-    let out = slope(&["build", p(&file), "-o", p(&lib)]);
+    let runtime = capi_runtime();
+    let out = slope(&["build", p(&file), "-o", p(&lib), "--runtime", p(&runtime)]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
     assert!(printed.contains("twice_context_new") && printed.contains("twice_twice"), "{printed}");
@@ -644,8 +658,8 @@ fn build_writes_a_library_and_its_header() {
         "{header}"
     );
     // Misuse: not a library name, an unknown entry, no runtime where named.
-    fails_with(&slope(&["build", p(&file), "-o", p(&dir.join("twice.dll"))]), "E0305");
-    fails_with(&slope(&["build", p(&file), "-o", p(&lib), "--entry", "thrice"]), "E0301");
+    fails_with(&slope(&["build", p(&file), "-o", p(&dir.join("twice.dll")), "--runtime", p(&runtime)]), "E0305");
+    fails_with(&slope(&["build", p(&file), "-o", p(&lib), "--entry", "thrice", "--runtime", p(&runtime)]), "E0301");
     fails_with(&slope(&["build", p(&file), "-o", p(&lib), "--runtime", p(&dir.join("none.a"))]), "E0309");
     let _ = std::fs::remove_dir_all(&dir);
 }
