@@ -3,6 +3,8 @@
 //! Input: a [`loops::Program`]. Output: a [`Native`] holding one JIT-compiled
 //! function per [`loops::Func`], callable on interpreter [`Val`]s, or the
 //! CLIF text of the functions ([`clif_text`], for `slope emit --stage clif`).
+//! The same functions, built by the same `define_all`, go into an object
+//! file for an ahead-of-time library in [`aot`] (`slope build`).
 //!
 //! Each function has the C ABI
 //! `extern "C" fn(args: *const u64, results: *mut u64, ctx: *mut Ctx) -> i32`:
