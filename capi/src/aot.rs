@@ -26,7 +26,7 @@ use slope_runtime::aot::{Entry, Library};
 use slope_runtime::native::Ctx;
 use slope_runtime::parallel::{Code, Segment};
 use slope_runtime::words::{leaf_words, push_words, read_results};
-use slope_runtime::{Value, ValueType};
+use slope_runtime::Value;
 use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -361,32 +361,8 @@ fn run(entry: &Entry, code: Code, values: &[Value], ctx: &mut Ctx) -> Result<Val
     // SAFETY: on success each array result word points to its elements
     // (the arena is not emptied yet).
     let mut leaves = unsafe { read_results(entry.result_leaves.iter().copied(), &results) }.into_iter();
-    match (rebuild(&entry.result, &mut leaves), leaves.next()) {
+    match (entry.result.rebuild(&mut leaves), leaves.next()) {
         (Some(v), None) => Ok(v),
         _ => Err(plain("E0900", "internal compiler error: the result leaves do not match the result type".into())),
-    }
-}
-
-/// Rebuilds a value of type `ty` from its leaves (an array of tuples or
-/// records comes back as a tuple or record of arrays); `None` if too few.
-fn rebuild(ty: &ValueType, leaves: &mut impl Iterator<Item = Value>) -> Option<Value> {
-    Some(match distribute(ty) {
-        ValueType::Tuple(items) => Value::Tuple(items.iter().map(|t| rebuild(t, leaves)).collect::<Option<_>>()?),
-        ValueType::Record(fields) => {
-            Value::Record(fields.iter().map(|(n, t)| Some((n.clone(), rebuild(t, leaves)?))).collect::<Option<_>>()?)
-        }
-        _ => leaves.next()?,
-    })
-}
-
-/// An array of tuples or records as a tuple or record of arrays; any other
-/// type as it is.
-fn distribute(ty: &ValueType) -> ValueType {
-    let ValueType::Array { elem, len } = ty else { return ty.clone() };
-    let wrap = |t: ValueType| ValueType::Array { elem: Box::new(t), len: *len };
-    match distribute(elem) {
-        ValueType::Tuple(items) => ValueType::Tuple(items.into_iter().map(wrap).collect()),
-        ValueType::Record(fields) => ValueType::Record(fields.into_iter().map(|(n, t)| (n, wrap(t))).collect()),
-        _ => ty.clone(),
     }
 }

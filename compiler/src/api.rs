@@ -100,11 +100,17 @@ impl NativeCode {
     /// `span` (the REPL builds its expressions through this too, with
     /// `poll_interrupt` so that Ctrl-C stops a long loop).
     pub fn build(ir: &ir::Program, span: Span, poll_interrupt: bool) -> Result<NativeCode, Diagnostic> {
+        let mut cx = NativeCode::context(span, poll_interrupt);
+        let (loops, parallel, code) = driver::back_end(ir, &mut cx).map_err(|mut ds| ds.remove(0))?;
+        Ok(NativeCode { loops, parallel, code, timings: cx.timings })
+    }
+
+    /// The driver context the back end runs in: no files, failures at `span`.
+    fn context(span: Span, poll_interrupt: bool) -> driver::Context<'static> {
         let options = driver::Options { poll_interrupt, ..Default::default() };
         let mut cx = driver::Context::new(SourceMap::new(), &driver::no_files, options);
         cx.span = span;
-        let (loops, parallel, code) = driver::back_end(ir, &mut cx).map_err(|mut ds| ds.remove(0))?;
-        Ok(NativeCode { loops, parallel, code, timings: cx.timings })
+        cx
     }
 }
 
@@ -208,8 +214,7 @@ impl Program {
         if let Some(Ok(native)) = self.native.get() {
             return Ok(native.parallel.clone());
         }
-        let mut cx = driver::Context::new(SourceMap::new(), &driver::no_files, driver::Options::default());
-        cx.span = self.ir.funcs.first().map(|f| f.span).unwrap_or_default();
+        let mut cx = NativeCode::context(self.ir.funcs.first().map(|f| f.span).unwrap_or_default(), false);
         driver::loop_stages(&self.ir, &mut cx).map(|(_, parallel)| parallel).map_err(|mut ds| self.fail(ds.remove(0)))
     }
 

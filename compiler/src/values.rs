@@ -49,12 +49,5 @@ pub fn flatten(value: &Value, out: &mut Vec<Val>) {
 
 /// Rebuilds a value of type `ty` from result leaves.
 pub fn unflatten(ty: &Type, leaves: &mut impl Iterator<Item = Val>) -> Value {
-    match ty {
-        Type::Tuple(ts) => Value::Tuple(ts.iter().map(|t| unflatten(t, leaves)).collect()),
-        Type::Record(fs) => Value::Record(fs.iter().map(|(n, t)| (n.clone(), unflatten(t, leaves))).collect()),
-        Type::Array(e, _) if matches!(e.strip_arrays().0, Type::Tuple(_) | Type::Record(_)) => {
-            unflatten(&crate::elab::distribute(ty), leaves)
-        }
-        _ => leaves.next().expect("a leaf per scalar or array").to_value(),
-    }
+    value_type(ty).rebuild(&mut leaves.map(|v| v.to_value())).expect("a leaf per scalar or array")
 }

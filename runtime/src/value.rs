@@ -215,6 +215,31 @@ pub enum ValueType {
 }
 
 impl ValueType {
+    /// A value of this type from its leaves, depth first (an array of
+    /// tuples or records comes back as a tuple or record of arrays, the
+    /// order entry results use); `None` if there are too few.
+    pub fn rebuild(&self, leaves: &mut impl Iterator<Item = Value>) -> Option<Value> {
+        Some(match self.distribute() {
+            ValueType::Tuple(items) => Value::Tuple(items.iter().map(|t| t.rebuild(leaves)).collect::<Option<_>>()?),
+            ValueType::Record(fields) => {
+                Value::Record(fields.iter().map(|(n, t)| Some((n.clone(), t.rebuild(leaves)?))).collect::<Option<_>>()?)
+            }
+            _ => leaves.next()?,
+        })
+    }
+
+    /// An array of tuples or records as a tuple or record of arrays; any
+    /// other type as it is.
+    pub fn distribute(&self) -> ValueType {
+        let ValueType::Array { elem, len } = self else { return self.clone() };
+        let wrap = |t: ValueType| ValueType::Array { elem: Box::new(t), len: *len };
+        match elem.distribute() {
+            ValueType::Tuple(items) => ValueType::Tuple(items.into_iter().map(wrap).collect()),
+            ValueType::Record(fields) => ValueType::Record(fields.into_iter().map(|(n, t)| (n, wrap(t))).collect()),
+            _ => self.clone(),
+        }
+    }
+
     /// Shorthand for `Array { elem, len }`.
     pub fn array(elem: ValueType, len: Option<usize>) -> ValueType {
         ValueType::Array { elem: Box::new(elem), len }
