@@ -8,6 +8,7 @@ pub const MODULES: &[(&str, &str)] = &[
     ("nn", include_str!("../../stdlib/nn.slope")),
     ("stats", include_str!("../../stdlib/stats.slope")),
     ("optim", include_str!("../../stdlib/optim.slope")),
+    ("softsort", include_str!("../../stdlib/softsort.slope")),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static str> {

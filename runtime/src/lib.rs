@@ -13,6 +13,7 @@ pub mod math;
 pub mod native;
 pub mod npy;
 pub mod parallel;
+pub mod sort;
 pub mod value;
 pub mod words;
 

@@ -379,6 +379,32 @@ pub unsafe extern "C" fn slope_copy(dst: *mut u8, src: *const u8, bytes: i64) {
     }
 }
 
+/// Host functions `slope_argsort_{f64,f32,i64}(keys, n, out, descending)`:
+/// write the stable sorting permutation of `keys[0..n]` into `out[0..n]`
+/// (Note [Sorting] in `crate::sort`; the interpreter calls the same code).
+macro_rules! host_argsort {
+    ($($name:ident: $t:ty => $f:path;)*) => {$(
+        /// # Safety
+        /// `keys` and `out` must be valid for `n` elements and not overlap.
+        #[inline(never)]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(keys: *const $t, n: i64, out: *mut i64, descending: i64) {
+            if n > 0 {
+                let (keys, out) = unsafe {
+                    (std::slice::from_raw_parts(keys, n as usize), std::slice::from_raw_parts_mut(out, n as usize))
+                };
+                $f(keys, descending != 0, out)
+            }
+        }
+    )*};
+}
+
+host_argsort! {
+    slope_argsort_f64: f64 => crate::sort::argsort_f64;
+    slope_argsort_f32: f32 => crate::sort::argsort_f32;
+    slope_argsort_i64: i64 => crate::sort::argsort_i64;
+}
+
 /// `base ** exp` with wrapping multiplication (`exp >= 0`), as the interpreter.
 #[inline(never)]
 #[no_mangle]
@@ -487,6 +513,9 @@ pub fn symbols() -> Vec<(&'static str, *const u8)> {
         ("slope_fail_with", slope_fail_with as *const u8),
         ("slope_copy", slope_copy as *const u8),
         ("slope_ipow", slope_ipow as *const u8),
+        ("slope_argsort_f64", slope_argsort_f64 as *const u8),
+        ("slope_argsort_f32", slope_argsort_f32 as *const u8),
+        ("slope_argsort_i64", slope_argsort_i64 as *const u8),
         ("slope_parallel_for", crate::parallel::slope_parallel_for as *const u8),
     ];
     s.extend(math_symbols());

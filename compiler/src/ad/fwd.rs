@@ -355,7 +355,9 @@ impl<'b, 'v> Fwd<'b, 'v> {
             Expr::Scan { lam, neutral, arrays } => self.reduce(binds, lam, neutral, arrays, true, span)?,
             Expr::If { cond, then_body, else_body } => self.if_(binds, cond, then_body, else_body, span)?,
             Expr::Loop { params, init, form, body } => self.loop_(binds, params, init, form, body, span)?,
-            e @ (Expr::Shape { .. } | Expr::Iota(_) | Expr::Check { .. }) => self.emit(Stmt { binds, expr: e, span }),
+            e @ (Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. }) => {
+                self.emit(Stmt { binds, expr: e, span })
+            }
             Expr::Custom { primal, jvp, args } => {
                 let active = args.iter().any(|a| self.tan(*a).is_some());
                 let rule = active.then(|| rename(self.b, &jvp));

@@ -551,7 +551,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                 }
             }
             Expr::Loop { params, init, form, body } => self.rev_loop(s, zs, params, init, form, body)?,
-            Expr::Shape { .. } | Expr::Iota(_) | Expr::Check { .. } => {}
+            Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. } => {}
             Expr::Custom { jvp, args, .. } => self.rev_custom(s, zs, jvp, args)?,
             Expr::Jvp { .. } | Expr::Vjp { .. } => {
                 return Err(Diagnostic::internal("ad", "nested AD operator reached reverse mode", span));

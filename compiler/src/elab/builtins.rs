@@ -85,6 +85,32 @@ impl<'a> Elaborator<'a> {
                 let xs = leaf(&next());
                 SVal::Leaf(self.arg_extremum(name == "argmax", xs, span)?)
             }
+            "argsort" | "argsort_desc" => SVal::Leaf(self.argsort(leaf(&next()), name == "argsort_desc", span)),
+            "sort" | "sort_desc" => {
+                let xs = leaf(&next());
+                let p = self.argsort(xs, name == "sort_desc", span);
+                SVal::Leaf(self.gather(xs, p, span)?)
+            }
+            "rank" => {
+                let xs = leaf(&next());
+                let p = self.argsort(xs, false, span);
+                let n = self.shape(xs, 0, span);
+                let i64s = IrType::array(ScalarType::I64, 1);
+                let zeros = self.emit1(IrExpr::Replicate { count: n, value: Atom::i64(0) }, i64s, "zeros", span);
+                let positions = self.emit1(IrExpr::Iota(n), i64s, "iota", span);
+                let (Atom::Var(dest), Atom::Var(indices), Atom::Var(values)) = (zeros, p, positions) else {
+                    unreachable!()
+                };
+                SVal::Leaf(self.emit1(IrExpr::Scatter { dest, indices, values }, i64s, "rank", span))
+            }
+            "top_k" => {
+                let (k, xs) = (leaf(&next()), leaf(&next()));
+                let p = self.argsort(xs, true, span);
+                let Atom::Var(pv) = p else { unreachable!() };
+                let slice = IrExpr::Slice { array: pv, start: Atom::i64(0), end: k };
+                let first = self.emit1(slice, IrType::array(ScalarType::I64, 1), "top", span);
+                SVal::Tuple(vec![SVal::Leaf(self.gather(xs, first, span)?), SVal::Leaf(first)])
+            }
             "iota" => {
                 let n = leaf(&next());
                 SVal::Leaf(self.emit1(IrExpr::Iota(n), IrType::array(ScalarType::I64, 1), "iota", span))
@@ -373,6 +399,27 @@ impl<'a> Elaborator<'a> {
             _ => "min",
         };
         Ok(self.emit1(IrExpr::Reduce { lam, neutral: vec![Atom::Const(ne)], arrays: vec![xv] }, t, name, span))
+    }
+
+    /// The stable sorting permutation of a vector (Note [Sorting] in
+    /// `slope_runtime::sort`).
+    fn argsort(&mut self, xs: Atom, descending: bool, span: Span) -> Atom {
+        let Atom::Var(array) = xs else { unreachable!("arrays are variables") };
+        self.emit1(IrExpr::Argsort { array, descending }, IrType::array(ScalarType::I64, 1), "perm", span)
+    }
+
+    /// `map (\i -> xs[i]) is`: how `sort` and `top_k` are differentiated —
+    /// a gather's derivative routes each tangent or cotangent through the
+    /// permutation, which is the piecewise-linear derivative of sorting
+    /// (docs/ad.md, "Sorting").
+    fn gather(&mut self, xs: Atom, is: Atom, span: Span) -> R<Atom> {
+        let (Atom::Var(xv), Atom::Var(iv)) = (xs, is) else { unreachable!("arrays are variables") };
+        let row = self.ty(xs).row();
+        let width = self.shape(is, 0, span);
+        let lam = self.lambda(&[IrType::I64], &["i"], |el, ps| {
+            Ok(vec![el.emit1(IrExpr::Index { array: xv, indices: vec![Atom::Var(ps[0])] }, row, "x", span)])
+        })?;
+        Ok(self.emit1(IrExpr::Map { width, lam, arrays: vec![iv] }, row.lift(), "sorted", span))
     }
 
     /// Index of the first largest (smallest) element, as an associative reduction over (value, index).

@@ -722,6 +722,20 @@ impl Interp<'_> {
                 });
                 self.new_array(a.shape.clone(), data)
             }
+            Expr::Argsort { array, descending } => {
+                let a = self.array(*array, span)?;
+                let mut data = ArrayData::I64(Vec::new());
+                reserve(&mut data, a.data.len(), span)?;
+                let ArrayData::I64(out) = &mut data else { unreachable!() };
+                out.resize(a.data.len(), 0);
+                match &a.data {
+                    ArrayData::F64(v) => slope_runtime::sort::argsort_f64(v, *descending, out),
+                    ArrayData::F32(v) => slope_runtime::sort::argsort_f32(v, *descending, out),
+                    ArrayData::I64(v) => slope_runtime::sort::argsort_i64(v, *descending, out),
+                    ArrayData::Bool(_) => return ice(span, "argsort of booleans".to_string()),
+                }
+                self.new_array(a.shape.clone(), data)
+            }
             Expr::Concat(a, b) => {
                 let (a, b) = (self.array(*a, span)?, self.array(*b, span)?);
                 if a.shape[1..] != b.shape[1..] {

@@ -447,6 +447,15 @@ pub enum Expr {
     },
     Transpose(Var),
     Reverse(Var),
+    /// The stable sorting permutation of a one-dimensional array of numbers:
+    /// `array[p[0]], array[p[1]], …` is in ascending (or `descending`) order,
+    /// equal elements keep their order, and NaNs come last either way
+    /// (Note [Sorting] in `slope_runtime::sort`). Not differentiable: its
+    /// result is integers, and `sort` differentiates through the gather.
+    Argsort {
+        array: Var,
+        descending: bool,
+    },
     Concat(Var, Var),
     Flatten(Var),
     /// Splits the outer dimension into `rows × cols` (must multiply to it).
@@ -611,9 +620,11 @@ macro_rules! walk_operands {
                 f(Operand::Atom(start));
                 f(Operand::Atom(end));
             }
-            Expr::Shape { array, .. } | Expr::Transpose(array) | Expr::Reverse(array) | Expr::Flatten(array) => {
-                f(Operand::Array(array))
-            }
+            Expr::Shape { array, .. }
+            | Expr::Transpose(array)
+            | Expr::Reverse(array)
+            | Expr::Argsort { array, .. }
+            | Expr::Flatten(array) => f(Operand::Array(array)),
             Expr::Replicate { count, value } => {
                 f(Operand::Atom(count));
                 f(Operand::Atom(value));

@@ -146,6 +146,9 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
         ),
         Expr::Transpose(x) => format!("transpose {}", v(x)),
         Expr::Reverse(x) => format!("reverse {}", v(x)),
+        Expr::Argsort { array, descending } => {
+            format!("{} {}", if *descending { "argsort_desc" } else { "argsort" }, v(array))
+        }
         Expr::Concat(x, y) => format!("concat {} {}", v(x), v(y)),
         Expr::Flatten(x) => format!("flatten {}", v(x)),
         Expr::Unflatten { array, rows, cols } => format!("unflatten {} {} {}", v(array), a(rows), a(cols)),

@@ -383,6 +383,7 @@ impl Checker<'_> {
     /// - `Scatter`/`Hist`: indices []i64, values of the destination's type;
     ///   `Hist`'s operator works on rows.
     /// - Array reshaping: ranks as documented on each variant.
+    /// - `Argsort`: a vector of f64, f32 or i64; binds a vector of i64.
     /// - `Check`: `kind.arity()` i64 scalars, binds nothing.
     /// - `Jvp`: parameters, primals and tangents agree; binds the lambda's result
     ///   types. `Vjp`: parameters and primals agree, cotangents match the results,
@@ -646,6 +647,14 @@ impl Checker<'_> {
             }
             Expr::Transpose(a) => self.expect_rank_at_least(*a, 2, "transposed array", errs).then(|| vec![self.ty(*a)]),
             Expr::Reverse(a) => self.expect_rank_at_least(*a, 1, "reversed array", errs).then(|| vec![self.ty(*a)]),
+            Expr::Argsort { array, .. } => {
+                let t = self.ty(*array);
+                if t.rank != 1 || t.elem == S::Bool {
+                    errs.push(format!("sorted array {} has type {t}, expected a vector of numbers", self.name(*array)));
+                    return None;
+                }
+                one(IrType::array(S::I64, 1))
+            }
             Expr::Concat(a, b) => {
                 if !self.expect_rank_at_least(*a, 1, "concatenated array", errs) {
                     return None;
@@ -745,6 +754,7 @@ fn expr_kind(e: &Expr) -> &'static str {
         Expr::Hist { .. } => "reduce_by_index",
         Expr::Transpose(_) => "transpose",
         Expr::Reverse(_) => "reverse",
+        Expr::Argsort { .. } => "argsort",
         Expr::Concat(..) => "concat",
         Expr::Flatten(_) => "flatten",
         Expr::Unflatten { .. } => "unflatten",

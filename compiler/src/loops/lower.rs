@@ -791,6 +791,23 @@ impl Lower<'_> {
                     LVal::Array(Arr { ptr, dims: a.dims.clone(), elem: a.elem, owned: true, depth: self.depth }),
                 );
             }
+            Expr::Argsort { array, descending } => {
+                let b = one(&s.binds)?;
+                let a = self.array(*array)?;
+                let n = a.dims[0];
+                let perm = self.alloc("perm", MTy::I64, n);
+                self.emit(Inst::Argsort {
+                    elem: a.elem,
+                    keys: a.ptr,
+                    count: n,
+                    perm: perm.into(),
+                    descending: *descending,
+                });
+                self.bind(
+                    b,
+                    LVal::Array(Arr { ptr: perm, dims: vec![n], elem: MTy::I64, owned: true, depth: self.depth }),
+                );
+            }
             Expr::Concat(x, y) => {
                 let b = one(&s.binds)?;
                 let (x, y) = (self.array(*x)?, self.array(*y)?);

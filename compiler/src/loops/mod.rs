@@ -181,6 +181,18 @@ pub enum Inst {
         src: Operand,
         count: Operand,
     },
+    /// Writes the stable sorting permutation of the `count` keys at `keys`
+    /// into the `i64` buffer `perm` (Note [Sorting] in `slope_runtime::sort`)
+    /// by calling the runtime's `slope_argsort_{elem}`. Reads
+    /// `keys[0..count]` and writes `perm[0..count]`, as a `Copy` reads `src`
+    /// and writes `dst`; the two buffers are distinct.
+    Argsort {
+        elem: MTy,
+        keys: Operand,
+        count: Operand,
+        perm: Operand,
+        descending: bool,
+    },
     /// `for index in start..bound` (no iterations when `bound <= start`).
     /// With `lanes > 1`, code generation runs `lanes` consecutive iterations
     /// at once in vector registers (then the remaining ones one by one);
@@ -416,7 +428,9 @@ impl Inst {
     pub fn for_each_operand(&self, mut f: impl FnMut(Operand)) {
         match self {
             Inst::Let(_, r) => r.for_each_operand(f),
-            Inst::Store { base: a, index: b, value: c, .. } | Inst::Copy { dst: a, src: b, count: c, .. } => {
+            Inst::Store { base: a, index: b, value: c, .. }
+            | Inst::Copy { dst: a, src: b, count: c, .. }
+            | Inst::Argsort { perm: a, keys: b, count: c, .. } => {
                 f(*a);
                 f(*b);
                 f(*c);
@@ -447,6 +461,7 @@ impl Inst {
             Inst::Let(_, r) => r.operands_mut(),
             Inst::Store { base, index, value, .. } => vec![base, index, value],
             Inst::Copy { dst, src, count, .. } => vec![dst, src, count],
+            Inst::Argsort { perm, keys, count, .. } => vec![perm, keys, count],
             Inst::For { start, bound, .. } => vec![start, bound],
             Inst::While { test, .. } => vec![test],
             Inst::If { cond, .. } => vec![cond],

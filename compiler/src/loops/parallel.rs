@@ -522,6 +522,10 @@ fn memory(
             }
             access(*src, false, false, None);
         }
+        Inst::Argsort { keys, perm, .. } => {
+            access(*perm, true, false, None);
+            access(*keys, false, false, None);
+        }
         _ => {}
     });
     if let Some(why) = bad {
@@ -647,6 +651,8 @@ fn cost(insts: &[Inst]) -> i64 {
             Inst::Let(_, Rhs::Binary(op, ..)) => prims::binary_cost(*op) as i64,
             Inst::Let(_, Rhs::Alloc { .. } | Rhs::Mark) | Inst::Release { .. } | Inst::Copy { .. } => 30,
             Inst::For { body, .. } => 2 + INNER_TRIPS.saturating_mul(cost(body)),
+            // A sort of an inner vector: a loop of about log₂(trips) comparisons.
+            Inst::Argsort { .. } => 30 + INNER_TRIPS.saturating_mul(10),
             Inst::While { cond, body, .. } => INNER_TRIPS.saturating_mul(cost(cond).saturating_add(cost(body))),
             Inst::If { then, els, .. } => 1 + cost(then).max(cost(els)),
             _ => 1,

@@ -139,6 +139,17 @@ impl Printer<'_> {
                     );
                     let _ = writeln!(self.out, "{line}");
                 }
+                Inst::Argsort { elem, keys, count, perm, descending } => {
+                    let line = format!(
+                        "{pad}{} {} {} <- {} ({})",
+                        if *descending { "argsort_desc" } else { "argsort" },
+                        elem.name(),
+                        self.operand(*perm),
+                        self.operand(*keys),
+                        self.operand(*count)
+                    );
+                    let _ = writeln!(self.out, "{line}");
+                }
                 Inst::For { index, start, bound, body, lanes } => {
                     let range = match start {
                         Operand::Const(Const::I64(0)) => format!("{} < {}", self.var(*index), self.operand(*bound)),

@@ -149,6 +149,14 @@ impl Verifier<'_> {
                     self.expect(*src, MTy::I64, "copy source")?;
                     self.expect(*count, MTy::I64, "copy count")?;
                 }
+                Inst::Argsort { elem, keys, count, perm, .. } => {
+                    if *elem == MTy::Bool {
+                        return Err("argsort of booleans".to_string());
+                    }
+                    self.expect(*perm, MTy::I64, "argsort permutation")?;
+                    self.expect(*keys, MTy::I64, "argsort keys")?;
+                    self.expect(*count, MTy::I64, "argsort count")?;
+                }
                 Inst::For { index, start, bound, body, .. } => {
                     self.expect(Operand::Var(*index), MTy::I64, "loop index")?;
                     self.expect(*start, MTy::I64, "loop start")?;

@@ -192,6 +192,7 @@ pub fn conditions(cx: &Cx, s: &Stmt) -> Option<Vec<Cond>> {
         | Expr::Shape { .. }
         | Expr::Transpose(_)
         | Expr::Reverse(_)
+        | Expr::Argsort { .. }
         | Expr::Flatten(_)
         | Expr::Opaque(_) => {}
         Expr::Binary(BinOp::Div | BinOp::Rem, a, b) if int(*a) => {

@@ -282,9 +282,10 @@ impl<'v> Cx<'v> {
                     consumed.insert(*array);
                     Some(Fact::Sub { array: *array, skip: 0 })
                 }
-                Expr::Scatter { dest, .. } | Expr::Hist { dest, .. } | Expr::Reverse(dest) => {
-                    Some(Fact::Sub { array: *dest, skip: 0 })
-                }
+                Expr::Scatter { dest, .. }
+                | Expr::Hist { dest, .. }
+                | Expr::Reverse(dest)
+                | Expr::Argsort { array: dest, .. } => Some(Fact::Sub { array: *dest, skip: 0 }),
                 Expr::Index { array, indices } => Some(Fact::Sub { array: *array, skip: indices.len() as u32 }),
                 _ => None,
             };

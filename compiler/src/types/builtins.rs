@@ -27,6 +27,13 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("minimum", "[n]T -> T", "smallest element (the array must not be empty)"),
     ("argmax", "[n]T -> i64", "index of the largest element (first on ties)"),
     ("argmin", "[n]T -> i64", "index of the smallest element (first on ties)"),
+    // Sorting (stable, NaNs last, ties in input order: Note [Sorting] in slope_runtime::sort).
+    ("sort", "[n]T -> [n]T", "the elements in ascending order (stable; NaNs last)"),
+    ("sort_desc", "[n]T -> [n]T", "the elements in descending order (stable; NaNs last)"),
+    ("argsort", "[n]T -> [n]i64", "the indices that sort the array ascending (stable; NaNs last)"),
+    ("argsort_desc", "[n]T -> [n]i64", "the indices that sort the array descending (stable; NaNs last)"),
+    ("rank", "[n]T -> [n]i64", "each element's position in the ascending sort (0-based; ties by position)"),
+    ("top_k", "i64 -> [n]T -> ([]T, []i64)", "the k largest elements, largest first, and their indices"),
     ("iota", "i64 -> []i64", "the array 0, 1, …, n-1"),
     ("replicate", "i64 -> A -> []A", "an array of n copies of a value"),
     ("tabulate", "i64 -> (i64 -> A) -> []A", "the array f 0, f 1, …, f (n-1)"),

@@ -221,6 +221,12 @@ fn effects(index: LVar, body: &[Inst]) -> Effects {
                 note(&mut e, *dst, Operand::i64(-1));
                 note(&mut e, *src, Operand::i64(-1));
             }
+            Inst::Argsort { keys, perm, .. } => {
+                e.stores.extend(perm.var());
+                e.loads.extend(keys.var());
+                note(&mut e, *perm, Operand::i64(-1));
+                note(&mut e, *keys, Operand::i64(-1));
+            }
             Inst::Fail { .. } | Inst::While { .. } => e.fails = true,
             Inst::Let(_, Rhs::Alloc { .. } | Rhs::Mark) | Inst::Release { .. } => e.allocates = true,
             _ => {}
@@ -392,7 +398,7 @@ fn forward_stores_from(insts: &mut [Inst], fresh: &HashSet<LVar>, mut last: Stor
                 forward_stores_from(els, fresh, last.clone());
                 last.clear();
             }
-            Inst::For { .. } | Inst::While { .. } | Inst::Copy { .. } | Inst::Release { .. } => {
+            Inst::For { .. } | Inst::While { .. } | Inst::Copy { .. } | Inst::Argsort { .. } | Inst::Release { .. } => {
                 for b in i.blocks_mut() {
                     forward_stores_from(b, fresh, HashMap::new());
                 }
@@ -409,6 +415,7 @@ fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
     for_each_inst(&f.body, &mut |i| match i {
         Inst::Let(_, Rhs::Load { base, .. }) => read.extend(base.var()),
         Inst::Copy { src, .. } => read.extend(src.var()),
+        Inst::Argsort { keys, .. } => read.extend(keys.var()),
         Inst::Store { .. } | Inst::Release { .. } => {}
         Inst::Let(_, rhs) if rhs.tested_for_null().is_some() => {}
         i => read.extend(i.operands().into_iter().filter_map(Operand::var).filter(|v| fresh.contains(v))),
