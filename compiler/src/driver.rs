@@ -337,7 +337,7 @@ fn check_nesting(module: &Module) -> Result<(), Diagnostic> {
     for item in &module.items {
         let Item::Def(def) = item else { continue };
         let mut exprs: Vec<&crate::syntax::ast::Expr> = vec![&def.body];
-        exprs.extend(def.jvp_rule.iter().map(|r| &r.body));
+        exprs.extend(def.rules.iter().map(|r| &r.body));
         let mut types: Vec<&crate::syntax::ast::TypeExpr> = def.params.iter().map(|p| &p.ty).collect();
         types.extend(def.ret.iter());
         let deepest = exprs.iter().map(|e| e.depth()).chain(types.iter().map(|t| t.depth())).max();

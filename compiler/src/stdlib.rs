@@ -9,6 +9,7 @@ pub const MODULES: &[(&str, &str)] = &[
     ("stats", include_str!("../../stdlib/stats.slope")),
     ("optim", include_str!("../../stdlib/optim.slope")),
     ("softsort", include_str!("../../stdlib/softsort.slope")),
+    ("random", include_str!("../../stdlib/random.slope")),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static str> {

@@ -358,16 +358,29 @@ impl<'b, 'v> Fwd<'b, 'v> {
             e @ (Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. }) => {
                 self.emit(Stmt { binds, expr: e, span })
             }
-            Expr::Custom { primal, jvp, args } => {
+            Expr::Custom { primal, jvp, vjp, args } => {
                 let active = args.iter().any(|a| self.tan(*a).is_some());
-                let rule = active.then(|| rename(self.b, &jvp));
-                self.emit(Stmt { binds, expr: Expr::Custom { primal, jvp, args: args.clone() }, span });
+                if active && jvp.is_none() {
+                    return Err(Diagnostic::error(
+                        Code::E0119,
+                        "forward mode needs a `with jvp` rule, and this function has only a `with vjp` rule",
+                        span,
+                        "differentiated in forward mode here",
+                    )
+                    .with_note("jvp, jacfwd and hessian (forward over reverse) differentiate in forward mode")
+                    .with_help("add a `with jvp` rule to the definition, or use vjp, grad or jacrev"));
+                }
+                let rule = jvp.as_ref().filter(|_| active).map(|l| rename(self.b, l));
+                self.emit(Stmt { binds, expr: Expr::Custom { primal, jvp, vjp, args: args.clone() }, span });
                 if let Some(rule) = rule {
-                    // The user's rule gives the tangents directly.
+                    // The user's rule gives the tangents directly, from the
+                    // arguments, the results and the arguments' tangents.
                     let tans: Vec<Atom> = args.iter().map(|a| self.tan_or_zero(*a)).collect();
+                    let primals: Vec<Atom> =
+                        args.iter().copied().chain(s.binds.iter().map(|v| Atom::Var(*v))).collect();
                     let results = match self.batch {
                         None => {
-                            let rule_args: Vec<Atom> = args.iter().chain(&tans).copied().collect();
+                            let rule_args: Vec<Atom> = primals.iter().chain(&tans).copied().collect();
                             self.b.inline(&rule, &rule_args).1
                         }
                         // Direction by direction: a map over the rows of the tangents.
@@ -381,7 +394,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                             let row_types: Vec<IrType> = tans.iter().map(|t| self.b.ty(*t).row()).collect();
                             let lam = self.b.lambda(&row_types, "tan", |b, ps| {
                                 let rule_args: Vec<Atom> =
-                                    args.iter().copied().chain(ps.iter().map(|p| Atom::Var(*p))).collect();
+                                    primals.iter().copied().chain(ps.iter().map(|p| Atom::Var(*p))).collect();
                                 b.inline(&rule, &rule_args).1
                             });
                             let types: Vec<IrType> = s.binds.iter().map(|v| self.b.vars.ty(*v).lift()).collect();

@@ -1,7 +1,8 @@
 //! Is a custom derivative rule linear in its tangents? (Note [Linear rules])
 //!
 //! Input: the `jvp` lambda of an [`Expr::Custom`] (its first `n` parameters
-//! the primal arguments, the rest their tangents), as elaboration builds it.
+//! the primal arguments and results, the rest the arguments' tangents), as
+//! elaboration builds it.
 //! Output: the first operation, in program order, that is not linear in the
 //! tangents in a way this analysis can see — with a phrase saying what it
 //! is and the span of the source it came from — or `None`.
@@ -29,8 +30,8 @@ pub struct NonLinear {
     pub span: Span,
 }
 
-/// The first operation of `jvp` (parameters: `primals` primal arguments,
-/// then their tangents) that is not linear in the tangents.
+/// The first operation of `jvp` (parameters: `primals` primal arguments and
+/// results, then the tangents) that is not linear in the tangents.
 pub fn first_nonlinear(jvp: &Lambda, primals: usize) -> Option<NonLinear> {
     let mut a = Analysis { tangent: jvp.params[primals..].iter().copied().collect() };
     a.body(&jvp.body).err()

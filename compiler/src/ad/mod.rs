@@ -194,9 +194,12 @@ fn eliminate_nested(cx: &mut Cx, e: Expr) -> R<Expr> {
             Expr::Jvp { lam: eliminate_lambda(cx, lam)?, primals, tangents, batch }
         }
         Expr::Vjp { lam, primals, cotangents } => Expr::Vjp { lam: eliminate_lambda(cx, lam)?, primals, cotangents },
-        Expr::Custom { primal, jvp, args } => {
-            Expr::Custom { primal: eliminate_lambda(cx, primal)?, jvp: eliminate_lambda(cx, jvp)?, args }
-        }
+        Expr::Custom { primal, jvp, vjp, args } => Expr::Custom {
+            primal: eliminate_lambda(cx, primal)?,
+            jvp: jvp.map(|l| eliminate_lambda(cx, l)).transpose()?,
+            vjp: vjp.map(|l| eliminate_lambda(cx, l)).transpose()?,
+            args,
+        },
         e => e,
     })
 }

@@ -552,7 +552,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             }
             Expr::Loop { params, init, form, body } => self.rev_loop(s, zs, params, init, form, body)?,
             Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. } => {}
-            Expr::Custom { jvp, args, .. } => self.rev_custom(s, zs, jvp, args)?,
+            Expr::Custom { jvp, vjp, args, .. } => self.rev_custom(s, zs, jvp.as_ref(), vjp.as_ref(), args)?,
             Expr::Jvp { .. } | Expr::Vjp { .. } => {
                 return Err(Diagnostic::internal("ad", "nested AD operator reached reverse mode", span));
             }
@@ -562,18 +562,18 @@ impl<'b, 'v> Rev<'b, 'v> {
 
     /// The transpose of a custom rule: the rule is linear in the tangents, so
     /// reverse mode of `t ↦ jvp(args, t)` (at any `t`) gives the adjoints.
-    fn rev_custom(&mut self, s: &Stmt, zs: &[Option<Atom>], jvp: &Lambda, args: &[Atom]) -> R<()> {
-        let k = args.len();
-        // A lambda of the tangents only; the primal parameters are bound to the arguments inside it.
-        let mut stmts: Vec<Stmt> = jvp.params[..k]
-            .iter()
-            .zip(args)
-            .map(|(p, a)| Stmt { binds: vec![*p], expr: Expr::Atom(*a), span: s.span })
-            .collect();
-        stmts.extend(jvp.body.stmts.iter().cloned());
-        let tangent_lam =
-            Lambda { params: jvp.params[k..].to_vec(), body: Body { stmts, result: jvp.body.result.clone() } };
-        let zero_tangents: Vec<Atom> = args.iter().map(|a| self.b.zeros_like(*a)).collect();
+    /// A call with custom rules (Note [Custom derivatives]): the `vjp` rule
+    /// applied to the results' cotangents, or else the transpose of the
+    /// `jvp` rule.
+    fn rev_custom(
+        &mut self,
+        s: &Stmt,
+        zs: &[Option<Atom>],
+        jvp: Option<&Lambda>,
+        vjp: Option<&Lambda>,
+        args: &[Atom],
+    ) -> R<()> {
+        let (k, m) = (args.len(), s.binds.len());
         let cotangents: Vec<Atom> = zs
             .iter()
             .zip(&s.binds)
@@ -582,7 +582,31 @@ impl<'b, 'v> Rev<'b, 'v> {
                 None => self.b.zeros_like(Atom::Var(*v)),
             })
             .collect();
-        let adjoints = super::expand_vjp(self.b, &tangent_lam, &zero_tangents, &cotangents)?;
+        let primals: Vec<Atom> = args.iter().copied().chain(s.binds.iter().map(|v| Atom::Var(*v))).collect();
+        let adjoints = match (vjp, jvp) {
+            (Some(vjp), _) => {
+                let rule = super::build::rename_lambda(self.b.vars, vjp, &mut std::collections::HashMap::new());
+                let rule_args: Vec<Atom> = primals.iter().chain(&cotangents).copied().collect();
+                self.b.inline(&rule, &rule_args).1
+            }
+            (None, Some(jvp)) => {
+                // A lambda of the tangents only; the arguments and results
+                // are bound to their values inside it.
+                let mut stmts: Vec<Stmt> = jvp.params[..k + m]
+                    .iter()
+                    .zip(&primals)
+                    .map(|(p, a)| Stmt { binds: vec![*p], expr: Expr::Atom(*a), span: s.span })
+                    .collect();
+                stmts.extend(jvp.body.stmts.iter().cloned());
+                let tangent_lam = Lambda {
+                    params: jvp.params[k + m..].to_vec(),
+                    body: Body { stmts, result: jvp.body.result.clone() },
+                };
+                let zero_tangents: Vec<Atom> = args.iter().map(|a| self.b.zeros_like(*a)).collect();
+                super::expand_vjp(self.b, &tangent_lam, &zero_tangents, &cotangents)?
+            }
+            (None, None) => return Err(Diagnostic::internal("ad", "a custom call without a rule", s.span)),
+        };
         for (a, adj) in args.iter().zip(adjoints) {
             if is_float(self.b.ty(*a)) {
                 self.contribute(*a, adj);
@@ -1611,6 +1635,15 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // both modes, as JAX's custom_jvp does; a rule that is not linear in its
 // tangents would give wrong reverse-mode results, so elaboration rejects the
 // ones whose non-linearity it can see (Note [Linear rules] in linearity.rs).
+// A `with vjp x y y_bar = …` rule gives reverse mode the cotangent map
+// directly (as JAX's custom_vjp): reverse mode inlines it at the call with the
+// arguments, the results — the primal's own values, computed once — and the
+// results' cotangents, and then never transposes the jvp rule, which may then
+// be non-linear in the way an iterative tangent solve is. Forward mode has no
+// use for a vjp rule: a function with only one is an error there (E0119),
+// not a transposition of the vjp rule, which would need it linear in its
+// cotangent. Both rules' lambdas take the results after the arguments, so a
+// rule reads the primal result (`with jvp x t y`) instead of recomputing it.
 //
 // Note [While loops]
 // ~~~~~~~~~~~~~~~~~~

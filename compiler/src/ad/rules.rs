@@ -86,6 +86,8 @@ pub fn binary_partials(
             (Some(b.select(first, one, zero)), Some(b.select(first, zero, one)))
         }
         BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::And | BinOp::Or => (None, None),
+        // Integers only: never differentiated.
+        BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor | BinOp::Shl | BinOp::Shr => (None, None),
         BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign => unreachable!("a row of prims::BINARY"),
     }
 }

@@ -218,6 +218,11 @@ impl<'a> Elaborator<'a> {
                 let t = self.ty(a);
                 SVal::Leaf(self.binop(op, a, b, t, span))
             }
+            _ if BinOp::bitwise_named(name).is_some() => {
+                let (a, b) = (leaf(&next()), leaf(&next()));
+                let op = BinOp::bitwise_named(name).expect("a bitwise operation");
+                SVal::Leaf(self.binop(op, a, b, IrType::I64, span))
+            }
             "min" | "max" => {
                 let (a, b) = (leaf(&next()), leaf(&next()));
                 let op = if name == "min" { BinOp::Min } else { BinOp::Max };

@@ -25,7 +25,9 @@ mod trees;
 
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{self, Atom, Body, CheckKind, Const, Expr as IrExpr, IrType, Lambda, LoopForm, Stmt, Var};
-use crate::syntax::ast::{self, BinOp as AstBinOp, DimExpr, Expr, ExprKind, IndexArg, Pat, TypeExpr, UnOp as AstUnOp};
+use crate::syntax::ast::{
+    self, BinOp as AstBinOp, DimExpr, Expr, ExprKind, IndexArg, Pat, RuleKind, TypeExpr, UnOp as AstUnOp,
+};
 use crate::types::{CheckedProgram, DefInfo, Dim, ScalarType, Type};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -295,10 +297,10 @@ impl<'a> Elaborator<'a> {
             args.push(Self::from_leaves(ty, &mut leaves.into_iter()));
             sig_params.push((pat_name(&p.pat).to_string(), ty.clone()));
         }
-        // An entry with its own `with jvp` rule is that rule's function: its
+        // An entry with its own derivative rule is that rule's function: its
         // IR is the call, so that `gradcheck` (which differentiates the
         // entry's IR) checks the rule, not the body the rule replaces.
-        let value = if def.jvp_rule.is_some() {
+        let value = if def.has_rule() {
             self.call_custom(&def.name.text, args, def.span)?
         } else {
             self.bind_sizes(def, &info.param_types, &args, &mut env)?;
@@ -416,7 +418,7 @@ impl<'a> Elaborator<'a> {
                 }
                 self.expr(body, &env)
             }
-            Callee::Def { name } if self.program.def(name).is_some_and(|(d, _)| d.jvp_rule.is_some()) => {
+            Callee::Def { name } if self.program.def(name).is_some_and(|(d, _)| d.has_rule()) => {
                 self.call_custom(name, args, span)
             }
             Callee::Def { name } => {
@@ -446,12 +448,13 @@ impl<'a> Elaborator<'a> {
         r
     }
 
-    /// A call of a definition with a custom derivative rule: an `Custom` node
-    /// holding the body and the rule as lambdas over the arguments' leaves.
+    /// A call of a definition with custom derivative rules: a `Custom` node
+    /// holding the body and the rules as lambdas over the arguments' leaves
+    /// (and the results', and the tangents' or cotangents': Note [Custom
+    /// derivatives] in ad/rev.rs).
     fn call_custom(&mut self, name: &str, args: Vec<SVal<'a>>, span: Span) -> R<SVal<'a>> {
         let program = self.program;
         let (def, info) = program.def(name).expect("checked definition");
-        let rule = def.jvp_rule.as_ref().expect("checked by the caller");
         let mut leaves = Vec::new();
         for a in &args {
             leaves.extend(self.first_order_leaves(a, span, "an argument of a function with a custom derivative")?);
@@ -474,38 +477,68 @@ impl<'a> Elaborator<'a> {
             shape = Some(r);
             Ok(out)
         })?;
-        let mut both = types.clone();
-        both.extend(types.iter().copied());
-        let n = leaves.len();
-        let jvp = self.lambda(&both, &["x"], |el, ps| {
-            let primals = rebuild(&ps[..n]);
-            let tangents = rebuild(&ps[n..]);
-            let mut env = Env::in_def(info.scope);
-            el.bind_sizes(def, &info.param_types, &primals, &mut env)?;
-            let k = def.params.len();
-            for (pat, v) in rule.pats[..k].iter().zip(primals) {
-                el.bind_pat(pat, v, &mut env);
-            }
-            for (pat, v) in rule.pats[k..].iter().zip(tangents) {
-                el.bind_pat(pat, v, &mut env);
-            }
-            let r = el.expr(&rule.body, &env)?;
-            el.first_order_leaves(&r, rule.body.span, "the tangent of a custom derivative rule")
-        })?;
-        if let Some(bad) = crate::ad::linearity::first_nonlinear(&jvp, n) {
-            return Err(Diagnostic::error(
-                Code::E0119,
-                format!("the derivative rule of `{}` is not linear in its tangents", def.name.text),
-                bad.span,
-                bad.what,
-            )
-            .with_secondary(rule.span, "in this rule")
-            .with_note("reverse mode transposes the rule, which is only right for a rule linear in the tangents")
-            .with_help("a tangent may be added, negated, scaled and divided by values that are not tangents, and moved around in arrays; branch and loop on primal values only"));
-        }
+        let shape = shape.expect("primal built");
         let result_types: Vec<IrType> = primal.body.result.iter().map(|a| self.ty(*a)).collect();
-        let binds = self.emit(IrExpr::Custom { primal, jvp, args: leaves }, &result_types, &["r"], span);
-        Ok(Self::same_shape(&shape.expect("primal built"), &mut binds.into_iter().map(Atom::Var)))
+        let (n, m) = (leaves.len(), result_types.len());
+        // Each rule's lambda: the arguments, the results, then the tangents
+        // (jvp: one per argument) or the cotangents (vjp: one per result).
+        let rule_lambda = |el: &mut Self, kind: RuleKind| -> R<Option<crate::ir::Lambda>> {
+            let Some(rule) = def.rule(kind) else { return Ok(None) };
+            let last = if kind == RuleKind::Jvp { &types } else { &result_types };
+            let params = [&types[..], &result_types, last].concat();
+            let lam = el.lambda(&params, &["x"], |el, ps| {
+                let primals = rebuild(&ps[..n]);
+                let result = Elaborator::same_shape(&shape, &mut ps[n..n + m].iter().map(|v| Atom::Var(*v)));
+                let mut env = Env::in_def(info.scope);
+                el.bind_sizes(def, &info.param_types, &primals, &mut env)?;
+                let k = def.params.len();
+                for (pat, v) in rule.pats[..k].iter().zip(primals) {
+                    el.bind_pat(pat, v, &mut env);
+                }
+                let rest = &rule.pats[k..];
+                let what = match kind {
+                    RuleKind::Jvp => {
+                        for (pat, v) in rest.iter().zip(rebuild(&ps[n + m..])) {
+                            el.bind_pat(pat, v, &mut env);
+                        }
+                        if let Some(pat) = rest.get(k) {
+                            el.bind_pat(pat, result, &mut env);
+                        }
+                        "the tangent of a custom derivative rule"
+                    }
+                    RuleKind::Vjp => {
+                        let cotangent = Elaborator::same_shape(&shape, &mut ps[n + m..].iter().map(|v| Atom::Var(*v)));
+                        el.bind_pat(&rest[0], result, &mut env);
+                        el.bind_pat(&rest[1], cotangent, &mut env);
+                        "the cotangents of a vjp rule"
+                    }
+                };
+                let r = el.expr(&rule.body, &env)?;
+                el.first_order_leaves(&r, rule.body.span, what)
+            })?;
+            Ok(Some(lam))
+        };
+        let jvp = rule_lambda(self, RuleKind::Jvp)?;
+        let vjp = rule_lambda(self, RuleKind::Vjp)?;
+        // Reverse mode transposes a jvp rule only when there is no vjp rule;
+        // then the jvp rule must be linear in the tangents (Note [Linear
+        // rules] in ad/linearity.rs). With a vjp rule, a jvp rule may branch
+        // on a tangent (an iterative solve of the tangent system).
+        if let (Some(jvp), Some(rule), None) = (&jvp, def.rule(RuleKind::Jvp), &vjp) {
+            if let Some(bad) = crate::ad::linearity::first_nonlinear(jvp, n + m) {
+                return Err(Diagnostic::error(
+                    Code::E0119,
+                    format!("the derivative rule of `{}` is not linear in its tangents", def.name.text),
+                    bad.span,
+                    bad.what,
+                )
+                .with_secondary(rule.span, "in this rule")
+                .with_note("reverse mode transposes the rule, which is only right for a rule linear in the tangents")
+                .with_help("a tangent may be added, negated, scaled and divided by values that are not tangents, and moved around in arrays; branch and loop on primal values only — or give reverse mode its own `with vjp` rule"));
+            }
+        }
+        let binds = self.emit(IrExpr::Custom { primal, jvp, vjp, args: leaves }, &result_types, &["r"], span);
+        Ok(Self::same_shape(&shape, &mut binds.into_iter().map(Atom::Var)))
     }
 
     fn bind_pat(&mut self, pat: &'a Pat, value: SVal<'a>, env: &mut Env<'a>) {

@@ -1305,6 +1305,7 @@ macro_rules! float_binary {
             BinOp::Gt => Val::Bool(a > b),
             BinOp::Ge => Val::Bool(a >= b),
             BinOp::And | BinOp::Or => return None,
+            BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor | BinOp::Shl | BinOp::Shr => return None,
         })
     }};
 }
@@ -1339,6 +1340,12 @@ pub(crate) fn binary(op: BinOp, x: Val, y: Val, span: Span) -> Result<Val, Runti
             BinOp::Le => Some(Val::Bool(a <= b)),
             BinOp::Gt => Some(Val::Bool(a > b)),
             BinOp::Ge => Some(Val::Bool(a >= b)),
+            BinOp::BitAnd => Some(Val::I64(a & b)),
+            BinOp::BitOr => Some(Val::I64(a | b)),
+            BinOp::BitXor => Some(Val::I64(a ^ b)),
+            // The amount modulo 64, as the machine's shifts (and Cranelift's).
+            BinOp::Shl => Some(Val::I64(a.wrapping_shl(b as u32))),
+            BinOp::Shr => Some(Val::I64((a as u64).wrapping_shr(b as u32) as i64)),
             BinOp::And | BinOp::Or | BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign => None,
         },
         (&Val::Bool(a), &Val::Bool(b)) => match op {

@@ -263,6 +263,15 @@ pub enum BinOp {
     Ge,
     And,
     Or,
+    /// The bitwise operations on `i64` (two's complement): `bit_and`,
+    /// `bit_or`, `bit_xor`, and the shifts `shl a k`, `shr a k` (logical:
+    /// zeros come in), whose amount is taken modulo 64 (`k & 63`), as the
+    /// machine's shift instructions do, so every amount is defined.
+    BitAnd,
+    BitOr,
+    BitXor,
+    Shl,
+    Shr,
     /// `atan2 y x` (a row of `prims::BINARY`, as the two below).
     Atan2,
     Hypot,
@@ -289,11 +298,24 @@ impl BinOp {
             BinOp::Ge => ">=",
             BinOp::And => "&&",
             BinOp::Or => "||",
+            BinOp::BitAnd => "bit_and",
+            BinOp::BitOr => "bit_or",
+            BinOp::BitXor => "bit_xor",
+            BinOp::Shl => "shl",
+            BinOp::Shr => "shr",
         }
     }
     /// Written as a function (`min a b`) rather than infix.
     pub fn is_prefix(self) -> bool {
-        matches!(self, BinOp::Min | BinOp::Max | BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign)
+        matches!(self, BinOp::Min | BinOp::Max | BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign) || self.is_bitwise()
+    }
+    /// The operations on the bits of an `i64` (integers only).
+    pub fn is_bitwise(self) -> bool {
+        matches!(self, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor | BinOp::Shl | BinOp::Shr)
+    }
+    /// The bitwise operation a builtin's name calls, if it is one.
+    pub fn bitwise_named(name: &str) -> Option<BinOp> {
+        [BinOp::BitAnd, BinOp::BitOr, BinOp::BitXor, BinOp::Shl, BinOp::Shr].into_iter().find(|op| op.symbol() == name)
     }
     /// Comparisons and `&&`/`||`: the result is a `bool` whatever the operands.
     pub fn returns_bool(self) -> bool {
@@ -484,13 +506,17 @@ pub enum Expr {
         kind: CheckKind,
         args: Vec<Atom>,
     },
-    /// A function with a custom derivative rule (`def … with jvp …`): evaluates
-    /// `primal` on `args`; differentiation uses `jvp` (parameters: the primal
-    /// arguments, then their tangents; results: the tangents of the results),
-    /// and reverse mode its transpose. See Note [Custom derivatives] in ad/rev.rs.
+    /// A function with custom derivative rules (`def … with jvp … with vjp …`,
+    /// at least one of them): evaluates `primal` on `args`. Forward mode uses
+    /// `jvp` (parameters: the primal arguments, the primal results, then the
+    /// arguments' tangents; results: the results' tangents). Reverse mode
+    /// uses `vjp` (parameters: the arguments, the results, then the results'
+    /// cotangents; results: one cotangent per argument), or else the
+    /// transpose of `jvp`. See Note [Custom derivatives] in ad/rev.rs.
     Custom {
         primal: Lambda,
-        jvp: Lambda,
+        jvp: Option<Lambda>,
+        vjp: Option<Lambda>,
         args: Vec<Atom>,
     },
     /// Forward-mode derivative of `lam` at `primals` applied to `tangents`;
@@ -697,7 +723,7 @@ macro_rules! lambdas_of {
             | Expr::Hist { lam, .. }
             | Expr::Jvp { lam, .. }
             | Expr::Vjp { lam, .. } => vec![lam],
-            Expr::Custom { primal, jvp, .. } => vec![primal, jvp],
+            Expr::Custom { primal, jvp, vjp, .. } => std::iter::once(primal).chain(jvp).chain(vjp).collect(),
             _ => Vec::new(),
         }
     };
@@ -724,9 +750,9 @@ impl Expr {
             | Expr::Hist { lam, .. }
             | Expr::Jvp { lam, .. }
             | Expr::Vjp { lam, .. } => f(&lam.body),
-            Expr::Custom { primal, jvp, .. } => {
+            Expr::Custom { primal, jvp, vjp, .. } => {
                 f(&primal.body);
-                f(&jvp.body);
+                jvp.iter().chain(vjp).for_each(|l| f(&l.body));
             }
             _ => {}
         }
@@ -782,9 +808,12 @@ impl Expr {
             Expr::Vjp { lam: l, primals, cotangents } => {
                 Expr::Vjp { lam: lam(l), primals: primals.clone(), cotangents: cotangents.clone() }
             }
-            Expr::Custom { primal, jvp, args } => {
-                Expr::Custom { primal: lam(primal), jvp: lam(jvp), args: args.clone() }
-            }
+            Expr::Custom { primal, jvp, vjp, args } => Expr::Custom {
+                primal: lam(primal),
+                jvp: jvp.as_ref().map(lam),
+                vjp: vjp.as_ref().map(lam),
+                args: args.clone(),
+            },
             other => {
                 debug_assert!(other.bodies().is_empty(), "every expression with bodies is listed above");
                 other.clone()

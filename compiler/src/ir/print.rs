@@ -170,8 +170,14 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
         Expr::Vjp { lam, primals, cotangents } => {
             with_lambda(p, "vjp", lam, &format!("{} {}", tuple(primals), tuple(cotangents)), indent)
         }
-        Expr::Custom { primal, jvp, args } => {
-            let rule = with_lambda(p, "with_jvp", jvp, &tuple(args), indent);
+        Expr::Custom { primal, jvp, vjp, args } => {
+            let mut rule = tuple(args);
+            if let Some(l) = vjp {
+                rule = with_lambda(p, "with_vjp", l, &rule, indent);
+            }
+            if let Some(l) = jvp {
+                rule = with_lambda(p, "with_jvp", l, &rule, indent);
+            }
             with_lambda(p, "custom", primal, &rule, indent)
         }
     }

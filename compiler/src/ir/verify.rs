@@ -249,9 +249,11 @@ impl Checker<'_> {
             | Expr::Hist { lam, .. }
             | Expr::Jvp { lam, .. }
             | Expr::Vjp { lam, .. } => self.nested(&lam.params, &lam.body),
-            Expr::Custom { primal, jvp, .. } => {
+            Expr::Custom { primal, jvp, vjp, .. } => {
                 self.nested(&primal.params, &primal.body);
-                self.nested(&jvp.params, &jvp.body);
+                for l in jvp.iter().chain(vjp) {
+                    self.nested(&l.params, &l.body);
+                }
             }
             Expr::Loop { params, form, body, .. } => {
                 // Loop parameters are visible in both the condition and the body
@@ -420,6 +422,7 @@ impl Checker<'_> {
                     B::Eq | B::Ne => (true, IrType::BOOL),
                     B::Lt | B::Le | B::Gt | B::Ge => (ta.elem.is_numeric(), IrType::BOOL),
                     B::And | B::Or => (ta.elem == S::Bool, IrType::BOOL),
+                    _ if op.is_bitwise() => (ta.elem == S::I64, ta),
                     _ => (ta.elem.is_numeric(), ta),
                 };
                 if !ok {
@@ -700,18 +703,29 @@ impl Checker<'_> {
                 self.check_atoms(cotangents, &self.result_types(&lam.body), "cotangent", errs);
                 Some(pts)
             }
-            Expr::Custom { primal, jvp, args } => {
+            Expr::Custom { primal, jvp, vjp, args } => {
                 let pts: Vec<IrType> = primal.params.iter().map(|v| self.ty(*v)).collect();
                 self.check_atoms(args, &pts, "argument", errs);
-                let mut both = pts.clone();
-                both.extend(pts.iter().copied());
-                let jts: Vec<IrType> = jvp.params.iter().map(|v| self.ty(*v)).collect();
-                if jts != both {
-                    errs.push("a custom rule takes the primal arguments and then their tangents".to_string());
-                }
                 let results = self.result_types(&primal.body);
-                if self.result_types(&jvp.body) != results {
-                    errs.push("a custom rule returns one tangent per result".to_string());
+                let types = |l: &Lambda| l.params.iter().map(|v| self.ty(*v)).collect::<Vec<IrType>>();
+                if jvp.is_none() && vjp.is_none() {
+                    errs.push("a custom call without a rule".to_string());
+                }
+                if let Some(jvp) = jvp {
+                    if types(jvp) != [&pts[..], &results, &pts].concat() {
+                        errs.push("a jvp rule takes the arguments, the results, then the tangents".to_string());
+                    }
+                    if self.result_types(&jvp.body) != results {
+                        errs.push("a jvp rule returns one tangent per result".to_string());
+                    }
+                }
+                if let Some(vjp) = vjp {
+                    if types(vjp) != [&pts[..], &results, &results].concat() {
+                        errs.push("a vjp rule takes the arguments, the results, then their cotangents".to_string());
+                    }
+                    if self.result_types(&vjp.body) != pts {
+                        errs.push("a vjp rule returns one cotangent per argument".to_string());
+                    }
                 }
                 Some(results)
             }

@@ -1154,6 +1154,7 @@ impl Gen<'_, '_> {
                 BinOp::Gt => self.b.ins().fcmp(FloatCC::GreaterThan, a, b),
                 BinOp::Ge => self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, a, b),
                 BinOp::And | BinOp::Or => return bad(),
+                BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor | BinOp::Shl | BinOp::Shr => return bad(),
             },
             MTy::I64 => match op {
                 BinOp::Add => self.b.ins().iadd(a, b),
@@ -1193,6 +1194,12 @@ impl Gen<'_, '_> {
                 BinOp::Le => self.b.ins().icmp(IntCC::SignedLessThanOrEqual, a, b),
                 BinOp::Gt => self.b.ins().icmp(IntCC::SignedGreaterThan, a, b),
                 BinOp::Ge => self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, a, b),
+                BinOp::BitAnd => self.b.ins().band(a, b),
+                BinOp::BitOr => self.b.ins().bor(a, b),
+                BinOp::BitXor => self.b.ins().bxor(a, b),
+                // Cranelift takes the amount modulo the width, as the interpreter.
+                BinOp::Shl => self.b.ins().ishl(a, b),
+                BinOp::Shr => self.b.ins().ushr(a, b),
                 BinOp::And | BinOp::Or | BinOp::Atan2 | BinOp::Hypot | BinOp::Copysign => return bad(),
             },
             // On 0/1 bytes, the unsigned comparisons are the bool orderings (false < true).

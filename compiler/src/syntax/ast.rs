@@ -49,8 +49,9 @@ pub struct Def {
     pub params: Vec<Param>,
     pub ret: Option<TypeExpr>,
     pub body: Expr,
-    /// `with jvp p1 … pk t1 … tk = e`: a custom derivative rule.
-    pub jvp_rule: Option<JvpRule>,
+    /// Custom derivative rules, `with jvp …` and/or `with vjp …` (at most
+    /// one of each; the checker rejects more): see [`Def::rule`].
+    pub rules: Vec<Rule>,
     pub span: Span,
 }
 
@@ -61,9 +62,41 @@ pub struct Param {
     pub span: Span,
 }
 
+/// Which derivative a custom rule gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    /// `with jvp x1 … xk t1 … tk [y] = e`: the tangent of the result, given
+    /// the parameters, their tangents and (optionally) the primal result.
+    Jvp,
+    /// `with vjp x1 … xk y y_bar = e`: the cotangents of the parameters (a
+    /// tuple when k > 1), given the parameters, the primal result and its
+    /// cotangent.
+    Vjp,
+}
+
+impl RuleKind {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            RuleKind::Jvp => "jvp",
+            RuleKind::Vjp => "vjp",
+        }
+    }
+}
+
+impl Def {
+    /// The definition's rule of this kind, if it has one.
+    pub fn rule(&self, kind: RuleKind) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.kind == kind)
+    }
+    pub fn has_rule(&self) -> bool {
+        !self.rules.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
-pub struct JvpRule {
-    /// Primal patterns followed by tangent patterns; the checker splits them.
+pub struct Rule {
+    pub kind: RuleKind,
+    /// The rule's patterns in order (see [`RuleKind`]); the checker splits them.
     pub pats: Vec<Pat>,
     pub body: Expr,
     pub span: Span,

@@ -78,8 +78,9 @@ impl Printer {
         }
         self.out.push_str(" =\n  ");
         self.expr(&d.body, 1);
-        if let Some(rule) = &d.jvp_rule {
-            self.out.push_str("\nwith jvp");
+        for rule in &d.rules {
+            self.out.push_str("\nwith ");
+            self.out.push_str(rule.kind.keyword());
             for p in &rule.pats {
                 self.out.push(' ');
                 self.pat_atom(p);

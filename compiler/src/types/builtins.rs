@@ -69,6 +69,12 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     // Scalar math: the primitives of `crate::prims` come after these (see [`all`]).
     ("min", "T -> T -> T", "the smaller of two values"),
     ("max", "T -> T -> T", "the larger of two values"),
+    // The bits of an i64 (two's complement); shift amounts are taken modulo 64.
+    ("bit_and", "i64 -> i64 -> i64", "bitwise and"),
+    ("bit_or", "i64 -> i64 -> i64", "bitwise or"),
+    ("bit_xor", "i64 -> i64 -> i64", "bitwise exclusive or"),
+    ("shl", "i64 -> i64 -> i64", "shl a k: a shifted left by k bits (k modulo 64)"),
+    ("shr", "i64 -> i64 -> i64", "shr a k: a shifted right by k bits, zeros coming in (k modulo 64)"),
     ("f64", "T -> f64", "convert to f64"),
     ("f32", "T -> f32", "convert to f32"),
     ("i64", "T -> i64", "convert to i64 (floats truncate toward zero)"),

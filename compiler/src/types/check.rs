@@ -474,8 +474,18 @@ impl<'p> Checker<'p> {
         self.finish(&mut def.body)?;
         self.check_differentiated_again()?;
         let param_types: Vec<Type> = param_types.iter().map(|t| self.zonk(t, def.name.span)).collect::<R<_>>()?;
-        if let Some(rule) = &mut def.jvp_rule {
-            self.check_jvp_rule(rule, &param_types, &ret)?;
+        for k in 0..def.rules.len() {
+            if let Some(first) = def.rules[..k].iter().find(|r| r.kind == def.rules[k].kind) {
+                let rule = &def.rules[k];
+                return Err(Diagnostic::error(
+                    Code::E0119,
+                    format!("`{}` has two {} rules", def.name.text, rule.kind.keyword()),
+                    rule.span,
+                    "the second",
+                )
+                .with_secondary(first.span, "the first"));
+            }
+            self.check_rule(&mut def.rules[k], &param_types, &ret)?;
         }
         if def.is_entry {
             for (p, t) in def.params.iter().zip(&param_types) {
@@ -683,24 +693,62 @@ impl<'p> Checker<'p> {
         Ok((param_types, body_ty))
     }
 
-    fn check_jvp_rule(&mut self, rule: &mut JvpRule, params: &[Type], ret: &Type) -> R<()> {
-        if rule.pats.len() != 2 * params.len() {
+    /// Checks a custom derivative rule against the definition's parameter
+    /// and result types: a jvp rule binds the parameters, their tangents and
+    /// optionally the result, and gives the result's tangent; a vjp rule
+    /// binds the parameters, the result and its cotangent, and gives the
+    /// parameters' cotangents (a tuple when there are several).
+    fn check_rule(&mut self, rule: &mut Rule, params: &[Type], ret: &Type) -> R<()> {
+        let k = params.len();
+        let (bound, out, expected, help) = match rule.kind {
+            RuleKind::Jvp if rule.pats.len() == 2 * k || rule.pats.len() == 2 * k + 1 => {
+                let mut bound: Vec<Type> = params.iter().chain(params).cloned().collect();
+                bound.extend(std::iter::repeat_n(ret.clone(), rule.pats.len() - 2 * k));
+                (bound, ret.clone(), "", "")
+            }
+            RuleKind::Jvp => (
+                Vec::new(),
+                ret.clone(),
+                "a jvp rule binds each parameter, then its tangent, then (optionally) the result",
+                "write `with jvp x y x_tan y_tan = …` for a function of x and y, or `with jvp x y x_tan y_tan r = …` to use its result r",
+            ),
+            RuleKind::Vjp if rule.pats.len() == k + 2 => {
+                let mut bound = params.to_vec();
+                bound.extend([ret.clone(), ret.clone()]);
+                let out = if k == 1 { params[0].clone() } else { Type::Tuple(params.to_vec()) };
+                (bound, out, "", "")
+            }
+            RuleKind::Vjp => (
+                Vec::new(),
+                ret.clone(),
+                "a vjp rule binds each parameter, then the result, then the result's cotangent",
+                "write `with vjp x y r r_bar = (x_bar, y_bar)` for a function of x and y with result r",
+            ),
+        };
+        if !expected.is_empty() {
+            let want = match rule.kind {
+                RuleKind::Jvp => format!("{} or {}", 2 * k, 2 * k + 1),
+                RuleKind::Vjp => format!("{}", k + 2),
+            };
             return Err(Diagnostic::error(
                 Code::E0119,
-                "a jvp rule binds each parameter and then its tangent",
+                expected,
                 rule.span,
-                format!("expected {} patterns, found {}", 2 * params.len(), rule.pats.len()),
+                format!("expected {want} patterns, found {}", rule.pats.len()),
             )
-            .with_help("write `with jvp x y x_tan y_tan = …` for a function of x and y"));
+            .with_help(help));
         }
         self.locals.clear();
-        let mut bound = HashMap::new();
-        for (i, pat) in rule.pats.iter().enumerate() {
-            let ty = params[i % params.len()].clone();
-            self.bind_pat(pat, ty, &mut bound)?;
+        let mut names = HashMap::new();
+        for (pat, ty) in rule.pats.iter().zip(bound) {
+            self.bind_pat(pat, ty, &mut names)?;
         }
         let ty = self.infer(&mut rule.body)?;
-        self.unify(&ty, ret).map_err(|e| self.mismatch(e, ret, &ty, rule.body.span, "the tangent of the result"))?;
+        let what = match rule.kind {
+            RuleKind::Jvp => "the tangent of the result",
+            RuleKind::Vjp => "the cotangents of the parameters",
+        };
+        self.unify(&ty, &out).map_err(|e| self.mismatch(e, &out, &ty, rule.body.span, what))?;
         self.settle_deferred()?;
         self.finish(&mut rule.body)
     }
