@@ -7,7 +7,8 @@
 //! and histograms, maps with no iterations, out-of-range slices and indices,
 //! mismatched sizes, negative sizes, tests of the index against invariant
 //! values (index-set splitting), reads one ahead or behind and reversed
-//! indices (range analysis), reductions feeding maps (loop fusion) — and the
+//! indices (range analysis), reductions feeding maps (loop fusion), sorting
+//! (`sort`, `argsort` gathers, `top_k`, `rank`) — and the
 //! gradients of such programs, whose adjoints are accumulated in place.
 //! Inputs include empty arrays.
 
@@ -61,7 +62,7 @@ impl Gen {
             return base[self.pick(base.len())].to_string();
         }
         let a = self.array(base, depth - 1);
-        match self.pick(17) {
+        match self.pick(19) {
             0 => format!("map (\\x -> {}) ({a})", self.scalar(&["x"], 2)),
             1 => {
                 // Same length by construction, or not: both engines must agree either way.
@@ -103,6 +104,14 @@ impl Gen {
             15 => format!("(let a = {a} in tabulate (length a) (\\j -> let i = length a - 1 - j in if i == 0 then 0.5 else a[i - 1]))"),
             // Reductions into a scalar, then used element-wise.
             16 => format!("(let a = {a} in let m = maximum a in let s = sum (map (\\v -> v - m) a) in map (\\v -> v * s - m) a)"),
+            // Sorting (the runtime's sort on native code, the same on the
+            // interpreter; its derivative a gather through the permutation).
+            17 => ["sort", "sort_desc"][self.pick(2)].to_string() + &format!(" ({a})"),
+            18 => match self.pick(3) {
+                0 => format!("(let a = {a} in map (\\i -> a[i] * 2.0) (argsort (map (\\x -> x * x) a)))"),
+                1 => format!("(let (t, _) = top_k (length ({a}) / 2) ({a}) in t)"),
+                _ => format!("(let a = {a} in map2 (\\x r -> x * f64 r) a (rank a))"),
+            },
             _ => format!("map (\\row -> sum row) (tabulate n (\\i -> map (\\x -> x + f64 i) ({a})))"),
         }
     }

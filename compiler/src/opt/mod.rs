@@ -16,6 +16,7 @@
 pub mod guards;
 pub mod hoist;
 pub mod onehot;
+pub mod permutation;
 pub mod rules;
 pub mod schedule;
 pub mod strategy;
@@ -30,7 +31,7 @@ use crate::ir;
 pub const DEFAULT_SCHEDULE: &str = "\
 normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ dead_loop_state) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ loop_fission <+ reduce_fission <+ if_to_select <+ select_float <+ onehot_sum <+ iota_bounds <+ map_index_slice <+ slice_full <+ licm <+ dead_loop_state) ; \
+normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ loop_fission <+ reduce_fission <+ if_to_select <+ select_float <+ onehot_sum <+ iota_bounds <+ map_index_slice <+ slice_full <+ licm <+ dead_loop_state <+ permutation_store) ; \
 try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \

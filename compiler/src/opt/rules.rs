@@ -103,6 +103,11 @@ pub static RULES: &[Rule] = &[
     },
     Rule { name: "select_float", description: "a * select c 1 0 → select c a 0", apply: super::onehot::select_float },
     Rule {
+        name: "permutation_store",
+        description: "a loop accumulating into a replicate through an argsort permutation stores instead",
+        apply: super::permutation::permutation_store,
+    },
+    Rule {
         name: "onehot_sum",
         description: "sum of a map that is zero except at one index (a one-hot seed) → the body at that index",
         apply: super::onehot::onehot_sum,
@@ -423,7 +428,17 @@ fn drop_dead_loop_state(cx: &mut Cx, s: &Stmt) -> Option<Stmt> {
 fn cse_key(e: &Expr) -> Option<String> {
     match e {
         Expr::Binary(
-            op @ (BinOp::Add | BinOp::Mul | BinOp::Min | BinOp::Max | BinOp::Eq | BinOp::Ne | BinOp::And | BinOp::Or),
+            op @ (BinOp::Add
+            | BinOp::Mul
+            | BinOp::Min
+            | BinOp::Max
+            | BinOp::Eq
+            | BinOp::Ne
+            | BinOp::And
+            | BinOp::Or
+            | BinOp::BitAnd
+            | BinOp::BitOr
+            | BinOp::BitXor),
             a,
             b,
         ) => {

@@ -151,6 +151,8 @@ pub struct Cx<'v> {
     uses: Vec<u32>,
     facts: HashMap<Var, Fact>,
     consumed: HashSet<Var>,
+    /// Arrays bound by `argsort`: each of 0 … length-1 exactly once.
+    permutations: HashSet<Var>,
     /// See `ir::Program::recomputed`.
     recomputed: HashSet<Var>,
     /// The operands of the equality checks at the top level of the function
@@ -170,6 +172,7 @@ impl<'v> Cx<'v> {
             uses: Vec::new(),
             facts: HashMap::new(),
             consumed: HashSet::new(),
+            permutations: HashSet::new(),
             recomputed: HashSet::new(),
             size_eqs: Vec::new(),
             fuel,
@@ -183,6 +186,7 @@ impl<'v> Cx<'v> {
         self.uses.clear();
         self.facts.clear();
         self.consumed.clear();
+        self.permutations.clear();
         self.size_eqs = (body.stmts.iter())
             .filter_map(|s| match &s.expr {
                 Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
@@ -220,6 +224,11 @@ impl<'v> Cx<'v> {
         self.consumed.contains(&v)
     }
 
+    /// Whether `v` is an `argsort` result: a permutation of 0 … length-1.
+    pub fn is_permutation(&self, v: Var) -> bool {
+        self.permutations.contains(&v)
+    }
+
     /// Whether the function consumes any array at all.
     pub fn any_consumed(&self) -> bool {
         !self.consumed.is_empty()
@@ -255,8 +264,11 @@ impl<'v> Cx<'v> {
     }
 
     fn learn(&mut self, body: &Body) {
-        let (facts, consumed) = (&mut self.facts, &mut self.consumed);
+        let (facts, consumed, permutations) = (&mut self.facts, &mut self.consumed, &mut self.permutations);
         walk::for_each_stmt(body, &mut |s| {
+            if let Expr::Argsort { .. } = s.expr {
+                permutations.extend(s.binds.iter().copied());
+            }
             match &s.expr {
                 Expr::Map { lam, arrays, .. } => {
                     for (p, a) in lam.params.iter().zip(arrays) {

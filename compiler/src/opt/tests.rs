@@ -428,3 +428,24 @@ fn schedule_errors_say_where() {
     assert_eq!(schedule::parse("fuel x: dce").unwrap_err().message, "expected a number after `fuel`");
     assert!(schedule::parse("dce % id").unwrap_err().message.contains("unexpected character"));
 }
+
+#[test]
+fn permutation_store_preserves_meaning() {
+    // The reverse of sort's gather: an accumulation through argsort's permutation,
+    // read forwards and (here) backwards by the reversed loop of reverse mode.
+    let src =
+        "entry g [n] (x: [n]f64) : [n]f64 = grad (\\v -> sum (map2 (\\a i -> a * a * f64 i) (sort v) (iota n))) x";
+    let prep = DEFAULT_SCHEDULE.replace(" <+ permutation_store", "");
+    let after = check_after(src, "g", &prep, "topDown(permutation_store)");
+    let text = ir::print::print_program(&after);
+    assert!(text.contains("] = ") && !text.contains("] += "), "the accumulation became a store:\n{text}");
+}
+
+#[test]
+fn permutation_store_needs_a_permutation() {
+    // The same gather through indices that may repeat: the accumulation stays.
+    let src = "entry g [n][m] (x: [n]f64) (is: [m]i64) : [n]f64 = grad (\\v -> sum (map (\\i -> v[i] * v[i]) is)) x";
+    let after = optimise(&ad_ir(src), DEFAULT_SCHEDULE).unwrap();
+    let text = ir::print::print_program(&after);
+    assert!(text.contains("] += "), "an accumulation through arbitrary indices must stay one:\n{text}");
+}
