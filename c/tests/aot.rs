@@ -67,6 +67,30 @@ fn request(output: PathBuf) -> Request {
     Request { output, name: None, entries: Vec::new(), header: None, runtime: Some(runtime()) }
 }
 
+/// Compiles the C program `source` with `-Wall -Werror` against the header
+/// and libraries in `dir` (`libs`: the `-l` flags), runs it, requires success
+/// and returns its standard output; `what` names the program in a failure.
+fn build_and_run_c(source: &Path, dir: &Path, libs: &[&str], what: &str) -> String {
+    let exe = dir.join(source.file_stem().expect("a C file name"));
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .arg(source)
+        .arg("-I")
+        .arg(dir)
+        .arg("-L")
+        .arg(dir)
+        .args(libs)
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .status()
+        .expect("a C compiler (cc) runs");
+    assert!(status.success(), "{what} does not build");
+    let run = Command::new(&exe).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    stdout
+}
+
 #[test]
 fn the_c_example_runs_on_a_shared_and_a_static_library() {
     let root = root();
@@ -78,23 +102,8 @@ fn the_c_example_runs_on_a_shared_and_a_static_library() {
         let built = build(&program, &request(dir.join(format!("librosenbrock.{kind}"))))
             .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Short)));
         assert_eq!(built.header, dir.join("rosenbrock.h"));
-        let exe = dir.join("aot");
-        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .arg(root.join("examples/c/aot.c"))
-            .arg("-I")
-            .arg(&dir)
-            .arg("-L")
-            .arg(&dir)
-            .args(&libs)
-            .arg(format!("-Wl,-rpath,{}", dir.display()))
-            .args(["-Wall", "-Werror", "-o"])
-            .arg(&exe)
-            .status()
-            .expect("a C compiler (cc) runs");
-        assert!(status.success(), "the C example does not build against lib{kind}");
-        let run = Command::new(&exe).output().expect("runs");
-        let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-        assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+        let what = format!("the C example against lib{kind}");
+        let stdout = build_and_run_c(&root.join("examples/c/aot.c"), &dir, &libs, &what);
         // The same output as the JIT-backed example (c_api.rs checks its
         // gradient by hand): the values are the same functions' values.
         let want = "value 355.69999999999999\n\
@@ -561,23 +570,7 @@ int main(void) {
 }
 "#;
     std::fs::write(dir.join("main.c"), source).unwrap();
-    let exe = dir.join("main");
-    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .arg(dir.join("main.c"))
-        .arg("-I")
-        .arg(&dir)
-        .arg("-L")
-        .arg(&dir)
-        .arg("-lrec")
-        .arg(format!("-Wl,-rpath,{}", dir.display()))
-        .args(["-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .status()
-        .expect("a C compiler (cc) runs");
-    assert!(status.success(), "the C program does not build against rec.h");
-    let run = Command::new(&exe).output().expect("runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}");
+    let stdout = build_and_run_c(&dir.join("main.c"), &dir, &["-lrec"], "the C program against rec.h");
     assert_eq!(stdout, "pair 1.5 k=8 t=1\nscale 2 4 6\n");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -516,15 +516,13 @@ impl Gen<'_, '_> {
                 self.call_void("slope_copy", &[types::I64; 3], &[dst, src, bytes]);
             }
             Inst::Argsort { elem, keys, count, perm, descending } => {
-                let host = match elem {
-                    MTy::F64 => "slope_argsort_f64",
-                    MTy::F32 => "slope_argsort_f32",
-                    MTy::I64 => "slope_argsort_i64",
-                    MTy::Bool => return Err("argsort of booleans".to_string()),
-                };
+                if *elem == MTy::Bool {
+                    return Err("argsort of booleans".to_string());
+                }
                 let args = [self.operand(*keys), self.operand(*count), self.operand(*perm)];
                 let descending = self.b.ins().iconst(types::I64, *descending as i64);
-                self.call_void(host, &[types::I64; 4], &[args[0], args[1], args[2], descending]);
+                let host = format!("slope_argsort_{}", elem.name());
+                self.call_void(&host, &[types::I64; 4], &[args[0], args[1], args[2], descending]);
             }
             Inst::For { index, start, bound, body, lanes } if *lanes > 1 => {
                 let start = self.operand(*start);

@@ -58,7 +58,8 @@ pub fn permutation_store(cx: &mut Cx, body: &Body) -> Option<Body> {
         let k = lb.stmts.iter().position(|t| t.binds == [*out])?;
         let Expr::UpdateAt { array, indices, value, accumulate: true } = &lb.stmts[k].expr else { return None };
         let ([Atom::Var(row)], true) = (indices.as_slice(), array == acc) else { return None };
-        if cx.uses(*acc) != 1 || !value_is_scalar(cx, *value) {
+        // One use of `acc`, and an update of one element, not of a row.
+        if cx.uses(*acc) != 1 || !cx.vars.atom_type(*value).is_scalar() {
             return None;
         }
         let gathered = lb.stmts.iter().any(|t| {
@@ -82,9 +83,4 @@ pub fn permutation_store(cx: &mut Cx, body: &Body) -> Option<Body> {
         }
         Some(vec![with_expr(s, e)])
     })
-}
-
-/// Updates of one element (a scalar value), not of a row.
-fn value_is_scalar(cx: &Cx, v: Atom) -> bool {
-    cx.vars.atom_type(v).is_scalar()
 }

@@ -699,45 +699,31 @@ impl<'p> Checker<'p> {
     /// binds the parameters, the result and its cotangent, and gives the
     /// parameters' cotangents (a tuple when there are several).
     fn check_rule(&mut self, rule: &mut Rule, params: &[Type], ret: &Type) -> R<()> {
-        let k = params.len();
-        let (bound, out, expected, help) = match rule.kind {
-            RuleKind::Jvp if rule.pats.len() == 2 * k || rule.pats.len() == 2 * k + 1 => {
+        let (k, n) = (params.len(), rule.pats.len());
+        // The types the patterns bind, and the type the body gives.
+        let (bound, out) = match rule.kind {
+            RuleKind::Jvp if n == 2 * k || n == 2 * k + 1 => {
                 let mut bound: Vec<Type> = params.iter().chain(params).cloned().collect();
-                bound.extend(std::iter::repeat_n(ret.clone(), rule.pats.len() - 2 * k));
-                (bound, ret.clone(), "", "")
+                bound.extend(std::iter::repeat_n(ret.clone(), n - 2 * k));
+                (bound, ret.clone())
             }
-            RuleKind::Jvp => (
-                Vec::new(),
-                ret.clone(),
+            RuleKind::Vjp if n == k + 2 => {
+                let bound = params.iter().chain([ret, ret]).cloned().collect();
+                (bound, if k == 1 { params[0].clone() } else { Type::Tuple(params.to_vec()) })
+            }
+            RuleKind::Jvp => return Err(rule_shape_error(
+                rule,
                 "a jvp rule binds each parameter, then its tangent, then (optionally) the result",
+                format!("{} or {}", 2 * k, 2 * k + 1),
                 "write `with jvp x y x_tan y_tan = …` for a function of x and y, or `with jvp x y x_tan y_tan r = …` to use its result r",
-            ),
-            RuleKind::Vjp if rule.pats.len() == k + 2 => {
-                let mut bound = params.to_vec();
-                bound.extend([ret.clone(), ret.clone()]);
-                let out = if k == 1 { params[0].clone() } else { Type::Tuple(params.to_vec()) };
-                (bound, out, "", "")
-            }
-            RuleKind::Vjp => (
-                Vec::new(),
-                ret.clone(),
+            )),
+            RuleKind::Vjp => return Err(rule_shape_error(
+                rule,
                 "a vjp rule binds each parameter, then the result, then the result's cotangent",
+                format!("{}", k + 2),
                 "write `with vjp x y r r_bar = (x_bar, y_bar)` for a function of x and y with result r",
-            ),
+            )),
         };
-        if !expected.is_empty() {
-            let want = match rule.kind {
-                RuleKind::Jvp => format!("{} or {}", 2 * k, 2 * k + 1),
-                RuleKind::Vjp => format!("{}", k + 2),
-            };
-            return Err(Diagnostic::error(
-                Code::E0119,
-                expected,
-                rule.span,
-                format!("expected {want} patterns, found {}", rule.pats.len()),
-            )
-            .with_help(help));
-        }
         self.locals.clear();
         let mut names = HashMap::new();
         for (pat, ty) in rule.pats.iter().zip(bound) {
@@ -2445,4 +2431,10 @@ impl Deref for Resolved<'_> {
             Resolved::Solved(t) => t,
         }
     }
+}
+
+/// E0119 for a rule with the wrong number of patterns.
+fn rule_shape_error(rule: &Rule, message: &str, want: String, help: &str) -> Diagnostic {
+    Diagnostic::error(Code::E0119, message, rule.span, format!("expected {want} patterns, found {}", rule.pats.len()))
+        .with_help(help)
 }

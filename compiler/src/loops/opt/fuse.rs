@@ -215,17 +215,12 @@ fn effects(index: LVar, body: &[Inst]) -> Effects {
                 e.stores.extend(base.var());
                 note(&mut e, *base, *idx);
             }
-            Inst::Copy { dst, src, .. } => {
+            // Whole-buffer reads and writes.
+            Inst::Copy { dst, src, .. } | Inst::Argsort { perm: dst, keys: src, .. } => {
                 e.stores.extend(dst.var());
                 e.loads.extend(src.var());
                 note(&mut e, *dst, Operand::i64(-1));
                 note(&mut e, *src, Operand::i64(-1));
-            }
-            Inst::Argsort { keys, perm, .. } => {
-                e.stores.extend(perm.var());
-                e.loads.extend(keys.var());
-                note(&mut e, *perm, Operand::i64(-1));
-                note(&mut e, *keys, Operand::i64(-1));
             }
             Inst::Fail { .. } | Inst::While { .. } => e.fails = true,
             Inst::Let(_, Rhs::Alloc { .. } | Rhs::Mark) | Inst::Release { .. } => e.allocates = true,
@@ -414,8 +409,7 @@ fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
     let mut read: HashSet<LVar> = HashSet::new();
     for_each_inst(&f.body, &mut |i| match i {
         Inst::Let(_, Rhs::Load { base, .. }) => read.extend(base.var()),
-        Inst::Copy { src, .. } => read.extend(src.var()),
-        Inst::Argsort { keys, .. } => read.extend(keys.var()),
+        Inst::Copy { src, .. } | Inst::Argsort { keys: src, .. } => read.extend(src.var()),
         Inst::Store { .. } | Inst::Release { .. } => {}
         Inst::Let(_, rhs) if rhs.tested_for_null().is_some() => {}
         i => read.extend(i.operands().into_iter().filter_map(Operand::var).filter(|v| fresh.contains(v))),
