@@ -509,9 +509,11 @@ impl Interp<'_> {
         for stmt in &body.stmts {
             self.stmt(&stmt.binds, &stmt.expr, stmt.span)?;
         }
-        for &a in &body.result {
+        for (k, &a) in body.result.iter().enumerate() {
+            // A variable returned twice (`(r2, r2)`) is moved at its last
+            // position and shared before that.
             let local = match a {
-                Atom::Var(v) => body.stmts.iter().any(|s| s.binds.contains(&v)),
+                Atom::Var(v) => body.stmts.iter().any(|s| s.binds.contains(&v)) && !body.result[k + 1..].contains(&a),
                 Atom::Const(_) => false,
             };
             match (local, a) {

@@ -1344,10 +1344,15 @@ impl Lower<'_> {
         let consumed: Vec<bool> =
             params.iter().map(|&p| consumes(body, p) || overwritten_by_map(body, p, self.ir_type(p))).collect();
         let mut states = Vec::new();
-        for ((&a, &p), &c) in init.iter().zip(params).zip(&consumed) {
-            let mut v = self.atom(a)?;
+        let inits: Vec<LVal> = init.iter().map(|&a| self.atom(a)).collect::<R<_>>()?;
+        let shared = shared_buffers(&inits);
+        for (((&a, &p), &c), mut v) in init.iter().zip(params).zip(&consumed).zip(inits) {
             if let LVal::Array(arr) = &v {
-                if c && !(arr.owned && arr.depth == self.depth && a.var().is_some_and(|x| !self.live_after(x))) {
+                // A buffer that two parameters start from (`(g, g)`) is not
+                // taken over by either: updating one would change the other.
+                let sole = !shared.contains(&arr.ptr.var());
+                if c && !(sole && arr.owned && arr.depth == self.depth && a.var().is_some_and(|x| !self.live_after(x)))
+                {
                     v = LVal::Array(self.copy_array(arr));
                 }
             }
@@ -1406,12 +1411,14 @@ impl Lower<'_> {
             return Err("loop body result count".into());
         }
         let (tail, ()) = self.block(|l| {
-            let mut seen = HashSet::new();
+            let values: Vec<LVal> = results.into_iter().map(|r| l.state_value(r)).collect();
+            let shared = shared_buffers(&values);
             let mut vals = Vec::new();
-            for (r, &c) in results.into_iter().zip(&consumed) {
-                let mut v = l.state_value(r);
+            for (mut v, &c) in values.into_iter().zip(&consumed) {
                 if let LVal::Array(a) = &v {
-                    let fresh = a.owned && a.depth == l.depth + 1 && seen.insert(a.ptr.var());
+                    // As at entry: a buffer two parameters carry into the next
+                    // iteration is copied for each one updated in place.
+                    let fresh = a.owned && a.depth == l.depth + 1 && !shared.contains(&a.ptr.var());
                     if c && !fresh {
                         v = LVal::Array(l.copy_array(a));
                     }
@@ -1935,6 +1942,21 @@ fn alloc_counts(insts: &[Inst], out: &mut Vec<LVar>) {
             _ => {}
         }
     }
+}
+
+/// The buffers that more than one of `values` holds (by the variable that
+/// points to them), which no loop parameter may then update in place.
+fn shared_buffers(values: &[LVal]) -> HashSet<Option<LVar>> {
+    let mut seen = HashSet::new();
+    let mut shared = HashSet::new();
+    for v in values {
+        if let LVal::Array(a) = v {
+            if !seen.insert(a.ptr.var()) {
+                shared.insert(a.ptr.var());
+            }
+        }
+    }
+    shared
 }
 
 // Note [Hoisted buffers]
