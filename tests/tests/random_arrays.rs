@@ -7,7 +7,8 @@
 //! and histograms, maps with no iterations, out-of-range slices and indices,
 //! mismatched sizes, negative sizes, tests of the index against invariant
 //! values (index-set splitting), reads one ahead or behind and reversed
-//! indices (range analysis), reductions feeding maps (loop fusion), sorting
+//! indices (range analysis), reductions feeding maps (loop fusion), loop
+//! parameters that share a buffer (in-place ownership), sorting
 //! (`sort`, `argsort` gathers, `top_k`, `rank`) — and the
 //! gradients of such programs, whose adjoints are accumulated in place.
 //! Inputs include empty arrays.
@@ -62,7 +63,7 @@ impl Gen {
             return base[self.pick(base.len())].to_string();
         }
         let a = self.array(base, depth - 1);
-        match self.pick(19) {
+        match self.pick(20) {
             0 => format!("map (\\x -> {}) ({a})", self.scalar(&["x"], 2)),
             1 => {
                 // Same length by construction, or not: both engines must agree either way.
@@ -112,6 +113,25 @@ impl Gen {
                 1 => format!("(let (t, _) = top_k (length ({a}) / 2) ({a}) in t)"),
                 _ => format!("(let a = {a} in map2 (\\x r -> x * f64 r) a (rank a))"),
             },
+            // Two loop parameters starting from one array, or carrying one
+            // array into the next iteration: the one a map updates in place
+            // must not change the other.
+            19 => {
+                let bound = ["n", "(n + 1)", "2"][self.pick(3)];
+                let s = self.scalar(&["(f64 i)"], 1);
+                if self.pick(2) == 0 {
+                    format!(
+                        "(let a = {a} in let (r, p) = loop (r, p) = (a, a) for i < {bound} do \
+                         let q = map (\\x -> x * 0.5 + {s}) p in let r2 = map2 (\\u v -> u - v) r q in \
+                         (r2, map2 (\\u v -> u + v) r2 p) in map2 (\\u v -> u - 2.0 * v) r p)"
+                    )
+                } else {
+                    format!(
+                        "(let a = {a} in let (r, p, t) = loop (r, p, t) = (a, map (\\x -> x * 3.0) a, 0.0) for i < {bound} do \
+                         let r2 = map (\\x -> x * 0.5 + {s}) r in (r2, r2, t + sum p) in map2 (\\u v -> u - t * v) r p)"
+                    )
+                }
+            }
             _ => format!("map (\\row -> sum row) (tabulate n (\\i -> map (\\x -> x + f64 i) ({a})))"),
         }
     }
