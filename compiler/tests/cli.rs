@@ -663,3 +663,30 @@ fn build_writes_a_library_and_its_header() {
     fails_with(&slope(&["build", p(&file), "-o", p(&lib), "--runtime", p(&dir.join("none.a"))]), "E0309");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `slope test DIR` tests the `.slope` files under DIR (nested folders too)
+/// and skips the data, C and Python files next to them; a file named on the
+/// command line is tested whatever its name.
+#[test]
+fn test_walks_slope_files_only() {
+    let prog = write_temp(
+        "testdir",
+        "ok.slope",
+        "-- entry: f\n-- input: {\"x\": 2.0}\n-- output: 4.0\nentry f (x: f64) : f64 = x * x\n",
+    );
+    let dir = prog.parent().expect("a directory").to_path_buf();
+    std::fs::write(dir.join("data.json"), "{\"x\": 1.0}").expect("write");
+    std::fs::create_dir_all(dir.join("nested")).expect("nested dir");
+    std::fs::write(
+        dir.join("nested").join("also.slope"),
+        "-- entry: g\n-- input: {\"x\": 3.0}\n-- output: 3.0\nentry g (x: f64) : f64 = x\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("nested").join("main.c"), "int main(void) { return 0; }\n").expect("write");
+    let out = slope(&["test", p(&dir)]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("2 passed, 0 failed"), "{}", stdout(&out));
+    let out = slope(&["test", p(&dir.join("data.json"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(format!("{}{}", stdout(&out), stderr(&out)).contains("E0001"), "{}", stdout(&out));
+}

@@ -57,12 +57,24 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// A file named on the command line is tested whatever its name; under a
+/// directory, only `.slope` files are (a folder of examples also holds data,
+/// C and Python files).
 fn collect(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {
-        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-            collect(&entry.path(), out);
-        }
-    } else if path.extension().and_then(|e| e.to_str()) == Some("slope") || path.is_file() {
+        walk(path, out);
+    } else {
         out.push(path.to_path_buf());
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else if path.extension().and_then(|e| e.to_str()) == Some("slope") {
+            out.push(path);
+        }
     }
 }
