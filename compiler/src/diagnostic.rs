@@ -148,6 +148,7 @@ codes! {
     E0121 => "unsupported construct",
     E0122 => "program too large after inlining",
     E0123 => "invalid type parameter",
+    E0124 => "differentiated value captured by a function passed to a custom rule",
     // Run time.
     E0201 => "index out of bounds",
     E0202 => "size mismatch at run time",

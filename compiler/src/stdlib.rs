@@ -10,6 +10,7 @@ pub const MODULES: &[(&str, &str)] = &[
     ("optim", include_str!("../../stdlib/optim.slope")),
     ("softsort", include_str!("../../stdlib/softsort.slope")),
     ("random", include_str!("../../stdlib/random.slope")),
+    ("implicit", include_str!("../../stdlib/implicit.slope")),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static str> {

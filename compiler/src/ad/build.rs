@@ -334,6 +334,10 @@ fn mark_body(vars: &VarTable, body: &Body, active: &mut HashSet<Var>) {
                 }
                 any |= params.iter().any(|p| active.contains(p));
             }
+            // A value captured by a function argument makes the result
+            // active, so that reverse mode reaches the call and reports it
+            // (E0124, Note [Static parameters of rules] in elab/mod.rs).
+            Expr::Custom { primal, .. } => any |= free_vars_lambda(primal).iter().any(|v| active.contains(v)),
             Expr::Jvp { .. } | Expr::Vjp { .. } => {}
             Expr::Unary(UnOp::StopGradient, _) => any = false,
             _ => {}

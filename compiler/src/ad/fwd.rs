@@ -358,7 +358,8 @@ impl<'b, 'v> Fwd<'b, 'v> {
             e @ (Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. }) => {
                 self.emit(Stmt { binds, expr: e, span })
             }
-            Expr::Custom { primal, jvp, vjp, args } => {
+            Expr::Custom { primal, jvp, vjp, args, residuals } => {
+                super::check_captures(self.b.vars, &primal, span, |v| self.tan.contains_key(&v))?;
                 let active = args.iter().any(|a| self.tan(*a).is_some());
                 if active && jvp.is_none() {
                     return Err(Diagnostic::error(
@@ -371,7 +372,21 @@ impl<'b, 'v> Fwd<'b, 'v> {
                     .with_help("add a `with jvp` rule to the definition, or use vjp, grad or jacrev"));
                 }
                 let rule = jvp.as_ref().filter(|_| active).map(|l| rename(self.b, l));
-                self.emit(Stmt { binds, expr: Expr::Custom { primal, jvp, vjp, args: args.clone() }, span });
+                // The residuals' tangents, for code that reads them: a rule
+                // inlined by an inner derivative (Note [Named residuals] in
+                // elab/mod.rs). Forward mode through the primal gives them;
+                // the optimiser drops what nothing reads.
+                let m = s.binds.len() - residuals;
+                if active && residuals > 0 {
+                    let tans: Vec<Atom> = args.iter().map(|a| self.tan_or_zero(*a)).collect();
+                    let all = super::expand_jvp(self.b, &primal, &args, &tans, self.batch)?;
+                    for (v, t) in s.binds[m..].iter().zip(&all[m..]) {
+                        if !super::build::is_const(*t, 0.0) {
+                            self.set(*v, Some(*t));
+                        }
+                    }
+                }
+                self.emit(Stmt { binds, expr: Expr::Custom { primal, jvp, vjp, args: args.clone(), residuals }, span });
                 if let Some(rule) = rule {
                     // The user's rule gives the tangents directly, from the
                     // arguments, the results and the arguments' tangents.
@@ -397,13 +412,13 @@ impl<'b, 'v> Fwd<'b, 'v> {
                                     primals.iter().copied().chain(ps.iter().map(|p| Atom::Var(*p))).collect();
                                 b.inline(&rule, &rule_args).1
                             });
-                            let types: Vec<IrType> = s.binds.iter().map(|v| self.b.vars.ty(*v).lift()).collect();
+                            let types: Vec<IrType> = s.binds[..m].iter().map(|v| self.b.vars.ty(*v).lift()).collect();
                             let arrays = tans.iter().map(|t| t.var().expect("batched tangents are arrays")).collect();
                             let binds = self.b.emit(Expr::Map { width: n, lam, arrays }, &types, "tan");
                             binds.into_iter().map(Atom::Var).collect()
                         }
                     };
-                    for (v, t) in s.binds.iter().zip(results) {
+                    for (v, t) in s.binds[..m].iter().zip(results) {
                         self.set(*v, Some(t));
                     }
                 }

@@ -194,11 +194,12 @@ fn eliminate_nested(cx: &mut Cx, e: Expr) -> R<Expr> {
             Expr::Jvp { lam: eliminate_lambda(cx, lam)?, primals, tangents, batch }
         }
         Expr::Vjp { lam, primals, cotangents } => Expr::Vjp { lam: eliminate_lambda(cx, lam)?, primals, cotangents },
-        Expr::Custom { primal, jvp, vjp, args } => Expr::Custom {
+        Expr::Custom { primal, jvp, vjp, args, residuals } => Expr::Custom {
             primal: eliminate_lambda(cx, primal)?,
             jvp: jvp.map(|l| eliminate_lambda(cx, l)).transpose()?,
             vjp: vjp.map(|l| eliminate_lambda(cx, l)).transpose()?,
             args,
+            residuals,
         },
         e => e,
     })
@@ -256,4 +257,25 @@ pub fn expand_vjp(b: &mut Builder, lam: &Lambda, primals: &[Atom], cotangents: &
             None => rev.b.zeros_like(Atom::Var(*p)),
         })
         .collect())
+}
+
+/// The error for a call with custom rules whose primal reads a variable that
+/// is being differentiated from outside its arguments — a value captured by a
+/// function argument (Note [Static parameters of rules] in elab/mod.rs). The
+/// rules give no derivative with respect to it, so going on would drop it.
+pub(crate) fn check_captures(
+    vars: &VarTable,
+    primal: &Lambda,
+    span: crate::diagnostic::Span,
+    is_active: impl Fn(Var) -> bool,
+) -> R<()> {
+    let Some(v) = build::free_vars_lambda(primal).into_iter().find(|v| is_active(*v)) else { return Ok(()) };
+    Err(Diagnostic::error(
+        crate::diagnostic::Code::E0124,
+        format!("a function passed to this call captures `{}`, which is being differentiated", vars.base_name(v)),
+        span,
+        "the custom derivative rules of the function called here give no derivative with respect to it",
+    )
+    .with_note("a function argument of a definition with `with jvp`/`with vjp` rules is static: the rules differentiate with respect to the other arguments only")
+    .with_help("pass the value as (part of) an argument that is not a function, e.g. the parameters θ of `fixed_point` or `root`"))
 }

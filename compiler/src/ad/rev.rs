@@ -552,7 +552,10 @@ impl<'b, 'v> Rev<'b, 'v> {
             }
             Expr::Loop { params, init, form, body } => self.rev_loop(s, zs, params, init, form, body)?,
             Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. } => {}
-            Expr::Custom { jvp, vjp, args, .. } => self.rev_custom(s, zs, jvp.as_ref(), vjp.as_ref(), args)?,
+            Expr::Custom { primal, jvp, vjp, args, residuals } => {
+                super::check_captures(self.b.vars, primal, s.span, |v| self.active.contains(&v))?;
+                self.rev_custom(s, zs, primal, [jvp.as_ref(), vjp.as_ref()], args, *residuals)?
+            }
             Expr::Jvp { .. } | Expr::Vjp { .. } => {
                 return Err(Diagnostic::internal("ad", "nested AD operator reached reverse mode", span));
             }
@@ -560,21 +563,23 @@ impl<'b, 'v> Rev<'b, 'v> {
         Ok(())
     }
 
-    /// The transpose of a custom rule: the rule is linear in the tangents, so
-    /// reverse mode of `t ↦ jvp(args, t)` (at any `t`) gives the adjoints.
     /// A call with custom rules (Note [Custom derivatives]): the `vjp` rule
     /// applied to the results' cotangents, or else the transpose of the
-    /// `jvp` rule.
+    /// `jvp` rule (linear in the tangents, so reverse mode of `t ↦ jvp(args,
+    /// t)` at any `t` gives the adjoints). Residuals with an adjoint — read
+    /// by a rule an inner derivative inlined — pull it back through the
+    /// primal.
     fn rev_custom(
         &mut self,
         s: &Stmt,
         zs: &[Option<Atom>],
-        jvp: Option<&Lambda>,
-        vjp: Option<&Lambda>,
+        primal: &Lambda,
+        [jvp, vjp]: [Option<&Lambda>; 2],
         args: &[Atom],
+        residuals: usize,
     ) -> R<()> {
-        let (k, m) = (args.len(), s.binds.len());
-        let cotangents: Vec<Atom> = zs
+        let m = s.binds.len() - residuals;
+        let cotangents: Vec<Atom> = zs[..m]
             .iter()
             .zip(&s.binds)
             .map(|(z, v)| match z {
@@ -590,18 +595,17 @@ impl<'b, 'v> Rev<'b, 'v> {
                 self.b.inline(&rule, &rule_args).1
             }
             (None, Some(jvp)) => {
-                // A lambda of the tangents only; the arguments and results
-                // are bound to their values inside it.
-                let mut stmts: Vec<Stmt> = jvp.params[..k + m]
+                // A lambda of the tangents only; the arguments, results and
+                // residuals are bound to their values inside it.
+                let n = primals.len();
+                let mut stmts: Vec<Stmt> = jvp.params[..n]
                     .iter()
                     .zip(&primals)
                     .map(|(p, a)| Stmt { binds: vec![*p], expr: Expr::Atom(*a), span: s.span })
                     .collect();
                 stmts.extend(jvp.body.stmts.iter().cloned());
-                let tangent_lam = Lambda {
-                    params: jvp.params[k + m..].to_vec(),
-                    body: Body { stmts, result: jvp.body.result.clone() },
-                };
+                let tangent_lam =
+                    Lambda { params: jvp.params[n..].to_vec(), body: Body { stmts, result: jvp.body.result.clone() } };
                 let zero_tangents: Vec<Atom> = args.iter().map(|a| self.b.zeros_like(*a)).collect();
                 super::expand_vjp(self.b, &tangent_lam, &zero_tangents, &cotangents)?
             }
@@ -610,6 +614,23 @@ impl<'b, 'v> Rev<'b, 'v> {
         for (a, adj) in args.iter().zip(adjoints) {
             if is_float(self.b.ty(*a)) {
                 self.contribute(*a, adj);
+            }
+        }
+        if zs[m..].iter().any(Option::is_some) {
+            let seeds: Vec<Atom> = zs
+                .iter()
+                .zip(&s.binds)
+                .enumerate()
+                .map(|(i, (z, v))| match z {
+                    Some(z) if i >= m => *z,
+                    _ => self.b.zeros_like(Atom::Var(*v)),
+                })
+                .collect();
+            let through_primal = super::expand_vjp(self.b, primal, args, &seeds)?;
+            for (a, adj) in args.iter().zip(through_primal) {
+                if is_float(self.b.ty(*a)) {
+                    self.contribute(*a, adj);
+                }
             }
         }
         Ok(())

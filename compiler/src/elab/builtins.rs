@@ -465,7 +465,16 @@ impl<'a> Elaborator<'a> {
         let primals = self.first_order_leaves(x, span, "the point of differentiation")?;
         let types: Vec<IrType> = primals.iter().map(|a| self.ty(*a)).collect();
         let mut shape = None;
-        let lam = self.lambda(&types, &["x"], |el, ps| {
+        // The parameter keeps the lambda's name for it when it is one leaf
+        // (`grad (\t -> …)`), so diagnostics about it can say `t`.
+        let name = match (f, x) {
+            (SVal::Closure(c), SVal::Leaf(_)) => match &c.callee {
+                Callee::Lambda { pats: [p], .. } if c.args.is_empty() => p.var_name().unwrap_or("x"),
+                _ => "x",
+            },
+            _ => "x",
+        };
+        let lam = self.lambda(&types, &[name], |el, ps| {
             let arg = Elaborator::same_shape(x, &mut ps.iter().map(|v| Atom::Var(*v)));
             let r = el.apply(f.clone(), vec![arg], span)?;
             let out = el.first_order_leaves(&r, span, "the result of a differentiated function")?;

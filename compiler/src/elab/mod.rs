@@ -157,6 +157,10 @@ pub(crate) struct Elaborator<'a> {
     depth: usize,
     /// Calls inlined so far (E0122 past [`MAX_INLINED_CALLS`]).
     calls: usize,
+    /// The innermost call being inlined that is written in the entry
+    /// point's file: where a diagnostic about code the user did not write
+    /// (a stdlib definition's custom rules) points instead.
+    site: Option<Span>,
 }
 
 const MAX_INLINE_DEPTH: usize = 200;
@@ -174,7 +178,15 @@ pub const MAX_INLINED_CALLS: usize = 1_000_000;
 
 impl<'a> Elaborator<'a> {
     fn new(program: &'a CheckedProgram) -> Elaborator<'a> {
-        Elaborator { program, vars: ir::VarTable::default(), funcs: Vec::new(), blocks: Vec::new(), depth: 0, calls: 0 }
+        Elaborator {
+            program,
+            vars: ir::VarTable::default(),
+            funcs: Vec::new(),
+            blocks: Vec::new(),
+            depth: 0,
+            calls: 0,
+            site: None,
+        }
     }
 
     // ---- Emitting statements ----
@@ -264,6 +276,16 @@ impl<'a> Elaborator<'a> {
         Ok(out)
     }
 
+    /// How many leaves a value has (functions have none).
+    pub fn leaf_count(v: &SVal<'a>) -> usize {
+        match v {
+            SVal::Leaf(_) => 1,
+            SVal::Tuple(vs) => vs.iter().map(Self::leaf_count).sum(),
+            SVal::Record(fs) => fs.iter().map(|(_, v)| Self::leaf_count(v)).sum(),
+            SVal::Closure(_) => 0,
+        }
+    }
+
     /// Rebuilds a value with the same shape as `like`, from new leaves.
     pub fn same_shape(like: &SVal<'a>, leaves: &mut impl Iterator<Item = Atom>) -> SVal<'a> {
         match like {
@@ -280,6 +302,7 @@ impl<'a> Elaborator<'a> {
 
     fn entry(&mut self, def: &'a ast::Def) -> R<ir::Func> {
         let info = &self.program.infos[&def.name.text];
+        self.site = Some(def.name.span);
         self.blocks.push(Vec::new());
         let mut env = Env::in_def(info.scope);
         let mut params = Vec::new();
@@ -410,6 +433,10 @@ impl<'a> Elaborator<'a> {
             )
             .with_help("Slope inlines every call; a function that passes itself along cannot be expanded"));
         }
+        let outer_site = self.site;
+        if self.site.is_none_or(|s| s.file == span.file) {
+            self.site = Some(span);
+        }
         let r = match callee {
             Callee::Lambda { pats, body, env } => {
                 let mut env = env.clone();
@@ -445,6 +472,7 @@ impl<'a> Elaborator<'a> {
             }
         };
         self.depth -= 1;
+        self.site = outer_site;
         r
     }
 
@@ -455,8 +483,11 @@ impl<'a> Elaborator<'a> {
     fn call_custom(&mut self, name: &str, args: Vec<SVal<'a>>, span: Span) -> R<SVal<'a>> {
         let program = self.program;
         let (def, info) = program.def(name).expect("checked definition");
+        // Function arguments are static: bound as they are, with no leaves
+        // (Note [Static parameters of rules]).
+        let is_static: Vec<bool> = info.param_types.iter().map(|t| matches!(t, Type::Func(..))).collect();
         let mut leaves = Vec::new();
-        for a in &args {
+        for (a, _) in args.iter().zip(&is_static).filter(|(_, s)| !**s) {
             leaves.extend(self.first_order_leaves(a, span, "an argument of a function with a custom derivative")?);
         }
         let types: Vec<IrType> = leaves.iter().map(|a| self.ty(*a)).collect();
@@ -464,7 +495,12 @@ impl<'a> Elaborator<'a> {
             let mut it = ps.iter().map(|v| Atom::Var(*v));
             args.iter().map(|a| Elaborator::same_shape(a, &mut it)).collect()
         };
+        // The body's top-level `let`s that a rule names are residuals: the
+        // primal returns them after its result (Note [Named residuals]).
+        let (lets, final_expr) = def.residuals();
+        let named = |pat: &Pat| pat.names().iter().any(|x| def.rules.iter().any(|r| r.body.mentions(x)));
         let mut shape = None;
+        let mut residual_shapes: Vec<(&'a Pat, SVal<'a>)> = Vec::new();
         let primal = self.lambda(&types, &["x"], |el, ps| {
             let vals = rebuild(ps);
             let mut env = Env::in_def(info.scope);
@@ -472,25 +508,46 @@ impl<'a> Elaborator<'a> {
             for (p, v) in def.params.iter().zip(vals) {
                 el.bind_pat(&p.pat, v, &mut env);
             }
-            let r = el.expr(&def.body, &env)?;
-            let out = el.first_order_leaves(&r, def.body.span, "the result of a function with a custom derivative")?;
+            for (pat, value) in &lets {
+                let v = el.expr(value, &env)?;
+                if named(pat) && value.ty.is_first_order() {
+                    residual_shapes.push((pat, v.clone()));
+                }
+                el.bind_pat(pat, v, &mut env);
+            }
+            let r = el.expr(final_expr, &env)?;
+            let mut out =
+                el.first_order_leaves(&r, def.body.span, "the result of a function with a custom derivative")?;
+            for (pat, v) in &residual_shapes {
+                out.extend(el.first_order_leaves(v, pat.span(), "a residual of a custom derivative rule")?);
+            }
             shape = Some(r);
             Ok(out)
         })?;
         let shape = shape.expect("primal built");
-        let result_types: Vec<IrType> = primal.body.result.iter().map(|a| self.ty(*a)).collect();
-        let (n, m) = (leaves.len(), result_types.len());
-        // Each rule's lambda: the arguments, the results, then the tangents
-        // (jvp: one per argument) or the cotangents (vjp: one per result).
+        let all_types: Vec<IrType> = primal.body.result.iter().map(|a| self.ty(*a)).collect();
+        let (n, m) = (leaves.len(), Self::leaf_count(&shape));
+        let (result_types, residual_types) = all_types.split_at(m);
+        let r = residual_types.len();
+        // Each rule's lambda: the arguments, the results, the residuals,
+        // then the tangents (jvp: one per argument) or the cotangents (vjp:
+        // one per result).
         let rule_lambda = |el: &mut Self, kind: RuleKind| -> R<Option<crate::ir::Lambda>> {
             let Some(rule) = def.rule(kind) else { return Ok(None) };
-            let last = if kind == RuleKind::Jvp { &types } else { &result_types };
-            let params = [&types[..], &result_types, last].concat();
+            let last = if kind == RuleKind::Jvp { &types[..] } else { result_types };
+            let params = [&types[..], &all_types, last].concat();
             let lam = el.lambda(&params, &["x"], |el, ps| {
                 let primals = rebuild(&ps[..n]);
                 let result = Elaborator::same_shape(&shape, &mut ps[n..n + m].iter().map(|v| Atom::Var(*v)));
                 let mut env = Env::in_def(info.scope);
                 el.bind_sizes(def, &info.param_types, &primals, &mut env)?;
+                // Residuals first: the rule's own patterns shadow them.
+                let mut residual_atoms = ps[n + m..n + m + r].iter().map(|v| Atom::Var(*v));
+                for (pat, like) in &residual_shapes {
+                    let v = Elaborator::same_shape(like, &mut residual_atoms);
+                    el.bind_pat(pat, v, &mut env);
+                }
+                let ps = &[&ps[..n + m], &ps[n + m + r..]].concat();
                 let k = def.params.len();
                 for (pat, v) in rule.pats[..k].iter().zip(primals) {
                     el.bind_pat(pat, v, &mut env);
@@ -498,10 +555,12 @@ impl<'a> Elaborator<'a> {
                 let rest = &rule.pats[k..];
                 let what = match kind {
                     RuleKind::Jvp => {
-                        for (pat, v) in rest.iter().zip(rebuild(&ps[n + m..])) {
+                        let tangents = rebuild(&ps[n + m..]).into_iter().zip(&is_static).filter(|(_, s)| !**s);
+                        for (pat, (v, _)) in rest.iter().zip(tangents) {
                             el.bind_pat(pat, v, &mut env);
                         }
-                        if let Some(pat) = rest.get(k) {
+                        let d = is_static.iter().filter(|s| !**s).count();
+                        if let Some(pat) = rest.get(d) {
                             el.bind_pat(pat, result, &mut env);
                         }
                         "the tangent of a custom derivative rule"
@@ -525,7 +584,7 @@ impl<'a> Elaborator<'a> {
         // rules] in ad/linearity.rs). With a vjp rule, a jvp rule may branch
         // on a tangent (an iterative solve of the tangent system).
         if let (Some(jvp), Some(rule), None) = (&jvp, def.rule(RuleKind::Jvp), &vjp) {
-            if let Some(bad) = crate::ad::linearity::first_nonlinear(jvp, n + m) {
+            if let Some(bad) = crate::ad::linearity::first_nonlinear(jvp, n + m + r) {
                 return Err(Diagnostic::error(
                     Code::E0119,
                     format!("the derivative rule of `{}` is not linear in its tangents", def.name.text),
@@ -537,7 +596,9 @@ impl<'a> Elaborator<'a> {
                 .with_help("a tangent may be added, negated, scaled and divided by values that are not tangents, and moved around in arrays; branch and loop on primal values only — or give reverse mode its own `with vjp` rule"));
             }
         }
-        let binds = self.emit(IrExpr::Custom { primal, jvp, vjp, args: leaves }, &result_types, &["r"], span);
+        let site = self.site.unwrap_or(span);
+        let binds =
+            self.emit(IrExpr::Custom { primal, jvp, vjp, args: leaves, residuals: r }, &all_types, &["r"], site);
         Ok(Self::same_shape(&shape, &mut binds.into_iter().map(Atom::Var)))
     }
 
@@ -1163,3 +1224,44 @@ fn pat_leaf_names(p: &Pat, n: usize) -> Vec<String> {
 // ad/fwd.rs). Scalar outputs keep one `jvp` per direction: there the one-hot
 // collapse of the optimiser makes each direction read one element, O(n) in
 // all, where vector mode would add up an n × n identity.
+
+// Note [Static parameters of rules]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A definition with custom rules may take functions: `root linsolve f solver
+// θ` in stdlib `implicit` takes the optimality condition, the solver and the
+// linear solver. Such a parameter is static. Its rules bind it like any
+// parameter but give it no tangent (a jvp rule binds the tangents of the
+// other parameters only) and return no cotangent for it (a vjp rule returns
+// the other parameters' cotangents). Elaboration binds the function itself
+// in the primal and in both rules — so a rule calls it, and takes `jvp`/`vjp`
+// of it — and passes only the first-order arguments to the `Custom` node.
+//
+// A function can capture variables. Capturing data is fine (the training set
+// a condition reads); capturing a value that is being differentiated is not,
+// because the rules would drop its derivative. Activity analysis counts a
+// `Custom` node's captured variables as its inputs, so the node is active
+// when one of them is, and both modes then stop with E0124 at the call
+// (`ad::check_captures`) instead of silently returning a derivative without
+// that part. The error's span is the innermost call written in the entry's
+// file (`Elaborator::site`), not a call inside the standard library.
+
+// Note [Named residuals]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// A rule may name the values the definition's body binds with its top-level
+// `let`s — `def solve a b = let f = lu a in lu_solve f b with jvp a b da db x
+// = lu_solve f (…)` — and reads the value the primal computed, as JAX's
+// custom_vjp forward pass hands residuals to its backward pass. The rule's
+// own patterns shadow them. Elaboration walks the body's `let` chain itself
+// (`Def::residuals`), and the primal lambda returns, after the result's
+// leaves, the leaves of each first-order `let` whose names a rule mentions;
+// the `Custom` node counts them (`residuals`) and binds them after the
+// results, and both rule lambdas take them after the results. Nothing is
+// recomputed: the call runs the body once, and the rule reads its values.
+//
+// At first order nothing else reads a residual. A higher derivative does:
+// `hessian` runs forward mode over code in which reverse mode inlined the
+// vjp rule, and that code reads the residual. Its tangent is forward mode
+// through the primal (the body is differentiated, not the rule), and in
+// reverse over reverse its adjoint is pulled back through the primal the
+// same way (`Fwd` and `Rev::rev_custom`); what nothing reads is removed by
+// the optimiser.

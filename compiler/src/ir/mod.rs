@@ -507,17 +507,21 @@ pub enum Expr {
         args: Vec<Atom>,
     },
     /// A function with custom derivative rules (`def … with jvp … with vjp …`,
-    /// at least one of them): evaluates `primal` on `args`. Forward mode uses
-    /// `jvp` (parameters: the primal arguments, the primal results, then the
-    /// arguments' tangents; results: the results' tangents). Reverse mode
-    /// uses `vjp` (parameters: the arguments, the results, then the results'
-    /// cotangents; results: one cotangent per argument), or else the
-    /// transpose of `jvp`. See Note [Custom derivatives] in ad/rev.rs.
+    /// at least one of them): evaluates `primal` on `args`, which returns
+    /// the results and then `residuals` more values the rules read (Note
+    /// [Named residuals] in elab/mod.rs); the statement binds both. Forward
+    /// mode uses `jvp` (parameters: the primal arguments, the primal results,
+    /// the residuals, then the arguments' tangents; results: the results'
+    /// tangents). Reverse mode uses `vjp` (parameters: the arguments, the
+    /// results, the residuals, then the results' cotangents; results: one
+    /// cotangent per argument), or else the transpose of `jvp`. See Note
+    /// [Custom derivatives] in ad/rev.rs.
     Custom {
         primal: Lambda,
         jvp: Option<Lambda>,
         vjp: Option<Lambda>,
         args: Vec<Atom>,
+        residuals: usize,
     },
     /// Forward-mode derivative of `lam` at `primals` applied to `tangents`;
     /// binds the result tangents. With `batch = Some(b)`, every tangent
@@ -808,11 +812,12 @@ impl Expr {
             Expr::Vjp { lam: l, primals, cotangents } => {
                 Expr::Vjp { lam: lam(l), primals: primals.clone(), cotangents: cotangents.clone() }
             }
-            Expr::Custom { primal, jvp, vjp, args } => Expr::Custom {
+            Expr::Custom { primal, jvp, vjp, args, residuals } => Expr::Custom {
                 primal: lam(primal),
                 jvp: jvp.as_ref().map(lam),
                 vjp: vjp.as_ref().map(lam),
                 args: args.clone(),
+                residuals: *residuals,
             },
             other => {
                 debug_assert!(other.bodies().is_empty(), "every expression with bodies is listed above");

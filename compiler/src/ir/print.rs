@@ -170,8 +170,13 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
         Expr::Vjp { lam, primals, cotangents } => {
             with_lambda(p, "vjp", lam, &format!("{} {}", tuple(primals), tuple(cotangents)), indent)
         }
-        Expr::Custom { primal, jvp, vjp, args } => {
+        Expr::Custom { primal, jvp, vjp, args, residuals } => {
             let mut rule = tuple(args);
+            if *residuals > 0 {
+                // The last `residuals` results of the primal are not results
+                // of the call but values its rules read.
+                rule = format!("{rule} residuals {residuals}");
+            }
             if let Some(l) = vjp {
                 rule = with_lambda(p, "with_vjp", l, &rule, indent);
             }

@@ -703,31 +703,41 @@ impl Checker<'_> {
                 self.check_atoms(cotangents, &self.result_types(&lam.body), "cotangent", errs);
                 Some(pts)
             }
-            Expr::Custom { primal, jvp, vjp, args } => {
+            Expr::Custom { primal, jvp, vjp, args, residuals } => {
                 let pts: Vec<IrType> = primal.params.iter().map(|v| self.ty(*v)).collect();
                 self.check_atoms(args, &pts, "argument", errs);
-                let results = self.result_types(&primal.body);
+                let all = self.result_types(&primal.body);
+                if *residuals > all.len() {
+                    errs.push("a custom call with more residuals than primal results".to_string());
+                    return Some(all);
+                }
+                let results = all[..all.len() - residuals].to_vec();
                 let types = |l: &Lambda| l.params.iter().map(|v| self.ty(*v)).collect::<Vec<IrType>>();
                 if jvp.is_none() && vjp.is_none() {
                     errs.push("a custom call without a rule".to_string());
                 }
                 if let Some(jvp) = jvp {
-                    if types(jvp) != [&pts[..], &results, &pts].concat() {
-                        errs.push("a jvp rule takes the arguments, the results, then the tangents".to_string());
+                    if types(jvp) != [&pts[..], &all, &pts].concat() {
+                        errs.push(
+                            "a jvp rule takes the arguments, the results, the residuals, then the tangents".to_string(),
+                        );
                     }
                     if self.result_types(&jvp.body) != results {
                         errs.push("a jvp rule returns one tangent per result".to_string());
                     }
                 }
                 if let Some(vjp) = vjp {
-                    if types(vjp) != [&pts[..], &results, &results].concat() {
-                        errs.push("a vjp rule takes the arguments, the results, then their cotangents".to_string());
+                    if types(vjp) != [&pts[..], &all, &results].concat() {
+                        errs.push(
+                            "a vjp rule takes the arguments, the results, the residuals, then the results' cotangents"
+                                .to_string(),
+                        );
                     }
                     if self.result_types(&vjp.body) != pts {
                         errs.push("a vjp rule returns one cotangent per argument".to_string());
                     }
                 }
-                Some(results)
+                Some(all)
             }
         }
     }

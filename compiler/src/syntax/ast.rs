@@ -91,6 +91,34 @@ impl Def {
     pub fn has_rule(&self) -> bool {
         !self.rules.is_empty()
     }
+
+    /// The `let`s at the top of the body, outermost first, and the body's
+    /// final expression: the values a custom rule may name (Note [Named
+    /// residuals] in elab/mod.rs).
+    pub fn residuals(&self) -> (Vec<(&Pat, &Expr)>, &Expr) {
+        let mut lets = Vec::new();
+        let mut e = &self.body;
+        while let ExprKind::Let(pat, value, rest) = &e.kind {
+            lets.push((pat, &**value));
+            e = rest;
+        }
+        (lets, e)
+    }
+}
+
+impl Expr {
+    /// Whether the variable `name` occurs anywhere in the expression (bound
+    /// there or not: an over-approximation of its free occurrence).
+    pub fn mentions(&self, name: &str) -> bool {
+        let mut work = vec![self];
+        while let Some(e) = work.pop() {
+            if matches!(&e.kind, ExprKind::Var(n) if n == name) {
+                return true;
+            }
+            work.extend(e.children());
+        }
+        false
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +139,25 @@ pub enum Pat {
 }
 
 impl Pat {
+    /// Every name the pattern binds.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Pat::Var(n) => vec![&n.text],
+            Pat::Wildcard(_) => Vec::new(),
+            Pat::Typed(p, _, _) => p.names(),
+            Pat::Tuple(ps, _) => ps.iter().flat_map(|p| p.names()).collect(),
+        }
+    }
+
+    /// The name a pattern binds when it is a variable (perhaps typed).
+    pub fn var_name(&self) -> Option<&str> {
+        match self {
+            Pat::Var(n) => Some(&n.text),
+            Pat::Typed(p, _, _) => p.var_name(),
+            _ => None,
+        }
+    }
+
     pub fn span(&self) -> Span {
         match self {
             Pat::Var(n) => n.span,

@@ -474,6 +474,15 @@ impl<'p> Checker<'p> {
         self.finish(&mut def.body)?;
         self.check_differentiated_again()?;
         let param_types: Vec<Type> = param_types.iter().map(|t| self.zonk(t, def.name.span)).collect::<R<_>>()?;
+        // The body's top-level `let`s of first-order values, which the rules
+        // may name (Note [Named residuals] in elab/mod.rs).
+        let residuals: Vec<(Pat, Type)> = def
+            .residuals()
+            .0
+            .into_iter()
+            .filter(|(_, value)| value.ty.is_first_order())
+            .map(|(pat, value)| (pat.clone(), value.ty.clone()))
+            .collect();
         for k in 0..def.rules.len() {
             if let Some(first) = def.rules[..k].iter().find(|r| r.kind == def.rules[k].kind) {
                 let rule = &def.rules[k];
@@ -485,7 +494,7 @@ impl<'p> Checker<'p> {
                 )
                 .with_secondary(first.span, "the first"));
             }
-            self.check_rule(&mut def.rules[k], &param_types, &ret)?;
+            self.check_rule(&mut def.rules[k], &param_types, &ret, &residuals)?;
         }
         if def.is_entry {
             for (p, t) in def.params.iter().zip(&param_types) {
@@ -697,24 +706,27 @@ impl<'p> Checker<'p> {
     /// and result types: a jvp rule binds the parameters, their tangents and
     /// optionally the result, and gives the result's tangent; a vjp rule
     /// binds the parameters, the result and its cotangent, and gives the
-    /// parameters' cotangents (a tuple when there are several).
-    fn check_rule(&mut self, rule: &mut Rule, params: &[Type], ret: &Type) -> R<()> {
-        let (k, n) = (params.len(), rule.pats.len());
+    /// parameters' cotangents (a tuple when there are several). A parameter
+    /// of function type is static (Note [Static parameters of rules] in
+    /// elab/mod.rs): the rule binds it, but it has no tangent or cotangent.
+    fn check_rule(&mut self, rule: &mut Rule, params: &[Type], ret: &Type, residuals: &[(Pat, Type)]) -> R<()> {
+        let dynamic: Vec<Type> = params.iter().filter(|t| !matches!(t, Type::Func(..))).cloned().collect();
+        let (k, d, n) = (params.len(), dynamic.len(), rule.pats.len());
         // The types the patterns bind, and the type the body gives.
         let (bound, out) = match rule.kind {
-            RuleKind::Jvp if n == 2 * k || n == 2 * k + 1 => {
-                let mut bound: Vec<Type> = params.iter().chain(params).cloned().collect();
-                bound.extend(std::iter::repeat_n(ret.clone(), n - 2 * k));
+            RuleKind::Jvp if n == k + d || n == k + d + 1 => {
+                let mut bound: Vec<Type> = params.iter().chain(&dynamic).cloned().collect();
+                bound.extend(std::iter::repeat_n(ret.clone(), n - k - d));
                 (bound, ret.clone())
             }
             RuleKind::Vjp if n == k + 2 => {
                 let bound = params.iter().chain([ret, ret]).cloned().collect();
-                (bound, if k == 1 { params[0].clone() } else { Type::Tuple(params.to_vec()) })
+                (bound, if d == 1 { dynamic[0].clone() } else { Type::Tuple(dynamic) })
             }
             RuleKind::Jvp => return Err(rule_shape_error(
                 rule,
-                "a jvp rule binds each parameter, then its tangent, then (optionally) the result",
-                format!("{} or {}", 2 * k, 2 * k + 1),
+                "a jvp rule binds each parameter, then the tangent of each parameter that is not a function, then (optionally) the result",
+                format!("{} or {}", k + d, k + d + 1),
                 "write `with jvp x y x_tan y_tan = …` for a function of x and y, or `with jvp x y x_tan y_tan r = …` to use its result r",
             )),
             RuleKind::Vjp => return Err(rule_shape_error(
@@ -725,6 +737,10 @@ impl<'p> Checker<'p> {
             )),
         };
         self.locals.clear();
+        // Residuals first, so that the rule's own patterns shadow them.
+        for (pat, ty) in residuals {
+            self.bind_pat(pat, ty.clone(), &mut HashMap::new())?;
+        }
         let mut names = HashMap::new();
         for (pat, ty) in rule.pats.iter().zip(bound) {
             self.bind_pat(pat, ty, &mut names)?;
