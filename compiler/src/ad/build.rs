@@ -259,6 +259,27 @@ impl<'v> Builder<'v> {
     }
 }
 
+/// Every variable a statement of `body` (or of a body nested in one) reads,
+/// and its results.
+pub fn reads(body: &Body) -> HashSet<Var> {
+    fn go(body: &Body, out: &mut HashSet<Var>) {
+        for s in &body.stmts {
+            s.expr.for_each_operand(|a| {
+                if let Atom::Var(v) = a {
+                    out.insert(v);
+                }
+            });
+            for b in s.expr.bodies() {
+                go(b, out);
+            }
+        }
+        out.extend(body.result.iter().filter_map(|a| a.var()));
+    }
+    let mut out = HashSet::new();
+    go(body, &mut out);
+    out
+}
+
 // ---- Activity analysis ----
 
 /// The float variables that depend on `seeds`: only they get tangents or adjoints.
@@ -337,7 +358,9 @@ fn mark_body(vars: &VarTable, body: &Body, active: &mut HashSet<Var>) {
             // A value captured by a function argument makes the result
             // active, so that reverse mode reaches the call and reports it
             // (E0124, Note [Static parameters of rules] in elab/mod.rs).
-            Expr::Custom { primal, .. } => any |= free_vars_lambda(primal).iter().any(|v| active.contains(v)),
+            Expr::Custom { .. } => {
+                any |= s.expr.lambdas().into_iter().flat_map(free_vars_lambda).any(|v| active.contains(&v))
+            }
             Expr::Jvp { .. } | Expr::Vjp { .. } => {}
             Expr::Unary(UnOp::StopGradient, _) => any = false,
             _ => {}

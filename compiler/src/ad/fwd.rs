@@ -15,7 +15,7 @@ use super::build::{is_addition, is_float, Builder};
 use super::rules;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub struct Fwd<'b, 'v> {
     pub b: &'b mut Builder<'v>,
@@ -23,13 +23,19 @@ pub struct Fwd<'b, 'v> {
     /// Vector mode: every tangent carries this many directions in an extra
     /// last dimension (Note [Vector-mode forward AD]).
     pub batch: Option<Atom>,
+    /// The variables that depend on the differentiated parameters (activity
+    /// analysis): a captured one is E0124 at a custom rule.
+    pub active: HashSet<Var>,
+    /// Every variable the differentiated body reads: a custom call's
+    /// residuals get tangents only when something reads them.
+    pub read: HashSet<Var>,
 }
 
 type R<T> = Result<T, Diagnostic>;
 
 impl<'b, 'v> Fwd<'b, 'v> {
     pub fn new(b: &'b mut Builder<'v>) -> Fwd<'b, 'v> {
-        Fwd { b, tan: HashMap::new(), batch: None }
+        Fwd { b, tan: HashMap::new(), batch: None, active: HashSet::new(), read: HashSet::new() }
     }
 
     pub fn tan(&self, a: Atom) -> Option<Atom> {
@@ -358,8 +364,9 @@ impl<'b, 'v> Fwd<'b, 'v> {
             e @ (Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. }) => {
                 self.emit(Stmt { binds, expr: e, span })
             }
-            Expr::Custom { primal, jvp, vjp, args, residuals } => {
-                super::check_captures(self.b.vars, &primal, span, |v| self.tan.contains_key(&v))?;
+            custom @ Expr::Custom { .. } => {
+                super::check_captures(self.b.vars, &custom, span, |v| self.active.contains(&v))?;
+                let Expr::Custom { primal, jvp, vjp, args, residuals } = custom else { unreachable!() };
                 let active = args.iter().any(|a| self.tan(*a).is_some());
                 if active && jvp.is_none() {
                     return Err(Diagnostic::error(
@@ -372,12 +379,11 @@ impl<'b, 'v> Fwd<'b, 'v> {
                     .with_help("add a `with jvp` rule to the definition, or use vjp, grad or jacrev"));
                 }
                 let rule = jvp.as_ref().filter(|_| active).map(|l| rename(self.b, l));
-                // The residuals' tangents, for code that reads them: a rule
+                // The residuals' tangents, when code reads them: a rule
                 // inlined by an inner derivative (Note [Named residuals] in
-                // elab/mod.rs). Forward mode through the primal gives them;
-                // the optimiser drops what nothing reads.
+                // elab/mod.rs). Forward mode through the primal gives them.
                 let m = s.binds.len() - residuals;
-                if active && residuals > 0 {
+                if active && s.binds[m..].iter().any(|v| self.read.contains(v)) {
                     let tans: Vec<Atom> = args.iter().map(|a| self.tan_or_zero(*a)).collect();
                     let all = super::expand_jvp(self.b, &primal, &args, &tans, self.batch)?;
                     for (v, t) in s.binds[m..].iter().zip(&all[m..]) {

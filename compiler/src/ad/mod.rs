@@ -216,8 +216,11 @@ pub fn expand_jvp(
     batch: Option<Atom>,
 ) -> R<Vec<Atom>> {
     let (params, body) = b.prepare(lam, primals);
+    let active = active_vars(b.vars, &body, &params);
     let mut fwd = fwd::Fwd::new(b);
     fwd.batch = batch;
+    fwd.read = build::reads(&body);
+    fwd.active = active;
     for (p, t) in params.iter().zip(tangents) {
         if is_float(fwd.b.vars.ty(*p)) && !is_const(*t, 0.0) {
             fwd.tan.insert(*p, *t);
@@ -259,17 +262,20 @@ pub fn expand_vjp(b: &mut Builder, lam: &Lambda, primals: &[Atom], cotangents: &
         .collect())
 }
 
-/// The error for a call with custom rules whose primal reads a variable that
-/// is being differentiated from outside its arguments — a value captured by a
-/// function argument (Note [Static parameters of rules] in elab/mod.rs). The
-/// rules give no derivative with respect to it, so going on would drop it.
+/// The error for a call with custom rules whose primal or rules read a
+/// variable that is being differentiated from outside their arguments — a
+/// value captured by a function argument (Note [Static parameters of rules]
+/// in elab/mod.rs). The rules give no derivative with respect to it, so going
+/// on would drop it.
 pub(crate) fn check_captures(
     vars: &VarTable,
-    primal: &Lambda,
+    custom: &Expr,
     span: crate::diagnostic::Span,
     is_active: impl Fn(Var) -> bool,
 ) -> R<()> {
-    let Some(v) = build::free_vars_lambda(primal).into_iter().find(|v| is_active(*v)) else { return Ok(()) };
+    let Some(v) = custom.lambdas().into_iter().flat_map(build::free_vars_lambda).find(|v| is_active(*v)) else {
+        return Ok(());
+    };
     Err(Diagnostic::error(
         crate::diagnostic::Code::E0124,
         format!("a function passed to this call captures `{}`, which is being differentiated", vars.base_name(v)),

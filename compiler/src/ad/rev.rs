@@ -553,7 +553,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             Expr::Loop { params, init, form, body } => self.rev_loop(s, zs, params, init, form, body)?,
             Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. } => {}
             Expr::Custom { primal, jvp, vjp, args, residuals } => {
-                super::check_captures(self.b.vars, primal, s.span, |v| self.active.contains(&v))?;
+                super::check_captures(self.b.vars, &s.expr, s.span, |v| self.active.contains(&v))?;
                 self.rev_custom(s, zs, primal, [jvp.as_ref(), vjp.as_ref()], args, *residuals)?
             }
             Expr::Jvp { .. } | Expr::Vjp { .. } => {

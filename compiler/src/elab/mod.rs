@@ -133,6 +133,7 @@ pub fn elaborate(program: &CheckedProgram) -> R<ir::Program> {
 /// Elaborates a closed expression as a parameterless function named `name` (REPL, tests).
 pub fn elaborate_expr(program: &CheckedProgram, expr: &Expr, name: &str) -> R<ir::Program> {
     let mut el = Elaborator::new(program);
+    el.site = Some(expr.span);
     el.blocks.push(Vec::new());
     let value = el.expr(expr, &Env::top_level())?;
     let result = el.first_order_leaves(&value, expr.span, "the result")?;
@@ -498,7 +499,10 @@ impl<'a> Elaborator<'a> {
         // The body's top-level `let`s that a rule names are residuals: the
         // primal returns them after its result (Note [Named residuals]).
         let (lets, final_expr) = def.residuals();
-        let named = |pat: &Pat| pat.names().iter().any(|x| def.rules.iter().any(|r| r.body.mentions(x)));
+        let named = |pat: &Pat| {
+            let own = |r: &ast::Rule, x: &str| r.pats.iter().any(|p| p.names().contains(&x));
+            pat.names().iter().any(|x| def.rules.iter().any(|r| !own(r, x) && r.body.mentions(x)))
+        };
         let mut shape = None;
         let mut residual_shapes: Vec<(&'a Pat, SVal<'a>)> = Vec::new();
         let primal = self.lambda(&types, &["x"], |el, ps| {
@@ -1260,8 +1264,9 @@ fn pat_leaf_names(p: &Pat, n: usize) -> Vec<String> {
 //
 // At first order nothing else reads a residual. A higher derivative does:
 // `hessian` runs forward mode over code in which reverse mode inlined the
-// vjp rule, and that code reads the residual. Its tangent is forward mode
-// through the primal (the body is differentiated, not the rule), and in
+// vjp rule, and that code reads the residual. Then, and only then (`Fwd`
+// knows what the differentiated body reads), its tangent is forward mode
+// through the primal — the body is differentiated, not the rule — and in
 // reverse over reverse its adjoint is pulled back through the primal the
-// same way (`Fwd` and `Rev::rev_custom`); what nothing reads is removed by
-// the optimiser.
+// same way (`Rev::rev_custom`, when the residual has an adjoint). So a body
+// that forward mode cannot differentiate still has a first-order jvp rule.
