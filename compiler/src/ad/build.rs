@@ -259,27 +259,6 @@ impl<'v> Builder<'v> {
     }
 }
 
-/// Every variable a statement of `body` (or of a body nested in one) reads,
-/// and its results.
-pub fn reads(body: &Body) -> HashSet<Var> {
-    fn go(body: &Body, out: &mut HashSet<Var>) {
-        for s in &body.stmts {
-            s.expr.for_each_operand(|a| {
-                if let Atom::Var(v) = a {
-                    out.insert(v);
-                }
-            });
-            for b in s.expr.bodies() {
-                go(b, out);
-            }
-        }
-        out.extend(body.result.iter().filter_map(|a| a.var()));
-    }
-    let mut out = HashSet::new();
-    go(body, &mut out);
-    out
-}
-
 // ---- Activity analysis ----
 
 /// The float variables that depend on `seeds`: only they get tangents or adjoints.

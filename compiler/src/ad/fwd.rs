@@ -24,10 +24,12 @@ pub struct Fwd<'b, 'v> {
     /// last dimension (Note [Vector-mode forward AD]).
     pub batch: Option<Atom>,
     /// The variables that depend on the differentiated parameters (activity
-    /// analysis): a captured one is E0124 at a custom rule.
+    /// analysis): a captured one is E0124 at a custom rule. Filled only when
+    /// the body has a custom call.
     pub active: HashSet<Var>,
     /// Every variable the differentiated body reads: a custom call's
-    /// residuals get tangents only when something reads them.
+    /// residuals get tangents only when something reads them. Filled only
+    /// when the body has a custom call.
     pub read: HashSet<Var>,
 }
 
@@ -379,12 +381,15 @@ impl<'b, 'v> Fwd<'b, 'v> {
                     .with_help("add a `with jvp` rule to the definition, or use vjp, grad or jacrev"));
                 }
                 let rule = jvp.as_ref().filter(|_| active).map(|l| rename(self.b, l));
+                // The arguments' tangents, zeros for the inactive ones (only
+                // built when some argument is active).
+                let tans: Vec<Atom> =
+                    if active { args.iter().map(|a| self.tan_or_zero(*a)).collect() } else { Vec::new() };
                 // The residuals' tangents, when code reads them: a rule
                 // inlined by an inner derivative (Note [Named residuals] in
                 // elab/mod.rs). Forward mode through the primal gives them.
                 let m = s.binds.len() - residuals;
                 if active && s.binds[m..].iter().any(|v| self.read.contains(v)) {
-                    let tans: Vec<Atom> = args.iter().map(|a| self.tan_or_zero(*a)).collect();
                     let all = super::expand_jvp(self.b, &primal, &args, &tans, self.batch)?;
                     for (v, t) in s.binds[m..].iter().zip(&all[m..]) {
                         if !super::build::is_const(*t, 0.0) {
@@ -396,7 +401,6 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 if let Some(rule) = rule {
                     // The user's rule gives the tangents directly, from the
                     // arguments, the results and the arguments' tangents.
-                    let tans: Vec<Atom> = args.iter().map(|a| self.tan_or_zero(*a)).collect();
                     let primals: Vec<Atom> =
                         args.iter().copied().chain(s.binds.iter().map(|v| Atom::Var(*v))).collect();
                     let results = match self.batch {

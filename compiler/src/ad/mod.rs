@@ -216,11 +216,18 @@ pub fn expand_jvp(
     batch: Option<Atom>,
 ) -> R<Vec<Atom>> {
     let (params, body) = b.prepare(lam, primals);
-    let active = active_vars(b.vars, &body, &params);
     let mut fwd = fwd::Fwd::new(b);
     fwd.batch = batch;
-    fwd.read = build::reads(&body);
-    fwd.active = active;
+    // What only calls with custom rules ask (`Fwd::active`, `Fwd::read`):
+    // not computed for the bodies without one.
+    let mut custom = false;
+    crate::ir::scope::for_each_stmt(&body, &mut |s| custom |= matches!(s.expr, Expr::Custom { .. }));
+    if custom {
+        fwd.active = active_vars(fwd.b.vars, &body, &params);
+        crate::ir::scope::for_each_use(&body, &mut |v| {
+            fwd.read.insert(v);
+        });
+    }
     for (p, t) in params.iter().zip(tangents) {
         if is_float(fwd.b.vars.ty(*p)) && !is_const(*t, 0.0) {
             fwd.tan.insert(*p, *t);

@@ -277,16 +277,6 @@ impl<'a> Elaborator<'a> {
         Ok(out)
     }
 
-    /// How many leaves a value has (functions have none).
-    pub fn leaf_count(v: &SVal<'a>) -> usize {
-        match v {
-            SVal::Leaf(_) => 1,
-            SVal::Tuple(vs) => vs.iter().map(Self::leaf_count).sum(),
-            SVal::Record(fs) => fs.iter().map(|(_, v)| Self::leaf_count(v)).sum(),
-            SVal::Closure(_) => 0,
-        }
-    }
-
     /// Rebuilds a value with the same shape as `like`, from new leaves.
     pub fn same_shape(like: &SVal<'a>, leaves: &mut impl Iterator<Item = Atom>) -> SVal<'a> {
         match like {
@@ -486,7 +476,7 @@ impl<'a> Elaborator<'a> {
         let (def, info) = program.def(name).expect("checked definition");
         // Function arguments are static: bound as they are, with no leaves
         // (Note [Static parameters of rules]).
-        let is_static: Vec<bool> = info.param_types.iter().map(|t| matches!(t, Type::Func(..))).collect();
+        let is_static: Vec<bool> = info.param_types.iter().map(Type::is_static_in_rules).collect();
         let mut leaves = Vec::new();
         for (a, _) in args.iter().zip(&is_static).filter(|(_, s)| !**s) {
             leaves.extend(self.first_order_leaves(a, span, "an argument of a function with a custom derivative")?);
@@ -503,7 +493,7 @@ impl<'a> Elaborator<'a> {
             let own = |r: &ast::Rule, x: &str| r.pats.iter().any(|p| p.names().contains(&x));
             pat.names().iter().any(|x| def.rules.iter().any(|r| !own(r, x) && r.body.mentions(x)))
         };
-        let mut shape = None;
+        let (mut shape, mut m) = (None, 0);
         let mut residual_shapes: Vec<(&'a Pat, SVal<'a>)> = Vec::new();
         let primal = self.lambda(&types, &["x"], |el, ps| {
             let vals = rebuild(ps);
@@ -522,6 +512,7 @@ impl<'a> Elaborator<'a> {
             let r = el.expr(final_expr, &env)?;
             let mut out =
                 el.first_order_leaves(&r, def.body.span, "the result of a function with a custom derivative")?;
+            m = out.len();
             for (pat, v) in &residual_shapes {
                 out.extend(el.first_order_leaves(v, pat.span(), "a residual of a custom derivative rule")?);
             }
@@ -530,9 +521,8 @@ impl<'a> Elaborator<'a> {
         })?;
         let shape = shape.expect("primal built");
         let all_types: Vec<IrType> = primal.body.result.iter().map(|a| self.ty(*a)).collect();
-        let (n, m) = (leaves.len(), Self::leaf_count(&shape));
-        let (result_types, residual_types) = all_types.split_at(m);
-        let r = residual_types.len();
+        let (n, r) = (leaves.len(), all_types.len() - m);
+        let result_types = &all_types[..m];
         // Each rule's lambda: the arguments, the results, the residuals,
         // then the tangents (jvp: one per argument) or the cotangents (vjp:
         // one per result).
@@ -551,7 +541,8 @@ impl<'a> Elaborator<'a> {
                     let v = Elaborator::same_shape(like, &mut residual_atoms);
                     el.bind_pat(pat, v, &mut env);
                 }
-                let ps = &[&ps[..n + m], &ps[n + m + r..]].concat();
+                // The tangents (jvp) or the results' cotangents (vjp).
+                let last = &ps[n + m + r..];
                 let k = def.params.len();
                 for (pat, v) in rule.pats[..k].iter().zip(primals) {
                     el.bind_pat(pat, v, &mut env);
@@ -559,7 +550,7 @@ impl<'a> Elaborator<'a> {
                 let rest = &rule.pats[k..];
                 let what = match kind {
                     RuleKind::Jvp => {
-                        let tangents = rebuild(&ps[n + m..]).into_iter().zip(&is_static).filter(|(_, s)| !**s);
+                        let tangents = rebuild(last).into_iter().zip(&is_static).filter(|(_, s)| !**s);
                         for (pat, (v, _)) in rest.iter().zip(tangents) {
                             el.bind_pat(pat, v, &mut env);
                         }
@@ -570,7 +561,7 @@ impl<'a> Elaborator<'a> {
                         "the tangent of a custom derivative rule"
                     }
                     RuleKind::Vjp => {
-                        let cotangent = Elaborator::same_shape(&shape, &mut ps[n + m..].iter().map(|v| Atom::Var(*v)));
+                        let cotangent = Elaborator::same_shape(&shape, &mut last.iter().map(|v| Atom::Var(*v)));
                         el.bind_pat(&rest[0], result, &mut env);
                         el.bind_pat(&rest[1], cotangent, &mut env);
                         "the cotangents of a vjp rule"
@@ -1184,11 +1175,7 @@ fn fold_unary(op: ir::UnOp, c: Const) -> Option<Const> {
 }
 
 fn pat_name(p: &Pat) -> &str {
-    match p {
-        Pat::Var(n) => &n.text,
-        Pat::Typed(p, _, _) => pat_name(p),
-        _ => "arg",
-    }
+    p.var_name().unwrap_or("arg")
 }
 
 fn pat_leaf_names(p: &Pat, n: usize) -> Vec<String> {

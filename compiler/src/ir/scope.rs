@@ -9,7 +9,8 @@
 //! whose uses go through the substitution. Invariant: a copy never consumes
 //! an array bound outside it (Note [Renaming consumed arrays]). Also the
 //! small questions about code several passes ask: is this atom a given
-//! constant, is this operator `+`.
+//! constant, is this operator `+`; and the walks over every use and every
+//! statement of a body.
 
 use super::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, LoopForm, Operand, Stmt, Var, VarTable};
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,36 @@ pub fn is_const(a: Atom, v: f64) -> bool {
 /// Whether values of type `t` are floats (scalars or arrays).
 pub fn is_float(t: IrType) -> bool {
     t.elem.is_float()
+}
+
+/// Calls `f` on every variable use in `body`, nested bodies included.
+pub fn for_each_use(body: &Body, f: &mut dyn FnMut(Var)) {
+    for_each_use_in(&body.stmts, f);
+    for a in &body.result {
+        if let Atom::Var(v) = a {
+            f(*v);
+        }
+    }
+}
+
+/// Calls `f` on every variable use in `stmts`, nested bodies included.
+pub fn for_each_use_in(stmts: &[Stmt], f: &mut dyn FnMut(Var)) {
+    for s in stmts {
+        s.expr.for_each_operand(|a| {
+            if let Atom::Var(v) = a {
+                f(v);
+            }
+        });
+        s.expr.for_each_body(&mut |b| for_each_use(b, f));
+    }
+}
+
+/// Calls `f` on every statement of `body` and of its nested bodies (pre-order).
+pub fn for_each_stmt(body: &Body, f: &mut dyn FnMut(&Stmt)) {
+    for s in &body.stmts {
+        f(s);
+        s.expr.for_each_body(&mut |b| for_each_stmt(b, f));
+    }
 }
 
 // ---- Renaming ----

@@ -10,35 +10,8 @@
 use crate::ir::{Atom, BinOp, Body, Expr, LoopForm, Operand, Var};
 use std::collections::{HashMap, HashSet};
 
-/// Calls `f` on every variable use in `body`, nested bodies included.
-pub fn for_each_use(body: &Body, f: &mut dyn FnMut(Var)) {
-    for_each_use_in(&body.stmts, f);
-    for a in &body.result {
-        if let Atom::Var(v) = a {
-            f(*v);
-        }
-    }
-}
-
-/// Calls `f` on every variable use in `stmts`, nested bodies included.
-pub fn for_each_use_in(stmts: &[crate::ir::Stmt], f: &mut dyn FnMut(Var)) {
-    for s in stmts {
-        s.expr.for_each_operand(|a| {
-            if let Atom::Var(v) = a {
-                f(v);
-            }
-        });
-        s.expr.for_each_body(&mut |b| for_each_use(b, f));
-    }
-}
-
-/// Calls `f` on every statement of `body` and of its nested bodies (pre-order).
-pub fn for_each_stmt(body: &Body, f: &mut dyn FnMut(&crate::ir::Stmt)) {
-    for s in &body.stmts {
-        f(s);
-        s.expr.for_each_body(&mut |b| for_each_stmt(b, f));
-    }
-}
+// The use and statement walks live in `ir::scope` (AD asks them too).
+pub use crate::ir::scope::{for_each_stmt, for_each_use, for_each_use_in};
 
 /// Every variable bound in `body` or below: statement binders, lambda and
 /// loop parameters, loop indices.

@@ -710,7 +710,7 @@ impl<'p> Checker<'p> {
     /// of function type is static (Note [Static parameters of rules] in
     /// elab/mod.rs): the rule binds it, but it has no tangent or cotangent.
     fn check_rule(&mut self, rule: &mut Rule, params: &[Type], ret: &Type, residuals: &[(Pat, Type)]) -> R<()> {
-        let dynamic: Vec<Type> = params.iter().filter(|t| !matches!(t, Type::Func(..))).cloned().collect();
+        let dynamic: Vec<Type> = params.iter().filter(|t| !t.is_static_in_rules()).cloned().collect();
         let (k, d, n) = (params.len(), dynamic.len(), rule.pats.len());
         // The types the patterns bind, and the type the body gives.
         let (bound, out) = match rule.kind {

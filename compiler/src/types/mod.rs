@@ -133,6 +133,12 @@ impl Type {
             _ => true,
         }
     }
+    /// Whether a parameter of this type, of a definition with custom rules,
+    /// is static: a function, which the rules bind but give no tangent or
+    /// cotangent (Note [Static parameters of rules] in elab/mod.rs).
+    pub fn is_static_in_rules(&self) -> bool {
+        matches!(self, Type::Func(..))
+    }
     /// Splits a curried function type into parameters and result.
     pub fn uncurry(&self) -> (Vec<&Type>, &Type) {
         let mut params = Vec::new();
