@@ -149,6 +149,7 @@ codes! {
     E0122 => "program too large after inlining",
     E0123 => "invalid type parameter",
     E0124 => "differentiated value captured by a function passed to a custom rule",
+    E0125 => "`checkpoint` of something that is not a loop",
     // Run time.
     E0201 => "index out of bounds",
     E0202 => "size mismatch at run time",

@@ -21,6 +21,8 @@ pub enum Message {
     SliceOutOfBounds,
     /// args: size.
     NegativeSize,
+    /// args: the count.
+    NotPositive { what: String },
     /// args: dividend.
     DivisionByZero { op: String },
     /// args: base, exponent.
@@ -60,6 +62,7 @@ impl Message {
                 format!("slice {}:{} out of bounds for dimension 0 of size {}", a(0), a(1), a(2))
             }
             Message::NegativeSize => format!("negative size {}", a(0)),
+            Message::NotPositive { what } => format!("{what} must be at least 1, got {}", a(0)),
             Message::DivisionByZero { op } => format!("integer division by zero: {} {} 0", a(0), op),
             Message::NegativeExponent => format!("negative exponent in integer power: {} ** {}", a(0), a(1)),
             Message::SizeEq { what, ty } => {

@@ -14,8 +14,6 @@ pub struct Builder<'v> {
     pub vars: &'v mut VarTable,
     pub blocks: Vec<Vec<Stmt>>,
     pub span: Span,
-    /// Reverse mode of loops keeps √n checkpoints instead of a full tape.
-    pub checkpoint: bool,
     /// What the forward sweep of a map saves for its reverse.
     pub save: super::Save,
     /// The program's recomputed statements so far (see `ir::Program::recomputed`);
@@ -25,14 +23,7 @@ pub struct Builder<'v> {
 
 impl<'v> Builder<'v> {
     pub fn new(vars: &'v mut VarTable, span: Span) -> Builder<'v> {
-        Builder {
-            vars,
-            blocks: vec![Vec::new()],
-            span,
-            checkpoint: false,
-            save: super::Save::default(),
-            recomputed: HashSet::new(),
-        }
+        Builder { vars, blocks: vec![Vec::new()], span, save: super::Save::default(), recomputed: HashSet::new() }
     }
 
     pub fn ty(&self, a: Atom) -> IrType {

@@ -13,6 +13,7 @@
 //! - Both share one table of derivative rules, [`rules`].
 
 pub mod build;
+pub mod checkpoint;
 pub mod fwd;
 pub mod linearity;
 pub mod rev;
@@ -144,8 +145,10 @@ fn eliminate_body(cx: &mut Cx, body: Body) -> R<Body> {
             }
         };
         let mut b = Builder::new(cx.vars, span);
-        b.checkpoint = cx.options.checkpoint;
         b.save = cx.options.save;
+        // Checkpointing is a rewrite of the loops reverse mode is about to
+        // see (Note [Checkpointing by strip-mining] in checkpoint.rs).
+        let lam = if reverse && cx.options.checkpoint { checkpoint::every_loop(&mut b, lam) } else { lam };
         b.recomputed = std::mem::take(&mut cx.recomputed);
         let results = if reverse {
             expand_vjp(&mut b, &lam, &primals, &seeds)

@@ -19,10 +19,11 @@
 
 use super::build::is_addition;
 use super::build::{active_vars, free_vars, free_vars_lambda, is_float, rename_body, Builder};
+use super::checkpoint;
 use super::fwd::unsupported;
 use super::unary;
 use crate::diagnostic::Diagnostic;
-use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};
+use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, Var};
 use crate::types::ScalarType;
 use std::collections::{HashMap, HashSet};
 
@@ -40,7 +41,7 @@ struct Adj {
 /// Where the backward sweep finds one piece of a loop's state.
 #[derive(Clone, Copy, Debug)]
 enum Slot {
-    /// An array of its value at the start of every iteration (or segment).
+    /// An array of its value at the start of every iteration.
     Taped(Var),
     /// The loop passes it through unchanged: its initial value, stored once
     /// (Note [What loop tapes hold]).
@@ -52,8 +53,6 @@ enum Slot {
 struct Tape {
     tapes: Vec<Slot>,
     bound: Atom,
-    /// With checkpointing: the segment length (the tapes hold one state per segment).
-    segment: Option<Atom>,
 }
 
 pub struct Rev<'b, 'v> {
@@ -247,16 +246,9 @@ impl<'b, 'v> Rev<'b, 'v> {
         let is_while = matches!(form, LoopForm::While { .. });
         let zero = Atom::i64(0);
         let count = self.b.bin(BinOp::Max, bound, zero);
-        // Checkpointing keeps the state at the start of every segment of
-        // ⌈√n⌉ iterations (see Note [Checkpointing]).
-        let segment = if self.b.checkpoint { Some(self.segment_length(count)) } else { None };
-        let tape_len = match segment {
-            Some(seg) => {
-                let nseg = self.ceil_div(count, seg);
-                self.b.add(nseg, Atom::i64(1))
-            }
-            None => count,
-        };
+        // A loop over checkpointing segments tapes the state at the start of
+        // each (`slope cost` reports them as such; ad/checkpoint.rs).
+        let tape_name = if self.b.vars.base_name(index) == checkpoint::SEGMENT { "checkpoints" } else { "tape" };
         // State the body passes through unchanged is its initial value at
         // every iteration: no tape.
         let invariant: Vec<bool> =
@@ -266,22 +258,13 @@ impl<'b, 'v> Rev<'b, 'v> {
         let mut taped = Vec::new();
         for ((p, i), _) in taped_params.iter().zip(&taped_init).zip(&invariant).filter(|(_, inv)| !**inv) {
             let ty = self.b.vars.ty(*p);
-            let name = if segment.is_some() { "checkpoints" } else { "tape" };
-            let t = self.b.emit1(Expr::Replicate { count: tape_len, value: *i }, ty.lift(), name);
+            let t = self.b.emit1(Expr::Replicate { count, value: *i }, ty.lift(), tape_name);
             tape_init.push(t);
             tape_params.push(self.b.fresh("tape", ty.lift()));
             taped.push(*p);
         }
-        let (mut stmts, position) = self.b.block(|b| match segment {
-            // Iteration i writes slot ⌈i / seg⌉: slot j ends up holding the state
-            // at iteration j·seg, the start of segment j.
-            Some(seg) => {
-                let up = b.sub(seg, Atom::i64(1));
-                let t = b.add(Atom::Var(index), up);
-                b.bin(BinOp::Div, t, seg)
-            }
-            None => Atom::Var(index),
-        });
+        let mut stmts = Vec::new();
+        let position = Atom::Var(index);
         let mut next_tapes = Vec::new();
         for (tp, p) in tape_params.iter().zip(&taped) {
             let ty = self.b.vars.ty(*tp);
@@ -336,7 +319,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                     }
                 })
                 .collect();
-        self.tapes.insert(s.binds[0], Tape { tapes: slots, bound: count, segment });
+        self.tapes.insert(s.binds[0], Tape { tapes: slots, bound: count });
         Ok(())
     }
 
@@ -382,21 +365,6 @@ impl<'b, 'v> Rev<'b, 'v> {
     }
 
     /// ⌈√n⌉, at least 1.
-    fn segment_length(&mut self, n: Atom) -> Atom {
-        let f = self.b.emit1(Expr::Convert(ScalarType::F64, n), IrType::F64, "t");
-        let r = self.b.unary(UnOp::Sqrt, f);
-        let c = self.b.unary(UnOp::Ceil, r);
-        let k = self.b.emit1(Expr::Convert(ScalarType::I64, c), IrType::I64, "seg");
-        self.b.bin(BinOp::Max, k, Atom::i64(1))
-    }
-
-    /// ⌈a / b⌉ for a ≥ 0, b > 0.
-    fn ceil_div(&mut self, a: Atom, b: Atom) -> Atom {
-        let up = self.b.sub(b, Atom::i64(1));
-        let t = self.b.add(a, up);
-        self.b.bin(BinOp::Div, t, b)
-    }
-
     // ---- Backward sweep ----
 
     /// The backward sweep of a scope whose results' cotangents are already
@@ -1213,24 +1181,17 @@ impl<'b, 'v> Rev<'b, 'v> {
         Ok(true)
     }
 
-    /// One iteration of a loop's backward sweep: restore the state from slot
-    /// `at` of `tapes`, recompute the body at loop index `index_value`, and run
-    /// its backward sweep with the state adjoints in `state`.
-    fn backward_step(
-        &mut self,
-        step: &LoopStep,
-        tapes: &[Slot],
-        at: Atom,
-        index_value: Atom,
-        state: &[Var],
-    ) -> R<Vec<Atom>> {
+    /// Iteration `i` of a loop's backward sweep: restore the state from slot
+    /// `i` of `tapes`, recompute the body, and run its backward sweep with the
+    /// state adjoints in `state`.
+    fn backward_step(&mut self, step: &LoopStep, tapes: &[Slot], i: Atom, state: &[Var]) -> R<Vec<Atom>> {
         let restored: Vec<Atom> = tapes
             .iter()
             .zip(step.params)
             .map(|(t, p)| match t {
                 Slot::Taped(t) => {
                     let ty = self.b.vars.ty(*p);
-                    self.b.emit1(Expr::Index { array: *t, indices: vec![at] }, ty, "state")
+                    self.b.emit1(Expr::Index { array: *t, indices: vec![i] }, ty, "state")
                 }
                 Slot::Invariant(a) => *a,
             })
@@ -1239,7 +1200,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         let mut args = restored;
         if let Some(ix) = step.index {
             lam_params.push(ix);
-            args.push(index_value);
+            args.push(i);
         }
         let lam = Lambda { params: lam_params, body: step.body.clone() };
         let (copies, renamed) = self.b.prepare(&lam, &args);
@@ -1272,103 +1233,6 @@ impl<'b, 'v> Rev<'b, 'v> {
         }
         out.extend(child.free_results(&free_state));
         Ok(out)
-    }
-
-    /// Re-runs `len` iterations from checkpoint `j`, returning a local tape of
-    /// the state at each of them (slot r: iteration start + r).
-    fn recompute_segment(
-        &mut self,
-        step: &LoopStep,
-        checkpoints: &[Slot],
-        j: Atom,
-        start: Atom,
-        seg: Atom,
-        len: Atom,
-    ) -> R<Vec<Slot>> {
-        let span = self.b.span;
-        let mut params = Vec::new();
-        let mut init = Vec::new();
-        let mut subst = HashMap::new();
-        for (p, c) in step.params.iter().zip(checkpoints) {
-            let ty = self.b.vars.ty(*p);
-            init.push(match c {
-                Slot::Taped(c) => self.b.emit1(Expr::Index { array: *c, indices: vec![j] }, ty, "checkpoint"),
-                Slot::Invariant(a) => *a,
-            });
-            let name = self.b.vars.base_name(*p).to_string();
-            let q = self.b.fresh(&name, ty);
-            subst.insert(*p, Atom::Var(q));
-            params.push(q);
-        }
-        let r = self.b.fresh("r", IrType::I64);
-        let mut tape_params = Vec::new();
-        let mut tape_init = Vec::new();
-        let mut taped = Vec::new();
-        for ((q, i), c) in params.iter().zip(init.clone()).zip(checkpoints) {
-            if let Slot::Invariant(_) = c {
-                continue;
-            }
-            let ty = self.b.vars.ty(*q).lift();
-            tape_init.push(self.b.emit1(Expr::Replicate { count: seg, value: i }, ty, "tape"));
-            tape_params.push(self.b.fresh("tape", ty));
-            taped.push(*q);
-        }
-        let mut stmts = Vec::new();
-        let mut next = Vec::new();
-        for (tp, q) in tape_params.iter().zip(&taped) {
-            let ty = self.b.vars.ty(*tp);
-            let nt = self.b.fresh("tape", ty);
-            stmts.push(Stmt {
-                binds: vec![nt],
-                expr: Expr::UpdateAt {
-                    array: *tp,
-                    indices: vec![Atom::Var(r)],
-                    value: Atom::Var(*q),
-                    accumulate: false,
-                },
-                span,
-            });
-            next.push(Atom::Var(nt));
-        }
-        if let Some(ix) = step.index {
-            let i = self.b.fresh("i", IrType::I64);
-            stmts.push(Stmt { binds: vec![i], expr: Expr::Binary(BinOp::Add, start, Atom::Var(r)), span });
-            subst.insert(ix, Atom::Var(i));
-        }
-        let renamed = rename_body(self.b.vars, step.body, &mut subst);
-        // A re-run of forward-sweep iterations (Note [What loop tapes hold]);
-        // the reads of checkpoints too, not an invariant initial value.
-        let reads = checkpoints.iter().zip(&init).filter(|(c, _)| matches!(c, Slot::Taped(_)));
-        let reads: Vec<Var> = reads.filter_map(|(_, a)| a.var()).collect();
-        self.b.recomputed.extend(reads);
-        self.b.recomputed.extend(renamed.stmts.iter().flat_map(|s| s.binds.iter().copied()));
-        stmts.extend(renamed.stmts.iter().map(|s| copy_on_write(self.b.vars, s)));
-        let mut result = renamed.result.clone();
-        result.extend(next);
-        let mut all_params = params.clone();
-        all_params.extend(&tape_params);
-        init.extend(tape_init);
-        let mut binds: Vec<Var> = params.iter().map(|q| self.b.fresh("rerun", self.b.vars.ty(*q))).collect();
-        let tape_binds: Vec<Var> = tape_params.iter().map(|t| self.b.fresh("tape", self.b.vars.ty(*t))).collect();
-        binds.extend(&tape_binds);
-        self.b.push(Stmt {
-            binds,
-            expr: Expr::Loop {
-                params: all_params,
-                init,
-                form: LoopForm::For { index: r, bound: len },
-                body: Body { stmts, result },
-            },
-            span,
-        });
-        let mut local = tape_binds.into_iter();
-        Ok(checkpoints
-            .iter()
-            .map(|c| match c {
-                Slot::Invariant(a) => Slot::Invariant(*a),
-                Slot::Taped(_) => Slot::Taped(local.next().expect("one local tape per taped piece")),
-            })
-            .collect())
     }
 
     fn rev_loop(
@@ -1408,28 +1272,8 @@ impl<'b, 'v> Rev<'b, 'v> {
         state_init.extend(free.iter().map(|(_, a)| *a));
         let outer_active = self.active.clone();
         let step = LoopStep { params, index, body, dual: &dual, free_vars: &free_vars, outer_active: &outer_active };
-        let results = match tape.segment {
-            None => self.backward_loop(tape.bound, state_init, |rev, i, state| {
-                rev.backward_step(&step, &tape.tapes, i, i, state)
-            })?,
-            Some(seg) => {
-                let nseg = self.ceil_div(tape.bound, seg);
-                self.backward_loop(nseg, state_init, |rev, j, state| {
-                    // Recompute segment j from its checkpoint, taping it locally…
-                    let start = rev.b.mul(j, seg);
-                    let rest = rev.b.sub(tape.bound, start);
-                    let len = rev.b.bin(BinOp::Min, seg, rest);
-                    let local = rev.recompute_segment(&step, &tape.tapes, j, start, seg, len)?;
-                    // …then run the segment's iterations backwards.
-                    let inner =
-                        rev.backward_loop(len, state.iter().map(|v| Atom::Var(*v)).collect(), |rev, r, st| {
-                            let i = rev.b.add(start, r);
-                            rev.backward_step(&step, &local, r, i, st)
-                        })?;
-                    Ok(inner.into_iter().map(Atom::Var).collect())
-                })?
-            }
-        };
+        let results = self
+            .backward_loop(tape.bound, state_init, |rev, i, state| rev.backward_step(&step, &tape.tapes, i, state))?;
         for (slot, &k) in dual.iter().enumerate() {
             self.contribute(init[k], Atom::Var(results[slot]));
         }
@@ -1520,17 +1364,6 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
     }
 }
 
-// Note [Checkpointing]
-// ~~~~~~~~~~~~~~~~~~~~~
-// With `--checkpoint`, a loop of n iterations is cut into segments of
-// s = ⌈√n⌉. The forward sweep keeps only the state at the start of each
-// segment (n/s + 1 slots); the backward sweep visits the segments last to
-// first, re-runs each one from its checkpoint with a local tape of s states,
-// and then runs that segment's iterations backwards. Memory for the loop
-// state drops from n to about 2√n states, for one extra forward pass. (The
-// position written at iteration i is ⌈i/s⌉, so no branch is needed: slot j is
-// rewritten during segment j−1 and holds the state at iteration j·s at last.)
-//
 // Note [Reverse mode of loops]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The forward sweep rewrites an active `for` loop so that iteration i first

@@ -664,6 +664,11 @@ impl<'a> Elaborator<'a> {
                 args: Vec::new(),
             }))),
             ExprKind::App(f, args) => {
+                if let (ExprKind::Var(name), [k, lp]) = (&f.kind, &args[..]) {
+                    if name == "checkpoint" && env.lookup(name).is_none() && self.visible_def(name, env).is_none() {
+                        return self.checkpointed_loop(k, lp, env, span);
+                    }
+                }
                 let fv = match &f.kind {
                     // Builtins need the type of the application (for sizes and result shapes).
                     ExprKind::Var(name) if env.lookup(name).is_none() && self.visible_def(name, env).is_none() => {
@@ -912,6 +917,23 @@ impl<'a> Elaborator<'a> {
     pub fn binop(&mut self, op: ir::BinOp, a: Atom, b: Atom, t: IrType, span: Span) -> Atom {
         let rt = if op.is_comparison() { IrType::BOOL } else { t };
         self.emit1(IrExpr::Binary(op, a, b), rt, "t", span)
+    }
+
+    /// `checkpoint k (loop …)`: the loop, cut into segments of k iterations
+    /// (ad/checkpoint.rs; the checker made sure it is a loop).
+    fn checkpointed_loop(&mut self, k: &'a Expr, lp: &'a Expr, env: &Env<'a>, span: Span) -> R<SVal<'a>> {
+        let ExprKind::Loop { pat, init, form, body } = &lp.kind else {
+            return Err(Diagnostic::internal("elaboration", "`checkpoint` of something that is not a loop", span));
+        };
+        let k = leaf(&self.expr(k, env)?);
+        let value = self.loop_expr(pat, init, form, body, env, lp.span)?;
+        let block = self.blocks.last_mut().expect("a block is open");
+        let stmt = block.pop().expect("the loop just emitted");
+        let mut b = crate::ad::build::Builder::new(&mut self.vars, span);
+        crate::ad::checkpoint::segment(&mut b, stmt, k);
+        let stmts = b.blocks.pop().expect("the builder's block");
+        self.blocks.last_mut().expect("a block is open").extend(stmts);
+        Ok(value)
     }
 
     fn loop_expr(

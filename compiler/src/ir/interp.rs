@@ -835,6 +835,13 @@ impl Interp<'_> {
                 Ok(())
             }
             CheckKind::Size => self.size_atom(args[0], span).map(|_| ()),
+            CheckKind::Positive { what } => {
+                let n = int(0)?;
+                if n < 1 {
+                    return err(Code::E0204, span, format!("{what} must be at least 1, got {n}"));
+                }
+                Ok(())
+            }
         }
     }
 

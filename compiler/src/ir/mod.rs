@@ -376,13 +376,16 @@ pub enum CheckKind {
     InBounds { dim: u32 },
     /// `args[0] >= 0`: the size of an array; E0204 "negative size {n}".
     Size,
+    /// `args[0] >= 1`: a count that must be positive (a checkpoint segment
+    /// length); E0204 "{what} must be at least 1, got {n}".
+    Positive { what: String },
 }
 
 impl CheckKind {
     /// How many operands a check of this kind takes.
     pub fn arity(&self) -> usize {
         match self {
-            CheckKind::Size => 1,
+            CheckKind::Size | CheckKind::Positive { .. } => 1,
             CheckKind::SizeEq { .. } | CheckKind::Iterated { .. } | CheckKind::InBounds { .. } => 2,
         }
     }

@@ -158,6 +158,7 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
             (CheckKind::Iterated { what }, [x, y]) => format!("check_iterated {} == {} {:?}", a(x), a(y), what),
             (CheckKind::InBounds { dim }, [i, n]) => format!("check_index {} < {} (dim {dim})", a(i), a(n)),
             (CheckKind::Size, [n]) => format!("check_size {} >= 0", a(n)),
+            (CheckKind::Positive { what }, [n]) => format!("check_positive {} {:?}", a(n), what),
             (kind, args) => format!("check {kind:?} {}", args.iter().map(a).collect::<Vec<_>>().join(" ")),
         },
         Expr::Jvp { lam, primals, tangents, batch } => {

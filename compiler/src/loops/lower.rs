@@ -888,6 +888,10 @@ impl Lower<'_> {
                     (CheckKind::Size, &[n]) => {
                         self.size(n, span);
                     }
+                    (CheckKind::Positive { what }, &[n]) => {
+                        let ok = self.bin("ok", BinOp::Ge, n, Operand::i64(1));
+                        self.check(ok, Code::E0204, span, Message::NotPositive { what: what.clone() }, vec![n]);
+                    }
                     _ => return Err(format!("a {kind:?} check with {} operands", ops.len())),
                 }
             }

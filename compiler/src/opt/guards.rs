@@ -158,6 +158,7 @@ fn holds(cx: &Cx, c: &Cond) -> bool {
         (CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, &[a, b]) => same_size_past_checks(cx, a, b),
         (CheckKind::InBounds { .. }, &[i, n]) => in_bounds(cx, i, n),
         (CheckKind::Size, &[n]) => nonneg(cx, n),
+        (CheckKind::Positive { .. }, &[n]) => matches!(size_key(cx, n), Key::Const(c) if c >= 1),
         _ => false,
     }
 }

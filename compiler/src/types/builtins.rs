@@ -88,6 +88,11 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("jacfwd", "(A -> B) -> A -> R", "Jacobian by forward mode (result shape: output shape, then input shape)"),
     ("jacrev", "(A -> B) -> A -> R", "Jacobian by reverse mode (same shape as jacfwd)"),
     ("hessian", "(A -> F) -> A -> R", "Hessian of a scalar function (forward over reverse)"),
+    (
+        "checkpoint",
+        "i64 -> A -> A",
+        "checkpoint k (loop …): the loop, run in segments of k iterations; reverse mode keeps one state per segment",
+    ),
     ("stop_gradient", "A -> A", "the value, treated as a constant by differentiation"),
     ("opaque", "A -> A", "the value, which the optimiser must treat as unknown (for honest benchmarks)"),
 ];

@@ -240,6 +240,13 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
 }
 
 /// Adds a checked definition to the program.
+/// E0125: `checkpoint` must be applied to a segment length and a `loop`
+/// written in place (elaboration rewrites that loop, ad/checkpoint.rs).
+fn not_a_checkpointed_loop(span: Span, label: &str) -> Diagnostic {
+    Diagnostic::error(Code::E0125, "`checkpoint` applies to a loop written in place", span, label)
+        .with_help("write `checkpoint k (loop x = init for i < n do …)` (or a `while` loop)")
+}
+
 fn add_def(program: &mut CheckedProgram, def: Def, mut info: DefInfo) {
     info.index = program.defs.len();
     info.scope = info.index;
@@ -319,6 +326,9 @@ struct Checker<'p> {
     /// Each use of `jacfwd`, `jacrev` or `hessian` in the code being checked:
     /// its instantiated type and span (Note [Jacobians as values]).
     jacobians: Vec<(&'static str, Type, Span)>,
+    /// The span of the callee of the `checkpoint k (loop …)` being checked:
+    /// `checkpoint` anywhere else is E0125.
+    checkpoint_callee: Option<Span>,
     /// Each AD operator applied in the code being checked: its name, the
     /// differentiated function's type and span, checked again once literals
     /// have their final types (Note [Differentiated types after defaults]).
@@ -384,6 +394,7 @@ impl<'p> Checker<'p> {
             size_params: Vec::new(),
             current: None,
             jacobians: Vec::new(),
+            checkpoint_callee: None,
             differentiated: Vec::new(),
             type_params: HashMap::new(),
             generic_uses: HashMap::new(),
@@ -1600,6 +1611,9 @@ impl<'p> Checker<'p> {
             }));
         }
         if let Some((scheme, _)) = builtins::lookup(name) {
+            if name == "checkpoint" && self.checkpoint_callee != Some(span) {
+                return Err(not_a_checkpointed_loop(span, "used here"));
+            }
             let parsed = crate::syntax::parser::parse_type(scheme, FileId(0)).expect("builtin schemes parse");
             let (mut tvars, mut dvars) = (HashMap::new(), HashMap::new());
             let t = self.scheme_type(&parsed, &mut tvars, &mut dvars);
@@ -1779,6 +1793,13 @@ impl<'p> Checker<'p> {
     fn infer_app(&mut self, e: &mut Expr) -> R<Type> {
         let span = e.span;
         let ExprKind::App(f, args) = &mut e.kind else { unreachable!() };
+        if matches!(&f.kind, ExprKind::Var(n) if n == "checkpoint" && self.is_builtin_ref(n)) {
+            match &args[..] {
+                [_, body] if matches!(body.kind, ExprKind::Loop { .. }) => self.checkpoint_callee = Some(f.span),
+                [_, body] => return Err(not_a_checkpointed_loop(body.span, "not a `loop` expression")),
+                _ => return Err(not_a_checkpointed_loop(span, "not applied to a segment length and a loop")),
+            }
+        }
         let tf = self.infer(f)?;
         let builtin = match &f.kind {
             ExprKind::Var(n) if self.is_builtin_ref(n) => Some(n.clone()),
