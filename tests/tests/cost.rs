@@ -150,3 +150,20 @@ fn loop_with_array_state() {
         |n| serde_json::json!({ "a": vector(n) }),
     );
 }
+
+/// Reverse over reverse: the first gradient's backward sweep accumulates
+/// into its adjoint array in place, one element per iteration, and its own
+/// forward sweep writes a tape in place; differentiating that code again
+/// must keep both O(1) per iteration (the reverse of an overwriting update
+/// zeroes one element of the cotangent, in place when nothing else reads it).
+#[test]
+fn reverse_over_reverse_through_in_place_updates() {
+    family_over_sizes(
+        "reverse over reverse",
+        "def f [n] (x: [n]f64) : f64 = loop acc = 0.0 for i < n do acc + sin x[i] * x[(i + 1) % n]\n\
+         entry primal [n] (x: [n]f64) : f64 = let d = grad f x in sum (map2 (*) d d)\n\
+         entry gradient [n] (x: [n]f64) : [n]f64 = grad primal x\n",
+        &[100, 400, 1600],
+        |n| serde_json::json!({ "x": vector(n) }),
+    );
+}

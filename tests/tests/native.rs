@@ -146,6 +146,25 @@ fn adjoint_updates_in_a_loop_are_in_place() {
 }
 
 #[test]
+fn reverse_over_reverse_updates_in_a_loop_are_in_place() {
+    // The second reverse runs the first one's in-place updates (its tape
+    // writes and adjoint accumulations) and reverses them: neither may copy
+    // an array per iteration, nor allocate one (the identity-map copy that
+    // the reverse of an overwriting update made).
+    let p = compile(
+        "def f [n] (x: [n]f64) : f64 = loop acc = 0.0 for i < n do acc + sin x[i] * x[(i + 1) % n]\n\
+         entry h [n] (x: [n]f64) : [n]f64 = grad (\\y -> let d = grad f y in sum (map2 (*) d d)) x",
+    );
+    let native = p.native().unwrap();
+    let f = native.loops.func("h").unwrap();
+    let mut copies = Vec::new();
+    inside_loops(&f.body, 0, &|i| matches!(i, Inst::Copy { .. }) || is_alloc(i), &mut copies);
+    assert!(copies.is_empty(), "copies or allocations inside loops:\n{}", copies.join("\n"));
+    let x = serde_json::json!({"x": [0.1, 0.5, -0.3, 0.8]});
+    assert_eq!(call(&p, "h", x.clone()), p.call_json_on(Engine::Interp, "h", &x).unwrap());
+}
+
+#[test]
 fn no_allocation_in_the_innermost_loops_of_gmm_and_lstm() {
     for (eval, entry) in [("gmm", "jacobian"), ("gmm", "objective"), ("lstm", "jacobian"), ("lstm", "objective")] {
         let path = workspace_dir().join(format!("examples/gradbench/{eval}.slope"));

@@ -415,8 +415,10 @@ impl<'b, 'v> Rev<'b, 'v> {
                     if *accumulate {
                         self.contribute(Atom::Var(*array), Atom::Var(zv));
                     } else {
-                        // The overwritten element gets no cotangent: zero it in a copy.
-                        let copy = self.b.map_values(Atom::Var(zv), &|_, e| e);
+                        // The overwritten element gets no cotangent: zero it,
+                        // in place unless the cotangent is read elsewhere too
+                        // (lowering copies then, as for `buffer_of`).
+                        let copy = self.b.emit1(Expr::Atom(Atom::Var(zv)), self.b.vars.ty(zv), "adj");
                         let Atom::Var(cv) = copy else { unreachable!() };
                         let vty = self.b.ty(*value);
                         let zero = self.b.constant(vty, 0.0);
@@ -1407,12 +1409,20 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // Primal code differentiated a second time (reverse over reverse) contains the
 // in-place `UpdateAt`s of the first derivative. The backward sweep reads primal
 // values and recomputes scopes from them, so the forward sweep must not consume
-// anything: its updates write to copies. First derivatives pay for this only
-// where the user wrote a functional update (`xs with [i] = v`): an O(n) copy
-// per update, which a `for` loop taping its array state pays anyway;
-// higher-order reverse mode through indexing pays an O(n) copy per update
-// of the first derivative. The tape updates that
-// forward_loop itself adds stay in place (nothing else reads a tape parameter).
+// anything a later statement reads: an update nested in a body the backward
+// sweep recomputes writes to `copy = a` (copy_on_write), an alias. Lowering
+// copies an alias only when the original is still read after the update
+// (Note [Ownership and in-place updates] in loops/lower.rs), and the
+// interpreter drops a loop's array parameters after their last use in the
+// body (`dead_params` in ir/interp.rs), so an update stays in place when
+// nothing else reads the old array — the first derivative's adjoint
+// accumulations and tape writes, in the second derivative's forward sweep.
+// The reverse of an overwriting update (`a with [i] = v`, the tape writes of
+// the first derivative among them) zeroes element i of the cotangent through
+// such an alias too, not a copy: reverse over reverse through a loop of n
+// indexings is O(n) (tests/tests/cost.rs, tests/tests/native.rs). What is
+// still O(n) per iteration is taping array state a loop updates one element
+// at a time — the user's `y with [i] = …` in a `for` loop (docs/language.md).
 //
 // Note [Reverse of an extremum]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~

@@ -26,6 +26,7 @@ use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, Func, IrType, Lambda, LoopForm, Program, UnOp, Var};
 use crate::types::ScalarType;
 use slope_runtime::{Array, ArrayData, ElemType, Scalar, Value};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// A run-time value: a scalar or a shared, immutable array.
@@ -505,9 +506,21 @@ impl Interp<'_> {
     /// Like [`Self::body`], but results bound inside the body are moved out of
     /// their slots rather than shared, so that a buffer threaded through a loop
     /// or a branch stays uniquely owned and `UpdateAt` can work in place.
-    fn body_moving(&mut self, body: &Body, out: &mut Vec<Val>, span: Span) -> Result<(), RuntimeError> {
-        for stmt in &body.stmts {
+    /// `dead` lists (statement, variable) pairs, by statement: the variable
+    /// is dropped once that statement has run (see [`dead_params`]).
+    fn body_moving(
+        &mut self,
+        body: &Body,
+        dead: &[(usize, Var)],
+        out: &mut Vec<Val>,
+        span: Span,
+    ) -> Result<(), RuntimeError> {
+        let mut dead = dead.iter().peekable();
+        for (k, stmt) in body.stmts.iter().enumerate() {
             self.stmt(&stmt.binds, &stmt.expr, stmt.span)?;
+            while let Some((_, v)) = dead.next_if(|(at, _)| *at == k) {
+                self.env[v.0 as usize] = None;
+            }
         }
         for (k, &a) in body.result.iter().enumerate() {
             // A variable returned twice (`(r2, r2)`) is moved at its last
@@ -605,7 +618,7 @@ impl Interp<'_> {
             Expr::If { cond, then_body, else_body } => {
                 let body = if self.bool_atom(*cond, span)? { then_body } else { else_body };
                 let mut out = Vec::with_capacity(binds.len());
-                self.body_moving(body, &mut out, span)?;
+                self.body_moving(body, &[], &mut out, span)?;
                 return self.bind_all(binds, out, span);
             }
             Expr::Index { array, indices } => self.index(*array, indices, span)?,
@@ -1123,10 +1136,11 @@ impl Interp<'_> {
             self.set(p, v);
         }
         let mut out = Vec::with_capacity(params.len());
+        let dead = dead_params(&self.program.vars, body, params);
         let step = |this: &mut Self, out: &mut Vec<Val>| -> Result<(), RuntimeError> {
             this.poll_interrupt(span)?;
             out.clear();
-            this.body_moving(body, out, span)?;
+            this.body_moving(body, &dead, out, span)?;
             if out.len() != params.len() {
                 return ice(span, format!("loop body returns {} values for {} parameters", out.len(), params.len()));
             }
@@ -1397,6 +1411,32 @@ pub(crate) fn convert(to: ScalarType, x: Val, span: Span) -> Result<Val, Runtime
         (ScalarType::Bool, &Val::I64(v)) => Val::Bool(v != 0),
         (ScalarType::Bool, &Val::Bool(v)) => Val::Bool(v),
     })
+}
+
+/// The array parameters of a loop paired with the statement of `body` that
+/// reads them last, for those the body does not return: the interpreter
+/// drops them there. An update of an alias made before (`a2 = a; a2 with
+/// [i] = v`, as reverse mode writes) then finds its buffer unshared and
+/// works in place, as native code's ownership analysis lets it (Note
+/// [Ownership and in-place updates] in loops/lower.rs) — so that `slope
+/// cost` counts what native code does, not an O(n) copy per update.
+fn dead_params(vars: &crate::ir::VarTable, body: &Body, params: &[Var]) -> Vec<(usize, Var)> {
+    let arrays: Vec<Var> = params.iter().copied().filter(|p| !vars.ty(*p).is_scalar()).collect();
+    if arrays.is_empty() {
+        return Vec::new();
+    }
+    let mut last: HashMap<Var, usize> = HashMap::new();
+    for (k, stmt) in body.stmts.iter().enumerate() {
+        crate::ir::scope::for_each_use_in(std::slice::from_ref(stmt), &mut |v| {
+            if arrays.contains(&v) {
+                last.insert(v, k);
+            }
+        });
+    }
+    let mut dead: Vec<(usize, Var)> =
+        last.into_iter().filter(|(v, _)| !body.result.contains(&Atom::Var(*v))).map(|(v, k)| (k, v)).collect();
+    dead.sort();
+    dead
 }
 
 #[cfg(test)]
