@@ -10,9 +10,9 @@ use std::path::Path;
 /// Codes not expected in a `-- error:` header: internal errors, the while
 /// loop limit (too slow), import cycles (need several files), programs
 /// nested too deeply (a 250,000-level program; `robustness.rs` tests it) and the
-/// command-line and stream codes, which `compiler/tests/cli.rs`, `repl_pipe.rs`
+/// command-line and stream codes, which `cli/tests/cli.rs`, `repl_pipe.rs`
 /// and `gradbench_pipe.rs` cover, interrupts (E0208, `interrupt.rs`) and
-/// `slope build`'s E0309 (`compiler/tests/cli.rs`, `c/tests/aot.rs`).
+/// `slope build`'s E0309 (`cli/tests/cli.rs`, `c/tests/aot.rs`).
 // E0206 (a failing gradcheck) is exercised by the CLI tests: a correct program cannot fail it.
 const NOT_IN_PROGRAMS: &[&str] = &[
     "E0900", "E0205", "E0206", "E0208", "E0008", "E0009", "E0301", "E0303", "E0305", "E0306", "E0307", "E0308", "E0309",

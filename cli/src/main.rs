@@ -5,7 +5,7 @@
 //! to stdout as JSON.
 
 use clap::{Parser, Subcommand};
-mod cli;
+mod commands;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -166,7 +166,7 @@ enum Command {
 
 /// Counts heap bytes so that `slope bench` can report peak memory.
 #[global_allocator]
-static ALLOCATOR: cli::bench::memory::Counting = cli::bench::memory::Counting;
+static ALLOCATOR: commands::bench::memory::Counting = commands::bench::memory::Counting;
 
 fn main() -> ExitCode {
     // Every command runs on a big stack: deeply nested programs (a sum of
@@ -177,12 +177,12 @@ fn main() -> ExitCode {
 
 fn command() -> ExitCode {
     let args = Args::parse();
-    cli::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
+    commands::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
     if let Some(name) = &args.save {
-        let _ = cli::SAVE.set(slope::ad::Save::from_name(name).expect("clap checked the name"));
+        let _ = commands::SAVE.set(slope::ad::Save::from_name(name).expect("clap checked the name"));
     }
-    cli::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);
-    cli::MAX_INPUT_BYTES.store(args.max_input_bytes, std::sync::atomic::Ordering::Relaxed);
+    commands::TIMINGS.store(args.timings, std::sync::atomic::Ordering::Relaxed);
+    commands::MAX_INPUT_BYTES.store(args.max_input_bytes, std::sync::atomic::Ordering::Relaxed);
     let threads = match args.threads {
         Some(n) => Ok(usize::from(n)),
         None => slope_runtime::parallel::threads_from_env(),
@@ -190,7 +190,7 @@ fn command() -> ExitCode {
     match threads {
         Ok(n) => slope_runtime::parallel::set_default_threads(n),
         Err(message) => {
-            cli::usage_error(&message).report();
+            commands::usage_error(&message).report();
             return ExitCode::from(1);
         }
     }
@@ -198,7 +198,7 @@ fn command() -> ExitCode {
     if let (Some(flag), Command::Repl | Command::Gradbench { .. }) = (ad_flag, &args.command) {
         // Both compile as they go, with the library's defaults: say so
         // rather than ignore the flag.
-        cli::usage_error(&format!(
+        commands::usage_error(&format!(
             "{flag} is not supported by `slope repl` and `slope gradbench` \
              (it applies to run, emit, bench, test, cost, gradcheck and check)"
         ))
@@ -206,26 +206,26 @@ fn command() -> ExitCode {
         return ExitCode::from(1);
     }
     let result = match args.command {
-        Command::Check { file } => cli::check(&file),
+        Command::Check { file } => commands::check(&file),
         Command::Run { file, entry, input, interp, while_limit, args } => {
-            cli::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit, interp)
+            commands::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit, interp)
         }
         Command::Emit { stage, file, entry, schedule } => {
-            cli::emit(&file, &stage, entry.as_deref(), schedule.as_deref())
+            commands::emit(&file, &stage, entry.as_deref(), schedule.as_deref())
         }
         Command::Build { file, output, entry, name, header, runtime, while_limit } => {
             let request = slope::build::Request { output, name, entries: entry, header, runtime };
-            cli::build(&file, &request, while_limit)
+            commands::build(&file, &request, while_limit)
         }
-        Command::Cost { file, entry, input } => cli::cost(&file, entry.as_deref(), &input),
+        Command::Cost { file, entry, input } => commands::cost(&file, entry.as_deref(), &input),
         Command::Gradcheck { file, entry, input, points, seed } => {
-            cli::gradcheck(&file, entry.as_deref(), &input, points, seed)
+            commands::gradcheck(&file, entry.as_deref(), &input, points, seed)
         }
         Command::Bench { dir, fixtures, inputs, runs, interp, entry, input, derivative, evals } => {
             let engine = if interp { slope::api::Engine::Interp } else { slope::api::Engine::Jit };
             let program = evals.first().filter(|e| e.ends_with(".slope") || Path::new(e).is_file());
             match (program, input) {
-                (Some(file), Some(input)) if evals.len() == 1 => cli::bench::run_program(
+                (Some(file), Some(input)) if evals.len() == 1 => commands::bench::run_program(
                     Path::new(file),
                     entry.as_deref(),
                     &input,
@@ -233,27 +233,27 @@ fn command() -> ExitCode {
                     runs,
                     engine,
                 ),
-                (Some(_), _) | (None, Some(_)) => Err(cli::usage_error(
+                (Some(_), _) | (None, Some(_)) => Err(commands::usage_error(
                     "a program is benchmarked as `slope bench FILE --input IN.json [--entry E] [--derivative D]`",
                 )),
                 (None, None) if entry.is_some() || derivative.is_some() => {
-                    Err(cli::usage_error("--entry and --derivative go with a program FILE and --input"))
+                    Err(commands::usage_error("--entry and --derivative go with a program FILE and --input"))
                 }
-                (None, None) => cli::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals, engine),
+                (None, None) => commands::bench::run(&dir, &fixtures, inputs.as_deref(), runs, &evals, engine),
             }
         }
-        Command::Test { paths } => return cli::test::run(&paths),
-        Command::Repl => return cli::repl::run(),
+        Command::Test { paths } => return commands::test::run(&paths),
+        Command::Repl => return commands::repl::run(),
         Command::Gradbench { dir, interp } => {
             let engine = if interp { slope::api::Engine::Interp } else { slope::api::Engine::Jit };
-            return cli::gradbench::run(&dir, engine);
+            return commands::gradbench::run(&dir, engine);
         }
     };
     match result {
         Ok(out) => {
             // Output that could not be written (`>/dev/full`, a closed pipe)
             // is a failure of the command, not a success nobody saw.
-            match cli::write_result(&out) {
+            match commands::write_result(&out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(failure) => {
                     failure.report();
