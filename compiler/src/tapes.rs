@@ -214,6 +214,17 @@ impl Cx<'_> {
             Expr::Shape { array, dim } => self.dim_at(*array, *dim, depth - 1),
             // ⌈√n⌉, the segment length of checkpointing, is converted from a float.
             Expr::Convert(crate::types::ScalarType::I64, x) => self.float(*x, depth - 1).unwrap_or(name),
+            // The count of checkpointing segments, (n + (k - 1)) / k.
+            _ if self.ceil_div(v).is_some() => {
+                let (n, k) = self.ceil_div(v).expect("just matched");
+                format!("⌈{} / {}⌉", self.int(n, depth - 1), self.int(k, depth - 1))
+            }
+            // max(x, 0) of a count that cannot be negative is the count.
+            Expr::Binary(BinOp::Max, Atom::Var(x), Atom::Const(Const::I64(0)))
+                if self.ceil_div(*x).is_some() || self.nonneg_max(*x) =>
+            {
+                self.int(Atom::Var(*x), depth - 1)
+            }
             Expr::Binary(op @ (BinOp::Max | BinOp::Min), x, y) => {
                 format!("{}({}, {})", op.symbol(), self.int(*x, depth - 1), self.int(*y, depth - 1))
             }
@@ -226,6 +237,23 @@ impl Cx<'_> {
 }
 
 impl Cx<'_> {
+    /// `(n, k)` when `v` is `(n + (k - 1)) / k`, ⌈n / k⌉ for n ≥ 0 and k > 0
+    /// (as ad/checkpoint.rs counts segments).
+    fn ceil_div(&self, v: crate::ir::Var) -> Option<(Atom, Atom)> {
+        let def = |a: Atom| a.var().and_then(|w| self.defs.get(&w).copied());
+        let Expr::Binary(BinOp::Div, t, k) = self.defs.get(&v)? else { return None };
+        let Expr::Binary(BinOp::Add, n, up) = def(*t)? else { return None };
+        match def(*up)? {
+            Expr::Binary(BinOp::Sub, k2, Atom::Const(Const::I64(1))) if k2 == k => Some((*n, *k)),
+            _ => None,
+        }
+    }
+
+    /// Whether `v` is `max(_, 0)` already.
+    fn nonneg_max(&self, v: crate::ir::Var) -> bool {
+        matches!(self.defs.get(&v), Some(Expr::Binary(BinOp::Max, _, Atom::Const(Const::I64(0)))))
+    }
+
     /// A float operand built from integers by `sqrt`, `ceil` and `floor`.
     fn float(&self, a: Atom, depth: usize) -> Option<String> {
         let Atom::Var(v) = a else { return None };

@@ -11,7 +11,7 @@ use slope_tests::workspace_dir;
 /// The transcript of one input file.
 fn transcript(text: &str) -> String {
     let tests_dir = workspace_dir().join("tests");
-    // As the CLI's REPL reads (`cli/repl.rs`), relative to `tests/`.
+    // As the CLI's REPL reads (`cli/src/commands/repl.rs`), relative to `tests/`.
     let mut session =
         Session::new(move |path| std::fs::read_to_string(tests_dir.join(path)).map_err(|e| e.to_string()));
     let mut lines = LineBuffer::default();
