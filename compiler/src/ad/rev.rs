@@ -1334,12 +1334,7 @@ fn copy_on_write(vars: &mut crate::ir::VarTable, s: &Stmt) -> Stmt {
 fn cow_body(vars: &mut crate::ir::VarTable, body: &mut Body) {
     let mut out = Vec::with_capacity(body.stmts.len());
     for mut s in std::mem::take(&mut body.stmts) {
-        if let Expr::UpdateAt { array, .. } = &mut s.expr {
-            let ty = vars.ty(*array);
-            let copy = vars.fresh("copy", ty);
-            out.push(Stmt { binds: vec![copy], expr: Expr::Atom(Atom::Var(*array)), span: s.span });
-            *array = copy;
-        }
+        out.extend(crate::ir::alias::update_through_alias(vars, &mut s));
         cow_expr(vars, &mut s.expr, s.span);
         out.push(s);
     }

@@ -26,7 +26,6 @@ use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, Func, IrType, Lambda, LoopForm, Program, UnOp, Var};
 use crate::types::ScalarType;
 use slope_runtime::{Array, ArrayData, ElemType, Scalar, Value};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// A run-time value: a scalar or a shared, immutable array.
@@ -507,7 +506,7 @@ impl Interp<'_> {
     /// their slots rather than shared, so that a buffer threaded through a loop
     /// or a branch stays uniquely owned and `UpdateAt` can work in place.
     /// `dead` lists (statement, variable) pairs, by statement: the variable
-    /// is dropped once that statement has run (see [`dead_params`]).
+    /// is dropped once that statement has run (`ir::alias::last_uses`).
     fn body_moving(
         &mut self,
         body: &Body,
@@ -1136,7 +1135,12 @@ impl Interp<'_> {
             self.set(p, v);
         }
         let mut out = Vec::with_capacity(params.len());
-        let dead = dead_params(&self.program.vars, body, params);
+        // Array parameters are dropped after their last use in the body, so
+        // that an update of an alias made there (`a2 = a; a2 with [i] = v`, as
+        // reverse mode writes) finds its buffer unshared and works in place,
+        // as native code does: `slope cost` then counts what native code does.
+        let arrays: Vec<Var> = params.iter().copied().filter(|p| !self.program.vars.ty(*p).is_scalar()).collect();
+        let dead = crate::ir::alias::last_uses(body, &arrays);
         let step = |this: &mut Self, out: &mut Vec<Val>| -> Result<(), RuntimeError> {
             this.poll_interrupt(span)?;
             out.clear();
@@ -1411,32 +1415,6 @@ pub(crate) fn convert(to: ScalarType, x: Val, span: Span) -> Result<Val, Runtime
         (ScalarType::Bool, &Val::I64(v)) => Val::Bool(v != 0),
         (ScalarType::Bool, &Val::Bool(v)) => Val::Bool(v),
     })
-}
-
-/// The array parameters of a loop paired with the statement of `body` that
-/// reads them last, for those the body does not return: the interpreter
-/// drops them there. An update of an alias made before (`a2 = a; a2 with
-/// [i] = v`, as reverse mode writes) then finds its buffer unshared and
-/// works in place, as native code's ownership analysis lets it (Note
-/// [Ownership and in-place updates] in loops/lower.rs) — so that `slope
-/// cost` counts what native code does, not an O(n) copy per update.
-fn dead_params(vars: &crate::ir::VarTable, body: &Body, params: &[Var]) -> Vec<(usize, Var)> {
-    let arrays: Vec<Var> = params.iter().copied().filter(|p| !vars.ty(*p).is_scalar()).collect();
-    if arrays.is_empty() {
-        return Vec::new();
-    }
-    let mut last: HashMap<Var, usize> = HashMap::new();
-    for (k, stmt) in body.stmts.iter().enumerate() {
-        crate::ir::scope::for_each_use_in(std::slice::from_ref(stmt), &mut |v| {
-            if arrays.contains(&v) {
-                last.insert(v, k);
-            }
-        });
-    }
-    let mut dead: Vec<(usize, Var)> =
-        last.into_iter().filter(|(v, _)| !body.result.contains(&Atom::Var(*v))).map(|(v, k)| (k, v)).collect();
-    dead.sort();
-    dead
 }
 
 #[cfg(test)]

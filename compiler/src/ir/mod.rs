@@ -17,6 +17,7 @@
 //! no variable is bound twice; every expression is applied to operands of the
 //! types it expects; lambdas of `map` take one element per input array.
 
+pub mod alias;
 pub mod interp;
 pub mod print;
 pub mod scope;

@@ -103,19 +103,14 @@ pub fn rename_lambda(vars: &mut VarTable, lam: &Lambda, subst: &mut HashMap<Var,
 fn rename_body_in(vars: &mut VarTable, body: &Body, r: &mut Renaming) -> Body {
     let mut stmts = Vec::with_capacity(body.stmts.len());
     for s in &body.stmts {
-        let mut expr = rename_expr(vars, &s.expr, r);
+        let mut copy = Stmt { binds: Vec::new(), expr: rename_expr(vars, &s.expr, r), span: s.span };
         // An update of an array bound outside the copied code must not consume
         // it: the original code (or a later read) still uses that variable.
-        if let (Expr::UpdateAt { array, .. }, Expr::UpdateAt { array: renamed, .. }) = (&s.expr, &mut expr) {
-            if !r.locals.contains(array) {
-                let ty = vars.ty(*renamed);
-                let copy = vars.fresh("copy", ty);
-                stmts.push(Stmt { binds: vec![copy], expr: Expr::Atom(Atom::Var(*renamed)), span: s.span });
-                *renamed = copy;
-            }
+        if super::alias::consumed(&s.expr).is_some_and(|a| !r.locals.contains(&a)) {
+            stmts.extend(super::alias::update_through_alias(vars, &mut copy));
         }
-        let binds = s.binds.iter().map(|b| fresh_like(vars, *b, r)).collect();
-        stmts.push(Stmt { binds, expr, span: s.span });
+        copy.binds = s.binds.iter().map(|b| fresh_like(vars, *b, r)).collect();
+        stmts.push(copy);
     }
     Body { stmts, result: body.result.iter().map(|a| sub_atom(*a, r.subst)).collect() }
 }

@@ -14,7 +14,7 @@
 
 use super::{assigned_in, Func, Inst, LVar, Leaf, MTy, Message, Operand, Program, Rhs, Site};
 use crate::diagnostic::{Code, Span};
-use crate::ir::{self, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
+use crate::ir::{self, alias, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
 use slope_runtime::native::MAX_ELEMENTS;
 use std::collections::{HashMap, HashSet};
 
@@ -1345,8 +1345,10 @@ impl Lower<'_> {
         span: Span,
     ) -> R<()> {
         // Parameters the body updates in place must hold an owned buffer.
-        let consumed: Vec<bool> =
-            params.iter().map(|&p| consumes(body, p) || overwritten_by_map(body, p, self.ir_type(p))).collect();
+        let consumed: Vec<bool> = params
+            .iter()
+            .map(|&p| alias::updates_in_place(body, p) || overwritten_by_map(body, p, self.ir_type(p)))
+            .collect();
         let mut states = Vec::new();
         let inits: Vec<LVal> = init.iter().map(|&a| self.atom(a)).collect::<R<_>>()?;
         let shared = shared_buffers(&inits);
@@ -2052,34 +2054,4 @@ fn overwritten_by_map(b: &Body, p: Var, ty: IrType) -> bool {
     let mut uses = 0;
     visit_uses(b, &mut |v| uses += u32::from(v == p));
     ty.rank == 1 && uses == 1 && input_here(b, p)
-}
-
-/// Does `b` (at any depth) update `p`, or an alias of it, in place?
-fn consumes(b: &Body, p: Var) -> bool {
-    fn go(b: &Body, names: &mut HashSet<Var>) -> bool {
-        b.stmts.iter().any(|s| match &s.expr {
-            Expr::Atom(Atom::Var(x))
-            | Expr::Opaque(Atom::Var(x))
-            | Expr::Flatten(x)
-            | Expr::Unflatten { array: x, .. }
-                if names.contains(x) =>
-            {
-                names.extend(s.binds.iter().copied());
-                false
-            }
-            Expr::UpdateAt { array, .. } => names.contains(array),
-            // Passed on as the initial state of a loop that updates it.
-            Expr::Loop { params, init, body, .. }
-                if params
-                    .iter()
-                    .zip(init)
-                    .any(|(&q, a)| a.var().is_some_and(|x| names.contains(&x)) && consumes(body, q)) =>
-            {
-                true
-            }
-            Expr::Scatter { dest, .. } | Expr::Hist { dest, .. } if names.contains(dest) => true,
-            e => e.bodies().iter().any(|b| go(b, names)),
-        })
-    }
-    go(b, &mut HashSet::from([p]))
 }

@@ -23,7 +23,7 @@ use super::rules::{each_stmt, with_expr};
 use super::strategy::{Cx, Fact};
 use super::walk;
 use crate::ir::scope::rename_body;
-use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, Stmt, Var};
+use crate::ir::{alias, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, Stmt, Var};
 use std::collections::{HashMap, HashSet};
 
 /// Splits a multi-accumulator `reduce` into independent ones.
@@ -286,7 +286,8 @@ pub fn hoist_guarded(cx: &mut Cx, body: &Body) -> Option<Body> {
         let mut kept = Vec::new();
         for t in &lam.body.stmts {
             let free = walk::free_in_expr(&t.expr);
-            let movable = !matches!(t.expr, Expr::UpdateAt { .. } | Expr::Check { .. })
+            let movable = alias::consumed(&t.expr).is_none()
+                && !matches!(t.expr, Expr::Check { .. })
                 && !free.iter().any(|v| variant.contains(v) || cx.is_consumed(*v))
                 && !t.binds.iter().any(|b| cx.is_consumed(*b))
                 && !contains_update(&t.expr);
@@ -350,7 +351,7 @@ pub fn hoist_guarded(cx: &mut Cx, body: &Body) -> Option<Body> {
 fn contains_update(e: &Expr) -> bool {
     let mut found = false;
     e.for_each_body(&mut |b| {
-        walk::for_each_stmt(b, &mut |t| found |= matches!(t.expr, Expr::UpdateAt { .. }));
+        walk::for_each_stmt(b, &mut |t| found |= alias::consumed(&t.expr).is_some());
     });
     found
 }

@@ -20,7 +20,7 @@
 //!   combinator catches, so no schedule can hang the compiler.
 
 use super::walk;
-use crate::ir::{Atom, Body, CheckKind, Expr, LoopForm, Var, VarTable};
+use crate::ir::{alias, Atom, Body, CheckKind, Expr, LoopForm, Var, VarTable};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -269,6 +269,7 @@ impl<'v> Cx<'v> {
             if let Expr::Argsort { .. } = s.expr {
                 permutations.extend(s.binds.iter().copied());
             }
+            consumed.extend(alias::consumed(&s.expr));
             match &s.expr {
                 Expr::Map { lam, arrays, .. } => {
                     for (p, a) in lam.params.iter().zip(arrays) {
@@ -290,10 +291,7 @@ impl<'v> Cx<'v> {
                 Expr::Replicate { count, value } => Some(Fact::Replicate { count: *count, value: *value }),
                 Expr::Iota(n) => Some(Fact::Iota(*n)),
                 Expr::Map { width, .. } => Some(Fact::Mapped { width: *width }),
-                Expr::UpdateAt { array, .. } => {
-                    consumed.insert(*array);
-                    Some(Fact::Sub { array: *array, skip: 0 })
-                }
+                Expr::UpdateAt { array, .. } => Some(Fact::Sub { array: *array, skip: 0 }),
                 Expr::Scatter { dest, .. }
                 | Expr::Hist { dest, .. }
                 | Expr::Reverse(dest)
