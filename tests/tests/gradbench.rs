@@ -1,4 +1,4 @@
-//! The GradBench protocol adapter (`slope::gradbench::Adapter`), driven with
+//! The GradBench protocol adapter (`slope_cli::gradbench::Adapter`), driven with
 //! recorded message sequences as an eval sends them: every fixture in
 //! `tests/fixtures` goes through start → define → evaluate and its answer
 //! is checked for id, shape, timings and value. A fake clock makes the timing
@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value as J};
 use slope::api::Engine;
-use slope::gradbench::Adapter;
+use slope_cli::gradbench::Adapter;
 use slope_tests::{file_loader, fixture_files, json_close, workspace_dir};
 
 /// An adapter reading modules from `examples/gradbench`, as `slope gradbench` does.

@@ -5,7 +5,7 @@
 //! `:load` reads files relative to `tests/`, like the harness's own loader.
 //! Elapsed times vary, so `time: … ms` lines are filtered.
 
-use slope::session::{LineBuffer, Session};
+use slope_cli::session::{LineBuffer, Session};
 use slope_tests::workspace_dir;
 
 /// The transcript of one input file.

@@ -10,7 +10,7 @@
 
 use super::streams::{write_stderr, write_stdout, Line, Lines};
 use slope::api::Engine;
-use slope::gradbench::Adapter;
+use slope_cli::gradbench::Adapter;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;

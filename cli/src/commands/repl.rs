@@ -1,4 +1,4 @@
-//! `slope repl`: the terminal around [`slope::session::Session`].
+//! `slope repl`: the terminal around [`slope_cli::session::Session`].
 //!
 //! Input: lines from a terminal (line editing, history in `$HOME/.slope_history`,
 //! tab completion) or, when stdin is not a terminal, plain lines with no
@@ -13,7 +13,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Context, Editor, Helper};
-use slope::session::{LineBuffer, Reply, Session};
+use slope_cli::session::{LineBuffer, Reply, Session};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -14,11 +14,11 @@
 //! that becomes a failure response). No I/O and no clock: files come through
 //! the loaders and time through the `clock` argument, so tests are exact.
 
-use crate::api::{Engine, Program};
-use crate::diagnostic::RenderStyle;
-use crate::driver::Loader;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as J};
+use slope::api::{Engine, Program};
+use slope::diagnostic::RenderStyle;
+use slope::driver::Loader;
 use std::collections::HashMap;
 
 /// Reads a module's source: `module name → (file name for diagnostics and
@@ -204,12 +204,12 @@ fn body(value: J) -> Map<String, J> {
 
 /// The diagnostics in short style, one per line, each with its notes (which
 /// say e.g. which entry points exist: the eval's log is all a user sees).
-fn render(f: &crate::api::Failure) -> String {
+fn render(f: &slope::api::Failure) -> String {
     let lines: Vec<String> = f
         .diagnostics
         .iter()
         .map(|d| {
-            let mut line = crate::diagnostic::render(&f.sources, std::slice::from_ref(d), RenderStyle::Short)
+            let mut line = slope::diagnostic::render(&f.sources, std::slice::from_ref(d), RenderStyle::Short)
                 .trim_end()
                 .to_string();
             for note in d.notes.iter().chain(&d.help) {

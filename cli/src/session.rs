@@ -18,15 +18,15 @@
 //! into what the user typed. Invariants: `program` is always the compiled
 //! form of `chunks`; a failed input leaves both unchanged.
 
-use crate::api::{Failure, Program};
-use crate::diagnostic::{render, Code, Diagnostic, FileId, Label, RenderStyle, SourceMap, Span};
-use crate::driver;
-use crate::ir::interp;
-use crate::syntax::ast::Item;
-use crate::syntax::lexer::{Lexer, Token};
-use crate::syntax::parser;
-use crate::types::{builtins, check::check_expr, Dim, Type};
-use crate::values;
+use slope::api::{Failure, Program};
+use slope::diagnostic::{render, Code, Diagnostic, FileId, Label, RenderStyle, SourceMap, Span};
+use slope::driver;
+use slope::ir::interp;
+use slope::syntax::ast::Item;
+use slope::syntax::lexer::{Lexer, Token};
+use slope::syntax::parser;
+use slope::types::{builtins, check::check_expr, Dim, Type};
+use slope::values;
 use std::path::Path;
 
 /// Reads a file by path: the caller's window onto the file system.
@@ -150,7 +150,7 @@ impl Session {
     pub fn names(&self) -> Vec<String> {
         // Instances of generic definitions (`sq<f64>`) are not names a user writes.
         let checked = &self.program.checked;
-        let defs = checked.infos.keys().filter(|n| !crate::types::check::is_instance_name(n));
+        let defs = checked.infos.keys().filter(|n| !slope::types::check::is_instance_name(n));
         let mut names: Vec<String> = defs.chain(checked.generics.keys()).cloned().collect();
         names.sort();
         names
@@ -387,7 +387,7 @@ impl Session {
             Err(d) => return fail(vec![d]),
         };
         // A generic definition by itself: its scheme, not one instance of it.
-        if let crate::syntax::ast::ExprKind::Var(name) = &expr.kind {
+        if let slope::syntax::ast::ExprKind::Var(name) = &expr.kind {
             if let Some(g) = program.checked.generics.get(name) {
                 let kinds: Vec<String> = g.params().map(|(t, k)| format!("'{t} {}", k.phrase())).collect();
                 let scheme = format!("{} (for {})", g.info.ty, kinds.join(", "));
@@ -408,7 +408,7 @@ impl Session {
         if !ty.is_first_order() {
             return Reply::ok(format!("<function> : {ty}"));
         }
-        let ir = match crate::elab::elaborate_expr(&checked, &expr, EXPR_FUNC) {
+        let ir = match slope::elab::elaborate_expr(&checked, &expr, EXPR_FUNC) {
             Ok(ir) => ir,
             Err(d) => return fail(vec![d]),
         };
@@ -420,7 +420,7 @@ impl Session {
             Err(ds) => return fail(ds),
         };
         // Native code, as `slope run` runs it, polling for Ctrl-C in loops.
-        let native = match crate::api::NativeCode::build(&ir, expr.span, true) {
+        let native = match slope::api::NativeCode::build(&ir, expr.span, true) {
             Ok(n) => n,
             Err(d) => return fail(vec![d]),
         };
