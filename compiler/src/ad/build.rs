@@ -67,6 +67,24 @@ impl<'v> Builder<'v> {
         Lambda { params, body }
     }
 
+    /// `loop (params, count) = (init, 0) while cond do (body, count + 1)`: the
+    /// `while` loop, also counting its iterations (its last result). Reverse
+    /// mode runs every `while` loop so before taping it as a `for` loop, and
+    /// `--checkpoint` to know how long its segments are.
+    pub fn counting_while(&mut self, params: &[Var], init: &[Atom], cond: &Body, body: &Body) -> Expr {
+        let count = self.fresh("count", IrType::I64);
+        let next = self.fresh("count", IrType::I64);
+        let mut counted = body.clone();
+        let step = Expr::Binary(BinOp::Add, Atom::Var(count), Atom::i64(1));
+        counted.stmts.push(Stmt { binds: vec![next], expr: step, span: self.span });
+        counted.result.push(Atom::Var(next));
+        let mut params = params.to_vec();
+        params.push(count);
+        let mut init = init.to_vec();
+        init.push(Atom::i64(0));
+        Expr::Loop { params, init, form: LoopForm::While { cond: cond.clone() }, body: counted }
+    }
+
     pub fn shape(&mut self, array: Atom, dim: u32) -> Atom {
         let Atom::Var(v) = array else { panic!("internal compiler error: shape of a constant") };
         self.emit1(Expr::Shape { array: v, dim }, IrType::I64, "n")

@@ -275,28 +275,11 @@ fn count_iterations(b: &mut Builder, params: &[Var], init: &[Atom], cond: &Body,
             }
         })
         .collect();
-    let m = b.fresh("m", IrType::I64);
-    let next = b.fresh("m", IrType::I64);
-    let mut counted = body.clone();
-    counted.stmts.push(Stmt { binds: vec![next], expr: Expr::Binary(BinOp::Add, Atom::Var(m), Atom::i64(1)), span });
-    counted.result.push(Atom::Var(next));
-    let mut all_params = params.to_vec();
-    all_params.push(m);
-    let mut all_init = init;
-    all_init.push(Atom::i64(0));
+    let counted = b.counting_while(params, &init, cond, body);
     let mut binds: Vec<Var> = params.iter().map(|p| b.fresh("uncounted", b.vars.ty(*p))).collect();
     let count = b.fresh("iterations", IrType::I64);
     binds.push(count);
-    let stmt = Stmt {
-        binds,
-        expr: Expr::Loop {
-            params: all_params,
-            init: all_init,
-            form: LoopForm::While { cond: cond.clone() },
-            body: counted,
-        },
-        span,
-    };
+    let stmt = Stmt { binds, expr: counted, span };
     // Renamed as a whole, so that the copy binds its own parameters (and its
     // updates of them stay in place).
     let copy = rename_body(b.vars, &Body { stmts: vec![stmt], result: vec![Atom::Var(count)] }, &mut HashMap::new());

@@ -202,32 +202,11 @@ impl<'b, 'v> Rev<'b, 'v> {
             LoopForm::For { index, bound } => (*index, *bound, body.clone(), params.to_vec(), init.to_vec()),
             LoopForm::While { cond } => {
                 // Run the loop once counting iterations; then re-run it as a taped for loop.
-                let count = self.b.fresh("count", IrType::I64);
-                let mut p = params.to_vec();
-                p.push(count);
-                let mut i = init.to_vec();
-                i.push(Atom::i64(0));
-                let mut counted = body.clone();
-                let next = self.b.fresh("count", IrType::I64);
-                counted.stmts.push(Stmt {
-                    binds: vec![next],
-                    expr: Expr::Binary(BinOp::Add, Atom::Var(count), Atom::i64(1)),
-                    span: s.span,
-                });
-                counted.result.push(Atom::Var(next));
+                let counted = self.b.counting_while(params, init, cond, body);
                 let n = self.b.fresh("iterations", IrType::I64);
                 let mut binds = s.binds.clone();
                 binds.push(n);
-                self.b.push(Stmt {
-                    binds,
-                    expr: Expr::Loop {
-                        params: p,
-                        init: i,
-                        form: LoopForm::While { cond: cond.clone() },
-                        body: counted,
-                    },
-                    span: s.span,
-                });
+                self.b.push(Stmt { binds, expr: counted, span: s.span });
                 let mut subst = HashMap::new();
                 let fresh_params: Vec<Var> = params
                     .iter()
@@ -364,7 +343,6 @@ impl<'b, 'v> Rev<'b, 'v> {
         self.residuals.insert(s.binds[0], arrays_of_residuals);
     }
 
-    /// ⌈√n⌉, at least 1.
     // ---- Backward sweep ----
 
     /// The backward sweep of a scope whose results' cotangents are already
