@@ -41,7 +41,7 @@ impl<'l> Adapter<'l> {
     /// `load_module` reads `<module>.slope`; `load_import` resolves the
     /// non-stdlib imports of that file (as for [`Program::compile`]).
     pub fn new(load_module: Box<ModuleLoader<'l>>, load_import: Box<Loader<'l>>) -> Adapter<'l> {
-        Adapter { load_module, load_import, modules: HashMap::new(), engine: Engine::Jit, log: Vec::new() }
+        Adapter { load_module, load_import, modules: HashMap::new(), engine: Engine::Multicore, log: Vec::new() }
     }
 
     /// Runs every call on `engine` (native code by default; the reference
@@ -128,9 +128,7 @@ impl<'l> Adapter<'l> {
         let engine = self.engine;
         let compiled = compiled.and_then(|mut p| {
             p.engine = engine;
-            if engine == Engine::Jit {
-                p.native()?;
-            }
+            p.executable(engine)?;
             Ok(p)
         });
         let nanoseconds = clock().saturating_sub(start);

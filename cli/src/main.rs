@@ -4,10 +4,18 @@
 //! errors in the program or its inputs, 2 for command-line misuse); results go
 //! to stdout as JSON.
 
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 mod commands;
+use slope::api::Engine;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// `--engine NAME`: the back ends by the names `Engine::name` gives them.
+fn engine_parser() -> impl clap::builder::TypedValueParser<Value = Engine> {
+    let names = Engine::ALL.map(Engine::name);
+    clap::builder::PossibleValuesParser::new(names).map(|name: String| Engine::parse(&name).expect("a possible value"))
+}
 
 #[derive(Parser)]
 #[command(name = "slope", version, about = "Slope: an array language with compile-time automatic differentiation")]
@@ -49,8 +57,12 @@ enum Command {
         /// A JSON file mapping parameter names to values (a bare value for a one-parameter entry).
         #[arg(long)]
         input: Option<PathBuf>,
-        /// Run on the reference interpreter instead of native code (the JIT).
-        #[arg(long)]
+        /// The back end that runs the call: multicore (native code, the default),
+        /// sequential (native code on one thread) or interp (the reference interpreter).
+        #[arg(long, value_parser = engine_parser(), default_value = "multicore")]
+        engine: Engine,
+        /// Shorthand for `--engine interp`.
+        #[arg(long, conflicts_with = "engine")]
         interp: bool,
         /// Fail (E0205) when a `while` loop runs more iterations than this.
         #[arg(long, default_value_t = 1_000_000_000)]
@@ -118,8 +130,11 @@ enum Command {
         /// Measured runs per function (the median is reported), after one warm-up.
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Time the reference interpreter instead of native code.
-        #[arg(long)]
+        /// The back end to time: multicore (the default), sequential or interp.
+        #[arg(long, value_parser = engine_parser(), default_value = "multicore")]
+        engine: Engine,
+        /// Shorthand for `--engine interp`.
+        #[arg(long, conflicts_with = "engine")]
         interp: bool,
         /// With a program FILE: the entry to time (default: the only entry, or `main`).
         #[arg(long)]
@@ -158,8 +173,11 @@ enum Command {
         /// Where `<module>.slope` files are read from.
         #[arg(long, default_value = "examples/gradbench")]
         dir: PathBuf,
-        /// Run on the reference interpreter instead of native code (the JIT).
-        #[arg(long)]
+        /// The back end that runs evaluations: multicore (the default), sequential or interp.
+        #[arg(long, value_parser = engine_parser(), default_value = "multicore")]
+        engine: Engine,
+        /// Shorthand for `--engine interp`.
+        #[arg(long, conflicts_with = "engine")]
         interp: bool,
     },
 }
@@ -207,8 +225,9 @@ fn command() -> ExitCode {
     }
     let result = match args.command {
         Command::Check { file } => commands::check(&file),
-        Command::Run { file, entry, input, interp, while_limit, args } => {
-            commands::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit, interp)
+        Command::Run { file, entry, input, engine, interp, while_limit, args } => {
+            let engine = if interp { Engine::Interp } else { engine };
+            commands::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit, engine)
         }
         Command::Emit { stage, file, entry, schedule } => {
             commands::emit(&file, &stage, entry.as_deref(), schedule.as_deref())
@@ -221,8 +240,8 @@ fn command() -> ExitCode {
         Command::Gradcheck { file, entry, input, points, seed } => {
             commands::gradcheck(&file, entry.as_deref(), &input, points, seed)
         }
-        Command::Bench { dir, fixtures, inputs, runs, interp, entry, input, derivative, evals } => {
-            let engine = if interp { slope::api::Engine::Interp } else { slope::api::Engine::Jit };
+        Command::Bench { dir, fixtures, inputs, runs, engine, interp, entry, input, derivative, evals } => {
+            let engine = if interp { Engine::Interp } else { engine };
             let program = evals.first().filter(|e| e.ends_with(".slope") || Path::new(e).is_file());
             match (program, input) {
                 (Some(file), Some(input)) if evals.len() == 1 => commands::bench::run_program(
@@ -244,8 +263,8 @@ fn command() -> ExitCode {
         }
         Command::Test { paths } => return commands::test::run(&paths),
         Command::Repl => return commands::repl::run(),
-        Command::Gradbench { dir, interp } => {
-            let engine = if interp { slope::api::Engine::Interp } else { slope::api::Engine::Jit };
+        Command::Gradbench { dir, engine, interp } => {
+            let engine = if interp { Engine::Interp } else { engine };
             return commands::gradbench::run(&dir, engine);
         }
     };

@@ -432,7 +432,7 @@ impl Session {
                     .with_note("every definition of the session is kept");
                 return fail(vec![d]);
             }
-            Err(e) => return fail(vec![e.to_diagnostic()]),
+            Err(e) => return fail(vec![e.into()]),
         };
         let elapsed = start.elapsed();
         let value = values::unflatten(&ty, &mut results.into_iter());

@@ -369,7 +369,7 @@ fn bench_rejects_unknown_evals_and_missing_examples() {
 #[test]
 fn while_loop_limit() {
     let file = write_temp("while", "spin.slope", "entry f (x: f64) : f64 = loop y = x while y > 0.0 do y + 1.0\n");
-    for engine in [&[][..], &["--interp"][..]] {
+    for engine in ENGINES {
         let run = |x: &str| slope(&[&["run", "--while-limit", "1000"][..], engine, &[p(&file), x]].concat());
         let out = run("1.0");
         fails_with(&out, "E0205");
@@ -380,16 +380,26 @@ fn while_loop_limit() {
     }
 }
 
-/// `run` uses native code; `--interp` the interpreter: same output, same errors.
+/// The ways of choosing a back end: the default (multicore), each `--engine`, `--interp`.
+const ENGINES: [&[&str]; 5] =
+    [&[], &["--engine", "multicore"], &["--engine", "sequential"], &["--engine", "interp"], &["--interp"]];
+
+/// `run` on every back end: same output, same errors.
 #[test]
-fn run_on_either_engine() {
+fn run_on_every_engine() {
     let file = write_temp("engines", "prog.slope", "entry f [n] (xs: [n]f64) (i: i64) : f64 = xs[i] * 2.0\n");
-    for engine in [&[][..], &["--interp"][..]] {
+    for engine in ENGINES {
         let out = slope(&[&["run"][..], engine, &[p(&file), "[1.5, 2.5]", "1"]].concat());
         assert_eq!(json_ok(&out), serde_json::json!(5.0));
         let out = slope(&[&["run"][..], engine, &[p(&file), "[1.5, 2.5]", "2"]].concat());
         fails_with(&out, "E0201");
         assert!(stderr(&out).contains("index 2 out of bounds for dimension 0 of size 2"), "{}", stderr(&out));
+    }
+    // An unknown back end, or two choices at once, is a usage error.
+    for bad in [&["--engine", "gpu"][..], &["--engine", "sequential", "--interp"][..]] {
+        let out = slope(&[&["run"][..], bad, &[p(&file), "[1.5]", "0"]].concat());
+        assert!(!out.status.success() && out.stdout.is_empty(), "{bad:?} ran");
+        assert!(stderr(&out).contains("--engine"), "{bad:?}: {}", stderr(&out));
     }
 }
 

@@ -26,6 +26,10 @@ use crate::values;
 use serde_json::value::RawValue;
 use slope_runtime::{json, Array, Value};
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use crate::backend::{native, Backend, Executable, Interpreted, Interpreter, Multicore, Sequential};
+pub use crate::backend::{Engine, NativeCode};
 
 /// Diagnostics together with the sources they point into.
 #[derive(Clone)]
@@ -78,12 +82,20 @@ pub struct Program {
     pub ir: ir::Program,
     /// Interpreter settings (the `while` iteration limit; the JIT obeys it too).
     pub options: interp::Options,
-    /// Which engine runs calls ([`Engine::Jit`] unless the caller chooses).
+    /// Which back end runs calls ([`Engine::Multicore`] unless the caller chooses).
     pub engine: Engine,
     /// How long each pass took to compile this program.
     pub timings: Vec<(&'static str, std::time::Duration)>,
-    /// The loop IR and native code, built on the first JIT call (or by [`Self::native`]).
-    native: std::sync::OnceLock<Result<NativeCode, Diagnostic>>,
+    /// Each back end's executable, built on its first call.
+    executables: Executables,
+}
+
+/// The executables of a program, one per back end, each built on first use.
+#[derive(Default)]
+struct Executables {
+    interpreted: OnceLock<Interpreted>,
+    sequential: OnceLock<Result<NativeCode, Diagnostic>>,
+    multicore: OnceLock<Result<NativeCode, Diagnostic>>,
 }
 
 // A compiled program may be shared between threads and called from several
@@ -93,46 +105,6 @@ const _: () = {
     const fn shareable<T: Send + Sync>() {}
     shareable::<Program>();
 };
-
-impl NativeCode {
-    /// Lowers and compiles an optimised program — the back end of the
-    /// pipeline (`driver::back_end`); a failure is an internal error at
-    /// `span` (the REPL builds its expressions through this too, with
-    /// `poll_interrupt` so that Ctrl-C stops a long loop).
-    pub fn build(ir: &ir::Program, span: Span, poll_interrupt: bool) -> Result<NativeCode, Diagnostic> {
-        let mut cx = NativeCode::context(span, poll_interrupt);
-        let (loops, parallel, code) = driver::back_end(ir, &mut cx).map_err(|mut ds| ds.remove(0))?;
-        Ok(NativeCode { loops, parallel, code, timings: cx.timings })
-    }
-
-    /// The driver context the back end runs in: no files, failures at `span`.
-    fn context(span: Span, poll_interrupt: bool) -> driver::Context<'static> {
-        let options = driver::Options { poll_interrupt, ..Default::default() };
-        let mut cx = driver::Context::new(SourceMap::new(), &driver::no_files, options);
-        cx.span = span;
-        cx
-    }
-}
-
-/// What runs an entry point's calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    /// Native code from the Cranelift JIT (the default).
-    Jit,
-    /// The reference interpreter (`slope run --interp`).
-    Interp,
-}
-
-/// The program lowered to loops and compiled to native code.
-pub struct NativeCode {
-    /// The loop IR after the loop optimiser (`emit --stage loops`).
-    pub loops: crate::loops::Program,
-    /// What runs: `loops` with its parallel loops outlined (`--stage parallel`).
-    pub parallel: crate::loops::Program,
-    pub code: crate::jit::Native,
-    /// Time of each back-end pass (the loop optimiser's by its sub-passes).
-    pub timings: Vec<(&'static str, std::time::Duration)>,
-}
 
 impl Program {
     pub fn compile(name: &str, text: &str, loader: &Loader<'_>) -> Result<Program, Failure> {
@@ -157,9 +129,9 @@ impl Program {
                 differentiated: st.differentiated,
                 ir: st.optimised,
                 options: interp::Options::default(),
-                engine: Engine::Jit,
+                engine: Engine::Multicore,
                 timings: st.timings,
-                native: std::sync::OnceLock::new(),
+                executables: Executables::default(),
             }),
             Err(diagnostics) => Err(Failure { sources, diagnostics }),
         }
@@ -179,7 +151,7 @@ impl Program {
             options: self.options.clone(),
             engine: self.engine,
             timings: Vec::new(),
-            native: std::sync::OnceLock::new(),
+            executables: Executables::default(),
         }
     }
 
@@ -193,29 +165,60 @@ impl Program {
             differentiated: Default::default(),
             ir: Default::default(),
             options: Default::default(),
-            engine: Engine::Jit,
+            engine: Engine::Multicore,
             timings: Vec::new(),
-            native: std::sync::OnceLock::new(),
+            executables: Executables::default(),
         }
     }
 
-    /// The native code of this program, lowered and compiled on first use.
+    /// The native code of this program (the multicore back end's), lowered
+    /// and compiled on first use.
     pub fn native(&self) -> Result<&NativeCode, Failure> {
-        let built = self.native.get_or_init(|| {
-            let span = self.ir.funcs.first().map(|f| f.span).unwrap_or_default();
-            NativeCode::build(&self.ir, span, false)
+        self.native_on(Engine::Multicore)
+    }
+
+    /// The native code a native engine runs, compiled on first use.
+    /// Panics on [`Engine::Interp`], which compiles nothing.
+    pub fn native_on(&self, engine: Engine) -> Result<&NativeCode, Failure> {
+        let (cell, compile): (_, fn(&ir::Program, &mut driver::Context<'_>) -> _) = match engine {
+            Engine::Sequential => (&self.executables.sequential, Sequential::compile),
+            Engine::Multicore => (&self.executables.multicore, Multicore::compile),
+            Engine::Interp => panic!("the interpreter compiles no native code"),
+        };
+        let built = cell.get_or_init(|| {
+            let mut cx = native::context(self.first_span(), false);
+            compile(&self.ir, &mut cx).map_err(|mut ds| ds.remove(0))
         });
         built.as_ref().map_err(|d| self.fail(d.clone()))
+    }
+
+    /// What runs calls on `engine`, built on first use.
+    pub fn executable(&self, engine: Engine) -> Result<&dyn Executable, Failure> {
+        Ok(match engine {
+            Engine::Interp => self.executables.interpreted.get_or_init(|| {
+                let mut cx = native::context(self.first_span(), self.options.poll_interrupt);
+                Interpreter::compile(&self.ir, &mut cx)
+                    .unwrap_or_else(|_| unreachable!("interpreting compiles nothing"))
+            }),
+            native => self.native_on(native)?,
+        })
+    }
+
+    /// Where a failure to compile the back end points: the first function.
+    fn first_span(&self) -> Span {
+        self.ir.funcs.first().map(|f| f.span).unwrap_or_default()
     }
 
     /// The loop program native code runs (`emit --stage parallel`), without
     /// compiling it: what `slope build` compiles ahead of time.
     pub fn parallel_loops(&self) -> Result<crate::loops::Program, Failure> {
-        if let Some(Ok(native)) = self.native.get() {
+        if let Some(Ok(native)) = self.executables.multicore.get() {
             return Ok(native.parallel.clone());
         }
-        let mut cx = NativeCode::context(self.ir.funcs.first().map(|f| f.span).unwrap_or_default(), false);
-        driver::loop_stages(&self.ir, &mut cx).map(|(_, parallel)| parallel).map_err(|mut ds| self.fail(ds.remove(0)))
+        let mut cx = native::context(self.first_span(), false);
+        native::parallel_loops(&self.ir, &mut cx)
+            .map(|(_, parallel)| parallel)
+            .map_err(|mut ds| self.fail(ds.remove(0)))
     }
 
     fn fail(&self, d: Diagnostic) -> Failure {
@@ -484,23 +487,12 @@ impl Program {
         for value in args {
             values::flatten(value, &mut leaves);
         }
-        let (results, cost, nanoseconds) = match engine {
-            Engine::Interp => {
-                let start = clock();
-                let (r, c) =
-                    interp::run(&self.ir, entry, leaves, &self.options).map_err(|e| self.fail(e.to_diagnostic()))?;
-                (r, Some(c), clock().saturating_sub(start))
-            }
-            Engine::Jit => {
-                let native = self.native()?;
-                let (r, ns) = native
-                    .code
-                    .call_timed(entry, &leaves, self.options.while_limit, clock)
-                    .map_err(|e| self.fail(e.to_diagnostic()))?;
-                (r, None, ns)
-            }
-        };
-        Ok((values::unflatten(&sig.ret, &mut results.into_iter()), cost, nanoseconds))
+        let outcome = self
+            .executable(engine)?
+            .call(entry, &leaves, self.options.while_limit, clock)
+            .map_err(|e| self.fail(e.into()))?;
+        let result = values::unflatten(&sig.ret, &mut outcome.results.into_iter());
+        Ok((result, outcome.cost, outcome.nanoseconds))
     }
 
     /// Writes an entry's result as JSON (as [`Self::call_json`] does).

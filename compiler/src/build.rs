@@ -183,7 +183,7 @@ fn describe(program: &Program, name: &str, f: &crate::loops::Func) -> Result<Ent
         .iter()
         .map(|s| {
             let e = RuntimeError { code: s.code, span: s.span, message: HOLE.into() };
-            let d = Failure { sources: program.sources.clone(), diagnostics: vec![e.to_diagnostic()] };
+            let d = Failure { sources: program.sources.clone(), diagnostics: vec![e.into()] };
             Site { code: s.code.as_str().into(), message: s.message.clone(), rendered: around_hole(&d) }
         })
         .collect();

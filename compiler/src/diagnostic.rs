@@ -11,27 +11,8 @@ use codespan_reporting::diagnostic as cs;
 use codespan_reporting::files::SimpleFiles;
 use codespan_reporting::term;
 
-/// A byte range in one source file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Span {
-    pub file: FileId,
-    pub start: u32,
-    pub end: u32,
-}
-
-/// Index of a source in a [`SourceMap`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct FileId(pub u32);
-
-impl Span {
-    pub fn new(file: FileId, start: usize, end: usize) -> Span {
-        Span { file, start: start as u32, end: end as u32 }
-    }
-    /// The smallest span covering both (they must be in the same file).
-    pub fn to(self, other: Span) -> Span {
-        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
-    }
-}
+pub use slope_runtime::code::Code;
+pub use slope_runtime::span::{FileId, Span};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Label {
@@ -92,90 +73,11 @@ impl Diagnostic {
     }
 }
 
-macro_rules! codes {
-    ($($code:ident => $summary:literal,)*) => {
-        /// Stable error codes. Each has an entry in `docs/errors.md`.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum Code { $($code,)* }
-        impl Code {
-            pub const ALL: &'static [Code] = &[$(Code::$code,)*];
-            pub fn as_str(self) -> &'static str {
-                match self { $(Code::$code => stringify!($code),)* }
-            }
-            /// One-line summary, as listed in `docs/errors.md`.
-            pub fn summary(self) -> &'static str {
-                match self { $(Code::$code => $summary,)* }
-            }
-            pub fn parse(s: &str) -> Option<Code> {
-                match s { $(stringify!($code) => Some(Code::$code),)* _ => None }
-            }
-        }
-    };
-}
-
-codes! {
-    // Lexing and parsing.
-    E0001 => "unexpected token",
-    E0002 => "unexpected end of input",
-    E0003 => "invalid character",
-    E0004 => "malformed number literal",
-    E0005 => "unterminated string literal",
-    E0006 => "duplicate definition",
-    E0007 => "unknown import",
-    E0008 => "import cycle",
-    E0009 => "program nested too deeply",
-    // Names and types.
-    E0101 => "unknown name",
-    E0102 => "type mismatch",
-    E0103 => "wrong number of arguments",
-    E0104 => "not a function",
-    E0105 => "unknown field",
-    E0106 => "tuple index out of range",
-    E0107 => "indexing a non-array",
-    E0108 => "too many indices",
-    E0109 => "size mismatch",
-    E0110 => "condition is not bool",
-    E0111 => "ambiguous type",
-    E0112 => "function value where a first-order value is required",
-    E0113 => "recursive definition",
-    E0114 => "invalid entry point",
-    E0115 => "unknown size",
-    E0116 => "not differentiable",
-    E0117 => "duplicate field or parameter",
-    E0118 => "invalid pattern",
-    E0119 => "invalid custom derivative rule",
-    E0120 => "unknown type",
-    E0121 => "unsupported construct",
-    E0122 => "program too large after inlining",
-    E0123 => "invalid type parameter",
-    E0124 => "differentiated value captured by a function passed to a custom rule",
-    E0125 => "`checkpoint` of something that is not a loop",
-    // Run time.
-    E0201 => "index out of bounds",
-    E0202 => "size mismatch at run time",
-    E0203 => "integer division by zero",
-    E0204 => "invalid argument",
-    E0205 => "while loop exceeded its iteration limit",
-    E0206 => "derivative check failed",
-    E0207 => "out of memory",
-    E0208 => "interrupted",
-    // Values at the boundary and the command line.
-    E0301 => "no such entry point",
-    E0302 => "invalid input value",
-    E0303 => "cannot read file",
-    E0304 => "result is not representable as json",
-    E0305 => "invalid command-line argument",
-    E0306 => "invalid protocol message",
-    E0307 => "cannot write output",
-    E0308 => "input too large",
-    E0309 => "cannot build the library",
-    // Internal.
-    E0900 => "internal compiler error",
-}
-
-impl std::fmt::Display for Code {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+impl From<slope_runtime::failure::RuntimeError> for Diagnostic {
+    /// A run-time error as a diagnostic: its code and message, labelled
+    /// "failed here" at the failing statement.
+    fn from(e: slope_runtime::failure::RuntimeError) -> Diagnostic {
+        Diagnostic::error(e.code, e.message, e.span, "failed here")
     }
 }
 

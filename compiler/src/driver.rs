@@ -1,7 +1,8 @@
 //! The driver: loads a program and its imports, and runs the pipeline.
 //!
 //! Input: source text and a [`Loader`] for its imports. Output: the IR of
-//! every stage ([`Stages`], then [`back_end`] for native code), or
+//! every stage up to the optimised IR ([`Stages`]; the back ends in
+//! `backend/` take it from there), or
 //! diagnostics. The library does no I/O of its own: files other than the
 //! stdlib come through the caller's loader ([`file_loader`] reads the file
 //! system, for callers that want it). Every pass is a value in
@@ -48,10 +49,10 @@ pub fn file_loader(importer: &str, path: &str) -> Result<(String, String), Strin
 // which `Context::run` runs on every pass's output in debug builds (the
 // [`Verify`] of the output's type). The driver chains the passes with the
 // types checked by the compiler: the front end in [`compile_with`] (source
-// to optimised IR, run when a program is compiled) and the back end in
-// [`back_end`] (optimised IR to native code, run on first use). Adding a
-// pass: a `Pass` value, its place in `PIPELINE`, one line in the chain, and
-// how its output prints in `api::Program::emit`.
+// to optimised IR, run when a program is compiled) and each back end in its
+// `Backend::compile` (`backend/`: optimised IR to native code, run on first
+// use). Adding a pass: a `Pass` value, its place in `PIPELINE`, one line in
+// the chain, and how its output prints in `api::Program::emit`.
 
 /// A pass: its name (`slope emit --stage NAME` prints its output, and
 /// `--timings` reports it), what it does, and its function from one IR to
@@ -253,29 +254,6 @@ impl Verify for Parsed {}
 impl Verify for CheckedProgram {}
 impl Verify for String {}
 impl Verify for crate::jit::Native {}
-
-/// The back end of the pipeline: optimised IR → loops → parallel segments
-/// → native code. Every pass is guarded (a panic is E0900 naming it).
-pub fn back_end(
-    program: &ir::Program,
-    cx: &mut Context<'_>,
-) -> Result<(crate::loops::Program, crate::loops::Program, crate::jit::Native), Vec<Diagnostic>> {
-    let (loops, parallel) = loop_stages(program, cx)?;
-    let native = cx.run_guarded(&CLIF, &parallel)?;
-    Ok((loops, parallel, native))
-}
-
-/// The back end up to native code: optimised IR → loops → parallel
-/// segments (the JIT compiles the latter; so does `slope build`, ahead of time).
-pub fn loop_stages(
-    program: &ir::Program,
-    cx: &mut Context<'_>,
-) -> Result<(crate::loops::Program, crate::loops::Program), Vec<Diagnostic>> {
-    let lowered = cx.run_guarded(&LOWER, program)?;
-    let loops = cx.run_guarded(&LOOPS, &lowered)?;
-    let parallel = cx.run_guarded(&PARALLEL, &loops)?;
-    Ok((loops, parallel))
-}
 
 /// Everything the compiler knows about a program after the front end.
 pub struct Frontend {

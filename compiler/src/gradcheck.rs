@@ -124,10 +124,11 @@ pub fn gradcheck(
     let fail = |d: Diagnostic| Failure { sources: program.sources.clone(), diagnostics: vec![d] };
     let func = program.elaborated.func(entry).expect("entry exists").clone();
     let args = program.decode_json_args(entry, input)?;
-    let mut leaves = Vec::new();
+    let mut flat = Vec::new();
     for a in &args {
-        values::flatten(a, &mut leaves);
+        values::flatten(a, &mut flat);
     }
+    let leaves: Vec<Val> = flat.iter().map(|v| Val::from_value(v).expect("leaves are scalars and arrays")).collect();
     let mut checker = Checker::build(program, &func).map_err(fail)?;
     let mut rng = Rng::new(seed);
     let mut points = Vec::new();
@@ -141,7 +142,7 @@ pub fn gradcheck(
                 .map(|(k, v)| if checker.is_diff_param(k) { perturb(v, &mut rng) } else { v.clone() })
                 .collect()
         };
-        points.push(checker.check_point(&x, &mut rng).map_err(|e| fail(e.to_diagnostic()))?);
+        points.push(checker.check_point(&x, &mut rng).map_err(|e| fail(e.into()))?);
     }
     let tol = checker.tolerances;
     let ok = points.iter().all(|p| p.transpose_error <= tol.transpose && p.fd_error <= tol.fd);

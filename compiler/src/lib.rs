@@ -1,7 +1,8 @@
 //! The Slope compiler as a library: no I/O, never exits the process.
 //!
-//! See `ARCHITECTURE.md` for the pipeline. Entry points: [`driver`] (compile a
-//! program, run passes by name), [`ir::interp`] (the reference interpreter).
+//! See `ARCHITECTURE.md` for the pipeline. Entry points: [`api`] (compile a
+//! program, call its entries), [`driver`] (the passes), [`backend`] (the
+//! interpreter and the native back ends).
 
 // Errors are `Diagnostic`s (a few hundred bytes): they are returned on the
 // cold path only, so boxing them would buy nothing but noise.
@@ -9,6 +10,7 @@
 
 pub mod ad;
 pub mod api;
+pub mod backend;
 pub mod build;
 pub mod diagnostic;
 pub mod driver;

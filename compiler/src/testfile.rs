@@ -170,10 +170,7 @@ pub fn check_program(name: &str, header: &Header, compiled: Result<&Program, &Fa
 /// agree (see [`engines_agree`]).
 pub fn check_case(program: &Program, case: &Case) -> Result<(), String> {
     let entry = program.entry_name(case.entry.as_deref()).map_err(|f| f.render(RenderStyle::Short))?;
-    let result = program.call_json_on(Engine::Jit, &entry, &case.input);
-    let reference = program.call_json_on(Engine::Interp, &entry, &case.input);
-    engines_agree(&result, &reference)
-        .map_err(|e| format!("{entry} {}: the JIT and the interpreter disagree: {e}", case.input))?;
+    let result = every_engine(program, &entry, &case.input).map_err(|e| format!("{entry} {}: {e}", case.input))?;
     match (&case.expect, result) {
         (Expect::Output(expected), Ok(actual)) => json_close(&actual, expected, 1e-9, "result")
             .map_err(|e| format!("{entry} {}: {e}\n  got {actual}", case.input)),
@@ -187,6 +184,24 @@ pub fn check_case(program: &Program, case: &Case) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Runs `entry` on every back end (Note [Three back ends] in `backend`)
+/// and returns the default engine's outcome once the others agree with it:
+/// each native engine against the interpreter, as [`engines_agree`] says.
+pub fn every_engine(
+    program: &Program,
+    entry: &str,
+    input: &serde_json::Value,
+) -> Result<Result<serde_json::Value, Failure>, String> {
+    let reference = program.call_json_on(Engine::Interp, entry, input);
+    let mut outcomes = [Engine::Multicore, Engine::Sequential].map(|e| (e, program.call_json_on(e, entry, input)));
+    for (engine, outcome) in &outcomes {
+        engines_agree(outcome, &reference)
+            .map_err(|e| format!("the {} back end and the interpreter disagree: {e}", engine.name()))?;
+    }
+    let [(_, multicore), _] = &mut outcomes;
+    Ok(std::mem::replace(multicore, Ok(serde_json::Value::Null)))
 }
 
 /// Differential check of the JIT (`native`) against the interpreter

@@ -7,7 +7,6 @@
 //! The leaf order is the one of [`crate::elab::leaf_types`]: depth first,
 //! record fields by name, arrays of tuples as tuples of arrays.
 
-use crate::ir::interp::Val;
 use crate::types::{Dim, ScalarType, Type};
 use slope_runtime::{ElemType, Value, ValueType};
 
@@ -38,16 +37,17 @@ pub fn value_type(ty: &Type) -> ValueType {
     }
 }
 
-/// The leaves of a decoded value, in IR parameter order.
-pub fn flatten(value: &Value, out: &mut Vec<Val>) {
+/// The leaves of a decoded value (its scalars and arrays), in IR parameter
+/// order. Arrays are shared, not copied.
+pub fn flatten(value: &Value, out: &mut Vec<Value>) {
     match value {
         Value::Tuple(vs) => vs.iter().for_each(|v| flatten(v, out)),
         Value::Record(fs) => fs.iter().for_each(|(_, v)| flatten(v, out)),
-        v => out.push(Val::from_value(v).expect("scalars and arrays convert")),
+        leaf => out.push(leaf.clone()),
     }
 }
 
 /// Rebuilds a value of type `ty` from result leaves.
-pub fn unflatten(ty: &Type, leaves: &mut impl Iterator<Item = Val>) -> Value {
-    value_type(ty).rebuild(&mut leaves.map(|v| v.to_value())).expect("a leaf per scalar or array")
+pub fn unflatten(ty: &Type, leaves: &mut impl Iterator<Item = Value>) -> Value {
+    value_type(ty).rebuild(leaves).expect("a leaf per scalar or array")
 }

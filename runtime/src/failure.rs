@@ -1,4 +1,5 @@
-//! What a run-time failure of native code says.
+//! What a run-time failure says: the error every back end reports
+//! ([`RuntimeError`]), and the messages of native code's failure sites.
 //!
 //! Input: a failure site's [`Message`] and the i64 arguments the failing
 //! check recorded. Output: the message text, worded exactly as the
@@ -8,8 +9,21 @@
 //! from the site table `slope build` serialises into the library, so the
 //! wording lives here, in the runtime, once.
 
+use crate::code::Code;
+use crate::span::Span;
 use crate::ElemType;
 use serde::{Deserialize, Serialize};
+
+/// A run-time error as every back end reports it: the stable code, the
+/// message (worded by the interpreter, or rendered from a [`Message`]) and
+/// the span of the failing statement. The compiler turns it into a
+/// diagnostic; no back end needs another's types to report one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeError {
+    pub code: Code,
+    pub message: String,
+    pub span: Span,
+}
 
 /// The message of a run-time error, rendered from the `Fail`'s i64 arguments
 /// exactly as the interpreter words it.

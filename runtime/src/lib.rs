@@ -7,6 +7,7 @@
 //! move data (test harnesses, benchmark drivers) can use it on its own.
 
 pub mod aot;
+pub mod code;
 pub mod failure;
 pub mod json;
 pub mod math;
@@ -14,6 +15,7 @@ pub mod native;
 pub mod npy;
 pub mod parallel;
 pub mod sort;
+pub mod span;
 pub mod value;
 pub mod words;
 

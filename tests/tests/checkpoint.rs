@@ -70,7 +70,7 @@ fn explicit_segments_bound_the_tape() {
     let input = serde_json::json!({"x": vec![0.5; 2000], "steps": 400});
     let code = &p.native().unwrap().code;
     let call = |entry| {
-        p.call_json_on(Engine::Jit, entry, &input).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+        p.call_json_on(Engine::Multicore, entry, &input).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
     };
     let a = call("taped");
     let taped = code.peak_bytes();

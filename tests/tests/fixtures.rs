@@ -26,7 +26,7 @@ fn check_within(eval_dir: &str, module: &str, functions: &[&str], tolerance: f64
         if !functions.contains(&function) {
             continue;
         }
-        for engine in [Engine::Jit, Engine::Interp] {
+        for engine in [Engine::Multicore, Engine::Interp] {
             let output = program.call_json_on(engine, function, &fixture["input"]).unwrap_or_else(|f| {
                 panic!("{}: {function} failed on {engine:?}:\n{}", file.display(), f.render(RenderStyle::Rich))
             });

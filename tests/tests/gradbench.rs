@@ -14,7 +14,7 @@ use slope_tests::{file_loader, fixture_files, json_close, workspace_dir};
 
 /// An adapter reading modules from `examples/gradbench`, as `slope gradbench` does.
 fn adapter() -> Adapter<'static> {
-    adapter_on(Engine::Jit)
+    adapter_on(Engine::Multicore)
 }
 
 fn adapter_on(engine: Engine) -> Adapter<'static> {
@@ -92,7 +92,7 @@ fn assert_failure(response: &J) -> String {
 /// One eval session over every fixture file of `eval_dir`, as GradBench runs
 /// it, on each engine.
 fn session(eval_dir: &str, module: &str) {
-    for engine in [Engine::Jit, Engine::Interp] {
+    for engine in Engine::ALL {
         session_on(eval_dir, module, engine);
     }
 }

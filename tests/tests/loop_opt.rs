@@ -27,7 +27,7 @@ fn snapshot(name: &str, p: &Program, src: &str, entry: &str) {
 
 /// Both engines on `input`: the same value or the same error.
 fn agree(p: &Program, entry: &str, input: serde_json::Value) -> Result<serde_json::Value, String> {
-    let native = p.call_json_on(Engine::Jit, entry, &input);
+    let native = p.call_json_on(Engine::Multicore, entry, &input);
     let reference = p.call_json_on(Engine::Interp, entry, &input);
     slope::testfile::engines_agree(&native, &reference).unwrap_or_else(|e| panic!("{entry} {input}: {e}"));
     native.map_err(|f| f.render(RenderStyle::Short))
@@ -281,7 +281,7 @@ fn examples_with_wrong_sizes_fail_with_their_diagnostics() {
             };
         }
         *slot = bad;
-        let native = p.call_json_on(Engine::Jit, entry, &input);
+        let native = p.call_json_on(Engine::Multicore, entry, &input);
         let reference = p.call_json_on(Engine::Interp, entry, &input);
         slope::testfile::engines_agree(&native, &reference).unwrap_or_else(|e| panic!("{eval} {field}: {e}"));
         let e = native.expect_err("a wrong size fails").render(RenderStyle::Short);

@@ -19,7 +19,7 @@ fn compile(src: &str) -> Program {
 }
 
 fn call(p: &Program, entry: &str, input: serde_json::Value) -> serde_json::Value {
-    p.call_json_on(Engine::Jit, entry, &input).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+    p.call_json_on(Engine::Multicore, entry, &input).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
 }
 
 fn snapshot(name: &str, value: String) {
@@ -230,16 +230,23 @@ fn bad_arguments_at_the_call_boundary_are_diagnostics() {
         (serde_json::json!({"xs": [1.0]}), "lacks `k`"),
         (serde_json::json!([1.0, 2.0]), "JSON object"),
     ] {
-        let f = p.call_json_on(Engine::Jit, "f", &input).expect_err("bad input");
+        let f = p.call_json_on(Engine::Multicore, "f", &input).expect_err("bad input");
         let text = f.render(RenderStyle::Short);
         assert!(f.codes().iter().any(|c| c.as_str() == "E0302"), "{input}: {text}");
         assert!(text.contains(needle), "{input}: {text}");
     }
-    // The native function checks leaf types itself too (a caller bypassing
-    // the API's decoding gets E0302, not undefined behaviour).
-    let native = p.native().unwrap();
-    let e = native.code.call("f", &[slope::ir::interp::Val::I64(1), slope::ir::interp::Val::I64(0)], 10).unwrap_err();
-    assert_eq!(e.code.as_str(), "E0302", "{}", e.message);
+    // Every back end checks leaf types itself too: a caller bypassing the
+    // API's decoding gets E0302, not undefined behaviour — a scalar where an
+    // array goes, or a tuple where the leaves go.
+    use slope_runtime::{Scalar, Value};
+    let i64 = |x| Value::Scalar(Scalar::I64(x));
+    for engine in Engine::ALL {
+        let executable = p.executable(engine).unwrap();
+        for args in [vec![i64(1), i64(0)], vec![Value::Tuple(vec![i64(1)]), i64(0)]] {
+            let e = executable.call("f", &args, 10, &mut || 0).unwrap_err();
+            assert_eq!(e.code.as_str(), "E0302", "{}: {}", engine.name(), e.message);
+        }
+    }
 }
 
 #[test]
@@ -250,7 +257,7 @@ fn a_result_too_large_to_allocate_is_e0207_not_an_overflow() {
     // it is not asked here.)
     let p = compile("entry t (n: i64) (m: i64) : [][]i64 = tabulate n (\\i -> iota m)");
     let input = serde_json::json!({"n": 1u64 << 40, "m": 1u64 << 24});
-    let f = p.call_json_on(Engine::Jit, "t", &input).unwrap_err();
+    let f = p.call_json_on(Engine::Multicore, "t", &input).unwrap_err();
     let text = f.render(RenderStyle::Short);
     assert!(f.codes().iter().any(|c| c.as_str() == "E0207"), "{text}");
     assert!(text.contains("cannot allocate an array of 1099511627776 rows of 16777216 elements"), "{text}");

@@ -21,7 +21,7 @@ use slope::gradcheck::Rng;
 /// Runs `entry` on both engines, which must agree (same value, or the same
 /// error); whether it failed. `what` names the case in a panic.
 fn engines_agree_on(program: &Program, entry: &str, input: &serde_json::Value, what: &str) -> bool {
-    let native = program.call_json_on(Engine::Jit, entry, input);
+    let native = program.call_json_on(Engine::Multicore, entry, input);
     let reference = program.call_json_on(Engine::Interp, entry, input);
     slope::testfile::engines_agree(&native, &reference)
         .unwrap_or_else(|e| panic!("entry {entry}, input {input}: {e}\n{what}"));
@@ -273,7 +273,7 @@ fn the_optimiser_keeps_every_failure_of_the_arrays_it_removes() {
                 ),
             }
             // And native code agrees with the interpreter on the optimised program.
-            let native = program.call_json_on(Engine::Jit, "f", &input);
+            let native = program.call_json_on(Engine::Multicore, "f", &input);
             slope::testfile::engines_agree(&native, &optimised)
                 .unwrap_or_else(|e| panic!("program {p}, input {input}: {e}\n{src}"));
             calls += 1;

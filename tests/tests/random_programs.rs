@@ -11,7 +11,6 @@ use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
 use slope::driver::no_files;
 use slope::gradcheck::{gradcheck, Rng};
-use slope::ir::interp::{self, Val};
 
 struct Gen {
     rng: Rng,
@@ -112,22 +111,14 @@ fn forward_reverse_and_finite_differences_agree_on_random_programs() {
         assert!(report.ok, "random program {n}:\n{src}\n{report}");
         // The optimiser preserves meaning: the optimised program (what runs)
         // and the raw AD output compute the same values.
-        let mut leaves = Vec::new();
-        for a in program.decode_json_args(entry, &input).unwrap() {
-            slope::values::flatten(&a, &mut leaves);
-        }
-        let opts = interp::Options::default();
-        let raw = interp::run(&program.differentiated, entry, leaves.clone(), &opts).expect("raw AD output runs").0;
-        let optimised = interp::run(&program.ir, entry, leaves, &opts).expect("optimised program runs").0;
-        for (a, b) in raw.iter().zip(&optimised) {
-            let (Val::F64(a), Val::F64(b)) = (a, b) else { continue };
-            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "random program {n}: optimised {b} vs raw {a}\n{src}");
-        }
-        // Native code computes what the interpreter computes.
-        let native = program.call_json_on(Engine::Jit, entry, &input);
-        let reference = program.call_json_on(Engine::Interp, entry, &input);
-        slope::testfile::engines_agree(&native, &reference)
-            .unwrap_or_else(|e| panic!("random program {n}, jit vs interpreter: {e}\n{src}"));
+        let raw = program.without_optimiser().call_json_on(Engine::Interp, entry, &input).expect("raw AD output runs");
+        let optimised = program.call_json_on(Engine::Interp, entry, &input).expect("optimised program runs");
+        slope_tests::json_close(&optimised, &raw, 1e-12, entry)
+            .unwrap_or_else(|e| panic!("random program {n}: optimised vs raw: {e}\n{src}"));
+        // Native code, on one thread and on the pool, computes what the interpreter computes.
+        slope::testfile::every_engine(&program, entry, &input)
+            .unwrap_or_else(|e| panic!("random program {n}: {e}\n{src}"))
+            .unwrap_or_else(|f| panic!("random program {n}: {}\n{src}", f.render(RenderStyle::Short)));
         // Checkpointed reverse mode gives the same derivatives.
         let mut options = slope::driver::Options::default();
         options.ad.checkpoint = true;

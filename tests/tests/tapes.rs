@@ -54,9 +54,9 @@ fn gradients_with_inactive_state_match_the_closed_form_on_both_engines() {
         for (n, steps) in [(5, 0), (5, 1), (5, 7), (30, 40)] {
             let x = input(n, steps);
             for (entry, closed) in [("g", "g_closed"), ("r", "r_closed"), ("v", "v_closed")] {
-                let jit = call(&p, Engine::Jit, entry, &x);
+                let jit = call(&p, Engine::Multicore, entry, &x);
                 assert_eq!(jit, call(&p, Engine::Interp, entry, &x), "{entry}: the engines disagree");
-                let want = call(&p, Engine::Jit, closed, &x);
+                let want = call(&p, Engine::Multicore, closed, &x);
                 if let Err(e) = json_close(&jit, &want, 1e-12, entry) {
                     panic!("{entry} n={n} steps={steps} checkpoint={checkpoint}: {e}");
                 }
@@ -71,17 +71,17 @@ fn an_unread_tape_of_inactive_state_costs_no_memory() {
     let p = compile(false);
     let x = input(10_000, 200);
     let code = &p.native().unwrap().code;
-    call(&p, Engine::Jit, "f", &x);
+    call(&p, Engine::Multicore, "f", &x);
     let primal = code.peak_bytes();
-    call(&p, Engine::Jit, "g", &x);
+    call(&p, Engine::Multicore, "g", &x);
     let derivative = code.peak_bytes();
     assert!(primal > 0);
     assert!(derivative <= 2 * primal, "derivative peak {derivative} bytes, primal {primal}");
     // The backward sweep of `r` reads the state: its tape stays.
-    call(&p, Engine::Jit, "r", &x);
+    call(&p, Engine::Multicore, "r", &x);
     assert!(code.peak_bytes() > 10_000 * 8 * 200, "r's tape: {} bytes", code.peak_bytes());
     // `v` reads a state the loop never changes: no tape of it.
-    call(&p, Engine::Jit, "v", &x);
+    call(&p, Engine::Multicore, "v", &x);
     assert!(code.peak_bytes() <= 2 * primal, "v: peak {} bytes, primal {primal}", code.peak_bytes());
 }
 
@@ -111,7 +111,7 @@ fn every_save_policy_gives_the_same_gradients() {
             options.ad.save = *save;
             let p = Program::compile_with("save.slope", &source, &file_loader, &options)
                 .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
-            let (jit, interp) = (call(&p, Engine::Jit, entry, &input), call(&p, Engine::Interp, entry, &input));
+            let (jit, interp) = (call(&p, Engine::Multicore, entry, &input), call(&p, Engine::Interp, entry, &input));
             // The engines agree as everywhere (testfile::engines_agree).
             if let Err(e) = json_close(&jit, &interp, 1e-12, entry) {
                 panic!("{entry} with --save {name}: the engines disagree: {e}");

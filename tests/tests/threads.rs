@@ -17,7 +17,7 @@ const RUNS: &[(usize, i64)] = &[(2, 0), (8, 0), (1, 1), (2, 1), (3, 1), (8, 1), 
 
 /// The outcome of one call, as text: the JSON result or the error.
 fn outcome(program: &Program, entry: &str, input: &serde_json::Value) -> Result<serde_json::Value, String> {
-    program.call_json_on(Engine::Jit, entry, input).map_err(|f| f.render(RenderStyle::Short))
+    program.call_json_on(Engine::Multicore, entry, input).map_err(|f| f.render(RenderStyle::Short))
 }
 
 /// Runs `entry` on `input` under every configuration of [`RUNS`] and checks

@@ -116,9 +116,7 @@ pub fn run(
         let start = Instant::now();
         let mut program = super::compile_text(&path.display().to_string(), &text)?;
         program.engine = engine;
-        if engine == Engine::Jit {
-            program.native()?;
-        }
+        program.executable(engine)?;
         let compile = start.elapsed();
         let mut workloads = fixture_workloads(&fixtures.join(eval), primal).map_err(workload_error)?;
         if let Some(inputs) = inputs {
@@ -189,9 +187,7 @@ pub fn run_program(
     let start = Instant::now();
     let mut program = super::compile_text(&name, &source)?;
     program.engine = engine;
-    if engine == Engine::Jit {
-        program.native()?;
-    }
+    program.executable(engine)?;
     let compile = start.elapsed();
     let input = super::parse_json(&super::read(input)?, &input.display().to_string())?;
     let p = measure(&program, &entry, &input, runs)?;
@@ -208,10 +204,7 @@ pub fn run_program(
         None => ("—", "— | — | —".to_string()),
     };
     out.push_str(&format!("| {name} | {entry} | {} | {} | {label} | {dcol} |\n", ms(compile), ms(p.median)));
-    let engine = match engine {
-        Engine::Jit => "native code (Cranelift JIT)",
-        Engine::Interp => "reference interpreter",
-    };
+    let engine = engine.description();
     out.push_str(&format!("\nmedian of {} runs after one warm-up; engine: {engine}\n", runs.max(1)));
     Ok(out)
 }
@@ -312,7 +305,7 @@ fn measure(program: &Program, entry: &str, input: &serde_json::Value, runs: usiz
     // freed blocks across calls, so heap growth would undercount it); the
     // interpreter: the heap growth during the call.
     let peak = match program.engine {
-        Engine::Jit => program.native()?.code.peak_bytes(),
+        native @ (Engine::Multicore | Engine::Sequential) => program.native_on(native)?.code.peak_bytes(),
         Engine::Interp => memory::peak().saturating_sub(base),
     };
     let mut times = Vec::with_capacity(runs);
@@ -390,10 +383,7 @@ fn table(rows: &[Row], engine: Engine) -> String {
             r.peak as f64 / 1e6
         ));
     }
-    let engine = match engine {
-        Engine::Jit => "native code (Cranelift JIT)",
-        Engine::Interp => "reference interpreter",
-    };
+    let engine = engine.description();
     out.push_str(&format!("\nmedian of the measured runs after one warm-up; engine: {engine}\n"));
     out
 }

@@ -149,13 +149,11 @@ pub fn run(
     input: Option<&Path>,
     args: &[String],
     while_limit: u64,
-    interp: bool,
+    engine: slope::api::Engine,
 ) -> Result<String, CliFailure> {
     let mut program = compile(file)?;
     program.options.while_limit = while_limit;
-    if interp {
-        program.engine = slope::api::Engine::Interp;
-    }
+    program.engine = engine;
     let entry = program.entry_name(entry)?;
     let result = match input {
         Some(path) => {

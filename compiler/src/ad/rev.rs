@@ -1144,6 +1144,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                     })
                     .collect::<Vec<Atom>>())
             })();
+            let r: Result<Vec<Atom>, Diagnostic> = r;
             let stmts = rev.b.blocks.pop().expect("pushed above");
             Ok(Body { stmts, result: r? })
         };

@@ -22,7 +22,7 @@
 //! invariants (rank ≥ 1, row-major, `data.len() == product(shape)`), and
 //! its element type is the one the binding variable's IR type names.
 
-use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::diagnostic::{Code, Span};
 use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, Func, IrType, Lambda, LoopForm, Program, UnOp, Var};
 use crate::types::ScalarType;
 use slope_runtime::{Array, ArrayData, ElemType, Scalar, Value};
@@ -106,18 +106,7 @@ impl Val {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct RuntimeError {
-    pub code: Code,
-    pub message: String,
-    pub span: Span,
-}
-
-impl RuntimeError {
-    pub fn to_diagnostic(&self) -> Diagnostic {
-        Diagnostic::error(self.code, self.message.clone(), self.span, "failed here")
-    }
-}
+pub use slope_runtime::failure::RuntimeError;
 
 fn err<T>(code: Code, span: Span, message: impl Into<String>) -> Result<T, RuntimeError> {
     Err(RuntimeError { code, message: message.into(), span })
@@ -1930,7 +1919,7 @@ mod tests {
         let e = error(&p, vec![i64s(&[5], &[0; 5])]);
         assert_eq!(e.code, Code::E0201);
         assert_eq!(e.message, "index 7 out of bounds for dimension 0 of size 5");
-        let d = e.to_diagnostic();
+        let d = crate::diagnostic::Diagnostic::from(e.clone());
         assert_eq!((d.code, d.message.as_str()), (Code::E0201, e.message.as_str()));
         assert_eq!((d.primary.span, d.primary.message.as_str()), (sp(), "failed here"));
     }

@@ -25,7 +25,8 @@
 //! math functions for everything Cranelift has no instruction for.
 
 use crate::diagnostic::{Code, Span};
-use crate::ir::interp::{RuntimeError, Val};
+use slope_runtime::failure::RuntimeError;
+// A value as the caller holds it (`Value` here is Cranelift's SSA value).
 use crate::ir::{BinOp, Const, UnOp};
 use crate::loops::opt::simd::{lane, Lane};
 use crate::loops::{self, Inst, LVar, MTy, Operand, Rhs};
@@ -38,6 +39,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
 use slope_runtime::native::{self as rt, Ctx};
 use slope_runtime::ElemType;
+use slope_runtime::Value as HostValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -1249,7 +1251,7 @@ impl Native {
 
     /// Runs `name` on `args` (one value per parameter leaf), failing `while`
     /// loops after `while_limit` iterations. Errors are the interpreter's.
-    pub fn call(&self, name: &str, args: &[Val], while_limit: u64) -> Result<Vec<Val>, RuntimeError> {
+    pub fn call(&self, name: &str, args: &[HostValue], while_limit: u64) -> Result<Vec<HostValue>, RuntimeError> {
         self.call_timed(name, args, while_limit, &mut || 0).map(|(results, _)| results)
     }
 
@@ -1259,10 +1261,10 @@ impl Native {
     pub fn call_timed(
         &self,
         name: &str,
-        args: &[Val],
+        args: &[HostValue],
         while_limit: u64,
         clock: &mut dyn FnMut() -> u64,
-    ) -> Result<(Vec<Val>, u64), RuntimeError> {
+    ) -> Result<(Vec<HostValue>, u64), RuntimeError> {
         let Some((f, code)) = self.func(name) else {
             return Err(error(Code::E0301, format!("no function named `{name}`")));
         };
@@ -1344,20 +1346,25 @@ fn error(code: Code, message: String) -> RuntimeError {
     RuntimeError { code, message, span: Span::default() }
 }
 
-/// The elements and rank of a value, and its type as the IR writes it.
-fn describe(v: &Val) -> (ElemType, usize, String) {
+/// The elements and rank of a leaf value (a scalar or an array), and its
+/// type as the IR writes it.
+fn describe(v: &HostValue) -> (ElemType, usize, String) {
     let (elem, rank) = match v {
-        Val::F64(_) => (ElemType::F64, 0),
-        Val::F32(_) => (ElemType::F32, 0),
-        Val::I64(_) => (ElemType::I64, 0),
-        Val::Bool(_) => (ElemType::Bool, 0),
-        Val::Arr(a) => (a.elem_type(), a.rank()),
+        HostValue::Scalar(s) => (s.elem_type(), 0),
+        HostValue::Array(a) => (a.elem_type(), a.rank()),
+        // Not a leaf: no parameter has this type, so the check below fails.
+        HostValue::Tuple(_) | HostValue::Record(_) => (ElemType::Bool, usize::MAX),
     };
-    (elem, rank, format!("{}{}", "[]".repeat(rank), elem.name()))
+    let shown = if rank == usize::MAX {
+        "a tuple or record".to_string()
+    } else {
+        format!("{}{}", "[]".repeat(rank), elem.name())
+    };
+    (elem, rank, shown)
 }
 
 /// The argument words of `f` for `args`, checked against its parameter leaves.
-fn arg_words(f: &loops::Func, args: &[Val]) -> Result<Vec<u64>, RuntimeError> {
+fn arg_words(f: &loops::Func, args: &[HostValue]) -> Result<Vec<u64>, RuntimeError> {
     if args.len() != f.param_leaves.len() {
         let message = format!("`{}` takes {} arguments but was given {}", f.name, f.param_leaves.len(), args.len());
         return Err(error(Code::E0302, message));
@@ -1373,7 +1380,7 @@ fn arg_words(f: &loops::Func, args: &[Val]) -> Result<Vec<u64>, RuntimeError> {
             return Err(error(Code::E0302, message));
         }
         // (An array's value shares `a`'s buffer, which outlives the call.)
-        slope_runtime::words::push_words(&a.to_value(), &mut words);
+        slope_runtime::words::push_words(a, &mut words);
     }
     debug_assert_eq!(words.len(), f.params.len(), "parameter leaves and words disagree");
     Ok(words)
@@ -1383,11 +1390,10 @@ fn arg_words(f: &loops::Func, args: &[Val]) -> Result<Vec<u64>, RuntimeError> {
 ///
 /// # Safety
 /// Every array leaf's pointer must point to `product(dims)` live elements.
-unsafe fn result_vals(f: &loops::Func, words: &[u64]) -> Vec<Val> {
+unsafe fn result_vals(f: &loops::Func, words: &[u64]) -> Vec<HostValue> {
     let leaves = f.result_leaves.iter().map(|l| (l.elem.elem_type(), l.rank));
     // SAFETY: the caller's promise.
-    let values = unsafe { slope_runtime::words::read_results(leaves, words) };
-    values.iter().map(|v| Val::from_value(v).expect("result leaves are scalars and arrays")).collect()
+    unsafe { slope_runtime::words::read_results(leaves, words) }
 }
 
 #[cfg(test)]
@@ -1395,6 +1401,21 @@ mod tests {
     use super::*;
     use crate::diagnostic::FileId;
     use crate::ir::interp;
+    use crate::ir::interp::Val;
+
+    /// `Native::call` on interpreter values, so that results compare with
+    /// the interpreter's directly.
+    trait CallVals {
+        fn call_vals(&self, name: &str, args: &[Val], while_limit: u64) -> Result<Vec<Val>, RuntimeError>;
+    }
+
+    impl CallVals for Native {
+        fn call_vals(&self, name: &str, args: &[Val], while_limit: u64) -> Result<Vec<Val>, RuntimeError> {
+            let args: Vec<HostValue> = args.iter().map(Val::to_value).collect();
+            let results = self.call(name, &args, while_limit)?;
+            Ok(results.iter().map(|v| Val::from_value(v).expect("result leaves")).collect())
+        }
+    }
     use crate::loops::Leaf;
     use crate::loops::{Message, Site};
     use crate::types::ScalarType;
@@ -1497,14 +1518,14 @@ mod tests {
     #[test]
     fn sum_loop_over_an_array() {
         let n = native(vec![sum_func()]);
-        assert_eq!(n.call("sum", &[f64s(&[1.0, 2.0, 3.5])], 10), Ok(vec![Val::F64(6.5)]));
-        assert_eq!(n.call("sum", &[f64s(&[])], 10), Ok(vec![Val::F64(0.0)]));
-        let e = n.call("sum", &[Val::F64(1.0)], 10).unwrap_err();
+        assert_eq!(n.call_vals("sum", &[f64s(&[1.0, 2.0, 3.5])], 10), Ok(vec![Val::F64(6.5)]));
+        assert_eq!(n.call_vals("sum", &[f64s(&[])], 10), Ok(vec![Val::F64(0.0)]));
+        let e = n.call_vals("sum", &[Val::F64(1.0)], 10).unwrap_err();
         assert_eq!(e.code, Code::E0302);
         assert_eq!(e.message, "argument 1 of `sum` (`xs`) must be []f64, but the value is f64");
-        let e = n.call("sum", &[], 10).unwrap_err();
+        let e = n.call_vals("sum", &[], 10).unwrap_err();
         assert_eq!(e.message, "`sum` takes 1 arguments but was given 0");
-        assert_eq!(n.call("nope", &[], 10).unwrap_err().code, Code::E0301);
+        assert_eq!(n.call_vals("nope", &[], 10).unwrap_err().code, Code::E0301);
     }
 
     #[test]
@@ -1528,12 +1549,12 @@ mod tests {
         ];
         f.result(MTy::F64, &[v(buf), v(n)]);
         let native = native(vec![f]);
-        assert_eq!(native.call("squares", &[Val::I64(4)], 10), Ok(vec![f64s(&[0.0, 1.0, 4.0, 9.0])]));
+        assert_eq!(native.call_vals("squares", &[Val::I64(4)], 10), Ok(vec![f64s(&[0.0, 1.0, 4.0, 9.0])]));
         assert!(native.peak_bytes() >= 32);
-        assert_eq!(native.call("squares", &[Val::I64(0)], 10), Ok(vec![f64s(&[])]));
+        assert_eq!(native.call_vals("squares", &[Val::I64(0)], 10), Ok(vec![f64s(&[])]));
         assert_eq!(native.held_bytes(), 0, "the arena is emptied after every call");
         // A buffer beyond the runtime's limit is the allocation's failure site.
-        let e = native.call("squares", &[Val::I64(1 << 50)], 10).unwrap_err();
+        let e = native.call_vals("squares", &[Val::I64(1 << 50)], 10).unwrap_err();
         assert_eq!(
             (e.code, e.message.as_str()),
             (Code::E0207, "cannot allocate an array of 1125899906842624 elements")
@@ -1562,12 +1583,12 @@ mod tests {
         ];
         f.result(MTy::F64, &[v(x)]);
         let n = native(vec![f]);
-        let e = n.call("at", &[f64s(&[1.0, 2.0, 3.0]), Val::I64(5)], 10).unwrap_err();
+        let e = n.call_vals("at", &[f64s(&[1.0, 2.0, 3.0]), Val::I64(5)], 10).unwrap_err();
         assert_eq!(e.code, Code::E0201);
         assert_eq!(e.span, Span::new(FileId(0), 4, 7));
         assert_eq!(e.message, "index 5 out of bounds for dimension 0 of size 3");
         // The next call starts clean.
-        assert_eq!(n.call("at", &[f64s(&[1.0, 2.0, 3.0]), Val::I64(2)], 10), Ok(vec![Val::F64(3.0)]));
+        assert_eq!(n.call_vals("at", &[f64s(&[1.0, 2.0, 3.0]), Val::I64(2)], 10), Ok(vec![Val::F64(3.0)]));
     }
 
     #[test]
@@ -1579,7 +1600,7 @@ mod tests {
         f.0.body = vec![Inst::Fail { site, args: vec![v(a), v(b)] }];
         f.result(MTy::F32, &[v(a)]);
         let n = native(vec![f]);
-        let e = n.call("neq", &[Val::F32(1.5), Val::F32(-2.0)], 10).unwrap_err();
+        let e = n.call_vals("neq", &[Val::F32(1.5), Val::F32(-2.0)], 10).unwrap_err();
         assert_eq!(e.message, "size mismatch: test: 1.5 vs -2.0");
     }
 
@@ -1593,7 +1614,7 @@ mod tests {
         f.result(MTy::I64, &[v(q)]);
         f.result(MTy::I64, &[v(r)]);
         let n = native(vec![f]);
-        let run = |a: i64, b: i64| n.call("divrem", &[Val::I64(a), Val::I64(b)], 10).unwrap();
+        let run = |a: i64, b: i64| n.call_vals("divrem", &[Val::I64(a), Val::I64(b)], 10).unwrap();
         assert_eq!(run(i64::MIN, -1), vec![Val::I64(i64::MIN), Val::I64(0)]);
         assert_eq!(run(7, -2), vec![Val::I64(-3), Val::I64(1)]);
         assert_eq!(run(-7, 2), vec![Val::I64(-3), Val::I64(-1)]);
@@ -1609,7 +1630,7 @@ mod tests {
         f.result(MTy::F64, &[v(lo)]);
         f.result(MTy::F64, &[v(hi)]);
         let n = native(vec![f]);
-        let run = |a: f64, b: f64| match n.call("minmax", &[Val::F64(a), Val::F64(b)], 10).unwrap()[..] {
+        let run = |a: f64, b: f64| match n.call_vals("minmax", &[Val::F64(a), Val::F64(b)], 10).unwrap()[..] {
             [Val::F64(lo), Val::F64(hi)] => (lo, hi),
             ref r => panic!("{r:?}"),
         };
@@ -1650,9 +1671,9 @@ mod tests {
         ];
         f.result(MTy::I64, &[v(s)]);
         let native = native(vec![f]);
-        assert_eq!(native.call("count", &[Val::I64(5)], 100), Ok(vec![Val::I64(10)]));
-        assert_eq!(native.call("count", &[Val::I64(-5)], 100), Ok(vec![Val::I64(0)]));
-        let e = native.call("count", &[Val::I64(5)], 3).unwrap_err();
+        assert_eq!(native.call_vals("count", &[Val::I64(5)], 100), Ok(vec![Val::I64(10)]));
+        assert_eq!(native.call_vals("count", &[Val::I64(-5)], 100), Ok(vec![Val::I64(0)]));
+        let e = native.call_vals("count", &[Val::I64(5)], 3).unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (Code::E0205, "while loop exceeded 3 iterations"));
     }
 
@@ -1671,8 +1692,8 @@ mod tests {
         ];
         f.result(MTy::F64, &[v(y)]);
         let n = native(vec![f]);
-        assert_eq!(n.call("abs", &[Val::F64(-2.5)], 10), Ok(vec![Val::F64(2.5)]));
-        assert_eq!(n.call("abs", &[Val::F64(4.0)], 10), Ok(vec![Val::F64(4.0)]));
+        assert_eq!(n.call_vals("abs", &[Val::F64(-2.5)], 10), Ok(vec![Val::F64(2.5)]));
+        assert_eq!(n.call_vals("abs", &[Val::F64(4.0)], 10), Ok(vec![Val::F64(4.0)]));
     }
 
     #[test]
@@ -1711,7 +1732,7 @@ mod tests {
         ];
         f.result(MTy::F64, &[v(acc), i64c(1)]);
         let native = native(vec![f]);
-        assert_eq!(native.call("acc", &[Val::I64(1000)], 10), Ok(vec![f64s(&[499500.0])]));
+        assert_eq!(native.call_vals("acc", &[Val::I64(1000)], 10), Ok(vec![f64s(&[499500.0])]));
         // The first and the current state, the previous one and one iteration's garbage.
         assert_eq!(native.peak_bytes(), 16 + 16 + 800 + 16);
         assert_eq!(native.held_bytes(), 0);
@@ -1733,7 +1754,7 @@ mod tests {
         let n = native(vec![f]);
         let arg = Val::Arr(Rc::new(Array::new(vec![4], ArrayData::I64(vec![1, 2, 3, 4]))));
         let want = Val::Arr(Rc::new(Array::new(vec![4], ArrayData::I64(vec![1, 1, 2, 3]))));
-        assert_eq!(n.call("shift", &[arg], 10), Ok(vec![want]));
+        assert_eq!(n.call_vals("shift", &[arg], 10), Ok(vec![want]));
     }
 
     #[test]
@@ -1764,7 +1785,7 @@ mod tests {
         let n = native(vec![f]);
         let bools = |xs: &[bool]| Val::Arr(Rc::new(Array::new(vec![xs.len()], ArrayData::Bool(xs.to_vec()))));
         let mat = Val::Arr(Rc::new(Array::new(vec![2, 2], ArrayData::F32(vec![1.0, 2.0, 3.0, 4.5]))));
-        let got = n.call("flip", &[bools(&[true, false, false]), mat.clone()], 10);
+        let got = n.call_vals("flip", &[bools(&[true, false, false]), mat.clone()], 10);
         assert_eq!(got, Ok(vec![bools(&[false, true, true]), mat, Val::Bool(true)]));
     }
 
@@ -1852,7 +1873,7 @@ mod tests {
                 for b in &seconds {
                     let args: Vec<Val> = if params.len() == 2 { vec![a.clone(), b.clone()] } else { vec![a.clone()] };
                     let Some(want) = reference(name, &args) else { continue };
-                    let got = n.call(name, &args, 10).unwrap();
+                    let got = n.call_vals(name, &args, 10).unwrap();
                     assert!(same(&got[0], &want), "{name}{args:?}: native {:?}, interpreter {want:?}", got[0]);
                     checked += 1;
                 }
@@ -1933,7 +1954,7 @@ mod tests {
         f.0.body = vec![let_(r, Rhs::Select(v(c), Operand::Const(Const::F32(1.5)), Operand::Const(Const::F32(-3.0))))];
         f.result(MTy::F32, &[v(r)]);
         let n = native(vec![f]);
-        assert_eq!(n.call("pick", &[Val::Bool(true)], 10), Ok(vec![Val::F32(1.5)]));
-        assert_eq!(n.call("pick", &[Val::Bool(false)], 10), Ok(vec![Val::F32(-3.0)]));
+        assert_eq!(n.call_vals("pick", &[Val::Bool(true)], 10), Ok(vec![Val::F32(1.5)]));
+        assert_eq!(n.call_vals("pick", &[Val::Bool(false)], 10), Ok(vec![Val::F32(-3.0)]));
     }
 }

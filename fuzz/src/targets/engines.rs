@@ -64,7 +64,7 @@ fn call_both(
     let reference = run(program, Engine::Interp);
     let before: Vec<serde_json::Value> = args.iter().map(inputs::value_json).collect();
     observer.step(Step::Native { reference_out_of_memory: out_of_memory(&reference) });
-    let native = run(program, Engine::Jit);
+    let native = run(program, Engine::Multicore);
     observer.step(Step::Other);
     for (result, engine) in [(&reference, "the interpreter"), (&native, "the JIT")] {
         if let Err(failure) = result {

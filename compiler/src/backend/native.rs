@@ -1,0 +1,107 @@
+//! The native back ends: the loop IR compiled by Cranelift.
+//!
+//! Input: an optimised program. Output: native code in memory, run on the
+//! calling thread ([`Sequential`]) or with its parallel loops on the
+//! runtime's thread pool ([`Multicore`]). Both run the same passes —
+//! lowering to loops (`driver::LOWER`), the loop optimiser
+//! (`driver::LOOPS`), Cranelift (`driver::CLIF`) — and the multicore back
+//! end outlines parallel loops in between (`driver::PARALLEL`). Every pass
+//! is guarded: a panic is E0900 naming it, at the context's span.
+
+use super::{Backend, Executable, Outcome};
+use crate::diagnostic::{Diagnostic, SourceMap, Span};
+use crate::driver::{self, Context};
+use crate::{ir, jit, loops};
+use slope_runtime::failure::RuntimeError;
+use slope_runtime::Value;
+
+/// Native code, every loop on the calling thread.
+pub struct Sequential;
+
+/// Native code with loops of independent iterations on the thread pool.
+pub struct Multicore;
+
+/// A program compiled by one of the native back ends.
+pub struct NativeCode {
+    /// The loop IR after the loop optimiser (`emit --stage loops`).
+    pub loops: loops::Program,
+    /// What runs: `loops` with its parallel loops outlined (`--stage
+    /// parallel`) by the multicore back end; `loops` itself, unchanged, by
+    /// the sequential one.
+    pub parallel: loops::Program,
+    pub code: jit::Native,
+    /// Time of each back-end pass (the loop optimiser's by its sub-passes).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Backend for Sequential {
+    type Executable = NativeCode;
+    const NAME: &'static str = "sequential";
+
+    fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
+        let loops = optimised_loops(program, cx)?;
+        let code = cx.run_guarded(&driver::CLIF, &loops)?;
+        Ok(NativeCode { parallel: loops.clone(), loops, code, timings: std::mem::take(&mut cx.timings) })
+    }
+}
+
+impl Backend for Multicore {
+    type Executable = NativeCode;
+    const NAME: &'static str = "multicore";
+
+    fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
+        let (loops, parallel) = parallel_loops(program, cx)?;
+        let code = cx.run_guarded(&driver::CLIF, &parallel)?;
+        Ok(NativeCode { loops, parallel, code, timings: std::mem::take(&mut cx.timings) })
+    }
+}
+
+/// Optimised IR → loops → the loop optimiser's output.
+fn optimised_loops(program: &ir::Program, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
+    let lowered = cx.run_guarded(&driver::LOWER, program)?;
+    cx.run_guarded(&driver::LOOPS, &lowered)
+}
+
+/// The multicore back end up to native code: the optimised loops, and
+/// them with their parallel loops outlined — what the JIT compiles, and
+/// what `slope build` compiles ahead of time.
+pub fn parallel_loops(
+    program: &ir::Program,
+    cx: &mut Context<'_>,
+) -> Result<(loops::Program, loops::Program), Vec<Diagnostic>> {
+    let loops = optimised_loops(program, cx)?;
+    let parallel = cx.run_guarded(&driver::PARALLEL, &loops)?;
+    Ok((loops, parallel))
+}
+
+impl NativeCode {
+    /// Compiles an optimised program on the multicore back end, failures
+    /// pointing at `span` (the REPL builds its expressions through this,
+    /// with `poll_interrupt` so that Ctrl-C stops a long loop).
+    pub fn build(ir: &ir::Program, span: Span, poll_interrupt: bool) -> Result<NativeCode, Diagnostic> {
+        let mut cx = context(span, poll_interrupt);
+        Multicore::compile(ir, &mut cx).map_err(|mut ds| ds.remove(0))
+    }
+}
+
+/// The driver context a back end runs in when no files are involved:
+/// failures point at `span`.
+pub fn context(span: Span, poll_interrupt: bool) -> Context<'static> {
+    let options = driver::Options { poll_interrupt, ..Default::default() };
+    let mut cx = Context::new(SourceMap::new(), &driver::no_files, options);
+    cx.span = span;
+    cx
+}
+
+impl Executable for NativeCode {
+    fn call(
+        &self,
+        entry: &str,
+        args: &[Value],
+        while_limit: u64,
+        clock: &mut dyn FnMut() -> u64,
+    ) -> Result<Outcome, RuntimeError> {
+        let (results, nanoseconds) = self.code.call_timed(entry, args, while_limit, clock)?;
+        Ok(Outcome { results, cost: None, nanoseconds })
+    }
+}
