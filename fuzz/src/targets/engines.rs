@@ -1,9 +1,10 @@
-//! The `engines` target: the JIT against the interpreter.
+//! The `engines` target: the native back ends (multicore and sequential)
+//! against the interpreter.
 //!
 //! Input: a program and the seed of its arguments. Output: the counts of a
 //! passing case, or a [`Finding`]: for every entry (up to [`MAX_ENTRIES`])
-//! on a tame and a wild set of arguments (`inputs.rs`), the two engines
-//! must give the same result or the same error
+//! on a tame and a wild set of arguments (`inputs.rs`), each native back
+//! end and the interpreter must give the same result or the same error
 //! (`slope::testfile::engines_agree`), neither may report E0900, and the JIT
 //! must leave its arguments as they were. Calls within the 2^40-element
 //! limit that the system refuses memory for are not compared (Note [Sizes
@@ -48,7 +49,8 @@ pub fn run(text: &str, input_seed: u64, observer: &mut dyn Observer) -> Checked<
     Ok(stats)
 }
 
-/// One call on both engines; `Ok(true)` when both failed alike.
+/// One call on every back end; `Ok(true)` when they failed alike (or a
+/// native one was refused memory).
 fn call_both(
     program: &mut Program,
     entry: &str,
@@ -63,30 +65,36 @@ fn call_both(
     observer.step(Step::Reference);
     let reference = run(program, Engine::Interp);
     let before: Vec<serde_json::Value> = args.iter().map(inputs::value_json).collect();
-    observer.step(Step::Native { reference_out_of_memory: out_of_memory(&reference) });
-    let native = run(program, Engine::Multicore);
-    observer.step(Step::Other);
-    for (result, engine) in [(&reference, "the interpreter"), (&native, "the JIT")] {
-        if let Err(failure) = result {
-            no_internal_error(failure, &format!("calling `{entry}` in {engine}"))
-                .map_err(|f| Finding::new(f.kind, format!("{}\ninput: {input}", f.message)))?;
+    let mut failed = reference.is_err();
+    // Each native back end against the interpreter (Note [Three back ends] in `slope::backend`).
+    for native_engine in [Engine::Multicore, Engine::Sequential] {
+        observer.step(Step::Native { reference_out_of_memory: out_of_memory(&reference) });
+        let native = run(program, native_engine);
+        observer.step(Step::Other);
+        let jit = format!("the {} back end", native_engine.name());
+        for (result, engine) in [(&reference, "the interpreter"), (&native, jit.as_str())] {
+            if let Err(failure) = result {
+                no_internal_error(failure, &format!("calling `{entry}` in {engine}"))
+                    .map_err(|f| Finding::new(f.kind, format!("{}\ninput: {input}", f.message)))?;
+            }
         }
+        let after: Vec<serde_json::Value> = args.iter().map(inputs::value_json).collect();
+        if before != after {
+            let message = format!("{jit} changed its arguments\nentry `{entry}`, input: {input}");
+            return Err(Finding::new(Kind::Disagreement, message));
+        }
+        if system_refused(&reference) || system_refused(&native) {
+            // See Note [Sizes the system decides].
+            failed = true;
+            continue;
+        }
+        slope::testfile::engines_agree(&native, &reference).map_err(|e| {
+            let first = e.lines().next().unwrap_or_default();
+            let message = format!("{jit} and the interpreter disagree: {first}\nentry `{entry}`, input: {input}\n{e}");
+            Finding::new(Kind::Disagreement, message)
+        })?;
     }
-    let after: Vec<serde_json::Value> = args.iter().map(inputs::value_json).collect();
-    if before != after {
-        let message = format!("the JIT changed its arguments\nentry `{entry}`, input: {input}");
-        return Err(Finding::new(Kind::Disagreement, message));
-    }
-    if system_refused(&reference) || system_refused(&native) {
-        // See Note [Sizes the system decides].
-        return Ok(true);
-    }
-    slope::testfile::engines_agree(&native, &reference).map_err(|e| {
-        let first = e.lines().next().unwrap_or_default();
-        let message = format!("the JIT and the interpreter disagree: {first}\nentry `{entry}`, input: {input}\n{e}");
-        Finding::new(Kind::Disagreement, message)
-    })?;
-    Ok(reference.is_err())
+    Ok(failed)
 }
 
 fn out_of_memory(result: &Result<serde_json::Value, Failure>) -> bool {
