@@ -110,9 +110,10 @@ impl Observed {
     fn get(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
-    /// Records a run of `n` iterations since `began` on `busy` threads.
-    fn record(&self, began: std::time::Instant, busy: u128, n: i64) {
-        let ps = began.elapsed().as_nanos() * busy * 1000 / n.max(1) as u128;
+    /// Records a run of `n` iterations that kept threads busy for `work`
+    /// nanoseconds in all.
+    fn record(&self, work: u128, n: i64) {
+        let ps = work * 1000 / n.max(1) as u128;
         self.0.store((ps.min(u64::MAX as u128) as u64).max(1), std::sync::atomic::Ordering::Relaxed)
     }
 }
@@ -154,7 +155,12 @@ impl PartialEq for Observed {
 // run goes to the pool only when the last observed time per iteration times
 // the iterations exceeds `POOL_WORK_NS`. Before the first run, the time per
 // iteration is the compiler's estimate (a large loop's first run — perhaps
-// its only one — should not run on one core).
+// its only one — should not run on one core). What is recorded is the work
+// alone: the time each chunk ran, summed, not the time from the call to the
+// last chunk's end. The latter counts the pool's wake-up as work, and a
+// small loop whose first run went to the pool (on the compiler's estimate)
+// then looked expensive enough to go to the pool every time: GradBench's
+// smallest `lse` workloads ran 4–6× slower on two threads than on one.
 
 /// Below this much estimated sequential work a loop runs inline.
 const POOL_WORK_NS: u64 = 100_000;
@@ -347,6 +353,8 @@ struct Outcome {
     failure: Option<(u32, Vec<i64>)>,
     results: Vec<u64>,
     peak: usize,
+    /// How long the chunk ran, in nanoseconds.
+    work: u128,
 }
 
 /// Runs `f` over `args[0]..args[1]` in `ctx`, freeing what it allocates.
@@ -473,7 +481,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     let began = std::time::Instant::now();
     if chunks == 1 {
         let status = run_whole(ctx, seg, f, args, start, bound);
-        seg.observed.record(began, 1, n);
+        seg.observed.record(began.elapsed().as_nanos(), n);
         return status;
     }
     // Private buffers of the accumulators, for chunks 1.. (chunk 0 adds into
@@ -522,13 +530,15 @@ pub unsafe extern "C" fn slope_parallel_for(
             c.while_limit = limit;
             c.reset();
             c.reset_peak();
+            let began = std::time::Instant::now();
             // SAFETY: `a` is the segment's argument block; private buffers
             // outlive the chunk and are written by this chunk alone.
             let status = unsafe { run_chunk(c, f, &a, &mut results) };
+            let work = began.elapsed().as_nanos();
             let failure = if status == 1 { c.take_failure() } else { None };
             let peak = c.peak_bytes();
             c.reset();
-            Outcome { status, failure, results, peak }
+            Outcome { status, failure, results, peak, work }
         })
     };
     // Chunks run in rounds of a few per thread, combined in chunk order
@@ -538,6 +548,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     let pool = (threads > 1 && worth_it).then(|| pool(threads)).flatten();
     let round = ROUND_CHUNKS.max(4 * threads as i64);
     let mut totals: Vec<u64> = Vec::new();
+    let mut work = 0;
     let mut first = 0;
     while first < chunks {
         let last = (first + round).min(chunks);
@@ -549,6 +560,7 @@ pub unsafe extern "C" fn slope_parallel_for(
         let private_bytes: usize = private.iter().flatten().map(|b| b.len() * 8).sum();
         ctx.note_peak(most_peak * threads.min(outcomes.len()) + private_bytes);
         for o in outcomes {
+            work += o.work;
             if o.status != 0 {
                 if let Some((site, fail_args)) = o.failure {
                     ctx.set_failure(site, fail_args);
@@ -568,8 +580,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     for (r, t) in seg.reductions.iter().zip(totals) {
         args[r.word] = t;
     }
-    let busy = if pool.is_some() { threads.min(chunks as usize) as u128 } else { 1 };
-    seg.observed.record(began, busy, n);
+    seg.observed.record(work, n);
     for (j, acc) in seg.accumulators.iter().enumerate() {
         let count = (args[acc.count_word] as i64).max(0) as usize;
         let dst = args[acc.word] as *mut u8;

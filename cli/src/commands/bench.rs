@@ -37,18 +37,39 @@ pub mod memory {
     static CURRENT: AtomicUsize = AtomicUsize::new(0);
     static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+    /// Counts `size` more bytes when the allocation at `p` succeeded.
+    fn counted(p: *mut u8, size: usize) -> *mut u8 {
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    // Every method forwards to the system allocator, none is left to the
+    // trait's default: `alloc_zeroed` is then calloc, which hands out fresh
+    // pages without writing them (the default writes every byte, on one
+    // thread, before the parallel loop that fills the block runs), and
+    // `realloc` can grow a large block in place.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             // SAFETY: forwards to the system allocator with the caller's layout.
-            let p = unsafe { System.alloc(layout) };
+            counted(unsafe { System.alloc(layout) }, layout.size())
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: as `alloc`.
+            counted(unsafe { System.alloc_zeroed(layout) }, layout.size())
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: the caller's promises for `ptr`, `layout` and `new_size`, forwarded.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
             if !p.is_null() {
-                let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-                PEAK.fetch_max(now, Ordering::Relaxed);
+                CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
             }
-            p
+            counted(p, if p.is_null() { 0 } else { new_size })
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: `ptr` was allocated by `alloc` above with this layout.
+            // SAFETY: `ptr` was allocated by this allocator with this layout.
             unsafe { System.dealloc(ptr, layout) };
             CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
         }
