@@ -29,6 +29,7 @@ use crate::native::Ctx;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The signature of compiled code (entries and segments alike).
@@ -153,7 +154,8 @@ impl PartialEq for Observed {
 // cost estimate cannot tell (it does not know inner trip counts), so the
 // runtime measures: each run records the loop's time per iteration, and a
 // run goes to the pool only when the last observed time per iteration times
-// the iterations exceeds `POOL_WORK_NS`. Before the first run, the time per
+// the iterations exceeds `POOL_WORK_NS` and the time the other threads would
+// save exceeds what the pool costs. Before the first run, the time per
 // iteration is the compiler's estimate (a large loop's first run — perhaps
 // its only one — should not run on one core). What is recorded is the work
 // alone: the time each chunk ran, summed, not the time from the call to the
@@ -161,9 +163,45 @@ impl PartialEq for Observed {
 // small loop whose first run went to the pool (on the compiler's estimate)
 // then looked expensive enough to go to the pool every time: GradBench's
 // smallest `lse` workloads ran 4–6× slower on two threads than on one.
+//
+// What the pool costs is measured too (`POOL_OVERHEAD_NS`): after each run
+// on the pool, the time it took beyond its work shared among its threads,
+// averaged over recent runs. It is tens of microseconds on a quiet machine
+// and hundreds on a virtual one, where a sleeping thread's core is woken
+// through the hypervisor: there `lse` at n = 80,000 (230 µs of work) took
+// 510 µs on two threads. A run adds at most `MOST_OVERHEAD_NS` to the
+// average, so one preempted run cannot keep loops off the pool for long:
+// any loop of more than twice that much work still goes to the pool and
+// measures again.
 
 /// Below this much estimated sequential work a loop runs inline.
 const POOL_WORK_NS: u64 = 100_000;
+
+/// What running a loop on the pool costs beyond its work shared among the
+/// threads — waking them, waiting for the last — in nanoseconds: a running
+/// average over the pool's recent runs, of every segment (Note [Pool or
+/// inline]).
+static POOL_OVERHEAD_NS: AtomicU64 = AtomicU64::new(POOL_WORK_NS / 2);
+
+/// The most a single run adds to [`POOL_OVERHEAD_NS`]'s average: one run
+/// preempted for milliseconds must not keep every later loop off the pool.
+const MOST_OVERHEAD_NS: u64 = 4 * POOL_WORK_NS;
+
+/// Whether a loop of `work` nanoseconds of sequential work is worth running
+/// on `threads` threads when the pool costs `overhead` nanoseconds: the time
+/// the other threads save must exceed it.
+fn worth_the_pool(work: u128, threads: usize, overhead: u64) -> bool {
+    let threads = threads.max(1) as u128;
+    let saved = work * (threads - 1) / threads;
+    work >= POOL_WORK_NS as u128 && saved > overhead as u128
+}
+
+/// The pool's overhead after a run that took `wall` nanoseconds for `work`
+/// nanoseconds of chunks on `busy` threads, from the average `old`.
+fn next_overhead(old: u64, wall: u128, work: u128, busy: usize) -> u64 {
+    let sample = wall.saturating_sub(work / busy.max(1) as u128).min(MOST_OVERHEAD_NS as u128) as u64;
+    (3 * old.min(MOST_OVERHEAD_NS) + sample) / 4
+}
 
 // Note [Deterministic chunks]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -475,7 +513,8 @@ pub unsafe extern "C" fn slope_parallel_for(
     }
     let threads = ctx.threads.max(1);
     let observed = seg.observed.get();
-    let worth_it = (observed as u128) * (n as u128) / 1000 >= POOL_WORK_NS as u128;
+    let overhead = POOL_OVERHEAD_NS.load(Ordering::Relaxed);
+    let worth_it = worth_the_pool((observed as u128) * (n as u128) / 1000, threads, overhead);
     let free = Free { threads, ps_per_iteration: observed, worth_it };
     let (chunk, chunks) = plan(seg, args, n, ctx.chunk_limit, Some(free));
     let began = std::time::Instant::now();
@@ -581,6 +620,11 @@ pub unsafe extern "C" fn slope_parallel_for(
         args[r.word] = t;
     }
     seg.observed.record(work, n);
+    if pool.is_some() {
+        let busy = threads.min(chunks as usize);
+        let next = next_overhead(overhead, began.elapsed().as_nanos(), work, busy);
+        POOL_OVERHEAD_NS.store(next, Ordering::Relaxed);
+    }
     for (j, acc) in seg.accumulators.iter().enumerate() {
         let count = (args[acc.count_word] as i64).max(0) as usize;
         let dst = args[acc.word] as *mut u8;
@@ -693,5 +737,31 @@ mod tests {
         assert_eq!(plan(&seg, &[0, 0, 0], 1_000_000, 0, Some(free)), (977, 1024));
         let not_worth_it = Free { worth_it: false, ..free };
         assert_eq!(plan(&seg, &[0, 0, 0], 31, 0, Some(not_worth_it)), (31, 1));
+    }
+
+    #[test]
+    fn the_pool_runs_loops_whose_saved_time_exceeds_its_cost() {
+        // 300 µs of work on two threads saves 150 µs.
+        assert!(worth_the_pool(300_000, 2, 100_000));
+        assert!(!worth_the_pool(300_000, 2, 200_000));
+        // More threads save more of it; one thread saves nothing.
+        assert!(worth_the_pool(300_000, 4, 200_000));
+        assert!(!worth_the_pool(300_000, 1, 0));
+        // Below `POOL_WORK_NS`, never, however cheap the pool.
+        assert!(!worth_the_pool(POOL_WORK_NS as u128 - 1, 8, 0));
+    }
+
+    #[test]
+    fn the_pool_cost_is_a_bounded_running_average() {
+        // 1 ms of work on two threads in 700 µs: 200 µs beyond the shared work.
+        assert_eq!(next_overhead(0, 700_000, 1_000_000, 2), 50_000);
+        assert_eq!(next_overhead(200_000, 700_000, 1_000_000, 2), 200_000);
+        // A run faster than its shared work adds nothing.
+        assert_eq!(next_overhead(40_000, 400_000, 1_000_000, 2), 30_000);
+        // A run preempted for a second counts as `MOST_OVERHEAD_NS`, so a
+        // loop of twice that much work still goes to the pool after it.
+        let after = next_overhead(POOL_WORK_NS / 2, 1_000_000_000, 1_000_000, 2);
+        assert!(after <= MOST_OVERHEAD_NS);
+        assert!(worth_the_pool(2 * MOST_OVERHEAD_NS as u128 + 2, 2, after));
     }
 }
