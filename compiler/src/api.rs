@@ -213,7 +213,7 @@ impl Program {
     /// compiling it: what `slope build` compiles ahead of time.
     pub fn parallel_loops(&self) -> Result<crate::loops::Program, Failure> {
         if let Some(Ok(native)) = self.executables.multicore.get() {
-            return Ok(native.parallel.clone());
+            return Ok(native.runs().clone());
         }
         let mut cx = native::context(self.first_span(), false);
         native::parallel_loops(&self.ir, &mut cx)
@@ -583,7 +583,7 @@ impl Program {
                     "lowered" => crate::loops::lower::lower_program(optimised)
                         .map_err(|e| self.fail(Diagnostic::internal("loops", e, self.main_span())))?,
                     "loops" => native.loops.clone(),
-                    _ => native.parallel.clone(),
+                    _ => native.runs().clone(),
                 };
                 if let Some(e) = entry {
                     let name = self.entry_name(Some(e))?;

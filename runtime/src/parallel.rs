@@ -101,27 +101,27 @@ pub struct Segment {
 /// Picoseconds per iteration a segment took when it last ran (0: never),
 /// shared by every call of the compiled code.
 #[derive(Debug, Default)]
-pub struct Observed(std::sync::atomic::AtomicU64);
+pub struct Observed(AtomicU64);
 
 impl Observed {
     /// A first estimate, before the loop has run: `ps` picoseconds per iteration.
     pub fn new(ps: u64) -> Observed {
-        Observed(std::sync::atomic::AtomicU64::new(ps))
+        Observed(AtomicU64::new(ps))
     }
     fn get(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed)
     }
     /// Records a run of `n` iterations that kept threads busy for `work`
     /// nanoseconds in all.
     fn record(&self, work: u128, n: i64) {
         let ps = work * 1000 / n.max(1) as u128;
-        self.0.store((ps.min(u64::MAX as u128) as u64).max(1), std::sync::atomic::Ordering::Relaxed)
+        self.0.store((ps.min(u64::MAX as u128) as u64).max(1), Ordering::Relaxed)
     }
 }
 
 impl Clone for Observed {
     fn clone(&self) -> Observed {
-        Observed(std::sync::atomic::AtomicU64::new(self.get()))
+        Observed(AtomicU64::new(self.get()))
     }
 }
 
@@ -321,14 +321,14 @@ static DEFAULT_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::Atom
 
 /// Makes `n` (at least 1) the thread count of code compiled from now on.
 pub fn set_default_threads(n: usize) {
-    DEFAULT_THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    DEFAULT_THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
 /// The number of threads compiled code runs on unless told otherwise: what
 /// [`set_default_threads`] chose, else `SLOPE_THREADS` when it is a positive
 /// number, else every core.
 pub fn default_threads() -> usize {
-    match DEFAULT_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+    match DEFAULT_THREADS.load(Ordering::Relaxed) {
         0 => threads_from_env().unwrap_or_else(|_| all_cores()),
         n => n,
     }

@@ -25,10 +25,9 @@ pub struct Multicore;
 pub struct NativeCode {
     /// The loop IR after the loop optimiser (`emit --stage loops`).
     pub loops: loops::Program,
-    /// What runs: `loops` with its parallel loops outlined (`--stage
-    /// parallel`) by the multicore back end; `loops` itself, unchanged, by
-    /// the sequential one.
-    pub parallel: loops::Program,
+    /// `loops` with its parallel loops outlined (`--stage parallel`), from
+    /// the multicore back end; none from the sequential one. See [`Self::runs`].
+    pub parallel: Option<loops::Program>,
     pub code: jit::Native,
     /// Time of each back-end pass (the loop optimiser's by its sub-passes).
     pub timings: Vec<(&'static str, std::time::Duration)>,
@@ -41,7 +40,7 @@ impl Backend for Sequential {
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
         let loops = optimised_loops(program, cx)?;
         let code = cx.run_guarded(&driver::CLIF, &loops)?;
-        Ok(NativeCode { parallel: loops.clone(), loops, code, timings: std::mem::take(&mut cx.timings) })
+        Ok(NativeCode { loops, parallel: None, code, timings: std::mem::take(&mut cx.timings) })
     }
 }
 
@@ -52,7 +51,7 @@ impl Backend for Multicore {
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
         let (loops, parallel) = parallel_loops(program, cx)?;
         let code = cx.run_guarded(&driver::CLIF, &parallel)?;
-        Ok(NativeCode { loops, parallel, code, timings: std::mem::take(&mut cx.timings) })
+        Ok(NativeCode { loops, parallel: Some(parallel), code, timings: std::mem::take(&mut cx.timings) })
     }
 }
 
@@ -75,6 +74,12 @@ pub fn parallel_loops(
 }
 
 impl NativeCode {
+    /// The loop program the native code was compiled from: the outlined one
+    /// when there is one, else the optimised loops.
+    pub fn runs(&self) -> &loops::Program {
+        self.parallel.as_ref().unwrap_or(&self.loops)
+    }
+
     /// Compiles an optimised program on the multicore back end, failures
     /// pointing at `span` (the REPL builds its expressions through this,
     /// with `poll_interrupt` so that Ctrl-C stops a long loop).

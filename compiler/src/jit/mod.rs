@@ -25,8 +25,6 @@
 //! math functions for everything Cranelift has no instruction for.
 
 use crate::diagnostic::{Code, Span};
-use slope_runtime::failure::RuntimeError;
-// A value as the caller holds it (`Value` here is Cranelift's SSA value).
 use crate::ir::{BinOp, Const, UnOp};
 use crate::loops::opt::simd::{lane, Lane};
 use crate::loops::{self, Inst, LVar, MTy, Operand, Rhs};
@@ -37,8 +35,10 @@ use cranelift::codegen::Context;
 use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
+use slope_runtime::failure::RuntimeError;
 use slope_runtime::native::{self as rt, Ctx};
 use slope_runtime::ElemType;
+// A value as the caller holds it (`Value` here is Cranelift's SSA value).
 use slope_runtime::Value as HostValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -1346,21 +1346,19 @@ fn error(code: Code, message: String) -> RuntimeError {
     RuntimeError { code, message, span: Span::default() }
 }
 
-/// The elements and rank of a leaf value (a scalar or an array), and its
-/// type as the IR writes it.
-fn describe(v: &HostValue) -> (ElemType, usize, String) {
-    let (elem, rank) = match v {
-        HostValue::Scalar(s) => (s.elem_type(), 0),
-        HostValue::Array(a) => (a.elem_type(), a.rank()),
-        // Not a leaf: no parameter has this type, so the check below fails.
-        HostValue::Tuple(_) | HostValue::Record(_) => (ElemType::Bool, usize::MAX),
-    };
-    let shown = if rank == usize::MAX {
-        "a tuple or record".to_string()
-    } else {
-        format!("{}{}", "[]".repeat(rank), elem.name())
-    };
-    (elem, rank, shown)
+/// The element type and rank of a leaf value (a scalar or an array); none
+/// for a tuple or a record, which no parameter leaf takes.
+fn leaf_type(v: &HostValue) -> Option<(ElemType, usize)> {
+    match v {
+        HostValue::Scalar(s) => Some((s.elem_type(), 0)),
+        HostValue::Array(a) => Some((a.elem_type(), a.rank())),
+        HostValue::Tuple(_) | HostValue::Record(_) => None,
+    }
+}
+
+/// A leaf type as the IR writes it: `f64`, `[][]i64`.
+fn type_text(elem: ElemType, rank: usize) -> String {
+    format!("{}{}", "[]".repeat(rank), elem.name())
 }
 
 /// The argument words of `f` for `args`, checked against its parameter leaves.
@@ -1371,10 +1369,11 @@ fn arg_words(f: &loops::Func, args: &[HostValue]) -> Result<Vec<u64>, RuntimeErr
     }
     let mut words = Vec::with_capacity(f.params.len());
     for (i, (leaf, a)) in f.param_leaves.iter().zip(args).enumerate() {
-        let (elem, rank, got) = describe(a);
-        if elem != leaf.elem.elem_type() || rank != leaf.rank as usize {
+        let got = leaf_type(a);
+        if got != Some((leaf.elem.elem_type(), leaf.rank as usize)) {
             let name = f.params.get(words.len()).map_or("?", |&p| f.vars[p.0 as usize].0.as_str());
-            let want = format!("{}{}", "[]".repeat(leaf.rank as usize), leaf.elem.name());
+            let want = type_text(leaf.elem.elem_type(), leaf.rank as usize);
+            let got = got.map_or("a tuple or record".to_string(), |(elem, rank)| type_text(elem, rank));
             let message =
                 format!("argument {} of `{}` (`{name}`) must be {want}, but the value is {got}", i + 1, f.name);
             return Err(error(Code::E0302, message));
