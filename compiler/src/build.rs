@@ -238,7 +238,7 @@ fn exports(name: &str, entries: &[String]) -> Result<Exports, Failure> {
         Some(e) => format!("entry `{}`", entries[e]),
         None => "the library's own function".to_string(),
     };
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = crate::hash::HashMap::default();
     for (k, f) in all.iter().enumerate() {
         if let Some(other) = seen.insert(*f, k) {
             return Err(build_error(format!("{} and {} would both be the C function `{f}`", who(other), who(k))));

@@ -10,11 +10,11 @@
 //! output in debug builds and tests (Note [One pipeline]).
 
 use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap};
+use crate::hash::HashMap;
 use crate::ir;
 use crate::syntax::ast::{Item, Module};
 use crate::syntax::parser;
 use crate::types::{self, CheckedProgram};
-use std::collections::HashMap;
 
 /// Reads an imported file: `(importing file name, import path)` → `(file name, text)`.
 pub type Loader<'l> = dyn Fn(&str, &str) -> Result<(String, String), String> + Sync + 'l;
@@ -270,7 +270,7 @@ pub fn parse_program(
     text: &str,
     loader: &Loader<'_>,
 ) -> Result<(Vec<Module>, FileId), Vec<Diagnostic>> {
-    let mut state = ImportState { modules: Vec::new(), loaded: HashMap::new(), in_progress: Vec::new() };
+    let mut state = ImportState { modules: Vec::new(), loaded: HashMap::default(), in_progress: Vec::new() };
     let main = sources.add(name, text);
     state.load(sources, main, loader)?;
     Ok((state.modules, main))

@@ -16,12 +16,12 @@
 
 use crate::api::{Failure, Program};
 use crate::diagnostic::{Code, Diagnostic};
+use crate::hash::HashMap;
 use crate::ir::interp::{self, Val};
 use crate::ir::scope::rename_body;
 use crate::ir::{self, Atom, Body, Expr, Func, IrType, Lambda, Stmt, Var};
 use crate::values;
 use slope_runtime::{Array, ArrayData};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// One checked point.
@@ -280,7 +280,7 @@ impl Checker {
     fn derivative_func(ir: &mut ir::Program, func: &Func, diff: &[bool], out_float: &[bool], forward: bool) -> Func {
         let vars = &mut ir.vars;
         let mut params: Vec<Var> = Vec::new();
-        let mut subst: HashMap<Var, Atom> = HashMap::new();
+        let mut subst: HashMap<Var, Atom> = HashMap::default();
         let mut lam_params = Vec::new();
         let mut primals = Vec::new();
         for (p, d) in func.params.iter().zip(diff) {

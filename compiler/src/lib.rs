@@ -16,6 +16,7 @@ pub mod diagnostic;
 pub mod driver;
 pub mod elab;
 pub mod gradcheck;
+pub mod hash;
 pub mod ir;
 pub mod jit;
 pub mod loops;

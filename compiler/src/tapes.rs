@@ -17,9 +17,9 @@
 //! (Note [What loop tapes hold]) is not.
 
 use crate::diagnostic::Span;
+use crate::hash::HashMap;
 use crate::ir::{Atom, BinOp, Body, Const, Expr, Func, IrType, LoopForm, VarTable};
 use crate::types::{Dim, Type};
-use std::collections::HashMap;
 
 /// One array reverse mode stores.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,7 +37,7 @@ pub struct Tape {
 
 /// The tapes of `func`, in program order.
 pub fn tapes(vars: &VarTable, func: &Func) -> Vec<Tape> {
-    let mut defs = HashMap::new();
+    let mut defs = HashMap::default();
     collect_defs(&func.body, &mut defs);
     // The source's names of the parameters' dimensions (`n` for `[n]f64`).
     let mut leaves = Vec::new();
@@ -47,7 +47,7 @@ pub fn tapes(vars: &VarTable, func: &Func) -> Vec<Tape> {
     let params = if leaves.len() == func.params.len() {
         func.params.iter().copied().zip(leaves).collect()
     } else {
-        HashMap::new()
+        HashMap::default()
     };
     let mut out = Vec::new();
     let cx = Cx { vars, defs, params };

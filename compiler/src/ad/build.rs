@@ -3,9 +3,9 @@
 //! free variables are the IR's (`crate::ir::scope`), re-exported here.
 
 use crate::diagnostic::Span;
+use crate::hash::{HashMap, HashSet};
 use crate::ir::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var, VarTable};
 use crate::types::ScalarType;
-use std::collections::{HashMap, HashSet};
 
 pub use crate::ir::scope::{free_vars, free_vars_lambda, is_addition, is_const, is_float, rename_body, rename_lambda};
 
@@ -23,7 +23,7 @@ pub struct Builder<'v> {
 
 impl<'v> Builder<'v> {
     pub fn new(vars: &'v mut VarTable, span: Span) -> Builder<'v> {
-        Builder { vars, blocks: vec![Vec::new()], span, save: super::Save::default(), recomputed: HashSet::new() }
+        Builder { vars, blocks: vec![Vec::new()], span, save: super::Save::default(), recomputed: HashSet::default() }
     }
 
     pub fn ty(&self, a: Atom) -> IrType {
@@ -244,7 +244,7 @@ impl<'v> Builder<'v> {
     /// Like [`Self::inline`] but returns the renamed body instead of emitting it
     /// (the parameter copies are emitted).
     pub fn prepare(&mut self, lam: &Lambda, args: &[Atom]) -> (Vec<Var>, Body) {
-        let mut subst = HashMap::new();
+        let mut subst = HashMap::default();
         let mut params = Vec::new();
         for (&p, &a) in lam.params.iter().zip(args) {
             let ty = self.vars.ty(p);

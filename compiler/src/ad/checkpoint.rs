@@ -22,9 +22,9 @@
 //! (Note [What loop tapes hold] in rev.rs).
 
 use super::build::{rename_body, Builder};
+use crate::hash::HashMap;
 use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};
 use crate::types::ScalarType;
-use std::collections::HashMap;
 
 /// The name of the index of a loop over segments: reverse mode calls that
 /// loop's tapes `checkpoints`.
@@ -282,7 +282,8 @@ fn count_iterations(b: &mut Builder, params: &[Var], init: &[Atom], cond: &Body,
     let stmt = Stmt { binds, expr: counted, span };
     // Renamed as a whole, so that the copy binds its own parameters (and its
     // updates of them stay in place).
-    let copy = rename_body(b.vars, &Body { stmts: vec![stmt], result: vec![Atom::Var(count)] }, &mut HashMap::new());
+    let copy =
+        rename_body(b.vars, &Body { stmts: vec![stmt], result: vec![Atom::Var(count)] }, &mut HashMap::default());
     let result = copy.result[0];
     for s in copy.stmts {
         b.push(s);

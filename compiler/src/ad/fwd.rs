@@ -14,8 +14,8 @@
 use super::build::{is_addition, is_float, Builder};
 use super::rules;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::hash::{HashMap, HashSet};
 use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, UnOp, Var};
-use std::collections::{HashMap, HashSet};
 
 pub struct Fwd<'b, 'v> {
     pub b: &'b mut Builder<'v>,
@@ -37,7 +37,7 @@ type R<T> = Result<T, Diagnostic>;
 
 impl<'b, 'v> Fwd<'b, 'v> {
     pub fn new(b: &'b mut Builder<'v>) -> Fwd<'b, 'v> {
-        Fwd { b, tan: HashMap::new(), batch: None, active: HashSet::new(), read: HashSet::new() }
+        Fwd { b, tan: HashMap::default(), batch: None, active: HashSet::default(), read: HashSet::default() }
     }
 
     pub fn tan(&self, a: Atom) -> Option<Atom> {
@@ -696,7 +696,7 @@ pub fn zero_tangent(b: &mut Builder, batch: Option<Atom>, like: Atom) -> Atom {
 }
 
 fn rename(b: &mut Builder, lam: &Lambda) -> Lambda {
-    super::build::rename_lambda(b.vars, lam, &mut HashMap::new())
+    super::build::rename_lambda(b.vars, lam, &mut HashMap::default())
 }
 
 pub fn unsupported(what: &str, span: crate::diagnostic::Span) -> Diagnostic {

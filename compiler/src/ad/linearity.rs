@@ -20,8 +20,8 @@
 //! linear (they are, in their tangent arguments).
 
 use crate::diagnostic::Span;
+use crate::hash::HashSet;
 use crate::ir::{Atom, BinOp, Body, Expr, Lambda, LoopForm, Stmt, UnOp, Var};
-use std::collections::HashSet;
 
 /// A non-linear use of a tangent: what it is, and where.
 #[derive(Clone, Debug, PartialEq)]

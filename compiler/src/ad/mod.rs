@@ -21,9 +21,9 @@ pub mod rules;
 pub mod unary;
 
 use crate::diagnostic::Diagnostic;
+use crate::hash::HashSet;
 use crate::ir::{Atom, Body, Expr, Lambda, LoopForm, Program, Stmt, Var, VarTable};
 use build::{active_vars, is_const, is_float, Builder};
-use std::collections::HashSet;
 
 type R<T> = Result<T, Diagnostic>;
 

@@ -23,9 +23,9 @@ use super::checkpoint;
 use super::fwd::unsupported;
 use super::unary;
 use crate::diagnostic::Diagnostic;
+use crate::hash::{HashMap, HashSet};
 use crate::ir::{Atom, BinOp, Body, Expr, IrType, Lambda, LoopForm, Stmt, Var};
 use crate::types::ScalarType;
-use std::collections::{HashMap, HashSet};
 
 type R<T> = Result<T, Diagnostic>;
 
@@ -68,11 +68,17 @@ pub struct Rev<'b, 'v> {
 
 impl<'b, 'v> Rev<'b, 'v> {
     pub fn new(b: &'b mut Builder<'v>, active: HashSet<Var>) -> Rev<'b, 'v> {
-        Rev { b, active, adj: HashMap::new(), tapes: HashMap::new(), residuals: HashMap::new() }
+        Rev { b, active, adj: HashMap::default(), tapes: HashMap::default(), residuals: HashMap::default() }
     }
 
     fn child<'c>(&'c mut self, active: HashSet<Var>) -> Rev<'c, 'v> {
-        Rev { b: &mut *self.b, active, adj: HashMap::new(), tapes: HashMap::new(), residuals: HashMap::new() }
+        Rev {
+            b: &mut *self.b,
+            active,
+            adj: HashMap::default(),
+            tapes: HashMap::default(),
+            residuals: HashMap::default(),
+        }
     }
 
     pub fn is_active(&self, a: Atom) -> bool {
@@ -207,7 +213,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                 let mut binds = s.binds.clone();
                 binds.push(n);
                 self.b.push(Stmt { binds, expr: counted, span: s.span });
-                let mut subst = HashMap::new();
+                let mut subst = HashMap::default();
                 let fresh_params: Vec<Var> = params
                     .iter()
                     .map(|q| {
@@ -538,7 +544,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         let primals: Vec<Atom> = args.iter().copied().chain(s.binds.iter().map(|v| Atom::Var(*v))).collect();
         let adjoints = match (vjp, jvp) {
             (Some(vjp), _) => {
-                let rule = super::build::rename_lambda(self.b.vars, vjp, &mut std::collections::HashMap::new());
+                let rule = super::build::rename_lambda(self.b.vars, vjp, &mut crate::hash::HashMap::default());
                 let rule_args: Vec<Atom> = primals.iter().chain(&cotangents).copied().collect();
                 self.b.inline(&rule, &rule_args).1
             }
@@ -944,7 +950,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         // accumulator before each step taken from an inclusive scan.
         let row_types: Vec<IrType> = arrays.iter().map(|a| self.b.vars.ty(*a).row()).collect();
         let prefix: Vec<Var> = {
-            let lam2 = super::build::rename_lambda(self.b.vars, lam, &mut HashMap::new());
+            let lam2 = super::build::rename_lambda(self.b.vars, lam, &mut HashMap::default());
             let types: Vec<IrType> = row_types.iter().map(|t| t.lift()).collect();
             self.b.emit(Expr::Scan { lam: lam2, neutral: neutral.to_vec(), arrays: arrays.to_vec() }, &types, "prefix")
         };
@@ -1118,7 +1124,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         let outer_active = self.active.clone();
         let branch = |rev: &mut Rev, body: &Body| -> R<Body> {
             rev.b.blocks.push(Vec::new());
-            let renamed = rename_body(rev.b.vars, body, &mut HashMap::new());
+            let renamed = rename_body(rev.b.vars, body, &mut HashMap::default());
             let mut active = active_vars(rev.b.vars, &renamed, &free);
             active.extend(free.iter().copied().filter(|v| outer_active.contains(v)));
             let mut child = rev.child(active);

@@ -24,12 +24,12 @@ mod builtins;
 mod trees;
 
 use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::hash::HashMap;
 use crate::ir::{self, Atom, Body, CheckKind, Const, Expr as IrExpr, IrType, Lambda, LoopForm, Stmt, Var};
 use crate::syntax::ast::{
     self, BinOp as AstBinOp, DimExpr, Expr, ExprKind, IndexArg, Pat, RuleKind, TypeExpr, UnOp as AstUnOp,
 };
 use crate::types::{CheckedProgram, DefInfo, Dim, ScalarType, Type};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 type R<T> = Result<T, Diagnostic>;
@@ -338,7 +338,7 @@ impl<'a> Elaborator<'a> {
     fn bind_sizes(&mut self, def: &'a ast::Def, param_types: &[Type], args: &[SVal<'a>], env: &mut Env<'a>) -> R<()> {
         let program = self.program;
         let info = &program.infos[&def.name.text];
-        let mut known: HashMap<String, Atom> = HashMap::new();
+        let mut known: HashMap<String, Atom> = HashMap::default();
         let mut sized = Vec::new();
         for (ty, arg) in param_types.iter().zip(args) {
             sized_dims(ty, arg, &mut sized);

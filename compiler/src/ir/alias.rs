@@ -25,7 +25,7 @@
 //! or alias an array; a new expression that does either is added here.
 
 use super::{Atom, Body, Expr, Stmt, Var, VarTable};
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
 
 /// The array `e` consumes: the one an `UpdateAt` overwrites.
 pub fn consumed(e: &Expr) -> Option<Var> {
@@ -70,7 +70,7 @@ pub fn updates_in_place(b: &Body, p: Var) -> bool {
             e => e.bodies().iter().any(|b| go(b, names)),
         })
     }
-    go(b, &mut HashSet::from([p]))
+    go(b, &mut HashSet::from_iter([p]))
 }
 
 /// For the variables among `candidates` that `body` reads but does not
@@ -80,7 +80,7 @@ pub fn last_uses(body: &Body, candidates: &[Var]) -> Vec<(usize, Var)> {
     if candidates.is_empty() {
         return Vec::new();
     }
-    let mut last: HashMap<Var, usize> = HashMap::new();
+    let mut last: HashMap<Var, usize> = HashMap::default();
     for (k, stmt) in body.stmts.iter().enumerate() {
         super::scope::for_each_use_in(std::slice::from_ref(stmt), &mut |v| {
             if candidates.contains(&v) {

@@ -610,7 +610,7 @@ pub struct Program {
     /// branches that a reverse rule recomputes (Note [Recomputed statements]
     /// in `ad/rev.rs`). Dead-code elimination may drop such a statement
     /// without leaving guards.
-    pub recomputed: std::collections::HashSet<Var>,
+    pub recomputed: crate::hash::HashSet<Var>,
 }
 
 impl Program {

@@ -13,7 +13,7 @@
 //! statement of a body.
 
 use super::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, LoopForm, Operand, Stmt, Var, VarTable};
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
 
 /// Whether `a` is the number `v` (of any number type).
 pub fn is_const(a: Atom, v: f64) -> bool {
@@ -91,12 +91,12 @@ fn fresh_like(vars: &mut VarTable, v: Var, r: &mut Renaming) -> Var {
 /// A copy of `body` with every variable it binds renamed to a fresh one and
 /// every use rewritten through `subst` (which it extends).
 pub fn rename_body(vars: &mut VarTable, body: &Body, subst: &mut HashMap<Var, Atom>) -> Body {
-    let mut r = Renaming { subst, locals: HashSet::new() };
+    let mut r = Renaming { subst, locals: HashSet::default() };
     rename_body_in(vars, body, &mut r)
 }
 
 pub fn rename_lambda(vars: &mut VarTable, lam: &Lambda, subst: &mut HashMap<Var, Atom>) -> Lambda {
-    let mut r = Renaming { subst, locals: HashSet::new() };
+    let mut r = Renaming { subst, locals: HashSet::default() };
     rename_lambda_in(vars, lam, &mut r)
 }
 

@@ -26,8 +26,8 @@
 
 use super::print::print_atom;
 use super::{Atom, Body, Expr, Func, IrType, Lambda, LoopForm, Program, Stmt, Var};
+use crate::hash::HashSet;
 use crate::types::ScalarType;
-use std::collections::HashSet;
 use std::fmt;
 
 /// One violated invariant, in function `func`.
@@ -46,7 +46,7 @@ impl fmt::Display for VerifyError {
 /// Verifies every function, and that function names are unique.
 pub fn verify_program(p: &Program) -> Result<(), Vec<VerifyError>> {
     let mut errors = Vec::new();
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     for f in &p.funcs {
         if !names.insert(f.name.as_str()) {
             errors
@@ -69,9 +69,9 @@ pub fn verify_func(p: &Program, f: &Func) -> Result<(), Vec<VerifyError>> {
         p,
         func: &f.name,
         errors: Vec::new(),
-        bound: HashSet::new(),
+        bound: HashSet::default(),
         scope: Vec::new(),
-        visible: HashSet::new(),
+        visible: HashSet::default(),
     };
     // Out-of-table variables would make every type lookup panic: report them and stop.
     let mut out_of_range = Vec::new();

@@ -39,8 +39,8 @@ use slope_runtime::failure::RuntimeError;
 use slope_runtime::native::{self as rt, Ctx};
 use slope_runtime::ElemType;
 // A value as the caller holds it (`Value` here is Cranelift's SSA value).
+use crate::hash::HashMap;
 use slope_runtime::Value as HostValue;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -158,7 +158,7 @@ fn define_all(
     plans: &[PlanRef],
     poll: bool,
 ) -> Result<(Vec<FuncId>, Vec<FuncId>), String> {
-    let mut imports = Imports { ids: HashMap::new(), by_name: false };
+    let mut imports = Imports { ids: HashMap::default(), by_name: false };
     let mut fctx = FunctionBuilderContext::new();
     let all: Vec<&loops::Func> = program.funcs.iter().chain(program.segments.iter().map(|s| &s.func)).collect();
     // `slope:NAME` cannot clash with a runtime symbol (`slope_…`), and
@@ -250,7 +250,7 @@ fn compile_all(isa: &dyn isa::TargetIsa, built: &mut [(FuncId, Context)]) -> Res
 /// optimises it), then of the segments they call.
 pub fn clif_text(program: &loops::Program) -> Result<String, String> {
     let mut module = new_module()?;
-    let mut imports = Imports { ids: HashMap::new(), by_name: true };
+    let mut imports = Imports { ids: HashMap::default(), by_name: true };
     let mut fctx = FunctionBuilderContext::new();
     let mut out = String::new();
     // Segments are named by import, their plans by index (no code runs).
@@ -344,7 +344,7 @@ fn build(
         b,
         module,
         imports,
-        refs: HashMap::new(),
+        refs: HashMap::default(),
         f,
         vars,
         ctx,
@@ -736,7 +736,7 @@ impl Gen<'_, '_> {
     /// varying variables in vector registers, the others as in scalar code
     /// (integers hold lane 0's value).
     fn vector_body(&mut self, body: &[Inst], classes: &HashMap<LVar, Lane>) -> Result<(), String> {
-        let mut vregs: HashMap<LVar, Value> = HashMap::new();
+        let mut vregs: HashMap<LVar, Value> = HashMap::default();
         for inst in body {
             match inst {
                 Inst::Let(v, rhs) if classes.get(v) == Some(&Lane::Varying) => {
@@ -1906,7 +1906,7 @@ mod tests {
     #[test]
     fn binary_operations_match_the_interpreter() {
         let mut cases: Vec<Case> = vec![];
-        let mut ops = HashMap::new();
+        let mut ops = HashMap::default();
         for t in TYPES {
             for op in BINOPS {
                 let sample = scalar_values(t)[1].clone();
@@ -1927,7 +1927,7 @@ mod tests {
     fn unary_operations_and_conversions_match_the_interpreter() {
         let unops = UnOp::ALL.iter().copied();
         let mut cases: Vec<Case> = vec![];
-        let mut refs: HashMap<String, Box<dyn Fn(Val) -> Option<Val>>> = HashMap::new();
+        let mut refs: HashMap<String, Box<dyn Fn(Val) -> Option<Val>>> = HashMap::default();
         for t in TYPES {
             for op in unops.clone() {
                 let sample = scalar_values(t)[1].clone();

@@ -14,9 +14,9 @@
 
 use super::{assigned_in, Func, Inst, LVar, Leaf, MTy, Message, Operand, Program, Rhs, Site};
 use crate::diagnostic::{Code, Span};
+use crate::hash::{HashMap, HashSet};
 use crate::ir::{self, alias, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
 use slope_runtime::native::MAX_ELEMENTS;
-use std::collections::{HashMap, HashSet};
 
 /// Lowers every function of `program`. Fails (an internal error, the message
 /// naming the construct) only on IR the pipeline should not produce here.
@@ -37,12 +37,12 @@ pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
         prog: program,
         vars: Vec::new(),
         sites: Vec::new(),
-        sites_at: HashMap::new(),
+        sites_at: HashMap::default(),
         env: vec![None; program.vars.len()],
         uses,
         depth: 0,
-        facts: HashMap::new(),
-        dims: HashSet::new(),
+        facts: HashMap::default(),
+        dims: HashSet::default(),
         known: Known::default(),
         out: Vec::new(),
         span: f.span,
@@ -1137,7 +1137,7 @@ impl Lower<'_> {
         let j = self.fresh("j", MTy::I64);
         let types: Vec<IrType> = binds.iter().map(|&b| self.ir_type(b)).collect();
         let mut stacks: Vec<Stack> = types.iter().map(|&t| self.stack_new(t)).collect();
-        let mut taken = HashSet::new();
+        let mut taken = HashSet::default();
         for (st, &t) in stacks.iter_mut().zip(&types) {
             st.into = self.overwritable(&vals, arrays, t, &mut taken);
             // Stores go through the input's own pointer variable (so that
@@ -1223,9 +1223,9 @@ impl Lower<'_> {
         let mut assigned = assigned_in(body);
         assigned.extend(index);
         // `dst ↦ sources`: the buffers a pointer variable may point into.
-        let mut sources: HashMap<LVar, Vec<LVar>> = HashMap::new();
+        let mut sources: HashMap<LVar, Vec<LVar>> = HashMap::default();
         collect_sources(body, &mut sources);
-        let mut escaping = HashSet::new();
+        let mut escaping = HashSet::default();
         let mut work: Vec<LVar> = keep.iter().filter_map(|k| k.var()).collect();
         while let Some(v) = work.pop() {
             if escaping.insert(v) {
@@ -1953,8 +1953,8 @@ fn alloc_counts(insts: &[Inst], out: &mut Vec<LVar>) {
 /// The buffers that more than one of `values` holds (by the variable that
 /// points to them), which no loop parameter may then update in place.
 fn shared_buffers(values: &[LVal]) -> HashSet<Option<LVar>> {
-    let mut seen = HashSet::new();
-    let mut shared = HashSet::new();
+    let mut seen = HashSet::default();
+    let mut shared = HashSet::default();
     for v in values {
         if let LVal::Array(a) = v {
             if !seen.insert(a.ptr.var()) {

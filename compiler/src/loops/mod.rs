@@ -508,8 +508,8 @@ pub fn for_each_use(insts: &[Inst], f: &mut dyn FnMut(LVar)) {
 }
 
 /// Variables assigned anywhere in `insts` (nested blocks included).
-pub fn assigned_in(insts: &[Inst]) -> std::collections::HashSet<LVar> {
-    let mut out = std::collections::HashSet::new();
+pub fn assigned_in(insts: &[Inst]) -> crate::hash::HashSet<LVar> {
+    let mut out = crate::hash::HashSet::default();
     for_each_inst(insts, &mut |i| out.extend(i.def()));
     out
 }

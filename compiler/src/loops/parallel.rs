@@ -20,10 +20,11 @@
 
 use super::opt::alias::{PointsTo, Target};
 use super::{for_each_inst, Func, Inst, LVar, Leaf, MTy, Operand, Program, Rhs, Segment};
+use crate::hash::{HashMap, HashSet};
 use crate::ir::BinOp;
 use crate::prims;
 use slope_runtime::parallel::{self as rt, Elem, ReduceOp};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 // Note [Parallel segments]
 // ~~~~~~~~~~~~~~~~~~~~~~~~
@@ -101,8 +102,12 @@ struct FuncInfo {
 
 impl FuncInfo {
     fn of(f: &Func) -> FuncInfo {
-        let mut info =
-            FuncInfo { uses: HashMap::new(), defs: HashMap::new(), lets: HashMap::new(), null_tests: HashMap::new() };
+        let mut info = FuncInfo {
+            uses: HashMap::default(),
+            defs: HashMap::default(),
+            lets: HashMap::default(),
+            null_tests: HashMap::default(),
+        };
         for_each_inst(&f.body, &mut |i| {
             i.for_each_use(|v| {
                 *info.uses.entry(v).or_default() += 1;
@@ -190,8 +195,8 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
     }
     // Variables: read before assigned (carried) must be reductions; the
     // others must not be read after the loop.
-    let mut carried = HashSet::new();
-    read_before_assigned(body, &assigned, &mut HashSet::from([*index]), &mut carried);
+    let mut carried = HashSet::default();
+    read_before_assigned(body, &assigned, &mut HashSet::from_iter([*index]), &mut carried);
     let inside = use_counts(body);
     let firsts = first_iteration_vars(body, *index, *start);
     // In variable order, not the set's: the plan's reductions and the
@@ -261,7 +266,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
 
 /// The variables of Note [The first iteration].
 fn first_iteration_vars(body: &[Inst], index: LVar, start: Operand) -> HashSet<LVar> {
-    let mut tests = HashSet::new();
+    let mut tests = HashSet::default();
     for i in body {
         if let Inst::Let(c, Rhs::Binary(BinOp::Eq, a, b)) = i {
             if (*a == Operand::Var(index) && *b == start) || (*b == Operand::Var(index) && *a == start) {
@@ -269,7 +274,7 @@ fn first_iteration_vars(body: &[Inst], index: LVar, start: Operand) -> HashSet<L
             }
         }
     }
-    let mut defs_in_first: HashMap<LVar, usize> = HashMap::new();
+    let mut defs_in_first: HashMap<LVar, usize> = HashMap::default();
     for i in body {
         if let Inst::If { cond: Operand::Var(c), then, .. } = i {
             if tests.contains(c) {
@@ -281,7 +286,7 @@ fn first_iteration_vars(body: &[Inst], index: LVar, start: Operand) -> HashSet<L
             }
         }
     }
-    let mut defs: HashMap<LVar, usize> = HashMap::new();
+    let mut defs: HashMap<LVar, usize> = HashMap::default();
     for_each_inst(body, &mut |i| {
         for v in i.defs() {
             *defs.entry(v).or_default() += 1;
@@ -289,7 +294,7 @@ fn first_iteration_vars(body: &[Inst], index: LVar, start: Operand) -> HashSet<L
     });
     // A test assigned more than once is no test of the first iteration.
     if tests.iter().any(|c| defs.get(c) != Some(&1)) {
-        return HashSet::new();
+        return HashSet::default();
     }
     defs_in_first.into_iter().filter(|(v, n)| defs.get(v) == Some(n)).map(|(v, _)| v).collect()
 }
@@ -302,7 +307,7 @@ fn count_where(insts: &[Inst], p: &dyn Fn(&Inst) -> bool) -> usize {
 }
 
 fn use_counts(insts: &[Inst]) -> HashMap<LVar, usize> {
-    let mut n = HashMap::new();
+    let mut n = HashMap::default();
     super::for_each_use(insts, &mut |v| *n.entry(v).or_default() += 1);
     n
 }
@@ -429,7 +434,7 @@ fn memory(
     escaping: &HashSet<Target>,
 ) -> Result<Memory, String> {
     let local: HashSet<LVar> = {
-        let mut s = HashSet::new();
+        let mut s = HashSet::default();
         for_each_inst(body, &mut |i| {
             if let Inst::Let(v, Rhs::Alloc { .. }) = i {
                 s.insert(*v);
@@ -438,7 +443,7 @@ fn memory(
         s
     };
     let lets_in: HashMap<LVar, Rhs> = {
-        let mut m = HashMap::new();
+        let mut m = HashMap::default();
         for_each_inst(body, &mut |i| {
             if let Inst::Let(v, rhs) = i {
                 m.insert(*v, rhs.clone());
@@ -450,7 +455,7 @@ fn memory(
         |v: LVar| !local.contains(&v) && matches!(info.lets.get(&v), Some(Rhs::Alloc { hoisted: true, .. }));
     let uses = use_counts(body);
     let accumulations = accumulations(body, &uses, info);
-    let mut touched: HashMap<Target, Touches> = HashMap::new();
+    let mut touched: HashMap<Target, Touches> = HashMap::default();
     let mut unknown_base = false;
     let mut scratch = BTreeSet::new();
     let mut bad: Option<String> = None;
@@ -606,10 +611,10 @@ fn memory(
 /// The accumulations `old = load b[k]; new = old + x; store b[k] = new` in
 /// `body`, by both `old` and `new` (each read exactly once, where shown).
 fn accumulations(body: &[Inst], uses: &HashMap<LVar, usize>, info: &FuncInfo) -> HashMap<LVar, Elem> {
-    let mut loads: HashMap<LVar, (Operand, Operand, MTy)> = HashMap::new();
+    let mut loads: HashMap<LVar, (Operand, Operand, MTy)> = HashMap::default();
     // `new ↦ [old]`: both operands of `new = a + b` may be loads.
-    let mut adds: HashMap<LVar, Vec<LVar>> = HashMap::new();
-    let mut out = HashMap::new();
+    let mut adds: HashMap<LVar, Vec<LVar>> = HashMap::default();
+    let mut out = HashMap::default();
     let once = |v: LVar| uses.get(&v) == Some(&1) && info.uses.get(&v) == Some(&1);
     for_each_inst(body, &mut |i| match i {
         Inst::Let(old, Rhs::Load { base, index, elem }) if once(*old) => {
@@ -668,7 +673,7 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment
     };
     let mut seg = Func::empty(&format!("{}.segment{}", f.name, segments.len()));
     seg.sites = f.sites.clone();
-    let mut map: HashMap<LVar, LVar> = HashMap::new();
+    let mut map: HashMap<LVar, LVar> = HashMap::default();
     let mut rename = |v: LVar, seg: &mut Func| -> LVar {
         *map.entry(v).or_insert_with(|| {
             let (name, ty) = f.vars[v.0 as usize].clone();

@@ -14,8 +14,8 @@
 use super::rules::with_expr;
 use super::strategy::Cx;
 use super::walk;
+use crate::hash::{HashMap, HashSet};
 use crate::ir::{Atom, Body, Expr, IrType, Lambda, Stmt, UnOp, Var};
-use std::collections::{HashMap, HashSet};
 
 /// Nesting depth (maps and loops, counting the outermost) a statement must
 /// sit at for its array to be expanded: at depth 1 the statement may run no
@@ -27,10 +27,10 @@ pub fn hoist_costly(cx: &mut Cx, body: &Body) -> Option<Body> {
         if !matches!(s.expr, Expr::Map { .. } | Expr::Loop { .. }) {
             continue;
         }
-        let mut bound: HashSet<Var> = HashSet::new();
+        let mut bound: HashSet<Var> = HashSet::default();
         walk::bound_in(&Body { stmts: vec![s.clone()], result: Vec::new() }, &mut bound);
         let mut found: Vec<(UnOp, Var)> = Vec::new();
-        let mut index_defs: HashMap<Var, (Var, Vec<Atom>)> = HashMap::new();
+        let mut index_defs: HashMap<Var, (Var, Vec<Atom>)> = HashMap::default();
         for b in s.expr.bodies() {
             find(cx, b, 1, &bound, &mut index_defs, &mut found);
         }
@@ -137,7 +137,7 @@ fn elementwise(cx: &mut Cx, op: UnOp, a: Var, ty: IrType, span: crate::diagnosti
 /// Replaces, in `expr`'s nested bodies, `op x` where `x` is an element of
 /// `q` by the same element of `e`.
 fn rewrite_expr(cx: &Cx, expr: &mut Expr, op: UnOp, q: Var, e: Var, index_defs: &HashMap<Var, (Var, Vec<Atom>)>) {
-    let mut bound: HashSet<Var> = HashSet::new();
+    let mut bound: HashSet<Var> = HashSet::default();
     walk::bound_in(
         &Body {
             stmts: vec![Stmt { binds: Vec::new(), expr: expr.clone(), span: Default::default() }],

@@ -22,9 +22,9 @@ use super::guards;
 use super::rules::{each_stmt, with_expr};
 use super::strategy::{Cx, Fact};
 use super::walk;
+use crate::hash::{HashMap, HashSet};
 use crate::ir::scope::rename_body;
 use crate::ir::{alias, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, Stmt, Var};
-use std::collections::{HashMap, HashSet};
 
 /// Splits a multi-accumulator `reduce` into independent ones.
 pub fn reduce_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
@@ -47,7 +47,7 @@ pub fn reduce_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
         }
         let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
         for (j, stmts) in slices.into_iter().enumerate() {
-            let mut subst = HashMap::new();
+            let mut subst = HashMap::default();
             let params: Vec<Var> = [lam.params[j], lam.params[n + j]]
                 .iter()
                 .map(|p| {
@@ -79,28 +79,27 @@ pub fn reduce_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// The statements of `body` that `target` depends on, in order; `None` if one
 /// of them reads a variable of `forbidden`.
 fn slice_for(body: &Body, target: Atom, forbidden: &HashSet<Var>) -> Option<Vec<Stmt>> {
-    let mut needed: HashSet<Var> = HashSet::new();
-    if let Atom::Var(v) = target {
-        if forbidden.contains(&v) {
-            return None;
-        }
-        needed.insert(v);
-    }
-    let mut keep = vec![false; body.stmts.len()];
+    let free: Vec<Vec<Var>> = body.stmts.iter().map(|s| crate::ir::scope::free_in_expr(&s.expr)).collect();
+    let keep = slice_indices(body, &free, target);
+    let reads_forbidden = keep.iter().any(|i| free[*i].iter().any(|v| forbidden.contains(v)));
+    let target_forbidden = target.var().is_some_and(|v| forbidden.contains(&v));
+    (!reads_forbidden && !target_forbidden).then(|| keep.iter().map(|i| body.stmts[*i].clone()).collect())
+}
+
+/// The indices, in order, of the statements of `body` that `target` depends
+/// on, given each statement's free variables (`free[i]`, computed once by a
+/// caller that slices the same body for several targets).
+fn slice_indices(body: &Body, free: &[Vec<Var>], target: Atom) -> Vec<usize> {
+    let mut needed: HashSet<Var> = target.var().into_iter().collect();
+    let mut keep = Vec::new();
     for (i, s) in body.stmts.iter().enumerate().rev() {
-        if !s.binds.iter().any(|b| needed.contains(b)) {
-            continue;
-        }
-        keep[i] = true;
-        let single = Body { stmts: vec![s.clone()], result: Vec::new() };
-        for v in crate::ir::scope::free_vars(&single) {
-            if forbidden.contains(&v) {
-                return None;
-            }
-            needed.insert(v);
+        if s.binds.iter().any(|b| needed.contains(b)) {
+            keep.push(i);
+            needed.extend(free[i].iter().copied());
         }
     }
-    Some(body.stmts.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s.clone()).collect())
+    keep.reverse();
+    keep
 }
 
 /// Fission keeps only the statements some part needs: the others (dead
@@ -194,7 +193,7 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
         let inside = cx.vars.fresh("in", IrType::BOOL);
         pre.push(Stmt { binds: vec![inside], expr: Expr::Binary(BinOp::And, Atom::Var(ge), Atom::Var(lt)), span });
         let mut then_stmts = Vec::new();
-        let mut subst = HashMap::new();
+        let mut subst = HashMap::default();
         for (pos, (p, a)) in lam.params.iter().zip(margs).enumerate() {
             if pos == qpos {
                 subst.insert(*p, e);
@@ -430,7 +429,7 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
         let span = body.stmts[group[0]].span;
         let index = cx.vars.fresh("i", IrType::I64);
         let mut stmts = Vec::new();
-        let mut subst = HashMap::new();
+        let mut subst = HashMap::default();
         for (p, a) in f.params.iter().zip(xs) {
             let row = cx.vars.fresh("row", cx.vars.ty(*p));
             stmts.push(Stmt {
@@ -449,7 +448,7 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
             let n = neutral.len();
             let accs: Vec<Var> = s.binds.iter().map(|b| cx.vars.fresh("acc", cx.vars.ty(*b))).collect();
             // The operator: accumulators, then this row's mapped values in the reduce's order.
-            let mut op_subst = HashMap::new();
+            let mut op_subst = HashMap::default();
             for (i, p) in op.params.iter().enumerate() {
                 let value = if i < n {
                     Atom::Var(accs[i])
@@ -581,14 +580,16 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
         if n < 2 || contains_update(&s.expr) {
             continue;
         }
-        // Which parameters each result reads (through the statements it needs).
-        let mut reads: Vec<HashSet<usize>> = Vec::new();
-        for r in &lbody.result {
-            let Some(slice) = slice_for(lbody, *r, &HashSet::new()) else { break };
-            let part = Body { stmts: slice, result: vec![*r] };
-            let free: HashSet<Var> = crate::ir::scope::free_vars(&part).into_iter().collect();
-            reads.push((0..n).filter(|p| free.contains(&params[*p])).collect());
-        }
+        // The statements each result needs, and the parameters it reads
+        // through them.
+        let free: Vec<Vec<Var>> = lbody.stmts.iter().map(|t| crate::ir::scope::free_in_expr(&t.expr)).collect();
+        let slices: Vec<Vec<usize>> = lbody.result.iter().map(|r| slice_indices(lbody, &free, *r)).collect();
+        let reads: Vec<HashSet<usize>> = (lbody.result.iter().zip(&slices))
+            .map(|(r, slice)| {
+                let read: HashSet<Var> = slice.iter().flat_map(|i| free[*i].iter().copied()).chain(r.var()).collect();
+                (0..n).filter(|p| read.contains(&params[*p])).collect()
+            })
+            .collect();
         // Union the components: result j belongs with every parameter it reads.
         let mut group: Vec<usize> = (0..n).collect();
         fn find(g: &mut Vec<usize>, x: usize) -> usize {
@@ -605,7 +606,7 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
             }
         }
         let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut seen: HashMap<usize, usize> = HashMap::new();
+        let mut seen: HashMap<usize, usize> = HashMap::default();
         for j in 0..n {
             let root = find(&mut group, j);
             let g = *seen.entry(root).or_insert_with(|| {
@@ -618,33 +619,28 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
             continue;
         }
         // No statement may be needed by two groups: that would duplicate work.
-        let mut owner: HashMap<Vec<Var>, usize> = HashMap::new();
+        let mut owner: HashMap<usize, usize> = HashMap::default();
         let mut shared = false;
         for (gi, g) in groups.iter().enumerate() {
             for j in g {
-                for t in slice_for(lbody, lbody.result[*j], &HashSet::new()).unwrap_or_default() {
-                    if *owner.entry(t.binds.clone()).or_insert(gi) != gi {
-                        shared = true;
-                    }
+                for t in &slices[*j] {
+                    shared |= *owner.entry(*t).or_insert(gi) != gi;
                 }
             }
         }
-        let slices: Vec<Vec<Stmt>> =
-            lbody.result.iter().map(|r| slice_for(lbody, *r, &HashSet::new()).unwrap_or_default()).collect();
-        if shared || !leftovers_total(cx, lbody, &slices) {
+        let parts: Vec<Vec<Stmt>> =
+            slices.iter().map(|slice| slice.iter().map(|i| lbody.stmts[*i].clone()).collect()).collect();
+        if shared || !leftovers_total(cx, lbody, &parts) {
             continue;
         }
         let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
         for g in &groups {
             let results: Vec<Atom> = g.iter().map(|j| lbody.result[*j]).collect();
-            let mut needed = Vec::new();
-            for r in &results {
-                needed.extend(slice_for(lbody, *r, &HashSet::new()).unwrap_or_default());
-            }
-            // Keep body order and drop duplicates.
-            let keep: HashSet<Vec<Var>> = needed.iter().map(|t| t.binds.clone()).collect();
-            let stmts: Vec<Stmt> = lbody.stmts.iter().filter(|t| keep.contains(&t.binds)).cloned().collect();
-            let mut subst = HashMap::new();
+            // Keep body order.
+            let keep: HashSet<usize> = g.iter().flat_map(|j| slices[*j].iter().copied()).collect();
+            let stmts: Vec<Stmt> =
+                (lbody.stmts.iter().enumerate()).filter(|(i, _)| keep.contains(i)).map(|(_, t)| t.clone()).collect();
+            let mut subst = HashMap::default();
             let new_params: Vec<Var> = g
                 .iter()
                 .map(|j| {
@@ -718,7 +714,7 @@ pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// through an earlier size check `n == m` with `m = shape a 0` in the same body
 /// (past the check, the two sizes are equal).
 pub fn slice_full(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut length_of: HashMap<Var, Var> = HashMap::new(); // size variable → array whose length it is
+    let mut length_of: HashMap<Var, Var> = HashMap::default(); // size variable → array whose length it is
     let mut equal: Vec<(Atom, Atom)> = Vec::new();
     each_stmt(cx, body, |_, s| {
         match &s.expr {

@@ -15,11 +15,11 @@
 use super::guards;
 use super::strategy::{Cx, Fact, Rule};
 use super::walk;
+use crate::hash::{HashMap, HashSet};
 use crate::ir::interp::{self, Val};
 use crate::ir::scope::is_const;
 use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, Lambda, LoopForm, Stmt, Var};
 use crate::types::ScalarType;
-use std::collections::{HashMap, HashSet};
 
 pub static RULES: &[Rule] = &[
     Rule { name: "copy_prop", description: "inline `let x = y` and `let x = constant`", apply: copy_prop },
@@ -219,8 +219,8 @@ fn same_atom(a: Atom, b: Atom) -> bool {
 /// statements are visited last to first so that an alias chain ending in a
 /// consumed use marks every link consumed (only the last link may then go).
 fn copy_prop(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut subst: HashMap<Var, Atom> = HashMap::new();
-    let mut consumed_here: HashSet<Var> = HashSet::new();
+    let mut subst: HashMap<Var, Atom> = HashMap::default();
+    let mut consumed_here: HashSet<Var> = HashSet::default();
     for s in body.stmts.iter().rev() {
         let (Expr::Atom(a), [x]) = (&s.expr, s.binds.as_slice()) else { continue };
         let x_consumed = cx.is_consumed(*x) || consumed_here.contains(x);
@@ -275,7 +275,7 @@ fn check_holds(cx: &Cx, e: &Expr) -> bool {
 /// statement that may fail is replaced by its guards, or kept when no check
 /// expresses its failure (Note [What may move]).
 fn dce(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut removed: HashMap<Var, i64> = HashMap::new();
+    let mut removed: HashMap<Var, i64> = HashMap::default();
     let live = |cx: &Cx, removed: &HashMap<Var, i64>, v: Var| cx.uses(v) as i64 > removed.get(&v).copied().unwrap_or(0);
     let count = |removed: &mut HashMap<Var, i64>, stmts: &[Stmt], delta: i64| {
         walk::for_each_use_in(stmts, &mut |v| *removed.entry(v).or_insert(0) += delta);
@@ -423,10 +423,57 @@ fn drop_dead_loop_state(cx: &mut Cx, s: &Stmt) -> Option<Stmt> {
 
 // ---- common subexpressions ----
 
-/// The key two statements share when they compute the same value: the
-/// expression's text, operands of commutative operators sorted.
-fn cse_key(e: &Expr) -> Option<String> {
-    match e {
+/// The key two statements share when they compute the same value. The
+/// common expressions are keyed by their structure (an atom by its bits, so
+/// `0.0` and `-0.0` differ); the rest by their text. Operands of commutative
+/// operators, and of equality checks, are sorted.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum CseKey {
+    Unary(crate::ir::UnOp, AtomKey),
+    Binary(BinOp, AtomKey, AtomKey),
+    Convert(ScalarType, AtomKey),
+    Select(AtomKey, AtomKey, AtomKey),
+    Index(Var, Vec<AtomKey>),
+    Shape(Var, u32),
+    /// Equality checks are symmetric, and once one passed, another of the
+    /// same two values (whatever its message) cannot fail.
+    SizeEq(AtomKey, AtomKey),
+    Text(String),
+}
+
+/// An atom, compared and hashed bit for bit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum AtomKey {
+    Var(u32),
+    F64(u64),
+    F32(u32),
+    I64(i64),
+    Bool(bool),
+}
+
+impl From<Atom> for AtomKey {
+    fn from(a: Atom) -> AtomKey {
+        match a {
+            Atom::Var(v) => AtomKey::Var(v.0),
+            Atom::Const(Const::F64(x)) => AtomKey::F64(x.to_bits()),
+            Atom::Const(Const::F32(x)) => AtomKey::F32(x.to_bits()),
+            Atom::Const(Const::I64(x)) => AtomKey::I64(x),
+            Atom::Const(Const::Bool(x)) => AtomKey::Bool(x),
+        }
+    }
+}
+
+fn sorted(a: Atom, b: Atom) -> (AtomKey, AtomKey) {
+    let (a, b) = (AtomKey::from(a), AtomKey::from(b));
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+fn cse_key(e: &Expr) -> Option<CseKey> {
+    Some(match e {
         Expr::Binary(
             op @ (BinOp::Add
             | BinOp::Mul
@@ -442,25 +489,23 @@ fn cse_key(e: &Expr) -> Option<String> {
             a,
             b,
         ) => {
-            let (mut x, mut y) = (format!("{a:?}"), format!("{b:?}"));
-            if x > y {
-                std::mem::swap(&mut x, &mut y);
-            }
-            Some(format!("{op:?} {x} {y}"))
+            let (x, y) = sorted(*a, *b);
+            CseKey::Binary(*op, x, y)
         }
-        // Equality checks are symmetric, and once one passed, another of the
-        // same two values (whatever its message) cannot fail.
+        Expr::Binary(op, a, b) => CseKey::Binary(*op, (*a).into(), (*b).into()),
+        Expr::Unary(op, a) => CseKey::Unary(*op, (*a).into()),
+        Expr::Convert(t, a) => CseKey::Convert(*t, (*a).into()),
+        Expr::Select(c, a, b) => CseKey::Select((*c).into(), (*a).into(), (*b).into()),
+        Expr::Index { array, indices } => CseKey::Index(*array, indices.iter().map(|a| (*a).into()).collect()),
+        Expr::Shape { array, dim } => CseKey::Shape(*array, *dim),
         Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
-            let (mut x, mut y) = (format!("{:?}", args[0]), format!("{:?}", args[1]));
-            if x > y {
-                std::mem::swap(&mut x, &mut y);
-            }
-            Some(format!("check {x} {y}"))
+            let (x, y) = sorted(args[0], args[1]);
+            CseKey::SizeEq(x, y)
         }
-        Expr::UpdateAt { .. } => None,
-        e if e.bodies().is_empty() => Some(format!("{e:?}")),
-        _ => None,
-    }
+        Expr::UpdateAt { .. } => return None,
+        e if e.bodies().is_empty() => CseKey::Text(format!("{e:?}")),
+        _ => return None,
+    })
 }
 
 /// Replaces a pure statement by the results of an identical earlier one that
@@ -470,16 +515,16 @@ fn cse_key(e: &Expr) -> Option<String> {
 /// since merging two arrays makes them aliases (Note [Consumed arrays]).
 fn cse(cx: &mut Cx, body: &Body) -> Option<Body> {
     // Most bodies have nothing to merge: find out without copying the subtree.
-    if !has_repeat(cx, body, &mut HashSet::new()) {
+    if !has_repeat(cx, body, &mut HashSet::default()) {
         return None;
     }
     let mut out = body.clone();
-    cse_body(cx, &mut out, &mut HashMap::new(), &mut HashMap::new());
+    cse_body(cx, &mut out, &mut HashMap::default(), &mut HashMap::default());
     Some(out)
 }
 
 /// The key under which `s` may be merged with an identical earlier statement.
-fn merge_key(cx: &Cx, s: &crate::ir::Stmt) -> Option<String> {
+fn merge_key(cx: &Cx, s: &crate::ir::Stmt) -> Option<CseKey> {
     let arrays = s.binds.iter().any(|b| !cx.vars.ty(*b).is_scalar());
     cse_key(&s.expr).filter(|_| !(arrays && cx.any_consumed()))
 }
@@ -487,7 +532,7 @@ fn merge_key(cx: &Cx, s: &crate::ir::Stmt) -> Option<String> {
 /// Whether a pure statement of `body` repeats one that dominates it: the
 /// first merge [`cse_body`] would make (before any merge, no substitution
 /// is needed to see it). Read-only.
-fn has_repeat(cx: &Cx, body: &Body, table: &mut HashSet<String>) -> bool {
+fn has_repeat(cx: &Cx, body: &Body, table: &mut HashSet<CseKey>) -> bool {
     let mut added = Vec::new();
     let mut found = false;
     for s in &body.stmts {
@@ -516,7 +561,7 @@ fn has_repeat(cx: &Cx, body: &Body, table: &mut HashSet<String>) -> bool {
 /// nested bodies share one table instead of each copying it (a chain of `n`
 /// nested `if`s copied it `n` times, cubic in all). `subst` maps merged
 /// variables to the ones they repeat.
-fn cse_body(cx: &Cx, body: &mut Body, table: &mut HashMap<String, Vec<Var>>, subst: &mut HashMap<Var, Atom>) -> bool {
+fn cse_body(cx: &Cx, body: &mut Body, table: &mut HashMap<CseKey, Vec<Var>>, subst: &mut HashMap<Var, Atom>) -> bool {
     let mut changed = false;
     let mut added = Vec::new();
     for mut s in std::mem::take(&mut body.stmts) {
@@ -708,7 +753,7 @@ fn map_replicate_arg(cx: &mut Cx, body: &Body) -> Option<Body> {
 fn map_identity(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
         let Expr::Map { width, lam, arrays } = &s.expr else { return None };
-        let mut inner = HashSet::new();
+        let mut inner = HashSet::default();
         walk::bound_in(&lam.body, &mut inner);
         let mut after = Vec::new();
         let mut keep = Vec::new();

@@ -20,8 +20,8 @@
 //!   combinator catches, so no schedule can hang the compiler.
 
 use super::walk;
-use crate::ir::{alias, Atom, Body, CheckKind, Expr, LoopForm, Var, VarTable};
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
+use crate::ir::{alias, Atom, Body, CheckKind, Expr, LoopForm, Stmt, Var, VarTable};
 use std::fmt;
 
 /// A rule: rewrites one body, or returns `None` when it does not apply.
@@ -170,10 +170,10 @@ impl<'v> Cx<'v> {
         Cx {
             vars,
             uses: Vec::new(),
-            facts: HashMap::new(),
-            consumed: HashSet::new(),
-            permutations: HashSet::new(),
-            recomputed: HashSet::new(),
+            facts: HashMap::default(),
+            consumed: HashSet::default(),
+            permutations: HashSet::default(),
+            recomputed: HashSet::default(),
             size_eqs: Vec::new(),
             fuel,
             flags: Flags::default(),
@@ -195,8 +195,8 @@ impl<'v> Cx<'v> {
                 _ => None,
             })
             .collect();
-        self.count(body, 1);
-        self.learn(body);
+        self.count(&body.stmts, &body.result, 1);
+        self.learn(&body.stmts);
     }
 
     /// The operands of the equality checks at the top level of the function.
@@ -247,25 +247,37 @@ impl<'v> Cx<'v> {
     /// Records that `old` was replaced by `new` (a rewrite, or a rollback with
     /// the arguments swapped). See Note [Use counts].
     pub fn account(&mut self, old: &Body, new: &Body) {
-        self.count(old, -1);
-        self.count(new, 1);
-        self.learn(new);
+        // Statements both bodies share — a prefix and a suffix: a rule
+        // rewrites a few statements of a long body — change no count and
+        // teach no new fact, and comparing them costs less than walking them
+        // three times.
+        let prefix = old.stmts.iter().zip(&new.stmts).take_while(|(a, b)| a == b).count();
+        let (old_rest, new_rest) = (&old.stmts[prefix..], &new.stmts[prefix..]);
+        let suffix = old_rest.iter().rev().zip(new_rest.iter().rev()).take_while(|(a, b)| a == b).count();
+        let old_changed = &old_rest[..old_rest.len() - suffix];
+        let new_changed = &new_rest[..new_rest.len() - suffix];
+        self.count(old_changed, &old.result, -1);
+        self.count(new_changed, &new.result, 1);
+        self.learn(new_changed);
     }
 
-    fn count(&mut self, body: &Body, delta: i32) {
+    /// Adds `delta` to the use count of every variable `stmts` and `result` read.
+    fn count(&mut self, stmts: &[Stmt], result: &[Atom], delta: i32) {
         let uses = &mut self.uses;
-        walk::for_each_use(body, &mut |v| {
+        let mut add = |v: Var| {
             let i = v.0 as usize;
             if uses.len() <= i {
                 uses.resize(i + 1, 0);
             }
             uses[i] = (uses[i] as i64 + delta as i64).max(0) as u32;
-        });
+        };
+        walk::for_each_use_in(stmts, &mut add);
+        result.iter().filter_map(|a| a.var()).for_each(add);
     }
 
-    fn learn(&mut self, body: &Body) {
+    fn learn(&mut self, stmts: &[Stmt]) {
         let (facts, consumed, permutations) = (&mut self.facts, &mut self.consumed, &mut self.permutations);
-        walk::for_each_stmt(body, &mut |s| {
+        let mut visit = |s: &Stmt| {
             if let Expr::Argsort { .. } = s.expr {
                 permutations.extend(s.binds.iter().copied());
             }
@@ -306,7 +318,11 @@ impl<'v> Cx<'v> {
                     }
                 }
             }
-        });
+        };
+        for s in stmts {
+            visit(s);
+            s.expr.for_each_body(&mut |b| walk::for_each_stmt(b, &mut visit));
+        }
     }
 
     fn tick(&mut self, what: &dyn Fn() -> String) -> Result<(), Stop> {
@@ -596,7 +612,11 @@ pub fn run_program(
 // `Cx` and updates them at every successful rule application by subtracting
 // the uses of the old body and adding those of the new one: a rule only ever
 // changes the body it is given (and what is nested in it), and since the IR is
-// SSA a variable's uses in that body are all the uses that can change. A
+// SSA a variable's uses in that body are all the uses that can change. (Only
+// the statements that differ are walked: a rule given a function's top-level
+// body rewrites a few of its statements, and the prefix and suffix the old and
+// new bodies share change no count; comparing them is cheaper than walking
+// them.) A
 // combinator that discards a rewrite (`seq` whose second step fails, `all`
 // with a failing child) accounts the rollback the same way. Value facts
 // (`Fact`) are only added: they describe values, which rewrites preserve, so

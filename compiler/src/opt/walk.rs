@@ -7,8 +7,8 @@
 //! it keeps SSA as long as the substituted atoms are in scope at every use
 //! (the callers' side condition).
 
+use crate::hash::{HashMap, HashSet};
 use crate::ir::{Atom, BinOp, Body, Expr, LoopForm, Operand, Var};
-use std::collections::{HashMap, HashSet};
 
 // The use and statement walks live in `ir::scope` (AD asks them too).
 pub use crate::ir::scope::{for_each_stmt, for_each_use, for_each_use_in};

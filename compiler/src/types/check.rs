@@ -17,8 +17,8 @@
 use super::builtins;
 use super::{Dim, ScalarType, Type, VarKind};
 use crate::diagnostic::{Code, Diagnostic, FileId, Span};
+use crate::hash::HashMap;
 use crate::syntax::ast::*;
-use std::collections::HashMap;
 use std::ops::Deref;
 use std::rc::Rc;
 
@@ -154,7 +154,7 @@ pub fn check_program(modules: Vec<Module>) -> Result<CheckedProgram, Vec<Diagnos
                         ));
                         continue;
                     }
-                    let mut seen: HashMap<&str, Span> = HashMap::new();
+                    let mut seen: HashMap<&str, Span> = HashMap::default();
                     let duplicate = params.iter().find_map(|p| {
                         let (AliasParam::Size(n) | AliasParam::Type(n)) = p;
                         seen.insert(&n.text, n.span).map(|prev| dup_error(&n.text, n.span, prev))
@@ -396,8 +396,8 @@ impl<'p> Checker<'p> {
             jacobians: Vec::new(),
             checkpoint_callee: None,
             differentiated: Vec::new(),
-            type_params: HashMap::new(),
-            generic_uses: HashMap::new(),
+            type_params: HashMap::default(),
+            generic_uses: HashMap::default(),
             requests: Vec::new(),
             conversions: Vec::new(),
             trees: Vec::new(),
@@ -556,7 +556,7 @@ impl<'p> Checker<'p> {
             )
             .with_help("callers pass data of one type: make this a `def` and call it from an entry for each type"));
         }
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut seen: HashMap<&str, Span> = HashMap::default();
         let mut vars = Vec::new();
         for t in &def.type_params {
             if let Some(prev) = seen.insert(&t.text, t.span) {
@@ -681,7 +681,7 @@ impl<'p> Checker<'p> {
         }
         self.current = Some(def.name.text.clone());
         self.size_params = def.size_params.iter().map(|n| n.text.clone()).collect();
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut seen: HashMap<&str, Span> = HashMap::default();
         for n in &def.size_params {
             if let Some(prev) = seen.insert(&n.text, n.span) {
                 return Err(dup_error(&n.text, n.span, prev));
@@ -697,7 +697,7 @@ impl<'p> Checker<'p> {
             param_types.push(ty);
         }
         self.check_sizes_determined(&def, &param_types)?;
-        let mut bound: HashMap<String, Span> = HashMap::new();
+        let mut bound: HashMap<String, Span> = HashMap::default();
         for (p, ty) in def.params.iter().zip(&param_types) {
             self.bind_pat(&p.pat, ty.clone(), &mut bound)?;
         }
@@ -750,9 +750,9 @@ impl<'p> Checker<'p> {
         self.locals.clear();
         // Residuals first, so that the rule's own patterns shadow them.
         for (pat, ty) in residuals {
-            self.bind_pat(pat, ty.clone(), &mut HashMap::new())?;
+            self.bind_pat(pat, ty.clone(), &mut HashMap::default())?;
         }
-        let mut names = HashMap::new();
+        let mut names = HashMap::default();
         for (pat, ty) in rule.pats.iter().zip(bound) {
             self.bind_pat(pat, ty, &mut names)?;
         }
@@ -1271,7 +1271,7 @@ impl<'p> Checker<'p> {
             ExprKind::Tuple(es) => Ok(Type::Tuple(es.iter_mut().map(|e| self.infer(e)).collect::<R<_>>()?)),
             ExprKind::Record(fs) => {
                 let mut fields: Vec<(String, Type)> = Vec::new();
-                let mut spans: HashMap<String, Span> = HashMap::new();
+                let mut spans: HashMap<String, Span> = HashMap::default();
                 for (n, e) in fs.iter_mut() {
                     if let Some(prev) = spans.insert(n.text.clone(), n.span) {
                         return Err(dup_error(&n.text, n.span, prev));
@@ -1351,7 +1351,7 @@ impl<'p> Checker<'p> {
             ExprKind::Let(pat, value, body) => {
                 let t = self.infer(value)?;
                 let mark = self.locals.len();
-                self.bind_pat(pat, t, &mut HashMap::new())?;
+                self.bind_pat(pat, t, &mut HashMap::default())?;
                 let r = self.infer(body);
                 self.locals.truncate(mark);
                 r
@@ -1386,11 +1386,11 @@ impl<'p> Checker<'p> {
                         let tb = self.infer(bound)?;
                         self.unify(&tb, &Type::I64)
                             .map_err(|err| self.mismatch(err, &Type::I64, &tb, bound.span, "the loop bound"))?;
-                        self.bind_pat(pat, ti.clone(), &mut HashMap::new())?;
+                        self.bind_pat(pat, ti.clone(), &mut HashMap::default())?;
                         self.locals.push(i.text.clone(), Type::I64);
                     }
                     LoopForm::While(cond) => {
-                        self.bind_pat(pat, ti.clone(), &mut HashMap::new())?;
+                        self.bind_pat(pat, ti.clone(), &mut HashMap::default())?;
                         let tc = self.infer(cond)?;
                         if self.unify(&tc, &Type::BOOL).is_err() {
                             self.locals.truncate(mark);
@@ -1615,7 +1615,7 @@ impl<'p> Checker<'p> {
                 return Err(not_a_checkpointed_loop(span, "used here"));
             }
             let parsed = crate::syntax::parser::parse_type(scheme, FileId(0)).expect("builtin schemes parse");
-            let (mut tvars, mut dvars) = (HashMap::new(), HashMap::new());
+            let (mut tvars, mut dvars) = (HashMap::default(), HashMap::default());
             let t = self.scheme_type(&parsed, &mut tvars, &mut dvars);
             if name.starts_with("tree_") {
                 self.trees.push((tvars["A"].clone(), tvars.get("F").cloned(), span));
@@ -1762,7 +1762,7 @@ impl<'p> Checker<'p> {
         }
         let mark = self.locals.len();
         let mut param_types = Vec::new();
-        let mut bound = HashMap::new();
+        let mut bound = HashMap::default();
         let result = (|| {
             for (i, p) in pats.iter().enumerate() {
                 let t = match expected_params.get(i).cloned().flatten() {
@@ -2195,8 +2195,8 @@ fn expand_aliases(
                 return Err(Diagnostic::error(Code::E0120, what, *span, "applied to arguments here")
                     .with_help("only a `type` with parameters (`type pair 't = (t, t)`) takes arguments"));
             };
-            let mut sizes = HashMap::new();
-            let mut types = HashMap::new();
+            let mut sizes = HashMap::default();
+            let mut types = HashMap::default();
             let kinds_agree = alias.params.len() == args.len()
                 && alias.params.iter().zip(args).all(|(p, a)| match (p, a) {
                     (AliasParam::Size(p), TypeArg::Size(d)) => sizes.insert(p.text.clone(), d.clone()).is_none(),

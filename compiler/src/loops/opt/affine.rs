@@ -17,9 +17,9 @@
 //! variables, where wrapping could bite.
 
 use super::simplify::Counts;
+use crate::hash::HashMap;
 use crate::ir::{BinOp, Const};
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
-use std::collections::HashMap;
 
 /// `c + Σ k·v`, terms sorted by variable with non-zero coefficients.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -113,7 +113,7 @@ const EXPAND: usize = 16;
 impl Defs {
     pub fn of(f: &Func) -> Defs {
         let counts = Counts::of(f);
-        let mut defs = HashMap::new();
+        let mut defs = HashMap::default();
         for_each_inst(&f.body, &mut |i| {
             if let Inst::Let(v, rhs) = i {
                 if counts.single(*v) && f.ty(*v) == MTy::I64 {

@@ -19,8 +19,9 @@
 //! is empty was never seen to hold a pointer; [`PointsTo::may_alias`] treats
 //! it as possibly aliasing anything.
 
+use crate::hash::HashMap;
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Target {
@@ -43,7 +44,7 @@ impl PointsTo {
         let mut pt = PointsTo::default();
         // Seeds, and the edges `source → v` of every other definition.
         let mut seeds: Vec<(LVar, Target)> = Vec::new();
-        let mut edges: HashMap<LVar, Vec<LVar>> = HashMap::new();
+        let mut edges: HashMap<LVar, Vec<LVar>> = HashMap::default();
         for &p in &f.params {
             if f.vars[p.0 as usize].1 == MTy::I64 {
                 seeds.push((p, Target::Param));

@@ -14,9 +14,9 @@
 
 use super::affine::{Affine, Defs, Facts};
 use super::simplify::Counts;
+use crate::hash::HashMap;
 use crate::ir::{BinOp, Const, UnOp};
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
-use std::collections::HashMap;
 
 pub fn run(f: &mut Func) {
     let mut w = Walker::new(f);
@@ -50,8 +50,8 @@ pub struct Walker {
 impl Walker {
     pub fn new(f: &Func) -> Walker {
         let counts = Counts::of(f);
-        let mut conds = HashMap::new();
-        let mut selects = HashMap::new();
+        let mut conds = HashMap::default();
+        let mut selects = HashMap::default();
         let mut facts = Facts::default();
         let defs = Defs::of(f);
         let stable: Vec<bool> =

@@ -10,8 +10,8 @@
 
 use super::alias::{Apart, PointsTo};
 use super::simplify::Counts;
+use crate::hash::{HashMap, HashSet};
 use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, Operand, Rhs};
-use std::collections::{HashMap, HashSet};
 
 pub fn run(f: &mut Func) {
     let fresh = private_buffers(f);
@@ -55,7 +55,7 @@ fn reuse_block(insts: &mut Vec<Inst>, fresh: &HashSet<LVar>, renamed: &mut Vec<(
         let Inst::For { index, body, .. } = &insts[k] else { continue };
         let e = effects(*index, body);
         let later_uses: HashSet<LVar> = {
-            let mut used = HashSet::new();
+            let mut used = HashSet::default();
             for_each_inst(&insts[k + 1..], &mut |i| {
                 i.for_each_use(|v| {
                     used.insert(v);
@@ -145,7 +145,7 @@ fn types(f: &Func) -> impl Fn(Operand) -> crate::loops::MTy + '_ {
 /// cannot touch them.
 pub fn private_buffers(f: &Func) -> HashSet<LVar> {
     let counts = Counts::of(f);
-    let mut fresh: HashSet<LVar> = HashSet::new();
+    let mut fresh: HashSet<LVar> = HashSet::default();
     for_each_inst(&f.body, &mut |i| {
         if let Inst::Let(v, Rhs::Alloc { .. }) = i {
             if counts.single(*v) {
@@ -156,7 +156,7 @@ pub fn private_buffers(f: &Func) -> HashSet<LVar> {
     // A pointer escapes when it is used other than as the base of a load or
     // store, as a kept pointer of a release, or in the null test of a
     // hoisted allocation (Note [Hoisted buffers] in `lower.rs`).
-    let mut escapes: HashSet<LVar> = HashSet::new();
+    let mut escapes: HashSet<LVar> = HashSet::default();
     for_each_inst(&f.body, &mut |i| {
         let others: Vec<Operand> = match i {
             Inst::Let(_, Rhs::Load { index, .. }) => vec![*index],
@@ -188,10 +188,10 @@ struct Effects {
 fn effects(index: LVar, body: &[Inst]) -> Effects {
     let mut e = Effects {
         assigned: assigned_in(body),
-        reads: HashSet::new(),
-        stores: HashSet::new(),
-        loads: HashSet::new(),
-        at_index_only: HashMap::new(),
+        reads: HashSet::default(),
+        stores: HashSet::default(),
+        loads: HashSet::default(),
+        at_index_only: HashMap::default(),
         fails: false,
         allocates: false,
     };
@@ -358,7 +358,7 @@ fn rename(insts: &mut [Inst], from: LVar, to: LVar) {
 /// is the stored value. The branches of an `if` start from what was stored
 /// before it; a loop body starts from nothing (it runs many times).
 fn forward_stores(insts: &mut [Inst], fresh: &HashSet<LVar>) {
-    forward_stores_from(insts, fresh, HashMap::new());
+    forward_stores_from(insts, fresh, HashMap::default());
 }
 
 /// buffer ↦ (index, value) of the stores that may still be read back.
@@ -395,7 +395,7 @@ fn forward_stores_from(insts: &mut [Inst], fresh: &HashSet<LVar>, mut last: Stor
             }
             Inst::For { .. } | Inst::While { .. } | Inst::Copy { .. } | Inst::Argsort { .. } | Inst::Release { .. } => {
                 for b in i.blocks_mut() {
-                    forward_stores_from(b, fresh, HashMap::new());
+                    forward_stores_from(b, fresh, HashMap::default());
                 }
                 last.clear();
             }
@@ -406,7 +406,7 @@ fn forward_stores_from(insts: &mut [Inst], fresh: &HashSet<LVar>, mut last: Stor
 
 /// Removes the stores to, and the allocation of, private buffers nothing reads.
 fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
-    let mut read: HashSet<LVar> = HashSet::new();
+    let mut read: HashSet<LVar> = HashSet::default();
     for_each_inst(&f.body, &mut |i| match i {
         Inst::Let(_, Rhs::Load { base, .. }) => read.extend(base.var()),
         Inst::Copy { src, .. } | Inst::Argsort { keys: src, .. } => read.extend(src.var()),
@@ -423,7 +423,7 @@ fn drop_unread_buffers(f: &mut Func, fresh: &HashSet<LVar>) {
 
 fn drop_stores(insts: &mut Vec<Inst>, dead: &HashSet<LVar>) {
     // The null tests of dead buffers, and the checks on them, go too.
-    let mut tests: HashSet<LVar> = HashSet::new();
+    let mut tests: HashSet<LVar> = HashSet::default();
     insts.retain(|i| match i {
         Inst::Store { base: Operand::Var(b), .. } => !dead.contains(b),
         Inst::Let(v, Rhs::Alloc { .. }) => !dead.contains(v),

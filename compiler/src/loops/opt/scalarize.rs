@@ -12,9 +12,9 @@
 //! `true`: the memory is never allocated, so it cannot run out.
 
 use super::simplify::Counts;
+use crate::hash::HashMap;
 use crate::ir::Const;
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
-use std::collections::HashMap;
 
 /// The largest buffer replaced by variables (a rotation's 3-vector, a
 /// projection's 2-vector, a camera's 11 parameters are all below it).
@@ -76,10 +76,10 @@ pub fn run(f: &mut Func) {
         return;
     }
     // One set of variables per group, named after its first member.
-    let mut by_group: HashMap<LVar, Vec<LVar>> = HashMap::new();
+    let mut by_group: HashMap<LVar, Vec<LVar>> = HashMap::default();
     let mut members: Vec<(LVar, LVar)> = groups.iter().map(|(m, g)| (*m, g.root)).collect();
     members.sort();
-    let mut elements: HashMap<LVar, (MTy, Vec<LVar>)> = HashMap::new();
+    let mut elements: HashMap<LVar, (MTy, Vec<LVar>)> = HashMap::default();
     for (member, root) in members {
         let Shape { elem, count } = groups[&member].shape;
         let vars = by_group
@@ -110,7 +110,7 @@ struct Member {
 /// The buffers (and the pointer variables choosing among them) that qualify.
 fn candidates(f: &Func) -> HashMap<LVar, Member> {
     let counts = Counts::of(f);
-    let mut shapes: HashMap<LVar, Shape> = HashMap::new();
+    let mut shapes: HashMap<LVar, Shape> = HashMap::default();
     for_each_inst(&f.body, &mut |i| {
         if let Inst::Let(b, Rhs::Alloc { elem, count: Operand::Const(Const::I64(n)), .. }) = i {
             if (0..=MAX_ELEMENTS).contains(n) && counts.single(*b) {
@@ -120,7 +120,7 @@ fn candidates(f: &Func) -> HashMap<LVar, Member> {
     });
     // Pointer variables assigned only buffers of one shape: `r = b1` in one
     // block, `r = b2` in another.
-    let mut sources: HashMap<LVar, Vec<LVar>> = HashMap::new();
+    let mut sources: HashMap<LVar, Vec<LVar>> = HashMap::default();
     let mut other_defs: Vec<LVar> = Vec::new();
     for_each_inst(&f.body, &mut |i| match i {
         Inst::Let(r, Rhs::Use(Operand::Var(b))) if shapes.contains_key(b) && !shapes.contains_key(r) => {
@@ -139,7 +139,7 @@ fn candidates(f: &Func) -> HashMap<LVar, Member> {
         unique.len() == bs.len() && bs.iter().all(|b| shapes[b] == shape) && !f.params.contains(r)
     });
     // A buffer named by two pointer variables would join their groups.
-    let mut named: HashMap<LVar, usize> = HashMap::new();
+    let mut named: HashMap<LVar, usize> = HashMap::default();
     for b in sources.values().flatten() {
         *named.entry(*b).or_insert(0) += 1;
     }

@@ -10,9 +10,9 @@
 
 use super::alias::{Apart, PointsTo};
 use super::simplify::Counts;
+use crate::hash::HashMap;
 use crate::ir::{BinOp, UnOp};
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
-use std::collections::HashMap;
 
 /// Lanes of a vector loop: two `f64` in a 128-bit register.
 pub const LANES: u32 = 2;
@@ -63,8 +63,8 @@ fn worth_it(body: &[Inst]) -> bool {
 /// Every variable the body assigns is assigned once there and read only
 /// there (no value carried from one iteration to the next or out of the loop).
 fn local_to(body: &[Inst], counts: &Counts) -> bool {
-    let mut defs: HashMap<LVar, u32> = HashMap::new();
-    let mut uses: HashMap<LVar, u32> = HashMap::new();
+    let mut defs: HashMap<LVar, u32> = HashMap::default();
+    let mut uses: HashMap<LVar, u32> = HashMap::default();
     for_each_inst(body, &mut |i| {
         if let Some(v) = i.def() {
             *defs.entry(v).or_insert(0) += 1;
@@ -80,7 +80,7 @@ fn local_to(body: &[Inst], counts: &Counts) -> bool {
 /// does something that has no lane-wise form. Variables assigned outside
 /// are uniform; the loop index has stride 1.
 pub fn classify(f: &Func, index: LVar, body: &[Inst]) -> Option<HashMap<LVar, Lane>> {
-    let mut classes: HashMap<LVar, Lane> = HashMap::new();
+    let mut classes: HashMap<LVar, Lane> = HashMap::default();
     classes.insert(index, Lane::Stride(1));
     for i in body {
         match i {

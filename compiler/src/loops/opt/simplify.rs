@@ -8,9 +8,9 @@
 //! across another, so the order of failures is untouched; removed
 //! instructions are pure (an unused allocation is an array never built).
 
+use crate::hash::HashMap;
 use crate::ir::Const;
 use crate::loops::{for_each_inst, Func, Inst, LVar, Operand, Rhs};
-use std::collections::HashMap;
 
 /// Rounds at most (each round is linear in the function's size).
 const ROUNDS: usize = 10;
@@ -19,7 +19,7 @@ pub fn run(f: &mut Func) {
     for _ in 0..ROUNDS {
         let mut changed = propagate(f);
         let counts = Counts::of(f);
-        changed |= fold_block(&mut f.body, &counts, &mut HashMap::new());
+        changed |= fold_block(&mut f.body, &counts, &mut HashMap::default());
         changed |= dead(f);
         changed |= overwritten_stores(&mut f.body);
         if !changed {
@@ -78,7 +78,7 @@ impl Counts {
 fn propagate(f: &mut Func) -> bool {
     let counts = Counts::of(f);
     // The operands each variable is assigned; `None`: something other than a copy.
-    let mut sources: HashMap<LVar, Option<Vec<Operand>>> = HashMap::new();
+    let mut sources: HashMap<LVar, Option<Vec<Operand>>> = HashMap::default();
     for_each_inst(&f.body, &mut |i| match i {
         Inst::Let(v, Rhs::Use(o)) => {
             if let Some(list) = sources.entry(*v).or_insert(Some(Vec::new())) {
@@ -101,7 +101,7 @@ fn propagate(f: &mut Func) -> bool {
     };
     // Groups of copy-only variables, closed under copying: every member's
     // sources are members or one common fixed operand.
-    let mut subst: HashMap<LVar, Operand> = HashMap::new();
+    let mut subst: HashMap<LVar, Operand> = HashMap::default();
     let mut vars: Vec<LVar> = sources.iter().filter(|(_, s)| s.is_some()).map(|(v, _)| *v).collect();
     vars.sort();
     for v in vars {

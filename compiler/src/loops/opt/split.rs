@@ -11,9 +11,9 @@
 
 use super::affine::{Affine, Defs};
 use super::simplify::Counts;
+use crate::hash::{HashMap, HashSet};
 use crate::ir::{BinOp, Const};
 use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
-use std::collections::{HashMap, HashSet};
 
 /// Instructions splitting may add to one function.
 const BUDGET: usize = 6000;
@@ -28,7 +28,7 @@ const ROUNDS: u32 = 4;
 
 pub fn run(f: &mut Func) {
     let mut budget = BUDGET;
-    let mut fallbacks = HashSet::new();
+    let mut fallbacks = HashSet::default();
     for _ in 0..ROUNDS {
         let mut s = Splitter { defs: Defs::of(f), counts: Counts::of(f), budget, changed: false, fallbacks };
         let mut body = std::mem::take(&mut f.body);
@@ -186,7 +186,7 @@ impl Splitter {
     /// selects on; and where it is true.
     fn find_test(&self, f: &Func, index: LVar, body: &[Inst]) -> Option<(LVar, Truth)> {
         let assigned = assigned_in(body);
-        let mut tested: HashSet<LVar> = HashSet::new();
+        let mut tested: HashSet<LVar> = HashSet::default();
         for_each_inst(body, &mut |i| match i {
             Inst::If { cond: Operand::Var(c), .. } | Inst::Let(_, Rhs::Select(Operand::Var(c), ..)) => {
                 tested.insert(*c);
@@ -332,8 +332,8 @@ pub(super) fn rewrite_loops_innermost_first(
 /// Variables assigned only in `body` and read only there (`counts` are the
 /// whole function's): each copy of the body gets its own.
 pub(super) fn body_locals(counts: &Counts, body: &[Inst]) -> HashSet<LVar> {
-    let mut defs: HashMap<LVar, u32> = HashMap::new();
-    let mut uses: HashMap<LVar, u32> = HashMap::new();
+    let mut defs: HashMap<LVar, u32> = HashMap::default();
+    let mut uses: HashMap<LVar, u32> = HashMap::default();
     for_each_inst(body, &mut |i| {
         if let Some(v) = i.def() {
             *defs.entry(v).or_insert(0) += 1;
@@ -356,7 +356,7 @@ pub(super) fn fresh_copy(
     body: &[Inst],
     locals: &HashSet<LVar>,
 ) -> (Vec<Inst>, HashMap<LVar, LVar>) {
-    let mut rename: HashMap<LVar, LVar> = HashMap::new();
+    let mut rename: HashMap<LVar, LVar> = HashMap::default();
     let mut locals: Vec<LVar> = locals.iter().copied().collect();
     locals.sort();
     for v in std::iter::once(index).chain(locals) {
