@@ -158,10 +158,22 @@ pub static LOOPS: Pass<crate::loops::Program, crate::loops::Program> = Pass {
     description: "optimise the loops: split on index tests, prove checks away, clean up (loops::opt::PASSES)",
     run: |program, cx| {
         let mut out = program.clone();
-        // Each loop pass is timed on its own, summed over the functions.
-        let timings = &mut cx.timings;
-        let result = out.funcs.iter_mut().try_for_each(|f| crate::loops::opt::optimise(f, timings));
-        result.map_err(|e| vec![cx.internal("loopopt", e)])?;
+        // The functions are optimised on their own, several at a time (Note
+        // [Functions compiled in parallel] in jit/mod.rs); each loop pass is
+        // timed on its own, summed over the functions.
+        let optimised = crate::threads::map_largest_first(&mut out.funcs, crate::loops::Func::size, |f| {
+            let mut timings = Vec::new();
+            crate::loops::opt::optimise(f, &mut timings).map(|()| timings)
+        });
+        for result in optimised {
+            let timings = result.map_err(|e| vec![cx.internal("loopopt", e)])?;
+            for (pass, took) in timings {
+                match cx.timings.iter_mut().find(|(n, _)| *n == pass) {
+                    Some((_, t)) => *t += took,
+                    None => cx.timings.push((pass, took)),
+                }
+            }
+        }
         Ok(out)
     },
 };

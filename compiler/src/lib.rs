@@ -26,5 +26,6 @@ pub mod stdlib;
 pub mod syntax;
 pub mod tapes;
 pub mod testfile;
+pub mod threads;
 pub mod types;
 pub mod values;

@@ -200,36 +200,16 @@ fn define_all(
 /// [Functions compiled in parallel]). On failure: the index of the first
 /// function that failed, in program order, and the rendered error.
 fn compile_all(isa: &dyn isa::TargetIsa, built: &mut [(FuncId, Context)]) -> Result<(), (usize, String)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(built.len()).max(1);
-    // A queue of the functions, the largest last: each thread takes the
-    // largest left, so one large function does not wait behind others.
-    let mut queue: Vec<(usize, &mut Context)> = built.iter_mut().map(|(_, ctx)| ctx).enumerate().collect();
-    queue.sort_by_key(|(k, ctx)| (ctx.func.dfg.num_insts(), std::cmp::Reverse(*k)));
-    let queue = std::sync::Mutex::new(queue);
-    let mut failures: Vec<(usize, String)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut failures = Vec::new();
-                    loop {
-                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                        let Some((k, ctx)) = next else { break };
-                        let mut plane = cranelift::codegen::control::ControlPlane::default();
-                        if let Err(e) = ctx.compile(isa, &mut plane) {
-                            failures.push((k, pretty_error(e.func, e.inner)));
-                        }
-                    }
-                    failures
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    });
-    failures.sort_by_key(|(k, _)| *k);
-    match failures.into_iter().next() {
-        Some(f) => Err(f),
-        None => Ok(()),
-    }
+    let compiled = crate::threads::map_largest_first(
+        built,
+        |(_, ctx)| ctx.func.dfg.num_insts(),
+        |(_, ctx)| {
+            let mut plane = cranelift::codegen::control::ControlPlane::default();
+            ctx.compile(isa, &mut plane).map(|_| ()).map_err(|e| pretty_error(e.func, e.inner))
+        },
+    );
+    // The first failure in program order, whichever thread found it.
+    compiled.into_iter().enumerate().find_map(|(k, r)| r.err().map(|e| (k, e))).map_or(Ok(()), Err)
 }
 
 // Note [Functions compiled in parallel]
@@ -239,12 +219,14 @@ fn compile_all(isa: &dyn isa::TargetIsa, built: &mut [(FuncId, Context)]) -> Res
 // CLIF to machine code needs only the target description and the function,
 // and is most of the time (Cranelift's optimiser and register allocator). So
 // the functions of a program (entries and parallel segments) are compiled on
-// as many threads as the machine has cores, each thread taking the largest
-// function left (ht's jacobian has two segments far larger than the rest),
-// and their bytes are then defined in the module in program order: the code
-// is the same as a one-at-a-time compilation, only sooner for a program with
-// several functions. A failure reports the first failing function in program
-// order, whichever thread found it.
+// as many threads as the machine has cores (`crate::threads`), each thread
+// taking the largest function left (ht's jacobian has two segments far larger
+// than the rest), and their bytes are then defined in the module in program
+// order: the code is the same as a one-at-a-time compilation, only sooner for
+// a program with several functions. A failure reports the first failing
+// function in program order, whichever thread found it. Lowering and the loop
+// optimiser also treat each function on its own, and run the same way (their
+// per-pass `--timings` are then summed over the threads).
 
 /// The CLIF of every function of `program`, as built (before Cranelift
 /// optimises it), then of the segments they call.

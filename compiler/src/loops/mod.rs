@@ -577,6 +577,14 @@ impl Func {
         }
     }
 
+    /// How many instructions the function has, nested ones included: a
+    /// measure of the work a pass does on it.
+    pub fn size(&self) -> usize {
+        let mut n = 0;
+        for_each_inst(&self.body, &mut |_| n += 1);
+        n
+    }
+
     /// A fresh variable of type `ty`.
     pub fn fresh(&mut self, name: &str, ty: MTy) -> LVar {
         self.vars.push((name.to_string(), ty));
