@@ -403,6 +403,46 @@ fn run_on_every_engine() {
     }
 }
 
+/// `--timings` names the passes of the back end that runs: the multicore
+/// one outlines parallel loops, the sequential one does not, the interpreter
+/// compiles nothing after the array optimiser. (The times themselves are
+/// printed, never asserted.)
+#[test]
+fn timings_name_the_passes_of_the_chosen_back_end() {
+    let file = write_temp(
+        "timings",
+        "prog.slope",
+        "entry f [n] (xs: [n]f64) : f64 = reduce (+) 0.0 (map (\\x -> x * x) xs)\n",
+    );
+    let passes = |engine: &str| {
+        let out = slope(&["--timings", "run", "--engine", engine, p(&file), "[1.0, 2.0]"]);
+        assert_eq!(json_ok(&out), serde_json::json!(5.0));
+        let err = stderr(&out);
+        let names: Vec<String> = err.lines().filter_map(|l| l.split_whitespace().next().map(String::from)).collect();
+        assert_eq!(names.first().map(String::as_str), Some("ast"), "{err}");
+        assert_eq!(names.last().map(String::as_str), Some("total"), "{err}");
+        assert!(names.iter().any(|n| n == "opt"), "{err}");
+        names
+    };
+    let has = |names: &[String], pass: &str| names.iter().any(|n| n == pass);
+    let multicore = passes("multicore");
+    assert!(has(&multicore, "parallel") && has(&multicore, "clif"), "{multicore:?}");
+    let sequential = passes("sequential");
+    assert!(!has(&sequential, "parallel") && has(&sequential, "clif"), "{sequential:?}");
+    let interp = passes("interp");
+    assert!(!has(&interp, "lowered") && !has(&interp, "clif"), "{interp:?}");
+    // `bench` prints them per eval, headed by the eval and the back end.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_slope"))
+        .current_dir(root)
+        .args(["--timings", "bench", "--runs", "1", "--engine", "sequential", "hello"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hello (sequential):") && err.contains("clif") && err.contains("total"), "{err}");
+}
+
 /// `slope bench` prints its table (timings are printed, never asserted).
 #[test]
 fn bench_prints_a_table() {

@@ -139,6 +139,7 @@ pub fn run(
         program.engine = engine;
         program.executable(engine)?;
         let compile = start.elapsed();
+        super::print_timings(Some(eval), &program, engine, start)?;
         let mut workloads = fixture_workloads(&fixtures.join(eval), primal).map_err(workload_error)?;
         if let Some(inputs) = inputs {
             workloads.extend(message_workloads(&inputs.join(format!("{eval}.jsonl")), primal).map_err(workload_error)?);
@@ -210,6 +211,7 @@ pub fn run_program(
     program.engine = engine;
     program.executable(engine)?;
     let compile = start.elapsed();
+    super::print_timings(Some(&name), &program, engine, start)?;
     let input = super::parse_json(&super::read(input)?, &input.display().to_string())?;
     let p = measure(&program, &entry, &input, runs)?;
     let mut out = String::from(

@@ -6,7 +6,7 @@ pub mod repl;
 pub mod streams;
 pub mod test;
 
-use slope::api::{Arg, Failure, Program};
+use slope::api::{Arg, Engine, Failure, Program};
 use slope::diagnostic::{emit_to_stderr, Code, Diagnostic, SourceMap, Span};
 use std::path::Path;
 
@@ -102,23 +102,49 @@ pub(crate) fn compile_text(name: &str, text: &str) -> Result<Program, slope::api
 }
 
 fn compile(file: &Path) -> Result<Program, CliFailure> {
+    compile_on(file, Engine::Multicore)
+}
+
+/// Compiles a program for `engine` (with `--timings`, builds that back end
+/// now to time it).
+fn compile_on(file: &Path, engine: Engine) -> Result<Program, CliFailure> {
     let text = read(file)?;
     let options = options();
     let start = std::time::Instant::now();
     let program = Program::compile_with(&file.display().to_string(), &text, &file_loader, &options)?;
-    if TIMINGS.load(std::sync::atomic::Ordering::Relaxed) {
-        // The native code is built on first use; build it now to time it.
-        let mut timings = program.timings.clone();
-        timings.extend(program.native()?.timings.iter().copied());
-        // Wall-clock, so that the total also counts what no pass times (the
-        // passes' own times add up to within a millisecond of it today).
-        let total = start.elapsed();
-        for (pass, d) in &timings {
-            streams::write_stderr(&format!("{pass:>8} {:9.3} ms", d.as_secs_f64() * 1e3));
-        }
-        streams::write_stderr(&format!("{:>8} {:9.3} ms", "total", total.as_secs_f64() * 1e3));
-    }
+    print_timings(None, &program, engine, start)?;
     Ok(program)
+}
+
+/// With `--timings`: prints to stderr how long each pass took to compile
+/// `program` — the front end's, then those of the back end `engine` builds
+/// (built here if it was not yet; the interpreter's has none) — and the
+/// wall-clock total since `start`, headed by `label` when given.
+pub(crate) fn print_timings(
+    label: Option<&str>,
+    program: &Program,
+    engine: Engine,
+    start: std::time::Instant,
+) -> Result<(), CliFailure> {
+    if !TIMINGS.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut timings = program.timings.clone();
+    if let native @ (Engine::Multicore | Engine::Sequential) = engine {
+        timings.extend(program.native_on(native)?.timings.iter().copied());
+    }
+    // Wall-clock, so that the total also counts what no pass times. The
+    // loop passes run a program's functions on several threads, so their
+    // times (summed over the functions) may add up to more than it.
+    let total = start.elapsed();
+    if let Some(label) = label {
+        streams::write_stderr(&format!("{label} ({}):", engine.name()));
+    }
+    for (pass, d) in &timings {
+        streams::write_stderr(&format!("{pass:>8} {:9.3} ms", d.as_secs_f64() * 1e3));
+    }
+    streams::write_stderr(&format!("{:>8} {:9.3} ms", "total", total.as_secs_f64() * 1e3));
+    Ok(())
 }
 
 pub fn check(file: &Path) -> Result<String, CliFailure> {
@@ -149,9 +175,9 @@ pub fn run(
     input: Option<&Path>,
     args: &[String],
     while_limit: u64,
-    engine: slope::api::Engine,
+    engine: Engine,
 ) -> Result<String, CliFailure> {
-    let mut program = compile(file)?;
+    let mut program = compile_on(file, engine)?;
     program.options.while_limit = while_limit;
     program.engine = engine;
     let entry = program.entry_name(entry)?;
