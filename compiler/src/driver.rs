@@ -161,17 +161,18 @@ pub static LOOPS: Pass<crate::loops::Program, crate::loops::Program> = Pass {
         // The functions are optimised on their own, several at a time (Note
         // [Functions compiled in parallel] in jit/mod.rs); each loop pass is
         // timed on its own, summed over the functions.
-        let optimised = crate::threads::map_largest_first(&mut out.funcs, crate::loops::Func::size, |f| {
-            let mut timings = Vec::new();
-            crate::loops::opt::optimise(f, &mut timings).map(|()| timings)
-        });
+        let optimised = crate::threads::map_largest_first(
+            &mut out.funcs,
+            |f| crate::loops::size(&f.body),
+            |f| {
+                let mut timings = Vec::new();
+                crate::loops::opt::optimise(f, &mut timings).map(|()| timings)
+            },
+        );
         for result in optimised {
             let timings = result.map_err(|e| vec![cx.internal("loopopt", e)])?;
             for (pass, took) in timings {
-                match cx.timings.iter_mut().find(|(n, _)| *n == pass) {
-                    Some((_, t)) => *t += took,
-                    None => cx.timings.push((pass, took)),
-                }
+                crate::loops::opt::add_time(&mut cx.timings, pass, took);
             }
         }
         Ok(out)

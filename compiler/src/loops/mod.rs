@@ -508,6 +508,14 @@ pub fn for_each_use(insts: &[Inst], f: &mut dyn FnMut(LVar)) {
 }
 
 /// Variables assigned anywhere in `insts` (nested blocks included).
+/// How many instructions `insts` has, nested blocks included: a measure of
+/// the work a pass does on them.
+pub fn size(insts: &[Inst]) -> usize {
+    let mut n = 0;
+    for_each_inst(insts, &mut |_| n += 1);
+    n
+}
+
 pub fn assigned_in(insts: &[Inst]) -> crate::hash::HashSet<LVar> {
     let mut out = crate::hash::HashSet::default();
     for_each_inst(insts, &mut |i| out.extend(i.def()));
@@ -575,14 +583,6 @@ impl Func {
             sites: Vec::new(),
             dims: Vec::new(),
         }
-    }
-
-    /// How many instructions the function has, nested ones included: a
-    /// measure of the work a pass does on it.
-    pub fn size(&self) -> usize {
-        let mut n = 0;
-        for_each_inst(&self.body, &mut |_| n += 1);
-        n
     }
 
     /// A fresh variable of type `ty`.

@@ -463,7 +463,8 @@ impl From<Atom> for AtomKey {
     }
 }
 
-fn sorted(a: Atom, b: Atom) -> (AtomKey, AtomKey) {
+/// The keys of two operands whose order does not matter, smaller first.
+fn sorted_keys(a: Atom, b: Atom) -> (AtomKey, AtomKey) {
     let (a, b) = (AtomKey::from(a), AtomKey::from(b));
     if a <= b {
         (a, b)
@@ -489,7 +490,7 @@ fn cse_key(e: &Expr) -> Option<CseKey> {
             a,
             b,
         ) => {
-            let (x, y) = sorted(*a, *b);
+            let (x, y) = sorted_keys(*a, *b);
             CseKey::Binary(*op, x, y)
         }
         Expr::Binary(op, a, b) => CseKey::Binary(*op, (*a).into(), (*b).into()),
@@ -499,7 +500,7 @@ fn cse_key(e: &Expr) -> Option<CseKey> {
         Expr::Index { array, indices } => CseKey::Index(*array, indices.iter().map(|a| (*a).into()).collect()),
         Expr::Shape { array, dim } => CseKey::Shape(*array, *dim),
         Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
-            let (x, y) = sorted(args[0], args[1]);
+            let (x, y) = sorted_keys(args[0], args[1]);
             CseKey::SizeEq(x, y)
         }
         Expr::UpdateAt { .. } => return None,

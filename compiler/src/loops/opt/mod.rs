@@ -125,15 +125,20 @@ pub static PASSES: &[Pass] = &[
 
 /// Runs the pipeline on `f`, verifying after every pass in debug builds;
 /// adds the time of each pass to `timings` (by pass name).
+/// Adds `took` to the time of `pass` in `timings` (a pass run on several
+/// functions is listed once, with their sum).
+pub fn add_time(timings: &mut Vec<(&'static str, std::time::Duration)>, pass: &'static str, took: std::time::Duration) {
+    match timings.iter_mut().find(|(n, _)| *n == pass) {
+        Some((_, t)) => *t += took,
+        None => timings.push((pass, took)),
+    }
+}
+
 pub fn optimise(f: &mut Func, timings: &mut Vec<(&'static str, std::time::Duration)>) -> Result<(), String> {
     for pass in PASSES {
         let start = std::time::Instant::now();
         (pass.run)(f);
-        let took = start.elapsed();
-        match timings.iter_mut().find(|(n, _)| *n == pass.name) {
-            Some((_, t)) => *t += took,
-            None => timings.push((pass.name, took)),
-        }
+        add_time(timings, pass.name, start.elapsed());
         if cfg!(debug_assertions) {
             super::verify::verify_func(f).map_err(|e| format!("after loop pass `{}`: {e}", pass.name))?;
         }

@@ -13,7 +13,7 @@ use super::affine::{Affine, Defs};
 use super::simplify::Counts;
 use crate::hash::{HashMap, HashSet};
 use crate::ir::{BinOp, Const};
-use crate::loops::{assigned_in, for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
+use crate::loops::{assigned_in, for_each_inst, size, Func, Inst, LVar, MTy, Operand, Rhs};
 
 /// Instructions splitting may add to one function.
 const BUDGET: usize = 6000;
@@ -264,13 +264,6 @@ fn flip(op: BinOp) -> BinOp {
 /// Whether `i` is or contains a loop.
 fn has_loop(i: &Inst) -> bool {
     matches!(i, Inst::For { .. } | Inst::While { .. }) || i.blocks().iter().any(|b| b.iter().any(has_loop))
-}
-
-/// Instructions in `insts`, nested blocks included.
-fn size(insts: &[Inst]) -> usize {
-    let mut n = 0;
-    for_each_inst(insts, &mut |_| n += 1);
-    n
 }
 
 fn binary(f: &mut Func, out: &mut Vec<Inst>, op: BinOp, a: Operand, b: Operand) -> Operand {
