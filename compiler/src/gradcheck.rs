@@ -320,7 +320,7 @@ impl Checker {
         Func {
             name: if forward { JVP.to_string() } else { VJP.to_string() },
             params,
-            body: Body { stmts: vec![stmt], result: binds.iter().map(|v| Atom::Var(*v)).collect() },
+            body: Body { stmts: vec![stmt].into(), result: binds.iter().map(|v| Atom::Var(*v)).collect() },
             signature: func.signature.clone(),
             span: func.span,
         }

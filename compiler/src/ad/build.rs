@@ -58,7 +58,7 @@ impl<'v> Builder<'v> {
 
     pub fn body(&mut self, f: impl FnOnce(&mut Self) -> Vec<Atom>) -> Body {
         let (stmts, result) = self.block(f);
-        Body { stmts, result }
+        Body { stmts: stmts.into(), result }
     }
 
     pub fn lambda(&mut self, types: &[IrType], name: &str, f: impl FnOnce(&mut Self, &[Var]) -> Vec<Atom>) -> Lambda {

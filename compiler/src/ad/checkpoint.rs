@@ -102,7 +102,7 @@ fn every_loop_in(b: &mut Builder, body: Body) -> Body {
             strip_mine(b, lp, index, count, k);
         }
     });
-    Body { stmts, result: body.result }
+    Body { stmts: stmts.into(), result: body.result }
 }
 
 /// A loop statement taken apart (its form aside).
@@ -187,7 +187,7 @@ fn strip_mine(b: &mut Builder, lp: Loop, index: Var, count: Atom, k: Atom) {
                 params: moving.iter().map(|k| lp.params[*k]).collect(),
                 init: moving.iter().map(|k| Atom::Var(outer[*k])).collect(),
                 form: LoopForm::For { index: j, bound: len },
-                body: Body { stmts, result: moving.iter().map(|k| lp.body.result[*k]).collect() },
+                body: Body { stmts: stmts.into(), result: moving.iter().map(|k| lp.body.result[*k]).collect() },
             },
             span,
         });
@@ -222,7 +222,7 @@ fn strip_mine_while(b: &mut Builder, lp: Loop, cond: Body, k: Atom) {
         let inner_cond = b.body(|b| {
             let more = b.bin(BinOp::Lt, Atom::Var(j), k);
             let go = b.fresh("go", IrType::BOOL);
-            let false_body = Body { stmts: Vec::new(), result: vec![Atom::Const(Const::Bool(false))] };
+            let false_body = Body { stmts: Vec::new().into(), result: vec![Atom::Const(Const::Bool(false))] };
             b.push(Stmt {
                 binds: vec![go],
                 expr: Expr::If { cond: more, then_body: cond, else_body: false_body },
@@ -282,8 +282,11 @@ fn count_iterations(b: &mut Builder, params: &[Var], init: &[Atom], cond: &Body,
     let stmt = Stmt { binds, expr: counted, span };
     // Renamed as a whole, so that the copy binds its own parameters (and its
     // updates of them stay in place).
-    let copy =
-        rename_body(b.vars, &Body { stmts: vec![stmt], result: vec![Atom::Var(count)] }, &mut HashMap::default());
+    let copy = rename_body(
+        b.vars,
+        &Body { stmts: vec![stmt].into(), result: vec![Atom::Var(count)] },
+        &mut HashMap::default(),
+    );
     let result = copy.result[0];
     for s in copy.stmts {
         b.push(s);

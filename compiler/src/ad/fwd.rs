@@ -472,7 +472,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 tan_binds.push((k, self.b.fresh("tan", ty)));
             }
         }
-        let new_lam = Lambda { params, body: Body { stmts, result: body_results } };
+        let new_lam = Lambda { params, body: Body { stmts: stmts.into(), result: body_results } };
         let mut all_binds = binds.clone();
         all_binds.extend(tan_binds.iter().map(|(_, v)| *v));
         self.b.push(Stmt { binds: all_binds, expr: Expr::Map { width, lam: new_lam, arrays: all_arrays }, span });
@@ -534,7 +534,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
         params.extend(&acc_tans);
         params.extend(&lam.params[k..]);
         params.extend(&x_tans);
-        let new_lam = Lambda { params, body: Body { stmts, result } };
+        let new_lam = Lambda { params, body: Body { stmts: stmts.into(), result } };
         let mut new_neutral = neutral.clone();
         for n in &neutral {
             let z = self.tan_or_zero(*n);
@@ -607,8 +607,8 @@ impl<'b, 'v> Fwd<'b, 'v> {
             binds: all_binds,
             expr: Expr::If {
                 cond,
-                then_body: Body { stmts: then_stmts, result: then_result },
-                else_body: Body { stmts: else_stmts, result: else_result },
+                then_body: Body { stmts: then_stmts.into(), result: then_result },
+                else_body: Body { stmts: else_stmts.into(), result: else_result },
             },
             span,
         });
@@ -671,7 +671,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
         all_binds.extend(&tan_binds);
         self.b.push(Stmt {
             binds: all_binds,
-            expr: Expr::Loop { params: all_params, init: all_init, form, body: Body { stmts, result } },
+            expr: Expr::Loop { params: all_params, init: all_init, form, body: Body { stmts: stmts.into(), result } },
             span,
         });
         for (k, t) in dual.iter().zip(tan_binds) {

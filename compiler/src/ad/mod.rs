@@ -161,7 +161,7 @@ fn eliminate_body(cx: &mut Cx, body: Body) -> R<Body> {
         bind_results(&mut new, &s.binds, results, span);
         stmts.extend(new);
     }
-    Ok(Body { stmts, result: body.result })
+    Ok(Body { stmts: stmts.into(), result: body.result })
 }
 
 fn bind_results(stmts: &mut Vec<Stmt>, binds: &[crate::ir::Var], results: Vec<Atom>, span: crate::diagnostic::Span) {

@@ -139,7 +139,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         let then_body = self.b.body(|b| {
             vec![b.emit1(Expr::UpdateAt { array: buf, indices: vec![index], value, accumulate: true }, ty, "adj")]
         });
-        let else_body = Body { stmts: Vec::new(), result: vec![Atom::Var(buf)] };
+        let else_body = Body { stmts: Vec::new().into(), result: vec![Atom::Var(buf)] };
         let updated = self.b.emit1(Expr::If { cond, then_body, else_body }, ty, "adj");
         self.adj.insert(x, Adj { buffer: Some(updated), ..entry });
     }
@@ -287,7 +287,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                 params: all_params,
                 init: all_init,
                 form: LoopForm::For { index, bound: count },
-                body: Body { stmts, result },
+                body: Body { stmts: stmts.into(), result },
             },
             span: s.span,
         });
@@ -355,7 +355,7 @@ impl<'b, 'v> Rev<'b, 'v> {
     /// in the adjoint table (a map body, a branch, a loop body): through the
     /// unary form, like the top level of a `vjp` (Note [One backward walk]).
     pub fn backward(&mut self, stmts: &[Stmt]) -> R<()> {
-        let unf = unary::translate(&[], Body { stmts: stmts.to_vec(), result: Vec::new() });
+        let unf = unary::translate(&[], Body { stmts: stmts.to_vec().into(), result: Vec::new() });
         if cfg!(debug_assertions) {
             if let Err(e) = unary::verify(self.b.vars, &unf) {
                 return Err(Diagnostic::internal("ad", format!("unary form: {e}"), self.b.span));
@@ -558,8 +558,10 @@ impl<'b, 'v> Rev<'b, 'v> {
                     .map(|(p, a)| Stmt { binds: vec![*p], expr: Expr::Atom(*a), span: s.span })
                     .collect();
                 stmts.extend(jvp.body.stmts.iter().cloned());
-                let tangent_lam =
-                    Lambda { params: jvp.params[n..].to_vec(), body: Body { stmts, result: jvp.body.result.clone() } };
+                let tangent_lam = Lambda {
+                    params: jvp.params[n..].to_vec(),
+                    body: Body { stmts: stmts.into(), result: jvp.body.result.clone() },
+                };
                 let zero_tangents: Vec<Atom> = args.iter().map(|a| self.b.zeros_like(*a)).collect();
                 super::expand_vjp(self.b, &tangent_lam, &zero_tangents, &cotangents)?
             }
@@ -758,7 +760,12 @@ impl<'b, 'v> Rev<'b, 'v> {
         let span = self.b.span;
         self.b.push(Stmt {
             binds: binds.clone(),
-            expr: Expr::Loop { params, init, form: LoopForm::For { index: j, bound: n }, body: Body { stmts, result } },
+            expr: Expr::Loop {
+                params,
+                init,
+                form: LoopForm::For { index: j, bound: n },
+                body: Body { stmts: stmts.into(), result },
+            },
             span,
         });
         Ok(binds)
@@ -988,7 +995,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                 }
             }
             let first = rev.b.bin(BinOp::Eq, i, Atom::i64(0));
-            let then_body = Body { stmts: Vec::new(), result: neutral.to_vec() };
+            let then_body = Body { stmts: Vec::new().into(), result: neutral.to_vec() };
             let else_body = rev.b.body(|b| {
                 let prev = b.sub(i, Atom::i64(1));
                 prefix
@@ -1152,7 +1159,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             })();
             let r: Result<Vec<Atom>, Diagnostic> = r;
             let stmts = rev.b.blocks.pop().expect("pushed above");
-            Ok(Body { stmts, result: r? })
+            Ok(Body { stmts: stmts.into(), result: r? })
         };
         let then_adj = branch(self, then_body)?;
         let else_adj = branch(self, else_body)?;
@@ -1323,7 +1330,7 @@ fn cow_body(vars: &mut crate::ir::VarTable, body: &mut Body) {
         cow_expr(vars, &mut s.expr, s.span);
         out.push(s);
     }
-    body.stmts = out;
+    body.stmts = out.into();
 }
 
 fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnostic::Span) {

@@ -157,7 +157,7 @@ pub fn translate(params: &[Var], body: Body) -> Unf {
                 push(&mut instrs, &mut stacks, &stack, &temp, i);
             }
             (None, _) => {
-                let single = Body { stmts: vec![s.clone()], result: Vec::new() };
+                let single = Body { stmts: vec![s.clone()].into(), result: Vec::new() };
                 let reads: Vec<usize> =
                     free_vars(&single).iter().filter_map(|v| slot_of(&stack, Atom::Var(*v))).collect();
                 stack.extend(s.binds.iter().map(|v| Atom::Var(*v)));

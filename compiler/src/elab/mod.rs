@@ -141,7 +141,7 @@ pub fn elaborate_expr(program: &CheckedProgram, expr: &Expr, name: &str) -> R<ir
     let func = ir::Func {
         name: name.to_string(),
         params: Vec::new(),
-        body: Body { stmts, result },
+        body: Body { stmts: stmts.into(), result },
         signature: ir::Signature { params: Vec::new(), ret: expr.ty.clone() },
         span: expr.span,
     };
@@ -228,7 +228,7 @@ impl<'a> Elaborator<'a> {
             .map(|(i, t)| self.vars.fresh(names.get(i).copied().unwrap_or("p"), *t))
             .collect();
         let (stmts, result) = self.in_block(|el| f(el, &params))?;
-        Ok(Lambda { params, body: Body { stmts, result } })
+        Ok(Lambda { params, body: Body { stmts: stmts.into(), result } })
     }
 
     pub fn shape(&mut self, array: Atom, dim: u32, span: Span) -> Atom {
@@ -328,7 +328,7 @@ impl<'a> Elaborator<'a> {
         Ok(ir::Func {
             name: def.name.text.clone(),
             params,
-            body: Body { stmts, result },
+            body: Body { stmts: stmts.into(), result },
             signature: ir::Signature { params: sig_params, ret: info.ret.clone() },
             span: def.span,
         })
@@ -725,8 +725,8 @@ impl<'a> Elaborator<'a> {
                 let binds = self.emit(
                     IrExpr::If {
                         cond: cv,
-                        then_body: Body { stmts: then_stmts, result: then_leaves },
-                        else_body: Body { stmts: else_stmts, result: else_leaves },
+                        then_body: Body { stmts: then_stmts.into(), result: then_leaves },
+                        else_body: Body { stmts: else_stmts.into(), result: else_leaves },
                     },
                     &types,
                     &[],
@@ -887,8 +887,8 @@ impl<'a> Elaborator<'a> {
         }
         let (stmts, bv) = self.in_block(|el| el.expr(b, env))?;
         let bl = leaf(&bv);
-        let short = Body { stmts: Vec::new(), result: vec![Atom::Const(Const::Bool(!is_and))] };
-        let long = Body { stmts, result: vec![bl] };
+        let short = Body { stmts: Vec::new().into(), result: vec![Atom::Const(Const::Bool(!is_and))] };
+        let long = Body { stmts: stmts.into(), result: vec![bl] };
         let (then_body, else_body) = if is_and { (long, short) } else { (short, long) };
         Ok(SVal::Leaf(self.emit1(IrExpr::If { cond: av, then_body, else_body }, IrType::BOOL, "b", span)))
     }
@@ -962,7 +962,7 @@ impl<'a> Elaborator<'a> {
             }
             ast::LoopForm::While(cond) => {
                 let (stmts, c) = self.in_block(|el| el.expr(cond, &body_env))?;
-                LoopForm::While { cond: Body { stmts, result: vec![leaf(&c)] } }
+                LoopForm::While { cond: Body { stmts: stmts.into(), result: vec![leaf(&c)] } }
             }
         };
         let (stmts, bv) = self.in_block(|el| el.expr(body, &body_env))?;
@@ -970,7 +970,7 @@ impl<'a> Elaborator<'a> {
         let types: Vec<IrType> = params.iter().map(|v| self.vars.ty(*v)).collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let binds = self.emit(
-            IrExpr::Loop { params, init: init_leaves, form, body: Body { stmts, result } },
+            IrExpr::Loop { params, init: init_leaves, form, body: Body { stmts: stmts.into(), result } },
             &types,
             &name_refs,
             span,

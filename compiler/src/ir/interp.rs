@@ -1431,7 +1431,7 @@ mod tests {
     }
 
     fn body(stmts: Vec<Stmt>, result: &[Var]) -> Body {
-        Body { stmts, result: result.iter().map(|&v| Atom::Var(v)).collect() }
+        Body { stmts: stmts.into(), result: result.iter().map(|&v| Atom::Var(v)).collect() }
     }
 
     fn lam(params: &[Var], stmts: Vec<Stmt>, result: &[Var]) -> Lambda {
@@ -1981,7 +1981,7 @@ mod tests {
         let (a, b) = (t.fresh("a", I64), t.fresh("b", I64));
         let check =
             Expr::Check { kind: CheckKind::SizeEq { what: "rows of the matrix".into() }, args: vec![v(a), v(b)] };
-        let p = prog(t, &[a, b], Body { stmts: vec![st(&[], check)], result: vec![Atom::i64(1)] });
+        let p = prog(t, &[a, b], Body { stmts: vec![st(&[], check)].into(), result: vec![Atom::i64(1)] });
         assert_eq!(vals(&p, vec![Val::I64(3), Val::I64(3)]), vec![Val::I64(1)]);
         let e = error(&p, vec![Val::I64(3), Val::I64(4)]);
         assert_eq!((e.code, e.message.as_str()), (Code::E0202, "size mismatch: rows of the matrix: 3 vs 4"));

@@ -21,7 +21,10 @@ pub mod alias;
 pub mod interp;
 pub mod print;
 pub mod scope;
+pub mod shared;
 pub mod verify;
+
+pub use shared::Shared;
 
 use crate::diagnostic::Span;
 use crate::types::ScalarType;
@@ -331,7 +334,8 @@ impl BinOp {
 /// A function body: statements, then the returned atoms.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Body {
-    pub stmts: Vec<Stmt>,
+    /// Shared between copies of the tree: see Note [Shared statement lists].
+    pub stmts: Shared<Vec<Stmt>>,
     pub result: Vec<Atom>,
 }
 

@@ -299,7 +299,7 @@ pub(crate) mod tests {
         Stmt { binds: binds.to_vec(), expr, span: Span::default() }
     }
     pub(crate) fn body(stmts: Vec<Stmt>, result: &[Atom]) -> Body {
-        Body { stmts, result: result.to_vec() }
+        Body { stmts: stmts.into(), result: result.to_vec() }
     }
     pub(crate) fn lam(params: &[Var], body: Body) -> Lambda {
         Lambda { params: params.to_vec(), body }

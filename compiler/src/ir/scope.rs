@@ -112,7 +112,7 @@ fn rename_body_in(vars: &mut VarTable, body: &Body, r: &mut Renaming) -> Body {
         copy.binds = s.binds.iter().map(|b| fresh_like(vars, *b, r)).collect();
         stmts.push(copy);
     }
-    Body { stmts, result: body.result.iter().map(|a| sub_atom(*a, r.subst)).collect() }
+    Body { stmts: stmts.into(), result: body.result.iter().map(|a| sub_atom(*a, r.subst)).collect() }
 }
 
 fn rename_lambda_in(vars: &mut VarTable, lam: &Lambda, r: &mut Renaming) -> Lambda {

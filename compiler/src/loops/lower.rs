@@ -664,8 +664,8 @@ impl Lower<'_> {
                     }
                     _ => {
                         // Arrays: choose the descriptor with a branch.
-                        let t = Body { stmts: Vec::new(), result: vec![*a] };
-                        let f = Body { stmts: Vec::new(), result: vec![*e] };
+                        let t = Body { stmts: Vec::new().into(), result: vec![*a] };
+                        let f = Body { stmts: Vec::new().into(), result: vec![*e] };
                         self.adjust_uses(&t, 1);
                         self.adjust_uses(&f, 1);
                         self.lower_if(&s.binds, c, &t, &f)?;

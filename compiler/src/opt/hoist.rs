@@ -28,7 +28,7 @@ pub fn hoist_costly(cx: &mut Cx, body: &Body) -> Option<Body> {
             continue;
         }
         let mut bound: HashSet<Var> = HashSet::default();
-        walk::bound_in(&Body { stmts: vec![s.clone()], result: Vec::new() }, &mut bound);
+        walk::bound_in(&Body { stmts: vec![s.clone()].into(), result: Vec::new() }, &mut bound);
         let mut found: Vec<(UnOp, Var)> = Vec::new();
         let mut index_defs: HashMap<Var, (Var, Vec<Atom>)> = HashMap::default();
         for b in s.expr.bodies() {
@@ -45,7 +45,7 @@ pub fn hoist_costly(cx: &mut Cx, body: &Body) -> Option<Body> {
         out.extend(expansion);
         out.push(new);
         out.extend(body.stmts[k + 1..].iter().cloned());
-        return Some(Body { stmts: out, result: body.result.clone() });
+        return Some(Body { stmts: out.into(), result: body.result.clone() });
     }
     None
 }
@@ -129,7 +129,7 @@ fn elementwise(cx: &mut Cx, op: UnOp, a: Var, ty: IrType, span: crate::diagnosti
         elementwise(cx, op, p, row_ty, span, &mut inner)
     };
     let e = cx.vars.fresh(op.name(), ty);
-    let lam = Lambda { params: vec![p], body: Body { stmts: inner, result: vec![Atom::Var(r)] } };
+    let lam = Lambda { params: vec![p], body: Body { stmts: inner.into(), result: vec![Atom::Var(r)] } };
     out.push(Stmt { binds: vec![e], expr: Expr::Map { width: Atom::Var(width), lam, arrays: vec![a] }, span });
     e
 }
@@ -140,7 +140,7 @@ fn rewrite_expr(cx: &Cx, expr: &mut Expr, op: UnOp, q: Var, e: Var, index_defs: 
     let mut bound: HashSet<Var> = HashSet::default();
     walk::bound_in(
         &Body {
-            stmts: vec![Stmt { binds: Vec::new(), expr: expr.clone(), span: Default::default() }],
+            stmts: vec![Stmt { binds: Vec::new(), expr: expr.clone(), span: Default::default() }].into(),
             result: Vec::new(),
         },
         &mut bound,

@@ -58,7 +58,7 @@ pub fn reduce_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
                     q
                 })
                 .collect();
-            let part = Body { stmts, result: vec![lam.body.result[j]] };
+            let part = Body { stmts: stmts.into(), result: vec![lam.body.result[j]] };
             let renamed = rename_body(cx.vars, &part, &mut subst);
             out.push(Stmt {
                 binds: vec![s.binds[j]],
@@ -71,7 +71,7 @@ pub fn reduce_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
             });
         }
         out.extend(body.stmts[k + 1..].iter().cloned());
-        return Some(Body { stmts: out, result: body.result.clone() });
+        return Some(Body { stmts: out.into(), result: body.result.clone() });
     }
     None
 }
@@ -207,8 +207,8 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
         let at_e = Body { stmts: lam.body.stmts.clone(), result: vec![v] };
         let renamed = rename_body(cx.vars, &at_e, &mut subst);
         then_stmts.extend(renamed.stmts);
-        let then_body = Body { stmts: then_stmts, result: renamed.result };
-        let else_body = Body { stmts: Vec::new(), result: vec![Atom::Const(Const::of(ty.elem, 0.0))] };
+        let then_body = Body { stmts: then_stmts.into(), result: renamed.result };
+        let else_body = Body { stmts: Vec::new().into(), result: vec![Atom::Const(Const::of(ty.elem, 0.0))] };
         // The map's own checks (width, arrays) stay where it was.
         let own = guards::materialise(cx, guards::map_conds(cx, *width, margs), producer.span);
         let mut out: Vec<Stmt> = Vec::with_capacity(body.stmts.len() + 3);
@@ -232,7 +232,7 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
                 out.push(t.clone());
             }
         }
-        return Some(Body { stmts: out, result: body.result.clone() });
+        return Some(Body { stmts: out.into(), result: body.result.clone() });
     }
     None
 }
@@ -309,12 +309,15 @@ pub fn hoist_guarded(cx: &mut Cx, body: &Body) -> Option<Body> {
             binds: inner_binds.clone(),
             expr: Expr::Map {
                 width: *width,
-                lam: Lambda { params: lam.params.clone(), body: Body { stmts: kept, result: lam.body.result.clone() } },
+                lam: Lambda {
+                    params: lam.params.clone(),
+                    body: Body { stmts: kept.into(), result: lam.body.result.clone() },
+                },
                 arrays: arrays.clone(),
             },
             span,
         });
-        let then_body = Body { stmts: then_stmts, result: inner_binds.iter().map(|v| Atom::Var(*v)).collect() };
+        let then_body = Body { stmts: then_stmts.into(), result: inner_binds.iter().map(|v| Atom::Var(*v)).collect() };
         // The empty results of a map that runs no iteration: shape [0, 0, …].
         let mut else_stmts = Vec::new();
         let mut empties = Vec::new();
@@ -332,7 +335,7 @@ pub fn hoist_guarded(cx: &mut Cx, body: &Body) -> Option<Body> {
             }
             empties.push(acc);
         }
-        let else_body = Body { stmts: else_stmts, result: empties };
+        let else_body = Body { stmts: else_stmts.into(), result: empties };
         let guard = cx.vars.fresh("nonempty", IrType::BOOL);
         let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
         out.push(Stmt { binds: vec![guard], expr: Expr::Binary(BinOp::Gt, *width, Atom::i64(0)), span });
@@ -342,7 +345,7 @@ pub fn hoist_guarded(cx: &mut Cx, body: &Body) -> Option<Body> {
             span,
         });
         out.extend(body.stmts[k + 1..].iter().cloned());
-        return Some(Body { stmts: out, result: body.result.clone() });
+        return Some(Body { stmts: out.into(), result: body.result.clone() });
     }
     None
 }
@@ -409,7 +412,7 @@ fn regroup(body: &Body, j: usize, own: Vec<Stmt>, group: &[usize], replacement: 
             out.push(t.clone());
         }
     }
-    Body { stmts: out, result: body.result.clone() }
+    Body { stmts: out.into(), result: body.result.clone() }
 }
 
 /// `reduce op ne (map f xs)` (the map's results used only by reduces) → one
@@ -471,7 +474,7 @@ pub fn fuse_map_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
                 params,
                 init,
                 form: crate::ir::LoopForm::For { index, bound: *width },
-                body: Body { stmts, result },
+                body: Body { stmts: stmts.into(), result },
             },
             span,
         };
@@ -519,7 +522,8 @@ pub fn sink_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
             for &k in &group {
                 let r = &body.stmts[k];
                 let mut subst: HashMap<Var, Atom> = s.binds.iter().copied().zip(b.result.iter().copied()).collect();
-                let renamed = rename_body(cx.vars, &Body { stmts: vec![r.clone()], result: Vec::new() }, &mut subst);
+                let renamed =
+                    rename_body(cx.vars, &Body { stmts: vec![r.clone()].into(), result: Vec::new() }, &mut subst);
                 result.extend(renamed.stmts[0].binds.iter().map(|v| Atom::Var(*v)));
                 stmts.extend(renamed.stmts);
             }
@@ -652,7 +656,7 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
                 .collect();
             let new_index = cx.vars.fresh(&cx.vars.base_name(*index).to_string(), IrType::I64);
             subst.insert(*index, Atom::Var(new_index));
-            let renamed = rename_body(cx.vars, &Body { stmts, result: results }, &mut subst);
+            let renamed = rename_body(cx.vars, &Body { stmts: stmts.into(), result: results }, &mut subst);
             out.push(Stmt {
                 binds: g.iter().map(|j| s.binds[*j]).collect(),
                 expr: Expr::Loop {
@@ -665,7 +669,7 @@ pub fn loop_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
             });
         }
         out.extend(body.stmts[k + 1..].iter().cloned());
-        return Some(Body { stmts: out, result: body.result.clone() });
+        return Some(Body { stmts: out.into(), result: body.result.clone() });
     }
     None
 }

@@ -172,7 +172,7 @@ pub(super) fn each_stmt(
             }
         }
     }
-    out.map(|stmts| Body { stmts, result: body.result.clone() })
+    out.map(|stmts| Body { stmts: stmts.into(), result: body.result.clone() })
 }
 
 /// `s` with its expression replaced (same binders and span).
@@ -344,7 +344,7 @@ fn dead_loop_state(cx: &mut Cx, body: &Body) -> Option<Body> {
             out.push(s.clone());
         }
     }
-    Some(Body { stmts: out?, result: body.result.clone() })
+    Some(Body { stmts: out?.into(), result: body.result.clone() })
 }
 
 /// The loop `s` without one piece of state that nothing reads, or `None`
@@ -566,7 +566,8 @@ fn cse_body(cx: &Cx, body: &mut Body, table: &mut HashMap<CseKey, Vec<Var>>, sub
     let mut changed = false;
     let mut added = Vec::new();
     for mut s in std::mem::take(&mut body.stmts) {
-        walk::substitute_expr(&mut s.expr, subst);
+        // The nested bodies' operands are substituted by the calls below.
+        walk::substitute_operands(&mut s.expr, subst);
         for b in s.expr.bodies_mut() {
             changed |= cse_body(cx, b, table, subst);
         }
@@ -655,7 +656,7 @@ fn simplify_if(cx: &mut Cx, body: &Body) -> Option<Body> {
         Expr::Select(_, a, b) if same_atom(*a, *b) => Some(vec![with_expr(s, Expr::Atom(*a))]),
         Expr::If { cond: Atom::Const(Const::Bool(c)), then_body, else_body } => {
             let branch = if *c { then_body } else { else_body };
-            let mut out = branch.stmts.clone();
+            let mut out = (*branch.stmts).clone();
             out.extend(s.binds.iter().zip(&branch.result).map(|(b, a)| let_atom(s, *b, *a)));
             Some(out)
         }
@@ -743,7 +744,7 @@ fn map_replicate_arg(cx: &mut Cx, body: &Body) -> Option<Body> {
             }
         }
         prelude.extend(lam.body.stmts.iter().cloned());
-        let lam = Lambda { params, body: Body { stmts: prelude, result: lam.body.result.clone() } };
+        let lam = Lambda { params, body: Body { stmts: prelude.into(), result: lam.body.result.clone() } };
         out.push(with_expr(s, Expr::Map { width: *width, lam, arrays: kept }));
         Some(out)
     })
@@ -857,7 +858,7 @@ fn fuse_map_map(cx: &mut Cx, body: &Body) -> Option<Body> {
                     out.push(t.clone());
                 }
             }
-            return Some(Body { stmts: out, result: body.result.clone() });
+            return Some(Body { stmts: out.into(), result: body.result.clone() });
         }
     }
     None

@@ -449,7 +449,7 @@ fn replace_children(body: &Body, new: Vec<((usize, usize), Body)>) -> Body {
         stmts.push(crate::ir::Stmt { binds: st.binds.clone(), expr, span: st.span });
     }
     debug_assert!(new.next().is_none(), "every replaced child exists");
-    Body { stmts, result: body.result.clone() }
+    Body { stmts: stmts.into(), result: body.result.clone() }
 }
 
 fn one(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {

@@ -42,8 +42,14 @@ pub fn substitute(body: &mut Body, subst: &HashMap<Var, Atom>) {
     if subst.is_empty() {
         return;
     }
-    for s in &mut body.stmts {
-        substitute_expr(&mut s.expr, subst);
+    // Only the statements that mention a key are written, so nested bodies
+    // that do not are not copied (Note [Shared statement lists]).
+    let hits: Vec<usize> = (0..body.stmts.len()).filter(|&i| mentions(&body.stmts[i].expr, subst)).collect();
+    if !hits.is_empty() {
+        let stmts = &mut *body.stmts;
+        for i in hits {
+            substitute_expr(&mut stmts[i].expr, subst);
+        }
     }
     for a in &mut body.result {
         sub_atom(a, subst);
@@ -64,11 +70,28 @@ fn sub_var(v: &mut Var, subst: &HashMap<Var, Atom>) {
     }
 }
 
-pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
+/// Substitutes `e`'s own operands, not those in its nested bodies (for a
+/// caller that visits those itself).
+pub fn substitute_operands(e: &mut Expr, subst: &HashMap<Var, Atom>) {
     e.map_operands(|o| match o {
         Operand::Atom(a) => sub_atom(a, subst),
         Operand::Array(v) => sub_var(v, subst),
     });
+}
+
+/// Whether `e` (nested bodies included) uses a key of `subst`.
+fn mentions(e: &Expr, subst: &HashMap<Var, Atom>) -> bool {
+    let mut found = false;
+    e.for_each_operand(|a| found |= matches!(a, Atom::Var(v) if subst.contains_key(&v)));
+    found
+        || e.bodies().iter().any(|b| {
+            b.stmts.iter().any(|s| mentions(&s.expr, subst))
+                || b.result.iter().any(|a| matches!(a, Atom::Var(v) if subst.contains_key(v)))
+        })
+}
+
+pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
+    substitute_operands(e, subst);
     for b in e.bodies_mut() {
         substitute(b, subst);
     }
