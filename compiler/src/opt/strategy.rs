@@ -143,6 +143,10 @@ pub enum Fact {
 pub struct Flags {
     /// Allow `x * 0.0 → 0.0` on floats (unsound for infinite or NaN `x`).
     pub float_zero: bool,
+    /// Sweep every body in every round of `normalize`, even those Note
+    /// [Clean bodies] lets the engine skip: slower, the same normal form
+    /// (a test compares the two).
+    pub sweep_all: bool,
 }
 
 /// The context of one run: shared by every rule application on one program.
@@ -163,6 +167,27 @@ pub struct Cx<'v> {
     pub flags: Flags,
     /// How many rule applications succeeded (for tests and statistics).
     pub rewrites: u64,
+    /// Counts the changes to the facts above (one tick per `account`).
+    clock: u64,
+    /// Scratch for `account`: the `clock` at which a variable was last seen.
+    seen: Vec<u64>,
+    /// For each variable, the `clock` of the last change to its use count
+    /// or facts (Note [Clean bodies]).
+    touched: Vec<u64>,
+    /// Bodies already a normal form of a `normalize`'s strategy.
+    clean: HashMap<(usize, usize), Clean>,
+}
+
+/// A body found to be a normal form: nothing of the strategy applied to it
+/// or below it at `clock` time `at` (Note [Clean bodies]).
+struct Clean {
+    /// Keeps the statement list alive, so its address names it.
+    stmts: crate::ir::Shared<Vec<Stmt>>,
+    result: Vec<Atom>,
+    at: u64,
+    /// Every variable the body's own statements and result mention (nested
+    /// bodies have records of their own), closed under the facts' variables.
+    deps: Vec<Var>,
 }
 
 impl<'v> Cx<'v> {
@@ -178,6 +203,10 @@ impl<'v> Cx<'v> {
             fuel,
             flags: Flags::default(),
             rewrites: 0,
+            clock: 0,
+            seen: Vec::new(),
+            touched: Vec::new(),
+            clean: HashMap::default(),
         }
     }
 
@@ -187,6 +216,8 @@ impl<'v> Cx<'v> {
         self.facts.clear();
         self.consumed.clear();
         self.permutations.clear();
+        self.touched.clear();
+        self.clean.clear();
         self.size_eqs = (body.stmts.iter())
             .filter_map(|s| match &s.expr {
                 Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
@@ -256,32 +287,71 @@ impl<'v> Cx<'v> {
         let suffix = old_rest.iter().rev().zip(new_rest.iter().rev()).take_while(|(a, b)| a == b).count();
         let old_changed = &old_rest[..old_rest.len() - suffix];
         let new_changed = &new_rest[..new_rest.len() - suffix];
-        self.count(old_changed, &old.result, -1);
-        self.count(new_changed, &new.result, 1);
+        self.clock += 1;
+        // Only net changes touch: a variable the rewrite uses as often as
+        // before is not touched (Note [Clean bodies]). `seen` marks, by the
+        // clock, the variables whose count before this rewrite is in `before`.
+        let (uses, seen, clock) = (&mut self.uses, &mut self.seen, self.clock);
+        let mut before: Vec<(Var, u32)> = Vec::new();
+        let mut add = |stmts: &[Stmt], result: &[Atom], d: i64| {
+            let mut one = |v: Var| {
+                let i = v.0 as usize;
+                if uses.len() <= i {
+                    uses.resize(i + 1, 0);
+                }
+                if seen.len() <= i {
+                    seen.resize(i + 1, 0);
+                }
+                if seen[i] != clock {
+                    seen[i] = clock;
+                    before.push((v, uses[i]));
+                }
+                uses[i] = (uses[i] as i64 + d).max(0) as u32;
+            };
+            walk::for_each_use_in(stmts, &mut one);
+            result.iter().filter_map(|a| a.var()).for_each(one);
+        };
+        add(old_changed, &old.result, -1);
+        add(new_changed, &new.result, 1);
+        for (v, count) in before {
+            if self.uses[v.0 as usize] != count {
+                touch(&mut self.touched, v, clock);
+            }
+        }
         self.learn(new_changed);
     }
 
     /// Adds `delta` to the use count of every variable `stmts` and `result` read.
-    fn count(&mut self, stmts: &[Stmt], result: &[Atom], delta: i32) {
-        let uses = &mut self.uses;
-        let mut add = |v: Var| {
-            let i = v.0 as usize;
-            if uses.len() <= i {
-                uses.resize(i + 1, 0);
-            }
-            uses[i] = (uses[i] as i64 + delta as i64).max(0) as u32;
-        };
-        walk::for_each_use_in(stmts, &mut add);
-        result.iter().filter_map(|a| a.var()).for_each(add);
+    fn count(&mut self, stmts: &[Stmt], result: &[Atom], delta: i64) {
+        walk::for_each_use_in(stmts, &mut |v| self.add_uses(v, delta));
+        result.iter().filter_map(|a| a.var()).for_each(|v| self.add_uses(v, delta));
+    }
+
+    fn add_uses(&mut self, v: Var, delta: i64) {
+        let i = v.0 as usize;
+        if self.uses.len() <= i {
+            self.uses.resize(i + 1, 0);
+        }
+        self.uses[i] = (self.uses[i] as i64 + delta).max(0) as u32;
+        touch(&mut self.touched, v, self.clock);
     }
 
     fn learn(&mut self, stmts: &[Stmt]) {
         let (facts, consumed, permutations) = (&mut self.facts, &mut self.consumed, &mut self.permutations);
+        let (touched, clock) = (&mut self.touched, self.clock);
         let mut visit = |s: &Stmt| {
             if let Expr::Argsort { .. } = s.expr {
-                permutations.extend(s.binds.iter().copied());
+                for b in &s.binds {
+                    if permutations.insert(*b) {
+                        touch(touched, *b, clock);
+                    }
+                }
             }
-            consumed.extend(alias::consumed(&s.expr));
+            if let Some(v) = alias::consumed(&s.expr) {
+                if consumed.insert(v) {
+                    touch(touched, v, clock);
+                }
+            }
             match &s.expr {
                 Expr::Map { lam, arrays, .. } => {
                     for (p, a) in lam.params.iter().zip(arrays) {
@@ -289,11 +359,11 @@ impl<'v> Cx<'v> {
                             Some(Fact::Iota(n)) => Fact::Below(*n),
                             _ => Fact::Sub { array: *a, skip: 1 },
                         };
-                        facts.insert(*p, fact);
+                        learned(facts, touched, clock, *p, fact);
                     }
                 }
                 Expr::Loop { form: LoopForm::For { index, bound }, .. } => {
-                    facts.insert(*index, Fact::Below(*bound));
+                    learned(facts, touched, clock, *index, Fact::Below(*bound));
                 }
                 _ => {}
             }
@@ -314,7 +384,7 @@ impl<'v> Cx<'v> {
             if let Some(f) = fact {
                 for b in &s.binds {
                     if !matches!(f, Fact::Atom(_) | Fact::Replicate { .. } | Fact::Iota(_)) || s.binds.len() == 1 {
-                        facts.insert(*b, f);
+                        learned(facts, touched, clock, *b, f);
                     }
                 }
             }
@@ -325,6 +395,44 @@ impl<'v> Cx<'v> {
         }
     }
 
+    /// Whether `body` is known to be a normal form of the strategy `key`
+    /// names, and nothing it depends on changed since (Note [Clean bodies]).
+    fn is_clean(&self, key: usize, body: &Body) -> bool {
+        let Some(c) = self.clean.get(&(key, clean_address(body))) else { return false };
+        crate::ir::Shared::same(&c.stmts, &body.stmts)
+            && c.result == body.result
+            && c.deps.iter().all(|v| self.touched.get(v.0 as usize).is_none_or(|t| *t <= c.at))
+            && body.stmts.iter().all(|s| s.expr.bodies().into_iter().all(|b| self.is_clean(key, b)))
+    }
+
+    /// Records that `body` was a normal form of the strategy `key` at time
+    /// `at`. What the record lists are the variables of the body's own
+    /// statements; its children, swept just before, have their own records
+    /// (which [`Self::is_clean`] asks too).
+    fn mark_clean(&mut self, key: usize, body: &Body, at: u64) {
+        let mut deps: Vec<Var> = Vec::new();
+        for s in body.stmts.iter() {
+            mentioned_here(s, &mut |v| deps.push(v));
+            s.expr.for_each_operand(|a| deps.extend(a.var()));
+        }
+        deps.extend(body.result.iter().filter_map(|a| a.var()));
+        // What rules may ask through facts: `x`'s fact names `y`, whose fact matters too.
+        let mut seen: HashSet<Var> = deps.iter().copied().collect();
+        let mut work = deps.clone();
+        while let Some(v) = work.pop() {
+            for w in self.fact(v).map(fact_vars).unwrap_or_default() {
+                if seen.insert(w) {
+                    deps.push(w);
+                    work.push(w);
+                }
+            }
+        }
+        deps.sort_unstable();
+        deps.dedup();
+        let clean = Clean { stmts: body.stmts.clone(), result: body.result.clone(), at, deps };
+        self.clean.insert((key, clean_address(body)), clean);
+    }
+
     fn tick(&mut self, what: &dyn Fn() -> String) -> Result<(), Stop> {
         if self.fuel == 0 {
             return Err(Stop::OutOfFuel(what()));
@@ -332,6 +440,53 @@ impl<'v> Cx<'v> {
         self.fuel -= 1;
         Ok(())
     }
+}
+
+/// Records fact `f` of `v`; `v` is touched when that changes what is known
+/// (Note [Clean bodies]).
+fn learned(facts: &mut HashMap<Var, Fact>, touched: &mut Vec<u64>, clock: u64, v: Var, f: Fact) {
+    if facts.insert(v, f) != Some(f) {
+        touch(touched, v, clock);
+    }
+}
+
+fn touch(touched: &mut Vec<u64>, v: Var, clock: u64) {
+    let i = v.0 as usize;
+    if touched.len() <= i {
+        touched.resize(i + 1, 0);
+    }
+    touched[i] = clock;
+}
+
+/// Calls `f` on the variables `s` binds at its own level: its results,
+/// its lambdas' parameters, its loop's parameters and index.
+fn mentioned_here(s: &Stmt, f: &mut dyn FnMut(Var)) {
+    s.binds.iter().for_each(|v| f(*v));
+    for lam in s.expr.lambdas() {
+        lam.params.iter().for_each(|v| f(*v));
+    }
+    if let Expr::Loop { params, form, .. } = &s.expr {
+        params.iter().for_each(|v| f(*v));
+        if let LoopForm::For { index, .. } = form {
+            f(*index);
+        }
+    }
+}
+
+/// The variables a fact names.
+fn fact_vars(f: Fact) -> Vec<Var> {
+    let atoms: Vec<Atom> = match f {
+        Fact::Atom(a) | Fact::Iota(a) | Fact::Below(a) => vec![a],
+        Fact::Replicate { count, value } => vec![count, value],
+        Fact::Mapped { width } => vec![width],
+        Fact::Shape { array, .. } | Fact::Sub { array, .. } => vec![Atom::Var(array)],
+    };
+    atoms.into_iter().filter_map(|a| a.var()).collect()
+}
+
+/// A body's name in the record of clean bodies: its statement list's address.
+fn clean_address(body: &Body) -> usize {
+    crate::ir::Shared::address(&body.stmts)
 }
 
 fn failed(s: &Strategy) -> Stop {
@@ -509,10 +664,19 @@ fn some(cx: &mut Cx, body: &Body, s: &Strategy, a: Step) -> Res {
 /// lets its parent simplify: nested `if`s collapse in one round instead of
 /// one level per round). Never fails; `Same` when nothing changed anywhere.
 fn sweep(cx: &mut Cx, a: &Strategy, s: &Strategy, body: &Body) -> Res {
+    let key = a as *const Strategy as usize;
+    if !cx.flags.sweep_all && cx.is_clean(key, body) {
+        return Ok(Outcome::Same);
+    }
+    let at = cx.clock;
     let here = local_fixpoint(cx, a, body)?;
     let t = here.as_ref().unwrap_or(body);
     match all(cx, t, s, &|cx, c| sweep(cx, a, s, c))? {
         Outcome::New(n) => Ok(Outcome::New(local_fixpoint(cx, a, &n)?.unwrap_or(n))),
+        Outcome::Same if here.is_none() => {
+            cx.mark_clean(key, body, at);
+            Ok(Outcome::Same)
+        }
         Outcome::Same => Ok(here.map_or(Outcome::Same, Outcome::New)),
     }
 }
@@ -604,6 +768,28 @@ pub fn run_program(
 // `repeat` stops when its strategy succeeds without changing anything, which
 // in ELEVATE would loop forever (`repeat(try(s))`).
 //
+// Note [Clean bodies]
+// ~~~~~~~~~~~~~~~~~~~
+// `normalize` sweeps the tree until a whole sweep changes nothing, so every
+// body is tried at least once after the last change anywhere: about half of
+// all rule attempts went to bodies nothing had touched. So a body whose sweep
+// changed nothing — no rule applied to it or below it — is recorded as clean
+// for that strategy, with the clock time and the variables it mentions, and
+// a later sweep skips it when it is the same body (the same shared statement
+// list, Note [Shared statement lists], and the same result) and none of those
+// variables has had its use count or facts changed since.
+//
+// That is all a rule can see beyond the body itself. Rules read the body,
+// and the use counts and facts of variables. In SSA the uses of a variable
+// bound in the body are all inside it, so only the counts of variables bound
+// outside can change from outside; facts name other variables (`Sub { array
+// }`, `Below(n)`), so the recorded set is closed under the variables facts
+// name. The rest of `Cx` is fixed for the function (`size_eqs`, `recomputed`)
+// or is tracked the same way (`consumed`, `permutations`: their variables are
+// touched when learned). A skipped body would have failed every rule, so the
+// normal form is the same; only fresh variable numbers can differ, where a
+// failing rule had allocated names before failing.
+//
 // Note [Use counts]
 // ~~~~~~~~~~~~~~~~~
 // Rules need global facts: how often a variable is used (dead code, single
@@ -621,3 +807,97 @@ pub fn run_program(
 // with a failing child) accounts the rollback the same way. Value facts
 // (`Fact`) are only added: they describe values, which rewrites preserve, so
 // a fact learned from a statement that was later rewritten stays true.
+
+#[cfg(test)]
+mod tests {
+    //! Note [Clean bodies]: what keeps a recorded body clean and what does not.
+
+    use super::*;
+    use crate::ir::{BinOp, IrType};
+
+    fn stmt(binds: &[Var], expr: Expr) -> Stmt {
+        Stmt { binds: binds.to_vec(), expr, span: Default::default() }
+    }
+
+    fn body(stmts: Vec<Stmt>, result: &[Var]) -> Body {
+        Body { stmts: stmts.into(), result: result.iter().map(|v| Atom::Var(*v)).collect() }
+    }
+
+    fn add(to: Var, one: f64) -> Expr {
+        Expr::Binary(BinOp::Add, Atom::Var(to), Atom::f64(one))
+    }
+
+    /// A function `let x = p + 1; let w = x + 2; let a = replicate n p` and
+    /// a body `let y = x + 3; let e = a[i] in y + e` nested somewhere in it, recorded clean.
+    struct Setup {
+        vars: VarTable,
+        x: Var,
+        w: Var,
+        a: Var,
+        n: Var,
+        p: Var,
+        func: Body,
+        nested: Body,
+    }
+
+    fn setup() -> Setup {
+        let mut vars = VarTable::default();
+        let f = IrType::F64;
+        let [p, x, w, y, e] = ["p", "x", "w", "y", "e"].map(|n| vars.fresh(n, f));
+        let [n, i] = ["n", "i"].map(|s| vars.fresh(s, IrType::I64));
+        let a = vars.fresh("a", IrType::array(crate::types::ScalarType::F64, 1));
+        let func = body(
+            vec![
+                stmt(&[x], add(p, 1.0)),
+                stmt(&[w], add(x, 2.0)),
+                stmt(&[a], Expr::Replicate { count: Atom::Var(n), value: Atom::Var(p) }),
+            ],
+            &[w],
+        );
+        let nested = body(
+            vec![stmt(&[y], add(x, 3.0)), stmt(&[e], Expr::Index { array: a, indices: vec![Atom::Var(i)] })],
+            &[y, e],
+        );
+        Setup { vars, x, w, a, n, p, func, nested }
+    }
+
+    const KEY: usize = 1;
+
+    #[test]
+    fn a_recorded_body_stays_clean_until_what_it_mentions_changes() {
+        let Setup { mut vars, x, w, p, func, nested, .. } = setup();
+        let mut cx = Cx::new(&mut vars, 100);
+        cx.enter_function(&func);
+        cx.mark_clean(KEY, &nested, cx.clock);
+        assert!(cx.is_clean(KEY, &nested));
+        assert!(cx.is_clean(KEY, &nested.clone()), "a copy shares the statement list");
+        let rebuilt = body(nested.stmts.to_vec(), &[]);
+        assert!(!cx.is_clean(KEY, &rebuilt), "another list is another body");
+
+        // A rewrite that changes nothing the body depends on (the uses of
+        // `p`, which `a`'s fact names, are as many as before): still clean.
+        let other = body(vec![stmt(&[w], add(p, 2.0))], &[w]);
+        let renamed = body(vec![stmt(&[w], add(p, 4.0))], &[w]);
+        cx.account(&other, &renamed);
+        assert!(cx.is_clean(KEY, &nested));
+
+        // A rewrite that drops a use of `x` (which the body reads): not clean.
+        let uses_x = body(vec![stmt(&[w], add(x, 2.0))], &[w]);
+        cx.account(&uses_x, &other);
+        assert!(!cx.is_clean(KEY, &nested));
+    }
+
+    #[test]
+    fn a_new_fact_of_a_variable_named_by_a_fact_makes_the_body_dirty() {
+        let Setup { mut vars, a, n, p, func, nested, .. } = setup();
+        let mut cx = Cx::new(&mut vars, 100);
+        cx.enter_function(&func);
+        cx.mark_clean(KEY, &nested, cx.clock);
+        // `e = a[i]` has the fact `Sub { array: a }`; `a`'s fact `Replicate { n, p }`
+        // names `n`: a new fact of `n` reaches the body through that chain.
+        let before = body(vec![stmt(&[n], Expr::Shape { array: a, dim: 0 })], &[]);
+        let after = body(vec![stmt(&[n], Expr::Iota(Atom::Var(p)))], &[]);
+        cx.account(&before, &after);
+        assert!(!cx.is_clean(KEY, &nested));
+    }
+}
