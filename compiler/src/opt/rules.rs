@@ -755,8 +755,9 @@ fn map_replicate_arg(cx: &mut Cx, body: &Body) -> Option<Body> {
 fn map_identity(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
         let Expr::Map { width, lam, arrays } = &s.expr else { return None };
-        let mut inner = HashSet::default();
-        walk::bound_in(&lam.body, &mut inner);
+        // A result the lambda computes is bound at the top level of its body
+        // (nothing bound deeper is in scope there), so that is all to look at.
+        let inner = |v: &Var| lam.body.stmts.iter().any(|st| st.binds.contains(v));
         let mut after = Vec::new();
         let mut keep = Vec::new();
         for (b, r) in s.binds.iter().zip(&lam.body.result) {
@@ -773,7 +774,7 @@ fn map_identity(cx: &mut Cx, body: &Body) -> Option<Body> {
                     after.push(with_expr(&let_atom(s, *b, *r), Expr::Replicate { count: *width, value: *r }));
                     keep.push(false);
                 }
-                (None, Atom::Var(v)) if !inner.contains(v) && !lam.params.contains(v) => {
+                (None, Atom::Var(v)) if !inner(v) && !lam.params.contains(v) => {
                     after.push(with_expr(&let_atom(s, *b, *r), Expr::Replicate { count: *width, value: *r }));
                     keep.push(false);
                 }
