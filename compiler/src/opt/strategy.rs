@@ -877,8 +877,8 @@ mod tests {
         // A rewrite that changes nothing the body depends on (the uses of
         // `p`, which `a`'s fact names, are as many as before): still clean.
         let other = body(vec![stmt(&[w], add(p, 2.0))], &[w]);
-        let renamed = body(vec![stmt(&[w], add(p, 4.0))], &[w]);
-        cx.account(&other, &renamed);
+        let changed = body(vec![stmt(&[w], add(p, 4.0))], &[w]);
+        cx.account(&other, &changed);
         assert!(cx.is_clean(KEY, &nested));
 
         // A rewrite that drops a use of `x` (which the body reads): not clean.
