@@ -333,7 +333,6 @@ impl<'v> Cx<'v> {
             self.uses.resize(i + 1, 0);
         }
         self.uses[i] = (self.uses[i] as i64 + delta).max(0) as u32;
-        touch(&mut self.touched, v, self.clock);
     }
 
     fn learn(&mut self, stmts: &[Stmt]) {
@@ -416,11 +415,17 @@ impl<'v> Cx<'v> {
             s.expr.for_each_operand(|a| deps.extend(a.var()));
         }
         deps.extend(body.result.iter().filter_map(|a| a.var()));
-        // What rules may ask through facts: `x`'s fact names `y`, whose fact matters too.
+        // What rules may ask through facts (`x`'s fact names `y`, whose fact
+        // matters too) and through the function's size checks (`n == m`).
         let mut seen: HashSet<Var> = deps.iter().copied().collect();
         let mut work = deps.clone();
         while let Some(v) = work.pop() {
-            for w in self.fact(v).map(fact_vars).unwrap_or_default() {
+            let equal = self.size_eqs.iter().filter_map(|&(a, b)| match (a, b) {
+                (Atom::Var(x), other) | (other, Atom::Var(x)) if x == v => other.var(),
+                _ => None,
+            });
+            let named: Vec<Var> = self.fact(v).map(fact_vars).unwrap_or_default().into_iter().chain(equal).collect();
+            for w in named {
                 if seen.insert(w) {
                     deps.push(w);
                     work.push(w);
@@ -784,7 +789,8 @@ pub fn run_program(
 // bound in the body are all inside it, so only the counts of variables bound
 // outside can change from outside; facts name other variables (`Sub { array
 // }`, `Below(n)`), so the recorded set is closed under the variables facts
-// name. The rest of `Cx` is fixed for the function (`size_eqs`, `recomputed`)
+// name, and under the function's size checks (a rule may relate `n` to `m`
+// through `n == m`). The rest of `Cx` is fixed for the function (`size_eqs`, `recomputed`)
 // or is tracked the same way (`consumed`, `permutations`: their variables are
 // touched when learned). A skipped body would have failed every rule, so the
 // normal form is the same; only fresh variable numbers can differ, where a
