@@ -790,11 +790,19 @@ pub fn run_program(
 // outside can change from outside; facts name other variables (`Sub { array
 // }`, `Below(n)`), so the recorded set is closed under the variables facts
 // name, and under the function's size checks (a rule may relate `n` to `m`
-// through `n == m`). The rest of `Cx` is fixed for the function (`size_eqs`, `recomputed`)
-// or is tracked the same way (`consumed`, `permutations`: their variables are
-// touched when learned). A skipped body would have failed every rule, so the
-// normal form is the same; only fresh variable numbers can differ, where a
-// failing rule had allocated names before failing.
+// through `n == m`). The rest of `Cx` is fixed for the function
+// (`size_eqs`, `recomputed`) or is tracked the same way (`consumed`,
+// `permutations`: their variables are touched when learned). A skipped body
+// would have failed every rule, so the normal form is the same; only fresh
+// variable numbers can differ, where a failing rule had allocated names
+// before failing.
+//
+// A record lists the variables of its body's own statements; `is_clean`
+// asks the records of the nested bodies too, so recording costs the body's
+// top level, not its subtree. On the example and test programs the
+// variables never decide (with them ignored, every program optimises to the
+// same text), so the unit tests at the end of this file are what exercise
+// them.
 //
 // Note [Use counts]
 // ~~~~~~~~~~~~~~~~~
