@@ -176,6 +176,8 @@ pub struct Cx<'v> {
     touched: Vec<u64>,
     /// Bodies already a normal form of a `normalize`'s strategy.
     clean: HashMap<(usize, usize), Clean>,
+    /// For each variable, the variables `size_eqs` says equal to it.
+    size_partners: HashMap<Var, Vec<Var>>,
 }
 
 /// A body found to be a normal form: nothing of the strategy applied to it
@@ -207,6 +209,7 @@ impl<'v> Cx<'v> {
             seen: Vec::new(),
             touched: Vec::new(),
             clean: HashMap::default(),
+            size_partners: HashMap::default(),
         }
     }
 
@@ -226,6 +229,13 @@ impl<'v> Cx<'v> {
                 _ => None,
             })
             .collect();
+        self.size_partners.clear();
+        for &(a, b) in &self.size_eqs {
+            if let (Atom::Var(x), Atom::Var(y)) = (a, b) {
+                self.size_partners.entry(x).or_default().push(y);
+                self.size_partners.entry(y).or_default().push(x);
+            }
+        }
         self.count(&body.stmts, &body.result, 1);
         self.learn(&body.stmts);
     }
@@ -420,10 +430,7 @@ impl<'v> Cx<'v> {
         let mut seen: HashSet<Var> = deps.iter().copied().collect();
         let mut work = deps.clone();
         while let Some(v) = work.pop() {
-            let equal = self.size_eqs.iter().filter_map(|&(a, b)| match (a, b) {
-                (Atom::Var(x), other) | (other, Atom::Var(x)) if x == v => other.var(),
-                _ => None,
-            });
+            let equal = self.size_partners.get(&v).into_iter().flatten().copied();
             let named: Vec<Var> = self.fact(v).map(fact_vars).unwrap_or_default().into_iter().chain(equal).collect();
             for w in named {
                 if seen.insert(w) {
