@@ -128,15 +128,6 @@ where
     }
 }
 
-impl<T: Clone, A> Extend<A> for Shared<T>
-where
-    T: Extend<A>,
-{
-    fn extend<I: IntoIterator<Item = A>>(&mut self, iter: I) {
-        Arc::make_mut(&mut self.0).extend(iter)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::Shared;

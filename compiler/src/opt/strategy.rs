@@ -169,7 +169,7 @@ pub struct Cx<'v> {
     pub rewrites: u64,
     /// Counts the changes to the facts above (one tick per `account`).
     clock: u64,
-    /// Scratch for `account`: the `clock` at which a variable was last seen.
+    /// Scratch for `count`: the `clock` at which a variable was last seen.
     seen: Vec<u64>,
     /// For each variable, the `clock` of the last change to its use count
     /// or facts (Note [Clean bodies]).
@@ -188,7 +188,8 @@ struct Clean {
     result: Vec<Atom>,
     at: u64,
     /// Every variable the body's own statements and result mention (nested
-    /// bodies have records of their own), closed under the facts' variables.
+    /// bodies have records of their own), closed under the variables facts
+    /// name and the function's size checks relate.
     deps: Vec<Var>,
 }
 
@@ -236,7 +237,7 @@ impl<'v> Cx<'v> {
                 self.size_partners.entry(y).or_default().push(x);
             }
         }
-        self.count(&body.stmts, &body.result, 1);
+        self.count(&body.stmts, &body.result, 1, &mut Vec::new());
         self.learn(&body.stmts);
     }
 
@@ -299,50 +300,38 @@ impl<'v> Cx<'v> {
         let new_changed = &new_rest[..new_rest.len() - suffix];
         self.clock += 1;
         // Only net changes touch: a variable the rewrite uses as often as
-        // before is not touched (Note [Clean bodies]). `seen` marks, by the
-        // clock, the variables whose count before this rewrite is in `before`.
-        let (uses, seen, clock) = (&mut self.uses, &mut self.seen, self.clock);
-        let mut before: Vec<(Var, u32)> = Vec::new();
-        let mut add = |stmts: &[Stmt], result: &[Atom], d: i64| {
-            let mut one = |v: Var| {
-                let i = v.0 as usize;
-                if uses.len() <= i {
-                    uses.resize(i + 1, 0);
-                }
-                if seen.len() <= i {
-                    seen.resize(i + 1, 0);
-                }
-                if seen[i] != clock {
-                    seen[i] = clock;
-                    before.push((v, uses[i]));
-                }
-                uses[i] = (uses[i] as i64 + d).max(0) as u32;
-            };
-            walk::for_each_use_in(stmts, &mut one);
-            result.iter().filter_map(|a| a.var()).for_each(one);
-        };
-        add(old_changed, &old.result, -1);
-        add(new_changed, &new.result, 1);
+        // before is not touched (Note [Clean bodies]).
+        let mut before = Vec::new();
+        self.count(old_changed, &old.result, -1, &mut before);
+        self.count(new_changed, &new.result, 1, &mut before);
         for (v, count) in before {
             if self.uses[v.0 as usize] != count {
-                touch(&mut self.touched, v, clock);
+                touch(&mut self.touched, v, self.clock);
             }
         }
         self.learn(new_changed);
     }
 
-    /// Adds `delta` to the use count of every variable `stmts` and `result` read.
-    fn count(&mut self, stmts: &[Stmt], result: &[Atom], delta: i64) {
-        walk::for_each_use_in(stmts, &mut |v| self.add_uses(v, delta));
-        result.iter().filter_map(|a| a.var()).for_each(|v| self.add_uses(v, delta));
-    }
-
-    fn add_uses(&mut self, v: Var, delta: i64) {
-        let i = v.0 as usize;
-        if self.uses.len() <= i {
-            self.uses.resize(i + 1, 0);
-        }
-        self.uses[i] = (self.uses[i] as i64 + delta).max(0) as u32;
+    /// Adds `delta` to the use count of every variable `stmts` and `result`
+    /// read. A variable seen for the first time in this tick of the clock
+    /// goes into `before` with its count before the tick.
+    fn count(&mut self, stmts: &[Stmt], result: &[Atom], delta: i64, before: &mut Vec<(Var, u32)>) {
+        let mut one = |v: Var| {
+            let i = v.0 as usize;
+            if self.uses.len() <= i {
+                self.uses.resize(i + 1, 0);
+            }
+            if self.seen.len() <= i {
+                self.seen.resize(i + 1, 0);
+            }
+            if self.seen[i] != self.clock {
+                self.seen[i] = self.clock;
+                before.push((v, self.uses[i]));
+            }
+            self.uses[i] = (self.uses[i] as i64 + delta).max(0) as u32;
+        };
+        walk::for_each_use_in(stmts, &mut one);
+        result.iter().filter_map(|a| a.var()).for_each(one);
     }
 
     fn learn(&mut self, stmts: &[Stmt]) {
@@ -884,12 +873,18 @@ mod tests {
 
     const KEY: usize = 1;
 
+    /// A run on `func` with `nested` recorded clean.
+    fn recorded<'v>(vars: &'v mut VarTable, func: &Body, nested: &Body) -> Cx<'v> {
+        let mut cx = Cx::new(vars, 100);
+        cx.enter_function(func);
+        cx.mark_clean(KEY, nested, cx.clock);
+        cx
+    }
+
     #[test]
     fn a_recorded_body_stays_clean_until_what_it_mentions_changes() {
         let Setup { mut vars, x, w, p, func, nested, .. } = setup();
-        let mut cx = Cx::new(&mut vars, 100);
-        cx.enter_function(&func);
-        cx.mark_clean(KEY, &nested, cx.clock);
+        let mut cx = recorded(&mut vars, &func, &nested);
         assert!(cx.is_clean(KEY, &nested));
         assert!(cx.is_clean(KEY, &nested.clone()), "a copy shares the statement list");
         let rebuilt = body(nested.stmts.to_vec(), &[]);
@@ -911,9 +906,7 @@ mod tests {
     #[test]
     fn a_new_fact_of_a_variable_named_by_a_fact_makes_the_body_dirty() {
         let Setup { mut vars, a, n, p, func, nested, .. } = setup();
-        let mut cx = Cx::new(&mut vars, 100);
-        cx.enter_function(&func);
-        cx.mark_clean(KEY, &nested, cx.clock);
+        let mut cx = recorded(&mut vars, &func, &nested);
         // `e = a[i]` has the fact `Sub { array: a }`; `a`'s fact `Replicate { n, p }`
         // names `n`: a new fact of `n` reaches the body through that chain.
         let before = body(vec![stmt(&[n], Expr::Shape { array: a, dim: 0 })], &[]);

@@ -8,7 +8,7 @@
 //! (the callers' side condition).
 
 use crate::hash::{HashMap, HashSet};
-use crate::ir::{Atom, BinOp, Body, Expr, LoopForm, Operand, Var};
+use crate::ir::{Atom, BinOp, Body, Expr, LoopForm, Operand, Stmt, Var};
 
 // The use and statement walks live in `ir::scope` (AD asks them too).
 pub use crate::ir::scope::{for_each_stmt, for_each_use, for_each_use_in};
@@ -44,7 +44,7 @@ pub fn substitute(body: &mut Body, subst: &HashMap<Var, Atom>) {
     }
     // Only the statements that mention a key are written, so nested bodies
     // that do not are not copied (Note [Shared statement lists]).
-    let hits: Vec<usize> = (0..body.stmts.len()).filter(|&i| mentions(&body.stmts[i].expr, subst)).collect();
+    let hits: Vec<usize> = (0..body.stmts.len()).filter(|&i| mentions(&body.stmts[i], subst)).collect();
     if !hits.is_empty() {
         let stmts = &mut *body.stmts;
         for i in hits {
@@ -79,15 +79,11 @@ pub fn substitute_operands(e: &mut Expr, subst: &HashMap<Var, Atom>) {
     });
 }
 
-/// Whether `e` (nested bodies included) uses a key of `subst`.
-fn mentions(e: &Expr, subst: &HashMap<Var, Atom>) -> bool {
+/// Whether `s` (nested bodies included) uses a key of `subst`.
+fn mentions(s: &Stmt, subst: &HashMap<Var, Atom>) -> bool {
     let mut found = false;
-    e.for_each_operand(|a| found |= matches!(a, Atom::Var(v) if subst.contains_key(&v)));
+    for_each_use_in(std::slice::from_ref(s), &mut |v| found |= subst.contains_key(&v));
     found
-        || e.bodies().iter().any(|b| {
-            b.stmts.iter().any(|s| mentions(&s.expr, subst))
-                || b.result.iter().any(|a| matches!(a, Atom::Var(v) if subst.contains_key(v)))
-        })
 }
 
 pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
