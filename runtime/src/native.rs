@@ -12,7 +12,8 @@
 //! - [`Ctx`] is `#[repr(C)]` with `while_limit` first: generated code loads
 //!   it at offset 0.
 //! - Every buffer of a call comes from the arena: a list of blocks, each
-//!   allocated with `std::alloc` (16-byte aligned, at least 16 bytes, zeroed),
+//!   allocated from the system allocator (16-byte aligned, at least 16 bytes,
+//!   zeroed; Note [Arena blocks come from the system allocator]),
 //!   so blocks have distinct address ranges. Blocks are freed by
 //!   [`slope_release`] (all blocks since a mark except those holding a kept
 //!   pointer) and by [`Ctx::reset`], which the caller runs after every call:
@@ -22,7 +23,7 @@
 //!   `f64`, as there).
 
 use crate::math;
-use std::alloc::{self, Layout};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 
 /// Alignment and minimum size of every arena block.
@@ -80,6 +81,19 @@ pub struct Ctx {
 // blocks instead filled the cache with sizes no later call asked for, and
 // every later call paid its page faults again: GradBench's ba8 jacobian ran
 // in 257 ms after ba1–ba7 against 90 ms on its own.
+
+// Note [Arena blocks come from the system allocator]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The arena asks `std::alloc::System` (glibc's malloc on Linux) for its
+// blocks, not the process's global allocator, so that generated code
+// allocates the same way under every host: the `slope` binary, a Python
+// interpreter, a C program. The binary's global allocator is mimalloc,
+// chosen for the compiler's many small allocations; for the arena's large
+// zeroed blocks it measured slower — GradBench's ba, replayed with
+// `scripts/message_scaling.py`, took 845 ms against 534 ms on one thread
+// when the arena went through mimalloc too, and 644 ms against 655 ms once
+// it asked the system allocator (glibc maps a large zeroed block fresh from
+// the kernel; what mimalloc does differently there was not investigated).
 
 /// The most bytes of freed blocks a [`Ctx`] keeps for reuse.
 pub const CACHE_BYTES: usize = 256 << 20;
@@ -184,7 +198,7 @@ impl Ctx {
                 b.ptr
             }
             // SAFETY: `layout` has a non-zero size.
-            None => unsafe { alloc::alloc_zeroed(layout) },
+            None => unsafe { System.alloc_zeroed(layout) },
         };
         if ptr.is_null() {
             return ptr;
@@ -231,14 +245,14 @@ impl Ctx {
         if size > CACHE_BYTES {
             // SAFETY: `b.ptr` was allocated with `b.layout` and is freed only
             // here, after which the entry is truncated away by every caller.
-            unsafe { alloc::dealloc(b.ptr, b.layout) };
+            unsafe { System.dealloc(b.ptr, b.layout) };
             return;
         }
         while self.cached + size > CACHE_BYTES || self.cache.len() >= CACHE_BLOCKS {
             let old = self.cache.pop_front().expect("a full cache holds a block");
             self.cached -= old.layout.size();
             // SAFETY: cached blocks are owned by the cache alone.
-            unsafe { alloc::dealloc(old.ptr, old.layout) };
+            unsafe { System.dealloc(old.ptr, old.layout) };
         }
         self.cached += size;
         self.cache.push_back(b);
@@ -248,7 +262,7 @@ impl Ctx {
     pub fn trim(&mut self) {
         for b in self.cache.drain(..) {
             // SAFETY: cached blocks are owned by the cache alone.
-            unsafe { alloc::dealloc(b.ptr, b.layout) };
+            unsafe { System.dealloc(b.ptr, b.layout) };
         }
         self.cached = 0;
     }

@@ -29,8 +29,12 @@ use std::time::{Duration, Instant};
 
 /// Bytes currently allocated and the peak since the last reset (see main.rs).
 pub mod memory {
-    use std::alloc::{GlobalAlloc, Layout, System};
+    use mimalloc::MiMalloc;
+    use std::alloc::{GlobalAlloc, Layout};
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The allocator underneath (Cargo.toml says why mimalloc).
+    static ALLOC: MiMalloc = MiMalloc;
 
     pub struct Counting;
 
@@ -46,23 +50,22 @@ pub mod memory {
         p
     }
 
-    // Every method forwards to the system allocator, none is left to the
-    // trait's default: `alloc_zeroed` is then calloc, which hands out fresh
-    // pages without writing them (the default writes every byte, on one
-    // thread, before the parallel loop that fills the block runs), and
-    // `realloc` can grow a large block in place.
+    // Every method forwards to mimalloc, none is left to the trait's
+    // default: mimalloc's `alloc_zeroed` skips zeroing memory fresh from the
+    // kernel (the default writes every byte), and `realloc` can grow a block
+    // in place.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            // SAFETY: forwards to the system allocator with the caller's layout.
-            counted(unsafe { System.alloc(layout) }, layout.size())
+            // SAFETY: forwards to mimalloc with the caller's layout.
+            counted(unsafe { ALLOC.alloc(layout) }, layout.size())
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             // SAFETY: as `alloc`.
-            counted(unsafe { System.alloc_zeroed(layout) }, layout.size())
+            counted(unsafe { ALLOC.alloc_zeroed(layout) }, layout.size())
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             // SAFETY: the caller's promises for `ptr`, `layout` and `new_size`, forwarded.
-            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            let p = unsafe { ALLOC.realloc(ptr, layout, new_size) };
             if !p.is_null() {
                 CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
             }
@@ -70,7 +73,7 @@ pub mod memory {
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
             // SAFETY: `ptr` was allocated by this allocator with this layout.
-            unsafe { System.dealloc(ptr, layout) };
+            unsafe { ALLOC.dealloc(ptr, layout) };
             CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
         }
     }

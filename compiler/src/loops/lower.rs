@@ -1917,7 +1917,7 @@ fn collect_sources(insts: &[Inst], out: &mut HashMap<LVar, Vec<LVar>>) {
                 };
                 out.entry(*dst).or_default().extend(from);
             }
-            i => i.blocks().into_iter().for_each(|b| collect_sources(b, out)),
+            i => i.blocks().for_each(|b| collect_sources(b, out)),
         }
     }
 }
@@ -2023,7 +2023,7 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
 
 /// Does any instruction of `insts` (nested blocks included) allocate?
 fn allocates(insts: &[Inst]) -> bool {
-    insts.iter().any(|i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })) || i.blocks().into_iter().any(allocates))
+    insts.iter().any(|i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })) || i.blocks().any(allocates))
 }
 
 /// Adds the uses of each variable in `b` (nested bodies included) to `uses`.

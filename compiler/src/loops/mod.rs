@@ -284,16 +284,22 @@ impl Rhs {
         }
     }
 
-    /// [`Self::operands`], mutably (same order).
-    pub fn operands_mut(&mut self) -> Vec<&mut Operand> {
+    /// [`Self::operands`], mutably (same order), without building a vector.
+    pub fn operands_mut(&mut self) -> impl Iterator<Item = &mut Operand> {
+        self.operand_slots().into_iter().flatten()
+    }
+
+    /// The operands, mutably, in order, padded with `None`: every
+    /// right-hand side reads at most three.
+    fn operand_slots(&mut self) -> [Option<&mut Operand>; 3] {
         match self {
-            Rhs::Use(a) | Rhs::Unary(_, a) | Rhs::Convert(_, a) => vec![a],
-            Rhs::Binary(_, a, b) => vec![a, b],
-            Rhs::Select(c, a, b) => vec![c, a, b],
-            Rhs::Load { base, index, .. } | Rhs::Offset { base, index, .. } => vec![base, index],
-            Rhs::InRange { index, bound } => vec![index, bound],
-            Rhs::Alloc { count, .. } => vec![count],
-            Rhs::Mark | Rhs::WhileLimit => Vec::new(),
+            Rhs::Use(a) | Rhs::Unary(_, a) | Rhs::Convert(_, a) | Rhs::Alloc { count: a, .. } => [Some(a), None, None],
+            Rhs::Binary(_, a, b)
+            | Rhs::Load { base: a, index: b, .. }
+            | Rhs::Offset { base: a, index: b, .. }
+            | Rhs::InRange { index: a, bound: b } => [Some(a), Some(b), None],
+            Rhs::Select(c, a, b) => [Some(c), Some(a), Some(b)],
+            Rhs::Mark | Rhs::WhileLimit => [None, None, None],
         }
     }
 
@@ -384,10 +390,14 @@ impl Rhs {
 impl Inst {
     /// The nested blocks, in order: a loop's body (a `while`'s condition
     /// first), an `if`'s branches. The one enumeration passes walk through.
-    pub fn blocks(&self) -> Vec<&[Inst]> {
-        let mut out = Vec::new();
-        self.for_each_block(|b| out.push(b));
-        out
+    pub fn blocks(&self) -> impl Iterator<Item = &[Inst]> {
+        let (first, second): (Option<&[Inst]>, Option<&[Inst]>) = match self {
+            Inst::For { body, .. } => (Some(body), None),
+            Inst::While { cond, body, .. } => (Some(cond), Some(body)),
+            Inst::If { then, els, .. } => (Some(then), Some(els)),
+            _ => (None, None),
+        };
+        first.into_iter().chain(second)
     }
 
     /// [`Self::blocks`] without building a vector (the loop optimiser's
@@ -407,14 +417,15 @@ impl Inst {
         }
     }
 
-    /// [`Self::blocks`], mutably (same order).
-    pub fn blocks_mut(&mut self) -> Vec<&mut Vec<Inst>> {
-        match self {
-            Inst::For { body, .. } => vec![body],
-            Inst::While { cond, body, .. } => vec![cond, body],
-            Inst::If { then, els, .. } => vec![then, els],
-            _ => Vec::new(),
-        }
+    /// [`Self::blocks`], mutably (same order), without building a vector.
+    pub fn blocks_mut(&mut self) -> impl Iterator<Item = &mut Vec<Inst>> {
+        let (first, second) = match self {
+            Inst::For { body, .. } => (Some(body), None),
+            Inst::While { cond, body, .. } => (Some(cond), Some(body)),
+            Inst::If { then, els, .. } => (Some(then), Some(els)),
+            _ => (None, None),
+        };
+        first.into_iter().chain(second)
     }
 
     /// The operands the instruction reads itself (not in nested blocks).
@@ -455,20 +466,22 @@ impl Inst {
         })
     }
 
-    /// [`Self::operands`], mutably (same order).
-    pub fn operands_mut(&mut self) -> Vec<&mut Operand> {
-        match self {
-            Inst::Let(_, r) => r.operands_mut(),
-            Inst::Store { base, index, value, .. } => vec![base, index, value],
-            Inst::Copy { dst, src, count, .. } => vec![dst, src, count],
-            Inst::Argsort { perm, keys, count, .. } => vec![perm, keys, count],
-            Inst::For { start, bound, .. } => vec![start, bound],
-            Inst::While { test, .. } => vec![test],
-            Inst::If { cond, .. } => vec![cond],
-            Inst::Fail { args, .. } => args.iter_mut().collect(),
-            Inst::Release { mark, keep } => std::iter::once(mark).chain(keep.iter_mut()).collect(),
-            Inst::Parallel { start, bound, args, .. } => [start, bound].into_iter().chain(args.iter_mut()).collect(),
-        }
+    /// [`Self::operands`], mutably (same order), without building a vector:
+    /// at most three fixed operands, then a list (a failure's arguments, a
+    /// release's kept pointers, a parallel loop's captures).
+    pub fn operands_mut(&mut self) -> impl Iterator<Item = &mut Operand> {
+        let (fixed, list): ([Option<&mut Operand>; 3], &mut [Operand]) = match self {
+            Inst::Let(_, r) => (r.operand_slots(), &mut []),
+            Inst::Store { base: a, index: b, value: c, .. }
+            | Inst::Copy { dst: a, src: b, count: c, .. }
+            | Inst::Argsort { perm: a, keys: b, count: c, .. } => ([Some(a), Some(b), Some(c)], &mut []),
+            Inst::For { start, bound, .. } => ([Some(start), Some(bound), None], &mut []),
+            Inst::While { test: a, .. } | Inst::If { cond: a, .. } => ([Some(a), None, None], &mut []),
+            Inst::Fail { args, .. } => ([None, None, None], args),
+            Inst::Release { mark, keep } => ([Some(mark), None, None], keep),
+            Inst::Parallel { start, bound, args, .. } => ([Some(start), Some(bound), None], args),
+        };
+        fixed.into_iter().flatten().chain(list)
     }
 
     /// The variable the instruction itself assigns (a `Let`'s, a `For`'s index).

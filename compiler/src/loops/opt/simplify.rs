@@ -17,8 +17,11 @@ const ROUNDS: usize = 10;
 
 pub fn run(f: &mut Func) {
     for _ in 0..ROUNDS {
-        let mut changed = propagate(f);
+        // One count serves both: the copies `propagate` removes are of
+        // variables no longer read, and it changes no other assignment
+        // count, which is all `fold_block` asks about.
         let counts = Counts::of(f);
+        let mut changed = propagate(f, &counts);
         changed |= fold_block(&mut f.body, &counts, &mut HashMap::default());
         changed |= dead(f);
         changed |= overwritten_stores(&mut f.body);
@@ -75,8 +78,7 @@ impl Counts {
 /// of a group of variables assigned only copies of each other and of one
 /// such operand (a loop-carried dimension that never changes: `d = n`
 /// before the loop, `d2 = d` and `d = d2` in it) by that operand.
-fn propagate(f: &mut Func) -> bool {
-    let counts = Counts::of(f);
+fn propagate(f: &mut Func, counts: &Counts) -> bool {
     // The operands each variable is assigned; `None`: something other than a copy.
     let mut sources: HashMap<LVar, Option<Vec<Operand>>> = HashMap::default();
     for_each_inst(&f.body, &mut |i| match i {
@@ -200,8 +202,8 @@ pub fn substitute(insts: &mut [Inst], subst: &HashMap<LVar, Operand>) {
 /// dominates every read: [`Counts::single`]).
 fn fold_block(insts: &mut Vec<Inst>, counts: &Counts, constants: &mut HashMap<LVar, Operand>) -> bool {
     let mut changed = false;
-    let mut out = Vec::with_capacity(insts.len());
-    for mut i in std::mem::take(insts) {
+    let mut goes = false;
+    for i in insts.iter_mut() {
         if !constants.is_empty() {
             for o in i.operands_mut() {
                 if let Some(c) = o.var().and_then(|v| constants.get(&v)) {
@@ -213,35 +215,44 @@ fn fold_block(insts: &mut Vec<Inst>, counts: &Counts, constants: &mut HashMap<LV
         for b in i.blocks_mut() {
             changed |= fold_block(b, counts, constants);
         }
-        match &mut i {
-            Inst::Let(v, rhs) => {
-                if let Some(o) = rhs.fold() {
-                    if *rhs != Rhs::Use(o) {
-                        *rhs = Rhs::Use(o);
-                        changed = true;
-                    }
-                    if matches!(o, Operand::Const(_)) && counts.single(*v) {
-                        constants.insert(*v, o);
-                    }
+        if let Inst::Let(v, rhs) = i {
+            if let Some(o) = rhs.fold() {
+                if *rhs != Rhs::Use(o) {
+                    *rhs = Rhs::Use(o);
+                    changed = true;
                 }
-                out.push(i);
+                if matches!(o, Operand::Const(_)) && counts.single(*v) {
+                    constants.insert(*v, o);
+                }
             }
-            Inst::If { cond: Operand::Const(Const::Bool(c)), then, els } => {
-                out.append(if *c { then } else { els });
-                changed = true;
-            }
-            Inst::For { start: Operand::Const(Const::I64(s)), bound: Operand::Const(Const::I64(n)), .. }
-                if *n <= *s =>
-            {
-                changed = true;
-            }
-            // `for i in n..n` runs nothing.
-            Inst::For { start, bound, .. } if start == bound => changed = true,
-            _ => out.push(i),
         }
+        goes |= goes_away(i);
     }
-    *insts = out;
+    // Most blocks keep every instruction: rebuild only those that lose one.
+    if goes {
+        for i in std::mem::take(insts) {
+            match i {
+                Inst::If { cond: Operand::Const(Const::Bool(c)), mut then, mut els } => {
+                    insts.append(if c { &mut then } else { &mut els });
+                }
+                i if goes_away(&i) => {}
+                i => insts.push(i),
+            }
+        }
+        changed = true;
+    }
     changed
+}
+
+/// A branch on a constant (replaced by the branch taken) or a loop that runs
+/// no iteration (`for i in n..n`, or constant bounds with nothing between).
+fn goes_away(i: &Inst) -> bool {
+    match i {
+        Inst::If { cond: Operand::Const(Const::Bool(_)), .. } => true,
+        Inst::For { start: Operand::Const(Const::I64(s)), bound: Operand::Const(Const::I64(n)), .. } => n <= s,
+        Inst::For { start, bound, .. } => start == bound,
+        _ => false,
+    }
 }
 
 /// Removes assignments to variables that nothing live reads (Note [Dead
@@ -279,18 +290,32 @@ changes no result and no failure.
 
 /// The variables some effect depends on (Note [Dead loop variables]).
 fn live_vars(f: &Func) -> Vec<bool> {
-    let mut live = vec![false; f.vars.len()];
-    let mut reads: Vec<Vec<LVar>> = vec![Vec::new(); f.vars.len()];
+    let n = f.vars.len();
+    let mut live = vec![false; n];
+    // What each variable's assignments read, as linked lists in one vector
+    // (`first[v]`, then `next`): no vector per variable.
+    const NONE: u32 = u32::MAX;
+    let mut first = vec![NONE; n];
+    let mut reads: Vec<(LVar, u32)> = Vec::new();
     let mut work: Vec<LVar> = f.results.iter().filter_map(|o| o.var()).collect();
     for_each_inst(&f.body, &mut |i| match i {
-        Inst::Let(v, _) => i.for_each_use(|w| reads[v.0 as usize].push(w)),
+        Inst::Let(v, _) => i.for_each_use(|w| {
+            let head = &mut first[v.0 as usize];
+            reads.push((w, *head));
+            *head = (reads.len() - 1) as u32;
+        }),
         _ => i.for_each_use(|w| work.push(w)),
     });
     while let Some(v) = work.pop() {
         let Some(slot) = live.get_mut(v.0 as usize) else { continue };
         if !*slot {
             *slot = true;
-            work.extend(reads[v.0 as usize].iter().copied());
+            let mut k = first[v.0 as usize];
+            while k != NONE {
+                let (w, next) = reads[k as usize];
+                work.push(w);
+                k = next;
+            }
         }
     }
     live

@@ -85,7 +85,7 @@ impl Splitter {
         out: &mut Vec<Inst>,
     ) -> bool {
         let size = size(&body);
-        let innermost = !body.iter().any(|i| !i.blocks().is_empty() && has_loop(i));
+        let innermost = !body.iter().any(|i| i.blocks().next().is_some() && has_loop(i));
         let test = (innermost && size <= MAX_BODY && self.budget >= 2 * size)
             .then(|| self.find_test(f, index, &body))
             .flatten();
@@ -263,7 +263,7 @@ fn flip(op: BinOp) -> BinOp {
 
 /// Whether `i` is or contains a loop.
 fn has_loop(i: &Inst) -> bool {
-    matches!(i, Inst::For { .. } | Inst::While { .. }) || i.blocks().iter().any(|b| b.iter().any(has_loop))
+    matches!(i, Inst::For { .. } | Inst::While { .. }) || i.blocks().any(|b| b.iter().any(has_loop))
 }
 
 fn binary(f: &mut Func, out: &mut Vec<Inst>, op: BinOp, a: Operand, b: Operand) -> Operand {
