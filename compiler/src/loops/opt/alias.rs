@@ -19,9 +19,8 @@
 //! is empty was never seen to hold a pointer; [`PointsTo::may_alias`] treats
 //! it as possibly aliasing anything.
 
-use crate::hash::HashMap;
+use super::edges::Edges;
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
-use std::collections::BTreeSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Target {
@@ -34,17 +33,20 @@ pub enum Target {
     Unknown,
 }
 
+/// For each variable (by number), the targets it may point into, sorted;
+/// empty: never seen to hold a pointer. (Sets are small: a pointer reaches
+/// one or a few buffers.)
 #[derive(Debug, Default)]
 pub struct PointsTo {
-    sets: HashMap<LVar, BTreeSet<Target>>,
+    sets: Vec<Vec<Target>>,
 }
 
 impl PointsTo {
     pub fn of(f: &Func) -> PointsTo {
-        let mut pt = PointsTo::default();
+        let mut pt = PointsTo { sets: vec![Vec::new(); f.vars.len()] };
         // Seeds, and the edges `source → v` of every other definition.
         let mut seeds: Vec<(LVar, Target)> = Vec::new();
-        let mut edges: HashMap<LVar, Vec<LVar>> = HashMap::default();
+        let mut edges = Edges::new(f.vars.len());
         for &p in &f.params {
             if f.vars[p.0 as usize].1 == MTy::I64 {
                 seeds.push((p, Target::Param));
@@ -52,31 +54,26 @@ impl PointsTo {
         }
         for_each_inst(&f.body, &mut |i| {
             let Inst::Let(v, rhs) = i else { return };
-            let sources = match rhs {
-                Rhs::Alloc { .. } => return seeds.push((*v, Target::Alloc(*v))),
-                Rhs::Load { elem: MTy::I64, .. } => return seeds.push((*v, Target::Unknown)),
-                Rhs::Offset { base, .. } => vec![*base],
-                rhs => rhs.operands(),
-            };
-            for s in sources.into_iter().filter_map(Operand::var) {
-                edges.entry(s).or_default().push(*v);
+            match rhs {
+                Rhs::Alloc { .. } => seeds.push((*v, Target::Alloc(*v))),
+                Rhs::Load { elem: MTy::I64, .. } => seeds.push((*v, Target::Unknown)),
+                Rhs::Offset { base, .. } => edges.extend_from(*base, *v),
+                rhs => rhs.for_each_operand(|s| edges.extend_from(s, *v)),
             }
         });
         // Variables are assigned in several places, some after their uses
         // (loop state): propagate along the edges until nothing grows.
         let mut work: Vec<LVar> = Vec::new();
         for (v, t) in seeds {
-            if pt.sets.entry(v).or_default().insert(t) {
+            if pt.insert(v, &[t]) {
                 work.push(v);
             }
         }
+        let mut targets = Vec::new();
         while let Some(s) = work.pop() {
-            let Some(targets) = pt.sets.get(&s).cloned() else { continue };
-            for &d in edges.get(&s).map(Vec::as_slice).unwrap_or(&[]) {
-                let set = pt.sets.entry(d).or_default();
-                let before = set.len();
-                set.extend(targets.iter().copied());
-                if set.len() != before {
+            targets.clone_from(&pt.sets[s.0 as usize]);
+            for d in edges.from(s) {
+                if pt.insert(d, &targets) {
                     work.push(d);
                 }
             }
@@ -84,18 +81,34 @@ impl PointsTo {
         pt
     }
 
-    /// What `o` may point into (`None`: never seen to hold a pointer).
-    pub fn targets(&self, o: Operand) -> Option<&BTreeSet<Target>> {
-        o.var().and_then(|v| self.sets.get(&v))
+    /// Adds `targets` to `v`'s set; did it grow?
+    fn insert(&mut self, v: LVar, targets: &[Target]) -> bool {
+        let k = v.0 as usize;
+        if k >= self.sets.len() {
+            self.sets.resize(k + 1, Vec::new());
+        }
+        let set = &mut self.sets[k];
+        let before = set.len();
+        for &t in targets {
+            if let Err(at) = set.binary_search(&t) {
+                set.insert(at, t);
+            }
+        }
+        set.len() != before
+    }
+
+    /// What `o` may point into, sorted (`None`: never seen to hold a pointer).
+    pub fn targets(&self, o: Operand) -> Option<&[Target]> {
+        o.var().and_then(|v| self.sets.get(v.0 as usize)).filter(|s| !s.is_empty()).map(Vec::as_slice)
     }
 
     /// May an element be addressed both through `a` and through `b`?
     pub fn may_alias(&self, a: Operand, b: Operand) -> bool {
-        fn known(s: Option<&BTreeSet<Target>>) -> Option<&BTreeSet<Target>> {
-            s.filter(|s| !s.is_empty() && !s.contains(&Target::Unknown))
+        fn known(s: Option<&[Target]>) -> Option<&[Target]> {
+            s.filter(|s| !s.contains(&Target::Unknown))
         }
         match (known(self.targets(a)), known(self.targets(b))) {
-            (Some(x), Some(y)) => !x.is_disjoint(&y),
+            (Some(x), Some(y)) => x.iter().any(|t| y.binary_search(t).is_ok()),
             _ => true,
         }
     }

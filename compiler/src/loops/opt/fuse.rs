@@ -44,6 +44,18 @@ fn reuse_block(insts: &mut Vec<Inst>, fresh: &HashSet<LVar>, renamed: &mut Vec<(
             reuse_block(b, fresh, renamed);
         }
     }
+    // (A reuse renames buffers of this block only: nested blocks' own
+    // candidates stay as they were.)
+    while let Some((k, a, b)) = reuse_candidate(insts, fresh) {
+        rename_buffer(&mut insts[k..], b, a);
+        insts.retain(|i| !matches!(i, Inst::Let(v, Rhs::Alloc { .. }) if *v == b));
+        renamed.push((b, a));
+    }
+}
+
+/// The first loop of `insts` (at `k`) that may write into a buffer `a` it
+/// reads instead of a buffer `b` it writes: `(k, a, b)`.
+fn reuse_candidate(insts: &[Inst], fresh: &HashSet<LVar>) -> Option<(usize, LVar, LVar)> {
     let allocs: HashMap<LVar, (crate::loops::MTy, Operand)> = insts
         .iter()
         .filter_map(|i| match i {
@@ -51,23 +63,24 @@ fn reuse_block(insts: &mut Vec<Inst>, fresh: &HashSet<LVar>, renamed: &mut Vec<(
             _ => None,
         })
         .collect();
-    for k in 0..insts.len() {
-        let Inst::For { index, body, .. } = &insts[k] else { continue };
+    // The last position of `insts` that reads each variable (nested reads
+    // count at the position of the instruction that holds them).
+    let mut last_read: HashMap<LVar, usize> = HashMap::default();
+    for (k, i) in insts.iter().enumerate() {
+        for_each_inst(std::slice::from_ref(i), &mut |j| {
+            j.for_each_use(|v| {
+                last_read.insert(v, k);
+            })
+        });
+    }
+    let sorted = |set: &HashSet<LVar>| {
+        let mut v: Vec<LVar> = set.iter().copied().collect();
+        v.sort();
+        v
+    };
+    for (k, i) in insts.iter().enumerate() {
+        let Inst::For { index, body, .. } = i else { continue };
         let e = effects(*index, body);
-        let later_uses: HashSet<LVar> = {
-            let mut used = HashSet::default();
-            for_each_inst(&insts[k + 1..], &mut |i| {
-                i.for_each_use(|v| {
-                    used.insert(v);
-                })
-            });
-            used
-        };
-        let sorted = |set: &HashSet<LVar>| {
-            let mut v: Vec<LVar> = set.iter().copied().collect();
-            v.sort();
-            v
-        };
         let (loads, stores) = (sorted(&e.loads), sorted(&e.stores));
         let pair = loads.iter().copied().filter(|a| !e.stores.contains(a)).find_map(|a| {
             let (elem, count) = allocs.get(&a)?;
@@ -75,18 +88,16 @@ fn reuse_block(insts: &mut Vec<Inst>, fresh: &HashSet<LVar>, renamed: &mut Vec<(
                 *b != a && allocs.get(b) == Some(&(*elem, *count)) && e.at_index_only.get(b) == Some(&true)
             })?;
             let ok = e.at_index_only.get(&a) == Some(&true)
-                && !later_uses.contains(&a)
+                && last_read.get(&a).is_none_or(|&last| last <= k)
                 && reads_before_writes(body, a, b)
                 && allocated_before(insts, k, b);
             ok.then_some((a, b))
         });
         if let Some((a, b)) = pair {
-            rename_buffer(&mut insts[k..], b, a);
-            insts.retain(|i| !matches!(i, Inst::Let(v, Rhs::Alloc { .. }) if *v == b));
-            renamed.push((b, a));
-            return reuse_block(insts, fresh, renamed);
+            return Some((k, a, b));
         }
     }
+    None
 }
 
 /// In `body` (its top level; nothing nested may touch them), every load of

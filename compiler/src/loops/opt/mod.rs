@@ -43,6 +43,7 @@
 pub mod affine;
 pub mod alias;
 pub mod checks;
+pub mod edges;
 pub mod fuse;
 pub mod scalarize;
 pub mod simd;

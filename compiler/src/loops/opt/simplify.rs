@@ -8,6 +8,7 @@
 //! across another, so the order of failures is untouched; removed
 //! instructions are pure (an unused allocation is an array never built).
 
+use super::edges::Edges;
 use crate::hash::HashMap;
 use crate::ir::Const;
 use crate::loops::{for_each_inst, Func, Inst, LVar, Operand, Rhs};
@@ -290,32 +291,18 @@ changes no result and no failure.
 
 /// The variables some effect depends on (Note [Dead loop variables]).
 fn live_vars(f: &Func) -> Vec<bool> {
-    let n = f.vars.len();
-    let mut live = vec![false; n];
-    // What each variable's assignments read, as linked lists in one vector
-    // (`first[v]`, then `next`): no vector per variable.
-    const NONE: u32 = u32::MAX;
-    let mut first = vec![NONE; n];
-    let mut reads: Vec<(LVar, u32)> = Vec::new();
+    let mut live = vec![false; f.vars.len()];
+    let mut reads = Edges::new(f.vars.len());
     let mut work: Vec<LVar> = f.results.iter().filter_map(|o| o.var()).collect();
     for_each_inst(&f.body, &mut |i| match i {
-        Inst::Let(v, _) => i.for_each_use(|w| {
-            let head = &mut first[v.0 as usize];
-            reads.push((w, *head));
-            *head = (reads.len() - 1) as u32;
-        }),
+        Inst::Let(v, _) => i.for_each_use(|w| reads.add(*v, w)),
         _ => i.for_each_use(|w| work.push(w)),
     });
     while let Some(v) = work.pop() {
         let Some(slot) = live.get_mut(v.0 as usize) else { continue };
         if !*slot {
             *slot = true;
-            let mut k = first[v.0 as usize];
-            while k != NONE {
-                let (w, next) = reads[k as usize];
-                work.push(w);
-                k = next;
-            }
+            work.extend(reads.from(v));
         }
     }
     live
