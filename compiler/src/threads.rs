@@ -24,21 +24,30 @@ pub fn map_largest_first<T: Send, R: Send>(
     let mut queue: Vec<(usize, &mut T)> = items.iter_mut().enumerate().collect();
     queue.sort_by_key(|(k, item)| (size(item), std::cmp::Reverse(*k)));
     let queue = std::sync::Mutex::new(queue);
+    let drain = || {
+        let mut done = Vec::new();
+        loop {
+            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some((k, item)) = next else { break };
+            done.push((k, work(item)));
+        }
+        done
+    };
     let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                        let Some((k, item)) = next else { break };
-                        done.push((k, work(item)));
-                    }
-                    done
-                })
+        // Workers get the compiler's big stack (the passes recurse as deep as
+        // the program nests, `driver::with_stack`); one that cannot be had
+        // leaves its share to the others, and the calling thread drains what
+        // is left.
+        let workers: Vec<_> = (1..threads)
+            .filter_map(|_| {
+                std::thread::Builder::new().stack_size(crate::driver::STACK_BYTES).spawn_scoped(scope, drain).ok()
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        let mut done = drain();
+        for w in workers {
+            done.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        done
     });
     done.sort_by_key(|(k, _)| *k);
     done.into_iter().map(|(_, r)| r).collect()

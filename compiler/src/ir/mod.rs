@@ -579,6 +579,15 @@ impl VarTable {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+    /// The variables numbered `from` and above, removed from this table.
+    pub fn split_off(&mut self, from: usize) -> VarTable {
+        VarTable { names: self.names.split_off(from), types: self.types.split_off(from) }
+    }
+    /// Appends `more`'s variables, numbered from this table's length on.
+    pub fn append(&mut self, mut more: VarTable) {
+        self.names.append(&mut more.names);
+        self.types.append(&mut more.types);
+    }
     pub fn atom_type(&self, a: Atom) -> IrType {
         match a {
             Atom::Var(v) => self.ty(v),

@@ -153,6 +153,71 @@ fn rename_expr(vars: &mut VarTable, e: &Expr, r: &mut Renaming) -> Expr {
     out
 }
 
+// ---- Renumbering ----
+
+/// Adds `by` to the number of every variable numbered `from` or above in
+/// `body`, binders and uses alike. Statement lists that mention none are
+/// left alone, so lists shared with other bodies are not copied (Note
+/// [Shared statement lists]). The optimiser works on a program's functions
+/// in parallel, each numbering its new variables from the same point, and
+/// renumbers them apart afterwards (Note [Functions optimised in parallel]).
+pub fn renumber_from(body: &mut Body, from: u32, by: u32) {
+    let shift = |v: &mut Var| {
+        if v.0 >= from {
+            v.0 += by;
+        }
+    };
+    let hits: Vec<usize> = (0..body.stmts.len()).filter(|&i| mentions_from(&body.stmts[i], from)).collect();
+    if !hits.is_empty() {
+        let stmts = &mut *body.stmts;
+        for i in hits {
+            let s = &mut stmts[i];
+            s.binds.iter_mut().for_each(shift);
+            s.expr.map_operands(|o| match o {
+                Operand::Atom(Atom::Var(v)) | Operand::Array(v) => shift(v),
+                Operand::Atom(Atom::Const(_)) => {}
+            });
+            if let Expr::Loop { params, form, .. } = &mut s.expr {
+                params.iter_mut().for_each(shift);
+                if let LoopForm::For { index, .. } = form {
+                    shift(index);
+                }
+            }
+            for lam in s.expr.lambdas_mut() {
+                lam.params.iter_mut().for_each(shift);
+            }
+            for b in s.expr.bodies_mut() {
+                renumber_from(b, from, by);
+            }
+        }
+    }
+    for a in &mut body.result {
+        if let Atom::Var(v) = a {
+            shift(v);
+        }
+    }
+}
+
+/// Whether `s` binds or uses a variable numbered `from` or above (nested
+/// bodies and their results included).
+fn mentions_from(s: &Stmt, from: u32) -> bool {
+    let high = |v: &Var| v.0 >= from;
+    let mut found = s.binds.iter().any(high);
+    s.expr.for_each_operand(|a| found |= a.var().is_some_and(|v| high(&v)));
+    if let Expr::Loop { params, form, .. } = &s.expr {
+        found |= params.iter().any(high) || matches!(form, LoopForm::For { index, .. } if high(index));
+    }
+    for lam in s.expr.lambdas() {
+        found |= lam.params.iter().any(high);
+    }
+    s.expr.for_each_body(&mut |b| {
+        found = found
+            || b.result.iter().any(|a| a.var().is_some_and(|v| high(&v)))
+            || b.stmts.iter().any(|t| mentions_from(t, from));
+    });
+    found
+}
+
 // ---- Free variables ----
 
 /// Variables a body uses but does not bind (in order of first use).

@@ -724,8 +724,10 @@ fn all_bottom_up(cx: &mut Cx, a: &Strategy, s: &Strategy, body: &Body) -> Res {
     seq(cx, body, &|cx, t| all(cx, t, s, &|cx, c| all_bottom_up(cx, a, s, c)), &|cx, t| apply(cx, a, t))
 }
 
-/// Runs `s` on every function of `program`, sharing `fuel`. A strategy that
-/// fails on a function leaves the program unchanged and reports the failure.
+/// Runs `s` on every function of `program`, each with `fuel` of its own,
+/// several functions at a time (Note [Functions optimised in parallel]). A
+/// strategy that fails on a function leaves the program unchanged and
+/// reports the failure (the first function in program order that failed).
 pub fn run_program(
     program: &mut crate::ir::Program,
     s: &Strategy,
@@ -733,25 +735,74 @@ pub fn run_program(
     flags: Flags,
 ) -> Result<u64, (String, Stop)> {
     let crate::ir::Program { funcs, vars, recomputed } = program;
-    let mut cx = Cx::new(vars, fuel);
-    cx.recomputed = recomputed.clone();
-    cx.flags = flags;
-    let mut new_bodies = Vec::new();
-    for f in funcs.iter() {
-        cx.enter_function(&f.body);
-        match apply(&mut cx, s, &f.body) {
-            Ok(Outcome::Same) => new_bodies.push(None),
-            Ok(Outcome::New(b)) => new_bodies.push(Some(b)),
-            Err(e) => return Err((f.name.clone(), e)),
-        }
+    let base = vars.len();
+    let (table, recomputed): (&VarTable, &HashSet<Var>) = (vars, recomputed);
+    let mut work: Vec<&crate::ir::Func> = funcs.iter().collect();
+    let done = crate::threads::map_largest_first(
+        &mut work,
+        |f| statements(&f.body),
+        |f| {
+            // The function's own copy of the table: what it adds is numbered
+            // from `base` on, whichever functions run beside it.
+            let mut vars = table.clone();
+            let mut cx = Cx::new(&mut vars, fuel);
+            cx.recomputed = recomputed.clone();
+            cx.flags = flags;
+            cx.enter_function(&f.body);
+            let outcome = apply(&mut cx, s, &f.body);
+            let rewrites = cx.rewrites;
+            (outcome, rewrites, vars.split_off(base))
+        },
+    );
+    let mut outcomes = Vec::with_capacity(funcs.len());
+    for (f, (outcome, rewrites, added)) in funcs.iter().zip(done) {
+        outcomes.push((outcome.map_err(|e| (f.name.clone(), e))?, rewrites, added));
     }
-    for (f, b) in funcs.iter_mut().zip(new_bodies) {
-        if let Some(b) = b {
-            f.body = b;
+    // In program order: each function's variables follow those the
+    // functions before it added, as if they had run one after the other.
+    let mut rewrites = 0;
+    for (f, (outcome, r, added)) in funcs.iter_mut().zip(outcomes) {
+        let by = (vars.len() - base) as u32;
+        if let Outcome::New(mut body) = outcome {
+            if by > 0 {
+                crate::ir::scope::renumber_from(&mut body, base as u32, by);
+            }
+            f.body = body;
         }
+        vars.append(added);
+        rewrites += r;
     }
-    Ok(cx.rewrites)
+    Ok(rewrites)
 }
+
+/// The statements of `body`, nested ones included: the work a function is.
+fn statements(body: &Body) -> usize {
+    let mut n = 0;
+    crate::ir::scope::for_each_stmt(body, &mut |_| n += 1);
+    n
+}
+
+// Note [Functions optimised in parallel]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The optimiser treats each function on its own: a `Cx` starts afresh on
+// entering a function (use counts, facts, clean records), and rules see
+// only the body they rewrite. So the functions of a program are optimised
+// on as many threads as there are cores (`crate::threads`, largest first),
+// like lowering, the loop passes and Cranelift after them (Note [Functions
+// compiled in parallel] in jit/mod.rs). The one thing they share is the
+// variable table, to which rules add fresh variables. Each function works on
+// its own copy, so its new variables are numbered from the table's length
+// `base` on; afterwards, in program order, the k-th function's body is
+// renumbered (`ir::scope::renumber_from`) by how many variables the
+// functions before it added, and its variables are appended. The program
+// is then exactly what optimising one function after the other gives, same
+// numbering included: a function's rewrites do not depend on the numbers
+// of the variables it creates. (`emit --stage opt` prints the same text on
+// every example and test program as one at a time did; a test checks it.)
+//
+// Fuel is per function (each starts with the schedule's budget): shared
+// fuel would make a function's result depend on how much the functions
+// before it spent, which a parallel run does not know.
 
 // Note [Rules on bodies]
 // ~~~~~~~~~~~~~~~~~~~~~~
