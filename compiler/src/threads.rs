@@ -8,8 +8,9 @@
 //! order of the items.
 
 /// `work` applied to every item, the largest (by `size`) first, on up to as
-/// many threads as there are cores; the results in item order. One item, or
-/// one core, runs on the calling thread.
+/// many threads as there are cores, the calling thread one of them; the
+/// results in item order. One item, or one core, runs on the calling thread
+/// alone.
 pub fn map_largest_first<T: Send, R: Send>(
     items: &mut [T],
     size: impl Fn(&T) -> usize,
