@@ -400,21 +400,9 @@ impl Inst {
         first.into_iter().chain(second)
     }
 
-    /// [`Self::blocks`] without building a vector (the loop optimiser's
-    /// walks call this for every instruction).
-    pub fn for_each_block<'a>(&'a self, mut f: impl FnMut(&'a [Inst])) {
-        match self {
-            Inst::For { body, .. } => f(body),
-            Inst::While { cond, body, .. } => {
-                f(cond);
-                f(body);
-            }
-            Inst::If { then, els, .. } => {
-                f(then);
-                f(els);
-            }
-            _ => {}
-        }
+    /// Calls `f` on each of [`Self::blocks`] (for walks written as callbacks).
+    pub fn for_each_block<'a>(&'a self, f: impl FnMut(&'a [Inst])) {
+        self.blocks().for_each(f)
     }
 
     /// [`Self::blocks`], mutably (same order), without building a vector.
