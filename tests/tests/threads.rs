@@ -197,6 +197,37 @@ fn a_result_allocated_in_the_first_iteration_runs_in_parallel() {
     assert!(err.contains("E0202"), "{err}");
 }
 
+/// A scratch buffer hoisted out of a map (`t`, one per iteration) whose size
+/// is a dimension of a `loop`'s state — a variable the function assigns more
+/// than once, but not inside the map — is allocated again per chunk with
+/// the size the map starts with: the map runs in parallel (ht's skinning).
+#[test]
+fn a_scratch_buffer_sized_by_loop_state_runs_in_parallel() {
+    let src = "def step (s: [][]f64) (i: i64) : [][]f64 =\n\
+               \x20 if i == 1 then s else tabulate (length s) (\\j -> map (\\v -> v * 0.5 + f64 i) s[j])\n\
+               entry f [n][m] (xs: [n]f64) (w: [m][m]f64) (k: i64) : [n]f64 =\n\
+               \x20 let s = loop s = (w :> [][]f64) for i < k do step s i in\n\
+               \x20 map (\\x -> let t = map (\\v -> v * x) s[0] in t[0] + sum t) xs";
+    let program = Program::compile("scratch.slope", src, &file_loader).expect("compiles");
+    let parallel = program.emit("parallel", None).expect("prints");
+    assert!(parallel.contains("parallel segment0 0..xs_d0_1"), "{parallel}");
+    let xs: Vec<f64> = (0..4000).map(|i| (i % 29) as f64 / 7.0).collect();
+    let w: Vec<Vec<f64>> = (0..6).map(|r| (0..6).map(|c| (r * 6 + c) as f64 / 10.0).collect()).collect();
+    for k in [0, 3] {
+        let input = serde_json::json!({ "xs": xs, "w": w, "k": k });
+        agree(&program, "scratch", "f", &input);
+        let native = outcome(&program, "f", &input).expect("runs");
+        let interp = program.call_json_on(Engine::Interp, "f", &input).expect("runs");
+        json_close(&native, &interp, 1e-12, "f").unwrap_or_else(|e| panic!("k = {k}: {e}"));
+    }
+    // An empty `w`: `s[0]` fails in the first iteration, as in the interpreter.
+    let input = serde_json::json!({ "xs": xs, "w": Vec::<Vec<f64>>::new(), "k": 2 });
+    let err = outcome(&program, "f", &input).unwrap_err();
+    let interp = program.call_json_on(Engine::Interp, "f", &input).unwrap_err().render(RenderStyle::Short);
+    assert_eq!(err, interp);
+    assert!(err.contains("E0201"), "{err}");
+}
+
 /// The same loop lowered twice (a function called in both branches) is one
 /// segment called from both places (Note [One site per error] in
 /// loops/lower.rs): the errors are the interpreter's in either branch.

@@ -454,6 +454,7 @@ fn memory(
     let is_scratch =
         |v: LVar| !local.contains(&v) && matches!(info.lets.get(&v), Some(Rhs::Alloc { hoisted: true, .. }));
     let uses = use_counts(body);
+    let in_loop = super::assigned_in(body);
     let accumulations = accumulations(body, &uses, info);
     let mut touched: HashMap<Target, Touches> = HashMap::default();
     let mut unknown_base = false;
@@ -581,7 +582,11 @@ fn memory(
             return Err(format!("buffer `{}` is also used outside the loop", f.var_name(v)));
         }
         let rhs = info.lets[&v].clone();
-        if !info.stable(Operand::Var(v)) || !rhs.operands().into_iter().all(|o| info.stable(o)) {
+        // Each chunk allocates its own copy with the size the loop starts
+        // with, which is the size the iterations index it by: it need not be
+        // assigned once in the whole function, only not in the loop.
+        let known_at_entry = |o: Operand| info.stable(o) || o.var().is_some_and(|c| !in_loop.contains(&c));
+        if !info.stable(Operand::Var(v)) || !rhs.operands().into_iter().all(known_at_entry) {
             return Err(format!("scratch buffer `{}` has no size known before the loop", f.var_name(v)));
         }
         private.push((v, rhs));

@@ -275,8 +275,9 @@ pub fn iota_bounds(cx: &mut Cx, body: &Body) -> Option<Body> {
 /// iteration, and with no iteration nothing runs. The guard's other branch
 /// builds the empty results the map would have produced. This is what lifts
 /// the primal computation out of the per-direction map of `jacfwd` (the
-/// one-hot seeds vary, the primal does not). `licm` handles statements that
-/// cannot fail without a guard.
+/// one-hot seeds vary, the primal does not). A constant positive width needs
+/// no guard, and gets none: the map keeps a row shape lowering knows before
+/// its loop. `licm` handles statements that cannot fail without a guard.
 pub fn hoist_guarded(cx: &mut Cx, body: &Body) -> Option<Body> {
     for (k, s) in body.stmts.iter().enumerate() {
         let Expr::Map { width, lam, arrays } = &s.expr else { continue };
@@ -302,21 +303,30 @@ pub fn hoist_guarded(cx: &mut Cx, body: &Body) -> Option<Body> {
             continue;
         }
         let span = s.span;
-        let inner_binds: Vec<Var> =
-            s.binds.iter().map(|b| cx.vars.fresh(&cx.vars.base_name(*b).to_string(), cx.vars.ty(*b))).collect();
-        let mut then_stmts = hoisted;
-        then_stmts.push(Stmt {
-            binds: inner_binds.clone(),
+        let kept_map = |binds: Vec<Var>| Stmt {
+            binds,
             expr: Expr::Map {
                 width: *width,
                 lam: Lambda {
                     params: lam.params.clone(),
-                    body: Body { stmts: kept.into(), result: lam.body.result.clone() },
+                    body: Body { stmts: kept.clone().into(), result: lam.body.result.clone() },
                 },
                 arrays: arrays.clone(),
             },
             span,
-        });
+        };
+        // A width known to be positive needs no guard: the map runs.
+        if matches!(width, Atom::Const(Const::I64(n)) if *n > 0) {
+            let mut out: Vec<Stmt> = body.stmts[..k].to_vec();
+            out.extend(hoisted);
+            out.push(kept_map(s.binds.clone()));
+            out.extend(body.stmts[k + 1..].iter().cloned());
+            return Some(Body { stmts: out.into(), result: body.result.clone() });
+        }
+        let inner_binds: Vec<Var> =
+            s.binds.iter().map(|b| cx.vars.fresh(&cx.vars.base_name(*b).to_string(), cx.vars.ty(*b))).collect();
+        let mut then_stmts = hoisted;
+        then_stmts.push(kept_map(inner_binds.clone()));
         let then_body = Body { stmts: then_stmts.into(), result: inner_binds.iter().map(|v| Atom::Var(*v)).collect() };
         // The empty results of a map that runs no iteration: shape [0, 0, …].
         let mut else_stmts = Vec::new();

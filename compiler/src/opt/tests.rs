@@ -233,6 +233,19 @@ fn hoist_guarded_preserves_meaning() {
     check_rule("entry f [n] (x: [n]f64) (y: [3]f64) : [n]f64 = map (\\v -> v * exp y[2]) x", "f", "hoist_guarded");
 }
 
+/// A map of a constant positive width runs: what does not depend on the
+/// element leaves it with no `if width > 0` around the map, so the map's
+/// row shape stays a constant for lowering (ht's `tabulate 3` per vertex).
+#[test]
+fn hoist_guarded_needs_no_guard_for_a_constant_width() {
+    let src = "entry f [n] (y: [n]f64) : [3]f64 = tabulate 3 (\\i -> f64 i * exp y[2])";
+    let after = check_after(src, "f", "normalize(copy_prop <+ dce <+ fold <+ shape_pull)", "normalize(hoist_guarded)");
+    let text = ir::print::print_program(&after);
+    assert!(!text.contains(" if ") && !text.contains("nonempty"), "{text}");
+    let map_at = text.find("= map 3").unwrap_or_else(|| panic!("{text}"));
+    assert!(text.find("exp").is_some_and(|e| e < map_at), "`exp y[2]` left the map:\n{text}");
+}
+
 #[test]
 fn fuse_map_reduce_preserves_meaning() {
     let src = "entry f [n] (x: [n]f64) (y: [n]f64) : (f64, f64) =\n\
