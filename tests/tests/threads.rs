@@ -228,6 +228,28 @@ fn a_scratch_buffer_sized_by_loop_state_runs_in_parallel() {
     assert!(err.contains("E0201"), "{err}");
 }
 
+/// A time step that reads the state `v` and writes the next one into a
+/// buffer of the same allocation (`out = alloc n; map …; v = out`, the
+/// unrolled loop of the forward sweep) runs in parallel: `v` reaches an
+/// earlier buffer of that allocation, not the one written (Note [Earlier
+/// buffers of an allocation] in loops/parallel.rs).
+#[test]
+fn a_map_reading_an_earlier_buffer_of_its_allocation_runs_in_parallel() {
+    let src = "entry f [n] (xs: [n]f64) (u: [n]f64) : [n]f64 =\n\
+               \x20 grad (\\v0 -> sum (loop v = v0 for _i < 3 do map2 (\\a b -> a * b + cos a) v u)) xs";
+    let program = Program::compile("steps.slope", src, &file_loader).expect("compiles");
+    let parallel = program.emit("parallel", None).expect("prints");
+    // The three steps of the forward sweep and the reverse sweep.
+    assert_eq!(parallel.matches("parallel segment").count(), 4, "{parallel}");
+    let xs: Vec<f64> = (0..5000).map(|i| (i % 23) as f64 / 11.0 - 1.0).collect();
+    let u: Vec<f64> = (0..5000).map(|i| (i % 7) as f64 / 5.0).collect();
+    let input = serde_json::json!({ "xs": xs, "u": u });
+    agree(&program, "steps", "f", &input);
+    let native = outcome(&program, "f", &input).expect("runs");
+    let interp = program.call_json_on(Engine::Interp, "f", &input).expect("runs");
+    json_close(&native, &interp, 1e-12, "f").unwrap();
+}
+
 /// The same loop lowered twice (a function called in both branches) is one
 /// segment called from both places (Note [One site per error] in
 /// loops/lower.rs): the errors are the interpreter's in either branch.

@@ -18,7 +18,7 @@
 //! parent's failure sites (same indices). The loop IR verifier
 //! (`verify::verify_program`) checks every `Parallel` against its segment.
 
-use super::opt::alias::{PointsTo, Target};
+use super::opt::alias::{fresh_at_end, non_base_operands, PointsTo, Target};
 use super::{for_each_inst, Func, Inst, LVar, Leaf, MTy, Operand, Program, Rhs, Segment};
 use crate::hash::{HashMap, HashSet};
 use crate::ir::BinOp;
@@ -60,7 +60,28 @@ use std::collections::BTreeSet;
 // Loops inside another loop stay sequential: outlining them would pay a
 // call and a plan per outer iteration, and the outer loop, when it is
 // parallel, already occupies the threads. (An outer `while` or time-step
-// loop around parallel maps is the case this leaves on one core.)
+// loop around parallel maps is the case this leaves on one core.) Measured
+// on 2026-12-03: outlining the loops one level inside a sequential loop
+// (ode's RK4 steps, lstm's time steps) gave ode no speed-up on two threads —
+// its maps of 50–70 µs at GradBench's largest size are below what the pool
+// costs on this machine (Note [Pool or inline] in the runtime) — and made
+// lstm about 9% slower on two threads, its inner maps going to the pool
+// and losing; accumulators in such loops (ode's reverse sweep, `b[i-1] +=
+// …` into 100,000-element adjoints) made it 8× slower, each chunk adding a
+// private copy of the whole buffer per outer iteration.
+//
+// Note [Earlier buffers of an allocation]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Points-to names a buffer by its allocation, so the buffers one `Alloc` in
+// a loop gives in successive iterations are one target. A time step that
+// reads the state `y` and writes the next one into `out = alloc n`, then
+// sets `y = out`, has `y` and `out` both pointing to that target: the map
+// computing `out` would read and write "one buffer" through two pointers.
+// But right after `out = alloc n`, if nothing has copied `out` since and
+// the loop does not copy it, only `out` reaches the new buffer
+// (`alias::fresh_at_end`): `y` reaches an earlier one. The analysis keeps
+// accesses through other pointers apart as a target of their own, which
+// the loop may read but not write.
 //
 // The chunk size is `CHUNK_WORK / cost` iterations, `cost` the body's
 // estimated cost (`cost`): the runtime runs a range of one chunk inline, so
@@ -146,20 +167,21 @@ fn outline_block(
     info: &FuncInfo,
     segments: &mut Vec<crate::loops::Segment>,
 ) {
-    for inst in block.iter_mut() {
-        match inst {
-            Inst::For { index, .. } => {
-                let index = *index;
-                match analyse(f, pt, info, inst) {
-                    Ok(plan) => *inst = outline(f, inst, plan, segments),
-                    Err(why) => {
-                        if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
-                            eprintln!("{}: loop `{}` stays sequential: {why}", f.name, f.var_name(index));
-                        }
-                    }
+    // Every loop of the block is analysed before any is outlined: what the
+    // instructions before a loop do to a pointer (Note [Earlier buffers of
+    // an allocation]) is plainer in loops than in segment calls.
+    let plans: Vec<Option<Result<Plan, String>>> = (0..block.len())
+        .map(|k| matches!(block[k], Inst::For { .. }).then(|| analyse(f, pt, info, &block[..k], &block[k])))
+        .collect();
+    for (inst, plan) in block.iter_mut().zip(plans) {
+        match (inst, plan) {
+            (inst @ Inst::For { .. }, Some(Ok(plan))) => *inst = outline(f, inst, plan, segments),
+            (Inst::For { index, .. }, Some(Err(why))) => {
+                if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
+                    eprintln!("{}: loop `{}` stays sequential: {why}", f.name, f.var_name(*index));
                 }
             }
-            Inst::If { then, els, .. } => {
+            (Inst::If { then, els, .. }, _) => {
                 outline_block(then, f, pt, info, segments);
                 outline_block(els, f, pt, info, segments);
             }
@@ -184,8 +206,9 @@ struct Plan {
     cost: i64,
 }
 
-/// Decides whether the loop `inst` can run in parallel (Note [Parallel segments]).
-fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan, String> {
+/// Decides whether the loop `inst`, which follows `before` in its block,
+/// can run in parallel (Note [Parallel segments]).
+fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, before: &[Inst], inst: &Inst) -> Result<Plan, String> {
     let Inst::For { index, start, body, .. } = inst else { return Err("not a loop".into()) };
     let mut assigned = super::assigned_in(body);
     assigned.insert(*index);
@@ -224,7 +247,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, inst: &Inst) -> Result<Plan
     let varying: HashSet<LVar> = assigned.difference(&firsts).copied().collect();
     let escaping: HashSet<Target> =
         firsts.iter().flat_map(|&v| pt.targets(Operand::Var(v)).into_iter().flatten().copied()).collect();
-    let memory = memory(f, pt, info, body, *index, &varying, &escaping)?;
+    let memory = memory(f, pt, info, before, body, *index, &varying, &escaping)?;
     let mut used = BTreeSet::new();
     super::for_each_use(body, &mut |v| {
         used.insert(v);
@@ -424,10 +447,12 @@ struct Touches {
 
 /// The memory side of Note [Parallel segments]; `None` when a buffer
 /// outside the loop might be touched by two iterations.
+#[allow(clippy::too_many_arguments)]
 fn memory(
     f: &Func,
     pt: &PointsTo,
     info: &FuncInfo,
+    before: &[Inst],
     body: &[Inst],
     index: LVar,
     assigned: &HashSet<LVar>,
@@ -451,12 +476,31 @@ fn memory(
         });
         m
     };
-    let is_scratch =
-        |v: LVar| !local.contains(&v) && matches!(info.lets.get(&v), Some(Rhs::Alloc { hoisted: true, .. }));
     let uses = use_counts(body);
+    // Scratch of this loop's iterations, not of an enclosing loop's that
+    // this loop is one part of (or that several loops inside it share):
+    // only null tests read it elsewhere. Otherwise it is a buffer like any.
+    let is_scratch = |v: LVar| {
+        let hoisted = !local.contains(&v) && matches!(info.lets.get(&v), Some(Rhs::Alloc { hoisted: true, .. }));
+        let outside = info.uses.get(&v).copied().unwrap_or(0) - uses.get(&v).copied().unwrap_or(0);
+        let tests_outside = info.null_tests.get(&v).copied().unwrap_or(0)
+            - count_where(body, &|i| matches!(i, Inst::Let(_, rhs) if rhs.tested_for_null() == Some(v)));
+        hoisted && outside == tests_outside
+    };
+    // A buffer allocated in this block before the loop, its pointer copied
+    // neither since nor in the loop, is reached by that pointer alone; other
+    // pointers with its target reach earlier buffers of the allocation (Note
+    // [Earlier buffers of an allocation]).
+    let copied_in_body = {
+        let mut c = HashSet::default();
+        for_each_inst(body, &mut |i| c.extend(non_base_operands(i).into_iter().filter_map(Operand::var)));
+        c
+    };
+    let alone = |v: LVar| !copied_in_body.contains(&v) && fresh_at_end(before, v);
     let in_loop = super::assigned_in(body);
     let accumulations = accumulations(body, &uses, info);
-    let mut touched: HashMap<Target, Touches> = HashMap::default();
+    // By target and whether the access reaches an earlier buffer of it.
+    let mut touched: HashMap<(Target, bool), Touches> = HashMap::default();
     let mut unknown_base = false;
     let mut scratch = BTreeSet::new();
     let mut bad: Option<String> = None;
@@ -485,7 +529,8 @@ fn memory(
                     scratch.insert(v);
                 }
                 t => {
-                    let e = touched.entry(t).or_insert(Touches {
+                    let earlier = matches!(t, Target::Alloc(v) if v != b && alone(v));
+                    let e = touched.entry((t, earlier)).or_insert(Touches {
                         bases: BTreeSet::new(),
                         written: false,
                         slot: true,
@@ -543,7 +588,9 @@ fn memory(
         if !e.written {
             continue;
         }
-        let Target::Alloc(v) = *t else { return Err("it writes memory passed in or read from memory".into()) };
+        let (Target::Alloc(v), false) = *t else {
+            return Err("it writes memory passed in, read from memory, or an earlier buffer of an allocation".into());
+        };
         let base = *e.bases.first().expect("an access has a base");
         if e.bases.len() != 1 {
             return Err(format!("buffer `{}` is written through several pointers", f.var_name(v)));
@@ -573,14 +620,6 @@ fn memory(
     // points-to keeps their targets apart, checked above per target.
     let mut private: Vec<(LVar, Rhs)> = Vec::new();
     for v in scratch {
-        // Scratch of this loop's iterations, not of an enclosing loop's that
-        // this loop is one part of: only null tests read it elsewhere.
-        let outside = info.uses.get(&v).copied().unwrap_or(0) - uses.get(&v).copied().unwrap_or(0);
-        let tests_outside = info.null_tests.get(&v).copied().unwrap_or(0)
-            - count_where(body, &|i| matches!(i, Inst::Let(_, rhs) if rhs.tested_for_null() == Some(v)));
-        if outside != tests_outside {
-            return Err(format!("buffer `{}` is also used outside the loop", f.var_name(v)));
-        }
         let rhs = info.lets[&v].clone();
         // Each chunk allocates its own copy with the size the loop starts
         // with, which is the size the iterations index it by: it need not be
