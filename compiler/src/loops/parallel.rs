@@ -480,11 +480,19 @@ fn memory(
     // Scratch of this loop's iterations, not of an enclosing loop's that
     // this loop is one part of (or that several loops inside it share):
     // only null tests read it elsewhere. Otherwise it is a buffer like any.
+    let tests_in_body: HashMap<LVar, usize> = {
+        let mut m = HashMap::default();
+        for_each_inst(body, &mut |i| {
+            if let Some(p) = if let Inst::Let(_, rhs) = i { rhs.tested_for_null() } else { None } {
+                *m.entry(p).or_default() += 1;
+            }
+        });
+        m
+    };
     let is_scratch = |v: LVar| {
         let hoisted = !local.contains(&v) && matches!(info.lets.get(&v), Some(Rhs::Alloc { hoisted: true, .. }));
         let outside = info.uses.get(&v).copied().unwrap_or(0) - uses.get(&v).copied().unwrap_or(0);
-        let tests_outside = info.null_tests.get(&v).copied().unwrap_or(0)
-            - count_where(body, &|i| matches!(i, Inst::Let(_, rhs) if rhs.tested_for_null() == Some(v)));
+        let tests_outside = info.null_tests.get(&v).copied().unwrap_or(0) - tests_in_body.get(&v).copied().unwrap_or(0);
         hoisted && outside == tests_outside
     };
     // A buffer allocated in this block before the loop, its pointer copied
@@ -496,7 +504,9 @@ fn memory(
         for_each_inst(body, &mut |i| c.extend(non_base_operands(i).into_iter().filter_map(Operand::var)));
         c
     };
-    let alone = |v: LVar| !copied_in_body.contains(&v) && fresh_at_end(before, v);
+    let mut alone_memo: HashMap<LVar, bool> = HashMap::default();
+    let mut alone =
+        |v: LVar| *alone_memo.entry(v).or_insert_with(|| !copied_in_body.contains(&v) && fresh_at_end(before, v));
     let in_loop = super::assigned_in(body);
     let accumulations = accumulations(body, &uses, info);
     // By target and whether the access reaches an earlier buffer of it.
