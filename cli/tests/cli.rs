@@ -740,3 +740,15 @@ fn test_walks_slope_files_only() {
     assert_eq!(out.status.code(), Some(1));
     assert!(format!("{}{}", stdout(&out), stderr(&out)).contains("E0001"), "{}", stdout(&out));
 }
+
+/// `slope emit --help` names every stage of the pipeline (the list in the
+/// help is written by hand; `driver::stage_names` is the pipeline's).
+#[test]
+fn emit_help_names_every_stage() {
+    let help = stdout(&slope(&["emit", "--help"]));
+    let about = help.lines().next().unwrap_or_default();
+    let words: Vec<&str> = about.split(|c: char| !c.is_alphanumeric()).collect();
+    for stage in slope::driver::stage_names() {
+        assert!(words.contains(&stage), "`{stage}` is missing from: {about}");
+    }
+}
