@@ -5,11 +5,17 @@ statistic: the mean of all `evaluate` timings of a function, the first run
 included), and per eval the ratio of the sums (primal + derivative over every
 workload), Slope / manual. Invalid outputs are counted and shown. When the
 one-thread logs (`EVAL-slope1.jsonl`) are there too, the summary adds Slope
-on one thread and the speed-up from one thread to all.
+on one thread and the speed-up from one thread to all. When vs_manual.sh ran
+Slope's sessions several times, alternating (ROUNDS=N: `EVAL-slope-2.jsonl`,
+`EVAL-slope1-2.jsonl`, …), each workload's cell is the lowest of its rounds'
+means, so that the machine's drift between the sessions hits both columns
+alike, and an output invalid in any round counts as invalid.
 
     python3 scripts/gradbench_ratio.py OUTDIR EVAL...
 """
+import glob
 import json
+import re
 import sys
 
 
@@ -46,11 +52,27 @@ def load(path):
     return table, order
 
 
+def load_rounds(out, e, tool):
+    """`load` of every round of a Slope session: per cell the lowest mean,
+    valid only if valid in every round."""
+    paths = [f"{out}/{e}-{tool}.jsonl"] + sorted(
+        p for p in glob.glob(f"{out}/{e}-{tool}-*.jsonl") if re.fullmatch(rf".*/{e}-{tool}-[0-9]+\.jsonl", p)
+    )
+    table, order = {}, []
+    for path in paths:
+        t, o = load(path)
+        order = order or o
+        for key, (ms, ok) in t.items():
+            old = table.get(key)
+            table[key] = (min(ms, old[0]), ok and old[1]) if old else (ms, ok)
+    return table, order
+
+
 def main():
     out, evals = sys.argv[1], sys.argv[2:]
     summary = []
     for e in evals:
-        slope, order = load(f"{out}/{e}-slope.jsonl")
+        slope, order = load_rounds(out, e, "slope")
         manual, _ = load(f"{out}/{e}-manual.jsonl")
         functions = sorted({f for (_, f) in slope} | {f for (_, f) in manual})
         print(f"\n{e} (ms, mean per call; {' / '.join(functions)})")
@@ -74,7 +96,7 @@ def main():
         ratio = totals["slope"] / totals["manual"] if totals["manual"] else None
         shown = f"ratio {ratio:.2f}" if ratio is not None else "(manual does not implement this eval)"
         print(f"{'sum':<26}{totals['slope']:>28.1f}{totals['manual']:>28.1f}   {shown}")
-        one, _ = load(f"{out}/{e}-slope1.jsonl")
+        one, _ = load_rounds(out, e, "slope1")
         one_total = sum(ms for (w, f), (ms, _) in one.items())
         summary.append((e, totals["slope"], totals["manual"], ratio, invalid, one_total))
     threads = any(one for *_, one in summary)

@@ -16,7 +16,11 @@
 # variant, big model); the others every default workload of their eval.
 # Slope runs on every core (its default) and, for the multicore speed-up,
 # once more on one thread (`SLOPE_THREADS=1`, logs `EVAL-slope1.*`); set
-# ONE_THREAD=0 to skip that run.
+# ONE_THREAD=0 to skip that run. ROUNDS=N (default 1) runs Slope's sessions
+# N times, alternating one thread and all cores (logs `EVAL-slope-K.*` for
+# rounds K >= 2), and the tables take each workload's best round: GradBench
+# runs a session in minutes, and this machine's speed drifts more than that
+# between two sessions (issue #12: no eval slower on two threads).
 set -u
 out=$(realpath -m "${1:?usage: vs_manual.sh OUTDIR EVAL...}"); shift
 : "${GB:?set GB to the GradBench runner binary}" "${GB_ROOT:?set GB_ROOT to a GradBench checkout}"
@@ -35,15 +39,22 @@ for e in "$@"; do
     ht) eval_cmd="python3 $evals/ht/run.py --max 11" ;;
     *) eval_cmd="python3 $evals/$e/run.py" ;;
   esac
-  tools="slope manual"
-  [ "${ONE_THREAD:-1}" = 1 ] && tools="slope1 slope manual"
+  tools="slope"
+  [ "${ONE_THREAD:-1}" = 1 ] && tools="slope1 slope"
+  rounds=""
+  for ((k = 1; k <= ${ROUNDS:-1}; k++)); do
+    for t in $tools; do
+      if [ "$k" = 1 ]; then rounds="$rounds $t"; else rounds="$rounds $t-$k"; fi
+    done
+  done
+  tools="$rounds manual"
   # GradBench's `manual` has no particle or saddle; their evals check
   # against constants, so Slope alone is run (and validated).
   case $e in particle|saddle) tools=${tools% manual} ;; esac
   for tool in $tools; do
     case $tool in
-      slope) cmd=$slope ;;
-      slope1) cmd="env SLOPE_THREADS=1 $slope" ;;
+      slope | slope-*) cmd=$slope ;;
+      slope1 | slope1-*) cmd="env SLOPE_THREADS=1 $slope" ;;
       *) cmd=$manual ;;
     esac
     "$GB" run --eval "$eval_cmd" --tool "$cmd" -o "$out/$e-$tool.jsonl" > "$out/$e-$tool.txt" 2>&1
