@@ -55,6 +55,14 @@ pub fn for_each_stmt(body: &Body, f: &mut dyn FnMut(&Stmt)) {
     }
 }
 
+/// How many statements `body` has, nested ones included: a measure of the
+/// work a pass does on it (what `threads::map_largest_first` sorts by).
+pub fn size(body: &Body) -> usize {
+    let mut n = 0;
+    for_each_stmt(body, &mut |_| n += 1);
+    n
+}
+
 // ---- Renaming ----
 
 fn sub_atom(a: Atom, subst: &HashMap<Var, Atom>) -> Atom {

@@ -23,7 +23,7 @@ use slope_runtime::native::MAX_ELEMENTS;
 pub fn lower_program(program: &ir::Program) -> Result<Program, String> {
     // Each function is lowered on its own (Note [Functions compiled in parallel] in jit/mod.rs).
     let mut funcs: Vec<&ir::Func> = program.funcs.iter().collect();
-    let funcs = crate::threads::map_largest_first(&mut funcs, |f| size(&f.body), |f| lower_func(program, f))
+    let funcs = crate::threads::map_largest_first(&mut funcs, |f| ir::scope::size(&f.body), |f| lower_func(program, f))
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     if cfg!(debug_assertions) {
@@ -32,13 +32,6 @@ pub fn lower_program(program: &ir::Program) -> Result<Program, String> {
         }
     }
     Ok(Program { funcs, segments: Vec::new() })
-}
-
-/// How many statements `body` has, nested ones included: the work of lowering it.
-fn size(body: &ir::Body) -> usize {
-    let mut n = 0;
-    crate::ir::scope::for_each_stmt(body, &mut |_| n += 1);
-    n
 }
 
 pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {

@@ -508,7 +508,6 @@ pub fn for_each_use(insts: &[Inst], f: &mut dyn FnMut(LVar)) {
     for_each_inst(insts, &mut |i| i.for_each_use(&mut *f));
 }
 
-/// Variables assigned anywhere in `insts` (nested blocks included).
 /// How many instructions `insts` has, nested blocks included: a measure of
 /// the work a pass does on them.
 pub fn size(insts: &[Inst]) -> usize {
@@ -517,6 +516,7 @@ pub fn size(insts: &[Inst]) -> usize {
     n
 }
 
+/// Variables assigned anywhere in `insts` (nested blocks included).
 pub fn assigned_in(insts: &[Inst]) -> crate::hash::HashSet<LVar> {
     let mut out = crate::hash::HashSet::default();
     for_each_inst(insts, &mut |i| out.extend(i.def()));

@@ -18,7 +18,7 @@
 //! parent's failure sites (same indices). The loop IR verifier
 //! (`verify::verify_program`) checks every `Parallel` against its segment.
 
-use super::opt::alias::{fresh_at_end, non_base_operands, PointsTo, Target};
+use super::opt::alias::{Apart, PointsTo, Target};
 use super::{for_each_inst, Func, Inst, LVar, Leaf, MTy, Operand, Program, Rhs, Segment};
 use crate::hash::{HashMap, HashSet};
 use crate::ir::BinOp;
@@ -499,14 +499,9 @@ fn memory(
     // neither since nor in the loop, is reached by that pointer alone; other
     // pointers with its target reach earlier buffers of the allocation (Note
     // [Earlier buffers of an allocation]).
-    let copied_in_body = {
-        let mut c = HashSet::default();
-        for_each_inst(body, &mut |i| c.extend(non_base_operands(i).into_iter().filter_map(Operand::var)));
-        c
-    };
+    let apart = Apart::new(pt, before, &[body]);
     let mut alone_memo: HashMap<LVar, bool> = HashMap::default();
-    let mut alone =
-        |v: LVar| *alone_memo.entry(v).or_insert_with(|| !copied_in_body.contains(&v) && fresh_at_end(before, v));
+    let mut alone = |v: LVar| *alone_memo.entry(v).or_insert_with(|| apart.alone(v));
     let in_loop = super::assigned_in(body);
     let accumulations = accumulations(body, &uses, info);
     // By target and whether the access reaches an earlier buffer of it.

@@ -740,7 +740,7 @@ pub fn run_program(
     let mut work: Vec<&crate::ir::Func> = funcs.iter().collect();
     let done = crate::threads::map_largest_first(
         &mut work,
-        |f| statements(&f.body),
+        |f| crate::ir::scope::size(&f.body),
         |f| {
             // The function's own copy of the table: what it adds is numbered
             // from `base` on, whichever functions run beside it.
@@ -773,13 +773,6 @@ pub fn run_program(
         rewrites += r;
     }
     Ok(rewrites)
-}
-
-/// The statements of `body`, nested ones included: the work a function is.
-fn statements(body: &Body) -> usize {
-    let mut n = 0;
-    crate::ir::scope::for_each_stmt(body, &mut |_| n += 1);
-    n
 }
 
 // Note [Functions optimised in parallel]

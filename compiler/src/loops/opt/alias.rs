@@ -20,6 +20,7 @@
 //! it as possibly aliasing anything.
 
 use super::edges::Edges;
+use crate::hash::HashSet;
 use crate::loops::{for_each_inst, Func, Inst, LVar, MTy, Operand, Rhs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -155,23 +156,26 @@ pub fn fresh_at_end(block: &[Inst], v: LVar) -> bool {
 
 /// Which pointers used in loop bodies that run right after `before` never
 /// reach the same element: different targets, or one of them a buffer
-/// [`fresh_at_end`] of `before` whose pointer the bodies do not copy. The
-/// one question `fuse` and `simd` ask.
+/// [`fresh_at_end`] of `before` whose pointer the bodies (nested blocks
+/// included) do not copy. The one question `fuse`, `simd` and `parallel` ask.
 pub struct Apart<'a> {
     points_to: &'a PointsTo,
     before: &'a [Inst],
-    copied: Vec<Operand>,
+    copied: HashSet<LVar>,
 }
 
 impl<'a> Apart<'a> {
     pub fn new(points_to: &'a PointsTo, before: &'a [Inst], bodies: &[&[Inst]]) -> Apart<'a> {
-        let copied = bodies.iter().flat_map(|b| b.iter()).flat_map(non_base_operands).collect();
+        let mut copied = HashSet::default();
+        for b in bodies {
+            for_each_inst(b, &mut |i| copied.extend(non_base_operands(i).into_iter().filter_map(Operand::var)));
+        }
         Apart { points_to, before, copied }
     }
 
     /// `v` alone reaches its buffer in the bodies.
     pub fn alone(&self, v: LVar) -> bool {
-        !self.copied.contains(&Operand::Var(v)) && fresh_at_end(self.before, v)
+        !self.copied.contains(&v) && fresh_at_end(self.before, v)
     }
 
     /// Two different pointers that never reach the same element.
