@@ -4,23 +4,31 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory under the system temp dir, unique per test process and call.
-fn temp_dir(tag: &str) -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("slope-cli-{}-{tag}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh directory under the system temp dir, removed when the value drops.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("slope-cli-{tag}-")).tempdir().expect("create temp dir")
 }
 
-/// Writes `text` to `name` inside a fresh temp directory and returns its path.
-fn write_temp(tag: &str, name: &str, text: &str) -> PathBuf {
-    let path = temp_dir(tag).join(name);
+/// A file in a directory of its own; both are removed when the value drops.
+struct TempFile {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes `text` to `name` inside a fresh temp directory.
+fn write_temp(tag: &str, name: &str, text: &str) -> TempFile {
+    let dir = temp_dir(tag);
+    let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write temp file");
-    path
+    TempFile { path, _dir: dir }
 }
 
 fn slope(args: &[&str]) -> Output {
@@ -117,7 +125,8 @@ fn run_with_npy_argument() {
     use slope_runtime::{Array, ArrayData};
     let file = write_temp("npy", "prog.slope", "entry rowsums [n][m] (a: [n][m]f64) : [n]f64 = map (\\r -> sum r) a\n");
     let array = Array::new(vec![2, 3], ArrayData::F64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
-    let npy = temp_dir("npy").join("a.npy");
+    let scratch = temp_dir("npy");
+    let npy = scratch.path().join("a.npy");
     std::fs::write(&npy, slope_runtime::npy::write_npy(&array)).expect("write npy");
     let out = slope(&["run", p(&file), p(&npy)]);
     assert_eq!(json_ok(&out), serde_json::json!([6.0, 15.0]));
@@ -128,7 +137,8 @@ fn run_npy_of_wrong_type_is_invalid_input() {
     use slope_runtime::{Array, ArrayData};
     let file = write_temp("npy", "prog.slope", ONE_ENTRY);
     let array = Array::new(vec![2], ArrayData::Bool(vec![true, false]));
-    let npy = temp_dir("npy").join("b.npy");
+    let scratch = temp_dir("npy");
+    let npy = scratch.path().join("b.npy");
     std::fs::write(&npy, slope_runtime::npy::write_npy(&array)).expect("write npy");
     fails_with(&slope(&["run", p(&file), p(&npy)]), "E0302");
 }
@@ -199,7 +209,8 @@ fn run_wrong_number_of_arguments() {
 
 #[test]
 fn missing_source_file() {
-    let missing = temp_dir("missing").join("does_not_exist.slope");
+    let scratch = temp_dir("missing");
+    let missing = scratch.path().join("does_not_exist.slope");
     fails_with(&slope(&["check", p(&missing)]), "E0303");
     fails_with(&slope(&["run", p(&missing)]), "E0303");
     fails_with(&slope(&["emit", p(&missing)]), "E0303");
@@ -209,9 +220,9 @@ fn missing_source_file() {
 fn missing_input_files() {
     let file = write_temp("missing", "prog.slope", ONE_ENTRY);
     let dir = temp_dir("missing");
-    fails_with(&slope(&["run", p(&file), "--input", p(&dir.join("nope.json"))]), "E0303");
-    fails_with(&slope(&["run", p(&file), p(&dir.join("nope.npy"))]), "E0303");
-    fails_with(&slope(&["run", p(&file), p(&dir.join("nope.json"))]), "E0303");
+    fails_with(&slope(&["run", p(&file), "--input", p(&dir.path().join("nope.json"))]), "E0303");
+    fails_with(&slope(&["run", p(&file), p(&dir.path().join("nope.npy"))]), "E0303");
+    fails_with(&slope(&["run", p(&file), p(&dir.path().join("nope.json"))]), "E0303");
 }
 
 #[test]
@@ -254,9 +265,10 @@ fn emit_ir_of_one_entry() {
 #[test]
 fn import_relative_file() {
     let dir = temp_dir("import");
-    std::fs::write(dir.join("helpers.slope"), "def twice (x: f64) : f64 = 2.0 * x\n").unwrap();
-    std::fs::write(dir.join("main.slope"), "import \"helpers\"\n\nentry f (x: f64) : f64 = twice x + 1.0\n").unwrap();
-    let main = dir.join("main.slope");
+    std::fs::write(dir.path().join("helpers.slope"), "def twice (x: f64) : f64 = 2.0 * x\n").unwrap();
+    std::fs::write(dir.path().join("main.slope"), "import \"helpers\"\n\nentry f (x: f64) : f64 = twice x + 1.0\n")
+        .unwrap();
+    let main = dir.path().join("main.slope");
     assert_eq!(slope(&["check", p(&main)]).status.code(), Some(0));
     assert_eq!(json_ok(&slope(&["run", p(&main), "4"])), serde_json::json!(9.0));
 }
@@ -264,10 +276,13 @@ fn import_relative_file() {
 #[test]
 fn import_cycle() {
     let dir = temp_dir("cycle");
-    std::fs::write(dir.join("a.slope"), "import \"b\"\n\ndef fa (x: f64) : f64 = x\n\nentry f (x: f64) : f64 = fa x\n")
-        .unwrap();
-    std::fs::write(dir.join("b.slope"), "import \"a\"\n\ndef fb (x: f64) : f64 = x\n").unwrap();
-    let out = slope(&["check", p(&dir.join("a.slope"))]);
+    std::fs::write(
+        dir.path().join("a.slope"),
+        "import \"b\"\n\ndef fa (x: f64) : f64 = x\n\nentry f (x: f64) : f64 = fa x\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.slope"), "import \"a\"\n\ndef fb (x: f64) : f64 = x\n").unwrap();
+    let out = slope(&["check", p(&dir.path().join("a.slope"))]);
     fails_with(&out, "E0008");
 }
 
@@ -711,7 +726,6 @@ fn build_writes_a_library_and_its_header() {
     fails_with(&slope(&["build", p(&file), "-o", p(&dir.join("twice.dll")), "--runtime", p(&runtime)]), "E0305");
     fails_with(&slope(&["build", p(&file), "-o", p(&lib), "--entry", "thrice", "--runtime", p(&runtime)]), "E0301");
     fails_with(&slope(&["build", p(&file), "-o", p(&lib), "--runtime", p(&dir.join("none.a"))]), "E0309");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `slope test DIR` tests the `.slope` files under DIR (nested folders too)
