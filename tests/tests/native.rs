@@ -221,6 +221,26 @@ fn printed_stages() {
     assert!(parallel.contains("reductions [Add F64"), "{parallel}");
 }
 
+/// A map inside a time-step loop is a segment called inline (Note [Loops
+/// called inline] in loops/parallel.rs): the CLIF calls the segment's
+/// function directly, not through the runtime's `slope_parallel_for`.
+#[test]
+fn printed_inline_segment() {
+    let src = "entry decay [n] (y0: [n]f64) (s: i64) : [n]f64 =\n\
+               \x20 loop y = y0 for _t < s do map (\\a -> 0.5 * a + 1.0) y";
+    let p = compile(src);
+    let parallel = p.emit("parallel", Some("decay")).unwrap();
+    snapshot("parallel_inline", format!("{src}\n---\n{parallel}"));
+    assert!(parallel.contains("inline segment0"), "{parallel}");
+    let clif = p.emit("clif", Some("decay")).unwrap();
+    assert!(!clif.contains("slope_parallel_for"), "{clif}");
+    let y0: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+    let input = serde_json::json!({ "y0": y0, "s": 3 });
+    let got = p.call_json_on(Engine::Multicore, "decay", &input).unwrap();
+    let want: Vec<f64> = y0.iter().map(|&a| ((0.5 * a + 1.0) * 0.5 + 1.0) * 0.5 + 1.0).collect();
+    assert_eq!(got, serde_json::json!(want));
+}
+
 #[test]
 fn bad_arguments_at_the_call_boundary_are_diagnostics() {
     let p = compile("entry f [n] (xs: [n]f64) (k: i64) : f64 = xs[k]");

@@ -325,3 +325,46 @@ fn one_program_serves_calls_from_several_threads_at_once() {
     let native = program.native().expect("built");
     assert_eq!(native.code.held_bytes(), 0, "no call leaves arena memory held");
 }
+
+/// Loops one level inside a sequential loop are called inline (Note [Loops
+/// called inline] in loops/parallel.rs): maps, reductions and the reverse
+/// sweep's accumulation inside time-step loops. Each runs as one call over
+/// its whole range — no chunks — so the result is the sequential back end's
+/// bit for bit, and an index out of bounds inside one is the interpreter's
+/// error.
+#[test]
+fn loops_inside_a_time_step_loop_are_called_inline() {
+    let src = "def step [n] (xs: [n]f64) (k: i64) (y: [n]f64) : [n]f64 =\n\
+               \x20 let m = sum (tabulate n (\\i -> if i == n - 1 then y[i + k] else y[i])) / f64 n in\n\
+               \x20 map2 (\\a b -> 0.5 * a + m * b) y xs\n\
+               entry f [n] (xs: [n]f64) (s: i64) (k: i64) : f64 =\n\
+               \x20 sum (loop y = xs for _t < s do step xs k y)\n\
+               entry g [n] (xs: [n]f64) (s: i64) (k: i64) : [n]f64 =\n\
+               \x20 grad (\\c -> f c s k) xs";
+    let program = Program::compile("steps.slope", src, &file_loader).expect("compiles");
+    let parallel = program.emit("parallel", None).expect("prints");
+    let inline = parallel.lines().filter(|l| l.contains("inline segment")).collect::<Vec<_>>();
+    assert!(inline.iter().any(|l| l.contains(") = inline segment")), "a reduction called inline:\n{parallel}");
+    assert!(inline.len() >= 4, "the time loops' maps and sums, forward and reverse:\n{parallel}");
+    let xs: Vec<f64> = (0..3000).map(|i| (i % 13) as f64 / 13.0 - 0.5).collect();
+    // The bounds check of `y[i + k]` is inside the reductions called inline.
+    assert!(parallel.contains("fail site"), "{parallel}");
+    for (entry, k) in [("f", 0), ("g", -5), ("f", 2), ("g", 1), ("g", -3000)] {
+        let input = serde_json::json!({ "xs": xs, "s": 7, "k": k });
+        agree(&program, "steps", entry, &input);
+        let native = outcome(&program, entry, &input);
+        let sequential =
+            program.call_json_on(Engine::Sequential, entry, &input).map_err(|f| f.render(RenderStyle::Short));
+        assert_eq!(native, sequential, "{entry}, k = {k}: the sequential back end's bits and errors");
+        let interp = program.call_json_on(Engine::Interp, entry, &input).map_err(|f| f.render(RenderStyle::Short));
+        match (&native, &interp) {
+            (Ok(a), Ok(b)) => json_close(a, b, 1e-12, entry).unwrap(),
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b, "{entry}, k = {k}: the interpreter's error");
+                assert!(a.contains("E0201"), "{a}");
+            }
+            _ => panic!("{entry}, k = {k}: {native:?} against the interpreter's {interp:?}"),
+        }
+        assert_eq!(native.is_err(), !(-2999..=0).contains(&k), "{entry}, k = {k}: {native:?}");
+    }
+}

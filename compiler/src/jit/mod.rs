@@ -174,7 +174,7 @@ fn define_all(
         .iter()
         .zip(plans)
         .zip(&program.segments)
-        .map(|((_, plan), s)| SegmentRef::new(plan.clone(), s))
+        .map(|((&id, plan), s)| SegmentRef::new(id, plan.clone(), s))
         .collect();
     let mut built = Vec::with_capacity(all.len());
     for (f, &id) in all.iter().zip(&ids) {
@@ -243,7 +243,7 @@ pub fn clif_text(program: &loops::Program) -> Result<String, String> {
         .enumerate()
         .map(|(k, s)| {
             let id = module.declare_function(&format!("slope:{}", s.func.name), Linkage::Local, &signature);
-            id.map(|_| SegmentRef::new(PlanRef::Address(k as i64), s))
+            id.map(|id| SegmentRef::new(id, PlanRef::Address(k as i64), s))
         })
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
@@ -418,6 +418,8 @@ enum PlanRef {
 
 /// What a function calling a parallel segment needs to know of it.
 struct SegmentRef {
+    /// The segment's function, which an `inline` segment calls directly.
+    id: FuncId,
     plan: PlanRef,
     /// The argument word of each result (reductions, then first-iteration
     /// variables), where its value comes back.
@@ -425,9 +427,9 @@ struct SegmentRef {
 }
 
 impl SegmentRef {
-    fn new(plan: PlanRef, s: &loops::Segment) -> SegmentRef {
+    fn new(id: FuncId, plan: PlanRef, s: &loops::Segment) -> SegmentRef {
         let words = s.plan.reductions.iter().map(|r| r.word).chain(s.plan.firsts.iter().copied());
-        SegmentRef { plan, result_words: words.collect() }
+        SegmentRef { id, plan, result_words: words.collect() }
     }
 }
 
@@ -578,8 +580,11 @@ impl Gen<'_, '_> {
                 let mark = self.operand(*mark);
                 self.call_void("slope_release", &[types::I64; 2], &[ctx, mark]);
             }
-            Inst::Parallel { segment, start, bound, args, results } => {
+            Inst::Parallel { segment, inline: false, start, bound, args, results } => {
                 self.parallel(*segment, *start, *bound, args, results)?
+            }
+            Inst::Parallel { segment, inline: true, start, bound, args, results } => {
+                self.inline_segment(*segment, *start, *bound, args, results)?
             }
         }
         Ok(())
@@ -617,6 +622,58 @@ impl Gen<'_, '_> {
         let (start, bound) = (self.operand(start), self.operand(bound));
         let ctx = self.ctx;
         let status = self.call("slope_parallel_for", &[types::I64; 5], types::I32, &[ctx, plan, block, start, bound]);
+        self.exit_on_status(status);
+        for (&r, &w) in results.iter().zip(&result_words) {
+            let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), slot, 8 * w as i32);
+            self.b.def_var(self.var(r), v);
+        }
+        Ok(())
+    }
+
+    /// Runs a segment by one direct call of its function over
+    /// `start..bound` (Note [Loops called inline] in `loops/parallel.rs`):
+    /// its arguments in a stack block as for the runtime, its results
+    /// (reductions' totals, then first-iteration variables) in another.
+    fn inline_segment(
+        &mut self,
+        k: u32,
+        start: Operand,
+        bound: Operand,
+        args: &[Operand],
+        results: &[LVar],
+    ) -> Result<(), String> {
+        let id = self.segments.get(k as usize).ok_or("internal error: unknown parallel segment")?.id;
+        let words = 2 + args.len();
+        let arg_slot =
+            self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * words as u32, 3));
+        let inputs = [start, bound].into_iter().chain(args.iter().copied());
+        for (w, a) in inputs.enumerate() {
+            let v = self.operand(a);
+            self.b.ins().stack_store(types::I64, v, arg_slot, 8 * w as i32);
+        }
+        let result_slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            8 * results.len().max(1) as u32,
+            3,
+        ));
+        let arg_block = self.b.ins().stack_addr(types::I64, arg_slot, 0);
+        let result_block = self.b.ins().stack_addr(types::I64, result_slot, 0);
+        let callee = self.module.declare_func_in_func(id, self.b.func);
+        // Not a pc-relative call: the JIT maps functions wherever memory is
+        // free, possibly more than 2 GiB apart.
+        self.b.func.dfg.ext_funcs[callee].colocated = false;
+        let call = self.b.ins().call(callee, &[arg_block, result_block, self.ctx]);
+        let status = self.b.inst_results(call)[0];
+        self.exit_on_status(status);
+        for (w, &r) in results.iter().enumerate() {
+            let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), result_slot, 8 * w as i32);
+            self.b.def_var(self.var(r), v);
+        }
+        Ok(())
+    }
+
+    /// Leaves the function with `status` when it is not 0.
+    fn exit_on_status(&mut self, status: Value) {
         let exit = *self.status_exit.get_or_insert_with(|| {
             let b = self.b.create_block();
             self.b.append_block_param(b, types::I32);
@@ -626,11 +683,6 @@ impl Gen<'_, '_> {
         self.b.ins().brif(status, exit, &[BlockArg::Value(status)], go_on, &[]);
         self.b.switch_to_block(go_on);
         self.b.seal_block(go_on);
-        for (&r, &w) in results.iter().zip(&result_words) {
-            let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), slot, 8 * w as i32);
-            self.b.def_var(self.var(r), v);
-        }
-        Ok(())
     }
 
     /// Parameter `p`, the `k`th word of the argument block.

@@ -230,11 +230,14 @@ pub enum Inst {
     },
     /// Runs the loop outlined into `Program::segments[segment]` over
     /// `start..bound`, in chunks on the thread pool (Note [Parallel
-    /// segments] in `parallel.rs`). `args` are the segment's arguments after
+    /// segments] in `parallel.rs`) — or, when `inline`, by one call of the
+    /// segment's function over the whole range on the calling thread (Note
+    /// [Loops called inline]). `args` are the segment's arguments after
     /// `lo` and `hi`; afterwards `results[k]` holds the total of the
     /// segment's reduction `k`. Only the `parallel` stage makes these.
     Parallel {
         segment: u32,
+        inline: bool,
         start: Operand,
         bound: Operand,
         args: Vec<Operand>,

@@ -9,7 +9,10 @@
 //!
 //! Which loops (Note [Parallel segments]): outermost first — a loop that is
 //! not inside another loop — whose iterations touch disjoint memory except
-//! through reductions the runtime knows how to combine.
+//! through reductions the runtime knows how to combine. The same loops one
+//! level inside a sequential loop become segments called `inline`: one
+//! direct call over the whole range, for the register allocator's sake
+//! (Note [Loops called inline]).
 //!
 //! Invariants: a program computes the same values and fails with the same
 //! error (code, span, message; the first in index order) as before the
@@ -57,10 +60,11 @@ use std::collections::BTreeSet;
 // - **The arena.** A `Mark` taken before the loop for a `Release` inside it
 //   is taken again in the segment, in the arena of the thread that runs it.
 //
-// Loops inside another loop stay sequential: outlining them would pay a
-// call and a plan per outer iteration, and the outer loop, when it is
-// parallel, already occupies the threads. (An outer `while` or time-step
-// loop around parallel maps is the case this leaves on one core.) Measured
+// Loops inside another loop do not go to the pool: that would pay a plan
+// per outer iteration, and the outer loop, when it is parallel, already
+// occupies the threads. (An outer `while` or time-step loop around
+// parallel maps is the case this leaves on one core; such loops, one level
+// down, are called inline instead: Note [Loops called inline].) Measured
 // on 2026-12-03: outlining the loops one level inside a sequential loop
 // (ode's RK4 steps, lstm's time steps) gave ode no speed-up on two threads —
 // its maps of 50–70 µs at GradBench's largest size are below what the pool
@@ -105,7 +109,7 @@ pub fn run(program: &mut Program) {
         let pt = PointsTo::of(&f);
         let info = FuncInfo::of(&f);
         let mut body = std::mem::take(&mut f.body);
-        outline_block(&mut body, &mut f, &pt, &info, &mut program.segments);
+        outline_block(&mut body, &mut f, &pt, &info, Level::Outer, &mut program.segments);
         f.body = body;
         program.funcs[k] = f;
     }
@@ -159,12 +163,24 @@ impl FuncInfo {
     }
 }
 
-/// Replaces the outermost parallel loops of `block` (not inside a loop).
+/// Where a block is, for `outline_block`.
+#[derive(Clone, Copy, PartialEq)]
+enum Level {
+    /// Not inside a loop: loops that can run in parallel become segments.
+    Outer,
+    /// Directly inside a sequential loop: loops become segments called
+    /// inline (Note [Loops called inline]).
+    InSequential,
+}
+
+/// Replaces the outermost parallel loops of `block` (not inside a loop), and
+/// the loops one level inside a sequential one by inline calls.
 fn outline_block(
     block: &mut [Inst],
     f: &mut Func,
     pt: &PointsTo,
     info: &FuncInfo,
+    level: Level,
     segments: &mut Vec<crate::loops::Segment>,
 ) {
     // Every loop of the block is analysed before any is outlined: what the
@@ -175,19 +191,77 @@ fn outline_block(
         .collect();
     for (inst, plan) in block.iter_mut().zip(plans) {
         match (inst, plan) {
-            (inst @ Inst::For { .. }, Some(Ok(plan))) => *inst = outline(f, inst, plan, segments),
-            (Inst::For { index, .. }, Some(Err(why))) => {
+            (inst @ Inst::For { .. }, Some(Ok(plan))) if level == Level::Outer => {
+                *inst = outline(f, inst, plan, false, segments)
+            }
+            (inst @ Inst::For { .. }, Some(Ok(plan))) if plan.private.is_empty() && !short(inst, info) => {
+                *inst = outline(f, inst, plan, true, segments)
+            }
+            (Inst::For { index, body, .. }, Some(Err(why))) if level == Level::Outer => {
                 if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
                     eprintln!("{}: loop `{}` stays sequential: {why}", f.name, f.var_name(*index));
                 }
+                outline_block(body, f, pt, info, Level::InSequential, segments);
             }
             (Inst::If { then, els, .. }, _) => {
-                outline_block(then, f, pt, info, segments);
-                outline_block(els, f, pt, info, segments);
+                outline_block(then, f, pt, info, level, segments);
+                outline_block(els, f, pt, info, level, segments);
             }
             _ => {}
         }
     }
+}
+
+// Note [Loops called inline]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Cranelift allocates registers for a whole function at once. In a
+// sequential loop whose body calls the runtime (an allocation per time
+// step, a release, host math), every value live across the loop lives in
+// one of the five callee-saved registers or on the stack, and the
+// allocator does not always split those ranges around an inner loop: ode's
+// RK4 step kept reloading pointers and a splatted `h` from the stack in
+// every iteration of its inner maps, and stored them back. The same loops
+// compiled as functions of their own get every register: ode's largest
+// primal (GradBench, n = 100,000) took 28–32 ms against 38–43 ms, one
+// thread, alternating runs (2026-12-03).
+//
+// So a loop directly inside a sequential loop whose iterations the analysis
+// finds independent becomes a segment too, marked `inline`: the generated
+// code calls the segment's function once over the whole range, on the
+// calling thread, in its arena — no pool, no chunks, no private buffers, the
+// same loop the function had, in the same order. (On the pool these loops
+// lost: Note [Parallel segments].) Not when the segment would re-allocate
+// scratch the loop shares (`Plan::private`: once per call instead of once
+// per function), nor when the trip count is at most a small constant (a
+// peeled first iteration), where the call would cost as much as the loop.
+//
+// A loop of a few iterations whose count is known only at run time is
+// called too: lstm's maps over a hidden state of 7 cost a call each, and
+// GradBench's lstm replayed alike (`scripts/message_scaling.py`, 5 rounds,
+// one thread: 480 against 484 ms). Choosing at run time — the call when
+// the loop is long, the loop in place otherwise — made lstm ~20% slower
+// although no call ran: the call sites, cold or not, still clobber the
+// caller-saved registers for the allocator, which then spilled more in the
+// loops that stayed.
+
+/// The fewest iterations worth an inline call.
+const INLINE_MIN_TRIPS: i64 = 64;
+
+/// Whether the loop `inst` runs fewer than [`INLINE_MIN_TRIPS`] iterations
+/// whatever the sizes: its bound is at most a constant (itself, or a
+/// `min` with one, as a peeled first iteration's) that is close to a
+/// constant start.
+fn short(inst: &Inst, info: &FuncInfo) -> bool {
+    let Inst::For { start, bound, .. } = inst else { return false };
+    let most = match *bound {
+        Operand::Const(_) => bound.as_i64(),
+        Operand::Var(v) if info.defs.get(&v) == Some(&1) => match info.lets.get(&v) {
+            Some(Rhs::Binary(BinOp::Min, a, b)) => a.as_i64().or(b.as_i64()),
+            _ => None,
+        },
+        Operand::Var(_) => None,
+    };
+    matches!((start.as_i64(), most), (Some(a), Some(b)) if b.saturating_sub(a) < INLINE_MIN_TRIPS)
 }
 
 /// What the analysis found a loop needs to run in parallel.
@@ -714,8 +788,9 @@ fn cost(insts: &[Inst]) -> i64 {
         .fold(0i64, |a, b| a.saturating_add(b))
 }
 
-/// Replaces the loop `inst` by a `Parallel` running a new segment.
-fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment>) -> Inst {
+/// Replaces the loop `inst` by a `Parallel` running a new segment (called
+/// `inline` or not).
+fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, inline: bool, segments: &mut Vec<Segment>) -> Inst {
     let Inst::For { index, start, bound, body, lanes } = std::mem::replace(inst, Inst::Fail { site: 0, args: vec![] })
     else {
         unreachable!("outline is called on loops")
@@ -805,6 +880,7 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, segments: &mut Vec<Segment
     };
     Inst::Parallel {
         segment: segment as u32,
+        inline,
         start,
         bound,
         args,

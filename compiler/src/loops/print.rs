@@ -187,12 +187,13 @@ impl Printer<'_> {
                     let line = format!("{pad}release {} keep [{}]", self.operand(*mark), self.ops(keep));
                     let _ = writeln!(self.out, "{line}");
                 }
-                Inst::Parallel { segment, start, bound, args, results } => {
+                Inst::Parallel { segment, inline, start, bound, args, results } => {
                     let results: Vec<String> = results.iter().map(|&v| self.var(v)).collect();
                     let results =
                         if results.is_empty() { String::new() } else { format!("({}) = ", results.join(", ")) };
                     let line = format!(
-                        "{pad}{results}parallel segment{segment} {}..{} ({})",
+                        "{pad}{results}{} segment{segment} {}..{} ({})",
+                        if *inline { "inline" } else { "parallel" },
                         self.operand(*start),
                         self.operand(*bound),
                         self.ops(args)
