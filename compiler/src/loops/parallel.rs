@@ -107,7 +107,7 @@ pub fn run(program: &mut Program) {
     for k in 0..program.funcs.len() {
         let mut f = std::mem::replace(&mut program.funcs[k], Func::empty(""));
         let pt = PointsTo::of(&f);
-        let info = FuncInfo::of(&f);
+        let info = Facts::of_func(&f);
         let mut body = std::mem::take(&mut f.body);
         outline_block(&mut body, &mut f, &pt, &info, Level::Outer, &mut program.segments);
         f.body = body;
@@ -115,45 +115,65 @@ pub fn run(program: &mut Program) {
     }
 }
 
-/// Whole-function facts the analysis asks: how often each variable is
-/// read and assigned, and the right-hand side of each `Let`.
-struct FuncInfo {
+/// What the analysis asks of a block of instructions — a whole function,
+/// or a loop's body — counted in one walk: how often each variable is read
+/// and assigned, the right-hand side of each `Let`, the buffers allocated,
+/// and how many null tests test each pointer. A loop's variable is read
+/// after it when the function's count exceeds the body's.
+#[derive(Default)]
+struct Facts {
     uses: HashMap<LVar, usize>,
     defs: HashMap<LVar, usize>,
     lets: HashMap<LVar, Rhs>,
+    /// Variables some `Let` of the block assigns an `Alloc`.
+    allocated: HashSet<LVar>,
     /// How many `Rhs::null_test`s test each pointer.
     null_tests: HashMap<LVar, usize>,
 }
 
-impl FuncInfo {
-    fn of(f: &Func) -> FuncInfo {
-        let mut info = FuncInfo {
-            uses: HashMap::default(),
-            defs: HashMap::default(),
-            lets: HashMap::default(),
-            null_tests: HashMap::default(),
-        };
-        for_each_inst(&f.body, &mut |i| {
+impl Facts {
+    fn of_block(insts: &[Inst]) -> Facts {
+        let mut facts = Facts::default();
+        for_each_inst(insts, &mut |i| {
             i.for_each_use(|v| {
-                *info.uses.entry(v).or_default() += 1;
+                *facts.uses.entry(v).or_default() += 1;
             });
             for v in i.defs() {
-                *info.defs.entry(v).or_default() += 1;
+                *facts.defs.entry(v).or_default() += 1;
             }
             if let Inst::Let(v, rhs) = i {
-                info.lets.insert(*v, rhs.clone());
+                facts.lets.insert(*v, rhs.clone());
+                if matches!(rhs, Rhs::Alloc { .. }) {
+                    facts.allocated.insert(*v);
+                }
                 if let Some(p) = rhs.tested_for_null() {
-                    *info.null_tests.entry(p).or_default() += 1;
+                    *facts.null_tests.entry(p).or_default() += 1;
                 }
             }
         });
+        facts
+    }
+
+    /// The facts of `f`'s body, its results read and its parameters assigned.
+    fn of_func(f: &Func) -> Facts {
+        let mut facts = Facts::of_block(&f.body);
         for v in f.results.iter().filter_map(|o| o.var()) {
-            *info.uses.entry(v).or_default() += 1;
+            *facts.uses.entry(v).or_default() += 1;
         }
         for &p in &f.params {
-            *info.defs.entry(p).or_default() += 1;
+            *facts.defs.entry(p).or_default() += 1;
         }
-        info
+        facts
+    }
+
+    /// How often `v` is read.
+    fn reads(&self, v: LVar) -> usize {
+        self.uses.get(&v).copied().unwrap_or(0)
+    }
+
+    /// How many null tests test `v`.
+    fn tests(&self, v: LVar) -> usize {
+        self.null_tests.get(&v).copied().unwrap_or(0)
     }
 
     /// `o` holds one value for the whole call: a constant, or a variable
@@ -179,7 +199,7 @@ fn outline_block(
     block: &mut [Inst],
     f: &mut Func,
     pt: &PointsTo,
-    info: &FuncInfo,
+    info: &Facts,
     level: Level,
     segments: &mut Vec<crate::loops::Segment>,
 ) {
@@ -251,7 +271,7 @@ const INLINE_MIN_TRIPS: i64 = 64;
 /// whatever the sizes: its bound is at most a constant (itself, or a
 /// `min` with one, as a peeled first iteration's) that is close to a
 /// constant start.
-fn short(inst: &Inst, info: &FuncInfo) -> bool {
+fn short(inst: &Inst, info: &Facts) -> bool {
     let Inst::For { start, bound, .. } = inst else { return false };
     let most = match *bound {
         Operand::Const(_) => bound.as_i64(),
@@ -282,7 +302,7 @@ struct Plan {
 
 /// Decides whether the loop `inst`, which follows `before` in its block,
 /// can run in parallel (Note [Parallel segments]).
-fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, before: &[Inst], inst: &Inst) -> Result<Plan, String> {
+fn analyse(f: &Func, pt: &PointsTo, info: &Facts, before: &[Inst], inst: &Inst) -> Result<Plan, String> {
     let Inst::For { index, start, body, .. } = inst else { return Err("not a loop".into()) };
     let mut assigned = super::assigned_in(body);
     assigned.insert(*index);
@@ -294,7 +314,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, before: &[Inst], inst: &Ins
     // others must not be read after the loop.
     let mut carried = HashSet::default();
     read_before_assigned(body, &assigned, &mut HashSet::from_iter([*index]), &mut carried);
-    let inside = use_counts(body);
+    let inside = Facts::of_block(body);
     let firsts = first_iteration_vars(body, *index, *start);
     // In variable order, not the set's: the plan's reductions and the
     // reason a loop stays sequential are the same on every run.
@@ -304,7 +324,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, before: &[Inst], inst: &Ins
         .iter()
         .filter(|v| !firsts.contains(v))
         .map(|&acc| {
-            reduction(f, body, &inside, acc)
+            reduction(f, body, &inside.uses, acc)
                 .ok_or_else(|| format!("`{}` is carried from one iteration to the next", f.var_name(acc)))
         })
         .collect::<Result<_, _>>()?;
@@ -312,7 +332,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, before: &[Inst], inst: &Ins
     let mut assigned_in_order: Vec<LVar> = assigned.iter().copied().collect();
     assigned_in_order.sort_unstable();
     for v in assigned_in_order {
-        let outside = info.uses.get(&v).copied().unwrap_or(0) - inside.get(&v).copied().unwrap_or(0);
+        let outside = info.reads(v) - inside.reads(v);
         if outside > 0 && !accs.contains(&v) && !firsts.contains(&v) {
             return Err(format!("`{}` is assigned in the loop and read after it", f.var_name(v)));
         }
@@ -321,7 +341,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &FuncInfo, before: &[Inst], inst: &Ins
     let varying: HashSet<LVar> = assigned.difference(&firsts).copied().collect();
     let escaping: HashSet<Target> =
         firsts.iter().flat_map(|&v| pt.targets(Operand::Var(v)).into_iter().flatten().copied()).collect();
-    let memory = memory(f, pt, info, before, body, *index, &varying, &escaping)?;
+    let memory = memory(f, pt, info, &inside, before, body, *index, &varying, &escaping)?;
     let mut used = BTreeSet::new();
     super::for_each_use(body, &mut |v| {
         used.insert(v);
@@ -400,12 +420,6 @@ fn first_iteration_vars(body: &[Inst], index: LVar, start: Operand) -> HashSet<L
 fn count_where(insts: &[Inst], p: &dyn Fn(&Inst) -> bool) -> usize {
     let mut n = 0;
     for_each_inst(insts, &mut |i| n += usize::from(p(i)));
-    n
-}
-
-fn use_counts(insts: &[Inst]) -> HashMap<LVar, usize> {
-    let mut n = HashMap::default();
-    super::for_each_use(insts, &mut |v| *n.entry(v).or_default() += 1);
     n
 }
 
@@ -525,49 +539,23 @@ struct Touches {
 fn memory(
     f: &Func,
     pt: &PointsTo,
-    info: &FuncInfo,
+    info: &Facts,
+    inside: &Facts,
     before: &[Inst],
     body: &[Inst],
     index: LVar,
     assigned: &HashSet<LVar>,
     escaping: &HashSet<Target>,
 ) -> Result<Memory, String> {
-    let local: HashSet<LVar> = {
-        let mut s = HashSet::default();
-        for_each_inst(body, &mut |i| {
-            if let Inst::Let(v, Rhs::Alloc { .. }) = i {
-                s.insert(*v);
-            }
-        });
-        s
-    };
-    let lets_in: HashMap<LVar, Rhs> = {
-        let mut m = HashMap::default();
-        for_each_inst(body, &mut |i| {
-            if let Inst::Let(v, rhs) = i {
-                m.insert(*v, rhs.clone());
-            }
-        });
-        m
-    };
-    let uses = use_counts(body);
+    let local = &inside.allocated;
+    let lets_in = &inside.lets;
+    let uses = &inside.uses;
     // Scratch of this loop's iterations, not of an enclosing loop's that
     // this loop is one part of (or that several loops inside it share):
     // only null tests read it elsewhere. Otherwise it is a buffer like any.
-    let tests_in_body: HashMap<LVar, usize> = {
-        let mut m = HashMap::default();
-        for_each_inst(body, &mut |i| {
-            if let Some(p) = if let Inst::Let(_, rhs) = i { rhs.tested_for_null() } else { None } {
-                *m.entry(p).or_default() += 1;
-            }
-        });
-        m
-    };
     let is_scratch = |v: LVar| {
         let hoisted = !local.contains(&v) && matches!(info.lets.get(&v), Some(Rhs::Alloc { hoisted: true, .. }));
-        let outside = info.uses.get(&v).copied().unwrap_or(0) - uses.get(&v).copied().unwrap_or(0);
-        let tests_outside = info.null_tests.get(&v).copied().unwrap_or(0) - tests_in_body.get(&v).copied().unwrap_or(0);
-        hoisted && outside == tests_outside
+        hoisted && info.reads(v) - inside.reads(v) == info.tests(v) - inside.tests(v)
     };
     // A buffer allocated in this block before the loop, its pointer copied
     // neither since nor in the loop, is reached by that pointer alone; other
@@ -577,7 +565,7 @@ fn memory(
     let mut alone_memo: HashMap<LVar, bool> = HashMap::default();
     let mut alone = |v: LVar| *alone_memo.entry(v).or_insert_with(|| apart.alone(v));
     let in_loop = super::assigned_in(body);
-    let accumulations = accumulations(body, &uses, info);
+    let accumulations = accumulations(body, uses, info);
     // By target and whether the access reaches an earlier buffer of it.
     let mut touched: HashMap<(Target, bool), Touches> = HashMap::default();
     let mut unknown_base = false;
@@ -733,7 +721,7 @@ fn memory(
 
 /// The accumulations `old = load b[k]; new = old + x; store b[k] = new` in
 /// `body`, by both `old` and `new` (each read exactly once, where shown).
-fn accumulations(body: &[Inst], uses: &HashMap<LVar, usize>, info: &FuncInfo) -> HashMap<LVar, Elem> {
+fn accumulations(body: &[Inst], uses: &HashMap<LVar, usize>, info: &Facts) -> HashMap<LVar, Elem> {
     let mut loads: HashMap<LVar, (Operand, Operand, MTy)> = HashMap::default();
     // `new ↦ [old]`: both operands of `new = a + b` may be loads.
     let mut adds: HashMap<LVar, Vec<LVar>> = HashMap::default();
