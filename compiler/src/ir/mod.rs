@@ -854,6 +854,35 @@ impl Expr {
         lambdas_of!(self)
     }
 
+    /// Calls `f` on every variable this expression binds for the code
+    /// nested in it: its lambdas' parameters, then its loop's parameters
+    /// and index. (What a statement binds for the code after it is
+    /// `Stmt::binds`.)
+    pub fn for_each_binder(&self, mut f: impl FnMut(Var)) {
+        for lam in self.lambdas() {
+            lam.params.iter().for_each(|&v| f(v));
+        }
+        if let Expr::Loop { params, form, .. } = self {
+            params.iter().for_each(|&v| f(v));
+            if let LoopForm::For { index, .. } = form {
+                f(*index);
+            }
+        }
+    }
+
+    /// [`Self::for_each_binder`], mutably (same order).
+    pub fn for_each_binder_mut(&mut self, mut f: impl FnMut(&mut Var)) {
+        for lam in self.lambdas_mut() {
+            lam.params.iter_mut().for_each(&mut f);
+        }
+        if let Expr::Loop { params, form, .. } = self {
+            params.iter_mut().for_each(&mut f);
+            if let LoopForm::For { index, .. } = form {
+                f(index);
+            }
+        }
+    }
+
     /// The atoms this expression reads directly (not those inside nested
     /// bodies), array operands as `Atom::Var`, in the order of Note [One
     /// operand walk].

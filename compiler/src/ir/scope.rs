@@ -185,15 +185,7 @@ pub fn renumber_from(body: &mut Body, from: u32, by: u32) {
                 Operand::Atom(Atom::Var(v)) | Operand::Array(v) => shift(v),
                 Operand::Atom(Atom::Const(_)) => {}
             });
-            if let Expr::Loop { params, form, .. } = &mut s.expr {
-                params.iter_mut().for_each(shift);
-                if let LoopForm::For { index, .. } = form {
-                    shift(index);
-                }
-            }
-            for lam in s.expr.lambdas_mut() {
-                lam.params.iter_mut().for_each(shift);
-            }
+            s.expr.for_each_binder_mut(shift);
             for b in s.expr.bodies_mut() {
                 renumber_from(b, from, by);
             }
@@ -212,12 +204,7 @@ fn mentions_from(s: &Stmt, from: u32) -> bool {
     let high = |v: &Var| v.0 >= from;
     let mut found = s.binds.iter().any(high);
     s.expr.for_each_operand(|a| found |= a.var().is_some_and(|v| high(&v)));
-    if let Expr::Loop { params, form, .. } = &s.expr {
-        found |= params.iter().any(high) || matches!(form, LoopForm::For { index, .. } if high(index));
-    }
-    for lam in s.expr.lambdas() {
-        found |= lam.params.iter().any(high);
-    }
+    s.expr.for_each_binder(|v| found |= high(&v));
     s.expr.for_each_body(&mut |b| {
         found = found
             || b.result.iter().any(|a| a.var().is_some_and(|v| high(&v)))

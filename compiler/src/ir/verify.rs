@@ -151,22 +151,7 @@ impl Checker<'_> {
                     self.note_out_of_range(v, out);
                 }
             }
-            for lam in s.expr.lambdas() {
-                for &v in &lam.params {
-                    self.note_out_of_range(v, out);
-                }
-            }
-            match &s.expr {
-                Expr::Loop { params, form, .. } => {
-                    for &v in params {
-                        self.note_out_of_range(v, out);
-                    }
-                    if let LoopForm::For { index, .. } = form {
-                        self.note_out_of_range(*index, out);
-                    }
-                }
-                _ => {}
-            }
+            s.expr.for_each_binder(|v| self.note_out_of_range(v, out));
             s.expr.for_each_body(&mut |nested| self.scan_body(nested, out));
         }
         for a in &b.result {

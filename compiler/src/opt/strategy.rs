@@ -463,15 +463,7 @@ fn touch(touched: &mut Vec<u64>, v: Var, clock: u64) {
 /// its lambdas' parameters, its loop's parameters and index.
 fn mentioned_here(s: &Stmt, f: &mut dyn FnMut(Var)) {
     s.binds.iter().for_each(|v| f(*v));
-    for lam in s.expr.lambdas() {
-        lam.params.iter().for_each(|v| f(*v));
-    }
-    if let Expr::Loop { params, form, .. } = &s.expr {
-        params.iter().for_each(|v| f(*v));
-        if let LoopForm::For { index, .. } = form {
-            f(*index);
-        }
-    }
+    s.expr.for_each_binder(f);
 }
 
 /// The variables a fact names.

@@ -8,7 +8,7 @@
 //! (the callers' side condition).
 
 use crate::hash::{HashMap, HashSet};
-use crate::ir::{Atom, BinOp, Body, Expr, LoopForm, Operand, Stmt, Var};
+use crate::ir::{Atom, BinOp, Body, Expr, Operand, Stmt, Var};
 
 // The use and statement walks live in `ir::scope` (AD asks them too).
 pub use crate::ir::scope::{for_each_stmt, for_each_use, for_each_use_in};
@@ -18,15 +18,9 @@ pub use crate::ir::scope::{for_each_stmt, for_each_use, for_each_use_in};
 pub fn bound_in(body: &Body, out: &mut HashSet<Var>) {
     for s in &body.stmts {
         out.extend(s.binds.iter().copied());
-        for lam in s.expr.lambdas() {
-            out.extend(lam.params.iter().copied());
-        }
-        if let Expr::Loop { params, form, .. } = &s.expr {
-            out.extend(params.iter().copied());
-            if let LoopForm::For { index, .. } = form {
-                out.insert(*index);
-            }
-        }
+        s.expr.for_each_binder(|v| {
+            out.insert(v);
+        });
         for b in s.expr.bodies() {
             bound_in(b, out);
         }
