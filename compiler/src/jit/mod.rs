@@ -416,6 +416,20 @@ enum PlanRef {
     Slot(cranelift_module::DataId, i32),
 }
 
+// Note [Small copies]
+// ~~~~~~~~~~~~~~~~~~~~
+// A `Copy` of a constant count of at most INLINE_COPY_ELEMENTS elements is
+// emitted as that many loads followed by as many stores, not a call of the
+// runtime's `slope_copy` (`memmove`). Such copies are rows of a few
+// elements — ba's two-element residual written into its result row per
+// observation — and the call, with its `memmove` dispatch, cost more than
+// the copy: a fifth of ba's objective on the pool's threads was `memmove`
+// (`perf record`, 2026-12-03). Loading everything before storing keeps
+// `memmove`'s meaning when the ranges overlap.
+
+/// The most elements a constant-count `Copy` copies without a call.
+const INLINE_COPY_ELEMENTS: i64 = 8;
+
 /// What a function calling a parallel segment needs to know of it.
 struct SegmentRef {
     /// The segment's function, which an `inline` segment calls directly.
@@ -498,8 +512,13 @@ impl Gen<'_, '_> {
             }
             Inst::Copy { elem, dst, src, count } => {
                 let (dst, src) = (self.operand(*dst), self.operand(*src));
-                let bytes = self.bytes(*elem, *count);
-                self.call_void("slope_copy", &[types::I64; 3], &[dst, src, bytes]);
+                match count.as_i64() {
+                    Some(n @ 0..=INLINE_COPY_ELEMENTS) => self.copy_inline(*elem, dst, src, n),
+                    _ => {
+                        let bytes = self.bytes(*elem, *count);
+                        self.call_void("slope_copy", &[types::I64; 3], &[dst, src, bytes]);
+                    }
+                }
             }
             Inst::Argsort { elem, keys, count, perm, descending } => {
                 if *elem == MTy::Bool {
@@ -1017,6 +1036,18 @@ impl Gen<'_, '_> {
         self.call_void("slope_fail", &[types::I64; 2], &[ctx, site]);
         let exit = *self.fail_exit.get_or_insert_with(|| self.b.create_block());
         self.b.ins().jump(exit, &[]);
+    }
+
+    /// A copy of `n` elements (a few) as loads and stores: every load
+    /// before the first store, so overlapping ranges copy as `memmove`
+    /// does (Note [Small copies]).
+    fn copy_inline(&mut self, elem: MTy, dst: Value, src: Value, n: i64) {
+        let (ty, size) = (cl_type(elem), elem.size() as i32);
+        let values: Vec<Value> =
+            (0..n as i32).map(|k| self.b.ins().load(ty, MemFlagsData::trusted(), src, k * size)).collect();
+        for (k, v) in values.into_iter().enumerate() {
+            self.b.ins().store(MemFlagsData::trusted(), v, dst, k as i32 * size);
+        }
     }
 
     fn bytes(&mut self, elem: MTy, count: Operand) -> Value {
