@@ -418,17 +418,18 @@ enum PlanRef {
 
 // Note [Small copies]
 // ~~~~~~~~~~~~~~~~~~~~
-// A `Copy` of a constant count of at most INLINE_COPY_ELEMENTS elements is
-// emitted as that many loads followed by as many stores, not a call of the
-// runtime's `slope_copy` (`memmove`). Such copies are rows of a few
-// elements — ba's two-element residual written into its result row per
-// observation — and the call, with its `memmove` dispatch, cost more than
-// the copy: a fifth of ba's objective on the pool's threads was `memmove`
-// (`perf record`, 2026-12-03). Loading everything before storing keeps
-// `memmove`'s meaning when the ranges overlap.
+// A `Copy` of a constant count of at most INLINE_COPY_BYTES bytes is
+// emitted as loads followed by stores (16-byte vectors, then a tail), not a
+// call of the runtime's `slope_copy` (`memmove`). Such copies are rows of a
+// few elements — ba's two-element residual and 15-element Jacobian block
+// row per observation, ht's rows of 26 — and the call, with `memmove`'s
+// dispatch, cost more than the copy: a fifth of ba's objective on the
+// pool's threads was `memmove` (`perf record`, 2026-12-03). Loading
+// everything before storing keeps `memmove`'s meaning when the ranges
+// overlap; 256 bytes are sixteen vector registers, what x86-64 has.
 
-/// The most elements a constant-count `Copy` copies without a call.
-const INLINE_COPY_ELEMENTS: i64 = 8;
+/// The most bytes a constant-count `Copy` copies without a call.
+const INLINE_COPY_BYTES: i64 = 256;
 
 /// What a function calling a parallel segment needs to know of it.
 struct SegmentRef {
@@ -512,8 +513,8 @@ impl Gen<'_, '_> {
             }
             Inst::Copy { elem, dst, src, count } => {
                 let (dst, src) = (self.operand(*dst), self.operand(*src));
-                match count.as_i64() {
-                    Some(n @ 0..=INLINE_COPY_ELEMENTS) => self.copy_inline(*elem, dst, src, n),
+                match count.as_i64().map(|n| n.saturating_mul(elem.size())) {
+                    Some(bytes @ 0..=INLINE_COPY_BYTES) => self.copy_inline(dst, src, bytes as i32),
                     _ => {
                         let bytes = self.bytes(*elem, *count);
                         self.call_void("slope_copy", &[types::I64; 3], &[dst, src, bytes]);
@@ -1038,15 +1039,22 @@ impl Gen<'_, '_> {
         self.b.ins().jump(exit, &[]);
     }
 
-    /// A copy of `n` elements (a few) as loads and stores: every load
-    /// before the first store, so overlapping ranges copy as `memmove`
-    /// does (Note [Small copies]).
-    fn copy_inline(&mut self, elem: MTy, dst: Value, src: Value, n: i64) {
-        let (ty, size) = (cl_type(elem), elem.size() as i32);
+    /// A copy of a few `bytes` as loads and stores — 16 bytes at a time,
+    /// then 8, 4, 2 and 1 — every load before the first store, so that
+    /// overlapping ranges copy as `memmove` does (Note [Small copies]).
+    fn copy_inline(&mut self, dst: Value, src: Value, bytes: i32) {
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for (ty, size) in [(types::I64X2, 16), (types::I64, 8), (types::I32, 4), (types::I16, 2), (types::I8, 1)] {
+            while bytes - at >= size {
+                pieces.push((ty, at));
+                at += size;
+            }
+        }
         let values: Vec<Value> =
-            (0..n as i32).map(|k| self.b.ins().load(ty, MemFlagsData::trusted(), src, k * size)).collect();
-        for (k, v) in values.into_iter().enumerate() {
-            self.b.ins().store(MemFlagsData::trusted(), v, dst, k as i32 * size);
+            pieces.iter().map(|&(ty, at)| self.b.ins().load(ty, vector_flags(), src, at)).collect();
+        for (v, &(_, at)) in values.into_iter().zip(&pieces) {
+            self.b.ins().store(vector_flags(), v, dst, at);
         }
     }
 
@@ -1819,6 +1827,46 @@ mod tests {
         let arg = Val::Arr(Rc::new(Array::new(vec![4], ArrayData::I64(vec![1, 2, 3, 4]))));
         let want = Val::Arr(Rc::new(Array::new(vec![4], ArrayData::I64(vec![1, 1, 2, 3]))));
         assert_eq!(n.call_vals("shift", &[arg], 10), Ok(vec![want]));
+    }
+
+    /// Copies of a constant count inline (Note [Small copies]) or through
+    /// the runtime, overlapping forwards and backwards, for each element
+    /// size and counts that leave every tail piece: `memmove`'s result.
+    #[test]
+    fn small_and_large_copies_overlap_as_memmove() {
+        let data = |elem: MTy, xs: &[i64]| match elem {
+            MTy::I64 => ArrayData::I64(xs.to_vec()),
+            MTy::F32 => ArrayData::F32(xs.iter().map(|&x| x as f32).collect()),
+            _ => ArrayData::Bool(xs.iter().map(|&x| x % 3 == 0).collect()),
+        };
+        for elem in [MTy::I64, MTy::F32, MTy::Bool] {
+            for count in [1, 3, 7, 15, 17, 31, 33, 40] {
+                for (from, to) in [(0, 1), (1, 0)] {
+                    let mut f = Fb::new("shift");
+                    let xs = f.param("xs", elem, 1);
+                    let (buf, src, dst) = (f.var("buf", MTy::I64), f.var("src", MTy::I64), f.var("dst", MTy::I64));
+                    f.0.body = vec![
+                        let_(buf, Rhs::Alloc { elem, count: v(xs[1]), site: 0, hoisted: false }),
+                        Inst::Copy { elem, dst: v(buf), src: v(xs[0]), count: v(xs[1]) },
+                        let_(src, Rhs::Offset { elem, base: v(buf), index: i64c(from) }),
+                        let_(dst, Rhs::Offset { elem, base: v(buf), index: i64c(to) }),
+                        Inst::Copy { elem, dst: v(dst), src: v(src), count: i64c(count) },
+                    ];
+                    f.result(elem, &[v(buf), v(xs[1])]);
+                    let n = native(vec![f]);
+                    let xs: Vec<i64> = (1..=48).collect();
+                    let mut want = xs.clone();
+                    want.copy_within(from as usize..(from + count) as usize, to as usize);
+                    let arg = Val::Arr(Rc::new(Array::new(vec![48], data(elem, &xs))));
+                    let want = Val::Arr(Rc::new(Array::new(vec![48], data(elem, &want))));
+                    assert_eq!(
+                        n.call_vals("shift", &[arg], 10),
+                        Ok(vec![want]),
+                        "{elem:?}, {count} from {from} to {to}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
