@@ -421,15 +421,18 @@ enum PlanRef {
 // A `Copy` of a constant count of at most INLINE_COPY_BYTES bytes is
 // emitted as loads followed by stores (16-byte vectors, then a tail), not a
 // call of the runtime's `slope_copy` (`memmove`). Such copies are rows of a
-// few elements — ba's two-element residual and 15-element Jacobian block
-// row per observation, ht's rows of 26 — and the call, with `memmove`'s
-// dispatch, cost more than the copy: a fifth of ba's objective on the
-// pool's threads was `memmove` (`perf record`, 2026-12-03). Loading
+// few elements — ba's two-element residual written into its result row per
+// observation — and the call, with `memmove`'s dispatch, cost more than the
+// copy: a fifth of ba's objective on the pool's threads was `memmove`
+// (`perf record`, 2026-12-03), and inline copies took GradBench's ba from
+// 533.7 / 348.0 ms (one thread / two) to 465.1 / 293.5 ms. Loading
 // everything before storing keeps `memmove`'s meaning when the ranges
-// overlap; 256 bytes are sixteen vector registers, what x86-64 has.
+// overlap. The limit is 64 bytes: 256 (ba's 15-element block rows, ht's
+// rows of 26) gained nothing measurable in GradBench's runner and cost ht
+// 3.3% more compile-time instructions (callgrind, 1,333 M → 1,373 M).
 
 /// The most bytes a constant-count `Copy` copies without a call.
-const INLINE_COPY_BYTES: i64 = 256;
+const INLINE_COPY_BYTES: i64 = 64;
 
 /// What a function calling a parallel segment needs to know of it.
 struct SegmentRef {
