@@ -29,7 +29,7 @@ use crate::ir::{BinOp, Const, UnOp};
 use crate::loops::opt::simd::{lane, Lane};
 use crate::loops::{self, Inst, LVar, MTy, Operand, Rhs};
 use crate::prims::Lowering;
-use cranelift::codegen::ir::{BlockArg, ExtFuncData, ExternalName, FuncRef, Function, UserFuncName};
+use cranelift::codegen::ir::{BlockArg, ExtFuncData, ExternalName, FuncRef, Function, StackSlot, UserFuncName};
 use cranelift::codegen::print_errors::pretty_error;
 use cranelift::codegen::Context;
 use cranelift::prelude::*;
@@ -603,96 +603,78 @@ impl Gen<'_, '_> {
                 let mark = self.operand(*mark);
                 self.call_void("slope_release", &[types::I64; 2], &[ctx, mark]);
             }
-            Inst::Parallel { segment, inline: false, start, bound, args, results } => {
-                self.parallel(*segment, *start, *bound, args, results)?
-            }
-            Inst::Parallel { segment, inline: true, start, bound, args, results } => {
-                self.inline_segment(*segment, *start, *bound, args, results)?
+            Inst::Parallel { segment, inline, start, bound, args, results } => {
+                self.segment(*segment, *inline, *start, *bound, args, results)?
             }
         }
         Ok(())
     }
 
-    /// Runs a parallel segment through the runtime: its arguments in a
-    /// stack block (words 0 and 1 are the runtime's `lo` and `hi`), the
-    /// reductions' totals read back from their words, a failure's status
-    /// returned as it is.
-    fn parallel(
+    /// Runs segment `k` over `start..bound`: through the runtime's
+    /// `slope_parallel_for` — its arguments in a stack block whose words 0
+    /// and 1 the runtime fills with each chunk's `lo` and `hi`, the
+    /// reductions' totals read back from their words — or, `inline`, by one
+    /// direct call of the segment's function over the whole range (Note
+    /// [Loops called inline] in `loops/parallel.rs`), its results
+    /// (reductions' totals, then first-iteration variables) in a block of
+    /// their own. A failure's status is returned as it is.
+    fn segment(
         &mut self,
         k: u32,
+        inline: bool,
         start: Operand,
         bound: Operand,
         args: &[Operand],
         results: &[LVar],
     ) -> Result<(), String> {
         let seg = self.segments.get(k as usize).ok_or("internal error: unknown parallel segment")?;
-        let (plan, result_words) = (seg.plan.clone(), seg.result_words.clone());
-        let words = 2 + args.len();
-        let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * words as u32, 3));
-        for (w, &a) in args.iter().enumerate() {
-            let v = self.operand(a);
-            self.b.ins().stack_store(types::I64, v, slot, 8 * (w as i32 + 2));
-        }
-        let block = self.b.ins().stack_addr(types::I64, slot, 0);
-        let plan = match plan {
-            PlanRef::Address(address) => self.b.ins().iconst(types::I64, address),
-            PlanRef::Slot(data, offset) => {
-                let slots = self.module.declare_data_in_func(data, self.b.func);
-                let slots = self.b.ins().symbol_value(types::I64, slots);
-                self.b.ins().load(types::I64, MemFlagsData::trusted(), slots, offset)
-            }
+        let (id, plan, result_words) = (seg.id, seg.plan.clone(), seg.result_words.clone());
+        let (status, slot, words) = if inline {
+            let inputs: Vec<Operand> = [start, bound].into_iter().chain(args.iter().copied()).collect();
+            let arg_slot = self.word_block(inputs.len(), 0, &inputs);
+            let result_slot = self.word_block(results.len(), 0, &[]);
+            let arg_block = self.b.ins().stack_addr(types::I64, arg_slot, 0);
+            let result_block = self.b.ins().stack_addr(types::I64, result_slot, 0);
+            let callee = self.module.declare_func_in_func(id, self.b.func);
+            // Not a pc-relative call: the JIT maps functions wherever memory
+            // is free, possibly more than 2 GiB apart.
+            self.b.func.dfg.ext_funcs[callee].colocated = false;
+            let call = self.b.ins().call(callee, &[arg_block, result_block, self.ctx]);
+            (self.b.inst_results(call)[0], result_slot, (0..results.len()).collect())
+        } else {
+            let slot = self.word_block(2 + args.len(), 2, args);
+            let block = self.b.ins().stack_addr(types::I64, slot, 0);
+            let plan = match plan {
+                PlanRef::Address(address) => self.b.ins().iconst(types::I64, address),
+                PlanRef::Slot(data, offset) => {
+                    let slots = self.module.declare_data_in_func(data, self.b.func);
+                    let slots = self.b.ins().symbol_value(types::I64, slots);
+                    self.b.ins().load(types::I64, MemFlagsData::trusted(), slots, offset)
+                }
+            };
+            let (start, bound) = (self.operand(start), self.operand(bound));
+            let ctx = self.ctx;
+            let args = [ctx, plan, block, start, bound];
+            (self.call("slope_parallel_for", &[types::I64; 5], types::I32, &args), slot, result_words)
         };
-        let (start, bound) = (self.operand(start), self.operand(bound));
-        let ctx = self.ctx;
-        let status = self.call("slope_parallel_for", &[types::I64; 5], types::I32, &[ctx, plan, block, start, bound]);
         self.exit_on_status(status);
-        for (&r, &w) in results.iter().zip(&result_words) {
+        for (&r, w) in results.iter().zip(words) {
             let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), slot, 8 * w as i32);
             self.b.def_var(self.var(r), v);
         }
         Ok(())
     }
 
-    /// Runs a segment by one direct call of its function over
-    /// `start..bound` (Note [Loops called inline] in `loops/parallel.rs`):
-    /// its arguments in a stack block as for the runtime, its results
-    /// (reductions' totals, then first-iteration variables) in another.
-    fn inline_segment(
-        &mut self,
-        k: u32,
-        start: Operand,
-        bound: Operand,
-        args: &[Operand],
-        results: &[LVar],
-    ) -> Result<(), String> {
-        let id = self.segments.get(k as usize).ok_or("internal error: unknown parallel segment")?.id;
-        let words = 2 + args.len();
-        let arg_slot =
-            self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * words as u32, 3));
-        let inputs = [start, bound].into_iter().chain(args.iter().copied());
-        for (w, a) in inputs.enumerate() {
+    /// A stack block of `words` 8-byte words (at least one), 8-aligned,
+    /// holding `values` from word `first` on.
+    fn word_block(&mut self, words: usize, first: usize, values: &[Operand]) -> StackSlot {
+        let data = StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * words.max(1) as u32, 3);
+        let slot = self.b.create_sized_stack_slot(data);
+        for (w, &a) in values.iter().enumerate() {
             let v = self.operand(a);
-            self.b.ins().stack_store(types::I64, v, arg_slot, 8 * w as i32);
+            self.b.ins().stack_store(types::I64, v, slot, 8 * (first + w) as i32);
         }
-        let result_slot = self.b.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            8 * results.len().max(1) as u32,
-            3,
-        ));
-        let arg_block = self.b.ins().stack_addr(types::I64, arg_slot, 0);
-        let result_block = self.b.ins().stack_addr(types::I64, result_slot, 0);
-        let callee = self.module.declare_func_in_func(id, self.b.func);
-        // Not a pc-relative call: the JIT maps functions wherever memory is
-        // free, possibly more than 2 GiB apart.
-        self.b.func.dfg.ext_funcs[callee].colocated = false;
-        let call = self.b.ins().call(callee, &[arg_block, result_block, self.ctx]);
-        let status = self.b.inst_results(call)[0];
-        self.exit_on_status(status);
-        for (w, &r) in results.iter().enumerate() {
-            let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), result_slot, 8 * w as i32);
-            self.b.def_var(self.var(r), v);
-        }
-        Ok(())
+        slot
     }
 
     /// Leaves the function with `status` when it is not 0.
