@@ -406,15 +406,18 @@ pub unsafe extern "C" fn slope_fail_with(
     ctx.failure = Some(site as u32);
 }
 
-/// Copies `bytes` bytes from `src` to `dst`; the ranges may overlap.
+/// Copies `bytes` bytes from `src` to `dst`; the ranges may overlap. A
+/// large copy runs on the pool of the call's threads (Note [Large copies]
+/// in `parallel.rs`).
 ///
 /// # Safety
-/// Both ranges must be valid for `bytes` bytes.
+/// `ctx` must point to a live [`Ctx`]; both ranges must be valid for
+/// `bytes` bytes.
 #[inline(never)]
 #[no_mangle]
-pub unsafe extern "C" fn slope_copy(dst: *mut u8, src: *const u8, bytes: i64) {
+pub unsafe extern "C" fn slope_copy(ctx: *mut Ctx, dst: *mut u8, src: *const u8, bytes: i64) {
     if bytes > 0 {
-        unsafe { std::ptr::copy(src, dst, bytes as usize) }
+        unsafe { crate::parallel::copy((*ctx).threads, dst, src, bytes as usize) }
     }
 }
 

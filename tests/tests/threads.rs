@@ -368,3 +368,33 @@ fn loops_inside_a_time_step_loop_are_called_inline() {
         assert_eq!(native.is_err(), !(-2999..=0).contains(&k), "{entry}, k = {k}: {native:?}");
     }
 }
+
+/// A copy of more than 8 MiB (a `concat` of 1.1 million doubles) is cut
+/// into pieces the pool copies (Note [Large copies] in the runtime): every
+/// element lands where the sequential copy puts it, whatever the number of
+/// threads — a weighted sum of all of them sees a piece out of place.
+#[test]
+fn a_large_copy_agrees_on_every_thread_count() {
+    let src = "entry f (n: i64) (k: i64) : f64 =\n\
+               \x20 let a = map (\\i -> f64 (i % 1000) * 0.5) (iota n) in\n\
+               \x20 let c = concat a (map (\\i -> f64 i) (iota k)) in\n\
+               \x20 sum (map2 (\\x i -> x * f64 (i % 7919)) c (iota (n + k)))";
+    let program = Program::compile("cat.slope", src, &file_loader).expect("compiles");
+    let parallel = program.emit("parallel", None).expect("prints");
+    assert!(parallel.contains("copy f64 cat"), "{parallel}");
+    let input = serde_json::json!({ "n": 1_100_000, "k": 3 });
+    agree(&program, "cat", "f", &input);
+    let interp = program.call_json_on(Engine::Interp, "f", &input).expect("runs");
+    // Each thread count on a program of its own: a first call writes into
+    // fresh memory, where a piece left uncopied cannot pass for the
+    // previous call's result.
+    let mut first = None;
+    for threads in [1, 2, 3, 8] {
+        let program = Program::compile("cat.slope", src, &file_loader).expect("compiles");
+        program.set_threads(threads).expect("native code builds");
+        let native = outcome(&program, "f", &input).expect("runs");
+        json_close(&native, &interp, 1e-12, "f").unwrap();
+        let first = first.get_or_insert_with(|| native.to_string());
+        assert_eq!(*first, native.to_string(), "{threads} threads: the bits of one thread");
+    }
+}

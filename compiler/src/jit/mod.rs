@@ -520,7 +520,8 @@ impl Gen<'_, '_> {
                     Some(bytes @ 0..=INLINE_COPY_BYTES) => self.copy_inline(dst, src, bytes as i32),
                     _ => {
                         let bytes = self.bytes(*elem, *count);
-                        self.call_void("slope_copy", &[types::I64; 3], &[dst, src, bytes]);
+                        let ctx = self.ctx;
+                        self.call_void("slope_copy", &[types::I64; 4], &[ctx, dst, src, bytes]);
                     }
                 }
             }
