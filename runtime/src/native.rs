@@ -758,8 +758,18 @@ mod tests {
 
     #[test]
     fn copy_allows_overlap() {
+        let mut ctx = Ctx::new(0);
+        ctx.threads = 2;
         let mut v = [1u8, 2, 3, 4, 5];
-        unsafe { slope_copy(v.as_mut_ptr().add(1), v.as_ptr(), 3) };
+        unsafe { slope_copy(&mut ctx, v.as_mut_ptr().add(1), v.as_ptr(), 3) };
         assert_eq!(v, [1, 1, 2, 3, 5]);
+        // Large enough for the pool, but overlapping: still `memmove`
+        // (Note [Large copies]).
+        let n = 9 << 20;
+        let mut big: Vec<u8> = (0..n + 8).map(|i| (i % 251) as u8).collect();
+        let mut want = big.clone();
+        want.copy_within(0..n, 8);
+        unsafe { slope_copy(&mut ctx, big.as_mut_ptr().add(8), big.as_ptr(), n as i64) };
+        assert!(big == want, "an overlapping large copy is not memmove's");
     }
 }
