@@ -260,11 +260,11 @@ fn outline_block(
 // GradBench's lstm replayed alike (`scripts/message_scaling.py`, 5 rounds,
 // one thread: 480 against 484 ms). Choosing at run time — the call when
 // the loop is long, the loop in place otherwise — made lstm ~20% slower
-// although no call ran: the call sites, cold or not, still clobber the
-// caller-saved registers for the allocator, which then spilled more in the
-// loops that stayed.
+// although no call ran — presumably because the call sites, cold or not,
+// still clobber the caller-saved registers for the allocator, which then
+// spilled more in the loops that stayed (not checked in the machine code).
 
-/// The fewest iterations worth an inline call.
+/// A loop whose constant bounds allow fewer iterations stays in place.
 const INLINE_MIN_TRIPS: i64 = 64;
 
 /// Whether the loop `inst` runs fewer than [`INLINE_MIN_TRIPS`] iterations
