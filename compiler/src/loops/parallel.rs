@@ -304,17 +304,16 @@ struct Plan {
 /// can run in parallel (Note [Parallel segments]).
 fn analyse(f: &Func, pt: &PointsTo, info: &Facts, before: &[Inst], inst: &Inst) -> Result<Plan, String> {
     let Inst::For { index, start, body, .. } = inst else { return Err("not a loop".into()) };
-    let mut assigned = super::assigned_in(body);
-    assigned.insert(*index);
-    for_each_inst(body, &mut |i| assigned.extend(i.defs()));
     if count_where(body, &|i| matches!(i, Inst::Parallel { .. })) > 0 {
         return Err("it contains a parallel loop".into());
     }
+    let inside = Facts::of_block(body);
+    let mut assigned: HashSet<LVar> = inside.defs.keys().copied().collect();
+    assigned.insert(*index);
     // Variables: read before assigned (carried) must be reductions; the
     // others must not be read after the loop.
     let mut carried = HashSet::default();
     read_before_assigned(body, &assigned, &mut HashSet::from_iter([*index]), &mut carried);
-    let inside = Facts::of_block(body);
     let firsts = first_iteration_vars(body, *index, *start);
     // In variable order, not the set's: the plan's reductions and the
     // reason a loop stays sequential are the same on every run.
@@ -564,7 +563,6 @@ fn memory(
     let apart = Apart::new(pt, before, &[body]);
     let mut alone_memo: HashMap<LVar, bool> = HashMap::default();
     let mut alone = |v: LVar| *alone_memo.entry(v).or_insert_with(|| apart.alone(v));
-    let in_loop = super::assigned_in(body);
     let accumulations = accumulations(body, uses, info);
     // By target and whether the access reaches an earlier buffer of it.
     let mut touched: HashMap<(Target, bool), Touches> = HashMap::default();
@@ -691,7 +689,7 @@ fn memory(
         // Each chunk allocates its own copy with the size the loop starts
         // with, which is the size the iterations index it by: it need not be
         // assigned once in the whole function, only not in the loop.
-        let known_at_entry = |o: Operand| info.stable(o) || o.var().is_some_and(|c| !in_loop.contains(&c));
+        let known_at_entry = |o: Operand| info.stable(o) || o.var().is_some_and(|c| !inside.defs.contains_key(&c));
         if !info.stable(Operand::Var(v)) || !rhs.operands().into_iter().all(known_at_entry) {
             return Err(format!("scratch buffer `{}` has no size known before the loop", f.var_name(v)));
         }
