@@ -27,6 +27,7 @@
 
 pub mod lower;
 pub mod opt;
+pub mod pack;
 pub mod parallel;
 mod print;
 pub mod verify;
