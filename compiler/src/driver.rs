@@ -9,6 +9,8 @@
 //! [`PIPELINE`], run by [`Context::run`], which times it and verifies its
 //! output in debug builds and tests (Note [One pipeline]).
 
+/// Reverse mode's options: what a `map` body saves for the backward sweep.
+pub use crate::ad::{Options as AdOptions, Save};
 use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap};
 use crate::hash::HashMap;
 use crate::ir;

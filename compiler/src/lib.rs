@@ -15,43 +15,40 @@
 //!   programs (`slope gradcheck`, `slope test`).
 //!
 //! The passes and their IRs (`syntax`, `types`, `elab`, `ir`, `ad`, `opt`,
-//! `loops`, `jit`, …) are public only so that the workspace's own tests,
-//! fuzzer, REPL and tools can reach them; they are hidden from the
-//! documentation and are not an interface: they change with the compiler.
+//! `loops`, `jit`, …) are not an interface: they change with the compiler.
+//! They are public only with the `internals` feature, which the workspace's
+//! own CLI (the REPL, `emit`), tests and fuzzer turn on; without it (the
+//! Python module, the C API, any embedding crate) they are private, and the
+//! surface above is all there is.
 
 // Errors are `Diagnostic`s (a few hundred bytes): they are returned on the
 // cold path only, so boxing them would buy nothing but noise.
 #![allow(clippy::result_large_err)]
 
-#[doc(hidden)]
-pub mod ad;
 pub mod api;
 pub mod backend;
 pub mod build;
 pub mod diagnostic;
 pub mod driver;
-#[doc(hidden)]
-pub mod elab;
 pub mod gradcheck;
 mod hash;
-#[doc(hidden)]
-pub mod ir;
-#[doc(hidden)]
-pub mod jit;
-#[doc(hidden)]
-pub mod loops;
-#[doc(hidden)]
-pub mod opt;
-#[doc(hidden)]
-pub mod prims;
-#[doc(hidden)]
-pub mod stdlib;
-#[doc(hidden)]
-pub mod syntax;
-#[doc(hidden)]
-pub mod tapes;
 pub mod testfile;
 mod threads;
-#[doc(hidden)]
-pub mod types;
 pub mod values;
+
+/// The passes and IRs: public with the `internals` feature (the workspace's
+/// CLI, tests and fuzzer), private to the crate otherwise — so a crate that
+/// embeds Slope (the Python module, the C API) can only use the public
+/// surface above (this module's header).
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        #[allow(dead_code, unused_imports)]
+        mod $name;
+    )*};
+}
+
+internal_modules!(ad, elab, ir, jit, loops, opt, prims, stdlib, syntax, tapes, types);

@@ -4,10 +4,12 @@
 //! tuples, arrays of them); the IR sees only their leaves. This module maps
 //! surface types to the runtime's [`ValueType`] (for JSON decoding), splits a
 //! decoded [`Value`] into leaves, and rebuilds a [`Value`] from result leaves.
-//! The leaf order is the one of [`crate::elab::leaf_types`]: depth first,
+//! The leaf order is the one of `crate::elab::leaf_types`: depth first,
 //! record fields by name, arrays of tuples as tuples of arrays.
 
-use crate::types::{Dim, ScalarType, Type};
+use crate::types::Dim;
+/// The language's types, as entries' signatures give them.
+pub use crate::types::{ScalarType, Type};
 use slope_runtime::{ElemType, Value, ValueType};
 
 pub fn elem_type(s: ScalarType) -> ElemType {

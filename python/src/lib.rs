@@ -67,7 +67,7 @@ fn compile(
     let mut options = slope::driver::Options::default();
     options.ad.checkpoint = checkpoint;
     if let Some(policy) = save {
-        options.ad.save = slope::ad::Save::from_name(policy).map_err(|e| usage_error(py, e))?;
+        options.ad.save = slope::driver::Save::from_name(policy).map_err(|e| usage_error(py, e))?;
     }
     let compiled = py.detach(|| {
         guarded(|| {
@@ -143,7 +143,7 @@ impl PyProgram {
 /// arguments; a missing, repeated or unknown argument is an error message.
 fn bind_arguments<'py>(
     entry: &str,
-    params: &[(String, slope::types::Type)],
+    params: &[(String, slope::values::Type)],
     args: &Bound<'py, PyTuple>,
     kwargs: Option<&Bound<'py, PyDict>>,
 ) -> Result<Vec<Bound<'py, PyAny>>, String> {
