@@ -139,7 +139,7 @@ impl Program {
 
     /// The same program with the optimiser left out: what runs is the AD
     /// pass's output. The reference for testing the optimiser, which must
-    /// keep every value and every failure (Note [Guards] in `opt/guards.rs`).
+    /// keep every value and every failure (Note \[Guards\] in `opt/guards.rs`).
     pub fn without_optimiser(&self) -> Program {
         Program {
             sources: self.sources.clone(),

@@ -1,7 +1,7 @@
 //! Back ends: what turns the optimised array IR into something that runs
 //! calls of its entry points.
 //!
-//! Input: an optimised, verified [`ir::Program`] and the driver's
+//! Input: an optimised, verified `ir::Program` and the driver's
 //! [`Context`] (options, where a failure points, pass timings). Output: an
 //! [`Executable`], which runs an entry on its argument leaves and returns
 //! the result leaves, or a [`RuntimeError`] with the code, message and

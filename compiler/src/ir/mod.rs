@@ -364,7 +364,7 @@ pub enum LoopForm {
 
 /// Run-time checks: those elaboration inserts where sizes were not proved
 /// equal, and the guards the optimiser leaves where it removes a statement
-/// that could have failed (see Note [Guards] in `opt/guards.rs`). Each kind
+/// that could have failed (see Note \[Guards\] in `opt/guards.rs`). Each kind
 /// fails with the code and message of the statement whose failure it stands
 /// for, so a guard reports exactly what that statement would have.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,7 +14,7 @@
 //!
 //! Invariant: a guard fails exactly when the statement it stands for would,
 //! with the same code; with one failing condition, also the same message and
-//! span. See Note [Guards].
+//! span. See Note \[Guards\].
 
 use super::strategy::{Cx, Fact};
 use crate::diagnostic::Span;

@@ -99,7 +99,7 @@ pub enum Type {
     /// A unification variable (only during checking).
     Var(u32),
     /// A type parameter `'t` in the type scheme of a generic definition
-    /// ([`check::Generic`]); never in the type of a checked expression.
+    /// (`check::Generic`); never in the type of a checked expression.
     Param(String),
 }
 
