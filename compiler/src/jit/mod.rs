@@ -29,12 +29,17 @@ use crate::ir::{BinOp, Const, UnOp};
 use crate::loops::opt::simd::{lane, Lane};
 use crate::loops::{self, Inst, LVar, MTy, Operand, Rhs};
 use crate::prims::Lowering;
-use cranelift::codegen::ir::{BlockArg, ExtFuncData, ExternalName, FuncRef, Function, StackSlot, UserFuncName};
+use cranelift::codegen::ir::{
+    BlockArg, ExtFuncData, ExternalName, FuncRef, Function, GlobalValueData, StackSlot, UserExternalName, UserFuncName,
+};
+use cranelift::codegen::FinalizedRelocTarget;
 use cranelift::codegen::print_errors::pretty_error;
 use cranelift::codegen::Context;
 use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
+use cranelift_module::{
+    default_libcall_names, DataId, FuncId, Linkage, Module, ModuleDeclarations, ModuleReloc, ModuleRelocTarget,
+};
 use slope_runtime::failure::RuntimeError;
 use slope_runtime::native::{self as rt, Ctx};
 use slope_runtime::ElemType;
@@ -158,8 +163,6 @@ fn define_all(
     plans: &[PlanRef],
     poll: bool,
 ) -> Result<(Vec<FuncId>, Vec<FuncId>), String> {
-    let mut imports = Imports { ids: HashMap::default(), by_name: false };
-    let mut fctx = FunctionBuilderContext::new();
     let all: Vec<&loops::Func> = program.funcs.iter().chain(program.segments.iter().map(|s| &s.func)).collect();
     // `slope:NAME` cannot clash with a runtime symbol (`slope_…`), and
     // names the code in profiles: under `perf record` cranelift-jit
@@ -176,63 +179,100 @@ fn define_all(
         .zip(&program.segments)
         .map(|((&id, plan), s)| SegmentRef::new(id, plan.clone(), s))
         .collect();
-    let mut built = Vec::with_capacity(all.len());
-    for (f, &id) in all.iter().zip(&ids) {
-        let mut ctx = module.make_context();
-        ctx.func.signature = signature.clone();
-        build(module, &mut imports, f, &mut ctx.func, &mut fctx, &segments, poll)?;
-        built.push((id, ctx));
-    }
-    compile_all(module.isa(), &mut built).map_err(|(k, e)| format!("cannot compile `{}`: {e}", all[k].name))?;
-    for (id, ctx) in &built {
+    let mut built: Vec<(&loops::Func, Context, Vec<Import>)> = all
+        .iter()
+        .map(|&f| {
+            let mut ctx = module.make_context();
+            ctx.func.signature = signature.clone();
+            (f, ctx, Vec::new())
+        })
+        .collect();
+    let target = Target { config: module.target_config(), declarations: module.declarations() };
+    build_and_compile(module.isa(), target, &segments, poll, &mut built)?;
+    // Runtime functions are declared as the code that calls them is
+    // defined, in program order (Note [Functions compiled in parallel]).
+    let mut imported: HashMap<String, FuncId> = HashMap::default();
+    for ((_, ctx, imports), &id) in built.iter().zip(&ids) {
+        for import in imports {
+            if !imported.contains_key(&import.name) {
+                let declared = module.declare_function(&import.name, Linkage::Import, &import.signature);
+                imported.insert(import.name.clone(), declared.map_err(|e| e.to_string())?);
+            }
+        }
         let code = ctx.compiled_code().expect("compiled above");
-        let relocs: Vec<ModuleReloc> =
-            code.buffer.relocs().iter().map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, *id)).collect();
+        let relocs: Vec<ModuleReloc> = code
+            .buffer
+            .relocs()
+            .iter()
+            .map(|r| match &r.target {
+                FinalizedRelocTarget::ExternalName(ExternalName::TestCase(name)) => {
+                    let name = std::str::from_utf8(name.raw()).expect("runtime names are ASCII");
+                    let callee = imported[name];
+                    let name = ModuleRelocTarget::user(0, callee.as_u32());
+                    ModuleReloc { offset: r.offset, kind: r.kind, name, addend: r.addend }
+                }
+                _ => ModuleReloc::from_mach_reloc(r, &ctx.func, id),
+            })
+            .collect();
         module
-            .define_function_bytes(*id, code.buffer.alignment as u64, code.code_buffer(), &relocs)
+            .define_function_bytes(id, code.buffer.alignment as u64, code.code_buffer(), &relocs)
             .map_err(|e| e.to_string())?;
     }
     let segments = ids.split_off(program.funcs.len());
     Ok((ids, segments))
 }
 
-/// Compiles the functions' CLIF to machine code, several at a time (Note
-/// [Functions compiled in parallel]). On failure: the index of the first
-/// function that failed, in program order, and the rendered error.
-fn compile_all(isa: &dyn isa::TargetIsa, built: &mut [(FuncId, Context)]) -> Result<(), (usize, String)> {
+/// Builds each function's CLIF into its context and compiles it to machine
+/// code, several functions at a time (Note [Functions compiled in
+/// parallel]), recording the runtime functions each imports. On failure:
+/// the error of the first function that failed, in program order.
+fn build_and_compile(
+    isa: &dyn isa::TargetIsa,
+    target: Target<'_>,
+    segments: &[SegmentRef],
+    poll: bool,
+    built: &mut [(&loops::Func, Context, Vec<Import>)],
+) -> Result<(), String> {
     let compiled = crate::threads::map_largest_first(
         built,
-        |(_, ctx)| ctx.func.dfg.num_insts(),
-        |(_, ctx)| {
+        |(f, _, _)| loops::size(&f.body),
+        |(f, ctx, imports)| {
+            let mut fctx = FunctionBuilderContext::new();
+            *imports = build(target, f, &mut ctx.func, &mut fctx, segments, poll)?;
             let mut plane = cranelift::codegen::control::ControlPlane::default();
-            ctx.compile(isa, &mut plane).map(|_| ()).map_err(|e| pretty_error(e.func, e.inner))
+            ctx.compile(isa, &mut plane)
+                .map(|_| ())
+                .map_err(|e| format!("cannot compile `{}`: {}", f.name, pretty_error(e.func, e.inner)))
         },
     );
     // The first failure in program order, whichever thread found it.
-    compiled.into_iter().enumerate().find_map(|(k, r)| r.err().map(|e| (k, e))).map_or(Ok(()), Err)
+    compiled.into_iter().find_map(Result::err).map_or(Ok(()), Err)
 }
 
 // Note [Functions compiled in parallel]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// Building a function's CLIF needs the module (to declare the runtime
-// functions it calls), so that is done one function at a time; compiling
-// CLIF to machine code needs only the target description and the function,
-// and is most of the time (Cranelift's optimiser and register allocator). So
-// the functions of a program (entries and parallel segments) are compiled on
-// as many threads as the machine has cores (`crate::threads`), each thread
-// taking the largest function left (ht's jacobian has two segments far larger
-// than the rest), and their bytes are then defined in the module in program
-// order: the code is the same as a one-at-a-time compilation, only sooner for
-// a program with several functions. A failure reports the first failing
-// function in program order, whichever thread found it. Lowering and the loop
-// optimiser also treat each function on its own, and run the same way (their
-// per-pass `--timings` are then summed over the threads).
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Building a function's CLIF and compiling it to machine code (Cranelift's
+// optimiser and register allocator, most of the time) need the target and
+// the function, not the module: building reads the module's declarations
+// (the segments it calls, an ahead-of-time library's plan slots) but
+// declares nothing. A runtime function it calls is imported by its symbol
+// name (`ExternalName::testcase`), and recorded; only when the machine code
+// is defined in the module, one function at a time in program order, is
+// each such function declared and its relocations pointed at the
+// declaration. So each function is built and compiled as one task, on as
+// many threads as the machine has cores (`crate::threads`), each thread
+// taking the largest function left (ht's jacobian has two segments far
+// larger than the rest): the code is the same as a one-at-a-time
+// compilation, only sooner for a program with several functions. A failure
+// reports the first failing function in program order, whichever thread
+// found it. Lowering and the loop optimiser also treat each function on its
+// own, and run the same way (their per-pass `--timings` are then summed
+// over the threads).
 
 /// The CLIF of every function of `program`, as built (before Cranelift
 /// optimises it), then of the segments they call.
 pub fn clif_text(program: &loops::Program) -> Result<String, String> {
     let mut module = new_module()?;
-    let mut imports = Imports { ids: HashMap::default(), by_name: true };
     let mut fctx = FunctionBuilderContext::new();
     let mut out = String::new();
     // Segments are named by import, their plans by index (no code runs).
@@ -256,9 +296,10 @@ pub fn clif_text(program: &loops::Program) -> Result<String, String> {
         });
     }
     let called = called.into_iter().map(|k| &program.segments[k].func);
+    let target = Target { config: module.target_config(), declarations: module.declarations() };
     for f in program.funcs.iter().chain(called) {
-        let mut func = Function::with_name_signature(UserFuncName::testcase(&f.name), entry_signature(&module));
-        build(&mut module, &mut imports, f, &mut func, &mut fctx, &segments, false)?;
+        let mut func = Function::with_name_signature(UserFuncName::testcase(&f.name), signature.clone());
+        build(target, f, &mut func, &mut fctx, &segments, false)?;
         out.push_str(&func.display().to_string());
         out.push('\n');
     }
@@ -288,11 +329,19 @@ fn entry_signature(module: &dyn Module) -> Signature {
     sig
 }
 
-/// The runtime functions a module imports, declared once per module.
-struct Imports {
-    ids: HashMap<String, FuncId>,
-    /// Import by symbol name instead of through the module (readable CLIF).
-    by_name: bool,
+/// What building a function reads of the module it goes into: the target,
+/// and the functions and data declared so far (segments, plan slots).
+/// Building declares nothing (Note [Functions compiled in parallel]).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    config: isa::TargetFrontendConfig,
+    declarations: &'a ModuleDeclarations,
+}
+
+/// A runtime function a built function calls, imported by name.
+struct Import {
+    name: String,
+    signature: Signature,
 }
 
 fn cl_type(t: MTy) -> Type {
@@ -305,15 +354,16 @@ fn cl_type(t: MTy) -> Type {
 }
 
 /// Builds the CLIF of `f` into `func`, whose signature is already the entry signature.
+/// Builds the CLIF of `f` into `func`; returns the runtime functions it
+/// imports.
 fn build(
-    module: &mut dyn Module,
-    imports: &mut Imports,
+    target: Target<'_>,
     f: &loops::Func,
     func: &mut Function,
     fctx: &mut FunctionBuilderContext,
     segments: &[SegmentRef],
     poll: bool,
-) -> Result<(), String> {
+) -> Result<Vec<Import>, String> {
     // Small scratch buffers allocated together (Note [Packed scratch buffers]).
     let packed = loops::pack::packed(f);
     let f = packed.as_ref().unwrap_or(f);
@@ -327,8 +377,8 @@ fn build(
     let vars = f.vars.iter().map(|&(_, t)| b.declare_var(cl_type(t))).collect();
     let mut g = Gen {
         b,
-        module,
-        imports,
+        target,
+        imports: Vec::new(),
         refs: HashMap::default(),
         f,
         vars,
@@ -403,8 +453,8 @@ fn build(
         let status = g.b.ins().iconst(types::I32, INTERRUPTED);
         g.b.ins().return_(&[status]);
     }
-    g.b.finalize(g.module.target_config());
-    Ok(())
+    g.b.finalize(target.config);
+    Ok(g.imports)
 }
 
 /// Where generated code finds a parallel segment's plan
@@ -457,9 +507,9 @@ impl SegmentRef {
 /// The state of building one function.
 struct Gen<'a, 'm> {
     b: FunctionBuilder<'a>,
-    module: &'m mut dyn Module,
-    imports: &'m mut Imports,
-    /// Runtime functions imported into this function so far.
+    target: Target<'m>,
+    /// Runtime functions imported into this function so far, in order.
+    imports: Vec<Import>,
     refs: HashMap<String, FuncRef>,
     f: &'m loops::Func,
     vars: Vec<Variable>,
@@ -639,10 +689,7 @@ impl Gen<'_, '_> {
             let result_slot = self.word_block(results.len(), 0, &[]);
             let arg_block = self.b.ins().stack_addr(types::I64, arg_slot, 0);
             let result_block = self.b.ins().stack_addr(types::I64, result_slot, 0);
-            let callee = self.module.declare_func_in_func(id, self.b.func);
-            // Not a pc-relative call: the JIT maps functions wherever memory
-            // is free, possibly more than 2 GiB apart.
-            self.b.func.dfg.ext_funcs[callee].colocated = false;
+            let callee = self.declared_func(id);
             let call = self.b.ins().call(callee, &[arg_block, result_block, self.ctx]);
             (self.b.inst_results(call)[0], result_slot, (0..results.len()).collect())
         } else {
@@ -651,7 +698,7 @@ impl Gen<'_, '_> {
             let plan = match plan {
                 PlanRef::Address(address) => self.b.ins().iconst(types::I64, address),
                 PlanRef::Slot(data, offset) => {
-                    let slots = self.module.declare_data_in_func(data, self.b.func);
+                    let slots = self.declared_data(data);
                     let slots = self.b.ins().symbol_value(types::I64, slots);
                     self.b.ins().load(types::I64, MemFlagsData::trusted(), slots, offset)
                 }
@@ -1058,34 +1105,54 @@ impl Gen<'_, '_> {
         }
     }
 
-    /// The runtime function `name` with parameters `params` (and result `ret`).
+    /// The runtime function `name` with parameters `params` (and result
+    /// `ret`), imported by name (Note [Functions compiled in parallel]).
     fn import(&mut self, name: &str, params: &[Type], ret: Option<Type>) -> FuncRef {
         if let Some(&r) = self.refs.get(name) {
             return r;
         }
-        let mut sig = self.module.make_signature();
+        let mut sig = Signature::new(self.target.config.default_call_conv);
         sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
         sig.returns.extend(ret.map(AbiParam::new));
-        let r = if self.imports.by_name {
-            let signature = self.b.import_signature(sig);
-            let name = ExternalName::testcase(name);
-            self.b.import_function(ExtFuncData { name, signature, colocated: false, patchable: false })
-        } else {
-            let id = match self.imports.ids.get(name) {
-                Some(&id) => id,
-                None => {
-                    let id = self
-                        .module
-                        .declare_function(name, Linkage::Import, &sig)
-                        .expect("each runtime function is declared with one signature");
-                    self.imports.ids.insert(name.to_string(), id);
-                    id
-                }
-            };
-            self.module.declare_func_in_func(id, self.b.func)
-        };
+        let signature = self.b.import_signature(sig.clone());
+        let r = self.b.import_function(ExtFuncData {
+            name: ExternalName::testcase(name),
+            signature,
+            colocated: false,
+            patchable: false,
+        });
+        self.imports.push(Import { name: name.to_string(), signature: sig });
         self.refs.insert(name.to_string(), r);
         r
+    }
+
+    /// The function `id` of the module (a segment), as
+    /// `Module::declare_func_in_func` imports it, but not colocated: the JIT
+    /// maps functions wherever memory is free, possibly more than 2 GiB
+    /// apart, so the call is not pc-relative.
+    fn declared_func(&mut self, id: FuncId) -> FuncRef {
+        let decl = self.target.declarations.get_function_decl(id);
+        let signature = self.b.import_signature(decl.signature.clone());
+        let name = self.b.func.declare_imported_user_function(UserExternalName::new(0, id.as_u32()));
+        self.b.import_function(ExtFuncData {
+            name: ExternalName::user(name),
+            signature,
+            colocated: false,
+            patchable: false,
+        })
+    }
+
+    /// The data object `data` of the module, as
+    /// `Module::declare_data_in_func` makes it.
+    fn declared_data(&mut self, data: DataId) -> cranelift::codegen::ir::GlobalValue {
+        let decl = self.target.declarations.get_data_decl(data);
+        let name = self.b.func.declare_imported_user_function(UserExternalName::new(1, data.as_u32()));
+        self.b.create_global_value(GlobalValueData::Symbol {
+            name: ExternalName::user(name),
+            offset: 0.into(),
+            colocated: decl.linkage.is_final(),
+            tls: decl.tls,
+        })
     }
 
     /// Calls the runtime function `name`, which returns nothing.
