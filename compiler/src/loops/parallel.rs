@@ -102,17 +102,57 @@ const PS_PER_UNIT: i64 = 300;
 /// Iterations an inner loop of unknown trip count is assumed to run.
 const INNER_TRIPS: i64 = 16;
 
-/// Outlines the parallel loops of every function of `program`.
+/// Outlines the parallel loops of every function of `program`, each
+/// function on its own (Note [Functions compiled in parallel] in
+/// jit/mod.rs), then numbers the segments program-wide (`merge`).
 pub fn run(program: &mut Program) {
-    for k in 0..program.funcs.len() {
-        let mut f = std::mem::replace(&mut program.funcs[k], Func::empty(""));
-        let pt = PointsTo::of(&f);
-        let info = Facts::of_func(&f);
-        let mut body = std::mem::take(&mut f.body);
-        outline_block(&mut body, &mut f, &pt, &info, Level::Outer, &mut program.segments);
-        f.body = body;
-        program.funcs[k] = f;
+    let outlined = crate::threads::map_largest_first(
+        &mut program.funcs,
+        |f| crate::loops::size(&f.body),
+        |f| {
+            let pt = PointsTo::of(f);
+            let info = Facts::of_func(f);
+            let mut body = std::mem::take(&mut f.body);
+            let mut segments = Vec::new();
+            outline_block(&mut body, f, &pt, &info, Level::Outer, &mut segments);
+            f.body = body;
+            segments
+        },
+    );
+    for (f, segments) in program.funcs.iter_mut().zip(outlined) {
+        merge(f, segments, &mut program.segments);
     }
+}
+
+/// Adds the segments `f` calls (`local`, numbered from 0 in `f`) to the
+/// program's, in order, and renumbers `f`'s calls. A segment with the same
+/// code as one already there is that one (Note [One site per error] in
+/// lower.rs); a new one is named by its number in the program. The result
+/// is what outlining the functions one after the other into one list gives.
+fn merge(f: &mut Func, local: Vec<Segment>, segments: &mut Vec<Segment>) {
+    let mut number = Vec::with_capacity(local.len());
+    for mut seg in local {
+        let k = match segments.iter().position(|old| old.plan == seg.plan && same_code(&old.func, &seg.func)) {
+            Some(k) => k,
+            None => {
+                seg.func.name = format!("{}.segment{}", f.name, segments.len());
+                segments.push(seg);
+                segments.len() - 1
+            }
+        };
+        number.push(k as u32);
+    }
+    fn renumber(insts: &mut [Inst], number: &[u32]) {
+        for i in insts {
+            if let Inst::Parallel { segment, .. } = i {
+                *segment = number[*segment as usize];
+            }
+            for b in i.blocks_mut() {
+                renumber(b, number);
+            }
+        }
+    }
+    renumber(&mut f.body, &number);
 }
 
 /// What the analysis asks of a block of instructions — a whole function,
