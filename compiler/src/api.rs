@@ -209,15 +209,16 @@ impl Program {
         self.ir.funcs.first().map(|f| f.span).unwrap_or_default()
     }
 
-    /// The loop program native code runs (`emit --stage parallel`), without
-    /// compiling it: what `slope build` compiles ahead of time.
-    pub fn parallel_loops(&self) -> Result<crate::loops::Program, Failure> {
+    /// The loop program the multicore back end compiles (`emit --stage
+    /// memory`), without compiling it: what `slope build` compiles ahead of
+    /// time.
+    pub fn native_loops(&self) -> Result<crate::loops::Program, Failure> {
         if let Some(Ok(native)) = self.executables.multicore.get() {
-            return Ok(native.runs().clone());
+            return Ok(native.planned.clone());
         }
         let mut cx = native::context(self.first_span(), false);
-        native::parallel_loops(&self.ir, &mut cx)
-            .map(|(_, parallel)| parallel)
+        native::multicore_loops(&self.ir, &mut cx)
+            .map(|(_, _, planned)| planned)
             .map_err(|mut ds| self.fail(ds.remove(0)))
     }
 
@@ -577,13 +578,14 @@ impl Program {
                 };
                 Ok(crate::ad::unary::print_program(&program))
             }
-            "lowered" | "loops" | "parallel" | "clif" => {
+            "lowered" | "loops" | "parallel" | "memory" | "clif" => {
                 let native = self.native()?;
                 let mut program = match stage {
                     "lowered" => crate::loops::lower::lower_program(optimised)
                         .map_err(|e| self.fail(Diagnostic::internal("loops", e, self.main_span())))?,
                     "loops" => native.loops.clone(),
-                    _ => native.runs().clone(),
+                    "parallel" => native.parallel.as_ref().unwrap_or(&native.loops).clone(),
+                    _ => native.planned.clone(),
                 };
                 if let Some(e) = entry {
                     let name = self.entry_name(Some(e))?;

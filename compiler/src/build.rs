@@ -93,7 +93,7 @@ pub fn build(program: &Program, request: &Request) -> Result<Built, Failure> {
     if names.is_empty() {
         return Err(fail(Code::E0301, "the program has no `entry` definitions to export".into()));
     }
-    let mut loops = program.parallel_loops()?;
+    let mut loops = program.native_loops()?;
     let mut funcs = Vec::with_capacity(names.len());
     for n in &names {
         program.entry_signature(n)?;

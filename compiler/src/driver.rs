@@ -81,7 +81,8 @@ impl<I: ?Sized, O> Stage for Pass<I, O> {
 }
 
 /// The pipeline, in order (Note [One pipeline]).
-pub static PIPELINE: &[&dyn Stage] = &[&PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &LOWER, &LOOPS, &PARALLEL, &CLIF];
+pub static PIPELINE: &[&dyn Stage] =
+    &[&PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &LOWER, &LOOPS, &PARALLEL, &MEMORY, &CLIF];
 
 /// The names of the pipeline's passes, in order.
 pub fn stage_names() -> Vec<&'static str> {
@@ -187,6 +188,16 @@ pub static PARALLEL: Pass<crate::loops::Program, crate::loops::Program> = Pass {
     run: |program, _| {
         let mut out = program.clone();
         crate::loops::parallel::run(&mut out);
+        Ok(out)
+    },
+};
+
+pub static MEMORY: Pass<crate::loops::Program, crate::loops::Program> = Pass {
+    name: "memory",
+    description: "plan memory: drop unused scratch buffers, pack small ones into one allocation (loops::pack)",
+    run: |program, _| {
+        let mut out = program.clone();
+        crate::loops::pack::run(&mut out);
         Ok(out)
     },
 };

@@ -7,7 +7,8 @@
 //! - In place: reverse mode's adjoint updates in a loop write into one buffer
 //!   (no copy inside the loop), and buffers of loop-invariant size leave the
 //!   loop (no allocation inside gmm's or lstm's innermost loops).
-//! - The printed stages: `loops` and `clif` snapshots of small programs.
+//! - The printed stages: `loops`, `parallel`, `memory` and `clif` snapshots
+//!   of small programs.
 
 use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
@@ -239,6 +240,42 @@ fn printed_inline_segment() {
     let got = p.call_json_on(Engine::Multicore, "decay", &input).unwrap();
     let want: Vec<f64> = y0.iter().map(|&a| ((0.5 * a + 1.0) * 0.5 + 1.0) * 0.5 + 1.0).collect();
     assert_eq!(got, serde_json::json!(want));
+}
+
+/// Memory planning (`loops/pack.rs`): the scratch buffers outlining left in
+/// the entry (the segment allocates its own) are gone, and the segment's
+/// three small buffers are one allocation, each at an offset into it; the
+/// values are the interpreter's on both native back ends.
+#[test]
+fn printed_memory_plan() {
+    let src = "entry f [n] (xs: [n]f64) (k: i64) : [n]f64 =\n\
+               \x20 map (\\x -> let a = tabulate 3 (\\i -> x * f64 i) in\n\
+               \x20            let b = tabulate 4 (\\i -> x + f64 i) in\n\
+               \x20            a[k % 3] * b[k % 4] + sum (reverse a)) xs";
+    let p = compile(src);
+    let parallel = p.emit("parallel", None).unwrap();
+    let memory = p.emit("memory", None).unwrap();
+    snapshot("memory", format!("{src}\n---\n{memory}"));
+    let (entry, segment) = memory.split_once("-- segment0").expect("one segment");
+    // Before planning, the entry and the segment each allocate the three
+    // buffers; after it, the entry allocates none and the segment one pack.
+    assert_eq!(parallel.matches("alloc_or_null").count(), 6, "{parallel}");
+    assert!(!entry.contains("alloc_or_null"), "{entry}");
+    assert_eq!(segment.matches("alloc_or_null f64 12").count(), 1, "{segment}");
+    assert_eq!(segment.matches("alloc_or_null").count(), 1, "{segment}");
+    let xs: Vec<f64> = (0..3000).map(|i| i as f64 / 7.0).collect();
+    let input = serde_json::json!({ "xs": xs, "k": 5 });
+    let numbers = |v: serde_json::Value| -> Vec<f64> {
+        v.as_array().expect("an array").iter().map(|x| x.as_f64().expect("a number")).collect()
+    };
+    let want = numbers(p.call_json_on(Engine::Interp, "f", &input).unwrap());
+    assert_eq!(want.len(), 3000);
+    for engine in [Engine::Sequential, Engine::Multicore] {
+        let got = numbers(p.call_json_on(engine, "f", &input).unwrap());
+        // Summation order may differ in the last bits (docs/native.md).
+        let close = got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1e-12 * w.abs().max(1.0));
+        assert!(got.len() == want.len() && close, "{engine:?}");
+    }
 }
 
 #[test]

@@ -4,9 +4,10 @@
 //! calling thread ([`Sequential`]) or with its parallel loops on the
 //! runtime's thread pool ([`Multicore`]). Both run the same passes —
 //! lowering to loops (`driver::LOWER`), the loop optimiser
-//! (`driver::LOOPS`), Cranelift (`driver::CLIF`) — and the multicore back
-//! end outlines parallel loops in between (`driver::PARALLEL`). Every pass
-//! is guarded: a panic is E0900 naming it, at the context's span.
+//! (`driver::LOOPS`), memory planning (`driver::MEMORY`), Cranelift
+//! (`driver::CLIF`) — and the multicore back end outlines parallel loops
+//! before memory planning (`driver::PARALLEL`). Every pass is guarded: a
+//! panic is E0900 naming it, at the context's span.
 
 use super::{Backend, Executable, Outcome};
 use crate::diagnostic::{Diagnostic, SourceMap, Span};
@@ -26,8 +27,11 @@ pub struct NativeCode {
     /// The loop IR after the loop optimiser (`emit --stage loops`).
     pub loops: loops::Program,
     /// `loops` with its parallel loops outlined (`--stage parallel`), from
-    /// the multicore back end; none from the sequential one. See [`Self::runs`].
+    /// the multicore back end; none from the sequential one.
     pub parallel: Option<loops::Program>,
+    /// What the native code was compiled from: the last loop program, after
+    /// memory planning (`--stage memory`).
+    pub planned: loops::Program,
     pub code: jit::Native,
     /// Time of each back-end pass (the loop optimiser's by its sub-passes).
     pub timings: Vec<(&'static str, std::time::Duration)>,
@@ -39,8 +43,9 @@ impl Backend for Sequential {
 
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
         let loops = optimised_loops(program, cx)?;
-        let code = cx.run_guarded(&driver::CLIF, &loops)?;
-        Ok(NativeCode { loops, parallel: None, code, timings: std::mem::take(&mut cx.timings) })
+        let planned = cx.run_guarded(&driver::MEMORY, &loops)?;
+        let code = cx.run_guarded(&driver::CLIF, &planned)?;
+        Ok(NativeCode { loops, parallel: None, planned, code, timings: std::mem::take(&mut cx.timings) })
     }
 }
 
@@ -49,9 +54,10 @@ impl Backend for Multicore {
     const NAME: &'static str = "multicore";
 
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
-        let (loops, parallel) = parallel_loops(program, cx)?;
-        let code = cx.run_guarded(&driver::CLIF, &parallel)?;
-        Ok(NativeCode { loops, parallel: Some(parallel), code, timings: std::mem::take(&mut cx.timings) })
+        let (loops, parallel, planned) = multicore_loops(program, cx)?;
+        let code = cx.run_guarded(&driver::CLIF, &planned)?;
+        let timings = std::mem::take(&mut cx.timings);
+        Ok(NativeCode { loops, parallel: Some(parallel), planned, code, timings })
     }
 }
 
@@ -61,25 +67,20 @@ fn optimised_loops(program: &ir::Program, cx: &mut Context<'_>) -> Result<loops:
     cx.run_guarded(&driver::LOOPS, &lowered)
 }
 
-/// The multicore back end up to native code: the optimised loops, and
-/// them with their parallel loops outlined — what the JIT compiles, and
-/// what `slope build` compiles ahead of time.
-pub fn parallel_loops(
+/// The multicore back end up to native code: the optimised loops, them
+/// with their parallel loops outlined, and those after memory planning —
+/// what the JIT compiles, and what `slope build` compiles ahead of time.
+pub fn multicore_loops(
     program: &ir::Program,
     cx: &mut Context<'_>,
-) -> Result<(loops::Program, loops::Program), Vec<Diagnostic>> {
+) -> Result<(loops::Program, loops::Program, loops::Program), Vec<Diagnostic>> {
     let loops = optimised_loops(program, cx)?;
     let parallel = cx.run_guarded(&driver::PARALLEL, &loops)?;
-    Ok((loops, parallel))
+    let planned = cx.run_guarded(&driver::MEMORY, &parallel)?;
+    Ok((loops, parallel, planned))
 }
 
 impl NativeCode {
-    /// The loop program the native code was compiled from: the outlined one
-    /// when there is one, else the optimised loops.
-    pub fn runs(&self) -> &loops::Program {
-        self.parallel.as_ref().unwrap_or(&self.loops)
-    }
-
     /// Compiles an optimised program on the multicore back end, failures
     /// pointing at `span` (the REPL builds its expressions through this,
     /// with `poll_interrupt` so that Ctrl-C stops a long loop).

@@ -364,9 +364,6 @@ fn build(
     segments: &[SegmentRef],
     poll: bool,
 ) -> Result<Vec<Import>, String> {
-    // Small scratch buffers allocated together (Note [Packed scratch buffers]).
-    let packed = loops::pack::packed(f);
-    let f = packed.as_ref().unwrap_or(f);
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);

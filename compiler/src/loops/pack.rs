@@ -1,10 +1,11 @@
-//! Packing scratch buffers: consecutive small hoisted allocations become one
-//! (Note [Packed scratch buffers]).
+//! Memory planning: hoisted scratch allocations nothing uses are dropped,
+//! and consecutive small ones become one (Note [Packed scratch buffers]).
 //!
-//! Input: a [`Func`] of the loop IR as the JIT is about to compile it (after
-//! the loop optimiser and, on the multicore back end, after parallel loops
-//! are outlined: the outlining pass recognises scratch buffers by their
-//! `Alloc`). Output: the same function where every run of consecutive
+//! The `memory` pass (`driver::MEMORY`), the last before Cranelift. Input: a
+//! loop program after the loop optimiser and, on the multicore back end,
+//! after parallel loops are outlined (the outlining pass recognises scratch
+//! buffers by their `Alloc`, so packing comes after it). Output: the same
+//! program where, in every function and segment, every run of consecutive
 //! `v = alloc_or_null T n` (hoisted, constant `n` of at most
 //! [`MOST_ELEMENTS`]; other hoisted allocations may stand between them) with
 //! two or more members of one element type is one allocation of their
@@ -14,7 +15,8 @@
 //! variables, assigned at the same place, and no member is read before the
 //! run ends (the run holds only allocations).
 
-use super::{Func, Inst, LVar, MTy, Operand, Rhs};
+use super::{Func, Inst, LVar, MTy, Operand, Program, Rhs};
+use crate::hash::HashSet;
 use crate::ir::Const;
 
 /// The largest member (elements): packing is for small scratch buffers.
@@ -23,17 +25,54 @@ pub const MOST_ELEMENTS: i64 = 4096;
 /// Bytes each member's offset is a multiple of.
 const ALIGN: i64 = 16;
 
+/// Packs the scratch buffers of every function and segment of `program`,
+/// after dropping those nothing uses.
+pub fn run(program: &mut Program) {
+    let segments = program.segments.iter_mut().map(|s| &mut s.func);
+    for f in program.funcs.iter_mut().chain(segments) {
+        drop_unused(f);
+        pack(f);
+    }
+}
+
+/// Removes every hoisted scratch allocation of `f` that nothing uses: what
+/// outlining leaves behind of a loop that moved into a segment, which
+/// allocates scratch of its own. A hoisted allocation cannot fail (it is
+/// null when the memory could not be had, and its users test that), so
+/// removing an unused one changes nothing but a runtime call saved.
+fn drop_unused(f: &mut Func) {
+    let mut used = HashSet::default();
+    super::for_each_use(&f.body, &mut |v| {
+        used.insert(v);
+    });
+    used.extend(f.results.iter().filter_map(|o| o.var()));
+    fn drop_in(insts: &mut Vec<Inst>, used: &HashSet<LVar>) {
+        insts.retain(|i| !matches!(i, Inst::Let(v, Rhs::Alloc { hoisted: true, .. }) if !used.contains(v)));
+        for i in insts.iter_mut() {
+            for b in i.blocks_mut() {
+                drop_in(b, used);
+            }
+        }
+    }
+    drop_in(&mut f.body, &used);
+}
+
 /// `f` with its scratch buffers packed, or `None` when no run has two
 /// members of one element type.
 pub fn packed(f: &Func) -> Option<Func> {
-    if !has_run_anywhere(&f.body) {
-        return None;
-    }
     let mut out = f.clone();
-    let mut body = std::mem::take(&mut out.body);
-    pack_block(&mut out, &mut body);
-    out.body = body;
-    Some(out)
+    pack(&mut out).then_some(out)
+}
+
+/// Packs the scratch buffers of `f`; whether there was a run to pack.
+fn pack(f: &mut Func) -> bool {
+    if !has_run_anywhere(&f.body) {
+        return false;
+    }
+    let mut body = std::mem::take(&mut f.body);
+    pack_block(f, &mut body);
+    f.body = body;
+    true
 }
 
 /// A member of a run: `var = alloc_or_null elem count`, failing with `site`.
