@@ -1,6 +1,6 @@
 //! Native code for an ahead-of-time library: an object file.
 //!
-//! Input: a [`loops::Program`] (after the `parallel` stage) and the
+//! Input: a [`loops::Program`] (after the `memory` stage) and the
 //! library's description ([`Library`], which `crate::build` derives from
 //! the program's entry signatures). Output: the bytes of a relocatable
 //! object file for the host, which the system linker turns into a shared

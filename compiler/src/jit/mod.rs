@@ -250,7 +250,7 @@ fn build_and_compile(
 }
 
 // Note [Functions compiled in parallel]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // Building a function's CLIF and compiling it to machine code (Cranelift's
 // optimiser and register allocator, most of the time) need the target and
 // the function, not the module: building reads the module's declarations
@@ -265,9 +265,10 @@ fn build_and_compile(
 // larger than the rest): the code is the same as a one-at-a-time
 // compilation, only sooner for a program with several functions. A failure
 // reports the first failing function in program order, whichever thread
-// found it. Lowering and the loop optimiser also treat each function on its
-// own, and run the same way (their per-pass `--timings` are then summed
-// over the threads).
+// found it. Lowering, the loop optimiser and outlining (`parallel`, whose
+// segments are numbered program-wide afterwards) also treat each function
+// on its own, and run the same way (the loop passes' `--timings` are then
+// summed over the threads).
 
 /// The CLIF of every function of `program`, as built (before Cranelift
 /// optimises it), then of the segments they call.
@@ -353,9 +354,8 @@ fn cl_type(t: MTy) -> Type {
     }
 }
 
-/// Builds the CLIF of `f` into `func`, whose signature is already the entry signature.
-/// Builds the CLIF of `f` into `func`; returns the runtime functions it
-/// imports.
+/// Builds the CLIF of `f` into `func`, whose signature is already the
+/// entry signature; returns the runtime functions it imports.
 fn build(
     target: Target<'_>,
     f: &loops::Func,
@@ -507,6 +507,7 @@ struct Gen<'a, 'm> {
     target: Target<'m>,
     /// Runtime functions imported into this function so far, in order.
     imports: Vec<Import>,
+    /// The `FuncRef` of each of them, by name.
     refs: HashMap<String, FuncRef>,
     f: &'m loops::Func,
     vars: Vec<Variable>,

@@ -5,7 +5,9 @@
 //! loop program after the loop optimiser and, on the multicore back end,
 //! after parallel loops are outlined (the outlining pass recognises scratch
 //! buffers by their `Alloc`, so packing comes after it). Output: the same
-//! program where, in every function and segment, every run of consecutive
+//! program where, in every function and segment, first every hoisted
+//! `v = alloc_or_null T n` that nothing reads is gone (Note [Unused scratch
+//! buffers]), then every run of consecutive
 //! `v = alloc_or_null T n` (hoisted, constant `n` of at most
 //! [`MOST_ELEMENTS`]; other hoisted allocations may stand between them) with
 //! two or more members of one element type is one allocation of their
@@ -35,11 +37,8 @@ pub fn run(program: &mut Program) {
     }
 }
 
-/// Removes every hoisted scratch allocation of `f` that nothing uses: what
-/// outlining leaves behind of a loop that moved into a segment, which
-/// allocates scratch of its own. A hoisted allocation cannot fail (it is
-/// null when the memory could not be had, and its users test that), so
-/// removing an unused one changes nothing but a runtime call saved.
+/// Removes every hoisted scratch allocation of `f` that nothing uses (Note
+/// [Unused scratch buffers]).
 fn drop_unused(f: &mut Func) {
     let mut used = HashSet::default();
     super::for_each_use(&f.body, &mut |v| {
@@ -59,7 +58,8 @@ fn drop_unused(f: &mut Func) {
 
 /// `f` with its scratch buffers packed, or `None` when no run has two
 /// members of one element type.
-pub fn packed(f: &Func) -> Option<Func> {
+#[cfg(test)]
+fn packed(f: &Func) -> Option<Func> {
     let mut out = f.clone();
     pack(&mut out).then_some(out)
 }
@@ -220,6 +220,19 @@ fn pack_run(f: &mut Func, run: &[Member], out: &mut Vec<Inst>) {
 // constant sizes are packed (MOST_ELEMENTS), so no member's own size limit
 // (E0207) changes which allocation fails. Runs are consecutive allocations
 // only, so nothing reads a member between its old place and its new one.
+
+// Note [Unused scratch buffers]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The loop optimiser hoists a loop's constant-size scratch buffers to just
+// before the loop. When `parallel` then outlines the loop into a segment,
+// the segment allocates its own (each thread needs its own), and the
+// hoisted allocations in the caller are read by nothing: the null tests
+// that read them moved into the segment with the loop. gmm's entries had
+// 16 such call sites, ht's 32. A hoisted allocation never fails where it
+// is made (it is null when the memory could not be had, and the code that
+// uses the buffer tests that), and the arena's marks and releases count
+// blocks at run time, so removing one that nothing reads changes no value
+// and no failure: only a runtime call (and the arena's peak) goes.
 
 #[cfg(test)]
 mod tests {

@@ -106,22 +106,31 @@ const INNER_TRIPS: i64 = 16;
 /// function on its own (Note [Functions compiled in parallel] in
 /// jit/mod.rs), then numbers the segments program-wide (`merge`).
 pub fn run(program: &mut Program) {
-    let outlined = crate::threads::map_largest_first(
-        &mut program.funcs,
-        |f| crate::loops::size(&f.body),
-        |f| {
-            let pt = PointsTo::of(f);
-            let info = Facts::of_func(f);
-            let mut body = std::mem::take(&mut f.body);
-            let mut segments = Vec::new();
-            outline_block(&mut body, f, &pt, &info, Level::Outer, &mut segments);
-            f.body = body;
-            segments
-        },
-    );
+    let outline_func = |f: &mut Func| {
+        debug_assert!(count_where(&f.body, &|i| matches!(i, Inst::Parallel { .. })) == 0, "outlined twice");
+        let pt = PointsTo::of(f);
+        let info = Facts::of_func(f);
+        let mut body = std::mem::take(&mut f.body);
+        let mut segments = Vec::new();
+        outline_block(&mut body, f, &pt, &info, Level::Outer, &mut segments);
+        f.body = body;
+        segments
+    };
+    // Explanations print as they are found: in program order, on one thread.
+    let outlined = if explaining() {
+        program.funcs.iter_mut().map(outline_func).collect()
+    } else {
+        crate::threads::map_largest_first(&mut program.funcs, |f| crate::loops::size(&f.body), outline_func)
+    };
     for (f, segments) in program.funcs.iter_mut().zip(outlined) {
         merge(f, segments, &mut program.segments);
     }
+}
+
+/// Whether to print why each outer loop stays sequential
+/// (`SLOPE_EXPLAIN_PARALLEL`).
+fn explaining() -> bool {
+    std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some()
 }
 
 /// Adds the segments `f` calls (`local`, numbered from 0 in `f`) to the
@@ -129,6 +138,8 @@ pub fn run(program: &mut Program) {
 /// code as one already there is that one (Note [One site per error] in
 /// lower.rs); a new one is named by its number in the program. The result
 /// is what outlining the functions one after the other into one list gives.
+/// A segment calls none (a loop holding a parallel loop is not outlined),
+/// so only `f`'s calls are renumbered.
 fn merge(f: &mut Func, local: Vec<Segment>, segments: &mut Vec<Segment>) {
     let mut number = Vec::with_capacity(local.len());
     for mut seg in local {
@@ -258,7 +269,7 @@ fn outline_block(
                 *inst = outline(f, inst, plan, true, segments)
             }
             (Inst::For { index, body, .. }, Some(Err(why))) if level == Level::Outer => {
-                if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
+                if explaining() {
                     eprintln!("{}: loop `{}` stays sequential: {why}", f.name, f.var_name(*index));
                 }
                 outline_block(body, f, pt, info, Level::InSequential, segments);
