@@ -1,7 +1,7 @@
 //! Work shared among threads at compile time: the passes that treat each
 //! function of a program on its own (the array optimiser, lowering, the loop
-//! optimiser, outlining parallel loops, CLIF building and Cranelift's code
-//! generation) run the functions on as many threads as the machine has
+//! optimiser, CLIF building and Cranelift's code generation) run the
+//! functions on as many threads as the machine has
 //! cores. See Note [Functions compiled in parallel].
 //!
 //! The result is the same as one function after the other, in program order:

@@ -265,10 +265,10 @@ fn build_and_compile(
 // larger than the rest): the code is the same as a one-at-a-time
 // compilation, only sooner for a program with several functions. A failure
 // reports the first failing function in program order, whichever thread
-// found it. Lowering, the loop optimiser and outlining (`parallel`, whose
-// segments are numbered program-wide afterwards) also treat each function
-// on its own, and run the same way (the loop passes' `--timings` are then
-// summed over the threads).
+// found it. Lowering and the loop optimiser also treat each function on its
+// own, and run the same way (the loop passes' `--timings` are then summed
+// over the threads); outlining does not (Note [Outlining one function at a
+// time] in loops/parallel.rs).
 
 /// The CLIF of every function of `program`, as built (before Cranelift
 /// optimises it), then of the segments they call.

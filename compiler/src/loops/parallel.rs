@@ -102,68 +102,34 @@ const PS_PER_UNIT: i64 = 300;
 /// Iterations an inner loop of unknown trip count is assumed to run.
 const INNER_TRIPS: i64 = 16;
 
-/// Outlines the parallel loops of every function of `program`, each
-/// function on its own (Note [Functions compiled in parallel] in
-/// jit/mod.rs), then numbers the segments program-wide (`merge`).
+/// Outlines the parallel loops of every function of `program`, one
+/// function after the other (Note [Outlining one function at a time]).
 pub fn run(program: &mut Program) {
-    let outline_func = |f: &mut Func| {
-        debug_assert!(count_where(&f.body, &|i| matches!(i, Inst::Parallel { .. })) == 0, "outlined twice");
-        let pt = PointsTo::of(f);
-        let info = Facts::of_func(f);
+    for k in 0..program.funcs.len() {
+        let mut f = std::mem::replace(&mut program.funcs[k], Func::empty(""));
+        let pt = PointsTo::of(&f);
+        let info = Facts::of_func(&f);
         let mut body = std::mem::take(&mut f.body);
-        let mut segments = Vec::new();
-        outline_block(&mut body, f, &pt, &info, Level::Outer, &mut segments);
+        outline_block(&mut body, &mut f, &pt, &info, Level::Outer, &mut program.segments);
         f.body = body;
-        segments
-    };
-    // Explanations print as they are found: in program order, on one thread.
-    let outlined = if explaining() {
-        program.funcs.iter_mut().map(outline_func).collect()
-    } else {
-        crate::threads::map_largest_first(&mut program.funcs, |f| crate::loops::size(&f.body), outline_func)
-    };
-    for (f, segments) in program.funcs.iter_mut().zip(outlined) {
-        merge(f, segments, &mut program.segments);
+        program.funcs[k] = f;
     }
 }
+
+// Note [Outlining one function at a time]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Unlike the loop optimiser, outlining runs the functions one after the
+// other, into one list of segments. Outlining each function on a thread of
+// its own, then numbering the segments program-wide, was tried on
+// 2026-12-03 and gave the same segments but no gain: ht's stage went from
+// 12 to 11 ms, and implicit_ridge's from 18 to 20–21 ms (two equal
+// functions of ~6000 statements, still slower on two cores than one after
+// the other, not investigated further).
 
 /// Whether to print why each outer loop stays sequential
 /// (`SLOPE_EXPLAIN_PARALLEL`).
 fn explaining() -> bool {
     std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some()
-}
-
-/// Adds the segments `f` calls (`local`, numbered from 0 in `f`) to the
-/// program's, in order, and renumbers `f`'s calls. A segment with the same
-/// code as one already there is that one (Note [One site per error] in
-/// lower.rs); a new one is named by its number in the program. The result
-/// is what outlining the functions one after the other into one list gives.
-/// A segment calls none (a loop holding a parallel loop is not outlined),
-/// so only `f`'s calls are renumbered.
-fn merge(f: &mut Func, local: Vec<Segment>, segments: &mut Vec<Segment>) {
-    let mut number = Vec::with_capacity(local.len());
-    for mut seg in local {
-        let k = match segments.iter().position(|old| old.plan == seg.plan && same_code(&old.func, &seg.func)) {
-            Some(k) => k,
-            None => {
-                seg.func.name = format!("{}.segment{}", f.name, segments.len());
-                segments.push(seg);
-                segments.len() - 1
-            }
-        };
-        number.push(k as u32);
-    }
-    fn renumber(insts: &mut [Inst], number: &[u32]) {
-        for i in insts {
-            if let Inst::Parallel { segment, .. } = i {
-                *segment = number[*segment as usize];
-            }
-            for b in i.blocks_mut() {
-                renumber(b, number);
-            }
-        }
-    }
-    renumber(&mut f.body, &number);
 }
 
 /// What the analysis asks of a block of instructions — a whole function,
