@@ -37,10 +37,14 @@ __all__ = [
 ]
 
 
-def compile(path, threads=None, checkpoint=False, save=None):
+def compile(path, threads=None, checkpoint=False, save=None, engine=None):
     """Compiles the Slope program in the file ``path`` (imports are read
-    relative to it). ``threads``: how many threads parallel loops use
-    (default: ``SLOPE_THREADS``, else every core). ``checkpoint``: reverse
+    relative to it). ``engine``: the back end that runs calls, as the CLI's
+    ``--engine``: ``"multicore"`` (the default: native code, parallel loops
+    on the thread pool), ``"sequential"`` (native code on the calling thread)
+    or ``"interp"`` (the reference interpreter). ``threads``: how many
+    threads parallel loops use on ``"multicore"`` (default:
+    ``SLOPE_THREADS``, else every core). ``checkpoint``: reverse
     mode through loops keeps √n checkpoints instead of a full tape.
     ``save``: what reverse mode saves from map bodies instead of recomputing
     them, ``"nothing"``, ``"host-calls"`` (the default), ``"slow-ops"`` or
@@ -51,14 +55,14 @@ def compile(path, threads=None, checkpoint=False, save=None):
             text = f.read()
     except OSError as e:
         raise _file_error(path, e) from None
-    return Module(_slope.compile(text, path, threads, checkpoint, save))
+    return Module(_slope.compile(text, path, threads, checkpoint, save, engine))
 
 
-def compile_source(source, name="<string>", threads=None, checkpoint=False, save=None):
+def compile_source(source, name="<string>", threads=None, checkpoint=False, save=None, engine=None):
     """Compiles Slope source text; ``name`` labels it in diagnostics and
     imports are read relative to it (the current directory by default).
     The other arguments are those of :func:`compile`."""
-    return Module(_slope.compile(source, name, threads, checkpoint, save))
+    return Module(_slope.compile(source, name, threads, checkpoint, save, engine))
 
 
 class Entry:

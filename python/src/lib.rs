@@ -28,7 +28,7 @@ use numpy::{Element, IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArray, Py
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use slope::api::{Failure, Program};
+use slope::api::{Engine, Failure, Program};
 use slope::diagnostic::{Code, RenderStyle};
 use slope_runtime::{Array, ArrayData, ElemType, Scalar, Value, ValueType};
 use std::rc::Rc;
@@ -45,13 +45,15 @@ struct PyProgram {
     program: Program,
 }
 
-/// Compiles `source` (named `name`; imports are read relative to it),
-/// lowers it to native code, and runs its parallel loops on `threads`
-/// threads (`None`: `SLOPE_THREADS`, else every core). `checkpoint` and
-/// `save` are the CLI's `--checkpoint` and `--save` (reverse mode's √n
-/// checkpoints; what it saves from map bodies, by policy name).
+/// Compiles `source` (named `name`; imports are read relative to it) for
+/// the back end `engine` (the CLI's `--engine`: `multicore`, the default,
+/// `sequential` or `interp`), lowers it to native code on a native one,
+/// and on `multicore` runs its parallel loops on `threads` threads (`None`:
+/// `SLOPE_THREADS`, else every core). `checkpoint` and `save` are the CLI's
+/// `--checkpoint` and `--save` (reverse mode's √n checkpoints; what it
+/// saves from map bodies, by policy name).
 #[pyfunction]
-#[pyo3(signature = (source, name, threads=None, checkpoint=false, save=None))]
+#[pyo3(signature = (source, name, threads=None, checkpoint=false, save=None, engine=None))]
 fn compile(
     py: Python<'_>,
     source: &str,
@@ -59,7 +61,15 @@ fn compile(
     threads: Option<i64>,
     checkpoint: bool,
     save: Option<&str>,
+    engine: Option<&str>,
 ) -> PyResult<PyProgram> {
+    let engine = match engine {
+        None => Engine::Multicore,
+        Some(name) => Engine::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+            usage_error(py, format!("unknown engine `{name}`; the engines are {}", names.join(", ")))
+        })?,
+    };
     let threads = match threads {
         Some(n) => slope_runtime::parallel::thread_count(n).map_err(|e| usage_error(py, e))?,
         None => slope_runtime::parallel::threads_from_env().map_err(|e| usage_error(py, e))?,
@@ -72,10 +82,17 @@ fn compile(
     let compiled = py.detach(|| {
         guarded(|| {
             // (`Program::compile_with` runs the compiler on its own big stack.)
-            let program = Program::compile_with(name, source, &slope::driver::file_loader, &options)?;
+            let mut program = Program::compile_with(name, source, &slope::driver::file_loader, &options)?;
+            program.engine = engine;
             // Native code now, not at the first call: its (rare) failure
             // belongs to compiling, and the first call's time to the call.
-            program.set_threads(threads)?;
+            match engine {
+                Engine::Multicore => program.set_threads(threads)?,
+                native @ Engine::Sequential => {
+                    program.executable(native)?;
+                }
+                Engine::Interp => {}
+            }
             Ok::<Program, Failure>(program)
         })
     });

@@ -392,3 +392,27 @@ entry g [n] (x: [n]f64) (steps: i64) : [n]f64 =
         slope.compile_source(source, save="sometimes")
     assert e.value.code == "E0305"
     assert "host-calls" in str(e.value)
+
+
+def test_every_engine_gives_the_same_values_and_failures():
+    source = """
+import "nn"
+entry g [n] (x: [n]f64) : [n]f64 = grad logsumexp x
+entry at (x: []f64) (i: i64) : f64 = x[i]
+"""
+    x = np.sin(np.arange(5_000) * 0.37)
+    want = slope.compile_source(source, engine="interp").g(x)
+    for engine in ["sequential", "multicore"]:
+        m = slope.compile_source(source, engine=engine)
+        # Summation order may differ in the last bits (docs/native.md).
+        np.testing.assert_allclose(m.g(x), want, rtol=1e-12, atol=1e-300, err_msg=engine)
+    codes = []
+    for engine in ["interp", "sequential", "multicore"]:
+        with pytest.raises(slope.Error) as e:
+            slope.compile_source(source, engine=engine).at([1.0, 2.0], 5)
+        codes.append((e.value.code, str(e.value).splitlines()[0]))
+    assert codes[0][0] == "E0201" and codes.count(codes[0]) == 3, codes
+    with pytest.raises(slope.InputError) as e:
+        slope.compile_source(source, engine="gpu")
+    assert e.value.code == "E0305"
+    assert "multicore, sequential, interp" in str(e.value)
