@@ -185,22 +185,22 @@ pub static LOOPS: Pass<crate::loops::Program, crate::loops::Program> = Pass {
 pub static PARALLEL: Pass<crate::loops::Program, crate::loops::Program> = Pass {
     name: "parallel",
     description: "outline loops of independent iterations into segments run on the thread pool (loops::parallel)",
-    run: |program, _| {
-        let mut out = program.clone();
-        crate::loops::parallel::run(&mut out);
-        Ok(out)
-    },
+    run: |program, _| Ok(rewritten(program, crate::loops::parallel::run)),
 };
 
 pub static MEMORY: Pass<crate::loops::Program, crate::loops::Program> = Pass {
     name: "memory",
     description: "plan memory: drop unused scratch buffers, pack small ones into one allocation (loops::pack)",
-    run: |program, _| {
-        let mut out = program.clone();
-        crate::loops::pack::run(&mut out);
-        Ok(out)
-    },
+    run: |program, _| Ok(rewritten(program, crate::loops::pack::run)),
 };
+
+/// A copy of `program` rewritten in place by `rewrite`: a loop pass that
+/// cannot fail.
+fn rewritten(program: &crate::loops::Program, rewrite: fn(&mut crate::loops::Program)) -> crate::loops::Program {
+    let mut out = program.clone();
+    rewrite(&mut out);
+    out
+}
 
 pub static CLIF: Pass<crate::loops::Program, crate::jit::Native> = Pass {
     name: "clif",
