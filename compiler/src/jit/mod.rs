@@ -179,12 +179,12 @@ fn define_all(
         .zip(&program.segments)
         .map(|((&id, plan), s)| SegmentRef::new(id, plan.clone(), s))
         .collect();
-    let mut built: Vec<(&loops::Func, Context, Vec<Import>)> = all
+    let mut built: Vec<(&loops::Func, Context)> = all
         .iter()
         .map(|&f| {
             let mut ctx = module.make_context();
             ctx.func.signature = signature.clone();
-            (f, ctx, Vec::new())
+            (f, ctx)
         })
         .collect();
     let target = Target { config: module.target_config(), declarations: module.declarations() };
@@ -192,11 +192,14 @@ fn define_all(
     // Runtime functions are declared as the code that calls them is
     // defined, in program order (Note [Functions compiled in parallel]).
     let mut imported: HashMap<String, FuncId> = HashMap::default();
-    for ((_, ctx, imports), &id) in built.iter().zip(&ids) {
-        for import in imports {
-            if !imported.contains_key(&import.name) {
-                let declared = module.declare_function(&import.name, Linkage::Import, &import.signature);
-                imported.insert(import.name.clone(), declared.map_err(|e| e.to_string())?);
+    for ((_, ctx), &id) in built.iter().zip(&ids) {
+        let dfg = &ctx.func.dfg;
+        for (_, ext) in dfg.ext_funcs.iter() {
+            if let Some(name) = runtime_name(&ext.name) {
+                if !imported.contains_key(name) {
+                    let declared = module.declare_function(name, Linkage::Import, &dfg.signatures[ext.signature]);
+                    imported.insert(name.to_string(), declared.map_err(|e| e.to_string())?);
+                }
             }
         }
         let code = ctx.compiled_code().expect("compiled above");
@@ -204,14 +207,18 @@ fn define_all(
             .buffer
             .relocs()
             .iter()
-            .map(|r| match &r.target {
-                FinalizedRelocTarget::ExternalName(ExternalName::TestCase(name)) => {
-                    let name = std::str::from_utf8(name.raw()).expect("runtime names are ASCII");
-                    let callee = imported[name];
-                    let name = ModuleRelocTarget::user(0, callee.as_u32());
-                    ModuleReloc { offset: r.offset, kind: r.kind, name, addend: r.addend }
+            .map(|r| {
+                let runtime = match &r.target {
+                    FinalizedRelocTarget::ExternalName(name) => runtime_name(name),
+                    FinalizedRelocTarget::Func(_) => None,
+                };
+                match runtime {
+                    Some(name) => {
+                        let name = ModuleRelocTarget::user(0, imported[name].as_u32());
+                        ModuleReloc { offset: r.offset, kind: r.kind, name, addend: r.addend }
+                    }
+                    None => ModuleReloc::from_mach_reloc(r, &ctx.func, id),
                 }
-                _ => ModuleReloc::from_mach_reloc(r, &ctx.func, id),
             })
             .collect();
         module
@@ -222,23 +229,32 @@ fn define_all(
     Ok((ids, segments))
 }
 
+/// The symbol of the runtime function `name` names, when it is one (a
+/// built function imports those by name).
+fn runtime_name(name: &ExternalName) -> Option<&str> {
+    match name {
+        ExternalName::TestCase(name) => Some(std::str::from_utf8(name.raw()).expect("runtime names are ASCII")),
+        _ => None,
+    }
+}
+
 /// Builds each function's CLIF into its context and compiles it to machine
 /// code, several functions at a time (Note [Functions compiled in
-/// parallel]), recording the runtime functions each imports. On failure:
-/// the error of the first function that failed, in program order.
+/// parallel]). On failure: the error of the first function that failed, in
+/// program order.
 fn build_and_compile(
     isa: &dyn isa::TargetIsa,
     target: Target<'_>,
     segments: &[SegmentRef],
     poll: bool,
-    built: &mut [(&loops::Func, Context, Vec<Import>)],
+    built: &mut [(&loops::Func, Context)],
 ) -> Result<(), String> {
     let compiled = crate::threads::map_largest_first(
         built,
-        |(f, _, _)| loops::size(&f.body),
-        |(f, ctx, imports)| {
+        |(f, _)| loops::size(&f.body),
+        |(f, ctx)| {
             let mut fctx = FunctionBuilderContext::new();
-            *imports = build(target, f, &mut ctx.func, &mut fctx, segments, poll)?;
+            build(target, f, &mut ctx.func, &mut fctx, segments, poll)?;
             let mut plane = cranelift::codegen::control::ControlPlane::default();
             ctx.compile(isa, &mut plane)
                 .map(|_| ())
@@ -256,7 +272,7 @@ fn build_and_compile(
 // the function, not the module: building reads the module's declarations
 // (the segments it calls, an ahead-of-time library's plan slots) but
 // declares nothing. A runtime function it calls is imported by its symbol
-// name (`ExternalName::testcase`), and recorded; only when the machine code
+// name (`ExternalName::testcase`); only when the machine code
 // is defined in the module, one function at a time in program order, is
 // each such function declared and its relocations pointed at the
 // declaration. So each function is built and compiled as one task, on as
@@ -339,12 +355,6 @@ struct Target<'a> {
     declarations: &'a ModuleDeclarations,
 }
 
-/// A runtime function a built function calls, imported by name.
-struct Import {
-    name: String,
-    signature: Signature,
-}
-
 fn cl_type(t: MTy) -> Type {
     match t {
         MTy::F64 => types::F64,
@@ -355,7 +365,7 @@ fn cl_type(t: MTy) -> Type {
 }
 
 /// Builds the CLIF of `f` into `func`, whose signature is already the
-/// entry signature; returns the runtime functions it imports.
+/// entry signature.
 fn build(
     target: Target<'_>,
     f: &loops::Func,
@@ -363,7 +373,7 @@ fn build(
     fctx: &mut FunctionBuilderContext,
     segments: &[SegmentRef],
     poll: bool,
-) -> Result<Vec<Import>, String> {
+) -> Result<(), String> {
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -375,7 +385,6 @@ fn build(
     let mut g = Gen {
         b,
         target,
-        imports: Vec::new(),
         refs: HashMap::default(),
         f,
         vars,
@@ -451,7 +460,7 @@ fn build(
         g.b.ins().return_(&[status]);
     }
     g.b.finalize(target.config);
-    Ok(g.imports)
+    Ok(())
 }
 
 /// Where generated code finds a parallel segment's plan
@@ -505,9 +514,7 @@ impl SegmentRef {
 struct Gen<'a, 'm> {
     b: FunctionBuilder<'a>,
     target: Target<'m>,
-    /// Runtime functions imported into this function so far, in order.
-    imports: Vec<Import>,
-    /// The `FuncRef` of each of them, by name.
+    /// Runtime functions imported into this function so far, by name.
     refs: HashMap<String, FuncRef>,
     f: &'m loops::Func,
     vars: Vec<Variable>,
@@ -1112,14 +1119,13 @@ impl Gen<'_, '_> {
         let mut sig = Signature::new(self.target.config.default_call_conv);
         sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
         sig.returns.extend(ret.map(AbiParam::new));
-        let signature = self.b.import_signature(sig.clone());
+        let signature = self.b.import_signature(sig);
         let r = self.b.import_function(ExtFuncData {
             name: ExternalName::testcase(name),
             signature,
             colocated: false,
             patchable: false,
         });
-        self.imports.push(Import { name: name.to_string(), signature: sig });
         self.refs.insert(name.to_string(), r);
         r
     }

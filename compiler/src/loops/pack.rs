@@ -46,7 +46,7 @@ fn drop_unused(f: &mut Func) {
     });
     used.extend(f.results.iter().filter_map(|o| o.var()));
     fn drop_in(insts: &mut Vec<Inst>, used: &HashSet<LVar>) {
-        insts.retain(|i| !matches!(i, Inst::Let(v, Rhs::Alloc { hoisted: true, .. }) if !used.contains(v)));
+        insts.retain(|i| !matches!(i, Inst::Let(v, _) if hoisted(i) && !used.contains(v)));
         for i in insts.iter_mut() {
             for b in i.blocks_mut() {
                 drop_in(b, used);
@@ -60,19 +60,18 @@ fn drop_unused(f: &mut Func) {
 /// members of one element type.
 #[cfg(test)]
 fn packed(f: &Func) -> Option<Func> {
-    let mut out = f.clone();
-    pack(&mut out).then_some(out)
+    has_run_anywhere(&f.body).then(|| {
+        let mut out = f.clone();
+        pack(&mut out);
+        out
+    })
 }
 
-/// Packs the scratch buffers of `f`; whether there was a run to pack.
-fn pack(f: &mut Func) -> bool {
-    if !has_run_anywhere(&f.body) {
-        return false;
-    }
+/// Packs the scratch buffers of `f` (each block checks for a run itself).
+fn pack(f: &mut Func) {
     let mut body = std::mem::take(&mut f.body);
     pack_block(f, &mut body);
     f.body = body;
-    true
 }
 
 /// A member of a run: `var = alloc_or_null elem count`, failing with `site`.
@@ -118,6 +117,7 @@ fn has_run(insts: &[Inst]) -> bool {
 }
 
 /// Whether some block of `insts`, nested or not, holds a run to pack.
+#[cfg(test)]
 fn has_run_anywhere(insts: &[Inst]) -> bool {
     has_run(insts) || insts.iter().any(|i| i.blocks().any(has_run_anywhere))
 }

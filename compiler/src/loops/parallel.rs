@@ -126,12 +126,6 @@ pub fn run(program: &mut Program) {
 // functions of ~6000 statements, still slower on two cores than one after
 // the other, not investigated further).
 
-/// Whether to print why each outer loop stays sequential
-/// (`SLOPE_EXPLAIN_PARALLEL`).
-fn explaining() -> bool {
-    std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some()
-}
-
 /// What the analysis asks of a block of instructions — a whole function,
 /// or a loop's body — counted in one walk: how often each variable is read
 /// and assigned, the right-hand side of each `Let`, the buffers allocated,
@@ -235,7 +229,7 @@ fn outline_block(
                 *inst = outline(f, inst, plan, true, segments)
             }
             (Inst::For { index, body, .. }, Some(Err(why))) if level == Level::Outer => {
-                if explaining() {
+                if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
                     eprintln!("{}: loop `{}` stays sequential: {why}", f.name, f.var_name(*index));
                 }
                 outline_block(body, f, pt, info, Level::InSequential, segments);
