@@ -88,7 +88,7 @@ unsafe fn options(options: *const SlopeOptions) -> Result<(c_int, slope::driver:
     if !o.save.is_null() {
         // SAFETY: the caller's contract.
         let name = unsafe { text(o.save, "the save policy") }?;
-        out.ad.save = slope::ad::Save::from_name(name).map_err(|e| failure(Code::E0305, e))?;
+        out.ad.save = slope::driver::Save::from_name(name).map_err(|e| failure(Code::E0305, e))?;
     }
     Ok((o.threads, out))
 }
