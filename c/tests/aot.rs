@@ -476,6 +476,35 @@ fn failures_and_bad_arguments_read_as_from_libslope_c() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A library asked for one entry that calls others (Note [Entries called
+/// by entries] in the compiler's ir/calls.rs) carries the callees too, and
+/// a failure inside a callee reads as the JIT words it: the callee's site.
+#[test]
+fn an_exported_entry_that_calls_entries_fails_at_the_callees_site() {
+    let text = "entry at [n] (xs: [n]f64) (k: i64) : f64 = xs[k]\n\
+                entry twice [n] (xs: [n]f64) (k: i64) : f64 = 2.0 * at xs k\n\
+                entry outer [n] (xs: [n]f64) (k: i64) : f64 = let t = twice xs k in t + at xs 0";
+    let program = compile_source("calls.slope", text);
+    let dir = scratch("calls");
+    let lib = dir.join("libcalls.so");
+    let only_outer = Request { entries: vec!["outer".into()], ..request(lib.clone()) };
+    build(&program, &only_outer).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Short)));
+    let library = load(&lib, "calls");
+    let xs = Value::array(vec![3], ArrayData::F64(vec![1.0, 2.0, 3.0]));
+    let i = |k: i64| Value::Scalar(Scalar::I64(k));
+    for k in [1, 3, -2] {
+        let values = vec![xs.clone(), i(k)];
+        let want = jit(&program, "outer", &values);
+        assert_eq!(library.call("outer", &leaves(&values).args), want, "outer {k}");
+        if k != 1 {
+            let error = want.expect_err("out of bounds");
+            assert!(error.starts_with("E0201|index"), "{error}");
+            assert!(error.contains("calls.slope:1:"), "the callee's span: {error}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn slope_build_reports_what_it_cannot_do() {
     let program = compile_source("two.slope", "entry f' (x: f64) : f64 = x\nentry f_ (x: f64) : f64 = x");

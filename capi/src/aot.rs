@@ -307,7 +307,7 @@ unsafe fn call<'a>(
         // Empty already, unless a panic (a bug) stopped the last call midway.
         ctx.reset();
         ctx.threads = c.threads.load(Ordering::Relaxed);
-        let out = run(e, c.loaded.codes[entry], &values, &mut ctx);
+        let out = run(&c.loaded.library.entries, entry, c.loaded.codes[entry], &values, &mut ctx);
         ctx.reset();
         out.map(|v| Box::into_raw(Box::new(to_c(v))))
     });
@@ -337,7 +337,11 @@ fn finish(
 }
 
 /// Runs `code` on `values` in `ctx`; the result is copied out of the arena.
-fn run(entry: &Entry, code: Code, values: &[Value], ctx: &mut Ctx) -> Result<Value, Box<SlopeError>> {
+/// `entries` are the library's; `code` is entry `index`'s. A failure names
+/// a site of the entry it happened in: this one's, or that of an entry it
+/// called (Note [Entries called by entries] in the compiler's ir/calls.rs).
+fn run(entries: &[Entry], index: usize, code: Code, values: &[Value], ctx: &mut Ctx) -> Result<Value, Box<SlopeError>> {
+    let entry = &entries[index];
     let mut words = Vec::new();
     for v in values {
         push_words(v, &mut words);
@@ -349,13 +353,14 @@ fn run(entry: &Entry, code: Code, values: &[Value], ctx: &mut Ctx) -> Result<Val
     // call; `results` has a word per result word.
     let status = unsafe { code(words.as_ptr(), results.as_mut_ptr(), ctx) };
     if status != 0 {
-        return Err(match ctx.take_failure() {
-            Some((site, args)) if (site as usize) < entry.sites.len() => {
-                let s = &entry.sites[site as usize];
+        let failed = entries.get(ctx.take_failed_in().map_or(index, |k| k as usize));
+        return Err(match (ctx.take_failure(), failed) {
+            (Some((site, args)), Some(failed)) if (site as usize) < failed.sites.len() => {
+                let s = &failed.sites[site as usize];
                 let message = s.message.render(&args);
                 SlopeError::new(&s.code, &message, &s.rendered.around(&message))
             }
-            other => plain("E0900", format!("internal compiler error: native code failed with {other:?}")),
+            (other, _) => plain("E0900", format!("internal compiler error: native code failed with {other:?}")),
         });
     }
     // SAFETY: on success each array result word points to its elements

@@ -587,15 +587,17 @@ impl Program {
                     "parallel" => native.parallel.as_ref().unwrap_or(&native.loops).clone(),
                     _ => native.planned.clone(),
                 };
-                if let Some(e) = entry {
-                    let name = self.entry_name(Some(e))?;
-                    program.funcs.retain(|f| f.name == name);
-                }
+                let only = entry.map(|e| self.entry_name(Some(e))).transpose()?;
                 if stage != "clif" {
+                    if let Some(name) = &only {
+                        program.funcs.retain(|f| &f.name == name);
+                    }
                     Ok(crate::loops::print_program(&program, entry.is_some()))
                 } else {
+                    // Every function is declared: the one shown may call others.
                     let span = self.main_span();
-                    crate::jit::clif_text(&program).map_err(|e| self.fail(Diagnostic::internal("jit", e, span)))
+                    crate::jit::clif_text(&program, only.as_deref())
+                        .map_err(|e| self.fail(Diagnostic::internal("jit", e, span)))
                 }
             }
             "ir" | "ad" | "opt" => {

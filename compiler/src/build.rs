@@ -100,8 +100,28 @@ pub fn build(program: &Program, request: &Request) -> Result<Built, Failure> {
         let f = loops.funcs.iter().find(|f| &f.name == n).cloned();
         funcs.push(f.ok_or_else(|| fail(Code::E0900, format!("internal compiler error: no native code for `{n}`")))?);
     }
+    // The entries these call, not exported (the library's functions after
+    // the exported ones, Note [Entries called by entries] in ir/calls.rs).
+    let mut k = 0;
+    while k < funcs.len() {
+        let mut called = Vec::new();
+        crate::loops::for_each_inst(&funcs[k].body, &mut |i| {
+            if let crate::loops::Inst::Call { func, .. } = i {
+                called.push(func.clone());
+            }
+        });
+        for c in called {
+            if !funcs.iter().any(|f| f.name == c) {
+                let f = loops.funcs.iter().find(|f| f.name == c).cloned();
+                funcs.push(
+                    f.ok_or_else(|| fail(Code::E0900, format!("internal compiler error: no native code for `{c}`")))?,
+                );
+            }
+        }
+        k += 1;
+    }
     loops.funcs = funcs;
-    let entries = names.iter().zip(&loops.funcs).map(|(n, f)| describe(program, n, f)).collect::<Result<_, _>>()?;
+    let entries = loops.funcs.iter().map(|f| describe(program, &f.name, f)).collect::<Result<_, _>>()?;
     let library = Library {
         name: name.clone(),
         while_limit: i64::try_from(program.options.while_limit).unwrap_or(i64::MAX),

@@ -278,7 +278,7 @@ impl Checker {
     }
 
     fn derivative_func(ir: &mut ir::Program, func: &Func, diff: &[bool], out_float: &[bool], forward: bool) -> Func {
-        let vars = &mut ir.vars;
+        let (funcs, vars) = (&ir.funcs, &mut ir.vars);
         let mut params: Vec<Var> = Vec::new();
         let mut subst: HashMap<Var, Atom> = HashMap::default();
         let mut lam_params = Vec::new();
@@ -297,7 +297,9 @@ impl Checker {
                 subst.insert(*p, Atom::Var(outer));
             }
         }
-        let body = rename_body(vars, &func.body, &mut subst);
+        // The whole body is differentiated: calls of other entries are inlined.
+        let whole = crate::ir::calls::inline_all(funcs, vars, &func.body);
+        let body = rename_body(vars, &whole, &mut subst);
         let result: Vec<Atom> = body.result.iter().zip(out_float).filter(|(_, f)| **f).map(|(a, _)| *a).collect();
         let result_types: Vec<IrType> = result.iter().map(|a| vars.atom_type(*a)).collect();
         let lam = Lambda { params: lam_params.clone(), body: Body { stmts: body.stmts, result } };

@@ -52,6 +52,10 @@ pub struct Ctx {
     keep: Vec<usize>,
     failure: Option<u32>,
     fail_args: Vec<i64>,
+    /// The function whose site `failure` is, when not the function the
+    /// host called: the innermost entry that a call of an entry failed in
+    /// (recorded by [`slope_failed_in`]).
+    failed_in: Option<u32>,
     held: usize,
     peak: usize,
     /// Freed blocks kept for reuse by a later allocation of the same size
@@ -110,6 +114,7 @@ impl Ctx {
             keep: Vec::new(),
             failure: None,
             fail_args: Vec::new(),
+            failed_in: None,
             held: 0,
             peak: 0,
             cache: VecDeque::new(),
@@ -125,12 +130,20 @@ impl Ctx {
         Some((site, std::mem::take(&mut self.fail_args)))
     }
 
+    /// The function (by index in its program) whose site the last
+    /// failure is, when a call of another entry failed; `None` when it is
+    /// the called function's own.
+    pub fn take_failed_in(&mut self) -> Option<u32> {
+        self.failed_in.take()
+    }
+
     /// Frees every block and forgets any failure; the peak is kept.
     pub fn reset(&mut self) {
         self.free_from(0);
         self.keep.clear();
         self.failure = None;
         self.fail_args.clear();
+        self.failed_in = None;
     }
 
     /// Records a failure at `site` with its message arguments (a parallel
@@ -382,6 +395,19 @@ pub unsafe extern "C" fn slope_fail(ctx: *mut Ctx, site: i64) {
     unsafe { (*ctx).failure = Some(site as u32) }
 }
 
+/// Records that the failure being returned happened in the function at
+/// index `func` of the program, which the failing code called (an entry
+/// called by an entry). The innermost call records first, and wins.
+///
+/// # Safety
+/// `ctx` must point to a live [`Ctx`] not otherwise borrowed.
+#[inline(never)]
+#[no_mangle]
+pub unsafe extern "C" fn slope_failed_in(ctx: *mut Ctx, func: i64) {
+    let ctx = unsafe { &mut *ctx };
+    ctx.failed_in.get_or_insert(func as u32);
+}
+
 /// Records a failure at `site` with its first `n` (at most 6) arguments in
 /// one call: what a function's shared failure block calls.
 ///
@@ -553,6 +579,7 @@ pub fn symbols() -> Vec<(&'static str, *const u8)> {
         ("slope_fail_arg", slope_fail_arg as *const u8),
         ("slope_fail", slope_fail as *const u8),
         ("slope_fail_with", slope_fail_with as *const u8),
+        ("slope_failed_in", slope_failed_in as *const u8),
         ("slope_copy", slope_copy as *const u8),
         ("slope_ipow", slope_ipow as *const u8),
         ("slope_argsort_f64", slope_argsort_f64 as *const u8),
@@ -736,6 +763,20 @@ mod tests {
         }
         assert_eq!(ctx.take_failure(), Some((3, vec![5, -1])));
         assert_eq!(ctx.take_failure(), None);
+    }
+
+    #[test]
+    fn the_innermost_failing_function_is_kept_until_reset() {
+        let mut ctx = Ctx::new(10);
+        assert_eq!(ctx.take_failed_in(), None);
+        unsafe {
+            slope_failed_in(&mut ctx, 2);
+            slope_failed_in(&mut ctx, 5);
+        }
+        assert_eq!(ctx.take_failed_in(), Some(2));
+        unsafe { slope_failed_in(&mut ctx, 4) };
+        ctx.reset();
+        assert_eq!(ctx.take_failed_in(), None);
     }
 
     #[test]

@@ -309,7 +309,7 @@ fn loop_variables_that_only_feed_themselves_go() {
                 if let Inst::Let(v, Rhs::Use(_)) = inst {
                     if body
                         .iter()
-                        .take_while(|j| j.def() != Some(*v))
+                        .take_while(|j| !j.defines(*v))
                         .any(|j| j.operands().iter().any(|o| o.var() == Some(*v)))
                     {
                         carried += 1;

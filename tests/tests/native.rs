@@ -320,3 +320,29 @@ fn a_result_too_large_to_allocate_is_e0207_not_an_overflow() {
     assert!(text.contains("cannot allocate an array of 1099511627776 rows of 16777216 elements"), "{text}");
     assert_eq!(call(&p, "t", serde_json::json!({"n": 2, "m": 3})), serde_json::json!([[0, 1, 2], [0, 1, 2]]));
 }
+
+/// An entry called at the top level of another entry (Note [Entries called
+/// by entries] in ir/calls.rs) is compiled once: the caller's loop IR and
+/// CLIF call it rather than repeating its loops, and `emit --stage clif
+/// --entry` shows the caller alone; the values are the interpreter's.
+#[test]
+fn printed_call_of_an_entry() {
+    let src = "entry norm2 [n] (xs: [n]f64) : f64 = sum (map (\\x -> x * x) xs)\n\
+               entry report [n] (xs: [n]f64) : (f64, f64) = let a = norm2 xs in (a, a + norm2 (map (\\x -> 2.0 * x) xs))";
+    let p = compile(src);
+    let loops = p.emit("loops", Some("report")).unwrap();
+    snapshot("call", format!("{src}\n---\n{loops}"));
+    assert_eq!(loops.matches("= call norm2(").count(), 2, "{loops}");
+    // `report`'s own loop is the doubling map; the sums are `norm2`'s.
+    assert_eq!(loops.matches("for ").count(), 1, "{loops}");
+    let clif = p.emit("clif", Some("report")).unwrap();
+    assert!(clif.starts_with("function %report("), "{clif}");
+    assert!(!clif.contains("function %norm2"), "only the caller is shown: {clif}");
+    assert!(clif.contains("slope_failed_in"), "a failing callee is recorded: {clif}");
+    let input = serde_json::json!({ "xs": [1.0, 2.0, 3.0] });
+    let want = p.call_json_on(Engine::Interp, "report", &input).unwrap();
+    assert_eq!(want, serde_json::json!([14.0, 70.0]));
+    for engine in [Engine::Sequential, Engine::Multicore] {
+        assert_eq!(p.call_json_on(engine, "report", &input).unwrap(), want, "{engine:?}");
+    }
+}

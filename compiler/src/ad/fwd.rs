@@ -366,6 +366,9 @@ impl<'b, 'v> Fwd<'b, 'v> {
             e @ (Expr::Shape { .. } | Expr::Iota(_) | Expr::Argsort { .. } | Expr::Check { .. }) => {
                 self.emit(Stmt { binds, expr: e, span })
             }
+            Expr::Call { .. } => {
+                return Err(Diagnostic::internal("ad", "a call of an entry reached forward mode (it is inlined first)", span));
+            }
             custom @ Expr::Custom { .. } => {
                 super::check_captures(self.b.vars, &custom, span, |v| self.active.contains(&v))?;
                 let Expr::Custom { primal, jvp, vjp, args, residuals } = custom else { unreachable!() };

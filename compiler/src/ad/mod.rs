@@ -98,6 +98,8 @@ pub fn differentiate(program: &mut Program) -> R<()> {
 }
 
 pub fn differentiate_with(program: &mut Program, options: Options) -> R<()> {
+    // AD never meets a call of an entry (Note [Entries called by entries] in ir/calls.rs).
+    crate::ir::calls::inline_under_ad(program);
     let mut funcs = std::mem::take(&mut program.funcs);
     let mut cx = Cx { vars: &mut program.vars, options, recomputed: std::mem::take(&mut program.recomputed) };
     for f in &mut funcs {

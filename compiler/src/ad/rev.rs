@@ -510,6 +510,9 @@ impl<'b, 'v> Rev<'b, 'v> {
                 super::check_captures(self.b.vars, &s.expr, s.span, |v| self.active.contains(&v))?;
                 self.rev_custom(s, zs, primal, [jvp.as_ref(), vjp.as_ref()], args, *residuals)?
             }
+            Expr::Call { .. } => {
+                return Err(Diagnostic::internal("ad", "a call of an entry reached reverse mode (it is inlined first)", span));
+            }
             Expr::Jvp { .. } | Expr::Vjp { .. } => {
                 return Err(Diagnostic::internal("ad", "nested AD operator reached reverse mode", span));
             }

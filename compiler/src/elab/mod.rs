@@ -123,6 +123,7 @@ impl<'a> Env<'a> {
 /// Elaborates every entry point of a checked program.
 pub fn elaborate(program: &CheckedProgram) -> R<ir::Program> {
     let mut el = Elaborator::new(program);
+    el.call_entries = true;
     for def in program.entries() {
         let func = el.entry(def)?;
         el.funcs.push(func);
@@ -162,6 +163,11 @@ pub(crate) struct Elaborator<'a> {
     /// point's file: where a diagnostic about code the user did not write
     /// (a stdlib definition's custom rules) points instead.
     site: Option<Span>,
+    /// Whether a call of an entry elaborated before, at the top level of an
+    /// entry's body, is an `Expr::Call` rather than inlined (Note [Entries
+    /// called by entries] in ir/calls.rs). Not for a REPL expression: its
+    /// program holds no other function.
+    call_entries: bool,
 }
 
 const MAX_INLINE_DEPTH: usize = 200;
@@ -187,6 +193,7 @@ impl<'a> Elaborator<'a> {
             depth: 0,
             calls: 0,
             site: None,
+            call_entries: false,
         }
     }
 
@@ -439,6 +446,9 @@ impl<'a> Elaborator<'a> {
             Callee::Def { name } if self.program.def(name).is_some_and(|(d, _)| d.has_rule()) => {
                 self.call_custom(name, args, span)
             }
+            Callee::Def { name } if self.call_entries && self.blocks.len() == 1 && self.elaborated(name) => {
+                self.call_entry(name, args, span)
+            }
             Callee::Def { name } => {
                 let program = self.program;
                 let (def, info) = program.def(name).expect("checked definition");
@@ -465,6 +475,24 @@ impl<'a> Elaborator<'a> {
         self.depth -= 1;
         self.site = outer_site;
         r
+    }
+
+    /// Whether `name` is an entry point elaborated already.
+    fn elaborated(&self, name: &str) -> bool {
+        self.funcs.iter().any(|f| f.name == name)
+    }
+
+    /// A call of the entry point `name`, compiled on its own: an
+    /// `Expr::Call` on the arguments' leaves, binding the result's leaves.
+    fn call_entry(&mut self, name: &str, args: Vec<SVal<'a>>, span: Span) -> R<SVal<'a>> {
+        let ret = self.program.infos[name].ret.clone();
+        let mut leaves = Vec::new();
+        for a in &args {
+            leaves.extend(self.first_order_leaves(a, span, "an argument of an entry point")?);
+        }
+        let types = leaf_types(&ret);
+        let binds = self.emit(IrExpr::Call { func: name.to_string(), args: leaves }, &types, &["r"], span);
+        Ok(Self::from_leaves(&ret, &mut binds.into_iter().map(Atom::Var)))
     }
 
     /// A call of a definition with custom derivative rules: a `Custom` node

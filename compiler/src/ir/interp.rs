@@ -802,6 +802,20 @@ impl Interp<'_> {
                 self.call(primal, vals, &mut out, span)?;
                 return self.bind_all(binds, out, span);
             }
+            Expr::Call { func, args } => {
+                let Some(f) = self.program.func(func) else {
+                    return ice(span, format!("a call of `{func}`, which the program does not define"));
+                };
+                // Variables are unique in the program, so the callee's run in
+                // this environment (an entry calls only earlier entries: no recursion).
+                for (&p, a) in f.params.iter().zip(args) {
+                    let v = self.atom(*a, span)?;
+                    self.set(p, v);
+                }
+                let mut out = Vec::with_capacity(binds.len());
+                self.body(&f.body, &mut out, f.span)?;
+                return self.bind_all(binds, out, span);
+            }
         };
         self.bind_one(binds, v, span)
     }

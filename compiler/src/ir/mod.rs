@@ -2,7 +2,9 @@
 //!
 //! Shape of the IR (after Futhark's core language):
 //! - **First order, monomorphic, flat.** All user functions are inlined by
-//!   elaboration; lambdas appear only as operands of combinators and AD
+//!   elaboration, except an entry point called at the top level of another
+//!   entry's body: that is an [`Expr::Call`] (Note [Entries called by
+//!   entries] in [`calls`]); lambdas appear only as operands of combinators and AD
 //!   operators. Tuples and records are flattened away: every variable holds a
 //!   scalar or a regular array of scalars, and multi-valued expressions (a
 //!   `map` returning pairs, a loop with several accumulators) bind several
@@ -18,6 +20,7 @@
 //! types it expects; lambdas of `map` take one element per input array.
 
 pub mod alias;
+pub mod calls;
 pub mod interp;
 pub mod print;
 pub mod scope;
@@ -531,6 +534,15 @@ pub enum Expr {
         args: Vec<Atom>,
         residuals: usize,
     },
+    /// A call of the entry point `func` of the same program on `args` (its
+    /// flattened parameters); binds its flattened results. Elaboration emits
+    /// it for an entry called by another entry, so the callee is compiled
+    /// once (Note [Entries called by entries] in `ir/calls.rs`). Opaque to
+    /// the optimiser; the AD pass inlines it before differentiating.
+    Call {
+        func: String,
+        args: Vec<Atom>,
+    },
     /// Forward-mode derivative of `lam` at `primals` applied to `tangents`;
     /// binds the result tangents. With `batch = Some(b)`, every tangent
     /// carries `b` directions at once: it has its primal's shape plus a last
@@ -676,7 +688,10 @@ macro_rules! walk_operands {
                 f(Operand::Atom(count));
                 f(Operand::Atom(value));
             }
-            Expr::ArrayLit { elems, .. } | Expr::Check { args: elems, .. } | Expr::Custom { args: elems, .. } => {
+            Expr::ArrayLit { elems, .. }
+            | Expr::Check { args: elems, .. }
+            | Expr::Custom { args: elems, .. }
+            | Expr::Call { args: elems, .. } => {
                 elems.into_iter().for_each(|a| f(Operand::Atom(a)))
             }
             Expr::Map { width, arrays, .. } => {

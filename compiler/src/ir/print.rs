@@ -150,6 +150,7 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
             format!("{} {}", if *descending { "argsort_desc" } else { "argsort" }, v(array))
         }
         Expr::Concat(x, y) => format!("concat {} {}", v(x), v(y)),
+        Expr::Call { func, args } => format!("call {func} {}", tuple(args)),
         Expr::Flatten(x) => format!("flatten {}", v(x)),
         Expr::Unflatten { array, rows, cols } => format!("unflatten {} {} {}", v(array), a(rows), a(cols)),
         // `{:?}` escapes quotes and newlines, keeping a check on one line.

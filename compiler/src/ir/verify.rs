@@ -21,6 +21,11 @@
 //! - **Typing**: every expression gets operands of the types it expects and binds
 //!   variables of the types it produces (the rules are listed on `Checker::expr_types`).
 //!
+//! - **Calls**: an `Expr::Call` names a function defined *earlier* in the
+//!   program (so calls never recurse), passes arguments of its parameters'
+//!   types, binds its results' types, and stands in the function's top-level
+//!   body, never in a nested one (Note [Entries called by entries] in `calls.rs`).
+//!
 //! Function results are only checked to be defined: their types are described by
 //! the surface-level `Signature`, which has no IR counterpart to compare with.
 
@@ -72,6 +77,8 @@ pub fn verify_func(p: &Program, f: &Func) -> Result<(), Vec<VerifyError>> {
         bound: HashSet::default(),
         scope: Vec::new(),
         visible: HashSet::default(),
+        depth: 0,
+        earlier: p.funcs.iter().take_while(|g| g.name != f.name).map(|g| g.name.as_str()).collect(),
     };
     // Out-of-table variables would make every type lookup panic: report them and stop.
     let mut out_of_range = Vec::new();
@@ -110,6 +117,10 @@ struct Checker<'a> {
     scope: Vec<Var>,
     /// The contents of `scope`, for constant-time lookups.
     visible: HashSet<Var>,
+    /// How many bodies the current statement is nested in (0: the function's own).
+    depth: usize,
+    /// The functions defined before this one: those it may call.
+    earlier: HashSet<&'a str>,
 }
 
 impl Checker<'_> {
@@ -204,7 +215,9 @@ impl Checker<'_> {
         for &v in params {
             self.bind(v);
         }
+        self.depth += 1;
         self.body(b);
+        self.depth -= 1;
         self.leave(mark);
     }
 
@@ -218,6 +231,14 @@ impl Checker<'_> {
     }
 
     fn stmt(&mut self, s: &Stmt) {
+        if let Expr::Call { func, .. } = &s.expr {
+            if self.depth > 0 {
+                self.error(format!("a call of `{func}` inside a nested body"));
+            }
+            if !self.earlier.contains(func.as_str()) {
+                self.error(format!("a call of `{func}`, which is not a function defined earlier"));
+            }
+        }
         // Operands are read before the statement's own binds exist.
         for a in s.expr.operands() {
             self.use_atom(a);
@@ -688,6 +709,12 @@ impl Checker<'_> {
                 self.check_atoms(cotangents, &self.result_types(&lam.body), "cotangent", errs);
                 Some(pts)
             }
+            Expr::Call { func, args } => {
+                let callee = self.p.func(func)?;
+                let pts: Vec<IrType> = callee.params.iter().map(|v| self.ty(*v)).collect();
+                self.check_atoms(args, &pts, "argument", errs);
+                Some(self.result_types(&callee.body))
+            }
             Expr::Custom { primal, jvp, vjp, args, residuals } => {
                 let pts: Vec<IrType> = primal.params.iter().map(|v| self.ty(*v)).collect();
                 self.check_atoms(args, &pts, "argument", errs);
@@ -764,6 +791,7 @@ fn expr_kind(e: &Expr) -> &'static str {
         Expr::Transpose(_) => "transpose",
         Expr::Reverse(_) => "reverse",
         Expr::Argsort { .. } => "argsort",
+        Expr::Call { .. } => "call",
         Expr::Concat(..) => "concat",
         Expr::Flatten(_) => "flatten",
         Expr::Unflatten { .. } => "unflatten",

@@ -187,7 +187,9 @@ fn define_all(
             (f, ctx)
         })
         .collect();
-    let target = Target { config: module.target_config(), declarations: module.declarations() };
+    let functions: Vec<(String, FuncId)> =
+        program.funcs.iter().zip(&ids).map(|(f, &id)| (f.name.clone(), id)).collect();
+    let target = Target { config: module.target_config(), declarations: module.declarations(), functions: &functions };
     build_and_compile(module.isa(), target, &segments, poll, &mut built)?;
     // Runtime functions are declared as the code that calls them is
     // defined, in program order (Note [Functions compiled in parallel]).
@@ -286,9 +288,10 @@ fn build_and_compile(
 // over the threads); outlining does not (Note [Outlining one function at a
 // time] in loops/parallel.rs).
 
-/// The CLIF of every function of `program`, as built (before Cranelift
-/// optimises it), then of the segments they call.
-pub fn clif_text(program: &loops::Program) -> Result<String, String> {
+/// The CLIF of every function of `program` (or only of the function
+/// `only`), as built (before Cranelift optimises it), then of the segments
+/// they call.
+pub fn clif_text(program: &loops::Program, only: Option<&str>) -> Result<String, String> {
     let mut module = new_module()?;
     let mut fctx = FunctionBuilderContext::new();
     let mut out = String::new();
@@ -304,8 +307,9 @@ pub fn clif_text(program: &loops::Program) -> Result<String, String> {
         })
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
+    let shown: Vec<&loops::Func> = program.funcs.iter().filter(|f| only.is_none_or(|n| f.name == n)).collect();
     let mut called = std::collections::BTreeSet::new();
-    for f in &program.funcs {
+    for f in &shown {
         loops::for_each_inst(&f.body, &mut |i| {
             if let Inst::Parallel { segment, .. } = i {
                 called.insert(*segment as usize);
@@ -313,8 +317,14 @@ pub fn clif_text(program: &loops::Program) -> Result<String, String> {
         });
     }
     let called = called.into_iter().map(|k| &program.segments[k].func);
-    let target = Target { config: module.target_config(), declarations: module.declarations() };
-    for f in program.funcs.iter().chain(called) {
+    let functions: Vec<(String, FuncId)> = program
+        .funcs
+        .iter()
+        .map(|f| module.declare_function(&format!("slope:{}", f.name), Linkage::Local, &signature).map(|id| (f.name.clone(), id)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let target = Target { config: module.target_config(), declarations: module.declarations(), functions: &functions };
+    for f in shown.into_iter().chain(called) {
         let mut func = Function::with_name_signature(UserFuncName::testcase(&f.name), signature.clone());
         build(target, f, &mut func, &mut fctx, &segments, false)?;
         out.push_str(&func.display().to_string());
@@ -347,12 +357,14 @@ fn entry_signature(module: &dyn Module) -> Signature {
 }
 
 /// What building a function reads of the module it goes into: the target,
-/// and the functions and data declared so far (segments, plan slots).
+/// and the functions and data declared so far (segments, plan slots), and
+/// the program's functions by name, in program order (what a `Call` calls).
 /// Building declares nothing (Note [Functions compiled in parallel]).
 #[derive(Clone, Copy)]
 struct Target<'a> {
     config: isa::TargetFrontendConfig,
     declarations: &'a ModuleDeclarations,
+    functions: &'a [(String, FuncId)],
 }
 
 fn cl_type(t: MTy) -> Type {
@@ -665,6 +677,40 @@ impl Gen<'_, '_> {
             Inst::Parallel { segment, inline, start, bound, args, results } => {
                 self.segment(*segment, *inline, *start, *bound, args, results)?
             }
+            Inst::Call { func, args, results } => self.call_function(func, args, results)?,
+        }
+        Ok(())
+    }
+
+    /// Calls the program's function `name` through its entry signature:
+    /// the argument and result words in stack blocks of their own. When it
+    /// fails, records which function failed (`slope_failed_in`: its sites
+    /// are not this function's) and returns its status.
+    fn call_function(&mut self, name: &str, args: &[Operand], results: &[LVar]) -> Result<(), String> {
+        let functions = self.target.functions;
+        let k = functions.iter().position(|(n, _)| n == name).ok_or_else(|| format!("a call of unknown `{name}`"))?;
+        let arg_slot = self.word_block(args.len(), 0, args);
+        let result_slot = self.word_block(results.len(), 0, &[]);
+        let arg_block = self.b.ins().stack_addr(types::I64, arg_slot, 0);
+        let result_block = self.b.ins().stack_addr(types::I64, result_slot, 0);
+        let callee = self.declared_func(functions[k].1);
+        let call = self.b.ins().call(callee, &[arg_block, result_block, self.ctx]);
+        let status = self.b.inst_results(call)[0];
+        let (failed, go_on) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(status, failed, &[], go_on, &[]);
+        self.b.switch_to_block(failed);
+        self.b.seal_block(failed);
+        self.b.set_cold_block(failed);
+        let index = self.b.ins().iconst(types::I64, k as i64);
+        let ctx = self.ctx;
+        self.call_void("slope_failed_in", &[types::I64; 2], &[ctx, index]);
+        let exit = self.status_exit();
+        self.b.ins().jump(exit, &[BlockArg::Value(status)]);
+        self.b.switch_to_block(go_on);
+        self.b.seal_block(go_on);
+        for (w, &r) in results.iter().enumerate() {
+            let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), result_slot, 8 * w as i32);
+            self.b.def_var(self.var(r), v);
         }
         Ok(())
     }
@@ -733,13 +779,18 @@ impl Gen<'_, '_> {
         slot
     }
 
-    /// Leaves the function with `status` when it is not 0.
-    fn exit_on_status(&mut self, status: Value) {
-        let exit = *self.status_exit.get_or_insert_with(|| {
+    /// The block that returns its parameter as the function's status.
+    fn status_exit(&mut self) -> Block {
+        *self.status_exit.get_or_insert_with(|| {
             let b = self.b.create_block();
             self.b.append_block_param(b, types::I32);
             b
-        });
+        })
+    }
+
+    /// Leaves the function with `status` when it is not 0.
+    fn exit_on_status(&mut self, status: Value) {
+        let exit = self.status_exit();
         let go_on = self.b.create_block();
         self.b.ins().brif(status, exit, &[BlockArg::Value(status)], go_on, &[]);
         self.b.switch_to_block(go_on);
@@ -1420,18 +1471,30 @@ impl Native {
             // the dimensions next to them (the arena is not reset yet).
             0 => Ok((unsafe { result_vals(f, &results) }, nanoseconds)),
             s if i64::from(s) == INTERRUPTED => Err(error(Code::E0208, "interrupted".into())),
-            _ => Err(match ctx.take_failure() {
-                Some((site, args)) if (site as usize) < f.sites.len() => {
+            _ => Err(match (ctx.take_failure(), self.failing_function(f, ctx.take_failed_in())) {
+                (Some((site, args)), Some(f)) if (site as usize) < f.sites.len() => {
                     let s = &f.sites[site as usize];
                     RuntimeError { code: s.code, span: s.span, message: s.message.render(&args) }
                 }
-                other => error(Code::E0900, format!("internal compiler error: native code failed with {other:?}")),
+                (other, _) => {
+                    error(Code::E0900, format!("internal compiler error: native code failed with {other:?}"))
+                }
             }),
         };
         self.last_peak.store(ctx.peak_bytes(), Ordering::Relaxed);
         ctx.reset();
         self.give_back(ctx);
         out
+    }
+
+    /// The function whose sites a failure of a call of `called` names: its
+    /// own, or those of the entry `failed_in` (by program index) that a
+    /// call inside it failed in.
+    fn failing_function<'f>(&'f self, called: &'f loops::Func, failed_in: Option<u32>) -> Option<&'f loops::Func> {
+        match failed_in {
+            None => Some(called),
+            Some(k) => self.funcs.get(k as usize).map(|(f, _)| f),
+        }
     }
 
     /// A context for one call: an idle one, else a new one (Note [Calls
@@ -1975,7 +2038,7 @@ mod tests {
     #[test]
     fn clif_text_shows_every_function() {
         let program = loops::Program { funcs: vec![sum_func().0], segments: Vec::new() };
-        let text = clif_text(&program).unwrap();
+        let text = clif_text(&program, None).unwrap();
         assert!(text.contains("function %sum("), "{text}");
         assert!(text.contains("load.f64"), "{text}");
     }

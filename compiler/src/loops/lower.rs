@@ -26,12 +26,11 @@ pub fn lower_program(program: &ir::Program) -> Result<Program, String> {
     let funcs = crate::threads::map_largest_first(&mut funcs, |f| ir::scope::size(&f.body), |f| lower_func(program, f))
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
+    let program = Program { funcs, segments: Vec::new() };
     if cfg!(debug_assertions) {
-        for f in &funcs {
-            super::verify::verify_func(f)?;
-        }
+        super::verify::verify_program(&program)?;
     }
-    Ok(Program { funcs, segments: Vec::new() })
+    Ok(program)
 }
 
 pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
@@ -55,25 +54,8 @@ pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
     let mut param_leaves = Vec::new();
     for &p in &f.params {
         let ty = program.vars.ty(p);
-        let name = program.vars.base_name(p).to_string();
-        let elem = MTy::of(ty.elem);
-        param_leaves.push(Leaf { elem, rank: ty.rank });
-        if ty.rank == 0 {
-            let v = l.fresh(&name, elem);
-            params.push(v);
-            l.env[p.0 as usize] = Some(LVal::Scalar(v.into()));
-        } else {
-            let ptr = l.fresh(&name, MTy::I64);
-            params.push(ptr);
-            let dims: Vec<Operand> = (0..ty.rank)
-                .map(|d| {
-                    let v = l.fresh_dim(&format!("{name}_d{d}"));
-                    params.push(v);
-                    v.into()
-                })
-                .collect();
-            l.env[p.0 as usize] = Some(LVal::Array(Arr { ptr: ptr.into(), dims, elem, owned: false, depth: 0 }));
-        }
+        param_leaves.push(Leaf { elem: MTy::of(ty.elem), rank: ty.rank });
+        l.bind_words(p, &mut params);
     }
     let vals = l.body(&f.body)?;
     let mut results = Vec::new();
@@ -474,6 +456,59 @@ impl Lower<'_> {
         Arr { ptr, dims: a.dims.clone(), elem: a.elem, owned: true, depth: self.depth }
     }
 
+    /// A call of the entry `func` (Note [Entries called by entries] in
+    /// ir/calls.rs): its argument and result words laid out as its
+    /// parameters and results are. The arguments lose their ownership and
+    /// the results have none: a result may share an argument's buffer.
+    fn call(&mut self, func: &str, args: &[Atom], binds: &[Var]) -> R<()> {
+        let mut words = Vec::new();
+        for &a in args {
+            match self.atom(a)? {
+                LVal::Scalar(o) => words.push(o),
+                v => {
+                    if let Atom::Var(x) = a {
+                        self.demote(x);
+                    }
+                    let arr = self.materialize(v);
+                    words.push(arr.ptr);
+                    words.extend(arr.dims);
+                }
+            }
+        }
+        let mut results = Vec::new();
+        for &b in binds {
+            self.bind_words(b, &mut results);
+        }
+        self.emit(Inst::Call { func: func.to_string(), args: words, results });
+        Ok(())
+    }
+
+    /// Binds `v` to fresh variables for the words of the entry ABI (its
+    /// scalar, or its data pointer then its dimensions), appended to
+    /// `words`: a parameter, or a result of a call. An array is not owned
+    /// (the caller's, or possibly a call's argument's).
+    fn bind_words(&mut self, v: Var, words: &mut Vec<LVar>) {
+        let ty = self.ir_type(v);
+        let name = self.prog.vars.base_name(v).to_string();
+        let elem = MTy::of(ty.elem);
+        if ty.rank == 0 {
+            let s = self.fresh(&name, elem);
+            words.push(s);
+            self.bind(v, LVal::Scalar(s.into()));
+            return;
+        }
+        let ptr = self.fresh(&name, MTy::I64);
+        words.push(ptr);
+        let dims: Vec<Operand> = (0..ty.rank)
+            .map(|d| {
+                let dim = self.fresh_dim(&format!("{name}_d{d}"));
+                words.push(dim);
+                dim.into()
+            })
+            .collect();
+        self.bind(v, LVal::Array(Arr { ptr: ptr.into(), dims, elem, owned: false, depth: self.depth }));
+    }
+
     /// The array behind `v`; allocates an `iota` that is used as an array.
     fn materialize(&mut self, v: LVal) -> Arr {
         match v {
@@ -795,6 +830,7 @@ impl Lower<'_> {
                     LVal::Array(Arr { ptr, dims: a.dims.clone(), elem: a.elem, owned: true, depth: self.depth }),
                 );
             }
+            Expr::Call { func, args } => self.call(func, args, &s.binds)?,
             Expr::Argsort { array, descending } => {
                 let b = one(&s.binds)?;
                 let a = self.array(*array)?;

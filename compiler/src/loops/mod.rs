@@ -229,6 +229,20 @@ pub enum Inst {
         mark: Operand,
         keep: Vec<Operand>,
     },
+    /// Calls the function `func` of the program — an entry point called at
+    /// the top level of another (Note [Entries called by entries] in
+    /// ir/calls.rs) — with the argument words `args`, laid out as its
+    /// `params`, and assigns its result words to `results`, laid out as its
+    /// `results`. When the callee fails, this function fails with the
+    /// callee's error. Only in a function's top-level block: never in a
+    /// loop, a branch or a segment. It reads the buffers its arguments point
+    /// to and writes none of them; its results are the callee's buffers,
+    /// which may be its arguments'.
+    Call {
+        func: String,
+        args: Vec<Operand>,
+        results: Vec<LVar>,
+    },
     /// Runs the loop outlined into `Program::segments[segment]` over
     /// `start..bound`, in chunks on the thread pool (Note [Parallel
     /// segments] in `parallel.rs`) — or, when `inline`, by one call of the
@@ -446,6 +460,7 @@ impl Inst {
             Inst::Fail { args, .. } => args.iter().copied().for_each(f),
             Inst::Release { mark, keep } => std::iter::once(mark).chain(keep).copied().for_each(f),
             Inst::Parallel { start, bound, args, .. } => [start, bound].into_iter().chain(args).copied().for_each(f),
+            Inst::Call { args, .. } => args.iter().copied().for_each(f),
         }
     }
 
@@ -472,25 +487,34 @@ impl Inst {
             Inst::Fail { args, .. } => ([None, None, None], args),
             Inst::Release { mark, keep } => ([Some(mark), None, None], keep),
             Inst::Parallel { start, bound, args, .. } => ([Some(start), Some(bound), None], args),
+            Inst::Call { args, .. } => ([None, None, None], args),
         };
         fixed.into_iter().flatten().chain(list)
     }
 
-    /// The variable the instruction itself assigns (a `Let`'s, a `For`'s index).
-    pub fn def(&self) -> Option<LVar> {
+    /// Calls `f` on every variable the instruction itself assigns (not in
+    /// nested blocks): a `Let`'s, a `For`'s index, a `Call`'s or a
+    /// `Parallel`'s results.
+    pub fn for_each_def(&self, mut f: impl FnMut(LVar)) {
         match self {
-            Inst::Let(v, _) | Inst::For { index: v, .. } => Some(*v),
-            _ => None,
+            Inst::Let(v, _) | Inst::For { index: v, .. } => f(*v),
+            Inst::Call { results, .. } | Inst::Parallel { results, .. } => results.iter().copied().for_each(f),
+            _ => {}
         }
     }
 
-    /// Every variable the instruction itself assigns: [`Self::def`], and a
-    /// `Parallel`'s results.
+    /// Every variable the instruction itself assigns ([`Self::for_each_def`]).
     pub fn defs(&self) -> Vec<LVar> {
-        match self {
-            Inst::Parallel { results, .. } => results.clone(),
-            i => i.def().into_iter().collect(),
-        }
+        let mut out = Vec::new();
+        self.for_each_def(|v| out.push(v));
+        out
+    }
+
+    /// Whether the instruction itself assigns `v`.
+    pub fn defines(&self, v: LVar) -> bool {
+        let mut found = false;
+        self.for_each_def(|w| found |= w == v);
+        found
     }
 
     /// `for index in 0..bound`.
@@ -523,7 +547,9 @@ pub fn size(insts: &[Inst]) -> usize {
 /// Variables assigned anywhere in `insts` (nested blocks included).
 pub fn assigned_in(insts: &[Inst]) -> crate::hash::HashSet<LVar> {
     let mut out = crate::hash::HashSet::default();
-    for_each_inst(insts, &mut |i| out.extend(i.def()));
+    for_each_inst(insts, &mut |i| i.for_each_def(|v| {
+        out.insert(v);
+    }));
     out
 }
 

@@ -187,6 +187,11 @@ impl Printer<'_> {
                     let line = format!("{pad}release {} keep [{}]", self.operand(*mark), self.ops(keep));
                     let _ = writeln!(self.out, "{line}");
                 }
+                Inst::Call { func, args, results } => {
+                    let results: Vec<String> = results.iter().map(|&v| self.var(v)).collect();
+                    let line = format!("{pad}({}) = call {func}({})", results.join(", "), self.ops(args));
+                    let _ = writeln!(self.out, "{line}");
+                }
                 Inst::Parallel { segment, inline, start, bound, args, results } => {
                     let results: Vec<String> = results.iter().map(|&v| self.var(v)).collect();
                     let results =

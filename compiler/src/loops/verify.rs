@@ -3,7 +3,10 @@
 //! Checks what code generation relies on: operands of the types an
 //! instruction expects (addresses and sizes `i64`, conditions `bool`, stored
 //! values of the element type), assignments of the variable's type, and every
-//! `Fail` naming an existing site. A failure is a lowering bug.
+//! `Fail` naming an existing site; and, over a whole program, that every
+//! `Parallel` and `Call` matches the segment or function it runs, a `Call`
+//! only in a function's top-level block and of another function. A
+//! failure is a lowering bug.
 
 use super::{Func, Inst, MTy, Operand, Rhs};
 
@@ -38,8 +41,33 @@ pub fn verify_program(p: &super::Program) -> Result<(), String> {
                 bad = Some(format!("parallel segment{segment} called with the wrong arguments or results"));
             }
         });
-        if let Some(e) = bad {
+        if let Some(e) = bad.or_else(|| calls_ok(p, f).err()) {
             return Err(format!("{}: {e}", f.name));
+        }
+    }
+    Ok(())
+}
+
+/// Every `Call` of `f` stands in its top-level block, names another
+/// function of `p` and passes and receives words of that function's types.
+fn calls_ok(p: &super::Program, f: &Func) -> Result<(), String> {
+    for i in &f.body {
+        let mut nested = false;
+        i.for_each_block(|b| super::for_each_inst(b, &mut |j| nested |= matches!(j, Inst::Call { .. })));
+        if nested {
+            return Err("a call inside a nested block".to_string());
+        }
+        let Inst::Call { func, args, results } = i else { continue };
+        // (Which function comes first is the array IR's invariant: a library
+        // puts the entries it exports first, then those they call.)
+        let Some(g) = p.funcs.iter().find(|g| &g.name == func && g.name != f.name) else {
+            return Err(format!("a call of `{func}`, which is not another function of the program"));
+        };
+        let params_ok = g.params.len() == args.len() && args.iter().zip(&g.params).all(|(&a, &q)| f.operand_type(a) == g.ty(q));
+        let results_ok = g.results.len() == results.len()
+            && results.iter().zip(&g.results).all(|(&r, &o)| f.ty(r) == g.operand_type(o));
+        if !params_ok || !results_ok {
+            return Err(format!("a call of `{func}` with the wrong arguments or results"));
         }
     }
     Ok(())
@@ -185,6 +213,14 @@ impl Verifier<'_> {
                     self.expect(*mark, MTy::I64, "release mark")?;
                     for &k in keep {
                         self.expect(k, MTy::I64, "kept pointer")?;
+                    }
+                }
+                Inst::Call { args, results, .. } => {
+                    for &a in args {
+                        self.operand(a)?;
+                    }
+                    for &r in results {
+                        self.operand(Operand::Var(r))?;
                     }
                 }
                 Inst::Parallel { start, bound, args, results, .. } => {

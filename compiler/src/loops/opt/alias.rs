@@ -140,12 +140,12 @@ pub fn fresh_at_end(block: &[Inst], v: LVar) -> bool {
             }
         }
         let var = Operand::Var(v);
-        if non_base_operands(i).contains(&var) || i.def() == Some(v) {
+        if non_base_operands(i).contains(&var) || i.defines(v) {
             return false;
         }
         let mut copied = false;
         for b in i.blocks() {
-            for_each_inst(b, &mut |j| copied |= non_base_operands(j).contains(&var) || j.def() == Some(v));
+            for_each_inst(b, &mut |j| copied |= non_base_operands(j).contains(&var) || j.defines(v));
         }
         if copied {
             return false;

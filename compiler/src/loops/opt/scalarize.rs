@@ -126,7 +126,7 @@ fn candidates(f: &Func) -> HashMap<LVar, Member> {
         Inst::Let(r, Rhs::Use(Operand::Var(b))) if shapes.contains_key(b) && !shapes.contains_key(r) => {
             sources.entry(*r).or_default().push(*b)
         }
-        _ => other_defs.extend(i.def()),
+        _ => i.for_each_def(|v| other_defs.push(v)),
     });
     for v in other_defs {
         sources.remove(&v);

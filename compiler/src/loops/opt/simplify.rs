@@ -45,9 +45,7 @@ impl Counts {
             c.defs[p.0 as usize] += 1;
         }
         for_each_inst(&f.body, &mut |i| {
-            if let Some(v) = i.def() {
-                c.defs[v.0 as usize] += 1;
-            }
+            i.for_each_def(|v| c.defs[v.0 as usize] += 1);
             i.for_each_use(|v| {
                 c.uses[v.0 as usize] += 1;
             });
@@ -90,10 +88,9 @@ fn propagate(f: &mut Func, counts: &Counts) -> bool {
                 }
             }
         }
-        Inst::Let(v, _) | Inst::For { index: v, .. } => {
-            sources.insert(*v, None);
-        }
-        _ => {}
+        i => i.for_each_def(|v| {
+            sources.insert(v, None);
+        }),
     });
     for p in &f.params {
         sources.insert(*p, None);

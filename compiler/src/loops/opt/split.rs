@@ -328,9 +328,7 @@ pub(super) fn body_locals(counts: &Counts, body: &[Inst]) -> HashSet<LVar> {
     let mut defs: HashMap<LVar, u32> = HashMap::default();
     let mut uses: HashMap<LVar, u32> = HashMap::default();
     for_each_inst(body, &mut |i| {
-        if let Some(v) = i.def() {
-            *defs.entry(v).or_insert(0) += 1;
-        }
+        i.for_each_def(|v| *defs.entry(v).or_insert(0) += 1);
         i.for_each_use(|v| {
             *uses.entry(v).or_insert(0) += 1;
         });
