@@ -29,6 +29,13 @@ use std::collections::VecDeque;
 /// Alignment and minimum size of every arena block.
 const BLOCK_ALIGN: usize = 16;
 
+/// The data pointer of every buffer of no elements: aligned for any element
+/// type and not null, but no block of the arena (generated code never reads
+/// or writes through it, and a release keeps nothing for it). An allocation
+/// of zero elements is this constant, not a call (`Rhs::fold` in the
+/// compiler's loops/mod.rs): lazily allocated `map` results start as one.
+pub const EMPTY_BUFFER: i64 = BLOCK_ALIGN as i64;
+
 /// One arena block: its start and the layout it was allocated with.
 struct Block {
     ptr: *mut u8,

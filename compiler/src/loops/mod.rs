@@ -323,8 +323,9 @@ impl Rhs {
 
     /// The operand this computes when that is known without running it:
     /// a copy, an operation on constants (with the interpreter's exact
-    /// semantics), or an identity (`x + 0`, `x * 1` on integers, `true && x`,
-    /// a select of equal operands, an offset of 0).
+    /// semantics), an identity (`x + 0`, `x * 1` on integers, `true && x`,
+    /// a select of equal operands, an offset of 0), or a buffer of no
+    /// elements (the runtime's `EMPTY_BUFFER`: nothing reads or writes it).
     pub fn fold(&self) -> Option<Operand> {
         use crate::ir::interp::{self, Val};
         let val = |c: Const| match c {
@@ -377,6 +378,7 @@ impl Rhs {
                 Some(Operand::Const(Const::Bool(0 <= *i && *i < *n)))
             }
             Rhs::Offset { index: Operand::Const(Const::I64(0)), base, .. } => Some(*base),
+            Rhs::Alloc { count: Operand::Const(Const::I64(0)), .. } => Some(Operand::i64(slope_runtime::native::EMPTY_BUFFER)),
             _ => None,
         }
     }
