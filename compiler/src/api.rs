@@ -177,13 +177,16 @@ impl Program {
         self.native_on(Engine::Multicore)
     }
 
-    /// The native code a native engine runs, compiled on first use.
-    /// Panics on [`Engine::Interp`], which compiles nothing.
+    /// The native code a native engine runs, compiled on first use. The
+    /// interpreter compiles none: asking it for native code is E0305.
     pub fn native_on(&self, engine: Engine) -> Result<&NativeCode, Failure> {
         let (cell, compile): (_, fn(&ir::Program, &mut driver::Context<'_>) -> _) = match engine {
             Engine::Sequential => (&self.executables.sequential, Sequential::compile),
             Engine::Multicore => (&self.executables.multicore, Multicore::compile),
-            Engine::Interp => panic!("the interpreter compiles no native code"),
+            Engine::Interp => {
+                let message = "the interpreter compiles no native code: ask the sequential or multicore engine";
+                return Err(self.fail(Diagnostic::error(Code::E0305, message, self.main_span(), "for this program")));
+            }
         };
         let built = cell.get_or_init(|| {
             let mut cx = native::context(self.first_span(), false);

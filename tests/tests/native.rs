@@ -346,3 +346,13 @@ fn printed_call_of_an_entry() {
         assert_eq!(p.call_json_on(engine, "report", &input).unwrap(), want, "{engine:?}");
     }
 }
+
+/// The interpreter compiles no native code: the library says so (E0305)
+/// rather than panicking.
+#[test]
+fn the_interpreter_has_no_native_code() {
+    let p = compile("entry f (x: f64) : f64 = x + 1.0");
+    let failure = p.native_on(Engine::Interp).err().expect("no native code");
+    assert_eq!(failure.codes().iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["E0305"]);
+    assert!(p.native_on(Engine::Sequential).is_ok() && p.native_on(Engine::Multicore).is_ok());
+}
