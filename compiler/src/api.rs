@@ -216,13 +216,18 @@ impl Program {
     /// memory`), without compiling it: what `slope build` compiles ahead of
     /// time.
     pub fn native_loops(&self) -> Result<crate::loops::Program, Failure> {
-        if let Some(Ok(native)) = self.executables.multicore.get() {
-            return Ok(native.planned.clone());
-        }
+        self.loop_program(driver::MEMORY.name)
+    }
+
+    /// The multicore back end's loop program after the pass `stage`
+    /// (`lowered`, `loops`, `parallel`, `memory`), computed afresh.
+    pub fn loop_program(&self, stage: &str) -> Result<crate::loops::Program, Failure> {
+        self.loop_program_of(&self.ir, stage)
+    }
+
+    fn loop_program_of(&self, ir: &ir::Program, stage: &str) -> Result<crate::loops::Program, Failure> {
         let mut cx = native::context(self.first_span(), false);
-        native::multicore_loops(&self.ir, &mut cx)
-            .map(|(_, _, planned)| planned)
-            .map_err(|mut ds| self.fail(ds.remove(0)))
+        native::loop_stage(ir, stage, &mut cx).map_err(|mut ds| self.fail(ds.remove(0)))
     }
 
     fn fail(&self, d: Diagnostic) -> Failure {
@@ -582,14 +587,9 @@ impl Program {
                 Ok(crate::ad::unary::print_program(&program))
             }
             "lowered" | "loops" | "parallel" | "memory" | "clif" => {
-                let native = self.native()?;
-                let mut program = match stage {
-                    "lowered" => crate::loops::lower::lower_program(optimised)
-                        .map_err(|e| self.fail(Diagnostic::internal("loops", e, self.main_span())))?,
-                    "loops" => native.loops.clone(),
-                    "parallel" => native.parallel.as_ref().unwrap_or(&native.loops).clone(),
-                    _ => native.planned.clone(),
-                };
+                // The CLIF is built from the last loop program.
+                let last = if stage == "clif" { driver::MEMORY.name } else { stage };
+                let mut program = self.loop_program_of(optimised, last)?;
                 let only = entry.map(|e| self.entry_name(Some(e))).transpose()?;
                 if stage != "clif" {
                     if let Some(name) = &only {

@@ -35,7 +35,7 @@ fn agree(p: &Program, entry: &str, input: serde_json::Value) -> Result<serde_jso
 
 /// The optimised loop IR of `entry`.
 fn loops(p: &Program, entry: &str) -> Vec<Inst> {
-    p.native().unwrap().loops.func(entry).unwrap().body.clone()
+    p.loop_program("loops").unwrap().func(entry).unwrap().body.clone()
 }
 
 fn count(insts: &[Inst], pred: impl Fn(&Inst) -> bool) -> usize {

@@ -137,8 +137,8 @@ fn adjoint_updates_in_a_loop_are_in_place() {
         "entry g [n] (xs: [n]f64) : [n]f64 = \
          grad (\\v -> loop s = 0.0 for i < n do s + v[i] * v[i]) xs",
     );
-    let native = p.native().unwrap();
-    let f = native.loops.func("g").unwrap();
+    let loops = p.loop_program("loops").unwrap();
+    let f = loops.func("g").unwrap();
     let mut copies = Vec::new();
     inside_loops(&f.body, 0, &|i| matches!(i, Inst::Copy { .. }), &mut copies);
     assert!(copies.is_empty(), "copies inside loops:\n{}", copies.join("\n"));
@@ -156,8 +156,8 @@ fn reverse_over_reverse_updates_in_a_loop_are_in_place() {
         "def f [n] (x: [n]f64) : f64 = loop acc = 0.0 for i < n do acc + sin x[i] * x[(i + 1) % n]\n\
          entry h [n] (x: [n]f64) : [n]f64 = grad (\\y -> let d = grad f y in sum (map2 (*) d d)) x",
     );
-    let native = p.native().unwrap();
-    let f = native.loops.func("h").unwrap();
+    let loops = p.loop_program("loops").unwrap();
+    let f = loops.func("h").unwrap();
     let mut copies = Vec::new();
     inside_loops(&f.body, 0, &|i| matches!(i, Inst::Copy { .. }) || is_alloc(i), &mut copies);
     assert!(copies.is_empty(), "copies or allocations inside loops:\n{}", copies.join("\n"));
@@ -171,8 +171,8 @@ fn no_allocation_in_the_innermost_loops_of_gmm_and_lstm() {
         let path = workspace_dir().join(format!("examples/gradbench/{eval}.slope"));
         let text = std::fs::read_to_string(&path).unwrap();
         let p = Program::compile(&path.display().to_string(), &text, &file_loader).unwrap();
-        let native = p.native().unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
-        let f = native.loops.func(entry).unwrap();
+        let loops = p.loop_program("loops").unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
+        let f = loops.func(entry).unwrap();
         let mut inner = Vec::new();
         innermost(&f.body, &mut inner);
         assert!(!inner.is_empty(), "{eval} {entry} has loops");
@@ -189,8 +189,8 @@ fn loop_invariant_temporaries_leave_the_loop() {
         "entry f [n][d] (xs: [n][d]f64) (mu: [d]f64) : f64 = \
          sum (map (\\x -> let diff = map2 (-) x mu in sum (map (\\v -> v * v) diff) + diff[0]) xs)",
     );
-    let native = p.native().unwrap();
-    let f = native.loops.func("f").unwrap();
+    let loops = p.loop_program("loops").unwrap();
+    let f = loops.func("f").unwrap();
     let mut allocs = Vec::new();
     inside_loops(&f.body, 0, &is_alloc, &mut allocs);
     assert!(allocs.is_empty(), "allocations inside loops:\n{}", allocs.join("\n"));

@@ -22,16 +22,11 @@ pub struct Sequential;
 /// Native code with loops of independent iterations on the thread pool.
 pub struct Multicore;
 
-/// A program compiled by one of the native back ends.
+/// A program compiled by one of the native back ends: the code, and no loop
+/// program — `emit` and `slope build` compute the one they show or compile
+/// afresh ([`loop_stage`]), so a compiled program does not keep three
+/// copies of its loops for a printout nobody may ask for.
 pub struct NativeCode {
-    /// The loop IR after the loop optimiser (`emit --stage loops`).
-    pub loops: loops::Program,
-    /// `loops` with its parallel loops outlined (`--stage parallel`), from
-    /// the multicore back end; none from the sequential one.
-    pub parallel: Option<loops::Program>,
-    /// What the native code was compiled from: the last loop program, after
-    /// memory planning (`--stage memory`).
-    pub planned: loops::Program,
     pub code: jit::Native,
     /// Time of each back-end pass (the loop optimiser's by its sub-passes).
     pub timings: Vec<(&'static str, std::time::Duration)>,
@@ -45,7 +40,7 @@ impl Backend for Sequential {
         let loops = optimised_loops(program, cx)?;
         let planned = cx.run_guarded(&driver::MEMORY, &loops)?;
         let code = cx.run_guarded(&driver::CLIF, &planned)?;
-        Ok(NativeCode { loops, parallel: None, planned, code, timings: std::mem::take(&mut cx.timings) })
+        Ok(NativeCode { code, timings: std::mem::take(&mut cx.timings) })
     }
 }
 
@@ -54,10 +49,10 @@ impl Backend for Multicore {
     const NAME: &'static str = "multicore";
 
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
-        let (loops, parallel, planned) = multicore_loops(program, cx)?;
+        let planned = loop_stage(program, driver::MEMORY.name, cx)?;
         let code = cx.run_guarded(&driver::CLIF, &planned)?;
         let timings = std::mem::take(&mut cx.timings);
-        Ok(NativeCode { loops, parallel: Some(parallel), planned, code, timings })
+        Ok(NativeCode { code, timings })
     }
 }
 
@@ -67,17 +62,26 @@ fn optimised_loops(program: &ir::Program, cx: &mut Context<'_>) -> Result<loops:
     cx.run_guarded(&driver::LOOPS, &lowered)
 }
 
-/// The multicore back end up to native code: the optimised loops, them
-/// with their parallel loops outlined, and those after memory planning —
-/// what the JIT compiles, and what `slope build` compiles ahead of time.
-pub fn multicore_loops(
-    program: &ir::Program,
-    cx: &mut Context<'_>,
-) -> Result<(loops::Program, loops::Program, loops::Program), Vec<Diagnostic>> {
-    let loops = optimised_loops(program, cx)?;
+/// The multicore back end's loop program after the pass named `stage`
+/// (`lowered`, `loops`, `parallel` or `memory`, as `emit --stage` names
+/// them): after `memory`, what the JIT compiles and what `slope build`
+/// compiles ahead of time.
+pub fn loop_stage(program: &ir::Program, stage: &str, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
+    let lowered = cx.run_guarded(&driver::LOWER, program)?;
+    if stage == driver::LOWER.name {
+        return Ok(lowered);
+    }
+    let loops = cx.run_guarded(&driver::LOOPS, &lowered)?;
+    drop(lowered);
+    if stage == driver::LOOPS.name {
+        return Ok(loops);
+    }
     let parallel = cx.run_guarded(&driver::PARALLEL, &loops)?;
-    let planned = cx.run_guarded(&driver::MEMORY, &parallel)?;
-    Ok((loops, parallel, planned))
+    drop(loops);
+    if stage == driver::PARALLEL.name {
+        return Ok(parallel);
+    }
+    cx.run_guarded(&driver::MEMORY, &parallel)
 }
 
 impl NativeCode {
