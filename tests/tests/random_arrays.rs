@@ -144,6 +144,7 @@ impl Gen {
         format!(
             "entry f (xs: []f64) (ys: []f64) (n: i64) : []f64 = {a}\n\
              entry s (xs: []f64) (ys: []f64) (n: i64) : f64 = let r = {a} in sum r + r[{k}]\n\
+             entry c (xs: []f64) (ys: []f64) (n: i64) : f64 = let r = f xs ys n in sum r + r[{k}]\n\
              entry g (xs: []f64) (ys: []f64) (n: i64) : []f64 = grad (\\v -> let r = {b} in sum (map (\\x -> x * x) r)) xs\n"
         )
     }
@@ -165,9 +166,19 @@ fn native_code_and_the_interpreter_agree_on_random_array_programs() {
             serde_json::json!({"xs": [], "ys": [], "n": 2}),
             serde_json::json!({"xs": [1.0], "ys": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "n": -1}),
         ] {
-            for entry in ["f", "s", "g"] {
+            for entry in ["f", "s", "g", "c"] {
                 calls += 1;
                 errors += usize::from(engines_agree_on(&program, entry, &input, &format!("program {p}\n{src}")));
+            }
+            // `c` is `s` through a call of the entry `f` (Note [Entries called
+            // by entries]): the same value, or a failure with the same code
+            // (at `f`'s statement rather than `s`'s).
+            let (called, inlined) = (program.call_json("c", &input), program.call_json("s", &input));
+            match (&called, &inlined) {
+                (Ok(a), Ok(b)) => slope_tests::json_close(a, b, 1e-12, "c")
+                    .unwrap_or_else(|e| panic!("program {p}, input {input}: c vs s: {e}\n{src}")),
+                (Err(a), Err(b)) => assert_eq!(a.codes(), b.codes(), "program {p}, input {input}\n{src}"),
+                _ => panic!("program {p}, input {input}: c and s disagree: {called:?} vs {inlined:?}\n{src}"),
             }
         }
         if let Err(f) = program.native() {
