@@ -167,6 +167,12 @@ fn rhs_affine(rhs: &Rhs, stable: &dyn Fn(LVar) -> bool) -> Option<Affine> {
 #[derive(Default)]
 pub struct Facts {
     facts: Vec<Affine>,
+    /// For each variable, the positions in `facts` of the facts that
+    /// mention it, in increasing order: a proof step looks only at those
+    /// (a function's walk holds hundreds of facts — every array dimension
+    /// is one — and scanning them all at every step was a twentieth of ht's
+    /// compile).
+    with_var: HashMap<LVar, Vec<u32>>,
 }
 
 /// How many facts one proof may combine.
@@ -182,14 +188,33 @@ impl Facts {
     }
 
     pub fn truncate(&mut self, n: usize) {
-        self.facts.truncate(n);
+        for f in self.facts.drain(n.min(self.facts.len())..) {
+            for (v, _) in &f.terms {
+                let at = self.with_var.get_mut(v).expect("indexed when pushed");
+                // Positions were pushed in increasing order: the dropped ones are last.
+                while at.last().is_some_and(|&k| k as usize >= n) {
+                    at.pop();
+                }
+            }
+        }
+    }
+
+    /// The facts that mention `v`, in the order they were recorded.
+    fn mentioning(&self, v: LVar) -> impl Iterator<Item = &Affine> {
+        self.with_var.get(&v).into_iter().flatten().map(|&k| &self.facts[k as usize])
     }
 
     /// Records `e >= 0`.
     pub fn push(&mut self, e: Affine) {
-        if !e.is_const() && !self.facts.contains(&e) {
-            self.facts.push(e);
+        let Some(&(first, _)) = e.terms.first() else { return };
+        if self.mentioning(first).any(|f| *f == e) {
+            return;
         }
+        let k = self.facts.len() as u32;
+        for (v, _) in &e.terms {
+            self.with_var.entry(*v).or_default().push(k);
+        }
+        self.facts.push(e);
     }
 
     /// Records `a <= b`.
@@ -224,7 +249,7 @@ impl Facts {
         // variables are defined later: a loop index before its bound):
         // e = k·f + rest with f >= 0 and k > 0, so rest >= 0 suffices.
         let &(v, ke) = e.terms.last().expect("not constant");
-        self.facts.iter().any(|f| {
+        self.mentioning(v).any(|f| {
             let kf = f.coeff(v);
             if kf == 0 || (ke > 0) != (kf > 0) {
                 return false;

@@ -63,16 +63,25 @@ fn reuse_candidate(insts: &[Inst], fresh: &HashSet<LVar>) -> Option<(usize, LVar
             _ => None,
         })
         .collect();
-    // The last position of `insts` that reads each variable (nested reads
-    // count at the position of the instruction that holds them).
-    let mut last_read: HashMap<LVar, usize> = HashMap::default();
-    for (k, i) in insts.iter().enumerate() {
-        for_each_inst(std::slice::from_ref(i), &mut |j| {
-            j.for_each_use(|v| {
-                last_read.insert(v, k);
-            })
-        });
+    // Most blocks (loop bodies whose buffers were hoisted) allocate nothing.
+    if allocs.is_empty() {
+        return None;
     }
+    // The last position of `insts` that reads each variable (nested reads
+    // count at the position of the instruction that holds them); computed
+    // when a loop first has a pair of buffers to consider.
+    let mut last_read: Option<HashMap<LVar, usize>> = None;
+    let last_reads = |insts: &[Inst]| {
+        let mut last: HashMap<LVar, usize> = HashMap::default();
+        for (k, i) in insts.iter().enumerate() {
+            for_each_inst(std::slice::from_ref(i), &mut |j| {
+                j.for_each_use(|v| {
+                    last.insert(v, k);
+                })
+            });
+        }
+        last
+    };
     let sorted = |set: &HashSet<LVar>| {
         let mut v: Vec<LVar> = set.iter().copied().collect();
         v.sort();
@@ -88,7 +97,7 @@ fn reuse_candidate(insts: &[Inst], fresh: &HashSet<LVar>) -> Option<(usize, LVar
                 *b != a && allocs.get(b) == Some(&(*elem, *count)) && e.at_index_only.get(b) == Some(&true)
             })?;
             let ok = e.at_index_only.get(&a) == Some(&true)
-                && last_read.get(&a).is_none_or(|&last| last <= k)
+                && last_read.get_or_insert_with(|| last_reads(insts)).get(&a).is_none_or(|&last| last <= k)
                 && reads_before_writes(body, a, b)
                 && allocated_before(insts, k, b);
             ok.then_some((a, b))
