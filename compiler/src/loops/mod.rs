@@ -438,7 +438,8 @@ impl Inst {
 
     /// The operands the instruction reads itself (not in nested blocks).
     pub fn operands(&self) -> Vec<Operand> {
-        let mut out = Vec::new();
+        // Most instructions read at most three: one allocation, no growth.
+        let mut out = Vec::with_capacity(3);
         self.for_each_operand(|o| out.push(o));
         out
     }
@@ -507,7 +508,7 @@ impl Inst {
 
     /// Every variable the instruction itself assigns ([`Self::for_each_def`]).
     pub fn defs(&self) -> Vec<LVar> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(1);
         self.for_each_def(|v| out.push(v));
         out
     }

@@ -77,33 +77,48 @@ impl Counts {
 /// of a group of variables assigned only copies of each other and of one
 /// such operand (a loop-carried dimension that never changes: `d = n`
 /// before the loop, `d2 = d` and `d = d2` in it) by that operand.
+/// What [`propagate`] knows of the assignments to a variable.
+#[derive(Clone)]
+enum Sources {
+    Unassigned,
+    /// Something other than a copy (or a parameter).
+    Other,
+    /// Only copies, of these operands.
+    Copies(Vec<Operand>),
+}
+
 fn propagate(f: &mut Func, counts: &Counts) -> bool {
-    // The operands each variable is assigned; `None`: something other than a copy.
-    let mut sources: HashMap<LVar, Option<Vec<Operand>>> = HashMap::default();
+    // The operands each variable is assigned, indexed by variable.
+    let mut sources: Vec<Sources> = vec![Sources::Unassigned; f.vars.len()];
     for_each_inst(&f.body, &mut |i| match i {
         Inst::Let(v, Rhs::Use(o)) => {
-            if let Some(list) = sources.entry(*v).or_insert(Some(Vec::new())) {
+            let s = &mut sources[v.0 as usize];
+            if let Sources::Unassigned = s {
+                *s = Sources::Copies(Vec::new());
+            }
+            if let Sources::Copies(list) = s {
                 if *o != Operand::Var(*v) && !list.contains(o) {
                     list.push(*o);
                 }
             }
         }
-        i => i.for_each_def(|v| {
-            sources.insert(v, None);
-        }),
+        i => i.for_each_def(|v| sources[v.0 as usize] = Sources::Other),
     });
     for p in &f.params {
-        sources.insert(*p, None);
+        sources[p.0 as usize] = Sources::Other;
     }
+    let copies = |w: LVar| match &sources[w.0 as usize] {
+        Sources::Copies(list) => Some(list),
+        _ => None,
+    };
     let fixed = |o: &Operand| match o {
         Operand::Const(_) => true,
-        Operand::Var(w) => counts.single(*w) && !matches!(sources.get(w), Some(Some(_))),
+        Operand::Var(w) => counts.single(*w) && copies(*w).is_none(),
     };
     // Groups of copy-only variables, closed under copying: every member's
     // sources are members or one common fixed operand.
     let mut subst: HashMap<LVar, Operand> = HashMap::default();
-    let mut vars: Vec<LVar> = sources.iter().filter(|(_, s)| s.is_some()).map(|(v, _)| *v).collect();
-    vars.sort();
+    let vars = (0..sources.len() as u32).map(LVar).filter(|&v| copies(v).is_some());
     for v in vars {
         if subst.contains_key(&v) {
             continue;
@@ -113,13 +128,13 @@ fn propagate(f: &mut Func, counts: &Counts) -> bool {
         let mut ok = true;
         let mut k = 0;
         while k < group.len() && ok && group.len() <= 64 {
-            let Some(Some(list)) = sources.get(&group[k]) else {
+            let Some(list) = copies(group[k]) else {
                 ok = false;
                 break;
             };
             for o in list {
                 match o {
-                    Operand::Var(w) if matches!(sources.get(w), Some(Some(_))) => {
+                    Operand::Var(w) if copies(*w).is_some() => {
                         if !group.contains(w) {
                             group.push(*w);
                         }
