@@ -797,7 +797,7 @@ impl Expr {
     /// The nested bodies, in a fixed order: branches; lambda bodies; a while
     /// loop's condition, then the loop body; a custom rule's primal, then its rule.
     pub fn bodies(&self) -> Vec<&Body> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(2);
         self.for_each_body(&mut |b| out.push(b));
         out
     }
@@ -902,7 +902,8 @@ impl Expr {
     /// bodies), array operands as `Atom::Var`, in the order of Note [One
     /// operand walk].
     pub fn operands(&self) -> Vec<Atom> {
-        let mut out = Vec::new();
+        // Most expressions read at most four: one allocation, no growth.
+        let mut out = Vec::with_capacity(4);
         walk_operands!(self, |o: Operand<&Atom, &Var>| out.push(match o {
             Operand::Atom(a) => *a,
             Operand::Array(v) => Atom::Var(*v),
