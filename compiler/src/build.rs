@@ -104,12 +104,15 @@ pub fn build(program: &Program, request: &Request) -> Result<Built, Failure> {
     // the exported ones, Note [Entries called by entries] in ir/calls.rs).
     let mut k = 0;
     while k < funcs.len() {
-        let mut called = Vec::new();
-        crate::loops::for_each_inst(&funcs[k].body, &mut |i| {
-            if let crate::loops::Inst::Call { func, .. } = i {
-                called.push(func.clone());
-            }
-        });
+        // Calls stand in a function's top-level block (`loops::verify`).
+        let called: Vec<String> = funcs[k]
+            .body
+            .iter()
+            .filter_map(|i| match i {
+                crate::loops::Inst::Call { func, .. } => Some(func.clone()),
+                _ => None,
+            })
+            .collect();
         for c in called {
             if !funcs.iter().any(|f| f.name == c) {
                 let f = loops.funcs.iter().find(|f| f.name == c).cloned();

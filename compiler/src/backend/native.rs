@@ -37,7 +37,7 @@ impl Backend for Sequential {
     const NAME: &'static str = "sequential";
 
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
-        let loops = optimised_loops(program, cx)?;
+        let loops = loop_stage(program, driver::LOOPS.name, cx)?;
         let planned = cx.run_guarded(&driver::MEMORY, &loops)?;
         let code = cx.run_guarded(&driver::CLIF, &planned)?;
         Ok(NativeCode { code, timings: std::mem::take(&mut cx.timings) })
@@ -56,15 +56,10 @@ impl Backend for Multicore {
     }
 }
 
-/// Optimised IR → loops → the loop optimiser's output.
-fn optimised_loops(program: &ir::Program, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
-    let lowered = cx.run_guarded(&driver::LOWER, program)?;
-    cx.run_guarded(&driver::LOOPS, &lowered)
-}
-
 /// The multicore back end's loop program after the pass named `stage`
 /// (`lowered`, `loops`, `parallel` or `memory`, as `emit --stage` names
-/// them): after `memory`, what the JIT compiles and what `slope build`
+/// them): after `loops`, what the sequential back end plans memory for;
+/// after `memory`, what the multicore JIT compiles and what `slope build`
 /// compiles ahead of time.
 pub fn loop_stage(program: &ir::Program, stage: &str, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
     let lowered = cx.run_guarded(&driver::LOWER, program)?;

@@ -164,15 +164,9 @@ fn define_all(
     poll: bool,
 ) -> Result<(Vec<FuncId>, Vec<FuncId>), String> {
     let all: Vec<&loops::Func> = program.funcs.iter().chain(program.segments.iter().map(|s| &s.func)).collect();
-    // `slope:NAME` cannot clash with a runtime symbol (`slope_…`), and
-    // names the code in profiles: under `perf record` cranelift-jit
-    // writes /tmp/perf-PID.map.
     let signature = entry_signature(module);
-    let mut ids: Vec<FuncId> = all
-        .iter()
-        .map(|f| module.declare_function(&format!("slope:{}", f.name), Linkage::Local, &signature))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+    let mut ids: Vec<FuncId> =
+        all.iter().map(|f| declare(module, f, &signature)).collect::<Result<_, _>>()?;
     let segments: Vec<SegmentRef> = ids[program.funcs.len()..]
         .iter()
         .zip(plans)
@@ -229,6 +223,14 @@ fn define_all(
     }
     let segments = ids.split_off(program.funcs.len());
     Ok((ids, segments))
+}
+
+/// Declares the function `f` (an entry or a segment) in `module` as
+/// `slope:NAME`: that cannot clash with a runtime symbol (`slope_…`), and
+/// names the code in profiles (under `perf record` cranelift-jit writes
+/// /tmp/perf-PID.map).
+fn declare(module: &mut dyn Module, f: &loops::Func, signature: &Signature) -> Result<FuncId, String> {
+    module.declare_function(&format!("slope:{}", f.name), Linkage::Local, signature).map_err(|e| e.to_string())
 }
 
 /// The symbol of the runtime function `name` names, when it is one (a
@@ -301,12 +303,8 @@ pub fn clif_text(program: &loops::Program, only: Option<&str>) -> Result<String,
         .segments
         .iter()
         .enumerate()
-        .map(|(k, s)| {
-            let id = module.declare_function(&format!("slope:{}", s.func.name), Linkage::Local, &signature);
-            id.map(|id| SegmentRef::new(id, PlanRef::Address(k as i64), s))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        .map(|(k, s)| declare(&mut module, &s.func, &signature).map(|id| SegmentRef::new(id, PlanRef::Address(k as i64), s)))
+        .collect::<Result<_, _>>()?;
     let shown: Vec<&loops::Func> = program.funcs.iter().filter(|f| only.is_none_or(|n| f.name == n)).collect();
     let mut called = std::collections::BTreeSet::new();
     for f in &shown {
@@ -320,9 +318,8 @@ pub fn clif_text(program: &loops::Program, only: Option<&str>) -> Result<String,
     let functions: Vec<(String, FuncId)> = program
         .funcs
         .iter()
-        .map(|f| module.declare_function(&format!("slope:{}", f.name), Linkage::Local, &signature).map(|id| (f.name.clone(), id)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        .map(|f| declare(&mut module, f, &signature).map(|id| (f.name.clone(), id)))
+        .collect::<Result<_, _>>()?;
     let target = Target { config: module.target_config(), declarations: module.declarations(), functions: &functions };
     for f in shown.into_iter().chain(called) {
         let mut func = Function::with_name_signature(UserFuncName::testcase(&f.name), signature.clone());
@@ -689,13 +686,7 @@ impl Gen<'_, '_> {
     fn call_function(&mut self, name: &str, args: &[Operand], results: &[LVar]) -> Result<(), String> {
         let functions = self.target.functions;
         let k = functions.iter().position(|(n, _)| n == name).ok_or_else(|| format!("a call of unknown `{name}`"))?;
-        let arg_slot = self.word_block(args.len(), 0, args);
-        let result_slot = self.word_block(results.len(), 0, &[]);
-        let arg_block = self.b.ins().stack_addr(types::I64, arg_slot, 0);
-        let result_block = self.b.ins().stack_addr(types::I64, result_slot, 0);
-        let callee = self.declared_func(functions[k].1);
-        let call = self.b.ins().call(callee, &[arg_block, result_block, self.ctx]);
-        let status = self.b.inst_results(call)[0];
+        let (status, result_slot) = self.call_direct(functions[k].1, args, results.len());
         let (failed, go_on) = (self.b.create_block(), self.b.create_block());
         self.b.ins().brif(status, failed, &[], go_on, &[]);
         self.b.switch_to_block(failed);
@@ -708,10 +699,7 @@ impl Gen<'_, '_> {
         self.b.ins().jump(exit, &[BlockArg::Value(status)]);
         self.b.switch_to_block(go_on);
         self.b.seal_block(go_on);
-        for (w, &r) in results.iter().enumerate() {
-            let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), result_slot, 8 * w as i32);
-            self.b.def_var(self.var(r), v);
-        }
+        self.load_results(result_slot, results, 0..results.len());
         Ok(())
     }
 
@@ -736,13 +724,8 @@ impl Gen<'_, '_> {
         let (id, plan, result_words) = (seg.id, seg.plan.clone(), seg.result_words.clone());
         let (status, slot, words) = if inline {
             let inputs: Vec<Operand> = [start, bound].into_iter().chain(args.iter().copied()).collect();
-            let arg_slot = self.word_block(inputs.len(), 0, &inputs);
-            let result_slot = self.word_block(results.len(), 0, &[]);
-            let arg_block = self.b.ins().stack_addr(types::I64, arg_slot, 0);
-            let result_block = self.b.ins().stack_addr(types::I64, result_slot, 0);
-            let callee = self.declared_func(id);
-            let call = self.b.ins().call(callee, &[arg_block, result_block, self.ctx]);
-            (self.b.inst_results(call)[0], result_slot, (0..results.len()).collect())
+            let (status, slot) = self.call_direct(id, &inputs, results.len());
+            (status, slot, (0..results.len()).collect())
         } else {
             let slot = self.word_block(2 + args.len(), 2, args);
             let block = self.b.ins().stack_addr(types::I64, slot, 0);
@@ -760,11 +743,29 @@ impl Gen<'_, '_> {
             (self.call("slope_parallel_for", &[types::I64; 5], types::I32, &args), slot, result_words)
         };
         self.exit_on_status(status);
+        self.load_results(slot, results, words);
+        Ok(())
+    }
+
+    /// Calls the module's function `id` through the entry signature: the
+    /// argument words in a stack block, and a stack block of `results`
+    /// words for what it returns. Its status, and the result block.
+    fn call_direct(&mut self, id: FuncId, args: &[Operand], results: usize) -> (Value, StackSlot) {
+        let arg_slot = self.word_block(args.len(), 0, args);
+        let result_slot = self.word_block(results, 0, &[]);
+        let arg_block = self.b.ins().stack_addr(types::I64, arg_slot, 0);
+        let result_block = self.b.ins().stack_addr(types::I64, result_slot, 0);
+        let callee = self.declared_func(id);
+        let call = self.b.ins().call(callee, &[arg_block, result_block, self.ctx]);
+        (self.b.inst_results(call)[0], result_slot)
+    }
+
+    /// Assigns `results[k]` from word `words[k]` of the stack block `slot`.
+    fn load_results(&mut self, slot: StackSlot, results: &[LVar], words: impl IntoIterator<Item = usize>) {
         for (&r, w) in results.iter().zip(words) {
             let v = self.b.ins().stack_load(types::I64, cl_type(self.f.ty(r)), slot, 8 * w as i32);
             self.b.def_var(self.var(r), v);
         }
-        Ok(())
     }
 
     /// A stack block of `words` 8-byte words (at least one), 8-aligned,

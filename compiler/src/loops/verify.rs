@@ -33,11 +33,7 @@ pub fn verify_program(p: &super::Program) -> Result<(), String> {
                 return;
             };
             let g = &seg.func;
-            let params_ok = g.params.len() == args.len() + 2
-                && args.iter().zip(&g.params[2..]).all(|(&a, &q)| f.operand_type(a) == g.ty(q));
-            let results_ok = results.len() == g.results.len()
-                && results.iter().zip(&g.results).all(|(&r, &o)| f.ty(r) == g.operand_type(o));
-            if !params_ok || !results_ok || seg.plan.words != args.len() + 2 {
+            if !words_match(f, args, results, g, g.params.get(2..).unwrap_or(&[])) || seg.plan.words != args.len() + 2 {
                 bad = Some(format!("parallel segment{segment} called with the wrong arguments or results"));
             }
         });
@@ -63,14 +59,20 @@ fn calls_ok(p: &super::Program, f: &Func) -> Result<(), String> {
         let Some(g) = p.funcs.iter().find(|g| &g.name == func && g.name != f.name) else {
             return Err(format!("a call of `{func}`, which is not another function of the program"));
         };
-        let params_ok = g.params.len() == args.len() && args.iter().zip(&g.params).all(|(&a, &q)| f.operand_type(a) == g.ty(q));
-        let results_ok = g.results.len() == results.len()
-            && results.iter().zip(&g.results).all(|(&r, &o)| f.ty(r) == g.operand_type(o));
-        if !params_ok || !results_ok {
+        if !words_match(f, args, results, g, &g.params) {
             return Err(format!("a call of `{func}` with the wrong arguments or results"));
         }
     }
     Ok(())
+}
+
+/// Whether `f` passes `args` to `g`'s parameters `params` and receives
+/// `results` from its results: as many of each, of the same types.
+fn words_match(f: &Func, args: &[Operand], results: &[super::LVar], g: &Func, params: &[super::LVar]) -> bool {
+    params.len() == args.len()
+        && args.iter().zip(params).all(|(&a, &q)| f.operand_type(a) == g.ty(q))
+        && g.results.len() == results.len()
+        && results.iter().zip(&g.results).all(|(&r, &o)| f.ty(r) == g.operand_type(o))
 }
 
 struct Verifier<'f> {
