@@ -7,7 +7,9 @@
 //! (fresh variables) and a substitution. Output: the free variables in order
 //! of first use; a renamed copy whose every bound variable is fresh and
 //! whose uses go through the substitution. Invariant: a copy never consumes
-//! an array bound outside it (Note [Renaming consumed arrays]). Also the
+//! an array bound outside it (Note [Renaming consumed arrays]). Whether two
+//! statements are the same up to the names they bind (alpha-equivalence: the
+//! optimiser's `hoist_common` asks). Also the
 //! small questions about code several passes ask: is this atom a given
 //! constant, is this operator `+`; and the walks over every use and every
 //! statement of a body.
@@ -211,6 +213,82 @@ fn mentions_from(s: &Stmt, from: u32) -> bool {
             || b.stmts.iter().any(|t| mentions_from(t, from));
     });
     found
+}
+
+// ---- Equality up to renaming ----
+
+/// Whether statement `b` is statement `a` with the variables `b` binds (its
+/// own, and those of its nested bodies) named differently: alpha-equivalence.
+/// `renaming` maps variables bound in `b`'s code to their counterparts in
+/// `a`'s; a variable it does not map must be the same in both (a variable
+/// bound before either statement). On success it maps every variable `b`
+/// binds as well, so a caller comparing statement lists goes on with it; on
+/// failure it may hold a few pairs of the failed comparison. Constants are
+/// compared bit for bit (`0.0` is not `-0.0`), binders must have equal
+/// types, and with `spans` every statement, nested ones included, must have
+/// the same span (a failure reports it).
+pub fn same_up_to_renaming(vars: &VarTable, a: &Stmt, b: &Stmt, renaming: &mut HashMap<Var, Var>, spans: bool) -> bool {
+    (!spans || a.span == b.span)
+        && same_expr(vars, &a.expr, &b.expr, renaming, spans)
+        && pair_binders(vars, &a.binds, &b.binds, renaming)
+}
+
+fn same_expr(vars: &VarTable, a: &Expr, b: &Expr, renaming: &mut HashMap<Var, Var>, spans: bool) -> bool {
+    if std::mem::discriminant(a) != std::mem::discriminant(b) {
+        return false;
+    }
+    let (mut binders_a, mut binders_b) = (Vec::new(), Vec::new());
+    a.for_each_binder(|v| binders_a.push(v));
+    b.for_each_binder(|v| binders_b.push(v));
+    if !pair_binders(vars, &binders_a, &binders_b, renaming) {
+        return false;
+    }
+    let (operands_a, operands_b) = (a.operands(), b.operands());
+    if operands_a.len() != operands_b.len()
+        || !operands_a.iter().zip(&operands_b).all(|(x, y)| same_atom(*x, *y, renaming))
+    {
+        return false;
+    }
+    // What is neither an operand, a binder nor a body (operators, types,
+    // messages, dimensions): `b` renamed to `a`'s names must equal `a`.
+    let mut renamed = b.clone_without_bodies();
+    let name = |v: &mut Var| *v = renaming.get(v).copied().unwrap_or(*v);
+    renamed.map_operands(|o| match o {
+        Operand::Atom(Atom::Var(v)) | Operand::Array(v) => name(v),
+        Operand::Atom(Atom::Const(_)) => {}
+    });
+    renamed.for_each_binder_mut(name);
+    if a.clone_without_bodies() != renamed {
+        return false;
+    }
+    let (bodies_a, bodies_b) = (a.bodies(), b.bodies());
+    bodies_a.len() == bodies_b.len()
+        && bodies_a.iter().zip(&bodies_b).all(|(x, y)| {
+            x.stmts.len() == y.stmts.len()
+                && x.stmts.iter().zip(y.stmts.iter()).all(|(s, t)| same_up_to_renaming(vars, s, t, renaming, spans))
+                && x.result.len() == y.result.len()
+                && x.result.iter().zip(&y.result).all(|(p, q)| same_atom(*p, *q, renaming))
+        })
+}
+
+/// Records that `b`'s binders are `a`'s, when they have the same types.
+fn pair_binders(vars: &VarTable, a: &[Var], b: &[Var], renaming: &mut HashMap<Var, Var>) -> bool {
+    if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| vars.ty(*x) != vars.ty(*y)) {
+        return false;
+    }
+    renaming.extend(b.iter().copied().zip(a.iter().copied()));
+    true
+}
+
+fn same_atom(a: Atom, b: Atom, renaming: &HashMap<Var, Var>) -> bool {
+    match (a, b) {
+        (Atom::Var(x), Atom::Var(y)) => renaming.get(&y).copied().unwrap_or(y) == x,
+        (Atom::Const(Const::F64(x)), Atom::Const(Const::F64(y))) => x.to_bits() == y.to_bits(),
+        (Atom::Const(Const::F32(x)), Atom::Const(Const::F32(y))) => x.to_bits() == y.to_bits(),
+        (Atom::Const(Const::I64(x)), Atom::Const(Const::I64(y))) => x == y,
+        (Atom::Const(Const::Bool(x)), Atom::Const(Const::Bool(y))) => x == y,
+        _ => false,
+    }
 }
 
 // ---- Free variables ----

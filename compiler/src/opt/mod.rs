@@ -8,11 +8,14 @@
 //! - `strategy.rs`: the combinators and the engine (terms are bodies);
 //! - `rules.rs`: the rule library, each rule with its side conditions;
 //! - `hoist.rs`: hoisting with expansion (Note [Hoisting with expansion]);
+//! - `branches.rs`: what both branches of an `if` begin with runs before it
+//!   (Note [Common code of two branches]);
 //! - `guards.rs`: what a statement may fail on, and the checks a rule leaves
 //!   behind when it removes one (Note [Guards]);
 //! - `schedule.rs`: the textual strategy language;
 //! - `walk.rs`: traversal, use counting and substitution helpers.
 
+pub mod branches;
 pub mod guards;
 pub mod hoist;
 pub mod onehot;
@@ -29,9 +32,9 @@ use crate::ir;
 
 /// The default clean-up after AD. See Note [The default schedule].
 pub const DEFAULT_SCHEDULE: &str = "\
-normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ dead_loop_state) ; \
+normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ hoist_common <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ dead_loop_state) ; \
 try(cse) ; \
-normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ loop_fission <+ reduce_fission <+ if_to_select <+ select_float <+ onehot_sum <+ iota_bounds <+ map_index_slice <+ slice_full <+ licm <+ dead_loop_state <+ permutation_store) ; \
+normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ hoist_common <+ index_pull <+ shape_pull <+ map_replicate_arg <+ map_identity <+ fuse_map_map <+ loop_fission <+ reduce_fission <+ if_to_select <+ select_float <+ onehot_sum <+ iota_bounds <+ map_index_slice <+ slice_full <+ licm <+ dead_loop_state <+ permutation_store) ; \
 try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \

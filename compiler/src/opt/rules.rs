@@ -47,6 +47,11 @@ pub static RULES: &[Rule] = &[
         apply: simplify_if,
     },
     Rule {
+        name: "hoist_common",
+        description: "the statements both branches of an `if` begin with (up to renaming) → before the `if`",
+        apply: super::branches::hoist_common,
+    },
+    Rule {
         name: "index_pull",
         description: "(replicate n v)[i] → v, (iota n)[i] → i (guarded by 0 <= i < n)",
         apply: index_pull,

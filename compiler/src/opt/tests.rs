@@ -329,6 +329,58 @@ fn licm_preserves_meaning() {
     check_rule(looped, "f", "licm");
 }
 
+/// Both branches begin by posing `x` (the same statements, inlined twice):
+/// an index that may fail is among them, with one span in both branches.
+const POSED_TWICE: &str = "def pose [n] (x: [n]f64) (i: i64) : f64 = x[i + 2] * 2.0 + sin x[i]\n\
+    entry f [n] (x: [n]f64) (i: i64) (b: bool) : f64 = if b then pose x i + 1.0 else pose x i * 3.0";
+
+#[test]
+fn hoist_common_preserves_meaning() {
+    check_rule(POSED_TWICE, "f", "hoist_common");
+    // Forward mode in both branches, as in GradBench's `ht`: each branch
+    // begins with the primal and its tangents, seeded with the spans of
+    // different `jacfwd`s.
+    let jacobians = "def pose [n] (x: [n]f64) : [n]f64 = map (\\v -> sin v * v) x\n\
+        entry j [n] (x: [n]f64) (y: [n]f64) (b: bool) : [n][n]f64 =\n\
+        if b then jacfwd (\\a -> map2 (*) (pose a) y) x else jacfwd (\\a -> map2 (+) (pose a) y) x";
+    let prep = "normalize(copy_prop <+ dce <+ fold <+ ring <+ simplify_if <+ shape_pull) ; try(cse)";
+    check_after(jacobians, "j", prep, "normalize(hoist_common)");
+}
+
+/// The statements before the `if` and its branches, in `f` after `schedule`.
+fn split_at_if(src: &str, schedule: &str) -> (Vec<ir::Stmt>, ir::Body, ir::Body) {
+    let p = optimise(&ad_ir(src), schedule).unwrap();
+    let body = &p.func("f").unwrap().body;
+    let at = body.stmts.iter().position(|s| matches!(s.expr, ir::Expr::If { .. })).expect("an if");
+    let ir::Expr::If { then_body, else_body, .. } = &body.stmts[at].expr else { unreachable!() };
+    (body.stmts[..at].to_vec(), then_body.clone(), else_body.clone())
+}
+
+#[test]
+fn hoist_common_moves_the_whole_common_prefix_and_renames_the_else_branch() {
+    let (before, then_body, else_body) = split_at_if(POSED_TWICE, "normalize(hoist_common)");
+    // Both reads of `x`, `sin` and the sum move; each branch keeps its last step.
+    assert!(before.iter().filter(|s| matches!(s.expr, ir::Expr::Index { .. })).count() == 2);
+    assert_eq!((then_body.stmts.len(), else_body.stmts.len()), (1, 1));
+    let ir::Expr::Binary(_, ir::Atom::Var(read), _) = else_body.stmts[0].expr else { panic!("x * 3.0") };
+    assert_eq!(Some(read), before.last().map(|s| s.binds[0]), "the else branch reads the hoisted sum");
+}
+
+#[test]
+fn hoist_common_keeps_a_failure_with_its_own_span_in_its_branch() {
+    // `x[i]` may fail, and each branch's names its own source: it stays put,
+    // so an out-of-range `i` is reported where the branch taken reads it.
+    // `sin y` cannot fail: it moves although its spans differ too.
+    let src = "entry f [n] (x: [n]f64) (i: i64) (y: f64) (b: bool) : f64 =\n\
+        if b then sin y + x[i] else sin y * x[i]";
+    let (before, then_body, else_body) = split_at_if(src, "normalize(hoist_common)");
+    assert!(matches!(before.last().map(|s| &s.expr), Some(ir::Expr::Unary(ir::UnOp::Sin, _))));
+    for branch in [&then_body, &else_body] {
+        assert!(matches!(branch.stmts[0].expr, ir::Expr::Index { .. }), "the index stays in its branch");
+    }
+    assert_ne!(then_body.stmts[0].span, else_body.stmts[0].span);
+}
+
 /// The whole default schedule on every example of the suite's AD programs.
 #[test]
 fn default_schedule_preserves_meaning() {
