@@ -6,7 +6,10 @@
 //!
 //! The result is the same as one function after the other, in program order:
 //! each function is worked on by one thread, and results come back in the
-//! order of the items.
+//! order of the items. The threads besides the caller's are one pool for the
+//! whole process (Note [One pool of compiler threads]).
+
+use std::sync::{Mutex, MutexGuard};
 
 /// `work` applied to every item, the largest (by `size`) first, on up to as
 /// many threads as there are cores, the calling thread one of them; the
@@ -18,41 +21,75 @@ pub fn map_largest_first<T: Send, R: Send>(
     work: impl Fn(&mut T) -> R + Sync,
 ) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
-    if threads <= 1 {
+    let Some(pool) = pool().filter(|_| threads > 1) else {
         return items.iter_mut().map(work).collect();
-    }
+    };
     // A queue of the items, the largest last: each thread takes the largest
     // left, so one large item does not wait behind small ones.
     let mut queue: Vec<(usize, &mut T)> = items.iter_mut().enumerate().collect();
     queue.sort_by_key(|(k, item)| (size(item), std::cmp::Reverse(*k)));
-    let queue = std::sync::Mutex::new(queue);
-    let drain = || {
-        let mut done = Vec::new();
-        loop {
-            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let Some((k, item)) = next else { break };
-            done.push((k, work(item)));
-        }
-        done
+    let done: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(queue.len()));
+    let queue = Mutex::new(queue);
+    let drain = || loop {
+        let next = lock(&queue).pop();
+        let Some((k, item)) = next else { break };
+        let result = work(item);
+        lock(&done).push((k, result));
     };
-    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        // Workers get the compiler's big stack (the passes recurse as deep as
-        // the program nests, `driver::with_stack`); one that cannot be had
-        // leaves its share to the others, and the calling thread drains what
-        // is left.
-        let workers: Vec<_> = (1..threads)
-            .filter_map(|_| {
-                std::thread::Builder::new().stack_size(crate::driver::STACK_BYTES).spawn_scoped(scope, drain).ok()
-            })
-            .collect();
-        let mut done = drain();
-        for w in workers {
-            done.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+    // The calling thread drains the queue too, so the work is done even when
+    // the pool's threads are busy with another compile (tests, a host
+    // compiling on several threads): they find the queue empty.
+    pool.in_place_scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| drain());
         }
-        done
+        drain();
     });
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
     done.sort_by_key(|(k, _)| *k);
     done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A lock that a panic on another thread does not poison for good (the
+/// panic itself reaches the caller through the pool's scope).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// Note [One pool of compiler threads]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Every per-function stage spreads its functions over the cores. Starting
+// threads for each stage (as the compiler once did) cost more than the
+// spawn: each new thread's allocator heap starts empty, so the first
+// function it takes pays for fresh pages (on ht, building the largest
+// function's CLIF took 7–10 ms on a new thread, under 1 ms for one of
+// similar size on a warm one). One rayon pool of `cores - 1` threads, made
+// on first use and kept for the process, keeps its heaps warm from stage
+// to stage; it saved 4–7% of the compile of ht and implicit_ridge
+// (docs/performance.md, twenty-second session). Its threads have the
+// compiler's big stack (`driver::STACK_BYTES`: the passes recurse as deep
+// as the program nests). A pool that cannot be made leaves the work to the
+// calling thread. It is not the generated code's pool (runtime/src/parallel.rs),
+// so a compile never waits behind a running program's segments.
+
+/// The compiler's worker threads: one fewer than the cores (the calling
+/// thread works too), or none on one core or when they cannot be started.
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1);
+        (workers > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(workers)
+                    .stack_size(crate::driver::STACK_BYTES)
+                    .thread_name(|i| format!("slope-compile-{i}"))
+                    .build()
+                    .ok()
+            })
+            .flatten()
+    })
+    .as_ref()
 }
 
 #[cfg(test)]
