@@ -182,8 +182,8 @@ enum Command {
     },
 }
 
-/// mimalloc (Cargo.toml says why), counting heap bytes so that `slope bench`
-/// can report the interpreter's peak memory.
+/// mimalloc (Cargo.toml says why), counting heap bytes while `slope bench`
+/// measures the interpreter's peak memory.
 #[global_allocator]
 static ALLOCATOR: commands::bench::memory::Counting = commands::bench::memory::Counting;
 

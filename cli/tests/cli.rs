@@ -473,6 +473,39 @@ fn bench_prints_a_table() {
     assert_eq!(table.matches("| hello |").count(), 4, "one row per hello fixture:\n{table}");
 }
 
+/// The interpreter's peak memory is the heap growth during one call of the
+/// derivative (counted only then: Note [Counting only while watched]): at
+/// least the 200,000-element array the program concatenates.
+#[test]
+fn bench_reports_the_interpreters_peak_memory() {
+    let file = write_temp(
+        "bench-peak",
+        "big.slope",
+        "entry big [n] (x: [n]f64) : f64 = sum (map (\\v -> v * 2.0) (concat x x))\n",
+    );
+    let xs = vec![1.0; 100_000];
+    let input = write_temp("bench-peak", "in.json", &serde_json::json!({ "x": xs }).to_string());
+    let out = slope(&[
+        "bench",
+        "--runs",
+        "1",
+        "--interp",
+        p(&file),
+        "--input",
+        p(&input),
+        "--entry",
+        "big",
+        "--derivative",
+        "grad",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let row = table.lines().find(|l| l.contains("| big |")).unwrap_or_else(|| panic!("{table}"));
+    let peak: f64 =
+        row.trim_end_matches('|').rsplit('|').next().unwrap().trim().parse().unwrap_or_else(|_| panic!("{row}"));
+    assert!((1.6..100.0).contains(&peak), "peak {peak} MB: {row}");
+}
+
 /// `slope bench FILE --entry E --input IN` times any program, with a
 /// derivative that is another entry or an operator applied to the entry; a
 /// derivative it cannot build is an error with a code.

@@ -27,25 +27,49 @@ use slope::diagnostic::Code;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Bytes currently allocated and the peak since the last reset (see main.rs).
+/// The heap growth of a stretch of code: the binary's allocator (main.rs)
+/// counts bytes only while a [`memory::Watch`] is open.
 pub mod memory {
     use mimalloc::MiMalloc;
     use std::alloc::{GlobalAlloc, Layout};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
     /// The allocator underneath (Cargo.toml says why mimalloc).
     static ALLOC: MiMalloc = MiMalloc;
 
     pub struct Counting;
 
-    static CURRENT: AtomicUsize = AtomicUsize::new(0);
-    static PEAK: AtomicUsize = AtomicUsize::new(0);
+    // Note [Counting only while watched]
+    // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    // The counters are two words every thread would write on every
+    // allocation and free. Counted always, the compiler's threads (which
+    // allocate all the time) fought over their cache line: the optimiser
+    // ran implicit_ridge's largest function in 28 ms beside another
+    // function instead of 12 ms alone. So allocation reads a flag that
+    // only `watch` and `Watch::peak` write, and counts only while it is
+    // set. A free during the watch of a block allocated before it counts
+    // too, so the count is signed: it is the growth since the watch began.
+    static WATCHING: AtomicBool = AtomicBool::new(false);
+    static CURRENT: AtomicIsize = AtomicIsize::new(0);
+    static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+    fn add(bytes: usize) {
+        if WATCHING.load(Ordering::Relaxed) {
+            let now = CURRENT.fetch_add(bytes as isize, Ordering::Relaxed) + bytes as isize;
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    fn sub(bytes: usize) {
+        if WATCHING.load(Ordering::Relaxed) {
+            CURRENT.fetch_sub(bytes as isize, Ordering::Relaxed);
+        }
+    }
 
     /// Counts `size` more bytes when the allocation at `p` succeeded.
     fn counted(p: *mut u8, size: usize) -> *mut u8 {
         if !p.is_null() {
-            let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-            PEAK.fetch_max(now, Ordering::Relaxed);
+            add(size);
         }
         p
     }
@@ -67,26 +91,35 @@ pub mod memory {
             // SAFETY: the caller's promises for `ptr`, `layout` and `new_size`, forwarded.
             let p = unsafe { ALLOC.realloc(ptr, layout, new_size) };
             if !p.is_null() {
-                CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+                sub(layout.size());
             }
             counted(p, if p.is_null() { 0 } else { new_size })
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
             // SAFETY: `ptr` was allocated by this allocator with this layout.
             unsafe { ALLOC.dealloc(ptr, layout) };
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+            sub(layout.size());
         }
     }
 
-    /// Starts a new peak measurement; returns the current allocation.
-    pub fn reset() -> usize {
-        let now = CURRENT.load(Ordering::Relaxed);
-        PEAK.store(now, Ordering::Relaxed);
-        now
+    /// An open measurement of heap growth (Note [Counting only while watched]).
+    pub struct Watch(());
+
+    /// Starts counting, from zero.
+    pub fn watch() -> Watch {
+        CURRENT.store(0, Ordering::Relaxed);
+        PEAK.store(0, Ordering::Relaxed);
+        WATCHING.store(true, Ordering::Relaxed);
+        Watch(())
     }
 
-    pub fn peak() -> usize {
-        PEAK.load(Ordering::Relaxed)
+    impl Watch {
+        /// The most bytes held at once beyond what was held when the watch
+        /// began; counting stops.
+        pub fn peak(self) -> usize {
+            WATCHING.store(false, Ordering::Relaxed);
+            PEAK.load(Ordering::Relaxed).max(0) as usize
+        }
     }
 }
 
@@ -325,14 +358,15 @@ struct Measured {
 /// Median and minimum time of `runs` calls after one warm-up, and the peak memory of one call.
 fn measure(program: &Program, entry: &str, input: &serde_json::Value, runs: usize) -> Result<Measured, CliFailure> {
     let args = program.decode_json_args(entry, input)?;
-    let base = memory::reset();
+    let watch = memory::watch();
     program.call_values(entry, &args)?;
+    let growth = watch.peak();
     // Native code: the most arena memory the call held (the arena reuses
     // freed blocks across calls, so heap growth would undercount it); the
     // interpreter: the heap growth during the call.
     let peak = match program.engine {
         native @ (Engine::Multicore | Engine::Sequential) => program.native_on(native)?.code.peak_bytes(),
-        Engine::Interp => memory::peak().saturating_sub(base),
+        Engine::Interp => growth,
     };
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
