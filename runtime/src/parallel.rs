@@ -62,14 +62,17 @@ pub struct Reduction {
     pub elem: Elem,
 }
 
-/// A buffer the loop only adds into (`b[i] = b[i] + x`, any `i`): its pointer
-/// is argument word `word`, its element count word `count_word`. Chunks
-/// after the first add into a private buffer instead, added in afterwards.
+/// A buffer the loop only combines into (`b[i] = b[i] op x`, any `i`: a
+/// histogram, or reverse mode's `+=`): its pointer is argument word `word`,
+/// its element count word `count_word`. Chunks after the first combine into
+/// a private buffer instead, which starts at `op`'s neutral element and is
+/// combined in afterwards, in chunk order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accumulator {
     pub word: usize,
     pub count_word: usize,
     pub elem: Elem,
+    pub op: ReduceOp,
 }
 
 /// How to run one outlined loop (built by the compiler, owned by the code).
@@ -575,11 +578,9 @@ pub unsafe extern "C" fn slope_parallel_for(
         for a in &seg.accumulators {
             let count = (args[a.count_word] as i64).max(0) as usize;
             let words = if a.elem == Elem::F32 { count.div_ceil(2) } else { count };
-            let fill = match a.elem {
-                Elem::F64 => (-0.0f64).to_bits(),
-                Elem::F32 => ((-0.0f32).to_bits() as u64) * 0x1_0000_0001,
-                Elem::I64 => 0,
-            };
+            // Two `f32`s to a word.
+            let neutral = a.op.neutral(a.elem);
+            let fill = if a.elem == Elem::F32 { neutral * 0x1_0000_0001 } else { neutral };
             let mut b = Vec::new();
             if b.try_reserve_exact(words).is_err() {
                 return run_whole(ctx, seg, f, args, start, bound);
@@ -675,7 +676,7 @@ pub unsafe extern "C" fn slope_parallel_for(
         for bufs in &private {
             // SAFETY: the accumulator's buffer holds `count` elements (the
             // compiler passes its allocation's count), the private one too.
-            unsafe { add_into(acc.elem, dst, bufs[j].as_ptr() as *const u8, count) };
+            unsafe { combine_into(acc.op, acc.elem, dst, bufs[j].as_ptr() as *const u8, count) };
         }
     }
     0
@@ -696,33 +697,26 @@ fn run_whole(ctx: &mut Ctx, seg: &Segment, f: Code, args: &mut [u64], start: i64
     status
 }
 
-/// `dst[i] = dst[i] + src[i]` for `i < count`.
+/// `dst[i] = dst[i] op src[i]` for `i < count`.
 ///
 /// # Safety
 /// Both point to `count` elements of type `elem`.
-unsafe fn add_into(elem: Elem, dst: *mut u8, src: *const u8, count: usize) {
+unsafe fn combine_into(op: ReduceOp, elem: Elem, dst: *mut u8, src: *const u8, count: usize) {
     unsafe {
         match elem {
-            Elem::F64 => {
+            Elem::F64 | Elem::I64 => {
                 let (d, s) = (
-                    std::slice::from_raw_parts_mut(dst as *mut f64, count),
-                    std::slice::from_raw_parts(src as *const f64, count),
+                    std::slice::from_raw_parts_mut(dst as *mut u64, count),
+                    std::slice::from_raw_parts(src as *const u64, count),
                 );
-                d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+                d.iter_mut().zip(s).for_each(|(d, s)| *d = op.combine(elem, *d, *s));
             }
             Elem::F32 => {
                 let (d, s) = (
-                    std::slice::from_raw_parts_mut(dst as *mut f32, count),
-                    std::slice::from_raw_parts(src as *const f32, count),
+                    std::slice::from_raw_parts_mut(dst as *mut u32, count),
+                    std::slice::from_raw_parts(src as *const u32, count),
                 );
-                d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
-            }
-            Elem::I64 => {
-                let (d, s) = (
-                    std::slice::from_raw_parts_mut(dst as *mut i64, count),
-                    std::slice::from_raw_parts(src as *const i64, count),
-                );
-                d.iter_mut().zip(s).for_each(|(d, s)| *d = d.wrapping_add(*s));
+                d.iter_mut().zip(s).for_each(|(d, s)| *d = op.combine(elem, *d as u64, *s as u64) as u32);
             }
         }
     }
@@ -756,6 +750,38 @@ mod tests {
     }
 
     #[test]
+    fn private_buffers_are_combined_in_with_their_operator() {
+        let combined = |op: ReduceOp, dst: &[f64], src: &[f64]| {
+            let mut d = dst.to_vec();
+            // SAFETY: both hold `d.len()` elements.
+            unsafe { combine_into(op, Elem::F64, d.as_mut_ptr() as *mut u8, src.as_ptr() as *const u8, d.len()) };
+            d
+        };
+        assert_eq!(combined(ReduceOp::Add, &[1.0, 2.0], &[0.5, -2.0]), [1.5, 0.0]);
+        assert_eq!(combined(ReduceOp::Max, &[1.0, 2.0], &[0.5, 3.0]), [1.0, 3.0]);
+        assert_eq!(combined(ReduceOp::Min, &[1.0, 2.0], &[0.5, 3.0]), [0.5, 2.0]);
+        assert_eq!(combined(ReduceOp::Mul, &[1.0, 2.0], &[0.5, 3.0]), [0.5, 6.0]);
+        // A private buffer nothing combined into changes nothing.
+        for op in [ReduceOp::Add, ReduceOp::Mul, ReduceOp::Min, ReduceOp::Max] {
+            let neutral = [f64::from_bits(op.neutral(Elem::F64)); 3];
+            let bits: Vec<u64> = combined(op, &[1.0, -0.0, 7.5], &neutral).iter().map(|x| x.to_bits()).collect();
+            assert_eq!(bits, [1.0f64, -0.0, 7.5].map(f64::to_bits), "{op:?}");
+        }
+        // Two `f32`s to a word, each combined on its own.
+        let mut d = [1.0f32, 5.0];
+        let s = [4.0f32, 2.0];
+        // SAFETY: both hold two elements.
+        unsafe { combine_into(ReduceOp::Max, Elem::F32, d.as_mut_ptr() as *mut u8, s.as_ptr() as *const u8, 2) };
+        assert_eq!(d, [4.0, 5.0]);
+        let mut i = [3i64, -4];
+        // SAFETY: both hold two elements.
+        unsafe {
+            combine_into(ReduceOp::Min, Elem::I64, i.as_mut_ptr() as *mut u8, [5i64, -9].as_ptr() as *const u8, 2)
+        };
+        assert_eq!(i, [3, -9]);
+    }
+
+    #[test]
     fn chunk_plans_depend_on_sizes_and_for_maps_on_time() {
         let seg = Segment {
             code: 0,
@@ -770,8 +796,10 @@ mod tests {
         // At most 1024 chunks, whatever the compiler estimated.
         assert_eq!(plan(&seg, &[0, 0, 0], 1_000_000, 0, None), (977, 1024));
         assert_eq!(plan(&seg, &[0, 0, 0], 95, 3, None), (3, 32));
-        let acc =
-            Segment { accumulators: vec![Accumulator { word: 2, count_word: 2, elem: Elem::F64 }], ..seg.clone() };
+        let acc = Segment {
+            accumulators: vec![Accumulator { word: 2, count_word: 2, elem: Elem::F64, op: ReduceOp::Add }],
+            ..seg.clone()
+        };
         // At most 16 chunks of a loop that adds into buffers.
         assert_eq!(plan(&acc, &[0, 0, 4], 1000, 0, None), (63, 16));
         // A map (nothing to combine) is cut by time, at least four chunks

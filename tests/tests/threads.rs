@@ -250,6 +250,40 @@ fn a_map_reading_an_earlier_buffer_of_its_allocation_runs_in_parallel() {
     json_close(&native, &interp, 1e-12, "f").unwrap();
 }
 
+/// A histogram with `max`, `min` or `*` runs in parallel like reverse
+/// mode's `+=`: later chunks combine into private buffers that start at the
+/// operator's neutral element (Note [Parallel segments]), and every thread
+/// count gives the same bits.
+#[test]
+fn histograms_of_every_combining_operator_run_in_parallel() {
+    // The values lie on the other side of the destination's from the
+    // neutral element, so a private buffer started anywhere else would show.
+    let src = "entry hmax [m] (is: [m]i64) (vs: [m]f64) : [64]f64 = reduce_by_index (replicate 64 (-5.0)) max (-1.0e300) is vs\n\
+               entry hmin [m] (is: [m]i64) (ks: [m]i64) : [64]i64 = reduce_by_index (replicate 64 5000) min 1000000 is ks\n\
+               entry hmul [m] (is: [m]i64) (vs: [m]f64) : [64]f64 = reduce_by_index (replicate 64 1.0) (*) 1.0 is vs";
+    let program = Program::compile("hist.slope", src, &file_loader).expect("compiles");
+    let parallel = program.emit("parallel", None).expect("prints");
+    for op in ["Max F64", "Min I64", "Mul F64"] {
+        assert!(parallel.contains(&format!("accumulators [{op} w")), "{op}:\n{parallel}");
+    }
+    let n = 30_000;
+    let is: Vec<i64> = (0..n).map(|i| (i * 7919) % 70 - 3).collect();
+    let vs: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 / 100.0 - 2.0).collect();
+    let ks: Vec<i64> = (0..n).map(|i| (i * 131) % 1000 + 1).collect();
+    // Products of values near 1, so that they stay finite.
+    let near_one: Vec<f64> = vs.iter().map(|v| 1.0 + v / 1000.0).collect();
+    for (entry, input) in [
+        ("hmax", serde_json::json!({ "is": is, "vs": vs })),
+        ("hmin", serde_json::json!({ "is": is, "ks": ks })),
+        ("hmul", serde_json::json!({ "is": is, "vs": near_one })),
+    ] {
+        agree(&program, "histogram", entry, &input);
+        let native = outcome(&program, entry, &input).expect("runs");
+        let interp = program.call_json_on(Engine::Interp, entry, &input).expect("runs");
+        json_close(&native, &interp, 1e-12, entry).unwrap();
+    }
+}
+
 /// The same loop lowered twice (a function called in both branches) is one
 /// segment called from both places (Note [One site per error] in
 /// loops/lower.rs): the errors are the interpreter's in either branch.

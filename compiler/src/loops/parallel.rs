@@ -51,10 +51,12 @@ use std::collections::BTreeSet;
 //   allocates its own. A buffer the body only reads is shared. A buffer
 //   written through one pointer `b` either (slots) only at `b[i]`, or by
 //   copying `c` elements to `&b[i * c]`, for the loop index `i` — each
-//   iteration its own slot — or (accumulators) only by `b[k] = b[k] + x`
-//   for any `k`, when `b` is the allocation itself and its size is known:
-//   later chunks add into private buffers that are added in afterwards, in
-//   chunk order. Anything else — a parameter's memory written, a pointer
+//   iteration its own slot — or (accumulators, a histogram) only by
+//   `b[k] = b[k] op x` for any `k`, one `op` of `+ * min max` for the
+//   buffer, when `b` is the allocation itself and its size is known: later
+//   chunks combine into private buffers that start at `op`'s neutral element
+//   and are combined in afterwards, in chunk order (`reduce_by_index` with
+//   `max` as well as reverse mode's `+=`). Anything else — a parameter's memory written, a pointer
 //   read from memory next to a written buffer, a write at another index —
 //   keeps the loop sequential.
 // - **The arena.** A `Mark` taken before the loop for a `Release` inside it
@@ -303,8 +305,8 @@ struct Plan {
     reductions: Vec<(LVar, ReduceOp, Elem)>,
     /// Variables only the first iteration assigns (Note [The first iteration]).
     firsts: Vec<LVar>,
-    /// `(buffer variable, its element count, elem)`.
-    accumulators: Vec<(LVar, Operand, Elem)>,
+    /// `(buffer variable, its element count, how it is combined into)`.
+    accumulators: Vec<(LVar, Operand, Combined)>,
     /// Variables defined before the loop that the segment defines again:
     /// scratch buffers (`Alloc`) and arena marks.
     private: Vec<(LVar, Rhs)>,
@@ -482,6 +484,17 @@ fn read_before_assigned(
     false
 }
 
+/// The runtime's operator for `op`, when it can combine partial results.
+fn combining(op: BinOp) -> Option<ReduceOp> {
+    match op {
+        BinOp::Add => Some(ReduceOp::Add),
+        BinOp::Mul => Some(ReduceOp::Mul),
+        BinOp::Min => Some(ReduceOp::Min),
+        BinOp::Max => Some(ReduceOp::Max),
+        _ => None,
+    }
+}
+
 /// `acc` as a reduction of the loop `body`: `t = acc op x; acc = t` or
 /// `acc = acc op x` at the top level, `acc` read nowhere else in the body.
 fn reduction(f: &Func, body: &[Inst], inside: &HashMap<LVar, usize>, acc: LVar) -> Option<(LVar, ReduceOp, Elem)> {
@@ -492,13 +505,7 @@ fn reduction(f: &Func, body: &[Inst], inside: &HashMap<LVar, usize>, acc: LVar) 
         MTy::Bool => return None,
     };
     let op_of = |rhs: &Rhs| match rhs {
-        Rhs::Binary(op, a, b) if (*a == Operand::Var(acc)) != (*b == Operand::Var(acc)) => match op {
-            BinOp::Add => Some(ReduceOp::Add),
-            BinOp::Mul => Some(ReduceOp::Mul),
-            BinOp::Min => Some(ReduceOp::Min),
-            BinOp::Max => Some(ReduceOp::Max),
-            _ => None,
-        },
+        Rhs::Binary(op, a, b) if (*a == Operand::Var(acc)) != (*b == Operand::Var(acc)) => combining(*op),
         _ => None,
     };
     let count = |v: LVar| inside.get(&v).copied().unwrap_or(0);
@@ -525,9 +532,12 @@ fn reduction(f: &Func, body: &[Inst], inside: &HashMap<LVar, usize>, acc: LVar) 
     None
 }
 
+/// How an accumulator's elements are combined: `b[k] = b[k] op x` on `elem`.
+type Combined = (Elem, ReduceOp);
+
 /// What the memory analysis found.
 struct Memory {
-    accumulators: Vec<(LVar, Operand, Elem)>,
+    accumulators: Vec<(LVar, Operand, Combined)>,
     private: Vec<(LVar, Rhs)>,
 }
 
@@ -538,9 +548,10 @@ struct Touches {
     written: bool,
     /// Every access is at the loop index (or a copy into its slot).
     slot: bool,
-    /// Every access is part of `b[k] = b[k] + x`, all of element type `elem`.
+    /// Every access is part of `b[k] = b[k] op x`, all of one element type
+    /// and one `op`: `combined`.
     accumulate: bool,
-    elem: Option<Elem>,
+    combined: Option<Combined>,
 }
 
 /// The memory side of Note [Parallel segments]; `None` when a buffer
@@ -580,7 +591,7 @@ fn memory(
     let mut unknown_base = false;
     let mut scratch = BTreeSet::new();
     let mut bad: Option<String> = None;
-    let mut access = |base: Operand, write: bool, slot: bool, acc: Option<Elem>| {
+    let mut access = |base: Operand, write: bool, slot: bool, acc: Option<Combined>| {
         let Some(b) = base.var() else {
             bad = Some("it addresses a constant".into());
             return;
@@ -611,13 +622,13 @@ fn memory(
                         written: false,
                         slot: true,
                         accumulate: true,
-                        elem: None,
+                        combined: None,
                     });
                     e.bases.insert(b);
                     e.written |= write;
                     e.slot &= slot;
                     match acc {
-                        Some(a) if e.elem.is_none_or(|x| x == a) => e.elem = Some(a),
+                        Some(a) if e.combined.is_none_or(|x| x == a) => e.combined = Some(a),
                         _ => e.accumulate = false,
                     }
                 }
@@ -679,7 +690,7 @@ fn memory(
             continue;
         }
         let why = || format!("buffer `{}` is written at indices other iterations may touch", f.var_name(v));
-        let elem = e.elem.filter(|_| e.accumulate).ok_or_else(why)?;
+        let combined = e.combined.filter(|_| e.accumulate).ok_or_else(why)?;
         let count = match info.lets.get(&v) {
             Some(Rhs::Alloc { count, .. }) if info.stable(Operand::Var(v)) && info.stable(*count) => *count,
             _ => return Err(format!("accumulated buffer `{}` has no size known before the loop", f.var_name(v))),
@@ -687,7 +698,7 @@ fn memory(
         if base != v {
             return Err(format!("accumulated buffer `{}` is reached through `{}`", f.var_name(v), f.var_name(base)));
         }
-        accumulators.push((v, count, elem));
+        accumulators.push((v, count, combined));
     }
     if any_written && unknown_base {
         return Err("it reads through a pointer that may point into a buffer it writes".into());
@@ -728,29 +739,31 @@ fn memory(
     Ok(Memory { accumulators, private })
 }
 
-/// The accumulations `old = load b[k]; new = old + x; store b[k] = new` in
-/// `body`, by both `old` and `new` (each read exactly once, where shown).
-fn accumulations(body: &[Inst], uses: &HashMap<LVar, usize>, info: &Facts) -> HashMap<LVar, Elem> {
+/// The accumulations `old = load b[k]; new = old op x; store b[k] = new` in
+/// `body`, `op` one the runtime combines, by both `old` and `new` (each read
+/// exactly once, where shown).
+fn accumulations(body: &[Inst], uses: &HashMap<LVar, usize>, info: &Facts) -> HashMap<LVar, Combined> {
     let mut loads: HashMap<LVar, (Operand, Operand, MTy)> = HashMap::default();
-    // `new ↦ [old]`: both operands of `new = a + b` may be loads.
-    let mut adds: HashMap<LVar, Vec<LVar>> = HashMap::default();
+    // `new ↦ (op, [old])`: both operands of `new = a op b` may be loads.
+    let mut combines: HashMap<LVar, (ReduceOp, Vec<LVar>)> = HashMap::default();
     let mut out = HashMap::default();
     let once = |v: LVar| uses.get(&v) == Some(&1) && info.uses.get(&v) == Some(&1);
     for_each_inst(body, &mut |i| match i {
         Inst::Let(old, Rhs::Load { base, index, elem }) if once(*old) => {
             loads.insert(*old, (*base, *index, *elem));
         }
-        Inst::Let(new, Rhs::Binary(BinOp::Add, a, b)) if once(*new) => {
+        Inst::Let(new, Rhs::Binary(op, a, b)) if once(*new) => {
+            let Some(op) = combining(*op) else { return };
             for (o, x) in [(a, b), (b, a)] {
                 if let Some(old) = o.var().filter(|o| loads.contains_key(o)) {
                     if *x != Operand::Var(old) {
-                        adds.entry(*new).or_default().push(old);
+                        combines.entry(*new).or_insert((op, Vec::new())).1.push(old);
                     }
                 }
             }
         }
         Inst::Store { base, index, value: Operand::Var(new), elem } => {
-            let Some(olds) = adds.get(new) else { return };
+            let Some((op, olds)) = combines.get(new) else { return };
             let el = match elem {
                 MTy::F64 => Elem::F64,
                 MTy::F32 => Elem::F32,
@@ -758,8 +771,8 @@ fn accumulations(body: &[Inst], uses: &HashMap<LVar, usize>, info: &Facts) -> Ha
                 MTy::Bool => return,
             };
             if let Some(&old) = olds.iter().find(|o| loads[o] == (*base, *index, *elem)) {
-                out.insert(old, el);
-                out.insert(*new, el);
+                out.insert(old, (el, *op));
+                out.insert(*new, (el, *op));
             }
         }
         _ => {}
@@ -811,12 +824,12 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, inline: bool, segments: &m
         args.push(Operand::Var(c));
     }
     let mut accumulators = Vec::new();
-    for &(v, count, elem) in &plan.accumulators {
+    for &(v, count, (elem, op)) in &plan.accumulators {
         let word = 2 + plan.captures.iter().position(|&c| c == v).expect("an accumulator's buffer is an argument");
         let n = seg.fresh("count", MTy::I64);
         seg.params.push(n);
         args.push(count);
-        accumulators.push(rt::Accumulator { word, count_word: seg.params.len() - 1, elem });
+        accumulators.push(rt::Accumulator { word, count_word: seg.params.len() - 1, elem, op });
     }
     seg.param_leaves = seg.params.iter().map(|&p| Leaf { elem: seg.ty(p), rank: 0 }).collect();
     let mut reductions = Vec::new();

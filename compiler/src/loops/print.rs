@@ -37,7 +37,7 @@ pub fn print_program(p: &super::Program, only_called: bool) -> String {
             .plan
             .accumulators
             .iter()
-            .map(|a| format!("{:?} w{} ({} elements)", a.elem, a.word, show(&[a.count_word])))
+            .map(|a| format!("{:?} {:?} w{} ({} elements)", a.op, a.elem, a.word, show(&[a.count_word])))
             .collect();
         let mut text = format!(
             "-- segment{k}: chunks of {} iterations; reductions [{}]; accumulators [{}]\n",
