@@ -62,6 +62,18 @@ pub struct Reduction {
     pub elem: Elem,
 }
 
+/// A buffer the loop stores a reduction's running value into, at the loop
+/// index (`t = acc op x; b[i] = t; acc = t`: an inclusive scan): reduction
+/// number `reduction` of the segment, buffer pointer at argument word
+/// `word`, elements of the reduction's type. After the chunks ran, each
+/// chunk's part of the buffer has the totals of the chunks before it
+/// combined in (Note [Scans] in the compiler's loops/parallel.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scan {
+    pub reduction: usize,
+    pub word: usize,
+}
+
 /// A buffer the loop only combines into (`b[i] = b[i] op x`, any `i`: a
 /// histogram, or reverse mode's `+=`): its pointer is argument word `word`,
 /// its element count word `count_word`. Chunks after the first combine into
@@ -90,6 +102,7 @@ pub struct Segment {
     pub chunk: i64,
     /// The first results of the segment function, in order.
     pub reductions: Vec<Reduction>,
+    pub scans: Vec<Scan>,
     pub accumulators: Vec<Accumulator>,
     /// Argument words of variables only the loop's first iteration assigns
     /// (a result allocated there): the segment function's results after the
@@ -228,6 +241,11 @@ fn next_overhead(old: u64, wall: u128, work: u128, busy: usize) -> u64 {
 /// Chunks per round (at least four per thread): a round ends with every
 /// thread waiting for the slowest, so rounds are long.
 const ROUND_CHUNKS: i64 = 4096;
+
+/// The bytes of scan results a round of chunks writes, at most (but at
+/// least two chunks per thread): the round's results are corrected while
+/// they are still in the last-level cache (Note [Scans] in the compiler).
+const SCAN_ROUND_BYTES: i64 = 4 << 20;
 
 /// The most chunks of any loop: the compiler's estimate of an iteration's
 /// cost can be far too high (it assumes 16 trips of an inner loop of unknown
@@ -630,7 +648,17 @@ pub unsafe extern "C" fn slope_parallel_for(
     // chunks before it succeeded, so its failure is the first in index
     // order). Rounds bound the memory of a loop of billions of chunks.
     let pool = (threads > 1 && worth_it).then(|| pool(threads)).flatten();
-    let round = ROUND_CHUNKS.max(4 * threads as i64);
+    let round = match &pool {
+        _ if seg.scans.is_empty() => ROUND_CHUNKS.max(4 * threads as i64),
+        // A scan's chunks are corrected while their part of the result is
+        // still in cache: on one thread each right after it ran, on the
+        // pool a round of about `SCAN_ROUND_BYTES` at a time.
+        None => 1,
+        Some(_) => {
+            let bytes: i64 = seg.scans.iter().map(|s| seg.reductions[s.reduction].elem.bytes()).sum();
+            (SCAN_ROUND_BYTES / chunk.saturating_mul(bytes).max(1)).clamp(2 * threads as i64, ROUND_CHUNKS)
+        }
+    };
     let mut totals: Vec<u64> = Vec::new();
     let mut work = 0;
     let mut first = 0;
@@ -640,10 +668,12 @@ pub unsafe extern "C" fn slope_parallel_for(
             Some(pool) => pool.install(|| (first..last).into_par_iter().map(run).collect()),
             None => (first..last).map(run).collect(),
         };
+        // What the chunks before each chunk of the round add up to, for its scans.
+        let mut offsets: Vec<(i64, Vec<u64>)> = Vec::new();
         let most_peak = outcomes.iter().map(|o| o.peak).max().unwrap_or(0);
         let private_bytes: usize = private.iter().flatten().map(|b| b.len() * 8).sum();
         ctx.note_peak(most_peak * threads.min(outcomes.len()) + private_bytes);
-        for o in outcomes {
+        for (k, o) in (first..last).zip(outcomes) {
             work += o.work;
             if o.status != 0 {
                 if let Some((site, fail_args)) = o.failure {
@@ -654,10 +684,27 @@ pub unsafe extern "C" fn slope_parallel_for(
             if totals.is_empty() {
                 totals = o.results;
             } else {
+                if !seg.scans.is_empty() {
+                    offsets.push((k, totals.clone()));
+                }
                 for ((t, r), v) in totals.iter_mut().zip(&seg.reductions).zip(o.results) {
                     *t = r.op.combine(r.elem, *t, v);
                 }
             }
+        }
+        let chunk_range = |k: i64| (start + k * chunk, (start + k * chunk).saturating_add(chunk).min(bound));
+        let offset_chunk = |(k, offset): &(i64, Vec<u64>)| {
+            let (lo, hi) = chunk_range(*k);
+            for s in &seg.scans {
+                let r = seg.reductions[s.reduction];
+                // SAFETY: the loop stored to every index of lo..hi of this
+                // buffer (Note [Scans]); chunks are disjoint ranges of it.
+                unsafe { combine_range(r.op, r.elem, offset[s.reduction], args[s.word] as *mut u8, lo, hi) };
+            }
+        };
+        match &pool {
+            Some(pool) if offsets.len() > 1 => pool.install(|| offsets.par_iter().for_each(offset_chunk)),
+            _ => offsets.iter().for_each(offset_chunk),
         }
         first = last;
     }
@@ -695,6 +742,26 @@ fn run_whole(ctx: &mut Ctx, seg: &Segment, f: Code, args: &mut [u64], start: i64
         }
     }
     status
+}
+
+/// `buf[i] = offset op buf[i]` for `lo <= i < hi`.
+///
+/// # Safety
+/// `buf` points to at least `hi` elements of type `elem`, `0 <= lo`.
+unsafe fn combine_range(op: ReduceOp, elem: Elem, offset: u64, buf: *mut u8, lo: i64, hi: i64) {
+    let (lo, n) = (lo as usize, (hi - lo).max(0) as usize);
+    unsafe {
+        match elem {
+            Elem::F64 | Elem::I64 => {
+                let b = std::slice::from_raw_parts_mut((buf as *mut u64).add(lo), n);
+                b.iter_mut().for_each(|x| *x = op.combine(elem, offset, *x));
+            }
+            Elem::F32 => {
+                let b = std::slice::from_raw_parts_mut((buf as *mut u32).add(lo), n);
+                b.iter_mut().for_each(|x| *x = op.combine(elem, offset, *x as u64) as u32);
+            }
+        }
+    }
 }
 
 /// `dst[i] = dst[i] op src[i]` for `i < count`.
@@ -788,6 +855,7 @@ mod tests {
             words: 3,
             chunk: 10,
             reductions: vec![],
+            scans: vec![],
             accumulators: vec![],
             firsts: vec![],
             observed: Observed::default(),

@@ -284,6 +284,42 @@ fn histograms_of_every_combining_operator_run_in_parallel() {
     }
 }
 
+/// A scan runs in parallel in two passes (Note [Scans] in loops/parallel.rs):
+/// chunks scan their own elements, then each chunk's part of the result has
+/// the totals of the chunks before it combined in. Every thread count gives
+/// the same bits; min, max and integer scans are exactly the interpreter's.
+#[test]
+fn scans_run_in_parallel() {
+    let src = "entry sum_scan [m] (vs: [m]f64) : [m]f64 = scan (+) 0.0 vs\n\
+               entry max_scan [m] (vs: [m]f64) : [m]f64 = scan max (-1.0e300) (map (\\v -> v * 2.0) vs)\n\
+               entry int_scan [m] (ks: [m]i64) : [m]i64 = scan (+) 0 ks\n\
+               entry product_scan [m] (vs: [m]f64) : [m]f64 = scan (*) 1.0 (map (\\v -> 1.0 + v / 1000.0) vs)\n\
+               -- The running value is not what the loop stores: stays sequential.\n\
+               entry shifted [m] (vs: [m]f64) : [m]f64 = map (\\s -> s + 1.0) (scan (+) 0.0 vs)";
+    let program = Program::compile("scan.slope", src, &file_loader).expect("compiles");
+    let parallel = program.emit("parallel", None).expect("prints");
+    assert_eq!(parallel.matches("; scans [w").count(), 4, "{parallel}");
+    let n = 30_000;
+    let vs: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+    let ks: Vec<i64> = (0..n).map(|i| (i * 131) % 1000 - 500).collect();
+    for (entry, input, exact) in [
+        ("sum_scan", serde_json::json!({ "vs": vs }), false),
+        ("max_scan", serde_json::json!({ "vs": vs }), true),
+        ("int_scan", serde_json::json!({ "ks": ks }), true),
+        ("product_scan", serde_json::json!({ "vs": vs }), false),
+        ("shifted", serde_json::json!({ "vs": vs }), false),
+    ] {
+        agree(&program, "scan", entry, &input);
+        let native = outcome(&program, entry, &input).expect("runs");
+        let interp = program.call_json_on(Engine::Interp, entry, &input).expect("runs");
+        if exact {
+            assert_eq!(native, interp, "{entry}");
+        } else {
+            json_close(&native, &interp, 1e-12, entry).unwrap();
+        }
+    }
+}
+
 /// The same loop lowered twice (a function called in both branches) is one
 /// segment called from both places (Note [One site per error] in
 /// loops/lower.rs): the errors are the interpreter's in either branch.

@@ -43,7 +43,8 @@ use std::collections::BTreeSet;
 //   reductions: `t = acc op x; acc = t` (or `acc = acc op x`) at the body's
 //   top level, `acc` read nowhere else in the body, `op` one of `+ * min
 //   max` on f64, f32 or i64. Their totals come back as the `Parallel`'s
-//   results.
+//   results. A reduction may also store its running value at the loop
+//   index of a buffer: a scan (Note [Scans]).
 // - **Memory, by points-to (`opt/alias.rs`).** A buffer the body allocates
 //   is private to the iteration. A buffer lowering hoisted out of the loop
 //   (`Alloc { hoisted: true }`, Note [Hoisted buffers] in lower.rs) is
@@ -75,6 +76,25 @@ use std::collections::BTreeSet;
 // and losing; accumulators in such loops (ode's reverse sweep, `b[i-1] +=
 // …` into 100,000-element adjoints) made it 8× slower, each chunk adding a
 // private copy of the whole buffer per outer iteration.
+//
+// Note [Scans]
+// ~~~~~~~~~~~~
+// Lowering writes `scan op ne xs` as a reduction that stores its running
+// value: `t = acc op x; out[j] = t; acc = t`. Such a loop runs in parallel
+// in two passes over chunks cut by size, as reductions are (Note
+// [Deterministic chunks] in the runtime): every chunk runs the loop as it
+// is — the first from `acc`'s value before the loop, the others from `op`'s
+// neutral element — so each chunk leaves the scan of its own elements in
+// its part of `out`, and its total; then, in chunk order, the runtime
+// combines the totals into each chunk's offset (the totals of the chunks
+// before it) and combines that offset into every element of the chunk's
+// part of `out` (`Scan` in runtime/src/parallel.rs), chunks in parallel.
+// Only a store of `t` itself, at the loop index, at the top level of the
+// body (so every iteration stores) qualifies: `out[j] = g t`, or a store
+// only some iterations make, cannot be corrected by combining an offset in.
+// As for sums, a float `+` or `*` scan over several chunks is associated
+// differently from the sequential loop (the same for every thread count);
+// `min`, `max` and integer scans are exact.
 //
 // Note [Earlier buffers of an allocation]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -301,8 +321,11 @@ fn short(inst: &Inst, info: &Facts) -> bool {
 struct Plan {
     /// Variables the body reads but does not assign: the segment's arguments.
     captures: Vec<LVar>,
-    /// `(acc, op, elem)`.
-    reductions: Vec<(LVar, ReduceOp, Elem)>,
+    /// `(acc, op, elem)`, in variable order.
+    reductions: Vec<Reduction>,
+    /// `(acc, buffer)`: reductions whose running value every iteration
+    /// stores at its index of the buffer (Note [Scans]).
+    scans: Vec<(LVar, LVar)>,
     /// Variables only the first iteration assigns (Note [The first iteration]).
     firsts: Vec<LVar>,
     /// `(buffer variable, its element count, how it is combined into)`.
@@ -332,14 +355,16 @@ fn analyse(f: &Func, pt: &PointsTo, info: &Facts, before: &[Inst], inst: &Inst) 
     // reason a loop stays sequential are the same on every run.
     let mut carried: Vec<LVar> = carried.into_iter().collect();
     carried.sort_unstable();
-    let reductions: Vec<(LVar, ReduceOp, Elem)> = carried
+    let found: Vec<(Reduction, Option<LVar>)> = carried
         .iter()
         .filter(|v| !firsts.contains(v))
         .map(|&acc| {
-            reduction(f, body, &inside.uses, acc)
+            reduction(f, body, &inside.uses, acc, *index)
                 .ok_or_else(|| format!("`{}` is carried from one iteration to the next", f.var_name(acc)))
         })
         .collect::<Result<_, _>>()?;
+    let scans: Vec<(LVar, LVar)> = found.iter().filter_map(|(r, b)| b.map(|b| (r.0, b))).collect();
+    let reductions: Vec<Reduction> = found.into_iter().map(|(r, _)| r).collect();
     let accs: HashSet<LVar> = reductions.iter().map(|r| r.0).collect();
     let mut assigned_in_order: Vec<LVar> = assigned.iter().copied().collect();
     assigned_in_order.sort_unstable();
@@ -373,6 +398,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &Facts, before: &[Inst], inst: &Inst) 
     Ok(Plan {
         captures: captures.into_iter().collect(),
         reductions,
+        scans,
         firsts,
         accumulators: memory.accumulators,
         private: memory.private,
@@ -484,6 +510,9 @@ fn read_before_assigned(
     false
 }
 
+/// A scalar reduction: `(acc, op, elem)`.
+type Reduction = (LVar, ReduceOp, Elem);
+
 /// The runtime's operator for `op`, when it can combine partial results.
 fn combining(op: BinOp) -> Option<ReduceOp> {
     match op {
@@ -496,8 +525,17 @@ fn combining(op: BinOp) -> Option<ReduceOp> {
 }
 
 /// `acc` as a reduction of the loop `body`: `t = acc op x; acc = t` or
-/// `acc = acc op x` at the top level, `acc` read nowhere else in the body.
-fn reduction(f: &Func, body: &[Inst], inside: &HashMap<LVar, usize>, acc: LVar) -> Option<(LVar, ReduceOp, Elem)> {
+/// `acc = acc op x` at the top level, `acc` read nowhere else in the body —
+/// or a scan: `t = acc op x; b[index] = t; acc = t`, the store at the top
+/// level too (every iteration makes it), `t` read nowhere else; then also
+/// the buffer `b` (Note [Scans]).
+fn reduction(
+    f: &Func,
+    body: &[Inst],
+    inside: &HashMap<LVar, usize>,
+    acc: LVar,
+    index: LVar,
+) -> Option<(Reduction, Option<LVar>)> {
     let elem = match f.ty(acc) {
         MTy::F64 => Elem::F64,
         MTy::F32 => Elem::F32,
@@ -521,12 +559,26 @@ fn reduction(f: &Func, body: &[Inst], inside: &HashMap<LVar, usize>, acc: LVar) 
         let Inst::Let(t, rhs) = i else { continue };
         let Some(op) = op_of(rhs) else { continue };
         if *t == acc {
-            return Some((acc, op, elem));
+            return Some(((acc, op, elem), None));
         }
-        let assigns_t =
-            body[k + 1..].iter().any(|j| matches!(j, Inst::Let(a, Rhs::Use(Operand::Var(u))) if *a == acc && u == t));
-        if assigns_t && count(*t) == 1 && defs_in(*t) == 1 {
-            return Some((acc, op, elem));
+        let later = &body[k + 1..];
+        let assigns_t = later.iter().any(|j| matches!(j, Inst::Let(a, Rhs::Use(Operand::Var(u))) if *a == acc && u == t));
+        if !assigns_t || defs_in(*t) != 1 {
+            continue;
+        }
+        if count(*t) == 1 {
+            return Some(((acc, op, elem), None));
+        }
+        let stored = later.iter().find_map(|j| match j {
+            Inst::Store { base: Operand::Var(b), index: Operand::Var(i), value: Operand::Var(v), elem: e }
+                if *i == index && v == t && *e == f.ty(acc) =>
+            {
+                Some(*b)
+            }
+            _ => None,
+        });
+        if let (2, Some(b)) = (count(*t), stored) {
+            return Some(((acc, op, elem), Some(b)));
         }
     }
     None
@@ -837,6 +889,12 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, inline: bool, segments: &m
         let word = 2 + plan.captures.iter().position(|&c| c == acc).expect("an accumulator is an argument");
         reductions.push(rt::Reduction { word, op, elem });
     }
+    let scans = (plan.scans.iter())
+        .map(|&(acc, b)| rt::Scan {
+            reduction: plan.reductions.iter().position(|r| r.0 == acc).expect("a scan's reduction"),
+            word: 2 + plan.captures.iter().position(|&c| c == b).expect("a scanned buffer is an argument"),
+        })
+        .collect();
     // The body, renamed into the segment's variables.
     let mut all = BTreeSet::new();
     for_each_inst(&body, &mut |i| {
@@ -878,7 +936,7 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, inline: bool, segments: &m
     let words = seg.params.len();
     let firsts = plan.firsts.iter().map(|v| 2 + plan.captures.iter().position(|c| c == v).expect("captured")).collect();
     let new =
-        Segment { func: seg, plan: rt::Segment { code: 0, words, chunk, reductions, accumulators, firsts, observed } };
+        Segment { func: seg, plan: rt::Segment { code: 0, words, chunk, reductions, scans, accumulators, firsts, observed } };
     // A loop outlined before with the same code is that segment again (Note
     // [One site per error] in lower.rs): compiled once, called from both.
     let segment = match segments.iter().position(|old| old.plan == new.plan && same_code(&old.func, &new.func)) {

@@ -39,10 +39,13 @@ pub fn print_program(p: &super::Program, only_called: bool) -> String {
             .iter()
             .map(|a| format!("{:?} {:?} w{} ({} elements)", a.op, a.elem, a.word, show(&[a.count_word])))
             .collect();
+        let scans: Vec<String> =
+            s.plan.scans.iter().map(|c| format!("w{} into w{}", s.plan.reductions[c.reduction].word, c.word)).collect();
         let mut text = format!(
-            "-- segment{k}: chunks of {} iterations; reductions [{}]; accumulators [{}]\n",
+            "-- segment{k}: chunks of {} iterations; reductions [{}]; scans [{}]; accumulators [{}]\n",
             s.plan.chunk,
             reductions.join(", "),
+            scans.join(", "),
             accumulators.join(", ")
         );
         text.push_str(&print_func(&s.func));
