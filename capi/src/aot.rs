@@ -353,11 +353,12 @@ fn run(entries: &[Entry], index: usize, code: Code, values: &[Value], ctx: &mut 
     // call; `results` has a word per result word.
     let status = unsafe { code(words.as_ptr(), results.as_mut_ptr(), ctx) };
     if status != 0 {
-        let failed = entries.get(ctx.take_failed_in().map_or(index, |k| k as usize));
-        return Err(match (ctx.take_failure(), failed) {
-            (Some((site, args)), Some(failed)) if (site as usize) < failed.sites.len() => {
-                let s = &failed.sites[site as usize];
-                let message = s.message.render(&args);
+        let failure = ctx.take_failure();
+        let failed = failure.as_ref().and_then(|f| entries.get(f.function_or(index)));
+        return Err(match (failure, failed) {
+            (Some(failure), Some(failed)) if (failure.site as usize) < failed.sites.len() => {
+                let s = &failed.sites[failure.site as usize];
+                let message = s.message.render(&failure.args);
                 SlopeError::new(&s.code, &message, &s.rendered.around(&message))
             }
             (other, _) => plain("E0900", format!("internal compiler error: native code failed with {other:?}")),

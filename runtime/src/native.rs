@@ -112,6 +112,26 @@ pub const CACHE_BYTES: usize = 256 << 20;
 /// The most freed blocks a [`Ctx`] keeps (an allocation searches them).
 const CACHE_BLOCKS: usize = 256;
 
+/// What a failed call of generated code recorded: the failure site (an
+/// index into the sites of the function it is in), the arguments its
+/// message is rendered from, and that function when it is not the one the
+/// host called but an entry that one called (by index in the program; the
+/// innermost such call).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub site: u32,
+    pub args: Vec<i64>,
+    pub function: Option<u32>,
+}
+
+impl Failure {
+    /// The index of the function whose sites `site` indexes, given the
+    /// index of the function the host called.
+    pub fn function_or(&self, called: usize) -> usize {
+        self.function.map_or(called, |k| k as usize)
+    }
+}
+
 impl Ctx {
     /// An empty context whose `while` loops fail after `while_limit` iterations.
     pub fn new(while_limit: i64) -> Ctx {
@@ -131,17 +151,11 @@ impl Ctx {
         }
     }
 
-    /// The failure the last call recorded, if any: its site and message arguments.
-    pub fn take_failure(&mut self) -> Option<(u32, Vec<i64>)> {
+    /// The failure the last call recorded, if any.
+    pub fn take_failure(&mut self) -> Option<Failure> {
+        let function = self.failed_in.take();
         let site = self.failure.take()?;
-        Some((site, std::mem::take(&mut self.fail_args)))
-    }
-
-    /// The function (by index in its program) whose site the last
-    /// failure is, when a call of another entry failed; `None` when it is
-    /// the called function's own.
-    pub fn take_failed_in(&mut self) -> Option<u32> {
-        self.failed_in.take()
+        Some(Failure { site, args: std::mem::take(&mut self.fail_args), function })
     }
 
     /// Frees every block and forgets any failure; the peak is kept.
@@ -153,11 +167,12 @@ impl Ctx {
         self.failed_in = None;
     }
 
-    /// Records a failure at `site` with its message arguments (a parallel
-    /// segment's, handed from the worker's context to the caller's).
-    pub fn set_failure(&mut self, site: u32, args: Vec<i64>) {
-        self.failure = Some(site);
-        self.fail_args = args;
+    /// Records `failure` (a parallel segment's, handed from the worker's
+    /// context to the caller's).
+    pub fn set_failure(&mut self, failure: Failure) {
+        self.failure = Some(failure.site);
+        self.fail_args = failure.args;
+        self.failed_in = failure.function;
     }
 
     /// Counts `bytes` held elsewhere on behalf of this call (workers' arenas,
@@ -768,22 +783,28 @@ mod tests {
             slope_fail_arg(&mut ctx, -1);
             slope_fail(&mut ctx, 3);
         }
-        assert_eq!(ctx.take_failure(), Some((3, vec![5, -1])));
+        assert_eq!(ctx.take_failure(), Some(Failure { site: 3, args: vec![5, -1], function: None }));
         assert_eq!(ctx.take_failure(), None);
     }
 
     #[test]
     fn the_innermost_failing_function_is_kept_until_reset() {
         let mut ctx = Ctx::new(10);
-        assert_eq!(ctx.take_failed_in(), None);
         unsafe {
+            slope_fail(&mut ctx, 1);
             slope_failed_in(&mut ctx, 2);
             slope_failed_in(&mut ctx, 5);
         }
-        assert_eq!(ctx.take_failed_in(), Some(2));
-        unsafe { slope_failed_in(&mut ctx, 4) };
+        let failure = ctx.take_failure().expect("a failure");
+        assert_eq!((failure.site, failure.function, failure.function_or(7)), (1, Some(2), 2));
+        unsafe {
+            slope_fail(&mut ctx, 0);
+            slope_failed_in(&mut ctx, 4);
+        }
         ctx.reset();
-        assert_eq!(ctx.take_failed_in(), None);
+        assert_eq!(ctx.take_failure(), None);
+        unsafe { slope_fail(&mut ctx, 0) };
+        assert_eq!(ctx.take_failure().map(|f| f.function_or(7)), Some(7), "the called function's own site");
     }
 
     #[test]

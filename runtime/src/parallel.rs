@@ -25,7 +25,7 @@
 //! - The failure reported is the one of the lowest-numbered failing chunk:
 //!   the first failure in index order, as in sequential execution.
 
-use crate::native::Ctx;
+use crate::native::{Ctx, Failure};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -453,7 +453,7 @@ thread_local! {
 /// What one chunk did.
 struct Outcome {
     status: i32,
-    failure: Option<(u32, Vec<i64>)>,
+    failure: Option<Failure>,
     results: Vec<u64>,
     peak: usize,
     /// How long the chunk ran, in nanoseconds.
@@ -676,8 +676,8 @@ pub unsafe extern "C" fn slope_parallel_for(
         for (k, o) in (first..last).zip(outcomes) {
             work += o.work;
             if o.status != 0 {
-                if let Some((site, fail_args)) = o.failure {
-                    ctx.set_failure(site, fail_args);
+                if let Some(failure) = o.failure {
+                    ctx.set_failure(failure);
                 }
                 return o.status;
             }

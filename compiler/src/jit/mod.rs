@@ -1472,14 +1472,15 @@ impl Native {
             // the dimensions next to them (the arena is not reset yet).
             0 => Ok((unsafe { result_vals(f, &results) }, nanoseconds)),
             s if i64::from(s) == INTERRUPTED => Err(error(Code::E0208, "interrupted".into())),
-            _ => Err(match (ctx.take_failure(), self.failing_function(f, ctx.take_failed_in())) {
-                (Some((site, args)), Some(f)) if (site as usize) < f.sites.len() => {
-                    let s = &f.sites[site as usize];
-                    RuntimeError { code: s.code, span: s.span, message: s.message.render(&args) }
-                }
-                (other, _) => {
-                    error(Code::E0900, format!("internal compiler error: native code failed with {other:?}"))
-                }
+            _ => Err(match ctx.take_failure() {
+                Some(failure) => match self.failing_function(f, failure.function) {
+                    Some(f) if (failure.site as usize) < f.sites.len() => {
+                        let s = &f.sites[failure.site as usize];
+                        RuntimeError { code: s.code, span: s.span, message: s.message.render(&failure.args) }
+                    }
+                    _ => error(Code::E0900, format!("internal compiler error: native code failed with {failure:?}")),
+                },
+                None => error(Code::E0900, format!("internal compiler error: native code failed with status {status}")),
             }),
         };
         self.last_peak.store(ctx.peak_bytes(), Ordering::Relaxed);
