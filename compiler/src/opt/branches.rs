@@ -42,11 +42,18 @@ use crate::ir::{Atom, Body, Expr, Stmt, Var};
 // (unlike moving code out of one branch, or out of a `map`).
 //
 // What must be the same for a failure to be reported the same: a statement
-// that may fail (not `guards::total` under the facts) is hoisted only when
-// its span, and those of the statements nested in it, are the same in both
-// branches — otherwise the then-branch's source would be named when the else
-// branch failed. Statements that cannot fail may differ in span: forward
-// mode gives its seeds the span of the `jacfwd`, which differs per branch.
+// that may fail is hoisted only when its span, and those of the statements
+// nested in it, are the same in both branches — otherwise the then-branch's
+// source would be named when the else branch failed. Statements that cannot
+// fail may differ in span: forward mode gives its seeds the span of the
+// `jacfwd`, which differs per branch. "Cannot fail" is `guards::total` from
+// the facts alone, without the function's top-level size checks
+// (`Cx::without_size_checks`): elsewhere the optimiser may count on a later
+// check to fail instead, but here the statement would fail before that
+// check, named at the wrong branch's source. One report can still change:
+// running out of memory in an allocation that cannot otherwise fail is
+// reported at the then-branch's copy of it (the same code and message, the
+// other branch's line).
 //
 // Two more conditions keep the optimiser's bookkeeping true: a pair whose
 // binders differ in being consumed by an `UpdateAt` (Note [Consumed arrays])
@@ -62,7 +69,7 @@ use crate::ir::{Atom, Body, Expr, Stmt, Var};
 pub(super) fn hoist_common(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
         let Expr::If { cond, then_body, else_body } = &s.expr else { return None };
-        let (n, renamed) = common_prefix(cx, then_body, else_body)?;
+        let (n, renamed) = cx.without_size_checks(|cx| common_prefix(cx, then_body, else_body))?;
         let rest = |b: &Body| Body { stmts: b.stmts[n..].to_vec().into(), result: b.result.clone() };
         let mut else_rest = rest(else_body);
         walk::substitute(&mut else_rest, &renamed);

@@ -246,6 +246,17 @@ impl<'v> Cx<'v> {
         &self.size_eqs
     }
 
+    /// `f` of this context with the facts alone, as if the function had no
+    /// top-level size checks: what a statement cannot fail on wherever it
+    /// runs, also on a path where a later check fails first (Note [Common
+    /// code of two branches] in `branches.rs`).
+    pub fn without_size_checks<R>(&mut self, f: impl FnOnce(&Cx) -> R) -> R {
+        let checks = std::mem::take(&mut self.size_eqs);
+        let out = f(self);
+        self.size_eqs = checks;
+        out
+    }
+
     /// Whether the statement binding `v` is tested again later (`ir::Program::recomputed`).
     pub fn is_recomputed(&self, v: Var) -> bool {
         self.recomputed.contains(&v)

@@ -381,6 +381,28 @@ fn hoist_common_keeps_a_failure_with_its_own_span_in_its_branch() {
     assert_ne!(then_body.stmts[0].span, else_body.stmts[0].span);
 }
 
+#[test]
+fn hoist_common_does_not_count_on_a_size_check_after_the_if() {
+    // `y[j]` cannot fail once `dot` has checked n == m, but that check runs
+    // after the `if`: with n > m the branch taken fails first, and its own
+    // line must be named, whatever the engine.
+    let src = "def dot [n] (x: [n]f64) (y: [n]f64) : f64 = sum (map2 (*) x y)\n\
+        entry f [n] (x: [n]f64) (y: []f64) (b: bool) : f64 =\n\
+        let r = if b\n\
+        then sum (map (\\j -> y[j]) (iota n))\n\
+        else 2.0 * sum (map (\\j -> y[j]) (iota n))\n\
+        in r + dot x y";
+    let p = Program::compile("t.slope", src, &no_files).unwrap();
+    for engine in [crate::api::Engine::Interp, crate::api::Engine::Sequential] {
+        for (b, line) in [(true, 4), (false, 5)] {
+            let input = serde_json::json!({ "x": [1.0, 2.0, 3.0, 4.0, 5.0], "y": [1.0, 2.0, 3.0], "b": b });
+            let err = p.call_json_on(engine, "f", &input).unwrap_err();
+            let text = err.render(crate::diagnostic::RenderStyle::Short);
+            assert!(text.starts_with(&format!("t.slope:{line}:")) && text.contains("E0201"), "{engine:?}, b = {b}: {text}");
+        }
+    }
+}
+
 /// The whole default schedule on every example of the suite's AD programs.
 #[test]
 fn default_schedule_preserves_meaning() {
