@@ -21,7 +21,12 @@ pub fn map_largest_first<T: Send, R: Send>(
     work: impl Fn(&mut T) -> R + Sync,
 ) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
-    let Some(pool) = pool().filter(|_| threads > 1) else {
+    // On a thread of a rayon pool (a host compiling inside its own parallel
+    // loop), waiting for our pool would run that pool's other jobs on this
+    // thread meanwhile (rayon waits by stealing): one of them might be a
+    // compile of the same program, waiting on this one. Work alone there.
+    let foreign = rayon::current_thread_index().is_some();
+    let Some(pool) = pool().filter(|_| threads > 1 && !foreign) else {
         return items.iter_mut().map(work).collect();
     };
     // A queue of the items, the largest last: each thread takes the largest
@@ -70,7 +75,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 // compiler's big stack (`driver::STACK_BYTES`: the passes recurse as deep
 // as the program nests). A pool that cannot be made leaves the work to the
 // calling thread. It is not the generated code's pool (runtime/src/parallel.rs),
-// so a compile never waits behind a running program's segments.
+// so a compile never waits behind a running program's segments. A compile
+// started on a thread of any rayon pool runs on that thread alone (rayon
+// waits by running other jobs of the waiting thread's pool, which could
+// re-enter the compile).
 
 /// The compiler's worker threads: one fewer than the cores (the calling
 /// thread works too), or none on one core or when they cannot be started.
@@ -110,6 +118,26 @@ mod tests {
         );
         assert_eq!(got, expected);
         assert!(items.iter().zip(0..).all(|(x, k)| *x == (k * 37) % 11 + 1), "every item worked on once");
+    }
+
+    #[test]
+    fn work_started_inside_another_rayon_pool_is_done_on_its_thread() {
+        let other = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+        let (got, threads) = other.install(|| {
+            let mut items: Vec<u64> = (0..20).collect();
+            let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+            let got = map_largest_first(
+                &mut items,
+                |x| *x as usize,
+                |x| {
+                    seen.lock().unwrap().insert(std::thread::current().id());
+                    *x * 2
+                },
+            );
+            (got, seen.into_inner().unwrap())
+        });
+        assert_eq!(got, (0..20).map(|x| x * 2).collect::<Vec<u64>>());
+        assert_eq!(threads.len(), 1, "one thread: {threads:?}");
     }
 
     #[test]

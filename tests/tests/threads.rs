@@ -320,6 +320,40 @@ fn scans_run_in_parallel() {
     }
 }
 
+/// `min` and `max` keep their first operand on a tie (`-0.0` and `0.0`), and
+/// the runtime combines chunks the same way: so only a loop that keeps its
+/// running value first (`min acc x`) runs in parallel; with the operands the
+/// other way round (`\a b -> min b a`) every engine and thread count must
+/// still give the sequential loop's bits.
+#[test]
+fn min_and_max_with_the_running_value_second_give_the_sequential_bits() {
+    let src = "entry hist [m] (is: [m]i64) (vs: [m]f64) : [2]f64 =\n\
+               \x20 reduce_by_index (replicate 2 1.0e300) (\\a b -> min b a) 1.0e300 is vs\n\
+               entry running [m] (vs: [m]f64) : [m]f64 = scan (\\a b -> max b a) (-1.0e300) vs\n\
+               entry total [m] (vs: [m]f64) : f64 = reduce (\\a b -> min b a) 1.0e300 vs";
+    let program = Program::compile("ties.slope", src, &file_loader).expect("compiles");
+    let n = 20_000;
+    let zeros: Vec<f64> = (0..n).map(|i| if i % 2 == 0 { -0.0 } else { 0.0 }).collect();
+    let is = vec![0i64; n];
+    for (entry, input) in [
+        ("hist", serde_json::json!({ "is": is, "vs": zeros })),
+        ("running", serde_json::json!({ "vs": zeros })),
+        ("total", serde_json::json!({ "vs": zeros })),
+    ] {
+        let interp = program.call_json_on(Engine::Interp, entry, &input).expect("runs").to_string();
+        for threads in [1, 2, 8] {
+            for limit in [0, 1, 7] {
+                program.set_threads(threads).expect("native code builds");
+                program.set_chunk_limit(limit).expect("native code builds");
+                let native = outcome(&program, entry, &input).expect("runs").to_string();
+                assert_eq!(native, interp, "{entry}: {threads} threads, chunks of {limit}");
+            }
+        }
+    }
+    program.set_threads(1).expect("native code builds");
+    program.set_chunk_limit(0).expect("native code builds");
+}
+
 /// The same loop lowered twice (a function called in both branches) is one
 /// segment called from both places (Note [One site per error] in
 /// loops/lower.rs): the errors are the interpreter's in either branch.

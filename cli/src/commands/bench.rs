@@ -121,6 +121,13 @@ pub mod memory {
             PEAK.load(Ordering::Relaxed).max(0) as usize
         }
     }
+
+    impl Drop for Watch {
+        /// A watch given up (the measured call failed) stops counting too.
+        fn drop(&mut self) {
+            WATCHING.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The primal and derivative function of each eval, and the module it lives in.

@@ -391,6 +391,14 @@ fn analyse(f: &Func, pt: &PointsTo, info: &Facts, before: &[Inst], inst: &Inst) 
     for (_, rhs) in &memory.private {
         captures.extend(rhs.operands().into_iter().filter_map(Operand::var));
     }
+    for &(_, b) in &scans {
+        if !captures.contains(&b) || private_vars.contains(&b) {
+            return Err(format!("scan buffer `{}` is not one from before the loop", f.var_name(b)));
+        }
+        if !only_the_store_touches(pt, body, b) {
+            return Err(format!("scan buffer `{}` is accessed besides the scan's store", f.var_name(b)));
+        }
+    }
     let mut reductions = reductions;
     reductions.sort_by_key(|r| r.0);
     let mut firsts: Vec<LVar> = firsts.into_iter().collect();
@@ -510,8 +518,41 @@ fn read_before_assigned(
     false
 }
 
+/// Whether one instruction of `body` — the scan's store — is all that
+/// reads or writes the buffer `b`, through any pointer: a read would see a
+/// chunk's value before the earlier chunks' total is combined in, a second
+/// write would be corrected as if it were the scan's (Note [Scans]).
+fn only_the_store_touches(pt: &PointsTo, body: &[Inst], b: LVar) -> bool {
+    let known = |ts: &[Target]| !ts.contains(&Target::Unknown);
+    let Some(mine) = pt.targets(Operand::Var(b)).filter(|ts| known(ts)) else { return false };
+    let (mut touches, mut unknown) = (0, false);
+    for_each_inst(body, &mut |i| {
+        let bases = match i {
+            Inst::Let(_, Rhs::Load { base, .. }) | Inst::Store { base, .. } => vec![*base],
+            Inst::Copy { dst, src, .. } => vec![*dst, *src],
+            Inst::Argsort { keys, perm, .. } => vec![*keys, *perm],
+            _ => Vec::new(),
+        };
+        for base in bases {
+            match pt.targets(base).filter(|ts| known(ts)) {
+                Some(ts) => touches += usize::from(ts.iter().any(|t| mine.contains(t))),
+                None => unknown = true,
+            }
+        }
+    });
+    !unknown && touches == 1
+}
+
 /// A scalar reduction: `(acc, op, elem)`.
 type Reduction = (LVar, ReduceOp, Elem);
+
+/// Whether `acc op x` (`acc_first`) or `x op acc` combines as the runtime
+/// does: it keeps the earlier operand of a `min` or `max` tie (`-0.0` and
+/// `0.0`, NaN payloads), as generated code keeps its first operand — so
+/// there `acc` must come first; `+` and `*` are the same either way round.
+fn in_order(op: ReduceOp, acc_first: bool) -> bool {
+    acc_first || matches!(op, ReduceOp::Add | ReduceOp::Mul)
+}
 
 /// The runtime's operator for `op`, when it can combine partial results.
 fn combining(op: BinOp) -> Option<ReduceOp> {
@@ -543,7 +584,9 @@ fn reduction(
         MTy::Bool => return None,
     };
     let op_of = |rhs: &Rhs| match rhs {
-        Rhs::Binary(op, a, b) if (*a == Operand::Var(acc)) != (*b == Operand::Var(acc)) => combining(*op),
+        Rhs::Binary(op, a, b) if (*a == Operand::Var(acc)) != (*b == Operand::Var(acc)) => {
+            combining(*op).filter(|&op| in_order(op, *a == Operand::Var(acc)))
+        }
         _ => None,
     };
     let count = |v: LVar| inside.get(&v).copied().unwrap_or(0);
@@ -806,7 +849,10 @@ fn accumulations(body: &[Inst], uses: &HashMap<LVar, usize>, info: &Facts) -> Ha
         }
         Inst::Let(new, Rhs::Binary(op, a, b)) if once(*new) => {
             let Some(op) = combining(*op) else { return };
-            for (o, x) in [(a, b), (b, a)] {
+            for (o, x, old_first) in [(a, b, true), (b, a, false)] {
+                if !in_order(op, old_first) {
+                    continue;
+                }
                 if let Some(old) = o.var().filter(|o| loads.contains_key(o)) {
                     if *x != Operand::Var(old) {
                         combines.entry(*new).or_insert((op, Vec::new())).1.push(old);
@@ -981,5 +1027,75 @@ fn rename_block(insts: &mut [Inst], map: &HashMap<LVar, LVar>) {
         for b in i.blocks_mut() {
             rename_block(b, map);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `acc = 0.0; out = alloc f64 n; for j < n { x = xs[j]; t = acc + x;
+    /// out[j] = t; …more…; acc = t }`, `more` written by `more(f, out, j, t)`.
+    fn scan(more: impl FnOnce(&mut Func, LVar, LVar, LVar) -> Vec<Inst>) -> Program {
+        let mut f = Func::empty("f");
+        f.sites.push(crate::loops::Site {
+            code: crate::diagnostic::Code::E0207,
+            span: crate::diagnostic::Span::new(crate::diagnostic::FileId(0), 0, 3),
+            message: crate::loops::Message::OutOfMemory,
+        });
+        let [xs, n, acc, out, j, x, t] = ["xs", "n", "acc", "out", "j", "x", "t"].map(|name| {
+            let ty = if matches!(name, "acc" | "x" | "t") { MTy::F64 } else { MTy::I64 };
+            f.fresh(name, ty)
+        });
+        f.params = vec![xs, n];
+        f.param_leaves = vec![Leaf { elem: MTy::F64, rank: 1 }];
+        f.dims = vec![n];
+        let (var, f64) = (Operand::Var, MTy::F64);
+        let mut body = vec![
+            Inst::Let(x, Rhs::Load { elem: f64, base: var(xs), index: var(j) }),
+            Inst::Let(t, Rhs::Binary(BinOp::Add, var(acc), var(x))),
+            Inst::Store { elem: f64, base: var(out), index: var(j), value: var(t) },
+        ];
+        body.extend(more(&mut f, out, j, t));
+        body.push(Inst::Let(acc, Rhs::Use(var(t))));
+        f.body = vec![
+            Inst::Let(acc, Rhs::Use(Operand::Const(crate::loops::Const::F64(0.0)))),
+            Inst::Let(out, Rhs::Alloc { elem: f64, count: var(n), site: 0, hoisted: false }),
+            Inst::for_(j, var(n), body),
+        ];
+        f.results = vec![var(out), var(n)];
+        f.result_leaves = vec![Leaf { elem: MTy::F64, rank: 1 }];
+        let mut program = Program { funcs: vec![f], segments: Vec::new() };
+        run(&mut program);
+        program
+    }
+
+    #[test]
+    fn a_scan_is_a_segment_with_its_buffer() {
+        let program = scan(|_, _, _, _| Vec::new());
+        let [segment] = &program.segments[..] else { panic!("one segment: {:?}", program.segments) };
+        assert_eq!(segment.plan.scans.len(), 1);
+        let scan = segment.plan.scans[0];
+        assert_eq!(segment.plan.reductions[scan.reduction].op, ReduceOp::Add);
+    }
+
+    #[test]
+    fn a_scan_whose_buffer_is_read_again_stays_sequential() {
+        // `y = out[j]` would read the chunk's own scan, before the earlier
+        // chunks' total is combined in.
+        let program = scan(|f, out, j, _| {
+            let y = f.fresh("y", MTy::F64);
+            vec![Inst::Let(y, Rhs::Load { elem: MTy::F64, base: Operand::Var(out), index: Operand::Var(j) })]
+        });
+        assert!(program.segments.is_empty(), "{:?}", program.segments);
+    }
+
+    #[test]
+    fn a_scan_whose_buffer_is_written_again_stays_sequential() {
+        let program = scan(|_, out, j, _| {
+            let one = Operand::Const(crate::loops::Const::F64(1.0));
+            vec![Inst::Store { elem: MTy::F64, base: Operand::Var(out), index: Operand::Var(j), value: one }]
+        });
+        assert!(program.segments.is_empty(), "{:?}", program.segments);
     }
 }
