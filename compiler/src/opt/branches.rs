@@ -6,8 +6,9 @@
 //! bind, `ir::scope::same_up_to_renaming`) preceded by the then-branch's
 //! copy of them; the else branch reads the then-branch's names instead of
 //! its own. Invariant: the program runs the same statements in the same
-//! order on every path, so values, failures and their reports are
-//! unchanged (Note [Common code of two branches]).
+//! order on every path, so values and failures are unchanged, and so are
+//! their reports but for the span of an out-of-memory error (Note [Common
+//! code of two branches]).
 
 use super::guards;
 use super::rules::{each_stmt, with_expr};
