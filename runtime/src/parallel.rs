@@ -114,6 +114,14 @@ pub struct Segment {
     pub observed: Observed,
 }
 
+impl Segment {
+    /// Whether every way of cutting the loop into chunks gives the same
+    /// bits: all it combines, it combines exactly (Note [Chunks of a map]).
+    pub fn exact(&self) -> bool {
+        self.reductions.iter().all(|r| r.op.exact(r.elem)) && self.accumulators.iter().all(|a| a.op.exact(a.elem))
+    }
+}
+
 /// Picoseconds per iteration a segment took when it last ran (0: never),
 /// shared by every call of the compiled code.
 #[derive(Debug, Default)]
@@ -308,6 +316,12 @@ impl ReduceOp {
         }
     }
 
+    /// Whether combining partial results gives the bits of one sequential
+    /// pass however the range is cut (Note [Chunks of a map]).
+    pub fn exact(self, elem: Elem) -> bool {
+        elem == Elem::I64 || matches!(self, ReduceOp::Min | ReduceOp::Max)
+    }
+
     /// The word `e` with `e op x == x` for every `x`.
     pub fn neutral(self, elem: Elem) -> u64 {
         match (self, elem) {
@@ -484,8 +498,10 @@ struct Free {
 // Note [Chunks of a map]
 // ~~~~~~~~~~~~~~~~~~~~~~
 // A loop without reductions or accumulators (a `map`: each iteration writes
-// its own slot) gives the same result however it is cut, so its chunks are
-// sized by time, not by the compiler's estimate: about `CHUNK_PS` each by
+// its own slot) gives the same result however it is cut, and so does one
+// whose combining is exact: integer `+` and `*` (they wrap), `min` and `max`
+// (the earlier of a tie is kept however the chunks fall). Such a loop's
+// chunks are sized by time, not by the compiler's estimate: about `CHUNK_PS` each by
 // the last observed time per iteration, at least four per thread, or the
 // whole range inline when the loop is not worth the pool (Note [Pool or
 // inline]). The compiler's estimate assumes 16 trips of an inner loop of
@@ -503,9 +519,9 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 /// How the range is cut: iterations per chunk and the number of chunks.
 fn plan(seg: &Segment, args: &[u64], n: i64, limit: i64, free: Option<Free>) -> (i64, i64) {
     let mut chunk = seg.chunk.max(1).max(ceil_div(n, MAX_CHUNKS));
-    if let (Some(free), 0, true, true) = (free, limit, seg.reductions.is_empty(), seg.accumulators.is_empty()) {
-        // Nothing to combine: any chunking gives the same result (Note
-        // [Chunks of a map]).
+    if let (Some(free), 0, true) = (free, limit, seg.exact()) {
+        // Nothing to combine, or combined exactly: any chunking gives the
+        // same result (Note [Chunks of a map]).
         chunk = if free.threads <= 1 || !free.worth_it {
             n
         } else {
@@ -877,6 +893,14 @@ mod tests {
         assert_eq!(plan(&seg, &[0, 0, 0], 1_000_000, 0, Some(free)), (977, 1024));
         let not_worth_it = Free { worth_it: false, ..free };
         assert_eq!(plan(&seg, &[0, 0, 0], 31, 0, Some(not_worth_it)), (31, 1));
+        // A `max` or an integer sum combines exactly: cut like a map; a
+        // float sum by the compiler's sizes whatever the time.
+        let reduce = |op, elem| Segment { reductions: vec![Reduction { word: 2, op, elem }], ..seg.clone() };
+        for exact in [reduce(ReduceOp::Max, Elem::F64), reduce(ReduceOp::Add, Elem::I64)] {
+            assert_eq!(plan(&exact, &[0, 0, 0], 31, 0, Some(not_worth_it)), (31, 1));
+            assert_eq!(plan(&exact, &[0, 0, 0], 31, 0, Some(free)), (4, 8));
+        }
+        assert_eq!(plan(&reduce(ReduceOp::Add, Elem::F64), &[0, 0, 0], 95, 0, Some(not_worth_it)), (10, 10));
     }
 
     #[test]
