@@ -57,9 +57,13 @@ use std::collections::BTreeSet;
 //   buffer, when `b` is the allocation itself and its size is known: later
 //   chunks combine into private buffers that start at `op`'s neutral element
 //   and are combined in afterwards, in chunk order (`reduce_by_index` with
-//   `max` as well as reverse mode's `+=`). Anything else — a parameter's memory written, a pointer
-//   read from memory next to a written buffer, a write at another index —
-//   keeps the loop sequential.
+//   `max` as well as reverse mode's `+=`). Anything else — a parameter's
+//   memory written, a pointer read from memory next to a written buffer, a
+//   write at another index — keeps the loop sequential.
+// - **Operand order.** The runtime keeps the earlier operand of a `min` or
+//   `max` tie (`-0.0` and `0.0`), as generated code keeps its first: so a
+//   `min` or `max` reduction, scan or accumulation combines in parallel
+//   only with the running value as its first operand (`in_order`).
 // - **The arena.** A `Mark` taken before the loop for a `Release` inside it
 //   is taken again in the segment, in the arena of the thread that runs it.
 //
@@ -92,6 +96,9 @@ use std::collections::BTreeSet;
 // Only a store of `t` itself, at the loop index, at the top level of the
 // body (so every iteration stores) qualifies: `out[j] = g t`, or a store
 // only some iterations make, cannot be corrected by combining an offset in.
+// And `out` must be a buffer from before the loop that nothing else in the
+// body reads or writes, through any pointer (`only_the_store_touches`): a
+// read in the same iteration would see the value before the correction.
 // As for sums, a float `+` or `*` scan over several chunks is associated
 // differently from the sequential loop (the same for every thread count);
 // `min`, `max` and integer scans are exact.
