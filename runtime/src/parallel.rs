@@ -624,10 +624,12 @@ pub unsafe extern "C" fn slope_parallel_for(
         }
         private.push(bufs);
     }
+    // The iterations of chunk `k`.
+    let chunk_range = |k: i64| (start + k * chunk, (start + k * chunk).saturating_add(chunk).min(bound));
     let chunk_args = |k: i64| {
         let mut a = args.to_vec();
-        a[0] = (start + k * chunk) as u64;
-        a[1] = (start + k * chunk).saturating_add(chunk).min(bound) as u64;
+        let (lo, hi) = chunk_range(k);
+        (a[0], a[1]) = (lo as u64, hi as u64);
         if k > 0 {
             for r in &seg.reductions {
                 a[r.word] = r.op.neutral(r.elem);
@@ -664,16 +666,16 @@ pub unsafe extern "C" fn slope_parallel_for(
     // chunks before it succeeded, so its failure is the first in index
     // order). Rounds bound the memory of a loop of billions of chunks.
     let pool = (threads > 1 && worth_it).then(|| pool(threads)).flatten();
-    let round = match &pool {
-        _ if seg.scans.is_empty() => ROUND_CHUNKS.max(4 * threads as i64),
-        // A scan's chunks are corrected while their part of the result is
-        // still in cache: on one thread each right after it ran, on the
-        // pool a round of about `SCAN_ROUND_BYTES` at a time.
-        None => 1,
-        Some(_) => {
-            let bytes: i64 = seg.scans.iter().map(|s| seg.reductions[s.reduction].elem.bytes()).sum();
-            (SCAN_ROUND_BYTES / chunk.saturating_mul(bytes).max(1)).clamp(2 * threads as i64, ROUND_CHUNKS)
-        }
+    // A scan's chunks are corrected while their part of the result is still
+    // in cache: on one thread each right after it ran, on the pool a round
+    // of about `SCAN_ROUND_BYTES` at a time.
+    let round = if seg.scans.is_empty() {
+        ROUND_CHUNKS.max(4 * threads as i64)
+    } else if pool.is_none() {
+        1
+    } else {
+        let bytes: i64 = seg.scans.iter().map(|s| seg.reductions[s.reduction].elem.bytes()).sum();
+        (SCAN_ROUND_BYTES / chunk.saturating_mul(bytes).max(1)).clamp(2 * threads as i64, ROUND_CHUNKS)
     };
     let mut totals: Vec<u64> = Vec::new();
     let mut work = 0;
@@ -708,7 +710,6 @@ pub unsafe extern "C" fn slope_parallel_for(
                 }
             }
         }
-        let chunk_range = |k: i64| (start + k * chunk, (start + k * chunk).saturating_add(chunk).min(bound));
         let offset_chunk = |(k, offset): &(i64, Vec<u64>)| {
             let (lo, hi) = chunk_range(*k);
             for s in &seg.scans {
@@ -766,18 +767,8 @@ fn run_whole(ctx: &mut Ctx, seg: &Segment, f: Code, args: &mut [u64], start: i64
 /// `buf` points to at least `hi` elements of type `elem`, `0 <= lo`.
 unsafe fn combine_range(op: ReduceOp, elem: Elem, offset: u64, buf: *mut u8, lo: i64, hi: i64) {
     let (lo, n) = (lo as usize, (hi - lo).max(0) as usize);
-    unsafe {
-        match elem {
-            Elem::F64 | Elem::I64 => {
-                let b = std::slice::from_raw_parts_mut((buf as *mut u64).add(lo), n);
-                b.iter_mut().for_each(|x| *x = op.combine(elem, offset, *x));
-            }
-            Elem::F32 => {
-                let b = std::slice::from_raw_parts_mut((buf as *mut u32).add(lo), n);
-                b.iter_mut().for_each(|x| *x = op.combine(elem, offset, *x as u64) as u32);
-            }
-        }
-    }
+    // SAFETY: elements lo..hi of `buf`, as the caller promises.
+    unsafe { update_elements(elem, buf.add(lo * elem.bytes() as usize), n, |_, x| op.combine(elem, offset, x)) };
 }
 
 /// `dst[i] = dst[i] op src[i]` for `i < count`.
@@ -785,22 +776,39 @@ unsafe fn combine_range(op: ReduceOp, elem: Elem, offset: u64, buf: *mut u8, lo:
 /// # Safety
 /// Both point to `count` elements of type `elem`.
 unsafe fn combine_into(op: ReduceOp, elem: Elem, dst: *mut u8, src: *const u8, count: usize) {
+    // SAFETY: `src` and `dst` hold `count` elements, as the caller promises.
+    unsafe { update_elements(elem, dst, count, |i, d| op.combine(elem, d, element(elem, src, i))) };
+}
+
+/// Replaces each of the `count` elements of type `elem` at `dst` by
+/// `f(i, x)`, `x` element `i` as an argument word (`f32` in the low half).
+///
+/// # Safety
+/// `dst` points to `count` elements of type `elem`.
+unsafe fn update_elements(elem: Elem, dst: *mut u8, count: usize, mut f: impl FnMut(usize, u64) -> u64) {
     unsafe {
         match elem {
             Elem::F64 | Elem::I64 => {
-                let (d, s) = (
-                    std::slice::from_raw_parts_mut(dst as *mut u64, count),
-                    std::slice::from_raw_parts(src as *const u64, count),
-                );
-                d.iter_mut().zip(s).for_each(|(d, s)| *d = op.combine(elem, *d, *s));
+                let d = std::slice::from_raw_parts_mut(dst as *mut u64, count);
+                d.iter_mut().enumerate().for_each(|(i, x)| *x = f(i, *x));
             }
             Elem::F32 => {
-                let (d, s) = (
-                    std::slice::from_raw_parts_mut(dst as *mut u32, count),
-                    std::slice::from_raw_parts(src as *const u32, count),
-                );
-                d.iter_mut().zip(s).for_each(|(d, s)| *d = op.combine(elem, *d as u64, *s as u64) as u32);
+                let d = std::slice::from_raw_parts_mut(dst as *mut u32, count);
+                d.iter_mut().enumerate().for_each(|(i, x)| *x = f(i, *x as u64) as u32);
             }
+        }
+    }
+}
+
+/// Element `i` of type `elem` at `src`, as an argument word.
+///
+/// # Safety
+/// `src` points to more than `i` elements of type `elem`.
+unsafe fn element(elem: Elem, src: *const u8, i: usize) -> u64 {
+    unsafe {
+        match elem {
+            Elem::F64 | Elem::I64 => *(src as *const u64).add(i),
+            Elem::F32 => *(src as *const u32).add(i) as u64,
         }
     }
 }

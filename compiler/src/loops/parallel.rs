@@ -97,8 +97,8 @@ use std::collections::BTreeSet;
 // body (so every iteration stores) qualifies: `out[j] = g t`, or a store
 // only some iterations make, cannot be corrected by combining an offset in.
 // And `out` must be a buffer from before the loop that nothing else in the
-// body reads or writes, through any pointer (`only_the_store_touches`): a
-// read in the same iteration would see the value before the correction.
+// body reads or writes, through any pointer (`Memory::accesses`): a read in
+// the same iteration would see the value before the correction.
 // As for sums, a float `+` or `*` scan over several chunks is associated
 // differently from the sequential loop (the same for every thread count);
 // `min`, `max` and integer scans are exact.
@@ -402,7 +402,14 @@ fn analyse(f: &Func, pt: &PointsTo, info: &Facts, before: &[Inst], inst: &Inst) 
         if !captures.contains(&b) || private_vars.contains(&b) {
             return Err(format!("scan buffer `{}` is not one from before the loop", f.var_name(b)));
         }
-        if !only_the_store_touches(pt, body, b) {
+        // A read would see a chunk's value before the earlier chunks' total
+        // is combined in; a second write would be corrected as if it were
+        // the scan's (Note [Scans]).
+        let alone = match pt.targets(Operand::Var(b)) {
+            Some(&[t]) => memory.accesses.get(&t) == Some(&1),
+            _ => false,
+        };
+        if !alone {
             return Err(format!("scan buffer `{}` is accessed besides the scan's store", f.var_name(b)));
         }
     }
@@ -525,31 +532,6 @@ fn read_before_assigned(
     false
 }
 
-/// Whether one instruction of `body` — the scan's store — is all that
-/// reads or writes the buffer `b`, through any pointer: a read would see a
-/// chunk's value before the earlier chunks' total is combined in, a second
-/// write would be corrected as if it were the scan's (Note [Scans]).
-fn only_the_store_touches(pt: &PointsTo, body: &[Inst], b: LVar) -> bool {
-    let known = |ts: &[Target]| !ts.contains(&Target::Unknown);
-    let Some(mine) = pt.targets(Operand::Var(b)).filter(|ts| known(ts)) else { return false };
-    let (mut touches, mut unknown) = (0, false);
-    for_each_inst(body, &mut |i| {
-        let bases = match i {
-            Inst::Let(_, Rhs::Load { base, .. }) | Inst::Store { base, .. } => vec![*base],
-            Inst::Copy { dst, src, .. } => vec![*dst, *src],
-            Inst::Argsort { keys, perm, .. } => vec![*keys, *perm],
-            _ => Vec::new(),
-        };
-        for base in bases {
-            match pt.targets(base).filter(|ts| known(ts)) {
-                Some(ts) => touches += usize::from(ts.iter().any(|t| mine.contains(t))),
-                None => unknown = true,
-            }
-        }
-    });
-    !unknown && touches == 1
-}
-
 /// A scalar reduction: `(acc, op, elem)`.
 type Reduction = (LVar, ReduceOp, Elem);
 
@@ -641,12 +623,17 @@ type Combined = (Elem, ReduceOp);
 struct Memory {
     accumulators: Vec<(LVar, Operand, Combined)>,
     private: Vec<(LVar, Rhs)>,
+    /// How many accesses (loads, stores, copies' and sorts' ends) the body
+    /// makes to each buffer from outside it, through any pointer.
+    accesses: HashMap<Target, usize>,
 }
 
 /// How a loop body touches one buffer defined outside it.
 struct Touches {
     /// Base variables of every access.
     bases: BTreeSet<LVar>,
+    /// How many accesses.
+    count: usize,
     written: bool,
     /// Every access is at the loop index (or a copy into its slot).
     slot: bool,
@@ -721,12 +708,14 @@ fn memory(
                     let earlier = matches!(t, Target::Alloc(v) if v != b && alone(v));
                     let e = touched.entry((t, earlier)).or_insert(Touches {
                         bases: BTreeSet::new(),
+                        count: 0,
                         written: false,
                         slot: true,
                         accumulate: true,
                         combined: None,
                     });
                     e.bases.insert(b);
+                    e.count += 1;
                     e.written |= write;
                     e.slot &= slot;
                     match acc {
@@ -838,7 +827,11 @@ fn memory(
         private.push((m, Rhs::Mark));
     }
     accumulators.sort_by_key(|a| a.0);
-    Ok(Memory { accumulators, private })
+    let mut accesses: HashMap<Target, usize> = HashMap::default();
+    for ((t, _), e) in &touched {
+        *accesses.entry(*t).or_default() += e.count;
+    }
+    Ok(Memory { accumulators, private, accesses })
 }
 
 /// The accumulations `old = load b[k]; new = old op x; store b[k] = new` in

@@ -72,11 +72,6 @@ impl Counts {
     }
 }
 
-/// Replaces a variable whose every assignment copies the same operand — a
-/// constant, or a variable assigned once — by that operand; and the members
-/// of a group of variables assigned only copies of each other and of one
-/// such operand (a loop-carried dimension that never changes: `d = n`
-/// before the loop, `d2 = d` and `d = d2` in it) by that operand.
 /// What [`propagate`] knows of the assignments to a variable.
 #[derive(Clone)]
 enum Sources {
@@ -87,6 +82,11 @@ enum Sources {
     Copies(Vec<Operand>),
 }
 
+/// Replaces a variable whose every assignment copies the same operand — a
+/// constant, or a variable assigned once — by that operand; and the members
+/// of a group of variables assigned only copies of each other and of one
+/// such operand (a loop-carried dimension that never changes: `d = n`
+/// before the loop, `d2 = d` and `d = d2` in it) by that operand.
 fn propagate(f: &mut Func, counts: &Counts) -> bool {
     // The operands each variable is assigned, indexed by variable.
     let mut sources: Vec<Sources> = vec![Sources::Unassigned; f.vars.len()];
