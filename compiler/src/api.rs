@@ -603,6 +603,14 @@ impl Program {
                         .map_err(|e| self.fail(Diagnostic::internal("jit", e, span)))
                 }
             }
+            "segments" => {
+                let mut segments = crate::segments::decide(optimised);
+                if let Some(e) = entry {
+                    let name = self.entry_name(Some(e))?;
+                    segments.ir.funcs.retain(|f| f.name == name);
+                }
+                Ok(segments.print())
+            }
             "ir" | "ad" | "opt" => {
                 let program = match stage {
                     "ir" => &self.elaborated,

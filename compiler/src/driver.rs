@@ -82,7 +82,7 @@ impl<I: ?Sized, O> Stage for Pass<I, O> {
 
 /// The pipeline, in order (Note [One pipeline]).
 pub static PIPELINE: &[&dyn Stage] =
-    &[&PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &LOWER, &LOOPS, &PARALLEL, &MEMORY, &CLIF];
+    &[&PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &SEGMENTS, &LOWER, &LOOPS, &PARALLEL, &MEMORY, &CLIF];
 
 /// The names of the pipeline's passes, in order.
 pub fn stage_names() -> Vec<&'static str> {
@@ -150,9 +150,15 @@ pub static OPT: Pass<ir::Program, ir::Program> = Pass {
     run: |program, cx| optimise(program, cx.options.schedule.as_deref()),
 };
 
-pub static LOWER: Pass<ir::Program, crate::loops::Program> = Pass {
+pub static SEGMENTS: Pass<ir::Program, crate::segments::Program> = Pass {
+    name: "segments",
+    description: "decide which iteration spaces run as parallel segments: the outermost (segments::decide)",
+    run: |program, _| Ok(crate::segments::decide(program)),
+};
+
+pub static LOWER: Pass<crate::segments::Program, crate::loops::Program> = Pass {
     name: "lowered",
-    description: "lower to loops over explicit buffers (allocation, views, bounds checks)",
+    description: "lower to loops over explicit buffers (allocation, views, bounds checks), parallel loops marked",
     run: |program, cx| crate::loops::lower::lower_program(program).map_err(|e| vec![cx.internal("loops", e)]),
 };
 

@@ -62,7 +62,9 @@ impl Backend for Multicore {
 /// after `memory`, what the multicore JIT compiles and what `slope build`
 /// compiles ahead of time.
 pub fn loop_stage(program: &ir::Program, stage: &str, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
-    let lowered = cx.run_guarded(&driver::LOWER, program)?;
+    let segments = cx.run_guarded(&driver::SEGMENTS, program)?;
+    let lowered = cx.run_guarded(&driver::LOWER, &segments)?;
+    drop(segments);
     if stage == driver::LOWER.name {
         return Ok(lowered);
     }

@@ -25,21 +25,35 @@
 
 use super::{Atom, Body, CheckKind, Const, Expr, Func, Lambda, LoopForm, Program, Stmt, UnOp, Var};
 
+/// A comment a later level attaches to a statement (the parallel level's
+/// segments): printed as a `-- …` line above it.
+type Ann<'a> = Option<&'a dyn Fn(&Stmt) -> Option<String>>;
+
 /// The whole program: every function, separated by a blank line.
 pub fn print_program(p: &Program) -> String {
     p.funcs.iter().map(|f| print_func(p, f)).collect::<Vec<_>>().join("\n")
 }
 
+/// [`print_program`], with `note`'s comment for a statement on the line
+/// above it, at its indentation.
+pub fn print_program_annotated(p: &Program, note: &dyn Fn(&Stmt) -> Option<String>) -> String {
+    p.funcs.iter().map(|f| func_text(Some(note), p, f)).collect::<Vec<_>>().join("\n")
+}
+
 /// One entry point: `entry NAME (x_0: []f64) … =` followed by its body, indented
 /// two columns. Ends with a newline.
 pub fn print_func(p: &Program, f: &Func) -> String {
+    func_text(None, p, f)
+}
+
+fn func_text(ann: Ann, p: &Program, f: &Func) -> String {
     let mut out = format!("entry {}", f.name);
     for &param in &f.params {
         out.push(' ');
         out.push_str(&typed_var(p, param));
     }
     out.push_str(" =\n");
-    out.push_str(&print_body(p, &f.body, 2));
+    out.push_str(&body_text(ann, p, &f.body, 2));
     out.push('\n');
     out
 }
@@ -47,8 +61,18 @@ pub fn print_func(p: &Program, f: &Func) -> String {
 /// A body: its statements, one per line, then `in RESULT`, every line indented by
 /// `indent` spaces. No trailing newline, so callers can append a closing `)`.
 pub fn print_body(p: &Program, b: &Body, indent: usize) -> String {
+    body_text(None, p, b, indent)
+}
+
+fn body_text(ann: Ann, p: &Program, b: &Body, indent: usize) -> String {
     let pad = " ".repeat(indent);
-    let mut lines: Vec<String> = b.stmts.iter().map(|s| format!("{pad}{}", print_stmt(p, s, indent))).collect();
+    let mut lines = Vec::with_capacity(b.stmts.len() + 1);
+    for s in b.stmts.iter() {
+        if let Some(note) = ann.and_then(|note| note(s)) {
+            lines.push(format!("{pad}-- {note}"));
+        }
+        lines.push(format!("{pad}{}", stmt_text(ann, p, s, indent)));
+    }
     lines.push(format!("{pad}in {}", print_results(p, &b.result)));
     lines.join("\n")
 }
@@ -57,7 +81,11 @@ pub fn print_body(p: &Program, b: &Body, indent: usize) -> String {
 /// statement starts at (nested bodies are indented relative to it). Multi-line
 /// when the expression contains nested bodies with statements.
 pub fn print_stmt(p: &Program, s: &Stmt, indent: usize) -> String {
-    let rhs = print_expr(p, &s.expr, indent);
+    stmt_text(None, p, s, indent)
+}
+
+fn stmt_text(ann: Ann, p: &Program, s: &Stmt, indent: usize) -> String {
+    let rhs = expr_text(ann, p, &s.expr, indent);
     if matches!(s.expr, Expr::Check { .. }) && s.binds.is_empty() {
         // A check binds nothing; `let () =` would only be noise.
         return rhs;
@@ -71,6 +99,10 @@ pub fn print_stmt(p: &Program, s: &Stmt, indent: usize) -> String {
 
 /// An expression; `indent` as in [`print_stmt`].
 pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
+    expr_text(None, p, e, indent)
+}
+
+fn expr_text(ann: Ann, p: &Program, e: &Expr, indent: usize) -> String {
     let a = |x: &Atom| print_atom(p, *x);
     let v = |x: &Var| p.vars.display(*x);
     let vars = |xs: &[Var]| xs.iter().map(|x| p.vars.display(*x)).collect::<Vec<_>>().join(" ");
@@ -96,9 +128,9 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
                 format!(
                     "if {} then\n{}\n{}else\n{}",
                     a(cond),
-                    print_body(p, then_body, indent + 4),
+                    body_text(ann, p, then_body, indent + 4),
                     " ".repeat(indent + 2),
-                    print_body(p, else_body, indent + 4)
+                    body_text(ann, p, else_body, indent + 4)
                 )
             }
         }
@@ -110,12 +142,12 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
         Expr::Iota(n) => format!("iota {}", a(n)),
         Expr::Replicate { count, value } => format!("replicate {} {}", a(count), a(value)),
         Expr::ArrayLit { elems, .. } => format!("[{}]", elems.iter().map(a).collect::<Vec<_>>().join(", ")),
-        Expr::Map { width, lam, arrays } => with_lambda(p, &format!("map {}", a(width)), lam, &vars(arrays), indent),
+        Expr::Map { width, lam, arrays } => with_lambda(ann, p, &format!("map {}", a(width)), lam, &vars(arrays), indent),
         Expr::Reduce { lam, neutral, arrays } => {
-            with_lambda(p, "reduce", lam, &format!("{} {}", tuple(neutral), vars(arrays)), indent)
+            with_lambda(ann, p, "reduce", lam, &format!("{} {}", tuple(neutral), vars(arrays)), indent)
         }
         Expr::Scan { lam, neutral, arrays } => {
-            with_lambda(p, "scan", lam, &format!("{} {}", tuple(neutral), vars(arrays)), indent)
+            with_lambda(ann, p, "scan", lam, &format!("{} {}", tuple(neutral), vars(arrays)), indent)
         }
         Expr::Loop { params, init, form, body } => {
             let params_text = params.iter().map(|x| typed_var_bare(p, *x)).collect::<Vec<_>>().join(", ");
@@ -126,9 +158,9 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
                     format!("while {}", print_results(p, &cond.result))
                 }
                 // The condition's statements go on their own lines, like a lambda body.
-                LoopForm::While { cond } => format!("while (\n{})", print_body(p, cond, indent + 4)),
+                LoopForm::While { cond } => format!("while (\n{})", body_text(ann, p, cond, indent + 4)),
             };
-            format!("{head} {form_text} do\n{}", print_body(p, body, indent + 4))
+            format!("{head} {form_text} do\n{}", body_text(ann, p, body, indent + 4))
         }
         Expr::Scatter { dest, indices, values } => format!("scatter {} {} {}", v(dest), v(indices), v(values)),
         Expr::Opaque(x) => format!("opaque {}", print_atom(p, *x)),
@@ -138,6 +170,7 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
             format!("{} with [{}] {op} {}", v(array), ix.join(", "), print_atom(p, *value))
         }
         Expr::Hist { dest, lam, neutral, indices, values } => with_lambda(
+            ann,
             p,
             &format!("reduce_by_index {}", v(dest)),
             lam,
@@ -167,10 +200,10 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
                 Some(b) => format!("jvp_batch {}", a(b)),
                 None => "jvp".to_string(),
             };
-            with_lambda(p, &name, lam, &format!("{} {}", tuple(primals), tuple(tangents)), indent)
+            with_lambda(ann, p, &name, lam, &format!("{} {}", tuple(primals), tuple(tangents)), indent)
         }
         Expr::Vjp { lam, primals, cotangents } => {
-            with_lambda(p, "vjp", lam, &format!("{} {}", tuple(primals), tuple(cotangents)), indent)
+            with_lambda(ann, p, "vjp", lam, &format!("{} {}", tuple(primals), tuple(cotangents)), indent)
         }
         Expr::Custom { primal, jvp, vjp, args, residuals } => {
             let mut rule = tuple(args);
@@ -180,20 +213,20 @@ pub fn print_expr(p: &Program, e: &Expr, indent: usize) -> String {
                 rule = format!("{rule} residuals {residuals}");
             }
             if let Some(l) = vjp {
-                rule = with_lambda(p, "with_vjp", l, &rule, indent);
+                rule = with_lambda(ann, p, "with_vjp", l, &rule, indent);
             }
             if let Some(l) = jvp {
-                rule = with_lambda(p, "with_jvp", l, &rule, indent);
+                rule = with_lambda(ann, p, "with_jvp", l, &rule, indent);
             }
-            with_lambda(p, "custom", primal, &rule, indent)
+            with_lambda(ann, p, "custom", primal, &rule, indent)
         }
     }
 }
 
 /// `head (\params -> body) tail`: inline when the lambda body has no statements,
 /// otherwise the body on its own lines and `tail` on a continuation line.
-fn with_lambda(p: &Program, head: &str, lam: &Lambda, tail: &str, indent: usize) -> String {
-    let lam_text = print_lambda(p, lam, indent);
+fn with_lambda(ann: Ann, p: &Program, head: &str, lam: &Lambda, tail: &str, indent: usize) -> String {
+    let lam_text = lambda_text(ann, p, lam, indent);
     let sep = if lam_text.contains('\n') { format!("\n{}", " ".repeat(indent + 2)) } else { " ".to_string() };
     if tail.is_empty() {
         format!("{head} {lam_text}")
@@ -205,6 +238,10 @@ fn with_lambda(p: &Program, head: &str, lam: &Lambda, tail: &str, indent: usize)
 /// A lambda in parentheses: `(\(x_1: f64) (y_2: f64) -> …)`; `indent` is the
 /// column of the statement that contains it.
 pub fn print_lambda(p: &Program, lam: &Lambda, indent: usize) -> String {
+    lambda_text(None, p, lam, indent)
+}
+
+fn lambda_text(ann: Ann, p: &Program, lam: &Lambda, indent: usize) -> String {
     let params = if lam.params.is_empty() {
         "()".to_string()
     } else {
@@ -213,7 +250,7 @@ pub fn print_lambda(p: &Program, lam: &Lambda, indent: usize) -> String {
     if lam.body.stmts.is_empty() {
         format!("(\\{params} -> {})", print_results(p, &lam.body.result))
     } else {
-        format!("(\\{params} ->\n{})", print_body(p, &lam.body, indent + 4))
+        format!("(\\{params} ->\n{})", body_text(ann, p, &lam.body, indent + 4))
     }
 }
 

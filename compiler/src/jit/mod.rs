@@ -601,7 +601,7 @@ impl Gen<'_, '_> {
                 let host = format!("slope_argsort_{}", elem.name());
                 self.call_void(&host, &[types::I64; 4], &[args[0], args[1], args[2], descending]);
             }
-            Inst::For { index, start, bound, body, lanes } if *lanes > 1 => {
+            Inst::For { index, start, bound, body, lanes, .. } if *lanes > 1 => {
                 let start = self.operand(*start);
                 let bound = self.operand(*bound);
                 let classes = crate::loops::opt::simd::classify(self.f, *index, body)
@@ -1699,6 +1699,7 @@ mod tests {
             let_(acc, Rhs::Use(f64c(0.0))),
             Inst::For {
                 lanes: 1,
+                parallel: false,
                 start: i64c(0),
                 index: i,
                 bound: v(xs[1]),
@@ -1734,6 +1735,7 @@ mod tests {
             let_(buf, Rhs::Alloc { elem: MTy::F64, count: v(n), site: 0, hoisted: false }),
             Inst::For {
                 lanes: 1,
+                parallel: false,
                 start: i64c(0),
                 index: i,
                 bound: v(n),
@@ -1910,6 +1912,7 @@ mod tests {
             let_(m, Rhs::Mark),
             Inst::For {
                 lanes: 1,
+                parallel: false,
                 start: i64c(0),
                 index: i,
                 bound: v(n),
@@ -2006,6 +2009,7 @@ mod tests {
             let_(out, Rhs::Alloc { elem: MTy::Bool, count: v(bs[1]), site: 0, hoisted: false }),
             Inst::For {
                 lanes: 1,
+                parallel: false,
                 start: i64c(0),
                 index: i,
                 bound: v(bs[1]),

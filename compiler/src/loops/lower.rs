@@ -1,6 +1,9 @@
-//! Lowering: the optimised array IR → the loop IR.
+//! Lowering: the optimised array IR with its parallel level
+//! (`segments::Program`) → the loop IR.
 //!
-//! Every combinator becomes one loop; arrays become buffers with explicit
+//! Every combinator becomes one loop; the loops a parallel statement emits
+//! at its own depth (not those of its lambdas) are marked
+//! `For::parallel`; arrays become buffers with explicit
 //! allocation, and views (`a[i]` of a matrix, slices, flatten, unflatten)
 //! are pointer arithmetic, never copies. `iota n` is not allocated unless it
 //! is used as a general array: a `map` over it iterates the index itself, and
@@ -16,13 +19,15 @@ use super::{assigned_in, Func, Inst, LVar, Leaf, MTy, Message, Operand, Program,
 use crate::diagnostic::{Code, Span};
 use crate::hash::{HashMap, HashSet};
 use crate::ir::{self, alias, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
+use crate::segments;
 use slope_runtime::native::MAX_ELEMENTS;
 
-/// Lowers every function of `program`. Fails (an internal error, the message
+/// Lowers every function of `program`, marking the loops of its parallel
+/// statements (`Inst::For::parallel`). Fails (an internal error, the message
 /// naming the construct) only on IR the pipeline should not produce here.
-pub fn lower_program(program: &ir::Program) -> Result<Program, String> {
+pub fn lower_program(program: &segments::Program) -> Result<Program, String> {
     // Each function is lowered on its own (Note [Functions compiled in parallel] in jit/mod.rs).
-    let mut funcs: Vec<&ir::Func> = program.funcs.iter().collect();
+    let mut funcs: Vec<&ir::Func> = program.ir.funcs.iter().collect();
     let funcs = crate::threads::map_largest_first(&mut funcs, |f| ir::scope::size(&f.body), |f| lower_func(program, f))
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
@@ -33,11 +38,14 @@ pub fn lower_program(program: &ir::Program) -> Result<Program, String> {
     Ok(program)
 }
 
-pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
+pub fn lower_func(segments: &segments::Program, f: &ir::Func) -> Result<Func, String> {
+    let program = &segments.ir;
     let mut uses = vec![0u32; program.vars.len()];
     count_body(&f.body, &mut uses);
     let mut l = Lower {
         prog: program,
+        segments,
+        parallel_depth: None,
         vars: Vec::new(),
         sites: Vec::new(),
         sites_at: HashMap::default(),
@@ -58,6 +66,9 @@ pub fn lower_func(program: &ir::Program, f: &ir::Func) -> Result<Func, String> {
         l.bind_words(p, &mut params);
     }
     let vals = l.body(&f.body)?;
+    // Results made into arrays here (an `iota`) are copies at the outermost
+    // level, as those of its statements are.
+    l.parallel_depth = Some(0);
     let mut results = Vec::new();
     let mut result_leaves = Vec::new();
     for v in vals {
@@ -166,6 +177,12 @@ enum LVal {
 
 struct Lower<'p> {
     prog: &'p ir::Program,
+    /// The parallel level: which statements' loops are marked parallel.
+    segments: &'p segments::Program,
+    /// The loop depth of the parallel statement being lowered, if any: the
+    /// loops emitted at that depth are its own (those of its lambdas are
+    /// deeper).
+    parallel_depth: Option<u32>,
     vars: Vec<(String, MTy)>,
     sites: Vec<Site>,
     /// The sites of each span, for [`Lower::site`].
@@ -258,7 +275,10 @@ impl Lower<'_> {
         v
     }
 
-    fn emit(&mut self, i: Inst) {
+    fn emit(&mut self, mut i: Inst) {
+        if let Inst::For { parallel, .. } = &mut i {
+            *parallel = self.parallel_depth == Some(self.depth);
+        }
         self.out.push(i);
     }
 
@@ -517,7 +537,15 @@ impl Lower<'_> {
                 let ptr = self.alloc("iota", MTy::I64, n);
                 let j = self.fresh("j", MTy::I64);
                 let body = vec![Inst::Store { elem: MTy::I64, base: ptr, index: j.into(), value: j.into() }];
+                // The loop is the `iota`'s, made where it is first used as an
+                // array: at the outermost level, it is parallel as the `iota`
+                // is (the statement using it may be a sequential loop).
+                let outer = self.parallel_depth;
+                if self.depth == 0 {
+                    self.parallel_depth = Some(0);
+                }
                 self.emit(Inst::for_(j, n, body));
+                self.parallel_depth = outer;
                 Arr { ptr, dims: vec![n], elem: MTy::I64, owned: true, depth: self.depth }
             }
             LVal::Scalar(_) => unreachable!("materialize of a scalar"),
@@ -616,7 +644,17 @@ impl Lower<'_> {
         self.body(&lam.body)
     }
 
+    /// Lowers `s`, its own loops marked parallel when the parallel level
+    /// says so.
     fn stmt(&mut self, s: &ir::Stmt) -> R<()> {
+        let outer = self.parallel_depth;
+        self.parallel_depth = self.segments.is_parallel(s).then_some(self.depth);
+        let lowered = self.stmt_loops(s);
+        self.parallel_depth = outer;
+        lowered
+    }
+
+    fn stmt_loops(&mut self, s: &ir::Stmt) -> R<()> {
         let span = s.span;
         self.span = span;
         for v in direct_uses(&s.expr) {

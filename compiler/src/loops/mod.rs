@@ -199,12 +199,18 @@ pub enum Inst {
     /// at once in vector registers (then the remaining ones one by one);
     /// the loop optimiser sets it only where that computes the same values
     /// (Note [Vector loops] in `opt/simd.rs`).
+    ///
+    /// `parallel`: the loop runs an iteration space the parallel level made
+    /// a parallel segment (`segments`, Note [Outermost parallelism first]);
+    /// the `parallel` stage outlines it when its iterations are independent,
+    /// and only then. Lowering sets it; the loop passes keep it.
     For {
         index: LVar,
         start: Operand,
         bound: Operand,
         body: Vec<Inst>,
         lanes: u32,
+        parallel: bool,
     },
     /// `loop { cond; if !test { break } body }`.
     While {
@@ -522,7 +528,7 @@ impl Inst {
 
     /// `for index in 0..bound`.
     pub fn for_(index: LVar, bound: Operand, body: Vec<Inst>) -> Inst {
-        Inst::For { index, start: Operand::i64(0), bound, body, lanes: 1 }
+        Inst::For { index, start: Operand::i64(0), bound, body, lanes: 1, parallel: false }
     }
 }
 

@@ -7,12 +7,15 @@
 //! `lo..hi`, and the plan the runtime follows (`slope_runtime::parallel`).
 //! `slope emit --stage parallel` prints both.
 //!
-//! Which loops (Note [Parallel segments]): outermost first — a loop that is
-//! not inside another loop — whose iterations touch disjoint memory except
-//! through reductions the runtime knows how to combine. The same loops one
-//! level inside a sequential loop become segments called `inline`: one
-//! direct call over the whole range, for the register allocator's sake
-//! (Note [Loops called inline]).
+//! Which loops (Note [Parallel segments]): those the parallel level marked
+//! (`For::parallel`: the outermost iteration spaces, Note [Outermost
+//! parallelism first] in segments/decide.rs) whose iterations touch
+//! disjoint memory except through reductions the runtime knows how to
+//! combine. Loops directly inside a sequential loop at the outermost level
+//! that pass the same analysis become segments called `inline`: one direct
+//! call over the whole range, for the register allocator's sake (Note
+//! [Loops called inline]). A marked loop that fails the analysis stays in
+//! place, unmarked: the stage's output marks nothing.
 //!
 //! Invariants: a program computes the same values and fails with the same
 //! error (code, span, message; the first in index order) as before the
@@ -33,9 +36,10 @@ use std::collections::BTreeSet;
 // ~~~~~~~~~~~~~~~~~~~~~~~~
 // Lowering turns a `map` into a loop that stores row j of a fresh buffer in
 // iteration j, a `reduce` into a loop carrying an accumulator, and reverse
-// mode's adjoint of a `map` into a loop adding into adjoint buffers. After
-// the loop optimiser has fused and split them, this stage looks at each
-// loop that no other loop encloses and outlines it when every iteration is
+// mode's adjoint of a `map` into a loop adding into adjoint buffers; it
+// marks the loops of the statements the parallel level made parallel (the
+// outermost ones). After the loop optimiser has fused and split them, this
+// stage looks at each marked loop and outlines it when every iteration is
 // independent of the others up to three things the runtime can combine:
 //
 // - **Variables.** Every variable the body assigns is assigned before it is
@@ -67,7 +71,9 @@ use std::collections::BTreeSet;
 // - **The arena.** A `Mark` taken before the loop for a `Release` inside it
 //   is taken again in the segment, in the arena of the thread that runs it.
 //
-// Loops inside another loop do not go to the pool: that would pay a plan
+// Loops inside another loop do not go to the pool — the parallel level
+// does not mark them — but for a loop over a few iterations with a wider
+// level inside (Note [Outermost parallelism first]): that would pay a plan
 // per outer iteration, and the outer loop, when it is parallel, already
 // occupies the threads. (An outer `while` or time-step loop around
 // parallel maps is the case this leaves on one core; such loops, one level
@@ -226,15 +232,19 @@ impl Facts {
 /// Where a block is, for `outline_block`.
 #[derive(Clone, Copy, PartialEq)]
 enum Level {
-    /// Not inside a loop: loops that can run in parallel become segments.
+    /// Not inside a loop.
     Outer,
     /// Directly inside a sequential loop: loops become segments called
     /// inline (Note [Loops called inline]).
     InSequential,
+    /// Deeper inside sequential loops.
+    Deeper,
 }
 
-/// Replaces the outermost parallel loops of `block` (not inside a loop), and
-/// the loops one level inside a sequential one by inline calls.
+/// Replaces the loops of `block` the parallel level marked (`For::parallel`)
+/// by segments on the pool, when their iterations are independent; and the
+/// independent loops directly inside a sequential loop at the outer level
+/// by inline calls.
 fn outline_block(
     block: &mut [Inst],
     f: &mut Func,
@@ -247,21 +257,34 @@ fn outline_block(
     // instructions before a loop do to a pointer (Note [Earlier buffers of
     // an allocation]) is plainer in loops than in segment calls.
     let plans: Vec<Option<Result<Plan, String>>> = (0..block.len())
-        .map(|k| matches!(block[k], Inst::For { .. }).then(|| analyse(f, pt, info, &block[..k], &block[k])))
+        .map(|k| {
+            let candidate = match block[k] {
+                Inst::For { parallel, .. } => parallel || level == Level::InSequential,
+                _ => false,
+            };
+            candidate.then(|| analyse(f, pt, info, &block[..k], &block[k]))
+        })
         .collect();
+    let inner = if level == Level::Outer { Level::InSequential } else { Level::Deeper };
     for (inst, plan) in block.iter_mut().zip(plans) {
         match (inst, plan) {
-            (inst @ Inst::For { .. }, Some(Ok(plan))) if level == Level::Outer => {
-                *inst = outline(f, inst, plan, false, segments)
-            }
-            (inst @ Inst::For { .. }, Some(Ok(plan))) if plan.private.is_empty() && !short(inst, info) => {
+            (inst @ Inst::For { parallel: true, .. }, Some(Ok(plan))) => *inst = outline(f, inst, plan, false, segments),
+            (inst @ Inst::For { .. }, Some(Ok(plan)))
+                if level == Level::InSequential && plan.private.is_empty() && !short(inst, info) =>
+            {
                 *inst = outline(f, inst, plan, true, segments)
             }
-            (Inst::For { index, body, .. }, Some(Err(why))) if level == Level::Outer => {
-                if std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
+            (Inst::For { index, body, parallel, .. }, plan) => {
+                if level == Level::Outer && std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
+                    let why = match plan {
+                        Some(Err(why)) => why,
+                        _ if !*parallel => "the parallel level made it sequential (`emit --stage segments`)".into(),
+                        _ => "it is called inline".into(),
+                    };
                     eprintln!("{}: loop `{}` stays sequential: {why}", f.name, f.var_name(*index));
                 }
-                outline_block(body, f, pt, info, Level::InSequential, segments);
+                *parallel = false;
+                outline_block(body, f, pt, info, inner, segments);
             }
             (Inst::If { then, els, .. }, _) => {
                 outline_block(then, f, pt, info, level, segments);
@@ -899,7 +922,7 @@ fn cost(insts: &[Inst]) -> i64 {
 /// Replaces the loop `inst` by a `Parallel` running a new segment (called
 /// `inline` or not).
 fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, inline: bool, segments: &mut Vec<Segment>) -> Inst {
-    let Inst::For { index, start, bound, body, lanes } = std::mem::replace(inst, Inst::Fail { site: 0, args: vec![] })
+    let Inst::For { index, start, bound, body, lanes, .. } = std::mem::replace(inst, Inst::Fail { site: 0, args: vec![] })
     else {
         unreachable!("outline is called on loops")
     };
@@ -970,7 +993,8 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, inline: bool, segments: &m
     }
     let mut body = body;
     rename_block(&mut body, &map);
-    seg.body.push(Inst::For { index: map[&index], start: Operand::Var(lo), bound: Operand::Var(hi), body, lanes });
+    let index = map[&index];
+    seg.body.push(Inst::For { index, start: Operand::Var(lo), bound: Operand::Var(hi), body, lanes, parallel: false });
     seg.results =
         plan.reductions.iter().map(|r| r.0).chain(plan.firsts.iter().copied()).map(|v| Operand::Var(map[&v])).collect();
     seg.result_leaves = seg.results.iter().map(|&o| Leaf { elem: seg.operand_type(o), rank: 0 }).collect();
@@ -1061,7 +1085,8 @@ mod tests {
         f.body = vec![
             Inst::Let(acc, Rhs::Use(Operand::Const(crate::loops::Const::F64(0.0)))),
             Inst::Let(out, Rhs::Alloc { elem: f64, count: var(n), site: 0, hoisted: false }),
-            Inst::for_(j, var(n), body),
+            // Marked, as lowering marks a parallel statement's loop.
+            Inst::For { index: j, start: Operand::i64(0), bound: var(n), body, lanes: 1, parallel: true },
         ];
         f.results = vec![var(out), var(n)];
         f.result_leaves = vec![Leaf { elem: MTy::F64, rank: 1 }];

@@ -153,13 +153,14 @@ impl Printer<'_> {
                     );
                     let _ = writeln!(self.out, "{line}");
                 }
-                Inst::For { index, start, bound, body, lanes } => {
+                Inst::For { index, start, bound, body, lanes, parallel } => {
                     let range = match start {
                         Operand::Const(Const::I64(0)) => format!("{} < {}", self.var(*index), self.operand(*bound)),
                         _ => format!("{} in {}..{}", self.var(*index), self.operand(*start), self.operand(*bound)),
                     };
                     let vector = if *lanes > 1 { format!(" (x{lanes})") } else { String::new() };
-                    let line = format!("{pad}for {range}{vector} {{");
+                    let par = if *parallel { "parallel " } else { "" };
+                    let line = format!("{pad}{par}for {range}{vector} {{");
                     let _ = writeln!(self.out, "{line}");
                     self.block(body, depth + 1);
                     let _ = writeln!(self.out, "{pad}}}");

@@ -346,11 +346,15 @@ fn fuse_at(f: &Func, insts: &mut Vec<Inst>, k: usize, fresh: &HashSet<LVar>, poi
         return None;
     }
     let (i1, i2) = (*i1, *i2);
+    // The fused loop is parallel when both were (a loop that carries a
+    // value, or a scatter, makes the other's iterations wait too).
+    let both_parallel = matches!((&insts[k], &insts[m]), (Inst::For { parallel: true, .. }, Inst::For { parallel: true, .. }));
     let mut second_body = b2.clone();
     rename(&mut second_body, i2, i1);
     let moved: Vec<Inst> = insts.drain(k + 1..m).collect();
-    let Inst::For { body, .. } = &mut insts[k] else { unreachable!() };
+    let Inst::For { body, parallel, .. } = &mut insts[k] else { unreachable!() };
     body.extend(second_body);
+    *parallel = both_parallel;
     let n_moved = moved.len();
     insts.remove(k + 1);
     for (j, inst) in moved.into_iter().enumerate() {

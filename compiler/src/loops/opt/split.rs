@@ -66,7 +66,7 @@ impl Splitter {
     fn block(&mut self, f: &mut Func, insts: &mut Vec<Inst>) -> bool {
         rewrite_loops_innermost_first(f, insts, &mut |f, index, start, bound, body, lanes, out| {
             if self.fallbacks.contains(&index) {
-                out.push(Inst::For { index, start, bound, body, lanes });
+                out.push(Inst::For { index, start, bound, body, lanes, parallel: false });
                 return false;
             }
             self.split(f, index, start, bound, body, out)
@@ -90,7 +90,7 @@ impl Splitter {
             .then(|| self.find_test(f, index, &body))
             .flatten();
         let Some((cond, truth)) = test else {
-            out.push(Inst::For { index, start, bound, body, lanes: 1 });
+            out.push(Inst::For { index, start, bound, body, lanes: 1, parallel: false });
             return false;
         };
         // The boundaries are computed with wrapping arithmetic: split only
@@ -100,7 +100,7 @@ impl Splitter {
             Truth::Except(v) => vec![v],
         };
         let Some(guarded) = overflow_guard(&bounded) else {
-            out.push(Inst::For { index, start, bound, body, lanes: 1 });
+            out.push(Inst::For { index, start, bound, body, lanes: 1, parallel: false });
             return false;
         };
         let whole = out;
@@ -146,7 +146,7 @@ impl Splitter {
         }
         let copies = if guarded.is_empty() { pieces.len() - 1 } else { pieces.len() };
         if self.budget < size * copies {
-            whole.push(Inst::For { index, start, bound, body, lanes: 1 });
+            whole.push(Inst::For { index, start, bound, body, lanes: 1, parallel: false });
             return false;
         }
         self.budget -= size * copies;
@@ -154,7 +154,7 @@ impl Splitter {
         let locals = body_locals(&self.counts, &body);
         for (s, e, value) in pieces {
             let (index, body) = copy_body(f, index, &body, &locals, cond, value);
-            out.push(Inst::For { index, start: s, bound: e, body, lanes: 1 });
+            out.push(Inst::For { index, start: s, bound: e, body, lanes: 1, parallel: false });
         }
         if guarded.is_empty() {
             whole.append(out);
@@ -176,7 +176,7 @@ impl Splitter {
             };
         }
         self.fallbacks.insert(index);
-        let original = Inst::For { index, start, bound, body, lanes: 1 };
+        let original = Inst::For { index, start, bound, body, lanes: 1, parallel: false };
         whole.push(Inst::If { cond: ok, then: std::mem::take(out), els: vec![original] });
         true
     }
@@ -312,14 +312,35 @@ pub(super) fn rewrite_loops_innermost_first(
         }
         changed |= inner;
         match i {
-            Inst::For { index, start, bound, body, lanes } if !inner => {
+            Inst::For { index, start, bound, body, lanes, parallel } if !inner => {
+                let first = out.len();
                 changed |= rewrite(f, index, start, bound, body, lanes, &mut out);
+                if parallel {
+                    mark_parallel(&mut out[first..]);
+                }
             }
             i => out.push(i),
         }
     }
     *insts = out;
     changed
+}
+
+/// Marks the loops of `insts` parallel, those in branches included: what a
+/// rewrite made of a parallel loop — its pieces, or, unrolled, the loops of
+/// its body, now the outermost level (Note [Outermost parallelism first]
+/// in segments/decide.rs).
+fn mark_parallel(insts: &mut [Inst]) {
+    for i in insts {
+        match i {
+            Inst::For { parallel, .. } => *parallel = true,
+            Inst::If { then, els, .. } => {
+                mark_parallel(then);
+                mark_parallel(els);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Variables assigned only in `body` and read only there (`counts` are the

@@ -50,7 +50,7 @@ impl Unroller {
     fn block(&mut self, f: &mut Func, insts: &mut Vec<Inst>) -> bool {
         rewrite_loops_innermost_first(f, insts, &mut |f, index, start, bound, body, lanes, out| {
             let Some((first, end)) = self.trips(start, bound, lanes, &body) else {
-                out.push(Inst::For { index, start, bound, body, lanes });
+                out.push(Inst::For { index, start, bound, body, lanes, parallel: false });
                 return false;
             };
             let locals = body_locals(&self.counts, &body);
