@@ -586,7 +586,7 @@ impl Program {
                 };
                 Ok(crate::ad::unary::print_program(&program))
             }
-            "lowered" | "loops" | "parallel" | "memory" | "clif" => {
+            "lowered" | "buffers" | "loops" | "parallel" | "memory" | "clif" => {
                 // The CLIF is built from the last loop program.
                 let last = if stage == "clif" { driver::MEMORY.name } else { stage };
                 let mut program = self.loop_program_of(optimised, last)?;

@@ -82,7 +82,7 @@ impl<I: ?Sized, O> Stage for Pass<I, O> {
 
 /// The pipeline, in order (Note [One pipeline]).
 pub static PIPELINE: &[&dyn Stage] =
-    &[&PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &SEGMENTS, &LOWER, &LOOPS, &PARALLEL, &MEMORY, &CLIF];
+    &[&PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &SEGMENTS, &LOWER, &BUFFERS, &LOOPS, &PARALLEL, &MEMORY, &CLIF];
 
 /// The names of the pipeline's passes, in order.
 pub fn stage_names() -> Vec<&'static str> {
@@ -160,6 +160,18 @@ pub static LOWER: Pass<crate::segments::Program, crate::loops::Program> = Pass {
     name: "lowered",
     description: "lower to loops over explicit buffers (allocation, views, bounds checks), parallel loops marked",
     run: |program, cx| crate::loops::lower::lower_program(program).map_err(|e| vec![cx.internal("loops", e)]),
+};
+
+pub static BUFFERS: Pass<crate::loops::Program, crate::loops::Program> = Pass {
+    name: "buffers",
+    description: "plan the loops' buffers: scratch of a size fixed for the loop allocated once before it, each iteration's temporaries released (loops::buffers)",
+    run: |program, cx| {
+        let mut out = program.clone();
+        for f in &mut out.funcs {
+            crate::loops::buffers::run(f).map_err(|e| vec![cx.internal("buffers", e)])?;
+        }
+        Ok(out)
+    },
 };
 
 pub static LOOPS: Pass<crate::loops::Program, crate::loops::Program> = Pass {

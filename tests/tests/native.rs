@@ -356,3 +356,38 @@ fn the_interpreter_has_no_native_code() {
     assert_eq!(failure.codes().iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["E0305"]);
     assert!(p.native_on(Engine::Sequential).is_ok() && p.native_on(Engine::Multicore).is_ok());
 }
+
+/// Memory planning of loops (`loops/buffers.rs`, the `buffers` stage):
+/// lowering leaves every allocation where the program makes it; the stage
+/// moves a scratch buffer of a fixed size before its loop, leaving a null
+/// test in its place, and makes a loop whose body still allocates release
+/// each iteration's temporaries. Both native back ends give the
+/// interpreter's values.
+#[test]
+fn buffers_are_planned_after_lowering() {
+    let src = "entry scratch [n] (xs: [n]f64) (k: i64) : [n]f64 =\n\
+               \x20 map (\\x -> let a = tabulate 3 (\\i -> x * f64 i) in a[k % 3]) xs\n\
+               entry growing (n: i64) : f64 =\n\
+               \x20 loop acc = 0.0 for i < n do\n\
+               \x20   let a = opaque (tabulate (i + 1) (\\j -> f64 j)) in acc + a[i / 2] + sum a";
+    let p = compile(src);
+    let lowered = p.emit("lowered", Some("scratch")).unwrap();
+    let planned = p.emit("buffers", Some("scratch")).unwrap();
+    let (before_loop, in_loop) = planned.split_once("for ").expect("a loop");
+    assert!(!lowered.contains("alloc_or_null"), "{lowered}");
+    assert!(before_loop.contains("alloc_or_null f64 3"), "{planned}");
+    assert!(in_loop.contains("allocated_") && !in_loop.contains("alloc f64 3"), "{planned}");
+    let lowered = p.emit("lowered", Some("growing")).unwrap();
+    let planned = p.emit("buffers", Some("growing")).unwrap();
+    assert!(!lowered.contains("release"), "{lowered}");
+    assert!(planned.contains("= mark") && planned.contains("release mark_"), "{planned}");
+    let xs: Vec<f64> = (0..100).map(|i| i as f64 / 3.0).collect();
+    for (entry, input) in
+        [("scratch", serde_json::json!({ "xs": xs, "k": 4 })), ("growing", serde_json::json!({ "n": 300 }))]
+    {
+        let want = p.call_json_on(Engine::Interp, entry, &input).unwrap();
+        for engine in [Engine::Sequential, Engine::Multicore] {
+            assert_eq!(p.call_json_on(engine, entry, &input).unwrap(), want, "{entry}");
+        }
+    }
+}

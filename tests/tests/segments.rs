@@ -181,3 +181,33 @@ fn gradbench_programs() {
     assert!(decisions.iter().any(|l| l.starts_with(sweep)), "{decisions:?}");
     assert!(decisions.iter().all(|l| l.starts_with("parallel")), "{decisions:?}");
 }
+
+/// A small space whose inner level cannot share its iterations (a loop that
+/// carries a value) keeps the threads itself.
+#[test]
+fn a_small_space_over_a_carried_loop_stays_parallel() {
+    let src = "entry f [n] (xs: [n]f64) : [5]f64 =\n\
+               \x20 tabulate 5 (\\k -> loop acc = 0.0 for i < n do acc * 0.5 + xs[i] * f64 k)";
+    let p = compile(src);
+    let got = levels(&p, "f");
+    assert!(got.iter().any(|l| l == "parallel map over 5"), "{got:?}");
+    assert!(got.iter().all(|l| !l.starts_with("sequential")), "{got:?}");
+}
+
+/// A role holds only when nothing in the iteration reads what it made: a
+/// running value read by another computation, or a slot read back, make
+/// the loop carry it.
+#[test]
+fn a_value_read_again_in_its_iteration_is_carried() {
+    let src = "entry running [n] (xs: [n]f64) : (f64, [n]f64) =\n\
+               \x20 loop (acc, out) = (0.0, replicate n 0.0) for i < n do\n\
+               \x20   let t = acc + xs[i] in (t, out with [i] = t * 2.0)\n\
+               entry scan_like [n] (xs: [n]f64) : (f64, [n]f64) =\n\
+               \x20 loop (acc, out) = (0.0, replicate n 0.0) for i < n do\n\
+               \x20   let t = acc + xs[i] in (t, out with [i] = t)";
+    let p = compile(src);
+    let got = levels(&p, "running");
+    assert!(got.iter().any(|l| l.starts_with("sequential loop [carried, slots]")), "{got:?}");
+    let got = levels(&p, "scan_like");
+    assert!(got.iter().any(|l| l.starts_with("parallel loop [reduce (+), slots]")), "{got:?}");
+}

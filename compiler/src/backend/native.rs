@@ -3,7 +3,8 @@
 //! Input: an optimised program. Output: native code in memory, run on the
 //! calling thread ([`Sequential`]) or with its parallel loops on the
 //! runtime's thread pool ([`Multicore`]). Both run the same passes —
-//! lowering to loops (`driver::LOWER`), the loop optimiser
+//! the parallel level (`driver::SEGMENTS`), lowering to loops
+//! (`driver::LOWER`), the loops' buffers (`driver::BUFFERS`), the loop optimiser
 //! (`driver::LOOPS`), memory planning (`driver::MEMORY`), Cranelift
 //! (`driver::CLIF`) — and the multicore back end outlines parallel loops
 //! before memory planning (`driver::PARALLEL`). Every pass is guarded: a
@@ -57,7 +58,7 @@ impl Backend for Multicore {
 }
 
 /// The multicore back end's loop program after the pass named `stage`
-/// (`lowered`, `loops`, `parallel` or `memory`, as `emit --stage` names
+/// (`lowered`, `buffers`, `loops`, `parallel` or `memory`, as `emit --stage` names
 /// them): after `loops`, what the sequential back end plans memory for;
 /// after `memory`, what the multicore JIT compiles and what `slope build`
 /// compiles ahead of time.
@@ -68,8 +69,13 @@ pub fn loop_stage(program: &ir::Program, stage: &str, cx: &mut Context<'_>) -> R
     if stage == driver::LOWER.name {
         return Ok(lowered);
     }
-    let loops = cx.run_guarded(&driver::LOOPS, &lowered)?;
+    let planned = cx.run_guarded(&driver::BUFFERS, &lowered)?;
     drop(lowered);
+    if stage == driver::BUFFERS.name {
+        return Ok(planned);
+    }
+    let loops = cx.run_guarded(&driver::LOOPS, &planned)?;
+    drop(planned);
     if stage == driver::LOOPS.name {
         return Ok(loops);
     }

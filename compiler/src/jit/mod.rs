@@ -1639,6 +1639,7 @@ mod tests {
                     message: Message::OutOfMemory,
                 }],
                 dims: vec![],
+                loop_facts: vec![],
             })
         }
         fn var(&mut self, name: &str, t: MTy) -> LVar {

@@ -9,13 +9,15 @@
 //! is used as a general array: a `map` over it iterates the index itself, and
 //! indexing it is the index.
 //!
-//! Memory: see Note [Ownership and in-place updates] and Note [Releasing
-//! loop iterations] below. Bounds: every `Load`/`Store` is either proved in
+//! Memory: see Note [Ownership and in-place updates] below; which buffers
+//! leave a loop and which loops release their iterations' allocations is
+//! memory planning's (`buffers.rs`), from the facts lowering records of
+//! each loop (`LoopFacts`). Bounds: every `Load`/`Store` is either proved in
 //! range (its index is a loop index whose bound is the dimension, see
 //! `Lower::facts`) or preceded by a check that `Fail`s with the same error
 //! and message as the interpreter.
 
-use super::{assigned_in, Func, Inst, LVar, Leaf, MTy, Message, Operand, Program, Rhs, Site};
+use super::{allocates, assigned_in, Func, Inst, LVar, Leaf, LoopFacts, MTy, Message, Operand, Program, Rhs, Site};
 use crate::diagnostic::{Code, Span};
 use crate::hash::{HashMap, HashSet};
 use crate::ir::{self, alias, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
@@ -46,6 +48,7 @@ pub fn lower_func(segments: &segments::Program, f: &ir::Func) -> Result<Func, St
         prog: program,
         segments,
         parallel_depth: None,
+        marks: true,
         vars: Vec::new(),
         sites: Vec::new(),
         sites_at: HashMap::default(),
@@ -56,6 +59,7 @@ pub fn lower_func(segments: &segments::Program, f: &ir::Func) -> Result<Func, St
         dims: HashSet::default(),
         known: Known::default(),
         out: Vec::new(),
+        loop_facts: Vec::new(),
         span: f.span,
     };
     let mut params = Vec::new();
@@ -99,6 +103,7 @@ pub fn lower_func(segments: &segments::Program, f: &ir::Func) -> Result<Func, St
             dims.sort();
             dims
         },
+        loop_facts: l.loop_facts,
     })
 }
 
@@ -132,16 +137,6 @@ pub fn lower_func(segments: &segments::Program, f: &ir::Func) -> Result<Func, St
 // is not fresh copied, as for parameters updated in place), so a fused
 // `sum` of vectors — the tangent of a sum in vector-mode `jacfwd` — adds into
 // one buffer instead of allocating a vector per iteration.
-
-// Note [Releasing loop iterations]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// Buffers come from the call's arena and are all freed when the call returns.
-// A loop whose body allocates would otherwise hold every iteration's
-// temporaries until then. Such a loop takes a `Mark` before its first
-// iteration and ends every iteration with a `Release` that frees what the
-// iteration allocated, keeping the blocks that hold the loop state (or a
-// `map`'s lazily allocated result). Loops whose bodies allocate nothing —
-// the innermost loops of the benchmarks — pay nothing.
 
 // Note [One site per error]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -183,6 +178,9 @@ struct Lower<'p> {
     /// loops emitted at that depth are its own (those of its lambdas are
     /// deeper).
     parallel_depth: Option<u32>,
+    /// Off while lowering the end of a loop body at the loop's depth
+    /// (`body_block`): nothing emitted there is marked.
+    marks: bool,
     vars: Vec<(String, MTy)>,
     sites: Vec<Site>,
     /// The sites of each span, for [`Lower::site`].
@@ -201,6 +199,8 @@ struct Lower<'p> {
     known: Known,
     /// The block being emitted.
     out: Vec<Inst>,
+    /// Each loop's facts for memory planning, in emission order.
+    loop_facts: Vec<LoopFacts>,
     /// The span of the statement being lowered (for allocation failures).
     span: Span,
 }
@@ -277,7 +277,7 @@ impl Lower<'_> {
 
     fn emit(&mut self, mut i: Inst) {
         if let Inst::For { parallel, .. } = &mut i {
-            *parallel = self.parallel_depth == Some(self.depth);
+            *parallel = self.marks && self.parallel_depth == Some(self.depth);
         }
         self.out.push(i);
     }
@@ -330,6 +330,17 @@ impl Lower<'_> {
         self.known = known;
         let block = std::mem::replace(&mut self.out, saved);
         Ok((block, r?))
+    }
+
+    /// [`Self::block`] for code lowered at the loop's own depth that goes at
+    /// the end of its body (storing an iteration's results, assigning the
+    /// loop state): the loops it emits (a copy, an `iota` made) run inside
+    /// the loop, so they are never marked parallel.
+    fn body_block<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<(Vec<Inst>, T)> {
+        let (depth, marks) = (self.parallel_depth.take(), std::mem::replace(&mut self.marks, false));
+        let r = self.block(f);
+        (self.parallel_depth, self.marks) = (depth, marks);
+        r
     }
 
     /// The index of the site `(code, span, message)`, shared by every `Fail`
@@ -541,7 +552,7 @@ impl Lower<'_> {
                 // array: at the outermost level, it is parallel as the `iota`
                 // is (the statement using it may be a sequential loop).
                 let outer = self.parallel_depth;
-                if self.depth == 0 {
+                if self.depth == 0 && self.marks {
                     self.parallel_depth = Some(0);
                 }
                 self.emit(Inst::for_(j, n, body));
@@ -1241,7 +1252,7 @@ impl Lower<'_> {
         assigned.insert(j);
         let mut prefix = Vec::new();
         let mut keep = Vec::new();
-        let (push, ()) = self.block(|l| {
+        let (push, ()) = self.body_block(|l| {
             for (st, r) in stacks.iter_mut().zip(results) {
                 l.stack_push(st, r, j, w, &assigned, &mut prefix, "map", span)?;
                 if st.lazy {
@@ -1280,69 +1291,23 @@ impl Lower<'_> {
         }
     }
 
-    /// Emits `for j < n { body }`, releasing each iteration's allocations
-    /// when the body allocates (Note [Releasing loop iterations]).
-    fn emit_loop(&mut self, j: LVar, n: Operand, mut body: Vec<Inst>, allocates: bool, keep: Vec<Operand>) {
-        let hoisted = self.hoist_temporaries(&mut body, &keep, Some(j));
-        self.out.extend(hoisted);
-        if allocates && self::allocates(&body) {
-            let mark = self.let_("mark", MTy::I64, Rhs::Mark);
-            body.push(Inst::Release { mark, keep });
-        }
+    /// Emits `for j < n { body }` with what memory planning needs to know
+    /// of it (`buffers.rs`: it hoists the body's scratch buffers and
+    /// releases each iteration's allocations).
+    fn emit_loop(&mut self, j: LVar, n: Operand, body: Vec<Inst>, allocates: bool, keep: Vec<Operand>) {
+        self.record_loop(Some(j), &body, allocates, keep);
         self.emit(Inst::for_(j, n, body));
     }
 
-    /// Takes out of a loop `body` the allocations whose size is the same in
-    /// every iteration and whose buffer does not outlive the iteration (no
-    /// `keep` pointer — the loop state, a lazily allocated result — can point
-    /// into it): one buffer, allocated before the loop, serves every
-    /// iteration. Returns the hoisted instructions. See Note [Hoisted buffers].
-    fn hoist_temporaries(&mut self, body: &mut Vec<Inst>, keep: &[Operand], index: Option<LVar>) -> Vec<Inst> {
-        let mut assigned = assigned_in(body);
-        assigned.extend(index);
-        // `dst ↦ sources`: the buffers a pointer variable may point into.
-        let mut sources: HashMap<LVar, Vec<LVar>> = HashMap::default();
-        collect_sources(body, &mut sources);
-        let mut escaping = HashSet::default();
-        let mut work: Vec<LVar> = keep.iter().filter_map(|k| k.var()).collect();
-        while let Some(v) = work.pop() {
-            if escaping.insert(v) {
-                work.extend(sources.get(&v).into_iter().flatten().copied());
-            }
-        }
+    /// Records a loop's facts for memory planning, in the order loops are
+    /// emitted (Note [What lowering tells memory planning] in buffers.rs):
+    /// `keep`, what survives an iteration, and the allocation sizes that
+    /// the checks passed so far prove non-negative.
+    fn record_loop(&mut self, index: Option<LVar>, body: &[Inst], allocates: bool, keep: Vec<Operand>) {
         let mut counts = Vec::new();
-        alloc_counts(body, &mut counts);
-        let nonneg: HashSet<LVar> = counts.into_iter().filter(|&v| self.nonneg(Operand::Var(v))).collect();
-        let invariant = |count: &Operand| match count {
-            Operand::Const(Const::I64(n)) => *n >= 0,
-            Operand::Var(v) => !assigned.contains(v) && nonneg.contains(v),
-            Operand::Const(_) => false,
-        };
-        let mut hoisted = Vec::new();
-        take_allocs(
-            body,
-            &mut |i| matches!(i, Inst::Let(p, Rhs::Alloc { count, .. }) if invariant(count) && !escaping.contains(p)),
-            &mut |alloc| self.hoisted_alloc_check(alloc),
-            &mut hoisted,
-        );
-        for i in &mut hoisted {
-            if let Inst::Let(_, Rhs::Alloc { hoisted, .. }) = i {
-                *hoisted = true;
-            }
-        }
-        hoisted
-    }
-
-    /// What stays in place of an allocation moved out of a loop: a check
-    /// that it succeeded, failing as the allocation would have failed here
-    /// (none when an inner loop already moved it and left its check).
-    fn hoisted_alloc_check(&mut self, alloc: &Inst) -> Vec<Inst> {
-        let Inst::Let(ptr, Rhs::Alloc { count, site, hoisted: false, .. }) = alloc else { return Vec::new() };
-        let ok = self.fresh("allocated", MTy::Bool);
-        vec![
-            Inst::Let(ok, Rhs::null_test(*ptr)),
-            Inst::If { cond: ok.into(), then: Vec::new(), els: vec![Inst::Fail { site: *site, args: vec![*count] }] },
-        ]
+        super::buffers::alloc_counts(body, &mut counts);
+        let nonneg = counts.into_iter().filter(|&v| self.nonneg(Operand::Var(v))).collect();
+        self.loop_facts.push(LoopFacts { index, keep, nonneg, allocates });
     }
 
     fn reduce_or_scan(
@@ -1386,7 +1351,7 @@ impl Lower<'_> {
         assigned.extend(accs.iter().flat_map(|s| s.scalar.iter().chain(&s.ptr).chain(&s.dims).copied()));
         let mut prefix = Vec::new();
         let mut keep = Vec::new();
-        let (tail, ()) = self.block(|l| {
+        let (tail, ()) = self.body_block(|l| {
             for (st, r) in stacks.iter_mut().zip(&results) {
                 l.stack_push(st, r.clone(), j, n, &assigned, &mut prefix, what, span)?;
                 if st.lazy {
@@ -1458,6 +1423,7 @@ impl Lower<'_> {
         };
         self.depth += 1;
         let mut allocs = false;
+        let first_fact = self.loop_facts.len();
         let (cond, test) = match form {
             LoopForm::For { .. } => (Vec::new(), None),
             LoopForm::While { cond } => {
@@ -1494,7 +1460,7 @@ impl Lower<'_> {
         if results.len() != states.len() {
             return Err("loop body result count".into());
         }
-        let (tail, ()) = self.block(|l| {
+        let (tail, ()) = self.body_block(|l| {
             let values: Vec<LVal> = results.into_iter().map(|r| l.state_value(r)).collect();
             let shared = shared_buffers(&values);
             let mut vals = Vec::new();
@@ -1525,6 +1491,7 @@ impl Lower<'_> {
         substitute(&mut block, &invariant);
         let mut cond = cond;
         substitute(&mut cond, &invariant);
+        substitute_facts(&mut self.loop_facts[first_fact..], &invariant);
         let test = test.map(|t| subst_operand(t, &invariant));
         let keep: Vec<Operand> = states.iter().filter_map(|s| s.ptr.map(Operand::Var)).collect();
         match (index, test) {
@@ -1540,13 +1507,8 @@ impl Lower<'_> {
                     Inst::If { cond: ok.into(), then: Vec::new(), els: vec![Inst::Fail { site, args: vec![limit] }] },
                     Inst::Let(count, Rhs::Binary(BinOp::Add, count.into(), Operand::i64(1))),
                 ];
-                let hoisted = self.hoist_temporaries(&mut block, &keep, None);
-                self.out.extend(hoisted);
                 guarded.extend(block);
-                if allocs && allocates(&guarded) {
-                    let mark = self.let_("mark", MTy::I64, Rhs::Mark);
-                    guarded.push(Inst::Release { mark, keep });
-                }
+                self.record_loop(None, &guarded, allocs, keep);
                 self.emit(Inst::While { cond, test, body: guarded });
             }
             (None, None) => unreachable!("a loop is a for or a while"),
@@ -1971,63 +1933,6 @@ fn same(a: Operand, b: Operand) -> bool {
 }
 
 /// Folds integer arithmetic on constants and the identities `x*1`, `x+0`.
-/// Records, for each variable assigned a pointer expression in `insts`, the
-/// variables it is computed from (`Use`, `Offset`, `Select`).
-fn collect_sources(insts: &[Inst], out: &mut HashMap<LVar, Vec<LVar>>) {
-    for i in insts {
-        match i {
-            Inst::Let(dst, rhs) => {
-                let from: Vec<LVar> = match rhs {
-                    Rhs::Use(o) | Rhs::Offset { base: o, .. } => o.var().into_iter().collect(),
-                    Rhs::Select(_, a, b) => a.var().into_iter().chain(b.var()).collect(),
-                    _ => Vec::new(),
-                };
-                out.entry(*dst).or_default().extend(from);
-            }
-            i => i.blocks().for_each(|b| collect_sources(b, out)),
-        }
-    }
-}
-
-/// Removes from `insts` (and the branches of its `if`s, not nested loops) the
-/// instructions `pick` selects, appending them to `out` in order and leaving
-/// `leave` of each in its place.
-fn take_allocs(
-    insts: &mut Vec<Inst>,
-    pick: &mut dyn FnMut(&Inst) -> bool,
-    leave: &mut dyn FnMut(&Inst) -> Vec<Inst>,
-    out: &mut Vec<Inst>,
-) {
-    let mut kept = Vec::with_capacity(insts.len());
-    for mut i in insts.drain(..) {
-        if pick(&i) {
-            kept.extend(leave(&i));
-            out.push(i);
-            continue;
-        }
-        if let Inst::If { then, els, .. } = &mut i {
-            take_allocs(then, pick, leave, out);
-            take_allocs(els, pick, leave, out);
-        }
-        kept.push(i);
-    }
-    *insts = kept;
-}
-
-/// The variable sizes of the allocations `take_allocs` would look at.
-fn alloc_counts(insts: &[Inst], out: &mut Vec<LVar>) {
-    for i in insts {
-        match i {
-            Inst::Let(_, Rhs::Alloc { count: Operand::Var(v), .. }) => out.push(*v),
-            Inst::If { then, els, .. } => {
-                alloc_counts(then, out);
-                alloc_counts(els, out);
-            }
-            _ => {}
-        }
-    }
-}
-
 /// The buffers that more than one of `values` holds (by the variable that
 /// points to them), which no loop parameter may then update in place.
 fn shared_buffers(values: &[LVal]) -> HashSet<Option<LVar>> {
@@ -2043,33 +1948,24 @@ fn shared_buffers(values: &[LVal]) -> HashSet<Option<LVar>> {
     shared
 }
 
-// Note [Hoisted buffers]
-// ~~~~~~~~~~~~~~~~~~~~~~
-// A loop body that builds small arrays (a row of differences, the adjoint of
-// a row) would allocate them in every iteration. When the size of such a
-// buffer does not change from one iteration to the next and nothing that
-// survives the iteration can point into it, one buffer allocated before the
-// loop serves every iteration: each iteration writes it fully before reading
-// it (lowering never reads a buffer it has not written), so no value leaks
-// from one iteration to the next. "Survives" is decided conservatively from
-// the pointer assignments in the body: a buffer escapes when a kept pointer
-// (loop state, a result allocated on the first iteration) may be computed
-// from it. Hoisting applies from the innermost loop outwards, so a buffer can
-// leave several loops. Only sizes known to be non-negative are hoisted.
-//
-// A hoisted allocation runs where the original might not have: before a loop
-// that runs zero times, before a branch not taken, before a check that fails
-// first. So it may not fail there: it is marked `hoisted` and gives a null
-// buffer when the memory cannot be had, and in its original place a null
-// test fails with the original site (E0207). Out-of-memory is then reported
-// exactly when and where the unhoisted program would report it, and a
-// zero-trip loop over a huge per-iteration buffer is no error at all. When
-// an outer loop moves the allocation again, the check stays where it was.
-
 fn subst_operand(o: Operand, map: &HashMap<LVar, Operand>) -> Operand {
     match o {
         Operand::Var(v) => map.get(&v).copied().unwrap_or(o),
         c => c,
+    }
+}
+
+/// [`substitute`] in the facts recorded for loops (`keep`, `nonneg`): a
+/// variable replaced by another holds the same value, so the same facts.
+fn substitute_facts(facts: &mut [LoopFacts], map: &HashMap<LVar, Operand>) {
+    if map.is_empty() {
+        return;
+    }
+    for fs in facts {
+        for k in &mut fs.keep {
+            *k = subst_operand(*k, map);
+        }
+        fs.nonneg = fs.nonneg.iter().filter_map(|v| subst_operand(Operand::Var(*v), map).var()).collect();
     }
 }
 
@@ -2088,10 +1984,6 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
     }
 }
 
-/// Does any instruction of `insts` (nested blocks included) allocate?
-fn allocates(insts: &[Inst]) -> bool {
-    insts.iter().any(|i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })) || i.blocks().any(allocates))
-}
 
 /// Adds the uses of each variable in `b` (nested bodies included) to `uses`.
 fn count_body(b: &Body, uses: &mut [u32]) {

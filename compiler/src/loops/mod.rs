@@ -25,6 +25,7 @@
 //! negative exponent (checked before); every variable is assigned before it
 //! is read on every path.
 
+pub mod buffers;
 pub mod lower;
 pub mod opt;
 pub mod pack;
@@ -148,7 +149,7 @@ pub enum Rhs {
     /// memory cannot be had, the function fails with `sites[site]` — unless
     /// the allocation is `hoisted` out of the loop that uses it: then it
     /// gives a null buffer, and the place it came from checks for null and
-    /// fails there (Note [Hoisted buffers] in `lower.rs`).
+    /// fails there (Note [Hoisted buffers] in `buffers.rs`).
     Alloc {
         elem: MTy,
         count: Operand,
@@ -268,7 +269,7 @@ pub enum Inst {
 
 impl Rhs {
     /// The test that a hoisted allocation got its memory: `ptr != 0`
-    /// (Note [Hoisted buffers] in `lower.rs`).
+    /// (Note [Hoisted buffers] in `buffers.rs`).
     pub fn null_test(ptr: LVar) -> Rhs {
         Rhs::Binary(BinOp::Ne, Operand::Var(ptr), Operand::i64(0))
     }
@@ -607,6 +608,29 @@ pub struct Func {
     /// Variables that only ever hold array dimensions (so are `>= 0`); the
     /// loop optimiser's range analysis starts from them.
     pub dims: Vec<LVar>,
+    /// What lowering knows of each loop it emitted that memory planning
+    /// needs (`buffers.rs`, Note [What lowering tells memory planning]);
+    /// empty after the `buffers` stage.
+    pub loop_facts: Vec<LoopFacts>,
+}
+
+/// Lowering's facts about one loop, for memory planning (`buffers.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoopFacts {
+    /// The loop's index (`None`: a `while` loop).
+    pub index: Option<LVar>,
+    /// The pointers that survive an iteration: the loop state's, a lazily
+    /// allocated result's.
+    pub keep: Vec<Operand>,
+    /// Sizes of allocations in the body known non-negative where the loop starts.
+    pub nonneg: crate::hash::HashSet<LVar>,
+    /// Whether the body may allocate what an iteration should release.
+    pub allocates: bool,
+}
+
+/// Does any instruction of `insts` (nested blocks included) allocate?
+pub fn allocates(insts: &[Inst]) -> bool {
+    insts.iter().any(|i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })) || i.blocks().any(allocates))
 }
 
 impl Func {
@@ -622,6 +646,7 @@ impl Func {
             result_leaves: Vec::new(),
             sites: Vec::new(),
             dims: Vec::new(),
+            loop_facts: Vec::new(),
         }
     }
 

@@ -199,8 +199,8 @@ fn pack_run(f: &mut Func, run: &[Member], out: &mut Vec<Inst>) {
 
 // Note [Packed scratch buffers]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// Lowering hoists the small buffers a loop body builds out of the loop (Note
-// [Hoisted buffers] in lower.rs), so a function derived by AD starts its
+// Memory planning hoists the small buffers a loop body builds out of the
+// loop (Note [Hoisted buffers] in buffers.rs), so a function derived by AD starts its
 // loops with runs of dozens of `alloc_or_null f64 3`, `… 26`, `… 78`: ht's
 // jacobian makes 405 allocation calls. Each is a call into the runtime, and
 // each call is expensive twice: at run time (a search of the arena's block

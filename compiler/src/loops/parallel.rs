@@ -51,7 +51,7 @@ use std::collections::BTreeSet;
 //   index of a buffer: a scan (Note [Scans]).
 // - **Memory, by points-to (`opt/alias.rs`).** A buffer the body allocates
 //   is private to the iteration. A buffer lowering hoisted out of the loop
-//   (`Alloc { hoisted: true }`, Note [Hoisted buffers] in lower.rs) is
+//   (`Alloc { hoisted: true }`, Note [Hoisted buffers] in buffers.rs) is
 //   scratch that each iteration writes before reading it: each chunk
 //   allocates its own. A buffer the body only reads is shared. A buffer
 //   written through one pointer `b` either (slots) only at `b[i]`, or by
@@ -149,6 +149,24 @@ pub fn run(program: &mut Program) {
         f.body = body;
         program.funcs[k] = f;
     }
+    // The marks have served: a loop left marked (inside a `while`, or in a
+    // loop now a segment's) runs where it is.
+    let bodies = program.funcs.iter_mut().map(|f| &mut f.body);
+    for body in bodies.chain(program.segments.iter_mut().map(|s| &mut s.func.body)) {
+        unmark(body);
+    }
+}
+
+/// Clears the `parallel` mark of every loop of `insts`.
+fn unmark(insts: &mut [Inst]) {
+    for i in insts {
+        if let Inst::For { parallel, .. } = i {
+            *parallel = false;
+        }
+        for b in i.blocks_mut() {
+            unmark(b);
+        }
+    }
 }
 
 // Note [Outlining one function at a time]
@@ -234,10 +252,11 @@ impl Facts {
 enum Level {
     /// Not inside a loop.
     Outer,
-    /// Directly inside a sequential loop: loops become segments called
-    /// inline (Note [Loops called inline]).
+    /// Directly inside a sequential loop at the outer level: independent
+    /// loops become segments called inline (Note [Loops called inline]);
+    /// marked ones go to the pool.
     InSequential,
-    /// Deeper inside sequential loops.
+    /// Deeper inside sequential loops: marked loops go to the pool.
     Deeper,
 }
 
@@ -274,16 +293,14 @@ fn outline_block(
             {
                 *inst = outline(f, inst, plan, true, segments)
             }
-            (Inst::For { index, body, parallel, .. }, plan) => {
+            (Inst::For { index, body, .. }, plan) => {
                 if level == Level::Outer && std::env::var_os("SLOPE_EXPLAIN_PARALLEL").is_some() {
                     let why = match plan {
                         Some(Err(why)) => why,
-                        _ if !*parallel => "the parallel level made it sequential (`emit --stage segments`)".into(),
-                        _ => "it is called inline".into(),
+                        _ => "the parallel level made it sequential (`emit --stage segments`)".into(),
                     };
                     eprintln!("{}: loop `{}` stays sequential: {why}", f.name, f.var_name(*index));
                 }
-                *parallel = false;
                 outline_block(body, f, pt, info, inner, segments);
             }
             (Inst::If { then, els, .. }, _) => {
@@ -1028,9 +1045,9 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, inline: bool, segments: &m
 
 /// Whether two functions are the same but for their names.
 fn same_code(a: &Func, b: &Func) -> bool {
-    let Func { name: _, vars, params, param_leaves, body, results, result_leaves, sites, dims } = a;
-    (vars, params, param_leaves, results, result_leaves, dims)
-        == (&b.vars, &b.params, &b.param_leaves, &b.results, &b.result_leaves, &b.dims)
+    let Func { name: _, vars, params, param_leaves, body, results, result_leaves, sites, dims, loop_facts } = a;
+    (vars, params, param_leaves, results, result_leaves, dims, loop_facts)
+        == (&b.vars, &b.params, &b.param_leaves, &b.results, &b.result_leaves, &b.dims, &b.loop_facts)
         && *sites == b.sites
         && *body == b.body
 }

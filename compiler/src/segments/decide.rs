@@ -46,8 +46,8 @@ use crate::ir::{self, Atom, BinOp, Body, Const, Expr, LoopForm, Stmt, Var};
 //   (Constant sizes up to 4 are unrolled by the loop optimiser anyway,
 //   which leaves the inner loops outermost, marked: `mark_parallel` in
 //   loops/opt/split.rs.)
-// - The statements of an `if` (and a custom derivative's primal) are at
-//   the level of the `if`.
+// - The statements of an `if` (and a custom derivative's primal, not its
+//   rules, which AD has used) are at the level of the `if`.
 //
 // Every other statement at the outermost level is parallel too, without a
 // space: the copies lowering makes for it (an update of a shared array, a
@@ -86,7 +86,9 @@ fn outermost(program: &ir::Program, body: &Body, segments: &mut HashMap<StmtId, 
             _ => false,
         };
         if inside_too {
-            s.expr.for_each_body(&mut |b| outermost(program, b, segments));
+            for b in bodies(s) {
+                outermost(program, b, segments);
+            }
         }
         segments.entry(StmtId::of(s)).or_insert(Segment { level, space });
     }
@@ -116,19 +118,36 @@ fn level_of(program: &ir::Program, s: &Stmt, space: &Space) -> Level {
     Level::Parallel
 }
 
+/// Whether the iterations of `space` can be shared among threads: not a
+/// loop that carries a value, not a scatter.
+fn shareable(space: &Space) -> bool {
+    match &space.kind {
+        Kind::Loop(roles) => !roles.contains(&Role::Carried),
+        Kind::Scatter => false,
+        _ => true,
+    }
+}
+
+/// The bodies of `s` that run when it does: all of them, but only the
+/// primal of a custom derivative (its rules are what AD used).
+fn bodies(s: &Stmt) -> Vec<&Body> {
+    match &s.expr {
+        Expr::Custom { primal, .. } => vec![&primal.body],
+        e => e.bodies(),
+    }
+}
+
 /// Whether a statement inside `s` iterates over a space whose size is not
-/// a constant (through `if`s and small spaces): a level worth the threads
-/// when `s`'s own space is small.
+/// a constant and whose iterations can be shared (through `if`s and small
+/// spaces): a level worth the threads when `s`'s own space is small.
 fn wide_inside(s: &Stmt) -> bool {
-    let mut wide = false;
-    s.expr.for_each_body(&mut |b| {
-        wide |= b.stmts.iter().any(|t| match space_of(t) {
+    bodies(s).into_iter().any(|b| {
+        b.stmts.iter().any(|t| match space_of(t) {
             Some(Space { size: Size::Atom(Atom::Const(_)), .. }) => small_inside(t),
-            Some(_) => true,
+            Some(space) => shareable(&space),
             None => matches!(t.expr, Expr::If { .. } | Expr::Custom { .. }) && wide_inside(t),
         })
-    });
-    wide
+    })
 }
 
 /// `t` iterates over a small space with a wider one inside.
@@ -169,7 +188,7 @@ pub(super) fn roles(params: &[Var], index: Var, body: &Body) -> Vec<Role> {
         .zip(&body.result)
         .map(|(&p, &r)| match r {
             Atom::Var(r) if r == p => Role::Same,
-            Atom::Var(r) => role_of(p, r, index, &defs, &uses),
+            Atom::Var(r) => role_of(p, r, index, body, &defs, &uses),
             Atom::Const(_) => Role::Carried,
         })
         .collect()
@@ -189,12 +208,29 @@ fn definitions(body: &Body) -> Defs<'_> {
     defs
 }
 
-/// What an iteration makes of the parameter `p` when it ends with `r`.
-fn role_of(p: Var, r: Var, index: Var, defs: &Defs, uses: &HashMap<Var, usize>) -> Role {
+/// What an iteration makes of the parameter `p` when it ends with `r`
+/// (`body`'s top-level statements by variable, `defs`).
+fn role_of(p: Var, r: Var, index: Var, body: &Body, defs: &Defs, uses: &HashMap<Var, usize>) -> Role {
     let Some(&(s, _)) = defs.get(&r) else { return Role::Carried };
+    let reads = |v: Var| uses.get(&v).copied().unwrap_or(0);
     if let Expr::Binary(op @ (BinOp::Add | BinOp::Mul | BinOp::Min | BinOp::Max), a, b) = &s.expr {
         let reads_p = |x: &Atom| *x == Atom::Var(p);
-        return if (reads_p(a) || reads_p(b)) && uses.get(&p) == Some(&1) { Role::Reduce(*op) } else { Role::Carried };
+        // The running value is read by the result and, in a scan, by the
+        // writes of it at the loop index; by nothing else.
+        let stored = body
+            .stmts
+            .iter()
+            .filter(|t| {
+                matches!(&t.expr, Expr::UpdateAt { value: Atom::Var(v), indices, accumulate: false, .. }
+                    if *v == r && indices.first() == Some(&Atom::Var(index)))
+            })
+            .count();
+        let alone = reads(p) == 1 && reads(r) == 1 + stored;
+        return if (reads_p(a) || reads_p(b)) && alone { Role::Reduce(*op) } else { Role::Carried };
+    }
+    if reads(r) != 1 {
+        // What this iteration made is read in it, not only by the next.
+        return Role::Carried;
     }
     let mut chain = Chain::default();
     let Some((from, update)) = chain.follow(r, defs) else { return Role::Carried };

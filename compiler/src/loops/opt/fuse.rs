@@ -175,7 +175,7 @@ pub fn private_buffers(f: &Func) -> HashSet<LVar> {
     });
     // A pointer escapes when it is used other than as the base of a load or
     // store, as a kept pointer of a release, or in the null test of a
-    // hoisted allocation (Note [Hoisted buffers] in `lower.rs`).
+    // hoisted allocation (Note [Hoisted buffers] in `buffers.rs`).
     let mut escapes: HashSet<LVar> = HashSet::default();
     for_each_inst(&f.body, &mut |i| {
         let others: Vec<Operand> = match i {

@@ -27,7 +27,7 @@ After unrolling, the small arrays of a map body — the 3-vectors of a
 rotation, the 2-vector of a projection — are buffers read and written at
 constant indices: `store f64 b[1] = t`, later `x = load f64 b[1]`. Each is an
 allocation (hoisted out of the loop, with a null test at its place, Note
-[Hoisted buffers] in lower.rs), a memory write and a memory read per element,
+[Hoisted buffers] in buffers.rs), a memory write and a memory read per element,
 where hand-written code keeps the values in registers. `ba`'s jacobian had
 two dozen of them in its loop over observations.
 
