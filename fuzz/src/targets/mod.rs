@@ -37,7 +37,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The stages `native` prints (`slope emit --stage`).
-const STAGES: &[&str] = &["ast", "typed", "ir", "unary", "ad", "opt", "lowered", "loops", "clif"];
+const STAGES: &[&str] =
+    &["ast", "typed", "ir", "unary", "ad", "opt", "segments", "lowered", "buffers", "loops", "clif"];
 
 /// Long messages (whole programs in a diagnostic) are cut to this many bytes.
 const MAX_MESSAGE_BYTES: usize = 4_000;
