@@ -29,7 +29,7 @@ use crate::native::{Ctx, Failure};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The signature of compiled code (entries and segments alike).
@@ -398,6 +398,83 @@ pub fn threads_from_env() -> Result<usize, String> {
     }
 }
 
+// Note [The caller runs chunks too]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A segment's chunks are taken one at a time from a shared counter by the
+// calling thread and by `threads - 1` jobs on the pool, each chunk's outcome
+// kept under its index, so the outcomes come back in chunk order whoever ran
+// them (Note [Deterministic chunks]). Handing the round to the pool with
+// `install` instead made the caller wait idle while the workers were woken.
+// A chunk runs in the running thread's worker context (`WORKER`), on the
+// caller's thread as on a worker's.
+//
+// Note [Workers awake between segments]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Waking a sleeping worker costs tens of µs on a quiet machine and hundreds
+// on a virtual one (Note [Pool or inline]), and a call runs its segments a
+// few µs apart (lse's primal: a maximum, then a sum of exponentials). So
+// after a segment, `threads - 1` jobs keep workers spinning for up to
+// `AWAKE_NS`, until the next pool run starts (`STARTS` changes) — its jobs
+// then find the workers awake — or the time is up. Measured on 2026-12-04
+// (2 vCPUs; `scripts/message_scaling.py`, GradBench's sessions replayed,
+// 2 threads): lse 22.3 → 19.5 ms (1.62× → 1.85× over one thread), ht 154.9
+// → 150.5 ms, gmm 2126 → 2104 ms. The cost is a core busy for at most
+// `AWAKE_NS` after a call's last segment; results do not change.
+
+/// How long workers stay awake after a segment (Note [Workers awake between segments]).
+const AWAKE_NS: u64 = 300_000;
+
+/// Counts the pool runs started: a change ends the spinning of the workers
+/// kept awake (Note [Workers awake between segments]).
+static STARTS: AtomicU64 = AtomicU64::new(0);
+
+/// `run` of every chunk of `chunks`, on the calling thread and `threads - 1`
+/// jobs of `pool`; the outcomes in chunk order (Note [The caller runs chunks
+/// too]). Then keeps the workers awake for the next segment.
+fn run_shared<T: Send>(
+    pool: &rayon::ThreadPool,
+    threads: usize,
+    chunks: std::ops::Range<i64>,
+    run: &(dyn Fn(i64) -> T + Sync),
+) -> Vec<T> {
+    STARTS.fetch_add(1, Ordering::SeqCst);
+    let next = AtomicI64::new(chunks.start);
+    let done: Mutex<Vec<(i64, T)>> = Mutex::new(Vec::with_capacity((chunks.end - chunks.start).max(0) as usize));
+    let drain = || loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        if k >= chunks.end {
+            break;
+        }
+        let outcome = run(k);
+        done.lock().unwrap_or_else(|p| p.into_inner()).push((k, outcome));
+    };
+    let helpers = (threads - 1).min((chunks.end - chunks.start).max(1) as usize - 1);
+    pool.in_place_scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| drain());
+        }
+        drain();
+    });
+    keep_awake(pool, threads - 1);
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    done.sort_by_key(|(k, _)| *k);
+    done.into_iter().map(|(_, outcome)| outcome).collect()
+}
+
+/// Keeps `workers` of `pool` spinning until the next pool run starts or
+/// [`AWAKE_NS`] pass (Note [Workers awake between segments]).
+fn keep_awake(pool: &rayon::ThreadPool, workers: usize) {
+    let started = STARTS.load(Ordering::SeqCst);
+    for _ in 0..workers {
+        pool.spawn(move || {
+            let until = std::time::Instant::now() + std::time::Duration::from_nanos(AWAKE_NS);
+            while STARTS.load(Ordering::Relaxed) == started && std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        });
+    }
+}
+
 /// The pool of `threads` threads (built once per count, shared by every call).
 fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
     static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
@@ -444,6 +521,7 @@ pub unsafe fn copy(threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
     match on_pool.then(|| pool(threads)).flatten() {
         Some(p) => {
             let (dst, src) = (dst as usize, src as usize);
+            STARTS.fetch_add(1, Ordering::SeqCst);
             p.install(|| {
                 (0..bytes.div_ceil(COPY_PIECE_BYTES)).into_par_iter().for_each(|k| {
                     let at = k * COPY_PIECE_BYTES;
@@ -683,7 +761,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     while first < chunks {
         let last = (first + round).min(chunks);
         let outcomes: Vec<Outcome> = match &pool {
-            Some(pool) => pool.install(|| (first..last).into_par_iter().map(run).collect()),
+            Some(pool) => run_shared(pool, threads, first..last, &run),
             None => (first..last).map(run).collect(),
         };
         // What the chunks before each chunk of the round add up to, for its scans.
@@ -720,7 +798,10 @@ pub unsafe extern "C" fn slope_parallel_for(
             }
         };
         match &pool {
-            Some(pool) if offsets.len() > 1 => pool.install(|| offsets.par_iter().for_each(offset_chunk)),
+            Some(pool) if offsets.len() > 1 => {
+                STARTS.fetch_add(1, Ordering::SeqCst);
+                pool.install(|| offsets.par_iter().for_each(offset_chunk))
+            }
             _ => offsets.iter().for_each(offset_chunk),
         }
         first = last;
