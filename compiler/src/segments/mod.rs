@@ -19,10 +19,10 @@
 //! parallel is made here, once, on values; the loop level decides *whether
 //! it can*, on buffers.
 //!
-//! Invariants (checked by [`verify`]): every statement named is bound in
-//! the program; no parallel statement lies inside another parallel
-//! statement or inside a sequential loop over a non-constant space; the
-//! space of a parallel statement is its expression's.
+//! Invariants (checked by [`verify`]): every statement named is a
+//! statement of the program, with its own expression's iteration space; no
+//! parallel statement lies inside a parallel statement, a `while` loop, or
+//! a loop over more than a few iterations that carries a value.
 
 mod decide;
 mod verify;
@@ -102,7 +102,7 @@ pub enum Size {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
     /// Each iteration makes its own element of each result (`map`, and
-    /// the copies `replicate`, `iota`, `transpose`, `reverse`, `concat`).
+    /// the copies `replicate`, `iota`, `transpose`, `reverse`).
     Map,
     /// A reduction by the lambda (`reduce`).
     Reduce,
