@@ -49,6 +49,27 @@ pub fn for_each_use_in(stmts: &[Stmt], f: &mut dyn FnMut(Var)) {
     }
 }
 
+/// Calls `f` on every read of a variable in `body`, nested bodies included:
+/// every use but the operand of `shape` (a size never changes, so asking
+/// for one reads no element and keeps no buffer alive).
+pub fn for_each_read(body: &Body, f: &mut dyn FnMut(Var)) {
+    for s in &body.stmts {
+        if !matches!(s.expr, Expr::Shape { .. }) {
+            s.expr.for_each_operand(|a| {
+                if let Atom::Var(v) = a {
+                    f(v);
+                }
+            });
+        }
+        s.expr.for_each_body(&mut |b| for_each_read(b, f));
+    }
+    for a in &body.result {
+        if let Atom::Var(v) = a {
+            f(*v);
+        }
+    }
+}
+
 /// Calls `f` on every statement of `body` and of its nested bodies (pre-order).
 pub fn for_each_stmt(body: &Body, f: &mut dyn FnMut(&Stmt)) {
     for s in &body.stmts {

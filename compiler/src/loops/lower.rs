@@ -9,7 +9,8 @@
 //! is used as a general array: a `map` over it iterates the index itself, and
 //! indexing it is the index.
 //!
-//! Memory: see Note [Ownership and in-place updates] below; which buffers
+//! Memory: which buffers may be written in place is `ownership.rs`'s rule
+//! (Note [Ownership and in-place updates]); which buffers
 //! leave a loop and which loops release their iterations' allocations is
 //! memory planning's (`buffers.rs`), from the facts lowering records of
 //! each loop (`LoopFacts`). Bounds: every `Load`/`Store` is either proved in
@@ -20,7 +21,8 @@
 use super::{allocates, assigned_in, Func, Inst, LVar, Leaf, LoopFacts, MTy, Message, Operand, Program, Rhs, Site};
 use crate::diagnostic::{Code, Span};
 use crate::hash::{HashMap, HashSet};
-use crate::ir::{self, alias, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
+use super::ownership::{self, Own};
+use crate::ir::{self, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
 use crate::segments;
 use slope_runtime::native::MAX_ELEMENTS;
 
@@ -107,37 +109,6 @@ pub fn lower_func(segments: &segments::Program, f: &ir::Func) -> Result<Func, St
     })
 }
 
-// Note [Ownership and in-place updates]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// `UpdateAt` consumes its array (Note [Consumed arrays] in ir/mod.rs): the AD
-// pass guarantees the *variable* is dead afterwards, not that no other
-// variable shares its buffer. Lowering tracks, per array value, whether its
-// buffer is `owned`: freshly allocated in this call and reachable through no
-// other live variable. Fresh buffers (map results, replicate, copies, an
-// update's result) are owned; parameters and views are not. Making an alias
-// or a view of an owned array takes the ownership away from the source
-// (`demote`) unless the source has no other use, in which case the alias
-// inherits it. An update of an owned array at the loop depth where it was
-// defined writes in place; anything else copies first. A loop parameter that
-// the body updates is made owned at entry (the initial value is taken over
-// when it is owned and used nowhere else, else copied) and kept owned across
-// iterations (a body result that is not owned is copied). So the adjoint
-// accumulations of reverse mode run in place, at O(1) per update.
-
-// Note [Maps in place]
-// ~~~~~~~~~~~~~~~~~~~~
-// A `map` reads element j of each input at the start of iteration j and
-// stores element j of each result at its end, so a vector result may be
-// written into the buffer of a vector input of the same element type when
-// that input is owned (no other variable reaches its buffer), was made
-// owned at this loop depth, and is dead after the map (not even read inside
-// the lambda). This is what makes an accumulation `acc' = map2 (+) acc x`
-// run in place: a loop parameter whose only use is as such an input is made
-// owned (its initial value copied unless owned and dead, a body result that
-// is not fresh copied, as for parameters updated in place), so a fused
-// `sum` of vectors — the tangent of a sum in vector-mode `jacfwd` — adds into
-// one buffer instead of allocating a vector per iteration.
-
 // Note [One site per error]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~
 // A `Fail` names a site: the error code, span and message template its
@@ -156,10 +127,8 @@ struct Arr {
     ptr: Operand,
     dims: Vec<Operand>,
     elem: MTy,
-    /// See Note [Ownership and in-place updates].
-    owned: bool,
-    /// The loop depth where the buffer became owned.
-    depth: u32,
+    /// Whether lowered code may write the buffer in place (`ownership.rs`).
+    own: Own,
 }
 
 #[derive(Clone, Debug)]
@@ -484,7 +453,7 @@ impl Lower<'_> {
         let n = self.product(&a.dims);
         let ptr = self.alloc("copy", a.elem, n);
         self.emit(Inst::Copy { elem: a.elem, dst: ptr, src: a.ptr, count: n });
-        Arr { ptr, dims: a.dims.clone(), elem: a.elem, owned: true, depth: self.depth }
+        Arr { ptr, dims: a.dims.clone(), elem: a.elem, own: self.fresh_own() }
     }
 
     /// A call of the entry `func` (Note [Entries called by entries] in
@@ -537,7 +506,7 @@ impl Lower<'_> {
                 dim.into()
             })
             .collect();
-        self.bind(v, LVal::Array(Arr { ptr: ptr.into(), dims, elem, owned: false, depth: self.depth }));
+        self.bind(v, LVal::Array(Arr { ptr: ptr.into(), dims, elem, own: Own::Shared }));
     }
 
     /// The array behind `v`; allocates an `iota` that is used as an array.
@@ -557,7 +526,7 @@ impl Lower<'_> {
                 }
                 self.emit(Inst::for_(j, n, body));
                 self.parallel_depth = outer;
-                Arr { ptr, dims: vec![n], elem: MTy::I64, owned: true, depth: self.depth }
+                Arr { ptr, dims: vec![n], elem: MTy::I64, own: self.fresh_own() }
             }
             LVal::Scalar(_) => unreachable!("materialize of a scalar"),
         }
@@ -605,7 +574,7 @@ impl Lower<'_> {
 
     fn demote(&mut self, v: Var) {
         if let Some(LVal::Array(a)) = &mut self.env[v.0 as usize] {
-            a.owned = false;
+            a.own = Own::Shared;
         }
     }
 
@@ -613,7 +582,7 @@ impl Lower<'_> {
     fn alias_of(&mut self, v: Var, mut a: Arr) -> Arr {
         if self.live_after(v) {
             self.demote(v);
-            a.owned = false;
+            a.own = Own::Shared;
         }
         a
     }
@@ -623,9 +592,20 @@ impl Lower<'_> {
         self.uses[v.0 as usize] > 0
     }
 
+    /// The ownership of a buffer allocated here.
+    fn fresh_own(&self) -> Own {
+        Own::Fresh { depth: self.depth }
+    }
+
+    /// May the statement being lowered write `a`, held by `v`, in place
+    /// (Note [Ownership and in-place updates])?
+    fn writable(&self, a: &Arr, v: Var) -> bool {
+        a.own.writable_at(self.depth) && !self.live_after(v)
+    }
+
     /// Adds (`sign` = 1) or removes (-1) the uses in `b` from the remaining ones.
     fn adjust_uses(&mut self, b: &Body, sign: i32) {
-        visit_uses(b, &mut |v: Var| {
+        ir::scope::for_each_read(b, &mut |v: Var| {
             let u = &mut self.uses[v.0 as usize];
             *u = if sign > 0 { *u + 1 } else { u.saturating_sub(1) };
         });
@@ -778,7 +758,7 @@ impl Lower<'_> {
                 let mut dims = vec![len];
                 dims.extend_from_slice(&a.dims[1..]);
                 self.demote(*array);
-                self.bind(b, LVal::Array(Arr { ptr, dims, elem: a.elem, owned: false, depth: self.depth }));
+                self.bind(b, LVal::Array(Arr { ptr, dims, elem: a.elem, own: Own::Shared }));
             }
             Expr::Shape { array, dim } => {
                 let b = one(&s.binds)?;
@@ -806,7 +786,7 @@ impl Lower<'_> {
                         let j = self.fresh("j", MTy::I64);
                         let body = vec![Inst::Store { elem, base: ptr, index: j.into(), value: x }];
                         self.emit(Inst::for_(j, n, body));
-                        Arr { ptr, dims: vec![n], elem, owned: true, depth: self.depth }
+                        Arr { ptr, dims: vec![n], elem, own: self.fresh_own() }
                     }
                     v => {
                         let row = self.materialize(v);
@@ -823,7 +803,7 @@ impl Lower<'_> {
                         self.emit(Inst::for_(j, n, body));
                         let mut dims = vec![n];
                         dims.extend(row.dims);
-                        Arr { ptr, dims, elem: row.elem, owned: true, depth: self.depth }
+                        Arr { ptr, dims, elem: row.elem, own: self.fresh_own() }
                     }
                 };
                 self.bind(b, LVal::Array(r));
@@ -876,7 +856,7 @@ impl Lower<'_> {
                 self.emit(Inst::for_(j, n, body));
                 self.bind(
                     b,
-                    LVal::Array(Arr { ptr, dims: a.dims.clone(), elem: a.elem, owned: true, depth: self.depth }),
+                    LVal::Array(Arr { ptr, dims: a.dims.clone(), elem: a.elem, own: self.fresh_own() }),
                 );
             }
             Expr::Call { func, args } => self.call(func, args, &s.binds)?,
@@ -894,7 +874,7 @@ impl Lower<'_> {
                 });
                 self.bind(
                     b,
-                    LVal::Array(Arr { ptr: perm, dims: vec![n], elem: MTy::I64, owned: true, depth: self.depth }),
+                    LVal::Array(Arr { ptr: perm, dims: vec![n], elem: MTy::I64, own: self.fresh_own() }),
                 );
             }
             Expr::Concat(x, y) => {
@@ -915,7 +895,7 @@ impl Lower<'_> {
                 self.emit(Inst::Copy { elem: x.elem, dst, src: y.ptr, count: ny });
                 let mut dims = x.dims.clone();
                 dims[0] = self.add(x.dims[0], y.dims[0]);
-                self.bind(b, LVal::Array(Arr { ptr, dims, elem: x.elem, owned: true, depth: self.depth }));
+                self.bind(b, LVal::Array(Arr { ptr, dims, elem: x.elem, own: self.fresh_own() }));
             }
             Expr::Flatten(a) => {
                 let b = one(&s.binds)?;
@@ -1048,7 +1028,7 @@ impl Lower<'_> {
         let at = self.mul(flat, block);
         let ptr = self.let_("row", MTy::I64, Rhs::Offset { elem: a.elem, base: a.ptr, index: at });
         self.demote(var);
-        Ok(LVal::Array(Arr { ptr, dims: rest, elem: a.elem, owned: false, depth: self.depth }))
+        Ok(LVal::Array(Arr { ptr, dims: rest, elem: a.elem, own: Own::Shared }))
     }
 
     fn update_at(&mut self, array: Var, indices: &[Atom], value: Atom, accumulate: bool, span: Span) -> R<Arr> {
@@ -1075,7 +1055,7 @@ impl Lower<'_> {
                 LVal::Array(v)
             }
         };
-        let target = if a.owned && a.depth == self.depth && !self.live_after(array) { a } else { self.copy_array(&a) };
+        let target = if self.writable(&a, array) { a } else { self.copy_array(&a) };
         let elem = target.elem;
         match value {
             LVal::Scalar(x) => {
@@ -1108,7 +1088,7 @@ impl Lower<'_> {
             }
             LVal::Iota(_) => unreachable!("materialized above"),
         }
-        Ok(Arr { owned: true, depth: self.depth, ..target })
+        Ok(Arr { own: self.fresh_own(), ..target })
     }
 
     fn array_lit(&mut self, elem: IrType, elems: &[Atom], span: Span) -> R<Arr> {
@@ -1120,7 +1100,7 @@ impl Lower<'_> {
                 let x = self.scalar(e)?;
                 self.emit(Inst::Store { elem: ety, base: ptr, index: Operand::i64(j as i64), value: x });
             }
-            return Ok(Arr { ptr, dims: vec![k], elem: ety, owned: true, depth: self.depth });
+            return Ok(Arr { ptr, dims: vec![k], elem: ety, own: self.fresh_own() });
         }
         let rows = elems
             .iter()
@@ -1133,7 +1113,7 @@ impl Lower<'_> {
             let ptr = self.alloc("lit", ety, Operand::i64(0));
             let mut dims = vec![k];
             dims.extend((0..elem.rank).map(|_| Operand::i64(0)));
-            return Ok(Arr { ptr, dims, elem: ety, owned: true, depth: self.depth });
+            return Ok(Arr { ptr, dims, elem: ety, own: self.fresh_own() });
         };
         for r in &rows[1..] {
             self.same_shape(&first.dims, &r.dims, "array literal rows have different shapes {} and {}", span);
@@ -1148,7 +1128,7 @@ impl Lower<'_> {
         }
         let mut dims = vec![k];
         dims.extend(first.dims);
-        Ok(Arr { ptr, dims, elem: ety, owned: true, depth: self.depth })
+        Ok(Arr { ptr, dims, elem: ety, own: self.fresh_own() })
     }
 
     fn transpose(&mut self, a: &Arr) -> R<Arr> {
@@ -1182,7 +1162,7 @@ impl Lower<'_> {
         self.emit(Inst::for_(i, d0, body));
         let mut dims = a.dims.clone();
         dims.swap(0, 1);
-        Ok(Arr { ptr, dims, elem, owned: true, depth: self.depth })
+        Ok(Arr { ptr, dims, elem, own: self.fresh_own() })
     }
 
     // ---- combinators -----------------------------------------------------------
@@ -1210,7 +1190,7 @@ impl Lower<'_> {
                 let rl = self.product(&rest);
                 let at = self.mul(j.into(), rl);
                 let ptr = self.let_("row", MTy::I64, Rhs::Offset { elem: a.elem, base: a.ptr, index: at });
-                LVal::Array(Arr { ptr, dims: rest, elem: a.elem, owned: false, depth: self.depth })
+                LVal::Array(Arr { ptr, dims: rest, elem: a.elem, own: Own::Shared })
             }
             LVal::Scalar(_) => unreachable!("iterating a scalar"),
         }
@@ -1280,8 +1260,7 @@ impl Lower<'_> {
         }
         let elem = MTy::of(ty.elem);
         let i = (0..vals.len()).find(|&i| {
-            matches!(&vals[i], LVal::Array(a) if a.dims.len() == 1 && a.owned && a.depth == self.depth && a.elem == elem)
-                && !self.live_after(arrays[i])
+            matches!(&vals[i], LVal::Array(a) if a.dims.len() == 1 && a.elem == elem && self.writable(a, arrays[i]))
                 && !taken.contains(&arrays[i])
         })?;
         taken.insert(arrays[i]);
@@ -1390,18 +1369,17 @@ impl Lower<'_> {
         // Parameters the body updates in place must hold an owned buffer.
         let consumed: Vec<bool> = params
             .iter()
-            .map(|&p| alias::updates_in_place(body, p) || overwritten_by_map(body, p, self.ir_type(p)))
+            .map(|&p| ownership::carried_in_place(body, p, self.ir_type(p)))
             .collect();
         let mut states = Vec::new();
         let inits: Vec<LVal> = init.iter().map(|&a| self.atom(a)).collect::<R<_>>()?;
-        let shared = shared_buffers(&inits);
+        let shared = ownership::shared_buffers(array_ptrs(&inits));
         for (((&a, &p), &c), mut v) in init.iter().zip(params).zip(&consumed).zip(inits) {
             if let LVal::Array(arr) = &v {
                 // A buffer that two parameters start from (`(g, g)`) is not
                 // taken over by either: updating one would change the other.
                 let sole = !shared.contains(&arr.ptr.var());
-                if c && !(sole && arr.owned && arr.depth == self.depth && a.var().is_some_and(|x| !self.live_after(x)))
-                {
+                if c && !(sole && a.var().is_some_and(|x| self.writable(arr, x))) {
                     v = LVal::Array(self.copy_array(arr));
                 }
             }
@@ -1415,8 +1393,7 @@ impl Lower<'_> {
             for ((&p, s), &c) in params.iter().zip(&states).zip(&consumed) {
                 let mut v = l.state_read(s);
                 if let LVal::Array(a) = &mut v {
-                    a.owned = c;
-                    a.depth = l.depth;
+                    a.own = Own::fresh_if(c, l.depth);
                 }
                 l.bind(p, v);
             }
@@ -1462,13 +1439,13 @@ impl Lower<'_> {
         }
         let (tail, ()) = self.body_block(|l| {
             let values: Vec<LVal> = results.into_iter().map(|r| l.state_value(r)).collect();
-            let shared = shared_buffers(&values);
+            let shared = ownership::shared_buffers(array_ptrs(&values));
             let mut vals = Vec::new();
             for (mut v, &c) in values.into_iter().zip(&consumed) {
                 if let LVal::Array(a) = &v {
                     // As at entry: a buffer two parameters carry into the next
                     // iteration is copied for each one updated in place.
-                    let fresh = a.owned && a.depth == l.depth + 1 && !shared.contains(&a.ptr.var());
+                    let fresh = a.own.writable_at(l.depth + 1) && !shared.contains(&a.ptr.var());
                     if c && !fresh {
                         v = LVal::Array(l.copy_array(a));
                     }
@@ -1519,8 +1496,7 @@ impl Lower<'_> {
             .map(|(s, &c)| {
                 let mut v = self.state_read(s);
                 if let LVal::Array(a) = &mut v {
-                    a.owned = c;
-                    a.depth = self.depth;
+                    a.own = Own::fresh_if(c, self.depth);
                 }
                 v
             })
@@ -1544,7 +1520,7 @@ impl Lower<'_> {
         let mut owned = Vec::new();
         for (k, (a, b)) in tv.iter().zip(&fv).enumerate() {
             let own = |l: &Self, v: &LVal, atom: Atom| match v {
-                LVal::Array(arr) => arr.owned && arr.depth == l.depth && atom.var().is_none_or(|x| !l.live_after(x)),
+                LVal::Array(arr) => atom.var().is_some_and(|x| l.writable(arr, x)),
                 _ => false,
             };
             owned.push(own(self, a, t.result[k]) && own(self, b, f.result[k]));
@@ -1561,8 +1537,7 @@ impl Lower<'_> {
                         })
                         .collect(),
                     elem: x.elem,
-                    owned: false,
-                    depth: self.depth,
+                    own: Own::Shared,
                 }),
                 (LVal::Iota(_), LVal::Scalar(_)) => return Err("if branches of different kinds".into()),
             };
@@ -1592,7 +1567,7 @@ impl Lower<'_> {
             .into_iter()
             .zip(owned)
             .map(|(s, o)| match s {
-                LVal::Array(a) => LVal::Array(Arr { owned: o, ..a }),
+                LVal::Array(a) => LVal::Array(Arr { own: Own::fresh_if(o, self.depth), ..a }),
                 s => s,
             })
             .collect();
@@ -1635,7 +1610,7 @@ impl Lower<'_> {
         let template =
             format!("size mismatch: {what} values have rows of shape {{}} but the destination's rows have shape {{}}");
         self.same_shape(&vrows, &d.dims[1..], &template, span);
-        let unique = d.owned && d.depth == self.depth && !self.live_after(dest);
+        let unique = self.writable(&d, dest);
         let target = if unique { d.clone() } else { self.copy_array(&d) };
         self.demote(dest);
         let n = target.dims[0];
@@ -1663,8 +1638,7 @@ impl Lower<'_> {
                                 ptr,
                                 dims: target.dims[1..].to_vec(),
                                 elem,
-                                owned: false,
-                                depth: l.depth,
+                                own: Own::Shared,
                             })
                         };
                         let mut r = l.inline(lam, vec![cur, new])?;
@@ -1689,7 +1663,7 @@ impl Lower<'_> {
         self.span = span;
         let allocs = allocates(&body);
         self.emit_loop(k, ni, body, allocs, Vec::new());
-        Ok(Arr { owned: true, depth: self.depth, ..target })
+        Ok(Arr { own: self.fresh_own(), ..target })
     }
 
     // ---- loop state and result stacks ------------------------------------------
@@ -1734,8 +1708,7 @@ impl Lower<'_> {
                 ptr: s.ptr.expect("array state").into(),
                 dims: s.dims.iter().map(|&d| d.into()).collect(),
                 elem: s.elem,
-                owned: false,
-                depth: self.depth,
+                own: Own::Shared,
             }),
         }
     }
@@ -1893,7 +1866,7 @@ impl Lower<'_> {
         } else {
             dims.extend(st.row_dims.iter().map(|&d| Operand::Var(d)));
         }
-        Arr { ptr: st.ptr.into(), dims, elem: st.elem, owned: true, depth: self.depth }
+        Arr { ptr: st.ptr.into(), dims, elem: st.elem, own: self.fresh_own() }
     }
 }
 
@@ -1932,20 +1905,13 @@ fn same(a: Operand, b: Operand) -> bool {
     }
 }
 
-/// Folds integer arithmetic on constants and the identities `x*1`, `x+0`.
-/// The buffers that more than one of `values` holds (by the variable that
-/// points to them), which no loop parameter may then update in place.
-fn shared_buffers(values: &[LVal]) -> HashSet<Option<LVar>> {
-    let mut seen = HashSet::default();
-    let mut shared = HashSet::default();
-    for v in values {
-        if let LVal::Array(a) = v {
-            if !seen.insert(a.ptr.var()) {
-                shared.insert(a.ptr.var());
-            }
-        }
-    }
-    shared
+/// The pointers of the arrays among `values`, by variable (`None`: a
+/// constant pointer).
+fn array_ptrs(values: &[LVal]) -> impl Iterator<Item = Option<LVar>> + '_ {
+    values.iter().filter_map(|v| match v {
+        LVal::Array(a) => Some(a.ptr.var()),
+        _ => None,
+    })
 }
 
 fn subst_operand(o: Operand, map: &HashMap<LVar, Operand>) -> Operand {
@@ -1984,21 +1950,9 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
     }
 }
 
-
 /// Adds the uses of each variable in `b` (nested bodies included) to `uses`.
 fn count_body(b: &Body, uses: &mut [u32]) {
-    visit_uses(b, &mut |v| uses[v.0 as usize] += 1);
-}
-
-/// Calls `f` on every use in `b`, nested bodies included.
-fn visit_uses(b: &Body, f: &mut dyn FnMut(Var)) {
-    for s in &b.stmts {
-        direct_uses(&s.expr).into_iter().for_each(&mut *f);
-        for nested in s.expr.bodies() {
-            visit_uses(nested, f);
-        }
-    }
-    b.result.iter().filter_map(|a| a.var()).for_each(f);
+    ir::scope::for_each_read(b, &mut |v| uses[v.0 as usize] += 1);
 }
 
 /// The variables `e` reads itself (not in nested bodies); `shape` reads
@@ -2010,18 +1964,3 @@ fn direct_uses(e: &Expr) -> Vec<Var> {
     }
 }
 
-/// Is `p` a vector whose only use in `b` is as an input of a `map` at `b`'s
-/// own loop depth (in `b` or its branches), so that the map may write its
-/// result into `p`'s buffer when `p` holds one it owns (Note [Maps in place])?
-fn overwritten_by_map(b: &Body, p: Var, ty: IrType) -> bool {
-    fn input_here(b: &Body, p: Var) -> bool {
-        b.stmts.iter().any(|s| match &s.expr {
-            Expr::Map { arrays, .. } => arrays.contains(&p),
-            Expr::If { then_body, else_body, .. } => input_here(then_body, p) || input_here(else_body, p),
-            _ => false,
-        })
-    }
-    let mut uses = 0;
-    visit_uses(b, &mut |v| uses += u32::from(v == p));
-    ty.rank == 1 && uses == 1 && input_here(b, p)
-}

@@ -28,6 +28,7 @@
 pub mod buffers;
 pub mod lower;
 pub mod opt;
+pub mod ownership;
 pub mod pack;
 pub mod parallel;
 mod print;

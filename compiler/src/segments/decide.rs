@@ -99,23 +99,26 @@ fn level_of(program: &ir::Program, s: &Stmt, space: &Space) -> Level {
     if small(space.size) && wide_inside(s) {
         return Level::Sequential(format!("fewer than {MIN_SPACE} iterations, more inside"));
     }
-    if let Kind::Loop(roles) = &space.kind {
-        if let Expr::Loop { params, .. } = &s.expr {
+    if !shareable(space) {
+        return Level::Sequential(unshared_because(program, s, space));
+    }
+    Level::Parallel
+}
+
+/// Why the iterations of `s`'s space, which are not [`shareable`], are not.
+fn unshared_because(program: &ir::Program, s: &Stmt, space: &Space) -> String {
+    match (&space.kind, &s.expr) {
+        (Kind::Loop(roles), Expr::Loop { params, .. }) => {
             let carried: Vec<String> = params
                 .iter()
                 .zip(roles)
                 .filter(|(_, r)| **r == Role::Carried)
                 .map(|(&p, _)| program.vars.display(p))
                 .collect();
-            if !carried.is_empty() {
-                return Level::Sequential(format!("carries {}", carried.join(", ")));
-            }
+            format!("carries {}", carried.join(", "))
         }
+        _ => "which of two writes to one element wins".into(),
     }
-    if space.kind == Kind::Scatter {
-        return Level::Sequential("which of two writes to one element wins".into());
-    }
-    Level::Parallel
 }
 
 /// Whether the iterations of `space` can be shared among threads: not a
@@ -344,21 +347,6 @@ fn added_to(lam: &ir::Lambda, k: usize) -> Option<usize> {
 /// is not a read (sizes do not change when elements do).
 fn reads(body: &Body) -> HashMap<Var, usize> {
     let mut uses: HashMap<Var, usize> = HashMap::default();
-    ir::scope::for_each_stmt(body, &mut |s| {
-        if !matches!(s.expr, Expr::Shape { .. }) {
-            s.expr.for_each_operand(|a| {
-                if let Atom::Var(v) = a {
-                    *uses.entry(v).or_default() += 1;
-                }
-            });
-        }
-    });
-    let mut results = |b: &Body| {
-        for v in b.result.iter().filter_map(|a| a.var()) {
-            *uses.entry(v).or_default() += 1;
-        }
-    };
-    results(body);
-    ir::scope::for_each_stmt(body, &mut |s| s.expr.for_each_body(&mut |b| results(b)));
+    ir::scope::for_each_read(body, &mut |v| *uses.entry(v).or_default() += 1);
     uses
 }
