@@ -54,7 +54,10 @@ pub fn file_loader(importer: &str, path: &str) -> Result<(String, String), Strin
 // to optimised IR, run when a program is compiled) and each back end in its
 // `Backend::compile` (`backend/`: optimised IR to native code, run on first
 // use). Adding a pass: a `Pass` value, its place in `PIPELINE`, one line in
-// the chain, and how its output prints in `api::Program::emit`.
+// the chain, and how its output prints in `api::Program::emit`. A pass that
+// turns an IR into the same IR (the loop passes) is a [`Rewrite`]: it
+// changes the program in place, so no pass copies a program only to drop
+// the original.
 
 /// A pass: its name (`slope emit --stage NAME` prints its output, and
 /// `--timings` reports it), what it does, and its function from one IR to
@@ -72,6 +75,23 @@ pub trait Stage: Sync {
 }
 
 impl<I: ?Sized, O> Stage for Pass<I, O> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn description(&self) -> &'static str {
+        self.description
+    }
+}
+
+/// A pass from an IR to the same IR, changing the program in place: its
+/// name, what it does, and its function.
+pub struct Rewrite<I> {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub run: fn(&mut I, &mut Context<'_>) -> Result<(), Vec<Diagnostic>>,
+}
+
+impl<I> Stage for Rewrite<I> {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -162,28 +182,26 @@ pub static LOWER: Pass<crate::segments::Program, crate::loops::Program> = Pass {
     run: |program, cx| crate::loops::lower::lower_program(program).map_err(|e| vec![cx.internal("loops", e)]),
 };
 
-pub static BUFFERS: Pass<crate::loops::Program, crate::loops::Program> = Pass {
+pub static BUFFERS: Rewrite<crate::loops::Program> = Rewrite {
     name: "buffers",
     description: "plan the loops' buffers: scratch of a size fixed for the loop allocated once before it, each iteration's temporaries released (loops::buffers)",
     run: |program, cx| {
-        let mut out = program.clone();
-        for f in &mut out.funcs {
+        for f in &mut program.funcs {
             crate::loops::buffers::run(f).map_err(|e| vec![cx.internal("buffers", e)])?;
         }
-        Ok(out)
+        Ok(())
     },
 };
 
-pub static LOOPS: Pass<crate::loops::Program, crate::loops::Program> = Pass {
+pub static LOOPS: Rewrite<crate::loops::Program> = Rewrite {
     name: "loops",
     description: "optimise the loops: split on index tests, prove checks away, clean up (loops::opt::PASSES)",
     run: |program, cx| {
-        let mut out = program.clone();
         // The functions are optimised on their own, several at a time (Note
         // [Functions compiled in parallel] in jit/mod.rs); each loop pass is
         // timed on its own, summed over the functions.
         let optimised = crate::threads::map_largest_first(
-            &mut out.funcs,
+            &mut program.funcs,
             |f| crate::loops::size(&f.body),
             |f| {
                 let mut timings = Vec::new();
@@ -196,29 +214,27 @@ pub static LOOPS: Pass<crate::loops::Program, crate::loops::Program> = Pass {
                 crate::loops::opt::add_time(&mut cx.timings, pass, took);
             }
         }
-        Ok(out)
+        Ok(())
     },
 };
 
-pub static PARALLEL: Pass<crate::loops::Program, crate::loops::Program> = Pass {
+pub static PARALLEL: Rewrite<crate::loops::Program> = Rewrite {
     name: "parallel",
     description: "outline loops of independent iterations into segments run on the thread pool (loops::parallel)",
-    run: |program, _| Ok(rewritten(program, crate::loops::parallel::run)),
+    run: |program, _| {
+        crate::loops::parallel::run(program);
+        Ok(())
+    },
 };
 
-pub static MEMORY: Pass<crate::loops::Program, crate::loops::Program> = Pass {
+pub static MEMORY: Rewrite<crate::loops::Program> = Rewrite {
     name: "memory",
     description: "plan memory: drop unused scratch buffers, pack small ones into one allocation (loops::pack)",
-    run: |program, _| Ok(rewritten(program, crate::loops::pack::run)),
+    run: |program, _| {
+        crate::loops::pack::run(program);
+        Ok(())
+    },
 };
-
-/// A copy of `program` rewritten in place by `rewrite`: a loop pass that
-/// cannot fail.
-fn rewritten(program: &crate::loops::Program, rewrite: fn(&mut crate::loops::Program)) -> crate::loops::Program {
-    let mut out = program.clone();
-    rewrite(&mut out);
-    out
-}
 
 pub static CLIF: Pass<crate::loops::Program, crate::jit::Native> = Pass {
     name: "clif",
@@ -257,6 +273,26 @@ impl<'c> Context<'c> {
             out.verify().map_err(|e| vec![self.internal(pass.name, format!("after `{}`: {e}", pass.name))])?;
         }
         Ok(out)
+    }
+
+    /// [`Self::run`] for a [`Rewrite`]: rewrites `program` in place.
+    pub fn rewrite<I: Verify>(&mut self, pass: &Rewrite<I>, program: &mut I) -> Result<(), Vec<Diagnostic>> {
+        let start = std::time::Instant::now();
+        let recorded = self.timings.len();
+        (pass.run)(program, self)?;
+        if self.timings.len() == recorded {
+            self.timings.push((pass.name, start.elapsed()));
+        }
+        if cfg!(debug_assertions) {
+            program.verify().map_err(|e| vec![self.internal(pass.name, format!("after `{}`: {e}", pass.name))])?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::rewrite`] guarded as [`Self::run_guarded`] is.
+    pub fn rewrite_guarded<I: Verify>(&mut self, pass: &Rewrite<I>, program: &mut I) -> Result<(), Vec<Diagnostic>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.rewrite(pass, program)))
+            .unwrap_or_else(|_| Err(vec![self.internal(pass.name, "the pass panicked")]))
     }
 
     /// [`Self::run`] for a back-end pass: a panic — a bug — becomes an

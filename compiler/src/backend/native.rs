@@ -38,9 +38,9 @@ impl Backend for Sequential {
     const NAME: &'static str = "sequential";
 
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
-        let loops = loop_stage(program, driver::LOOPS.name, cx)?;
-        let planned = cx.run_guarded(&driver::MEMORY, &loops)?;
-        let code = cx.run_guarded(&driver::CLIF, &planned)?;
+        let mut loops = loop_stage(program, driver::LOOPS.name, cx)?;
+        cx.rewrite_guarded(&driver::MEMORY, &mut loops)?;
+        let code = cx.run_guarded(&driver::CLIF, &loops)?;
         Ok(NativeCode { code, timings: std::mem::take(&mut cx.timings) })
     }
 }
@@ -64,27 +64,19 @@ impl Backend for Multicore {
 /// compiles ahead of time.
 pub fn loop_stage(program: &ir::Program, stage: &str, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
     let segments = cx.run_guarded(&driver::SEGMENTS, program)?;
-    let lowered = cx.run_guarded(&driver::LOWER, &segments)?;
+    let mut loops = cx.run_guarded(&driver::LOWER, &segments)?;
     drop(segments);
     if stage == driver::LOWER.name {
-        return Ok(lowered);
-    }
-    let planned = cx.run_guarded(&driver::BUFFERS, &lowered)?;
-    drop(lowered);
-    if stage == driver::BUFFERS.name {
-        return Ok(planned);
-    }
-    let loops = cx.run_guarded(&driver::LOOPS, &planned)?;
-    drop(planned);
-    if stage == driver::LOOPS.name {
         return Ok(loops);
     }
-    let parallel = cx.run_guarded(&driver::PARALLEL, &loops)?;
-    drop(loops);
-    if stage == driver::PARALLEL.name {
-        return Ok(parallel);
+    // The passes from one loop program to the next, up to `stage`.
+    for pass in [&driver::BUFFERS, &driver::LOOPS, &driver::PARALLEL, &driver::MEMORY] {
+        cx.rewrite_guarded(pass, &mut loops)?;
+        if stage == pass.name {
+            break;
+        }
     }
-    cx.run_guarded(&driver::MEMORY, &parallel)
+    Ok(loops)
 }
 
 impl NativeCode {
