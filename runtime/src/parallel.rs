@@ -26,7 +26,6 @@
 //!   the first failure in index order, as in sequential execution.
 
 use crate::native::{Ctx, Failure};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -405,15 +404,26 @@ pub fn threads_from_env() -> Result<usize, String> {
 // kept under its index, so the outcomes come back in chunk order whoever ran
 // them (Note [Deterministic chunks]). Handing the round to the pool with
 // `install` instead made the caller wait idle while the workers were woken.
+// As the caller is one of the call's threads, the pool has `threads - 1`
+// workers: with `threads` of them, a worker looking for work (rayon spins
+// and yields before it sleeps) competed for a core with the two threads
+// running chunks. On 2026-12-04 (2 vCPUs, 2 threads,
+// `scripts/message_scaling.py` replaying GradBench's sessions, median of 3
+// or 5 rounds) the smaller pool took ba from 298 to 282 ms (the `install`
+// of the twenty-third session took 275), lse from 21.5 to 21.0 (`install`:
+// 22.5), ht from 161.6 to 149.5, gmm from 2181 to 2135 (one round).
 // A chunk runs in the running thread's worker context (`WORKER`), on the
-// caller's thread as on a worker's.
+// caller's thread as on a worker's. The other work the runtime hands the
+// pool — the pieces of a large copy (Note [Large copies]) and the offsets
+// a scan's chunks add (Note [Scans] in the compiler) — is shared the same
+// way; ba's copies so shared, its session took 287 ms instead of 298.
 //
 // Note [Workers awake between segments]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // Waking a sleeping worker costs tens of µs on a quiet machine and hundreds
 // on a virtual one (Note [Pool or inline]), and a call runs its segments a
 // few µs apart (lse's primal: a maximum, then a sum of exponentials). So
-// after a segment, `threads - 1` jobs keep workers spinning for up to
+// after a segment, one job per worker keeps the pool spinning for up to
 // `AWAKE_NS`, until the next pool run starts (`STARTS` changes) — its jobs
 // then find the workers awake — or the time is up. Measured on 2026-12-04
 // (2 vCPUs; `scripts/message_scaling.py`, GradBench's sessions replayed,
@@ -438,8 +448,9 @@ fn run_shared<T: Send>(
     run: &(dyn Fn(i64) -> T + Sync),
 ) -> Vec<T> {
     STARTS.fetch_add(1, Ordering::SeqCst);
-    let next = AtomicI64::new(chunks.start);
     let done: Mutex<Vec<(i64, T)>> = Mutex::new(Vec::with_capacity((chunks.end - chunks.start).max(0) as usize));
+    let helpers = (threads - 1).min((chunks.end - chunks.start).max(1) as usize - 1);
+    let next = AtomicI64::new(chunks.start);
     let drain = || loop {
         let k = next.fetch_add(1, Ordering::Relaxed);
         if k >= chunks.end {
@@ -448,7 +459,6 @@ fn run_shared<T: Send>(
         let outcome = run(k);
         done.lock().unwrap_or_else(|p| p.into_inner()).push((k, outcome));
     };
-    let helpers = (threads - 1).min((chunks.end - chunks.start).max(1) as usize - 1);
     pool.in_place_scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(|_| drain());
@@ -475,7 +485,9 @@ fn keep_awake(pool: &rayon::ThreadPool, workers: usize) {
     }
 }
 
-/// The pool of `threads` threads (built once per count, shared by every call).
+/// The pool that helps a call running on `threads` threads: `threads - 1`
+/// workers, the calling thread being the other one (Note [The caller runs
+/// chunks too]). Built once per count, shared by every call.
 fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
     static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
     let mut pools = POOLS.get_or_init(|| Mutex::new(Vec::new())).lock().ok()?;
@@ -483,7 +495,7 @@ fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
         return Some(p.clone());
     }
     let p = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .num_threads(threads.saturating_sub(1).max(1))
         .thread_name(|i| format!("slope-worker-{i}"))
         .build()
         .ok()?;
@@ -521,15 +533,13 @@ pub unsafe fn copy(threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
     match on_pool.then(|| pool(threads)).flatten() {
         Some(p) => {
             let (dst, src) = (dst as usize, src as usize);
-            STARTS.fetch_add(1, Ordering::SeqCst);
-            p.install(|| {
-                (0..bytes.div_ceil(COPY_PIECE_BYTES)).into_par_iter().for_each(|k| {
-                    let at = k * COPY_PIECE_BYTES;
-                    let n = COPY_PIECE_BYTES.min(bytes - at);
-                    // SAFETY: the pieces are disjoint parts of the valid,
-                    // non-overlapping ranges the caller vouches for.
-                    unsafe { std::ptr::copy_nonoverlapping((src + at) as *const u8, (dst + at) as *mut u8, n) }
-                })
+            let pieces = bytes.div_ceil(COPY_PIECE_BYTES) as i64;
+            run_shared(&p, threads, 0..pieces, &|k| {
+                let at = k as usize * COPY_PIECE_BYTES;
+                let n = COPY_PIECE_BYTES.min(bytes - at);
+                // SAFETY: the pieces are disjoint parts of the valid,
+                // non-overlapping ranges the caller vouches for.
+                unsafe { std::ptr::copy_nonoverlapping((src + at) as *const u8, (dst + at) as *mut u8, n) }
             });
         }
         // SAFETY: as the caller promises.
@@ -799,8 +809,7 @@ pub unsafe extern "C" fn slope_parallel_for(
         };
         match &pool {
             Some(pool) if offsets.len() > 1 => {
-                STARTS.fetch_add(1, Ordering::SeqCst);
-                pool.install(|| offsets.par_iter().for_each(offset_chunk))
+                run_shared(pool, threads, 0..offsets.len() as i64, &|i| offset_chunk(&offsets[i as usize]));
             }
             _ => offsets.iter().for_each(offset_chunk),
         }
