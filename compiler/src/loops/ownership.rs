@@ -17,7 +17,8 @@
 //! The rules are decided here and the state they need travels with
 //! lowering's values: which buffers are fresh depends on how lowering
 //! represents each expression (a row of a matrix is a view, a `map`'s result
-//! a new buffer), so lowering is the one place that sets it.
+//! a new buffer), so lowering is the one place that sets it (Note [Why
+//! ownership is decided while lowering]).
 
 use crate::hash::HashSet;
 use crate::ir::{self, alias, Body, Expr, IrType, Var};
@@ -53,6 +54,29 @@ use crate::loops::LVar;
 // is not fresh copied, as for parameters updated in place), so a fused
 // `sum` of vectors — the tangent of a sum in vector-mode `jacfwd` — adds into
 // one buffer instead of allocating a vector per iteration.
+
+// Note [Why ownership is decided while lowering]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Memory planning of loops (`buffers.rs`, `pack.rs`) runs on the loop IR,
+// after lowering; the in-place rules do not, for two reasons (issue #12).
+// - On the loop IR the question is not answerable cheaply. "No variable read
+//   later reaches this buffer" needs, at each write, which pointer
+//   variables may hold the buffer *then*; the loop IR reassigns pointer
+//   variables (loop state, a branch's result, a lazily allocated result)
+//   and `opt/alias.rs` answers flow-insensitively, one target for every
+//   buffer an allocation in a loop makes — so an accumulator and its
+//   previous iteration's buffer are one target, and it could not show
+//   that updating loop state in place is safe.
+// - Before lowering, on the array IR, values are immutable and uses are
+//   counted, which is what the rules need; but a decision recorded per
+//   statement there would be shared by every place a statement list is
+//   lowered (Note [Shared statement lists] in ir/shared.rs),
+//   each with different later uses, and freshness would have to repeat
+//   lowering's choice of representation for every expression.
+// Lowering walks the statements in order with the remaining uses counted
+// and knows each value's representation, so it asks the rules here at
+// every write, and the `lowered` stage prints the outcome: a copy is an
+// `alloc` named `copy` followed by a `Copy`.
 
 /// Whose an array value's buffer is (Note [Ownership and in-place updates]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
