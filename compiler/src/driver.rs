@@ -263,36 +263,35 @@ impl<'c> Context<'c> {
     /// the times of its own sub-passes (the loop optimiser's) is reported by
     /// those instead.
     pub fn run<I: ?Sized, O: Verify>(&mut self, pass: &Pass<I, O>, input: &I) -> Result<O, Vec<Diagnostic>> {
-        let start = std::time::Instant::now();
-        let recorded = self.timings.len();
-        let out = (pass.run)(input, self)?;
-        if self.timings.len() == recorded {
-            self.timings.push((pass.name, start.elapsed()));
-        }
-        if cfg!(debug_assertions) {
-            out.verify().map_err(|e| vec![self.internal(pass.name, format!("after `{}`: {e}", pass.name))])?;
-        }
+        let out = self.timed(pass.name, |cx| (pass.run)(input, cx))?;
+        self.verified(pass.name, &out)?;
         Ok(out)
     }
 
     /// [`Self::run`] for a [`Rewrite`]: rewrites `program` in place.
     pub fn rewrite<I: Verify>(&mut self, pass: &Rewrite<I>, program: &mut I) -> Result<(), Vec<Diagnostic>> {
-        let start = std::time::Instant::now();
-        let recorded = self.timings.len();
-        (pass.run)(program, self)?;
-        if self.timings.len() == recorded {
-            self.timings.push((pass.name, start.elapsed()));
-        }
-        if cfg!(debug_assertions) {
-            program.verify().map_err(|e| vec![self.internal(pass.name, format!("after `{}`: {e}", pass.name))])?;
-        }
-        Ok(())
+        self.timed(pass.name, |cx| (pass.run)(program, cx))?;
+        self.verified(pass.name, program)
     }
 
-    /// [`Self::rewrite`] guarded as [`Self::run_guarded`] is.
-    pub fn rewrite_guarded<I: Verify>(&mut self, pass: &Rewrite<I>, program: &mut I) -> Result<(), Vec<Diagnostic>> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.rewrite(pass, program)))
-            .unwrap_or_else(|_| Err(vec![self.internal(pass.name, "the pass panicked")]))
+    /// `work`, its time recorded under `name` unless it recorded the times
+    /// of its own sub-passes.
+    fn timed<T>(&mut self, name: &'static str, work: impl FnOnce(&mut Self) -> T) -> T {
+        let start = std::time::Instant::now();
+        let recorded = self.timings.len();
+        let out = work(self);
+        if self.timings.len() == recorded {
+            self.timings.push((name, start.elapsed()));
+        }
+        out
+    }
+
+    /// In debug builds, the verifier's verdict on the output of pass `name`.
+    fn verified(&self, name: &str, out: &impl Verify) -> Result<(), Vec<Diagnostic>> {
+        if cfg!(debug_assertions) {
+            out.verify().map_err(|e| vec![self.internal(name, format!("after `{name}`: {e}"))])?;
+        }
+        Ok(())
     }
 
     /// [`Self::run`] for a back-end pass: a panic — a bug — becomes an
@@ -300,6 +299,12 @@ impl<'c> Context<'c> {
     /// the caller.
     pub fn run_guarded<I: ?Sized, O: Verify>(&mut self, pass: &Pass<I, O>, input: &I) -> Result<O, Vec<Diagnostic>> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(pass, input)))
+            .unwrap_or_else(|_| Err(vec![self.internal(pass.name, "the pass panicked")]))
+    }
+
+    /// [`Self::rewrite`] guarded as [`Self::run_guarded`] is.
+    pub fn rewrite_guarded<I: Verify>(&mut self, pass: &Rewrite<I>, program: &mut I) -> Result<(), Vec<Diagnostic>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.rewrite(pass, program)))
             .unwrap_or_else(|_| Err(vec![self.internal(pass.name, "the pass panicked")]))
     }
 
@@ -562,4 +567,51 @@ pub fn verify(program: &ir::Program, pass: &str) -> Result<(), Vec<Diagnostic>> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loops::{self, Operand};
+
+    static ADDS: Rewrite<loops::Program> = Rewrite {
+        name: "adds",
+        description: "adds an empty function",
+        run: |program, _| {
+            program.funcs.push(loops::Func::empty("f"));
+            Ok(())
+        },
+    };
+
+    static BREAKS: Rewrite<loops::Program> = Rewrite {
+        name: "breaks",
+        description: "returns a variable its function does not have",
+        run: |program, _| {
+            program.funcs[0].results.push(Operand::Var(loops::LVar(7)));
+            Ok(())
+        },
+    };
+
+    static PANICS: Rewrite<loops::Program> =
+        Rewrite { name: "panics", description: "a pass with a bug", run: |_, _| panic!("a bug") };
+
+    /// A rewrite changes the program it is given, is timed under its name,
+    /// is verified after (in debug builds, as tests are), and when guarded
+    /// turns a panic into E0900 naming it.
+    #[test]
+    fn rewrites_are_timed_verified_and_guarded() {
+        let mut cx = Context::new(SourceMap::new(), &no_files, Options::default());
+        let mut program = loops::Program::default();
+        cx.rewrite(&ADDS, &mut program).expect("a valid rewrite");
+        assert_eq!(program.funcs.len(), 1);
+        assert!(cx.timings.iter().any(|(name, _)| *name == "adds"), "{:?}", cx.timings);
+
+        let broken = cx.rewrite(&BREAKS, &mut program).expect_err("the verifier rejects the result");
+        assert_eq!(broken[0].code, Code::E0900);
+        assert!(broken[0].message.contains("after `breaks`"), "{}", broken[0].message);
+
+        let panicked = cx.rewrite_guarded(&PANICS, &mut program).expect_err("a panic is an error");
+        assert_eq!(panicked[0].code, Code::E0900);
+        assert!(panicked[0].message.contains("panics"), "{}", panicked[0].message);
+    }
 }
