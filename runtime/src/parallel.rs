@@ -425,11 +425,12 @@ pub fn threads_from_env() -> Result<usize, String> {
 // few µs apart (lse's primal: a maximum, then a sum of exponentials). So
 // after a segment, one job per worker keeps the pool spinning for up to
 // `AWAKE_NS`, until the next pool run starts (`STARTS` changes) — its jobs
-// then find the workers awake — or the time is up. Measured on 2026-12-04
+// then find the workers awake — or the time is up. Every pool run does this,
+// the pieces of a large copy and a scan's offsets too (`run_shared`). Measured on 2026-12-04
 // (2 vCPUs; `scripts/message_scaling.py`, GradBench's sessions replayed,
 // 2 threads): lse 22.3 → 19.5 ms (1.62× → 1.85× over one thread), ht 154.9
 // → 150.5 ms, gmm 2126 → 2104 ms. The cost is a core busy for at most
-// `AWAKE_NS` after a call's last segment; results do not change.
+// `AWAKE_NS` after a call's last pool run; results do not change.
 
 /// How long workers stay awake after a segment (Note [Workers awake between segments]).
 const AWAKE_NS: u64 = 300_000;
@@ -447,7 +448,7 @@ fn run_shared<T: Send>(
     chunks: std::ops::Range<i64>,
     run: &(dyn Fn(i64) -> T + Sync),
 ) -> Vec<T> {
-    STARTS.fetch_add(1, Ordering::SeqCst);
+    let started = STARTS.fetch_add(1, Ordering::SeqCst) + 1;
     let done: Mutex<Vec<(i64, T)>> = Mutex::new(Vec::with_capacity((chunks.end - chunks.start).max(0) as usize));
     let helpers = (threads - 1).min((chunks.end - chunks.start).max(1) as usize - 1);
     let next = AtomicI64::new(chunks.start);
@@ -465,16 +466,16 @@ fn run_shared<T: Send>(
         }
         drain();
     });
-    keep_awake(pool, threads - 1);
+    keep_awake(pool, threads - 1, started);
     let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
     done.sort_by_key(|(k, _)| *k);
     done.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
-/// Keeps `workers` of `pool` spinning until the next pool run starts or
-/// [`AWAKE_NS`] pass (Note [Workers awake between segments]).
-fn keep_awake(pool: &rayon::ThreadPool, workers: usize) {
-    let started = STARTS.load(Ordering::SeqCst);
+/// Keeps `workers` of `pool` spinning until a pool run after the one
+/// numbered `started` begins (by any caller) or [`AWAKE_NS`] pass (Note
+/// [Workers awake between segments]).
+fn keep_awake(pool: &rayon::ThreadPool, workers: usize, started: u64) {
     for _ in 0..workers {
         pool.spawn(move || {
             let until = std::time::Instant::now() + std::time::Duration::from_nanos(AWAKE_NS);
@@ -507,9 +508,10 @@ fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
 // Note [Large copies]
 // ~~~~~~~~~~~~~~~~~~~~
 // A copy of at least PARALLEL_COPY_BYTES between buffers that do not
-// overlap is cut into pieces of COPY_PIECE_BYTES that the pool copies, when
-// the call may use more than one thread and does not itself run on the
-// pool (a chunk of a parallel loop already has its thread). The bytes
+// overlap is cut into pieces of COPY_PIECE_BYTES that the calling thread
+// and the pool's `threads - 1` workers share (Note [The caller runs chunks
+// too]), when the call may use more than one thread and does not itself run
+// on the pool (a chunk of a parallel loop already has its thread). The bytes
 // copied are the same however the copy is cut. ba's Jacobian concatenates
 // 31·p doubles (92 MB at GradBench's largest p) after its parallel loop:
 // copied on the calling thread alone, that was a tenth of its time on two
@@ -521,9 +523,9 @@ const PARALLEL_COPY_BYTES: usize = 8 << 20;
 /// The bytes each task of a large copy copies.
 const COPY_PIECE_BYTES: usize = 1 << 20;
 
-/// Copies `bytes` bytes from `src` to `dst` (`memmove`), on the pool of
-/// `threads` threads when the copy is large and the ranges are apart (Note
-/// [Large copies]).
+/// Copies `bytes` bytes from `src` to `dst` (`memmove`), on `threads`
+/// threads (the caller and the pool's workers) when the copy is large and
+/// the ranges are apart (Note [Large copies]).
 ///
 /// # Safety
 /// Both ranges must be valid for `bytes` bytes.

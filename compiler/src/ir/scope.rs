@@ -54,19 +54,25 @@ pub fn for_each_use_in(stmts: &[Stmt], f: &mut dyn FnMut(Var)) {
 /// for one reads no element and keeps no buffer alive).
 pub fn for_each_read(body: &Body, f: &mut dyn FnMut(Var)) {
     for s in &body.stmts {
-        if !matches!(s.expr, Expr::Shape { .. }) {
-            s.expr.for_each_operand(|a| {
-                if let Atom::Var(v) = a {
-                    f(v);
-                }
-            });
-        }
+        for_each_direct_read(&s.expr, f);
         s.expr.for_each_body(&mut |b| for_each_read(b, f));
     }
     for a in &body.result {
         if let Atom::Var(v) = a {
             f(*v);
         }
+    }
+}
+
+/// Calls `f` on every read of a variable by `expr` itself, not by its
+/// nested bodies: as [`for_each_read`], `shape`'s operand is no read.
+pub fn for_each_direct_read(expr: &Expr, f: &mut dyn FnMut(Var)) {
+    if !matches!(expr, Expr::Shape { .. }) {
+        expr.for_each_operand(|a| {
+            if let Atom::Var(v) = a {
+                f(v);
+            }
+        });
     }
 }
 

@@ -648,9 +648,8 @@ impl Lower<'_> {
     fn stmt_loops(&mut self, s: &ir::Stmt) -> R<()> {
         let span = s.span;
         self.span = span;
-        for v in direct_uses(&s.expr) {
-            self.uses[v.0 as usize] = self.uses[v.0 as usize].saturating_sub(1);
-        }
+        let uses = &mut self.uses;
+        ir::scope::for_each_direct_read(&s.expr, &mut |v| uses[v.0 as usize] = uses[v.0 as usize].saturating_sub(1));
         let one = |binds: &[Var]| -> R<Var> {
             match binds {
                 [b] => Ok(*b),
@@ -1953,14 +1952,5 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
 /// Adds the uses of each variable in `b` (nested bodies included) to `uses`.
 fn count_body(b: &Body, uses: &mut [u32]) {
     ir::scope::for_each_read(b, &mut |v| uses[v.0 as usize] += 1);
-}
-
-/// The variables `e` reads itself (not in nested bodies); `shape` reads
-/// only sizes, which never change, so it does not count.
-fn direct_uses(e: &Expr) -> Vec<Var> {
-    match e {
-        Expr::Shape { .. } => Vec::new(),
-        e => e.operands().into_iter().filter_map(|a| a.var()).collect(),
-    }
 }
 

@@ -4,15 +4,21 @@
 //! Input: what lowering (`lower.rs`) knows of an array value at the point
 //! it writes one — the value's [`Own`], the loop depth, whether the
 //! array-IR variable holding it is read afterwards, whether another value
-//! being carried or merged holds the same buffer. Output: yes or no for
-//! each kind of write (an update, `scatter` or `hist`; a `map` result
-//! written over an input; loop state carried in place; the result of an
-//! `if`). Lowering copies when the answer is no.
+//! being carried or merged holds the same buffer. Output: the rules
+//! lowering combines at each kind of write (an update, `scatter` or `hist`;
+//! a `map` result written over an input; loop state at entry and at the
+//! end of an iteration; the result of an `if`): whether a value's buffer
+//! may be written at a loop depth ([`Own::writable_at`], with lowering's
+//! count of later uses), which loop parameters are carried in place
+//! ([`carried_in_place`]), which buffers several carried or merged values
+//! share ([`shared_buffers`]). Lowering copies when the answer is no.
 //!
 //! Invariant (what makes in-place writes sound): a buffer written in place
-//! is reached by no variable read afterwards, and was allocated by this
-//! call at the loop depth of the write, so no other iteration of an
-//! enclosing loop reads it (Note [Ownership and in-place updates]).
+//! is reached by no variable read afterwards, and was made fresh at the
+//! loop depth of the write — allocated there by this call, or, for loop
+//! state carried in place, taken over or copied at the loop's entry — so
+//! no other iteration of an enclosing loop reads it (Note [Ownership and
+//! in-place updates]).
 //!
 //! The rules are decided here and the state they need travels with
 //! lowering's values: which buffers are fresh depends on how lowering

@@ -117,7 +117,9 @@ fn unshared_because(program: &ir::Program, s: &Stmt, space: &Space) -> String {
                 .collect();
             format!("carries {}", carried.join(", "))
         }
-        _ => "which of two writes to one element wins".into(),
+        (Kind::Scatter, _) => "which of two writes to one element wins".into(),
+        // `shareable` answers no only for the two above.
+        _ => "its iterations are not independent".into(),
     }
 }
 
