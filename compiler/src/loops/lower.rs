@@ -1377,8 +1377,8 @@ impl Lower<'_> {
             if let LVal::Array(arr) = &v {
                 // A buffer that two parameters start from (`(g, g)`) is not
                 // taken over by either: updating one would change the other.
-                let sole = !shared.contains(&arr.ptr.var());
-                if c && !(sole && a.var().is_some_and(|x| self.writable(arr, x))) {
+                let writable = a.var().is_some_and(|x| self.writable(arr, x));
+                if ownership::copy_carried(c, writable, shared.contains(&arr.ptr.var())) {
                     v = LVal::Array(self.copy_array(arr));
                 }
             }
@@ -1444,8 +1444,8 @@ impl Lower<'_> {
                 if let LVal::Array(a) = &v {
                     // As at entry: a buffer two parameters carry into the next
                     // iteration is copied for each one updated in place.
-                    let fresh = a.own.writable_at(l.depth + 1) && !shared.contains(&a.ptr.var());
-                    if c && !fresh {
+                    let writable = a.own.writable_at(l.depth + 1);
+                    if ownership::copy_carried(c, writable, shared.contains(&a.ptr.var())) {
                         v = LVal::Array(l.copy_array(a));
                     }
                 }

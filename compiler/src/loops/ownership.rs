@@ -122,6 +122,15 @@ pub fn carried_in_place(b: &Body, p: Var, ty: IrType) -> bool {
     alias::updates_in_place(b, p) || overwritten_by_map(b, p, ty)
 }
 
+/// Must a value of loop state be copied where it enters the loop, or the
+/// next iteration? When the body writes the parameter in place (`carried`,
+/// by [`carried_in_place`]) unless its buffer may be written there
+/// (`writable`) and no other state value holds the same buffer (`shared`,
+/// by [`shared_buffers`]).
+pub fn copy_carried(carried: bool, writable: bool, shared: bool) -> bool {
+    carried && !(writable && !shared)
+}
+
 /// The buffers (by the variable that points to them) that more than one of
 /// `ptrs` holds, which no loop parameter may then update in place: updating
 /// one would change the other.
