@@ -426,10 +426,10 @@ pub fn threads_from_env() -> Result<usize, String> {
 // after a segment, one job per worker keeps the pool spinning for up to
 // `AWAKE_NS`, until the next pool run starts (`STARTS` changes) — its jobs
 // then find the workers awake — or the time is up. Every pool run does this,
-// the pieces of a large copy and a scan's offsets too (`run_shared`). Measured on 2026-12-04
-// (2 vCPUs; `scripts/message_scaling.py`, GradBench's sessions replayed,
-// 2 threads): lse 22.3 → 19.5 ms (1.62× → 1.85× over one thread), ht 154.9
-// → 150.5 ms, gmm 2126 → 2104 ms. The cost is a core busy for at most
+// the pieces of a large copy and a scan's offsets too (`run_shared`).
+// Measured on 2026-12-04 (2 vCPUs; `scripts/message_scaling.py`,
+// GradBench's sessions replayed, 2 threads): lse 22.3 → 19.5 ms (1.62× →
+// 1.85× over one thread), ht 154.9 → 150.5 ms, gmm 2126 → 2104 ms. The cost is a core busy for at most
 // `AWAKE_NS` after a call's last pool run; results do not change.
 
 /// How long workers stay awake after a segment (Note [Workers awake between segments]).

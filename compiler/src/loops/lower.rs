@@ -1953,4 +1953,3 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
 fn count_body(b: &Body, uses: &mut [u32]) {
     ir::scope::for_each_read(b, &mut |v| uses[v.0 as usize] += 1);
 }
-

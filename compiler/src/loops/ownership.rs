@@ -11,7 +11,9 @@
 //! may be written at a loop depth ([`Own::writable_at`], with lowering's
 //! count of later uses), which loop parameters are carried in place
 //! ([`carried_in_place`]), which buffers several carried or merged values
-//! share ([`shared_buffers`]). Lowering copies when the answer is no.
+//! share ([`shared_buffers`]), and, from those, whether loop state must be
+//! copied at the loop's entry or an iteration's end ([`copy_carried`]).
+//! Lowering copies when the answer is no.
 //!
 //! Invariant (what makes in-place writes sound): a buffer written in place
 //! is reached by no variable read afterwards, and was made fresh at the
