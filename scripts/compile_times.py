@@ -21,7 +21,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOOP_PASSES = ["simplify", "unroll", "ranges", "fuse", "split", "scalarize", "simd", "parallel", "memory"]
+LOOP_PASSES = ["simplify", "unroll", "ranges", "fuse", "split", "scalarize", "simd", "parallel", "strands", "memory"]
 
 
 def timings(slope, path):

@@ -220,7 +220,7 @@ impl Program {
     }
 
     /// The multicore back end's loop program after the pass `stage`
-    /// (`lowered`, `loops`, `parallel`, `memory`), computed afresh.
+    /// (`lowered`, `loops`, `parallel`, `strands`, `memory`), computed afresh.
     pub fn loop_program(&self, stage: &str) -> Result<crate::loops::Program, Failure> {
         self.loop_program_of(&self.ir, stage)
     }
@@ -586,7 +586,7 @@ impl Program {
                 };
                 Ok(crate::ad::unary::print_program(&program))
             }
-            "lowered" | "buffers" | "loops" | "parallel" | "memory" | "clif" => {
+            loops if crate::backend::native::is_loop_stage(loops) => {
                 // The CLIF is built from the last loop program.
                 let last = if stage == "clif" { driver::MEMORY.name } else { stage };
                 let mut program = self.loop_program_of(optimised, last)?;

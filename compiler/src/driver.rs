@@ -102,8 +102,10 @@ impl<I> Stage for Rewrite<I> {
 }
 
 /// The pipeline, in order (Note [One pipeline]).
-pub static PIPELINE: &[&dyn Stage] =
-    &[&PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &SEGMENTS, &LOWER, &BUFFERS, &LOOPS, &PARALLEL, &MEMORY, &CLIF];
+pub static PIPELINE: &[&dyn Stage] = &[
+    &PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &SEGMENTS, &LOWER, &BUFFERS, &LOOPS, &PARALLEL, &STRANDS, &MEMORY,
+    &CLIF,
+];
 
 /// The names of the pipeline's passes, in order.
 pub fn stage_names() -> Vec<&'static str> {
@@ -224,6 +226,15 @@ pub static PARALLEL: Rewrite<crate::loops::Program> = Rewrite {
     description: "outline loops of independent iterations into segments run on the thread pool (loops::parallel)",
     run: |program, _| {
         crate::loops::parallel::run(program);
+        Ok(())
+    },
+};
+
+pub static STRANDS: Rewrite<crate::loops::Program> = Rewrite {
+    name: "strands",
+    description: "run min and max reductions as four strands, for instruction-level parallelism (loops::strands)",
+    run: |program, _| {
+        crate::loops::strands::run(program);
         Ok(())
     },
 };

@@ -39,6 +39,7 @@ impl Backend for Sequential {
 
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
         let mut loops = loop_stage(program, driver::LOOPS.name, cx)?;
+        cx.rewrite_guarded(&driver::STRANDS, &mut loops)?;
         cx.rewrite_guarded(&driver::MEMORY, &mut loops)?;
         let code = cx.run_guarded(&driver::CLIF, &loops)?;
         Ok(NativeCode { code, timings: std::mem::take(&mut cx.timings) })
@@ -57,11 +58,21 @@ impl Backend for Multicore {
     }
 }
 
+/// The multicore back end's passes from one loop program to the next, in order.
+pub const LOOP_PASSES: [&driver::Rewrite<loops::Program>; 5] =
+    [&driver::BUFFERS, &driver::LOOPS, &driver::PARALLEL, &driver::STRANDS, &driver::MEMORY];
+
+/// Whether `stage` names a loop program or the CLIF made from one (what
+/// [`loop_stage`] and `emit` show).
+pub fn is_loop_stage(stage: &str) -> bool {
+    [driver::LOWER.name, driver::CLIF.name].contains(&stage) || LOOP_PASSES.iter().any(|p| p.name == stage)
+}
+
 /// The multicore back end's loop program after the pass named `stage`
-/// (`lowered`, `buffers`, `loops`, `parallel` or `memory`, as `emit --stage` names
-/// them): after `loops`, what the sequential back end plans memory for;
-/// after `memory`, what the multicore JIT compiles and what `slope build`
-/// compiles ahead of time.
+/// (`lowered` or one of [`LOOP_PASSES`], as `emit --stage` names them):
+/// after `loops`, what the sequential back end goes on from (skipping
+/// `parallel`); after `memory`, what the multicore JIT compiles and what
+/// `slope build` compiles ahead of time.
 pub fn loop_stage(program: &ir::Program, stage: &str, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
     let segments = cx.run_guarded(&driver::SEGMENTS, program)?;
     let mut loops = cx.run_guarded(&driver::LOWER, &segments)?;
@@ -69,8 +80,7 @@ pub fn loop_stage(program: &ir::Program, stage: &str, cx: &mut Context<'_>) -> R
     if stage == driver::LOWER.name {
         return Ok(loops);
     }
-    // The passes from one loop program to the next, up to `stage`.
-    for pass in [&driver::BUFFERS, &driver::LOOPS, &driver::PARALLEL, &driver::MEMORY] {
+    for pass in LOOP_PASSES {
         cx.rewrite_guarded(pass, &mut loops)?;
         if stage == pass.name {
             break;

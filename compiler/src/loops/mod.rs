@@ -31,6 +31,7 @@ pub mod opt;
 pub mod ownership;
 pub mod pack;
 pub mod parallel;
+pub mod strands;
 mod print;
 pub mod verify;
 

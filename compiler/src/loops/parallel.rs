@@ -185,8 +185,8 @@ fn unmark(insts: &mut [Inst]) {
 /// and how many null tests test each pointer. A loop's variable is read
 /// after it when the function's count exceeds the body's.
 #[derive(Default)]
-struct Facts {
-    uses: HashMap<LVar, usize>,
+pub(super) struct Facts {
+    pub(super) uses: HashMap<LVar, usize>,
     defs: HashMap<LVar, usize>,
     lets: HashMap<LVar, Rhs>,
     /// Variables some `Let` of the block assigns an `Alloc`.
@@ -196,7 +196,7 @@ struct Facts {
 }
 
 impl Facts {
-    fn of_block(insts: &[Inst]) -> Facts {
+    pub(super) fn of_block(insts: &[Inst]) -> Facts {
         let mut facts = Facts::default();
         for_each_inst(insts, &mut |i| {
             i.for_each_use(|v| {
@@ -219,7 +219,7 @@ impl Facts {
     }
 
     /// The facts of `f`'s body, its results read and its parameters assigned.
-    fn of_func(f: &Func) -> Facts {
+    pub(super) fn of_func(f: &Func) -> Facts {
         let mut facts = Facts::of_block(&f.body);
         for v in f.results.iter().filter_map(|o| o.var()) {
             *facts.uses.entry(v).or_default() += 1;
@@ -231,7 +231,7 @@ impl Facts {
     }
 
     /// How often `v` is read.
-    fn reads(&self, v: LVar) -> usize {
+    pub(super) fn reads(&self, v: LVar) -> usize {
         self.uses.get(&v).copied().unwrap_or(0)
     }
 
@@ -527,7 +527,7 @@ fn count_where(insts: &[Inst], p: &dyn Fn(&Inst) -> bool) -> usize {
 /// this iteration assigned them (values carried from an earlier iteration).
 /// `defined`: assigned on every path so far. Returns whether the block
 /// always fails (its end is unreachable).
-fn read_before_assigned(
+pub(super) fn read_before_assigned(
     insts: &[Inst],
     assigned: &HashSet<LVar>,
     defined: &mut HashSet<LVar>,
@@ -573,7 +573,7 @@ fn read_before_assigned(
 }
 
 /// A scalar reduction: `(acc, op, elem)`.
-type Reduction = (LVar, ReduceOp, Elem);
+pub(super) type Reduction = (LVar, ReduceOp, Elem);
 
 /// Whether `acc op x` (`acc_first`) or `x op acc` combines as the runtime
 /// does: it keeps the earlier operand of a `min` or `max` tie (`-0.0` and
@@ -599,7 +599,7 @@ fn combining(op: BinOp) -> Option<ReduceOp> {
 /// or a scan: `t = acc op x; b[index] = t; acc = t`, the store at the top
 /// level too (every iteration makes it), `t` read nowhere else; then also
 /// the buffer `b` (Note [Scans]).
-fn reduction(
+pub(super) fn reduction(
     f: &Func,
     body: &[Inst],
     inside: &HashMap<LVar, usize>,
@@ -1052,17 +1052,19 @@ fn same_code(a: &Func, b: &Func) -> bool {
         && *body == b.body
 }
 
-/// Renames every variable of `insts` (reads and assignments) by `map`.
-fn rename_block(insts: &mut [Inst], map: &HashMap<LVar, LVar>) {
+/// Renames the variables of `insts` (reads and assignments, nested blocks
+/// included) that `map` names; the others stay.
+pub(super) fn rename_block(insts: &mut [Inst], map: &HashMap<LVar, LVar>) {
+    let rename = |v: &mut LVar| *v = map.get(v).copied().unwrap_or(*v);
     for i in insts {
         for o in i.operands_mut() {
             if let Operand::Var(v) = o {
-                *v = map[v];
+                rename(v);
             }
         }
         match i {
-            Inst::Let(v, _) | Inst::For { index: v, .. } => *v = map[v],
-            Inst::Parallel { results, .. } => results.iter_mut().for_each(|v| *v = map[v]),
+            Inst::Let(v, _) | Inst::For { index: v, .. } => rename(v),
+            Inst::Parallel { results, .. } => results.iter_mut().for_each(rename),
             _ => {}
         }
         for b in i.blocks_mut() {
