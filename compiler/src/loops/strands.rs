@@ -157,16 +157,17 @@ fn identity(op: BinOp, ty: MTy) -> Const {
 /// ```
 fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
     let Inst::For { index, start, bound, body, .. } = inst else { unreachable!("a loop") };
-    let int = |a: Operand, op: BinOp, b: Operand| Rhs::Binary(op, a, b);
+    let bin = |a: Operand, op: BinOp, b: Operand| Rhs::Binary(op, a, b);
     let len = f.fresh("len", MTy::I64);
     let quarter = f.fresh("quarter", MTy::I64);
     let span = f.fresh("span", MTy::I64);
     let mut out = vec![
-        Inst::Let(span, int(*bound, BinOp::Sub, *start)),
-        Inst::Let(len, int(Operand::Var(span), BinOp::Max, Operand::i64(0))),
-        Inst::Let(quarter, int(Operand::Var(len), BinOp::Div, Operand::i64(STRANDS))),
+        Inst::Let(span, bin(*bound, BinOp::Sub, *start)),
+        Inst::Let(len, bin(Operand::Var(span), BinOp::Max, Operand::i64(0))),
+        Inst::Let(quarter, bin(Operand::Var(len), BinOp::Div, Operand::i64(STRANDS))),
     ];
-    // The accumulators of strands 1..4, per reduction.
+    // Per reduction, the accumulators of strands 1, 2 and 3 (strand 0 has
+    // the loop's own).
     let mut own: Vec<Vec<LVar>> = Vec::new();
     for &(acc, op) in accs {
         let ty = f.ty(acc);
@@ -210,7 +211,7 @@ fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
     for s in 0..STRANDS as usize {
         let name = f.vars[index.0 as usize].0.clone();
         let j = f.fresh(&name, MTy::I64);
-        main.push(Inst::Let(j, int(from, BinOp::Add, at)));
+        main.push(Inst::Let(j, bin(from, BinOp::Add, at)));
         main.extend(copy(f, s, j, true));
         (from, at) = (Operand::Var(j), Operand::Var(quarter));
     }
@@ -224,8 +225,8 @@ fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
     });
     let whole = f.fresh("whole", MTy::I64);
     let rest = f.fresh("rest", MTy::I64);
-    out.push(Inst::Let(whole, int(Operand::Var(quarter), BinOp::Mul, Operand::i64(STRANDS))));
-    out.push(Inst::Let(rest, int(*start, BinOp::Add, Operand::Var(whole))));
+    out.push(Inst::Let(whole, bin(Operand::Var(quarter), BinOp::Mul, Operand::i64(STRANDS))));
+    out.push(Inst::Let(rest, bin(*start, BinOp::Add, Operand::Var(whole))));
     let last = STRANDS as usize - 1;
     out.push(Inst::For {
         index: *index,
