@@ -42,7 +42,7 @@ fn timings_name_the_pipeline_in_order() {
     let timed: Vec<&str> = program.timings.iter().chain(&native.timings).map(|(n, _)| *n).collect();
     let order: Vec<usize> = timed.iter().map(|n| position(n)).collect();
     assert!(order.windows(2).all(|w| w[0] <= w[1]), "timings out of pipeline order: {timed:?}");
-    for stage in ["ast", "typed", "ir", "ad", "opt", "lowered", "parallel", "memory", "clif"] {
+    for stage in ["ast", "typed", "ir", "ad", "opt", "lowered", "parallel", "strands", "memory", "clif"] {
         assert!(timed.contains(&stage), "`{stage}` is not timed: {timed:?}");
     }
     assert!(loop_passes.iter().all(|p| timed.contains(p)), "{timed:?}");

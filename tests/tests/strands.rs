@@ -129,12 +129,36 @@ entry m [n] (codes: [n]i64) : ([4]f64, [4]f64) =
             })
             .collect();
         let input = serde_json::json!({ "codes": codes });
-        let got = slope::testfile::every_engine(&p, "m", &input).unwrap_or_else(|e| panic!("{codes:?}: {e}")).unwrap();
         let (a, b) = (fold(&xs, true), fold(&xs, false));
         let sign = |x: f64| 1.0f64.copysign(x);
         let nan = |x: f64| if x.is_nan() { 1.0 } else { 0.0 };
         let value = |x: f64| if x.is_finite() { x } else { 0.0 };
         let want = serde_json::json!([[sign(a), sign(b), nan(a), nan(b)], [value(a), value(b), 0.0, 0.0]]);
+        p.set_threads(1).unwrap();
+        p.set_chunk_limit(0).unwrap();
+        let got = slope::testfile::every_engine(&p, "m", &input).unwrap_or_else(|e| panic!("{codes:?}: {e}")).unwrap();
         assert_eq!(got, want, "codes {codes:?}");
+        // Chunks of 9 iterations on several threads: strands of 2 that
+        // start inside the range, the remainder of 1.
+        for threads in [2, 3] {
+            p.set_threads(threads).unwrap();
+            p.set_chunk_limit(9).unwrap();
+            let got = p
+                .call_json_on(Engine::Multicore, "m", &input)
+                .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Short)));
+            assert_eq!(got, want, "codes {codes:?}, {threads} threads, chunks of 9");
+        }
     }
+}
+
+/// What the stage makes of a maximum: strands from bases computed before
+/// the loop, the remainder in the last strand, the combination in order.
+#[test]
+fn a_maximum_as_strands() {
+    let p = compile("entry m [n] (xs: [n]f64) : f64 = reduce max (-inf) xs");
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    let shown = p.emit("strands", Some("m")).unwrap();
+    settings.bind(|| insta::assert_snapshot!("strands__a_maximum", shown));
 }

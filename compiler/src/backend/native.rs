@@ -4,11 +4,12 @@
 //! calling thread ([`Sequential`]) or with its parallel loops on the
 //! runtime's thread pool ([`Multicore`]). Both run the same passes —
 //! the parallel level (`driver::SEGMENTS`), lowering to loops
-//! (`driver::LOWER`), the loops' buffers (`driver::BUFFERS`), the loop optimiser
-//! (`driver::LOOPS`), memory planning (`driver::MEMORY`), Cranelift
-//! (`driver::CLIF`) — and the multicore back end outlines parallel loops
-//! before memory planning (`driver::PARALLEL`). Every pass is guarded: a
-//! panic is E0900 naming it, at the context's span.
+//! (`driver::LOWER`), then the loop passes ([`LOOP_PASSES`]: the loops'
+//! buffers, the loop optimiser, `min`/`max` strands, memory planning), then
+//! Cranelift (`driver::CLIF`) — and the multicore back end outlines parallel
+//! loops after the loop optimiser (`driver::PARALLEL`, the one loop pass the
+//! sequential back end skips). Every pass is guarded: a panic is E0900
+//! naming it, at the context's span.
 
 use super::{Backend, Executable, Outcome};
 use crate::diagnostic::{Diagnostic, SourceMap, Span};
@@ -38,9 +39,10 @@ impl Backend for Sequential {
     const NAME: &'static str = "sequential";
 
     fn compile(program: &ir::Program, cx: &mut Context<'_>) -> Result<NativeCode, Vec<Diagnostic>> {
-        let mut loops = loop_stage(program, driver::LOOPS.name, cx)?;
-        cx.rewrite_guarded(&driver::STRANDS, &mut loops)?;
-        cx.rewrite_guarded(&driver::MEMORY, &mut loops)?;
+        let mut loops = lowered(program, cx)?;
+        for pass in loop_passes(false) {
+            cx.rewrite_guarded(pass, &mut loops)?;
+        }
         let code = cx.run_guarded(&driver::CLIF, &loops)?;
         Ok(NativeCode { code, timings: std::mem::take(&mut cx.timings) })
     }
@@ -58,9 +60,22 @@ impl Backend for Multicore {
     }
 }
 
-/// The multicore back end's passes from one loop program to the next, in order.
+/// The multicore back end's passes from one loop program to the next, in
+/// order; the sequential back end runs them all but `parallel`.
 pub const LOOP_PASSES: [&driver::Rewrite<loops::Program>; 5] =
     [&driver::BUFFERS, &driver::LOOPS, &driver::PARALLEL, &driver::STRANDS, &driver::MEMORY];
+
+/// The loop passes of the multicore back end, or of the sequential one.
+fn loop_passes(multicore: bool) -> impl Iterator<Item = &'static driver::Rewrite<loops::Program>> {
+    LOOP_PASSES.into_iter().filter(move |p| multicore || p.name != driver::PARALLEL.name)
+}
+
+/// The optimised program as the parallel level decides it and lowering
+/// writes it: the first loop program.
+fn lowered(program: &ir::Program, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
+    let segments = cx.run_guarded(&driver::SEGMENTS, program)?;
+    cx.run_guarded(&driver::LOWER, &segments)
+}
 
 /// Whether `stage` names a loop program or the CLIF made from one (what
 /// [`loop_stage`] and `emit` show).
@@ -70,17 +85,14 @@ pub fn is_loop_stage(stage: &str) -> bool {
 
 /// The multicore back end's loop program after the pass named `stage`
 /// (`lowered` or one of [`LOOP_PASSES`], as `emit --stage` names them):
-/// after `loops`, what the sequential back end goes on from (skipping
-/// `parallel`); after `memory`, what the multicore JIT compiles and what
-/// `slope build` compiles ahead of time.
+/// after `memory`, what the multicore JIT compiles and what `slope build`
+/// compiles ahead of time.
 pub fn loop_stage(program: &ir::Program, stage: &str, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
-    let segments = cx.run_guarded(&driver::SEGMENTS, program)?;
-    let mut loops = cx.run_guarded(&driver::LOWER, &segments)?;
-    drop(segments);
+    let mut loops = lowered(program, cx)?;
     if stage == driver::LOWER.name {
         return Ok(loops);
     }
-    for pass in LOOP_PASSES {
+    for pass in loop_passes(true) {
         cx.rewrite_guarded(pass, &mut loops)?;
         if stage == pass.name {
             break;

@@ -556,6 +556,47 @@ pub fn size(insts: &[Inst]) -> usize {
     n
 }
 
+/// Renames the variables of `insts` that `map` names, where they are read
+/// and where they are assigned (nested blocks included); the others stay.
+pub fn rename_block(insts: &mut [Inst], map: &crate::hash::HashMap<LVar, LVar>) {
+    let rename = |v: &mut LVar| *v = map.get(v).copied().unwrap_or(*v);
+    for i in insts {
+        for o in i.operands_mut() {
+            if let Operand::Var(v) = o {
+                rename(v);
+            }
+        }
+        match i {
+            Inst::Let(v, _) | Inst::For { index: v, .. } => rename(v),
+            Inst::Parallel { results, .. } => results.iter_mut().for_each(rename),
+            _ => {}
+        }
+        for b in i.blocks_mut() {
+            rename_block(b, map);
+        }
+    }
+}
+
+/// A copy of a loop body with a fresh index and fresh `locals`. Returns the
+/// body and the renaming (of the index and each local).
+pub fn fresh_copy(
+    f: &mut Func,
+    index: LVar,
+    body: &[Inst],
+    locals: &crate::hash::HashSet<LVar>,
+) -> (Vec<Inst>, crate::hash::HashMap<LVar, LVar>) {
+    let mut rename: crate::hash::HashMap<LVar, LVar> = Default::default();
+    let mut locals: Vec<LVar> = locals.iter().copied().collect();
+    locals.sort();
+    for v in std::iter::once(index).chain(locals) {
+        let (name, ty) = f.vars[v.0 as usize].clone();
+        rename.insert(v, f.fresh(&name, ty));
+    }
+    let mut body = body.to_vec();
+    rename_block(&mut body, &rename);
+    (body, rename)
+}
+
 /// Variables assigned anywhere in `insts` (nested blocks included).
 pub fn assigned_in(insts: &[Inst]) -> crate::hash::HashSet<LVar> {
     let mut out = crate::hash::HashSet::default();

@@ -2,9 +2,9 @@
 //! and consecutive small ones become one (Note [Packed scratch buffers]).
 //!
 //! The `memory` pass (`driver::MEMORY`), the last before Cranelift. Input: a
-//! loop program after the loop optimiser and, on the multicore back end,
-//! after parallel loops are outlined (the outlining pass recognises scratch
-//! buffers by their `Alloc`, so packing comes after it). Output: the same
+//! loop program after the loop optimiser and the `strands` stage and, on the
+//! multicore back end, after parallel loops are outlined (the outlining pass
+//! recognises scratch buffers by their `Alloc`, so packing comes after it). Output: the same
 //! program where, in every function and segment, first every hoisted
 //! `v = alloc_or_null T n` that nothing reads is gone (Note [Unused scratch
 //! buffers]), then every run of consecutive

@@ -231,8 +231,13 @@ impl Facts {
     }
 
     /// How often `v` is read.
-    pub(super) fn reads(&self, v: LVar) -> usize {
+    fn reads(&self, v: LVar) -> usize {
         self.uses.get(&v).copied().unwrap_or(0)
+    }
+
+    /// How often `v` is read outside `inside`, a block of these instructions.
+    pub(super) fn reads_outside(&self, inside: &Facts, v: LVar) -> usize {
+        self.reads(v) - inside.reads(v)
     }
 
     /// How many null tests test `v`.
@@ -416,7 +421,7 @@ fn analyse(f: &Func, pt: &PointsTo, info: &Facts, before: &[Inst], inst: &Inst) 
     let mut assigned_in_order: Vec<LVar> = assigned.iter().copied().collect();
     assigned_in_order.sort_unstable();
     for v in assigned_in_order {
-        let outside = info.reads(v) - inside.reads(v);
+        let outside = info.reads_outside(&inside, v);
         if outside > 0 && !accs.contains(&v) && !firsts.contains(&v) {
             return Err(format!("`{}` is assigned in the loop and read after it", f.var_name(v)));
         }
@@ -1009,7 +1014,8 @@ fn outline(f: &mut Func, inst: &mut Inst, plan: Plan, inline: bool, segments: &m
         seg.body.push(Inst::Let(map[v], rhs));
     }
     let mut body = body;
-    rename_block(&mut body, &map);
+    // `all` holds every variable of the body: the renaming is complete.
+    super::rename_block(&mut body, &map);
     let index = map[&index];
     seg.body.push(Inst::For { index, start: Operand::Var(lo), bound: Operand::Var(hi), body, lanes, parallel: false });
     seg.results =
@@ -1052,26 +1058,6 @@ fn same_code(a: &Func, b: &Func) -> bool {
         && *body == b.body
 }
 
-/// Renames the variables of `insts` (reads and assignments, nested blocks
-/// included) that `map` names; the others stay.
-pub(super) fn rename_block(insts: &mut [Inst], map: &HashMap<LVar, LVar>) {
-    let rename = |v: &mut LVar| *v = map.get(v).copied().unwrap_or(*v);
-    for i in insts {
-        for o in i.operands_mut() {
-            if let Operand::Var(v) = o {
-                rename(v);
-            }
-        }
-        match i {
-            Inst::Let(v, _) | Inst::For { index: v, .. } => rename(v),
-            Inst::Parallel { results, .. } => results.iter_mut().for_each(rename),
-            _ => {}
-        }
-        for b in i.blocks_mut() {
-            rename_block(b, map);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

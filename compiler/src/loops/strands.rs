@@ -12,8 +12,8 @@
 //! this stage rewrites cannot fail); the loop IR's (every load in bounds,
 //! every variable assigned before it is read).
 
-use super::parallel::{read_before_assigned, reduction, rename_block, Facts};
-use super::{Func, Inst, LVar, MTy, Operand, Program, Rhs};
+use super::parallel::{read_before_assigned, reduction, Facts};
+use super::{fresh_copy, rename_block, Func, Inst, LVar, MTy, Operand, Program, Rhs};
 use crate::hash::{HashMap, HashSet};
 use crate::ir::{BinOp, Const};
 use slope_runtime::parallel::ReduceOp;
@@ -21,11 +21,10 @@ use slope_runtime::parallel::ReduceOp;
 // Note [Strands]
 // ~~~~~~~~~~~~~~
 // A `max` reduction, `for j in lo..hi { x = a[j]; acc = max acc x }`, is
-// one chain of dependent operations: each `max` (a comparison and three
-// selects, for the NaN rules) waits for the one before, some four cycles an
-// element, where the load takes less than one. lse's maximum over 1.28M
-// elements took 1.9 ms on one thread, its sum of `exp`s' loop without the
-// `exp`s 1.1 ms.
+// one chain of dependent operations: each `max` (three comparisons and
+// three selects, for the NaN rules) waits for the one before, where the
+// load does not. lse's maximum over 1.28M elements took 1.73 ms on one
+// thread, a sum over the same elements 1.05 ms; as strands, 1.40 ms.
 //
 // Four accumulators break the chain. Strand k reduces the k-th quarter of
 // the range (the last strand also the remainder, in a loop of its own);
@@ -93,12 +92,18 @@ fn rewrite_block(f: &mut Func, facts: &Facts, insts: &mut Vec<Inst>) {
 /// The accumulators of `inst` and their operators, when it is a loop Note
 /// [Strands] allows.
 fn reductions(f: &Func, facts: &Facts, inst: &Inst) -> Option<Vec<(LVar, BinOp)>> {
-    let Inst::For { index, body, lanes: 1, .. } = inst else { return None };
-    if super::size(body) > MAX_BODY || !pure(body) {
+    let Inst::For { index, start, bound, body, lanes: 1, .. } = inst else { return None };
+    if super::size(body) > MAX_BODY || !only_computes(body) {
         return None;
     }
     let inside = Facts::of_block(body);
     let mut assigned: HashSet<LVar> = super::assigned_in(body);
+    // The body's own index and bounds stay put (strands compute their
+    // indices from them).
+    let moves = |o: &Operand| o.var().is_some_and(|v| assigned.contains(&v));
+    if assigned.contains(index) || moves(start) || moves(bound) {
+        return None;
+    }
     assigned.insert(*index);
     let mut carried = HashSet::default();
     read_before_assigned(body, &assigned, &mut HashSet::from_iter([*index]), &mut carried);
@@ -107,7 +112,7 @@ fn reductions(f: &Func, facts: &Facts, inst: &Inst) -> Option<Vec<(LVar, BinOp)>
         let ((_, op, _), None) = reduction(f, body, &inside.uses, acc, *index)? else { return None };
         accs.push((acc, exact(op)?));
     }
-    let read_after = |v: &LVar| facts.reads(*v) > inside.reads(*v);
+    let read_after = |v: &LVar| facts.reads_outside(&inside, *v) > 0;
     if accs.is_empty() || assigned.iter().any(|v| read_after(v) && !carried.contains(v)) {
         return None;
     }
@@ -117,10 +122,10 @@ fn reductions(f: &Func, facts: &Facts, inst: &Inst) -> Option<Vec<(LVar, BinOp)>
 
 /// Whether `insts` only compute values: assignments of loads and
 /// arithmetic, and branches of those.
-fn pure(insts: &[Inst]) -> bool {
+fn only_computes(insts: &[Inst]) -> bool {
     insts.iter().all(|i| match i {
         Inst::Let(_, rhs) => !matches!(rhs, Rhs::Alloc { .. } | Rhs::Mark | Rhs::WhileLimit),
-        Inst::If { then, els, .. } => pure(then) && pure(els),
+        Inst::If { then, els, .. } => only_computes(then) && only_computes(els),
         _ => false,
     })
 }
@@ -149,22 +154,30 @@ fn identity(op: BinOp, ty: MTy) -> Const {
 /// The loop `inst` as strands: what replaces it in its block.
 ///
 /// ```text
-/// len = max (hi - lo) 0; quarter = len / 4; acc_k = identity (k = 1..3)
-/// for i in 0..quarter { j_0 = lo + i; body_0; j_1 = j_0 + quarter; body_1; … }
-/// rest = lo + quarter * 4
-/// for j in rest..hi { body_3 }
+/// lo = start; hi = bound                      (read once, as the loop reads them)
+/// trips = max (if lo < hi then hi - lo else 0) 0; quarter = trips / 4
+/// acc_s = identity; base_s = base_(s-1) + quarter   (s = 1, 2, 3; base_0 = lo)
+/// for i in 0..quarter { j_0 = base_0 + i; body_0; …; j_3 = base_3 + i; body_3 }
+/// for j in base_3 + quarter..hi { body with acc_3 }
 /// acc = acc op acc_1; acc = acc op acc_2; acc = acc op acc_3
 /// ```
+///
+/// `trips` is never negative, even where `hi - lo` wraps, so every strand
+/// index lies in `lo..hi` and nothing overflows.
 fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
     let Inst::For { index, start, bound, body, .. } = inst else { unreachable!("a loop") };
-    let bin = |a: Operand, op: BinOp, b: Operand| Rhs::Binary(op, a, b);
-    let len = f.fresh("len", MTy::I64);
-    let quarter = f.fresh("quarter", MTy::I64);
-    let span = f.fresh("span", MTy::I64);
+    let binary = |a: LVar, op: BinOp, b: Operand| Rhs::Binary(op, Operand::Var(a), b);
+    let [lo, hi, difference, counted, trips, quarter] =
+        ["lo", "hi", "difference", "counted", "trips", "quarter"].map(|name| f.fresh(name, MTy::I64));
+    let nonempty = f.fresh("nonempty", MTy::Bool);
     let mut out = vec![
-        Inst::Let(span, bin(*bound, BinOp::Sub, *start)),
-        Inst::Let(len, bin(Operand::Var(span), BinOp::Max, Operand::i64(0))),
-        Inst::Let(quarter, bin(Operand::Var(len), BinOp::Div, Operand::i64(STRANDS))),
+        Inst::Let(lo, Rhs::Use(*start)),
+        Inst::Let(hi, Rhs::Use(*bound)),
+        Inst::Let(nonempty, binary(lo, BinOp::Lt, Operand::Var(hi))),
+        Inst::Let(difference, binary(hi, BinOp::Sub, Operand::Var(lo))),
+        Inst::Let(counted, Rhs::Select(Operand::Var(nonempty), Operand::Var(difference), Operand::i64(0))),
+        Inst::Let(trips, binary(counted, BinOp::Max, Operand::i64(0))),
+        Inst::Let(quarter, binary(trips, BinOp::Div, Operand::i64(STRANDS))),
     ];
     // Per reduction, the accumulators of strands 1, 2 and 3 (strand 0 has
     // the loop's own).
@@ -178,42 +191,28 @@ fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
         }
         own.push(vars);
     }
-    let temps: Vec<LVar> = {
-        let mut t: Vec<LVar> = super::assigned_in(body).into_iter().collect();
-        t.retain(|v| !accs.iter().any(|(a, _)| a == v));
-        t.sort_unstable();
-        t
-    };
-    // Strand `s`'s copy of the body at index `j`: its own temporaries and
-    // accumulators (the first strand's are the loop's).
-    let copy = |f: &mut Func, s: usize, j: LVar, fresh_temps: bool| {
-        let mut map: HashMap<LVar, LVar> = HashMap::default();
-        map.insert(*index, j);
-        if fresh_temps {
-            for &t in &temps {
-                let (name, ty) = f.vars[t.0 as usize].clone();
-                map.insert(t, f.fresh(&name, ty));
-            }
+    // Where each strand starts.
+    let mut bases = vec![lo];
+    for _ in 1..STRANDS {
+        let base = f.fresh("base", MTy::I64);
+        out.push(Inst::Let(base, binary(*bases.last().expect("strand 0's"), BinOp::Add, Operand::Var(quarter))));
+        bases.push(base);
+    }
+    // Strand `s`'s accumulators in place of the loop's.
+    let strand_accs = |s: usize| -> HashMap<LVar, LVar> {
+        if s == 0 {
+            return HashMap::default();
         }
-        if s > 0 {
-            for (k, &(acc, _)) in accs.iter().enumerate() {
-                map.insert(acc, own[k][s - 1]);
-            }
-        }
-        let mut b = body.clone();
-        rename_block(&mut b, &map);
-        b
+        accs.iter().enumerate().map(|(k, &(acc, _))| (acc, own[k][s - 1])).collect()
     };
+    let temps: HashSet<LVar> = super::assigned_in(body).into_iter().filter(|v| !accs.iter().any(|(a, _)| a == v)).collect();
     let i = f.fresh("i", MTy::I64);
     let mut main = Vec::new();
-    let mut at = Operand::Var(i);
-    let mut from = *start;
-    for s in 0..STRANDS as usize {
-        let name = f.vars[index.0 as usize].0.clone();
-        let j = f.fresh(&name, MTy::I64);
-        main.push(Inst::Let(j, bin(from, BinOp::Add, at)));
-        main.extend(copy(f, s, j, true));
-        (from, at) = (Operand::Var(j), Operand::Var(quarter));
+    for (s, &base) in bases.iter().enumerate() {
+        let (mut copy, renamed) = fresh_copy(f, *index, body, &temps);
+        rename_block(&mut copy, &strand_accs(s));
+        main.push(Inst::Let(renamed[index], binary(base, BinOp::Add, Operand::Var(i))));
+        main.extend(copy);
     }
     out.push(Inst::For {
         index: i,
@@ -223,22 +222,21 @@ fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
         lanes: 1,
         parallel: false,
     });
-    let whole = f.fresh("whole", MTy::I64);
     let rest = f.fresh("rest", MTy::I64);
-    out.push(Inst::Let(whole, bin(Operand::Var(quarter), BinOp::Mul, Operand::i64(STRANDS))));
-    out.push(Inst::Let(rest, bin(*start, BinOp::Add, Operand::Var(whole))));
-    let last = STRANDS as usize - 1;
+    out.push(Inst::Let(rest, binary(*bases.last().expect("strand 3's"), BinOp::Add, Operand::Var(quarter))));
+    let mut remainder = body.clone();
+    rename_block(&mut remainder, &strand_accs(STRANDS as usize - 1));
     out.push(Inst::For {
         index: *index,
         start: Operand::Var(rest),
-        bound: *bound,
-        body: copy(f, last, *index, false),
+        bound: Operand::Var(hi),
+        body: remainder,
         lanes: 1,
         parallel: false,
     });
     for (k, &(acc, op)) in accs.iter().enumerate() {
         for &s in &own[k] {
-            out.push(Inst::Let(acc, Rhs::Binary(op, Operand::Var(acc), Operand::Var(s))));
+            out.push(Inst::Let(acc, binary(acc, op, Operand::Var(s))));
         }
     }
     out

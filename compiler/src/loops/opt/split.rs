@@ -13,7 +13,7 @@ use super::affine::{Affine, Defs};
 use super::simplify::Counts;
 use crate::hash::{HashMap, HashSet};
 use crate::ir::{BinOp, Const};
-use crate::loops::{assigned_in, for_each_inst, size, Func, Inst, LVar, MTy, Operand, Rhs};
+use crate::loops::{assigned_in, for_each_inst, fresh_copy, size, Func, Inst, LVar, MTy, Operand, Rhs};
 
 /// Instructions splitting may add to one function.
 const BUDGET: usize = 6000;
@@ -360,26 +360,6 @@ pub(super) fn body_locals(counts: &Counts, body: &[Inst]) -> HashSet<LVar> {
         .collect()
 }
 
-/// A copy of a loop body with a fresh index and fresh `locals`. Returns the
-/// body and the renaming (of the index and each local).
-pub(super) fn fresh_copy(
-    f: &mut Func,
-    index: LVar,
-    body: &[Inst],
-    locals: &HashSet<LVar>,
-) -> (Vec<Inst>, HashMap<LVar, LVar>) {
-    let mut rename: HashMap<LVar, LVar> = HashMap::default();
-    let mut locals: Vec<LVar> = locals.iter().copied().collect();
-    locals.sort();
-    for v in std::iter::once(index).chain(locals) {
-        let (name, ty) = f.vars[v.0 as usize].clone();
-        rename.insert(v, f.fresh(&name, ty));
-    }
-    let mut body = body.to_vec();
-    rename_block(&mut body, &rename);
-    (body, rename)
-}
-
 /// A copy of the loop body with a fresh index and fresh locals, and the test
 /// `cond` assigned the constant `value`. Returns the new index and body.
 fn copy_body(
@@ -402,27 +382,6 @@ fn copy_body(
     (rename[&index], body)
 }
 
-fn rename_block(insts: &mut [Inst], rename: &HashMap<LVar, LVar>) {
-    let r = |v: &mut LVar| {
-        if let Some(n) = rename.get(v) {
-            *v = *n;
-        }
-    };
-    for i in insts {
-        for o in i.operands_mut() {
-            if let Operand::Var(v) = o {
-                r(v);
-            }
-        }
-        match i {
-            Inst::Let(v, _) | Inst::For { index: v, .. } => r(v),
-            _ => {}
-        }
-        for b in i.blocks_mut() {
-            rename_block(b, rename);
-        }
-    }
-}
 
 // Note [Splitting without overflow]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~

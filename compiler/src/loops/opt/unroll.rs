@@ -10,9 +10,9 @@
 //! function.
 
 use super::simplify::Counts;
-use super::split::{body_locals, fresh_copy, rewrite_loops_innermost_first};
+use super::split::{body_locals, rewrite_loops_innermost_first};
 use crate::ir::Const;
-use crate::loops::{for_each_inst, Func, Inst, Operand, Rhs};
+use crate::loops::{for_each_inst, fresh_copy, Func, Inst, Operand, Rhs};
 
 /// The most iterations a loop may have to be unrolled.
 const MAX_TRIP: i64 = 4;
