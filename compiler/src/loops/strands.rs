@@ -24,7 +24,7 @@ use slope_runtime::parallel::ReduceOp;
 // one chain of dependent operations: each `max` (three comparisons and
 // three selects, for the NaN rules) waits for the one before, where the
 // load does not. lse's maximum over 1.28M elements took 1.73 ms on one
-// thread, a sum over the same elements 1.05 ms; as strands, 1.40 ms.
+// thread, a sum over the same elements 1.05 ms; as strands, 1.47 ms.
 //
 // Four accumulators break the chain. Strand k reduces the k-th quarter of
 // the range (the last strand also the remainder, in a loop of its own);
