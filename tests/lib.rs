@@ -18,6 +18,21 @@ pub fn workspace_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
 }
 
+/// A small deterministic generator (xorshift), so that a randomised test's
+/// failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number; the seed must not be 0.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 /// The fixture files of one GradBench eval in `tests/fixtures` (see its
 /// README), sorted.
 pub fn fixture_files(eval_dir: &str) -> Vec<PathBuf> {

@@ -6,7 +6,7 @@
 
 use slope::api::Program;
 use slope::driver::no_files;
-use slope_tests::workspace_dir;
+use slope_tests::{workspace_dir, Rng};
 use std::path::PathBuf;
 
 fn sources() -> Vec<(PathBuf, String)> {
@@ -42,17 +42,6 @@ fn compile_must_not_panic(name: &str, text: &str) {
     });
     if result.is_err() {
         panic!("the front end panicked on a variant of {name}:\n{text}");
-    }
-}
-
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 

@@ -7,7 +7,7 @@
 use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
 use slope::loops::{for_each_inst, Inst};
-use slope_tests::file_loader;
+use slope_tests::{file_loader, Rng};
 
 fn compile(src: &str) -> Program {
     Program::compile("strands.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
@@ -68,18 +68,6 @@ fn a_gather_out_of_range_fails_as_the_interpreter_does() {
     let reference = p.call_json_on(Engine::Interp, "m", &input);
     slope::testfile::engines_agree(&native, &reference).unwrap();
     assert!(native.is_err());
-}
-
-/// A tiny deterministic generator (xorshift), so that failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// `max a b` and `min a b` as Slope defines them on floats: `a` unless `b`
