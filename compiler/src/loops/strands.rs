@@ -46,11 +46,17 @@ use slope_runtime::parallel::ReduceOp;
 //
 // Which loops: innermost loops whose body only computes values — loads,
 // arithmetic and branches of those, at most `MAX_BODY` instructions; no
-// store, no check that could fail, no allocation — whose every carried variable is a `min` or
-// `max` reduction as the `parallel` stage recognises them
-// (`parallel::reduction`), and none of whose other variables is read
+// store, no check that could fail, no allocation — whose every carried
+// variable is a `min` or `max` reduction as the `parallel` stage recognises
+// them (`parallel::reduction`), and none of whose other variables is read
 // after the loop (each strand has its own copies). A body that could fail
 // stays as it is: four strands would meet its failures out of index order.
+//
+// The loads stay in bounds: the loop's bounds are read once, before it
+// (a body assigning its index or bounds is refused), and the trip count is
+// `max (if lo < hi then hi - lo else 0) 0`, never negative even where
+// `hi - lo` would wrap, so every strand's index lies in `lo..hi`, as the
+// loop's own did.
 
 /// The largest loop body (in instructions) written out five times: four
 /// strands and the remainder's loop.
