@@ -429,8 +429,10 @@ pub fn threads_from_env() -> Result<usize, String> {
 // the pieces of a large copy and a scan's offsets too (`run_shared`).
 // Measured on 2026-12-04 (2 vCPUs; `scripts/message_scaling.py`,
 // GradBench's sessions replayed, 2 threads): lse 22.3 → 19.5 ms (1.62× →
-// 1.85× over one thread), ht 154.9 → 150.5 ms, gmm 2126 → 2104 ms. The cost is a core busy for at most
-// `AWAKE_NS` after a call's last pool run; results do not change.
+// 1.85× over one thread), ht 154.9 → 150.5 ms, gmm 2126 → 2104 ms. The
+// cost is a core busy for at most `AWAKE_NS` after a call's last pool run;
+// results do not change. Keeping them awake for 3 ms instead made no
+// measurable difference (docs/performance.md, twenty-sixth session).
 
 /// How long workers stay awake after a segment (Note [Workers awake between segments]).
 const AWAKE_NS: u64 = 300_000;

@@ -16,7 +16,7 @@ use super::parallel::{read_before_assigned, reduction, Facts};
 use super::{fresh_copy, rename_block, Func, Inst, LVar, MTy, Operand, Program, Rhs};
 use crate::hash::{HashMap, HashSet};
 use crate::ir::{BinOp, Const};
-use slope_runtime::parallel::ReduceOp;
+use slope_runtime::parallel::{Elem, ReduceOp};
 
 // Note [Strands]
 // ~~~~~~~~~~~~~~
@@ -30,7 +30,7 @@ use slope_runtime::parallel::ReduceOp;
 // the range (the last strand also the remainder, in a loop of its own);
 // one loop advances all four, so their operations overlap; afterwards
 // `acc = max (max (max acc s1) s2) s3`. The first strand carries on from
-// `acc`'s value before the loop; the others start from the identity
+// `acc`'s value before the loop; the others start from the neutral element
 // (-inf for `max`, +inf for `min`, i64's extremes), which the combination
 // ignores: `max a -inf` is `a`.
 //
@@ -97,7 +97,7 @@ fn rewrite_block(f: &mut Func, facts: &Facts, insts: &mut Vec<Inst>) {
 
 /// The accumulators of `inst` and their operators, when it is a loop Note
 /// [Strands] allows.
-fn reductions(f: &Func, facts: &Facts, inst: &Inst) -> Option<Vec<(LVar, BinOp)>> {
+fn reductions(f: &Func, facts: &Facts, inst: &Inst) -> Option<Vec<Acc>> {
     let Inst::For { index, start, bound, body, lanes: 1, .. } = inst else { return None };
     if super::size(body) > MAX_BODY || !only_computes(body) {
         return None;
@@ -115,14 +115,14 @@ fn reductions(f: &Func, facts: &Facts, inst: &Inst) -> Option<Vec<(LVar, BinOp)>
     read_before_assigned(body, &assigned, &mut HashSet::from_iter([*index]), &mut carried);
     let mut accs = Vec::new();
     for &acc in &carried {
-        let ((_, op, _), None) = reduction(f, body, &inside.uses, acc, *index)? else { return None };
-        accs.push((acc, exact(op)?));
+        let ((_, op, elem), None) = reduction(f, body, &inside.uses, acc, *index)? else { return None };
+        accs.push(Acc { var: acc, op: exact(op)?, neutral: neutral(op, elem) });
     }
     let read_after = |v: &LVar| facts.reads_outside(&inside, *v) > 0;
     if accs.is_empty() || assigned.iter().any(|v| read_after(v) && !carried.contains(v)) {
         return None;
     }
-    accs.sort_unstable_by_key(|&(acc, _)| acc);
+    accs.sort_unstable_by_key(|a| a.var);
     Some(accs)
 }
 
@@ -146,15 +146,23 @@ fn exact(op: ReduceOp) -> Option<BinOp> {
     }
 }
 
-/// `op`'s identity on `ty`: what a strand starts from.
-fn identity(op: BinOp, ty: MTy) -> Const {
-    let max = op == BinOp::Max;
-    match ty {
-        MTy::F64 => Const::F64(if max { f64::NEG_INFINITY } else { f64::INFINITY }),
-        MTy::F32 => Const::F32(if max { f32::NEG_INFINITY } else { f32::INFINITY }),
-        MTy::I64 => Const::I64(if max { i64::MIN } else { i64::MAX }),
-        MTy::Bool => unreachable!("no reduction accumulates a bool"),
+/// What a strand starts from: the runtime's neutral element of `op`, the
+/// one its chunks start from too.
+fn neutral(op: ReduceOp, elem: Elem) -> Const {
+    let bits = op.neutral(elem);
+    match elem {
+        Elem::F64 => Const::F64(f64::from_bits(bits)),
+        Elem::F32 => Const::F32(f32::from_bits(bits as u32)),
+        Elem::I64 => Const::I64(bits as i64),
     }
+}
+
+/// A reduction a loop carries: its variable, its operator, and what a
+/// strand starts from.
+struct Acc {
+    var: LVar,
+    op: BinOp,
+    neutral: Const,
 }
 
 /// The loop `inst` as strands: what replaces it in its block.
@@ -162,7 +170,7 @@ fn identity(op: BinOp, ty: MTy) -> Const {
 /// ```text
 /// lo = start; hi = bound                      (read once, as the loop reads them)
 /// trips = max (if lo < hi then hi - lo else 0) 0; quarter = trips / 4
-/// acc_s = identity; base_s = base_(s-1) + quarter   (s = 1, 2, 3; base_0 = lo)
+/// acc_s = neutral; base_s = base_(s-1) + quarter   (s = 1, 2, 3; base_0 = lo)
 /// for i in 0..quarter { j_0 = base_0 + i; body_0; …; j_3 = base_3 + i; body_3 }
 /// for j in base_3 + quarter..hi { body with acc_3 }
 /// acc = acc op acc_1; acc = acc op acc_2; acc = acc op acc_3
@@ -170,7 +178,7 @@ fn identity(op: BinOp, ty: MTy) -> Const {
 ///
 /// `trips` is never negative, even where `hi - lo` wraps, so every strand
 /// index lies in `lo..hi` and nothing overflows.
-fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
+fn strands(f: &mut Func, inst: &Inst, accs: &[Acc]) -> Vec<Inst> {
     let Inst::For { index, start, bound, body, .. } = inst else { unreachable!("a loop") };
     let binary = |a: LVar, op: BinOp, b: Operand| Rhs::Binary(op, Operand::Var(a), b);
     let [lo, hi, difference, counted, trips, quarter] =
@@ -188,12 +196,11 @@ fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
     // Per reduction, the accumulators of strands 1, 2 and 3 (strand 0 has
     // the loop's own).
     let mut own: Vec<Vec<LVar>> = Vec::new();
-    for &(acc, op) in accs {
-        let ty = f.ty(acc);
-        let name = f.vars[acc.0 as usize].0.clone();
+    for acc in accs {
+        let (name, ty) = f.vars[acc.var.0 as usize].clone();
         let vars: Vec<LVar> = (1..STRANDS).map(|_| f.fresh(&name, ty)).collect();
         for &v in &vars {
-            out.push(Inst::Let(v, Rhs::Use(Operand::Const(identity(op, ty)))));
+            out.push(Inst::Let(v, Rhs::Use(Operand::Const(acc.neutral))));
         }
         own.push(vars);
     }
@@ -209,9 +216,9 @@ fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
         if s == 0 {
             return HashMap::default();
         }
-        accs.iter().enumerate().map(|(k, &(acc, _))| (acc, own[k][s - 1])).collect()
+        accs.iter().enumerate().map(|(k, acc)| (acc.var, own[k][s - 1])).collect()
     };
-    let temps: HashSet<LVar> = super::assigned_in(body).into_iter().filter(|v| !accs.iter().any(|(a, _)| a == v)).collect();
+    let temps: HashSet<LVar> = super::assigned_in(body).into_iter().filter(|v| !accs.iter().any(|a| a.var == *v)).collect();
     let i = f.fresh("i", MTy::I64);
     let mut main = Vec::new();
     for (s, &base) in bases.iter().enumerate() {
@@ -240,9 +247,9 @@ fn strands(f: &mut Func, inst: &Inst, accs: &[(LVar, BinOp)]) -> Vec<Inst> {
         lanes: 1,
         parallel: false,
     });
-    for (k, &(acc, op)) in accs.iter().enumerate() {
+    for (k, acc) in accs.iter().enumerate() {
         for &s in &own[k] {
-            out.push(Inst::Let(acc, binary(acc, op, Operand::Var(s))));
+            out.push(Inst::Let(acc.var, binary(acc.var, acc.op, Operand::Var(s))));
         }
     }
     out
