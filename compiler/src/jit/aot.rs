@@ -70,7 +70,8 @@ pub fn object(program: &loops::Program, library: &Library, exports: &Exports) ->
 /// An object module for the host, position-independent (for a shared library).
 fn new_module(name: &str) -> Result<ObjectModule, String> {
     let mut flags = settings::builder();
-    for (flag, value) in [("opt_level", "speed"), ("is_pic", "true"), ("enable_verifier", verifier())] {
+    let extra = [("is_pic", "true"), ("enable_verifier", super::verifier())];
+    for (flag, value) in super::CODEGEN_FLAGS.into_iter().chain(extra) {
         flags.set(flag, value).map_err(|e| e.to_string())?;
     }
     let isa = cranelift::native::builder()
@@ -82,14 +83,6 @@ fn new_module(name: &str) -> Result<ObjectModule, String> {
     }
     let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(|e| e.to_string())?;
     Ok(ObjectModule::new(builder))
-}
-
-fn verifier() -> &'static str {
-    if cfg!(debug_assertions) {
-        "true"
-    } else {
-        "false"
-    }
 }
 
 /// Defines the description, code table and plan slots, and the
