@@ -22,7 +22,7 @@ pub mod unary;
 
 use crate::diagnostic::Diagnostic;
 use crate::hash::HashSet;
-use crate::ir::{Atom, Body, Expr, Lambda, LoopForm, Program, Stmt, Var, VarTable};
+use crate::ir::{Atom, Body, Expr, IrType, Lambda, LoopForm, Program, Stmt, Var, VarTable};
 use build::{active_vars, is_const, is_float, Builder};
 
 type R<T> = Result<T, Diagnostic>;
@@ -39,11 +39,12 @@ pub struct Options {
     pub save: Save,
 }
 
-/// A rematerialisation policy: which scalar operations of a `map` body the
-/// forward sweep saves per element (one array each) for the reverse to read,
-/// by operation class (the cost weights of `crate::prims`); the others the
-/// reverse recomputes. The default was chosen by measurement (Note [Residuals
-/// of map]).
+/// A rematerialisation policy: which statements of a `map` body the forward
+/// sweep saves per element (one array each) for the reverse to read: scalar
+/// operations by class (the cost weights of `crate::prims`), and, under
+/// every policy but `Nothing`, the arrays of inner maps that loop (Note
+/// [Saving inner loop nests]); the reverse recomputes the others. The
+/// default was chosen by measurement (Note [Residuals of map]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Save {
     /// Recompute everything.
@@ -75,8 +76,16 @@ impl Save {
         })
     }
 
-    /// Whether the forward sweep saves the result of `e`, a statement of a map body.
-    pub fn saves(self, e: &Expr) -> bool {
+    /// Whether the forward sweep saves the result (of type `ty`) of `e`, a
+    /// statement of a map body; `nested` when the sweep recomputes a body
+    /// inside the reverse of an enclosing map or loop.
+    pub fn saves(self, e: &Expr, ty: IrType, nested: bool) -> bool {
+        if !ty.elem.is_float() || self == Save::Nothing {
+            return false;
+        }
+        if !ty.is_scalar() {
+            return nested && is_map_over_single_loops(e);
+        }
         let weight = match e {
             Expr::Unary(crate::ir::UnOp::StopGradient, _) => return false,
             Expr::Unary(op, _) => op.prim().cost,
@@ -91,6 +100,59 @@ impl Save {
         }
     }
 }
+
+/// Whether `e` is a `map` whose body runs loops with none inside them: a
+/// loop nest of depth two per element of the map that holds it (Note
+/// [Saving inner loop nests]).
+fn is_map_over_single_loops(e: &Expr) -> bool {
+    let Expr::Map { lam, .. } = e else { return false };
+    loop_depth(&lam.body) == 1
+}
+
+/// How deeply `body` nests loops (maps, reductions, scans, histograms, `for`
+/// and `while`): 0 for straight-line code.
+fn loop_depth(body: &Body) -> u32 {
+    let depth = |e: &Expr| {
+        let mut inner = 0;
+        e.for_each_body(&mut |b| inner = inner.max(loop_depth(b)));
+        let own = matches!(e, Expr::Map { .. } | Expr::Reduce { .. } | Expr::Scan { .. } | Expr::Hist { .. } | Expr::Loop { .. });
+        inner + u32::from(own)
+    };
+    body.stmts.iter().map(|s| depth(&s.expr)).max().unwrap_or(0)
+}
+
+// Note [Saving inner loop nests]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A statement of a map body that is itself a `map` over loops — gmm's
+// `qtimesv`, a row per output element with a sum over the columns below it —
+// costs a loop nest of depth two per element of the outer map to recompute
+// and one array to store. Its reverse always recomputes it: the reverse of
+// the outer map re-runs the body's forward sweep before the backward one
+// (Note [Reverse mode of map]), and in gmm's jacobian the whole triangular
+// product ran twice per point and component, once for the logsumexp and once
+// more for the derivative. So every policy but `nothing` saves such arrays
+// there: the forward sweep returns them per element, the reverse reads them.
+//
+// Only inside a reverse (`Rev::nested`): where the reverse of an enclosing
+// map or loop recomputes a body per element, what the body's maps save
+// lives for one element (gmm: k rows of d per point). The top-level forward
+// sweep's saves live for the whole call and grow with the outer map: saving
+// kmeans' distances to every centroid there (n·k values) made its one-thread
+// session 19% slower (1334 → 1583 ms over GradBench's default workloads) by
+// writing and reading them back through memory, where recomputing them reads
+// the centroids from cache.
+//
+// Only nests of depth exactly two. A saved statement is read back instead of
+// re-run, so the maps inside it never run their own forward sweep and
+// cannot save for their own reverse; saving a deeper nest (gmm's map over
+// the components, whose body holds `qtimesv`) would move the recomputation
+// one level in, not remove it. Depth one (a `map` of arithmetic) costs as
+// much to recompute as to store and read, and stays recomputed.
+//
+// Measured on gmm (GradBench's default workloads, a session replayed with
+// `scripts/message_scaling.py`): 3005 → 2523 ms on one thread, 1580 → 1295
+// ms on two; at d = 64, k = 25 the jacobian went from 215 to 171–176 ms. Of
+// the 198 example and test programs only gmm changes.
 
 /// The AD pass: every function of the program, in place.
 pub fn differentiate(program: &mut Program) -> R<()> {

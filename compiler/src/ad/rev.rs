@@ -64,11 +64,28 @@ pub struct Rev<'b, 'v> {
     /// the body statements whose values it also returned, and the arrays
     /// holding them. See Note [Residuals of map].
     residuals: HashMap<Var, Vec<(usize, Var)>>,
+    /// Whether this sweep runs inside the reverse of an enclosing map or
+    /// loop (a body recomputed per element or iteration), where what a map
+    /// saves lives for one element; the top-level forward sweep's saves live
+    /// for the whole call (Note [Saving inner loop nests] in ad/mod.rs).
+    nested: bool,
 }
 
 impl<'b, 'v> Rev<'b, 'v> {
     pub fn new(b: &'b mut Builder<'v>, active: HashSet<Var>) -> Rev<'b, 'v> {
-        Rev { b, active, adj: HashMap::default(), tapes: HashMap::default(), residuals: HashMap::default() }
+        Rev {
+            b,
+            active,
+            adj: HashMap::default(),
+            tapes: HashMap::default(),
+            residuals: HashMap::default(),
+            nested: false,
+        }
+    }
+
+    /// The sweep of a body that the reverse of a map recomputes per element.
+    fn nested(b: &'b mut Builder<'v>, active: HashSet<Var>) -> Rev<'b, 'v> {
+        Rev { nested: true, ..Rev::new(b, active) }
     }
 
     fn child<'c>(&'c mut self, active: HashSet<Var>) -> Rev<'c, 'v> {
@@ -78,6 +95,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             adj: HashMap::default(),
             tapes: HashMap::default(),
             residuals: HashMap::default(),
+            nested: true,
         }
     }
 
@@ -319,7 +337,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             .iter()
             .enumerate()
             .filter_map(|(k, st)| match (&st.expr, st.binds.as_slice()) {
-                (e, [v]) if self.b.save.saves(e) && is_float(self.b.vars.ty(*v)) => Some((k, *v)),
+                (e, [v]) if self.b.save.saves(e, self.b.vars.ty(*v), self.nested) => Some((k, *v)),
                 _ => None,
             })
             .collect();
@@ -811,7 +829,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             seeds.extend(&free);
             let mut active = active_vars(b.vars, &body, &seeds);
             active.extend(free.iter().copied().filter(|v| outer_active.contains(v)));
-            let mut child = Rev::new(b, active);
+            let mut child = Rev::nested(b, active);
             let residual_rows: Vec<Var> = ps[n_inputs..].to_vec();
             let r = (|| -> R<Vec<Atom>> {
                 child.forward(&with_residuals(&body.stmts, &residuals, |slot| {
@@ -1468,6 +1486,8 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // call no host function); gmm (64_100_1000) 845–1463 for every policy, the
 // machine's noise. So host calls are saved by default: recomputing them
 // doubles lse's gradient, and saving more buys no clear time for memory.
+// Arrays of inner loop nests are saved by another rule (Note [Saving inner
+// loop nests] in ad/mod.rs).
 //
 // Note [Reverse mode of map]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~
