@@ -85,6 +85,14 @@ fn an_unread_tape_of_inactive_state_costs_no_memory() {
     assert!(code.peak_bytes() <= 2 * primal, "v: peak {} bytes, primal {primal}", code.peak_bytes());
 }
 
+/// `source` compiled with the save policy `save`.
+fn compile_saving(source: &str, save: slope::ad::Save) -> Program {
+    let mut options = Options::default();
+    options.ad.save = save;
+    Program::compile_with("save.slope", source, &file_loader, &options)
+        .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+}
+
 /// Maps with host calls, slow operations and cheap ones, whose reverse reads
 /// saved values or recomputes them depending on the policy.
 const MAPS: &str = "\
@@ -107,10 +115,7 @@ fn every_save_policy_gives_the_same_gradients() {
     for (entry, source, input) in programs {
         let mut results = Vec::new();
         for (name, save) in slope::ad::Save::NAMES {
-            let mut options = Options::default();
-            options.ad.save = *save;
-            let p = Program::compile_with("save.slope", &source, &file_loader, &options)
-                .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
+            let p = compile_saving(&source, *save);
             let (jit, interp) = (call(&p, Engine::Multicore, entry, &input), call(&p, Engine::Interp, entry, &input));
             // The engines agree as everywhere (testfile::engines_agree).
             if let Err(e) = json_close(&jit, &interp, 1e-12, entry) {
@@ -149,10 +154,7 @@ fn rows_of_an_inner_loop_nest_are_saved_inside_a_reverse() {
     });
     let mut gradients = Vec::new();
     for (name, save) in slope::ad::Save::NAMES {
-        let mut options = Options::default();
-        options.ad.save = *save;
-        let p = Program::compile_with("nests.slope", &source, &file_loader, &options)
-            .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
+        let p = compile_saving(&source, *save);
         let text = p.emit("opt", Some("loss_grad")).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
         let saved_arrays = text.lines().filter(|l| l.contains("residual_") && l.contains(": [][]f64")).count();
         let expected = usize::from(*save != slope::ad::Save::Nothing);
