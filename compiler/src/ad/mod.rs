@@ -21,7 +21,7 @@ pub mod rules;
 pub mod unary;
 
 use crate::diagnostic::Diagnostic;
-use crate::hash::HashSet;
+use crate::hash::{HashMap, HashSet};
 use crate::ir::{Atom, Body, Expr, IrType, Lambda, LoopForm, Program, Stmt, Var, VarTable};
 use build::{active_vars, is_const, is_float, Builder};
 
@@ -42,7 +42,8 @@ pub struct Options {
 /// A rematerialisation policy: which statements of a `map` body the forward
 /// sweep saves per element (one array each) for the reverse to read: scalar
 /// operations by class (the cost weights of `crate::prims`), and, under
-/// every policy but `Nothing`, the arrays of inner maps that loop (Note
+/// every policy but `Nothing`, in a body the reverse of an enclosing map or
+/// loop recomputes, the arrays of inner maps over single loops (Note
 /// [Saving inner loop nests]); the reverse recomputes the others. The
 /// default was chosen by measurement (Note [Residuals of map]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,14 +78,15 @@ impl Save {
     }
 
     /// Whether the forward sweep saves the result (of type `ty`) of `e`, a
-    /// statement of a map body; `nested` when the sweep recomputes a body
-    /// inside the reverse of an enclosing map or loop.
-    pub fn saves(self, e: &Expr, ty: IrType, nested: bool) -> bool {
+    /// statement of the body of the map `lam`; `nested` when the sweep
+    /// recomputes that map per element or iteration of an enclosing
+    /// reverse (Note [Saving inner loop nests]).
+    pub fn saves(self, e: &Expr, ty: IrType, lam: &Lambda, nested: bool) -> bool {
         if !ty.elem.is_float() || self == Save::Nothing {
             return false;
         }
         if !ty.is_scalar() {
-            return nested && is_map_over_single_loops(e);
+            return nested && is_map_over_single_loops(e) && rows_alike(lam, e);
         }
         let weight = match e {
             Expr::Unary(crate::ir::UnOp::StopGradient, _) => return false,
@@ -109,16 +111,72 @@ fn is_map_over_single_loops(e: &Expr) -> bool {
     loop_depth(&lam.body) == 1
 }
 
-/// How deeply `body` nests loops (maps, reductions, scans, histograms, `for`
-/// and `while`): 0 for straight-line code.
+/// How deeply `body` nests the loops it runs (maps, reductions, scans,
+/// histograms, `for` and `while`; a custom rule's primal, not its rules): 0
+/// when it runs none of them.
 fn loop_depth(body: &Body) -> u32 {
     let depth = |e: &Expr| {
-        let mut inner = 0;
-        e.for_each_body(&mut |b| inner = inner.max(loop_depth(b)));
+        let inner = match e {
+            Expr::Custom { primal, .. } => loop_depth(&primal.body),
+            e => {
+                let mut inner = 0;
+                e.for_each_body(&mut |b| inner = inner.max(loop_depth(b)));
+                inner
+            }
+        };
         let own = matches!(e, Expr::Map { .. } | Expr::Reduce { .. } | Expr::Scan { .. } | Expr::Hist { .. } | Expr::Loop { .. });
         inner + u32::from(own)
     };
     body.stmts.iter().map(|s| depth(&s.expr)).max().unwrap_or(0)
+}
+
+/// Whether the inner map `e` of `lam`'s body has the same width for every
+/// element `lam` is applied to, so that its results, one per element, form a
+/// regular array. Read off the body's definitions: a size is alike when it
+/// is a constant, a variable `lam` does not bind, or the size of an array of
+/// one shape; an array has one shape when `lam` does not bind it (a
+/// parameter is a row of a regular array), or it is an element or row of
+/// such an array, or an `iota` or `replicate` of a size alike. (`tabulate r
+/// …` over an index `r` gives rows of different lengths, which no array can
+/// hold.)
+fn rows_alike(lam: &Lambda, e: &Expr) -> bool {
+    let Expr::Map { width, .. } = e else { return false };
+    let defs: HashMap<Var, &Expr> =
+        lam.body.stmts.iter().flat_map(|s| s.binds.iter().map(move |&v| (v, &s.expr))).collect();
+    Alike { lam, defs }.size(*width)
+}
+
+/// The definitions [`rows_alike`] reads.
+struct Alike<'a> {
+    lam: &'a Lambda,
+    defs: HashMap<Var, &'a Expr>,
+}
+
+impl Alike<'_> {
+    fn size(&self, a: Atom) -> bool {
+        let Atom::Var(v) = a else { return true };
+        if self.lam.params.contains(&v) {
+            return false;
+        }
+        match self.defs.get(&v) {
+            None => true,
+            Some(Expr::Atom(a)) => self.size(*a),
+            Some(Expr::Shape { array, .. }) => self.one_shape(*array),
+            Some(_) => false,
+        }
+    }
+
+    fn one_shape(&self, v: Var) -> bool {
+        match self.defs.get(&v) {
+            None => true,
+            Some(Expr::Atom(Atom::Var(w))) | Some(Expr::Index { array: w, .. }) => self.one_shape(*w),
+            Some(Expr::Iota(n)) => self.size(*n),
+            Some(Expr::Replicate { count, value }) => {
+                self.size(*count) && value.var().is_none_or(|w| self.one_shape(w))
+            }
+            Some(_) => false,
+        }
+    }
 }
 
 // Note [Saving inner loop nests]
@@ -134,13 +192,21 @@ fn loop_depth(body: &Body) -> u32 {
 // there: the forward sweep returns them per element, the reverse reads them.
 //
 // Only inside a reverse (`Rev::nested`): where the reverse of an enclosing
-// map or loop recomputes a body per element, what the body's maps save
+// map, reduction or loop recomputes a body per element, what the body's maps save
 // lives for one element (gmm: k rows of d per point). The top-level forward
 // sweep's saves live for the whole call and grow with the outer map: saving
 // kmeans' distances to every centroid there (n·k values) made its one-thread
 // session 19% slower (1334 → 1583 ms over GradBench's default workloads) by
 // writing and reading them back through memory, where recomputing them reads
 // the centroids from cache.
+//
+// Only when the inner map has one width for every element (`rows_alike`):
+// the saved rows form one regular array (`tabulate r …` over an index `r`,
+// gmm's sums below the diagonal, are loops inside the saved map, not its
+// rows). And the forward copy that saved them is not marked recomputed (Note
+// [Recomputed statements] in rev.rs): the reverse no longer re-runs the
+// saved map, so the copy is where its failures happen, and the optimiser
+// must keep them.
 //
 // Only nests of depth exactly two. A saved statement is read back instead of
 // re-run, so the maps inside it never run their own forward sweep and

@@ -64,10 +64,11 @@ pub struct Rev<'b, 'v> {
     /// the body statements whose values it also returned, and the arrays
     /// holding them. See Note [Residuals of map].
     residuals: HashMap<Var, Vec<(usize, Var)>>,
-    /// Whether this sweep runs inside the reverse of an enclosing map or
-    /// loop (a body recomputed per element or iteration), where what a map
-    /// saves lives for one element; the top-level forward sweep's saves live
-    /// for the whole call (Note [Saving inner loop nests] in ad/mod.rs).
+    /// Whether this sweep runs inside the reverse of an enclosing map,
+    /// reduction or loop (a body recomputed per element or iteration), where
+    /// what a map saves lives for one element; the saves of the top-level
+    /// sweep (and of its branches) live for the whole call (Note [Saving
+    /// inner loop nests] in ad/mod.rs).
     nested: bool,
 }
 
@@ -88,14 +89,17 @@ impl<'b, 'v> Rev<'b, 'v> {
         Rev { nested: true, ..Rev::new(b, active) }
     }
 
-    fn child<'c>(&'c mut self, active: HashSet<Var>) -> Rev<'c, 'v> {
+    /// The sweep of a scope inside this one: a body run per element or
+    /// iteration (`per_element`: a map, a reduction, a loop), or a branch,
+    /// which runs once and is nested when this sweep is.
+    fn child<'c>(&'c mut self, active: HashSet<Var>, per_element: bool) -> Rev<'c, 'v> {
         Rev {
             b: &mut *self.b,
             active,
             adj: HashMap::default(),
             tapes: HashMap::default(),
             residuals: HashMap::default(),
-            nested: true,
+            nested: self.nested || per_element,
         }
     }
 
@@ -337,7 +341,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             .iter()
             .enumerate()
             .filter_map(|(k, st)| match (&st.expr, st.binds.as_slice()) {
-                (e, [v]) if self.b.save.saves(e, self.b.vars.ty(*v), self.nested) => Some((k, *v)),
+                (e, [v]) if self.b.save.saves(e, self.b.vars.ty(*v), lam, self.nested) => Some((k, *v)),
                 _ => None,
             })
             .collect();
@@ -511,9 +515,15 @@ impl<'b, 'v> Rev<'b, 'v> {
             Expr::Map { width, lam, arrays } => {
                 self.rev_map(s, zs, *width, lam, arrays)?;
                 // The forward copy binds the map's results and its residuals.
-                let residuals = self.residuals.get(&s.binds[0]).into_iter().flatten().map(|(_, r)| *r);
-                let marks: Vec<Var> = s.binds.iter().copied().chain(residuals).collect();
-                self.b.recomputed.extend(marks);
+                // It is recomputed unless it saved an inner map: the reverse
+                // reads those rows instead of re-running the map, so only
+                // the forward copy fails where that map fails (Note [Saving
+                // inner loop nests]).
+                let residuals: Vec<Var> =
+                    self.residuals.get(&s.binds[0]).into_iter().flatten().map(|(_, r)| *r).collect();
+                if residuals.iter().all(|r| self.b.vars.ty(*r).rank == 1) {
+                    self.b.recomputed.extend(s.binds.iter().copied().chain(residuals));
+                }
             }
             Expr::Reduce { lam, neutral, arrays } => self.rev_reduce(zs, lam, neutral, arrays, false)?,
             Expr::Scan { lam, neutral, arrays } => self.rev_reduce(zs, lam, neutral, arrays, true)?,
@@ -920,7 +930,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             let n_arrays = active_arrays.len();
             let free_state: Vec<(Var, Var)> =
                 free_vars.iter().copied().zip(state[n_arrays..].iter().copied()).collect();
-            let mut child = rev.child(active);
+            let mut child = rev.child(active, true);
             Rev::seed_child(&mut child, &free_state);
             child.forward(&with_residuals(&body.stmts, &residuals, |slot| Expr::Index {
                 array: residuals[slot].1,
@@ -1046,7 +1056,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             let n_arrays = active_arrays.len();
             let free_state: Vec<(Var, Var)> =
                 free_vars.iter().copied().zip(state[k + n_arrays..].iter().copied()).collect();
-            let mut child = rev.child(active);
+            let mut child = rev.child(active, true);
             Rev::seed_child(&mut child, &free_state);
             child.forward(&body.stmts)?;
             for (r, z) in body.result.iter().zip(&acc_adj) {
@@ -1155,7 +1165,7 @@ impl<'b, 'v> Rev<'b, 'v> {
             let renamed = rename_body(rev.b.vars, body, &mut HashMap::default());
             let mut active = active_vars(rev.b.vars, &renamed, &free);
             active.extend(free.iter().copied().filter(|v| outer_active.contains(v)));
-            let mut child = rev.child(active);
+            let mut child = rev.child(active, false);
             for (v, inc) in free.iter().zip(&incoming) {
                 if let Some(buf) = inc {
                     child.adj.insert(*v, Adj { dense: None, buffer: Some(*buf) });
@@ -1235,7 +1245,7 @@ impl<'b, 'v> Rev<'b, 'v> {
         active.extend(dual.iter().map(|k| copies[*k]));
         let free_state: Vec<(Var, Var)> =
             step.free_vars.iter().copied().zip(state[dual.len()..].iter().copied()).collect();
-        let mut child = self.child(active);
+        let mut child = self.child(active, true);
         Rev::seed_child(&mut child, &free_state);
         child.forward(&renamed.stmts)?;
         for (slot, &k) in dual.iter().enumerate() {
