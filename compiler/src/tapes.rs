@@ -121,9 +121,11 @@ impl Cx<'_> {
                     let bytes = product(&row, &self.int(*count, DEPTH));
                     out.push(Tape { what, bytes, allocated, span: s.span });
                 }
-                (Expr::Map { width, .. }, binds) => {
-                    for v in binds.iter().filter(|v| self.vars.base_name(**v) == "residual") {
-                        let row = self.elem_bytes(self.vars.ty(*v).row(), None);
+                (Expr::Map { width, lam, .. }, binds) => {
+                    for (j, v) in binds.iter().enumerate().filter(|(_, v)| self.vars.base_name(**v) == "residual") {
+                        // A saved array's row is the lambda's result (Note
+                        // [Saving inner loop nests] in ad/mod.rs): its size as that has it.
+                        let row = self.elem_bytes(self.vars.ty(*v).row(), lam.body.result.get(j).copied());
                         let bytes = product(&row, &self.int(*width, DEPTH));
                         out.push(Tape { what: "map residuals", bytes, allocated: allocated.clone(), span: s.span });
                     }
@@ -318,6 +320,19 @@ mod tests {
         assert_eq!(r[0].what, "checkpoints", "{r:?}");
         assert!(r[0].bytes.contains("/ max(⌈√max(steps, 0)⌉, 1)"), "{r:?}");
         assert!(r.iter().skip(1).all(|t| t.what == "loop tape" && t.allocated.starts_with("per iteration")), "{r:?}");
+    }
+
+    #[test]
+    fn saved_rows_are_sized_by_their_map() {
+        // Note [Saving inner loop nests]: per point, the rows of every component.
+        let src = "entry g [n][k][d] (xs: [n][d]f64) (ls: [k][d][d]f64) : [k][d][d]f64 = \
+                   grad (\\p -> sum (map (\\x -> log (sum (map (\\l -> exp (0.0 - sum (map (\\t -> t * t) \
+                   (tabulate d (\\r -> exp l[r, r] * x[r] + sum (tabulate r (\\c -> l[r, c] * x[c]))))))) p))) xs)) ls";
+        let r = report(src, "g");
+        let rows: Vec<_> = r.iter().filter(|t| t.0 == "map residuals" && t.1.contains(" · k")).collect();
+        assert_eq!(rows.len(), 1, "{r:?}");
+        assert_eq!(rows[0].1, "8 · d · k", "{r:?}");
+        assert!(rows[0].2.starts_with("per iteration of a loop of n"), "{r:?}");
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Save {
             return false;
         }
         if !ty.is_scalar() {
-            return nested && is_map_over_single_loops(e) && rows_alike(lam, e);
+            return nested && is_saved_loop_nest(lam, e);
         }
         let weight = match e {
             Expr::Unary(crate::ir::UnOp::StopGradient, _) => return false,
@@ -103,12 +103,13 @@ impl Save {
     }
 }
 
-/// Whether `e` is a `map` whose body runs loops with none inside them: a
-/// loop nest of depth two per element of the map that holds it (Note
-/// [Saving inner loop nests]).
-fn is_map_over_single_loops(e: &Expr) -> bool {
-    let Expr::Map { lam, .. } = e else { return false };
-    loop_depth(&lam.body) == 1
+/// Whether `e`, a statement of `lam`'s body, is a loop nest the forward
+/// sweep saves (Note [Saving inner loop nests]): a `map` whose body runs
+/// loops with none inside them, of the same width for every element of
+/// `lam`.
+fn is_saved_loop_nest(lam: &Lambda, e: &Expr) -> bool {
+    let Expr::Map { width, lam: inner, .. } = e else { return false };
+    loop_depth(&inner.body) == 1 && rows_alike(lam, *width)
 }
 
 /// How deeply `body` nests the loops it runs (maps, reductions, scans,
@@ -130,20 +131,19 @@ fn loop_depth(body: &Body) -> u32 {
     body.stmts.iter().map(|s| depth(&s.expr)).max().unwrap_or(0)
 }
 
-/// Whether the inner map `e` of `lam`'s body has the same width for every
-/// element `lam` is applied to, so that its results, one per element, form a
-/// regular array. Read off the body's definitions: a size is alike when it
+/// Whether `width`, the width of an inner map of `lam`'s body, is the same
+/// for every element `lam` is applied to, so that the inner map's results,
+/// one per element, form a regular array. Read off the body's definitions: a size is alike when it
 /// is a constant, a variable `lam` does not bind, or the size of an array of
 /// one shape; an array has one shape when `lam` does not bind it (a
 /// parameter is a row of a regular array), or it is an element or row of
 /// such an array, or an `iota` or `replicate` of a size alike. (`tabulate r
 /// …` over an index `r` gives rows of different lengths, which no array can
 /// hold.)
-fn rows_alike(lam: &Lambda, e: &Expr) -> bool {
-    let Expr::Map { width, .. } = e else { return false };
+fn rows_alike(lam: &Lambda, width: Atom) -> bool {
     let defs: HashMap<Var, &Expr> =
         lam.body.stmts.iter().flat_map(|s| s.binds.iter().map(move |&v| (v, &s.expr))).collect();
-    Alike { lam, defs }.size(*width)
+    Alike { lam, defs }.size(width)
 }
 
 /// The definitions [`rows_alike`] reads.
