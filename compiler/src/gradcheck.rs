@@ -308,13 +308,19 @@ impl Checker {
             let types = result_types.clone();
             (
                 tangents.clone(),
-                Expr::Jvp { lam, primals, tangents: tangents.iter().map(|v| Atom::Var(*v)).collect(), batch: None },
+                Expr::Jvp {
+                    lam,
+                    primals,
+                    tangents: tangents.iter().map(|v| Atom::Var(*v)).collect(),
+                    batch: None,
+                    values: false,
+                },
                 types,
             )
         } else {
             let cots: Vec<Var> = result_types.iter().map(|t| vars.fresh("w", *t)).collect();
             let types: Vec<IrType> = lam_params.iter().map(|p| vars.ty(*p)).collect();
-            (cots.clone(), Expr::Vjp { lam, primals, cotangents: cots.iter().map(|v| Atom::Var(*v)).collect() }, types)
+            (cots.clone(), Expr::Vjp { lam, primals, cotangents: cots.iter().map(|v| Atom::Var(*v)).collect(), values: false }, types)
         };
         params.extend(&seeds);
         let binds: Vec<Var> = bind_types.iter().map(|t| vars.fresh("d", *t)).collect();

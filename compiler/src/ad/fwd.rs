@@ -393,7 +393,7 @@ impl<'b, 'v> Fwd<'b, 'v> {
                 // elab/mod.rs). Forward mode through the primal gives them.
                 let m = s.binds.len() - residuals;
                 if active && s.binds[m..].iter().any(|v| self.read.contains(v)) {
-                    let all = super::expand_jvp(self.b, &primal, &args, &tans, self.batch)?;
+                    let (_, all) = super::expand_jvp(self.b, &primal, &args, &tans, self.batch)?;
                     for (v, t) in s.binds[m..].iter().zip(&all[m..]) {
                         if !super::build::is_const(*t, 0.0) {
                             self.set(*v, Some(*t));

@@ -267,9 +267,9 @@ fn eliminate_body(cx: &mut Cx, body: Body) -> R<Body> {
     for s in body.stmts {
         let span = s.span;
         let expr = eliminate_nested(cx, s.expr)?;
-        let (lam, primals, seeds, batch, reverse) = match expr {
-            Expr::Jvp { lam, primals, tangents, batch } => (lam, primals, tangents, batch, false),
-            Expr::Vjp { lam, primals, cotangents } => (lam, primals, cotangents, None, true),
+        let (lam, primals, seeds, batch, values, reverse) = match expr {
+            Expr::Jvp { lam, primals, tangents, batch, values } => (lam, primals, tangents, batch, values, false),
+            Expr::Vjp { lam, primals, cotangents, values } => (lam, primals, cotangents, None, values, true),
             expr => {
                 stmts.push(Stmt { binds: s.binds, expr, span });
                 continue;
@@ -285,7 +285,11 @@ fn eliminate_body(cx: &mut Cx, body: Body) -> R<Body> {
             expand_vjp(&mut b, &lam, &primals, &seeds)
         } else {
             expand_jvp(&mut b, &lam, &primals, &seeds, batch)
-        };
+        }
+        .map(|(outs, derivatives)| {
+            let outs = if values { outs } else { Vec::new() };
+            outs.into_iter().chain(derivatives).collect()
+        });
         cx.recomputed = std::mem::take(&mut b.recomputed);
         let results = results?;
         let mut new = b.blocks.pop().expect("builder block");
@@ -324,10 +328,12 @@ fn eliminate_nested(cx: &mut Cx, e: Expr) -> R<Expr> {
             };
             Expr::Loop { params, init, form, body: eliminate_body(cx, body)? }
         }
-        Expr::Jvp { lam, primals, tangents, batch } => {
-            Expr::Jvp { lam: eliminate_lambda(cx, lam)?, primals, tangents, batch }
+        Expr::Jvp { lam, primals, tangents, batch, values } => {
+            Expr::Jvp { lam: eliminate_lambda(cx, lam)?, primals, tangents, batch, values }
         }
-        Expr::Vjp { lam, primals, cotangents } => Expr::Vjp { lam: eliminate_lambda(cx, lam)?, primals, cotangents },
+        Expr::Vjp { lam, primals, cotangents, values } => {
+            Expr::Vjp { lam: eliminate_lambda(cx, lam)?, primals, cotangents, values }
+        }
         Expr::Custom { primal, jvp, vjp, args, residuals } => Expr::Custom {
             primal: eliminate_lambda(cx, primal)?,
             jvp: jvp.map(|l| eliminate_lambda(cx, l)).transpose()?,
@@ -348,7 +354,7 @@ pub fn expand_jvp(
     primals: &[Atom],
     tangents: &[Atom],
     batch: Option<Atom>,
-) -> R<Vec<Atom>> {
+) -> R<(Vec<Atom>, Vec<Atom>)> {
     let (params, body) = b.prepare(lam, primals);
     let mut fwd = fwd::Fwd::new(b);
     fwd.batch = batch;
@@ -369,18 +375,25 @@ pub fn expand_jvp(
     }
     let results = body.result.clone();
     let tans = fwd.body(body)?;
-    Ok(results
+    let tans = results
         .iter()
         .zip(tans)
         .map(|(r, t)| match t {
             Some(t) => t,
             None => fwd.zero_tan(*r),
         })
-        .collect())
+        .collect();
+    Ok((results, tans))
 }
 
-/// Reverse mode: `cotangents` of `lam`'s results pulled back to its parameters.
-pub fn expand_vjp(b: &mut Builder, lam: &Lambda, primals: &[Atom], cotangents: &[Atom]) -> R<Vec<Atom>> {
+/// Reverse mode: `lam`'s results at `primals`, and `cotangents` of them
+/// pulled back to its parameters.
+pub fn expand_vjp(
+    b: &mut Builder,
+    lam: &Lambda,
+    primals: &[Atom],
+    cotangents: &[Atom],
+) -> R<(Vec<Atom>, Vec<Atom>)> {
     let (params, body) = b.prepare(lam, primals);
     let active = active_vars(b.vars, &body, &params);
     // Every scope goes through the unary form: this one here, nested ones
@@ -394,13 +407,14 @@ pub fn expand_vjp(b: &mut Builder, lam: &Lambda, primals: &[Atom], cotangents: &
     let mut rev = rev::Rev::new(b, active);
     rev.forward(&body.stmts)?;
     unary::reverse(&mut rev, &unf, cotangents)?;
-    Ok(params
+    let adjoints = params
         .iter()
         .map(|p| match rev.take(*p) {
             Some(a) => a,
             None => rev.b.zeros_like(Atom::Var(*p)),
         })
-        .collect())
+        .collect();
+    Ok((body.result.clone(), adjoints))
 }
 
 /// The error for a call with custom rules whose primal or rules read a

@@ -594,7 +594,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                     body: Body { stmts: stmts.into(), result: jvp.body.result.clone() },
                 };
                 let zero_tangents: Vec<Atom> = args.iter().map(|a| self.b.zeros_like(*a)).collect();
-                super::expand_vjp(self.b, &tangent_lam, &zero_tangents, &cotangents)?
+                super::expand_vjp(self.b, &tangent_lam, &zero_tangents, &cotangents)?.1
             }
             (None, None) => return Err(Diagnostic::internal("ad", "a custom call without a rule", s.span)),
         };
@@ -613,7 +613,7 @@ impl<'b, 'v> Rev<'b, 'v> {
                     _ => self.b.zeros_like(Atom::Var(*v)),
                 })
                 .collect();
-            let through_primal = super::expand_vjp(self.b, primal, args, &seeds)?;
+            let (_, through_primal) = super::expand_vjp(self.b, primal, args, &seeds)?;
             for (a, adj) in args.iter().zip(through_primal) {
                 if is_float(self.b.ty(*a)) {
                     self.contribute(*a, adj);

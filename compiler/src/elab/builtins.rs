@@ -262,21 +262,40 @@ impl<'a> Elaborator<'a> {
             "jvp" => {
                 let (f, x, dx) = (next(), next(), next());
                 let tangents = self.first_order_leaves(&dx, span, "a tangent")?;
-                let (binds, out) = self.jvp(&f, &x, tangents, span)?;
+                let (binds, out) = self.jvp(&f, &x, tangents, false, span)?;
                 Elaborator::same_shape(&out, &mut binds.into_iter())
+            }
+            "jvp2" => {
+                let (f, x, dx) = (next(), next(), next());
+                let tangents = self.first_order_leaves(&dx, span, "a tangent")?;
+                let (binds, out) = self.jvp(&f, &x, tangents, true, span)?;
+                let mut binds = binds.into_iter();
+                let value = Elaborator::same_shape(&out, &mut binds);
+                let tangent = Elaborator::same_shape(&out, &mut binds);
+                SVal::Tuple(vec![value, tangent])
             }
             "vjp" => {
                 let (f, x, dy) = (next(), next(), next());
                 let cotangents = self.first_order_leaves(&dy, span, "a cotangent")?;
-                let binds = self.vjp(&f, &x, |_| Ok(cotangents), span)?;
+                let (binds, _) = self.vjp(&f, &x, |_| Ok(cotangents), false, span)?;
                 Elaborator::same_shape(&x, &mut binds.into_iter())
+            }
+            "vjp2" => {
+                let (f, x, dy) = (next(), next(), next());
+                let cotangents = self.first_order_leaves(&dy, span, "a cotangent")?;
+                let (binds, out) = self.vjp(&f, &x, |_| Ok(cotangents), true, span)?;
+                let mut binds = binds.into_iter();
+                let value = Elaborator::same_shape(&out, &mut binds);
+                let cotangent = Elaborator::same_shape(&x, &mut binds);
+                SVal::Tuple(vec![value, cotangent])
             }
             "grad" => {
                 let (f, x) = (next(), next());
-                let binds = self.vjp(
+                let (binds, _) = self.vjp(
                     &f,
                     &x,
                     |results| Ok(results.iter().map(|(_, t)| Atom::Const(Const::of(t.elem, 1.0))).collect()),
+                    false,
                     span,
                 )?;
                 Elaborator::same_shape(&x, &mut binds.into_iter())
@@ -484,29 +503,51 @@ impl<'a> Elaborator<'a> {
         Ok((lam, shape.expect("lambda built")))
     }
 
-    fn jvp(&mut self, f: &SVal<'a>, x: &SVal<'a>, tangents: Vec<Atom>, span: Span) -> R<(Vec<Atom>, SVal<'a>)> {
+    /// `jvp` (or, with `values`, `jvp2`): the binds are the tangents of
+    /// `f`'s result leaves (after the leaves themselves, with `values`), and
+    /// the value is the shape of `f`'s result.
+    fn jvp(
+        &mut self,
+        f: &SVal<'a>,
+        x: &SVal<'a>,
+        tangents: Vec<Atom>,
+        values: bool,
+        span: Span,
+    ) -> R<(Vec<Atom>, SVal<'a>)> {
         let primals = self.first_order_leaves(x, span, "the point of differentiation")?;
         let (lam, out) = self.diff_lambda(f, x, span)?;
-        let types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a)).collect();
-        let binds = self.emit(IrExpr::Jvp { lam, primals, tangents, batch: None }, &types, &["tan"], span);
+        let mut types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a)).collect();
+        let names: Vec<&str> = if values {
+            types.extend(types.clone());
+            types.iter().enumerate().map(|(i, _)| if i < types.len() / 2 { "value" } else { "tan" }).collect()
+        } else {
+            vec!["tan"; types.len()]
+        };
+        let binds = self.emit(IrExpr::Jvp { lam, primals, tangents, batch: None, values }, &types, &names, span);
         Ok((binds.into_iter().map(Atom::Var).collect(), out))
     }
 
-    /// `vjp`: the cotangents are computed from the result leaves and their types.
+    /// `vjp` (or, with `values`, `vjp2`): the cotangents are computed from
+    /// the result leaves and their types. The binds are the cotangents of
+    /// `x`'s leaves (after `f`'s result leaves, with `values`), and the value
+    /// is the shape of `f`'s result.
     fn vjp(
         &mut self,
         f: &SVal<'a>,
         x: &SVal<'a>,
         cotangents: impl FnOnce(&[(Atom, IrType)]) -> R<Vec<Atom>>,
+        values: bool,
         span: Span,
-    ) -> R<Vec<Atom>> {
+    ) -> R<(Vec<Atom>, SVal<'a>)> {
         let primals = self.first_order_leaves(x, span, "the point of differentiation")?;
-        let (lam, _) = self.diff_lambda(f, x, span)?;
+        let (lam, out) = self.diff_lambda(f, x, span)?;
         let results: Vec<(Atom, IrType)> = lam.body.result.iter().map(|a| (*a, self.ty(*a))).collect();
         let cotangents = cotangents(&results)?;
-        let types: Vec<IrType> = primals.iter().map(|a| self.ty(*a)).collect();
-        let binds = self.emit(IrExpr::Vjp { lam, primals, cotangents }, &types, &["adj"], span);
-        Ok(binds.into_iter().map(Atom::Var).collect())
+        let outs = results.iter().filter(|_| values).map(|(_, t)| (*t, "value"));
+        let adjoints = primals.iter().map(|a| (self.ty(*a), "adj"));
+        let (types, names): (Vec<IrType>, Vec<&str>) = outs.chain(adjoints).unzip();
+        let binds = self.emit(IrExpr::Vjp { lam, primals, cotangents, values }, &types, &names, span);
+        Ok((binds.into_iter().map(Atom::Var).collect(), out))
     }
 
     /// Zeros with the shape of a leaf.
@@ -673,7 +714,7 @@ impl<'a> Elaborator<'a> {
         let tangents: Vec<Atom> =
             (0..inputs.len()).map(|k| if k == j { identity } else { self.zeros_batched(inputs[k], n, span) }).collect();
         let types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a).lift()).collect();
-        let expr = IrExpr::Jvp { lam, primals: inputs.to_vec(), tangents, batch: Some(n) };
+        let expr = IrExpr::Jvp { lam, primals: inputs.to_vec(), tangents, batch: Some(n), values: false };
         let binds = self.emit(expr, &types, &["jac"], span);
         Ok(Some((binds.into_iter().map(Atom::Var).collect(), out)))
     }
@@ -707,7 +748,7 @@ impl<'a> Elaborator<'a> {
                         el.zeros_like(xk, span)
                     });
                 }
-                let (r, shape) = el.jvp(f, x, tangents, span)?;
+                let (r, shape) = el.jvp(f, x, tangents, false, span)?;
                 out_shape = Some(shape);
                 Ok(r)
             };
@@ -754,7 +795,7 @@ impl<'a> Elaborator<'a> {
                         el.zeros_like(yk, span)
                     });
                 }
-                el.vjp(f, x, |_| Ok(cots), span)
+                Ok(el.vjp(f, x, |_| Ok(cots), false, span)?.0)
             };
             blocks.push(self.over_indices(&sizes, &mut Vec::new(), span, &mut body)?);
         }

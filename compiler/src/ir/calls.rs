@@ -136,7 +136,7 @@ mod tests {
         let lam = Lambda { params: twice.params.clone(), body: twice.body.clone() };
         let lam = rename_lambda(&mut ir.vars, &lam, &mut HashMap::default());
         let (x, w, d) = (ir.vars.fresh("x", IrType::F64), ir.vars.fresh("w", IrType::F64), ir.vars.fresh("d", IrType::F64));
-        let vjp = Expr::Vjp { lam, primals: vec![Atom::Var(x)], cotangents: vec![Atom::Var(w)] };
+        let vjp = Expr::Vjp { lam, primals: vec![Atom::Var(x)], cotangents: vec![Atom::Var(w)], values: false };
         let stmt = Stmt { binds: vec![d], expr: vjp, span: twice.span };
         ir.funcs.push(Func {
             name: "d".into(),

@@ -2115,6 +2115,7 @@ mod tests {
             primals: vec![v(x)],
             tangents: vec![Atom::f64(1.0)],
             batch: None,
+            values: false,
         };
         let p = prog(t, &[x], body(vec![st(&[r], jvp)], &[r]));
         let e = error(&p, vec![Val::F64(1.0)]);

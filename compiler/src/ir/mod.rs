@@ -547,18 +547,24 @@ pub enum Expr {
     /// binds the result tangents. With `batch = Some(b)`, every tangent
     /// carries `b` directions at once: it has its primal's shape plus a last
     /// dimension of size `b` (vector mode, Note [Vector-mode forward AD] in
-    /// ad/fwd.rs), and so do the result tangents.
+    /// ad/fwd.rs), and so do the result tangents. With `values`, it binds
+    /// `lam`'s results first, then their tangents (`jvp2`: one pass computes
+    /// both).
     Jvp {
         lam: Lambda,
         primals: Vec<Atom>,
         tangents: Vec<Atom>,
         batch: Option<Atom>,
+        values: bool,
     },
-    /// Reverse-mode derivative of `lam` at `primals` applied to `cotangents`; binds the input cotangents.
+    /// Reverse-mode derivative of `lam` at `primals` applied to `cotangents`;
+    /// binds the input cotangents, after `lam`'s results with `values`
+    /// (`vjp2`).
     Vjp {
         lam: Lambda,
         primals: Vec<Atom>,
         cotangents: Vec<Atom>,
+        values: bool,
     },
 }
 
@@ -838,11 +844,15 @@ impl Expr {
             Expr::Hist { dest, lam: l, neutral, indices, values } => {
                 Expr::Hist { dest: *dest, lam: lam(l), neutral: *neutral, indices: *indices, values: *values }
             }
-            Expr::Jvp { lam: l, primals, tangents, batch } => {
-                Expr::Jvp { lam: lam(l), primals: primals.clone(), tangents: tangents.clone(), batch: *batch }
-            }
-            Expr::Vjp { lam: l, primals, cotangents } => {
-                Expr::Vjp { lam: lam(l), primals: primals.clone(), cotangents: cotangents.clone() }
+            Expr::Jvp { lam: l, primals, tangents, batch, values } => Expr::Jvp {
+                lam: lam(l),
+                primals: primals.clone(),
+                tangents: tangents.clone(),
+                batch: *batch,
+                values: *values,
+            },
+            Expr::Vjp { lam: l, primals, cotangents, values } => {
+                Expr::Vjp { lam: lam(l), primals: primals.clone(), cotangents: cotangents.clone(), values: *values }
             }
             Expr::Custom { primal, jvp, vjp, args, residuals } => Expr::Custom {
                 primal: lam(primal),

@@ -195,15 +195,17 @@ fn expr_text(ann: Ann, p: &Program, e: &Expr, indent: usize) -> String {
             (CheckKind::Positive { what }, [n]) => format!("check_positive {} {:?}", a(n), what),
             (kind, args) => format!("check {kind:?} {}", args.iter().map(a).collect::<Vec<_>>().join(" ")),
         },
-        Expr::Jvp { lam, primals, tangents, batch } => {
+        Expr::Jvp { lam, primals, tangents, batch, values } => {
+            let jvp = if *values { "jvp2" } else { "jvp" };
             let name = match batch {
-                Some(b) => format!("jvp_batch {}", a(b)),
-                None => "jvp".to_string(),
+                Some(b) => format!("{jvp}_batch {}", a(b)),
+                None => jvp.to_string(),
             };
             with_lambda(ann, p, &name, lam, &format!("{} {}", tuple(primals), tuple(tangents)), indent)
         }
-        Expr::Vjp { lam, primals, cotangents } => {
-            with_lambda(ann, p, "vjp", lam, &format!("{} {}", tuple(primals), tuple(cotangents)), indent)
+        Expr::Vjp { lam, primals, cotangents, values } => {
+            let vjp = if *values { "vjp2" } else { "vjp" };
+            with_lambda(ann, p, vjp, lam, &format!("{} {}", tuple(primals), tuple(cotangents)), indent)
         }
         Expr::Custom { primal, jvp, vjp, args, residuals } => {
             let mut rule = tuple(args);
@@ -551,13 +553,13 @@ pub(crate) mod tests {
             let jv = vt.fresh("jv", F64);
             stmts.push(st(
                 &[jv],
-                Expr::Jvp { lam: square, primals: vec![a(f)], tangents: vec![Atom::f64(1.0)], batch: None },
+                Expr::Jvp { lam: square, primals: vec![a(f)], tangents: vec![Atom::f64(1.0)], batch: None, values: false },
             ));
             // A fresh copy of the lambda: SSA forbids binding `q` and `sq` twice.
             let (q2, sq2) = (vt.fresh("q", F64), vt.fresh("sq", F64));
             let square2 = lam(&[q2], body(vec![st(&[sq2], Expr::Binary(BinOp::Mul, a(q2), a(q2)))], &[a(sq2)]));
             let vj = vt.fresh("vj", F64);
-            stmts.push(st(&[vj], Expr::Vjp { lam: square2, primals: vec![a(f)], cotangents: vec![a(jv)] }));
+            stmts.push(st(&[vj], Expr::Vjp { lam: square2, primals: vec![a(f)], cotangents: vec![a(jv)], values: false }));
             let (g1, g2, g3) = (vt.fresh("g", F64), vt.fresh("g", F64), vt.fresh("g", arr(1)));
             let pass = lam(&[g1, g2], body(vec![], &[a(g2)]));
             stmts.push(st(&[g3], Expr::Scan { lam: pass, neutral: vec![Atom::f64(0.0)], arrays: vec![cc] }));

@@ -692,7 +692,7 @@ impl Checker<'_> {
                 }
                 Some(vec![])
             }
-            Expr::Jvp { lam, primals, tangents, batch } => {
+            Expr::Jvp { lam, primals, tangents, batch, values } => {
                 let pts: Vec<IrType> = lam.params.iter().map(|v| self.ty(*v)).collect();
                 self.check_atoms(primals, &pts, "primal", errs);
                 let lifted =
@@ -701,13 +701,17 @@ impl Checker<'_> {
                 if let Some(b) = batch {
                     self.expect(*b, i64_, "batch size", errs);
                 }
-                Some(lifted(self.result_types(&lam.body)))
+                let results = self.result_types(&lam.body);
+                let outs = if *values { results.clone() } else { Vec::new() };
+                Some(outs.into_iter().chain(lifted(results)).collect())
             }
-            Expr::Vjp { lam, primals, cotangents } => {
+            Expr::Vjp { lam, primals, cotangents, values } => {
                 let pts: Vec<IrType> = lam.params.iter().map(|v| self.ty(*v)).collect();
                 self.check_atoms(primals, &pts, "primal", errs);
-                self.check_atoms(cotangents, &self.result_types(&lam.body), "cotangent", errs);
-                Some(pts)
+                let results = self.result_types(&lam.body);
+                self.check_atoms(cotangents, &results, "cotangent", errs);
+                let outs = if *values { results } else { Vec::new() };
+                Some(outs.into_iter().chain(pts).collect())
             }
             Expr::Call { func, args } => {
                 let callee = self.p.func(func)?;
@@ -1095,6 +1099,7 @@ mod tests {
                             primals: vec![a(ps[0])],
                             tangents: vec![],
                             batch: None,
+                            values: false,
                         },
                     ),
                     st(
@@ -1103,6 +1108,7 @@ mod tests {
                             lam: lam(&[r], body(vec![], &[a(r)])),
                             primals: vec![a(ps[0])],
                             cotangents: vec![Atom::i64(1)],
+                            values: false,
                         },
                     ),
                 ],

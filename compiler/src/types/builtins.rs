@@ -83,7 +83,9 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("pi", "f64", "π"),
     // Differentiation.
     ("jvp", "(A -> B) -> A -> A -> B", "forward mode: the derivative of f at x applied to a tangent"),
+    ("jvp2", "(A -> B) -> A -> A -> (B, B)", "forward mode: f x and the derivative of f at x applied to a tangent, in one pass"),
     ("vjp", "(A -> B) -> A -> B -> A", "reverse mode: a cotangent of the result pulled back to x"),
+    ("vjp2", "(A -> B) -> A -> B -> (B, A)", "reverse mode: f x and a cotangent of it pulled back to x, in one pass"),
     ("grad", "(A -> F) -> A -> A", "gradient of a scalar function"),
     ("jacfwd", "(A -> B) -> A -> R", "Jacobian by forward mode (result shape: output shape, then input shape)"),
     ("jacrev", "(A -> B) -> A -> R", "Jacobian by reverse mode (same shape as jacfwd)"),

@@ -1900,7 +1900,7 @@ impl<'p> Checker<'p> {
                     other => other,
                 })
             }
-            "jvp" | "vjp" | "grad" | "jacfwd" | "jacrev" | "hessian" => {
+            "jvp" | "jvp2" | "vjp" | "vjp2" | "grad" | "jacfwd" | "jacrev" | "hessian" => {
                 let Some(fty) = params.first() else {
                     return Ok(result);
                 };
