@@ -320,7 +320,11 @@ impl Checker {
         } else {
             let cots: Vec<Var> = result_types.iter().map(|t| vars.fresh("w", *t)).collect();
             let types: Vec<IrType> = lam_params.iter().map(|p| vars.ty(*p)).collect();
-            (cots.clone(), Expr::Vjp { lam, primals, cotangents: cots.iter().map(|v| Atom::Var(*v)).collect(), values: false }, types)
+            (
+                cots.clone(),
+                Expr::Vjp { lam, primals, cotangents: cots.iter().map(|v| Atom::Var(*v)).collect(), values: false },
+                types,
+            )
         };
         params.extend(&seeds);
         let binds: Vec<Var> = bind_types.iter().map(|t| vars.fresh("d", *t)).collect();
