@@ -82,3 +82,21 @@ fn every_rule_is_documented() {
         assert!(doc.contains(&format!("| `{}` |", rule.name)), "docs/optimiser.md does not describe `{}`", rule.name);
     }
 }
+
+/// Note [Accumulated rows]: the gradient of k-means with respect to the
+/// centroids, whose reverse sweep over the points accumulates a matrix, adds
+/// each centroid's row in place (`with [i] +=`) instead of rebuilding the
+/// matrix with a map every point; the values are the interpreter's, bit for bit.
+#[test]
+fn matrix_adjoints_in_a_loop_are_added_row_by_row() {
+    let src = "\
+entry g [n][k][d] (ps: [n][d]f64) (cs: [k][d]f64) : [k][d]f64 =
+  grad (\\c -> sum (map (\\p -> minimum (map (\\q -> sum (map2 (\\a b -> (a - b) * (a - b)) p q)) c)) ps)) cs";
+    let text = opt_snapshot("accumulated_rows", src, "g");
+    assert!(text.contains("with [i_"), "{text}");
+    assert!(!text.contains("[][]f64 = map"), "{text}");
+    let p = Program::compile("opt.slope", src, &file_loader).unwrap();
+    let input = serde_json::json!({"ps": [[0.5, 1.0], [2.0, -1.0], [0.1, 0.2]], "cs": [[0.0, 0.0], [1.5, -0.5]]});
+    let out = p.call_json("g", &input).unwrap();
+    assert_eq!(out, serde_json::json!([[-1.2, -2.4], [-1.0, 1.0]]));
+}

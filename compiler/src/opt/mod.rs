@@ -7,6 +7,8 @@
 //!
 //! - `strategy.rs`: the combinators and the engine (terms are bodies);
 //! - `rules.rs`: the rule library, each rule with its side conditions;
+//! - `accumulate.rs`: rows added into loop state in place (Note [Accumulated
+//!   rows]);
 //! - `hoist.rs`: hoisting with expansion (Note [Hoisting with expansion]);
 //! - `branches.rs`: what both branches of an `if` begin with runs before it
 //!   (Note [Common code of two branches]);
@@ -15,6 +17,7 @@
 //! - `schedule.rs`: the textual strategy language;
 //! - `walk.rs`: traversal, use counting and substitution helpers.
 
+pub mod accumulate;
 pub mod branches;
 pub mod guards;
 pub mod hoist;
@@ -39,7 +42,7 @@ try(cse) ; \
 normalize(hoist_guarded) ; \
 try(cse) ; \
 normalize(hoist_costly) ; \
-normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ sink_reduce <+ reduce_empty <+ fuse_map_reduce <+ fuse_map_map <+ dead_loop_state) ; \
+normalize(copy_prop <+ dce <+ ring <+ map_identity <+ licm <+ sink_reduce <+ reduce_empty <+ fuse_map_reduce <+ fuse_map_map <+ dead_loop_state <+ accumulate_rows) ; \
 try(cse) ; \
 normalize(copy_prop <+ dce <+ dead_loop_state)";
 

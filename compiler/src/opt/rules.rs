@@ -108,6 +108,11 @@ pub static RULES: &[Rule] = &[
     },
     Rule { name: "select_float", description: "a * select c 1 0 → select c a 0", apply: super::onehot::select_float },
     Rule {
+        name: "accumulate_rows",
+        description: "a map adding into a loop's matrix state row by row → a loop of in-place row updates",
+        apply: super::accumulate::accumulate_rows,
+    },
+    Rule {
         name: "permutation_store",
         description: "a loop accumulating into a replicate through an argsort permutation stores instead",
         apply: super::permutation::permutation_store,
