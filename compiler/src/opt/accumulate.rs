@@ -50,7 +50,7 @@ Each element gets `e + h`, its old value first, as before: the same bits.
 It applies when every result of the map is such a sum, at least one of them
 over a matrix (a vector `e + h` is already written in place), each result is
 the loop's next value of the state it adds to, and that state is read
-nowhere after the map but by its size. The map's own checks (its width, its
+nowhere after the map. Shapes stay too: Note [Rows of an empty state]. The map's own checks (its width, its
 arrays' lengths) become guards before the loop; an inner map that loses its
 row of the state keeps a check that the row's length is its width.
 */
@@ -66,31 +66,123 @@ struct Sum {
     inner: Option<(usize, usize)>,
 }
 
-/// Rewrites the qualifying maps of the loops of one body.
+/// Rewrites the qualifying maps of the loops of one body, each loop under
+/// the condition that keeps the shapes (Note [Rows of an empty state]).
 pub fn accumulate_rows(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
         let Expr::Loop { params, init, form, body: lb } = &s.expr else { return None };
-        let lb = rewrite_loop_body(cx, params, lb)?;
-        Some(vec![Stmt {
-            binds: s.binds.clone(),
-            expr: Expr::Loop { params: params.clone(), init: init.clone(), form: form.clone(), body: lb },
+        let (rows, empty, matrices) = rewrite_loop_body(cx, params, lb)?;
+        let binds: Vec<Var> = s.binds.iter().map(|b| fresh_like(cx, *b)).collect();
+        let with_body = |binds: Vec<Var>, body: Body| Stmt {
+            binds,
+            expr: Expr::Loop { params: params.clone(), init: init.clone(), form: form.clone(), body },
             span: s.span,
-        }])
+        };
+        let inits: Vec<Atom> = matrices.iter().map(|&j| init[j]).collect();
+        Some(versioned(cx, s, with_body(binds, rows), with_body(s.binds.clone(), empty), &inits))
     })
 }
 
-/// The loop body `lb` with its first qualifying map rewritten.
-fn rewrite_loop_body(cx: &mut Cx, params: &[Var], lb: &Body) -> Option<Body> {
+/// A fresh variable of `v`'s type and name.
+fn fresh_like(cx: &mut Cx, v: Var) -> Var {
+    let ty = cx.vars.ty(v);
+    let name = cx.vars.base_name(v).to_string();
+    cx.vars.fresh(&name, ty)
+}
+
+/// For the first qualifying map of the loop body `lb`: the body with the
+/// map as row updates; the body for an empty state, with the map as its
+/// checks and the empty arrays it makes then (Note [Rows of an empty state]);
+/// and the positions of the loop's matrix states that the map adds to.
+fn rewrite_loop_body(cx: &mut Cx, params: &[Var], lb: &Body) -> Option<(Body, Body, Vec<usize>)> {
     for (t, s) in lb.stmts.iter().enumerate() {
         let Expr::Map { width, lam, arrays } = &s.expr else { continue };
         let Some(sums) = sums(cx, params, lb, t, lam, arrays) else { continue };
-        let mut stmts: Vec<Stmt> = lb.stmts[..t].to_vec();
-        stmts.extend(guards::materialise(cx, guards::map_conds(cx, *width, arrays), s.span));
-        stmts.push(rows_loop(cx, s, *width, lam, arrays, &sums));
-        stmts.extend(lb.stmts[t + 1..].iter().cloned());
-        return Some(Body { stmts: stmts.into(), result: lb.result.clone() });
+        let around = |cx: &mut Cx, middle: Vec<Stmt>| {
+            let mut stmts: Vec<Stmt> = lb.stmts[..t].to_vec();
+            stmts.extend(guards::materialise(cx, guards::map_conds(cx, *width, arrays), s.span));
+            stmts.extend(middle);
+            stmts.extend(lb.stmts[t + 1..].iter().cloned());
+            Body { stmts: stmts.into(), result: lb.result.clone() }
+        };
+        let updates = rows_loop(cx, s, *width, lam, arrays, &sums);
+        let rows = around(cx, vec![updates]);
+        let nothing: Vec<Stmt> = s.binds.iter().flat_map(|b| empty_array(cx, *b, s.span)).collect();
+        let empty = around(cx, nothing);
+        let matrices = sums
+            .iter()
+            .filter(|sum| sum.inner.is_some())
+            .filter_map(|sum| params.iter().position(|p| *p == sum.state))
+            .collect();
+        return Some((rows, empty, matrices));
     }
     None
+}
+
+/// Binds `b` to what a `map` of width 0 makes: an array of `b`'s rank whose
+/// every dimension is 0.
+fn empty_array(cx: &mut Cx, b: Var, span: crate::diagnostic::Span) -> Vec<Stmt> {
+    let ty = cx.vars.ty(b);
+    let mut value = Atom::Const(crate::ir::Const::of(ty.elem, 0.0));
+    let mut out = Vec::new();
+    for rank in 1..=ty.rank {
+        let v = if rank == ty.rank { b } else { cx.vars.fresh("empty", IrType { elem: ty.elem, rank }) };
+        out.push(Stmt { binds: vec![v], expr: Expr::Replicate { count: Atom::i64(0), value }, span });
+        value = Atom::Var(v);
+    }
+    out
+}
+
+/*
+Note [Rows of an empty state]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+A `map` of width 0 whose elements are arrays makes an array with inner
+dimensions 0, since no row was computed (docs/language.md): over a matrix
+state of 0 rows and d > 0 columns it gives [0][0], where the loop of row
+updates leaves the state as it is, [0][d]. A program can see the difference
+(`length (transpose acc)`, or a later map over its columns that checks a
+size). The state's row count never changes — the map's width is the
+state's length, checked, and its result has that many rows — so the two
+agree on every iteration exactly when the initial state has a row, or has
+no columns. The rewritten loop runs under that condition: `if rows > 0 ||
+columns == 0 then <row updates> else <the empty arrays>` — one test per
+loop, not per iteration. Otherwise every iteration's map has width 0 (its
+width is the state's length, and the state never gets a row), so the other
+branch keeps the map's checks and binds what such a map makes, arrays whose
+every dimension is 0; with no map left, the rule does not apply there again.
+*/
+
+/// `if <every matrix state at entry has a row or no columns> then rewritten
+/// else empty` (Note [Rows of an empty state]), binding what `original`
+/// binds (as `empty` does; `rewritten` binds fresh variables).
+fn versioned(cx: &mut Cx, original: &Stmt, rewritten: Stmt, empty: Stmt, inits: &[Atom]) -> Vec<Stmt> {
+    let span = original.span;
+    let mut out = Vec::new();
+    let mut let_ = |cx: &mut Cx, name: &str, ty: IrType, expr: Expr| {
+        let v = cx.vars.fresh(name, ty);
+        out.push(Stmt { binds: vec![v], expr, span });
+        Atom::Var(v)
+    };
+    let mut cond = Atom::Const(crate::ir::Const::Bool(true));
+    for &a in inits {
+        let Atom::Var(v) = a else { continue };
+        let rows = let_(cx, "rows", IrType::I64, Expr::Shape { array: v, dim: 0 });
+        let cols = let_(cx, "cols", IrType::I64, Expr::Shape { array: v, dim: 1 });
+        let some = let_(cx, "some", IrType::BOOL, Expr::Binary(BinOp::Gt, rows, Atom::i64(0)));
+        let none = let_(cx, "none", IrType::BOOL, Expr::Binary(BinOp::Eq, cols, Atom::i64(0)));
+        let ok = let_(cx, "ok", IrType::BOOL, Expr::Binary(BinOp::Or, some, none));
+        cond = match cond {
+            Atom::Const(_) => ok,
+            c => let_(cx, "ok", IrType::BOOL, Expr::Binary(BinOp::And, c, ok)),
+        };
+    }
+    let then_body = Body { result: rewritten.binds.iter().map(|b| Atom::Var(*b)).collect(), stmts: vec![rewritten].into() };
+    let empty_body = Body { result: empty.binds.iter().map(|b| Atom::Var(*b)).collect(), stmts: vec![empty].into() };
+    // The loop's binders are the `if`'s now, and the branches share the rest
+    // of the loop body: this branch binds copies.
+    let else_body = crate::ir::scope::rename_body(cx.vars, &empty_body, &mut HashMap::default());
+    out.push(Stmt { binds: original.binds.clone(), expr: Expr::If { cond, then_body, else_body }, span });
+    out
 }
 
 /// How many times `v` is used in `stmts` (nested bodies included) and `result`.
@@ -207,7 +299,8 @@ fn rows_loop(cx: &mut Cx, s: &Stmt, width: Atom, lam: &Lambda, arrays: &[Var], s
         let Expr::Map { width: w, lam: inner, arrays: inner_arrays } = &body[m].expr else { continue };
         let (w, mut inner, mut inner_arrays) = (*w, inner.clone(), inner_arrays.clone());
         let span = body[m].span;
-        let mut checks = Vec::new();
+        // The inner map's own checks, in its order: the width, then lengths.
+        let mut checks = guards::materialise(cx, guards::map_conds(cx, w, &[]), span);
         let mut gone: Vec<usize> = rows.iter().map(|(q, _)| *q).collect();
         gone.sort_unstable();
         for &q in gone.iter().rev() {
