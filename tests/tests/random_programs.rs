@@ -74,7 +74,7 @@ impl Gen {
                 "entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  let w = scan (+) 0.0 (map (\\e -> {mapped}) v) in\n  sum (map2 (\\a b -> a * b) w (reverse v)) + {e1}\n"
             ),
             5 => format!(
-                "entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  let m = tabulate 2 (\\i -> tabulate 2 (\\j -> v[2 * i + j] * x)) in\n  let t = transpose m in\n  t[0, 1] * {e1} + sum (flatten m) + jvp (\\q -> q * {mapped_x}) y 1.0\n",
+                "entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  let m = tabulate 2 (\\i -> tabulate 2 (\\j -> v[2 * i + j] * x)) in\n  let t = transpose m in\n  t[0, 1] * {e1} + sum (flatten m) + (let (p, dp) = jvp2 (\\q -> q * {mapped_x}) y 1.0 in p + dp)\n",
                 mapped_x = self.expr(&["q".to_string(), "x".to_string()], 2)
             ),
             0 => format!("entry f (x: f64) (y: f64) (v: [4]f64) : f64 =\n  {e1} + sum (map (\\e -> {mapped}) v) * v[{idx}]\n"),
@@ -95,9 +95,14 @@ fn forward_reverse_and_finite_differences_agree_on_random_programs() {
     for n in 0..200 {
         let mut src = g.program();
         // Every third program is also checked to second order: the derivative
-        // of its gradient (forward over reverse and reverse over reverse).
+        // of its gradient (forward over reverse and reverse over reverse),
+        // taken by `vjp2` in every other one of those, with its value.
         let entry = if n % 3 == 0 {
-            src.push_str("entry g (x: f64) (y: f64) (v: [4]f64) : (f64, f64) = grad (\\(a, b) -> f a b v) (x, y)\n");
+            src.push_str(if n % 2 == 0 {
+                "entry g (x: f64) (y: f64) (v: [4]f64) : (f64, f64) = grad (\\(a, b) -> f a b v) (x, y)\n"
+            } else {
+                "entry g (x: f64) (y: f64) (v: [4]f64) : (f64, (f64, f64)) = vjp2 (\\(a, b) -> f a b v) (x, y) 1.0\n"
+            });
             "g"
         } else {
             "f"

@@ -7,17 +7,18 @@
 //! is none.
 //!
 //! Invariant: every element is the same sum of the same two operands, in the
-//! same order, so the values are the same bits; the map's checks (its width
-//! and the lengths of its arrays, the inner maps' lengths) stay, as guards
-//! where the rewrite removes the array they tested.
+//! same order, so the values are the same bits, and the shapes are the same
+//! (a state without rows: Note [Rows of an empty state]); the map's checks
+//! (its width and the lengths of its arrays, the inner maps' lengths) stay,
+//! as guards where the rewrite removes the array they tested.
 
 use super::guards;
 use super::rules::each_stmt;
 use super::strategy::Cx;
 use super::walk;
 use crate::hash::HashMap;
-use std::collections::BTreeMap;
 use crate::ir::{Atom, BinOp, Body, CheckKind, Expr, IrType, Lambda, LoopForm, Stmt, Var};
+use std::collections::BTreeMap;
 
 /*
 Note [Accumulated rows]
