@@ -516,13 +516,10 @@ impl<'a> Elaborator<'a> {
     ) -> R<(Vec<Atom>, SVal<'a>)> {
         let primals = self.first_order_leaves(x, span, "the point of differentiation")?;
         let (lam, out) = self.diff_lambda(f, x, span)?;
-        let mut types: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a)).collect();
-        let names: Vec<&str> = if values {
-            types.extend(types.clone());
-            types.iter().enumerate().map(|(i, _)| if i < types.len() / 2 { "value" } else { "tan" }).collect()
-        } else {
-            vec!["tan"; types.len()]
-        };
+        let results: Vec<IrType> = lam.body.result.iter().map(|a| self.ty(*a)).collect();
+        let outs = results.iter().filter(|_| values).map(|t| (*t, "value"));
+        let tans = results.iter().map(|t| (*t, "tan"));
+        let (types, names): (Vec<IrType>, Vec<&str>) = outs.chain(tans).unzip();
         let binds = self.emit(IrExpr::Jvp { lam, primals, tangents, batch: None, values }, &types, &names, span);
         Ok((binds.into_iter().map(Atom::Var).collect(), out))
     }
