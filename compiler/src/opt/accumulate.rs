@@ -261,14 +261,7 @@ fn row_added_to(cx: &Cx, body: &Body, row: Var, result: Var) -> Option<(usize, u
 fn rows_loop(cx: &mut Cx, s: &Stmt, width: Atom, lam: &Lambda, arrays: &[Var], sums: &[Sum]) -> Stmt {
     let span = s.span;
     let i = cx.vars.fresh("i", IrType::I64);
-    let carried: Vec<Var> = sums
-        .iter()
-        .map(|sum| {
-            let ty = cx.vars.ty(sum.state);
-            let name = cx.vars.base_name(sum.state).to_string();
-            cx.vars.fresh(&name, ty)
-        })
-        .collect();
+    let carried: Vec<Var> = sums.iter().map(|sum| fresh_like(cx, sum.state)).collect();
     let mut stmts = Vec::new();
     // The other arrays' elements at `i`; the map's guards, before the loop,
     // proved their lengths are the width.
@@ -326,9 +319,7 @@ fn rows_loop(cx: &mut Cx, s: &Stmt, width: Atom, lam: &Lambda, arrays: &[Var], s
     // Each row's contribution added in place.
     let mut next = Vec::new();
     for ((sum, &c), r) in sums.iter().zip(&carried).zip(&lam.body.result) {
-        let ty = cx.vars.ty(sum.state);
-        let name = cx.vars.base_name(sum.state).to_string();
-        let c2 = cx.vars.fresh(&name, ty);
+        let c2 = fresh_like(cx, sum.state);
         stmts.push(Stmt {
             binds: vec![c2],
             expr: Expr::UpdateAt { array: c, indices: vec![Atom::Var(i)], value: *r, accumulate: true },
