@@ -583,9 +583,12 @@ impl<'a> Elaborator<'a> {
                     self.binop(BinOp::And, cond, eq, IrType::BOOL, span)
                 };
             }
-            let one = Atom::Const(Const::of(elem, 1.0));
-            let zero = Atom::Const(Const::of(elem, 0.0));
-            return Ok(self.emit1(IrExpr::Select(cond, one, zero), IrType::scalar(elem), "hot", span));
+            // The seed is the condition converted to a float, a form source
+            // code cannot write (Note [One-hot seeds] in opt/onehot.rs).
+            if let Atom::Const(Const::Bool(b)) = cond {
+                return Ok(Atom::Const(Const::of(elem, f64::from(u8::from(b)))));
+            }
+            return Ok(self.emit1(IrExpr::Convert(elem, cond), IrType::scalar(elem), "hot", span));
         }
         let iota = self.emit1(IrExpr::Iota(sizes[k]), IrType::array(ScalarType::I64, 1), "iota", span);
         let rank = (sizes.len() - k) as u32;

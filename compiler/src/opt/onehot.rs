@@ -1,14 +1,14 @@
 //! The one-hot collapse: the rules that turn a forward-mode Jacobian of n
 //! one-hot directions (O(n²)) back into O(n) work: forward mode seeds input
-//! direction `e` with `select (q == e) 1 0`, and a sum over `q` of something
-//! that is zero except at `q = e` is that something at `e` (the idea of
-//! dF~'s `foldConditional`, Shaikhha et al. 2019).
+//! direction `e` with `hot (q == e)` (Note [One-hot seeds]), and a sum over
+//! `q` of something that is zero except at `q = e` is that something at `e`
+//! (the idea of dF~'s `foldConditional`, Shaikhha et al. 2019).
 //!
 //! - [`reduce_fission`]: a `reduce` of several accumulators whose components
 //!   do not interact becomes one `reduce` per component (loop fission), so the
 //!   unused primal half of a dual reduction dies.
-//! - [`select_float`]: `a * select c 1 0 → select c a 0` (and `select c 1 0 *
-//!   a`), floating the condition out of the product.
+//! - [`select_float`]: `a * hot c → select c a 0` (and `hot c * a`) for a
+//!   seed, floating the condition out of the product.
 //! - [`onehot_sum`]: `reduce (+) 0 (map (\… q … -> select (q == e) v 0) … (iota n) …)`
 //!   with `e` not bound in the lambda is the body at `q = e`: the rows at `e`
 //!   are indexed, the body is evaluated once, guarded by `0 <= e < n`.
@@ -109,28 +109,48 @@ fn leftovers_total(cx: &Cx, body: &Body, parts: &[Vec<Stmt>]) -> bool {
     body.stmts.iter().all(|t| needed.contains(t.binds.as_slice()) && !t.binds.is_empty() || guards::total(cx, t))
 }
 
-/// `a * select c 1 0` → `select c a 0` (floats; either operand order).
+// Note [One-hot seeds]
+// ~~~~~~~~~~~~~~~~~~~~
+// A Jacobian seeds direction `e` (of an input for `jacfwd`, of an output for
+// `jacrev`) with a one-hot array whose element at `q` is `hot (q == e)`: the
+// condition converted to a float (`Convert` of a `bool`), a form only
+// elaboration's `one_hot` makes — source code cannot convert a `bool` to a
+// number (E0102). A seed marks a *structural* zero: the product `a * hot c`
+// is the partial `a` in direction `e` and nothing elsewhere, so
+// `select_float` may drop the product's IEEE meaning at the zero (`inf * 0`
+// is NaN; `select c inf 0` is 0) and `onehot_sum` may sum only the one
+// nonzero row. That is what makes a forward-mode Jacobian of n directions
+// O(n) instead of O(n²), and what a Jacobian means: an entry depends only on
+// its own partial, never on a non-finite partial in another direction. The
+// same product written by a user — `a * (if c then 1.0 else 0.0)`, or the
+// `select c 1 0` that reverse mode's `min`/`max` partials are — is IEEE
+// arithmetic and keeps its NaN: the rule matches seeds only, which the form
+// carries through every renaming, inlining and nested AD pass.
+
+/// `a * hot c` → `select c a 0` for a one-hot seed `hot c` (floats; either
+/// operand order; Note [One-hot seeds]).
 pub fn select_float(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let selects: HashMap<Var, (Atom, Atom, Atom)> = body
-        .stmts
-        .iter()
-        .filter_map(|s| match s.expr {
-            Expr::Select(c, a, b) => Some((s.binds[0], (c, a, b))),
-            _ => None,
-        })
-        .collect();
-    let is_unit = |a: Atom, v: f64| matches!(a, Atom::Const(c) if c.as_f64() == v && !matches!(c, Const::Bool(_)));
+    let seeds: HashMap<Var, (Atom, Const)> =
+        body.stmts.iter().filter_map(|s| Some((*s.binds.first()?, seed(cx, &s.expr)?))).collect();
     each_stmt(cx, body, |_, s| {
         let Expr::Binary(BinOp::Mul, x, y) = s.expr else { return None };
-        [(x, y), (y, x)].into_iter().find_map(|(other, sel)| {
-            let Atom::Var(sv) = sel else { return None };
-            let &(c, one, zero) = selects.get(&sv)?;
-            (is_unit(one, 1.0) && is_unit(zero, 0.0)).then(|| vec![with_expr(s, Expr::Select(c, other, zero))])
+        [(x, y), (y, x)].into_iter().find_map(|(other, hot)| {
+            let Atom::Var(h) = hot else { return None };
+            let &(c, zero) = seeds.get(&h)?;
+            Some(vec![with_expr(s, Expr::Select(c, other, Atom::Const(zero)))])
         })
     })
 }
 
-/// `r = reduce (+) 0 m` where `m = map (\ps -> … select (q == e) v 0) … idx …`,
+/// `Some((c, 0))` when `e` is a one-hot seed `hot c` of a float type whose
+/// zero is `0` (Note [One-hot seeds]).
+fn seed(cx: &Cx, e: &Expr) -> Option<(Atom, Const)> {
+    let Expr::Convert(to, c) = *e else { return None };
+    (to.is_float() && cx.vars.atom_type(c) == IrType::BOOL).then(|| (c, Const::of(to, 0.0)))
+}
+
+/// `r = reduce (+) 0 m` where `m = map (\ps -> … select (q == e) v 0) … idx …`
+/// (or a seed `hot (q == e)`),
 /// `idx` an `iota` of the map's width, `e` free in the lambda and `m` used only
 /// here: `r` is the lambda body at the row `e`.
 pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
@@ -152,13 +172,17 @@ pub fn onehot_sum(cx: &mut Cx, body: &Body) -> Option<Body> {
         if producer.binds.len() != 1 || cx.uses(m) != 1 || j > k || !guards::body_total(cx, &lam.body) {
             continue;
         }
-        // The lambda's result: `select (q == e) v 0`.
+        // The lambda's result: `select (q == e) v 0`, or a seed `hot (q == e)`
+        // (Note [One-hot seeds]), which is `select (q == e) 1 0`.
         let Atom::Var(res) = lam.body.result[0] else { continue };
         let Some(sel) = lam.body.stmts.iter().find(|t| t.binds.contains(&res)) else { continue };
-        let Expr::Select(Atom::Var(cond), v, zero) = sel.expr else { continue };
-        if !matches!(zero, Atom::Const(c) if c.as_f64() == 0.0) {
-            continue;
-        }
+        let (cond, v) = match (&sel.expr, seed(cx, &sel.expr)) {
+            (_, Some((Atom::Var(cond), zero))) => (cond, Atom::Const(Const::of(zero.ty(), 1.0))),
+            (&Expr::Select(Atom::Var(cond), v, zero), _) if matches!(zero, Atom::Const(c) if c.as_f64() == 0.0) => {
+                (cond, v)
+            }
+            _ => continue,
+        };
         let Some(cmp) = lam.body.stmts.iter().find(|t| t.binds.contains(&cond)) else { continue };
         let Expr::Binary(BinOp::Eq, l, r) = cmp.expr else { continue };
         let bound: HashSet<Var> = {

@@ -189,10 +189,10 @@ fn fuse_map_map_preserves_meaning() {
 
 const JACFWD_DOT: &str = "entry j [n] (x: [n]f64) (y: [n]f64) : [n]f64 = jacfwd (\\a -> sum (map2 (*) a y)) x";
 
-/// The Jacobian of the dot product one direction at a time, with one-hot
-/// seeds (what `jacfwd` does for inputs of rank 2 and more): the one-hot
-/// collapse turns it back into O(n).
-const JACFWD_DOT_BY_DIRECTION: &str = "entry j [n] (x: [n]f64) (y: [n]f64) : [n]f64 = \
+/// The Jacobian of the dot product one direction at a time written by hand,
+/// with a one-hot array of the user's: IEEE arithmetic, not seeds (Note
+/// [One-hot seeds] in onehot.rs), so the collapse must not fire.
+const JACFWD_DOT_BY_HAND: &str = "entry j [n] (x: [n]f64) (y: [n]f64) : [n]f64 = \
     map (\\q -> jvp (\\a -> sum (map2 (*) a y)) x (tabulate n (\\i -> if i == q then 1.0 else 0.0))) (iota n)";
 
 /// The steps of the one-hot collapse, each on the IR the previous ones leave.
@@ -212,8 +212,22 @@ fn select_float_preserves_meaning() {
 #[test]
 fn onehot_sum_preserves_meaning() {
     let prep = format!("{ONEHOT_PREP} ; normalize(reduce_fission <+ if_to_select <+ select_float <+ dce <+ copy_prop)");
-    check_after(JACFWD_DOT_BY_DIRECTION, "j", &prep, "topDown(onehot_sum)");
-    check_after(JACFWD_DOT_BY_DIRECTION, "j", &prep, "normalize(onehot_sum)");
+    check_after(JACFWD_DOT, "j", &prep, "topDown(onehot_sum)");
+    check_after(JACFWD_DOT, "j", &prep, "normalize(onehot_sum)");
+}
+
+#[test]
+fn a_users_one_hot_array_is_not_a_seed() {
+    let prep = format!("{ONEHOT_PREP} ; normalize(reduce_fission <+ if_to_select <+ dce <+ copy_prop)");
+    let before = optimise(&ad_ir(JACFWD_DOT_BY_HAND), &prep).unwrap();
+    for rule in ["select_float", "onehot_sum"] {
+        let after = optimise(&before, &format!("normalize({rule})")).unwrap();
+        assert_eq!(before.func("j").unwrap().body, after.func("j").unwrap().body, "{rule} fired");
+    }
+    // The same Jacobian through `jacfwd` is seeded, and collapses.
+    let seeded = optimise(&ad_ir(JACFWD_DOT), &prep).unwrap();
+    let after = optimise(&seeded, "normalize(select_float)").unwrap();
+    assert_ne!(seeded.func("j").unwrap().body, after.func("j").unwrap().body, "select_float did not fire");
 }
 
 #[test]
@@ -221,7 +235,7 @@ fn iota_bounds_preserves_meaning() {
     let prep = format!(
         "{ONEHOT_PREP} ; normalize(reduce_fission <+ if_to_select <+ select_float <+ dce <+ copy_prop <+ onehot_sum)"
     );
-    check_after(JACFWD_DOT_BY_DIRECTION, "j", &prep, "topDown(iota_bounds)");
+    check_after(JACFWD_DOT, "j", &prep, "topDown(iota_bounds)");
 }
 
 #[test]
