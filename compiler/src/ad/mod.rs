@@ -141,8 +141,7 @@ fn loop_depth(body: &Body) -> u32 {
 /// …` over an index `r` gives rows of different lengths, which no array can
 /// hold.)
 fn rows_alike(lam: &Lambda, width: Atom) -> bool {
-    let defs: HashMap<Var, &Expr> =
-        lam.body.stmts.iter().flat_map(|s| s.binds.iter().map(move |&v| (v, &s.expr))).collect();
+    let defs = crate::ir::scope::definitions(&lam.body.stmts).into_iter().map(|(v, (s, _))| (v, &s.expr)).collect();
     Alike { lam, defs }.size(width)
 }
 

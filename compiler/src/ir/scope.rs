@@ -11,11 +11,18 @@
 //! statements are the same up to the names they bind (alpha-equivalence: the
 //! optimiser's `hoist_common` asks). Also the
 //! small questions about code several passes ask: is this atom a given
-//! constant, is this operator `+`; and the walks over every use and every
-//! statement of a body.
+//! constant, is this operator `+`, which statement binds this variable; and
+//! the walks over every use and every statement of a body.
 
 use super::{Atom, BinOp, Body, Const, Expr, IrType, Lambda, LoopForm, Operand, Stmt, Var, VarTable};
 use crate::hash::{HashMap, HashSet};
+
+/// The statements of `stmts` (one body's top level) by each variable they
+/// bind, with its position among the statement's results: where a pass
+/// looks up what made a value (SSA: one statement per variable).
+pub fn definitions(stmts: &[Stmt]) -> HashMap<Var, (&Stmt, usize)> {
+    stmts.iter().flat_map(|s| s.binds.iter().enumerate().map(move |(k, &v)| (v, (s, k)))).collect()
+}
 
 /// Whether `a` is the number `v` (of any number type).
 pub fn is_const(a: Atom, v: f64) -> bool {

@@ -187,7 +187,7 @@ pub(super) fn space_of(s: &Stmt) -> Option<Space> {
 /// What the `for` loop over `index` with `body` does with each of `params`.
 pub(super) fn roles(params: &[Var], index: Var, body: &Body) -> Vec<Role> {
     let uses = reads(body);
-    let defs = definitions(body);
+    let defs = ir::scope::definitions(&body.stmts);
     params
         .iter()
         .zip(&body.result)
@@ -199,19 +199,8 @@ pub(super) fn roles(params: &[Var], index: Var, body: &Body) -> Vec<Role> {
         .collect()
 }
 
+/// A body's top-level statements by the variables they bind (`ir::scope::definitions`).
 type Defs<'b> = HashMap<Var, (&'b Stmt, usize)>;
-
-/// The statements of `body`'s top level, by each variable they bind, with
-/// its position among the statement's results.
-fn definitions(body: &Body) -> Defs<'_> {
-    let mut defs = HashMap::default();
-    for s in body.stmts.iter() {
-        for (k, &v) in s.binds.iter().enumerate() {
-            defs.insert(v, (s, k));
-        }
-    }
-    defs
-}
 
 /// What an iteration makes of the parameter `p` when it ends with `r`
 /// (`body`'s top-level statements by variable, `defs`).
@@ -325,7 +314,7 @@ impl Chain {
     /// [`Self::follow`] from the `k`th result of a branch.
     fn branch(&mut self, body: &Body, k: usize) -> Option<(Var, Option<Update>)> {
         let r = body.result.get(k)?.var()?;
-        let defs = definitions(body);
+        let defs = ir::scope::definitions(&body.stmts);
         if !defs.contains_key(&r) {
             // The branch passes the array on: a use the chain accounts for.
             *self.steps.entry(r).or_default() += 1;
