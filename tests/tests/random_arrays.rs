@@ -271,16 +271,18 @@ fn the_optimiser_keeps_every_failure_of_the_arrays_it_removes() {
             let input = serde_json::json!({"n": n, "k": k, "xs": xs});
             let optimised = program.call_json_on(Engine::Interp, "f", &input);
             let reference = unoptimised.call_json_on(Engine::Interp, "f", &input);
-            // Same outcome: the same value, or a failure with the same code.
-            let codes = |r: &Result<serde_json::Value, slope::api::Failure>| r.as_ref().err().map(|f| f.codes());
+            // Same outcome: the same value, or the same failure — code,
+            // message and span, as the user reads it.
+            let failure = |r: &Result<serde_json::Value, slope::api::Failure>| {
+                r.as_ref().err().map(|f| f.render(RenderStyle::Short))
+            };
             match (&optimised, &reference) {
                 (Ok(a), Ok(b)) => slope::testfile::json_close(a, b, 1e-12, "result")
                     .unwrap_or_else(|e| panic!("program {p}, {input}: {e}\n{src}")),
                 _ => assert_eq!(
-                    codes(&optimised),
-                    codes(&reference),
-                    "program {p}, input {input}: optimised {optimised:?} vs unoptimised {:?}\n{src}",
-                    reference.as_ref().err().map(|f| f.render(RenderStyle::Short))
+                    failure(&optimised),
+                    failure(&reference),
+                    "program {p}, input {input}: optimised vs unoptimised\n{src}"
                 ),
             }
             // And native code agrees with the interpreter on the optimised program.

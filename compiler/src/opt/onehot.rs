@@ -729,10 +729,24 @@ pub fn if_to_select(cx: &mut Cx, body: &Body) -> Option<Body> {
     })
 }
 
-/// `map (\i -> a[i]) (iota n)` → `a[0:n]`: the same elements, and the same
-/// failure (an index out of bounds) when `n` exceeds the length of `a`.
+/// `map (\i -> a[i]) (iota n)` → `a[0:n]` when `n` is the length of `a`
+/// (by the facts, or an earlier size check in the same body, as for
+/// [`slice_full`]): the same elements, and neither can fail. Where `n` may
+/// exceed the length the map stays: it fails as an index `a[m]` at the
+/// index's span, the slice as "slice 0:n" at the map's.
 pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut length_of: HashMap<Var, Var> = HashMap::default(); // size variable → array whose length it is
+    let mut equal: Vec<(Atom, Atom)> = Vec::new();
     each_stmt(cx, body, |cx, s| {
+        match &s.expr {
+            Expr::Shape { array, dim: 0 } => {
+                length_of.insert(s.binds[0], *array);
+            }
+            Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
+                equal.push((args[0], args[1]))
+            }
+            _ => {}
+        }
         let Expr::Map { width, lam, arrays } = &s.expr else { return None };
         let ([p], [xs], [r], [t]) = (&lam.params[..], &arrays[..], &lam.body.result[..], &lam.body.stmts[..]) else {
             return None;
@@ -744,7 +758,12 @@ pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
         if !(over_iota && indexes_by_param && free) || cx.is_consumed(*array) {
             return None;
         }
-        Some(vec![with_expr(s, Expr::Slice { array: *array, start: Atom::i64(0), end: *width })])
+        let slice = with_expr(s, Expr::Slice { array: *array, start: Atom::i64(0), end: *width });
+        let is_length = |e: Atom| matches!(e, Atom::Var(v) if length_of.get(&v) == Some(array));
+        let full = guards::total(cx, &slice)
+            || is_length(*width)
+            || equal.iter().any(|(x, y)| (*x == *width && is_length(*y)) || (*y == *width && is_length(*x)));
+        full.then(|| vec![slice])
     })
 }
 
