@@ -7,7 +7,7 @@
 //! Programs that differentiate also get the unary form of their reverse-mode
 //! bodies and the derivative program (the `ad` stage).
 
-use slope::api::Program;
+use slope::api::{Engine, Failure, Program};
 use slope::diagnostic::RenderStyle;
 use std::path::{Path, PathBuf};
 
@@ -81,6 +81,7 @@ pub fn run_program(relative: &str) {
             snapshot(&format!("{stem}__diagnostic"), &format!("{}\n{}", text, rendered));
         }
         Ok(program) => {
+            the_optimiser_preserves_every_case(relative, &program, &header);
             let ast = program.emit("ast", None).expect("ast prints");
             check_round_trip(relative, &ast);
             snapshot(&format!("{stem}__ast"), &ast);
@@ -94,6 +95,49 @@ pub fn run_program(relative: &str) {
                     snapshot(&format!("{stem}__unary"), &program.emit("unary", None).expect("unary prints"));
                 }
                 snapshot(&format!("{stem}__ad"), &program.emit("ad", None).expect("ad prints"));
+            }
+        }
+    }
+}
+
+/// Cases where the optimiser computes what the raw AD output does not, on
+/// purpose: a Jacobian's one-hot seeds are structural zeros, which the
+/// one-hot collapse realises (Note [One-hot seeds] in opt/onehot.rs); the
+/// raw AD output multiplies an infinite partial by a seed's zero, NaN.
+const OPTIMISER_CONVENTIONS: &[(&str, &str)] = &[("programs/basics/ieee_products.slope", "seed_directions")];
+
+/// Every case of the program computes what the raw AD output does, on the
+/// interpreter: the same values (within 1e-12; the optimiser reorders no
+/// floating-point operation but for `x + 0.0 → x`'s sign of zero), or the
+/// same failure as the user reads it — code, message and span (Note
+/// [Guards] in opt/guards.rs). Running out of memory (E0207) is left out:
+/// which allocation fails first, and when, is each program's memory plan
+/// (the raw AD output of `runtime/hoisted_allocation_not_reached.slope`
+/// would run 2^63 iterations before it).
+fn the_optimiser_preserves_every_case(relative: &str, program: &Program, header: &Header) {
+    let raw = program.without_optimiser();
+    for case in &header.cases {
+        if matches!(&case.expect, Expect::Error(code) if code == "E0207") {
+            continue;
+        }
+        let entry = program.entry_name(case.entry.as_deref()).expect("a case names an entry");
+        if OPTIMISER_CONVENTIONS.contains(&(relative, entry.as_str())) {
+            continue;
+        }
+        let optimised = program.call_json_on(Engine::Interp, &entry, &case.input);
+        let unoptimised = raw.call_json_on(Engine::Interp, &entry, &case.input);
+        let input = &case.input;
+        match (&optimised, &unoptimised) {
+            (Ok(a), Ok(b)) => json_close(a, b, 1e-12, "result")
+                .unwrap_or_else(|e| panic!("{relative}: {entry} {input}: optimised vs unoptimised: {e}")),
+            _ => {
+                let failure =
+                    |r: &Result<serde_json::Value, Failure>| r.as_ref().err().map(|f| f.render(RenderStyle::Short));
+                assert_eq!(
+                    failure(&optimised),
+                    failure(&unoptimised),
+                    "{relative}: {entry} {input}: the optimised program (left) and the unoptimised one (right) differ"
+                );
             }
         }
     }

@@ -139,7 +139,10 @@ impl Program {
 
     /// The same program with the optimiser left out: what runs is the AD
     /// pass's output. The reference for testing the optimiser, which must
-    /// keep every value and every failure (Note \[Guards\] in `opt/guards.rs`).
+    /// keep every value and every failure (Note \[Guards\] in `opt/guards.rs`)
+    /// but one: a Jacobian entry next to a non-finite partial, which the raw
+    /// output makes NaN and the optimiser does not (Note \[One-hot seeds\] in
+    /// `opt/onehot.rs`).
     pub fn without_optimiser(&self) -> Program {
         Program {
             sources: self.sources.clone(),
