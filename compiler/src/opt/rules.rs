@@ -106,7 +106,7 @@ pub static RULES: &[Rule] = &[
         description: "an `if` whose branches are plain scalar values → select (which can float)",
         apply: super::onehot::if_to_select,
     },
-    Rule { name: "select_float", description: "a * hot c → select c a 0 for a one-hot seed of forward mode", apply: super::onehot::select_float },
+    Rule { name: "select_float", description: "a * hot c → select c a 0 for a Jacobian's one-hot seed", apply: super::onehot::select_float },
     Rule {
         name: "accumulate_rows",
         description: "a map adding into a loop's matrix state row by row → a loop of in-place row updates",
