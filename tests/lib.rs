@@ -7,7 +7,7 @@
 //! Programs that differentiate also get the unary form of their reverse-mode
 //! bodies and the derivative program (the `ad` stage).
 
-use slope::api::{Engine, Failure, Program};
+use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
 use std::path::{Path, PathBuf};
 
@@ -107,10 +107,10 @@ pub fn run_program(relative: &str) {
 const OPTIMISER_CONVENTIONS: &[(&str, &str)] = &[("programs/basics/ieee_products.slope", "seed_directions")];
 
 /// Every case of the program computes what the raw AD output does, on the
-/// interpreter: the same values (within 1e-12; the optimiser reorders no
-/// floating-point operation but for `x + 0.0 → x`'s sign of zero), or the
-/// same failure as the user reads it — code, message and span (Note
-/// [Guards] in opt/guards.rs). Running out of memory (E0207) is left out:
+/// interpreter, as `testfile::engines_agree` compares two engines: the same
+/// values (within 1e-12; the optimiser reorders no floating-point operation
+/// but for `x + 0.0 → x`'s sign of zero), or the same failure as the user
+/// reads it — code, message and span (Note [Guards] in opt/guards.rs). Running out of memory (E0207) is left out:
 /// which allocation fails first, and when, is each program's memory plan
 /// (the raw AD output of `runtime/hoisted_allocation_not_reached.slope`
 /// would run 2^63 iterations before it).
@@ -126,20 +126,11 @@ fn the_optimiser_preserves_every_case(relative: &str, program: &Program, header:
         }
         let optimised = program.call_json_on(Engine::Interp, &entry, &case.input);
         let unoptimised = raw.call_json_on(Engine::Interp, &entry, &case.input);
-        let input = &case.input;
-        match (&optimised, &unoptimised) {
-            (Ok(a), Ok(b)) => json_close(a, b, 1e-12, "result")
-                .unwrap_or_else(|e| panic!("{relative}: {entry} {input}: optimised vs unoptimised: {e}")),
-            _ => {
-                let failure =
-                    |r: &Result<serde_json::Value, Failure>| r.as_ref().err().map(|f| f.render(RenderStyle::Short));
-                assert_eq!(
-                    failure(&optimised),
-                    failure(&unoptimised),
-                    "{relative}: {entry} {input}: the optimised program (left) and the unoptimised one (right) differ"
-                );
-            }
-        }
+        // The engines' agreement is the same comparison (here "jit" is the
+        // optimised program, "interpreter" the unoptimised one).
+        slope::testfile::engines_agree(&optimised, &unoptimised).unwrap_or_else(|e| {
+            panic!("{relative}: {entry} {}: the optimised and the unoptimised program differ: {e}", case.input)
+        });
     }
 }
 

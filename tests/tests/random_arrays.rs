@@ -272,19 +272,11 @@ fn the_optimiser_keeps_every_failure_of_the_arrays_it_removes() {
             let optimised = program.call_json_on(Engine::Interp, "f", &input);
             let reference = unoptimised.call_json_on(Engine::Interp, "f", &input);
             // Same outcome: the same value, or the same failure — code,
-            // message and span, as the user reads it.
-            let failure = |r: &Result<serde_json::Value, slope::api::Failure>| {
-                r.as_ref().err().map(|f| f.render(RenderStyle::Short))
-            };
-            match (&optimised, &reference) {
-                (Ok(a), Ok(b)) => slope::testfile::json_close(a, b, 1e-12, "result")
-                    .unwrap_or_else(|e| panic!("program {p}, {input}: {e}\n{src}")),
-                _ => assert_eq!(
-                    failure(&optimised),
-                    failure(&reference),
-                    "program {p}, input {input}: optimised vs unoptimised\n{src}"
-                ),
-            }
+            // message and span, as the user reads it — compared as two
+            // engines are ("jit" the optimised program, "interpreter" the
+            // unoptimised one).
+            slope::testfile::engines_agree(&optimised, &reference)
+                .unwrap_or_else(|e| panic!("program {p}, input {input}: optimised vs unoptimised: {e}\n{src}"));
             // And native code agrees with the interpreter on the optimised program.
             let native = program.call_json_on(Engine::Multicore, "f", &input);
             slope::testfile::engines_agree(&native, &optimised)

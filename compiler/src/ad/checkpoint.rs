@@ -140,8 +140,7 @@ impl Loop {
             if self.passes_through(k) {
                 outer.push(*p);
             } else {
-                let name = b.vars.base_name(*p).to_string();
-                outer.push(b.fresh(&name, b.vars.ty(*p)));
+                outer.push(b.vars.fresh_like(*p));
                 moving.push(k);
             }
         }

@@ -581,6 +581,11 @@ impl VarTable {
         self.types.push(ty);
         Var(self.names.len() as u32 - 1)
     }
+    /// A fresh variable with `v`'s name and type (a copy of `v`'s binder).
+    pub fn fresh_like(&mut self, v: Var) -> Var {
+        let name = self.names[v.0 as usize].clone();
+        self.fresh(&name, self.ty(v))
+    }
     pub fn ty(&self, v: Var) -> IrType {
         self.types[v.0 as usize]
     }

@@ -124,9 +124,7 @@ struct Renaming<'s> {
 }
 
 fn fresh_like(vars: &mut VarTable, v: Var, r: &mut Renaming) -> Var {
-    let ty = vars.ty(v);
-    let name = vars.base_name(v).to_string();
-    let w = vars.fresh(&name, ty);
+    let w = vars.fresh_like(v);
     r.subst.insert(v, Atom::Var(w));
     r.locals.insert(v);
     w

@@ -73,7 +73,7 @@ pub fn accumulate_rows(cx: &mut Cx, body: &Body) -> Option<Body> {
     each_stmt(cx, body, |cx, s| {
         let Expr::Loop { params, init, form, body: lb } = &s.expr else { return None };
         let (rows, empty, matrices) = rewrite_loop_body(cx, params, lb)?;
-        let binds: Vec<Var> = s.binds.iter().map(|b| fresh_like(cx, *b)).collect();
+        let binds: Vec<Var> = s.binds.iter().map(|b| cx.vars.fresh_like(*b)).collect();
         let with_body = |binds: Vec<Var>, body: Body| Stmt {
             binds,
             expr: Expr::Loop { params: params.clone(), init: init.clone(), form: form.clone(), body },
@@ -82,13 +82,6 @@ pub fn accumulate_rows(cx: &mut Cx, body: &Body) -> Option<Body> {
         let inits: Vec<Atom> = matrices.iter().map(|&j| init[j]).collect();
         Some(versioned(cx, s, with_body(binds, rows), with_body(s.binds.clone(), empty), &inits))
     })
-}
-
-/// A fresh variable of `v`'s type and name.
-fn fresh_like(cx: &mut Cx, v: Var) -> Var {
-    let ty = cx.vars.ty(v);
-    let name = cx.vars.base_name(v).to_string();
-    cx.vars.fresh(&name, ty)
 }
 
 /// For the first qualifying map of the loop body `lb`: the body with the
@@ -261,7 +254,7 @@ fn row_added_to(cx: &Cx, body: &Body, row: Var, result: Var) -> Option<(usize, u
 fn rows_loop(cx: &mut Cx, s: &Stmt, width: Atom, lam: &Lambda, arrays: &[Var], sums: &[Sum]) -> Stmt {
     let span = s.span;
     let i = cx.vars.fresh("i", IrType::I64);
-    let carried: Vec<Var> = sums.iter().map(|sum| fresh_like(cx, sum.state)).collect();
+    let carried: Vec<Var> = sums.iter().map(|sum| cx.vars.fresh_like(sum.state)).collect();
     let mut stmts = Vec::new();
     // The other arrays' elements at `i`; the map's guards, before the loop,
     // proved their lengths are the width.
@@ -319,7 +312,7 @@ fn rows_loop(cx: &mut Cx, s: &Stmt, width: Atom, lam: &Lambda, arrays: &[Var], s
     // Each row's contribution added in place.
     let mut next = Vec::new();
     for ((sum, &c), r) in sums.iter().zip(&carried).zip(&lam.body.result) {
-        let c2 = fresh_like(cx, sum.state);
+        let c2 = cx.vars.fresh_like(sum.state);
         stmts.push(Stmt {
             binds: vec![c2],
             expr: Expr::UpdateAt { array: c, indices: vec![Atom::Var(i)], value: *r, accumulate: true },

@@ -51,9 +51,7 @@ pub fn reduce_fission(cx: &mut Cx, body: &Body) -> Option<Body> {
             let params: Vec<Var> = [lam.params[j], lam.params[n + j]]
                 .iter()
                 .map(|p| {
-                    let ty = cx.vars.ty(*p);
-                    let name = cx.vars.base_name(*p).to_string();
-                    let q = cx.vars.fresh(&name, ty);
+                    let q = cx.vars.fresh_like(*p);
                     subst.insert(*p, Atom::Var(q));
                     q
                 })
@@ -729,24 +727,46 @@ pub fn if_to_select(cx: &mut Cx, body: &Body) -> Option<Body> {
     })
 }
 
-/// `map (\i -> a[i]) (iota n)` → `a[0:n]` when `n` is the length of `a`
-/// (by the facts, or an earlier size check in the same body, as for
-/// [`slice_full`]): the same elements, and neither can fail. Where `n` may
-/// exceed the length the map stays: it fails as an index `a[m]` at the
-/// index's span, the slice as "slice 0:n" at the map's.
-pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut length_of: HashMap<Var, Var> = HashMap::default(); // size variable → array whose length it is
-    let mut equal: Vec<(Atom, Atom)> = Vec::new();
-    each_stmt(cx, body, |cx, s| {
+/// What the statements of a body seen so far say of array lengths: which
+/// size variables are `shape a 0`, and which sizes its equality checks make
+/// equal (past a check, the two sizes are equal). The two slice rules ask it.
+#[derive(Default)]
+struct Lengths {
+    /// Size variable → the array whose length it is.
+    length_of: HashMap<Var, Var>,
+    equal: Vec<(Atom, Atom)>,
+}
+
+impl Lengths {
+    fn see(&mut self, s: &Stmt) {
         match &s.expr {
             Expr::Shape { array, dim: 0 } => {
-                length_of.insert(s.binds[0], *array);
+                self.length_of.insert(s.binds[0], *array);
             }
             Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
-                equal.push((args[0], args[1]))
+                self.equal.push((args[0], args[1]))
             }
             _ => {}
         }
+    }
+
+    /// Whether `n` is the length of `array`: directly (`n = shape array 0`)
+    /// or through an earlier size check `n == m` with `m = shape array 0`.
+    fn is_length(&self, n: Atom, array: Var) -> bool {
+        let direct = |e: Atom| matches!(e, Atom::Var(v) if self.length_of.get(&v) == Some(&array));
+        direct(n) || self.equal.iter().any(|(x, y)| (*x == n && direct(*y)) || (*y == n && direct(*x)))
+    }
+}
+
+/// `map (\i -> a[i]) (iota n)` → `a[0:n]` when `n` is the length of `a`
+/// (by the facts, or an earlier size check in the same body: [`Lengths`]):
+/// the same elements, and neither can fail. Where `n` may exceed the length
+/// the map stays: it fails as an index `a[m]` at the index's span, the slice
+/// as "slice 0:n" at the map's.
+pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
+    let mut lengths = Lengths::default();
+    each_stmt(cx, body, |cx, s| {
+        lengths.see(s);
         let Expr::Map { width, lam, arrays } = &s.expr else { return None };
         let ([p], [xs], [r], [t]) = (&lam.params[..], &arrays[..], &lam.body.result[..], &lam.body.stmts[..]) else {
             return None;
@@ -759,39 +779,21 @@ pub fn map_index_slice(cx: &mut Cx, body: &Body) -> Option<Body> {
             return None;
         }
         let slice = with_expr(s, Expr::Slice { array: *array, start: Atom::i64(0), end: *width });
-        let is_length = |e: Atom| matches!(e, Atom::Var(v) if length_of.get(&v) == Some(array));
-        let full = guards::total(cx, &slice)
-            || is_length(*width)
-            || equal.iter().any(|(x, y)| (*x == *width && is_length(*y)) || (*y == *width && is_length(*x)));
-        full.then(|| vec![slice])
+        (guards::total(cx, &slice) || lengths.is_length(*width, *array)).then(|| vec![slice])
     })
 }
 
-/// `a[0:n]` → `a` when `n` is the length of `a`: directly (`n = shape a 0`) or
-/// through an earlier size check `n == m` with `m = shape a 0` in the same body
-/// (past the check, the two sizes are equal).
+/// `a[0:n]` → `a` when `n` is the length of `a` ([`Lengths`]).
 pub fn slice_full(cx: &mut Cx, body: &Body) -> Option<Body> {
-    let mut length_of: HashMap<Var, Var> = HashMap::default(); // size variable → array whose length it is
-    let mut equal: Vec<(Atom, Atom)> = Vec::new();
+    let mut lengths = Lengths::default();
     each_stmt(cx, body, |_, s| {
+        lengths.see(s);
         match &s.expr {
-            Expr::Shape { array, dim: 0 } => {
-                length_of.insert(s.binds[0], *array);
+            Expr::Slice { array, start, end } if is_zero(*start) && lengths.is_length(*end, *array) => {
+                Some(vec![with_expr(s, Expr::Atom(Atom::Var(*array)))])
             }
-            Expr::Check { kind: CheckKind::SizeEq { .. } | CheckKind::Iterated { .. }, args } => {
-                equal.push((args[0], args[1]))
-            }
-            Expr::Slice { array, start, end } if is_zero(*start) => {
-                let is_length = |e: Atom| matches!(e, Atom::Var(v) if length_of.get(&v) == Some(array));
-                let full = is_length(*end)
-                    || equal.iter().any(|(x, y)| (*x == *end && is_length(*y)) || (*y == *end && is_length(*x)));
-                if full {
-                    return Some(vec![with_expr(s, Expr::Atom(Atom::Var(*array)))]);
-                }
-            }
-            _ => {}
+            _ => None,
         }
-        None
     })
 }
 
