@@ -154,7 +154,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Print a compiler stage: ast, typed, ir, unary, ad, opt, segments, lowered, buffers, loops, parallel, strands, memory or clif (an unknown name lists the stages of the pipeline).
+    /// Print a compiler stage: ast, typed, ir, unary, ad, opt, segments, ownership, lowered, buffers, loops, parallel, strands, memory or clif (an unknown name lists the stages of the pipeline).
     Emit {
         #[arg(long, default_value = "ir")]
         stage: String,

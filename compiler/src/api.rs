@@ -614,6 +614,13 @@ impl Program {
                 }
                 Ok(segments.print())
             }
+            "ownership" => {
+                let mut owned = crate::ownership::plan(&crate::segments::decide(optimised));
+                if let Some(e) = entry {
+                    owned.retain_func(&self.entry_name(Some(e))?);
+                }
+                Ok(owned.print())
+            }
             "ir" | "ad" | "opt" => {
                 let program = match stage {
                     "ir" => &self.elaborated,

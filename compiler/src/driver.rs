@@ -103,8 +103,8 @@ impl<I> Stage for Rewrite<I> {
 
 /// The pipeline, in order (Note [One pipeline]).
 pub static PIPELINE: &[&dyn Stage] = &[
-    &PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &SEGMENTS, &LOWER, &BUFFERS, &LOOPS, &PARALLEL, &STRANDS, &MEMORY,
-    &CLIF,
+    &PARSE, &CHECK, &ELABORATE, &UNARY, &AD, &OPT, &SEGMENTS, &OWNERSHIP, &LOWER, &BUFFERS, &LOOPS, &PARALLEL,
+    &STRANDS, &MEMORY, &CLIF,
 ];
 
 /// The names of the pipeline's passes, in order.
@@ -179,7 +179,13 @@ pub static SEGMENTS: Pass<ir::Program, crate::segments::Program> = Pass {
     run: |program, _| Ok(crate::segments::decide(program)),
 };
 
-pub static LOWER: Pass<crate::segments::Program, crate::loops::Program> = Pass {
+pub static OWNERSHIP: Pass<crate::segments::Program, crate::ownership::Program> = Pass {
+    name: "ownership",
+    description: "decide which writes of arrays go in place and which copy first (ownership::plan)",
+    run: |program, _| Ok(crate::ownership::plan(program)),
+};
+
+pub static LOWER: Pass<crate::ownership::Program, crate::loops::Program> = Pass {
     name: "lowered",
     description: "lower to loops over explicit buffers (allocation, views, bounds checks), parallel loops marked",
     run: |program, cx| crate::loops::lower::lower_program(program).map_err(|e| vec![cx.internal("loops", e)]),

@@ -51,4 +51,4 @@ macro_rules! internal_modules {
     )*};
 }
 
-internal_modules!(ad, elab, ir, jit, loops, opt, prims, segments, stdlib, syntax, tapes, types);
+internal_modules!(ad, elab, ir, jit, loops, opt, ownership, prims, segments, stdlib, syntax, tapes, types);

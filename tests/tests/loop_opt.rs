@@ -148,7 +148,7 @@ fn fusion_computes_a_sum_with_its_map_and_drops_what_nothing_reads() {
     let p = compile(src);
     snapshot("fuse", &p, src, "g");
     let body = loops(&p, "g");
-    let lowered = slope::loops::lower::lower_program(&slope::segments::decide(&p.ir)).unwrap();
+    let lowered = slope::loops::lower::lower_program(&slope::ownership::plan(&slope::segments::decide(&p.ir))).unwrap();
     let before = &lowered.func("g").unwrap().body;
     assert!(
         loops_count(&body) < loops_count(before),
@@ -427,7 +427,7 @@ fn a_map_never_overwrites_an_input_still_read() {
     // Dead after the map, read only as its element: overwritten.
     let src = "entry g [n] (x: [n]f64) : [n]f64 = let a = map (\\v -> v + 1.0) x in map (\\v -> v * 2.0) a";
     let p = compile(src);
-    let lowered = slope::loops::lower::lower_program(&slope::segments::decide(&p.ir)).unwrap();
+    let lowered = slope::loops::lower::lower_program(&slope::ownership::plan(&slope::segments::decide(&p.ir))).unwrap();
     let allocs = count(&lowered.func("g").unwrap().body, |i| matches!(i, Inst::Let(_, Rhs::Alloc { .. })));
     assert_eq!(allocs, 1, "{:?}", lowered.func("g").unwrap().body);
     assert_eq!(agree(&p, "g", serde_json::json!({"x": [1.0, 2.0]})).unwrap(), serde_json::json!([4.0, 6.0]));

@@ -124,7 +124,7 @@ impl<'b, 'v> Rev<'b, 'v> {
     /// The buffer sparse contributions to `x_adj` go into: the one there is;
     /// else the dense sum so far, as a copy that in-place updates may take
     /// over (lowering copies only if the sum is read elsewhere too — Note
-    /// [Ownership and in-place updates] in loops/ownership.rs); else zeros.
+    /// [Ownership and in-place updates] in ownership/mod.rs); else zeros.
     fn buffer_of(&mut self, x: Var, entry: &mut Adj) -> Var {
         let buffer = match (entry.buffer, entry.dense) {
             (Some(buf), _) => buf,
@@ -1430,7 +1430,7 @@ fn cow_expr(vars: &mut crate::ir::VarTable, e: &mut Expr, _span: crate::diagnost
 // anything a later statement reads: an update nested in a body the backward
 // sweep recomputes writes to `copy = a` (copy_on_write), an alias. Lowering
 // copies an alias only when the original is still read after the update
-// (Note [Ownership and in-place updates] in loops/ownership.rs), and the
+// (Note [Ownership and in-place updates] in ownership/mod.rs), and the
 // interpreter drops a loop's array parameters after their last use in the
 // body (`dead_params` in ir/interp.rs), so an update stays in place when
 // nothing else reads the old array — the first derivative's adjoint

@@ -3,8 +3,8 @@
 //! Input: an optimised program. Output: native code in memory, run on the
 //! calling thread ([`Sequential`]) or with its parallel loops on the
 //! runtime's thread pool ([`Multicore`]). Both run the same passes —
-//! the parallel level (`driver::SEGMENTS`), lowering to loops
-//! (`driver::LOWER`), then the loop passes ([`LOOP_PASSES`]: the loops'
+//! the parallel level (`driver::SEGMENTS`), the ownership plan
+//! (`driver::OWNERSHIP`), lowering to loops (`driver::LOWER`), then the loop passes ([`LOOP_PASSES`]: the loops'
 //! buffers, the loop optimiser, `min`/`max` strands, memory planning), then
 //! Cranelift (`driver::CLIF`) — and the multicore back end outlines parallel
 //! loops after the loop optimiser (`driver::PARALLEL`, the one loop pass the
@@ -74,7 +74,8 @@ fn loop_passes(multicore: bool) -> impl Iterator<Item = &'static driver::Rewrite
 /// writes it: the first loop program.
 fn lowered(program: &ir::Program, cx: &mut Context<'_>) -> Result<loops::Program, Vec<Diagnostic>> {
     let segments = cx.run_guarded(&driver::SEGMENTS, program)?;
-    cx.run_guarded(&driver::LOWER, &segments)
+    let owned = cx.run_guarded(&driver::OWNERSHIP, &segments)?;
+    cx.run_guarded(&driver::LOWER, &owned)
 }
 
 /// Whether `stage` names a loop program or the CLIF made from one (what

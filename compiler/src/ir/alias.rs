@@ -19,7 +19,7 @@
 //! renamed copies: an update of an array the code must not consume goes
 //! through a fresh alias ([`update_through_alias`]), which lowering copies
 //! only when the original is still read afterwards (Note [Ownership and
-//! in-place updates] in loops/ownership.rs).
+//! in-place updates] in ownership/mod.rs).
 //!
 //! Invariant: these are the only places that list which expressions consume
 //! or alias an array; a new expression that does either is added here.

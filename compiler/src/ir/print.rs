@@ -46,6 +46,11 @@ pub fn print_func(p: &Program, f: &Func) -> String {
     func_text(None, p, f)
 }
 
+/// [`print_func`] with the notes of [`print_program_annotated`].
+pub fn print_func_annotated(p: &Program, f: &Func, note: &dyn Fn(&Stmt) -> Option<String>) -> String {
+    func_text(Some(note), p, f)
+}
+
 fn func_text(ann: Ann, p: &Program, f: &Func) -> String {
     let mut out = format!("entry {}", f.name);
     for &param in &f.params {

@@ -1,5 +1,5 @@
-//! Lowering: the optimised array IR with its parallel level
-//! (`segments::Program`) → the loop IR.
+//! Lowering: the optimised array IR with its parallel level and ownership
+//! plan (`ownership::Program`) → the loop IR.
 //!
 //! Every combinator becomes one loop; the loops a parallel statement emits
 //! at its own depth (not those of its lambdas) are marked
@@ -9,8 +9,10 @@
 //! is used as a general array: a `map` over it iterates the index itself, and
 //! indexing it is the index.
 //!
-//! Memory: which buffers may be written in place is `ownership.rs`'s rule
-//! (Note [Ownership and in-place updates]); which buffers
+//! Memory: which buffers are written in place is the ownership plan's
+//! decision (`ownership/`, Note [Ownership and in-place updates]), which
+//! lowering obeys — a write the plan does not put in place goes to a copy
+//! (`alloc` named `copy`, then `Copy`); which buffers
 //! leave a loop and which loops release their iterations' allocations is
 //! memory planning's (`buffers.rs`), from the facts lowering records of
 //! each loop (`LoopFacts`). Bounds: every `Load`/`Store` is either proved in
@@ -21,18 +23,21 @@
 use super::{allocates, assigned_in, Func, Inst, LVar, Leaf, LoopFacts, MTy, Message, Operand, Program, Rhs, Site};
 use crate::diagnostic::{Code, Span};
 use crate::hash::{HashMap, HashSet};
-use super::ownership::{self, Own};
 use crate::ir::{self, Atom, BinOp, Body, CheckKind, Const, Expr, IrType, Lambda, LoopForm, UnOp, Var};
-use crate::segments;
+use crate::ownership::{self, Decision, Plan, Visits};
 use slope_runtime::native::MAX_ELEMENTS;
 
 /// Lowers every function of `program`, marking the loops of its parallel
 /// statements (`Inst::For::parallel`). Fails (an internal error, the message
 /// naming the construct) only on IR the pipeline should not produce here.
-pub fn lower_program(program: &segments::Program) -> Result<Program, String> {
+pub fn lower_program(program: &ownership::Program) -> Result<Program, String> {
     // Each function is lowered on its own (Note [Functions compiled in parallel] in jit/mod.rs).
-    let mut funcs: Vec<&ir::Func> = program.ir.funcs.iter().collect();
-    let funcs = crate::threads::map_largest_first(&mut funcs, |f| ir::scope::size(&f.body), |f| lower_func(program, f))
+    let mut funcs: Vec<(&ir::Func, &Plan)> = program.segments.ir.funcs.iter().zip(&program.plans).collect();
+    let funcs = crate::threads::map_largest_first(
+        &mut funcs,
+        |(f, _)| ir::scope::size(&f.body),
+        |(f, plan)| lower_func(program, f, plan),
+    )
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     let program = Program { funcs, segments: Vec::new() };
@@ -42,20 +47,22 @@ pub fn lower_program(program: &segments::Program) -> Result<Program, String> {
     Ok(program)
 }
 
-pub fn lower_func(segments: &segments::Program, f: &ir::Func) -> Result<Func, String> {
+/// Lowers `f`, writing buffers in place as its ownership plan `plan` says.
+pub fn lower_func(program: &ownership::Program, f: &ir::Func, plan: &Plan) -> Result<Func, String> {
+    let segments = &program.segments;
     let program = &segments.ir;
-    let mut uses = vec![0u32; program.vars.len()];
-    count_body(&f.body, &mut uses);
     let mut l = Lower {
         prog: program,
         segments,
+        plan,
+        visits: Visits::default(),
+        decision: None,
         parallel_depth: None,
         marks: true,
         vars: Vec::new(),
         sites: Vec::new(),
         sites_at: HashMap::default(),
         env: vec![None; program.vars.len()],
-        uses,
         depth: 0,
         facts: HashMap::default(),
         dims: HashSet::default(),
@@ -127,8 +134,6 @@ struct Arr {
     ptr: Operand,
     dims: Vec<Operand>,
     elem: MTy,
-    /// Whether lowered code may write the buffer in place (`ownership.rs`).
-    own: Own,
 }
 
 #[derive(Clone, Debug)]
@@ -142,7 +147,13 @@ enum LVal {
 struct Lower<'p> {
     prog: &'p ir::Program,
     /// The parallel level: which statements' loops are marked parallel.
-    segments: &'p segments::Program,
+    segments: &'p crate::segments::Program,
+    /// Which writes go in place: the ownership plan of the function.
+    plan: &'p Plan,
+    /// The visits of statements so far, which name their decisions.
+    visits: Visits,
+    /// The decision for the statement being lowered, until it is used.
+    decision: Option<Decision>,
     /// The loop depth of the parallel statement being lowered, if any: the
     /// loops emitted at that depth are its own (those of its lambdas are
     /// deeper).
@@ -155,9 +166,6 @@ struct Lower<'p> {
     /// The sites of each span, for [`Lower::site`].
     sites_at: HashMap<Span, Vec<u32>>,
     env: Vec<Option<LVal>>,
-    /// Uses of each array-IR variable not lowered yet: those that may run
-    /// after the current point. `shape` is not a use (sizes never change).
-    uses: Vec<u32>,
     /// Loop nesting: bodies of maps, reductions, scans, loops and hists.
     depth: u32,
     /// `v ↦ n`: `0 <= v < n` holds wherever `v` is in scope (loop indices).
@@ -453,7 +461,7 @@ impl Lower<'_> {
         let n = self.product(&a.dims);
         let ptr = self.alloc("copy", a.elem, n);
         self.emit(Inst::Copy { elem: a.elem, dst: ptr, src: a.ptr, count: n });
-        Arr { ptr, dims: a.dims.clone(), elem: a.elem, own: self.fresh_own() }
+        Arr { ptr, dims: a.dims.clone(), elem: a.elem }
     }
 
     /// A call of the entry `func` (Note [Entries called by entries] in
@@ -466,9 +474,6 @@ impl Lower<'_> {
             match self.atom(a)? {
                 LVal::Scalar(o) => words.push(o),
                 v => {
-                    if let Atom::Var(x) = a {
-                        self.demote(x);
-                    }
                     let arr = self.materialize(v);
                     words.push(arr.ptr);
                     words.extend(arr.dims);
@@ -506,7 +511,7 @@ impl Lower<'_> {
                 dim.into()
             })
             .collect();
-        self.bind(v, LVal::Array(Arr { ptr: ptr.into(), dims, elem, own: Own::Shared }));
+        self.bind(v, LVal::Array(Arr { ptr: ptr.into(), dims, elem }));
     }
 
     /// The array behind `v`; allocates an `iota` that is used as an array.
@@ -526,7 +531,7 @@ impl Lower<'_> {
                 }
                 self.emit(Inst::for_(j, n, body));
                 self.parallel_depth = outer;
-                Arr { ptr, dims: vec![n], elem: MTy::I64, own: self.fresh_own() }
+                Arr { ptr, dims: vec![n], elem: MTy::I64 }
             }
             LVal::Scalar(_) => unreachable!("materialize of a scalar"),
         }
@@ -572,43 +577,10 @@ impl Lower<'_> {
         self.env[v.0 as usize] = Some(val);
     }
 
-    fn demote(&mut self, v: Var) {
-        if let Some(LVal::Array(a)) = &mut self.env[v.0 as usize] {
-            a.own = Own::Shared;
-        }
-    }
-
-    /// An alias or view of `v`: inherits ownership when `v` has no other use.
-    fn alias_of(&mut self, v: Var, mut a: Arr) -> Arr {
-        if self.live_after(v) {
-            self.demote(v);
-            a.own = Own::Shared;
-        }
-        a
-    }
-
-    /// Is `v` used after the statement being lowered?
-    fn live_after(&self, v: Var) -> bool {
-        self.uses[v.0 as usize] > 0
-    }
-
-    /// The ownership of a buffer allocated here.
-    fn fresh_own(&self) -> Own {
-        Own::Fresh { depth: self.depth }
-    }
-
-    /// May the statement being lowered write `a`, held by `v`, in place
-    /// (Note [Ownership and in-place updates])?
-    fn writable(&self, a: &Arr, v: Var) -> bool {
-        a.own.writable_at(self.depth) && !self.live_after(v)
-    }
-
-    /// Adds (`sign` = 1) or removes (-1) the uses in `b` from the remaining ones.
-    fn adjust_uses(&mut self, b: &Body, sign: i32) {
-        ir::scope::for_each_read(b, &mut |v: Var| {
-            let u = &mut self.uses[v.0 as usize];
-            *u = if sign > 0 { *u + 1 } else { u.saturating_sub(1) };
-        });
+    /// The ownership decision for the statement being lowered, which must
+    /// have one (`ownership::needs_decision`).
+    fn decision(&mut self) -> R<Decision> {
+        self.decision.take().ok_or_else(|| "a write without an ownership decision".to_string())
     }
 
     fn ir_type(&self, v: Var) -> IrType {
@@ -620,9 +592,6 @@ impl Lower<'_> {
     fn body(&mut self, b: &Body) -> R<Vec<LVal>> {
         for s in &b.stmts {
             self.stmt(s)?;
-        }
-        for v in b.result.iter().filter_map(|a| a.var()) {
-            self.uses[v.0 as usize] = self.uses[v.0 as usize].saturating_sub(1);
         }
         b.result.iter().map(|&a| self.atom(a)).collect()
     }
@@ -648,8 +617,8 @@ impl Lower<'_> {
     fn stmt_loops(&mut self, s: &ir::Stmt) -> R<()> {
         let span = s.span;
         self.span = span;
-        let uses = &mut self.uses;
-        ir::scope::for_each_direct_read(&s.expr, &mut |v| uses[v.0 as usize] = uses[v.0 as usize].saturating_sub(1));
+        let visit = self.visits.next(s);
+        self.decision = self.plan.get(&visit).cloned();
         let one = |binds: &[Var]| -> R<Var> {
             match binds {
                 [b] => Ok(*b),
@@ -660,10 +629,7 @@ impl Lower<'_> {
         match &s.expr {
             Expr::Atom(a) | Expr::Opaque(a) => {
                 let b = one(&s.binds)?;
-                let val = match (a, self.atom(*a)?) {
-                    (Atom::Var(v), LVal::Array(arr)) => LVal::Array(self.alias_of(*v, arr)),
-                    (_, val) => val,
-                };
+                let val = self.atom(*a)?;
                 self.bind(b, val);
             }
             Expr::Unary(op, a) => {
@@ -722,8 +688,6 @@ impl Lower<'_> {
                         // Arrays: choose the descriptor with a branch.
                         let t = Body { stmts: Vec::new().into(), result: vec![*a] };
                         let f = Body { stmts: Vec::new().into(), result: vec![*e] };
-                        self.adjust_uses(&t, 1);
-                        self.adjust_uses(&f, 1);
                         self.lower_if(&s.binds, c, &t, &f)?;
                     }
                 }
@@ -736,7 +700,7 @@ impl Lower<'_> {
                 let b = one(&s.binds)?;
                 let val = self.var(*array)?;
                 let idx = indices.iter().map(|&i| self.scalar(i)).collect::<R<Vec<_>>>()?;
-                let r = self.index(*array, val, &idx, span)?;
+                let r = self.index(val, &idx, span)?;
                 self.bind(b, r);
             }
             Expr::Slice { array, start, end } => {
@@ -756,8 +720,7 @@ impl Lower<'_> {
                 let len = self.bin("len", BinOp::Sub, en, st);
                 let mut dims = vec![len];
                 dims.extend_from_slice(&a.dims[1..]);
-                self.demote(*array);
-                self.bind(b, LVal::Array(Arr { ptr, dims, elem: a.elem, own: Own::Shared }));
+                self.bind(b, LVal::Array(Arr { ptr, dims, elem: a.elem }));
             }
             Expr::Shape { array, dim } => {
                 let b = one(&s.binds)?;
@@ -785,7 +748,7 @@ impl Lower<'_> {
                         let j = self.fresh("j", MTy::I64);
                         let body = vec![Inst::Store { elem, base: ptr, index: j.into(), value: x }];
                         self.emit(Inst::for_(j, n, body));
-                        Arr { ptr, dims: vec![n], elem, own: self.fresh_own() }
+                        Arr { ptr, dims: vec![n], elem }
                     }
                     v => {
                         let row = self.materialize(v);
@@ -802,7 +765,7 @@ impl Lower<'_> {
                         self.emit(Inst::for_(j, n, body));
                         let mut dims = vec![n];
                         dims.extend(row.dims);
-                        Arr { ptr, dims, elem: row.elem, own: self.fresh_own() }
+                        Arr { ptr, dims, elem: row.elem }
                     }
                 };
                 self.bind(b, LVal::Array(r));
@@ -855,7 +818,7 @@ impl Lower<'_> {
                 self.emit(Inst::for_(j, n, body));
                 self.bind(
                     b,
-                    LVal::Array(Arr { ptr, dims: a.dims.clone(), elem: a.elem, own: self.fresh_own() }),
+                    LVal::Array(Arr { ptr, dims: a.dims.clone(), elem: a.elem }),
                 );
             }
             Expr::Call { func, args } => self.call(func, args, &s.binds)?,
@@ -873,7 +836,7 @@ impl Lower<'_> {
                 });
                 self.bind(
                     b,
-                    LVal::Array(Arr { ptr: perm, dims: vec![n], elem: MTy::I64, own: self.fresh_own() }),
+                    LVal::Array(Arr { ptr: perm, dims: vec![n], elem: MTy::I64 }),
                 );
             }
             Expr::Concat(x, y) => {
@@ -894,12 +857,11 @@ impl Lower<'_> {
                 self.emit(Inst::Copy { elem: x.elem, dst, src: y.ptr, count: ny });
                 let mut dims = x.dims.clone();
                 dims[0] = self.add(x.dims[0], y.dims[0]);
-                self.bind(b, LVal::Array(Arr { ptr, dims, elem: x.elem, own: self.fresh_own() }));
+                self.bind(b, LVal::Array(Arr { ptr, dims, elem: x.elem }));
             }
             Expr::Flatten(a) => {
                 let b = one(&s.binds)?;
                 let arr = self.array(*a)?;
-                let arr = self.alias_of(*a, arr);
                 let mut dims = vec![self.mul(arr.dims[0], arr.dims[1])];
                 dims.extend_from_slice(&arr.dims[2..]);
                 self.bind(b, LVal::Array(Arr { dims, ..arr }));
@@ -926,7 +888,6 @@ impl Lower<'_> {
                 self.check(ok, Code::E0202, span, Message::Unflatten, vec![r, c, n]);
                 let rc = self.mul(r, c);
                 self.learn_eq(rc, n);
-                let arr = self.alias_of(*array, arr);
                 let mut dims = vec![r, c];
                 dims.extend_from_slice(&arr.dims[1..]);
                 self.bind(b, LVal::Array(Arr { dims, ..arr }));
@@ -1001,7 +962,7 @@ impl Lower<'_> {
 
     // ---- indexing ------------------------------------------------------------
 
-    fn index(&mut self, var: Var, val: LVal, idx: &[Operand], span: Span) -> R<LVal> {
+    fn index(&mut self, val: LVal, idx: &[Operand], span: Span) -> R<LVal> {
         if let LVal::Iota(n) = val {
             if let [i] = idx {
                 self.check_index(*i, n, 0, span);
@@ -1026,8 +987,7 @@ impl Lower<'_> {
         let block = self.product(&rest);
         let at = self.mul(flat, block);
         let ptr = self.let_("row", MTy::I64, Rhs::Offset { elem: a.elem, base: a.ptr, index: at });
-        self.demote(var);
-        Ok(LVal::Array(Arr { ptr, dims: rest, elem: a.elem, own: Own::Shared }))
+        Ok(LVal::Array(Arr { ptr, dims: rest, elem: a.elem }))
     }
 
     fn update_at(&mut self, array: Var, indices: &[Atom], value: Atom, accumulate: bool, span: Span) -> R<Arr> {
@@ -1054,7 +1014,10 @@ impl Lower<'_> {
                 LVal::Array(v)
             }
         };
-        let target = if self.writable(&a, array) { a } else { self.copy_array(&a) };
+        let target = match self.decision()? {
+            Decision::Write { in_place: true } => a,
+            _ => self.copy_array(&a),
+        };
         let elem = target.elem;
         match value {
             LVal::Scalar(x) => {
@@ -1087,7 +1050,7 @@ impl Lower<'_> {
             }
             LVal::Iota(_) => unreachable!("materialized above"),
         }
-        Ok(Arr { own: self.fresh_own(), ..target })
+        Ok(target)
     }
 
     fn array_lit(&mut self, elem: IrType, elems: &[Atom], span: Span) -> R<Arr> {
@@ -1099,7 +1062,7 @@ impl Lower<'_> {
                 let x = self.scalar(e)?;
                 self.emit(Inst::Store { elem: ety, base: ptr, index: Operand::i64(j as i64), value: x });
             }
-            return Ok(Arr { ptr, dims: vec![k], elem: ety, own: self.fresh_own() });
+            return Ok(Arr { ptr, dims: vec![k], elem: ety });
         }
         let rows = elems
             .iter()
@@ -1112,7 +1075,7 @@ impl Lower<'_> {
             let ptr = self.alloc("lit", ety, Operand::i64(0));
             let mut dims = vec![k];
             dims.extend((0..elem.rank).map(|_| Operand::i64(0)));
-            return Ok(Arr { ptr, dims, elem: ety, own: self.fresh_own() });
+            return Ok(Arr { ptr, dims, elem: ety });
         };
         for r in &rows[1..] {
             self.same_shape(&first.dims, &r.dims, "array literal rows have different shapes {} and {}", span);
@@ -1127,7 +1090,7 @@ impl Lower<'_> {
         }
         let mut dims = vec![k];
         dims.extend(first.dims);
-        Ok(Arr { ptr, dims, elem: ety, own: self.fresh_own() })
+        Ok(Arr { ptr, dims, elem: ety })
     }
 
     fn transpose(&mut self, a: &Arr) -> R<Arr> {
@@ -1161,7 +1124,7 @@ impl Lower<'_> {
         self.emit(Inst::for_(i, d0, body));
         let mut dims = a.dims.clone();
         dims.swap(0, 1);
-        Ok(Arr { ptr, dims, elem, own: self.fresh_own() })
+        Ok(Arr { ptr, dims, elem })
     }
 
     // ---- combinators -----------------------------------------------------------
@@ -1189,7 +1152,7 @@ impl Lower<'_> {
                 let rl = self.product(&rest);
                 let at = self.mul(j.into(), rl);
                 let ptr = self.let_("row", MTy::I64, Rhs::Offset { elem: a.elem, base: a.ptr, index: at });
-                LVal::Array(Arr { ptr, dims: rest, elem: a.elem, own: Own::Shared })
+                LVal::Array(Arr { ptr, dims: rest, elem: a.elem })
             }
             LVal::Scalar(_) => unreachable!("iterating a scalar"),
         }
@@ -1205,9 +1168,16 @@ impl Lower<'_> {
         let j = self.fresh("j", MTy::I64);
         let types: Vec<IrType> = binds.iter().map(|&b| self.ir_type(b)).collect();
         let mut stacks: Vec<Stack> = types.iter().map(|&t| self.stack_new(t)).collect();
-        let mut taken = HashSet::default();
-        for (st, &t) in stacks.iter_mut().zip(&types) {
-            st.into = self.overwritable(&vals, arrays, t, &mut taken);
+        let Decision::Map { into } = self.decision()? else {
+            return Err("a map's ownership decision is not a map's".into());
+        };
+        for (st, i) in stacks.iter_mut().zip(into) {
+            // The result is written over input `i` (Note [Maps in place]).
+            st.into = match i.map(|i| &vals[i]) {
+                Some(LVal::Array(a)) => Some(a.ptr),
+                Some(_) => return Err("a map result written over an input that is no buffer".into()),
+                None => None,
+            };
             // Stores go through the input's own pointer variable (so that
             // the loop optimiser sees one buffer, not two names for it).
             if let Some(Operand::Var(v)) = st.into {
@@ -1250,25 +1220,6 @@ impl Lower<'_> {
         Ok(())
     }
 
-    /// The buffer of an input of a `map` that its result of type `ty` may be
-    /// written into (Note [Maps in place]); `taken` holds the inputs already
-    /// given to other results.
-    fn overwritable(&self, vals: &[LVal], arrays: &[Var], ty: IrType, taken: &mut HashSet<Var>) -> Option<Operand> {
-        if ty.rank != 1 {
-            return None;
-        }
-        let elem = MTy::of(ty.elem);
-        let i = (0..vals.len()).find(|&i| {
-            matches!(&vals[i], LVal::Array(a) if a.dims.len() == 1 && a.elem == elem && self.writable(a, arrays[i]))
-                && !taken.contains(&arrays[i])
-        })?;
-        taken.insert(arrays[i]);
-        match &vals[i] {
-            LVal::Array(a) => Some(a.ptr),
-            _ => None,
-        }
-    }
-
     /// Emits `for j < n { body }` with what memory planning needs to know
     /// of it (`buffers.rs`: it hoists the body's scratch buffers and
     /// releases each iteration's allocations).
@@ -1303,10 +1254,6 @@ impl Lower<'_> {
         let vals = arrays.iter().map(|&a| self.var(a)).collect::<R<Vec<_>>>()?;
         let n = self.iterated(&vals, what, span).unwrap_or(Operand::i64(0));
         let accs: Vec<State> = init.into_iter().map(|v| self.state_new("acc", v)).collect();
-        if accs.iter().any(|s| s.ptr.is_some()) {
-            // Array accumulators may be views of the iterated rows.
-            arrays.iter().for_each(|&a| self.demote(a));
-        }
         let j = self.fresh("j", MTy::I64);
         let mut stacks: Vec<Stack> =
             if scan { binds.iter().map(|&b| self.stack_new(self.ir_type(b))).collect() } else { Vec::new() };
@@ -1365,35 +1312,23 @@ impl Lower<'_> {
         body: &Body,
         span: Span,
     ) -> R<()> {
-        // Parameters the body updates in place must hold an owned buffer.
-        let consumed: Vec<bool> = params
-            .iter()
-            .map(|&p| ownership::carried_in_place(body, p, self.ir_type(p)))
-            .collect();
+        // Loop state the body writes in place is copied where the plan says
+        // (Note [Ownership and in-place updates]).
+        let Decision::Loop { copy_init, copy_next, .. } = self.decision()? else {
+            return Err("a loop's ownership decision is not a loop's".into());
+        };
         let mut states = Vec::new();
         let inits: Vec<LVal> = init.iter().map(|&a| self.atom(a)).collect::<R<_>>()?;
-        let shared = ownership::shared_buffers(array_ptrs(&inits));
-        for (((&a, &p), &c), mut v) in init.iter().zip(params).zip(&consumed).zip(inits) {
-            if let LVal::Array(arr) = &v {
-                // A buffer that two parameters start from (`(g, g)`) is not
-                // taken over by either: updating one would change the other.
-                let writable = a.var().is_some_and(|x| self.writable(arr, x));
-                if ownership::copy_carried(c, writable, shared.contains(&arr.ptr.var())) {
-                    v = LVal::Array(self.copy_array(arr));
-                }
-            }
-            if let Atom::Var(x) = a {
-                self.demote(x);
+        for ((&p, &copy), mut v) in params.iter().zip(&copy_init).zip(inits) {
+            if let (LVal::Array(arr), true) = (&v, copy) {
+                v = LVal::Array(self.copy_array(arr));
             }
             let name = self.prog.vars.base_name(p).to_string();
             states.push(self.state_new(&name, v));
         }
         let bind_params = |l: &mut Self| {
-            for ((&p, s), &c) in params.iter().zip(&states).zip(&consumed) {
-                let mut v = l.state_read(s);
-                if let LVal::Array(a) = &mut v {
-                    a.own = Own::fresh_if(c, l.depth);
-                }
+            for (&p, s) in params.iter().zip(&states) {
+                let v = l.state_read(s);
                 l.bind(p, v);
             }
         };
@@ -1438,16 +1373,10 @@ impl Lower<'_> {
         }
         let (tail, ()) = self.body_block(|l| {
             let values: Vec<LVal> = results.into_iter().map(|r| l.state_value(r)).collect();
-            let shared = ownership::shared_buffers(array_ptrs(&values));
             let mut vals = Vec::new();
-            for (mut v, &c) in values.into_iter().zip(&consumed) {
-                if let LVal::Array(a) = &v {
-                    // As at entry: a buffer two parameters carry into the next
-                    // iteration is copied for each one updated in place.
-                    let writable = a.own.writable_at(l.depth + 1);
-                    if ownership::copy_carried(c, writable, shared.contains(&a.ptr.var())) {
-                        v = LVal::Array(l.copy_array(a));
-                    }
+            for (mut v, &copy) in values.into_iter().zip(&copy_next) {
+                if let (LVal::Array(a), true) = (&v, copy) {
+                    v = LVal::Array(l.copy_array(a));
                 }
                 vals.push(v);
             }
@@ -1489,40 +1418,21 @@ impl Lower<'_> {
             }
             (None, None) => unreachable!("a loop is a for or a while"),
         }
-        let finals: Vec<LVal> = states
-            .iter()
-            .zip(&consumed)
-            .map(|(s, &c)| {
-                let mut v = self.state_read(s);
-                if let LVal::Array(a) = &mut v {
-                    a.own = Own::fresh_if(c, self.depth);
-                }
-                v
-            })
-            .collect();
+        let finals: Vec<LVal> = states.iter().map(|s| self.state_read(s)).collect();
         self.bind_results(binds, finals)
     }
 
     fn lower_if(&mut self, binds: &[Var], c: Operand, t: &Body, f: &Body) -> R<()> {
-        // Uses in the other branch are not "after" this one.
-        self.adjust_uses(f, -1);
         let (then, tv) = self.block(|l| {
             let r = l.body(t)?;
             Ok(l.resolve_dims(r))
         })?;
-        self.adjust_uses(f, 1);
         let (els, fv) = self.block(|l| {
             let r = l.body(f)?;
             Ok(l.resolve_dims(r))
         })?;
         let mut states = Vec::new();
-        let mut owned = Vec::new();
-        for (k, (a, b)) in tv.iter().zip(&fv).enumerate() {
-            let own = |l: &Self, v: &LVal, atom: Atom| match v {
-                LVal::Array(arr) => atom.var().is_some_and(|x| l.writable(arr, x)),
-                _ => false,
-            };
-            owned.push(own(self, a, t.result[k]) && own(self, b, f.result[k]));
+        for (a, b) in tv.iter().zip(&fv) {
             let proto = match (a, b) {
                 (LVal::Scalar(x), _) => LVal::Scalar(Operand::Var(self.fresh("r", self.operand_type(*x)))),
                 (LVal::Iota(_), LVal::Iota(_)) => LVal::Iota(Operand::Var(self.fresh_dim("r"))),
@@ -1536,7 +1446,6 @@ impl Lower<'_> {
                         })
                         .collect(),
                     elem: x.elem,
-                    own: Own::Shared,
                 }),
                 (LVal::Iota(_), LVal::Scalar(_)) => return Err("if branches of different kinds".into()),
             };
@@ -1559,18 +1468,7 @@ impl Lower<'_> {
         let mut els = els;
         els.extend(else_tail);
         self.emit(Inst::If { cond: c, then, els });
-        for x in t.result.iter().chain(&f.result).filter_map(|a| a.var()) {
-            self.demote(x);
-        }
-        let vals = states
-            .into_iter()
-            .zip(owned)
-            .map(|(s, o)| match s {
-                LVal::Array(a) => LVal::Array(Arr { own: Own::fresh_if(o, self.depth), ..a }),
-                s => s,
-            })
-            .collect();
-        self.bind_results(binds, vals)
+        self.bind_results(binds, states)
     }
 
     /// Assigns `v` to the variables of `target` (a value whose operands are variables).
@@ -1609,9 +1507,10 @@ impl Lower<'_> {
         let template =
             format!("size mismatch: {what} values have rows of shape {{}} but the destination's rows have shape {{}}");
         self.same_shape(&vrows, &d.dims[1..], &template, span);
-        let unique = self.writable(&d, dest);
-        let target = if unique { d.clone() } else { self.copy_array(&d) };
-        self.demote(dest);
+        let target = match self.decision()? {
+            Decision::Write { in_place: true } => d,
+            _ => self.copy_array(&d),
+        };
         let n = target.dims[0];
         let rl = self.product(&target.dims[1..]);
         let k = self.fresh("k", MTy::I64);
@@ -1637,7 +1536,6 @@ impl Lower<'_> {
                                 ptr,
                                 dims: target.dims[1..].to_vec(),
                                 elem,
-                                own: Own::Shared,
                             })
                         };
                         let mut r = l.inline(lam, vec![cur, new])?;
@@ -1662,7 +1560,7 @@ impl Lower<'_> {
         self.span = span;
         let allocs = allocates(&body);
         self.emit_loop(k, ni, body, allocs, Vec::new());
-        Ok(Arr { own: self.fresh_own(), ..target })
+        Ok(target)
     }
 
     // ---- loop state and result stacks ------------------------------------------
@@ -1707,7 +1605,6 @@ impl Lower<'_> {
                 ptr: s.ptr.expect("array state").into(),
                 dims: s.dims.iter().map(|&d| d.into()).collect(),
                 elem: s.elem,
-                own: Own::Shared,
             }),
         }
     }
@@ -1865,7 +1762,7 @@ impl Lower<'_> {
         } else {
             dims.extend(st.row_dims.iter().map(|&d| Operand::Var(d)));
         }
-        Arr { ptr: st.ptr.into(), dims, elem: st.elem, own: self.fresh_own() }
+        Arr { ptr: st.ptr.into(), dims, elem: st.elem }
     }
 }
 
@@ -1906,13 +1803,6 @@ fn same(a: Operand, b: Operand) -> bool {
 
 /// The pointers of the arrays among `values`, by variable (`None`: a
 /// constant pointer).
-fn array_ptrs(values: &[LVal]) -> impl Iterator<Item = Option<LVar>> + '_ {
-    values.iter().filter_map(|v| match v {
-        LVal::Array(a) => Some(a.ptr.var()),
-        _ => None,
-    })
-}
-
 fn subst_operand(o: Operand, map: &HashMap<LVar, Operand>) -> Operand {
     match o {
         Operand::Var(v) => map.get(&v).copied().unwrap_or(o),
@@ -1947,9 +1837,4 @@ fn substitute(insts: &mut [Inst], map: &HashMap<LVar, Operand>) {
             substitute(b, map);
         }
     }
-}
-
-/// Adds the uses of each variable in `b` (nested bodies included) to `uses`.
-fn count_body(b: &Body, uses: &mut [u32]) {
-    ir::scope::for_each_read(b, &mut |v| uses[v.0 as usize] += 1);
 }

@@ -28,7 +28,6 @@
 pub mod buffers;
 pub mod lower;
 pub mod opt;
-pub mod ownership;
 pub mod pack;
 pub mod parallel;
 pub mod strands;

@@ -35,7 +35,7 @@ iteration is a whole matrix, and the optimiser fuses the accumulation into
 
 Lowered, that allocates a fresh matrix per iteration and copies every row of
 it (a map writes in place only over a vector: Note [Maps in place] in
-loops/ownership.rs), and the parallel level cannot treat the loop as a
+ownership/mod.rs), and the parallel level cannot treat the loop as a
 histogram, because nothing in it adds into `acc`. Indexing instead —
 `tabulate k (\i -> distance p centroids[i])` — gives the same sums as updates
 `acc with [i] += row`, which lowering runs in place and the parallel level

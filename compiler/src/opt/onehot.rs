@@ -575,7 +575,7 @@ pub fn sink_reduce(cx: &mut Cx, body: &Body) -> Option<Body> {
 // reduce folds arrays: unfused, the map builds one array per element (ht's
 // tangent of the skinning sum: a 26-vector per bone, per vertex and
 // coordinate) and the fold allocates another per step; fused, one vector is
-// updated in place (Note [Maps in place] in loops/ownership.rs). For scalar
+// updated in place (Note [Maps in place] in ownership/mod.rs). For scalar
 // accumulators the gain is one buffer of n scalars and one pass over it, and
 // measured it was a loss: fusing gmm's sum over points into its point loop
 // made the objective 13% slower at 64_100_1000 (min of 15 runs, 186 → 214 ms)
