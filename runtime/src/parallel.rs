@@ -196,6 +196,18 @@ impl PartialEq for Observed {
 // average, so one preempted run cannot keep loops off the pool for long:
 // any loop of more than twice that much work still goes to the pool and
 // measures again.
+//
+// A loop of less work than that would not: only runs on the pool measure
+// its cost, so an estimate a few slow wake-ups pushed up stayed up as long
+// as every loop was small enough to be refused — for a whole GradBench
+// workload. `lse` at n = 160,000 (a 0.7 ms loop, 0.35 ms saved on two
+// threads) ran on one thread in some sessions and on two in others: its
+// speed-up from one thread to two was 1.51–1.85 between sessions. So each
+// time a loop of at least `POOL_WORK_NS` of work is refused for the pool's
+// cost alone, the estimate fades by a sixteenth; after a few dozen such
+// refusals at most the loop goes to the pool and measures it again. Where
+// the pool really is that slow, the measurement puts the estimate back, and
+// the loop has paid the difference once in a few dozen runs.
 
 /// Below this much estimated sequential work a loop runs inline.
 const POOL_WORK_NS: u64 = 100_000;
@@ -217,6 +229,12 @@ fn worth_the_pool(work: u128, threads: usize, overhead: u64) -> bool {
     let threads = threads.max(1) as u128;
     let saved = work * (threads - 1) / threads;
     work >= POOL_WORK_NS as u128 && saved > overhead as u128
+}
+
+/// The pool's overhead after a loop worth running on the pool but for that
+/// overhead ran inline: one sixteenth less (Note [Pool or inline]).
+fn faded_overhead(old: u64) -> u64 {
+    old - old / 16
 }
 
 /// The pool's overhead after a run that took `wall` nanoseconds for `work`
@@ -687,7 +705,13 @@ pub unsafe extern "C" fn slope_parallel_for(
     let threads = ctx.threads.max(1);
     let observed = seg.observed.get();
     let overhead = POOL_OVERHEAD_NS.load(Ordering::Relaxed);
-    let worth_it = worth_the_pool((observed as u128) * (n as u128) / 1000, threads, overhead);
+    let estimate = (observed as u128) * (n as u128) / 1000;
+    let worth_it = worth_the_pool(estimate, threads, overhead);
+    if !worth_it && threads > 1 && estimate >= POOL_WORK_NS as u128 {
+        // Kept off the pool by its cost alone: let the estimate of that cost
+        // fade, so that the pool is measured again (Note [Pool or inline]).
+        POOL_OVERHEAD_NS.store(faded_overhead(overhead), Ordering::Relaxed);
+    }
     let free = Free { threads, ps_per_iteration: observed, worth_it };
     let (chunk, chunks) = plan(seg, args, n, ctx.chunk_limit, Some(free));
     let began = std::time::Instant::now();
@@ -1015,6 +1039,25 @@ mod tests {
         assert!(!worth_the_pool(300_000, 1, 0));
         // Below `POOL_WORK_NS`, never, however cheap the pool.
         assert!(!worth_the_pool(POOL_WORK_NS as u128 - 1, 8, 0));
+    }
+
+    #[test]
+    fn a_refused_loop_fades_the_pool_cost_until_it_is_measured_again() {
+        // 700 µs of work saves 350 µs on two threads: refused at 380 µs.
+        let mut overhead = 380_000;
+        let mut refusals = 0;
+        while !worth_the_pool(700_000, 2, overhead) {
+            overhead = faded_overhead(overhead);
+            refusals += 1;
+        }
+        assert_eq!(refusals, 2);
+        // From the cap, a loop saving a tenth of it is tried within a few dozen runs.
+        let (mut overhead, mut refusals) = (MOST_OVERHEAD_NS, 0);
+        while !worth_the_pool(2 * POOL_WORK_NS as u128, 2, overhead) {
+            overhead = faded_overhead(overhead);
+            refusals += 1;
+        }
+        assert!((20..=40).contains(&refusals), "{refusals}");
     }
 
     #[test]

@@ -456,7 +456,7 @@ impl Lower<'_> {
         self.let_(name, MTy::I64, Rhs::Alloc { elem, count, site, hoisted: false })
     }
 
-    /// A fresh owned buffer holding a copy of `a`.
+    /// A new buffer holding a copy of `a` (where the ownership plan says to copy).
     fn copy_array(&mut self, a: &Arr) -> Arr {
         let n = self.product(&a.dims);
         let ptr = self.alloc("copy", a.elem, n);
@@ -466,8 +466,8 @@ impl Lower<'_> {
 
     /// A call of the entry `func` (Note [Entries called by entries] in
     /// ir/calls.rs): its argument and result words laid out as its
-    /// parameters and results are. The arguments lose their ownership and
-    /// the results have none: a result may share an argument's buffer.
+    /// parameters and results are. (A result may share an argument's
+    /// buffer: the ownership plan owns neither afterwards.)
     fn call(&mut self, func: &str, args: &[Atom], binds: &[Var]) -> R<()> {
         let mut words = Vec::new();
         for &a in args {
@@ -490,8 +490,8 @@ impl Lower<'_> {
 
     /// Binds `v` to fresh variables for the words of the entry ABI (its
     /// scalar, or its data pointer then its dimensions), appended to
-    /// `words`: a parameter, or a result of a call. An array is not owned
-    /// (the caller's, or possibly a call's argument's).
+    /// `words`: a parameter, or a result of a call (an array is the
+    /// caller's, or possibly a call's argument's).
     fn bind_words(&mut self, v: Var, words: &mut Vec<LVar>) {
         let ty = self.ir_type(v);
         let name = self.prog.vars.base_name(v).to_string();
