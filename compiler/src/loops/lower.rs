@@ -583,6 +583,16 @@ impl Lower<'_> {
         self.decision.take().ok_or_else(|| "a write without an ownership decision".to_string())
     }
 
+    /// The buffer an update, `scatter` or `hist` of `a` writes: `a`'s own
+    /// when the plan puts the write in place, else a copy.
+    fn write_target(&mut self, a: Arr) -> R<Arr> {
+        match self.decision()? {
+            Decision::Write { in_place: true } => Ok(a),
+            Decision::Write { in_place: false } => Ok(self.copy_array(&a)),
+            _ => Err("a write's ownership decision is not a write's".into()),
+        }
+    }
+
     fn ir_type(&self, v: Var) -> IrType {
         self.prog.vars.ty(v)
     }
@@ -1014,10 +1024,7 @@ impl Lower<'_> {
                 LVal::Array(v)
             }
         };
-        let target = match self.decision()? {
-            Decision::Write { in_place: true } => a,
-            _ => self.copy_array(&a),
-        };
+        let target = self.write_target(a)?;
         let elem = target.elem;
         match value {
             LVal::Scalar(x) => {
@@ -1507,10 +1514,7 @@ impl Lower<'_> {
         let template =
             format!("size mismatch: {what} values have rows of shape {{}} but the destination's rows have shape {{}}");
         self.same_shape(&vrows, &d.dims[1..], &template, span);
-        let target = match self.decision()? {
-            Decision::Write { in_place: true } => d,
-            _ => self.copy_array(&d),
-        };
+        let target = self.write_target(d)?;
         let n = target.dims[0];
         let rl = self.product(&target.dims[1..]);
         let k = self.fresh("k", MTy::I64);
