@@ -50,6 +50,19 @@ pub fn fixture_files(eval_dir: &str) -> Vec<PathBuf> {
 /// Reads imports relative to the importing file (as the CLI does).
 pub use slope::driver::file_loader;
 
+/// `insta::assert_snapshot!(name, value)` into `tests/snapshots/NAME.snap`,
+/// from a test file in `tests/tests/` (the path is relative to the file
+/// the macro is used in, which insta records as the snapshot's source).
+#[macro_export]
+macro_rules! snapshot {
+    ($name:expr, $value:expr) => {{
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path("../snapshots");
+        settings.set_prepend_module_to_snapshot(false);
+        settings.bind(|| insta::assert_snapshot!($name, $value));
+    }};
+}
+
 fn snapshot(name: &str, value: &str) {
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("snapshots");

@@ -18,11 +18,8 @@ fn compile(src: &str) -> Program {
 fn snapshot(name: &str, p: &Program, src: &str, entry: &str) {
     let before = p.emit("lowered", Some(entry)).unwrap();
     let after = p.emit("loops", Some(entry)).unwrap();
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
     let shown = format!("{src}\n--- lowered\n{before}\n--- loops\n{after}");
-    settings.bind(|| insta::assert_snapshot!(format!("loop_opt__{name}"), shown));
+    slope_tests::snapshot!(format!("loop_opt__{name}"), shown);
 }
 
 /// Both engines on `input`: the same value or the same error.

@@ -24,10 +24,7 @@ fn call(p: &Program, entry: &str, input: serde_json::Value) -> serde_json::Value
 }
 
 fn snapshot(name: &str, value: String) {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!(format!("native__{name}"), value));
+    slope_tests::snapshot!(format!("native__{name}"), value);
 }
 
 /// Instructions of `insts` that satisfy `pred` and sit inside at least one loop.

@@ -10,11 +10,8 @@ fn opt_snapshot(name: &str, src: &str, entry: &str) -> String {
     let p =
         Program::compile("opt.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
     let text = p.emit("opt", Some(entry)).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
     let shown = format!("{src}\n---\n{text}");
-    settings.bind(|| insta::assert_snapshot!(format!("opt__{name}"), shown));
+    slope_tests::snapshot!(format!("opt__{name}"), shown);
     text
 }
 

@@ -17,10 +17,7 @@ fn compile(src: &str) -> Program {
 }
 
 fn snapshot(name: &str, value: String) {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!(format!("ownership__{name}"), value));
+    slope_tests::snapshot!(format!("ownership__{name}"), value);
 }
 
 /// The `-- ` comment lines of one entry's plan, variable numbers dropped

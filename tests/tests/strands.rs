@@ -144,9 +144,6 @@ entry m [n] (codes: [n]i64) : ([4]f64, [4]f64) =
 #[test]
 fn a_maximum_as_strands() {
     let p = compile("entry m [n] (xs: [n]f64) : f64 = reduce max (-inf) xs");
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
     let shown = p.emit("strands", Some("m")).unwrap();
-    settings.bind(|| insta::assert_snapshot!("strands__a_maximum", shown));
+    slope_tests::snapshot!("strands__a_maximum", shown);
 }
