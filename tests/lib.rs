@@ -50,6 +50,19 @@ pub fn fixture_files(eval_dir: &str) -> Vec<PathBuf> {
 /// Reads imports relative to the importing file (as the CLI does).
 pub use slope::driver::file_loader;
 
+/// Compiles `src` as the file `name` (imports resolved by [`file_loader`]),
+/// or panics with the rendered diagnostics and the source.
+pub fn compile_source(name: &str, src: &str) -> Program {
+    Program::compile(name, src, &file_loader).unwrap_or_else(|f| panic!("{}\n{src}", f.render(RenderStyle::Rich)))
+}
+
+/// The `-- ` comment lines (without the marker) of `entry` printed at
+/// `stage`: the decisions a pass prints above the statements they are for.
+pub fn stage_comments(p: &Program, stage: &str, entry: &str) -> Vec<String> {
+    let text = p.emit(stage, Some(entry)).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
+    text.lines().filter_map(|l| l.trim().strip_prefix("-- ").map(str::to_string)).collect()
+}
+
 /// `insta::assert_snapshot!(name, value)` into `tests/snapshots/NAME.snap`,
 /// from a test file in `tests/tests/` (the path is relative to the file
 /// the macro is used in, which insta records as the snapshot's source).

@@ -7,14 +7,12 @@
 
 use slope::api::Program;
 use slope::diagnostic::RenderStyle;
-use slope_tests::file_loader;
 
 /// The largest gradient/primal cost ratio we accept, at any size.
 const MAX_RATIO: f64 = 12.0;
 
 fn compile(src: &str) -> Program {
-    Program::compile("cost.slope", src, &file_loader)
-        .unwrap_or_else(|f| panic!("{}\n{src}", f.render(RenderStyle::Rich)))
+    slope_tests::compile_source("cost.slope", src)
 }
 
 fn cost(p: &Program, entry: &str, input: &serde_json::Value) -> u64 {

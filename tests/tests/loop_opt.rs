@@ -12,7 +12,7 @@ use slope::loops::{for_each_inst, Inst, Operand, Rhs};
 use slope_tests::{file_loader, workspace_dir};
 
 fn compile(src: &str) -> Program {
-    Program::compile("loop_opt.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+    slope_tests::compile_source("loop_opt.slope", src)
 }
 
 fn snapshot(name: &str, p: &Program, src: &str, entry: &str) {

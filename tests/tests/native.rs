@@ -16,7 +16,7 @@ use slope::loops::{Inst, Rhs};
 use slope_tests::{file_loader, workspace_dir};
 
 fn compile(src: &str) -> Program {
-    Program::compile("native.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+    slope_tests::compile_source("native.slope", src)
 }
 
 fn call(p: &Program, entry: &str, input: serde_json::Value) -> serde_json::Value {

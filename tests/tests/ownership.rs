@@ -7,13 +7,11 @@
 //! lowering obeys it, `compare_stages.py … lowered`.
 
 use slope::api::Program;
-use slope::diagnostic::RenderStyle;
 use slope::ownership::{self, Decision};
 use slope::segments;
-use slope_tests::file_loader;
 
 fn compile(src: &str) -> Program {
-    Program::compile("ownership.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+    slope_tests::compile_source("ownership.slope", src)
 }
 
 fn snapshot(name: &str, value: String) {
@@ -23,8 +21,7 @@ fn snapshot(name: &str, value: String) {
 /// The `-- ` comment lines of one entry's plan, variable numbers dropped
 /// (`writes m_12 in place` → `writes m in place`; a map's result is `m`).
 fn decisions(p: &Program, entry: &str) -> Vec<String> {
-    let text = p.emit("ownership", Some(entry)).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
-    let unnumbered = |l: &str| -> String {
+    let unnumbered = |l: String| -> String {
         l.split(' ')
             .map(|w| match w.rsplit_once('_') {
                 Some((name, n)) if n.trim_end_matches(',').chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
@@ -35,7 +32,7 @@ fn decisions(p: &Program, entry: &str) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    text.lines().filter_map(|l| l.trim().strip_prefix("-- ").map(unnumbered)).collect()
+    slope_tests::stage_comments(p, "ownership", entry).into_iter().map(unnumbered).collect()
 }
 
 const WRITES: &str = "\

@@ -12,7 +12,7 @@ use slope::segments::{self, Level, StmtId};
 use slope_tests::file_loader;
 
 fn compile(src: &str) -> Program {
-    Program::compile("segments.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+    slope_tests::compile_source("segments.slope", src)
 }
 
 fn snapshot(name: &str, value: String) {
@@ -21,8 +21,7 @@ fn snapshot(name: &str, value: String) {
 
 /// The `-- ` comment lines of one entry's parallel level.
 fn levels(p: &Program, entry: &str) -> Vec<String> {
-    let text = p.emit("segments", Some(entry)).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)));
-    text.lines().filter_map(|l| l.trim().strip_prefix("-- ").map(str::to_string)).collect()
+    slope_tests::stage_comments(p, "segments", entry)
 }
 
 const SHAPES: &str = "\

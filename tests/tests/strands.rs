@@ -7,10 +7,10 @@
 use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
 use slope::loops::{for_each_inst, Inst};
-use slope_tests::{file_loader, Rng};
+use slope_tests::Rng;
 
 fn compile(src: &str) -> Program {
-    Program::compile("strands.slope", src, &file_loader).unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
+    slope_tests::compile_source("strands.slope", src)
 }
 
 /// Loops in every function and segment of the loop program after `stage`.
