@@ -477,6 +477,12 @@ const AWAKE_NS: u64 = 300_000;
 /// kept awake (Note [Workers awake between segments]).
 static STARTS: AtomicU64 = AtomicU64::new(0);
 
+/// A share's chunk counter on a cache line of its own, so that one thread
+/// taking a chunk does not take the line holding another share's counter
+/// from the core that runs that share (Note [Contiguous shares]).
+#[repr(align(128))]
+struct OwnLine(AtomicI64);
+
 /// `run` of every chunk of `chunks`, on the calling thread and `threads - 1`
 /// jobs of `pool`; the outcomes in chunk order (Note [The caller runs chunks
 /// too]). Then keeps the workers awake for the next segment.
@@ -494,18 +500,19 @@ fn run_shared<T: Send>(
     // own counter (Note [Contiguous shares]).
     let shares = helpers + 1;
     let bounds: Vec<i64> = (0..=shares).map(|t| chunks.start + count * t as i64 / shares as i64).collect();
-    let next: Vec<AtomicI64> = bounds[..shares].iter().map(|&b| AtomicI64::new(b)).collect();
+    let next: Vec<OwnLine> = bounds[..shares].iter().map(|&b| OwnLine(AtomicI64::new(b))).collect();
     let drain = |own: usize| {
+        let mut mine = Vec::new();
         for t in (0..shares).map(|i| (own + i) % shares) {
             loop {
-                let k = next[t].fetch_add(1, Ordering::Relaxed);
+                let k = next[t].0.fetch_add(1, Ordering::Relaxed);
                 if k >= bounds[t + 1] {
                     break;
                 }
-                let outcome = run(k);
-                done.lock().unwrap_or_else(|p| p.into_inner()).push((k, outcome));
+                mine.push((k, run(k)));
             }
         }
+        done.lock().unwrap_or_else(|p| p.into_inner()).append(&mut mine);
     };
     pool.in_place_scope(|scope| {
         for t in 1..shares {
