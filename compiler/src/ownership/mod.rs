@@ -143,23 +143,41 @@ pub enum Decision {
     Loop { carried: Vec<bool>, copy_init: Vec<bool>, copy_next: Vec<bool> },
 }
 
-/// The decision `stmt` needs, by its kind: `None` for a statement that
-/// writes no buffer.
-pub fn needs_decision(expr: &Expr) -> Option<&'static str> {
+/// The kinds of [`Decision`]: which one a statement needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecisionKind {
+    Write,
+    Map,
+    Loop,
+}
+
+impl std::fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DecisionKind::Write => "write",
+            DecisionKind::Map => "map",
+            DecisionKind::Loop => "loop",
+        })
+    }
+}
+
+/// The kind of decision a statement computing `expr` needs: `None` for one
+/// that writes no buffer.
+pub fn needs_decision(expr: &Expr) -> Option<DecisionKind> {
     match expr {
-        Expr::UpdateAt { .. } | Expr::Scatter { .. } | Expr::Hist { .. } => Some("write"),
-        Expr::Map { .. } => Some("map"),
-        Expr::Loop { .. } => Some("loop"),
+        Expr::UpdateAt { .. } | Expr::Scatter { .. } | Expr::Hist { .. } => Some(DecisionKind::Write),
+        Expr::Map { .. } => Some(DecisionKind::Map),
+        Expr::Loop { .. } => Some(DecisionKind::Loop),
         _ => None,
     }
 }
 
 impl Decision {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> DecisionKind {
         match self {
-            Decision::Write { .. } => "write",
-            Decision::Map { .. } => "map",
-            Decision::Loop { .. } => "loop",
+            Decision::Write { .. } => DecisionKind::Write,
+            Decision::Map { .. } => DecisionKind::Map,
+            Decision::Loop { .. } => DecisionKind::Loop,
         }
     }
 }
