@@ -17,8 +17,9 @@
 //! span. See Note \[Guards\].
 
 use super::strategy::{Cx, Fact};
+use super::walk;
 use crate::diagnostic::Span;
-use crate::ir::{Atom, BinOp, Body, CheckKind, Const, Expr, IrType, LoopForm, Stmt, Var};
+use crate::ir::{Atom, Body, CheckKind, Const, Expr, IrType, LoopForm, Stmt, Var};
 use crate::types::ScalarType;
 
 /// One way a statement may fail: a check of `kind` on `args`.
@@ -196,17 +197,11 @@ pub fn conditions(cx: &Cx, s: &Stmt) -> Option<Vec<Cond>> {
         | Expr::Argsort { .. }
         | Expr::Flatten(_)
         | Expr::Opaque(_) => {}
-        Expr::Binary(BinOp::Div | BinOp::Rem, a, b) if int(*a) => {
-            if !matches!(b, Atom::Const(Const::I64(d)) if *d != 0) {
+        Expr::Binary(op, a, b) => {
+            if int(*a) && !walk::int_binary_total(*op, *b) {
                 return None;
             }
         }
-        Expr::Binary(BinOp::Pow, a, b) if int(*a) => {
-            if !matches!(b, Atom::Const(Const::I64(e)) if *e >= 0) {
-                return None;
-            }
-        }
-        Expr::Binary(..) => {}
         Expr::Iota(n) | Expr::Replicate { count: n, .. } => need(Cond { kind: CheckKind::Size, args: vec![atom(*n)] }),
         Expr::Index { array, indices } => {
             for (d, i) in indices.iter().enumerate() {

@@ -360,6 +360,25 @@ fn licm_preserves_meaning() {
     check_rule(looped, "f", "licm");
 }
 
+/// An integer division, remainder or power by a constant that rules out
+/// failure (a non-zero divisor, a non-negative exponent) cannot fail, so
+/// `licm` moves it out of a map with no `if width > 0` around the map (which
+/// kept the map from fusing into its sum: a row offset `r * (r - 1) / 2`
+/// cost an array per row). By a variable it may fail, and stays.
+#[test]
+fn licm_moves_integer_division_by_a_constant() {
+    let src = "entry f [n] (x: [n]f64) (k: i64) : [n]f64 = map (\\a -> a * f64 (k * (k - 1) / 2 + k % 3 + k ** 2)) x";
+    let after = check_after(src, "f", "normalize(copy_prop <+ dce)", "normalize(licm)");
+    let text = ir::print::print_program(&after);
+    let map_at = text.find("= map").unwrap_or_else(|| panic!("{text}"));
+    for op in [" / 2", " % 3", " ** 2"] {
+        assert!(text.find(op).is_some_and(|at| at < map_at), "`{op}` left in the map:\n{text}");
+    }
+    let src = "entry g [n] (x: [n]f64) (k: i64) (m: i64) : [n]f64 = map (\\a -> a * f64 (k / m + k % m + k ** m)) x";
+    let before = optimise(&ad_ir(src), "normalize(copy_prop <+ dce)").unwrap();
+    assert!(optimise(&before, "topDown(licm)").is_err(), "moved a division by a variable out of a map");
+}
+
 /// Both branches begin by posing `x` (the same statements, inlined twice):
 /// an index that may fail is among them, with one span in both branches.
 const POSED_TWICE: &str = "def pose [n] (x: [n]f64) (i: i64) : f64 = x[i + 2] * 2.0 + sin x[i]\n\

@@ -8,7 +8,7 @@
 //! (the callers' side condition).
 
 use crate::hash::{HashMap, HashSet};
-use crate::ir::{Atom, BinOp, Body, Expr, Operand, Stmt, Var};
+use crate::ir::{Atom, BinOp, Body, Const, Expr, Operand, Stmt, Var};
 
 // The use and statement walks live in `ir::scope` (AD asks them too).
 pub use crate::ir::scope::{for_each_stmt, for_each_use, for_each_use_in};
@@ -93,10 +93,19 @@ pub fn substitute_expr(e: &mut Expr, subst: &HashMap<Var, Atom>) {
 pub fn is_total(e: &Expr, int_operand: impl Fn(Atom) -> bool) -> bool {
     match e {
         Expr::Atom(_) | Expr::Unary(..) | Expr::Convert(..) | Expr::Select(..) | Expr::Shape { .. } => true,
-        // Integer division and remainder fail on zero, integer powers on negative exponents.
-        Expr::Binary(BinOp::Div | BinOp::Rem | BinOp::Pow, a, _) => !int_operand(*a),
-        Expr::Binary(..) => true,
+        Expr::Binary(op, a, b) => !int_operand(*a) || int_binary_total(*op, *b),
         _ => false,
+    }
+}
+
+/// Whether an integer `a op b` can never fail, whatever `a`: division and
+/// remainder fail on a zero `b`, powers on a negative one, so these are total
+/// only with a constant `b` that rules that out.
+pub fn int_binary_total(op: BinOp, b: Atom) -> bool {
+    match op {
+        BinOp::Div | BinOp::Rem => matches!(b, Atom::Const(Const::I64(d)) if d != 0),
+        BinOp::Pow => matches!(b, Atom::Const(Const::I64(e)) if e >= 0),
+        _ => true,
     }
 }
 
