@@ -39,14 +39,17 @@ slope_program *slope_compile_file(const char *path, int threads, slope_error **e
 /* Compiles source text named `name` (for diagnostics and relative imports). */
 slope_program *slope_compile_source(const char *name, const char *source, int threads, slope_error **error);
 
-/* Compiler options for slope_compile_*_with: what `slope --checkpoint` and
- * `slope --save` choose on the command line. A zeroed struct is the
- * default. */
+/* Compiler options for slope_compile_*_with: what `slope --checkpoint`,
+ * `slope --save` and `slope --reassociate` choose on the command line. A
+ * zeroed struct is the default. */
 typedef struct slope_options {
     int threads;      /* as for slope_compile_file: 0 for the default */
     int checkpoint;   /* non-zero: reverse mode through loops keeps √n checkpoints */
     const char *save; /* what reverse mode saves from map bodies: "nothing",
                          "host-calls" (NULL: the default), "slow-ops", "everything" */
+    int reassociate;  /* non-zero: native code may reassociate float sums and
+                         products in loops (faster; the last bits may differ
+                         from the interpreter's, never with the thread count) */
 } slope_options;
 
 /* slope_compile_file and slope_compile_source with options (NULL: the

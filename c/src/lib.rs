@@ -70,6 +70,7 @@ pub struct SlopeOptions {
     pub threads: c_int,
     pub checkpoint: c_int,
     pub save: *const c_char,
+    pub reassociate: c_int,
 }
 
 /// The compiler options a `slope_options` pointer (NULL: the defaults) asks for.
@@ -85,6 +86,7 @@ unsafe fn options(options: *const SlopeOptions) -> Result<(c_int, slope::driver:
     // SAFETY: the caller's contract.
     let o = unsafe { &*options };
     out.ad.checkpoint = o.checkpoint != 0;
+    out.reassociate = o.reassociate != 0;
     if !o.save.is_null() {
         // SAFETY: the caller's contract.
         let name = unsafe { text(o.save, "the save policy") }?;

@@ -246,14 +246,14 @@ fn options_choose_checkpointing_and_the_save_policy() {
         g
     };
     let want = gradient(std::ptr::null());
-    for (checkpoint, save) in [(1, "host-calls"), (0, "nothing"), (1, "everything")] {
+    for (checkpoint, save, reassociate) in [(1, "host-calls", 0), (0, "nothing", 1), (1, "everything", 1)] {
         let save = CString::new(save).unwrap();
-        let options = SlopeOptions { threads: 2, checkpoint, save: save.as_ptr() };
+        let options = SlopeOptions { threads: 2, checkpoint, save: save.as_ptr(), reassociate };
         let got = gradient(&options);
         assert!((got - want).abs() <= 1e-12 * want.abs(), "{got} vs {want}");
     }
     let bad = CString::new("sometimes").unwrap();
-    let options = SlopeOptions { threads: 0, checkpoint: 0, save: bad.as_ptr() };
+    let options = SlopeOptions { threads: 0, checkpoint: 0, save: bad.as_ptr(), reassociate: 0 };
     let mut err = std::ptr::null_mut();
     // SAFETY: as above.
     let p = unsafe { slope_compile_source_with(name.as_ptr(), text.as_ptr(), &options, &mut err) };

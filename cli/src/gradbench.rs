@@ -31,6 +31,7 @@ pub struct Adapter<'l> {
     load_import: Box<Loader<'l>>,
     modules: HashMap<String, Program>,
     engine: Engine,
+    options: slope::driver::Options,
     log: Vec<String>,
 }
 
@@ -41,7 +42,21 @@ impl<'l> Adapter<'l> {
     /// `load_module` reads `<module>.slope`; `load_import` resolves the
     /// non-stdlib imports of that file (as for [`Program::compile`]).
     pub fn new(load_module: Box<ModuleLoader<'l>>, load_import: Box<Loader<'l>>) -> Adapter<'l> {
-        Adapter { load_module, load_import, modules: HashMap::new(), engine: Engine::Multicore, log: Vec::new() }
+        Adapter {
+            load_module,
+            load_import,
+            modules: HashMap::new(),
+            engine: Engine::Multicore,
+            options: Default::default(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Compiles every module with `options` (the library's defaults
+    /// otherwise; the CLI passes `--reassociate` on).
+    pub fn with_options(mut self, options: slope::driver::Options) -> Adapter<'l> {
+        self.options = options;
+        self
     }
 
     /// Runs every call on `engine` (native code by default; the reference
@@ -123,7 +138,7 @@ impl<'l> Adapter<'l> {
         let (name, text) =
             (self.load_module)(module).map_err(|e| format!("error[E0303]: module `{module}` is not supported: {e}"))?;
         let start = clock();
-        let compiled = Program::compile(&name, &text, &*self.load_import);
+        let compiled = Program::compile_with(&name, &text, &*self.load_import, &self.options);
         // Native code is part of compiling: build it now, not in the first `evaluate`.
         let engine = self.engine;
         let compiled = compiled.and_then(|mut p| {

@@ -29,6 +29,11 @@ struct Args {
     #[arg(long, global = true, value_name = "POLICY",
           value_parser = clap::builder::PossibleValuesParser::new(["nothing", "host-calls", "slow-ops", "everything"]))]
     save: Option<String>,
+    /// Native code may reassociate floating-point sums and products in
+    /// loops (four strands): faster, the same for every thread count, but
+    /// their last bits may differ from `--interp` — more where a sum cancels.
+    #[arg(long, global = true)]
+    reassociate: bool,
     /// Print how long each compiler pass takes (stderr).
     #[arg(long, global = true)]
     timings: bool,
@@ -165,6 +170,9 @@ enum Command {
         /// Optimise with this schedule (strategy language) instead of the default, for `--stage opt`.
         #[arg(long)]
         schedule: Option<String>,
+        /// With `--stage clif`: print the machine code Cranelift makes of each function (after its optimiser and register allocator) instead of the CLIF as built.
+        #[arg(long)]
+        disassemble: bool,
     },
     /// Start an interactive session (reads plain lines when stdin is not a terminal).
     Repl,
@@ -197,6 +205,7 @@ fn main() -> ExitCode {
 fn command() -> ExitCode {
     let args = Args::parse();
     commands::CHECKPOINT.store(args.checkpoint, std::sync::atomic::Ordering::Relaxed);
+    commands::REASSOCIATE.store(args.reassociate, std::sync::atomic::Ordering::Relaxed);
     if let Some(name) = &args.save {
         let _ = commands::SAVE.set(slope::ad::Save::from_name(name).expect("clap checked the name"));
     }
@@ -214,6 +223,10 @@ fn command() -> ExitCode {
         }
     }
     let ad_flag = if args.checkpoint { Some("--checkpoint") } else { args.save.as_ref().map(|_| "--save") };
+    if let (true, Command::Repl) = (args.reassociate, &args.command) {
+        commands::usage_error("--reassociate is not supported by `slope repl`, which compiles as it goes").report();
+        return ExitCode::from(1);
+    }
     if let (Some(flag), Command::Repl | Command::Gradbench { .. }) = (ad_flag, &args.command) {
         // Both compile as they go, with the library's defaults: say so
         // rather than ignore the flag.
@@ -230,8 +243,8 @@ fn command() -> ExitCode {
             let engine = if interp { Engine::Interp } else { engine };
             commands::run(&file, entry.as_deref(), input.as_deref(), &args, while_limit, engine)
         }
-        Command::Emit { stage, file, entry, schedule } => {
-            commands::emit(&file, &stage, entry.as_deref(), schedule.as_deref())
+        Command::Emit { stage, file, entry, schedule, disassemble } => {
+            commands::emit(&file, &stage, entry.as_deref(), schedule.as_deref(), disassemble)
         }
         Command::Build { file, output, entry, name, header, runtime, while_limit } => {
             let request = slope::build::Request { output, name, entries: entry, header, runtime };

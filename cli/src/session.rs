@@ -420,7 +420,11 @@ impl Session {
             Err(ds) => return fail(ds),
         };
         // Native code, as `slope run` runs it, polling for Ctrl-C in loops.
-        let native = match slope::api::NativeCode::build(&ir, expr.span, true) {
+        let native = match slope::api::NativeCode::build(
+            &ir,
+            expr.span,
+            driver::Options { poll_interrupt: true, ..Default::default() },
+        ) {
             Ok(n) => n,
             Err(d) => return fail(vec![d]),
         };

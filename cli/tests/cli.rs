@@ -254,6 +254,47 @@ fn emit_stages_print_the_entry() {
 }
 
 #[test]
+fn emit_clif_disassembled_lists_machine_code_per_function() {
+    let file = write_temp("emit", "prog.slope", GOOD);
+    let out = slope(&["emit", "--stage", "clif", "--disassemble", "--entry", "square", p(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("; square: ") && text.contains(" bytes\n"), "{text}");
+    assert!(text.contains("ret"), "machine code ends in a return: {text}");
+    assert!(!text.contains("; scale: "), "only the entry asked for: {text}");
+    // Only the CLIF stage has machine code.
+    fails_with(&slope(&["emit", "--stage", "loops", "--disassemble", p(&file)]), "E0305");
+}
+
+#[test]
+fn reassociate_runs_sums_as_strands_and_is_refused_by_the_repl() {
+    let file = write_temp(
+        "reassociate",
+        "sum.slope",
+        "-- entry: f\n-- input: {\"xs\": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]}\n-- output: 45.0\n\
+         entry f [n] (xs: [n]f64) : f64 = sum (map (\\x -> x * 1.0) xs)\n",
+    );
+    let strands = |flags: &[&str]| {
+        let mut args = flags.to_vec();
+        args.extend(["emit", "--stage", "strands", p(&file)]);
+        let out = slope(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out).contains("quarter_")
+    };
+    assert!(!strands(&[]), "a float sum keeps its order by default");
+    assert!(strands(&["--reassociate"]), "and runs as strands with --reassociate");
+    let out = slope(&["--reassociate", "test", p(&file)]);
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr:\n{}", stdout(&out), stderr(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_slope"))
+        .args(["--reassociate", "repl"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run slope");
+    fails_with(&out, "E0305");
+    assert!(stderr(&out).contains("--reassociate"), "{}", stderr(&out));
+}
+
+#[test]
 fn emit_ir_of_one_entry() {
     let file = write_temp("emit", "prog.slope", GOOD);
     let out = slope(&["emit", "--stage", "ir", "--entry", "square", p(&file)]);

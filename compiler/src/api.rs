@@ -82,6 +82,9 @@ pub struct Program {
     pub ir: ir::Program,
     /// Interpreter settings (the `while` iteration limit; the JIT obeys it too).
     pub options: interp::Options,
+    /// The options it was compiled with; its back ends compile with them too
+    /// (`reassociate`).
+    pub compiled_with: driver::Options,
     /// Which back end runs calls ([`Engine::Multicore`] unless the caller chooses).
     pub engine: Engine,
     /// How long each pass took to compile this program.
@@ -129,6 +132,7 @@ impl Program {
                 differentiated: st.differentiated,
                 ir: st.optimised,
                 options: interp::Options::default(),
+                compiled_with: options.clone(),
                 engine: Engine::Multicore,
                 timings: st.timings,
                 executables: Executables::default(),
@@ -152,6 +156,7 @@ impl Program {
             differentiated: self.differentiated.clone(),
             ir: self.differentiated.clone(),
             options: self.options.clone(),
+            compiled_with: self.compiled_with.clone(),
             engine: self.engine,
             timings: Vec::new(),
             executables: Executables::default(),
@@ -168,6 +173,7 @@ impl Program {
             differentiated: Default::default(),
             ir: Default::default(),
             options: Default::default(),
+            compiled_with: Default::default(),
             engine: Engine::Multicore,
             timings: Vec::new(),
             executables: Executables::default(),
@@ -192,7 +198,7 @@ impl Program {
             }
         };
         let built = cell.get_or_init(|| {
-            let mut cx = native::context(self.first_span(), false);
+            let mut cx = native::context(self.first_span(), self.back_end_options(false));
             compile(&self.ir, &mut cx).map_err(|mut ds| ds.remove(0))
         });
         built.as_ref().map_err(|d| self.fail(d.clone()))
@@ -202,12 +208,18 @@ impl Program {
     pub fn executable(&self, engine: Engine) -> Result<&dyn Executable, Failure> {
         Ok(match engine {
             Engine::Interp => self.executables.interpreted.get_or_init(|| {
-                let mut cx = native::context(self.first_span(), self.options.poll_interrupt);
+                let mut cx = native::context(self.first_span(), self.back_end_options(self.options.poll_interrupt));
                 Interpreter::compile(&self.ir, &mut cx)
                     .unwrap_or_else(|_| unreachable!("interpreting compiles nothing"))
             }),
             native => self.native_on(native)?,
         })
+    }
+
+    /// The options a back end compiles with: the program's, native code
+    /// polling the interrupt flag or not.
+    fn back_end_options(&self, poll_interrupt: bool) -> driver::Options {
+        driver::Options { poll_interrupt, ..self.compiled_with.clone() }
     }
 
     /// Where a failure to compile the back end points: the first function.
@@ -229,7 +241,7 @@ impl Program {
     }
 
     fn loop_program_of(&self, ir: &ir::Program, stage: &str) -> Result<crate::loops::Program, Failure> {
-        let mut cx = native::context(self.first_span(), false);
+        let mut cx = native::context(self.first_span(), self.back_end_options(false));
         native::loop_stage(ir, stage, &mut cx).map_err(|mut ds| self.fail(ds.remove(0)))
     }
 
@@ -540,6 +552,18 @@ impl Program {
                 Ok(Value::Array(std::rc::Rc::new(a)))
             }
         }
+    }
+
+    /// The machine code the JIT generates for every function (or for the
+    /// entry `entry` and the segments it calls), as Cranelift's
+    /// disassembler lists it: what `slope emit --stage clif --disassemble`
+    /// prints.
+    pub fn disassemble(&self, entry: Option<&str>) -> Result<String, Failure> {
+        let program = self.loop_program_of(&self.ir, driver::MEMORY.name)?;
+        let only = entry.map(|e| self.entry_name(Some(e))).transpose()?;
+        let span = self.main_span();
+        crate::jit::machine_code_text(&program, only.as_deref())
+            .map_err(|e| self.fail(Diagnostic::internal("jit", e, span)))
     }
 
     /// Prints a stage of the pipeline (`ast`, `typed`, `ir`, `ad`, `opt`), optionally for one entry.

@@ -238,9 +238,10 @@ pub static PARALLEL: Rewrite<crate::loops::Program> = Rewrite {
 
 pub static STRANDS: Rewrite<crate::loops::Program> = Rewrite {
     name: "strands",
-    description: "run min and max reductions as four strands, for instruction-level parallelism (loops::strands)",
-    run: |program, _| {
-        crate::loops::strands::run(program);
+    description:
+        "run reductions (min, max, sums, products) as four strands, for instruction-level parallelism (loops::strands)",
+    run: |program, cx| {
+        crate::loops::strands::run(program, cx.options.reassociate);
         Ok(())
     },
 };
@@ -522,6 +523,12 @@ pub struct Options {
     pub schedule: Option<String>,
     /// Native code polls the interrupt flag in every loop (the REPL's Ctrl-C).
     pub poll_interrupt: bool,
+    /// Native code may reassociate floating-point sums and products in
+    /// loops, running them as four strands (Note [Sums as strands] in
+    /// loops/strands.rs): faster, and the same for every number of threads,
+    /// but their last bits may differ from the interpreter's — more where a
+    /// sum cancels. Off by default.
+    pub reassociate: bool,
 }
 
 /// The front end of the pipeline: source → optimised IR (Note [One pipeline]).

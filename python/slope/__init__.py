@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-def compile(path, threads=None, checkpoint=False, save=None, engine=None):
+def compile(path, threads=None, checkpoint=False, save=None, engine=None, reassociate=False):
     """Compiles the Slope program in the file ``path`` (imports are read
     relative to it). ``engine``: the back end that runs calls, as the CLI's
     ``--engine``: ``"multicore"`` (the default: native code, parallel loops
@@ -48,21 +48,25 @@ def compile(path, threads=None, checkpoint=False, save=None, engine=None):
     mode through loops keeps √n checkpoints instead of a full tape.
     ``save``: what reverse mode saves from map bodies instead of recomputing
     them, ``"nothing"``, ``"host-calls"`` (the default), ``"slow-ops"`` or
-    ``"everything"`` (as the CLI's ``--checkpoint`` and ``--save``)."""
+    ``"everything"`` (as the CLI's ``--checkpoint`` and ``--save``).
+    ``reassociate``: native code may reassociate floating-point sums and
+    products in loops (the CLI's ``--reassociate``): faster, the same for
+    every thread count, but their last bits may differ from ``"interp"``."""
     path = _os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         raise _file_error(path, e) from None
-    return Module(_slope.compile(text, path, threads, checkpoint, save, engine))
+    return Module(_slope.compile(text, path, threads, checkpoint, save, engine, reassociate))
 
 
-def compile_source(source, name="<string>", threads=None, checkpoint=False, save=None, engine=None):
+def compile_source(source, name="<string>", threads=None, checkpoint=False, save=None, engine=None,
+                   reassociate=False):
     """Compiles Slope source text; ``name`` labels it in diagnostics and
     imports are read relative to it (the current directory by default).
     The other arguments are those of :func:`compile`."""
-    return Module(_slope.compile(source, name, threads, checkpoint, save, engine))
+    return Module(_slope.compile(source, name, threads, checkpoint, save, engine, reassociate))
 
 
 class Entry:

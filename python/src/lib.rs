@@ -51,9 +51,10 @@ struct PyProgram {
 /// and on `multicore` runs its parallel loops on `threads` threads (`None`:
 /// `SLOPE_THREADS`, else every core). `checkpoint` and `save` are the CLI's
 /// `--checkpoint` and `--save` (reverse mode's √n checkpoints; what it
-/// saves from map bodies, by policy name).
+/// saves from map bodies, by policy name); `reassociate` is `--reassociate`
+/// (native code may reassociate float sums and products in loops).
 #[pyfunction]
-#[pyo3(signature = (source, name, threads=None, checkpoint=false, save=None, engine=None))]
+#[pyo3(signature = (source, name, threads=None, checkpoint=false, save=None, engine=None, reassociate=false))]
 fn compile(
     py: Python<'_>,
     source: &str,
@@ -62,6 +63,7 @@ fn compile(
     checkpoint: bool,
     save: Option<&str>,
     engine: Option<&str>,
+    reassociate: bool,
 ) -> PyResult<PyProgram> {
     let engine = match engine {
         None => Engine::Multicore,
@@ -76,6 +78,7 @@ fn compile(
     };
     let mut options = slope::driver::Options::default();
     options.ad.checkpoint = checkpoint;
+    options.reassociate = reassociate;
     if let Some(policy) = save {
         options.ad.save = slope::driver::Save::from_name(policy).map_err(|e| usage_error(py, e))?;
     }

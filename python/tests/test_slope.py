@@ -394,6 +394,19 @@ entry g [n] (x: [n]f64) (steps: i64) : [n]f64 =
     assert "host-calls" in str(e.value)
 
 
+def test_reassociated_sums_stay_close_and_agree_across_threads():
+    source = """
+entry f [r][c] (a: [r][c]f64) (v: [c]f64) : [r]f64 = map (\\row -> sum (map2 (*) row v)) a
+"""
+    rng = np.random.default_rng(7)
+    a, v = rng.uniform(-1.0, 1.0, (5, 1000)), rng.uniform(-1.0, 1.0, 1000)
+    want = slope.compile_source(source, engine="interp").f(a, v)
+    results = [slope.compile_source(source, threads=t, reassociate=True).f(a, v) for t in (1, 2, 3)]
+    for got in results:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(got, results[0])
+
+
 def test_every_engine_gives_the_same_values_and_failures():
     source = """
 import "nn"

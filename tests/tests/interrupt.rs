@@ -17,8 +17,11 @@ const SOURCE: &str = "entry sum (n: i64) : i64 = loop s = 0 for i < n do s + i *
 
 /// `program` compiled by back end `B`, polling the flag or not.
 fn build<B: Backend>(program: &Program, poll: bool) -> B::Executable {
-    B::compile(&program.ir, &mut native::context(Span::default(), poll))
-        .unwrap_or_else(|_| panic!("{} compiles", B::NAME))
+    B::compile(
+        &program.ir,
+        &mut native::context(Span::default(), slope::driver::Options { poll_interrupt: poll, ..Default::default() }),
+    )
+    .unwrap_or_else(|_| panic!("{} compiles", B::NAME))
 }
 
 fn call(code: &dyn Executable, entry: &str, args: &[Value]) -> Result<Vec<Value>, RuntimeError> {

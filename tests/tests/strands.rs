@@ -2,7 +2,11 @@
 //! which loops it rewrites, which it leaves alone, and that a rewritten
 //! `min` or `max` keeps the element a fold from the left keeps — checked
 //! on random arrays full of ties (-0.0 and 0.0) and NaNs of both signs,
-//! against a fold written here and on every engine.
+//! against a fold written here and on every engine; that integer sums keep
+//! their bits; that float sums as strands (`reassociate`, Note [Sums as
+//! strands]) stay close to the fold and the same for every thread count;
+//! and that a loop whose checks fail reports the first failure in index
+//! order (Note [Strands that fail]).
 
 use slope::api::{Engine, Program};
 use slope::diagnostic::RenderStyle;
@@ -11,6 +15,13 @@ use slope_tests::Rng;
 
 fn compile(src: &str) -> Program {
     slope_tests::compile_source("strands.slope", src)
+}
+
+/// `src` compiled with float sums and products reassociated.
+fn reassociated(src: &str) -> Program {
+    let options = slope::driver::Options { reassociate: true, ..Default::default() };
+    Program::compile_with("strands.slope", src, &slope_tests::file_loader, &options)
+        .unwrap_or_else(|f| panic!("{}", f.render(RenderStyle::Rich)))
 }
 
 /// Loops in every function and segment of the loop program after `stage`.
@@ -23,11 +34,15 @@ fn loops_after(p: &Program, stage: &str) -> usize {
     n
 }
 
-/// How many loops the stage rewrote: each becomes two (the strands' and
-/// the remainder's).
+/// How many loops the stage added: a loop it rewrites becomes two (the
+/// strands' and the remainder's), three when its body checks (and the loop
+/// again, in order, for a failure).
 fn rewritten(src: &str) -> usize {
-    let p = compile(src);
-    loops_after(&p, "strands") - loops_after(&p, "parallel")
+    added(&compile(src))
+}
+
+fn added(p: &Program) -> usize {
+    loops_after(p, "strands") - loops_after(p, "parallel")
 }
 
 #[test]
@@ -45,15 +60,19 @@ fn min_and_max_reductions_run_as_strands() {
 
 #[test]
 fn other_loops_are_left_alone() {
-    // Sums and products: reassociating them changes their bits.
+    // Float sums and products, unless reassociating is allowed: it changes
+    // their bits.
     assert_eq!(rewritten("entry m [n] (xs: [n]f64) : f64 = sum xs"), 0);
     assert_eq!(rewritten("entry m [n] (xs: [n]f64) : f64 = product xs"), 0);
     // A maximum and a sum in one loop: the sum keeps the loop as it is.
     assert_eq!(rewritten("entry m [n] (xs: [n]f64) : (f64, f64) = (reduce max (-inf) xs, sum xs)"), 0);
-    // A gather whose index may be out of range: the check could fail, and
-    // strands would meet failures out of index order.
+    // A check inside a branch: the rest of the body does not depend on it
+    // alone.
     assert_eq!(
-        rewritten("entry m [n][k] (xs: [n]f64) (is: [k]i64) : f64 = reduce max (-inf) (map (\\i -> xs[i]) is)"),
+        rewritten(
+            "entry m [n][k] (xs: [n]f64) (is: [k]i64) : f64 =
+               reduce max (-inf) (map (\\i -> if i > 0 then xs[i] else 0.0) is)"
+        ),
         0
     );
     // A map: nothing carried.
@@ -61,13 +80,97 @@ fn other_loops_are_left_alone() {
 }
 
 #[test]
-fn a_gather_out_of_range_fails_as_the_interpreter_does() {
-    let p = compile("entry m [n][k] (xs: [n]f64) (is: [k]i64) : f64 = reduce max (-inf) (map (\\i -> xs[i]) is)");
-    let input = serde_json::json!({"xs": [1.0, 2.0, 3.0], "is": [0, 1, 2, 0, 1, 7, 2, 9, 0, 1]});
-    let native = p.call_json_on(Engine::Multicore, "m", &input);
-    let reference = p.call_json_on(Engine::Interp, "m", &input);
-    slope::testfile::engines_agree(&native, &reference).unwrap();
-    assert!(native.is_err());
+fn sums_run_as_strands_when_reassociating_is_allowed() {
+    let added_by = |src: &str| added(&reassociated(src));
+    assert_eq!(added_by("entry m [n] (xs: [n]f64) : f64 = sum xs"), 1);
+    assert_eq!(added_by("entry m [n] (xs: [n]f32) : f32 = product xs"), 1);
+    assert_eq!(added_by("entry m [n] (xs: [n]f64) : (f64, f64) = (reduce max (-inf) xs, sum xs)"), 1);
+    assert_eq!(
+        added_by("entry m [r][c] (xs: [r][c]f64) (v: [c]f64) : [r]f64 = map (\\row -> sum (map2 (*) row v)) xs"),
+        1
+    );
+    // Integer sums keep their bits in any order: strands either way.
+    assert_eq!(rewritten("entry m [n] (xs: [n]i64) : i64 = reduce (+) 0 xs"), 1);
+    assert_eq!(rewritten("entry m [n] (xs: [n]i64) : i64 = reduce (*) 1 xs"), 1);
+}
+
+/// Integer sums and products wrap: as strands, the same bits as a fold, on
+/// every engine.
+#[test]
+fn integer_strands_keep_their_bits() {
+    let p =
+        compile("entry m [n] (xs: [n]i64) : (i64, i64) = (reduce (+) 0 xs, reduce (*) 1 (map (\\x -> 2 * x + 1) xs))");
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    for _ in 0..100 {
+        let n = (rng.next() % 40) as usize;
+        let xs: Vec<i64> = (0..n).map(|_| rng.next() as i64).collect();
+        let sum = xs.iter().fold(0i64, |a, &b| a.wrapping_add(b));
+        let product = xs.iter().fold(1i64, |a, &b| a.wrapping_mul(b.wrapping_mul(2).wrapping_add(1)));
+        let input = serde_json::json!({ "xs": xs });
+        let got = slope::testfile::every_engine(&p, "m", &input).unwrap_or_else(|e| panic!("{xs:?}: {e}")).unwrap();
+        assert_eq!(got, serde_json::json!([sum, product]), "{xs:?}");
+    }
+}
+
+/// Float sums as strands: within rounding of the fold, and the same bits on
+/// 1, 2, 3 and 8 threads.
+#[test]
+fn reassociated_sums_are_close_to_the_fold_and_the_same_on_every_thread_count() {
+    let p = reassociated(
+        "entry m [r][c] (xs: [r][c]f64) (v: [c]f64) : ([r]f64, f64) = (map (\\row -> sum (map2 (*) row v)) xs, sum v)",
+    );
+    let mut rng = Rng(0x5eed_1234_abcd_0003);
+    for _ in 0..40 {
+        let (r, c) = (1 + (rng.next() % 9) as usize, (rng.next() % 37) as usize);
+        let mut uniform = || (rng.next() % 2001) as f64 / 1000.0 - 1.0;
+        let xs: Vec<Vec<f64>> = (0..r).map(|_| (0..c).map(|_| uniform()).collect()).collect();
+        let v: Vec<f64> = (0..c).map(|_| uniform()).collect();
+        let input = serde_json::json!({ "xs": xs, "v": v });
+        let folded: Vec<f64> = xs.iter().map(|row| row.iter().zip(&v).fold(0.0, |a, (x, y)| a + x * y)).collect();
+        let want = serde_json::json!([folded, v.iter().fold(0.0, |a, x| a + x)]);
+        let mut first = None;
+        for threads in [1, 2, 3, 8] {
+            p.set_threads(threads).unwrap();
+            let got = p.call_json_on(Engine::Multicore, "m", &input).unwrap();
+            slope::testfile::json_close(&got, &want, 1e-13, "result").unwrap();
+            assert_eq!(first.get_or_insert_with(|| got.clone()), &got, "{threads} threads");
+        }
+        let sequential = p.call_json_on(Engine::Sequential, "m", &input).unwrap();
+        slope::testfile::json_close(&sequential, &want, 1e-13, "result").unwrap();
+    }
+}
+
+/// A gather's index checked in every strand: out-of-range indices placed at
+/// random, several of them, so that a later strand meets its bad index
+/// first; every engine reports the first in index order, as the
+/// interpreter does, for a maximum and (reassociated) a sum.
+#[test]
+fn a_gather_out_of_range_fails_first_in_index_order() {
+    let max = "entry m [n][k] (xs: [n]f64) (is: [k]i64) : f64 = reduce max (-inf) (map (\\i -> xs[i]) is)";
+    let sum = "entry m [n][k] (xs: [n]f64) (is: [k]i64) : f64 = sum (map (\\i -> xs[i] * 2.0) is)";
+    for p in [compile(max), reassociated(sum)] {
+        assert_eq!(added(&p), 2, "the strands, the remainder and the loop again");
+        let mut rng = Rng(0x5eed_1234_abcd_0004);
+        let mut failures = 0;
+        for _ in 0..200 {
+            let k = (rng.next() % 30) as usize;
+            let is: Vec<i64> = (0..k)
+                .map(|_| match rng.next() % 10 {
+                    0 => 3 + (rng.next() % 5) as i64,
+                    1 => -1 - (rng.next() % 5) as i64,
+                    _ => (rng.next() % 3) as i64,
+                })
+                .collect();
+            let input = serde_json::json!({"xs": [1.0, 2.0, 3.0], "is": is});
+            let reference = p.call_json_on(Engine::Interp, "m", &input);
+            failures += usize::from(reference.is_err());
+            for engine in [Engine::Sequential, Engine::Multicore] {
+                let native = p.call_json_on(engine, "m", &input);
+                slope::testfile::engines_agree(&native, &reference).unwrap_or_else(|e| panic!("{is:?}: {e}"));
+            }
+        }
+        assert!(failures > 50, "only {failures} inputs failed");
+    }
 }
 
 /// `max a b` and `min a b` as Slope defines them on floats: `a` unless `b`
@@ -146,4 +249,14 @@ fn a_maximum_as_strands() {
     let p = compile("entry m [n] (xs: [n]f64) : f64 = reduce max (-inf) xs");
     let shown = p.emit("strands", Some("m")).unwrap();
     slope_tests::snapshot!("strands__a_maximum", shown);
+}
+
+/// What it makes of a sum that checks its gather: each strand's body after
+/// its check runs when the check passes, a failure sets `failed`, and a set
+/// `failed` runs the loop again in order.
+#[test]
+fn a_checked_sum_as_strands() {
+    let p = reassociated("entry m [n][k] (xs: [n]f64) (is: [k]i64) : f64 = sum (map (\\i -> xs[i]) is)");
+    let shown = p.emit("strands", Some("m")).unwrap();
+    slope_tests::snapshot!("strands__a_checked_sum", shown);
 }

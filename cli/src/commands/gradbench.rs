@@ -23,7 +23,9 @@ pub fn run(dir: &Path, engine: Engine) -> ExitCode {
             .map(|text| (path.display().to_string(), text))
             .map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
-    let mut adapter = Adapter::new(Box::new(load_module), Box::new(super::file_loader)).with_engine(engine);
+    let mut adapter = Adapter::new(Box::new(load_module), Box::new(super::file_loader))
+        .with_engine(engine)
+        .with_options(super::options());
     let origin = Instant::now();
     let mut clock = || origin.elapsed().as_nanos() as u64;
     let limit = super::max_input_bytes();

@@ -67,6 +67,8 @@ pub(crate) fn read(path: &Path) -> Result<String, CliFailure> {
 
 /// Set from `--checkpoint` before compiling (one command per process).
 pub static CHECKPOINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set from `--reassociate`: native code may reassociate float sums.
+pub static REASSOCIATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Set from `--save`: reverse mode's rematerialisation policy.
 pub static SAVE: std::sync::OnceLock<slope::ad::Save> = std::sync::OnceLock::new();
 /// Set from `--timings`: print each pass's compile time to stderr.
@@ -87,12 +89,13 @@ pub fn write_result(out: &str) -> Result<(), CliFailure> {
     streams::write_stdout(out).map_err(|e| plain_error(Code::E0307, format!("cannot write the output: {e}"), None))
 }
 
-/// The compiler options the command line chose (`--checkpoint`), for every
-/// command that compiles a program.
-pub(crate) fn options() -> slope::driver::Options {
+/// The compiler options the command line chose (`--checkpoint`, `--save`,
+/// `--reassociate`), for every command that compiles a program.
+pub fn options() -> slope::driver::Options {
     let mut options = slope::driver::Options::default();
     options.ad.checkpoint = CHECKPOINT.load(std::sync::atomic::Ordering::Relaxed);
     options.ad.save = SAVE.get().copied().unwrap_or_default();
+    options.reassociate = REASSOCIATE.load(std::sync::atomic::Ordering::Relaxed);
     options
 }
 
@@ -199,8 +202,20 @@ pub fn run(
     Ok(result.to_string())
 }
 
-pub fn emit(file: &Path, stage: &str, entry: Option<&str>, schedule: Option<&str>) -> Result<String, CliFailure> {
+pub fn emit(
+    file: &Path,
+    stage: &str,
+    entry: Option<&str>,
+    schedule: Option<&str>,
+    disassemble: bool,
+) -> Result<String, CliFailure> {
+    if disassemble && (stage != slope::driver::CLIF.name || schedule.is_some()) {
+        return Err(usage_error("--disassemble goes with `--stage clif` (and the default schedule)"));
+    }
     let program = compile(file)?;
+    if disassemble {
+        return Ok(program.disassemble(entry)?);
+    }
     Ok(program.emit_with_schedule(stage, entry, schedule)?)
 }
 

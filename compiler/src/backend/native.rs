@@ -106,16 +106,15 @@ impl NativeCode {
     /// Compiles an optimised program on the multicore back end, failures
     /// pointing at `span` (the REPL builds its expressions through this,
     /// with `poll_interrupt` so that Ctrl-C stops a long loop).
-    pub fn build(ir: &ir::Program, span: Span, poll_interrupt: bool) -> Result<NativeCode, Diagnostic> {
-        let mut cx = context(span, poll_interrupt);
+    pub fn build(ir: &ir::Program, span: Span, options: driver::Options) -> Result<NativeCode, Diagnostic> {
+        let mut cx = context(span, options);
         Multicore::compile(ir, &mut cx).map_err(|mut ds| ds.remove(0))
     }
 }
 
 /// The driver context a back end runs in when no files are involved:
-/// failures point at `span`.
-pub fn context(span: Span, poll_interrupt: bool) -> Context<'static> {
-    let options = driver::Options { poll_interrupt, ..Default::default() };
+/// failures point at `span`; the back-end passes read `options`.
+pub fn context(span: Span, options: driver::Options) -> Context<'static> {
     let mut cx = Context::new(SourceMap::new(), &driver::no_files, options);
     cx.span = span;
     cx

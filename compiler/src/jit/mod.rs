@@ -294,9 +294,46 @@ fn build_and_compile(
 /// `only`), as built (before Cranelift optimises it), then of the segments
 /// they call.
 pub fn clif_text(program: &loops::Program, only: Option<&str>) -> Result<String, String> {
+    let mut out = String::new();
+    each_built(program, only, |_, func| {
+        out.push_str(&func.display().to_string());
+        out.push('\n');
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The machine code of the same functions as [`clif_text`]: each one
+/// compiled as the JIT compiles it (Cranelift's optimiser, register
+/// allocation) and listed by Cranelift's disassembler, after a header line
+/// naming it. Calls to segments and the runtime are unresolved relocations.
+pub fn machine_code_text(program: &loops::Program, only: Option<&str>) -> Result<String, String> {
+    let module = new_module()?;
+    let isa = module.isa();
+    let mut out = String::new();
+    each_built(program, only, |name, func| {
+        let mut ctx = Context::for_function(func);
+        ctx.set_disasm(true);
+        let mut plane = cranelift::codegen::control::ControlPlane::default();
+        let compiled = ctx
+            .compile(isa, &mut plane)
+            .map_err(|e| format!("cannot compile `{name}`: {}", pretty_error(e.func, e.inner)))?;
+        let listing = compiled.vcode.as_deref().unwrap_or("(no disassembly)\n");
+        out.push_str(&format!("; {name}: {} bytes\n{listing}\n", compiled.code_buffer().len()));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Builds the CLIF of every function of `program` (or only of `only`), then
+/// of the segments they call, and hands each to `each` with its name.
+fn each_built(
+    program: &loops::Program,
+    only: Option<&str>,
+    mut each: impl FnMut(&str, Function) -> Result<(), String>,
+) -> Result<(), String> {
     let mut module = new_module()?;
     let mut fctx = FunctionBuilderContext::new();
-    let mut out = String::new();
     // Segments are named by import, their plans by index (no code runs).
     let signature = entry_signature(&module);
     let segments: Vec<SegmentRef> = program
@@ -324,10 +361,9 @@ pub fn clif_text(program: &loops::Program, only: Option<&str>) -> Result<String,
     for f in shown.into_iter().chain(called) {
         let mut func = Function::with_name_signature(UserFuncName::testcase(&f.name), signature.clone());
         build(target, f, &mut func, &mut fctx, &segments, false)?;
-        out.push_str(&func.display().to_string());
-        out.push('\n');
+        each(&f.name, func)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 // Note [Functions aligned to 64 bytes]
