@@ -439,6 +439,17 @@ fn cl_type(t: MTy) -> Type {
     }
 }
 
+/// The integer parameters of `f` its body never assigns, by argument word.
+fn constant_params(f: &loops::Func) -> HashMap<LVar, usize> {
+    let assigned = loops::assigned_in(&f.body);
+    f.params
+        .iter()
+        .enumerate()
+        .filter(|&(_, &p)| f.ty(p) == MTy::I64 && !assigned.contains(&p))
+        .map(|(k, &p)| (p, k))
+        .collect()
+}
+
 /// Builds the CLIF of `f` into `func`, whose signature is already the
 /// entry signature.
 fn build(
@@ -464,6 +475,8 @@ fn build(
         f,
         vars,
         ctx,
+        args,
+        constant_params: constant_params(f),
         fail_exit: None,
         fail_shared: None,
         poll,
@@ -595,6 +608,11 @@ struct Gen<'a, 'm> {
     vars: Vec<Variable>,
     /// The `*mut Ctx` parameter.
     ctx: Value,
+    /// The arguments' words, and the word of each integer parameter the
+    /// body never assigns: a failure reads those again (Note [Failure
+    /// arguments from memory]).
+    args: Value,
+    constant_params: HashMap<LVar, usize>,
     /// Returns 1; every `Fail` jumps here (created by the first one).
     fail_exit: Option<Block>,
     /// Records a failure (block parameters: site, argument count, six
@@ -893,9 +911,28 @@ impl Gen<'_, '_> {
     // (`branch_unless`), and a check's failure block is cold (placed last).
     // Measured on 2026-12-05 (`slope --threads 1 bench FILE --input X`,
     // GradBench's largest inputs): gmm's jacobian 704–784 → 600–623 ms (its
-    // objective went 162 → 182 ms: a register is now spilled around the
-    // inner loop's failure edge), ht's objective 4.8–5.0 → 2.9 ms, ba's
-    // jacobian 84.8 → 78–81 ms, lse unchanged.
+    // objective went 162 → 182 ms: a register was spilled around the
+    // inner loop's failure edge — Note [Failure arguments from memory]),
+    // ht's objective 4.8–5.0 → 2.9 ms, ba's jacobian 84.8 → 78–81 ms, lse
+    // unchanged.
+
+    // Note [Failure arguments from memory]
+    // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    // A check's failure reports its operands: an index and, most often, a
+    // length — a parameter of the function (an array's dimension). Passed
+    // as a value, the length is live on the failure edge of every check in
+    // a loop, and Cranelift's register allocator split it there: in gmm's
+    // objective it kept the length in a register for the comparison but
+    // stored it to its stack slot before every branch to the failure and
+    // loaded it back on the loop's back edge — a store and a load through
+    // memory in the chain of every iteration of the innermost loop, which
+    // cost more than the dot product's additions. A parameter the body
+    // never assigns has the value of its argument word throughout, so the
+    // failure path loads it from the arguments again (`fail_word`) and the
+    // loop keeps it in a register alone. Measured on 2026-12-05 (`slope
+    // --threads 1 bench examples/gradbench/gmm.slope --input X --entry
+    // objective --derivative jacobian`, d = 64, k = 100, n = 1000): the
+    // objective 181–186 → 145–146 ms, the jacobian 630–696 → 600–616 ms.
 
     /// Goes on to `stay` when `c` is non-zero, else to `leave` — a block
     /// that leaves the loops around it (a failure, a `while` loop's exit),
@@ -1198,6 +1235,15 @@ impl Gen<'_, '_> {
 
     /// `count * size(elem)`.
     /// Records the failure of `site` with `args` and leaves the function.
+    /// A failure's argument as a word: a parameter that never changes read
+    /// from the arguments again (Note [Failure arguments from memory]).
+    fn fail_word(&mut self, a: Operand) -> Value {
+        match a.var().and_then(|v| self.constant_params.get(&v)) {
+            Some(&k) => self.b.ins().load(types::I64, MemFlagsData::trusted(), self.args, 8 * k as i32),
+            None => self.word(a),
+        }
+    }
+
     fn fail(&mut self, site: u32, args: &[Operand]) {
         if args.len() <= SHARED_FAIL_ARGS {
             // Jump to the shared failure block: a check costs a branch, not calls.
@@ -1213,7 +1259,8 @@ impl Gen<'_, '_> {
                 self.b.ins().iconst(types::I64, args.len() as i64),
             ];
             for &a in args {
-                vals.push(self.word(a));
+                let w = self.fail_word(a);
+                vals.push(w);
             }
             let zero = self.b.ins().iconst(types::I64, 0);
             vals.resize(2 + SHARED_FAIL_ARGS, zero);
@@ -1222,7 +1269,7 @@ impl Gen<'_, '_> {
             return;
         }
         for &a in args {
-            let w = self.word(a);
+            let w = self.fail_word(a);
             let ctx = self.ctx;
             self.call_void("slope_fail_arg", &[types::I64; 2], &[ctx, w]);
         }

@@ -67,14 +67,18 @@ use slope_runtime::parallel::{Elem, ReduceOp};
 // A floating-point sum or product as strands is associated as
 // `((acc ⊕ s1) ⊕ s2) ⊕ s3`, each strand a fold from the left over its
 // quarter of the range — as a parallel loop's chunks are (docs/native.md,
-// "All the cores"), at a finer grain. Its bits may differ from the
-// interpreter's single fold in the last places (the test suite compares
-// engines to 1e-12, as it does for parallel sums); they do not depend on
-// the number of threads, since the strands of a loop are cut by its trip
-// count alone. What it buys is the latency chain: gmm's objective, whose
-// inner loop is the dot product of a row of the packed triangle with a
-// vector, went from 179 to 132 ms at d = 64, k = 100, n = 1000 on one
-// thread (docs/performance.md, thirty-third session).
+// "All the cores"), at a finer grain. Its bits do not depend on the number
+// of threads, since the strands of a loop are cut by its trip count alone,
+// but they may differ from the interpreter's single fold: in the last
+// places for a well-conditioned sum, by much more where the sum cancels
+// (1e308 beside small numbers; the fuzzer's `engines` target finds such
+// inputs within seconds). So it is an option, `Options::reassociate`
+// (`--reassociate`), off by default, as `-ffast-math` is for a C compiler;
+// the GradBench tool runs without it. What it buys is the latency chain:
+// gmm's objective, whose inner loop is the dot product of a row of the
+// packed triangle with a vector, went from 179–199 to 133–137 ms at d = 64,
+// k = 100, n = 1000 on one thread (docs/performance.md, thirty-third
+// session).
 
 // Note [Strands that fail]
 // ~~~~~~~~~~~~~~~~~~~~~~~~
@@ -94,7 +98,7 @@ use slope_runtime::parallel::{Elem, ReduceOp};
 // keeps the loop as it is.
 
 /// The largest loop body (in instructions) written out five times: four
-/// strands and the remainder's loop.
+/// strands and the remainder's loop (six with checks: the loop again).
 const MAX_BODY: usize = 24;
 
 /// How many strands a loop runs.
