@@ -91,7 +91,7 @@ pub fn write_result(out: &str) -> Result<(), CliFailure> {
 
 /// The compiler options the command line chose (`--checkpoint`, `--save`,
 /// `--reassociate`), for every command that compiles a program.
-pub fn options() -> slope::driver::Options {
+pub(crate) fn options() -> slope::driver::Options {
     let mut options = slope::driver::Options::default();
     options.ad.checkpoint = CHECKPOINT.load(std::sync::atomic::Ordering::Relaxed);
     options.ad.save = SAVE.get().copied().unwrap_or_default();
