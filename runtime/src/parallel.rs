@@ -479,7 +479,9 @@ static STARTS: AtomicU64 = AtomicU64::new(0);
 
 /// A share's chunk counter on a cache line of its own, so that one thread
 /// taking a chunk does not take the line holding another share's counter
-/// from the core that runs that share (Note [Contiguous shares]).
+/// from the core that runs that share (Note [Contiguous shares]). 128
+/// bytes, two 64-byte lines: x86's adjacent-line prefetcher fetches lines
+/// in pairs.
 #[repr(align(128))]
 struct OwnLine(AtomicI64);
 

@@ -498,7 +498,7 @@ fn build(
             });
             for p in touched {
                 if let Some(k) = unloaded.remove(&p) {
-                    g.load_param(p, args, k);
+                    g.load_param(p, k);
                 }
             }
         }
@@ -507,7 +507,7 @@ fn build(
     let mut rest: Vec<(LVar, usize)> = unloaded.into_iter().collect();
     rest.sort_by_key(|&(_, k)| k);
     for (p, k) in rest {
-        g.load_param(p, args, k);
+        g.load_param(p, k);
     }
     for (k, &r) in f.results.iter().enumerate() {
         let v = g.operand(r);
@@ -889,9 +889,14 @@ impl Gen<'_, '_> {
     }
 
     /// Parameter `p`, the `k`th word of the argument block.
-    fn load_param(&mut self, p: LVar, args: Value, k: usize) {
-        let v = self.b.ins().load(cl_type(self.f.ty(p)), MemFlagsData::trusted(), args, 8 * k as i32);
+    fn load_param(&mut self, p: LVar, k: usize) {
+        let v = self.arg_word(cl_type(self.f.ty(p)), k);
         self.b.def_var(self.var(p), v);
+    }
+
+    /// Argument word `k` of the function, read as a `ty`.
+    fn arg_word(&mut self, ty: Type, k: usize) -> Value {
+        self.b.ins().load(ty, MemFlagsData::trusted(), self.args, 8 * k as i32)
     }
 
     // Note [Exits first]
@@ -1233,17 +1238,16 @@ impl Gen<'_, '_> {
         self.b.ins().iadd(base, offset)
     }
 
-    /// `count * size(elem)`.
-    /// Records the failure of `site` with `args` and leaves the function.
     /// A failure's argument as a word: a parameter that never changes read
     /// from the arguments again (Note [Failure arguments from memory]).
     fn fail_word(&mut self, a: Operand) -> Value {
         match a.var().and_then(|v| self.constant_params.get(&v)) {
-            Some(&k) => self.b.ins().load(types::I64, MemFlagsData::trusted(), self.args, 8 * k as i32),
+            Some(&k) => self.arg_word(types::I64, k),
             None => self.word(a),
         }
     }
 
+    /// Records the failure of `site` with `args` and leaves the function.
     fn fail(&mut self, site: u32, args: &[Operand]) {
         if args.len() <= SHARED_FAIL_ARGS {
             // Jump to the shared failure block: a check costs a branch, not calls.

@@ -14,6 +14,7 @@
 //! that fail]); the loop IR's (every load in bounds, every variable
 //! assigned before it is read).
 
+use super::opt::checks::is_check;
 use super::parallel::{read_before_assigned, reduction, Facts};
 use super::{fresh_copy, rename_block, Func, Inst, LVar, MTy, Operand, Program, Rhs};
 use crate::hash::{HashMap, HashSet};
@@ -187,14 +188,6 @@ fn only_computes(insts: &[Inst]) -> bool {
         Inst::If { then, els, .. } => only_computes(then) && only_computes(els),
         _ => false,
     })
-}
-
-/// `Some(ok)` when `inst` is a check, `if ok {} else { fail … }`.
-fn is_check(inst: &Inst) -> Option<Operand> {
-    match inst {
-        Inst::If { cond, then, els } if then.is_empty() && matches!(els.as_slice(), [Inst::Fail { .. }]) => Some(*cond),
-        _ => None,
-    }
 }
 
 /// The binary operator that combines two strands of a reduction with `op`
