@@ -366,7 +366,7 @@ fn run(entries: &[Entry], index: usize, code: Code, values: &[Value], ctx: &mut 
     }
     // SAFETY: on success each array result word points to its elements
     // (the arena is not emptied yet).
-    let mut leaves = unsafe { read_results(entry.result_leaves.iter().copied(), &results) }.into_iter();
+    let mut leaves = unsafe { read_results(entry.result_leaves.iter().copied(), &results, ctx.threads) }.into_iter();
     match (entry.result.rebuild(&mut leaves), leaves.next()) {
         (Some(v), None) => Ok(v),
         _ => Err(plain("E0900", "internal compiler error: the result leaves do not match the result type".into())),

@@ -222,13 +222,26 @@ static POOL_OVERHEAD_NS: AtomicU64 = AtomicU64::new(POOL_WORK_NS / 2);
 /// preempted for milliseconds must not keep every later loop off the pool.
 const MOST_OVERHEAD_NS: u64 = 4 * POOL_WORK_NS;
 
+/// Below this much estimated sequential work a loop runs inline even while
+/// the pool's workers are awake (Note [Where the data is]).
+const AWAKE_WORK_NS: u64 = 10_000;
+
+/// What a pool run costs beyond its work while the workers are awake: the
+/// jobs are taken at once by threads already spinning (Note [Where the
+/// data is]).
+const AWAKE_OVERHEAD_NS: u64 = 5_000;
+
 /// Whether a loop of `work` nanoseconds of sequential work is worth running
 /// on `threads` threads when the pool costs `overhead` nanoseconds: the time
-/// the other threads save must exceed it.
-fn worth_the_pool(work: u128, threads: usize, overhead: u64) -> bool {
+/// the other threads save must exceed it. While the workers are `awake`
+/// from a pool run a moment ago, the pool costs little and the loop's data
+/// is likely spread over their caches (Note [Where the data is]); `awake`
+/// reads the clock, so it is asked only about loops it could decide.
+fn worth_the_pool(work: u128, threads: usize, overhead: u64, awake: impl FnOnce() -> bool) -> bool {
     let threads = threads.max(1) as u128;
     let saved = work * (threads - 1) / threads;
-    work >= POOL_WORK_NS as u128 && saved > overhead as u128
+    let cold = work >= POOL_WORK_NS as u128 && saved > overhead as u128;
+    cold || (work >= AWAKE_WORK_NS as u128 && saved > AWAKE_OVERHEAD_NS.min(overhead) as u128 && awake())
 }
 
 /// The pool's overhead after a loop worth running on the pool but for that
@@ -470,12 +483,72 @@ pub fn threads_from_env() -> Result<usize, String> {
 // results do not change. Keeping them awake for 3 ms instead made no
 // measurable difference (docs/performance.md, twenty-sixth session).
 
+// Note [Where the data is]
+// ~~~~~~~~~~~~~~~~~~~~~~~~
+// After a loop ran on the pool, its array is spread over the threads'
+// caches: the caller's share in the caller's core, each worker's in its own
+// (Note [Contiguous shares]). A later loop over that array run inline, or
+// the caller copying the result out of the arena, pulls the workers' lines
+// to the caller's core — and the next call's parallel loop pulls them back.
+// Moving a line between the two vCPUs of this virtual machine costs far
+// more than a hit in the core's own cache, and how much more changes over
+// time (the host places the vCPUs). lse's gradient (a maximum; exponentials
+// stored into `out` and summed; `out` scaled) took 0.94 or 1.40 ms at
+// n = 320,000 in GradBench sessions of the same code, steady within a
+// process and different between processes; the second figure only in
+// periods when the worker ran its chunks of the exponentials 3-4× slower
+// than the caller (traced per segment, 2026-12-05). Its part of `out` had
+// been read by the caller twice: by the scaling, which ran inline at the
+// smaller sizes (under `POOL_WORK_NS`), and when the result was copied out.
+// The primal, which writes no array, never slowed.
+//
+// So while the workers are awake from a pool run that ended less than half
+// of `AWAKE_NS` ago (`workers_awake`), the pool costs next to nothing
+// (`AWAKE_OVERHEAD_NS`: no thread is woken) and a loop goes to it from
+// `AWAKE_WORK_NS` of work; a result of at least `AWAKE_COPY_BYTES` is
+// copied out of the arena by the pool too (`words::read_results` through
+// `copy`), in pieces of `COPY_PIECE_BYTES`, small enough that the shares'
+// boundaries fall near those of the loops that wrote it. Each part of the
+// array then stays with the core that wrote it, from one call to the next.
+// Neither changes a result (Note [Deterministic chunks], Note [Chunks of a
+// map]). Measured on 2026-12-05 (`/tmp/ab2.sh`-style alternation of the old
+// and new binary replaying one GradBench lse session, 2 threads, twelve
+// processes each): old 14.8-18.3 ms, new 14.5-15.8 ms
+// (docs/performance.md, thirty-fourth session).
+
 /// How long workers stay awake after a segment (Note [Workers awake between segments]).
 const AWAKE_NS: u64 = 300_000;
 
 /// Counts the pool runs started: a change ends the spinning of the workers
 /// kept awake (Note [Workers awake between segments]).
 static STARTS: AtomicU64 = AtomicU64::new(0);
+
+/// When the last pool run ended, in nanoseconds since [`epoch`] (0: never).
+static LAST_POOL_END_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The instant the runtime's clock counts from.
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos().min(u64::MAX as u128) as u64
+}
+
+/// Whether the pool's workers are still spinning after the last pool run
+/// (Note [Workers awake between segments]): it ended less than half of
+/// [`AWAKE_NS`] ago, the other half a margin for a worker that was slow
+/// to start spinning.
+fn workers_awake() -> bool {
+    awake_at(LAST_POOL_END_NS.load(Ordering::Relaxed), now_ns())
+}
+
+/// Whether workers whose last pool run ended at `last` (0: never) are still
+/// awake at `now`.
+fn awake_at(last: u64, now: u64) -> bool {
+    last != 0 && now.saturating_sub(last) < AWAKE_NS / 2
+}
 
 /// A share's chunk counter on a cache line of its own, so that one thread
 /// taking a chunk does not take the line holding another share's counter
@@ -524,6 +597,7 @@ fn run_shared<T: Send>(
         drain(0);
     });
     keep_awake(pool, threads - 1, started);
+    LAST_POOL_END_NS.store(now_ns().max(1), Ordering::Relaxed);
     let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
     done.sort_by_key(|(k, _)| *k);
     done.into_iter().map(|(_, outcome)| outcome).collect()
@@ -572,13 +646,21 @@ fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
 // copied are the same however the copy is cut. ba's Jacobian concatenates
 // 31·p doubles (92 MB at GradBench's largest p) after its parallel loop:
 // copied on the calling thread alone, that was a tenth of its time on two
-// threads (`perf record`, 2026-12-03).
+// threads (`perf record`, 2026-12-03). Smaller copies go to the pool while
+// its workers are awake (Note [Where the data is]): results copied out of
+// the arena right after the loops that wrote them.
 
 /// The smallest copy worth the pool.
 const PARALLEL_COPY_BYTES: usize = 8 << 20;
 
-/// The bytes each task of a large copy copies.
-const COPY_PIECE_BYTES: usize = 1 << 20;
+/// The smallest copy worth the pool while its workers are awake (Note
+/// [Where the data is]).
+const AWAKE_COPY_BYTES: usize = 256 << 10;
+
+/// The bytes each task of a large copy copies: small, so that the shares'
+/// boundaries fall near those of the loops that wrote the source (Note
+/// [Where the data is]).
+const COPY_PIECE_BYTES: usize = 64 << 10;
 
 /// Copies `bytes` bytes from `src` to `dst` (`memmove`), on `threads`
 /// threads (the caller and the pool's workers) when the copy is large and
@@ -587,8 +669,31 @@ const COPY_PIECE_BYTES: usize = 1 << 20;
 /// # Safety
 /// Both ranges must be valid for `bytes` bytes.
 pub unsafe fn copy(threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
+    // SAFETY: as the caller promises.
+    unsafe { copy_shared_if(bytes >= PARALLEL_COPY_BYTES, threads, dst, src, bytes) }
+}
+
+/// [`copy`] for a call's result leaving the arena: shared with the pool
+/// from [`AWAKE_COPY_BYTES`] too while its workers are awake, so that each
+/// thread reads the part its loops wrote (Note [Where the data is]).
+///
+/// # Safety
+/// Both ranges must be valid for `bytes` bytes.
+pub unsafe fn copy_result(threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
+    let share = bytes >= PARALLEL_COPY_BYTES || (bytes >= AWAKE_COPY_BYTES && workers_awake());
+    // SAFETY: as the caller promises.
+    unsafe { copy_shared_if(share, threads, dst, src, bytes) }
+}
+
+/// The copy, in pieces the caller and the pool share when `share`, there
+/// is more than one thread, the ranges are apart and the caller is not
+/// itself on the pool.
+///
+/// # Safety
+/// Both ranges must be valid for `bytes` bytes.
+unsafe fn copy_shared_if(share: bool, threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
     let apart = (dst as usize).abs_diff(src as usize) >= bytes;
-    let on_pool = threads > 1 && bytes >= PARALLEL_COPY_BYTES && apart && rayon::current_thread_index().is_none();
+    let on_pool = share && threads > 1 && apart && rayon::current_thread_index().is_none();
     match on_pool.then(|| pool(threads)).flatten() {
         Some(p) => {
             let (dst, src) = (dst as usize, src as usize);
@@ -743,7 +848,7 @@ pub unsafe extern "C" fn slope_parallel_for(
     let observed = seg.observed.get();
     let overhead = POOL_OVERHEAD_NS.load(Ordering::Relaxed);
     let estimate = (observed as u128) * (n as u128) / 1000;
-    let worth_it = worth_the_pool(estimate, threads, overhead);
+    let worth_it = worth_the_pool(estimate, threads, overhead, workers_awake);
     if !worth_it && threads > 1 && estimate >= POOL_WORK_NS as u128 {
         // Kept off the pool by its cost alone: let the estimate of that cost
         // fade, so that the pool is measured again (Note [Pool or inline]).
@@ -1069,13 +1174,48 @@ mod tests {
     #[test]
     fn the_pool_runs_loops_whose_saved_time_exceeds_its_cost() {
         // 300 µs of work on two threads saves 150 µs.
-        assert!(worth_the_pool(300_000, 2, 100_000));
-        assert!(!worth_the_pool(300_000, 2, 200_000));
+        assert!(worth_the_pool(300_000, 2, 100_000, || false));
+        assert!(!worth_the_pool(300_000, 2, 200_000, || false));
         // More threads save more of it; one thread saves nothing.
-        assert!(worth_the_pool(300_000, 4, 200_000));
-        assert!(!worth_the_pool(300_000, 1, 0));
+        assert!(worth_the_pool(300_000, 4, 200_000, || false));
+        assert!(!worth_the_pool(300_000, 1, 0, || false));
         // Below `POOL_WORK_NS`, never, however cheap the pool.
-        assert!(!worth_the_pool(POOL_WORK_NS as u128 - 1, 8, 0));
+        assert!(!worth_the_pool(POOL_WORK_NS as u128 - 1, 8, 0, || false));
+        // While the workers are awake, from `AWAKE_WORK_NS` of work, whatever
+        // waking them cost (Note [Where the data is]); never on one thread.
+        // 20 µs of work saves 10 µs on two threads, more than the awake cost.
+        assert!(worth_the_pool(20_000, 2, MOST_OVERHEAD_NS, || true));
+        assert!(!worth_the_pool(AWAKE_WORK_NS as u128 - 1, 8, 0, || true));
+        assert!(!worth_the_pool(300_000, 1, 0, || true));
+        // 10 µs saves 5 µs: not more than the awake cost, unless the
+        // measured cost is lower still.
+        assert!(!worth_the_pool(AWAKE_WORK_NS as u128, 2, MOST_OVERHEAD_NS, || true));
+        assert!(worth_the_pool(AWAKE_WORK_NS as u128, 2, 1_000, || true));
+    }
+
+    #[test]
+    fn the_workers_are_awake_just_after_a_pool_run_only() {
+        assert!(awake_at(1_000, 1_000 + AWAKE_NS / 2 - 1));
+        assert!(!awake_at(1_000, 1_000 + AWAKE_NS / 2));
+        assert!(!awake_at(0, 5));
+        let p = pool(2).expect("a pool");
+        run_shared(&p, 2, 0..4, &|k| k);
+        assert!(LAST_POOL_END_NS.load(Ordering::Relaxed) > 0);
+    }
+
+    /// A copy the awake pool shares lands where one `memmove` puts it, for
+    /// every thread count and a length that is no multiple of a piece.
+    #[test]
+    fn a_copy_shared_by_awake_workers_is_a_plain_copy() {
+        let n = AWAKE_COPY_BYTES / 8 + 12_345;
+        let src: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+        for threads in [1, 2, 3, 8] {
+            let mut dst = vec![0u64; n];
+            LAST_POOL_END_NS.store(now_ns().max(1), Ordering::Relaxed);
+            // SAFETY: both hold `n` elements and do not overlap.
+            unsafe { copy_result(threads, dst.as_mut_ptr() as *mut u8, src.as_ptr() as *const u8, n * 8) };
+            assert!(dst == src, "{threads} threads");
+        }
     }
 
     #[test]
@@ -1099,14 +1239,14 @@ mod tests {
         // 700 µs of work saves 350 µs on two threads: refused at 380 µs.
         let mut overhead = 380_000;
         let mut refusals = 0;
-        while !worth_the_pool(700_000, 2, overhead) {
+        while !worth_the_pool(700_000, 2, overhead, || false) {
             overhead = faded_overhead(overhead);
             refusals += 1;
         }
         assert_eq!(refusals, 2);
         // From the cap, a loop saving a tenth of it is tried within a few dozen runs.
         let (mut overhead, mut refusals) = (MOST_OVERHEAD_NS, 0);
-        while !worth_the_pool(2 * POOL_WORK_NS as u128, 2, overhead) {
+        while !worth_the_pool(2 * POOL_WORK_NS as u128, 2, overhead, || false) {
             overhead = faded_overhead(overhead);
             refusals += 1;
         }
@@ -1124,6 +1264,6 @@ mod tests {
         // loop of twice that much work still goes to the pool after it.
         let after = next_overhead(POOL_WORK_NS / 2, 1_000_000_000, 1_000_000, 2);
         assert!(after <= MOST_OVERHEAD_NS);
-        assert!(worth_the_pool(2 * MOST_OVERHEAD_NS as u128 + 2, 2, after));
+        assert!(worth_the_pool(2 * MOST_OVERHEAD_NS as u128 + 2, 2, after, || false));
     }
 }

@@ -46,12 +46,18 @@ pub fn push_words(value: &Value, out: &mut Vec<u64>) {
 }
 
 /// The result leaves of a call, one per `(element type, rank)` of `leaves`,
-/// copied out of the words (and the arena they point into).
+/// copied out of the words (and the arena they point into) — a large array
+/// by the call's `threads` threads (Note [Where the data is] in
+/// parallel.rs).
 ///
 /// # Safety
 /// `words` holds the words of `leaves`, and every array leaf's pointer
 /// points to `product(dims)` live elements of its type.
-pub unsafe fn read_results(leaves: impl IntoIterator<Item = (ElemType, u32)>, words: &[u64]) -> Vec<Value> {
+pub unsafe fn read_results(
+    leaves: impl IntoIterator<Item = (ElemType, u32)>,
+    words: &[u64],
+    threads: usize,
+) -> Vec<Value> {
     let mut at = 0;
     let mut out = Vec::new();
     for (elem, rank) in leaves {
@@ -70,10 +76,10 @@ pub unsafe fn read_results(leaves: impl IntoIterator<Item = (ElemType, u32)>, wo
             // SAFETY: the caller's promise; nothing is read when `n == 0`.
             let data = unsafe {
                 match elem {
-                    ElemType::F64 => ArrayData::F64(read(w, n)),
-                    ElemType::F32 => ArrayData::F32(read(w, n)),
-                    ElemType::I64 => ArrayData::I64(read(w, n)),
-                    ElemType::Bool => ArrayData::Bool(read::<u8>(w, n).into_iter().map(|b| b != 0).collect()),
+                    ElemType::F64 => ArrayData::F64(read(w, n, threads)),
+                    ElemType::F32 => ArrayData::F32(read(w, n, threads)),
+                    ElemType::I64 => ArrayData::I64(read(w, n, threads)),
+                    ElemType::Bool => ArrayData::Bool(read::<u8>(w, n, 1).into_iter().map(|b| b != 0).collect()),
                 }
             };
             out.push(Value::Array(Rc::new(Array::new(shape, data))));
@@ -83,14 +89,26 @@ pub unsafe fn read_results(leaves: impl IntoIterator<Item = (ElemType, u32)>, wo
     out
 }
 
-/// `n` elements of type `T` at `ptr`.
+/// `n` elements of type `T` at `ptr`, copied on `threads` threads when the
+/// copy is large (Note [Where the data is] in parallel.rs).
 ///
 /// # Safety
 /// When `n > 0`, `ptr` points to `n` initialised, aligned elements.
-unsafe fn read<T: Copy>(ptr: u64, n: usize) -> Vec<T> {
+unsafe fn read<T: Copy>(ptr: u64, n: usize, threads: usize) -> Vec<T> {
     if n == 0 {
         return Vec::new();
     }
-    // SAFETY: the caller's promise.
-    unsafe { std::slice::from_raw_parts(ptr as *const T, n) }.to_vec()
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    // SAFETY: the caller's promise for the source; `v` has room for `n`
+    // elements, all of which the copy initialises.
+    unsafe {
+        crate::parallel::copy_result(
+            threads,
+            v.as_mut_ptr() as *mut u8,
+            ptr as *const u8,
+            n * std::mem::size_of::<T>(),
+        );
+        v.set_len(n);
+    }
+    v
 }

@@ -504,3 +504,23 @@ fn a_large_copy_agrees_on_every_thread_count() {
         assert_eq!(*first, native.to_string(), "{threads} threads: the bits of one thread");
     }
 }
+
+/// A result of a few MiB written by a parallel loop leaves the arena in
+/// pieces the pool copies, while its workers are awake from that loop
+/// (Note [Where the data is] in the runtime): every element arrives where
+/// it belongs, on every thread count, call after call.
+#[test]
+fn a_large_result_is_copied_out_whole_on_every_thread_count() {
+    let src = "entry f [n] (x: [n]f64) (s: f64) : [n]f64 = map (\\v -> sin (v * s) + v) x";
+    let program = Program::compile("result.slope", src, &file_loader).expect("compiles");
+    let x: Vec<f64> = (0..300_000).map(|i| (i % 977) as f64 * 0.5).collect();
+    let input = serde_json::json!({ "x": x, "s": 0.25 });
+    let interp = program.call_json_on(Engine::Interp, "f", &input).expect("runs");
+    for threads in [1, 2, 3, 8] {
+        program.set_threads(threads).expect("native code builds");
+        for _ in 0..3 {
+            let native = outcome(&program, "f", &input).expect("runs");
+            assert_eq!(native.to_string(), interp.to_string(), "{threads} threads");
+        }
+    }
+}

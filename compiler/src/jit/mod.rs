@@ -1622,7 +1622,7 @@ impl Native {
         let out = match status {
             // SAFETY: on success the result pointers point to live buffers of
             // the dimensions next to them (the arena is not reset yet).
-            0 => Ok((unsafe { result_vals(f, &results) }, nanoseconds)),
+            0 => Ok((unsafe { result_vals(f, &results, ctx.threads) }, nanoseconds)),
             s if i64::from(s) == INTERRUPTED => Err(error(Code::E0208, "interrupted".into())),
             _ => Err(match ctx.take_failure() {
                 Some(failure) => match self.failing_function(f, failure.function) {
@@ -1739,10 +1739,10 @@ fn arg_words(f: &loops::Func, args: &[HostValue]) -> Result<Vec<u64>, RuntimeErr
 ///
 /// # Safety
 /// Every array leaf's pointer must point to `product(dims)` live elements.
-unsafe fn result_vals(f: &loops::Func, words: &[u64]) -> Vec<HostValue> {
+unsafe fn result_vals(f: &loops::Func, words: &[u64], threads: usize) -> Vec<HostValue> {
     let leaves = f.result_leaves.iter().map(|l| (l.elem.elem_type(), l.rank));
     // SAFETY: the caller's promise.
-    unsafe { slope_runtime::words::read_results(leaves, words) }
+    unsafe { slope_runtime::words::read_results(leaves, words, threads) }
 }
 
 #[cfg(test)]
