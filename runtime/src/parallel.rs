@@ -507,14 +507,17 @@ pub fn threads_from_env() -> Result<usize, String> {
 // (`AWAKE_OVERHEAD_NS`: no thread is woken) and a loop goes to it from
 // `AWAKE_WORK_NS` of work; a result of at least `AWAKE_COPY_BYTES` is
 // copied out of the arena by the pool too (`words::read_results` through
-// `copy`), in pieces of `COPY_PIECE_BYTES`, small enough that the shares'
-// boundaries fall near those of the loops that wrote it. Each part of the
-// array then stays with the core that wrote it, from one call to the next.
-// Neither changes a result (Note [Deterministic chunks], Note [Chunks of a
-// map]). Measured on 2026-12-05 (`/tmp/ab2.sh`-style alternation of the old
-// and new binary replaying one GradBench lse session, 2 threads, twelve
-// processes each): old 14.8-18.3 ms, new 14.5-15.8 ms
-// (docs/performance.md, thirty-fourth session).
+// `copy_result`), in pieces of `COPY_PIECE_BYTES`, small enough that the
+// shares' boundaries fall near those of the loops that wrote it. Each part
+// of the array then stays with the core that wrote it, from one call to the
+// next. Neither changes a result (Note [Deterministic chunks], Note [Chunks
+// of a map]). Copies inside generated code keep the larger threshold of
+// Note [Large copies]: their source is as often written by the caller
+// alone, and shared while awake they made lstm 2-4% slower.
+// Measured on 2026-12-05, old and new binary alternated, each process
+// replaying one GradBench lse session on 2 threads: old 15.2-18.2 ms, new
+// 15.3-15.6 ms, four processes each (docs/performance.md, thirty-fourth
+// session).
 
 /// How long workers stay awake after a segment (Note [Workers awake between segments]).
 const AWAKE_NS: u64 = 300_000;
@@ -646,9 +649,9 @@ fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
 // copied are the same however the copy is cut. ba's Jacobian concatenates
 // 31·p doubles (92 MB at GradBench's largest p) after its parallel loop:
 // copied on the calling thread alone, that was a tenth of its time on two
-// threads (`perf record`, 2026-12-03). Smaller copies go to the pool while
-// its workers are awake (Note [Where the data is]): results copied out of
-// the arena right after the loops that wrote them.
+// threads (`perf record`, 2026-12-03). A call's result leaving the arena
+// goes to the pool from a smaller size while the workers are awake (Note
+// [Where the data is]).
 
 /// The smallest copy worth the pool.
 const PARALLEL_COPY_BYTES: usize = 8 << 20;
