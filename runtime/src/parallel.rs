@@ -673,7 +673,7 @@ const COPY_PIECE_BYTES: usize = 64 << 10;
 /// Both ranges must be valid for `bytes` bytes.
 pub unsafe fn copy(threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
     // SAFETY: as the caller promises.
-    unsafe { copy_shared_if(bytes >= PARALLEL_COPY_BYTES, threads, dst, src, bytes) }
+    unsafe { copy_shared_if(false, threads, dst, src, bytes) }
 }
 
 /// [`copy`] for a call's result leaving the arena: shared with the pool
@@ -683,18 +683,19 @@ pub unsafe fn copy(threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
 /// # Safety
 /// Both ranges must be valid for `bytes` bytes.
 pub unsafe fn copy_result(threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
-    let share = bytes >= PARALLEL_COPY_BYTES || (bytes >= AWAKE_COPY_BYTES && workers_awake());
+    let awake = bytes >= AWAKE_COPY_BYTES && workers_awake();
     // SAFETY: as the caller promises.
-    unsafe { copy_shared_if(share, threads, dst, src, bytes) }
+    unsafe { copy_shared_if(awake, threads, dst, src, bytes) }
 }
 
-/// The copy, in pieces the caller and the pool share when `share`, there
-/// is more than one thread, the ranges are apart and the caller is not
-/// itself on the pool.
+/// The copy, in pieces the caller and the pool share when it is large (or
+/// `small_too`), there is more than one thread, the ranges are apart and
+/// the caller is not itself on the pool.
 ///
 /// # Safety
 /// Both ranges must be valid for `bytes` bytes.
-unsafe fn copy_shared_if(share: bool, threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
+unsafe fn copy_shared_if(small_too: bool, threads: usize, dst: *mut u8, src: *const u8, bytes: usize) {
+    let share = bytes >= PARALLEL_COPY_BYTES || small_too;
     let apart = (dst as usize).abs_diff(src as usize) >= bytes;
     let on_pool = share && threads > 1 && apart && rayon::current_thread_index().is_none();
     match on_pool.then(|| pool(threads)).flatten() {

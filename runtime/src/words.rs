@@ -79,6 +79,7 @@ pub unsafe fn read_results(
                     ElemType::F64 => ArrayData::F64(read(w, n, threads)),
                     ElemType::F32 => ArrayData::F32(read(w, n, threads)),
                     ElemType::I64 => ArrayData::I64(read(w, n, threads)),
+                    // Converted on this thread anyway: one thread copies.
                     ElemType::Bool => ArrayData::Bool(read::<u8>(w, n, 1).into_iter().map(|b| b != 0).collect()),
                 }
             };

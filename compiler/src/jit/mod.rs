@@ -1263,8 +1263,7 @@ impl Gen<'_, '_> {
                 self.b.ins().iconst(types::I64, args.len() as i64),
             ];
             for &a in args {
-                let w = self.fail_word(a);
-                vals.push(w);
+                vals.push(self.fail_word(a));
             }
             let zero = self.b.ins().iconst(types::I64, 0);
             vals.resize(2 + SHARED_FAIL_ARGS, zero);
